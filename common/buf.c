@@ -1,0 +1,92 @@
+/* buf: growable byte buffer (see buf.h). */
+#include "buf.h"
+#include "mem.h"
+
+#include <errno.h>
+#include <string.h>
+
+void buf_init(struct buf *b)
+{
+    memset(b, 0, sizeof(*b));
+}
+
+void buf_close(struct buf *b)
+{
+    mem_free(b->data, b->cap);
+    buf_init(b);
+}
+
+int buf_reserve(struct buf *b, size_t n)
+{
+    size_t need, cap;
+    char *p;
+    if (b->cap - b->len >= n)
+        return 0;
+    if (b->off > 0) {
+        buf_compact(b);
+        if (b->cap - b->len >= n)
+            return 0;
+    }
+    if (n > ((size_t)-1) / 2 - b->len)
+        goto oom;
+    need = b->len + n;
+    cap = b->cap ? b->cap : 256;
+    while (cap < need)
+        cap *= 2;
+    p = mem_realloc(b->data, b->cap, cap);
+    if (!p)
+        goto oom;
+    b->data = p;
+    b->cap = cap;
+    return 0;
+oom:
+    b->oom = 1;
+    return -ENOMEM;
+}
+
+int buf_append(struct buf *b, const void *p, size_t n)
+{
+    if (buf_reserve(b, n) < 0)
+        return -ENOMEM;
+    if (n)
+        memcpy(b->data + b->len, p, n);
+    b->len += n;
+    return 0;
+}
+
+void buf_consume(struct buf *b, size_t n)
+{
+    b->off += n;
+    if (b->off >= b->len)
+        b->off = b->len = 0;
+}
+
+void buf_compact(struct buf *b)
+{
+    size_t n = b->len - b->off;
+    if (b->off == 0)
+        return;
+    if (n)
+        memmove(b->data, b->data + b->off, n);
+    b->off = 0;
+    b->len = n;
+}
+
+void buf_reset(struct buf *b)
+{
+    b->off = b->len = 0;
+    b->oom = 0;
+}
+
+void buf_truncate(struct buf *b, size_t len)
+{
+    if (len < b->len && len >= b->off)
+        b->len = len;
+}
+
+void buf_shrink(struct buf *b, size_t keep)
+{
+    if (b->len == b->off && b->cap > keep) {
+        buf_close(b);
+    }
+}

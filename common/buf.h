@@ -1,0 +1,40 @@
+/* buf: a growable byte buffer with a read offset, used for socket input and
+ * reply output. Memory comes from mem.h. A failed growth sets a sticky `oom`
+ * flag so that a long run of appends (a msgpack packer) can be checked once. */
+#ifndef RCS_COMMON_BUF_H
+#define RCS_COMMON_BUF_H
+
+#include <stddef.h>
+
+struct buf {
+    char *data; /* private: storage, cap bytes */
+    size_t cap; /* read-only */
+    size_t len; /* read-only: bytes written */
+    size_t off; /* read-only: bytes already consumed from the front */
+    int oom;    /* read-only: an append failed since the last buf_reset */
+};
+
+void buf_init(struct buf *b);
+/* Release the storage; b may be reused after buf_init. */
+void buf_close(struct buf *b);
+/* Make room for at least n more bytes at the tail. 0 or -ENOMEM. */
+int buf_reserve(struct buf *b, size_t n);
+/* Append n bytes. 0 or -ENOMEM (and b->oom set). */
+int buf_append(struct buf *b, const void *p, size_t n);
+/* Bytes written but not consumed. */
+static inline size_t buf_pending(const struct buf *b)
+{
+    return b->len - b->off;
+}
+/* Mark n pending bytes consumed; when nothing is pending the offsets reset. */
+void buf_consume(struct buf *b, size_t n);
+/* Move pending bytes to the front so the tail has maximal room. */
+void buf_compact(struct buf *b);
+/* Drop everything (keeps storage) and clear oom. */
+void buf_reset(struct buf *b);
+/* Cut the written length back to len (>= off). */
+void buf_truncate(struct buf *b, size_t len);
+/* If nothing is pending and the storage exceeds keep bytes, release it. */
+void buf_shrink(struct buf *b, size_t keep);
+
+#endif

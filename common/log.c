@@ -1,0 +1,46 @@
+/* log: stderr logger (see log.h). */
+#include "log.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+enum log_level log_threshold = LOG_INFO;
+
+static const char *const names[] = {"debug", "info", "warn", "error", "off"};
+
+int log_parse_level(const char *s, enum log_level *out)
+{
+    for (int i = 0; i <= LOG_OFF; i++) {
+        if (strcmp(s, names[i]) == 0) {
+            *out = (enum log_level)i;
+            return 0;
+        }
+    }
+    if (strcmp(s, "warning") == 0) {
+        *out = LOG_WARN;
+        return 0;
+    }
+    return -EINVAL;
+}
+
+void log_msg(enum log_level lvl, const char *fmt, ...)
+{
+    char ts[32];
+    struct timespec now;
+    struct tm tm;
+    va_list ap;
+
+    if (lvl < log_threshold || lvl >= LOG_OFF)
+        return;
+    clock_gettime(CLOCK_REALTIME, &now);
+    gmtime_r(&now.tv_sec, &tm);
+    strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
+    fprintf(stderr, "%s.%03ldZ %-5s ", ts, now.tv_nsec / 1000000, names[lvl]);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+}

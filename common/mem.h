@@ -1,0 +1,24 @@
+/* mem: the one door through which rcstore allocates memory. It counts the
+ * bytes in use (for stats and maxmemory) and lets tests inject failures. It is
+ * not an allocator itself: the pool allocator plugs in behind it later.
+ * Callers pass the size back on free, which is what a size-class pool needs. */
+#ifndef RCS_COMMON_MEM_H
+#define RCS_COMMON_MEM_H
+
+#include <stddef.h>
+
+/* Return n bytes, or NULL when the system (or an injected failure) refuses. */
+void *mem_alloc(size_t n);
+/* Return n zeroed bytes, or NULL. */
+void *mem_calloc(size_t n);
+/* Resize p from old to n bytes; on failure p is untouched and NULL returned. */
+void *mem_realloc(void *p, size_t old, size_t n);
+/* Release p, which was allocated with size n. NULL is ignored. */
+void mem_free(void *p, size_t n);
+/* Bytes currently allocated through this interface. */
+size_t mem_used(void);
+/* Test hook: make the allocation after the next n succeed-ones fail; -1 turns
+ * injection off. Counts only mem_alloc, mem_calloc and growing mem_realloc. */
+void mem_fail_after(long n);
+
+#endif

@@ -1,0 +1,679 @@
+/* cmd: method table and handlers (see cmd.h). */
+#include "cmd.h"
+#include "gc_full.h"
+#include "mem.h"
+#include "rpc_err.h"
+#include "rpc_pack.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+typedef const msgpack_object arg_t;
+typedef int (*cmd_fn)(struct cmd_ctx *c, arg_t *a, uint32_t n);
+
+static int fail(struct cmd_ctx *c, int err, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int fail(struct cmd_ctx *c, int err, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(c->errbuf, sizeof(c->errbuf), fmt, ap);
+    va_end(ap);
+    c->errmsg = c->errbuf;
+    return err;
+}
+
+/* ---- parameter readers: each fails with a message naming the parameter ---- */
+
+static int arg_id(struct cmd_ctx *c, arg_t *a, const char *what, uint64_t *id)
+{
+    *id = 0;
+    if (a->type != MSGPACK_OBJECT_POSITIVE_INTEGER || a->via.u64 == 0)
+        return fail(c, RPC_EBAD_PARAMS, "%s must be an object id (a positive integer)", what);
+    *id = a->via.u64;
+    return 0;
+}
+
+/* An id that must name a live object. */
+static int arg_obj(struct cmd_ctx *c, arg_t *a, const char *what, struct obj **o)
+{
+    uint64_t id;
+    *o = NULL;
+    int rc = arg_id(c, a, what, &id);
+    if (rc < 0)
+        return rc;
+    *o = heap_get(&c->env->st->heap, id);
+    if (!*o)
+        return fail(c, RPC_ENOT_FOUND, "no object %llu", (unsigned long long)id);
+    return 0;
+}
+
+static int arg_count(struct cmd_ctx *c, arg_t *a, uint32_t *n)
+{
+    if (a->type != MSGPACK_OBJECT_POSITIVE_INTEGER || a->via.u64 == 0 ||
+        a->via.u64 > UINT32_MAX)
+        return fail(c, RPC_EBAD_PARAMS, "n must be an integer from 1 to %u", UINT32_MAX);
+    *n = (uint32_t)a->via.u64;
+    return 0;
+}
+
+static int arg_limit(struct cmd_ctx *c, arg_t *a, uint32_t n, uint32_t i, uint64_t *limit)
+{
+    *limit = UINT64_MAX;
+    if (i >= n)
+        return 0;
+    if (a[i].type != MSGPACK_OBJECT_POSITIVE_INTEGER)
+        return fail(c, RPC_EBAD_PARAMS, "limit must be a non-negative integer");
+    *limit = a[i].via.u64;
+    return 0;
+}
+
+static int arg_data(struct cmd_ctx *c, arg_t *a, const char **p, uint32_t *len)
+{
+    *p = NULL;
+    *len = 0;
+    if (rpc_obj_bytes(a, p, len) < 0)
+        return fail(c, RPC_EBAD_PARAMS, "data must be bin or str");
+    if (*len > c->env->st->lim.max_data_bytes)
+        return fail(c, RPC_ETOO_LARGE, "data of %u bytes is over max_data_bytes (%u)", *len,
+                    c->env->st->lim.max_data_bytes);
+    return 0;
+}
+
+static int arg_name(struct cmd_ctx *c, arg_t *a, const char **p, uint32_t *len)
+{
+    *p = NULL;
+    *len = 0;
+    if (a->type != MSGPACK_OBJECT_STR || names_validate(a->via.str.ptr, a->via.str.size) < 0)
+        return fail(c, RPC_EBAD_PARAMS, "name must be a str of 1 to %d bytes of valid UTF-8",
+                    NAME_MAX_BYTES);
+    *p = a->via.str.ptr;
+    *len = a->via.str.size;
+    return 0;
+}
+
+/* An array of ids that all name live objects, copied into a fresh array
+ * (*ids, to be released with mem_free(*ids, *n * 8)). */
+static int arg_refs(struct cmd_ctx *c, arg_t *a, uint64_t **ids, uint32_t *n)
+{
+    struct heap *h = &c->env->st->heap;
+    uint32_t cnt;
+    uint64_t *v;
+
+    *ids = NULL;
+    *n = 0;
+    if (a->type != MSGPACK_OBJECT_ARRAY)
+        return fail(c, RPC_EBAD_PARAMS, "refs must be an array of object ids");
+    cnt = a->via.array.size;
+    if (cnt > c->env->st->lim.max_refs)
+        return fail(c, RPC_ETOO_LARGE, "%u refs is over max_refs (%u)", cnt,
+                    c->env->st->lim.max_refs);
+    for (uint32_t i = 0; i < cnt; i++) {
+        arg_t *e = &a->via.array.ptr[i];
+        if (e->type != MSGPACK_OBJECT_POSITIVE_INTEGER || e->via.u64 == 0)
+            return fail(c, RPC_EBAD_PARAMS, "refs[%u] is not an object id", i);
+        if (!heap_get(h, e->via.u64))
+            return fail(c, RPC_ENOT_FOUND, "refs[%u]: no object %llu", i,
+                        (unsigned long long)e->via.u64);
+    }
+    if (cnt == 0)
+        return 0;
+    v = mem_alloc((size_t)cnt * sizeof(*v));
+    if (!v)
+        return RPC_EOUT_OF_MEMORY;
+    for (uint32_t i = 0; i < cnt; i++)
+        v[i] = a->via.array.ptr[i].via.u64;
+    *ids = v;
+    *n = cnt;
+    return 0;
+}
+
+static void free_ids(uint64_t *ids, uint32_t n)
+{
+    mem_free(ids, (size_t)n * sizeof(*ids));
+}
+
+/* ---- handlers ---- */
+
+static void pack_bytes_as_str(msgpack_packer *pk, const char *p, size_t n)
+{
+    msgpack_pack_str(pk, n);
+    msgpack_pack_str_body(pk, p, n);
+}
+
+static int do_hello(struct cmd_ctx *c, arg_t *a, uint32_t n)
+{
+    struct store *st = c->env->st;
+    msgpack_packer *pk = &c->pk;
+    arg_t *opt;
+
+    if (n == 1 && a[0].type != MSGPACK_OBJECT_MAP && a[0].type != MSGPACK_OBJECT_NIL)
+        return fail(c, RPC_EBAD_PARAMS, "hello takes one map of options");
+    if (n == 1 && a[0].type == MSGPACK_OBJECT_MAP) {
+        if ((opt = rpc_map_get(&a[0], "resume")) != NULL)
+            return fail(c, RPC_ESESSION_EXPIRED,
+                        "no such session: this server keeps no leases yet");
+        if ((opt = rpc_map_get(&a[0], "ttl")) != NULL)
+            return fail(c, RPC_EBAD_PARAMS, "leases (ttl) are not supported by this server yet");
+        if ((opt = rpc_map_get(&a[0], "client")) != NULL) {
+            const char *p;
+            uint32_t len;
+            if (opt->type != MSGPACK_OBJECT_STR)
+                return fail(c, RPC_EBAD_PARAMS, "client must be a str");
+            p = opt->via.str.ptr;
+            len = opt->via.str.size;
+            if (len >= sizeof(c->sess->client))
+                len = sizeof(c->sess->client) - 1;
+            memcpy(c->sess->client, p, len);
+            c->sess->client[len] = '\0';
+        }
+    }
+    msgpack_pack_map(pk, 6);
+    rpc_pack_kv_uint(pk, "protocol", 1);
+    rpc_pack_cstr(pk, "server");
+    rpc_pack_cstr(pk, "rcstored " RCS_VERSION);
+    rpc_pack_kv_uint(pk, "session", c->sess->id);
+    rpc_pack_cstr(pk, "token");
+    msgpack_pack_bin(pk, SESS_TOKEN_BYTES);
+    msgpack_pack_bin_body(pk, c->sess->token, SESS_TOKEN_BYTES);
+    rpc_pack_cstr(pk, "resumed");
+    msgpack_pack_false(pk);
+    rpc_pack_cstr(pk, "limits");
+    msgpack_pack_map(pk, 4);
+    rpc_pack_kv_uint(pk, "max_data_bytes", st->lim.max_data_bytes);
+    rpc_pack_kv_uint(pk, "max_refs", st->lim.max_refs);
+    rpc_pack_kv_uint(pk, "max_message_bytes", st->lim.max_message_bytes);
+    rpc_pack_kv_uint(pk, "max_session_ttl", st->lim.max_session_ttl);
+    return 0;
+}
+
+static int do_ping(struct cmd_ctx *c, arg_t *a, uint32_t n)
+{
+    rpc_pack_cstr(&c->pk, "pong");
+    return 0;
+}
+
+static int do_create(struct cmd_ctx *c, arg_t *a, uint32_t n)
+{
+    struct store *st = c->env->st;
+    const char *data;
+    uint32_t len, nrefs = 0;
+    uint64_t *refs = NULL;
+    struct obj *o;
+    int rc;
+
+    if ((rc = arg_data(c, &a[0], &data, &len)) < 0)
+        return rc;
+    if (n == 2 && (rc = arg_refs(c, &a[1], &refs, &nrefs)) < 0)
+        return rc;
+    if ((rc = sess_reserve(c->sess)) == 0 &&
+        (rc = heap_create(&st->heap, data, len, refs, nrefs, &o)) == 0) {
+        rc = sess_incref(st, c->sess, o, 1, NULL);
+        /* Reserved above, and a new object cannot overflow. */
+        if (rc == 0)
+            msgpack_pack_uint64(&c->pk, o->id);
+    }
+    free_ids(refs, nrefs);
+    return rc;
+}
+
+static int do_get(struct cmd_ctx *c, arg_t *a, uint32_t n)
+{
+    msgpack_packer *pk = &c->pk;
+    struct obj *o;
+    int rc;
+    if ((rc = arg_obj(c, &a[0], "id", &o)) < 0)
+        return rc;
+    msgpack_pack_map(pk, 4);
+    rpc_pack_kv_uint(pk, "id", o->id);
+    rpc_pack_cstr(pk, "data");
+    msgpack_pack_bin(pk, o->data_len);
+    msgpack_pack_bin_body(pk, o->data, o->data_len);
+    rpc_pack_cstr(pk, "refs");
+    msgpack_pack_array(pk, o->nrefs);
+    for (uint32_t i = 0; i < o->nrefs; i++)
+        msgpack_pack_uint64(pk, o->refs[i]);
+    rpc_pack_kv_uint(pk, "refcount", obj_refcount(o));
+    return 0;
+}
+
+static int do_set_data(struct cmd_ctx *c, arg_t *a, uint32_t n)
+{
+    const char *data;
+    uint32_t len;
+    struct obj *o;
+    int rc;
+    if ((rc = arg_obj(c, &a[0], "id", &o)) < 0 || (rc = arg_data(c, &a[1], &data, &len)) < 0)
+        return rc;
+    if ((rc = heap_set_data(&c->env->st->heap, o, data, len)) < 0)
+        return rc;
+    msgpack_pack_nil(&c->pk);
+    return 0;
+}
+
+static int do_set_refs(struct cmd_ctx *c, arg_t *a, uint32_t n)
+{
+    uint64_t *refs;
+    uint32_t nrefs;
+    struct obj *o;
+    int rc;
+    if ((rc = arg_obj(c, &a[0], "id", &o)) < 0 || (rc = arg_refs(c, &a[1], &refs, &nrefs)) < 0)
+        return rc;
+    rc = heap_set_refs(&c->env->st->heap, o, refs, nrefs);
+    free_ids(refs, nrefs);
+    if (rc == 0)
+        msgpack_pack_nil(&c->pk);
+    return rc;
+}
+
+static int do_link(struct cmd_ctx *c, arg_t *a, uint32_t n)
+{
+    struct obj *o, *t;
+    int rc;
+    if ((rc = arg_obj(c, &a[0], "id", &o)) < 0 || (rc = arg_obj(c, &a[1], "target", &t)) < 0)
+        return rc;
+    if (o->nrefs >= c->env->st->lim.max_refs)
+        return fail(c, RPC_ETOO_LARGE, "object %llu already has max_refs (%u) refs",
+                    (unsigned long long)o->id, c->env->st->lim.max_refs);
+    if ((rc = heap_can_incr(t, CNT_INTERNAL, 1)) < 0 ||
+        (rc = heap_link(&c->env->st->heap, o, t)) < 0)
+        return rc;
+    msgpack_pack_uint32(&c->pk, o->nrefs);
+    return 0;
+}
+
+static int do_unlink(struct cmd_ctx *c, arg_t *a, uint32_t n)
+{
+    struct obj *o;
+    uint64_t target;
+    uint32_t len;
+    int rc;
+    if ((rc = arg_obj(c, &a[0], "id", &o)) < 0 || (rc = arg_id(c, &a[1], "target", &target)) < 0)
+        return rc;
+    if (heap_unlink(&c->env->st->heap, o, target, &len) < 0)
+        return fail(c, RPC_ENOT_FOUND, "object %llu has no ref to %llu",
+                    (unsigned long long)o->id, (unsigned long long)target);
+    msgpack_pack_uint32(&c->pk, len);
+    return 0;
+}
+
+static int do_incref(struct cmd_ctx *c, arg_t *a, uint32_t n)
+{
+    uint32_t cnt = 1;
+    uint64_t after;
+    struct obj *o;
+    int rc;
+    if ((rc = arg_obj(c, &a[0], "id", &o)) < 0 || (n == 2 && (rc = arg_count(c, &a[1], &cnt)) < 0))
+        return rc;
+    if ((rc = sess_incref(c->env->st, c->sess, o, cnt, &after)) < 0)
+        return rc;
+    msgpack_pack_uint64(&c->pk, after);
+    return 0;
+}
+
+static int do_decref(struct cmd_ctx *c, arg_t *a, uint32_t n)
+{
+    uint32_t cnt = 1;
+    uint64_t id, after;
+    int rc;
+    if ((rc = arg_id(c, &a[0], "id", &id)) < 0 || (n == 2 && (rc = arg_count(c, &a[1], &cnt)) < 0))
+        return rc;
+    rc = sess_decref(c->env->st, c->sess, id, cnt, &after);
+    if (rc == RPC_ENOT_HELD)
+        return fail(c, rc, "this session holds %llu reference(s) to %llu, not %u",
+                    (unsigned long long)sess_holds_on(c->sess, id), (unsigned long long)id, cnt);
+    if (rc == RPC_ENOT_FOUND)
+        return fail(c, rc, "no object %llu", (unsigned long long)id);
+    msgpack_pack_uint64(&c->pk, after);
+    return 0;
+}
+
+static int do_stat(struct cmd_ctx *c, arg_t *a, uint32_t n)
+{
+    msgpack_packer *pk = &c->pk;
+    struct obj *o;
+    int rc;
+    if ((rc = arg_obj(c, &a[0], "id", &o)) < 0)
+        return rc;
+    msgpack_pack_map(pk, 7);
+    rpc_pack_kv_uint(pk, "refcount", obj_refcount(o));
+    rpc_pack_kv_uint(pk, "holds", o->holds);
+    rpc_pack_kv_uint(pk, "names", o->names);
+    rpc_pack_kv_uint(pk, "internal", o->internal);
+    rpc_pack_kv_uint(pk, "tokens", o->tokens);
+    rpc_pack_kv_uint(pk, "data_bytes", o->data_len);
+    rpc_pack_kv_uint(pk, "nrefs", o->nrefs);
+    return 0;
+}
+
+static int do_bind(struct cmd_ctx *c, arg_t *a, uint32_t n)
+{
+    const char *name;
+    uint32_t len;
+    struct obj *o;
+    int rc;
+    if ((rc = arg_name(c, &a[0], &name, &len)) < 0 || (rc = arg_obj(c, &a[1], "id", &o)) < 0)
+        return rc;
+    if ((rc = names_bind(&c->env->st->names, &c->env->st->heap, name, len, o)) < 0)
+        return rc;
+    msgpack_pack_nil(&c->pk);
+    return 0;
+}
+
+static int name_not_found(struct cmd_ctx *c, const char *name, uint32_t len)
+{
+    return fail(c, RPC_ENAME_NOT_FOUND, "no name \"%.*s\"", (int)(len > 64 ? 64 : len), name);
+}
+
+static int do_unbind(struct cmd_ctx *c, arg_t *a, uint32_t n)
+{
+    const char *name;
+    uint32_t len;
+    int rc;
+    if ((rc = arg_name(c, &a[0], &name, &len)) < 0)
+        return rc;
+    if (names_unbind(&c->env->st->names, &c->env->st->heap, name, len) < 0)
+        return name_not_found(c, name, len);
+    msgpack_pack_nil(&c->pk);
+    return 0;
+}
+
+static int do_lookup(struct cmd_ctx *c, arg_t *a, uint32_t n)
+{
+    struct store *st = c->env->st;
+    const struct name_ent *e;
+    const char *name;
+    uint32_t len;
+    int rc, acquire = 0;
+
+    if ((rc = arg_name(c, &a[0], &name, &len)) < 0)
+        return rc;
+    if (n == 2) {
+        if (a[1].type != MSGPACK_OBJECT_BOOLEAN)
+            return fail(c, RPC_EBAD_PARAMS, "acquire must be a boolean");
+        acquire = a[1].via.boolean;
+    }
+    if (!(e = names_find(&st->names, name, len)))
+        return name_not_found(c, name, len);
+    if (acquire && (rc = sess_incref(st, c->sess, heap_get(&st->heap, e->id), 1, NULL)) < 0)
+        return rc;
+    msgpack_pack_uint64(&c->pk, e->id);
+    return 0;
+}
+
+static int do_names(struct cmd_ctx *c, arg_t *a, uint32_t n)
+{
+    const struct name_ent **list;
+    const char *prefix = "";
+    uint32_t plen = 0;
+    uint64_t limit, count, cap;
+    int rc;
+
+    if (n >= 1 && rpc_obj_bytes(&a[0], &prefix, &plen) < 0)
+        return fail(c, RPC_EBAD_PARAMS, "prefix must be a str");
+    if ((rc = arg_limit(c, a, n, 1, &limit)) < 0)
+        return rc;
+    if ((rc = names_list(&c->env->st->names, prefix, plen, limit, &list, &count, &cap)) < 0)
+        return rc;
+    msgpack_pack_array(&c->pk, count);
+    for (uint64_t i = 0; i < count; i++) {
+        msgpack_pack_array(&c->pk, 2);
+        pack_bytes_as_str(&c->pk, list[i]->name, list[i]->len);
+        msgpack_pack_uint64(&c->pk, list[i]->id);
+    }
+    mem_free(list, cap * sizeof(*list));
+    return 0;
+}
+
+/* Scans the whole heap: O(objects). There is no reverse index, to keep
+ * objects small; referrers is a diagnostic, not a hot path. */
+static int do_referrers(struct cmd_ctx *c, arg_t *a, uint32_t n)
+{
+    struct heap *h = &c->env->st->heap;
+    struct buf tmp;
+    msgpack_packer tpk;
+    uint64_t limit, found = 0;
+    struct obj *t;
+    int rc;
+
+    if ((rc = arg_obj(c, &a[0], "id", &t)) < 0 || (rc = arg_limit(c, a, n, 1, &limit)) < 0)
+        return rc;
+    /* The array header needs the count first: pack the ids aside, then copy. */
+    buf_init(&tmp);
+    rpc_packer_init(&tpk, &tmp);
+    for (uint32_t i = 0; i < h->nslots && found < limit && t->internal > 0; i++) {
+        struct obj *o = h->slots[i].o;
+        if (!o)
+            continue;
+        for (uint32_t k = 0; k < o->nrefs; k++) {
+            if (o->refs[k] == t->id) {
+                msgpack_pack_uint64(&tpk, o->id);
+                found++;
+                break;
+            }
+        }
+    }
+    if (tmp.oom) {
+        buf_close(&tmp);
+        return RPC_EOUT_OF_MEMORY;
+    }
+    msgpack_pack_array(&c->pk, found);
+    buf_append(c->out, tmp.data, tmp.len);
+    buf_close(&tmp);
+    return 0;
+}
+
+static int do_watch(struct cmd_ctx *c, arg_t *a, uint32_t n)
+{
+    struct obj *o;
+    int rc;
+    if ((rc = arg_obj(c, &a[0], "id", &o)) < 0 ||
+        (rc = sess_watch(c->env->st, c->sess, o)) < 0)
+        return rc;
+    msgpack_pack_nil(&c->pk);
+    return 0;
+}
+
+static int do_release_all(struct cmd_ctx *c, arg_t *a, uint32_t n)
+{
+    msgpack_pack_uint64(&c->pk, sess_release_all(c->env->st, c->sess));
+    return 0;
+}
+
+static int do_gc(struct cmd_ctx *c, arg_t *a, uint32_t n)
+{
+    struct store *st = c->env->st;
+    struct gc_result r;
+    int rc;
+    if ((rc = gc_full(&st->heap, &r)) < 0)
+        return rc;
+    st->gc.collections++;
+    st->gc.collected += r.collected;
+    st->gc.total_us += r.duration_us;
+    st->gc.last_pause_us = r.duration_us;
+    if (r.duration_us > st->gc.max_pause_us)
+        st->gc.max_pause_us = r.duration_us;
+    msgpack_pack_map(&c->pk, 4);
+    rpc_pack_kv_uint(&c->pk, "collected", r.collected);
+    rpc_pack_kv_uint(&c->pk, "candidates", r.candidates);
+    rpc_pack_kv_uint(&c->pk, "examined", r.examined);
+    rpc_pack_kv_uint(&c->pk, "duration_us", r.duration_us);
+    return 0;
+}
+
+static uint64_t rss_bytes(void)
+{
+    unsigned long size = 0, resident = 0;
+    FILE *f = fopen("/proc/self/statm", "r");
+    if (!f)
+        return 0;
+    if (fscanf(f, "%lu %lu", &size, &resident) != 2)
+        resident = 0;
+    fclose(f);
+    return (uint64_t)resident * (uint64_t)sysconf(_SC_PAGESIZE);
+}
+
+static int do_stats(struct cmd_ctx *c, arg_t *a, uint32_t n)
+{
+    struct cmd_env *env = c->env;
+    struct store *st = env->st;
+    msgpack_packer *pk = &c->pk;
+    uint64_t sessions = store_session_count(st), now = (uint64_t)time(NULL);
+    int ncmd = cmd_count();
+
+    msgpack_pack_map(pk, 6);
+    rpc_pack_cstr(pk, "server");
+    msgpack_pack_map(pk, 7);
+    rpc_pack_cstr(pk, "version");
+    rpc_pack_cstr(pk, RCS_VERSION);
+    rpc_pack_kv_uint(pk, "uptime_s", now > env->start_time ? now - env->start_time : 0);
+    rpc_pack_kv_uint(pk, "connections", env->connections);
+    rpc_pack_kv_uint(pk, "connections_total", env->connections_total);
+    rpc_pack_kv_uint(pk, "connections_refused", env->connections_refused);
+    rpc_pack_kv_uint(pk, "bad_requests", env->bad_requests);
+    rpc_pack_kv_uint(pk, "pid", (uint64_t)getpid());
+
+    rpc_pack_cstr(pk, "heap");
+    msgpack_pack_map(pk, 6);
+    rpc_pack_kv_uint(pk, "objects", st->heap.objects);
+    rpc_pack_kv_uint(pk, "data_bytes", st->heap.data_bytes);
+    rpc_pack_kv_uint(pk, "refs", st->heap.refs);
+    rpc_pack_kv_uint(pk, "names", st->names.count);
+    rpc_pack_kv_uint(pk, "freed_refcount", st->heap.freed[FREE_REFCOUNT]);
+    rpc_pack_kv_uint(pk, "freed_cycle", st->heap.freed[FREE_CYCLE]);
+
+    rpc_pack_cstr(pk, "memory");
+    msgpack_pack_map(pk, 3);
+    rpc_pack_kv_uint(pk, "rss_bytes", rss_bytes());
+    rpc_pack_kv_uint(pk, "heap_bytes", mem_used());
+    rpc_pack_kv_uint(pk, "id_table_slots", st->heap.nslots);
+
+    rpc_pack_cstr(pk, "gc");
+    msgpack_pack_map(pk, 7);
+    rpc_pack_kv_uint(pk, "collections", st->gc.collections);
+    rpc_pack_kv_uint(pk, "collected", st->gc.collected);
+    rpc_pack_kv_uint(pk, "candidates", 0);
+    rpc_pack_kv_uint(pk, "threshold", st->gc.threshold);
+    rpc_pack_kv_uint(pk, "total_us", st->gc.total_us);
+    rpc_pack_kv_uint(pk, "last_pause_us", st->gc.last_pause_us);
+    rpc_pack_kv_uint(pk, "max_pause_us", st->gc.max_pause_us);
+
+    rpc_pack_cstr(pk, "sessions");
+    msgpack_pack_map(pk, 4);
+    rpc_pack_kv_uint(pk, "attached", sessions - st->sessions_detached);
+    rpc_pack_kv_uint(pk, "detached", st->sessions_detached);
+    rpc_pack_kv_uint(pk, "expired", st->sessions_expired);
+    rpc_pack_kv_uint(pk, "resumed", st->sessions_resumed);
+
+    rpc_pack_cstr(pk, "ops");
+    msgpack_pack_map(pk, (size_t)ncmd + 1);
+    for (int i = 0; i < ncmd; i++)
+        rpc_pack_kv_uint(pk, cmd_name(i), env->calls[i]);
+    rpc_pack_cstr(pk, "errors");
+    {
+        uint64_t errs = env->bad_requests;
+        for (int i = 0; i < ncmd; i++)
+            errs += env->errors[i];
+        msgpack_pack_uint64(pk, errs);
+    }
+    return 0;
+}
+
+/* ---- the table ---- */
+
+static const struct cmd_def {
+    const char *name;
+    cmd_fn fn;
+    uint8_t min_args, max_args;
+} cmds[] = {
+    {"hello", do_hello, 0, 1},
+    {"ping", do_ping, 0, 0},
+    {"create", do_create, 1, 2},
+    {"get", do_get, 1, 1},
+    {"set_data", do_set_data, 2, 2},
+    {"set_refs", do_set_refs, 2, 2},
+    {"link", do_link, 2, 2},
+    {"unlink", do_unlink, 2, 2},
+    {"incref", do_incref, 1, 2},
+    {"decref", do_decref, 1, 2},
+    {"stat", do_stat, 1, 1},
+    {"bind", do_bind, 2, 2},
+    {"unbind", do_unbind, 1, 1},
+    {"lookup", do_lookup, 1, 2},
+    {"names", do_names, 0, 2},
+    {"referrers", do_referrers, 1, 2},
+    {"watch", do_watch, 1, 1},
+    {"release_all", do_release_all, 0, 0},
+    {"gc", do_gc, 0, 0},
+    {"stats", do_stats, 0, 0},
+};
+
+_Static_assert(sizeof(cmds) / sizeof(cmds[0]) <= CMD_MAX, "raise CMD_MAX");
+
+int cmd_count(void)
+{
+    return (int)(sizeof(cmds) / sizeof(cmds[0]));
+}
+
+const char *cmd_name(int i)
+{
+    return cmds[i].name;
+}
+
+static int lookup(const char *name, uint32_t len)
+{
+    for (int i = 0; i < cmd_count(); i++) {
+        if (strncmp(cmds[i].name, name, len) == 0 && cmds[i].name[len] == '\0')
+            return i;
+    }
+    return -1;
+}
+
+void cmd_ctx_init(struct cmd_ctx *c, struct cmd_env *env, struct sess *s, struct buf *out)
+{
+    c->env = env;
+    c->sess = s;
+    c->out = out;
+    c->errmsg = NULL;
+    rpc_packer_init(&c->pk, out);
+}
+
+int cmd_dispatch(struct cmd_ctx *c, const struct rpc_message *m)
+{
+    size_t mark = c->out->len;
+    int i = lookup(m->method, m->method_len);
+    int rc;
+
+    c->errmsg = NULL;
+    if (i < 0) {
+        c->env->bad_requests++;
+        rc = fail(c, RPC_EUNKNOWN_METHOD, "unknown method \"%.*s\"",
+                  (int)(m->method_len > 64 ? 64 : m->method_len), m->method);
+        goto error;
+    }
+    c->env->calls[i]++;
+    if (m->nparams < cmds[i].min_args || m->nparams > cmds[i].max_args) {
+        if (cmds[i].min_args == cmds[i].max_args)
+            rc = fail(c, RPC_EBAD_PARAMS, "%s takes %u parameter(s), got %u", cmds[i].name,
+                      cmds[i].min_args, m->nparams);
+        else
+            rc = fail(c, RPC_EBAD_PARAMS, "%s takes %u to %u parameters, got %u", cmds[i].name,
+                      cmds[i].min_args, cmds[i].max_args, m->nparams);
+        goto counted_error;
+    }
+    rpc_pack_response_ok(&c->pk, m->msgid);
+    rc = cmds[i].fn(c, m->params, m->nparams);
+    if (rc == 0)
+        return 0;
+    buf_truncate(c->out, mark);
+counted_error:
+    c->env->errors[i]++;
+error:
+    rpc_pack_response_error(&c->pk, 1, m->msgid, rc, c->errmsg);
+    return rc;
+}

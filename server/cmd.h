@@ -1,0 +1,51 @@
+/* cmd: the methods of the rcstore protocol. One const table names each
+ * method's handler and arity; the dispatcher checks arity once, counts the
+ * call, writes the response envelope and, if the handler fails, rewinds the
+ * output and writes the error instead, so a failed request leaves no bytes
+ * behind. Handlers validate every parameter before they change anything:
+ * each request is atomic. This module knows the store and the wire format,
+ * never a socket. */
+#ifndef RCS_SERVER_CMD_H
+#define RCS_SERVER_CMD_H
+
+#include "buf.h"
+#include "rpc_msg.h"
+#include "store.h"
+
+#include <msgpack.h>
+#include <stdint.h>
+
+#define CMD_MAX 32
+
+/* What handlers may know of the server around them; owned by the server. */
+struct cmd_env {
+    struct store *st;
+    uint64_t start_time;  /* seconds since the epoch at start-up */
+    uint64_t connections; /* currently open */
+    uint64_t connections_total;
+    uint64_t connections_refused;
+    uint64_t calls[CMD_MAX];  /* per method, in table order */
+    uint64_t errors[CMD_MAX]; /* per method */
+    uint64_t bad_requests;    /* messages that never reached a method */
+};
+
+/* One request being served. */
+struct cmd_ctx {
+    struct cmd_env *env;
+    struct sess *sess;
+    struct buf *out;
+    msgpack_packer pk;
+    const char *errmsg; /* private: message for the failing code */
+    char errbuf[160];   /* private */
+};
+
+/* Prepare ctx to write into out for session s. */
+void cmd_ctx_init(struct cmd_ctx *c, struct cmd_env *env, struct sess *s, struct buf *out);
+/* Serve one request (m->type == RPC_REQUEST): the full response is appended
+ * to c->out. Returns 0 or the protocol error that was sent. */
+int cmd_dispatch(struct cmd_ctx *c, const struct rpc_message *m);
+/* Number of methods and their names, for stats and tests. */
+int cmd_count(void);
+const char *cmd_name(int i);
+
+#endif

@@ -1,0 +1,199 @@
+/* config: defaults and command-line parsing for rcstored (see config.h). */
+#include "config.h"
+#include "log.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+void config_defaults(struct config *cfg)
+{
+    memset(cfg, 0, sizeof(*cfg));
+    cfg->max_connections = 10000;
+    cfg->max_data_bytes = 1u << 20;
+    cfg->max_refs = 65536;
+    cfg->max_message_bytes = 4u << 20;
+    cfg->max_output_bytes = 64u << 20;
+    cfg->max_session_ttl = 3600;
+    cfg->log_level = "info";
+}
+
+int config_parse_size(const char *s, uint64_t *out)
+{
+    char *end;
+    unsigned long long v;
+    uint64_t mult = 1;
+
+    if (!isdigit((unsigned char)*s))
+        return -EINVAL;
+    errno = 0;
+    v = strtoull(s, &end, 10);
+    if (errno)
+        return -EINVAL;
+    if (*end) {
+        switch (tolower((unsigned char)*end)) {
+        case 'k': mult = 1ull << 10; break;
+        case 'm': mult = 1ull << 20; break;
+        case 'g': mult = 1ull << 30; break;
+        case 't': mult = 1ull << 40; break;
+        default: return -EINVAL;
+        }
+        end++;
+        if (*end && strcasecmp(end, "b") && strcasecmp(end, "ib"))
+            return -EINVAL;
+    }
+    if (v > UINT64_MAX / mult)
+        return -EINVAL;
+    *out = v * mult;
+    return 0;
+}
+
+void config_usage(FILE *out)
+{
+    fprintf(out,
+            "Usage: rcstored [OPTIONS]\n"
+            "A networked object store with reference-count semantics.\n\n"
+            "  --listen URI             where to listen; repeatable. tcp://HOST:PORT or\n"
+            "                           unix:///PATH (default tcp://127.0.0.1:7373)\n"
+            "  --max-connections N      open connections at most (default 10000)\n"
+            "  --max-data-bytes SIZE    data of one object at most (default 1MiB)\n"
+            "  --max-refs N             refs of one object at most (default 65536)\n"
+            "  --max-message-bytes SIZE one request at most (default 4MiB)\n"
+            "  --max-output-bytes SIZE  unsent replies per client before it is cut off\n"
+            "                           (default 64MiB)\n"
+            "  --max-session-ttl SECS   longest lease a client may ask for (default 3600)\n"
+            "  --log-level LEVEL        debug, info, warn, error or off (default info)\n"
+            "  -h, --help               show this help and exit\n"
+            "  -V, --version            show the version and exit\n\n"
+            "SIZE takes a suffix k, m, g (powers of 1024). SIGINT or SIGTERM stop the\n"
+            "server cleanly.\n");
+}
+
+enum {
+    OPT_LISTEN = 256,
+    OPT_MAX_CONNECTIONS,
+    OPT_MAX_DATA_BYTES,
+    OPT_MAX_REFS,
+    OPT_MAX_MESSAGE_BYTES,
+    OPT_MAX_OUTPUT_BYTES,
+    OPT_MAX_SESSION_TTL,
+    OPT_LOG_LEVEL,
+};
+
+static const struct option options[] = {
+    {"listen", required_argument, NULL, OPT_LISTEN},
+    {"max-connections", required_argument, NULL, OPT_MAX_CONNECTIONS},
+    {"max-data-bytes", required_argument, NULL, OPT_MAX_DATA_BYTES},
+    {"max-refs", required_argument, NULL, OPT_MAX_REFS},
+    {"max-message-bytes", required_argument, NULL, OPT_MAX_MESSAGE_BYTES},
+    {"max-output-bytes", required_argument, NULL, OPT_MAX_OUTPUT_BYTES},
+    {"max-session-ttl", required_argument, NULL, OPT_MAX_SESSION_TTL},
+    {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
+    {"help", no_argument, NULL, 'h'},
+    {"version", no_argument, NULL, 'V'},
+    {NULL, 0, NULL, 0},
+};
+
+static int bad(char *err, size_t errlen, const char *flag, const char *val, const char *why)
+{
+    snprintf(err, errlen, "--%s %s: %s", flag, val, why);
+    return -EINVAL;
+}
+
+/* A number within [lo, hi]; plain integers only when !sized. */
+static int number(const char *flag, const char *val, int sized, uint64_t lo, uint64_t hi,
+                  uint64_t *out, char *err, size_t errlen)
+{
+    uint64_t v;
+    char *end;
+    if (sized) {
+        if (config_parse_size(val, &v) < 0)
+            return bad(err, errlen, flag, val, "not a size (try 65536, 64k or 4MiB)");
+    } else {
+        errno = 0;
+        v = strtoull(val, &end, 10);
+        if (errno || *end || !isdigit((unsigned char)*val))
+            return bad(err, errlen, flag, val, "not a non-negative integer");
+    }
+    if (v < lo || v > hi) {
+        char range[96];
+        snprintf(range, sizeof(range), "out of range [%llu, %llu]", (unsigned long long)lo,
+                 (unsigned long long)hi);
+        return bad(err, errlen, flag, val, range);
+    }
+    *out = v;
+    return 0;
+}
+
+int config_parse(struct config *cfg, int argc, char **argv, char *err, size_t errlen)
+{
+    int c, rc = 0;
+    enum log_level lvl;
+
+    optind = 1;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":hV", options, NULL)) != -1) {
+        const char *flag = c >= 256 ? options[c - 256].name : "";
+        switch (c) {
+        case 'h': return CONFIG_HELP;
+        case 'V': return CONFIG_VERSION;
+        case OPT_LISTEN:
+            if (cfg->nlisten == CONFIG_MAX_LISTEN)
+                return bad(err, errlen, flag, optarg, "too many listen addresses");
+            cfg->listen[cfg->nlisten++] = optarg;
+            break;
+        case OPT_MAX_CONNECTIONS:
+            rc = number(flag, optarg, 0, 1, 1000000, &cfg->max_connections, err, errlen);
+            break;
+        case OPT_MAX_DATA_BYTES:
+            rc = number(flag, optarg, 1, 0, UINT32_MAX, &cfg->max_data_bytes, err, errlen);
+            break;
+        case OPT_MAX_REFS:
+            rc = number(flag, optarg, 0, 0, 1u << 24, &cfg->max_refs, err, errlen);
+            break;
+        case OPT_MAX_MESSAGE_BYTES:
+            rc = number(flag, optarg, 1, 64, 1ull << 32, &cfg->max_message_bytes, err, errlen);
+            break;
+        case OPT_MAX_OUTPUT_BYTES:
+            rc = number(flag, optarg, 1, 4096, UINT64_MAX, &cfg->max_output_bytes, err, errlen);
+            break;
+        case OPT_MAX_SESSION_TTL:
+            rc = number(flag, optarg, 0, 0, 365ull * 86400, &cfg->max_session_ttl, err, errlen);
+            break;
+        case OPT_LOG_LEVEL:
+            if (log_parse_level(optarg, &lvl) < 0)
+                return bad(err, errlen, flag, optarg, "not one of debug, info, warn, error, off");
+            cfg->log_level = optarg;
+            break;
+        case ':':
+            snprintf(err, errlen, "%s needs a value", argv[optind - 1]);
+            return -EINVAL;
+        default:
+            snprintf(err, errlen, "unknown option %s", argv[optind - 1]);
+            return -EINVAL;
+        }
+        if (rc < 0)
+            return rc;
+    }
+    if (optind < argc) {
+        snprintf(err, errlen, "unexpected argument %s", argv[optind]);
+        return -EINVAL;
+    }
+    /* A request carrying the largest data and the most refs must fit. */
+    if (cfg->max_message_bytes < cfg->max_data_bytes + 9 * cfg->max_refs + 64) {
+        snprintf(err, errlen,
+                 "--max-message-bytes %llu is too small for --max-data-bytes %llu and "
+                 "--max-refs %llu (needs at least %llu)",
+                 (unsigned long long)cfg->max_message_bytes,
+                 (unsigned long long)cfg->max_data_bytes, (unsigned long long)cfg->max_refs,
+                 (unsigned long long)(cfg->max_data_bytes + 9 * cfg->max_refs + 64));
+        return -EINVAL;
+    }
+    if (cfg->nlisten == 0)
+        cfg->listen[cfg->nlisten++] = "tcp://127.0.0.1:7373";
+    return CONFIG_RUN;
+}

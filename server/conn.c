@@ -1,0 +1,384 @@
+/* conn: one client connection: read, frame, decode, dispatch, reply. Bytes
+ * arrive into an input buffer; rpc_scan finds each complete frame (refusing
+ * over-limit claims before msgpack-c sees them), and every complete request
+ * of a read is served in order. Replies accumulate in `out` and leave in one
+ * write per loop iteration; while a write is in flight new output waits in
+ * `out`, and a client whose unsent output passes max_output_bytes is cut off.
+ * A connection is freed only in its close callback, which is also where its
+ * session's holds are released (never in the middle of a request). */
+#include "log.h"
+#include "mem.h"
+#include "rpc_err.h"
+#include "rpc_msg.h"
+#include "rpc_pack.h"
+#include "server.h"
+
+#include <string.h>
+
+#define READ_CHUNK    (64 * 1024)
+#define KEEP_IN_BYTES (256 * 1024)
+
+struct conn {
+    union {
+        uv_tcp_t tcp;
+        uv_pipe_t pipe;
+        uv_stream_t stream;
+        uv_handle_t handle;
+    } h;
+    struct server *srv;
+    struct sess *sess;
+    struct buf in;
+    struct buf out;  /* replies not yet handed to libuv */
+    struct buf wbuf; /* the write in flight */
+    uv_write_t wreq;
+    struct rpc_scan scan;
+    struct rpc_decoder dec;
+    struct conn *prev, *next;   /* srv->conns */
+    struct conn *flush_next;    /* srv->flush_head */
+    unsigned writing : 1;       /* wreq in flight */
+    unsigned closing : 1;       /* uv_close called */
+    unsigned close_after : 1;   /* close once output is written */
+    unsigned flush_queued : 1;  /* on srv->flush_head */
+    unsigned in_dispatch : 1;   /* a response is being written into out */
+    unsigned dec_ready : 1;     /* dec was initialised */
+    struct buf deferred;        /* notifications raised during a dispatch */
+    char peer[64];
+};
+
+static void on_close(uv_handle_t *h)
+{
+    struct conn *c = h->data;
+    struct server *srv = c->srv;
+
+    if (c->sess) {
+        c->sess->conn = NULL;
+        sess_free(&srv->st, c->sess);
+    }
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        srv->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    srv->env.connections--;
+    buf_close(&c->in);
+    buf_close(&c->out);
+    buf_close(&c->wbuf);
+    buf_close(&c->deferred);
+    if (c->dec_ready)
+        rpc_decoder_close(&c->dec);
+    log_debug("connection %s closed", c->peer);
+    mem_free(c, sizeof(*c));
+    /* Releasing the session may have raised notifications for others. */
+    server_flush(srv);
+}
+
+void conn_close(struct conn *c)
+{
+    if (c->closing)
+        return;
+    c->closing = 1;
+    uv_read_stop(&c->h.stream);
+    uv_close(&c->h.handle, on_close);
+}
+
+void conn_close_all(struct server *srv)
+{
+    for (struct conn *c = srv->conns; c; c = c->next)
+        conn_close(c);
+}
+
+static size_t unsent(const struct conn *c)
+{
+    return buf_pending(&c->out) + buf_pending(&c->wbuf);
+}
+
+static void queue_flush(struct conn *c)
+{
+    if (c->flush_queued || c->closing)
+        return;
+    c->flush_queued = 1;
+    c->flush_next = c->srv->flush_head;
+    c->srv->flush_head = c;
+}
+
+static void start_write(struct conn *c);
+
+static void on_write(uv_write_t *req, int status)
+{
+    struct conn *c = req->data;
+    c->writing = 0;
+    buf_reset(&c->wbuf);
+    buf_shrink(&c->wbuf, KEEP_IN_BYTES);
+    if (status < 0) {
+        if (status != UV_ECANCELED)
+            log_debug("write to %s failed: %s", c->peer, uv_strerror(status));
+        conn_close(c);
+        return;
+    }
+    start_write(c);
+}
+
+/* Hand out's bytes to the kernel: directly if it takes them all, else with
+ * one uv_write of the rest. */
+static void start_write(struct conn *c)
+{
+    struct buf tmp;
+    uv_buf_t b;
+    int n;
+
+    if (c->closing || c->writing)
+        return;
+    if (buf_pending(&c->out) == 0) {
+        if (c->close_after)
+            conn_close(c);
+        buf_shrink(&c->out, KEEP_IN_BYTES);
+        return;
+    }
+    b = uv_buf_init(c->out.data + c->out.off, (unsigned)buf_pending(&c->out));
+    n = uv_try_write(&c->h.stream, &b, 1);
+    if (n < 0 && n != UV_EAGAIN) {
+        log_debug("write to %s failed: %s", c->peer, uv_strerror(n));
+        conn_close(c);
+        return;
+    }
+    if (n > 0)
+        buf_consume(&c->out, (size_t)n);
+    if (buf_pending(&c->out) == 0) {
+        if (c->close_after)
+            conn_close(c);
+        return;
+    }
+    /* Swap: the rest goes out from wbuf while out collects new replies. */
+    tmp = c->wbuf;
+    c->wbuf = c->out;
+    c->out = tmp;
+    b = uv_buf_init(c->wbuf.data + c->wbuf.off, (unsigned)buf_pending(&c->wbuf));
+    c->wreq.data = c;
+    if ((n = uv_write(&c->wreq, &c->h.stream, &b, 1, on_write)) < 0) {
+        log_debug("write to %s failed: %s", c->peer, uv_strerror(n));
+        conn_close(c);
+        return;
+    }
+    c->writing = 1;
+}
+
+void server_flush(struct server *srv)
+{
+    while (srv->flush_head) {
+        struct conn *c = srv->flush_head;
+        srv->flush_head = c->flush_next;
+        c->flush_queued = 0;
+        c->flush_next = NULL;
+        start_write(c);
+    }
+}
+
+/* Cut off a client whose output we could not buffer or it will not read. */
+static int check_output(struct conn *c)
+{
+    if (c->out.oom || c->deferred.oom) {
+        log_warn("closing %s: out of memory for its replies", c->peer);
+        conn_close(c);
+        return -1;
+    }
+    if (unsent(c) > c->srv->cfg->max_output_bytes) {
+        log_warn("closing %s: %zu bytes of unsent replies passed max_output_bytes (%llu)",
+                 c->peer, unsent(c), (unsigned long long)c->srv->cfg->max_output_bytes);
+        conn_close(c);
+        return -1;
+    }
+    return 0;
+}
+
+void conn_notify(void *ud, struct sess *s, uint64_t id, enum free_reason why)
+{
+    struct conn *c = s->conn;
+    msgpack_packer pk;
+    (void)ud;
+    if (!c || c->closing)
+        return;
+    rpc_packer_init(&pk, c->in_dispatch ? &c->deferred : &c->out);
+    rpc_pack_notification(&pk, "freed");
+    msgpack_pack_array(&pk, 2);
+    msgpack_pack_uint64(&pk, id);
+    rpc_pack_cstr(&pk, why == FREE_CYCLE ? "cycle" : "refcount");
+    queue_flush(c);
+}
+
+/* Refuse the stream: reply if a msgid was read, then close. */
+static void refuse(struct conn *c, int err, const char *why)
+{
+    msgpack_packer pk;
+    struct server *srv = c->srv;
+    srv->env.bad_requests++;
+    log_debug("closing %s: %s", c->peer, why);
+    rpc_packer_init(&pk, &c->out);
+    rpc_pack_response_error(&pk, c->scan.have_msgid, c->scan.msgid, err, why);
+    c->close_after = 1;
+    uv_read_stop(&c->h.stream);
+    buf_reset(&c->in);
+}
+
+static void serve_frame(struct conn *c, const char *frame, size_t len)
+{
+    struct server *srv = c->srv;
+    struct rpc_message m;
+    msgpack_object obj;
+    msgpack_packer pk;
+    struct cmd_ctx ctx;
+    int have_msgid, rc;
+
+    rc = rpc_decode(&c->dec, frame, len, &obj);
+    if (rc == 0)
+        rc = rpc_parse_request(&obj, &m, &have_msgid);
+    else
+        have_msgid = c->scan.have_msgid, m.msgid = c->scan.msgid;
+    if (rc < 0) {
+        srv->env.bad_requests++;
+        rpc_packer_init(&pk, &c->out);
+        rpc_pack_response_error(&pk, have_msgid, m.msgid, rc,
+                                "expected [0, msgid, method, params] with a uint32 msgid, a str "
+                                "method and an array of params");
+        return;
+    }
+    if (m.type == RPC_NOTIFY) {
+        /* msgpack-RPC notifications get no reply; none are defined for clients. */
+        log_debug("%s sent notification \"%.*s\": ignored", c->peer, (int)m.method_len, m.method);
+        return;
+    }
+    cmd_ctx_init(&ctx, &srv->env, c->sess, &c->out);
+    c->in_dispatch = 1;
+    cmd_dispatch(&ctx, &m);
+    c->in_dispatch = 0;
+    if (buf_pending(&c->deferred)) {
+        buf_append(&c->out, c->deferred.data + c->deferred.off, buf_pending(&c->deferred));
+        buf_reset(&c->deferred);
+    }
+}
+
+static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *b)
+{
+    struct conn *c = h->data;
+    (void)hint;
+    if (buf_reserve(&c->in, READ_CHUNK) < 0) {
+        *b = uv_buf_init(NULL, 0);
+        return;
+    }
+    *b = uv_buf_init(c->in.data + c->in.len, (unsigned)(c->in.cap - c->in.len));
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
+{
+    struct conn *c = s->data;
+    struct server *srv = c->srv;
+    (void)b;
+
+    if (nread < 0) {
+        if (nread == UV_ENOBUFS)
+            log_warn("closing %s: out of memory for its input", c->peer);
+        else if (nread != UV_EOF)
+            log_debug("read from %s failed: %s", c->peer, uv_strerror((int)nread));
+        conn_close(c);
+        goto out;
+    }
+    c->in.len += (size_t)nread;
+    while (!c->closing && !c->close_after && buf_pending(&c->in) > 0) {
+        const char *frame = c->in.data + c->in.off;
+        size_t flen = 0;
+        int rc = rpc_scan_feed(&c->scan, (const uint8_t *)frame, buf_pending(&c->in), &flen);
+        if (rc == 0)
+            break;
+        if (rc < 0) {
+            refuse(c, rc,
+                   rc == RPC_ETOO_LARGE
+                       ? "message over max_message_bytes or the element limit; closing"
+                       : "malformed msgpack (or nested too deep); closing");
+            break;
+        }
+        serve_frame(c, frame, flen);
+        buf_consume(&c->in, flen);
+        rpc_scan_reset(&c->scan);
+        if (check_output(c) < 0)
+            goto out;
+    }
+    if (!c->closing) {
+        buf_shrink(&c->in, KEEP_IN_BYTES);
+        if (check_output(c) == 0)
+            queue_flush(c);
+    }
+out:
+    server_flush(srv);
+}
+
+void conn_accept(struct server *srv, uv_stream_t *listener, int is_unix)
+{
+    struct conn *c = mem_calloc(sizeof(*c));
+    int rc;
+
+    if (!c) {
+        log_error("out of memory accepting a connection");
+        return;
+    }
+    c->srv = srv;
+    if (is_unix)
+        rc = uv_pipe_init(srv->loop, &c->h.pipe, 0);
+    else
+        rc = uv_tcp_init(srv->loop, &c->h.tcp);
+    if (rc < 0) {
+        mem_free(c, sizeof(*c));
+        return;
+    }
+    c->h.handle.data = c;
+    c->next = srv->conns;
+    if (srv->conns)
+        srv->conns->prev = c;
+    srv->conns = c;
+    srv->env.connections++;
+    if ((rc = uv_accept(listener, &c->h.stream)) < 0) {
+        log_warn("accept failed: %s", uv_strerror(rc));
+        conn_close(c);
+        return;
+    }
+    if (srv->env.connections > srv->cfg->max_connections) {
+        srv->env.connections_refused++;
+        log_warn("refusing a connection: max_connections (%llu) reached",
+                 (unsigned long long)srv->cfg->max_connections);
+        conn_close(c);
+        return;
+    }
+    srv->env.connections_total++;
+    if (is_unix) {
+        snprintf(c->peer, sizeof(c->peer), "unix#%llu",
+                 (unsigned long long)srv->env.connections_total);
+    } else {
+        struct sockaddr_storage sa;
+        int len = sizeof(sa);
+        char host[48] = "?";
+        int port = 0;
+        uv_tcp_nodelay(&c->h.tcp, 1);
+        if (uv_tcp_getpeername(&c->h.tcp, (struct sockaddr *)&sa, &len) == 0) {
+            if (sa.ss_family == AF_INET6) {
+                uv_ip6_name((struct sockaddr_in6 *)&sa, host, sizeof(host));
+                port = ntohs(((struct sockaddr_in6 *)&sa)->sin6_port);
+            } else {
+                uv_ip4_name((struct sockaddr_in *)&sa, host, sizeof(host));
+                port = ntohs(((struct sockaddr_in *)&sa)->sin_port);
+            }
+        }
+        snprintf(c->peer, sizeof(c->peer), "%s:%d", host, port);
+    }
+    rpc_scan_init(&c->scan, &srv->scan_lim);
+    c->dec_ready = rpc_decoder_init(&c->dec) == 0;
+    if (!c->dec_ready || sess_new(&srv->st, &c->sess) < 0) {
+        log_error("out of memory for a new connection's session");
+        conn_close(c);
+        return;
+    }
+    c->sess->conn = c;
+    if ((rc = uv_read_start(&c->h.stream, on_alloc, on_read)) < 0) {
+        conn_close(c);
+        return;
+    }
+    log_debug("connection %s opened (session %llu)", c->peer, (unsigned long long)c->sess->id);
+}

@@ -1,0 +1,102 @@
+/* gc_full: mark-from-roots, sweep-the-rest collector (see gc_full.h). */
+#include "gc_full.h"
+#include "mem.h"
+#include "rpc_err.h"
+
+#include <time.h>
+
+static uint64_t now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+struct stack {
+    struct obj **items;
+    size_t len, cap;
+};
+
+static int push(struct stack *s, struct obj *o)
+{
+    if (s->len == s->cap) {
+        size_t cap = s->cap ? s->cap * 2 : 256;
+        struct obj **p = mem_realloc(s->items, s->cap * sizeof(*p), cap * sizeof(*p));
+        if (!p)
+            return RPC_EOUT_OF_MEMORY;
+        s->items = p;
+        s->cap = cap;
+    }
+    o->flags |= OBJ_MARK;
+    s->items[s->len++] = o;
+    return 0;
+}
+
+void gc_full_unmark(struct heap *h)
+{
+    for (uint32_t i = 0; i < h->nslots; i++) {
+        if (h->slots[i].o)
+            h->slots[i].o->flags &= ~(uint32_t)OBJ_MARK;
+    }
+}
+
+int gc_full_mark(struct heap *h, uint64_t *examined)
+{
+    struct stack st = {0};
+    int rc = 0;
+
+    *examined = 0;
+    for (uint32_t i = 0; i < h->nslots && rc == 0; i++) {
+        struct obj *root = h->slots[i].o;
+        if (!root)
+            continue;
+        (*examined)++;
+        if ((root->flags & OBJ_MARK) || root->holds + (uint64_t)root->names + root->tokens == 0)
+            continue;
+        rc = push(&st, root);
+        while (rc == 0 && st.len > 0) {
+            struct obj *o = st.items[--st.len];
+            for (uint32_t k = 0; k < o->nrefs && rc == 0; k++) {
+                struct obj *t = heap_get(h, o->refs[k]);
+                if (!(t->flags & OBJ_MARK))
+                    rc = push(&st, t);
+            }
+        }
+    }
+    mem_free(st.items, st.cap * sizeof(*st.items));
+    if (rc < 0)
+        gc_full_unmark(h);
+    return rc;
+}
+
+int gc_full(struct heap *h, struct gc_result *r)
+{
+    uint64_t start = now_us();
+    int rc;
+
+    r->collected = r->candidates = 0;
+    if ((rc = gc_full_mark(h, &r->examined)) < 0)
+        return rc;
+    for (uint32_t i = 0; i < h->nslots; i++) {
+        struct obj *o = h->slots[i].o;
+        if (!o)
+            continue;
+        if (o->holds + (uint64_t)o->names + o->tokens == 0)
+            r->candidates++;
+        if (o->flags & OBJ_MARK)
+            o->flags &= ~(uint32_t)OBJ_MARK;
+        else
+            o->flags |= OBJ_GARBAGE;
+    }
+    /* Every garbage object is flagged before any is freed, so releasing refs
+     * never cascades into another garbage object. */
+    for (uint32_t i = 0; i < h->nslots; i++) {
+        struct obj *o = h->slots[i].o;
+        if (o && (o->flags & OBJ_GARBAGE)) {
+            heap_free_garbage(h, o);
+            r->collected++;
+        }
+    }
+    r->duration_us = now_us() - start;
+    return 0;
+}

@@ -1,0 +1,30 @@
+/* gc_full: the simple, obviously correct collector. It marks everything
+ * reachable from the roots (objects with a session hold, a name or a token)
+ * through refs with an explicit stack, then frees every unmarked object as a
+ * cycle. It costs O(heap) and stops the world, so it serves the `gc` request
+ * until the incremental collector lands, and stays afterwards as the oracle
+ * that tests check the real collector against. */
+#ifndef RCS_SERVER_GC_FULL_H
+#define RCS_SERVER_GC_FULL_H
+
+#include "heap.h"
+
+#include <stdint.h>
+
+struct gc_result {
+    uint64_t collected;   /* objects freed */
+    uint64_t candidates;  /* objects with no external count (alive only by refs) */
+    uint64_t examined;    /* objects looked at */
+    uint64_t duration_us; /* wall time */
+};
+
+/* Collect every unreachable object. 0, or RPC_EOUT_OF_MEMORY with nothing
+ * freed. */
+int gc_full(struct heap *h, struct gc_result *r);
+/* Mark the objects reachable from the roots with OBJ_MARK (for tests and the
+ * collector). Returns 0 or RPC_EOUT_OF_MEMORY (marks cleared). */
+int gc_full_mark(struct heap *h, uint64_t *examined);
+/* Clear OBJ_MARK everywhere. */
+void gc_full_unmark(struct heap *h);
+
+#endif

@@ -1,0 +1,192 @@
+/* server: listeners, signals and the store's lifetime (see server.h). */
+#include "server.h"
+#include "log.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+static void on_connection(uv_stream_t *l, int status)
+{
+    struct listener *lis = l->data;
+    if (status < 0) {
+        log_warn("accept on %s failed: %s", lis->uri, uv_strerror(status));
+        return;
+    }
+    conn_accept(lis->srv, l, lis->is_unix);
+}
+
+/* Split "tcp://HOST:PORT" ("[v6]:PORT" too) into host and port. */
+static int parse_tcp(const char *rest, char *host, size_t hostlen, int *port)
+{
+    const char *colon;
+    char *end;
+    long p;
+    size_t n;
+
+    if (rest[0] == '[') {
+        const char *close = strchr(rest, ']');
+        if (!close || close[1] != ':')
+            return -EINVAL;
+        n = (size_t)(close - rest - 1);
+        if (n >= hostlen)
+            return -EINVAL;
+        memcpy(host, rest + 1, n);
+        host[n] = '\0';
+        colon = close + 1;
+    } else {
+        colon = strrchr(rest, ':');
+        if (!colon)
+            return -EINVAL;
+        n = (size_t)(colon - rest);
+        if (n == 0 || n >= hostlen)
+            return -EINVAL;
+        memcpy(host, rest, n);
+        host[n] = '\0';
+    }
+    errno = 0;
+    p = strtol(colon + 1, &end, 10);
+    if (errno || *end || end == colon + 1 || p < 0 || p > 65535)
+        return -EINVAL;
+    *port = (int)p;
+    return 0;
+}
+
+static int bind_tcp(struct server *srv, struct listener *lis, const char *rest)
+{
+    struct sockaddr_storage sa;
+    char host[256], name[64];
+    int port, rc, len = sizeof(sa);
+
+    if (parse_tcp(rest, host, sizeof(host), &port) < 0)
+        return UV_EINVAL;
+    if (uv_ip4_addr(host, port, (struct sockaddr_in *)&sa) < 0 &&
+        uv_ip6_addr(host, port, (struct sockaddr_in6 *)&sa) < 0)
+        return UV_EINVAL;
+    if ((rc = uv_tcp_init(srv->loop, &lis->h.tcp)) < 0)
+        return rc;
+    lis->h.handle.data = lis;
+    if ((rc = uv_tcp_bind(&lis->h.tcp, (struct sockaddr *)&sa, 0)) < 0 ||
+        (rc = uv_listen(&lis->h.stream, 511, on_connection)) < 0)
+        return rc;
+    if ((rc = uv_tcp_getsockname(&lis->h.tcp, (struct sockaddr *)&sa, &len)) < 0)
+        return rc;
+    if (sa.ss_family == AF_INET6) {
+        uv_ip6_name((struct sockaddr_in6 *)&sa, name, sizeof(name));
+        snprintf(lis->uri, sizeof(lis->uri), "tcp://[%s]:%d", name,
+                 ntohs(((struct sockaddr_in6 *)&sa)->sin6_port));
+    } else {
+        uv_ip4_name((struct sockaddr_in *)&sa, name, sizeof(name));
+        snprintf(lis->uri, sizeof(lis->uri), "tcp://%s:%d", name,
+                 ntohs(((struct sockaddr_in *)&sa)->sin_port));
+    }
+    return 0;
+}
+
+static int bind_unix(struct server *srv, struct listener *lis, const char *path)
+{
+    struct stat st;
+    int rc;
+
+    if (strlen(path) == 0 || strlen(path) >= sizeof(lis->path))
+        return UV_EINVAL;
+    /* A socket file left by a server that died is replaced, as Redis does;
+     * anything else at that path is left alone and the bind fails. */
+    if (lstat(path, &st) == 0 && S_ISSOCK(st.st_mode))
+        unlink(path);
+    if ((rc = uv_pipe_init(srv->loop, &lis->h.pipe, 0)) < 0)
+        return rc;
+    lis->h.handle.data = lis;
+    lis->is_unix = 1;
+    if ((rc = uv_pipe_bind(&lis->h.pipe, path)) < 0)
+        return rc;
+    snprintf(lis->path, sizeof(lis->path), "%s", path);
+    if ((rc = uv_listen(&lis->h.stream, 511, on_connection)) < 0)
+        return rc;
+    snprintf(lis->uri, sizeof(lis->uri), "unix://%s", path);
+    return 0;
+}
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+    struct server *srv = h->data;
+    log_info("received %s, shutting down", signum == SIGINT ? "SIGINT" : "SIGTERM");
+    server_stop(srv);
+}
+
+int server_init(struct server *srv, uv_loop_t *loop, const struct config *cfg)
+{
+    struct store_limits lim;
+    int rc;
+
+    memset(srv, 0, sizeof(*srv));
+    srv->loop = loop;
+    srv->cfg = cfg;
+    lim.max_data_bytes = (uint32_t)cfg->max_data_bytes;
+    lim.max_refs = (uint32_t)cfg->max_refs;
+    lim.max_message_bytes = cfg->max_message_bytes;
+    lim.max_session_ttl = (uint32_t)cfg->max_session_ttl;
+    if ((rc = store_init(&srv->st, &lim, conn_notify, srv)) < 0) {
+        log_error("cannot set up the store: %s", strerror(-rc));
+        return rc;
+    }
+    srv->env.st = &srv->st;
+    srv->env.start_time = (uint64_t)time(NULL);
+    srv->scan_lim.max_message_bytes = cfg->max_message_bytes;
+    /* A request's own envelope and params need a few dozen elements; refs
+     * arrays need max_refs. Anything beyond is refused before allocation. */
+    srv->scan_lim.max_elements = (uint32_t)cfg->max_refs + 64;
+    srv->scan_lim.max_depth = 8;
+
+    uv_signal_init(loop, &srv->sigint);
+    uv_signal_init(loop, &srv->sigterm);
+    srv->sigint.data = srv->sigterm.data = srv;
+    uv_signal_start(&srv->sigint, on_signal, SIGINT);
+    uv_signal_start(&srv->sigterm, on_signal, SIGTERM);
+
+    for (int i = 0; i < cfg->nlisten; i++) {
+        struct listener *lis = &srv->listeners[i];
+        const char *uri = cfg->listen[i];
+        lis->srv = srv;
+        if (strncmp(uri, "unix://", 7) == 0)
+            rc = bind_unix(srv, lis, uri + 7);
+        else if (strncmp(uri, "tcp://", 6) == 0)
+            rc = bind_tcp(srv, lis, uri + 6);
+        else
+            rc = bind_tcp(srv, lis, uri);
+        srv->nlisteners = i + 1;
+        if (rc < 0) {
+            log_error("cannot listen on %s: %s", uri,
+                      rc == UV_EINVAL ? "not tcp://HOST:PORT or unix:///PATH" : uv_strerror(rc));
+            return rc;
+        }
+        log_info("listening on %s", lis->uri);
+    }
+    return 0;
+}
+
+void server_stop(struct server *srv)
+{
+    if (srv->stopping)
+        return;
+    srv->stopping = 1;
+    uv_close((uv_handle_t *)&srv->sigint, NULL);
+    uv_close((uv_handle_t *)&srv->sigterm, NULL);
+    for (int i = 0; i < srv->nlisteners; i++) {
+        struct listener *lis = &srv->listeners[i];
+        if (lis->h.handle.type != UV_UNKNOWN_HANDLE && !uv_is_closing(&lis->h.handle))
+            uv_close(&lis->h.handle, NULL);
+        if (lis->path[0])
+            unlink(lis->path);
+    }
+    conn_close_all(srv);
+}
+
+void server_close(struct server *srv)
+{
+    store_close(&srv->st);
+}

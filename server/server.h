@@ -1,0 +1,60 @@
+/* server: the daemon around the store: one libuv loop, its listeners, its
+ * connections and its signals. Each connection is attached to a session; the
+ * connection owns that session until it closes (leases come later). Output
+ * of one loop iteration is batched per connection and written once. */
+#ifndef RCS_SERVER_SERVER_H
+#define RCS_SERVER_SERVER_H
+
+#include "cmd.h"
+#include "config.h"
+#include "rpc_scan.h"
+#include "store.h"
+
+#include <uv.h>
+
+struct conn;
+
+struct listener {
+    union {
+        uv_tcp_t tcp;
+        uv_pipe_t pipe;
+        uv_stream_t stream;
+        uv_handle_t handle;
+    } h;
+    struct server *srv;
+    int is_unix;
+    char uri[300];  /* as bound, with the real port */
+    char path[256]; /* unix socket path, unlinked at stop */
+};
+
+struct server {
+    uv_loop_t *loop;
+    const struct config *cfg;
+    struct store st;
+    struct cmd_env env;
+    struct rpc_scan_limits scan_lim;
+    struct listener listeners[CONFIG_MAX_LISTEN];
+    int nlisteners;
+    uv_signal_t sigint, sigterm;
+    struct conn *conns;      /* all open connections */
+    struct conn *flush_head; /* connections with output queued this iteration */
+    int stopping;
+};
+
+/* Set up the store and bind every listener. 0 or a negative code (logged). */
+int server_init(struct server *srv, uv_loop_t *loop, const struct config *cfg);
+/* Close every handle; the loop then ends. Idempotent. */
+void server_stop(struct server *srv);
+/* Release the store once the loop has ended. */
+void server_close(struct server *srv);
+
+/* Connections (conn.c). */
+void conn_accept(struct server *srv, uv_stream_t *listener, int is_unix);
+void conn_close(struct conn *c);
+void conn_close_all(struct server *srv);
+/* The store's notify hook: queue a "freed" notification to s's connection. */
+void conn_notify(void *ud, struct sess *s, uint64_t id, enum free_reason why);
+/* Write out every connection's queued output. */
+void server_flush(struct server *srv);
+
+#endif

@@ -1,0 +1,80 @@
+/* store: everything a request can touch, and the sessions that own holds.
+ * It joins the heap, the names, the sessions (each a map from object id to the
+ * number of holds it has) and the watches. A session is released as a whole:
+ * its holds drop and its watches vanish. The store never sees a socket: a
+ * session carries an opaque pointer to its connection, and freed-object
+ * notifications leave through a callback. */
+#ifndef RCS_SERVER_STORE_H
+#define RCS_SERVER_STORE_H
+
+#include "heap.h"
+#include "names.h"
+#include "u64map.h"
+
+#include <stdint.h>
+
+#define SESS_TOKEN_BYTES 16
+
+struct sess {
+    uint64_t id;                            /* read-only */
+    struct u64map holds;                    /* private: object id → holds */
+    struct u64map watches;                  /* private: object id → 1 */
+    uint64_t nholds;                        /* read-only: sum of holds */
+    void *conn;                             /* the attached connection, or NULL */
+    uint8_t token[SESS_TOKEN_BYTES];        /* the resume token */
+    char client[64];                        /* what the client called itself */
+};
+
+struct store_limits {
+    uint32_t max_data_bytes;
+    uint32_t max_refs;
+    uint64_t max_message_bytes;
+    uint32_t max_session_ttl;
+};
+
+struct gc_stats {
+    uint64_t collections, collected, total_us, last_pause_us, max_pause_us, threshold;
+};
+
+typedef void (*store_notify_cb)(void *ud, struct sess *s, uint64_t id, enum free_reason why);
+
+struct store {
+    struct heap heap;   /* read-write for handlers */
+    struct names names; /* read-write for handlers */
+    struct store_limits lim;
+    struct gc_stats gc;
+    uint64_t sessions_detached, sessions_expired, sessions_resumed;
+    /* private: */
+    struct u64map sessions; /* id → struct sess * */
+    struct u64map watchers; /* object id → struct watcher * list */
+    uint64_t next_sess_id;
+    store_notify_cb notify;
+    void *notify_ud;
+};
+
+/* 0 or -errno (no random source). */
+int store_init(struct store *st, const struct store_limits *lim, store_notify_cb cb, void *ud);
+/* Free everything, sessions included, without notifications. */
+void store_close(struct store *st);
+uint64_t store_session_count(const struct store *st);
+
+/* A new empty session with a fresh resume token. 0 or RPC_EOUT_OF_MEMORY. */
+int sess_new(struct store *st, struct sess **out);
+/* Release the session's holds and watches and free it. */
+void sess_free(struct store *st, struct sess *s);
+struct sess *sess_find(const struct store *st, uint64_t id);
+/* Holds s has on id (0 if none). */
+uint64_t sess_holds_on(const struct sess *s, uint64_t id);
+/* Make the next sess_incref on a new object infallible. 0 or RPC_EOUT_OF_MEMORY. */
+int sess_reserve(struct sess *s);
+/* Add n holds on o. 0, RPC_EOUT_OF_MEMORY or RPC_EQUOTA_EXCEEDED (unchanged). */
+int sess_incref(struct store *st, struct sess *s, struct obj *o, uint32_t n, uint64_t *after);
+/* Drop n of s's holds on id. RPC_ENOT_FOUND if no such object, RPC_ENOT_HELD
+ * if s holds fewer than n (nothing dropped). The object may be freed. */
+int sess_decref(struct store *st, struct sess *s, uint64_t id, uint32_t n, uint64_t *after);
+/* Drop every hold of s; returns how many were dropped. */
+uint64_t sess_release_all(struct store *st, struct sess *s);
+/* Ask for a "freed" notification for o. 0 or RPC_EOUT_OF_MEMORY. */
+int sess_watch(struct store *st, struct sess *s, struct obj *o);
+
+#endif
