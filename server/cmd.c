@@ -524,11 +524,14 @@ static int do_stats(struct cmd_ctx *c, arg_t *a, uint32_t n)
     struct store *st = env->st;
     msgpack_packer *pk = &c->pk;
     uint64_t sessions = store_session_count(st), now = (uint64_t)time(NULL);
+    uint64_t errors = env->bad_requests;
     int ncmd = cmd_count();
 
     msgpack_pack_map(pk, 6);
+    for (int i = 0; i < ncmd; i++)
+        errors += env->errors[i];
     rpc_pack_cstr(pk, "server");
-    msgpack_pack_map(pk, 7);
+    msgpack_pack_map(pk, 8);
     rpc_pack_cstr(pk, "version");
     rpc_pack_cstr(pk, RCS_VERSION);
     rpc_pack_kv_uint(pk, "uptime_s", now > env->start_time ? now - env->start_time : 0);
@@ -536,6 +539,7 @@ static int do_stats(struct cmd_ctx *c, arg_t *a, uint32_t n)
     rpc_pack_kv_uint(pk, "connections_total", env->connections_total);
     rpc_pack_kv_uint(pk, "connections_refused", env->connections_refused);
     rpc_pack_kv_uint(pk, "bad_requests", env->bad_requests);
+    rpc_pack_kv_uint(pk, "errors", errors);
     rpc_pack_kv_uint(pk, "pid", (uint64_t)getpid());
 
     rpc_pack_cstr(pk, "heap");
@@ -571,16 +575,9 @@ static int do_stats(struct cmd_ctx *c, arg_t *a, uint32_t n)
     rpc_pack_kv_uint(pk, "resumed", st->sessions_resumed);
 
     rpc_pack_cstr(pk, "ops");
-    msgpack_pack_map(pk, (size_t)ncmd + 1);
+    msgpack_pack_map(pk, (size_t)ncmd);
     for (int i = 0; i < ncmd; i++)
         rpc_pack_kv_uint(pk, cmd_name(i), env->calls[i]);
-    rpc_pack_cstr(pk, "errors");
-    {
-        uint64_t errs = env->bad_requests;
-        for (int i = 0; i < ncmd; i++)
-            errs += env->errors[i];
-        msgpack_pack_uint64(pk, errs);
-    }
     return 0;
 }
 

@@ -7,6 +7,10 @@
 #include <string.h>
 
 #define SLOT_MASK 0xffffffffu
+/* Freed slots wait in a FIFO queue and are reused only once this many wait:
+ * ids then stay small on small heaps (what people at a shell see), and a
+ * freed id's slot is not reused at once. It costs 16 bytes a slot. */
+#define SLOT_REUSE_AFTER 1024
 
 void heap_init(struct heap *h, heap_free_cb on_free, void *ud)
 {
@@ -58,10 +62,10 @@ static int reserve_slot(struct heap *h)
 {
     uint32_t cap;
     struct heap_slot *s;
-    if (h->free_head || h->nslots < h->cap)
+    if (h->nfree > SLOT_REUSE_AFTER || h->nslots < h->cap)
         return 0;
     if (h->cap >= SLOT_MASK - 1)
-        return RPC_EOUT_OF_MEMORY;
+        return h->nfree ? 0 : RPC_EOUT_OF_MEMORY;
     cap = h->cap ? (h->cap > (SLOT_MASK - 1) / 2 ? SLOT_MASK - 1 : h->cap * 2) : 1024;
     s = mem_realloc(h->slots, (size_t)h->cap * sizeof(*s), (size_t)cap * sizeof(*s));
     if (!s)
@@ -75,9 +79,12 @@ static int reserve_slot(struct heap *h)
 static void take_slot(struct heap *h, struct obj *o)
 {
     uint32_t idx;
-    if (h->free_head) {
+    if (h->nfree > SLOT_REUSE_AFTER || h->nslots == h->cap) {
         idx = h->free_head - 1;
         h->free_head = h->slots[idx].next_free;
+        if (!h->free_head)
+            h->free_tail = 0;
+        h->nfree--;
     } else {
         idx = h->nslots++;
         h->slots[idx].gen = 0;
@@ -96,8 +103,13 @@ static void put_slot(struct heap *h, struct obj *o)
     if (s->gen == UINT32_MAX)
         return;
     s->gen++;
-    s->next_free = h->free_head;
-    h->free_head = idx + 1;
+    s->next_free = 0;
+    if (h->free_tail)
+        h->slots[h->free_tail - 1].next_free = idx + 1;
+    else
+        h->free_head = idx + 1;
+    h->free_tail = idx + 1;
+    h->nfree++;
 }
 
 int heap_create(struct heap *h, const void *data, uint32_t len, const uint64_t *refs,

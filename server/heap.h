@@ -47,7 +47,7 @@ typedef void (*heap_free_cb)(void *ud, struct obj *o, enum free_reason why);
 struct heap_slot {
     struct obj *o;      /* NULL when free */
     uint32_t gen;       /* generation of the current or next occupant */
-    uint32_t next_free; /* index + 1 of the next free slot, 0 ends the list */
+    uint32_t next_free; /* index + 1 of the next newer free slot, 0 ends the queue */
 };
 
 struct heap {
@@ -60,7 +60,9 @@ struct heap {
     uint32_t nslots;
     /* private: */
     uint32_t cap;
-    uint32_t free_head;
+    uint32_t free_head; /* index + 1 of the oldest free slot (FIFO) */
+    uint32_t free_tail; /* index + 1 of the newest free slot */
+    uint32_t nfree;
     heap_free_cb on_free;
     void *on_free_ud;
 };

@@ -3,6 +3,7 @@
 #include "mem.h"
 #include "rpc_err.h"
 #include "siphash.h"
+#include "utf8.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -40,47 +41,9 @@ static uint64_t hash_of(const struct names *n, const char *name, uint32_t len)
     return h ? h : 1; /* 0 is the map's empty key */
 }
 
-/* Strict UTF-8: no overlongs, no surrogates, nothing above U+10FFFF. */
-static int utf8_valid(const unsigned char *s, uint32_t len)
-{
-    uint32_t i = 0;
-    while (i < len) {
-        unsigned char c = s[i];
-        uint32_t need, cp;
-        if (c < 0x80) {
-            i++;
-            continue;
-        }
-        if (c >= 0xc2 && c <= 0xdf) {
-            need = 1;
-            cp = c & 0x1f;
-        } else if (c >= 0xe0 && c <= 0xef) {
-            need = 2;
-            cp = c & 0x0f;
-        } else if (c >= 0xf0 && c <= 0xf4) {
-            need = 3;
-            cp = c & 0x07;
-        } else {
-            return 0;
-        }
-        if (len - i <= need)
-            return 0;
-        for (uint32_t k = 1; k <= need; k++) {
-            if ((s[i + k] & 0xc0) != 0x80)
-                return 0;
-            cp = (cp << 6) | (s[i + k] & 0x3f);
-        }
-        if ((need == 2 && cp < 0x800) || (need == 3 && cp < 0x10000) || cp > 0x10ffff ||
-            (cp >= 0xd800 && cp <= 0xdfff))
-            return 0;
-        i += need + 1;
-    }
-    return 1;
-}
-
 int names_validate(const char *name, uint32_t len)
 {
-    if (len < 1 || len > NAME_MAX_BYTES || !utf8_valid((const unsigned char *)name, len))
+    if (len < 1 || len > NAME_MAX_BYTES || !utf8_valid(name, len))
         return RPC_EBAD_PARAMS;
     return 0;
 }

@@ -1,0 +1,59 @@
+# rcstore: the two commands of the README, and a few more for developers.
+#   make run    install what is missing, build, run rcstored on 127.0.0.1:7373
+#   make test   install what is missing, build, run the whole test suite
+# Everything is driven through CMake presets (CMakePresets.json).
+
+PACKAGES := cmake make gcc libc6-dev pkg-config libuv1-dev libmsgpack-dev \
+            libcmocka-dev libedit-dev python3 python3-msgpack
+JOBS     ?= $(shell nproc 2>/dev/null || echo 2)
+
+.PHONY: all deps build run test test-asan asan debug format format-check clean
+
+all: build
+
+# Installs only what dpkg reports missing; needs root (or sudo) only then.
+deps:
+	@missing=""; \
+	for p in $(PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  if [ "$$(id -u)" = 0 ]; then sudo=""; else sudo="sudo"; fi; \
+	  $$sudo apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+build/CMakeCache.txt: | deps
+	cmake --preset release
+
+build: deps build/CMakeCache.txt
+	cmake --build --preset release -j $(JOBS)
+
+run: build
+	./build/server/rcstored --listen tcp://127.0.0.1:7373
+
+test: build
+	ctest --preset release -j $(JOBS)
+
+# The asan+ubsan build, with -Werror, running the unit and integration tests.
+build-asan/CMakeCache.txt: | deps
+	cmake --preset asan
+
+asan: deps build-asan/CMakeCache.txt
+	cmake --build --preset asan -j $(JOBS)
+
+test-asan: asan
+	ctest --preset asan -j $(JOBS) -L 'unit|integration'
+
+debug: deps
+	cmake --preset debug && cmake --build --preset debug -j $(JOBS)
+
+format:
+	clang-format -i $$(git ls-files '*.c' '*.h')
+
+format-check:
+	clang-format --dry-run --Werror $$(git ls-files '*.c' '*.h')
+
+clean:
+	rm -rf build build-debug build-asan

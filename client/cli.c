@@ -1,0 +1,740 @@
+/* rcstore: the command-line client. One subcommand per protocol method, run
+ * once per invocation; with no subcommand, an interactive shell that keeps
+ * one connection (so one session and its holds) across commands. Exit
+ * status: 0 success, 1 the server answered with an error (its message goes
+ * to stderr), 2 usage or connection problems. */
+#include "cli_print.h"
+#include "rcstore.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#ifdef RCS_HAVE_LIBEDIT
+#include <editline/readline.h>
+#endif
+
+enum { EXIT_OK = 0, EXIT_SERVER = 1, EXIT_USAGE = 2 };
+
+#define MAX_ARGS 256
+#define MAX_INPUT_BYTES ((size_t)1 << 32)
+
+/* Options of one command line. */
+struct opts {
+    int json, raw, acquire, have_limit;
+    uint64_t limit;
+    const char *file;
+    const char *name;
+    const char *client;
+    int timeout_s; /* watch: seconds to wait, -1 forever */
+};
+
+struct cli {
+    rcs_client *c;
+    const char *address;
+    int shell;
+    struct opts defaults; /* from the command line, for every shell command */
+};
+
+struct command {
+    const char *name;
+    const char *usage;
+    const char *help;
+    int min, max; /* positional arguments */
+    int (*run)(struct cli *cli, const struct opts *o, int argc, char **argv);
+};
+
+static const struct command commands[];
+
+/* ---- helpers ---- */
+
+static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int usage_error(const char *fmt, ...)
+{
+    va_list ap;
+    fputs("rcstore: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    return EXIT_USAGE;
+}
+
+/* Report a failed call: server errors exit 1, connection trouble 2. */
+static int call_failed(struct cli *cli, int rc)
+{
+    fprintf(stderr, "rcstore: %s: %s\n", rcs_error_name(rc), rcs_last_error(cli->c));
+    return rc <= RCS_EIO ? EXIT_USAGE : EXIT_SERVER;
+}
+
+static int parse_u64(const char *s, uint64_t *out)
+{
+    char *end;
+    unsigned long long v;
+    if (!*s || *s == '-' || *s == '+')
+        return -1;
+    errno = 0;
+    v = strtoull(s, &end, 10);
+    if (errno || *end)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+static int parse_id(const char *s, uint64_t *id)
+{
+    if (parse_u64(s, id) < 0 || *id == 0) {
+        usage_error("not an object id: %s", s);
+        return -1;
+    }
+    return 0;
+}
+
+static int parse_ids(int argc, char **argv, uint64_t **ids)
+{
+    *ids = calloc((size_t)argc + 1, sizeof(uint64_t));
+    if (!*ids)
+        return -1;
+    for (int i = 0; i < argc; i++) {
+        if (parse_id(argv[i], &(*ids)[i]) < 0) {
+            free(*ids);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* Read all of a file ("-" is stdin) into *data. 0 or -1 (reported). */
+static int slurp(const char *path, char **data, size_t *len)
+{
+    FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
+    size_t cap = 4096, n = 0;
+    char *p;
+
+    if (!f)
+        return usage_error("cannot open %s: %s", path, strerror(errno)), -1;
+    p = malloc(cap);
+    while (p) {
+        size_t r = fread(p + n, 1, cap - n, f);
+        n += r;
+        if (r == 0)
+            break;
+        if (n == cap) {
+            char *q = cap < MAX_INPUT_BYTES ? realloc(p, cap * 2) : NULL;
+            if (!q) {
+                free(p);
+                p = NULL;
+                break;
+            }
+            p = q;
+            cap *= 2;
+        }
+    }
+    if (f != stdin)
+        fclose(f);
+    if (!p)
+        return usage_error("%s is too large", path), -1;
+    *data = p;
+    *len = n;
+    return 0;
+}
+
+/* The data of create / set-data: --file, or an argument ("-" is stdin), or
+ * stdin when it is not a terminal. *used says how many arguments it took. */
+static int get_data(const struct opts *o, int argc, char **argv, char **data, size_t *len,
+                    int *used)
+{
+    *used = 0;
+    if (o->file)
+        return slurp(o->file, data, len);
+    if (argc > 0) {
+        *used = 1;
+        if (strcmp(argv[0], "-") == 0)
+            return slurp("-", data, len);
+        *len = strlen(argv[0]);
+        *data = malloc(*len + 1);
+        if (!*data)
+            return -1;
+        memcpy(*data, argv[0], *len + 1);
+        return 0;
+    }
+    if (!isatty(STDIN_FILENO))
+        return slurp("-", data, len);
+    usage_error("no data: give it as an argument, with --file, or on stdin");
+    return -1;
+}
+
+/* Print a result the way the command's user expects. */
+static void show(const struct opts *o, const rcs_value *v)
+{
+    if (o->json) {
+        print_json(stdout, v);
+        return;
+    }
+    switch (v->type) {
+    case RCS_NIL: puts("OK"); break;
+    case RCS_STR: printf("%.*s\n", (int)v->via.bytes.len, v->via.bytes.ptr); break;
+    case RCS_MAP: print_map(stdout, v, 0); break;
+    default:
+        print_inline(stdout, v);
+        putchar('\n');
+    }
+}
+
+/* Print notifications that arrived (shell mode). */
+static void show_notifications(struct cli *cli)
+{
+    rcs_notification *n;
+    while (rcs_next_notification(cli->c, 0, &n) == 0) {
+        const rcs_value *p = n->params;
+        if (strcmp(n->method, "freed") == 0 && p->type == RCS_ARRAY && p->via.array.len == 2) {
+            printf("(notification) object %" PRIu64 " freed (%s)\n",
+                   rcs_value_uint(&p->via.array.items[0], 0),
+                   p->via.array.items[1].type == RCS_STR ? p->via.array.items[1].via.bytes.ptr
+                                                         : "?");
+        } else {
+            printf("(notification) %s ", n->method);
+            print_inline(stdout, p);
+            putchar('\n');
+        }
+        rcs_notification_free(n);
+    }
+}
+
+/* Run one call and print its result. */
+static int simple(struct cli *cli, const struct opts *o, int rc_send)
+{
+    rcs_value *v;
+    int rc = rc_send < 0 ? rc_send : rcs_recv(cli->c, &v);
+    if (rc < 0)
+        return call_failed(cli, rc);
+    show(o, v);
+    rcs_value_free(v);
+    return EXIT_OK;
+}
+
+/* ---- commands ---- */
+
+static int cmd_hello(struct cli *cli, const struct opts *o, int argc, char **argv)
+{
+    const char *name = o->client ? o->client : "rcstore-cli";
+    return simple(cli, o, rcs_send(cli->c, "hello", "{ss}", "client", name));
+}
+
+static int cmd_ping(struct cli *cli, const struct opts *o, int argc, char **argv)
+{
+    return simple(cli, o, rcs_send(cli->c, "ping", ""));
+}
+
+static int cmd_create(struct cli *cli, const struct opts *o, int argc, char **argv)
+{
+    char *data;
+    size_t len;
+    uint64_t *refs, id;
+    rcs_value *v;
+    int used, rc;
+
+    if (get_data(o, argc, argv, &data, &len, &used) < 0)
+        return EXIT_USAGE;
+    if (parse_ids(argc - used, argv + used, &refs) < 0) {
+        free(data);
+        return EXIT_USAGE;
+    }
+    rc = rcs_send(cli->c, "create", "yU", data, len, refs, (size_t)(argc - used));
+    free(data);
+    free(refs);
+    if (rc < 0 || (rc = rcs_recv(cli->c, &v)) < 0)
+        return call_failed(cli, rc);
+    id = rcs_value_uint(v, 0);
+    if (o->name && (rc = rcs_bind(cli->c, o->name, id)) < 0) {
+        rcs_value_free(v);
+        return call_failed(cli, rc);
+    }
+    show(o, v);
+    rcs_value_free(v);
+    return EXIT_OK;
+}
+
+static int cmd_get(struct cli *cli, const struct opts *o, int argc, char **argv)
+{
+    uint64_t id;
+    rcs_value *v;
+    int rc;
+    if (parse_id(argv[0], &id) < 0)
+        return EXIT_USAGE;
+    if ((rc = rcs_call(cli->c, &v, "get", "u", id)) < 0)
+        return call_failed(cli, rc);
+    if (o->raw) {
+        const rcs_value *d = rcs_map_get(v, "data");
+        if (d && (d->type == RCS_BIN || d->type == RCS_STR))
+            fwrite(d->via.bytes.ptr, 1, d->via.bytes.len, stdout);
+    } else {
+        show(o, v);
+    }
+    rcs_value_free(v);
+    return EXIT_OK;
+}
+
+static int cmd_set_data(struct cli *cli, const struct opts *o, int argc, char **argv)
+{
+    uint64_t id;
+    char *data;
+    size_t len;
+    int used, rc;
+    if (parse_id(argv[0], &id) < 0 || get_data(o, argc - 1, argv + 1, &data, &len, &used) < 0)
+        return EXIT_USAGE;
+    if (used != argc - 1) {
+        free(data);
+        return usage_error("set-data takes ID and one DATA");
+    }
+    rc = rcs_send(cli->c, "set_data", "uy", id, data, len);
+    free(data);
+    return simple(cli, o, rc);
+}
+
+static int cmd_set_refs(struct cli *cli, const struct opts *o, int argc, char **argv)
+{
+    uint64_t id, *refs;
+    int rc;
+    if (parse_id(argv[0], &id) < 0 || parse_ids(argc - 1, argv + 1, &refs) < 0)
+        return EXIT_USAGE;
+    rc = rcs_send(cli->c, "set_refs", "uU", id, refs, (size_t)(argc - 1));
+    free(refs);
+    return simple(cli, o, rc);
+}
+
+/* Commands whose params are all ids or counts: "uu", "u", ... */
+static int ids_call(struct cli *cli, const struct opts *o, const char *method, int argc,
+                    char **argv)
+{
+    uint64_t a = 0, b = 0;
+    if (parse_id(argv[0], &a) < 0 || (argc > 1 && parse_id(argv[1], &b) < 0))
+        return EXIT_USAGE;
+    if (argc > 1)
+        return simple(cli, o, rcs_send(cli->c, method, "uu", a, b));
+    return simple(cli, o, rcs_send(cli->c, method, "u", a));
+}
+
+static int cmd_link(struct cli *cli, const struct opts *o, int argc, char **argv)
+{
+    return ids_call(cli, o, "link", argc, argv);
+}
+static int cmd_unlink(struct cli *cli, const struct opts *o, int argc, char **argv)
+{
+    return ids_call(cli, o, "unlink", argc, argv);
+}
+static int cmd_incref(struct cli *cli, const struct opts *o, int argc, char **argv)
+{
+    return ids_call(cli, o, "incref", argc, argv);
+}
+static int cmd_decref(struct cli *cli, const struct opts *o, int argc, char **argv)
+{
+    return ids_call(cli, o, "decref", argc, argv);
+}
+static int cmd_stat(struct cli *cli, const struct opts *o, int argc, char **argv)
+{
+    return ids_call(cli, o, "stat", argc, argv);
+}
+
+static int cmd_bind(struct cli *cli, const struct opts *o, int argc, char **argv)
+{
+    uint64_t id;
+    if (parse_id(argv[1], &id) < 0)
+        return EXIT_USAGE;
+    return simple(cli, o, rcs_send(cli->c, "bind", "su", argv[0], id));
+}
+
+static int cmd_unbind(struct cli *cli, const struct opts *o, int argc, char **argv)
+{
+    return simple(cli, o, rcs_send(cli->c, "unbind", "s", argv[0]));
+}
+
+static int cmd_lookup(struct cli *cli, const struct opts *o, int argc, char **argv)
+{
+    return simple(cli, o, rcs_send(cli->c, "lookup", "sb", argv[0], o->acquire));
+}
+
+static int cmd_names(struct cli *cli, const struct opts *o, int argc, char **argv)
+{
+    const char *prefix = argc > 0 ? argv[0] : "";
+    rcs_value *v;
+    int rc = o->have_limit ? rcs_call(cli->c, &v, "names", "su", prefix, o->limit)
+                           : rcs_call(cli->c, &v, "names", "s", prefix);
+    if (rc < 0)
+        return call_failed(cli, rc);
+    if (o->json || v->type != RCS_ARRAY) {
+        show(o, v);
+    } else {
+        for (size_t i = 0; i < v->via.array.len; i++) {
+            const rcs_value *pair = &v->via.array.items[i];
+            if (pair->type == RCS_ARRAY && pair->via.array.len == 2)
+                printf("%s\t%" PRIu64 "\n", pair->via.array.items[0].via.bytes.ptr,
+                       rcs_value_uint(&pair->via.array.items[1], 0));
+        }
+    }
+    rcs_value_free(v);
+    return EXIT_OK;
+}
+
+static int cmd_referrers(struct cli *cli, const struct opts *o, int argc, char **argv)
+{
+    uint64_t id;
+    rcs_value *v;
+    int rc;
+    if (parse_id(argv[0], &id) < 0)
+        return EXIT_USAGE;
+    rc = o->have_limit ? rcs_call(cli->c, &v, "referrers", "uu", id, o->limit)
+                       : rcs_call(cli->c, &v, "referrers", "u", id);
+    if (rc < 0)
+        return call_failed(cli, rc);
+    if (o->json || v->type != RCS_ARRAY) {
+        show(o, v);
+    } else {
+        for (size_t i = 0; i < v->via.array.len; i++)
+            printf("%" PRIu64 "\n", rcs_value_uint(&v->via.array.items[i], 0));
+    }
+    rcs_value_free(v);
+    return EXIT_OK;
+}
+
+/* One-shot: watch and wait for the notification (the session ends at exit,
+ * so a watch that returned at once would be useless). Shell: just register. */
+static int cmd_watch(struct cli *cli, const struct opts *o, int argc, char **argv)
+{
+    rcs_notification *n;
+    uint64_t id;
+    int rc;
+    if (parse_id(argv[0], &id) < 0)
+        return EXIT_USAGE;
+    if ((rc = rcs_watch(cli->c, id)) < 0)
+        return call_failed(cli, rc);
+    if (cli->shell) {
+        puts("OK (notifications print before the next prompt)");
+        return EXIT_OK;
+    }
+    rc = rcs_next_notification(cli->c, o->timeout_s < 0 ? -1 : o->timeout_s * 1000, &n);
+    if (rc < 0)
+        return call_failed(cli, rc);
+    if (o->json) {
+        print_json(stdout, n->params);
+    } else {
+        const rcs_value *p = n->params;
+        printf("freed %" PRIu64 " (%s)\n", rcs_value_uint(&p->via.array.items[0], 0),
+               p->via.array.len > 1 && p->via.array.items[1].type == RCS_STR
+                   ? p->via.array.items[1].via.bytes.ptr
+                   : "?");
+    }
+    rcs_notification_free(n);
+    return EXIT_OK;
+}
+
+static int cmd_release_all(struct cli *cli, const struct opts *o, int argc, char **argv)
+{
+    return simple(cli, o, rcs_send(cli->c, "release_all", ""));
+}
+
+static int cmd_gc(struct cli *cli, const struct opts *o, int argc, char **argv)
+{
+    return simple(cli, o, rcs_send(cli->c, "gc", ""));
+}
+
+static int cmd_stats(struct cli *cli, const struct opts *o, int argc, char **argv)
+{
+    return simple(cli, o, rcs_send(cli->c, "stats", ""));
+}
+
+static void usage(FILE *f);
+
+static int cmd_help(struct cli *cli, const struct opts *o, int argc, char **argv)
+{
+    usage(stdout);
+    return EXIT_OK;
+}
+
+static const struct command commands[] = {
+    {"hello", "[--client NAME]", "greet the server; shows session and limits", 0, 0, cmd_hello},
+    {"ping", "", "check the server answers", 0, 0, cmd_ping},
+    {"create", "[DATA|-] [REF...] [--file F] [--name NAME]",
+     "create an object; --name binds it so it outlives this command", 0, MAX_ARGS, cmd_create},
+    {"get", "ID [--raw]", "show an object (--raw: its data bytes only)", 1, 1, cmd_get},
+    {"set-data", "ID [DATA|-] [--file F]", "replace an object's data", 1, 2, cmd_set_data},
+    {"set-refs", "ID [REF...]", "replace an object's refs", 1, MAX_ARGS, cmd_set_refs},
+    {"link", "ID TARGET", "append TARGET to ID's refs", 2, 2, cmd_link},
+    {"unlink", "ID TARGET", "remove the first TARGET from ID's refs", 2, 2, cmd_unlink},
+    {"incref", "ID [N]", "add holds for this session", 1, 2, cmd_incref},
+    {"decref", "ID [N]", "drop holds of this session", 1, 2, cmd_decref},
+    {"stat", "ID", "show an object's refcount parts", 1, 1, cmd_stat},
+    {"bind", "NAME ID", "bind a name to an object (a durable root)", 2, 2, cmd_bind},
+    {"unbind", "NAME", "remove a name", 1, 1, cmd_unbind},
+    {"lookup", "NAME [--acquire]", "the object bound to NAME", 1, 1, cmd_lookup},
+    {"names", "[PREFIX] [--limit N]", "list names, sorted", 0, 1, cmd_names},
+    {"referrers", "ID [--limit N]", "objects whose refs contain ID", 1, 1, cmd_referrers},
+    {"watch", "ID [--timeout SECS]", "wait until ID is freed", 1, 1, cmd_watch},
+    {"release-all", "", "drop every hold of this session", 0, 0, cmd_release_all},
+    {"gc", "", "run a full cycle collection", 0, 0, cmd_gc},
+    {"stats", "", "server statistics", 0, 0, cmd_stats},
+    {"help", "", "this help", 0, 0, cmd_help},
+    {NULL, NULL, NULL, 0, 0, NULL},
+};
+
+static void usage(FILE *f)
+{
+    fprintf(f, "Usage: rcstore [-H HOST:PORT | -s SOCKET] [--json] COMMAND [ARGS...]\n"
+               "       rcstore [-H HOST:PORT | -s SOCKET]      (interactive shell)\n\n"
+               "Commands (method names with '_' work too):\n");
+    for (const struct command *c = commands; c->name; c++) {
+        char left[80];
+        snprintf(left, sizeof(left), "%s %s", c->name, c->usage);
+        fprintf(f, "  %-46s %s\n", left, c->help);
+    }
+    fprintf(f, "\nOptions:\n"
+               "  -H, --host HOST:PORT  server address (default 127.0.0.1:7373)\n"
+               "  -s, --socket PATH     connect to a unix socket instead\n"
+               "  --json                print results as JSON\n"
+               "  -h, --help            this help;  -V, --version  the version\n\n"
+               "RCSTORE_ADDRESS sets the default address (tcp://HOST:PORT or unix:///PATH).\n"
+               "Each command runs in its own session: holds it takes end when it exits.\n"
+               "Exit status: 0 success, 1 server error, 2 usage or connection error.\n");
+}
+
+/* Split options from positionals. Returns 0, or EXIT_USAGE (reported). */
+static int parse_opts(struct cli *cli, struct opts *o, int argc, char **argv, int *npos,
+                      char **pos, int global)
+{
+    *npos = 0;
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        const char *val = i + 1 < argc ? argv[i + 1] : NULL;
+#define NEED_VAL                                                                                   \
+    do {                                                                                           \
+        if (!val)                                                                                  \
+            return usage_error("%s needs a value", a);                                             \
+        i++;                                                                                       \
+    } while (0)
+        if (strcmp(a, "--") == 0) {
+            while (++i < argc)
+                pos[(*npos)++] = argv[i];
+            break;
+        }
+        if (a[0] != '-' || strcmp(a, "-") == 0) {
+            if (*npos >= MAX_ARGS)
+                return usage_error("too many arguments");
+            pos[(*npos)++] = argv[i];
+        } else if (strcmp(a, "--json") == 0) {
+            o->json = 1;
+        } else if (strcmp(a, "--raw") == 0) {
+            o->raw = 1;
+        } else if (strcmp(a, "--acquire") == 0) {
+            o->acquire = 1;
+        } else if (strcmp(a, "--file") == 0 || strcmp(a, "-f") == 0) {
+            NEED_VAL;
+            o->file = val;
+        } else if (strcmp(a, "--name") == 0) {
+            NEED_VAL;
+            o->name = val;
+        } else if (strcmp(a, "--client") == 0) {
+            NEED_VAL;
+            o->client = val;
+        } else if (strcmp(a, "--limit") == 0) {
+            NEED_VAL;
+            if (parse_u64(val, &o->limit) < 0)
+                return usage_error("--limit wants a number, not %s", val);
+            o->have_limit = 1;
+        } else if (strcmp(a, "--timeout") == 0) {
+            uint64_t t;
+            NEED_VAL;
+            if (parse_u64(val, &t) < 0 || t > 86400 * 365)
+                return usage_error("--timeout wants seconds, not %s", val);
+            o->timeout_s = (int)t;
+        } else if (global && (strcmp(a, "-H") == 0 || strcmp(a, "--host") == 0)) {
+            static char addr[300];
+            NEED_VAL;
+            snprintf(addr, sizeof(addr), "tcp://%s", val);
+            cli->address = strncmp(val, "tcp://", 6) == 0 ? val : addr;
+        } else if (global && (strcmp(a, "-s") == 0 || strcmp(a, "--socket") == 0)) {
+            static char addr[300];
+            NEED_VAL;
+            snprintf(addr, sizeof(addr), "unix://%s", val);
+            cli->address = addr;
+        } else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+            pos[0] = "help";
+            *npos = 1;
+            return 0;
+        } else if (global && (strcmp(a, "-V") == 0 || strcmp(a, "--version") == 0)) {
+            printf("rcstore %s\n", RCS_VERSION);
+            exit(EXIT_OK);
+        } else {
+            return usage_error("unknown option %s (try --help)", a);
+        }
+#undef NEED_VAL
+    }
+    return 0;
+}
+
+static const struct command *find(const char *name)
+{
+    char norm[64];
+    size_t i;
+    for (i = 0; name[i] && i < sizeof(norm) - 1; i++)
+        norm[i] = name[i] == '_' ? '-' : name[i];
+    norm[i] = '\0';
+    for (const struct command *c = commands; c->name; c++) {
+        if (strcmp(c->name, norm) == 0)
+            return c;
+    }
+    return NULL;
+}
+
+static int run(struct cli *cli, const struct opts *o, int argc, char **argv)
+{
+    const struct command *c = find(argv[0]);
+    if (!c)
+        return usage_error("unknown command '%s' (try help)", argv[0]);
+    if (argc - 1 < c->min || argc - 1 > c->max)
+        return usage_error("usage: %s %s", c->name, c->usage);
+    return c->run(cli, o, argc - 1, argv + 1);
+}
+
+/* Split a shell line into words: spaces separate, '...' is literal, "..."
+ * takes backslash escapes. Returns the count or -1 for an open quote. */
+static int split(char *line, char **words, int max)
+{
+    int n = 0;
+    char *r = line, *w = line;
+    while (*r) {
+        while (*r == ' ' || *r == '\t' || *r == '\n' || *r == '\r')
+            r++;
+        if (!*r)
+            break;
+        if (n == max)
+            return -1;
+        words[n++] = w;
+        while (*r && *r != ' ' && *r != '\t' && *r != '\n' && *r != '\r') {
+            if (*r == '\'' || *r == '"') {
+                char q = *r++;
+                while (*r && *r != q) {
+                    if (q == '"' && *r == '\\' && r[1]) {
+                        r++;
+                        *w++ = *r == 'n' ? '\n' : *r == 't' ? '\t' : *r;
+                        r++;
+                    } else {
+                        *w++ = *r++;
+                    }
+                }
+                if (*r != q)
+                    return -1;
+                r++;
+            } else {
+                *w++ = *r++;
+            }
+        }
+        if (*r)
+            r++;
+        *w++ = '\0';
+    }
+    return n;
+}
+
+static char *read_line(const char *prompt)
+{
+#ifdef RCS_HAVE_LIBEDIT
+    if (isatty(STDIN_FILENO)) {
+        char *l = readline(prompt);
+        if (l && *l)
+            add_history(l);
+        return l;
+    }
+#endif
+    {
+        size_t cap = 0;
+        char *l = NULL;
+        if (isatty(STDIN_FILENO)) {
+            fputs(prompt, stdout);
+            fflush(stdout);
+        }
+        if (getline(&l, &cap, stdin) < 0) {
+            free(l);
+            return NULL;
+        }
+        return l;
+    }
+}
+
+static int shell(struct cli *cli)
+{
+    char prompt[320], *line, *words[MAX_ARGS + 8], *pos[MAX_ARGS + 8];
+    char hist[1024] = "";
+    int status = EXIT_OK;
+
+    cli->shell = 1;
+    snprintf(prompt, sizeof(prompt), "%s> ", cli->address ? cli->address : "rcstore");
+#ifdef RCS_HAVE_LIBEDIT
+    if (getenv("HOME")) {
+        snprintf(hist, sizeof(hist), "%s/.rcstore_history", getenv("HOME"));
+        read_history(hist);
+    }
+#endif
+    if (isatty(STDIN_FILENO))
+        printf("rcstore %s: one session for this whole shell. 'help' lists commands, "
+               "'quit' leaves.\n",
+               RCS_VERSION);
+    while ((line = read_line(prompt)) != NULL) {
+        struct opts o = cli->defaults;
+        int n = split(line, words, MAX_ARGS), npos;
+        if (n < 0) {
+            usage_error("unbalanced quotes or too many words");
+            status = EXIT_USAGE;
+        } else if (n > 0 && (strcmp(words[0], "quit") == 0 || strcmp(words[0], "exit") == 0)) {
+            free(line);
+            break;
+        } else if (n > 0 && parse_opts(cli, &o, n, words, &npos, pos, 0) == 0 && npos > 0) {
+            status = run(cli, &o, npos, pos);
+            if (status == EXIT_USAGE && rcs_pending(cli->c) == 0 &&
+                rcs_ping(cli->c) == RCS_EIO) {
+                fprintf(stderr, "rcstore: connection lost\n");
+                free(line);
+                break;
+            }
+        }
+        free(line);
+        show_notifications(cli);
+        fflush(stdout);
+    }
+#ifdef RCS_HAVE_LIBEDIT
+    if (hist[0])
+        write_history(hist);
+#endif
+    return status;
+}
+
+int main(int argc, char **argv)
+{
+    struct cli cli;
+    char *pos[MAX_ARGS + 8];
+    int npos, rc, status;
+
+    memset(&cli, 0, sizeof(cli));
+    cli.defaults.timeout_s = -1;
+    cli.address = getenv("RCSTORE_ADDRESS");
+    if (parse_opts(&cli, &cli.defaults, argc - 1, argv + 1, &npos, pos, 1) != 0)
+        return EXIT_USAGE;
+    if (npos > 0 && strcmp(pos[0], "help") == 0) {
+        usage(stdout);
+        return EXIT_OK;
+    }
+    if (npos > 0 && !find(pos[0]))
+        return usage_error("unknown command '%s' (try --help)", pos[0]);
+    if ((rc = rcs_connect(cli.address, &cli.c)) < 0) {
+        fprintf(stderr, "rcstore: cannot connect to %s: %s\n",
+                cli.address ? cli.address : RCS_DEFAULT_ADDRESS, strerror(errno));
+        return EXIT_USAGE;
+    }
+    status = npos > 0 ? run(&cli, &cli.defaults, npos, pos) : shell(&cli);
+    fflush(stdout);
+    rcs_close(cli.c);
+    return status;
+}

@@ -1,0 +1,163 @@
+/* cli_print: result printers for the CLI (see cli_print.h). Values nest at
+ * most as deep as the protocol scanner allows (16), so recursion is bounded. */
+#include "cli_print.h"
+#include "utf8.h"
+
+#include <inttypes.h>
+#include <string.h>
+
+static void json_string(FILE *f, const char *p, size_t n)
+{
+    fputc('"', f);
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)p[i];
+        switch (ch) {
+        case '"': fputs("\\\"", f); break;
+        case '\\': fputs("\\\\", f); break;
+        case '\n': fputs("\\n", f); break;
+        case '\r': fputs("\\r", f); break;
+        case '\t': fputs("\\t", f); break;
+        default:
+            if (ch < 0x20 || ch == 0x7f)
+                fprintf(f, "\\u%04x", ch);
+            else
+                fputc(ch, f);
+        }
+    }
+    fputc('"', f);
+}
+
+static void base64(FILE *f, const unsigned char *p, size_t n)
+{
+    static const char tbl[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    for (size_t i = 0; i < n; i += 3) {
+        uint32_t v = (uint32_t)p[i] << 16;
+        if (i + 1 < n)
+            v |= (uint32_t)p[i + 1] << 8;
+        if (i + 2 < n)
+            v |= p[i + 2];
+        fputc(tbl[(v >> 18) & 63], f);
+        fputc(tbl[(v >> 12) & 63], f);
+        fputc(i + 1 < n ? tbl[(v >> 6) & 63] : '=', f);
+        fputc(i + 2 < n ? tbl[v & 63] : '=', f);
+    }
+}
+
+static void json_value(FILE *f, const rcs_value *v)
+{
+    switch (v->type) {
+    case RCS_NIL: fputs("null", f); break;
+    case RCS_BOOL: fputs(v->via.boolean ? "true" : "false", f); break;
+    case RCS_UINT: fprintf(f, "%" PRIu64, v->via.u); break;
+    case RCS_INT: fprintf(f, "%" PRId64, v->via.i); break;
+    case RCS_FLOAT: fprintf(f, "%.17g", v->via.f); break;
+    case RCS_STR: json_string(f, v->via.bytes.ptr, v->via.bytes.len); break;
+    case RCS_BIN:
+        if (utf8_valid(v->via.bytes.ptr, v->via.bytes.len)) {
+            json_string(f, v->via.bytes.ptr, v->via.bytes.len);
+        } else {
+            fputs("{\"base64\": \"", f);
+            base64(f, (const unsigned char *)v->via.bytes.ptr, v->via.bytes.len);
+            fputs("\"}", f);
+        }
+        break;
+    case RCS_ARRAY:
+        fputc('[', f);
+        for (size_t i = 0; i < v->via.array.len; i++) {
+            if (i)
+                fputs(", ", f);
+            json_value(f, &v->via.array.items[i]);
+        }
+        fputc(']', f);
+        break;
+    case RCS_MAP:
+        fputc('{', f);
+        for (size_t i = 0; i < v->via.map.len; i++) {
+            const rcs_value *k = &v->via.map.keys[i];
+            if (i)
+                fputs(", ", f);
+            if (k->type == RCS_STR || k->type == RCS_BIN)
+                json_string(f, k->via.bytes.ptr, k->via.bytes.len);
+            else {
+                /* JSON keys are strings: print the key's JSON inside one. */
+                fputc('"', f);
+                json_value(f, k);
+                fputc('"', f);
+            }
+            fputs(": ", f);
+            json_value(f, &v->via.map.vals[i]);
+        }
+        fputc('}', f);
+        break;
+    }
+}
+
+void print_json(FILE *f, const rcs_value *v)
+{
+    json_value(f, v);
+    fputc('\n', f);
+}
+
+static void c_string(FILE *f, const char *p, size_t n)
+{
+    fputc('"', f);
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)p[i];
+        if (ch == '"' || ch == '\\')
+            fprintf(f, "\\%c", ch);
+        else if (ch == '\n')
+            fputs("\\n", f);
+        else if (ch == '\t')
+            fputs("\\t", f);
+        else if (ch < 0x20 || ch >= 0x7f)
+            fprintf(f, "\\x%02x", ch);
+        else
+            fputc(ch, f);
+    }
+    fputc('"', f);
+}
+
+void print_inline(FILE *f, const rcs_value *v)
+{
+    switch (v->type) {
+    case RCS_STR:
+    case RCS_BIN: c_string(f, v->via.bytes.ptr, v->via.bytes.len); break;
+    case RCS_ARRAY:
+        fputc('[', f);
+        for (size_t i = 0; i < v->via.array.len; i++) {
+            if (i)
+                fputs(", ", f);
+            print_inline(f, &v->via.array.items[i]);
+        }
+        fputc(']', f);
+        break;
+    default: json_value(f, v); break;
+    }
+}
+
+void print_map(FILE *f, const rcs_value *v, int indent)
+{
+    size_t width = 0;
+    if (v->type != RCS_MAP) {
+        print_inline(f, v);
+        fputc('\n', f);
+        return;
+    }
+    for (size_t i = 0; i < v->via.map.len; i++) {
+        const rcs_value *k = &v->via.map.keys[i];
+        if (k->type == RCS_STR && v->via.map.vals[i].type != RCS_MAP && k->via.bytes.len > width)
+            width = k->via.bytes.len;
+    }
+    for (size_t i = 0; i < v->via.map.len; i++) {
+        const rcs_value *k = &v->via.map.keys[i], *val = &v->via.map.vals[i];
+        const char *name = k->type == RCS_STR ? k->via.bytes.ptr : "?";
+        if (val->type == RCS_MAP) {
+            fprintf(f, "%*s%s:\n", indent, "", name);
+            print_map(f, val, indent + 2);
+        } else {
+            fprintf(f, "%*s%s:%*s ", indent, "", name, (int)(width - strlen(name)), "");
+            print_inline(f, val);
+            fputc('\n', f);
+        }
+    }
+}

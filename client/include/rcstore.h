@@ -1,0 +1,224 @@
+/* rcstore.h: the C client library of rcstore, a networked object store with
+ * reference-count semantics.
+ *
+ * One rcs_client is one connection, and so one server session: every hold it
+ * takes is released when it closes. Calls block. Any number of requests may
+ * be queued with rcs_send, written with rcs_flush and their replies read in
+ * order with rcs_recv (pipelining); the typed calls (rcs_create, rcs_get, ...)
+ * are each a send, a flush and a receive. A client is not thread-safe: use
+ * one per thread.
+ *
+ * Errors: every fallible function returns 0 or a negative rcs_error. Server
+ * errors carry the server's message, read with rcs_last_error. Memory a call
+ * returns belongs to the caller and is freed with the matching *_free. */
+#ifndef RCSTORE_H
+#define RCSTORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__)
+#define RCS_EXPORT __attribute__((visibility("default")))
+#else
+#define RCS_EXPORT
+#endif
+
+#define RCS_DEFAULT_ADDRESS "tcp://127.0.0.1:7373"
+
+enum rcs_error {
+    RCS_OK = 0,
+    /* Sent by the server (SPEC section 4); rcs_error_name gives the wire name. */
+    RCS_EBAD_REQUEST = -1000,
+    RCS_EUNKNOWN_METHOD = -1001,
+    RCS_EBAD_PARAMS = -1002,
+    RCS_ENOT_FOUND = -1003,
+    RCS_ENOT_HELD = -1004,
+    RCS_ENAME_NOT_FOUND = -1005,
+    RCS_ETOO_LARGE = -1006,
+    RCS_EOUT_OF_MEMORY = -1007,
+    RCS_EQUOTA_EXCEEDED = -1008,
+    RCS_EAUTH_REQUIRED = -1009,
+    RCS_EAUTH_FAILED = -1010,
+    RCS_ESESSION_BUSY = -1011,
+    RCS_ESESSION_EXPIRED = -1012,
+    RCS_ETOKEN_INVALID = -1013,
+    RCS_EINTERNAL = -1014,
+    /* Raised by the library itself. */
+    RCS_EIO = -1100,       /* the connection failed or was closed */
+    RCS_ECONNECT = -1101,  /* could not connect */
+    RCS_EPROTO = -1102,    /* the server sent something unexpected */
+    RCS_ENOMEM = -1103,    /* out of memory in the client */
+    RCS_EINVAL = -1104,    /* bad argument to a library call */
+    RCS_ETIMEDOUT = -1105, /* nothing arrived in time */
+};
+
+/* "NOT_FOUND", "EIO", ...: a stable name for an error code. */
+RCS_EXPORT const char *rcs_error_name(int err);
+/* A short description of an error code. */
+RCS_EXPORT const char *rcs_strerror(int err);
+
+/* ---- values: a decoded msgpack tree, as returned by the generic calls ---- */
+
+enum rcs_type { RCS_NIL, RCS_BOOL, RCS_INT, RCS_UINT, RCS_FLOAT, RCS_STR, RCS_BIN, RCS_ARRAY, RCS_MAP };
+
+typedef struct rcs_value rcs_value;
+struct rcs_value {
+    enum rcs_type type;
+    union {
+        int boolean;
+        int64_t i;  /* RCS_INT: negative integers only */
+        uint64_t u; /* RCS_UINT */
+        double f;
+        struct {
+            const char *ptr; /* RCS_STR and RCS_BIN; NUL-terminated for convenience */
+            size_t len;
+        } bytes;
+        struct {
+            rcs_value *items;
+            size_t len;
+        } array;
+        struct {
+            rcs_value *keys;
+            rcs_value *vals;
+            size_t len;
+        } map;
+    } via;
+};
+
+/* Release a value returned by the library (NULL is ignored). */
+RCS_EXPORT void rcs_value_free(rcs_value *v);
+/* The value under a str key of a map, or NULL. */
+RCS_EXPORT const rcs_value *rcs_map_get(const rcs_value *map, const char *key);
+/* The unsigned integer in v, or dflt if v is NULL or not one. */
+RCS_EXPORT uint64_t rcs_value_uint(const rcs_value *v, uint64_t dflt);
+
+/* ---- connections ---- */
+
+typedef struct rcs_client rcs_client;
+
+/* Connect to "tcp://HOST:PORT", "HOST:PORT", "unix:///PATH" or "/PATH" (NULL
+ * means RCS_DEFAULT_ADDRESS). 0, RCS_ECONNECT or RCS_ENOMEM. */
+RCS_EXPORT int rcs_connect(const char *address, rcs_client **out);
+/* Close the connection (the session's holds are released unless it has a
+ * lease) and free the client. NULL is ignored. */
+RCS_EXPORT void rcs_close(rcs_client *c);
+/* How long a read may wait, in milliseconds; -1 (the default) waits forever. */
+RCS_EXPORT void rcs_set_timeout(rcs_client *c, int timeout_ms);
+/* The message of the last error on this client: the server's text for a
+ * server error, the library's otherwise. Valid until the next call. */
+RCS_EXPORT const char *rcs_last_error(const rcs_client *c);
+
+/* ---- generic calls and pipelining ----
+ * Params are described by a format string, one letter per item:
+ *   u uint64_t   i int64_t   b int (boolean)   n nil
+ *   s const char * (str)     y const void *, size_t (bin)
+ *   U const uint64_t *, size_t (array of uints)
+ *   [ ... ] an array         { ... } a map: key letters (s) and values alternate
+ * For example: rcs_send(c, "create", "yU", data, len, refs, nrefs). */
+
+/* Queue one request; nothing is written until rcs_flush (or a blocking call).
+ * 0, RCS_EINVAL (bad format) or RCS_ENOMEM. */
+RCS_EXPORT int rcs_send(rcs_client *c, const char *method, const char *fmt, ...);
+/* Write every queued request. 0 or RCS_EIO. */
+RCS_EXPORT int rcs_flush(rcs_client *c);
+/* Read the reply to the oldest request still unanswered (flushing first if
+ * needed). Returns 0 and the result in *result (free it with rcs_value_free;
+ * result may be NULL to drop it), or the request's error. Notifications that
+ * arrive meanwhile are kept for rcs_next_notification. */
+RCS_EXPORT int rcs_recv(rcs_client *c, rcs_value **result);
+/* Requests sent or queued whose replies have not been read. */
+RCS_EXPORT size_t rcs_pending(const rcs_client *c);
+/* rcs_send + rcs_recv. */
+RCS_EXPORT int rcs_call(rcs_client *c, rcs_value **result, const char *method, const char *fmt,
+                        ...);
+
+/* ---- notifications ---- */
+
+typedef struct rcs_notification {
+    char *method;      /* "freed" */
+    rcs_value *params; /* for "freed": [id, reason] */
+} rcs_notification;
+
+/* Wait up to timeout_ms (-1: forever, 0: only what already arrived) for the
+ * next notification. Only call it with no replies pending. 0, RCS_ETIMEDOUT
+ * or RCS_EIO. Free *out with rcs_notification_free. */
+RCS_EXPORT int rcs_next_notification(rcs_client *c, int timeout_ms, rcs_notification **out);
+RCS_EXPORT void rcs_notification_free(rcs_notification *n);
+
+/* ---- typed calls, one per method ---- */
+
+typedef struct rcs_hello_info {
+    uint64_t protocol;
+    uint64_t session;
+    uint8_t token[64]; /* the resume token */
+    size_t token_len;
+    int resumed;
+    uint64_t max_data_bytes, max_refs, max_message_bytes, max_session_ttl;
+} rcs_hello_info;
+
+/* hello with an optional client name (NULL for none). info may be NULL. */
+RCS_EXPORT int rcs_hello(rcs_client *c, const char *client_name, rcs_hello_info *info);
+RCS_EXPORT int rcs_ping(rcs_client *c);
+/* Create an object holding a copy of data and refs; this session holds it once. */
+RCS_EXPORT int rcs_create(rcs_client *c, const void *data, size_t len, const uint64_t *refs,
+                          size_t nrefs, uint64_t *id);
+
+typedef struct rcs_object {
+    uint64_t id;
+    char *data; /* len bytes, NUL-terminated for convenience */
+    size_t len;
+    uint64_t *refs;
+    size_t nrefs;
+    uint64_t refcount;
+} rcs_object;
+
+RCS_EXPORT int rcs_get(rcs_client *c, uint64_t id, rcs_object **out);
+RCS_EXPORT void rcs_object_free(rcs_object *o);
+RCS_EXPORT int rcs_set_data(rcs_client *c, uint64_t id, const void *data, size_t len);
+RCS_EXPORT int rcs_set_refs(rcs_client *c, uint64_t id, const uint64_t *refs, size_t nrefs);
+/* Append target to id's refs; *nrefs (may be NULL) gets the new length. */
+RCS_EXPORT int rcs_link(rcs_client *c, uint64_t id, uint64_t target, uint64_t *nrefs);
+/* Remove the first target from id's refs; RCS_ENOT_FOUND if absent. */
+RCS_EXPORT int rcs_unlink(rcs_client *c, uint64_t id, uint64_t target, uint64_t *nrefs);
+/* Add n (>= 1) holds; *holds (may be NULL) gets this session's holds after. */
+RCS_EXPORT int rcs_incref(rcs_client *c, uint64_t id, uint32_t n, uint64_t *holds);
+/* Drop n of this session's holds; RCS_ENOT_HELD if it has fewer. */
+RCS_EXPORT int rcs_decref(rcs_client *c, uint64_t id, uint32_t n, uint64_t *holds);
+
+typedef struct rcs_stat {
+    uint64_t refcount, holds, names, internal, tokens, data_bytes, nrefs;
+} rcs_stat;
+
+RCS_EXPORT int rcs_stat_object(rcs_client *c, uint64_t id, rcs_stat *out);
+RCS_EXPORT int rcs_bind(rcs_client *c, const char *name, uint64_t id);
+RCS_EXPORT int rcs_unbind(rcs_client *c, const char *name);
+/* The object bound to name; with acquire, this session also gains a hold. */
+RCS_EXPORT int rcs_lookup(rcs_client *c, const char *name, int acquire, uint64_t *id);
+/* Names starting with prefix, sorted, at most limit (UINT64_MAX: all): the
+ * result is an array of [name, id] pairs. */
+RCS_EXPORT int rcs_names(rcs_client *c, const char *prefix, uint64_t limit, rcs_value **list);
+/* Ids of objects whose refs contain id, at most limit. Free *ids with free(). */
+RCS_EXPORT int rcs_referrers(rcs_client *c, uint64_t id, uint64_t limit, uint64_t **ids,
+                             size_t *n);
+/* Ask for a "freed" notification when id is freed. */
+RCS_EXPORT int rcs_watch(rcs_client *c, uint64_t id);
+/* Drop every hold of this session; *n (may be NULL) gets how many. */
+RCS_EXPORT int rcs_release_all(rcs_client *c, uint64_t *n);
+
+typedef struct rcs_gc_result {
+    uint64_t collected, candidates, examined, duration_us;
+} rcs_gc_result;
+
+RCS_EXPORT int rcs_gc(rcs_client *c, rcs_gc_result *out);
+/* The server's statistics: a map of sections (see SPEC section 4). */
+RCS_EXPORT int rcs_stats(rcs_client *c, rcs_value **out);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

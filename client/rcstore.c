@@ -1,0 +1,988 @@
+/* librcstore: blocking msgpack-RPC client for rcstored (see rcstore.h).
+ * Requests are packed into an output buffer and written on flush; while
+ * writing, replies already arriving are read into the input buffer so a deep
+ * pipeline can never deadlock against a server that is also writing. Frames
+ * are found with the protocol library's scanner, decoded with msgpack-c and
+ * copied into caller-owned rcs_value trees. */
+#include "rcstore.h"
+
+#include "buf.h"
+#include "rpc_err.h"
+#include "rpc_msg.h"
+#include "rpc_pack.h"
+#include "rpc_scan.h"
+
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+_Static_assert(RCS_EBAD_REQUEST == RPC_EBAD_REQUEST, "client and protocol codes differ");
+_Static_assert(RCS_EINTERNAL == RPC_EINTERNAL, "client and protocol codes differ");
+_Static_assert(RCS_ENOT_HELD == RPC_ENOT_HELD, "client and protocol codes differ");
+
+struct note {
+    struct note *next;
+    rcs_notification n;
+};
+
+struct rcs_client {
+    int fd;
+    int timeout_ms;
+    int broken;           /* the stream failed: every call now fails */
+    uint32_t next_msgid;  /* msgid of the next request queued */
+    uint32_t expect;      /* msgid of the oldest unanswered request */
+    struct buf out;       /* requests not yet written */
+    struct buf in;        /* bytes read, not yet consumed */
+    struct rpc_scan scan;
+    struct rpc_decoder dec;
+    struct note *notes, *notes_tail;
+    char errmsg[512];
+};
+
+/* ---- errors ---- */
+
+static const char *const client_names[] = {"EIO", "ECONNECT", "EPROTO", "ENOMEM", "EINVAL",
+                                           "ETIMEDOUT"};
+static const char *const client_texts[] = {
+    "connection failed or closed", "could not connect", "unexpected data from the server",
+    "out of memory", "invalid argument", "timed out"};
+
+static int client_index(int err)
+{
+    int i = RCS_EIO - err;
+    return (i >= 0 && i <= RCS_EIO - RCS_ETIMEDOUT) ? i : -1;
+}
+
+const char *rcs_error_name(int err)
+{
+    int i = client_index(err);
+    if (err == 0)
+        return "OK";
+    return i >= 0 ? client_names[i] : rpc_err_name(err);
+}
+
+const char *rcs_strerror(int err)
+{
+    int i = client_index(err);
+    if (err == 0)
+        return "success";
+    return i >= 0 ? client_texts[i] : rpc_err_message(err);
+}
+
+static int set_error(rcs_client *c, int err, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int set_error(rcs_client *c, int err, const char *fmt, ...)
+{
+    va_list ap;
+    if (!fmt) {
+        snprintf(c->errmsg, sizeof(c->errmsg), "%s", rcs_strerror(err));
+        return err;
+    }
+    va_start(ap, fmt);
+    vsnprintf(c->errmsg, sizeof(c->errmsg), fmt, ap);
+    va_end(ap);
+    return err;
+}
+
+const char *rcs_last_error(const rcs_client *c)
+{
+    return c->errmsg;
+}
+
+/* ---- values ---- */
+
+static void value_clear(rcs_value *v)
+{
+    switch (v->type) {
+    case RCS_STR:
+    case RCS_BIN:
+        free((void *)v->via.bytes.ptr);
+        break;
+    case RCS_ARRAY:
+        for (size_t i = 0; i < v->via.array.len; i++)
+            value_clear(&v->via.array.items[i]);
+        free(v->via.array.items);
+        break;
+    case RCS_MAP:
+        for (size_t i = 0; i < v->via.map.len; i++) {
+            value_clear(&v->via.map.keys[i]);
+            value_clear(&v->via.map.vals[i]);
+        }
+        free(v->via.map.keys);
+        free(v->via.map.vals);
+        break;
+    default:
+        break;
+    }
+    v->type = RCS_NIL;
+}
+
+void rcs_value_free(rcs_value *v)
+{
+    if (!v)
+        return;
+    value_clear(v);
+    free(v);
+}
+
+/* Copy a msgpack tree (depth bounded by the scanner) into v. 0 or RCS_ENOMEM
+ * with v left NIL. */
+static int value_copy(rcs_value *v, const msgpack_object *o)
+{
+    memset(v, 0, sizeof(*v));
+    switch (o->type) {
+    case MSGPACK_OBJECT_NIL:
+        v->type = RCS_NIL;
+        return 0;
+    case MSGPACK_OBJECT_BOOLEAN:
+        v->type = RCS_BOOL;
+        v->via.boolean = o->via.boolean;
+        return 0;
+    case MSGPACK_OBJECT_POSITIVE_INTEGER:
+        v->type = RCS_UINT;
+        v->via.u = o->via.u64;
+        return 0;
+    case MSGPACK_OBJECT_NEGATIVE_INTEGER:
+        v->type = RCS_INT;
+        v->via.i = o->via.i64;
+        return 0;
+    case MSGPACK_OBJECT_FLOAT32:
+    case MSGPACK_OBJECT_FLOAT64:
+        v->type = RCS_FLOAT;
+        v->via.f = o->via.f64;
+        return 0;
+    case MSGPACK_OBJECT_STR:
+    case MSGPACK_OBJECT_BIN: {
+        const char *p;
+        uint32_t len;
+        char *d;
+        rpc_obj_bytes(o, &p, &len);
+        d = malloc((size_t)len + 1);
+        if (!d)
+            return RCS_ENOMEM;
+        memcpy(d, p, len);
+        d[len] = '\0';
+        v->type = o->type == MSGPACK_OBJECT_STR ? RCS_STR : RCS_BIN;
+        v->via.bytes.ptr = d;
+        v->via.bytes.len = len;
+        return 0;
+    }
+    case MSGPACK_OBJECT_ARRAY: {
+        uint32_t n = o->via.array.size;
+        v->via.array.items = calloc(n ? n : 1, sizeof(rcs_value));
+        if (!v->via.array.items)
+            return RCS_ENOMEM;
+        v->type = RCS_ARRAY;
+        for (uint32_t i = 0; i < n; i++) {
+            if (value_copy(&v->via.array.items[i], &o->via.array.ptr[i]) < 0) {
+                value_clear(v);
+                return RCS_ENOMEM;
+            }
+            v->via.array.len = i + 1;
+        }
+        return 0;
+    }
+    case MSGPACK_OBJECT_MAP: {
+        uint32_t n = o->via.map.size;
+        v->via.map.keys = calloc(n ? n : 1, sizeof(rcs_value));
+        v->via.map.vals = calloc(n ? n : 1, sizeof(rcs_value));
+        v->type = RCS_MAP;
+        if (!v->via.map.keys || !v->via.map.vals) {
+            value_clear(v);
+            return RCS_ENOMEM;
+        }
+        for (uint32_t i = 0; i < n; i++) {
+            v->via.map.len = i + 1;
+            if (value_copy(&v->via.map.keys[i], &o->via.map.ptr[i].key) < 0 ||
+                value_copy(&v->via.map.vals[i], &o->via.map.ptr[i].val) < 0) {
+                value_clear(v);
+                return RCS_ENOMEM;
+            }
+        }
+        return 0;
+    }
+    default: /* ext: not used by rcstore */
+        v->type = RCS_NIL;
+        return 0;
+    }
+}
+
+static int value_new(const msgpack_object *o, rcs_value **out)
+{
+    rcs_value *v = malloc(sizeof(*v));
+    if (!v)
+        return RCS_ENOMEM;
+    if (value_copy(v, o) < 0) {
+        free(v);
+        return RCS_ENOMEM;
+    }
+    *out = v;
+    return 0;
+}
+
+const rcs_value *rcs_map_get(const rcs_value *m, const char *key)
+{
+    size_t klen = strlen(key);
+    if (!m || m->type != RCS_MAP)
+        return NULL;
+    for (size_t i = 0; i < m->via.map.len; i++) {
+        const rcs_value *k = &m->via.map.keys[i];
+        if (k->type == RCS_STR && k->via.bytes.len == klen &&
+            memcmp(k->via.bytes.ptr, key, klen) == 0)
+            return &m->via.map.vals[i];
+    }
+    return NULL;
+}
+
+uint64_t rcs_value_uint(const rcs_value *v, uint64_t dflt)
+{
+    return (v && v->type == RCS_UINT) ? v->via.u : dflt;
+}
+
+/* ---- connecting ---- */
+
+static int connect_unix(const char *path)
+{
+    struct sockaddr_un sa;
+    int fd;
+    if (strlen(path) >= sizeof(sa.sun_path))
+        return -1;
+    memset(&sa, 0, sizeof(sa));
+    sa.sun_family = AF_UNIX;
+    strcpy(sa.sun_path, path);
+    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -1;
+    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+static int connect_tcp(const char *hostport)
+{
+    char host[256];
+    const char *colon, *port, *h = hostport;
+    struct addrinfo hints, *res, *ai;
+    size_t n;
+    int fd = -1, one = 1;
+
+    if (hostport[0] == '[') {
+        const char *close = strchr(hostport, ']');
+        if (!close || close[1] != ':')
+            return -1;
+        h = hostport + 1;
+        n = (size_t)(close - h);
+        port = close + 2;
+    } else {
+        colon = strrchr(hostport, ':');
+        if (!colon)
+            return -1;
+        n = (size_t)(colon - hostport);
+        port = colon + 1;
+    }
+    if (n == 0 || n >= sizeof(host) || !*port)
+        return -1;
+    memcpy(host, h, n);
+    host[n] = '\0';
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    if (getaddrinfo(host, port, &hints, &res) != 0)
+        return -1;
+    for (ai = res; ai; ai = ai->ai_next) {
+        fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
+        if (fd < 0)
+            continue;
+        if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0)
+            break;
+        close(fd);
+        fd = -1;
+    }
+    freeaddrinfo(res);
+    if (fd >= 0)
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    return fd;
+}
+
+int rcs_connect(const char *address, rcs_client **out)
+{
+    struct rpc_scan_limits lim = {
+        .max_message_bytes = (size_t)1 << 32, .max_elements = 1u << 28, .max_depth = 16};
+    rcs_client *c;
+    int fd;
+
+    *out = NULL;
+    if (!address)
+        address = RCS_DEFAULT_ADDRESS;
+    if (strncmp(address, "unix://", 7) == 0)
+        fd = connect_unix(address + 7);
+    else if (address[0] == '/')
+        fd = connect_unix(address);
+    else if (strncmp(address, "tcp://", 6) == 0)
+        fd = connect_tcp(address + 6);
+    else
+        fd = connect_tcp(address);
+    if (fd < 0)
+        return RCS_ECONNECT;
+    c = calloc(1, sizeof(*c));
+    if (!c || rpc_decoder_init(&c->dec) < 0) {
+        free(c);
+        close(fd);
+        return RCS_ENOMEM;
+    }
+    c->fd = fd;
+    c->timeout_ms = -1;
+    c->next_msgid = c->expect = 1;
+    buf_init(&c->out);
+    buf_init(&c->in);
+    rpc_scan_init(&c->scan, &lim);
+    *out = c;
+    return 0;
+}
+
+void rcs_close(rcs_client *c)
+{
+    struct note *n, *next;
+    if (!c)
+        return;
+    close(c->fd);
+    buf_close(&c->out);
+    buf_close(&c->in);
+    rpc_decoder_close(&c->dec);
+    for (n = c->notes; n; n = next) {
+        next = n->next;
+        free(n->n.method);
+        rcs_value_free(n->n.params);
+        free(n);
+    }
+    free(c);
+}
+
+void rcs_set_timeout(rcs_client *c, int timeout_ms)
+{
+    c->timeout_ms = timeout_ms < 0 ? -1 : timeout_ms;
+}
+
+/* ---- bytes in and out ---- */
+
+static int broken(rcs_client *c, const char *what)
+{
+    c->broken = 1;
+    return set_error(c, RCS_EIO, "%s: %s", what, errno ? strerror(errno) : "connection closed");
+}
+
+/* Read what the socket has (at most one read). 0, or RCS_EIO. */
+static int read_some(rcs_client *c)
+{
+    ssize_t n;
+    if (buf_reserve(&c->in, 64 * 1024) < 0)
+        return set_error(c, RCS_ENOMEM, NULL);
+    do {
+        n = read(c->fd, c->in.data + c->in.len, c->in.cap - c->in.len);
+    } while (n < 0 && errno == EINTR);
+    if (n <= 0) {
+        if (n == 0)
+            errno = 0;
+        return broken(c, "read");
+    }
+    c->in.len += (size_t)n;
+    return 0;
+}
+
+int rcs_flush(rcs_client *c)
+{
+    if (c->broken)
+        return set_error(c, RCS_EIO, "connection is broken");
+    while (buf_pending(&c->out) > 0) {
+        struct pollfd p = {.fd = c->fd, .events = POLLIN | POLLOUT};
+        if (poll(&p, 1, -1) < 0) {
+            if (errno == EINTR)
+                continue;
+            return broken(c, "poll");
+        }
+        if (p.revents & POLLIN) {
+            /* Drain replies so the server never blocks writing to us. */
+            int rc = read_some(c);
+            if (rc < 0)
+                return rc;
+        }
+        if (p.revents & (POLLOUT | POLLERR | POLLHUP)) {
+            ssize_t n = send(c->fd, c->out.data + c->out.off, buf_pending(&c->out),
+                             MSG_NOSIGNAL | MSG_DONTWAIT);
+            if (n < 0 && (errno == EAGAIN || errno == EINTR))
+                continue;
+            if (n < 0)
+                return broken(c, "write");
+            buf_consume(&c->out, (size_t)n);
+        }
+    }
+    return 0;
+}
+
+/* Wait for and decode the next whole message. On success *flen is the frame's
+ * length, to be consumed by the caller once done with *obj. */
+static int read_frame(rcs_client *c, int timeout_ms, msgpack_object *obj, size_t *flen)
+{
+    for (;;) {
+        int rc = rpc_scan_feed(&c->scan, (const uint8_t *)c->in.data + c->in.off,
+                               buf_pending(&c->in), flen);
+        if (rc == 1) {
+            rc = rpc_decode(&c->dec, c->in.data + c->in.off, *flen, obj);
+            if (rc < 0) {
+                c->broken = 1;
+                return set_error(c, RCS_EPROTO, "undecodable message from the server");
+            }
+            return 0;
+        }
+        if (rc < 0) {
+            c->broken = 1;
+            return set_error(c, RCS_EPROTO, "malformed or oversized message from the server");
+        }
+        {
+            struct pollfd p = {.fd = c->fd, .events = POLLIN};
+            int pr = poll(&p, 1, timeout_ms);
+            if (pr < 0 && errno == EINTR)
+                continue;
+            if (pr < 0)
+                return broken(c, "poll");
+            if (pr == 0)
+                return set_error(c, RCS_ETIMEDOUT, NULL);
+        }
+        if ((rc = read_some(c)) < 0)
+            return rc;
+    }
+}
+
+static void consume_frame(rcs_client *c, size_t flen)
+{
+    buf_consume(&c->in, flen);
+    rpc_scan_reset(&c->scan);
+}
+
+/* Keep a notification for rcs_next_notification. */
+static int keep_note(rcs_client *c, const struct rpc_message *m, const msgpack_object *params_arr)
+{
+    struct note *n = calloc(1, sizeof(*n));
+    if (!n || !(n->n.method = strndup(m->method, m->method_len)) ||
+        value_new(params_arr, &n->n.params) < 0) {
+        if (n)
+            free(n->n.method);
+        free(n);
+        return RCS_ENOMEM;
+    }
+    if (c->notes_tail)
+        c->notes_tail->next = n;
+    else
+        c->notes = n;
+    c->notes_tail = n;
+    return 0;
+}
+
+/* The params array object of a notification envelope. */
+static const msgpack_object *params_of(const msgpack_object *o)
+{
+    return &o->via.array.ptr[2];
+}
+
+int rcs_recv(rcs_client *c, rcs_value **result)
+{
+    msgpack_object obj;
+    struct rpc_message m;
+    size_t flen;
+    int rc;
+
+    if (result)
+        *result = NULL;
+    if (c->broken)
+        return set_error(c, RCS_EIO, "connection is broken");
+    if (c->expect == c->next_msgid)
+        return set_error(c, RCS_EINVAL, "no request is waiting for a reply");
+    if (buf_pending(&c->out) > 0 && (rc = rcs_flush(c)) < 0)
+        return rc;
+    for (;;) {
+        if ((rc = read_frame(c, c->timeout_ms, &obj, &flen)) < 0)
+            return rc;
+        if (rpc_parse_message(&obj, &m) < 0) {
+            c->broken = 1;
+            return set_error(c, RCS_EPROTO, "the server sent a message that is not msgpack-RPC");
+        }
+        if (m.type == RPC_NOTIFY) {
+            rc = keep_note(c, &m, params_of(&obj));
+            consume_frame(c, flen);
+            if (rc < 0)
+                return set_error(c, rc, NULL);
+            continue;
+        }
+        if (m.type != RPC_RESPONSE || m.msgid != c->expect) {
+            c->broken = 1;
+            return set_error(c, RCS_EPROTO, "reply %u arrived while %u was expected", m.msgid,
+                             c->expect);
+        }
+        c->expect++;
+        if (m.error->type != MSGPACK_OBJECT_NIL) {
+            const msgpack_object *code = rpc_map_get(m.error, "code");
+            const msgpack_object *msg = rpc_map_get(m.error, "message");
+            const char *p = "";
+            uint32_t len = 0;
+            rc = RCS_EPROTO;
+            if (code && rpc_obj_bytes(code, &p, &len) == 0)
+                rc = rpc_err_from_name(p, len);
+            if (!msg || rpc_obj_bytes(msg, &p, &len) < 0)
+                p = rpc_err_message(rc), len = (uint32_t)strlen(p);
+            set_error(c, rc, "%.*s", (int)len, p);
+            consume_frame(c, flen);
+            return rc;
+        }
+        rc = result ? value_new(m.result, result) : 0;
+        consume_frame(c, flen);
+        return rc < 0 ? set_error(c, rc, NULL) : 0;
+    }
+}
+
+size_t rcs_pending(const rcs_client *c)
+{
+    return (size_t)(uint32_t)(c->next_msgid - c->expect);
+}
+
+int rcs_next_notification(rcs_client *c, int timeout_ms, rcs_notification **out)
+{
+    msgpack_object obj;
+    struct rpc_message m;
+    size_t flen;
+    int rc;
+
+    *out = NULL;
+    while (!c->notes) {
+        if (c->broken)
+            return set_error(c, RCS_EIO, "connection is broken");
+        if (rcs_pending(c) > 0)
+            return set_error(c, RCS_EINVAL, "replies are pending: rcs_recv them first");
+        if ((rc = read_frame(c, timeout_ms, &obj, &flen)) < 0)
+            return rc;
+        if (rpc_parse_message(&obj, &m) < 0 || m.type != RPC_NOTIFY) {
+            c->broken = 1;
+            return set_error(c, RCS_EPROTO, "unexpected message while waiting for notifications");
+        }
+        rc = keep_note(c, &m, params_of(&obj));
+        consume_frame(c, flen);
+        if (rc < 0)
+            return set_error(c, rc, NULL);
+    }
+    {
+        struct note *n = c->notes;
+        rcs_notification *r = malloc(sizeof(*r));
+        if (!r)
+            return set_error(c, RCS_ENOMEM, NULL);
+        c->notes = n->next;
+        if (!c->notes)
+            c->notes_tail = NULL;
+        *r = n->n;
+        free(n);
+        *out = r;
+    }
+    return 0;
+}
+
+void rcs_notification_free(rcs_notification *n)
+{
+    if (!n)
+        return;
+    free(n->method);
+    rcs_value_free(n->params);
+    free(n);
+}
+
+/* ---- packing params from a format ---- */
+
+/* Items at the current level of fmt (which starts just inside a bracket or
+ * at the top), up to the matching close or the end. -1 if unbalanced. */
+static long count_items(const char *fmt)
+{
+    long n = 0;
+    int depth = 0;
+    for (; *fmt; fmt++) {
+        if (*fmt == '[' || *fmt == '{') {
+            if (depth == 0)
+                n++;
+            depth++;
+        } else if (*fmt == ']' || *fmt == '}') {
+            if (depth == 0)
+                return n;
+            depth--;
+        } else if (depth == 0) {
+            n++;
+        }
+    }
+    return depth == 0 ? n : -1;
+}
+
+static int pack_fmt(msgpack_packer *pk, const char **fmtp, va_list *ap, char close)
+{
+    const char *fmt = *fmtp;
+    for (; *fmt; fmt++) {
+        switch (*fmt) {
+        case 'u': msgpack_pack_uint64(pk, va_arg(*ap, uint64_t)); break;
+        case 'i': msgpack_pack_int64(pk, va_arg(*ap, int64_t)); break;
+        case 'b':
+            if (va_arg(*ap, int))
+                msgpack_pack_true(pk);
+            else
+                msgpack_pack_false(pk);
+            break;
+        case 'n': msgpack_pack_nil(pk); break;
+        case 's': {
+            const char *s = va_arg(*ap, const char *);
+            if (!s)
+                return RCS_EINVAL;
+            rpc_pack_cstr(pk, s);
+            break;
+        }
+        case 'y': {
+            const void *p = va_arg(*ap, const void *);
+            size_t n = va_arg(*ap, size_t);
+            if (n > UINT32_MAX || (!p && n))
+                return RCS_EINVAL;
+            msgpack_pack_bin(pk, n);
+            msgpack_pack_bin_body(pk, p, n);
+            break;
+        }
+        case 'U': {
+            const uint64_t *v = va_arg(*ap, const uint64_t *);
+            size_t n = va_arg(*ap, size_t);
+            if (n > UINT32_MAX || (!v && n))
+                return RCS_EINVAL;
+            msgpack_pack_array(pk, n);
+            for (size_t i = 0; i < n; i++)
+                msgpack_pack_uint64(pk, v[i]);
+            break;
+        }
+        case '[':
+        case '{': {
+            long n = count_items(fmt + 1);
+            char want = *fmt == '[' ? ']' : '}';
+            int rc;
+            if (n < 0 || (want == '}' && n % 2))
+                return RCS_EINVAL;
+            if (want == ']')
+                msgpack_pack_array(pk, (size_t)n);
+            else
+                msgpack_pack_map(pk, (size_t)n / 2);
+            fmt++;
+            if ((rc = pack_fmt(pk, &fmt, ap, want)) < 0)
+                return rc;
+            break;
+        }
+        case ']':
+        case '}':
+            if (*fmt != close)
+                return RCS_EINVAL;
+            *fmtp = fmt;
+            return 0;
+        default:
+            return RCS_EINVAL;
+        }
+    }
+    *fmtp = fmt;
+    return close ? RCS_EINVAL : 0;
+}
+
+static int vsend(rcs_client *c, const char *method, const char *fmt, va_list ap)
+{
+    size_t mark = c->out.len;
+    msgpack_packer pk;
+    long n = count_items(fmt);
+    va_list cp;
+    int rc;
+
+    if (n < 0 || !method)
+        return set_error(c, RCS_EINVAL, "bad params format \"%s\"", fmt ? fmt : "(null)");
+    rpc_packer_init(&pk, &c->out);
+    c->out.oom = 0;
+    rpc_pack_request(&pk, c->next_msgid, method);
+    msgpack_pack_array(&pk, (size_t)n);
+    va_copy(cp, ap);
+    rc = pack_fmt(&pk, &fmt, &cp, 0);
+    va_end(cp);
+    if (rc == 0 && c->out.oom)
+        rc = RCS_ENOMEM;
+    if (rc < 0) {
+        buf_truncate(&c->out, mark);
+        return set_error(c, rc, rc == RCS_EINVAL ? "bad params for %s" : NULL, method);
+    }
+    c->next_msgid++;
+    return 0;
+}
+
+int rcs_send(rcs_client *c, const char *method, const char *fmt, ...)
+{
+    va_list ap;
+    int rc;
+    va_start(ap, fmt);
+    rc = vsend(c, method, fmt, ap);
+    va_end(ap);
+    return rc;
+}
+
+int rcs_call(rcs_client *c, rcs_value **result, const char *method, const char *fmt, ...)
+{
+    va_list ap;
+    int rc;
+    if (result)
+        *result = NULL;
+    if (rcs_pending(c) > 0)
+        return set_error(c, RCS_EINVAL, "replies are pending: rcs_recv them first");
+    va_start(ap, fmt);
+    rc = vsend(c, method, fmt, ap);
+    va_end(ap);
+    return rc < 0 ? rc : rcs_recv(c, result);
+}
+
+/* ---- typed calls ---- */
+
+/* A call whose result is one uint, stored in *out if out is not NULL. */
+static int call_uint(rcs_client *c, uint64_t *out, int rc_send)
+{
+    rcs_value *v;
+    int rc = rc_send < 0 ? rc_send : rcs_recv(c, &v);
+    if (rc < 0)
+        return rc;
+    if (v->type != RCS_UINT) {
+        rcs_value_free(v);
+        return set_error(c, RCS_EPROTO, "expected an integer result");
+    }
+    if (out)
+        *out = v->via.u;
+    rcs_value_free(v);
+    return 0;
+}
+
+static int pending_guard(rcs_client *c)
+{
+    return rcs_pending(c) > 0 ? set_error(c, RCS_EINVAL, "replies are pending: rcs_recv them first")
+                              : 0;
+}
+
+#define SEND_OR_FAIL(c, ...) (pending_guard(c) < 0 ? RCS_EINVAL : rcs_send(c, __VA_ARGS__))
+
+int rcs_hello(rcs_client *c, const char *client_name, rcs_hello_info *info)
+{
+    rcs_value *v;
+    const rcs_value *t, *lim;
+    int rc = client_name ? SEND_OR_FAIL(c, "hello", "{ss}", "client", client_name)
+                         : SEND_OR_FAIL(c, "hello", "");
+    if (rc < 0 || (rc = rcs_recv(c, &v)) < 0)
+        return rc;
+    if (info) {
+        memset(info, 0, sizeof(*info));
+        info->protocol = rcs_value_uint(rcs_map_get(v, "protocol"), 0);
+        info->session = rcs_value_uint(rcs_map_get(v, "session"), 0);
+        t = rcs_map_get(v, "token");
+        if (t && t->type == RCS_BIN && t->via.bytes.len <= sizeof(info->token)) {
+            memcpy(info->token, t->via.bytes.ptr, t->via.bytes.len);
+            info->token_len = t->via.bytes.len;
+        }
+        t = rcs_map_get(v, "resumed");
+        info->resumed = t && t->type == RCS_BOOL && t->via.boolean;
+        lim = rcs_map_get(v, "limits");
+        info->max_data_bytes = rcs_value_uint(rcs_map_get(lim, "max_data_bytes"), 0);
+        info->max_refs = rcs_value_uint(rcs_map_get(lim, "max_refs"), 0);
+        info->max_message_bytes = rcs_value_uint(rcs_map_get(lim, "max_message_bytes"), 0);
+        info->max_session_ttl = rcs_value_uint(rcs_map_get(lim, "max_session_ttl"), 0);
+    }
+    rcs_value_free(v);
+    return 0;
+}
+
+int rcs_ping(rcs_client *c)
+{
+    return rcs_call(c, NULL, "ping", "");
+}
+
+int rcs_create(rcs_client *c, const void *data, size_t len, const uint64_t *refs, size_t nrefs,
+               uint64_t *id)
+{
+    if (refs || nrefs)
+        return call_uint(c, id, SEND_OR_FAIL(c, "create", "yU", data, len, refs, nrefs));
+    return call_uint(c, id, SEND_OR_FAIL(c, "create", "y", data, len));
+}
+
+void rcs_object_free(rcs_object *o)
+{
+    if (!o)
+        return;
+    free(o->data);
+    free(o->refs);
+    free(o);
+}
+
+int rcs_get(rcs_client *c, uint64_t id, rcs_object **out)
+{
+    rcs_value *v;
+    const rcs_value *d, *r;
+    rcs_object *o;
+    int rc;
+
+    *out = NULL;
+    if ((rc = rcs_call(c, &v, "get", "u", id)) < 0)
+        return rc;
+    d = rcs_map_get(v, "data");
+    r = rcs_map_get(v, "refs");
+    if (!d || d->type != RCS_BIN || !r || r->type != RCS_ARRAY) {
+        rcs_value_free(v);
+        return set_error(c, RCS_EPROTO, "malformed get result");
+    }
+    o = calloc(1, sizeof(*o));
+    if (o) {
+        o->data = malloc(d->via.bytes.len + 1);
+        o->refs = malloc((r->via.array.len ? r->via.array.len : 1) * sizeof(uint64_t));
+    }
+    if (!o || !o->data || !o->refs) {
+        rcs_object_free(o);
+        rcs_value_free(v);
+        return set_error(c, RCS_ENOMEM, NULL);
+    }
+    o->id = rcs_value_uint(rcs_map_get(v, "id"), id);
+    memcpy(o->data, d->via.bytes.ptr, d->via.bytes.len + 1);
+    o->len = d->via.bytes.len;
+    o->nrefs = r->via.array.len;
+    for (size_t i = 0; i < o->nrefs; i++)
+        o->refs[i] = rcs_value_uint(&r->via.array.items[i], 0);
+    o->refcount = rcs_value_uint(rcs_map_get(v, "refcount"), 0);
+    rcs_value_free(v);
+    *out = o;
+    return 0;
+}
+
+int rcs_set_data(rcs_client *c, uint64_t id, const void *data, size_t len)
+{
+    return rcs_call(c, NULL, "set_data", "uy", id, data, len);
+}
+
+int rcs_set_refs(rcs_client *c, uint64_t id, const uint64_t *refs, size_t nrefs)
+{
+    return rcs_call(c, NULL, "set_refs", "uU", id, refs, nrefs);
+}
+
+int rcs_link(rcs_client *c, uint64_t id, uint64_t target, uint64_t *nrefs)
+{
+    return call_uint(c, nrefs, SEND_OR_FAIL(c, "link", "uu", id, target));
+}
+
+int rcs_unlink(rcs_client *c, uint64_t id, uint64_t target, uint64_t *nrefs)
+{
+    return call_uint(c, nrefs, SEND_OR_FAIL(c, "unlink", "uu", id, target));
+}
+
+int rcs_incref(rcs_client *c, uint64_t id, uint32_t n, uint64_t *holds)
+{
+    return call_uint(c, holds, SEND_OR_FAIL(c, "incref", "uu", id, (uint64_t)n));
+}
+
+int rcs_decref(rcs_client *c, uint64_t id, uint32_t n, uint64_t *holds)
+{
+    return call_uint(c, holds, SEND_OR_FAIL(c, "decref", "uu", id, (uint64_t)n));
+}
+
+int rcs_stat_object(rcs_client *c, uint64_t id, rcs_stat *out)
+{
+    rcs_value *v;
+    int rc = rcs_call(c, &v, "stat", "u", id);
+    if (rc < 0)
+        return rc;
+    out->refcount = rcs_value_uint(rcs_map_get(v, "refcount"), 0);
+    out->holds = rcs_value_uint(rcs_map_get(v, "holds"), 0);
+    out->names = rcs_value_uint(rcs_map_get(v, "names"), 0);
+    out->internal = rcs_value_uint(rcs_map_get(v, "internal"), 0);
+    out->tokens = rcs_value_uint(rcs_map_get(v, "tokens"), 0);
+    out->data_bytes = rcs_value_uint(rcs_map_get(v, "data_bytes"), 0);
+    out->nrefs = rcs_value_uint(rcs_map_get(v, "nrefs"), 0);
+    rcs_value_free(v);
+    return 0;
+}
+
+int rcs_bind(rcs_client *c, const char *name, uint64_t id)
+{
+    return rcs_call(c, NULL, "bind", "su", name, id);
+}
+
+int rcs_unbind(rcs_client *c, const char *name)
+{
+    return rcs_call(c, NULL, "unbind", "s", name);
+}
+
+int rcs_lookup(rcs_client *c, const char *name, int acquire, uint64_t *id)
+{
+    return call_uint(c, id, SEND_OR_FAIL(c, "lookup", "sb", name, acquire));
+}
+
+int rcs_names(rcs_client *c, const char *prefix, uint64_t limit, rcs_value **list)
+{
+    return rcs_call(c, list, "names", "su", prefix ? prefix : "", limit);
+}
+
+int rcs_referrers(rcs_client *c, uint64_t id, uint64_t limit, uint64_t **ids, size_t *n)
+{
+    rcs_value *v;
+    int rc = rcs_call(c, &v, "referrers", "uu", id, limit);
+    *ids = NULL;
+    *n = 0;
+    if (rc < 0)
+        return rc;
+    if (v->type != RCS_ARRAY) {
+        rcs_value_free(v);
+        return set_error(c, RCS_EPROTO, "expected an array");
+    }
+    *ids = malloc((v->via.array.len ? v->via.array.len : 1) * sizeof(uint64_t));
+    if (!*ids) {
+        rcs_value_free(v);
+        return set_error(c, RCS_ENOMEM, NULL);
+    }
+    for (size_t i = 0; i < v->via.array.len; i++)
+        (*ids)[i] = rcs_value_uint(&v->via.array.items[i], 0);
+    *n = v->via.array.len;
+    rcs_value_free(v);
+    return 0;
+}
+
+int rcs_watch(rcs_client *c, uint64_t id)
+{
+    return rcs_call(c, NULL, "watch", "u", id);
+}
+
+int rcs_release_all(rcs_client *c, uint64_t *n)
+{
+    return call_uint(c, n, SEND_OR_FAIL(c, "release_all", ""));
+}
+
+int rcs_gc(rcs_client *c, rcs_gc_result *out)
+{
+    rcs_value *v;
+    int rc = rcs_call(c, &v, "gc", "");
+    if (rc < 0)
+        return rc;
+    if (out) {
+        out->collected = rcs_value_uint(rcs_map_get(v, "collected"), 0);
+        out->candidates = rcs_value_uint(rcs_map_get(v, "candidates"), 0);
+        out->examined = rcs_value_uint(rcs_map_get(v, "examined"), 0);
+        out->duration_us = rcs_value_uint(rcs_map_get(v, "duration_us"), 0);
+    }
+    rcs_value_free(v);
+    return 0;
+}
+
+int rcs_stats(rcs_client *c, rcs_value **out)
+{
+    return rcs_call(c, out, "stats", "");
+}

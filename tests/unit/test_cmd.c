@@ -1,0 +1,402 @@
+/* Unit tests for server/cmd, through the dispatcher without a socket: each
+ * method's result shape, arity and type errors, and atomicity (a failed
+ * request changes nothing and leaves no partial reply). */
+#include "cmocka_pre.h"
+
+#include "cmd.h"
+#include "mem.h"
+#include "rpc_err.h"
+#include "rpc_pack.h"
+
+#include <string.h>
+
+struct fx {
+    struct store st;
+    struct cmd_env env;
+    struct sess *s, *other;
+    struct buf req, out;
+    struct rpc_decoder dreq, dres;
+    msgpack_packer pk;
+    struct rpc_message res;
+    int notified;
+};
+
+static void on_notify(void *ud, struct sess *s, uint64_t id, enum free_reason why)
+{
+    struct fx *f = ud;
+    (void)s;
+    (void)id;
+    (void)why;
+    f->notified++;
+}
+
+static int setup(void **state)
+{
+    static struct fx f;
+    struct store_limits lim = {16, 4, 1 << 20, 3600};
+    memset(&f, 0, sizeof(f));
+    assert_int_equal(store_init(&f.st, &lim, on_notify, &f), 0);
+    f.env.st = &f.st;
+    assert_int_equal(sess_new(&f.st, &f.s), 0);
+    assert_int_equal(sess_new(&f.st, &f.other), 0);
+    rpc_decoder_init(&f.dreq);
+    rpc_decoder_init(&f.dres);
+    *state = &f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fx *f = *state;
+    buf_close(&f->req);
+    buf_close(&f->out);
+    rpc_decoder_close(&f->dreq);
+    rpc_decoder_close(&f->dres);
+    store_close(&f->st);
+    assert_int_equal(mem_used(), 0);
+    return 0;
+}
+
+static msgpack_packer *begin(struct fx *f, const char *method, size_t nparams)
+{
+    buf_reset(&f->req);
+    buf_reset(&f->out);
+    rpc_packer_init(&f->pk, &f->req);
+    rpc_pack_request(&f->pk, 42, method);
+    msgpack_pack_array(&f->pk, nparams);
+    return &f->pk;
+}
+
+/* Dispatch the request as session s; returns the error sent (0 if none) and
+ * checks the reply is exactly one well-formed response. */
+static int end_as(struct fx *f, struct sess *s)
+{
+    msgpack_object req, res;
+    struct rpc_message m;
+    struct cmd_ctx ctx;
+    int have, rc;
+    assert_int_equal(rpc_decode(&f->dreq, f->req.data, f->req.len, &req), 0);
+    assert_int_equal(rpc_parse_request(&req, &m, &have), 0);
+    cmd_ctx_init(&ctx, &f->env, s, &f->out);
+    rc = cmd_dispatch(&ctx, &m);
+    assert_int_equal(rpc_decode(&f->dres, f->out.data, f->out.len, &res), 0);
+    assert_int_equal(rpc_parse_message(&res, &f->res), 0);
+    assert_int_equal(f->res.msgid, 42);
+    if (rc == 0) {
+        assert_int_equal(f->res.error->type, MSGPACK_OBJECT_NIL);
+    } else {
+        const char *p;
+        uint32_t n;
+        assert_int_equal(rpc_obj_bytes(rpc_map_get(f->res.error, "code"), &p, &n), 0);
+        assert_int_equal(rpc_err_from_name(p, n), rc);
+        assert_non_null(rpc_map_get(f->res.error, "message"));
+        assert_int_equal(f->res.result->type, MSGPACK_OBJECT_NIL);
+    }
+    return rc;
+}
+
+static int end(struct fx *f)
+{
+    return end_as(f, f->s);
+}
+
+static uint64_t result_uint(struct fx *f)
+{
+    assert_int_equal(f->res.result->type, MSGPACK_OBJECT_POSITIVE_INTEGER);
+    return f->res.result->via.u64;
+}
+
+static uint64_t create(struct fx *f, const char *data)
+{
+    msgpack_packer *pk = begin(f, "create", 1);
+    msgpack_pack_str_with_body(pk, data, strlen(data));
+    assert_int_equal(end(f), 0);
+    return result_uint(f);
+}
+
+static uint64_t map_uint(struct fx *f, const char *key)
+{
+    const msgpack_object *v = rpc_map_get(f->res.result, key);
+    assert_non_null(v);
+    return v->via.u64;
+}
+
+static void ping_and_unknown(void **state)
+{
+    struct fx *f = *state;
+    begin(f, "ping", 0);
+    assert_int_equal(end(f), 0);
+    assert_int_equal(f->res.result->type, MSGPACK_OBJECT_STR);
+    begin(f, "frobnicate", 0);
+    assert_int_equal(end(f), RPC_EUNKNOWN_METHOD);
+    begin(f, "ping", 1);
+    msgpack_pack_nil(&f->pk);
+    assert_int_equal(end(f), RPC_EBAD_PARAMS);
+}
+
+static void hello_result(void **state)
+{
+    struct fx *f = *state;
+    const msgpack_object *lim, *tok;
+    begin(f, "hello", 0);
+    assert_int_equal(end(f), 0);
+    assert_int_equal(map_uint(f, "protocol"), 1);
+    assert_int_equal(map_uint(f, "session"), f->s->id);
+    tok = rpc_map_get(f->res.result, "token");
+    assert_int_equal(tok->type, MSGPACK_OBJECT_BIN);
+    assert_true(tok->via.bin.size >= 16);
+    lim = rpc_map_get(f->res.result, "limits");
+    assert_int_equal(rpc_map_get(lim, "max_refs")->via.u64, 4);
+    assert_non_null(rpc_map_get(lim, "max_session_ttl"));
+    assert_int_equal(rpc_map_get(f->res.result, "resumed")->type, MSGPACK_OBJECT_BOOLEAN);
+    /* A resume token can never be valid here: fail loudly, never a new session. */
+    begin(f, "hello", 1);
+    msgpack_pack_map(&f->pk, 1);
+    rpc_pack_cstr(&f->pk, "resume");
+    msgpack_pack_bin_with_body(&f->pk, "0123456789abcdef", 16);
+    assert_int_equal(end(f), RPC_ESESSION_EXPIRED);
+}
+
+static void create_get_stat(void **state)
+{
+    struct fx *f = *state;
+    uint64_t a = create(f, "hello"), b;
+    msgpack_packer *pk = begin(f, "create", 2);
+    msgpack_pack_bin_with_body(pk, "x", 1);
+    msgpack_pack_array(pk, 2);
+    msgpack_pack_uint64(pk, a);
+    msgpack_pack_uint64(pk, a);
+    assert_int_equal(end(f), 0);
+    b = result_uint(f);
+    pk = begin(f, "get", 1);
+    msgpack_pack_uint64(pk, b);
+    assert_int_equal(end(f), 0);
+    assert_int_equal(map_uint(f, "id"), b);
+    assert_int_equal(map_uint(f, "refcount"), 1);
+    assert_int_equal(rpc_map_get(f->res.result, "data")->type, MSGPACK_OBJECT_BIN);
+    assert_int_equal(rpc_map_get(f->res.result, "refs")->via.array.size, 2);
+    pk = begin(f, "stat", 1);
+    msgpack_pack_uint64(pk, a);
+    assert_int_equal(end(f), 0);
+    assert_int_equal(map_uint(f, "refcount"), 3);
+    assert_int_equal(map_uint(f, "holds"), 1);
+    assert_int_equal(map_uint(f, "internal"), 2);
+    assert_int_equal(map_uint(f, "names"), 0);
+    assert_int_equal(map_uint(f, "data_bytes"), 5);
+    assert_int_equal(map_uint(f, "nrefs"), 0);
+}
+
+static void create_is_atomic(void **state)
+{
+    struct fx *f = *state;
+    uint64_t a = create(f, "a");
+    size_t objects = f->st.heap.objects;
+    msgpack_packer *pk = begin(f, "create", 2);
+    msgpack_pack_bin_with_body(pk, "x", 1);
+    msgpack_pack_array(pk, 2);
+    msgpack_pack_uint64(pk, a);
+    msgpack_pack_uint64(pk, 999999); /* unknown */
+    assert_int_equal(end(f), RPC_ENOT_FOUND);
+    assert_int_equal(f->st.heap.objects, objects);
+    assert_int_equal(heap_get(&f->st.heap, a)->internal, 0);
+    /* Too many refs, too much data, wrong types. */
+    pk = begin(f, "create", 2);
+    msgpack_pack_nil(pk);
+    msgpack_pack_array(pk, 0);
+    assert_int_equal(end(f), RPC_EBAD_PARAMS);
+    pk = begin(f, "create", 1);
+    msgpack_pack_bin_with_body(pk, "0123456789abcdefXX", 18);
+    assert_int_equal(end(f), RPC_ETOO_LARGE);
+    pk = begin(f, "create", 2);
+    msgpack_pack_bin_with_body(pk, "", 0);
+    msgpack_pack_array(pk, 5);
+    for (int i = 0; i < 5; i++)
+        msgpack_pack_uint64(pk, a);
+    assert_int_equal(end(f), RPC_ETOO_LARGE);
+    assert_int_equal(f->st.heap.objects, objects);
+    /* Out of memory at every allocation of a create: nothing changes. */
+    for (long k = 0; k < 6; k++) {
+        size_t used = mem_used();
+        pk = begin(f, "create", 2);
+        msgpack_pack_bin_with_body(pk, "data", 4);
+        msgpack_pack_array(pk, 1);
+        msgpack_pack_uint64(pk, a);
+        buf_reserve(&f->out, 4096);
+        used = mem_used();
+        mem_fail_after(k);
+        int rc = end(f);
+        mem_fail_after(-1);
+        if (rc == 0) {
+            pk = begin(f, "decref", 1);
+            msgpack_pack_uint64(pk, result_uint(f));
+            assert_int_equal(end(f), 0);
+            break;
+        }
+        assert_int_equal(rc, RPC_EOUT_OF_MEMORY);
+        assert_int_equal(f->st.heap.objects, objects);
+        assert_int_equal(heap_get(&f->st.heap, a)->internal, 0);
+        (void)used;
+    }
+}
+
+static void decref_is_protected_and_atomic(void **state)
+{
+    struct fx *f = *state;
+    uint64_t a = create(f, "a");
+    msgpack_packer *pk = begin(f, "decref", 1);
+    msgpack_pack_uint64(pk, a);
+    assert_int_equal(end_as(f, f->other), RPC_ENOT_HELD); /* not yours */
+    pk = begin(f, "incref", 2);
+    msgpack_pack_uint64(pk, a);
+    msgpack_pack_uint64(pk, 2);
+    assert_int_equal(end(f), 0);
+    assert_int_equal(result_uint(f), 3);
+    pk = begin(f, "decref", 2);
+    msgpack_pack_uint64(pk, a);
+    msgpack_pack_uint64(pk, 4);
+    assert_int_equal(end(f), RPC_ENOT_HELD);
+    assert_int_equal(heap_get(&f->st.heap, a)->holds, 3);
+    pk = begin(f, "decref", 2);
+    msgpack_pack_uint64(pk, a);
+    msgpack_pack_uint64(pk, 0);
+    assert_int_equal(end(f), RPC_EBAD_PARAMS);
+    pk = begin(f, "decref", 2);
+    msgpack_pack_uint64(pk, a);
+    msgpack_pack_uint64(pk, 3);
+    assert_int_equal(end(f), 0);
+    assert_int_equal(result_uint(f), 0);
+    assert_null(heap_get(&f->st.heap, a));
+    pk = begin(f, "decref", 1);
+    msgpack_pack_uint64(pk, a);
+    assert_int_equal(end(f), RPC_ENOT_FOUND);
+}
+
+static void links_and_refs(void **state)
+{
+    struct fx *f = *state;
+    uint64_t a = create(f, "a"), b = create(f, "b");
+    msgpack_packer *pk;
+    for (int i = 1; i <= 4; i++) {
+        pk = begin(f, "link", 2);
+        msgpack_pack_uint64(pk, a);
+        msgpack_pack_uint64(pk, b);
+        assert_int_equal(end(f), 0);
+        assert_int_equal(result_uint(f), i);
+    }
+    pk = begin(f, "link", 2); /* max_refs is 4 */
+    msgpack_pack_uint64(pk, a);
+    msgpack_pack_uint64(pk, b);
+    assert_int_equal(end(f), RPC_ETOO_LARGE);
+    pk = begin(f, "unlink", 2);
+    msgpack_pack_uint64(pk, a);
+    msgpack_pack_uint64(pk, b);
+    assert_int_equal(end(f), 0);
+    assert_int_equal(result_uint(f), 3);
+    pk = begin(f, "unlink", 2);
+    msgpack_pack_uint64(pk, a);
+    msgpack_pack_uint64(pk, a);
+    assert_int_equal(end(f), RPC_ENOT_FOUND);
+    pk = begin(f, "referrers", 1);
+    msgpack_pack_uint64(pk, b);
+    assert_int_equal(end(f), 0);
+    assert_int_equal(f->res.result->via.array.size, 1);
+    assert_int_equal(f->res.result->via.array.ptr[0].via.u64, a);
+    pk = begin(f, "set_refs", 2);
+    msgpack_pack_uint64(pk, a);
+    msgpack_pack_array(pk, 1);
+    msgpack_pack_uint64(pk, 77777);
+    assert_int_equal(end(f), RPC_ENOT_FOUND);
+    assert_int_equal(heap_get(&f->st.heap, a)->nrefs, 3); /* unchanged */
+    pk = begin(f, "set_refs", 2);
+    msgpack_pack_uint64(pk, a);
+    msgpack_pack_array(pk, 0);
+    assert_int_equal(end(f), 0);
+    assert_int_equal(heap_get(&f->st.heap, b)->internal, 0);
+    pk = begin(f, "set_data", 2);
+    msgpack_pack_uint64(pk, a);
+    msgpack_pack_str_with_body(pk, "new data", 8);
+    assert_int_equal(end(f), 0);
+    assert_int_equal(heap_get(&f->st.heap, a)->data_len, 8);
+}
+
+static void names_and_lookup(void **state)
+{
+    struct fx *f = *state;
+    uint64_t a = create(f, "a");
+    msgpack_packer *pk = begin(f, "bind", 2);
+    rpc_pack_cstr(pk, "jobs/1");
+    msgpack_pack_uint64(pk, a);
+    assert_int_equal(end(f), 0);
+    pk = begin(f, "decref", 1); /* the name keeps it */
+    msgpack_pack_uint64(pk, a);
+    assert_int_equal(end(f), 0);
+    pk = begin(f, "lookup", 2);
+    rpc_pack_cstr(pk, "jobs/1");
+    msgpack_pack_true(pk);
+    assert_int_equal(end_as(f, f->other), 0);
+    assert_int_equal(result_uint(f), a);
+    assert_int_equal(sess_holds_on(f->other, a), 1);
+    pk = begin(f, "names", 1);
+    rpc_pack_cstr(pk, "jobs/");
+    assert_int_equal(end(f), 0);
+    assert_int_equal(f->res.result->via.array.size, 1);
+    assert_int_equal(f->res.result->via.array.ptr[0].via.array.ptr[1].via.u64, a);
+    pk = begin(f, "lookup", 1);
+    rpc_pack_cstr(pk, "nope");
+    assert_int_equal(end(f), RPC_ENAME_NOT_FOUND);
+    pk = begin(f, "bind", 2);
+    rpc_pack_cstr(pk, "");
+    msgpack_pack_uint64(pk, a);
+    assert_int_equal(end(f), RPC_EBAD_PARAMS);
+    pk = begin(f, "unbind", 1);
+    rpc_pack_cstr(pk, "jobs/1");
+    assert_int_equal(end(f), 0);
+    pk = begin(f, "unbind", 1);
+    rpc_pack_cstr(pk, "jobs/1");
+    assert_int_equal(end(f), RPC_ENAME_NOT_FOUND);
+}
+
+static void gc_and_stats_shapes(void **state)
+{
+    struct fx *f = *state;
+    uint64_t a = create(f, "a");
+    msgpack_packer *pk = begin(f, "link", 2);
+    const char *sections[] = {"server", "heap", "memory", "gc", "sessions", "ops"};
+    msgpack_pack_uint64(pk, a);
+    msgpack_pack_uint64(pk, a);
+    assert_int_equal(end(f), 0);
+    pk = begin(f, "watch", 1);
+    msgpack_pack_uint64(pk, a);
+    assert_int_equal(end(f), 0);
+    begin(f, "release_all", 0);
+    assert_int_equal(end(f), 0);
+    assert_int_equal(result_uint(f), 1);
+    assert_non_null(heap_get(&f->st.heap, a)); /* a self-cycle */
+    begin(f, "gc", 0);
+    assert_int_equal(end(f), 0);
+    assert_int_equal(map_uint(f, "collected"), 1);
+    assert_non_null(rpc_map_get(f->res.result, "candidates"));
+    assert_non_null(rpc_map_get(f->res.result, "examined"));
+    assert_non_null(rpc_map_get(f->res.result, "duration_us"));
+    assert_int_equal(f->notified, 1);
+    begin(f, "stats", 0);
+    assert_int_equal(end(f), 0);
+    for (int i = 0; i < 6; i++)
+        assert_non_null(rpc_map_get(f->res.result, sections[i]));
+    assert_non_null(rpc_map_get(rpc_map_get(f->res.result, "heap"), "objects"));
+    assert_non_null(rpc_map_get(rpc_map_get(f->res.result, "gc"), "max_pause_us"));
+    assert_int_equal(rpc_map_get(rpc_map_get(f->res.result, "ops"), "gc")->via.u64, 1);
+}
+
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        T(ping_and_unknown),       T(hello_result),
+        T(create_get_stat),        T(create_is_atomic),
+        T(decref_is_protected_and_atomic), T(links_and_refs),
+        T(names_and_lookup),       T(gc_and_stats_shapes),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
