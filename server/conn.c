@@ -341,9 +341,18 @@ void conn_accept(struct server *srv, uv_stream_t *listener, int is_unix)
         return;
     }
     if (srv->env.connections > srv->cfg->max_connections) {
+        /* One warning a second at most: a flood must not flood the log too. */
+        static uint64_t last_warn_ms, unreported;
+        uint64_t now = uv_now(srv->loop);
         srv->env.connections_refused++;
-        log_warn("refusing a connection: max_connections (%llu) reached",
-                 (unsigned long long)srv->cfg->max_connections);
+        unreported++;
+        if (last_warn_ms == 0 || now - last_warn_ms >= 1000) {
+            log_warn("refused %llu connection(s): max_connections (%llu) reached",
+                     (unsigned long long)unreported,
+                     (unsigned long long)srv->cfg->max_connections);
+            last_warn_ms = now;
+            unreported = 0;
+        }
         conn_close(c);
         return;
     }
