@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# Integration test of the rcstore CLI against a real rcstored on port 0:
+# output formats, data sources, exit statuses, and the interactive shell.
+set -u
+RCSTORED=$1
+RCSTORE=$2
+tmp=$(mktemp -d)
+fail=0
+trap 'kill $srv_pid 2>/dev/null; wait $srv_pid 2>/dev/null; rm -rf "$tmp"' EXIT
+
+# Start the server on a unix socket and a free TCP port; wait for its
+# "listening" lines on a fifo (an event, not a sleep).
+mkfifo "$tmp/log"
+"$RCSTORED" --listen tcp://127.0.0.1:0 --listen "unix://$tmp/s.sock" 2>"$tmp/log" &
+srv_pid=$!
+exec 3<"$tmp/log"
+addr=""
+while read -r line <&3; do
+  case "$line" in
+    *"listening on tcp://"*) addr=${line##*tcp://} ;;
+    *"listening on unix://"*) break ;;
+  esac
+done
+cat <&3 >/dev/null &
+
+check() { # check NAME EXPECTED ACTUAL
+  if [ "$2" != "$3" ]; then
+    echo "FAIL $1: expected [$2], got [$3]"
+    fail=1
+  else
+    echo "ok   $1"
+  fi
+}
+
+R() { "$RCSTORE" -H "$addr" "$@"; }
+
+# A bare create's object dies with the command's session; --name keeps it.
+id=$(R create hello)
+check "create prints an id" 1 "$([[ $id =~ ^[0-9]+$ ]] && echo 1)"
+R get "$id" >/dev/null 2>&1
+check "object of an ended session is gone" 1 $?
+
+id=$(R create world --name greeting)
+check "lookup finds the bound name" "$id" "$(R lookup greeting)"
+check "get --raw prints data" "world" "$(R get "$id" --raw)"
+check "get --json" "{\"id\": $id, \"data\": \"world\", \"refs\": [], \"refcount\": 1}" \
+  "$(R --json get "$id")"
+check "names lists it" "$(printf 'greeting\t%s' "$id")" "$(R names gree)"
+
+# Data from --file and from stdin; binary data survives.
+printf 'from\0file' >"$tmp/data"
+fid=$(R create --file "$tmp/data" "$id" --name f)
+cmp -s <(R get "$fid" --raw) "$tmp/data"
+check "--file data round-trips bytes" 0 $?
+sid=$(echo -n piped | R create --name p)
+check "stdin data" "piped" "$(R get "$sid" --raw)"
+check "refs given after data" "[$id]" "$(R --json get "$fid" | sed 's/.*"refs": \(\[[^]]*\]\).*/\1/')"
+check "referrers" "$fid" "$(R referrers "$id")"
+check "stat names" 1 "$(R stat "$id" | awk '$1 == "names:" {print $2}')"
+
+# The unix socket works too.
+check "unix socket ping" "pong" "$("$RCSTORE" -s "$tmp/s.sock" ping)"
+
+# Exit statuses: 1 for a server error (message on stderr), 2 for usage and
+# connection problems.
+R decref "$id" 2>"$tmp/err"
+check "decref not held exits 1" 1 $?
+check "server message on stderr" 1 "$(grep -c NOT_HELD "$tmp/err")"
+R get 99999999 2>/dev/null
+check "not found exits 1" 1 $?
+R frobnicate 2>/dev/null
+check "unknown command exits 2" 2 $?
+R get notanumber 2>/dev/null
+check "bad id exits 2" 2 $?
+"$RCSTORE" -H 127.0.0.1:1 ping 2>/dev/null
+check "connection refused exits 2" 2 $?
+check "--help lists every method" 20 "$("$RCSTORE" --help | grep -cE '^  (hello|ping|create|get|set-data|set-refs|link|unlink|incref|decref|stat|bind|unbind|lookup|names|referrers|watch|release-all|gc|stats) ')"
+
+# watch waits for the free: unbinding in another command triggers it.
+wid=$(R create doomed --name doomed)
+R watch "$wid" --timeout 30 >"$tmp/watch" &
+watch_pid=$!
+# The watch is registered once a second watcher sees it in stats' ops count.
+until [ "$(R --json stats | grep -o '"watch": [0-9]*' | grep -o '[0-9]*$')" -ge 1 ]; do :; done
+R unbind doomed >/dev/null
+wait $watch_pid
+check "watch prints the free" "freed $wid (refcount)" "$(cat "$tmp/watch")"
+
+# The shell keeps one session across commands, so holds persist in it.
+out=$(printf 'incref %s 2\nincref %s\nstat %s\ndecref %s 5\nping\nquit\n' "$id" "$id" "$id" "$id" \
+  | R 2>"$tmp/shell_err")
+check "shell: holds persist across commands" 3 "$(echo "$out" | awk '$1 == "holds:" {print $2}')"
+check "shell: errors do not end it" "pong" "$(echo "$out" | tail -1)"
+check "shell: error reported" 1 "$(grep -c NOT_HELD "$tmp/shell_err")"
+
+check "gc --json has collected" 1 "$(R --json gc | grep -c '"collected"')"
+check "stats has six sections" 6 "$(R stats | grep -cE '^(server|heap|memory|gc|sessions|ops):$')"
+
+exit $fail

@@ -1,0 +1,270 @@
+#!/usr/bin/python3
+"""Wire-level test of rcstored from another language (Debian's python3-msgpack),
+written against SPEC.md rather than the C client: method names, parameter
+shapes, result maps, error codes, notifications, and hostile input (garbage,
+over-claiming headers, split frames, a client that never reads)."""
+import os
+import socket
+import struct
+import subprocess
+import sys
+import time
+
+import msgpack
+
+RCSTORED = sys.argv[1]
+failures = 0
+
+
+def check(name, cond, detail=""):
+    global failures
+    if cond:
+        print("ok  ", name)
+    else:
+        failures += 1
+        print("FAIL", name, detail)
+
+
+def start_server(*flags):
+    p = subprocess.Popen([RCSTORED, "--listen", "tcp://127.0.0.1:0", *flags],
+                         stderr=subprocess.PIPE, text=True)
+    for line in p.stderr:
+        if "listening on tcp://" in line:
+            host, port = line.rsplit("tcp://", 1)[1].strip().rsplit(":", 1)
+            # Keep draining its log so it never blocks on a full pipe.
+            import threading
+            threading.Thread(target=lambda: [None for _ in p.stderr], daemon=True).start()
+            return p, (host, int(port))
+    raise RuntimeError("rcstored did not start")
+
+
+class Conn:
+    def __init__(self, addr):
+        self.s = socket.create_connection(addr)
+        self.s.settimeout(30)
+        self.u = msgpack.Unpacker(raw=False, strict_map_key=False)
+        self.msgid = 0
+        self.notes = []
+
+    def send_raw(self, data):
+        self.s.sendall(data)
+
+    def read(self):
+        while True:
+            for o in self.u:
+                return o
+            chunk = self.s.recv(65536)
+            if not chunk:
+                return None
+            self.u.feed(chunk)
+
+    def reply(self):
+        while True:
+            o = self.read()
+            if o is None or o[0] == 1:
+                return o
+            self.notes.append(o)
+
+    def call(self, method, *params):
+        self.msgid += 1
+        self.send_raw(msgpack.packb([0, self.msgid, method, list(params)], use_bin_type=True))
+        r = self.reply()
+        assert r[1] == self.msgid, r
+        return r[2], r[3]
+
+    def ok(self, method, *params):
+        err, res = self.call(method, *params)
+        if err is not None:
+            raise AssertionError(f"{method}{params}: {err}")
+        return res
+
+    def code(self, method, *params):
+        err, _ = self.call(method, *params)
+        return err["code"] if err else None
+
+    def closed(self):
+        """True once the server has closed this connection."""
+        try:
+            while True:
+                chunk = self.s.recv(65536)
+                if not chunk:
+                    return True
+        except (ConnectionResetError, BrokenPipeError):
+            return True
+        except socket.timeout:
+            return False
+
+
+proc, addr = start_server("--max-data-bytes", "65536", "--max-refs", "100",
+                          "--max-message-bytes", "1m", "--max-output-bytes", "262144")
+try:
+    c = Conn(addr)
+    h = c.ok("hello", {"client": "python"})
+    check("hello keys", set(h) >= {"protocol", "server", "session", "token", "resumed", "limits"}, h)
+    check("hello protocol 1", h["protocol"] == 1)
+    check("hello token is bin of >= 16 bytes", isinstance(h["token"], bytes) and len(h["token"]) >= 16)
+    check("hello limits", set(h["limits"]) >= {"max_data_bytes", "max_refs", "max_message_bytes",
+                                                "max_session_ttl"} and h["limits"]["max_refs"] == 100)
+    check("hello with [] params", c.ok("hello")["session"] == h["session"])
+    check("ping", c.ok("ping") == "pong")
+
+    a = c.ok("create", b"alpha")
+    b = c.ok("create", "beta", [a, a])
+    check("ids are positive ints", isinstance(a, int) and a > 0 and b != a)
+    g = c.ok("get", b)
+    check("get map", g == {"id": b, "data": b"beta", "refs": [a, a], "refcount": 1}, g)
+    st = c.ok("stat", a)
+    check("stat map", all(st[k] == v for k, v in
+                          {"refcount": 3, "holds": 1, "names": 0, "internal": 2,
+                           "data_bytes": 5, "nrefs": 0}.items()), st)
+    check("set_data -> nil", c.ok("set_data", a, b"ALPHA") is None)
+    check("set_refs -> nil", c.ok("set_refs", b, [a]) is None)
+    check("link -> length", c.ok("link", b, b) == 2)
+    check("unlink -> length", c.ok("unlink", b, b) == 1)
+    check("unlink absent -> NOT_FOUND", c.code("unlink", b, b) == "NOT_FOUND")
+    check("incref -> holds", c.ok("incref", a) == 2 and c.ok("incref", a, 3) == 5)
+    check("decref -> holds", c.ok("decref", a, 4) == 1)
+    check("bind -> nil", c.ok("bind", "py/b", b) is None)
+    check("lookup", c.ok("lookup", "py/b") == b)
+    check("lookup acquire", c.ok("lookup", "py/b", True) == b and c.ok("stat", b)["holds"] == 2)
+    check("names", c.ok("names", "py/") == [["py/b", b]])
+    check("names limit", c.ok("names", "", 0) == [])
+    check("referrers", c.ok("referrers", a) == [b])
+    check("watch -> nil", c.ok("watch", a) is None)
+    check("set_refs releases", c.ok("set_refs", b, []) is None)
+    check("decref last hold", c.ok("decref", a) == 0)
+    # The free happened inside the request: its notification is already here
+    # or arrives before the next reply.
+    c.ok("ping")
+    check("freed notification", [2, "freed", [a, "refcount"]] in c.notes, c.notes)
+    check("release_all counts holds", c.ok("release_all") == 2)
+    check("name keeps object alive", c.ok("stat", b)["names"] == 1)
+    c.ok("unbind", "py/b")
+    check("unbind unknown -> NAME_NOT_FOUND", c.code("unbind", "py/b") == "NAME_NOT_FOUND")
+
+    x = c.ok("create", b"x")
+    c.ok("link", x, x)
+    c.ok("watch", x)
+    c.ok("decref", x)
+    r = c.ok("gc")
+    check("gc map", set(r) == {"collected", "candidates", "examined", "duration_us"} and r["collected"] >= 1, r)
+    c.ok("ping")
+    check("cycle notification", [2, "freed", [x, "cycle"]] in c.notes, c.notes)
+    s = c.ok("stats")
+    check("stats sections", set(s) >= {"server", "heap", "memory", "gc", "sessions", "ops"}, list(s))
+    check("stats fields",
+          {"version", "uptime_s", "connections"} <= set(s["server"]) and
+          {"objects", "data_bytes", "refs"} <= set(s["heap"]) and
+          {"rss_bytes", "heap_bytes"} <= set(s["memory"]) and
+          {"collections", "collected", "candidates", "threshold", "total_us", "last_pause_us",
+           "max_pause_us"} <= set(s["gc"]) and
+          {"attached", "detached", "expired", "resumed"} <= set(s["sessions"]) and
+          s["ops"]["gc"] == 1, s)
+
+    # Error codes.
+    check("UNKNOWN_METHOD", c.code("frobnicate") == "UNKNOWN_METHOD")
+    check("BAD_PARAMS arity", c.code("get") == "BAD_PARAMS")
+    check("BAD_PARAMS type", c.code("get", "one") == "BAD_PARAMS")
+    check("BAD_PARAMS zero id", c.code("get", 0) == "BAD_PARAMS")
+    check("NOT_FOUND", c.code("get", 123456789) == "NOT_FOUND")
+    y = c.ok("create", b"")
+    check("NOT_HELD", c.code("decref", y, 2) == "NOT_HELD" and c.ok("stat", y)["holds"] == 1)
+    check("NAME_NOT_FOUND", c.code("lookup", "nope") == "NAME_NOT_FOUND")
+    check("TOO_LARGE data", c.code("create", b"x" * 65537) == "TOO_LARGE")
+    check("TOO_LARGE refs", c.code("create", b"", [y] * 101) == "TOO_LARGE")
+    check("create is atomic", c.code("create", b"", [y, 99999999]) == "NOT_FOUND"
+          and c.ok("stat", y)["internal"] == 0)
+    check("QUOTA_EXCEEDED", c.code("incref", y, 2**32 - 1) == "QUOTA_EXCEEDED")
+    check("SESSION_EXPIRED", c.code("hello", {"resume": b"\0" * 16}) == "SESSION_EXPIRED")
+    err, _ = c.call("get", 123456789)
+    check("error map shape", set(err) == {"code", "message"} and isinstance(err["message"], str))
+
+    # Malformed requests that keep the stream in sync: a reply, and the
+    # connection stays usable.
+    c.send_raw(msgpack.packb([0, 77, 42, []]))
+    r = c.reply()
+    check("BAD_REQUEST with msgid", r[1] == 77 and r[2]["code"] == "BAD_REQUEST", r)
+    c.send_raw(msgpack.packb("just a string"))
+    r = c.reply()
+    check("BAD_REQUEST without msgid", r[1] is None and r[2]["code"] == "BAD_REQUEST", r)
+    c.send_raw(msgpack.packb([0, 78, "ping", {"not": "array"}]))
+    check("params not an array", c.reply()[2]["code"] == "BAD_REQUEST")
+    check("still usable", c.ok("ping") == "pong")
+
+    # A request split into single bytes.
+    c.msgid += 1
+    frame = msgpack.packb([0, c.msgid, "create", [b"split", [y]]])
+    for i in range(len(frame)):
+        c.send_raw(frame[i:i + 1])
+    r = c.reply()
+    check("split frame", r[1] == c.msgid and r[2] is None and isinstance(r[3], int))
+
+    # Many requests in one write, answered in order.
+    batch = b"".join(msgpack.packb([0, 1000 + i, "ping", []]) for i in range(5000))
+    c.send_raw(batch)
+    ids = [c.reply()[1] for _ in range(5000)]
+    check("pipeline order", ids == list(range(1000, 6000)))
+
+    # Hostile headers: refused at once, before the body, and the connection
+    # closed; nothing else is affected.
+    rss_before = c.ok("stats")["memory"]["rss_bytes"]
+    for name, data in [("array32 4G claim", b"\xdd\xff\xff\xff\xff"),
+                       ("array32 512M claim", b"\xdd\x20\x00\x00\x00"),
+                       ("map32 nested claims", b"\xdf\x00\x01\x00\x00" * 16),
+                       ("bin32 2 GiB claim", msgpack.packb([0, 9, "create", []])[:-1] +
+                        b"\x91\xc6\x80\x00\x00\x00"),
+                       ("never-used byte", b"\x94\x00\x01\xc1"),
+                       ("too deep", b"\x91" * 40)]:
+        h = Conn(addr)
+        h.send_raw(data)
+        r = h.read()
+        check(name + ": error reply", r is not None and r[0] == 1 and
+              r[2]["code"] in ("BAD_REQUEST", "TOO_LARGE"), r)
+        check(name + ": closed", h.closed())
+    r = Conn(addr)
+    r.send_raw(msgpack.packb([0, 9, "create", []])[:-1] + b"\x91\xc6\x80\x00\x00\x00")
+    check("over-size reply quotes msgid", r.read()[1] == 9)
+    rss_after = c.ok("stats")["memory"]["rss_bytes"]
+    check("hostile headers cost no memory", rss_after - rss_before < 16 * 1024 * 1024,
+          (rss_before, rss_after))
+    check("others unaffected", c.ok("ping") == "pong")
+
+    # A client that never reads is cut off past max_output_bytes.
+    big = c.ok("create", b"z" * 60000)
+    lazy = Conn(addr)
+    lazy.s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    req = msgpack.packb([0, 1, "get", [big]])
+    sent = 0
+    try:
+        for _ in range(2000):
+            lazy.send_raw(req)
+            sent += 1
+    except (BrokenPipeError, ConnectionResetError):
+        pass
+    got = 0
+    try:
+        while True:
+            chunk = lazy.s.recv(1 << 20)
+            if not chunk:
+                break
+            got += len(chunk)
+    except ConnectionResetError:
+        pass
+    check("non-reader cut off", got < 2000 * 60000, (sent, got))
+    check("others unaffected by the non-reader", c.ok("ping") == "pong")
+
+    # A session's holds go when its connection closes; a watcher sees it.
+    o = Conn(addr)
+    z = o.ok("create", b"short-lived")
+    c.ok("watch", z)
+    o.s.close()
+    while not any(n[2][0] == z for n in c.notes):
+        c.notes.append(c.read())
+    check("close releases holds", [2, "freed", [z, "refcount"]] in c.notes)
+finally:
+    proc.terminate()
+    code = proc.wait(timeout=30)
+    check("SIGTERM exits 0", code == 0, code)
+
+print("failures:", failures)
+sys.exit(1 if failures else 0)
