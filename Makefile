@@ -7,14 +7,15 @@ PACKAGES := cmake make gcc libc6-dev pkg-config libuv1-dev libmsgpack-dev \
             libcmocka-dev libedit-dev python3 python3-msgpack
 JOBS     ?= $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: all deps build run test test-asan asan debug format format-check clean
+.PHONY: all deps deps-format build run test test-asan asan debug format format-check clean
 
 all: build
 
 # Installs only what dpkg reports missing; needs root (or sudo) only then.
-deps:
+# $(1): the packages.
+define install_missing
 	@missing=""; \
-	for p in $(PACKAGES); do \
+	for p in $(1); do \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || missing="$$missing $$p"; \
 	done; \
 	if [ -n "$$missing" ]; then \
@@ -23,6 +24,13 @@ deps:
 	  $$sudo apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
+endef
+
+deps:
+	$(call install_missing,$(PACKAGES))
+
+deps-format:
+	$(call install_missing,clang-format)
 
 build/CMakeCache.txt: | deps
 	cmake --preset release
@@ -49,10 +57,10 @@ test-asan: asan
 debug: deps
 	cmake --preset debug && cmake --build --preset debug -j $(JOBS)
 
-format:
+format: deps-format
 	clang-format -i $$(git ls-files '*.c' '*.h')
 
-format-check:
+format-check: deps-format
 	clang-format --dry-run --Werror $$(git ls-files '*.c' '*.h')
 
 clean:

@@ -20,7 +20,7 @@
 
 enum { EXIT_OK = 0, EXIT_SERVER = 1, EXIT_USAGE = 2 };
 
-#define MAX_ARGS 256
+#define MAX_ARGS        256
 #define MAX_INPUT_BYTES ((size_t)1 << 32)
 
 /* Options of one command line. */
@@ -176,9 +176,15 @@ static void show(const struct opts *o, const rcs_value *v)
         return;
     }
     switch (v->type) {
-    case RCS_NIL: puts("OK"); break;
-    case RCS_STR: printf("%.*s\n", (int)v->via.bytes.len, v->via.bytes.ptr); break;
-    case RCS_MAP: print_map(stdout, v, 0); break;
+    case RCS_NIL:
+        puts("OK");
+        break;
+    case RCS_STR:
+        printf("%.*s\n", (int)v->via.bytes.len, v->via.bytes.ptr);
+        break;
+    case RCS_MAP:
+        print_map(stdout, v, 0);
+        break;
     default:
         print_inline(stdout, v);
         putchar('\n');
@@ -502,8 +508,8 @@ static void usage(FILE *f)
 }
 
 /* Split options from positionals. Returns 0, or EXIT_USAGE (reported). */
-static int parse_opts(struct cli *cli, struct opts *o, int argc, char **argv, int *npos,
-                      char **pos, int global)
+static int parse_opts(struct cli *cli, struct opts *o, int argc, char **argv, int *npos, char **pos,
+                      int global)
 {
     *npos = 0;
     for (int i = 0; i < argc; i++) {
@@ -693,8 +699,7 @@ static int shell(struct cli *cli)
             break;
         } else if (n > 0 && parse_opts(cli, &o, n, words, &npos, pos, 0) == 0 && npos > 0) {
             status = run(cli, &o, npos, pos);
-            if (status == EXIT_USAGE && rcs_pending(cli->c) == 0 &&
-                rcs_ping(cli->c) == RCS_EIO) {
+            if (status == EXIT_USAGE && rcs_pending(cli->c) == 0 && rcs_ping(cli->c) == RCS_EIO) {
                 fprintf(stderr, "rcstore: connection lost\n");
                 free(line);
                 break;

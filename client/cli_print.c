@@ -12,11 +12,21 @@ static void json_string(FILE *f, const char *p, size_t n)
     for (size_t i = 0; i < n; i++) {
         unsigned char ch = (unsigned char)p[i];
         switch (ch) {
-        case '"': fputs("\\\"", f); break;
-        case '\\': fputs("\\\\", f); break;
-        case '\n': fputs("\\n", f); break;
-        case '\r': fputs("\\r", f); break;
-        case '\t': fputs("\\t", f); break;
+        case '"':
+            fputs("\\\"", f);
+            break;
+        case '\\':
+            fputs("\\\\", f);
+            break;
+        case '\n':
+            fputs("\\n", f);
+            break;
+        case '\r':
+            fputs("\\r", f);
+            break;
+        case '\t':
+            fputs("\\t", f);
+            break;
         default:
             if (ch < 0x20 || ch == 0x7f)
                 fprintf(f, "\\u%04x", ch);
@@ -46,12 +56,24 @@ static void base64(FILE *f, const unsigned char *p, size_t n)
 static void json_value(FILE *f, const rcs_value *v)
 {
     switch (v->type) {
-    case RCS_NIL: fputs("null", f); break;
-    case RCS_BOOL: fputs(v->via.boolean ? "true" : "false", f); break;
-    case RCS_UINT: fprintf(f, "%" PRIu64, v->via.u); break;
-    case RCS_INT: fprintf(f, "%" PRId64, v->via.i); break;
-    case RCS_FLOAT: fprintf(f, "%.17g", v->via.f); break;
-    case RCS_STR: json_string(f, v->via.bytes.ptr, v->via.bytes.len); break;
+    case RCS_NIL:
+        fputs("null", f);
+        break;
+    case RCS_BOOL:
+        fputs(v->via.boolean ? "true" : "false", f);
+        break;
+    case RCS_UINT:
+        fprintf(f, "%" PRIu64, v->via.u);
+        break;
+    case RCS_INT:
+        fprintf(f, "%" PRId64, v->via.i);
+        break;
+    case RCS_FLOAT:
+        fprintf(f, "%.17g", v->via.f);
+        break;
+    case RCS_STR:
+        json_string(f, v->via.bytes.ptr, v->via.bytes.len);
+        break;
     case RCS_BIN:
         if (utf8_valid(v->via.bytes.ptr, v->via.bytes.len)) {
             json_string(f, v->via.bytes.ptr, v->via.bytes.len);
@@ -121,7 +143,9 @@ void print_inline(FILE *f, const rcs_value *v)
 {
     switch (v->type) {
     case RCS_STR:
-    case RCS_BIN: c_string(f, v->via.bytes.ptr, v->via.bytes.len); break;
+    case RCS_BIN:
+        c_string(f, v->via.bytes.ptr, v->via.bytes.len);
+        break;
     case RCS_ARRAY:
         fputc('[', f);
         for (size_t i = 0; i < v->via.array.len; i++) {
@@ -131,7 +155,9 @@ void print_inline(FILE *f, const rcs_value *v)
         }
         fputc(']', f);
         break;
-    default: json_value(f, v); break;
+    default:
+        json_value(f, v);
+        break;
     }
 }
 

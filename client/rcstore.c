@@ -37,11 +37,11 @@ struct note {
 struct rcs_client {
     int fd;
     int timeout_ms;
-    int broken;           /* the stream failed: every call now fails */
-    uint32_t next_msgid;  /* msgid of the next request queued */
-    uint32_t expect;      /* msgid of the oldest unanswered request */
-    struct buf out;       /* requests not yet written */
-    struct buf in;        /* bytes read, not yet consumed */
+    int broken;          /* the stream failed: every call now fails */
+    uint32_t next_msgid; /* msgid of the next request queued */
+    uint32_t expect;     /* msgid of the oldest unanswered request */
+    struct buf out;      /* requests not yet written */
+    struct buf in;       /* bytes read, not yet consumed */
     struct rpc_scan scan;
     struct rpc_decoder dec;
     struct note *notes, *notes_tail;
@@ -50,11 +50,14 @@ struct rcs_client {
 
 /* ---- errors ---- */
 
-static const char *const client_names[] = {"EIO", "ECONNECT", "EPROTO", "ENOMEM", "EINVAL",
-                                           "ETIMEDOUT"};
-static const char *const client_texts[] = {
-    "connection failed or closed", "could not connect", "unexpected data from the server",
-    "out of memory", "invalid argument", "timed out"};
+static const char *const client_names[] = {"EIO",    "ECONNECT", "EPROTO",
+                                           "ENOMEM", "EINVAL",   "ETIMEDOUT"};
+static const char *const client_texts[] = {"connection failed or closed",
+                                           "could not connect",
+                                           "unexpected data from the server",
+                                           "out of memory",
+                                           "invalid argument",
+                                           "timed out"};
 
 static int client_index(int err)
 {
@@ -633,15 +636,21 @@ static int pack_fmt(msgpack_packer *pk, const char **fmtp, va_list *ap, char clo
     const char *fmt = *fmtp;
     for (; *fmt; fmt++) {
         switch (*fmt) {
-        case 'u': msgpack_pack_uint64(pk, va_arg(*ap, uint64_t)); break;
-        case 'i': msgpack_pack_int64(pk, va_arg(*ap, int64_t)); break;
+        case 'u':
+            msgpack_pack_uint64(pk, va_arg(*ap, uint64_t));
+            break;
+        case 'i':
+            msgpack_pack_int64(pk, va_arg(*ap, int64_t));
+            break;
         case 'b':
             if (va_arg(*ap, int))
                 msgpack_pack_true(pk);
             else
                 msgpack_pack_false(pk);
             break;
-        case 'n': msgpack_pack_nil(pk); break;
+        case 'n':
+            msgpack_pack_nil(pk);
+            break;
         case 's': {
             const char *s = va_arg(*ap, const char *);
             if (!s)

@@ -41,4 +41,3 @@ int utf8_valid(const void *p, size_t len)
     }
     return 1;
 }
-

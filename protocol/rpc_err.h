@@ -12,7 +12,7 @@
     X(UNKNOWN_METHOD, "unknown method")                                                            \
     X(BAD_PARAMS, "bad parameters")                                                                \
     X(NOT_FOUND, "no such object")                                                                 \
-    X(NOT_HELD, "this session does not hold that reference")                                      \
+    X(NOT_HELD, "this session does not hold that reference")                                       \
     X(NAME_NOT_FOUND, "no such name")                                                              \
     X(TOO_LARGE, "over a size limit")                                                              \
     X(OUT_OF_MEMORY, "out of memory")                                                              \
@@ -36,7 +36,7 @@ enum rpc_err_index {
         RPC_ERR_COUNT
 };
 
-#define RPC_ERR_VALUE(name) (-(RPC_ERR_BASE + RPC_E_##name##_INDEX))
+#define RPC_ERR_VALUE(name)  (-(RPC_ERR_BASE + RPC_E_##name##_INDEX))
 #define RPC_EBAD_REQUEST     RPC_ERR_VALUE(BAD_REQUEST)
 #define RPC_EUNKNOWN_METHOD  RPC_ERR_VALUE(UNKNOWN_METHOD)
 #define RPC_EBAD_PARAMS      RPC_ERR_VALUE(BAD_PARAMS)

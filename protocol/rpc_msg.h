@@ -27,8 +27,8 @@ int rpc_decode(struct rpc_decoder *d, const char *frame, size_t len, msgpack_obj
 /* A decoded message; every pointer borrows from the msgpack_object. */
 struct rpc_message {
     enum rpc_type type;
-    uint32_t msgid;               /* requests and responses */
-    const char *method;           /* requests and notifications */
+    uint32_t msgid;     /* requests and responses */
+    const char *method; /* requests and notifications */
     uint32_t method_len;
     const msgpack_object *params; /* requests and notifications: the items */
     uint32_t nparams;

@@ -86,31 +86,111 @@ int rpc_scan_feed(struct rpc_scan *s, const uint8_t *p, size_t avail, size_t *fr
             case 0xc2: /* false */
             case 0xc3: /* true */
                 break;
-            case 0xc4: case 0xd9: kind = K_BYTES; lenbytes = 1; break;
-            case 0xc5: case 0xda: kind = K_BYTES; lenbytes = 2; break;
-            case 0xc6: case 0xdb: kind = K_BYTES; lenbytes = 4; break;
-            case 0xc7: kind = K_BYTES; lenbytes = 1; extra = 1; break;
-            case 0xc8: kind = K_BYTES; lenbytes = 2; extra = 1; break;
-            case 0xc9: kind = K_BYTES; lenbytes = 4; extra = 1; break;
-            case 0xca: hlen = 5; break;
-            case 0xcb: hlen = 9; break;
-            case 0xcc: hlen = 2; is_uint = 1; break;
-            case 0xcd: hlen = 3; is_uint = 1; break;
-            case 0xce: hlen = 5; is_uint = 1; break;
-            case 0xcf: hlen = 9; is_uint = 1; break;
-            case 0xd0: hlen = 2; break;
-            case 0xd1: hlen = 3; break;
-            case 0xd2: hlen = 5; break;
-            case 0xd3: hlen = 9; break;
-            case 0xd4: kind = K_BYTES; hlen = 2; n = 1; break;
-            case 0xd5: kind = K_BYTES; hlen = 2; n = 2; break;
-            case 0xd6: kind = K_BYTES; hlen = 2; n = 4; break;
-            case 0xd7: kind = K_BYTES; hlen = 2; n = 8; break;
-            case 0xd8: kind = K_BYTES; hlen = 2; n = 16; break;
-            case 0xdc: kind = K_ARRAY; lenbytes = 2; break;
-            case 0xdd: kind = K_ARRAY; lenbytes = 4; break;
-            case 0xde: kind = K_MAP; lenbytes = 2; break;
-            case 0xdf: kind = K_MAP; lenbytes = 4; break;
+            case 0xc4:
+            case 0xd9:
+                kind = K_BYTES;
+                lenbytes = 1;
+                break;
+            case 0xc5:
+            case 0xda:
+                kind = K_BYTES;
+                lenbytes = 2;
+                break;
+            case 0xc6:
+            case 0xdb:
+                kind = K_BYTES;
+                lenbytes = 4;
+                break;
+            case 0xc7:
+                kind = K_BYTES;
+                lenbytes = 1;
+                extra = 1;
+                break;
+            case 0xc8:
+                kind = K_BYTES;
+                lenbytes = 2;
+                extra = 1;
+                break;
+            case 0xc9:
+                kind = K_BYTES;
+                lenbytes = 4;
+                extra = 1;
+                break;
+            case 0xca:
+                hlen = 5;
+                break;
+            case 0xcb:
+                hlen = 9;
+                break;
+            case 0xcc:
+                hlen = 2;
+                is_uint = 1;
+                break;
+            case 0xcd:
+                hlen = 3;
+                is_uint = 1;
+                break;
+            case 0xce:
+                hlen = 5;
+                is_uint = 1;
+                break;
+            case 0xcf:
+                hlen = 9;
+                is_uint = 1;
+                break;
+            case 0xd0:
+                hlen = 2;
+                break;
+            case 0xd1:
+                hlen = 3;
+                break;
+            case 0xd2:
+                hlen = 5;
+                break;
+            case 0xd3:
+                hlen = 9;
+                break;
+            case 0xd4:
+                kind = K_BYTES;
+                hlen = 2;
+                n = 1;
+                break;
+            case 0xd5:
+                kind = K_BYTES;
+                hlen = 2;
+                n = 2;
+                break;
+            case 0xd6:
+                kind = K_BYTES;
+                hlen = 2;
+                n = 4;
+                break;
+            case 0xd7:
+                kind = K_BYTES;
+                hlen = 2;
+                n = 8;
+                break;
+            case 0xd8:
+                kind = K_BYTES;
+                hlen = 2;
+                n = 16;
+                break;
+            case 0xdc:
+                kind = K_ARRAY;
+                lenbytes = 2;
+                break;
+            case 0xdd:
+                kind = K_ARRAY;
+                lenbytes = 4;
+                break;
+            case 0xde:
+                kind = K_MAP;
+                lenbytes = 2;
+                break;
+            case 0xdf:
+                kind = K_MAP;
+                lenbytes = 4;
+                break;
             default: /* 0xc1 is never used */
                 return RPC_EBAD_REQUEST;
             }

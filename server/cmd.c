@@ -55,8 +55,7 @@ static int arg_obj(struct cmd_ctx *c, arg_t *a, const char *what, struct obj **o
 
 static int arg_count(struct cmd_ctx *c, arg_t *a, uint32_t *n)
 {
-    if (a->type != MSGPACK_OBJECT_POSITIVE_INTEGER || a->via.u64 == 0 ||
-        a->via.u64 > UINT32_MAX)
+    if (a->type != MSGPACK_OBJECT_POSITIVE_INTEGER || a->via.u64 == 0 || a->via.u64 > UINT32_MAX)
         return fail(c, RPC_EBAD_PARAMS, "n must be an integer from 1 to %u", UINT32_MAX);
     *n = (uint32_t)a->via.u64;
     return 0;
@@ -296,8 +295,8 @@ static int do_unlink(struct cmd_ctx *c, arg_t *a, uint32_t n)
     if ((rc = arg_obj(c, &a[0], "id", &o)) < 0 || (rc = arg_id(c, &a[1], "target", &target)) < 0)
         return rc;
     if (heap_unlink(&c->env->st->heap, o, target, &len) < 0)
-        return fail(c, RPC_ENOT_FOUND, "object %llu has no ref to %llu",
-                    (unsigned long long)o->id, (unsigned long long)target);
+        return fail(c, RPC_ENOT_FOUND, "object %llu has no ref to %llu", (unsigned long long)o->id,
+                    (unsigned long long)target);
     msgpack_pack_uint32(&c->pk, len);
     return 0;
 }
@@ -472,8 +471,7 @@ static int do_watch(struct cmd_ctx *c, arg_t *a, uint32_t n)
 {
     struct obj *o;
     int rc;
-    if ((rc = arg_obj(c, &a[0], "id", &o)) < 0 ||
-        (rc = sess_watch(c->env->st, c->sess, o)) < 0)
+    if ((rc = arg_obj(c, &a[0], "id", &o)) < 0 || (rc = sess_watch(c->env->st, c->sess, o)) < 0)
         return rc;
     msgpack_pack_nil(&c->pk);
     return 0;

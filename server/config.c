@@ -36,11 +36,20 @@ int config_parse_size(const char *s, uint64_t *out)
         return -EINVAL;
     if (*end) {
         switch (tolower((unsigned char)*end)) {
-        case 'k': mult = 1ull << 10; break;
-        case 'm': mult = 1ull << 20; break;
-        case 'g': mult = 1ull << 30; break;
-        case 't': mult = 1ull << 40; break;
-        default: return -EINVAL;
+        case 'k':
+            mult = 1ull << 10;
+            break;
+        case 'm':
+            mult = 1ull << 20;
+            break;
+        case 'g':
+            mult = 1ull << 30;
+            break;
+        case 't':
+            mult = 1ull << 40;
+            break;
+        default:
+            return -EINVAL;
         }
         end++;
         if (*end && strcasecmp(end, "b") && strcasecmp(end, "ib"))
@@ -54,23 +63,22 @@ int config_parse_size(const char *s, uint64_t *out)
 
 void config_usage(FILE *out)
 {
-    fprintf(out,
-            "Usage: rcstored [OPTIONS]\n"
-            "A networked object store with reference-count semantics.\n\n"
-            "  --listen URI             where to listen; repeatable. tcp://HOST:PORT or\n"
-            "                           unix:///PATH (default tcp://127.0.0.1:7373)\n"
-            "  --max-connections N      open connections at most (default 10000)\n"
-            "  --max-data-bytes SIZE    data of one object at most (default 1MiB)\n"
-            "  --max-refs N             refs of one object at most (default 65536)\n"
-            "  --max-message-bytes SIZE one request at most (default 4MiB)\n"
-            "  --max-output-bytes SIZE  unsent replies per client before it is cut off\n"
-            "                           (default 64MiB)\n"
-            "  --max-session-ttl SECS   longest lease a client may ask for (default 3600)\n"
-            "  --log-level LEVEL        debug, info, warn, error or off (default info)\n"
-            "  -h, --help               show this help and exit\n"
-            "  -V, --version            show the version and exit\n\n"
-            "SIZE takes a suffix k, m, g (powers of 1024). SIGINT or SIGTERM stop the\n"
-            "server cleanly.\n");
+    fprintf(out, "Usage: rcstored [OPTIONS]\n"
+                 "A networked object store with reference-count semantics.\n\n"
+                 "  --listen URI             where to listen; repeatable. tcp://HOST:PORT or\n"
+                 "                           unix:///PATH (default tcp://127.0.0.1:7373)\n"
+                 "  --max-connections N      open connections at most (default 10000)\n"
+                 "  --max-data-bytes SIZE    data of one object at most (default 1MiB)\n"
+                 "  --max-refs N             refs of one object at most (default 65536)\n"
+                 "  --max-message-bytes SIZE one request at most (default 4MiB)\n"
+                 "  --max-output-bytes SIZE  unsent replies per client before it is cut off\n"
+                 "                           (default 64MiB)\n"
+                 "  --max-session-ttl SECS   longest lease a client may ask for (default 3600)\n"
+                 "  --log-level LEVEL        debug, info, warn, error or off (default info)\n"
+                 "  -h, --help               show this help and exit\n"
+                 "  -V, --version            show the version and exit\n\n"
+                 "SIZE takes a suffix k, m, g (powers of 1024). SIGINT or SIGTERM stop the\n"
+                 "server cleanly.\n");
 }
 
 enum {
@@ -139,8 +147,10 @@ int config_parse(struct config *cfg, int argc, char **argv, char *err, size_t er
     while ((c = getopt_long(argc, argv, ":hV", options, NULL)) != -1) {
         const char *flag = c >= 256 ? options[c - 256].name : "";
         switch (c) {
-        case 'h': return CONFIG_HELP;
-        case 'V': return CONFIG_VERSION;
+        case 'h':
+            return CONFIG_HELP;
+        case 'V':
+            return CONFIG_VERSION;
         case OPT_LISTEN:
             if (cfg->nlisten == CONFIG_MAX_LISTEN)
                 return bad(err, errlen, flag, optarg, "too many listen addresses");

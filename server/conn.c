@@ -33,15 +33,15 @@ struct conn {
     uv_write_t wreq;
     struct rpc_scan scan;
     struct rpc_decoder dec;
-    struct conn *prev, *next;   /* srv->conns */
-    struct conn *flush_next;    /* srv->flush_head */
-    unsigned writing : 1;       /* wreq in flight */
-    unsigned closing : 1;       /* uv_close called */
-    unsigned close_after : 1;   /* close once output is written */
-    unsigned flush_queued : 1;  /* on srv->flush_head */
-    unsigned in_dispatch : 1;   /* a response is being written into out */
-    unsigned dec_ready : 1;     /* dec was initialised */
-    struct buf deferred;        /* notifications raised during a dispatch */
+    struct conn *prev, *next;  /* srv->conns */
+    struct conn *flush_next;   /* srv->flush_head */
+    unsigned writing : 1;      /* wreq in flight */
+    unsigned closing : 1;      /* uv_close called */
+    unsigned close_after : 1;  /* close once output is written */
+    unsigned flush_queued : 1; /* on srv->flush_head */
+    unsigned in_dispatch : 1;  /* a response is being written into out */
+    unsigned dec_ready : 1;    /* dec was initialised */
+    struct buf deferred;       /* notifications raised during a dispatch */
     char peer[64];
 };
 
@@ -183,8 +183,8 @@ static int check_output(struct conn *c)
         return -1;
     }
     if (unsent(c) > c->srv->cfg->max_output_bytes) {
-        log_warn("closing %s: %zu bytes of unsent replies passed max_output_bytes (%llu)",
-                 c->peer, unsent(c), (unsigned long long)c->srv->cfg->max_output_bytes);
+        log_warn("closing %s: %zu bytes of unsent replies passed max_output_bytes (%llu)", c->peer,
+                 unsent(c), (unsigned long long)c->srv->cfg->max_output_bytes);
         conn_close(c);
         return -1;
     }
@@ -348,8 +348,7 @@ void conn_accept(struct server *srv, uv_stream_t *listener, int is_unix)
         unreported++;
         if (last_warn_ms == 0 || now - last_warn_ms >= 1000) {
             log_warn("refused %llu connection(s): max_connections (%llu) reached",
-                     (unsigned long long)unreported,
-                     (unsigned long long)srv->cfg->max_connections);
+                     (unsigned long long)unreported, (unsigned long long)srv->cfg->max_connections);
             last_warn_ms = now;
             unreported = 0;
         }

@@ -157,10 +157,18 @@ int heap_can_incr(const struct obj *o, enum obj_count which, uint64_t n)
 {
     uint32_t cur = 0;
     switch (which) {
-    case CNT_HOLDS: cur = o->holds; break;
-    case CNT_NAMES: cur = o->names; break;
-    case CNT_INTERNAL: cur = o->internal; break;
-    case CNT_TOKENS: cur = o->tokens; break;
+    case CNT_HOLDS:
+        cur = o->holds;
+        break;
+    case CNT_NAMES:
+        cur = o->names;
+        break;
+    case CNT_INTERNAL:
+        cur = o->internal;
+        break;
+    case CNT_TOKENS:
+        cur = o->tokens;
+        break;
     }
     return n > (uint64_t)(UINT32_MAX - cur) ? RPC_EQUOTA_EXCEEDED : 0;
 }
@@ -168,10 +176,14 @@ int heap_can_incr(const struct obj *o, enum obj_count which, uint64_t n)
 static uint32_t *count_of(struct obj *o, enum obj_count which)
 {
     switch (which) {
-    case CNT_HOLDS: return &o->holds;
-    case CNT_NAMES: return &o->names;
-    case CNT_INTERNAL: return &o->internal;
-    case CNT_TOKENS: return &o->tokens;
+    case CNT_HOLDS:
+        return &o->holds;
+    case CNT_NAMES:
+        return &o->names;
+    case CNT_INTERNAL:
+        return &o->internal;
+    case CNT_TOKENS:
+        return &o->tokens;
     }
     return NULL;
 }

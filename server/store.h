@@ -16,13 +16,13 @@
 #define SESS_TOKEN_BYTES 16
 
 struct sess {
-    uint64_t id;                            /* read-only */
-    struct u64map holds;                    /* private: object id → holds */
-    struct u64map watches;                  /* private: object id → 1 */
-    uint64_t nholds;                        /* read-only: sum of holds */
-    void *conn;                             /* the attached connection, or NULL */
-    uint8_t token[SESS_TOKEN_BYTES];        /* the resume token */
-    char client[64];                        /* what the client called itself */
+    uint64_t id;                     /* read-only */
+    struct u64map holds;             /* private: object id → holds */
+    struct u64map watches;           /* private: object id → 1 */
+    uint64_t nholds;                 /* read-only: sum of holds */
+    void *conn;                      /* the attached connection, or NULL */
+    uint8_t token[SESS_TOKEN_BYTES]; /* the resume token */
+    char client[64];                 /* what the client called itself */
 };
 
 struct store_limits {

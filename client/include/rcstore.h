@@ -63,7 +63,17 @@ RCS_EXPORT const char *rcs_strerror(int err);
 
 /* ---- values: a decoded msgpack tree, as returned by the generic calls ---- */
 
-enum rcs_type { RCS_NIL, RCS_BOOL, RCS_INT, RCS_UINT, RCS_FLOAT, RCS_STR, RCS_BIN, RCS_ARRAY, RCS_MAP };
+enum rcs_type {
+    RCS_NIL,
+    RCS_BOOL,
+    RCS_INT,
+    RCS_UINT,
+    RCS_FLOAT,
+    RCS_STR,
+    RCS_BIN,
+    RCS_ARRAY,
+    RCS_MAP
+};
 
 typedef struct rcs_value rcs_value;
 struct rcs_value {
@@ -202,8 +212,7 @@ RCS_EXPORT int rcs_lookup(rcs_client *c, const char *name, int acquire, uint64_t
  * result is an array of [name, id] pairs. */
 RCS_EXPORT int rcs_names(rcs_client *c, const char *prefix, uint64_t limit, rcs_value **list);
 /* Ids of objects whose refs contain id, at most limit. Free *ids with free(). */
-RCS_EXPORT int rcs_referrers(rcs_client *c, uint64_t id, uint64_t limit, uint64_t **ids,
-                             size_t *n);
+RCS_EXPORT int rcs_referrers(rcs_client *c, uint64_t id, uint64_t limit, uint64_t **ids, size_t *n);
 /* Ask for a "freed" notification when id is freed. */
 RCS_EXPORT int rcs_watch(rcs_client *c, uint64_t id);
 /* Drop every hold of this session; *n (may be NULL) gets how many. */

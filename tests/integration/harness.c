@@ -9,8 +9,7 @@
 
 int server_start(struct server_proc *sp, const char *const *extra)
 {
-    const char *argv[32] = {RCSTORED_PATH, "--listen", "tcp://127.0.0.1:0", "--log-level",
-                            "info"};
+    const char *argv[32] = {RCSTORED_PATH, "--listen", "tcp://127.0.0.1:0", "--log-level", "info"};
     int n = 5, fds[2];
     char line[512];
 

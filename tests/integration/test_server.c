@@ -15,8 +15,8 @@ static struct server_proc srv;
 
 static int start(void **state)
 {
-    static const char *const flags[] = {"--max-data-bytes", "1024", "--max-refs", "1000",
-                                        "--max-connections", "900", NULL};
+    static const char *const flags[] = {"--max-data-bytes",  "1024", "--max-refs", "1000",
+                                        "--max-connections", "900",  NULL};
     (void)state;
     return server_start(&srv, flags);
 }

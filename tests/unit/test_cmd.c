@@ -393,10 +393,14 @@ static void gc_and_stats_shapes(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        T(ping_and_unknown),       T(hello_result),
-        T(create_get_stat),        T(create_is_atomic),
-        T(decref_is_protected_and_atomic), T(links_and_refs),
-        T(names_and_lookup),       T(gc_and_stats_shapes),
+        T(ping_and_unknown),
+        T(hello_result),
+        T(create_get_stat),
+        T(create_is_atomic),
+        T(decref_is_protected_and_atomic),
+        T(links_and_refs),
+        T(names_and_lookup),
+        T(gc_and_stats_shapes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -28,9 +28,18 @@ static void flags(void **state)
 {
     struct config cfg;
     char err[256];
-    char *argv[] = {"rcstored", "--listen", "tcp://0.0.0.0:1", "--listen=unix:///tmp/x.sock",
-                    "--max-data-bytes", "64k", "--max-refs", "100", "--max-message-bytes",
-                    "1MiB", "--log-level", "debug"};
+    char *argv[] = {"rcstored",
+                    "--listen",
+                    "tcp://0.0.0.0:1",
+                    "--listen=unix:///tmp/x.sock",
+                    "--max-data-bytes",
+                    "64k",
+                    "--max-refs",
+                    "100",
+                    "--max-message-bytes",
+                    "1MiB",
+                    "--log-level",
+                    "debug"};
     (void)state;
     assert_int_equal(parse(&cfg, err, 12, argv), CONFIG_RUN);
     assert_int_equal(cfg.nlisten, 2);
@@ -79,8 +88,10 @@ static void sizes(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(defaults), cmocka_unit_test(flags),
-        cmocka_unit_test(errors_name_the_flag), cmocka_unit_test(sizes),
+        cmocka_unit_test(defaults),
+        cmocka_unit_test(flags),
+        cmocka_unit_test(errors_name_the_flag),
+        cmocka_unit_test(sizes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -188,7 +188,7 @@ static void out_of_memory_frees_nothing(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        T(two_cycle_collected), T(reachable_cycles_stay), T(million_ring),
+        T(two_cycle_collected),      T(reachable_cycles_stay),       T(million_ring),
         T(random_graph_against_bfs), T(out_of_memory_frees_nothing),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -114,7 +114,9 @@ static void list_sorted_with_prefix_and_limit(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(validation), T(bind_rebind_unbind), T(rebinding_to_self_never_frees),
+        cmocka_unit_test(validation),
+        T(bind_rebind_unbind),
+        T(rebinding_to_self_never_frees),
         T(list_sorted_with_prefix_and_limit),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -86,10 +86,9 @@ static void scalars_and_exts(void **state)
     struct rpc_scan s;
     size_t flen;
     /* [nil, true, -1, 1.5f, 2.5, fixext1, ext8 len 2, str8 "ab", -200 int16] */
-    const uint8_t m[] = {0x99, 0xc0, 0xc3, 0xff, 0xca, 0x3f, 0xc0, 0x00, 0x00, 0xcb,
-                         0x40, 0x04, 0,    0,    0,    0,    0,    0,    0xd4, 0x01,
-                         0xaa, 0xc7, 0x02, 0x05, 0x01, 0x02, 0xd9, 0x02, 'a',  'b',
-                         0xd1, 0xff, 0x38};
+    const uint8_t m[] = {0x99, 0xc0, 0xc3, 0xff, 0xca, 0x3f, 0xc0, 0x00, 0x00, 0xcb, 0x40,
+                         0x04, 0,    0,    0,    0,    0,    0,    0xd4, 0x01, 0xaa, 0xc7,
+                         0x02, 0x05, 0x01, 0x02, 0xd9, 0x02, 'a',  'b',  0xd1, 0xff, 0x38};
     (void)state;
     assert_int_equal(scan_all(m, sizeof(m), &flen, &s), 1);
     assert_int_equal(flen, sizeof(m));
@@ -113,8 +112,8 @@ static void huge_bin_claim_refused_at_once(void **state)
     size_t flen;
     /* [0, 9, "create", [bin32 of 2 GiB ...: msgid is known, so it can be
      * quoted in the error reply. */
-    const uint8_t m[] = {0x94, 0x00, 0x09, 0xa6, 'c', 'r', 'e', 'a', 't', 'e', 0x91, 0xc6,
-                         0x80, 0x00, 0x00, 0x00};
+    const uint8_t m[] = {0x94, 0x00, 0x09, 0xa6, 'c',  'r',  'e',  'a',
+                         't',  'e',  0x91, 0xc6, 0x80, 0x00, 0x00, 0x00};
     (void)state;
     assert_int_equal(scan_all(m, sizeof(m), &flen, &s), RPC_ETOO_LARGE);
     assert_true(s.have_msgid);
@@ -160,13 +159,17 @@ static void message_size_limit_on_stream(void **state)
     size_t flen;
     static uint8_t m[5000];
     (void)state;
-    /* A str32 of 4090 bytes: header 5 + 4090 > 4096 - 1 (array header). */
+    /* [str32 of 4090 bytes]: 1 + 5 + 4090 is exactly 4096, the limit. */
     m[0] = 0x91;
     m[1] = 0xdb;
     m[2] = 0;
     m[3] = 0;
     m[4] = 0x0f;
     m[5] = 0xfa;
+    assert_int_equal(scan_all(m, 6, &flen, &s), 0);
+    assert_int_equal(scan_all(m, 4096, &flen, &s), 1);
+    /* One byte more is refused from the header alone. */
+    m[5] = 0xfb;
     assert_int_equal(scan_all(m, 6, &flen, &s), RPC_ETOO_LARGE);
 }
 

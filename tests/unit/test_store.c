@@ -143,7 +143,7 @@ static void tokens_are_random(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        T(holds_belong_to_their_session), T(release_all_counts_holds), T(watches_notify_once),
+        T(holds_belong_to_their_session),  T(release_all_counts_holds), T(watches_notify_once),
         T(watches_end_with_their_session), T(tokens_are_random),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
