@@ -53,6 +53,18 @@ static void base64(FILE *f, const unsigned char *p, size_t n)
     }
 }
 
+/* "[a, b, c]" with each item printed by item(). */
+static void print_array(FILE *f, const rcs_value *v, void (*item)(FILE *, const rcs_value *))
+{
+    fputc('[', f);
+    for (size_t i = 0; i < v->via.array.len; i++) {
+        if (i)
+            fputs(", ", f);
+        item(f, &v->via.array.items[i]);
+    }
+    fputc(']', f);
+}
+
 static void json_value(FILE *f, const rcs_value *v)
 {
     switch (v->type) {
@@ -84,13 +96,7 @@ static void json_value(FILE *f, const rcs_value *v)
         }
         break;
     case RCS_ARRAY:
-        fputc('[', f);
-        for (size_t i = 0; i < v->via.array.len; i++) {
-            if (i)
-                fputs(", ", f);
-            json_value(f, &v->via.array.items[i]);
-        }
-        fputc(']', f);
+        print_array(f, v, json_value);
         break;
     case RCS_MAP:
         fputc('{', f);
@@ -147,13 +153,7 @@ void print_inline(FILE *f, const rcs_value *v)
         c_string(f, v->via.bytes.ptr, v->via.bytes.len);
         break;
     case RCS_ARRAY:
-        fputc('[', f);
-        for (size_t i = 0; i < v->via.array.len; i++) {
-            if (i)
-                fputs(", ", f);
-            print_inline(f, &v->via.array.items[i]);
-        }
-        fputc(']', f);
+        print_array(f, v, print_inline);
         break;
     default:
         json_value(f, v);

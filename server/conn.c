@@ -19,12 +19,7 @@
 #define KEEP_IN_BYTES (256 * 1024)
 
 struct conn {
-    union {
-        uv_tcp_t tcp;
-        uv_pipe_t pipe;
-        uv_stream_t stream;
-        uv_handle_t handle;
-    } h;
+    union stream_handle h;
     struct server *srv;
     struct sess *sess;
     struct buf in;

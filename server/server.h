@@ -14,13 +14,16 @@
 
 struct conn;
 
+/* A TCP or Unix stream handle, usable as any of libuv's views of it. */
+union stream_handle {
+    uv_tcp_t tcp;
+    uv_pipe_t pipe;
+    uv_stream_t stream;
+    uv_handle_t handle;
+};
+
 struct listener {
-    union {
-        uv_tcp_t tcp;
-        uv_pipe_t pipe;
-        uv_stream_t stream;
-        uv_handle_t handle;
-    } h;
+    union stream_handle h;
     struct server *srv;
     int is_unix;
     char uri[300];  /* as bound, with the real port */
