@@ -85,7 +85,7 @@ void conn_close_all(struct server *srv)
 
 static size_t unsent(const struct conn *c)
 {
-    return buf_pending(&c->out) + buf_pending(&c->wbuf);
+    return buf_pending(&c->out) + buf_pending(&c->wbuf) + buf_pending(&c->deferred);
 }
 
 static void queue_flush(struct conn *c)
@@ -198,7 +198,10 @@ void conn_notify(void *ud, struct sess *s, uint64_t id, enum free_reason why)
     msgpack_pack_array(&pk, 2);
     msgpack_pack_uint64(&pk, id);
     rpc_pack_cstr(&pk, why == FREE_CYCLE ? "cycle" : "refcount");
-    queue_flush(c);
+    /* A watcher that never reads is cut off like any other non-reader. The
+     * close itself happens in libuv's close callback, after this request. */
+    if (check_output(c) == 0)
+        queue_flush(c);
 }
 
 /* Refuse the stream: reply if a msgid was read, then close. */
