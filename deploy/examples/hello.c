@@ -23,8 +23,7 @@ int main(int argc, char **argv)
         rcs_close(c);
         return 1;
     }
-    printf("object %" PRIu64 " holds \"%s\" (refcount %" PRIu64 ")\n", o->id, o->data,
-           o->refcount);
+    printf("object %" PRIu64 " holds \"%s\" (refcount %" PRIu64 ")\n", o->id, o->data, o->refcount);
     rcs_object_free(o);
     rcs_close(c);
     return 0;
