@@ -1,10 +1,42 @@
-/* mem: accounting wrapper over the system allocator (see mem.h). */
+/* mem: accounting front of the allocators (see mem.h). Blocks up to
+ * POOL_MAX_SMALL bytes come from the pool allocator, larger ones from the
+ * system allocator. Sanitizer builds define RCS_NO_POOL so that ASan and
+ * valgrind see every block. */
 #include "mem.h"
+#include "pool.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-static size_t used;
+static size_t used, used_large;
+
+#ifdef RCS_NO_POOL
+#define IS_SMALL(n) 0
+#else
+#define IS_SMALL(n) ((n) <= POOL_MAX_SMALL)
+#endif
+
+static void *raw_alloc(size_t n)
+{
+    if (n == 0)
+        n = 1;
+    if (IS_SMALL(n))
+        return pool_alloc(n);
+    used_large += n;
+    return malloc(n);
+}
+
+static void raw_free(void *p, size_t n)
+{
+    if (n == 0)
+        n = 1;
+    if (IS_SMALL(n)) {
+        pool_free(p);
+    } else {
+        used_large -= n;
+        free(p);
+    }
+}
 static long fail_countdown = -1;
 
 static int injected_failure(void)
@@ -22,7 +54,7 @@ void *mem_alloc(size_t n)
     void *p;
     if (injected_failure())
         return NULL;
-    p = malloc(n ? n : 1);
+    p = raw_alloc(n);
     if (p)
         used += n;
     return p;
@@ -30,23 +62,38 @@ void *mem_alloc(size_t n)
 
 void *mem_calloc(size_t n)
 {
-    void *p;
-    if (injected_failure())
-        return NULL;
-    p = calloc(1, n ? n : 1);
+    void *p = mem_alloc(n);
     if (p)
-        used += n;
+        memset(p, 0, n);
     return p;
 }
 
 void *mem_realloc(void *p, size_t old, size_t n)
 {
     void *q;
+    if (!p)
+        return mem_alloc(n);
     if (n > old && injected_failure())
         return NULL;
-    q = realloc(p, n ? n : 1);
-    if (q)
-        used = used - old + n;
+    if (IS_SMALL(old ? old : 1) && IS_SMALL(n ? n : 1) &&
+        pool_class_size(old ? old : 1) == pool_class_size(n ? n : 1)) {
+        used = used - old + n; /* same block still fits */
+        return p;
+    }
+    if (!IS_SMALL(old ? old : 1) && !IS_SMALL(n ? n : 1)) {
+        q = realloc(p, n);
+        if (q) {
+            used_large = used_large - old + n;
+            used = used - old + n;
+        }
+        return q;
+    }
+    q = raw_alloc(n);
+    if (!q)
+        return NULL;
+    memcpy(q, p, old < n ? old : n);
+    raw_free(p, old);
+    used = used - old + n;
     return q;
 }
 
@@ -55,12 +102,17 @@ void mem_free(void *p, size_t n)
     if (!p)
         return;
     used -= n;
-    free(p);
+    raw_free(p, n);
 }
 
 size_t mem_used(void)
 {
     return used;
+}
+
+size_t mem_large_bytes(void)
+{
+    return used_large;
 }
 
 void mem_fail_after(long n)

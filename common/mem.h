@@ -1,7 +1,8 @@
 /* mem: the one door through which rcstore allocates memory. It counts the
  * bytes in use (for stats and maxmemory) and lets tests inject failures. It is
- * not an allocator itself: the pool allocator plugs in behind it later.
- * Callers pass the size back on free, which is what a size-class pool needs. */
+ * not an allocator itself: small blocks come from pool.h, large ones from the
+ * system. Callers pass the size back on free and realloc, which is what a
+ * size-class pool needs (it keeps no per-block header). */
 #ifndef RCS_COMMON_MEM_H
 #define RCS_COMMON_MEM_H
 
@@ -15,8 +16,11 @@ void *mem_calloc(size_t n);
 void *mem_realloc(void *p, size_t old, size_t n);
 /* Release p, which was allocated with size n. NULL is ignored. */
 void mem_free(void *p, size_t n);
-/* Bytes currently allocated through this interface. */
+/* Bytes currently allocated through this interface, as requested. */
 size_t mem_used(void);
+/* Of those, the bytes in blocks from the system allocator (the rest are in
+ * pool blocks: see pool_get_stats for what they occupy). */
+size_t mem_large_bytes(void);
 /* Test hook: make the allocation after the next n succeed-ones fail; -1 turns
  * injection off. Counts only mem_alloc, mem_calloc and growing mem_realloc. */
 void mem_fail_after(long n);

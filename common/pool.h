@@ -1,0 +1,53 @@
+/* pool: a size-class allocator for small blocks, in the manner of CPython's
+ * obmalloc. Blocks of up to POOL_MAX_SMALL bytes come from 16 KiB pools; a
+ * pool serves one size class at a time and finds its header by masking a
+ * block's address. Pools are carved from 1 MiB arenas that mmap returns
+ * aligned; a pool that empties goes back to its arena, free for any class
+ * (no memory stuck in one class, unlike memcached's slabs), and an arena
+ * whose pools are all free is returned to the operating system. New pools
+ * come from the fullest arena that has one, so nearly empty arenas drain.
+ * Single-threaded by design: rcstored has one thread, and so does every
+ * caller of this module. Larger blocks are the caller's business (mem.c
+ * sends them to the system allocator). */
+#ifndef RCS_COMMON_POOL_H
+#define RCS_COMMON_POOL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define POOL_ARENA_BYTES  ((size_t)1 << 20)
+#define POOL_POOL_BYTES   ((size_t)16 << 10)
+#define POOL_MAX_SMALL    4096
+#define POOL_NCLASSES     56
+#define POOL_HEADER_BYTES 64 /* in-band pool header; blocks start after it */
+
+/* A block of n bytes (1 <= n <= POOL_MAX_SMALL), aligned to 8 (to 16 when
+ * its class size is a multiple of 16). NULL when no arena can be mapped. */
+void *pool_alloc(size_t n);
+/* Release a block from pool_alloc. The size is found from its pool. */
+void pool_free(void *p);
+/* The class size that serves n bytes (what the block really occupies). */
+size_t pool_class_size(size_t n);
+/* The usable size of a block from pool_alloc. */
+size_t pool_block_size(const void *p);
+
+struct pool_class_stats {
+    uint32_t size;   /* block size of the class */
+    uint32_t pools;  /* pools serving it now */
+    uint64_t used;   /* blocks handed out */
+    uint64_t free;   /* blocks in its pools not handed out */
+};
+
+struct pool_stats {
+    uint64_t arenas;          /* mapped now */
+    uint64_t arenas_returned; /* unmapped since start */
+    uint64_t pools_used;      /* pools serving a class */
+    uint64_t pools_free;      /* pools in mapped arenas serving none */
+    uint64_t bytes_used;      /* sum of block sizes handed out */
+    uint64_t bytes_mapped;    /* arenas * POOL_ARENA_BYTES */
+    struct pool_class_stats cls[POOL_NCLASSES];
+};
+
+void pool_get_stats(struct pool_stats *st);
+
+#endif

@@ -1,0 +1,170 @@
+/* Unit tests for common/pool: size classes, alignment, address masking, a
+ * long random alloc/free run checked against a shadow model (every live
+ * block keeps a pattern no other block may overwrite), pools moving between
+ * classes, and arenas going back to the operating system. */
+#include "cmocka_pre.h"
+
+#include "pool.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static void classes(void **state)
+{
+    (void)state;
+    assert_int_equal(pool_class_size(1), 8);
+    assert_int_equal(pool_class_size(8), 8);
+    assert_int_equal(pool_class_size(9), 16);
+    assert_int_equal(pool_class_size(128), 128);
+    assert_int_equal(pool_class_size(129), 144);
+    assert_int_equal(pool_class_size(256), 256);
+    assert_int_equal(pool_class_size(257), 288);
+    assert_int_equal(pool_class_size(4096), 4096);
+    /* Never more than 1/8 (12.5%) wasted above 256 bytes. */
+    for (size_t n = 257; n <= POOL_MAX_SMALL; n++)
+        assert_true(pool_class_size(n) - n < n / 8 + 1);
+}
+
+static void alignment_and_masking(void **state)
+{
+    void *p[POOL_MAX_SMALL + 1];
+    (void)state;
+    for (size_t n = 1; n <= POOL_MAX_SMALL; n++) {
+        p[n] = pool_alloc(n);
+        assert_non_null(p[n]);
+        assert_int_equal((uintptr_t)p[n] % 8, 0);
+        if (pool_class_size(n) % 16 == 0)
+            assert_int_equal((uintptr_t)p[n] % 16, 0);
+        assert_int_equal(pool_block_size(p[n]), pool_class_size(n));
+        /* The block lies inside its pool, past the header. */
+        uintptr_t pool = (uintptr_t)p[n] & ~(uintptr_t)(POOL_POOL_BYTES - 1);
+        assert_true((uintptr_t)p[n] >= pool + POOL_HEADER_BYTES);
+        assert_true((uintptr_t)p[n] + pool_class_size(n) <= pool + POOL_POOL_BYTES);
+        memset(p[n], 0xab, n);
+    }
+    for (size_t n = 1; n <= POOL_MAX_SMALL; n++)
+        pool_free(p[n]);
+}
+
+#define SLOTS 20000
+
+struct shadow {
+    unsigned char *p;
+    size_t n;
+    unsigned char fill;
+};
+
+static void check_block(const struct shadow *s)
+{
+    for (size_t i = 0; i < s->n; i++)
+        assert_int_equal(s->p[i], s->fill);
+}
+
+static void random_against_shadow(void **state)
+{
+    static struct shadow sh[SLOTS];
+    struct pool_stats st;
+    unsigned seed = 4242;
+    uint64_t live = 0;
+    (void)state;
+    memset(sh, 0, sizeof(sh));
+    for (long step = 0; step < 2000000; step++) {
+        struct shadow *s = &sh[rand_r(&seed) % SLOTS];
+        if (s->p) {
+            check_block(s);
+            pool_free(s->p);
+            s->p = NULL;
+            live--;
+        } else {
+            /* Mostly small objects, some large, like the heap's mix. */
+            int r = rand_r(&seed) % 100;
+            s->n = r < 70 ? 1 + (size_t)(rand_r(&seed) % 64)
+                   : r < 95 ? 1 + (size_t)(rand_r(&seed) % 512)
+                            : 1 + (size_t)(rand_r(&seed) % POOL_MAX_SMALL);
+            s->p = pool_alloc(s->n);
+            assert_non_null(s->p);
+            s->fill = (unsigned char)(step & 0xff);
+            memset(s->p, s->fill, s->n);
+            live++;
+        }
+        if (step % 250000 == 0) {
+            uint64_t used = 0;
+            pool_get_stats(&st);
+            for (int c = 0; c < POOL_NCLASSES; c++)
+                used += st.cls[c].used;
+            assert_int_equal(used, live);
+        }
+    }
+    for (int i = 0; i < SLOTS; i++) {
+        if (sh[i].p) {
+            check_block(&sh[i]);
+            pool_free(sh[i].p);
+        }
+    }
+    pool_get_stats(&st);
+    assert_int_equal(st.bytes_used, 0);
+    assert_int_equal(st.pools_used, 0);
+    assert_true(st.arenas <= 1); /* at most the one spare */
+}
+
+static void arenas_return_to_the_os(void **state)
+{
+    enum { N = 200000 };
+    static void *p[N];
+    struct pool_stats before, full, after;
+    (void)state;
+    pool_get_stats(&before);
+    for (int i = 0; i < N; i++)
+        p[i] = pool_alloc(48); /* ~9.4 MB: about ten arenas */
+    pool_get_stats(&full);
+    assert_true(full.arenas >= 9);
+    assert_int_equal(full.cls[5].used - before.cls[5].used, N); /* class 5 = 48 bytes */
+    for (int i = 0; i < N; i++)
+        pool_free(p[i]);
+    pool_get_stats(&after);
+    assert_true(after.arenas <= 1);
+    assert_true(after.arenas_returned >= before.arenas_returned + full.arenas - 1);
+}
+
+static void empty_pools_serve_other_classes(void **state)
+{
+    enum { N = 3000, M = 60 };
+    static void *p[N];
+    struct pool_stats a, b, c;
+    (void)state;
+    pool_get_stats(&a);
+    for (int i = 0; i < N; i++)
+        p[i] = pool_alloc(24); /* about five pools of class 24 */
+    pool_get_stats(&b);
+    assert_true(b.cls[2].pools >= 4);
+    for (int i = 0; i < N; i += 2) /* half: pools stay in use */
+        pool_free(p[i]);
+    for (int i = 1; i < N; i += 2) /* the rest: the pools empty */
+        pool_free(p[i]);
+    pool_get_stats(&c);
+    assert_int_equal(c.cls[2].pools, 0);
+    assert_true(c.pools_free >= b.cls[2].pools);
+    /* Another class takes those pools: no new arena is mapped. */
+    for (int i = 0; i < M; i++)
+        p[i] = pool_alloc(1000);
+    pool_get_stats(&b);
+    assert_int_equal(b.arenas, c.arenas);
+    for (int k = 0; k < POOL_NCLASSES; k++)
+        if (b.cls[k].size == pool_class_size(1000))
+            assert_true(b.cls[k].pools >= 4); /* 15 blocks of 1 KiB a pool */
+    for (int i = 0; i < M; i++)
+        pool_free(p[i]);
+    (void)a;
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(classes),
+        cmocka_unit_test(alignment_and_masking),
+        cmocka_unit_test(random_against_shadow),
+        cmocka_unit_test(arenas_return_to_the_os),
+        cmocka_unit_test(empty_pools_serve_other_classes),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
