@@ -161,6 +161,48 @@ void print_inline(FILE *f, const rcs_value *v)
     }
 }
 
+/* An array of maps that all have the first one's keys: a table. */
+static int is_table(const rcs_value *v)
+{
+    const rcs_value *first;
+    if (v->type != RCS_ARRAY || v->via.array.len == 0)
+        return 0;
+    first = &v->via.array.items[0];
+    for (size_t i = 0; i < v->via.array.len; i++) {
+        const rcs_value *row = &v->via.array.items[i];
+        if (row->type != RCS_MAP || row->via.map.len != first->via.map.len)
+            return 0;
+        for (size_t k = 0; k < row->via.map.len; k++)
+            if (row->via.map.keys[k].type != RCS_STR ||
+                strcmp(row->via.map.keys[k].via.bytes.ptr, first->via.map.keys[k].via.bytes.ptr))
+                return 0;
+    }
+    return 1;
+}
+
+static void print_table(FILE *f, const rcs_value *v, int indent)
+{
+    const rcs_value *first = &v->via.array.items[0];
+    fprintf(f, "%*s", indent, "");
+    for (size_t k = 0; k < first->via.map.len; k++)
+        fprintf(f, "%12s", first->via.map.keys[k].via.bytes.ptr);
+    fputc('\n', f);
+    for (size_t i = 0; i < v->via.array.len; i++) {
+        const rcs_value *row = &v->via.array.items[i];
+        fprintf(f, "%*s", indent, "");
+        for (size_t k = 0; k < row->via.map.len; k++) {
+            const rcs_value *cell = &row->via.map.vals[k];
+            if (cell->type == RCS_UINT)
+                fprintf(f, "%12" PRIu64, cell->via.u);
+            else {
+                fputs("  ", f);
+                print_inline(f, cell);
+            }
+        }
+        fputc('\n', f);
+    }
+}
+
 void print_map(FILE *f, const rcs_value *v, int indent)
 {
     size_t width = 0;
@@ -171,7 +213,8 @@ void print_map(FILE *f, const rcs_value *v, int indent)
     }
     for (size_t i = 0; i < v->via.map.len; i++) {
         const rcs_value *k = &v->via.map.keys[i];
-        if (k->type == RCS_STR && v->via.map.vals[i].type != RCS_MAP && k->via.bytes.len > width)
+        if (k->type == RCS_STR && v->via.map.vals[i].type != RCS_MAP &&
+            !is_table(&v->via.map.vals[i]) && k->via.bytes.len > width)
             width = k->via.bytes.len;
     }
     for (size_t i = 0; i < v->via.map.len; i++) {
@@ -180,6 +223,9 @@ void print_map(FILE *f, const rcs_value *v, int indent)
         if (val->type == RCS_MAP) {
             fprintf(f, "%*s%s:\n", indent, "", name);
             print_map(f, val, indent + 2);
+        } else if (is_table(val)) {
+            fprintf(f, "%*s%s:\n", indent, "", name);
+            print_table(f, val, indent + 2);
         } else {
             fprintf(f, "%*s%s:%*s ", indent, "", name, (int)(width - strlen(name)), "");
             print_inline(f, val);

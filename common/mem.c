@@ -115,6 +115,15 @@ size_t mem_large_bytes(void)
     return used_large;
 }
 
+size_t mem_heap_bytes(void)
+{
+#ifdef RCS_NO_POOL
+    return used;
+#else
+    return (size_t)pool_bytes_used() + used_large;
+#endif
+}
+
 void mem_fail_after(long n)
 {
     fail_countdown = n;

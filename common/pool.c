@@ -53,6 +53,7 @@ static struct {
      * pools come from the lowest non-empty bucket above 0. */
     struct arena *by_free[ARENA_POOLS + 1];
     uint64_t arenas, arenas_returned;
+    uint64_t bytes_used; /* sum of the class sizes of blocks handed out */
 } P;
 
 static void init(void)
@@ -249,6 +250,7 @@ void *pool_alloc(size_t n)
     }
     p->nused++;
     P.used[cls]++;
+    P.bytes_used += size;
     if (!p->freelist && p->bump + size > POOL_POOL_BYTES)
         partial_remove(p);
     return b;
@@ -265,6 +267,7 @@ void pool_free(void *b)
     p->freelist = b;
     p->nused--;
     P.used[p->cls]--;
+    P.bytes_used -= P.size[p->cls];
     if (p->nused == 0) {
         if (p->partial)
             partial_remove(p);
@@ -272,6 +275,11 @@ void pool_free(void *b)
     } else if (!p->partial) {
         partial_add(p);
     }
+}
+
+uint64_t pool_bytes_used(void)
+{
+    return P.bytes_used;
 }
 
 void pool_get_stats(struct pool_stats *st)

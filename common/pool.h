@@ -32,10 +32,10 @@ size_t pool_class_size(size_t n);
 size_t pool_block_size(const void *p);
 
 struct pool_class_stats {
-    uint32_t size;   /* block size of the class */
-    uint32_t pools;  /* pools serving it now */
-    uint64_t used;   /* blocks handed out */
-    uint64_t free;   /* blocks in its pools not handed out */
+    uint32_t size;  /* block size of the class */
+    uint32_t pools; /* pools serving it now */
+    uint64_t used;  /* blocks handed out */
+    uint64_t free;  /* blocks in its pools not handed out */
 };
 
 struct pool_stats {
@@ -49,5 +49,7 @@ struct pool_stats {
 };
 
 void pool_get_stats(struct pool_stats *st);
+/* Bytes of blocks handed out (class sizes), kept as a running total. */
+uint64_t pool_bytes_used(void);
 
 #endif

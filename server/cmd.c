@@ -2,6 +2,7 @@
 #include "cmd.h"
 #include "gc_full.h"
 #include "mem.h"
+#include "pool.h"
 #include "rpc_err.h"
 #include "rpc_pack.h"
 
@@ -137,6 +138,22 @@ static void free_ids(uint64_t *ids, uint32_t n)
     mem_free(ids, (size_t)n * sizeof(*ids));
 }
 
+/* What a growing request allocates besides its data and refs (an object
+ * header, a hash slot, a name entry): an estimate, so that once a request
+ * with no payload is refused, every growing request is. */
+#define GROW_BASE_BYTES 64
+
+/* RPC_EOUT_OF_MEMORY if adding `more` bytes would pass maxmemory. */
+static int check_maxmemory(struct cmd_ctx *c, uint64_t more)
+{
+    uint64_t max = c->env->st->lim.maxmemory, used = mem_heap_bytes();
+    if (max && (used >= max || more > max - used))
+        return fail(c, RPC_EOUT_OF_MEMORY,
+                    "maxmemory (%llu bytes) reached: only reads and frees are served",
+                    (unsigned long long)max);
+    return 0;
+}
+
 /* ---- handlers ---- */
 
 static void pack_bytes_as_str(msgpack_packer *pk, const char *p, size_t n)
@@ -210,6 +227,10 @@ static int do_create(struct cmd_ctx *c, arg_t *a, uint32_t n)
         return rc;
     if (n == 2 && (rc = arg_refs(c, &a[1], &refs, &nrefs)) < 0)
         return rc;
+    if ((rc = check_maxmemory(c, GROW_BASE_BYTES + (uint64_t)len + 8ull * nrefs)) < 0) {
+        free_ids(refs, nrefs);
+        return rc;
+    }
     if ((rc = sess_reserve(c->sess)) == 0 &&
         (rc = heap_create(&st->heap, data, len, refs, nrefs, &o)) == 0) {
         rc = sess_incref(st, c->sess, o, 1, NULL);
@@ -247,7 +268,8 @@ static int do_set_data(struct cmd_ctx *c, arg_t *a, uint32_t n)
     uint32_t len;
     struct obj *o;
     int rc;
-    if ((rc = arg_obj(c, &a[0], "id", &o)) < 0 || (rc = arg_data(c, &a[1], &data, &len)) < 0)
+    if ((rc = arg_obj(c, &a[0], "id", &o)) < 0 || (rc = arg_data(c, &a[1], &data, &len)) < 0 ||
+        (rc = check_maxmemory(c, GROW_BASE_BYTES + (uint64_t)len)) < 0)
         return rc;
     if ((rc = heap_set_data(&c->env->st->heap, o, data, len)) < 0)
         return rc;
@@ -399,6 +421,8 @@ static int do_lookup(struct cmd_ctx *c, arg_t *a, uint32_t n)
     }
     if (!(e = names_find(&st->names, name, len)))
         return name_not_found(c, name, len);
+    if (acquire && (rc = check_maxmemory(c, GROW_BASE_BYTES)) < 0)
+        return rc;
     if (acquire && (rc = sess_incref(st, c->sess, heap_get(&st->heap, e->id), 1, NULL)) < 0)
         return rc;
     msgpack_pack_uint64(&c->pk, e->id);
@@ -516,6 +540,42 @@ static uint64_t rss_bytes(void)
     return (uint64_t)resident * (uint64_t)sysconf(_SC_PAGESIZE);
 }
 
+/* The memory section: process RSS, what the heap occupies, and the pool
+ * allocator's arenas, pools and size classes (only classes in use). */
+static void pack_memory(msgpack_packer *pk, const struct store *st)
+{
+    struct pool_stats ps;
+    uint32_t nclasses = 0;
+
+    pool_get_stats(&ps);
+    for (int i = 0; i < POOL_NCLASSES; i++)
+        nclasses += ps.cls[i].pools > 0;
+    msgpack_pack_map(pk, 13);
+    rpc_pack_kv_uint(pk, "rss_bytes", rss_bytes());
+    rpc_pack_kv_uint(pk, "heap_bytes", mem_heap_bytes());
+    rpc_pack_kv_uint(pk, "data_bytes", st->heap.data_bytes);
+    rpc_pack_kv_uint(pk, "requested_bytes", mem_used());
+    rpc_pack_kv_uint(pk, "large_bytes", mem_large_bytes());
+    rpc_pack_kv_uint(pk, "maxmemory", st->lim.maxmemory);
+    rpc_pack_kv_uint(pk, "id_table_slots", st->heap.nslots);
+    rpc_pack_kv_uint(pk, "arenas", ps.arenas);
+    rpc_pack_kv_uint(pk, "arenas_returned", ps.arenas_returned);
+    rpc_pack_kv_uint(pk, "arena_bytes", ps.bytes_mapped);
+    rpc_pack_kv_uint(pk, "pools_used", ps.pools_used);
+    rpc_pack_kv_uint(pk, "pools_free", ps.pools_free);
+    rpc_pack_cstr(pk, "classes");
+    msgpack_pack_array(pk, nclasses);
+    for (int i = 0; i < POOL_NCLASSES; i++) {
+        if (ps.cls[i].pools == 0)
+            continue;
+        msgpack_pack_map(pk, 4);
+        rpc_pack_kv_uint(pk, "size", ps.cls[i].size);
+        rpc_pack_kv_uint(pk, "pools", ps.cls[i].pools);
+        rpc_pack_kv_uint(pk, "used", ps.cls[i].used);
+        rpc_pack_kv_uint(pk, "free", ps.cls[i].free);
+    }
+}
+
 static int do_stats(struct cmd_ctx *c, arg_t *a, uint32_t n)
 {
     struct cmd_env *env = c->env;
@@ -550,10 +610,7 @@ static int do_stats(struct cmd_ctx *c, arg_t *a, uint32_t n)
     rpc_pack_kv_uint(pk, "freed_cycle", st->heap.freed[FREE_CYCLE]);
 
     rpc_pack_cstr(pk, "memory");
-    msgpack_pack_map(pk, 3);
-    rpc_pack_kv_uint(pk, "rss_bytes", rss_bytes());
-    rpc_pack_kv_uint(pk, "heap_bytes", mem_used());
-    rpc_pack_kv_uint(pk, "id_table_slots", st->heap.nslots);
+    pack_memory(pk, st);
 
     rpc_pack_cstr(pk, "gc");
     msgpack_pack_map(pk, 7);
@@ -581,31 +638,38 @@ static int do_stats(struct cmd_ctx *c, arg_t *a, uint32_t n)
 
 /* ---- the table ---- */
 
+enum cmd_flag {
+    /* May grow the heap: refused with OUT_OF_MEMORY once maxmemory is
+     * reached, so that reads and frees keep working. */
+    CMD_GROWS = 1,
+};
+
 static const struct cmd_def {
     const char *name;
     cmd_fn fn;
     uint8_t min_args, max_args;
+    uint8_t flags;
 } cmds[] = {
-    {"hello", do_hello, 0, 1},
-    {"ping", do_ping, 0, 0},
-    {"create", do_create, 1, 2},
-    {"get", do_get, 1, 1},
-    {"set_data", do_set_data, 2, 2},
-    {"set_refs", do_set_refs, 2, 2},
-    {"link", do_link, 2, 2},
-    {"unlink", do_unlink, 2, 2},
-    {"incref", do_incref, 1, 2},
-    {"decref", do_decref, 1, 2},
-    {"stat", do_stat, 1, 1},
-    {"bind", do_bind, 2, 2},
-    {"unbind", do_unbind, 1, 1},
-    {"lookup", do_lookup, 1, 2},
-    {"names", do_names, 0, 2},
-    {"referrers", do_referrers, 1, 2},
-    {"watch", do_watch, 1, 1},
-    {"release_all", do_release_all, 0, 0},
-    {"gc", do_gc, 0, 0},
-    {"stats", do_stats, 0, 0},
+    {"hello", do_hello, 0, 1, 0},
+    {"ping", do_ping, 0, 0, 0},
+    {"create", do_create, 1, 2, CMD_GROWS},
+    {"get", do_get, 1, 1, 0},
+    {"set_data", do_set_data, 2, 2, CMD_GROWS},
+    {"set_refs", do_set_refs, 2, 2, CMD_GROWS},
+    {"link", do_link, 2, 2, CMD_GROWS},
+    {"unlink", do_unlink, 2, 2, 0},
+    {"incref", do_incref, 1, 2, CMD_GROWS},
+    {"decref", do_decref, 1, 2, 0},
+    {"stat", do_stat, 1, 1, 0},
+    {"bind", do_bind, 2, 2, CMD_GROWS},
+    {"unbind", do_unbind, 1, 1, 0},
+    {"lookup", do_lookup, 1, 2, 0},
+    {"names", do_names, 0, 2, 0},
+    {"referrers", do_referrers, 1, 2, 0},
+    {"watch", do_watch, 1, 1, CMD_GROWS},
+    {"release_all", do_release_all, 0, 0, 0},
+    {"gc", do_gc, 0, 0, 0},
+    {"stats", do_stats, 0, 0, 0},
 };
 
 _Static_assert(sizeof(cmds) / sizeof(cmds[0]) <= CMD_MAX, "raise CMD_MAX");
@@ -661,6 +725,8 @@ int cmd_dispatch(struct cmd_ctx *c, const struct rpc_message *m)
                       cmds[i].min_args, cmds[i].max_args, m->nparams);
         goto counted_error;
     }
+    if ((cmds[i].flags & CMD_GROWS) && (rc = check_maxmemory(c, GROW_BASE_BYTES)) < 0)
+        goto counted_error;
     rpc_pack_response_ok(&c->pk, m->msgid);
     rc = cmds[i].fn(c, m->params, m->nparams);
     if (rc == 0)

@@ -74,6 +74,8 @@ void config_usage(FILE *out)
                  "  --max-output-bytes SIZE  unsent replies per client before it is cut off\n"
                  "                           (default 64MiB)\n"
                  "  --max-session-ttl SECS   longest lease a client may ask for (default 3600)\n"
+                 "  --maxmemory SIZE         heap bytes past which requests that allocate fail\n"
+                 "                           with OUT_OF_MEMORY; 0 = unlimited (default 0)\n"
                  "  --log-level LEVEL        debug, info, warn, error or off (default info)\n"
                  "  -h, --help               show this help and exit\n"
                  "  -V, --version            show the version and exit\n\n"
@@ -89,6 +91,7 @@ enum {
     OPT_MAX_MESSAGE_BYTES,
     OPT_MAX_OUTPUT_BYTES,
     OPT_MAX_SESSION_TTL,
+    OPT_MAXMEMORY,
     OPT_LOG_LEVEL,
 };
 
@@ -100,6 +103,7 @@ static const struct option options[] = {
     {"max-message-bytes", required_argument, NULL, OPT_MAX_MESSAGE_BYTES},
     {"max-output-bytes", required_argument, NULL, OPT_MAX_OUTPUT_BYTES},
     {"max-session-ttl", required_argument, NULL, OPT_MAX_SESSION_TTL},
+    {"maxmemory", required_argument, NULL, OPT_MAXMEMORY},
     {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, 'V'},
@@ -173,6 +177,9 @@ int config_parse(struct config *cfg, int argc, char **argv, char *err, size_t er
             break;
         case OPT_MAX_SESSION_TTL:
             rc = number(flag, optarg, 0, 0, 365ull * 86400, &cfg->max_session_ttl, err, errlen);
+            break;
+        case OPT_MAXMEMORY:
+            rc = number(flag, optarg, 1, 0, UINT64_MAX, &cfg->maxmemory, err, errlen);
             break;
         case OPT_LOG_LEVEL:
             if (log_parse_level(optarg, &lvl) < 0)

@@ -19,6 +19,7 @@ struct config {
     uint64_t max_message_bytes;
     uint64_t max_output_bytes;
     uint64_t max_session_ttl;
+    uint64_t maxmemory; /* 0: unlimited */
     const char *log_level;
 };
 

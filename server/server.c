@@ -130,6 +130,7 @@ int server_init(struct server *srv, uv_loop_t *loop, const struct config *cfg)
     lim.max_refs = (uint32_t)cfg->max_refs;
     lim.max_message_bytes = cfg->max_message_bytes;
     lim.max_session_ttl = (uint32_t)cfg->max_session_ttl;
+    lim.maxmemory = cfg->maxmemory;
     if ((rc = store_init(&srv->st, &lim, conn_notify, srv)) < 0) {
         log_error("cannot set up the store: %s", strerror(-rc));
         return rc;

@@ -30,6 +30,7 @@ struct store_limits {
     uint32_t max_refs;
     uint64_t max_message_bytes;
     uint32_t max_session_ttl;
+    uint64_t maxmemory; /* heap bytes (mem_heap_bytes); 0 = unlimited */
 };
 
 struct gc_stats {

@@ -296,5 +296,41 @@ finally:
     code = proc.wait(timeout=30)
     check("SIGTERM exits 0", code == 0, code)
 
+# --maxmemory: past it, requests that allocate fail with OUT_OF_MEMORY and
+# change nothing; reads and frees keep working; freeing makes room again.
+proc, addr = start_server("--maxmemory", "4m")
+try:
+    m = Conn(addr)
+    created = []
+    while True:
+        err, res = m.call("create", b"m" * 100000)
+        if err:
+            break
+        created.append(res)
+    check("maxmemory: OUT_OF_MEMORY", err["code"] == "OUT_OF_MEMORY", err)
+    check("maxmemory: about 4 MiB were allowed", 30 <= len(created) <= 45, len(created))
+    # Fill what is left with empty objects: then nothing that grows fits.
+    while True:
+        err, res = m.call("create", b"")
+        if err:
+            break
+    check("maxmemory: small create refused too", err["code"] == "OUT_OF_MEMORY", err)
+    objects = m.ok("stats")["heap"]["objects"]
+    check("maxmemory: link refused", m.code("link", created[0], created[1]) == "OUT_OF_MEMORY")
+    check("maxmemory: incref refused", m.code("incref", created[0]) == "OUT_OF_MEMORY")
+    check("maxmemory: bind refused", m.code("bind", "n", created[0]) == "OUT_OF_MEMORY")
+    check("maxmemory: nothing half-done", m.ok("stats")["heap"]["objects"] == objects and
+          m.ok("stat", created[0]) == {"refcount": 1, "holds": 1, "names": 0, "internal": 0,
+                                       "tokens": 0, "data_bytes": 100000, "nrefs": 0})
+    check("maxmemory: reads served", len(m.ok("get", created[0])["data"]) == 100000)
+    check("maxmemory: ping served", m.ok("ping") == "pong")
+    check("maxmemory: stats report it", m.ok("stats")["memory"]["maxmemory"] == 4 << 20)
+    for i in created[:10]:
+        m.ok("decref", i)
+    check("maxmemory: frees make room", isinstance(m.ok("create", b"m" * 100000), int))
+finally:
+    proc.terminate()
+    check("maxmemory server exits 0", proc.wait(timeout=30) == 0)
+
 print("failures:", failures)
 sys.exit(1 if failures else 0)

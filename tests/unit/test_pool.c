@@ -78,7 +78,7 @@ static void random_against_shadow(void **state)
         } else {
             /* Mostly small objects, some large, like the heap's mix. */
             int r = rand_r(&seed) % 100;
-            s->n = r < 70 ? 1 + (size_t)(rand_r(&seed) % 64)
+            s->n = r < 70   ? 1 + (size_t)(rand_r(&seed) % 64)
                    : r < 95 ? 1 + (size_t)(rand_r(&seed) % 512)
                             : 1 + (size_t)(rand_r(&seed) % POOL_MAX_SMALL);
             s->p = pool_alloc(s->n);
