@@ -40,17 +40,17 @@ static int arg_id(struct cmd_ctx *c, arg_t *a, const char *what, uint64_t *id)
     return 0;
 }
 
-/* An id that must name a live object. */
-static int arg_obj(struct cmd_ctx *c, arg_t *a, const char *what, struct obj **o)
+/* An id that must name a live object: *id, and the object in *o (valid
+ * until the heap next changes). */
+static int arg_obj(struct cmd_ctx *c, arg_t *a, const char *what, struct obj **o, uint64_t *id)
 {
-    uint64_t id;
+    int rc;
     *o = NULL;
-    int rc = arg_id(c, a, what, &id);
-    if (rc < 0)
+    if ((rc = arg_id(c, a, what, id)) < 0)
         return rc;
-    *o = heap_get(&c->env->st->heap, id);
+    *o = heap_get(&c->env->st->heap, *id);
     if (!*o)
-        return fail(c, RPC_ENOT_FOUND, "no object %llu", (unsigned long long)id);
+        return fail(c, RPC_ENOT_FOUND, "no object %llu", (unsigned long long)*id);
     return 0;
 }
 
@@ -219,8 +219,7 @@ static int do_create(struct cmd_ctx *c, arg_t *a, uint32_t n)
     struct store *st = c->env->st;
     const char *data;
     uint32_t len, nrefs = 0;
-    uint64_t *refs = NULL;
-    struct obj *o;
+    uint64_t *refs = NULL, id;
     int rc;
 
     if ((rc = arg_data(c, &a[0], &data, &len)) < 0)
@@ -231,12 +230,12 @@ static int do_create(struct cmd_ctx *c, arg_t *a, uint32_t n)
         free_ids(refs, nrefs);
         return rc;
     }
-    if ((rc = sess_reserve(c->sess)) == 0 &&
-        (rc = heap_create(&st->heap, data, len, refs, nrefs, &o)) == 0) {
-        rc = sess_incref(st, c->sess, o, 1, NULL);
+    if ((rc = sess_reserve(st, c->sess)) == 0 &&
+        (rc = heap_create(&st->heap, data, len, refs, nrefs, &id)) == 0) {
+        rc = sess_incref(st, c->sess, id, 1, NULL);
         /* Reserved above, and a new object cannot overflow. */
         if (rc == 0)
-            msgpack_pack_uint64(&c->pk, o->id);
+            msgpack_pack_uint64(&c->pk, id);
     }
     free_ids(refs, nrefs);
     return rc;
@@ -245,20 +244,23 @@ static int do_create(struct cmd_ctx *c, arg_t *a, uint32_t n)
 static int do_get(struct cmd_ctx *c, arg_t *a, uint32_t n)
 {
     msgpack_packer *pk = &c->pk;
+    const uint64_t *refs;
     struct obj *o;
+    uint64_t id;
     int rc;
-    if ((rc = arg_obj(c, &a[0], "id", &o)) < 0)
+    if ((rc = arg_obj(c, &a[0], "id", &o, &id)) < 0)
         return rc;
+    refs = obj_refs(o);
     msgpack_pack_map(pk, 4);
-    rpc_pack_kv_uint(pk, "id", o->id);
+    rpc_pack_kv_uint(pk, "id", id);
     rpc_pack_cstr(pk, "data");
-    msgpack_pack_bin(pk, o->data_len);
-    msgpack_pack_bin_body(pk, o->data, o->data_len);
+    msgpack_pack_bin(pk, obj_data_len(o));
+    msgpack_pack_bin_body(pk, obj_data(o), obj_data_len(o));
     rpc_pack_cstr(pk, "refs");
-    msgpack_pack_array(pk, o->nrefs);
-    for (uint32_t i = 0; i < o->nrefs; i++)
-        msgpack_pack_uint64(pk, o->refs[i]);
-    rpc_pack_kv_uint(pk, "refcount", obj_refcount(o));
+    msgpack_pack_array(pk, obj_nrefs(o));
+    for (uint32_t i = 0; i < obj_nrefs(o); i++)
+        msgpack_pack_uint64(pk, refs[i]);
+    rpc_pack_kv_uint(pk, "refcount", heap_refcount(&c->env->st->heap, o, id));
     return 0;
 }
 
@@ -267,11 +269,12 @@ static int do_set_data(struct cmd_ctx *c, arg_t *a, uint32_t n)
     const char *data;
     uint32_t len;
     struct obj *o;
+    uint64_t id;
     int rc;
-    if ((rc = arg_obj(c, &a[0], "id", &o)) < 0 || (rc = arg_data(c, &a[1], &data, &len)) < 0 ||
+    if ((rc = arg_obj(c, &a[0], "id", &o, &id)) < 0 || (rc = arg_data(c, &a[1], &data, &len)) < 0 ||
         (rc = check_maxmemory(c, GROW_BASE_BYTES + (uint64_t)len)) < 0)
         return rc;
-    if ((rc = heap_set_data(&c->env->st->heap, o, data, len)) < 0)
+    if ((rc = heap_set_data(&c->env->st->heap, id, data, len)) < 0)
         return rc;
     msgpack_pack_nil(&c->pk);
     return 0;
@@ -279,13 +282,13 @@ static int do_set_data(struct cmd_ctx *c, arg_t *a, uint32_t n)
 
 static int do_set_refs(struct cmd_ctx *c, arg_t *a, uint32_t n)
 {
-    uint64_t *refs;
+    uint64_t *refs, id;
     uint32_t nrefs;
     struct obj *o;
     int rc;
-    if ((rc = arg_obj(c, &a[0], "id", &o)) < 0 || (rc = arg_refs(c, &a[1], &refs, &nrefs)) < 0)
+    if ((rc = arg_obj(c, &a[0], "id", &o, &id)) < 0 || (rc = arg_refs(c, &a[1], &refs, &nrefs)) < 0)
         return rc;
-    rc = heap_set_refs(&c->env->st->heap, o, refs, nrefs);
+    rc = heap_set_refs(&c->env->st->heap, id, refs, nrefs);
     free_ids(refs, nrefs);
     if (rc == 0)
         msgpack_pack_nil(&c->pk);
@@ -294,31 +297,38 @@ static int do_set_refs(struct cmd_ctx *c, arg_t *a, uint32_t n)
 
 static int do_link(struct cmd_ctx *c, arg_t *a, uint32_t n)
 {
+    struct heap *h = &c->env->st->heap;
     struct obj *o, *t;
+    uint64_t id, tid;
+    uint32_t len;
     int rc;
-    if ((rc = arg_obj(c, &a[0], "id", &o)) < 0 || (rc = arg_obj(c, &a[1], "target", &t)) < 0)
+    if ((rc = arg_obj(c, &a[0], "id", &o, &id)) < 0 ||
+        (rc = arg_obj(c, &a[1], "target", &t, &tid)) < 0)
         return rc;
-    if (o->nrefs >= c->env->st->lim.max_refs)
+    if (obj_nrefs(o) >= c->env->st->lim.max_refs)
         return fail(c, RPC_ETOO_LARGE, "object %llu already has max_refs (%u) refs",
-                    (unsigned long long)o->id, c->env->st->lim.max_refs);
-    if ((rc = heap_can_incr(t, CNT_INTERNAL, 1)) < 0 ||
-        (rc = heap_link(&c->env->st->heap, o, t)) < 0)
+                    (unsigned long long)id, c->env->st->lim.max_refs);
+    if ((rc = heap_can_incr(h, tid, CNT_INTERNAL, 1)) < 0 || (rc = heap_link(h, id, tid, &len)) < 0)
         return rc;
-    msgpack_pack_uint32(&c->pk, o->nrefs);
+    msgpack_pack_uint32(&c->pk, len);
     return 0;
 }
 
 static int do_unlink(struct cmd_ctx *c, arg_t *a, uint32_t n)
 {
     struct obj *o;
-    uint64_t target;
+    uint64_t id, target;
     uint32_t len;
     int rc;
-    if ((rc = arg_obj(c, &a[0], "id", &o)) < 0 || (rc = arg_id(c, &a[1], "target", &target)) < 0)
+    if ((rc = arg_obj(c, &a[0], "id", &o, &id)) < 0 ||
+        (rc = arg_id(c, &a[1], "target", &target)) < 0)
         return rc;
-    if (heap_unlink(&c->env->st->heap, o, target, &len) < 0)
-        return fail(c, RPC_ENOT_FOUND, "object %llu has no ref to %llu", (unsigned long long)o->id,
+    rc = heap_unlink(&c->env->st->heap, id, target, &len);
+    if (rc == RPC_ENOT_FOUND)
+        return fail(c, RPC_ENOT_FOUND, "object %llu has no ref to %llu", (unsigned long long)id,
                     (unsigned long long)target);
+    if (rc < 0)
+        return rc;
     msgpack_pack_uint32(&c->pk, len);
     return 0;
 }
@@ -326,12 +336,13 @@ static int do_unlink(struct cmd_ctx *c, arg_t *a, uint32_t n)
 static int do_incref(struct cmd_ctx *c, arg_t *a, uint32_t n)
 {
     uint32_t cnt = 1;
-    uint64_t after;
+    uint64_t after, id;
     struct obj *o;
     int rc;
-    if ((rc = arg_obj(c, &a[0], "id", &o)) < 0 || (n == 2 && (rc = arg_count(c, &a[1], &cnt)) < 0))
+    if ((rc = arg_obj(c, &a[0], "id", &o, &id)) < 0 ||
+        (n == 2 && (rc = arg_count(c, &a[1], &cnt)) < 0))
         return rc;
-    if ((rc = sess_incref(c->env->st, c->sess, o, cnt, &after)) < 0)
+    if ((rc = sess_incref(c->env->st, c->sess, id, cnt, &after)) < 0)
         return rc;
     msgpack_pack_uint64(&c->pk, after);
     return 0;
@@ -347,7 +358,8 @@ static int do_decref(struct cmd_ctx *c, arg_t *a, uint32_t n)
     rc = sess_decref(c->env->st, c->sess, id, cnt, &after);
     if (rc == RPC_ENOT_HELD)
         return fail(c, rc, "this session holds %llu reference(s) to %llu, not %u",
-                    (unsigned long long)sess_holds_on(c->sess, id), (unsigned long long)id, cnt);
+                    (unsigned long long)sess_holds_on(c->env->st, c->sess, id),
+                    (unsigned long long)id, cnt);
     if (rc == RPC_ENOT_FOUND)
         return fail(c, rc, "no object %llu", (unsigned long long)id);
     msgpack_pack_uint64(&c->pk, after);
@@ -357,18 +369,20 @@ static int do_decref(struct cmd_ctx *c, arg_t *a, uint32_t n)
 static int do_stat(struct cmd_ctx *c, arg_t *a, uint32_t n)
 {
     msgpack_packer *pk = &c->pk;
+    struct heap *h = &c->env->st->heap;
     struct obj *o;
+    uint64_t id;
     int rc;
-    if ((rc = arg_obj(c, &a[0], "id", &o)) < 0)
+    if ((rc = arg_obj(c, &a[0], "id", &o, &id)) < 0)
         return rc;
     msgpack_pack_map(pk, 7);
-    rpc_pack_kv_uint(pk, "refcount", obj_refcount(o));
+    rpc_pack_kv_uint(pk, "refcount", heap_refcount(h, o, id));
     rpc_pack_kv_uint(pk, "holds", o->holds);
-    rpc_pack_kv_uint(pk, "names", o->names);
+    rpc_pack_kv_uint(pk, "names", heap_names(h, o, id));
     rpc_pack_kv_uint(pk, "internal", o->internal);
-    rpc_pack_kv_uint(pk, "tokens", o->tokens);
-    rpc_pack_kv_uint(pk, "data_bytes", o->data_len);
-    rpc_pack_kv_uint(pk, "nrefs", o->nrefs);
+    rpc_pack_kv_uint(pk, "tokens", heap_tokens(h, o, id));
+    rpc_pack_kv_uint(pk, "data_bytes", obj_data_len(o));
+    rpc_pack_kv_uint(pk, "nrefs", obj_nrefs(o));
     return 0;
 }
 
@@ -377,10 +391,11 @@ static int do_bind(struct cmd_ctx *c, arg_t *a, uint32_t n)
     const char *name;
     uint32_t len;
     struct obj *o;
+    uint64_t id;
     int rc;
-    if ((rc = arg_name(c, &a[0], &name, &len)) < 0 || (rc = arg_obj(c, &a[1], "id", &o)) < 0)
+    if ((rc = arg_name(c, &a[0], &name, &len)) < 0 || (rc = arg_obj(c, &a[1], "id", &o, &id)) < 0)
         return rc;
-    if ((rc = names_bind(&c->env->st->names, &c->env->st->heap, name, len, o)) < 0)
+    if ((rc = names_bind(&c->env->st->names, &c->env->st->heap, name, len, id)) < 0)
         return rc;
     msgpack_pack_nil(&c->pk);
     return 0;
@@ -423,7 +438,7 @@ static int do_lookup(struct cmd_ctx *c, arg_t *a, uint32_t n)
         return name_not_found(c, name, len);
     if (acquire && (rc = check_maxmemory(c, GROW_BASE_BYTES)) < 0)
         return rc;
-    if (acquire && (rc = sess_incref(st, c->sess, heap_get(&st->heap, e->id), 1, NULL)) < 0)
+    if (acquire && (rc = sess_incref(st, c->sess, e->id, 1, NULL)) < 0)
         return rc;
     msgpack_pack_uint64(&c->pk, e->id);
     return 0;
@@ -460,22 +475,24 @@ static int do_referrers(struct cmd_ctx *c, arg_t *a, uint32_t n)
     struct heap *h = &c->env->st->heap;
     struct buf tmp;
     msgpack_packer tpk;
-    uint64_t limit, found = 0;
+    uint64_t limit, found = 0, tid, id;
     struct obj *t;
     int rc;
 
-    if ((rc = arg_obj(c, &a[0], "id", &t)) < 0 || (rc = arg_limit(c, a, n, 1, &limit)) < 0)
+    if ((rc = arg_obj(c, &a[0], "id", &t, &tid)) < 0 || (rc = arg_limit(c, a, n, 1, &limit)) < 0)
         return rc;
     /* The array header needs the count first: pack the ids aside, then copy. */
     buf_init(&tmp);
     rpc_packer_init(&tpk, &tmp);
     for (uint32_t i = 0; i < h->nslots && found < limit && t->internal > 0; i++) {
-        struct obj *o = h->slots[i].o;
+        struct obj *o = heap_slot(h, i, &id);
+        const uint64_t *refs;
         if (!o)
             continue;
-        for (uint32_t k = 0; k < o->nrefs; k++) {
-            if (o->refs[k] == t->id) {
-                msgpack_pack_uint64(&tpk, o->id);
+        refs = obj_refs(o);
+        for (uint32_t k = 0; k < obj_nrefs(o); k++) {
+            if (refs[k] == tid) {
+                msgpack_pack_uint64(&tpk, id);
                 found++;
                 break;
             }
@@ -494,8 +511,10 @@ static int do_referrers(struct cmd_ctx *c, arg_t *a, uint32_t n)
 static int do_watch(struct cmd_ctx *c, arg_t *a, uint32_t n)
 {
     struct obj *o;
+    uint64_t id;
     int rc;
-    if ((rc = arg_obj(c, &a[0], "id", &o)) < 0 || (rc = sess_watch(c->env->st, c->sess, o)) < 0)
+    if ((rc = arg_obj(c, &a[0], "id", &o, &id)) < 0 ||
+        (rc = sess_watch(c->env->st, c->sess, id)) < 0)
         return rc;
     msgpack_pack_nil(&c->pk);
     return 0;

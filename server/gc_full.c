@@ -27,16 +27,24 @@ static int push(struct stack *s, struct obj *o)
         s->items = p;
         s->cap = cap;
     }
-    o->flags |= OBJ_MARK;
+    obj_set_flag(o, OBJ_MARK);
     s->items[s->len++] = o;
     return 0;
 }
 
+/* Held by a session, a name or a token. */
+static int is_root(const struct obj *o)
+{
+    return o->holds > 0 || (obj_flags(o) & OBJ_EXTRA);
+}
+
 void gc_full_unmark(struct heap *h)
 {
+    uint64_t id;
     for (uint32_t i = 0; i < h->nslots; i++) {
-        if (h->slots[i].o)
-            h->slots[i].o->flags &= ~(uint32_t)OBJ_MARK;
+        struct obj *o = heap_slot(h, i, &id);
+        if (o)
+            obj_clear_flag(o, OBJ_MARK);
     }
 }
 
@@ -47,18 +55,20 @@ int gc_full_mark(struct heap *h, uint64_t *examined)
 
     *examined = 0;
     for (uint32_t i = 0; i < h->nslots && rc == 0; i++) {
-        struct obj *root = h->slots[i].o;
+        uint64_t id;
+        struct obj *root = heap_slot(h, i, &id);
         if (!root)
             continue;
         (*examined)++;
-        if ((root->flags & OBJ_MARK) || root->holds + (uint64_t)root->names + root->tokens == 0)
+        if ((obj_flags(root) & OBJ_MARK) || !is_root(root))
             continue;
         rc = push(&st, root);
         while (rc == 0 && st.len > 0) {
             struct obj *o = st.items[--st.len];
-            for (uint32_t k = 0; k < o->nrefs && rc == 0; k++) {
-                struct obj *t = heap_get(h, o->refs[k]);
-                if (!(t->flags & OBJ_MARK))
+            const uint64_t *refs = obj_refs(o);
+            for (uint32_t k = 0; k < obj_nrefs(o) && rc == 0; k++) {
+                struct obj *t = heap_get(h, refs[k]);
+                if (!(obj_flags(t) & OBJ_MARK))
                     rc = push(&st, t);
             }
         }
@@ -78,22 +88,24 @@ int gc_full(struct heap *h, struct gc_result *r)
     if ((rc = gc_full_mark(h, &r->examined)) < 0)
         return rc;
     for (uint32_t i = 0; i < h->nslots; i++) {
-        struct obj *o = h->slots[i].o;
+        uint64_t id;
+        struct obj *o = heap_slot(h, i, &id);
         if (!o)
             continue;
-        if (o->holds + (uint64_t)o->names + o->tokens == 0)
+        if (!is_root(o))
             r->candidates++;
-        if (o->flags & OBJ_MARK)
-            o->flags &= ~(uint32_t)OBJ_MARK;
+        if (obj_flags(o) & OBJ_MARK)
+            obj_clear_flag(o, OBJ_MARK);
         else
-            o->flags |= OBJ_GARBAGE;
+            obj_set_flag(o, OBJ_GARBAGE);
     }
     /* Every garbage object is flagged before any is freed, so releasing refs
      * never cascades into another garbage object. */
     for (uint32_t i = 0; i < h->nslots; i++) {
-        struct obj *o = h->slots[i].o;
-        if (o && (o->flags & OBJ_GARBAGE)) {
-            heap_free_garbage(h, o);
+        uint64_t id;
+        struct obj *o = heap_slot(h, i, &id);
+        if (o && (obj_flags(o) & OBJ_GARBAGE)) {
+            heap_free_garbage(h, id);
             r->collected++;
         }
     }

@@ -1,4 +1,15 @@
-/* heap: object table, refcounts and freeing (see heap.h). */
+/* heap: object table, refcounts and freeing (see heap.h).
+ *
+ * Block layout of one object (sizes in bytes):
+ *
+ *   0        4          8            12         16
+ *   | holds  | internal | gen | flag | len|nrefs |   header
+ *   | [data_len u32 | nrefs u32]  only if OBJ_BIG |
+ *   | data, padded to a multiple of 8             |
+ *   | refs: nrefs ids, 8 bytes each               |
+ *
+ * A slot of the id table is 8 bytes: the object's address (low bit 0), or,
+ * for a free slot, (next free index + 1) << 32 | generation << 8 | 1. */
 #include "heap.h"
 #include "objmem.h"
 #include "rpc_err.h"
@@ -6,46 +17,109 @@
 #include <assert.h>
 #include <string.h>
 
-#define SLOT_MASK 0xffffffffu
+#define GEN_MAX ((1u << OBJ_GEN_BITS) - 1)
 /* Freed slots wait in a FIFO queue and are reused only once this many wait:
  * ids then stay small on small heaps (what people at a shell see), and a
- * freed id's slot is not reused at once. It costs 16 bytes a slot. */
+ * freed id's slot is not reused at once. It costs 12 bytes a slot. */
 #define SLOT_REUSE_AFTER 1024
+#define SLOT_FREE        1ull
+/* An emptied heap gives its id table back to the system once it is this
+ * large; the generation floor then keeps every later id new. */
+#define SLOT_RESET_MIN (1u << 16)
+
+static size_t pad8(size_t n)
+{
+    return (n + 7) & ~(size_t)7;
+}
+
+static int needs_big(uint32_t len, uint32_t nrefs)
+{
+    return len >= (1u << OBJ_LEN_BITS) || nrefs >= (1u << OBJ_NREFS_BITS);
+}
+
+static size_t block_bytes(uint32_t len, uint32_t nrefs)
+{
+    return sizeof(struct obj) + (needs_big(len, nrefs) ? 8 : 0) + pad8(len) + 8 * (size_t)nrefs;
+}
+
+size_t heap_obj_bytes(const struct obj *o)
+{
+    return block_bytes(obj_data_len(o), obj_nrefs(o));
+}
+
+/* Lay out a block's sizes, data and the concatenation of two ref lists;
+ * counts and generation are the caller's. */
+static void fill(struct obj *o, const void *data, uint32_t len, const uint64_t *r1, uint32_t n1,
+                 const uint64_t *r2, uint32_t n2)
+{
+    uint32_t nrefs = n1 + n2;
+    char *d = (char *)(o + 1);
+    uint64_t *refs;
+
+    if (needs_big(len, nrefs)) {
+        obj_set_flag(o, OBJ_BIG);
+        memcpy(d, &len, 4);
+        memcpy(d + 4, &nrefs, 4);
+        d += 8;
+        o->sizes = 0;
+    } else {
+        obj_clear_flag(o, OBJ_BIG);
+        o->sizes = len | nrefs << OBJ_LEN_BITS;
+    }
+    if (len)
+        memcpy(d, data, len);
+    memset(d + len, 0, pad8(len) - len);
+    refs = (uint64_t *)(d + pad8(len));
+    if (n1)
+        memcpy(refs, r1, (size_t)n1 * 8);
+    if (n2)
+        memcpy(refs + n1, r2, (size_t)n2 * 8);
+}
 
 void heap_init(struct heap *h, heap_free_cb on_free, void *ud)
 {
     memset(h, 0, sizeof(*h));
+    u64map_init(&h->extra);
     h->on_free = on_free;
     h->on_free_ud = ud;
 }
 
-static void obj_release_mem(struct obj *o)
+static struct obj *slot_obj(uint64_t v)
 {
-    objmem_data_free(o->data, o->data_len);
-    objmem_refs_free(o->refs, o->refs_cap);
-    objmem_obj_free(o, sizeof(*o));
+    return (v & SLOT_FREE) ? NULL : (struct obj *)(uintptr_t)v;
 }
 
 void heap_close(struct heap *h)
 {
     for (uint32_t i = 0; i < h->nslots; i++) {
-        if (h->slots[i].o)
-            obj_release_mem(h->slots[i].o);
+        struct obj *o = slot_obj(h->slots[i]);
+        if (o)
+            objmem_free(o, heap_obj_bytes(o));
     }
-    mem_free(h->slots, (size_t)h->cap * sizeof(*h->slots));
+    mem_free(h->slots, (size_t)h->slots_cap * sizeof(*h->slots));
+    mem_free(h->owner, (size_t)h->owner_cap * sizeof(*h->owner));
+    u64map_close(&h->extra);
     memset(h, 0, sizeof(*h));
 }
 
 struct obj *heap_get(const struct heap *h, uint64_t id)
 {
-    uint64_t idx = (id & SLOT_MASK);
-    const struct heap_slot *s;
+    uint64_t idx = id & 0xffffffffu;
+    struct obj *o;
     if (idx == 0 || idx > h->nslots)
         return NULL;
-    s = &h->slots[idx - 1];
-    if (!s->o || s->gen != (uint32_t)(id >> 32))
+    o = slot_obj(h->slots[idx - 1]);
+    if (!o || obj_gen(o) != (id >> 32))
         return NULL;
-    return s->o;
+    return o;
+}
+
+struct obj *heap_slot(const struct heap *h, uint32_t i, uint64_t *id)
+{
+    struct obj *o = slot_obj(h->slots[i]);
+    if (o)
+        *id = (uint64_t)obj_gen(o) << 32 | (i + 1);
+    return o;
 }
 
 int heap_check_ids(const struct heap *h, const uint64_t *ids, uint32_t n)
@@ -57,275 +131,385 @@ int heap_check_ids(const struct heap *h, const uint64_t *ids, uint32_t n)
     return 0;
 }
 
-/* Make sure a free slot exists. 0 or RPC_EOUT_OF_MEMORY. */
+/* ---- slots ---- */
+
+static int reuse_first(const struct heap *h)
+{
+    return h->nfree > SLOT_REUSE_AFTER || (h->nslots == h->cap && h->nfree > 0);
+}
+
+/* Make sure a slot can be taken. 0 or RPC_EOUT_OF_MEMORY. */
 static int reserve_slot(struct heap *h)
 {
     uint32_t cap;
-    struct heap_slot *s;
-    if (h->nfree > SLOT_REUSE_AFTER || h->nslots < h->cap)
+    if (reuse_first(h) || h->nslots < h->cap)
         return 0;
-    if (h->cap >= SLOT_MASK - 1)
-        return h->nfree ? 0 : RPC_EOUT_OF_MEMORY;
-    cap = h->cap ? (h->cap > (SLOT_MASK - 1) / 2 ? SLOT_MASK - 1 : h->cap * 2) : 1024;
-    s = mem_realloc(h->slots, (size_t)h->cap * sizeof(*s), (size_t)cap * sizeof(*s));
-    if (!s)
+    if (h->cap >= 0xfffffffeu)
         return RPC_EOUT_OF_MEMORY;
-    h->slots = s;
+    cap = h->cap ? (h->cap > 0x7fffffffu ? 0xfffffffeu : h->cap * 2) : 1024;
+    /* The two arrays grow apart, so a failure halfway leaves each one's
+     * capacity true; the usable capacity is the smaller. */
+    if (h->slots_cap < cap) {
+        uint64_t *s = mem_realloc(h->slots, (size_t)h->slots_cap * 8, (size_t)cap * 8);
+        if (!s)
+            return RPC_EOUT_OF_MEMORY;
+        h->slots = s;
+        h->slots_cap = cap;
+    }
+    if (h->owner_cap < cap) {
+        uint32_t *own = mem_realloc(h->owner, (size_t)h->owner_cap * 4, (size_t)cap * 4);
+        if (!own)
+            return RPC_EOUT_OF_MEMORY;
+        memset(own + h->owner_cap, 0, (size_t)(cap - h->owner_cap) * 4);
+        h->owner = own;
+        h->owner_cap = cap;
+    }
     h->cap = cap;
     return 0;
 }
 
-/* Take the reserved slot for o and give o its id. */
-static void take_slot(struct heap *h, struct obj *o)
+/* Take the reserved slot: its index, and the generation for its object. */
+static uint32_t take_slot(struct heap *h, uint32_t *gen)
 {
     uint32_t idx;
-    if (h->nfree > SLOT_REUSE_AFTER || h->nslots == h->cap) {
+    if (reuse_first(h)) {
         idx = h->free_head - 1;
-        h->free_head = h->slots[idx].next_free;
+        *gen = (uint32_t)(h->slots[idx] >> 8) & GEN_MAX;
+        h->free_head = (uint32_t)(h->slots[idx] >> 32);
         if (!h->free_head)
             h->free_tail = 0;
         h->nfree--;
     } else {
         idx = h->nslots++;
-        h->slots[idx].gen = 0;
+        *gen = h->gen_floor;
     }
-    h->slots[idx].o = o;
-    h->slots[idx].next_free = 0;
-    o->id = ((uint64_t)h->slots[idx].gen << 32) | (idx + 1);
+    h->owner[idx] = 0;
+    return idx;
 }
 
-static void put_slot(struct heap *h, struct obj *o)
+/* The heap just became empty: release a large id table. Every generation a
+ * slot ever had is below gen_next_max, so starting all slots there keeps
+ * ids unique. */
+static void maybe_reset_slots(struct heap *h)
 {
-    uint32_t idx = (uint32_t)(o->id & SLOT_MASK) - 1;
-    struct heap_slot *s = &h->slots[idx];
-    s->o = NULL;
-    /* A slot whose generation would wrap is retired so no id ever repeats. */
-    if (s->gen == UINT32_MAX)
+    if (h->objects != 0 || h->cap < SLOT_RESET_MIN || h->gen_next_max >= GEN_MAX)
         return;
-    s->gen++;
-    s->next_free = 0;
-    if (h->free_tail)
-        h->slots[h->free_tail - 1].next_free = idx + 1;
-    else
+    mem_free(h->slots, (size_t)h->slots_cap * sizeof(*h->slots));
+    mem_free(h->owner, (size_t)h->owner_cap * sizeof(*h->owner));
+    h->slots = NULL;
+    h->owner = NULL;
+    h->cap = h->slots_cap = h->owner_cap = 0;
+    h->nslots = h->free_head = h->free_tail = h->nfree = 0;
+    h->gen_floor = h->gen_next_max;
+}
+
+static void put_slot(struct heap *h, uint32_t idx, uint32_t gen)
+{
+    assert(h->owner[idx] == 0 && "an owned object cannot be unreferenced");
+    if (gen == GEN_MAX) {
+        /* Its generations are used up: retire it, so no id ever repeats. */
+        h->slots[idx] = (uint64_t)GEN_MAX << 8 | SLOT_FREE;
+        return;
+    }
+    h->slots[idx] = (uint64_t)(gen + 1) << 8 | SLOT_FREE;
+    if (gen + 1 > h->gen_next_max)
+        h->gen_next_max = gen + 1;
+    if (h->free_tail) {
+        uint64_t *t = &h->slots[h->free_tail - 1];
+        *t = (*t & 0xffffffffu) | (uint64_t)(idx + 1) << 32;
+    } else {
         h->free_head = idx + 1;
+    }
     h->free_tail = idx + 1;
     h->nfree++;
 }
 
-int heap_create(struct heap *h, const void *data, uint32_t len, const uint64_t *refs,
-                uint32_t nrefs, struct obj **out)
-{
-    struct obj *o = NULL;
-    char *d = NULL;
-    uint64_t *r = NULL;
+/* ---- creating and counting ---- */
 
-    if (reserve_slot(h) < 0)
-        goto oom;
-    o = objmem_obj_new(sizeof(*o));
-    d = objmem_data_new(len);
-    r = objmem_refs_new(nrefs);
-    if (!o || (len && !d) || (nrefs && !r))
-        goto oom;
-    if (len)
-        memcpy(d, data, len);
-    if (nrefs)
-        memcpy(r, refs, (size_t)nrefs * sizeof(*r));
-    o->data = d;
-    o->data_len = len;
-    o->refs = r;
-    o->nrefs = o->refs_cap = nrefs;
+int heap_create(struct heap *h, const void *data, uint32_t len, const uint64_t *refs,
+                uint32_t nrefs, uint64_t *id)
+{
+    struct obj *o;
+    uint32_t idx, gen;
+
+    if (reserve_slot(h) < 0 || !(o = objmem_new(block_bytes(len, nrefs))))
+        return RPC_EOUT_OF_MEMORY;
+    memset(o, 0, sizeof(*o));
+    fill(o, data, len, refs, nrefs, NULL, 0);
+    idx = take_slot(h, &gen);
+    o->genflags |= gen << 8;
+    h->slots[idx] = (uint64_t)(uintptr_t)o;
+    *id = (uint64_t)gen << 32 | (idx + 1);
     for (uint32_t i = 0; i < nrefs; i++) {
         struct obj *t = heap_get(h, refs[i]);
         assert(t && "heap_create: refs must be checked first");
-        heap_incr(t, CNT_INTERNAL, 1);
+        t->internal++;
     }
-    take_slot(h, o);
     h->objects++;
     h->data_bytes += len;
     h->refs += nrefs;
-    *out = o;
     return 0;
-oom:
-    if (o)
-        objmem_obj_free(o, sizeof(*o));
-    objmem_data_free(d, len);
-    objmem_refs_free(r, nrefs);
-    return RPC_EOUT_OF_MEMORY;
 }
 
-int heap_can_incr(const struct obj *o, enum obj_count which, uint64_t n)
+static uint64_t extra_of(const struct heap *h, const struct obj *o, uint64_t id)
 {
-    uint32_t cur = 0;
+    const uint64_t *v;
+    if (!(obj_flags(o) & OBJ_EXTRA))
+        return 0;
+    v = u64map_get(&h->extra, id);
+    return v ? *v : 0;
+}
+
+uint32_t heap_names(const struct heap *h, const struct obj *o, uint64_t id)
+{
+    return (uint32_t)extra_of(h, o, id);
+}
+
+uint32_t heap_tokens(const struct heap *h, const struct obj *o, uint64_t id)
+{
+    return (uint32_t)(extra_of(h, o, id) >> 32);
+}
+
+uint64_t heap_refcount(const struct heap *h, const struct obj *o, uint64_t id)
+{
+    uint64_t e = extra_of(h, o, id);
+    return (uint64_t)o->holds + o->internal + (uint32_t)e + (e >> 32);
+}
+
+int heap_can_incr(struct heap *h, uint64_t id, enum obj_count which, uint64_t n)
+{
+    struct obj *o = heap_get(h, id);
+    uint64_t cur = 0;
+    assert(o);
     switch (which) {
     case CNT_HOLDS:
         cur = o->holds;
         break;
-    case CNT_NAMES:
-        cur = o->names;
-        break;
     case CNT_INTERNAL:
         cur = o->internal;
         break;
+    case CNT_NAMES:
+        cur = heap_names(h, o, id);
+        break;
     case CNT_TOKENS:
-        cur = o->tokens;
+        cur = heap_tokens(h, o, id);
         break;
     }
-    return n > (uint64_t)(UINT32_MAX - cur) ? RPC_EQUOTA_EXCEEDED : 0;
+    if (n > UINT32_MAX - cur)
+        return RPC_EQUOTA_EXCEEDED;
+    if ((which == CNT_NAMES || which == CNT_TOKENS) && !(obj_flags(o) & OBJ_EXTRA) &&
+        u64map_reserve(&h->extra, 1) < 0)
+        return RPC_EOUT_OF_MEMORY;
+    return 0;
 }
 
-static uint32_t *count_of(struct obj *o, enum obj_count which)
+void heap_incr(struct heap *h, uint64_t id, enum obj_count which, uint32_t n)
 {
+    struct obj *o = heap_get(h, id);
+    uint64_t *v;
+    assert(o);
     switch (which) {
     case CNT_HOLDS:
-        return &o->holds;
-    case CNT_NAMES:
-        return &o->names;
+        assert(n <= UINT32_MAX - o->holds);
+        o->holds += n;
+        return;
     case CNT_INTERNAL:
-        return &o->internal;
+        assert(n <= UINT32_MAX - o->internal);
+        o->internal += n;
+        return;
+    case CNT_NAMES:
     case CNT_TOKENS:
-        return &o->tokens;
+        v = u64map_put(&h->extra, id, NULL);
+        assert(v && "heap_can_incr reserves the side table");
+        *v += which == CNT_NAMES ? (uint64_t)n : (uint64_t)n << 32;
+        obj_set_flag(o, OBJ_EXTRA);
+        return;
     }
-    return NULL;
 }
 
-void heap_incr(struct obj *o, enum obj_count which, uint32_t n)
-{
-    uint32_t *c = count_of(o, which);
-    assert(n <= UINT32_MAX - *c);
-    *c += n;
-}
-
-/* Free the objects on the intrusive stack that starts at top, and everything
- * their refs leave at zero. The stack is threaded through the dead objects'
- * data field, so freeing needs no memory and no recursion. Objects flagged
- * OBJ_GARBAGE belong to a collector: their counts drop but they are not freed
- * here. */
-static void free_worklist(struct heap *h, struct obj *top, enum free_reason why)
+/* Free the objects on the worklist that starts at id top, and everything
+ * their refs leave unreferenced. The list is threaded through the dying
+ * objects' holds/internal words (both zero), so freeing allocates nothing
+ * and never recurses. Objects flagged OBJ_GARBAGE belong to a collector:
+ * their counts drop but they are not pushed. */
+static void free_worklist(struct heap *h, uint64_t top, enum free_reason why)
 {
     while (top) {
-        struct obj *o = top;
-        top = (struct obj *)o->data;
-        for (uint32_t i = 0; i < o->nrefs; i++) {
-            struct obj *t = heap_get(h, o->refs[i]);
+        uint64_t id = top;
+        struct obj *o = heap_get(h, id);
+        uint32_t n = obj_nrefs(o), len = obj_data_len(o);
+        const uint64_t *refs = obj_refs(o);
+
+        memcpy(&top, o, sizeof(top));
+        /* Leave the slot first: a ref back to o (a collected cycle) then
+         * finds nothing. */
+        put_slot(h, heap_slot_of(id), obj_gen(o));
+        for (uint32_t i = 0; i < n; i++) {
+            struct obj *t = heap_get(h, refs[i]);
             if (!t) {
-                /* Only a collection frees an object another dead one points to. */
+                /* Only a collection frees objects that others still point to. */
                 assert(why == FREE_CYCLE);
                 continue;
             }
             assert(t->internal > 0 && "decr against internal <= 0");
             t->internal--;
-            if (obj_refcount(t) == 0 && !(t->flags & OBJ_GARBAGE)) {
-                if (t->flags & OBJ_WATCHED)
-                    h->on_free(h->on_free_ud, t, why);
-                objmem_data_free(t->data, t->data_len);
-                h->data_bytes -= t->data_len;
-                t->data_len = 0;
-                t->data = (char *)top;
-                top = t;
+            if (obj_unreferenced(t) && !(obj_flags(t) & OBJ_GARBAGE)) {
+                if (obj_flags(t) & OBJ_WATCHED)
+                    h->on_free(h->on_free_ud, refs[i], why);
+                memcpy(t, &top, sizeof(top));
+                top = refs[i];
             }
         }
-        h->refs -= o->nrefs;
+        h->refs -= n;
+        h->data_bytes -= len;
         h->objects--;
         h->freed[why]++;
-        put_slot(h, o);
-        objmem_refs_free(o->refs, o->refs_cap);
-        objmem_obj_free(o, sizeof(*o));
+        objmem_free(o, block_bytes(len, n));
     }
 }
 
-/* Begin freeing o: notify, drop its data and start the worklist. */
-static void free_obj(struct heap *h, struct obj *o, enum free_reason why)
+/* Notify, then free o and what only it kept alive. */
+static void free_obj(struct heap *h, struct obj *o, uint64_t id, enum free_reason why)
 {
-    if (o->flags & OBJ_WATCHED)
-        h->on_free(h->on_free_ud, o, why);
-    objmem_data_free(o->data, o->data_len);
-    h->data_bytes -= o->data_len;
-    o->data_len = 0;
-    o->data = NULL;
-    free_worklist(h, o, why);
+    static const uint64_t end = 0;
+    if (obj_flags(o) & OBJ_WATCHED)
+        h->on_free(h->on_free_ud, id, why);
+    if (obj_flags(o) & OBJ_EXTRA)
+        u64map_del(&h->extra, id);
+    memcpy(o, &end, sizeof(end));
+    free_worklist(h, id, why);
+    maybe_reset_slots(h);
 }
 
-void heap_decr(struct heap *h, struct obj *o, enum obj_count which, uint32_t n)
+void heap_decr(struct heap *h, uint64_t id, enum obj_count which, uint32_t n)
 {
-    uint32_t *c = count_of(o, which);
-    assert(*c >= n && "decr against refcount <= 0");
-    *c -= n;
-    if (obj_refcount(o) == 0 && !(o->flags & OBJ_GARBAGE))
-        free_obj(h, o, FREE_REFCOUNT);
+    struct obj *o = heap_get(h, id);
+    uint64_t *v;
+    assert(o);
+    switch (which) {
+    case CNT_HOLDS:
+        assert(o->holds >= n && "decr against holds <= 0");
+        o->holds -= n;
+        break;
+    case CNT_INTERNAL:
+        assert(o->internal >= n && "decr against internal <= 0");
+        o->internal -= n;
+        break;
+    case CNT_NAMES:
+    case CNT_TOKENS:
+        v = u64map_get(&h->extra, id);
+        assert(v && ((which == CNT_NAMES ? (uint32_t)*v : *v >> 32) >= n));
+        *v -= which == CNT_NAMES ? (uint64_t)n : (uint64_t)n << 32;
+        if (*v == 0) {
+            u64map_del(&h->extra, id);
+            obj_clear_flag(o, OBJ_EXTRA);
+        }
+        break;
+    }
+    if (obj_unreferenced(o) && !(obj_flags(o) & OBJ_GARBAGE))
+        free_obj(h, o, id, FREE_REFCOUNT);
 }
 
-void heap_free_garbage(struct heap *h, struct obj *o)
+void heap_free_garbage(struct heap *h, uint64_t id)
 {
-    free_obj(h, o, FREE_CYCLE);
+    struct obj *o = heap_get(h, id);
+    assert(o && (obj_flags(o) & OBJ_GARBAGE));
+    free_obj(h, o, id, FREE_CYCLE);
 }
 
-int heap_set_data(struct heap *h, struct obj *o, const void *data, uint32_t len)
+/* ---- changing an object ---- */
+
+/* Move id's object into a new block with new contents (counts and flags
+ * kept). Returns the new block, or NULL (nothing changed) when out of
+ * memory. The old block is the caller's to free with old_bytes. */
+static struct obj *rebuild(struct heap *h, uint64_t id, const void *data, uint32_t len,
+                           const uint64_t *r1, uint32_t n1, const uint64_t *r2, uint32_t n2)
 {
-    char *d = objmem_data_new(len);
-    if (len && !d)
+    struct obj *o = heap_get(h, id), *n = objmem_new(block_bytes(len, n1 + n2));
+    if (!n)
+        return NULL;
+    memcpy(n, o, sizeof(*n));
+    fill(n, data, len, r1, n1, r2, n2);
+    h->slots[heap_slot_of(id)] = (uint64_t)(uintptr_t)n;
+    h->data_bytes = h->data_bytes - obj_data_len(o) + len;
+    h->refs = h->refs - obj_nrefs(o) + n1 + n2;
+    return n;
+}
+
+int heap_set_data(struct heap *h, uint64_t id, const void *data, uint32_t len)
+{
+    struct obj *o = heap_get(h, id);
+    size_t old_bytes = heap_obj_bytes(o);
+    if (!rebuild(h, id, data, len, obj_refs(o), obj_nrefs(o), NULL, 0))
         return RPC_EOUT_OF_MEMORY;
-    if (len)
-        memcpy(d, data, len);
-    objmem_data_free(o->data, o->data_len);
-    h->data_bytes = h->data_bytes - o->data_len + len;
-    o->data = d;
-    o->data_len = len;
+    objmem_free(o, old_bytes);
     return 0;
 }
 
-int heap_set_refs(struct heap *h, struct obj *o, const uint64_t *refs, uint32_t nrefs)
+int heap_set_refs(struct heap *h, uint64_t id, const uint64_t *refs, uint32_t nrefs)
 {
-    uint64_t *r = objmem_refs_new(nrefs), *old = o->refs;
-    uint32_t old_n = o->nrefs, old_cap = o->refs_cap;
+    struct obj *o = heap_get(h, id);
+    size_t old_bytes = heap_obj_bytes(o);
+    uint32_t old_n = obj_nrefs(o);
+    const uint64_t *old = obj_refs(o);
 
-    if (nrefs && !r)
+    if (!rebuild(h, id, obj_data(o), obj_data_len(o), refs, nrefs, NULL, 0))
         return RPC_EOUT_OF_MEMORY;
-    if (nrefs)
-        memcpy(r, refs, (size_t)nrefs * sizeof(*r));
     for (uint32_t i = 0; i < nrefs; i++)
-        heap_incr(heap_get(h, refs[i]), CNT_INTERNAL, 1);
-    o->refs = r;
-    o->nrefs = o->refs_cap = nrefs;
-    h->refs = h->refs - old_n + nrefs;
-    /* o may die below (if only its own old refs kept it): not touched after. */
-    for (uint32_t i = 0; i < old_n; i++) {
-        struct obj *t = heap_get(h, old[i]);
-        assert(t);
-        heap_decr(h, t, CNT_INTERNAL, 1);
-    }
-    objmem_refs_free(old, old_cap);
+        heap_get(h, refs[i])->internal++;
+    /* The old block still holds the old list. The object may die below (if
+     * only its own old refs kept it), so it is not touched afterwards. */
+    for (uint32_t i = 0; i < old_n; i++)
+        heap_decr(h, old[i], CNT_INTERNAL, 1);
+    objmem_free(o, old_bytes);
     return 0;
 }
 
-int heap_link(struct heap *h, struct obj *o, struct obj *target)
+int heap_link(struct heap *h, uint64_t id, uint64_t target, uint32_t *new_len)
 {
-    if (o->nrefs == o->refs_cap) {
-        uint32_t cap = o->refs_cap ? o->refs_cap * 2 : 4;
-        uint64_t *r = objmem_refs_grow(o->refs, o->refs_cap, cap);
-        if (!r)
+    struct obj *o = heap_get(h, id), *n;
+    uint32_t len = obj_data_len(o), nrefs = obj_nrefs(o);
+
+    if (needs_big(len, nrefs) == needs_big(len, nrefs + 1)) {
+        /* Same layout: grow in place when the block's class allows. */
+        n = objmem_grow(o, block_bytes(len, nrefs), block_bytes(len, nrefs + 1));
+        if (!n)
             return RPC_EOUT_OF_MEMORY;
-        o->refs = r;
-        o->refs_cap = cap;
+        if (obj_flags(n) & OBJ_BIG) {
+            uint32_t k = nrefs + 1;
+            memcpy((char *)(n + 1) + 4, &k, 4);
+        } else {
+            n->sizes += 1u << OBJ_LEN_BITS;
+        }
+        ((uint64_t *)obj_refs(n))[nrefs] = target;
+        h->slots[heap_slot_of(id)] = (uint64_t)(uintptr_t)n;
+        h->refs++;
+    } else {
+        size_t old_bytes = heap_obj_bytes(o);
+        if (!rebuild(h, id, obj_data(o), len, obj_refs(o), nrefs, &target, 1))
+            return RPC_EOUT_OF_MEMORY;
+        objmem_free(o, old_bytes);
     }
-    o->refs[o->nrefs++] = target->id;
-    heap_incr(target, CNT_INTERNAL, 1);
-    h->refs++;
+    heap_get(h, target)->internal++;
+    *new_len = nrefs + 1;
     return 0;
 }
 
-int heap_unlink(struct heap *h, struct obj *o, uint64_t target_id, uint32_t *new_len)
+int heap_unlink(struct heap *h, uint64_t id, uint64_t target, uint32_t *new_len)
 {
-    struct obj *t;
-    for (uint32_t i = 0; i < o->nrefs; i++) {
-        if (o->refs[i] != target_id)
+    struct obj *o = heap_get(h, id);
+    const uint64_t *refs = obj_refs(o);
+    uint32_t n = obj_nrefs(o);
+    size_t old_bytes = heap_obj_bytes(o);
+
+    for (uint32_t i = 0; i < n; i++) {
+        if (refs[i] != target)
             continue;
-        memmove(&o->refs[i], &o->refs[i + 1], (size_t)(o->nrefs - i - 1) * sizeof(uint64_t));
-        o->nrefs--;
-        h->refs--;
-        *new_len = o->nrefs;
-        t = heap_get(h, target_id);
-        assert(t);
-        heap_decr(h, t, CNT_INTERNAL, 1);
+        if (!rebuild(h, id, obj_data(o), obj_data_len(o), refs, i, refs + i + 1, n - i - 1))
+            return RPC_EOUT_OF_MEMORY;
+        objmem_free(o, old_bytes);
+        *new_len = n - 1;
+        heap_decr(h, target, CNT_INTERNAL, 1); /* may free the target or id */
         return 0;
     }
     return RPC_ENOT_FOUND;

@@ -1,20 +1,34 @@
-/* heap: the objects of rcstore, their ids and their reference counts. An id
- * is a slot of a dense table plus that slot's generation, so lookups are one
- * index and an id is never reused while the server runs. The heap frees an
- * object the moment its count reaches zero and releases its refs with an
- * explicit worklist threaded through the dying objects, never recursion. It
- * knows nothing of sessions, names or the network: callers own those counts
- * and tell the heap when they change. */
+/* heap: the objects of rcstore, their ids and their reference counts.
+ *
+ * An id is a slot of a dense table plus that slot's generation, so lookups
+ * are one index and an id is never reused while the server runs. An object
+ * is one block: a 16-byte header, then its data (padded to 8 bytes), then its
+ * refs (ids). The heap frees an object the moment its count reaches zero and
+ * releases its refs with an explicit worklist threaded through the dying
+ * objects' headers, never recursion. It knows nothing of sessions or the
+ * network: callers own the counts and tell the heap when they change. Names
+ * and share tokens are rare, so their counts live in a side table, flagged
+ * in the header; each slot also records the one session that may hold it
+ * "for free" (see store.c).
+ *
+ * Functions take ids, and a pointer from heap_get is valid only until the
+ * next call that changes that object's size or frees anything. */
 #ifndef RCS_SERVER_HEAP_H
 #define RCS_SERVER_HEAP_H
 
+#include "u64map.h"
+
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 enum obj_flag {
     OBJ_WATCHED = 1u << 0, /* someone wants a "freed" notification */
-    OBJ_MARK = 1u << 1,    /* scratch bit of full traversals (gc_full, why) */
+    OBJ_MARK = 1u << 1,    /* scratch bit of full traversals (gc_full) */
     OBJ_GARBAGE = 1u << 2, /* being freed by a collection */
+    OBJ_EXTRA = 1u << 3,   /* has names or tokens: see heap->extra */
+    OBJ_BIG = 1u << 4,     /* sizes too large for the header: 8-byte extension */
+    OBJ_SEEN = 1u << 5,    /* scratch bit of session bookkeeping */
 };
 
 enum free_reason { FREE_REFCOUNT = 0, FREE_CYCLE = 1 };
@@ -22,47 +36,85 @@ enum free_reason { FREE_REFCOUNT = 0, FREE_CYCLE = 1 };
 /* Which part of the refcount a change applies to. */
 enum obj_count { CNT_HOLDS, CNT_NAMES, CNT_INTERNAL, CNT_TOKENS };
 
+#define OBJ_GEN_BITS   24
+#define OBJ_LEN_BITS   20 /* inline data_len */
+#define OBJ_NREFS_BITS 12 /* inline nrefs */
+
+/* The header. While an object is being freed, holds and internal (both 0
+ * then) hold the id of the next dying object instead. */
 struct obj {
-    uint64_t id;       /* read-only */
     uint32_t holds;    /* read-only: session holds, all sessions */
-    uint32_t names;    /* read-only: names bound to it */
     uint32_t internal; /* read-only: appearances in live objects' refs */
-    uint32_t tokens;   /* read-only: unclaimed share tokens */
-    uint32_t flags;    /* enum obj_flag */
-    uint32_t data_len; /* read-only */
-    uint32_t nrefs;    /* read-only */
-    uint32_t refs_cap; /* private */
-    uint64_t *refs;    /* read-only: nrefs ids */
-    char *data;        /* read-only: data_len bytes; the free worklist link once dead */
+    uint32_t genflags; /* private: generation << 8 | enum obj_flag */
+    uint32_t sizes;    /* private: data_len | nrefs << 20, unless OBJ_BIG */
 };
 
-static inline uint64_t obj_refcount(const struct obj *o)
+_Static_assert(sizeof(struct obj) == 16, "the object header is 16 bytes");
+
+static inline uint32_t obj_flags(const struct obj *o)
 {
-    return (uint64_t)o->holds + o->names + o->internal + o->tokens;
+    return o->genflags & 0xff;
+}
+static inline void obj_set_flag(struct obj *o, uint32_t f)
+{
+    o->genflags |= f;
+}
+static inline void obj_clear_flag(struct obj *o, uint32_t f)
+{
+    o->genflags &= ~f;
+}
+static inline uint32_t obj_gen(const struct obj *o)
+{
+    return o->genflags >> 8;
+}
+static inline uint32_t obj_data_len(const struct obj *o)
+{
+    uint32_t v;
+    if (!(o->genflags & OBJ_BIG))
+        return o->sizes & ((1u << OBJ_LEN_BITS) - 1);
+    memcpy(&v, o + 1, 4);
+    return v;
+}
+static inline uint32_t obj_nrefs(const struct obj *o)
+{
+    uint32_t v;
+    if (!(o->genflags & OBJ_BIG))
+        return o->sizes >> OBJ_LEN_BITS;
+    memcpy(&v, (const char *)(o + 1) + 4, 4);
+    return v;
+}
+static inline const char *obj_data(const struct obj *o)
+{
+    return (const char *)(o + 1) + ((o->genflags & OBJ_BIG) ? 8 : 0);
+}
+static inline const uint64_t *obj_refs(const struct obj *o)
+{
+    return (const uint64_t *)(obj_data(o) + ((obj_data_len(o) + 7) & ~(size_t)7));
+}
+/* Zero holds, internal and extra counts: the object must go. */
+static inline int obj_unreferenced(const struct obj *o)
+{
+    return o->holds == 0 && o->internal == 0 && !(o->genflags & OBJ_EXTRA);
 }
 
 /* Called just before a watched object is freed. */
-typedef void (*heap_free_cb)(void *ud, struct obj *o, enum free_reason why);
-
-struct heap_slot {
-    struct obj *o;      /* NULL when free */
-    uint32_t gen;       /* generation of the current or next occupant */
-    uint32_t next_free; /* index + 1 of the next newer free slot, 0 ends the queue */
-};
+typedef void (*heap_free_cb)(void *ud, uint64_t id, enum free_reason why);
 
 struct heap {
     /* read-only: */
     uint64_t objects;    /* live objects */
-    uint64_t data_bytes; /* sum of data_len */
-    uint64_t refs;       /* sum of nrefs */
+    uint64_t data_bytes; /* sum of data lengths */
+    uint64_t refs;       /* sum of ref counts of lists */
     uint64_t freed[2];   /* objects freed, by enum free_reason */
-    struct heap_slot *slots;
-    uint32_t nslots;
+    uint32_t nslots;     /* slots in use or freed; ids index below this */
+    uint32_t *owner;     /* per slot: the session index that holds it once, or 0 */
     /* private: */
-    uint32_t cap;
-    uint32_t free_head; /* index + 1 of the oldest free slot (FIFO) */
-    uint32_t free_tail; /* index + 1 of the newest free slot */
-    uint32_t nfree;
+    uint64_t *slots; /* a struct obj *, or (next free << 32 | gen << 8 | 1) */
+    uint32_t cap, slots_cap, owner_cap;
+    uint32_t free_head, free_tail, nfree; /* FIFO of free slots, index + 1 */
+    uint32_t gen_floor;                   /* generation of slots never used */
+    uint32_t gen_next_max;                /* largest generation a free slot waits with */
+    struct u64map extra;                  /* id -> names | tokens << 32 */
     heap_free_cb on_free;
     void *on_free_ud;
 };
@@ -72,34 +124,48 @@ void heap_init(struct heap *h, heap_free_cb on_free, void *ud);
 void heap_close(struct heap *h);
 /* The live object with this id, or NULL. */
 struct obj *heap_get(const struct heap *h, uint64_t id);
+/* The object in slot i (< nslots), or NULL; *id gets its id. */
+struct obj *heap_slot(const struct heap *h, uint32_t i, uint64_t *id);
+static inline uint32_t heap_slot_of(uint64_t id)
+{
+    return (uint32_t)(id & 0xffffffffu) - 1;
+}
 /* 0 if every id names a live object, else RPC_ENOT_FOUND. */
 int heap_check_ids(const struct heap *h, const uint64_t *ids, uint32_t n);
 /* Create an object with a copy of data and refs (all must exist: check them
  * first). The new object has refcount 0: the caller must add a count at once.
  * 0 or RPC_EOUT_OF_MEMORY, in which case nothing changed. */
 int heap_create(struct heap *h, const void *data, uint32_t len, const uint64_t *refs,
-                uint32_t nrefs, struct obj **out);
-/* Whether n more of a count fit without overflow: 0 or RPC_EQUOTA_EXCEEDED. */
-int heap_can_incr(const struct obj *o, enum obj_count which, uint64_t n);
+                uint32_t nrefs, uint64_t *id);
+/* The names and tokens counts of an object (0 unless OBJ_EXTRA). */
+uint32_t heap_names(const struct heap *h, const struct obj *o, uint64_t id);
+uint32_t heap_tokens(const struct heap *h, const struct obj *o, uint64_t id);
+/* The whole refcount. */
+uint64_t heap_refcount(const struct heap *h, const struct obj *o, uint64_t id);
+/* Whether n more of a count fit, and for names and tokens whether the side
+ * table has room: after 0, heap_incr of that much cannot fail. 0,
+ * RPC_EQUOTA_EXCEEDED or RPC_EOUT_OF_MEMORY. */
+int heap_can_incr(struct heap *h, uint64_t id, enum obj_count which, uint64_t n);
 /* Add n to a count (heap_can_incr must have said yes). */
-void heap_incr(struct obj *o, enum obj_count which, uint32_t n);
-/* Drop n of a count that is at least n; frees o (and what only it kept alive)
- * if that leaves nothing. o must not be used afterwards unless the caller
- * knows another count keeps it. */
-void heap_decr(struct heap *h, struct obj *o, enum obj_count which, uint32_t n);
+void heap_incr(struct heap *h, uint64_t id, enum obj_count which, uint32_t n);
+/* Drop n of a count that is at least n; frees the object (and what only it
+ * kept alive) if that leaves nothing. */
+void heap_decr(struct heap *h, uint64_t id, enum obj_count which, uint32_t n);
 /* Replace the data. 0 or RPC_EOUT_OF_MEMORY (unchanged). */
-int heap_set_data(struct heap *h, struct obj *o, const void *data, uint32_t len);
+int heap_set_data(struct heap *h, uint64_t id, const void *data, uint32_t len);
 /* Replace the refs (all must exist): new targets are counted before old ones
- * are released, which may free o itself. 0 or RPC_EOUT_OF_MEMORY (unchanged). */
-int heap_set_refs(struct heap *h, struct obj *o, const uint64_t *refs, uint32_t nrefs);
-/* Append target to o's refs. 0 or RPC_EOUT_OF_MEMORY. */
-int heap_link(struct heap *h, struct obj *o, struct obj *target);
-/* Remove the first occurrence of target_id from o's refs, which may free the
- * target or o itself. *new_len gets the length after. 0 or RPC_ENOT_FOUND. */
-int heap_unlink(struct heap *h, struct obj *o, uint64_t target_id, uint32_t *new_len);
-/* Free o with its refs released, as if its count had reached zero, while
- * treating every object flagged OBJ_GARBAGE as already doomed (a collector
- * frees those itself). Used by collectors only. */
-void heap_free_garbage(struct heap *h, struct obj *o);
+ * are released, which may free the object itself. 0 or RPC_EOUT_OF_MEMORY. */
+int heap_set_refs(struct heap *h, uint64_t id, const uint64_t *refs, uint32_t nrefs);
+/* Append target to id's refs; *new_len gets the length. 0 or
+ * RPC_EOUT_OF_MEMORY. */
+int heap_link(struct heap *h, uint64_t id, uint64_t target, uint32_t *new_len);
+/* Remove the first occurrence of target from id's refs, which may free the
+ * target or the object itself. 0 or RPC_ENOT_FOUND. */
+int heap_unlink(struct heap *h, uint64_t id, uint64_t target, uint32_t *new_len);
+/* Free an object flagged OBJ_GARBAGE with its refs released, treating every
+ * object flagged OBJ_GARBAGE as doomed (a collector frees those itself). */
+void heap_free_garbage(struct heap *h, uint64_t id);
+/* Bytes the object's block occupies as requested (header included). */
+size_t heap_obj_bytes(const struct obj *o);
 
 #endif

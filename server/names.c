@@ -59,21 +59,20 @@ struct name_ent *names_find(const struct names *n, const char *name, uint32_t le
     return NULL;
 }
 
-int names_bind(struct names *n, struct heap *h, const char *name, uint32_t len, struct obj *o)
+int names_bind(struct names *n, struct heap *h, const char *name, uint32_t len, uint64_t id)
 {
     struct name_ent *e = names_find(n, name, len);
-    uint64_t hash, *slot;
-    struct obj *old;
+    uint64_t hash, *slot, old;
     int rc;
 
-    if (e && e->id == o->id)
+    if (e && e->id == id)
         return 0;
-    if ((rc = heap_can_incr(o, CNT_NAMES, 1)) < 0)
+    if ((rc = heap_can_incr(h, id, CNT_NAMES, 1)) < 0)
         return rc;
     if (e) {
-        old = heap_get(h, e->id);
-        heap_incr(o, CNT_NAMES, 1);
-        e->id = o->id;
+        old = e->id;
+        heap_incr(h, id, CNT_NAMES, 1);
+        e->id = id;
         heap_decr(h, old, CNT_NAMES, 1);
         return 0;
     }
@@ -83,14 +82,14 @@ int names_bind(struct names *n, struct heap *h, const char *name, uint32_t len, 
     e = mem_alloc(ent_size(len));
     if (!e)
         return RPC_EOUT_OF_MEMORY;
-    e->id = o->id;
+    e->id = id;
     e->len = (uint8_t)len;
     memcpy(e->name, name, len);
     slot = u64map_put(&n->by_hash, hash, NULL);
     e->next = (struct name_ent *)(uintptr_t)*slot;
     *slot = (uint64_t)(uintptr_t)e;
     n->count++;
-    heap_incr(o, CNT_NAMES, 1);
+    heap_incr(h, id, CNT_NAMES, 1);
     return 0;
 }
 
@@ -99,7 +98,7 @@ int names_unbind(struct names *n, struct heap *h, const char *name, uint32_t len
     uint64_t hash = hash_of(n, name, len);
     uint64_t *slot = u64map_get(&n->by_hash, hash);
     struct name_ent **pp, *e;
-    struct obj *o;
+    uint64_t id;
 
     if (!slot)
         return RPC_ENAME_NOT_FOUND;
@@ -113,9 +112,9 @@ int names_unbind(struct names *n, struct heap *h, const char *name, uint32_t len
     if (*slot == 0)
         u64map_del(&n->by_hash, hash);
     n->count--;
-    o = heap_get(h, e->id);
+    id = e->id;
     mem_free(e, ent_size(e->len));
-    heap_decr(h, o, CNT_NAMES, 1);
+    heap_decr(h, id, CNT_NAMES, 1);
     return 0;
 }
 

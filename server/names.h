@@ -33,10 +33,10 @@ void names_close(struct names *n);
 /* 0 if the bytes are a valid name, else RPC_EBAD_PARAMS. */
 int names_validate(const char *name, uint32_t len);
 struct name_ent *names_find(const struct names *n, const char *name, uint32_t len);
-/* Bind (or rebind) a valid name to o: o gains a name count before any old
+/* Bind (or rebind) a valid name to object id: it gains a name count before any old
  * target loses one. 0, RPC_EOUT_OF_MEMORY or RPC_EQUOTA_EXCEEDED; unchanged
  * on error. */
-int names_bind(struct names *n, struct heap *h, const char *name, uint32_t len, struct obj *o);
+int names_bind(struct names *n, struct heap *h, const char *name, uint32_t len, uint64_t id);
 /* 0 or RPC_ENAME_NOT_FOUND. The object may be freed. */
 int names_unbind(struct names *n, struct heap *h, const char *name, uint32_t len);
 /* Collect up to limit entries whose name starts with prefix, sorted by name,

@@ -1,43 +1,27 @@
 /* objmem: the one small interface through which the heap gets memory for
- * objects, their data and their ref lists. Today it forwards to mem.h; the
- * pool allocator will replace it without the heap noticing. */
+ * object blocks. Blocks up to POOL_MAX_SMALL bytes come from the pool
+ * allocator (through mem.h, which also counts them for maxmemory). */
 #ifndef RCS_SERVER_OBJMEM_H
 #define RCS_SERVER_OBJMEM_H
 
+#include "heap.h"
 #include "mem.h"
 
 #include <stddef.h>
-#include <stdint.h>
 
-struct obj;
-
-static inline struct obj *objmem_obj_new(size_t size)
+static inline struct obj *objmem_new(size_t bytes)
 {
-    return mem_calloc(size);
+    return mem_alloc(bytes);
 }
-static inline void objmem_obj_free(struct obj *o, size_t size)
+/* Resize in place when the block's size class allows, else move. NULL on
+ * failure (o untouched). */
+static inline struct obj *objmem_grow(struct obj *o, size_t old, size_t bytes)
 {
-    mem_free(o, size);
+    return mem_realloc(o, old, bytes);
 }
-static inline void *objmem_data_new(size_t n)
+static inline void objmem_free(struct obj *o, size_t bytes)
 {
-    return n ? mem_alloc(n) : NULL;
-}
-static inline void objmem_data_free(void *p, size_t n)
-{
-    mem_free(p, n);
-}
-static inline uint64_t *objmem_refs_new(size_t n)
-{
-    return n ? mem_alloc(n * sizeof(uint64_t)) : NULL;
-}
-static inline uint64_t *objmem_refs_grow(uint64_t *p, size_t old, size_t n)
-{
-    return mem_realloc(p, old * sizeof(uint64_t), n * sizeof(uint64_t));
-}
-static inline void objmem_refs_free(uint64_t *p, size_t n)
-{
-    mem_free(p, n * sizeof(uint64_t));
+    mem_free(o, bytes);
 }
 
 #endif

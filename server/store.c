@@ -35,23 +35,22 @@ static int random_bytes(void *p, size_t n)
 }
 
 /* The heap's hook: a watched object is about to be freed. */
-static void on_obj_free(void *ud, struct obj *o, enum free_reason why)
+static void on_obj_free(void *ud, uint64_t id, enum free_reason why)
 {
     struct store *st = ud;
-    uint64_t *v = u64map_get(&st->watchers, o->id);
+    uint64_t *v = u64map_get(&st->watchers, id);
     struct watcher *w, *next;
 
     if (!v)
         return;
     w = PTR(*v);
-    u64map_del(&st->watchers, o->id);
-    o->flags &= ~(uint32_t)OBJ_WATCHED;
+    u64map_del(&st->watchers, id);
     for (; w; w = next) {
         struct sess *s = sess_find(st, w->sess_id);
         next = w->next;
         if (s) {
-            u64map_del(&s->watches, o->id);
-            st->notify(st->notify_ud, s, o->id, why);
+            u64map_del(&s->watches, id);
+            st->notify(st->notify_ud, s, id, why);
         }
         mem_free(w, sizeof(*w));
     }
@@ -80,6 +79,7 @@ static void sess_destroy(struct sess *s)
 {
     u64map_close(&s->holds);
     u64map_close(&s->watches);
+    mem_free(s->owned, (size_t)s->owned_cap * sizeof(*s->owned));
     mem_free(s, sizeof(*s));
 }
 
@@ -99,6 +99,7 @@ void store_close(struct store *st)
     }
     u64map_close(&st->sessions);
     u64map_close(&st->watchers);
+    mem_free(st->free_idx, (size_t)st->free_idx_cap * sizeof(*st->free_idx));
     names_close(&st->names);
     heap_close(&st->heap);
 }
@@ -121,6 +122,7 @@ int sess_new(struct store *st, struct sess **out)
         return RPC_EINTERNAL;
     }
     s->id = st->next_sess_id++;
+    s->idx = st->nfree_idx ? st->free_idx[--st->nfree_idx] : ++st->next_idx;
     u64map_init(&s->holds);
     u64map_init(&s->watches);
     *u64map_put(&st->sessions, s->id, NULL) = UINT(s);
@@ -152,7 +154,7 @@ static void unwatch(struct store *st, struct sess *s, uint64_t id)
         struct obj *o = heap_get(&st->heap, id);
         u64map_del(&st->watchers, id);
         if (o)
-            o->flags &= ~(uint32_t)OBJ_WATCHED;
+            obj_clear_flag(o, OBJ_WATCHED);
     }
 }
 
@@ -165,82 +167,193 @@ void sess_free(struct store *st, struct sess *s)
     while (u64map_next(&s->watches, &pos, &k, &v))
         unwatch(st, s, k);
     u64map_del(&st->sessions, s->id);
+    /* Its index may serve another session: it owns nothing any more. */
+    if (st->nfree_idx == st->free_idx_cap) {
+        uint32_t cap = st->free_idx_cap ? st->free_idx_cap * 2 : 64;
+        uint32_t *p = mem_realloc(st->free_idx, (size_t)st->free_idx_cap * 4, (size_t)cap * 4);
+        if (p) {
+            st->free_idx = p;
+            st->free_idx_cap = cap;
+        }
+    }
+    if (st->nfree_idx < st->free_idx_cap)
+        st->free_idx[st->nfree_idx++] = s->idx;
     sess_destroy(s);
 }
 
-uint64_t sess_holds_on(const struct sess *s, uint64_t id)
+static int owns(const struct store *st, const struct sess *s, uint64_t id)
 {
-    uint64_t *v = u64map_get(&s->holds, id);
-    return v ? *v : 0;
+    return st->heap.owner[heap_slot_of(id)] == s->idx;
 }
 
-int sess_reserve(struct sess *s)
+uint64_t sess_holds_on(const struct store *st, const struct sess *s, uint64_t id)
 {
-    return u64map_reserve(&s->holds, 1) < 0 ? RPC_EOUT_OF_MEMORY : 0;
+    const uint64_t *v = u64map_get(&s->holds, id);
+    if (!heap_get(&st->heap, id))
+        return 0;
+    return (v ? *v : 0) + (owns(st, s, id) ? 1 : 0);
 }
 
-int sess_incref(struct store *st, struct sess *s, struct obj *o, uint32_t n, uint64_t *after)
+/* Drop stale and duplicate entries of the owned list (a slot freed and
+ * reused for another object this session owns appears twice; a slot past
+ * the table is left from before the heap emptied and reset it). */
+static void owned_compact(struct store *st, struct sess *s)
 {
-    uint64_t *v;
-    int rc;
-    (void)st;
-    if ((rc = heap_can_incr(o, CNT_HOLDS, n)) < 0)
-        return rc;
-    v = u64map_put(&s->holds, o->id, NULL);
-    if (!v)
+    struct heap *h = &st->heap;
+    uint32_t j = 0;
+    uint64_t id;
+    for (uint32_t i = 0; i < s->nowned; i++) {
+        uint32_t slot = s->owned[i];
+        struct obj *o;
+        if (slot >= h->nslots) /* the table was reset since */
+            continue;
+        o = heap_slot(h, slot, &id);
+        if (h->owner[slot] == s->idx && o && !(obj_flags(o) & OBJ_SEEN)) {
+            obj_set_flag(o, OBJ_SEEN);
+            s->owned[j++] = slot;
+        }
+    }
+    for (uint32_t i = 0; i < j; i++)
+        obj_clear_flag(heap_slot(h, s->owned[i], &id), OBJ_SEEN);
+    s->nowned = j;
+    s->owned_live = j;
+    /* Give back what a burst left behind. */
+    if (s->owned_cap > 64 && s->owned_cap > 4 * j) {
+        uint32_t cap = j * 2 > 64 ? j * 2 : 64;
+        uint32_t *p = mem_realloc(s->owned, (size_t)s->owned_cap * 4, (size_t)cap * 4);
+        if (p) {
+            s->owned = p;
+            s->owned_cap = cap;
+        }
+    }
+}
+
+/* Room for one more owned entry. 0 or RPC_EOUT_OF_MEMORY. */
+static int owned_reserve(struct store *st, struct sess *s)
+{
+    uint32_t cap;
+    uint32_t *p;
+    if (s->nowned < s->owned_cap)
+        return 0;
+    if (s->nowned > 2 * s->owned_live + 64) {
+        owned_compact(st, s);
+        if (s->nowned < s->owned_cap)
+            return 0;
+    }
+    cap = s->owned_cap ? s->owned_cap + s->owned_cap / 2 : 16;
+    p = mem_realloc(s->owned, (size_t)s->owned_cap * 4, (size_t)cap * 4);
+    if (!p)
         return RPC_EOUT_OF_MEMORY;
-    *v += n;
+    s->owned = p;
+    s->owned_cap = cap;
+    return 0;
+}
+
+int sess_reserve(struct store *st, struct sess *s)
+{
+    return owned_reserve(st, s) < 0 ? RPC_EOUT_OF_MEMORY : 0;
+}
+
+int sess_incref(struct store *st, struct sess *s, uint64_t id, uint32_t n, uint64_t *after)
+{
+    struct heap *h = &st->heap;
+    uint32_t slot = heap_slot_of(id);
+    int take_owner = h->owner[slot] == 0;
+    uint32_t extra = n - (take_owner ? 1 : 0);
+    int rc;
+
+    if ((rc = heap_can_incr(h, id, CNT_HOLDS, n)) < 0)
+        return rc;
+    if ((take_owner && owned_reserve(st, s) < 0) ||
+        (extra && !u64map_get(&s->holds, id) && u64map_reserve(&s->holds, 1) < 0))
+        return RPC_EOUT_OF_MEMORY;
+    if (take_owner) {
+        h->owner[slot] = s->idx;
+        s->owned[s->nowned++] = slot;
+        s->owned_live++;
+    }
+    if (extra)
+        *u64map_put(&s->holds, id, NULL) += extra;
     s->nholds += n;
-    heap_incr(o, CNT_HOLDS, n);
+    heap_incr(h, id, CNT_HOLDS, n);
     if (after)
-        *after = *v;
+        *after = sess_holds_on(st, s, id);
     return 0;
 }
 
 int sess_decref(struct store *st, struct sess *s, uint64_t id, uint32_t n, uint64_t *after)
 {
-    struct obj *o = heap_get(&st->heap, id);
-    uint64_t *v;
-    if (!o)
+    struct heap *h = &st->heap;
+    uint64_t have, *v;
+    uint32_t from_map;
+
+    if (!heap_get(h, id))
         return RPC_ENOT_FOUND;
-    v = u64map_get(&s->holds, id);
-    if (!v || *v < n)
+    have = sess_holds_on(st, s, id);
+    if (have < n)
         return RPC_ENOT_HELD;
-    *v -= n;
-    *after = *v;
-    if (*v == 0)
-        u64map_del(&s->holds, id);
+    /* Extra holds go first; ownership last. */
+    v = u64map_get(&s->holds, id);
+    from_map = v ? (uint32_t)(*v < n ? *v : n) : 0;
+    if (from_map) {
+        *v -= from_map;
+        if (*v == 0)
+            u64map_del(&s->holds, id);
+    }
+    if (from_map < n) {
+        h->owner[heap_slot_of(id)] = 0;
+        s->owned_live--;
+    }
     s->nholds -= n;
-    heap_decr(&st->heap, o, CNT_HOLDS, n);
+    *after = have - n;
+    heap_decr(h, id, CNT_HOLDS, n);
+    /* Stale entries past half the list: compact (amortised O(1) a drop). */
+    if (s->nowned > 2 * s->owned_live + 64)
+        owned_compact(st, s);
     return 0;
 }
 
 uint64_t sess_release_all(struct store *st, struct sess *s)
 {
+    struct heap *h = &st->heap;
     struct u64map holds = s->holds;
-    uint64_t released = s->nholds;
+    uint32_t *owned = s->owned, nowned = s->nowned, owned_cap = s->owned_cap;
+    uint64_t released = s->nholds, k, v, id;
     uint32_t pos = 0;
-    uint64_t k, v;
 
-    /* Detach the map first: frees below may notify, and must see s consistent. */
+    /* Detach everything first: frees below may notify, and must see s
+     * consistent (holding nothing). */
     u64map_init(&s->holds);
+    s->owned = NULL;
+    s->nowned = s->owned_cap = s->owned_live = 0;
     s->nholds = 0;
     while (u64map_next(&holds, &pos, &k, &v)) {
-        struct obj *o = heap_get(&st->heap, k);
-        assert(o && v <= UINT32_MAX);
-        heap_decr(&st->heap, o, CNT_HOLDS, (uint32_t)v);
+        assert(heap_get(h, k) && v <= UINT32_MAX);
+        heap_decr(h, k, CNT_HOLDS, (uint32_t)v);
     }
     u64map_close(&holds);
+    /* An owned object cannot die before its ownership is dropped, and no
+     * slot is reused while releasing, so each entry still names what it
+     * named; a duplicate finds the owner already cleared. */
+    for (uint32_t i = 0; i < nowned; i++) {
+        uint32_t slot = owned[i];
+        if (slot >= h->nslots || h->owner[slot] != s->idx)
+            continue;
+        h->owner[slot] = 0;
+        if (heap_slot(h, slot, &id))
+            heap_decr(h, id, CNT_HOLDS, 1);
+    }
+    mem_free(owned, (size_t)owned_cap * sizeof(*owned));
     return released;
 }
 
-int sess_watch(struct store *st, struct sess *s, struct obj *o)
+int sess_watch(struct store *st, struct sess *s, uint64_t id)
 {
     struct watcher *w;
     uint64_t *v;
     int created;
 
-    if (u64map_get(&s->watches, o->id))
+    if (u64map_get(&s->watches, id))
         return 0;
     if (u64map_reserve(&s->watches, 1) < 0 || u64map_reserve(&st->watchers, 1) < 0)
         return RPC_EOUT_OF_MEMORY;
@@ -248,10 +361,10 @@ int sess_watch(struct store *st, struct sess *s, struct obj *o)
     if (!w)
         return RPC_EOUT_OF_MEMORY;
     w->sess_id = s->id;
-    v = u64map_put(&st->watchers, o->id, &created);
+    v = u64map_put(&st->watchers, id, &created);
     w->next = created ? NULL : PTR(*v);
     *v = UINT(w);
-    *u64map_put(&s->watches, o->id, NULL) = 1;
-    o->flags |= OBJ_WATCHED;
+    *u64map_put(&s->watches, id, NULL) = 1;
+    obj_set_flag(heap_get(&st->heap, id), OBJ_WATCHED);
     return 0;
 }

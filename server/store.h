@@ -1,9 +1,15 @@
 /* store: everything a request can touch, and the sessions that own holds.
- * It joins the heap, the names, the sessions (each a map from object id to the
- * number of holds it has) and the watches. A session is released as a whole:
- * its holds drop and its watches vanish. The store never sees a socket: a
- * session carries an opaque pointer to its connection, and freed-object
- * notifications leave through a callback. */
+ * It joins the heap, the names, the sessions and the watches. A session is
+ * released as a whole: its holds drop and its watches vanish. The store
+ * never sees a socket: a session carries an opaque pointer to its
+ * connection, and freed-object notifications leave through a callback.
+ *
+ * Holds are stored compactly because nearly every object is held once, by
+ * the session that created it. Each heap slot names one "owner" session
+ * (heap->owner) whose first hold costs nothing more; the owner lists the
+ * slots it owns in a vector of 4-byte entries (stale ones are skipped and
+ * compacted away). Any other hold, by the owner or by another session, is
+ * counted in that session's hash map. */
 #ifndef RCS_SERVER_STORE_H
 #define RCS_SERVER_STORE_H
 
@@ -16,9 +22,12 @@
 #define SESS_TOKEN_BYTES 16
 
 struct sess {
-    uint64_t id;                     /* read-only */
-    struct u64map holds;             /* private: object id → holds */
-    struct u64map watches;           /* private: object id → 1 */
+    uint64_t id;           /* read-only */
+    uint32_t idx;          /* read-only: small index, the owner tag in heap->owner */
+    struct u64map holds;   /* private: object id → holds beyond ownership */
+    struct u64map watches; /* private: object id → 1 */
+    uint32_t *owned;       /* private: slots this session (maybe still) owns */
+    uint32_t nowned, owned_cap, owned_live;
     uint64_t nholds;                 /* read-only: sum of holds */
     void *conn;                      /* the attached connection, or NULL */
     uint8_t token[SESS_TOKEN_BYTES]; /* the resume token */
@@ -49,6 +58,9 @@ struct store {
     struct u64map sessions; /* id → struct sess * */
     struct u64map watchers; /* object id → struct watcher * list */
     uint64_t next_sess_id;
+    uint32_t next_idx;  /* session indexes handed out so far */
+    uint32_t *free_idx; /* indexes of ended sessions, for reuse */
+    uint32_t nfree_idx, free_idx_cap;
     store_notify_cb notify;
     void *notify_ud;
 };
@@ -65,17 +77,19 @@ int sess_new(struct store *st, struct sess **out);
 void sess_free(struct store *st, struct sess *s);
 struct sess *sess_find(const struct store *st, uint64_t id);
 /* Holds s has on id (0 if none). */
-uint64_t sess_holds_on(const struct sess *s, uint64_t id);
-/* Make the next sess_incref on a new object infallible. 0 or RPC_EOUT_OF_MEMORY. */
-int sess_reserve(struct sess *s);
-/* Add n holds on o. 0, RPC_EOUT_OF_MEMORY or RPC_EQUOTA_EXCEEDED (unchanged). */
-int sess_incref(struct store *st, struct sess *s, struct obj *o, uint32_t n, uint64_t *after);
+uint64_t sess_holds_on(const struct store *st, const struct sess *s, uint64_t id);
+/* Make the next sess_incref of 1 on a new object infallible. 0 or
+ * RPC_EOUT_OF_MEMORY. */
+int sess_reserve(struct store *st, struct sess *s);
+/* Add n holds on object id. 0, RPC_EOUT_OF_MEMORY or RPC_EQUOTA_EXCEEDED
+ * (unchanged). */
+int sess_incref(struct store *st, struct sess *s, uint64_t id, uint32_t n, uint64_t *after);
 /* Drop n of s's holds on id. RPC_ENOT_FOUND if no such object, RPC_ENOT_HELD
  * if s holds fewer than n (nothing dropped). The object may be freed. */
 int sess_decref(struct store *st, struct sess *s, uint64_t id, uint32_t n, uint64_t *after);
 /* Drop every hold of s; returns how many were dropped. */
 uint64_t sess_release_all(struct store *st, struct sess *s);
-/* Ask for a "freed" notification for o. 0 or RPC_EOUT_OF_MEMORY. */
-int sess_watch(struct store *st, struct sess *s, struct obj *o);
+/* Ask for a "freed" notification for object id. 0 or RPC_EOUT_OF_MEMORY. */
+int sess_watch(struct store *st, struct sess *s, uint64_t id);
 
 #endif

@@ -36,7 +36,7 @@ def start_server(*flags):
             host, port = line.rsplit("tcp://", 1)[1].strip().rsplit(":", 1)
             # Keep draining its log so it never blocks on a full pipe.
             import threading
-            threading.Thread(target=lambda: [None for _ in p.stderr], daemon=True).start()
+            threading.Thread(target=lambda: [sys.stderr.write(l) for l in p.stderr], daemon=True).start()
             return p, (host, int(port))
     raise RuntimeError("rcstored did not start")
 

@@ -306,7 +306,7 @@ static void links_and_refs(void **state)
     msgpack_pack_array(pk, 1);
     msgpack_pack_uint64(pk, 77777);
     assert_int_equal(end(f), RPC_ENOT_FOUND);
-    assert_int_equal(heap_get(&f->st.heap, a)->nrefs, 3); /* unchanged */
+    assert_int_equal(obj_nrefs(heap_get(&f->st.heap, a)), 3); /* unchanged */
     pk = begin(f, "set_refs", 2);
     msgpack_pack_uint64(pk, a);
     msgpack_pack_array(pk, 0);
@@ -316,7 +316,7 @@ static void links_and_refs(void **state)
     msgpack_pack_uint64(pk, a);
     msgpack_pack_str_with_body(pk, "new data", 8);
     assert_int_equal(end(f), 0);
-    assert_int_equal(heap_get(&f->st.heap, a)->data_len, 8);
+    assert_int_equal(obj_data_len(heap_get(&f->st.heap, a)), 8);
 }
 
 static void names_and_lookup(void **state)
@@ -335,7 +335,7 @@ static void names_and_lookup(void **state)
     msgpack_pack_true(pk);
     assert_int_equal(end_as(f, f->other), 0);
     assert_int_equal(result_uint(f), a);
-    assert_int_equal(sess_holds_on(f->other, a), 1);
+    assert_int_equal(sess_holds_on(&f->st, f->other, a), 1);
     pk = begin(f, "names", 1);
     rpc_pack_cstr(pk, "jobs/");
     assert_int_equal(end(f), 0);

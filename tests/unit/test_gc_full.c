@@ -12,10 +12,10 @@
 
 static int ncycle_frees;
 
-static void on_free(void *ud, struct obj *o, enum free_reason why)
+static void on_free(void *ud, uint64_t id, enum free_reason why)
 {
     (void)ud;
-    (void)o;
+    (void)id;
     if (why == FREE_CYCLE)
         ncycle_frees++;
 }
@@ -36,64 +36,75 @@ static int teardown(void **state)
     return 0;
 }
 
-static struct obj *mk(struct heap *h)
+static uint64_t mk(struct heap *h)
 {
-    struct obj *o;
-    assert_int_equal(heap_create(h, "d", 1, NULL, 0, &o), 0);
-    heap_incr(o, CNT_HOLDS, 1);
-    return o;
+    uint64_t id;
+    assert_int_equal(heap_create(h, "d", 1, NULL, 0, &id), 0);
+    heap_incr(h, id, CNT_HOLDS, 1);
+    return id;
+}
+
+static void link(struct heap *h, uint64_t a, uint64_t b)
+{
+    uint32_t n;
+    assert_int_equal(heap_link(h, a, b, &n), 0);
+}
+
+static void drop(struct heap *h, uint64_t a)
+{
+    heap_decr(h, a, CNT_HOLDS, 1);
 }
 
 static void two_cycle_collected(void **state)
 {
     struct heap *h = *state;
-    struct obj *a = mk(h), *b = mk(h), *live = mk(h);
+    uint64_t a = mk(h), b = mk(h), live = mk(h);
     struct gc_result r;
-    heap_link(h, a, b);
-    heap_link(h, b, a);
-    heap_link(h, a, live); /* garbage pointing at a live object */
-    a->flags |= OBJ_WATCHED;
-    heap_decr(h, a, CNT_HOLDS, 1);
-    heap_decr(h, b, CNT_HOLDS, 1);
+    link(h, a, b);
+    link(h, b, a);
+    link(h, a, live); /* garbage pointing at a live object */
+    obj_set_flag(heap_get(h, a), OBJ_WATCHED);
+    drop(h, a);
+    drop(h, b);
     assert_int_equal(h->objects, 3);
-    assert_int_equal(live->internal, 1);
+    assert_int_equal(heap_get(h, live)->internal, 1);
     assert_int_equal(gc_full(h, &r), 0);
     assert_int_equal(r.collected, 2);
     assert_int_equal(h->objects, 1);
-    assert_int_equal(live->internal, 0); /* the garbage's ref was released */
-    assert_int_equal(ncycle_frees, 1);   /* only a was watched */
+    assert_int_equal(heap_get(h, live)->internal, 0); /* the garbage's ref was released */
+    assert_int_equal(ncycle_frees, 1);                /* only a was watched */
     assert_int_equal(h->freed[FREE_CYCLE], 2);
 }
 
 static void reachable_cycles_stay(void **state)
 {
     struct heap *h = *state;
-    struct obj *root = mk(h), *a = mk(h), *b = mk(h);
+    uint64_t root = mk(h), a = mk(h), b = mk(h);
     struct gc_result r;
-    heap_link(h, root, a);
-    heap_link(h, a, b);
-    heap_link(h, b, a);
-    heap_decr(h, a, CNT_HOLDS, 1);
-    heap_decr(h, b, CNT_HOLDS, 1);
+    link(h, root, a);
+    link(h, a, b);
+    link(h, b, a);
+    drop(h, a);
+    drop(h, b);
     assert_int_equal(gc_full(h, &r), 0);
     assert_int_equal(r.collected, 0);
     assert_int_equal(h->objects, 3);
-    assert_false(a->flags & OBJ_MARK);
+    assert_false(obj_flags(heap_get(h, a)) & OBJ_MARK);
 }
 
 static void million_ring(void **state)
 {
     struct heap *h = *state;
-    struct obj *first = mk(h), *prev = first;
+    uint64_t first = mk(h), prev = first;
     struct gc_result r;
     for (int i = 1; i < 1000000; i++) {
-        struct obj *o = mk(h);
-        heap_link(h, prev, o);
-        heap_decr(h, o, CNT_HOLDS, 1);
+        uint64_t o = mk(h);
+        link(h, prev, o);
+        drop(h, o);
         prev = o;
     }
-    heap_link(h, prev, first);
-    heap_decr(h, first, CNT_HOLDS, 1);
+    link(h, prev, first);
+    drop(h, first);
     assert_int_equal(h->objects, 1000000);
     assert_int_equal(gc_full(h, &r), 0);
     assert_int_equal(r.collected, 1000000);
@@ -105,7 +116,7 @@ static void million_ring(void **state)
 static void random_graph_against_bfs(void **state)
 {
     struct heap *h = *state;
-    static struct obj *objs[N];
+    static uint64_t objs[N];
     static int reach[N], queue[N];
     static int adj[N][4], nadj[N], rooted[N];
     unsigned seed = 99;
@@ -119,19 +130,17 @@ static void random_graph_against_bfs(void **state)
             int k = rand_r(&seed) % 4;
             for (int j = 0; j < k; j++) {
                 int t = rand_r(&seed) % N;
-                heap_link(h, objs[i], objs[t]);
+                link(h, objs[i], objs[t]);
                 adj[i][nadj[i]++] = t;
             }
         }
         /* Keep about one in ten rooted; drop the other holds (some die now). */
         for (int i = 0; i < N; i++)
             rooted[i] = rand_r(&seed) % 10 == 0;
-        uint64_t ids[N];
-        for (int i = 0; i < N; i++)
-            ids[i] = objs[i]->id;
+        uint64_t *ids = objs;
         for (int i = 0; i < N; i++) {
             if (!rooted[i])
-                heap_decr(h, heap_get(h, ids[i]), CNT_HOLDS, 1);
+                drop(h, ids[i]);
         }
         /* Independent reachability by BFS over the recorded edges. */
         int head = 0, tail = 0;
@@ -160,7 +169,7 @@ static void random_graph_against_bfs(void **state)
         assert_int_equal(h->objects, (uint64_t)tail);
         for (int i = 0; i < N; i++)
             if (rooted[i])
-                heap_decr(h, heap_get(h, ids[i]), CNT_HOLDS, 1);
+                drop(h, ids[i]);
         assert_int_equal(gc_full(h, &r), 0);
         assert_int_equal(h->objects, 0);
     }
@@ -169,12 +178,12 @@ static void random_graph_against_bfs(void **state)
 static void out_of_memory_frees_nothing(void **state)
 {
     struct heap *h = *state;
-    struct obj *a = mk(h), *b = mk(h);
+    uint64_t a = mk(h), b = mk(h);
     struct gc_result r;
-    heap_link(h, a, b);
-    heap_link(h, b, a);
-    heap_decr(h, a, CNT_HOLDS, 1);
-    heap_decr(h, b, CNT_HOLDS, 1);
+    link(h, a, b);
+    link(h, b, a);
+    drop(h, a);
+    drop(h, b);
     mk(h); /* a root, so marking needs its stack */
     mem_fail_after(0);
     int rc = gc_full(h, &r);

@@ -9,10 +9,10 @@
 
 #include <string.h>
 
-static void on_free(void *ud, struct obj *o, enum free_reason why)
+static void on_free(void *ud, uint64_t id, enum free_reason why)
 {
     (void)ud;
-    (void)o;
+    (void)id;
     (void)why;
 }
 
@@ -41,11 +41,16 @@ static int teardown(void **state)
 }
 
 /* An object whose only reference will be names. */
-static struct obj *mk(struct heap *h)
+static uint64_t mk(struct heap *h)
 {
-    struct obj *o;
-    assert_int_equal(heap_create(h, "", 0, NULL, 0, &o), 0);
-    return o;
+    uint64_t id;
+    assert_int_equal(heap_create(h, "", 0, NULL, 0, &id), 0);
+    return id;
+}
+
+static uint32_t names_of(struct heap *h, uint64_t id)
+{
+    return heap_names(h, heap_get(h, id), id);
 }
 
 static void validation(void **state)
@@ -63,30 +68,29 @@ static void validation(void **state)
 static void bind_rebind_unbind(void **state)
 {
     struct fx *f = *state;
-    struct obj *a = mk(&f->h), *b = mk(&f->h);
-    uint64_t aid = a->id;
+    uint64_t a = mk(&f->h), b = mk(&f->h);
     assert_int_equal(names_bind(&f->n, &f->h, "x", 1, a), 0);
     assert_int_equal(names_bind(&f->n, &f->h, "x", 1, a), 0); /* same: no change */
-    assert_int_equal(a->names, 1);
+    assert_int_equal(names_of(&f->h, a), 1);
     assert_int_equal(names_bind(&f->n, &f->h, "y", 1, a), 0);
-    assert_int_equal(a->names, 2);
+    assert_int_equal(names_of(&f->h, a), 2);
     assert_int_equal(names_bind(&f->n, &f->h, "x", 1, b), 0); /* rebind */
-    assert_int_equal(b->names, 1);
-    assert_int_equal(a->names, 1);
+    assert_int_equal(names_of(&f->h, b), 1);
+    assert_int_equal(names_of(&f->h, a), 1);
     assert_int_equal(names_unbind(&f->n, &f->h, "y", 1), 0); /* a's last reference */
-    assert_null(heap_get(&f->h, aid));
+    assert_null(heap_get(&f->h, a));
     assert_int_equal(names_unbind(&f->n, &f->h, "y", 1), RPC_ENAME_NOT_FOUND);
-    assert_int_equal(names_find(&f->n, "x", 1)->id, b->id);
+    assert_int_equal(names_find(&f->n, "x", 1)->id, b);
     assert_int_equal(f->n.count, 1);
 }
 
 static void rebinding_to_self_never_frees(void **state)
 {
     struct fx *f = *state;
-    struct obj *a = mk(&f->h);
+    uint64_t a = mk(&f->h);
     assert_int_equal(names_bind(&f->n, &f->h, "only", 4, a), 0);
     assert_int_equal(names_bind(&f->n, &f->h, "only", 4, a), 0);
-    assert_non_null(heap_get(&f->h, a->id));
+    assert_non_null(heap_get(&f->h, a));
 }
 
 static void list_sorted_with_prefix_and_limit(void **state)
@@ -95,7 +99,7 @@ static void list_sorted_with_prefix_and_limit(void **state)
     const char *names[] = {"jobs/b", "jobs/a", "other", "jobs/c", "job"};
     const struct name_ent **list;
     uint64_t count, cap;
-    struct obj *o = mk(&f->h);
+    uint64_t o = mk(&f->h);
     for (int i = 0; i < 5; i++)
         assert_int_equal(names_bind(&f->n, &f->h, names[i], (uint32_t)strlen(names[i]), o), 0);
     assert_int_equal(names_list(&f->n, "jobs/", 5, UINT64_MAX, &list, &count, &cap), 0);
