@@ -21,8 +21,8 @@ size_t mem_used(void);
 /* Of those, the bytes in blocks from the system allocator (the rest are in
  * pool blocks: see pool_get_stats for what they occupy). */
 size_t mem_large_bytes(void);
-/* What those allocations occupy: pool blocks at their class size plus large
- * blocks. This is what --maxmemory bounds. */
+/* What those allocations occupy: the pools in use (whole 16 KiB pools) plus
+ * large blocks. This is what --maxmemory bounds. */
 size_t mem_heap_bytes(void);
 /* Test hook: make the allocation after the next n succeed-ones fail; -1 turns
  * injection off. Counts only mem_alloc, mem_calloc and growing mem_realloc. */

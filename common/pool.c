@@ -29,9 +29,11 @@ struct pool {
     uint32_t nused;  /* blocks handed out */
     uint8_t cls;     /* size class while in use */
     uint8_t partial; /* on its class's partial list */
+    uint8_t in_use;  /* serving a class (else free in its arena) */
 };
 
 _Static_assert(sizeof(struct pool) <= POOL_HEADER_BYTES, "pool header too large");
+_Static_assert(ARENA_POOLS <= 64, "the bucket bitmap has 64 bits");
 
 struct arena {
     char *base;
@@ -48,12 +50,16 @@ static struct {
     uint32_t capacity[POOL_NCLASSES]; /* blocks per pool */
     struct pool *partial[POOL_NCLASSES];
     uint32_t pools[POOL_NCLASSES];
-    uint64_t used[POOL_NCLASSES];
+    uint64_t pools_in_use;
     /* Arenas bucketed by free pools: by_free[0] holds the full ones. New
      * pools come from the lowest non-empty bucket above 0. */
     struct arena *by_free[ARENA_POOLS + 1];
+    uint64_t nonempty; /* bit k-1 set when by_free[k] (k >= 1) has arenas */
+    /* One empty pool per class stays on its partial list, so a class that
+     * empties and refills a pool (the alloc-free-alloc pattern) does not
+     * churn it through its arena. pool_trim gives them back. */
+    struct pool *spare[POOL_NCLASSES];
     uint64_t arenas, arenas_returned;
-    uint64_t bytes_used; /* sum of the class sizes of blocks handed out */
 } P;
 
 static void init(void)
@@ -107,6 +113,8 @@ static void bucket_remove(struct arena *a)
     if (a->next)
         a->next->prev = a->prev;
     a->next = a->prev = NULL;
+    if (a->nfree > 0 && !P.by_free[a->nfree])
+        P.nonempty &= ~(1ull << (a->nfree - 1));
 }
 
 static void bucket_insert(struct arena *a)
@@ -116,6 +124,14 @@ static void bucket_insert(struct arena *a)
     if (a->next)
         a->next->prev = a;
     P.by_free[a->nfree] = a;
+    if (a->nfree > 0)
+        P.nonempty |= 1ull << (a->nfree - 1);
+}
+
+/* The fullest arena with a free pool, or NULL. */
+static struct arena *fullest_with_room(void)
+{
+    return P.nonempty ? P.by_free[__builtin_ctzll(P.nonempty) + 1] : NULL;
 }
 
 static struct arena *arena_new(void)
@@ -155,10 +171,8 @@ static void arena_free(struct arena *a)
 /* A pool for class cls from the fullest arena that has one. */
 static struct pool *pool_take(uint32_t cls)
 {
-    struct arena *a = NULL;
+    struct arena *a = fullest_with_room();
     struct pool *p;
-    for (uint32_t k = 1; k <= ARENA_POOLS && !a; k++)
-        a = P.by_free[k];
     if (!a && !(a = arena_new()))
         return NULL;
     bucket_remove(a);
@@ -174,7 +188,9 @@ static struct pool *pool_take(uint32_t cls)
     p->arena = a;
     p->cls = (uint8_t)cls;
     p->bump = POOL_HEADER_BYTES;
+    p->in_use = 1;
     P.pools[cls]++;
+    P.pools_in_use++;
     return p;
 }
 
@@ -184,18 +200,15 @@ static void pool_give_back(struct pool *p)
 {
     struct arena *a = p->arena;
     P.pools[p->cls]--;
+    P.pools_in_use--;
+    p->in_use = 0;
     bucket_remove(a);
     p->next = a->free_pools;
     a->free_pools = p;
     a->nfree++;
-    if (a->nfree == ARENA_POOLS) {
-        int others = 0;
-        for (uint32_t k = 1; k <= ARENA_POOLS && !others; k++)
-            others = P.by_free[k] != NULL;
-        if (others) {
-            arena_free(a);
-            return;
-        }
+    if (a->nfree == ARENA_POOLS && fullest_with_room()) {
+        arena_free(a);
+        return;
     }
     bucket_insert(a);
 }
@@ -224,23 +237,20 @@ static void partial_remove(struct pool *p)
     p->partial = 0;
 }
 
-void *pool_alloc(size_t n)
+/* Take a block of class cls from its pools. */
+static void *alloc_from_pool(uint32_t cls)
 {
-    uint32_t cls, size;
-    struct pool *p;
+    uint32_t size = P.size[cls];
+    struct pool *p = P.partial[cls];
     void *b;
 
-    if (!P.ready)
-        init();
-    assert(n >= 1 && n <= POOL_MAX_SMALL);
-    cls = P.class_of[(n + 7) / 8];
-    size = P.size[cls];
-    p = P.partial[cls];
     if (!p) {
         if (!(p = pool_take(cls)))
             return NULL;
         partial_add(p);
     }
+    if (p == P.spare[cls])
+        P.spare[cls] = NULL; /* no longer empty */
     if (p->freelist) {
         b = p->freelist;
         p->freelist = *(void **)b;
@@ -249,26 +259,27 @@ void *pool_alloc(size_t n)
         p->bump += size;
     }
     p->nused++;
-    P.used[cls]++;
-    P.bytes_used += size;
     if (!p->freelist && p->bump + size > POOL_POOL_BYTES)
         partial_remove(p);
     return b;
 }
 
-void pool_free(void *b)
+/* Put a block back on its pool's free list. */
+static void free_to_pool(void *b)
 {
-    struct pool *p;
-    if (!b)
-        return;
-    p = pool_of(b);
+    struct pool *p = pool_of(b);
     assert(p->nused > 0 && "pool_free of a block not in use");
     *(void **)b = p->freelist;
     p->freelist = b;
     p->nused--;
-    P.used[p->cls]--;
-    P.bytes_used -= P.size[p->cls];
     if (p->nused == 0) {
+        if (!P.spare[p->cls]) {
+            /* The class's spare: it stays on the partial list as it is. */
+            if (!p->partial)
+                partial_add(p);
+            P.spare[p->cls] = p;
+            return;
+        }
         if (p->partial)
             partial_remove(p);
         pool_give_back(p);
@@ -277,26 +288,105 @@ void pool_free(void *b)
     }
 }
 
-uint64_t pool_bytes_used(void)
+/* Everything but the common case: a new pool, the bump region, a pool
+ * filling up, initialisation. Kept out of line so that the fast paths below
+ * stay a handful of instructions with no registers to save. */
+__attribute__((noinline)) static void *alloc_slow(size_t n)
 {
-    return P.bytes_used;
+    uint32_t cls;
+    void *b;
+    if (!P.ready)
+        init();
+    assert(n >= 1 && n <= POOL_MAX_SMALL);
+    cls = P.class_of[(n + 7) / 8];
+    if (!(b = alloc_from_pool(cls)))
+        return NULL;
+    if (P.spare[cls] == pool_of(b))
+        P.spare[cls] = NULL; /* no longer empty */
+    return b;
 }
 
+void *pool_alloc(size_t n)
+{
+    uint32_t cls = P.class_of[(n + 7) / 8];
+    struct pool *p = P.partial[cls];
+    void *b;
+    /* Fast path: the pool keeps a free block after this one, so it cannot
+     * fill up, and it is not the class's empty spare. (Before init every
+     * partial list is empty, so the slow path runs first.) */
+    if (__builtin_expect(p && (b = p->freelist) && *(void **)b && p != P.spare[cls], 1)) {
+        p->freelist = *(void **)b;
+        p->nused++;
+        return b;
+    }
+    return alloc_slow(n);
+}
+
+__attribute__((noinline)) static void free_slow(void *b)
+{
+    free_to_pool(b);
+}
+
+void pool_free(void *b)
+{
+    struct pool *p;
+    if (!b)
+        return;
+    p = pool_of(b);
+    /* Fast path: the pool stays in use and is already on its partial list. */
+    if (__builtin_expect(p->nused > 1 && p->partial, 1)) {
+        *(void **)b = p->freelist;
+        p->freelist = b;
+        p->nused--;
+        return;
+    }
+    free_slow(b);
+}
+
+void pool_trim(void)
+{
+    for (uint32_t c = 0; c < POOL_NCLASSES; c++) {
+        struct pool *p = P.spare[c];
+        if (p) {
+            P.spare[c] = NULL;
+            partial_remove(p);
+            pool_give_back(p);
+        }
+    }
+}
+
+uint64_t pool_bytes_used(void)
+{
+    return P.pools_in_use * POOL_POOL_BYTES;
+}
+
+/* Blocks handed out are counted from the pool headers, not on every
+ * alloc and free: stats are rare, allocations are not. */
 void pool_get_stats(struct pool_stats *st)
 {
+    uint64_t used[POOL_NCLASSES] = {0};
     memset(st, 0, sizeof(*st));
     if (!P.ready)
         init();
+    for (uint32_t k = 0; k <= ARENA_POOLS; k++) {
+        for (struct arena *a = P.by_free[k]; a; a = a->next) {
+            for (uint32_t i = 0; i < a->untouched; i++) {
+                struct pool *p = (struct pool *)(a->base + (size_t)i * POOL_POOL_BYTES);
+                if (p->in_use)
+                    used[p->cls] += p->nused;
+            }
+        }
+    }
     st->arenas = P.arenas;
     st->arenas_returned = P.arenas_returned;
     st->bytes_mapped = P.arenas * POOL_ARENA_BYTES;
     for (uint32_t c = 0; c < POOL_NCLASSES; c++) {
         st->cls[c].size = P.size[c];
         st->cls[c].pools = P.pools[c];
-        st->cls[c].used = P.used[c];
-        st->cls[c].free = (uint64_t)P.pools[c] * P.capacity[c] - P.used[c];
+        st->cls[c].used = used[c];
+        st->cls[c].free = (uint64_t)P.pools[c] * P.capacity[c] - used[c];
         st->pools_used += P.pools[c];
-        st->bytes_used += P.used[c] * P.size[c];
+        st->bytes_used += used[c] * P.size[c];
     }
     st->pools_free = P.arenas * ARENA_POOLS - st->pools_used;
 }

@@ -4,7 +4,8 @@
  * block's address. Pools are carved from 1 MiB arenas that mmap returns
  * aligned; a pool that empties goes back to its arena, free for any class
  * (no memory stuck in one class, unlike memcached's slabs), and an arena
- * whose pools are all free is returned to the operating system. New pools
+ * whose pools are all free is returned to the operating system. Each class
+ * keeps at most one empty pool as a spare against churn, until pool_trim. New pools
  * come from the fullest arena that has one, so nearly empty arenas drain.
  * Single-threaded by design: rcstored has one thread, and so does every
  * caller of this module. Larger blocks are the caller's business (mem.c
@@ -49,7 +50,11 @@ struct pool_stats {
 };
 
 void pool_get_stats(struct pool_stats *st);
-/* Bytes of blocks handed out (class sizes), kept as a running total. */
+/* Give every class's spare empty pool back to its arena (and so let empty
+ * arenas go back to the system). Cheap; the server calls it once a second. */
+void pool_trim(void);
+/* Bytes of the pools serving a class (16 KiB each): what the pools take
+ * from the arenas, kept as a running total. */
 uint64_t pool_bytes_used(void);
 
 #endif

@@ -1,6 +1,7 @@
 /* server: listeners, signals and the store's lifetime (see server.h). */
 #include "server.h"
 #include "log.h"
+#include "pool.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -111,6 +112,13 @@ static int bind_unix(struct server *srv, struct listener *lis, const char *path)
     return 0;
 }
 
+/* Once a second: give idle memory back (the pool's spare empty pools). */
+static void on_cron(uv_timer_t *t)
+{
+    (void)t;
+    pool_trim();
+}
+
 static void on_signal(uv_signal_t *h, int signum)
 {
     struct server *srv = h->data;
@@ -148,6 +156,8 @@ int server_init(struct server *srv, uv_loop_t *loop, const struct config *cfg)
     srv->sigint.data = srv->sigterm.data = srv;
     uv_signal_start(&srv->sigint, on_signal, SIGINT);
     uv_signal_start(&srv->sigterm, on_signal, SIGTERM);
+    uv_timer_init(loop, &srv->cron);
+    uv_timer_start(&srv->cron, on_cron, 1000, 1000);
 
     for (int i = 0; i < cfg->nlisten; i++) {
         struct listener *lis = &srv->listeners[i];
@@ -177,6 +187,7 @@ void server_stop(struct server *srv)
     srv->stopping = 1;
     uv_close((uv_handle_t *)&srv->sigint, NULL);
     uv_close((uv_handle_t *)&srv->sigterm, NULL);
+    uv_close((uv_handle_t *)&srv->cron, NULL);
     for (int i = 0; i < srv->nlisteners; i++) {
         struct listener *lis = &srv->listeners[i];
         if (lis->h.handle.type != UV_UNKNOWN_HANDLE && !uv_is_closing(&lis->h.handle))

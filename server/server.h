@@ -39,6 +39,7 @@ struct server {
     struct listener listeners[CONFIG_MAX_LISTEN];
     int nlisteners;
     uv_signal_t sigint, sigterm;
+    uv_timer_t cron;         /* once a second: housekeeping */
     struct conn *conns;      /* all open connections */
     struct conn *flush_head; /* connections with output queued this iteration */
     int stopping;

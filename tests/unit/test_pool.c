@@ -9,6 +9,23 @@
 #include <stdlib.h>
 #include <string.h>
 
+static void churn_keeps_a_spare_pool(void **state)
+{
+    struct pool_stats a, b;
+    (void)state;
+    pool_trim();
+    pool_get_stats(&a);
+    for (int i = 0; i < 100000; i++)
+        pool_free(pool_alloc(40)); /* the only block of its pool, every time */
+    pool_get_stats(&b);
+    assert_int_equal(b.cls[4].pools, 1); /* reused, not churned */
+    assert_int_equal(b.cls[4].used, 0);
+    assert_int_equal(b.arenas, a.arenas > 0 ? a.arenas : 1);
+    pool_trim();
+    pool_get_stats(&b);
+    assert_int_equal(b.cls[4].pools, 0);
+}
+
 static void classes(void **state)
 {
     (void)state;
@@ -101,6 +118,7 @@ static void random_against_shadow(void **state)
             pool_free(sh[i].p);
         }
     }
+    pool_trim();
     pool_get_stats(&st);
     assert_int_equal(st.bytes_used, 0);
     assert_int_equal(st.pools_used, 0);
@@ -122,6 +140,9 @@ static void arenas_return_to_the_os(void **state)
     for (int i = 0; i < N; i++)
         pool_free(p[i]);
     pool_get_stats(&after);
+    assert_true(after.arenas <= 2); /* the spare pool's arena may stay */
+    pool_trim();
+    pool_get_stats(&after);
     assert_true(after.arenas <= 1);
     assert_true(after.arenas_returned >= before.arenas_returned + full.arenas - 1);
 }
@@ -141,6 +162,9 @@ static void empty_pools_serve_other_classes(void **state)
         pool_free(p[i]);
     for (int i = 1; i < N; i += 2) /* the rest: the pools empty */
         pool_free(p[i]);
+    pool_get_stats(&c);
+    assert_int_equal(c.cls[2].pools, 1); /* one spare kept against churn */
+    pool_trim();
     pool_get_stats(&c);
     assert_int_equal(c.cls[2].pools, 0);
     assert_true(c.pools_free >= b.cls[2].pools);
@@ -165,6 +189,7 @@ int main(void)
         cmocka_unit_test(random_against_shadow),
         cmocka_unit_test(arenas_return_to_the_os),
         cmocka_unit_test(empty_pools_serve_other_classes),
+        cmocka_unit_test(churn_keeps_a_spare_pool),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
