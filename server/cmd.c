@@ -1,6 +1,5 @@
 /* cmd: method table and handlers (see cmd.h). */
 #include "cmd.h"
-#include "gc_full.h"
 #include "mem.h"
 #include "pool.h"
 #include "rpc_err.h"
@@ -531,14 +530,8 @@ static int do_gc(struct cmd_ctx *c, arg_t *a, uint32_t n)
     struct store *st = c->env->st;
     struct gc_result r;
     int rc;
-    if ((rc = gc_full(&st->heap, &r)) < 0)
+    if ((rc = store_collect(st, &r)) < 0)
         return rc;
-    st->gc.collections++;
-    st->gc.collected += r.collected;
-    st->gc.total_us += r.duration_us;
-    st->gc.last_pause_us = r.duration_us;
-    if (r.duration_us > st->gc.max_pause_us)
-        st->gc.max_pause_us = r.duration_us;
     msgpack_pack_map(&c->pk, 4);
     rpc_pack_kv_uint(&c->pk, "collected", r.collected);
     rpc_pack_kv_uint(&c->pk, "candidates", r.candidates);
@@ -632,14 +625,24 @@ static int do_stats(struct cmd_ctx *c, arg_t *a, uint32_t n)
     pack_memory(pk, st);
 
     rpc_pack_cstr(pk, "gc");
-    msgpack_pack_map(pk, 7);
+    msgpack_pack_map(pk, 10);
     rpc_pack_kv_uint(pk, "collections", st->gc.collections);
     rpc_pack_kv_uint(pk, "collected", st->gc.collected);
-    rpc_pack_kv_uint(pk, "candidates", 0);
+    rpc_pack_kv_uint(pk, "candidates", st->heap.ncand);
     rpc_pack_kv_uint(pk, "threshold", st->gc.threshold);
     rpc_pack_kv_uint(pk, "total_us", st->gc.total_us);
     rpc_pack_kv_uint(pk, "last_pause_us", st->gc.last_pause_us);
     rpc_pack_kv_uint(pk, "max_pause_us", st->gc.max_pause_us);
+    rpc_pack_kv_uint(pk, "full_collections", st->gc.full);
+    rpc_pack_kv_uint(pk, "interval_ms", env->gc_interval_ms);
+    rpc_pack_cstr(pk, "pauses");
+    {
+        static const char *const names[GC_PAUSE_BUCKETS] = {"le_100us", "le_1ms", "le_10ms",
+                                                            "le_100ms", "le_1s",  "gt_1s"};
+        msgpack_pack_map(pk, GC_PAUSE_BUCKETS);
+        for (int i = 0; i < GC_PAUSE_BUCKETS; i++)
+            rpc_pack_kv_uint(pk, names[i], st->gc.pauses[i]);
+    }
 
     rpc_pack_cstr(pk, "sessions");
     msgpack_pack_map(pk, 4);

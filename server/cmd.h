@@ -27,6 +27,7 @@ struct cmd_env {
     uint64_t calls[CMD_MAX];  /* per method, in table order */
     uint64_t errors[CMD_MAX]; /* per method */
     uint64_t bad_requests;    /* messages that never reached a method */
+    uint64_t gc_interval_ms;  /* for stats */
 };
 
 /* One request being served. */

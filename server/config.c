@@ -19,6 +19,8 @@ void config_defaults(struct config *cfg)
     cfg->max_message_bytes = 4u << 20;
     cfg->max_output_bytes = 64u << 20;
     cfg->max_session_ttl = 3600;
+    cfg->gc_interval_ms = 1000;
+    cfg->gc_threshold = 10000;
     cfg->log_level = "info";
 }
 
@@ -76,6 +78,10 @@ void config_usage(FILE *out)
                  "  --max-session-ttl SECS   longest lease a client may ask for (default 3600)\n"
                  "  --maxmemory SIZE         heap bytes past which requests that allocate fail\n"
                  "                           with OUT_OF_MEMORY; 0 = unlimited (default 0)\n"
+                 "  --gc-interval-ms MS      collect cycles this often; 0 = only on demand and\n"
+                 "                           past the threshold (default 1000)\n"
+                 "  --gc-threshold N         collect once this many candidates wait; adapts\n"
+                 "                           upward when collections find little (default 10000)\n"
                  "  --log-level LEVEL        debug, info, warn, error or off (default info)\n"
                  "  -h, --help               show this help and exit\n"
                  "  -V, --version            show the version and exit\n\n"
@@ -92,6 +98,8 @@ enum {
     OPT_MAX_OUTPUT_BYTES,
     OPT_MAX_SESSION_TTL,
     OPT_MAXMEMORY,
+    OPT_GC_INTERVAL_MS,
+    OPT_GC_THRESHOLD,
     OPT_LOG_LEVEL,
 };
 
@@ -104,6 +112,8 @@ static const struct option options[] = {
     {"max-output-bytes", required_argument, NULL, OPT_MAX_OUTPUT_BYTES},
     {"max-session-ttl", required_argument, NULL, OPT_MAX_SESSION_TTL},
     {"maxmemory", required_argument, NULL, OPT_MAXMEMORY},
+    {"gc-interval-ms", required_argument, NULL, OPT_GC_INTERVAL_MS},
+    {"gc-threshold", required_argument, NULL, OPT_GC_THRESHOLD},
     {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, 'V'},
@@ -180,6 +190,12 @@ int config_parse(struct config *cfg, int argc, char **argv, char *err, size_t er
             break;
         case OPT_MAXMEMORY:
             rc = number(flag, optarg, 1, 0, UINT64_MAX, &cfg->maxmemory, err, errlen);
+            break;
+        case OPT_GC_INTERVAL_MS:
+            rc = number(flag, optarg, 0, 0, 86400000, &cfg->gc_interval_ms, err, errlen);
+            break;
+        case OPT_GC_THRESHOLD:
+            rc = number(flag, optarg, 0, 1, 1u << 30, &cfg->gc_threshold, err, errlen);
             break;
         case OPT_LOG_LEVEL:
             if (log_parse_level(optarg, &lvl) < 0)

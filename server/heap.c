@@ -98,6 +98,7 @@ void heap_close(struct heap *h)
     }
     mem_free(h->slots, (size_t)h->slots_cap * sizeof(*h->slots));
     mem_free(h->owner, (size_t)h->owner_cap * sizeof(*h->owner));
+    mem_free(h->cand, (size_t)h->cand_cap * sizeof(*h->cand));
     u64map_close(&h->extra);
     memset(h, 0, sizeof(*h));
 }
@@ -327,6 +328,31 @@ void heap_incr(struct heap *h, uint64_t id, enum obj_count which, uint32_t n)
     }
 }
 
+/* A decrement left o referenced: if it has refs, it may now be the last
+ * thing keeping a garbage cycle alive. Color it purple and buffer it once
+ * (Bacon and Rajan's PossibleRoot). Objects without refs cannot be in a
+ * cycle and cost nothing. */
+static void possible_root(struct heap *h, struct obj *o, uint64_t id)
+{
+    if (obj_nrefs(o) == 0 || (obj_flags(o) & OBJ_GARBAGE))
+        return;
+    obj_set_color(o, COLOR_PURPLE);
+    if (obj_flags(o) & OBJ_BUFFERED)
+        return;
+    if (h->ncand == h->cand_cap) {
+        uint32_t cap = h->cand_cap ? h->cand_cap * 2 : 256;
+        uint64_t *p = mem_realloc(h->cand, (size_t)h->cand_cap * 8, (size_t)cap * 8);
+        if (!p) {
+            h->cand_lost = 1; /* the next collection goes over the whole heap */
+            return;
+        }
+        h->cand = p;
+        h->cand_cap = cap;
+    }
+    obj_set_flag(o, OBJ_BUFFERED);
+    h->cand[h->ncand++] = id;
+}
+
 /* Free the objects on the worklist that starts at id top, and everything
  * their refs leave unreferenced. The list is threaded through the dying
  * objects' holds/internal words (both zero), so freeing allocates nothing
@@ -358,6 +384,8 @@ static void free_worklist(struct heap *h, uint64_t top, enum free_reason why)
                     h->on_free(h->on_free_ud, refs[i], why);
                 memcpy(t, &top, sizeof(top));
                 top = refs[i];
+            } else if (!(obj_flags(t) & OBJ_GARBAGE)) {
+                possible_root(h, t, refs[i]);
             }
         }
         h->refs -= n;
@@ -406,8 +434,12 @@ void heap_decr(struct heap *h, uint64_t id, enum obj_count which, uint32_t n)
         }
         break;
     }
-    if (obj_unreferenced(o) && !(obj_flags(o) & OBJ_GARBAGE))
+    if (obj_flags(o) & OBJ_GARBAGE)
+        return;
+    if (obj_unreferenced(o))
         free_obj(h, o, id, FREE_REFCOUNT);
+    else
+        possible_root(h, o, id);
 }
 
 void heap_free_garbage(struct heap *h, uint64_t id)

@@ -23,12 +23,22 @@
 #include <string.h>
 
 enum obj_flag {
-    OBJ_WATCHED = 1u << 0, /* someone wants a "freed" notification */
-    OBJ_MARK = 1u << 1,    /* scratch bit of full traversals (gc_full) */
-    OBJ_GARBAGE = 1u << 2, /* being freed by a collection */
-    OBJ_EXTRA = 1u << 3,   /* has names or tokens: see heap->extra */
-    OBJ_BIG = 1u << 4,     /* sizes too large for the header: 8-byte extension */
-    OBJ_SEEN = 1u << 5,    /* scratch bit of session bookkeeping */
+    OBJ_WATCHED = 1u << 0,  /* someone wants a "freed" notification */
+    OBJ_MARK = 1u << 1,     /* scratch bit of one traversal at a time (gc_full, */
+    OBJ_SEEN = OBJ_MARK,    /* ... or session bookkeeping: never both at once) */
+    OBJ_GARBAGE = 1u << 2,  /* being freed by a collection */
+    OBJ_EXTRA = 1u << 3,    /* has names or tokens: see heap->extra */
+    OBJ_BIG = 1u << 4,      /* sizes too large for the header: 8-byte extension */
+    OBJ_BUFFERED = 1u << 5, /* its id is in the candidate buffer */
+    OBJ_COLOR = 3u << 6,    /* the cycle collector's color (enum obj_color) */
+};
+
+/* Colors of Bacon and Rajan's synchronous cycle collection. */
+enum obj_color {
+    COLOR_BLACK = 0u << 6,  /* in use, or not examined */
+    COLOR_GRAY = 1u << 6,   /* possible member of a garbage cycle */
+    COLOR_WHITE = 2u << 6,  /* member of a garbage cycle */
+    COLOR_PURPLE = 3u << 6, /* candidate root: a decrement left it referenced */
 };
 
 enum free_reason { FREE_REFCOUNT = 0, FREE_CYCLE = 1 };
@@ -62,6 +72,14 @@ static inline void obj_set_flag(struct obj *o, uint32_t f)
 static inline void obj_clear_flag(struct obj *o, uint32_t f)
 {
     o->genflags &= ~f;
+}
+static inline uint32_t obj_color(const struct obj *o)
+{
+    return o->genflags & OBJ_COLOR;
+}
+static inline void obj_set_color(struct obj *o, uint32_t c)
+{
+    o->genflags = (o->genflags & ~(uint32_t)OBJ_COLOR) | c;
 }
 static inline uint32_t obj_gen(const struct obj *o)
 {
@@ -115,6 +133,13 @@ struct heap {
     uint32_t gen_floor;                   /* generation of slots never used */
     uint32_t gen_next_max;                /* largest generation a free slot waits with */
     struct u64map extra;                  /* id -> names | tokens << 32 */
+    /* Candidate roots for the cycle collector: ids of objects a decrement
+     * left referenced while they have refs (purple, buffered once). Ids of
+     * objects freed since are stale and skipped. If the buffer cannot grow,
+     * cand_lost is set and the next collection must be a full one. */
+    uint64_t *cand;
+    uint32_t ncand, cand_cap;
+    int cand_lost;
     heap_free_cb on_free;
     void *on_free_ud;
 };

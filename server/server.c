@@ -119,6 +119,26 @@ static void on_cron(uv_timer_t *t)
     pool_trim();
 }
 
+void server_collect(struct server *srv, const char *why)
+{
+    struct gc_result r;
+    int rc = store_collect(&srv->st, &r);
+    if (rc < 0)
+        log_warn("cycle collection (%s) ran out of memory; the next one is full", why);
+    else if (r.collected)
+        log_debug("cycle collection (%s): %llu collected of %llu candidates in %llu us", why,
+                  (unsigned long long)r.collected, (unsigned long long)r.candidates,
+                  (unsigned long long)r.duration_us);
+    server_flush(srv); /* "freed" notifications */
+}
+
+static void on_gc_timer(uv_timer_t *t)
+{
+    struct server *srv = t->data;
+    if (srv->st.heap.ncand > 0 || srv->st.heap.cand_lost)
+        server_collect(srv, "timer");
+}
+
 static void on_signal(uv_signal_t *h, int signum)
 {
     struct server *srv = h->data;
@@ -139,6 +159,7 @@ int server_init(struct server *srv, uv_loop_t *loop, const struct config *cfg)
     lim.max_message_bytes = cfg->max_message_bytes;
     lim.max_session_ttl = (uint32_t)cfg->max_session_ttl;
     lim.maxmemory = cfg->maxmemory;
+    lim.gc_threshold = cfg->gc_threshold;
     if ((rc = store_init(&srv->st, &lim, conn_notify, srv)) < 0) {
         log_error("cannot set up the store: %s", strerror(-rc));
         return rc;
@@ -158,6 +179,11 @@ int server_init(struct server *srv, uv_loop_t *loop, const struct config *cfg)
     uv_signal_start(&srv->sigterm, on_signal, SIGTERM);
     uv_timer_init(loop, &srv->cron);
     uv_timer_start(&srv->cron, on_cron, 1000, 1000);
+    uv_timer_init(loop, &srv->gc_timer);
+    srv->gc_timer.data = srv;
+    if (cfg->gc_interval_ms)
+        uv_timer_start(&srv->gc_timer, on_gc_timer, cfg->gc_interval_ms, cfg->gc_interval_ms);
+    srv->env.gc_interval_ms = cfg->gc_interval_ms;
 
     for (int i = 0; i < cfg->nlisten; i++) {
         struct listener *lis = &srv->listeners[i];
@@ -188,6 +214,7 @@ void server_stop(struct server *srv)
     uv_close((uv_handle_t *)&srv->sigint, NULL);
     uv_close((uv_handle_t *)&srv->sigterm, NULL);
     uv_close((uv_handle_t *)&srv->cron, NULL);
+    uv_close((uv_handle_t *)&srv->gc_timer, NULL);
     for (int i = 0; i < srv->nlisteners; i++) {
         struct listener *lis = &srv->listeners[i];
         if (lis->h.handle.type != UV_UNKNOWN_HANDLE && !uv_is_closing(&lis->h.handle))

@@ -65,6 +65,7 @@ int store_init(struct store *st, const struct store_limits *lim, store_notify_cb
     if ((rc = random_bytes(key, sizeof(key))) < 0)
         return rc;
     st->lim = *lim;
+    st->gc.threshold = st->gc.threshold_base = lim->gc_threshold ? lim->gc_threshold : 10000;
     st->notify = cb;
     st->notify_ud = ud;
     st->next_sess_id = 1;
@@ -102,6 +103,41 @@ void store_close(struct store *st)
     mem_free(st->free_idx, (size_t)st->free_idx_cap * sizeof(*st->free_idx));
     names_close(&st->names);
     heap_close(&st->heap);
+}
+
+int store_collect(struct store *st, struct gc_result *r)
+{
+    static const uint64_t bucket_us[GC_PAUSE_BUCKETS - 1] = {100, 1000, 10000, 100000, 1000000};
+    struct gc_stats *g = &st->gc;
+    int full = st->heap.cand_lost, rc = gc_collect(&st->heap, r), b = 0;
+
+    if (rc < 0)
+        return rc;
+    g->collections++;
+    g->full += full;
+    g->collected += r->collected;
+    g->total_us += r->duration_us;
+    g->last_pause_us = r->duration_us;
+    if (r->duration_us > g->max_pause_us)
+        g->max_pause_us = r->duration_us;
+    while (b < GC_PAUSE_BUCKETS - 1 && r->duration_us > bucket_us[b])
+        b++;
+    g->pauses[b]++;
+    /* Adapt, as PHP's collector does: a run that found little garbage among
+     * many candidates doubles the threshold (up to 64x the configured one);
+     * one that found much halves it (down to the configured one). */
+    if (r->candidates >= g->threshold && r->collected < r->candidates / 8) {
+        if (g->threshold < 64 * g->threshold_base)
+            g->threshold *= 2;
+    } else if (r->collected >= r->candidates / 2 && g->threshold > g->threshold_base) {
+        g->threshold /= 2;
+    }
+    return 0;
+}
+
+int store_gc_due(const struct store *st)
+{
+    return st->heap.cand_lost || st->heap.ncand >= st->gc.threshold;
 }
 
 uint64_t store_session_count(const struct store *st)

@@ -13,6 +13,7 @@
 #ifndef RCS_SERVER_STORE_H
 #define RCS_SERVER_STORE_H
 
+#include "gc.h"
 #include "heap.h"
 #include "names.h"
 #include "u64map.h"
@@ -39,11 +40,19 @@ struct store_limits {
     uint32_t max_refs;
     uint64_t max_message_bytes;
     uint32_t max_session_ttl;
-    uint64_t maxmemory; /* heap bytes (mem_heap_bytes); 0 = unlimited */
+    uint64_t maxmemory;    /* heap bytes (mem_heap_bytes); 0 = unlimited */
+    uint64_t gc_threshold; /* candidates that trigger a collection */
 };
 
+#define GC_PAUSE_BUCKETS 6
+
 struct gc_stats {
-    uint64_t collections, collected, total_us, last_pause_us, max_pause_us, threshold;
+    uint64_t collections, collected, total_us, last_pause_us, max_pause_us;
+    uint64_t threshold;      /* candidates that trigger a collection (adaptive) */
+    uint64_t threshold_base; /* the configured one, the floor of adaptation */
+    uint64_t full;           /* collections that had to go over the whole heap */
+    /* pauses of at most 100 us, 1 ms, 10 ms, 100 ms, 1 s, and longer */
+    uint64_t pauses[GC_PAUSE_BUCKETS];
 };
 
 typedef void (*store_notify_cb)(void *ud, struct sess *s, uint64_t id, enum free_reason why);
@@ -70,6 +79,13 @@ int store_init(struct store *st, const struct store_limits *lim, store_notify_cb
 /* Free everything, sessions included, without notifications. */
 void store_close(struct store *st);
 uint64_t store_session_count(const struct store *st);
+
+/* Run the cycle collector (gc.h) now, and account for it in st->gc,
+ * adapting the threshold: a run that frees little raises it, one that frees
+ * much lowers it. 0 or RPC_EOUT_OF_MEMORY (nothing freed, counts intact). */
+int store_collect(struct store *st, struct gc_result *r);
+/* Whether enough candidates wait for an automatic collection. */
+int store_gc_due(const struct store *st);
 
 /* A new empty session with a fresh resume token. 0 or RPC_EOUT_OF_MEMORY. */
 int sess_new(struct store *st, struct sess **out);

@@ -1,0 +1,328 @@
+/* Unit tests for server/gc, the Bacon-Rajan collector: a randomized
+ * model-based run (random creates, links, unlinks, set_refs, holds and names,
+ * with collections in between) checked after each collection against an
+ * independent reachability computation: the live set is exactly what roots
+ * reach, and every internal count equals the refs that point at it. Also a
+ * million 2-cycles and a million-long ring, nothing released costing
+ * nothing, out-of-memory at every allocation of a collection, and the full
+ * fallback when the candidate buffer could not grow. */
+#include "cmocka_pre.h"
+
+#include "gc.h"
+#include "heap.h"
+#include "mem.h"
+#include "u64map.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static int ncycle_frees;
+
+static void on_free(void *ud, uint64_t id, enum free_reason why)
+{
+    (void)ud;
+    (void)id;
+    if (why == FREE_CYCLE)
+        ncycle_frees++;
+}
+
+static int setup(void **state)
+{
+    static struct heap h;
+    heap_init(&h, on_free, NULL);
+    ncycle_frees = 0;
+    *state = &h;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    heap_close(*state);
+    assert_int_equal(mem_used(), 0);
+    return 0;
+}
+
+static uint64_t mk(struct heap *h, const uint64_t *refs, uint32_t n)
+{
+    uint64_t id;
+    assert_int_equal(heap_create(h, "d", 1, refs, n, &id), 0);
+    heap_incr(h, id, CNT_HOLDS, 1);
+    return id;
+}
+
+static void link(struct heap *h, uint64_t a, uint64_t b)
+{
+    uint32_t n;
+    assert_int_equal(heap_can_incr(h, b, CNT_INTERNAL, 1), 0);
+    assert_int_equal(heap_link(h, a, b, &n), 0);
+}
+
+/* The oracle: with the roots given by the model, mark what they reach over
+ * the heap's refs (breadth first, own arrays), and check that exactly that
+ * is alive and that every internal count is the number of refs to it. */
+#define MAXO 32768
+static uint64_t model_id[MAXO];
+static uint32_t model_holds[MAXO], model_names[MAXO];
+static int nmodel;
+static struct u64map model_index; /* id -> index + 1 */
+
+static int index_of(uint64_t id)
+{
+    uint64_t *v = u64map_get(&model_index, id);
+    return v ? (int)*v - 1 : -1;
+}
+
+static void model_add(uint64_t id, uint32_t holds)
+{
+    model_id[nmodel] = id;
+    model_holds[nmodel] = holds;
+    model_names[nmodel] = 0;
+    *u64map_put(&model_index, id, NULL) = (uint64_t)++nmodel;
+}
+
+static void check_against_oracle(struct heap *h)
+{
+    static int reach[MAXO], queue[MAXO];
+    static uint32_t refs_to[MAXO];
+    int head = 0, tail = 0, live = 0;
+    memset(reach, 0, sizeof(reach));
+    memset(refs_to, 0, sizeof(refs_to));
+    for (int i = 0; i < nmodel; i++) {
+        if (model_holds[i] + model_names[i] > 0) {
+            assert_non_null(heap_get(h, model_id[i]));
+            reach[i] = 1;
+            queue[tail++] = i;
+        }
+    }
+    while (head < tail) {
+        struct obj *o = heap_get(h, model_id[queue[head++]]);
+        const uint64_t *refs = obj_refs(o);
+        for (uint32_t k = 0; k < obj_nrefs(o); k++) {
+            int j = index_of(refs[k]);
+            assert_true(j >= 0);
+            if (!reach[j]) {
+                reach[j] = 1;
+                queue[tail++] = j;
+            }
+        }
+    }
+    for (int i = 0; i < nmodel; i++) {
+        struct obj *o = heap_get(h, model_id[i]);
+        assert_int_equal(o != NULL, reach[i]); /* nothing reachable freed, no garbage left */
+        if (o) {
+            const uint64_t *refs = obj_refs(o);
+            live++;
+            for (uint32_t k = 0; k < obj_nrefs(o); k++)
+                refs_to[index_of(refs[k])]++;
+            assert_int_equal(o->holds, model_holds[i]);
+            assert_int_equal(heap_names(h, o, model_id[i]), model_names[i]);
+            /* No gray or white is left over; a purple object is a candidate
+             * for the next run (live children of freed garbage become
+             * one), and every candidate is in the buffer. */
+            assert_true(obj_color(o) == COLOR_BLACK || obj_color(o) == COLOR_PURPLE);
+            if (obj_color(o) == COLOR_PURPLE) {
+                int found = 0;
+                assert_true(obj_flags(o) & OBJ_BUFFERED);
+                for (uint32_t c = 0; c < h->ncand && !found; c++)
+                    found = h->cand[c] == model_id[i];
+                assert_true(found);
+            }
+            assert_false(obj_flags(o) & (OBJ_GARBAGE | OBJ_MARK));
+        }
+    }
+    for (int i = 0; i < nmodel; i++)
+        if (reach[i])
+            assert_int_equal(heap_get(h, model_id[i])->internal, refs_to[i]);
+    assert_int_equal(h->objects, (uint64_t)live);
+}
+
+static uint64_t random_live(struct heap *h, unsigned *seed)
+{
+    for (int tries = 0; tries < 64; tries++) {
+        int i = rand_r(seed) % nmodel;
+        if (heap_get(h, model_id[i]))
+            return model_id[i];
+    }
+    return 0;
+}
+
+static void randomized_against_oracle(void **state)
+{
+    struct heap *h = *state;
+    unsigned seed = 2026;
+    struct gc_result r;
+    uint64_t collected = 0;
+    nmodel = 0;
+    u64map_init(&model_index);
+    for (int round = 0; round < 500; round++) {
+        for (int step = 0; step < 200 && nmodel < MAXO; step++) {
+            int op = rand_r(&seed) % 12;
+            uint64_t a = nmodel ? random_live(h, &seed) : 0;
+            uint64_t b = nmodel ? random_live(h, &seed) : 0;
+            int ia = a ? index_of(a) : -1;
+            if (op <= 2 || !a) { /* create, maybe with refs */
+                uint64_t refs[3];
+                uint32_t n = 0;
+                for (int k = rand_r(&seed) % 4; k > 0 && nmodel; k--) {
+                    uint64_t t = random_live(h, &seed);
+                    if (t)
+                        refs[n++] = t;
+                }
+                model_add(mk(h, refs, n), 1);
+            } else if (op <= 4 && b) {
+                link(h, a, b);
+            } else if (op == 5 || op >= 10) { /* drop a hold */
+                if (model_holds[ia]) {
+                    model_holds[ia]--;
+                    heap_decr(h, a, CNT_HOLDS, 1);
+                }
+            } else if (op == 6) { /* unlink its first ref */
+                struct obj *o = heap_get(h, a);
+                uint32_t n;
+                if (obj_nrefs(o))
+                    assert_int_equal(heap_unlink(h, a, obj_refs(o)[0], &n), 0);
+            } else if (op == 7) { /* a name, or its removal */
+                if (model_names[ia] && rand_r(&seed) % 2) {
+                    model_names[ia]--;
+                    heap_decr(h, a, CNT_NAMES, 1);
+                } else {
+                    assert_int_equal(heap_can_incr(h, a, CNT_NAMES, 1), 0);
+                    heap_incr(h, a, CNT_NAMES, 1);
+                    model_names[ia]++;
+                }
+            } else if (op == 8 && b) { /* replace refs */
+                uint64_t refs[2] = {b, a};
+                assert_int_equal(heap_set_refs(h, a, refs, 2), 0);
+            } else if (b) { /* another hold */
+                int ib = index_of(b);
+                heap_incr(h, b, CNT_HOLDS, 1);
+                model_holds[ib]++;
+            }
+        }
+        assert_int_equal(gc_collect(h, &r), 0);
+        collected += r.collected;
+        check_against_oracle(h);
+    }
+    print_message("randomized: %d objects made, %llu collected as cycles\n", nmodel,
+                  (unsigned long long)collected);
+    assert_true(collected > 100); /* the run did make garbage cycles */
+    /* Drop every root: everything must go, by refcount or by collection. */
+    for (int i = 0; i < nmodel; i++) {
+        if (model_holds[i])
+            heap_decr(h, model_id[i], CNT_HOLDS, model_holds[i]);
+        if (model_names[i])
+            heap_decr(h, model_id[i], CNT_NAMES, model_names[i]);
+        model_holds[i] = model_names[i] = 0;
+    }
+    assert_int_equal(gc_collect(h, &r), 0);
+    assert_int_equal(h->objects, 0);
+    u64map_close(&model_index);
+}
+
+static void million_two_cycles(void **state)
+{
+    struct heap *h = *state;
+    struct gc_result r;
+    for (int i = 0; i < 500000; i++) {
+        uint64_t a = mk(h, NULL, 0), b = mk(h, &a, 1);
+        link(h, a, b);
+        heap_decr(h, a, CNT_HOLDS, 1);
+        heap_decr(h, b, CNT_HOLDS, 1);
+    }
+    assert_int_equal(h->objects, 1000000);
+    assert_int_equal(gc_collect(h, &r), 0);
+    assert_int_equal(r.collected, 1000000);
+    assert_int_equal(h->objects, 0);
+    assert_int_equal(h->freed[FREE_CYCLE], 1000000);
+}
+
+static void million_ring(void **state)
+{
+    struct heap *h = *state;
+    struct gc_result r;
+    uint64_t first = mk(h, NULL, 0), prev = first;
+    for (int i = 1; i < 1000000; i++) {
+        uint64_t o = mk(h, NULL, 0);
+        link(h, prev, o);
+        heap_decr(h, o, CNT_HOLDS, 1);
+        prev = o;
+    }
+    link(h, prev, first);
+    heap_decr(h, first, CNT_HOLDS, 1);
+    assert_int_equal(gc_collect(h, &r), 0);
+    assert_int_equal(r.collected, 1000000);
+    assert_int_equal(h->objects, 0);
+}
+
+static void nothing_released_costs_nothing(void **state)
+{
+    struct heap *h = *state;
+    struct gc_result r;
+    uint64_t prev = mk(h, NULL, 0);
+    for (int i = 0; i < 200000; i++)
+        prev = mk(h, &prev, 1); /* every object held: no decrement at all */
+    assert_int_equal(h->ncand, 0);
+    assert_int_equal(gc_collect(h, &r), 0);
+    assert_int_equal(r.examined, 0);
+    assert_int_equal(r.candidates, 0);
+}
+
+static void live_cycle_survives_and_is_restored(void **state)
+{
+    struct heap *h = *state;
+    struct gc_result r;
+    uint64_t a = mk(h, NULL, 0), b = mk(h, &a, 1), c = mk(h, &b, 1);
+    link(h, a, b);                 /* a <-> b, and c -> b */
+    heap_decr(h, a, CNT_HOLDS, 1); /* a: candidate, alive through b */
+    heap_decr(h, b, CNT_HOLDS, 1); /* b: candidate, alive through c */
+    assert_int_equal(h->ncand, 2);
+    assert_int_equal(gc_collect(h, &r), 0);
+    assert_int_equal(r.collected, 0);
+    assert_int_equal(heap_get(h, a)->internal, 1);
+    assert_int_equal(heap_get(h, b)->internal, 2);
+    assert_int_equal(obj_color(heap_get(h, b)), COLOR_BLACK);
+    heap_decr(h, c, CNT_HOLDS, 1); /* now a <-> b is garbage */
+    assert_int_equal(gc_collect(h, &r), 0);
+    assert_int_equal(r.collected, 2);
+    assert_int_equal(h->objects, 0);
+}
+
+static void out_of_memory_keeps_counts(void **state)
+{
+    struct heap *h = *state;
+    struct gc_result r;
+    uint64_t keep = mk(h, NULL, 0);
+    for (int i = 0; i < 3000; i++) { /* enough to need growing stacks */
+        uint64_t a = mk(h, &keep, 1), b = mk(h, &a, 1);
+        link(h, a, b);
+        heap_decr(h, a, CNT_HOLDS, 1);
+        heap_decr(h, b, CNT_HOLDS, 1);
+    }
+    for (long k = 0; k < 8; k++) {
+        mem_fail_after(k);
+        int rc = gc_collect(h, &r);
+        mem_fail_after(-1);
+        if (rc == 0)
+            break;
+        /* Nothing freed, counts as they were, and a full collection next. */
+        assert_int_equal(h->objects, 6001);
+        assert_int_equal(heap_get(h, keep)->internal, 3000);
+        assert_true(h->cand_lost);
+    }
+    assert_int_equal(gc_collect(h, &r), 0);
+    assert_int_equal(h->objects, 1);
+    assert_int_equal(heap_get(h, keep)->internal, 0);
+    assert_false(h->cand_lost);
+}
+
+#define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        T(randomized_against_oracle),      T(million_two_cycles),
+        T(million_ring),                   T(nothing_released_costs_nothing),
+        T(live_cycle_survives_and_is_restored), T(out_of_memory_keeps_counts),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
