@@ -625,7 +625,7 @@ static int do_stats(struct cmd_ctx *c, arg_t *a, uint32_t n)
     pack_memory(pk, st);
 
     rpc_pack_cstr(pk, "gc");
-    msgpack_pack_map(pk, 10);
+    msgpack_pack_map(pk, 11);
     rpc_pack_kv_uint(pk, "collections", st->gc.collections);
     rpc_pack_kv_uint(pk, "collected", st->gc.collected);
     rpc_pack_kv_uint(pk, "candidates", st->heap.ncand);
@@ -634,6 +634,7 @@ static int do_stats(struct cmd_ctx *c, arg_t *a, uint32_t n)
     rpc_pack_kv_uint(pk, "last_pause_us", st->gc.last_pause_us);
     rpc_pack_kv_uint(pk, "max_pause_us", st->gc.max_pause_us);
     rpc_pack_kv_uint(pk, "full_collections", st->gc.full);
+    rpc_pack_kv_uint(pk, "slices", st->gc.slices);
     rpc_pack_kv_uint(pk, "interval_ms", env->gc_interval_ms);
     rpc_pack_cstr(pk, "pauses");
     {

@@ -21,6 +21,7 @@ void config_defaults(struct config *cfg)
     cfg->max_session_ttl = 3600;
     cfg->gc_interval_ms = 1000;
     cfg->gc_threshold = 10000;
+    cfg->gc_slice_us = 1000;
     cfg->log_level = "info";
 }
 
@@ -82,6 +83,8 @@ void config_usage(FILE *out)
                  "                           past the threshold (default 1000)\n"
                  "  --gc-threshold N         collect once this many candidates wait; adapts\n"
                  "                           upward when collections find little (default 10000)\n"
+                 "  --gc-slice-us US         longest slice of a periodic sweep before it yields\n"
+                 "                           to clients (default 1000)\n"
                  "  --log-level LEVEL        debug, info, warn, error or off (default info)\n"
                  "  -h, --help               show this help and exit\n"
                  "  -V, --version            show the version and exit\n\n"
@@ -100,6 +103,7 @@ enum {
     OPT_MAXMEMORY,
     OPT_GC_INTERVAL_MS,
     OPT_GC_THRESHOLD,
+    OPT_GC_SLICE_US,
     OPT_LOG_LEVEL,
 };
 
@@ -114,6 +118,7 @@ static const struct option options[] = {
     {"maxmemory", required_argument, NULL, OPT_MAXMEMORY},
     {"gc-interval-ms", required_argument, NULL, OPT_GC_INTERVAL_MS},
     {"gc-threshold", required_argument, NULL, OPT_GC_THRESHOLD},
+    {"gc-slice-us", required_argument, NULL, OPT_GC_SLICE_US},
     {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, 'V'},
@@ -196,6 +201,9 @@ int config_parse(struct config *cfg, int argc, char **argv, char *err, size_t er
             break;
         case OPT_GC_THRESHOLD:
             rc = number(flag, optarg, 0, 1, 1u << 30, &cfg->gc_threshold, err, errlen);
+            break;
+        case OPT_GC_SLICE_US:
+            rc = number(flag, optarg, 0, 10, 10000000, &cfg->gc_slice_us, err, errlen);
             break;
         case OPT_LOG_LEVEL:
             if (log_parse_level(optarg, &lvl) < 0)

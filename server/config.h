@@ -22,6 +22,7 @@ struct config {
     uint64_t maxmemory;      /* 0: unlimited */
     uint64_t gc_interval_ms; /* 0: no periodic collection */
     uint64_t gc_threshold;
+    uint64_t gc_slice_us;
     const char *log_level;
 };
 

@@ -305,9 +305,9 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
         if (check_output(c) == 0)
             queue_flush(c);
     }
-    /* Enough candidates piled up: collect before the next read. */
+    /* Enough candidates piled up: start sweeping them, a slice at a time. */
     if (store_gc_due(&srv->st))
-        server_collect(srv, "threshold");
+        server_sweep(srv);
 out:
     server_flush(srv);
 }

@@ -157,45 +157,38 @@ static int collect_full(struct heap *h, struct gc_result *r)
     return 0;
 }
 
-int gc_collect(struct heap *h, struct gc_result *r)
+/* The synchronous algorithm over the candidate ids roots[0..n) (owned by the
+ * caller, no longer in the heap's buffer). Results are added to *r. 0, or
+ * RPC_EOUT_OF_MEMORY after repair(). */
+static int collect_roots(struct heap *h, uint64_t *roots, uint32_t n, struct gc_result *r)
 {
     struct stack s = {0}, blacks = {0}, white = {0};
-    uint64_t start = now_us();
     uint32_t nroots = 0;
     int rc = 0;
 
-    memset(r, 0, sizeof(*r));
-    if (h->cand_lost) {
-        rc = collect_full(h, r);
-        r->duration_us = now_us() - start;
-        return rc;
-    }
     /* MarkRoots: keep purple candidates (in place); drop the rest. */
-    for (uint32_t i = 0; i < h->ncand; i++) {
-        uint64_t id = h->cand[i];
-        struct obj *o = heap_get(h, id);
+    for (uint32_t i = 0; i < n; i++) {
+        struct obj *o = heap_get(h, roots[i]);
         if (!o)
             continue; /* freed since it was buffered */
-        if (obj_color(o) == COLOR_PURPLE) {
-            h->cand[nroots++] = id;
-        } else {
-            obj_clear_flag(o, OBJ_BUFFERED);
-        }
-    }
-    h->ncand = nroots;
-    r->candidates = nroots;
-    for (uint32_t i = 0; i < nroots && !s.oom; i++) {
-        struct obj *o = heap_get(h, h->cand[i]);
         if (obj_color(o) == COLOR_PURPLE)
-            mark_gray(h, &s, h->cand[i], &r->examined);
+            roots[nroots++] = roots[i];
+        else
+            obj_clear_flag(o, OBJ_BUFFERED);
+    }
+    r->candidates += nroots;
+    for (uint32_t i = 0; i < nroots && !s.oom; i++) {
+        struct obj *o = heap_get(h, roots[i]);
+        if (obj_color(o) == COLOR_PURPLE)
+            mark_gray(h, &s, roots[i], &r->examined);
     }
     /* ScanRoots. */
     for (uint32_t i = 0; i < nroots && !s.oom && !blacks.oom; i++)
-        scan(h, &s, &blacks, h->cand[i]);
+        scan(h, &s, &blacks, roots[i]);
     /* CollectRoots: gather what is white, flagged so that freeing one never
      * cascades into another. */
     for (uint32_t i = 0; i < nroots && !s.oom && !blacks.oom && !white.oom; i++) {
-        uint64_t root = h->cand[i];
+        uint64_t root = roots[i];
         struct obj *o = heap_get(h, root);
         obj_clear_flag(o, OBJ_BUFFERED);
         if (obj_color(o) != COLOR_WHITE)
@@ -223,7 +216,6 @@ int gc_collect(struct heap *h, struct gc_result *r)
         rc = RPC_EOUT_OF_MEMORY;
         goto out;
     }
-    h->ncand = 0;
     /* The edges out of the garbage were subtracted by MarkGray and never put
      * back; put them back so freeing, which subtracts them, finds the counts
      * whole. */
@@ -235,11 +227,54 @@ int gc_collect(struct heap *h, struct gc_result *r)
     }
     for (size_t i = 0; i < white.len; i++)
         heap_free_garbage(h, white.v[i]);
-    r->collected = white.len;
+    r->collected += white.len;
 out:
     mem_free(s.v, s.cap * 8);
     mem_free(blacks.v, blacks.cap * 8);
     mem_free(white.v, white.cap * 8);
+    return rc;
+}
+
+int gc_collect(struct heap *h, struct gc_result *r)
+{
+    uint64_t start = now_us(), *roots = h->cand;
+    uint32_t n = h->ncand, cap = h->cand_cap;
+    int rc;
+
+    memset(r, 0, sizeof(*r));
+    if (h->cand_lost) {
+        rc = collect_full(h, r);
+        r->duration_us = now_us() - start;
+        return rc;
+    }
+    /* Take the whole buffer: candidates raised while freeing start a new one. */
+    h->cand = NULL;
+    h->ncand = h->cand_cap = 0;
+    rc = collect_roots(h, roots, n, r);
+    mem_free(roots, (size_t)cap * 8);
     r->duration_us = now_us() - start;
     return rc;
+}
+
+int gc_slice(struct heap *h, uint64_t budget_us, struct gc_result *r)
+{
+    uint64_t start = now_us(), batch[GC_BATCH];
+    int rc = 0;
+
+    memset(r, 0, sizeof(*r));
+    if (h->cand_lost) {
+        rc = collect_full(h, r);
+        r->duration_us = now_us() - start;
+        return rc < 0 ? rc : 0;
+    }
+    do {
+        uint32_t k = h->ncand < GC_BATCH ? h->ncand : GC_BATCH;
+        /* The newest candidates first: their subgraphs are likely in cache. */
+        h->ncand -= k;
+        memcpy(batch, h->cand + h->ncand, (size_t)k * 8);
+        if ((rc = collect_roots(h, batch, k, r)) < 0)
+            break;
+    } while (h->ncand > 0 && now_us() - start < budget_us);
+    r->duration_us = now_us() - start;
+    return rc < 0 ? rc : h->ncand > 0 || h->cand_lost;
 }

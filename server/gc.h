@@ -14,9 +14,18 @@
 #include "gc_full.h"
 #include "heap.h"
 
+/* Candidates a slice takes at a time: the unit of work between time checks. */
+#define GC_BATCH 128
+
 /* Collect every garbage cycle reachable from the candidates (all garbage
  * there is: see docs/gc.md), synchronously. 0, or RPC_EOUT_OF_MEMORY with
  * every count intact and nothing freed. */
 int gc_collect(struct heap *h, struct gc_result *r);
+/* One slice of a periodic sweep: collect batches of GC_BATCH candidates,
+ * each batch complete in itself, until budget_us has passed or none are
+ * left. Requests may change the graph between slices (see docs/gc.md for
+ * why that is safe). Returns 1 if candidates remain, 0 if none, or
+ * RPC_EOUT_OF_MEMORY (counts repaired; the next run is full). */
+int gc_slice(struct heap *h, uint64_t budget_us, struct gc_result *r);
 
 #endif

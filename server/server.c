@@ -119,24 +119,42 @@ static void on_cron(uv_timer_t *t)
     pool_trim();
 }
 
-void server_collect(struct server *srv, const char *why)
+static void on_gc_slice(uv_timer_t *t);
+
+/* One slice of the sweep under way; the next one runs after the loop has
+ * served I/O (a zero-timeout timer fires after the next poll). */
+static void sweep_step(struct server *srv)
 {
     struct gc_result r;
-    int rc = store_collect(&srv->st, &r);
-    if (rc < 0)
-        log_warn("cycle collection (%s) ran out of memory; the next one is full", why);
-    else if (r.collected)
-        log_debug("cycle collection (%s): %llu collected of %llu candidates in %llu us", why,
-                  (unsigned long long)r.collected, (unsigned long long)r.candidates,
-                  (unsigned long long)r.duration_us);
+    int rc = store_sweep(&srv->st, srv->cfg->gc_slice_us, &r);
     server_flush(srv); /* "freed" notifications */
+    if (rc > 0) {
+        uv_timer_start(&srv->gc_slice_timer, on_gc_slice, 0, 0);
+        return;
+    }
+    if (rc < 0)
+        log_warn("cycle collection ran out of memory; the next one is full");
+    srv->sweeping = 0;
+}
+
+static void on_gc_slice(uv_timer_t *t)
+{
+    sweep_step(t->data);
+}
+
+void server_sweep(struct server *srv)
+{
+    if (srv->sweeping || srv->stopping)
+        return;
+    if (srv->st.heap.ncand == 0 && !srv->st.heap.cand_lost)
+        return;
+    srv->sweeping = 1;
+    sweep_step(srv);
 }
 
 static void on_gc_timer(uv_timer_t *t)
 {
-    struct server *srv = t->data;
-    if (srv->st.heap.ncand > 0 || srv->st.heap.cand_lost)
-        server_collect(srv, "timer");
+    server_sweep(t->data);
 }
 
 static void on_signal(uv_signal_t *h, int signum)
@@ -180,7 +198,8 @@ int server_init(struct server *srv, uv_loop_t *loop, const struct config *cfg)
     uv_timer_init(loop, &srv->cron);
     uv_timer_start(&srv->cron, on_cron, 1000, 1000);
     uv_timer_init(loop, &srv->gc_timer);
-    srv->gc_timer.data = srv;
+    uv_timer_init(loop, &srv->gc_slice_timer);
+    srv->gc_timer.data = srv->gc_slice_timer.data = srv;
     if (cfg->gc_interval_ms)
         uv_timer_start(&srv->gc_timer, on_gc_timer, cfg->gc_interval_ms, cfg->gc_interval_ms);
     srv->env.gc_interval_ms = cfg->gc_interval_ms;
@@ -215,6 +234,7 @@ void server_stop(struct server *srv)
     uv_close((uv_handle_t *)&srv->sigterm, NULL);
     uv_close((uv_handle_t *)&srv->cron, NULL);
     uv_close((uv_handle_t *)&srv->gc_timer, NULL);
+    uv_close((uv_handle_t *)&srv->gc_slice_timer, NULL);
     for (int i = 0; i < srv->nlisteners; i++) {
         struct listener *lis = &srv->listeners[i];
         if (lis->h.handle.type != UV_UNKNOWN_HANDLE && !uv_is_closing(&lis->h.handle))

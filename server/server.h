@@ -39,8 +39,10 @@ struct server {
     struct listener listeners[CONFIG_MAX_LISTEN];
     int nlisteners;
     uv_signal_t sigint, sigterm;
-    uv_timer_t cron;         /* once a second: housekeeping */
-    uv_timer_t gc_timer;     /* every gc_interval_ms: cycle collection */
+    uv_timer_t cron;           /* once a second: housekeeping */
+    uv_timer_t gc_timer;       /* every gc_interval_ms: start a sweep */
+    uv_timer_t gc_slice_timer; /* the next slice of the sweep under way */
+    int sweeping;
     struct conn *conns;      /* all open connections */
     struct conn *flush_head; /* connections with output queued this iteration */
     int stopping;
@@ -61,7 +63,8 @@ void conn_close_all(struct server *srv);
 void conn_notify(void *ud, struct sess *s, uint64_t id, enum free_reason why);
 /* Write out every connection's queued output. */
 void server_flush(struct server *srv);
-/* Run the cycle collector now (why: for the log) and flush notifications. */
-void server_collect(struct server *srv, const char *why);
+/* Start a periodic sweep, in slices of --gc-slice-us, unless one is under
+ * way or nothing waits. */
+void server_sweep(struct server *srv);
 
 #endif

@@ -105,34 +105,64 @@ void store_close(struct store *st)
     heap_close(&st->heap);
 }
 
-int store_collect(struct store *st, struct gc_result *r)
+static void account_pause(struct gc_stats *g, uint64_t us)
 {
     static const uint64_t bucket_us[GC_PAUSE_BUCKETS - 1] = {100, 1000, 10000, 100000, 1000000};
-    struct gc_stats *g = &st->gc;
-    int full = st->heap.cand_lost, rc = gc_collect(&st->heap, r), b = 0;
+    int b = 0;
+    g->total_us += us;
+    g->last_pause_us = us;
+    if (us > g->max_pause_us)
+        g->max_pause_us = us;
+    while (b < GC_PAUSE_BUCKETS - 1 && us > bucket_us[b])
+        b++;
+    g->pauses[b]++;
+}
 
+/* Adapt, as PHP's collector does: a collection that found little garbage
+ * among many candidates doubles the threshold (up to 64x the configured
+ * one); one that found much halves it (down to the configured one). */
+static void adapt(struct gc_stats *g, uint64_t candidates, uint64_t collected)
+{
+    if (candidates >= g->threshold && collected < candidates / 8) {
+        if (g->threshold < 64 * g->threshold_base)
+            g->threshold *= 2;
+    } else if (collected >= candidates / 2 && g->threshold > g->threshold_base) {
+        g->threshold /= 2;
+    }
+}
+
+int store_collect(struct store *st, struct gc_result *r)
+{
+    struct gc_stats *g = &st->gc;
+    int full = st->heap.cand_lost, rc = gc_collect(&st->heap, r);
     if (rc < 0)
         return rc;
     g->collections++;
     g->full += full;
     g->collected += r->collected;
-    g->total_us += r->duration_us;
-    g->last_pause_us = r->duration_us;
-    if (r->duration_us > g->max_pause_us)
-        g->max_pause_us = r->duration_us;
-    while (b < GC_PAUSE_BUCKETS - 1 && r->duration_us > bucket_us[b])
-        b++;
-    g->pauses[b]++;
-    /* Adapt, as PHP's collector does: a run that found little garbage among
-     * many candidates doubles the threshold (up to 64x the configured one);
-     * one that found much halves it (down to the configured one). */
-    if (r->candidates >= g->threshold && r->collected < r->candidates / 8) {
-        if (g->threshold < 64 * g->threshold_base)
-            g->threshold *= 2;
-    } else if (r->collected >= r->candidates / 2 && g->threshold > g->threshold_base) {
-        g->threshold /= 2;
-    }
+    account_pause(g, r->duration_us);
+    adapt(g, r->candidates, r->collected);
     return 0;
+}
+
+int store_sweep(struct store *st, uint64_t budget_us, struct gc_result *r)
+{
+    struct gc_stats *g = &st->gc;
+    int full = st->heap.cand_lost, rc = gc_slice(&st->heap, budget_us, r);
+    if (rc < 0)
+        return rc;
+    g->slices++;
+    g->full += full;
+    g->collected += r->collected;
+    g->sweep_candidates += r->candidates;
+    g->sweep_collected += r->collected;
+    account_pause(g, r->duration_us);
+    if (rc == 0) {
+        g->collections++;
+        adapt(g, g->sweep_candidates, g->sweep_collected);
+        g->sweep_candidates = g->sweep_collected = 0;
+    }
+    return rc;
 }
 
 int store_gc_due(const struct store *st)

@@ -51,6 +51,8 @@ struct gc_stats {
     uint64_t threshold;      /* candidates that trigger a collection (adaptive) */
     uint64_t threshold_base; /* the configured one, the floor of adaptation */
     uint64_t full;           /* collections that had to go over the whole heap */
+    uint64_t slices;         /* slices of periodic sweeps */
+    uint64_t sweep_candidates, sweep_collected; /* of the sweep under way */
     /* pauses of at most 100 us, 1 ms, 10 ms, 100 ms, 1 s, and longer */
     uint64_t pauses[GC_PAUSE_BUCKETS];
 };
@@ -84,6 +86,11 @@ uint64_t store_session_count(const struct store *st);
  * adapting the threshold: a run that frees little raises it, one that frees
  * much lowers it. 0 or RPC_EOUT_OF_MEMORY (nothing freed, counts intact). */
 int store_collect(struct store *st, struct gc_result *r);
+/* One slice of a periodic sweep (gc_slice) with at most budget_us of work,
+ * accounted in st->gc (each slice is a pause; a sweep that ends counts as a
+ * collection and adapts the threshold). Returns 1 if the sweep has more to
+ * do, 0 when it is done, or RPC_EOUT_OF_MEMORY. */
+int store_sweep(struct store *st, uint64_t budget_us, struct gc_result *r);
 /* Whether enough candidates wait for an automatic collection. */
 int store_gc_due(const struct store *st);
 

@@ -80,7 +80,9 @@ static void model_add(uint64_t id, uint32_t holds)
     *u64map_put(&model_index, id, NULL) = (uint64_t)++nmodel;
 }
 
-static void check_against_oracle(struct heap *h)
+/* complete: a collection has just finished, so no garbage may remain; else
+ * (between slices) only soundness is checked. */
+static void check_oracle(struct heap *h, int complete)
 {
     static int reach[MAXO], queue[MAXO];
     static uint32_t refs_to[MAXO];
@@ -108,7 +110,10 @@ static void check_against_oracle(struct heap *h)
     }
     for (int i = 0; i < nmodel; i++) {
         struct obj *o = heap_get(h, model_id[i]);
-        assert_int_equal(o != NULL, reach[i]); /* nothing reachable freed, no garbage left */
+        if (reach[i])
+            assert_non_null(o); /* nothing reachable is ever freed */
+        if (complete)
+            assert_int_equal(o != NULL, reach[i]); /* and no garbage is left */
         if (o) {
             const uint64_t *refs = obj_refs(o);
             live++;
@@ -131,9 +136,14 @@ static void check_against_oracle(struct heap *h)
         }
     }
     for (int i = 0; i < nmodel; i++)
-        if (reach[i])
+        if (heap_get(h, model_id[i]))
             assert_int_equal(heap_get(h, model_id[i])->internal, refs_to[i]);
     assert_int_equal(h->objects, (uint64_t)live);
+}
+
+static void check_against_oracle(struct heap *h)
+{
+    check_oracle(h, 1);
 }
 
 static uint64_t random_live(struct heap *h, unsigned *seed)
@@ -146,16 +156,12 @@ static uint64_t random_live(struct heap *h, unsigned *seed)
     return 0;
 }
 
-static void randomized_against_oracle(void **state)
+/* steps random mutations of the graph and its roots. */
+static void mutate(struct heap *h, unsigned *seedp, int steps)
 {
-    struct heap *h = *state;
-    unsigned seed = 2026;
-    struct gc_result r;
-    uint64_t collected = 0;
-    nmodel = 0;
-    u64map_init(&model_index);
-    for (int round = 0; round < 500; round++) {
-        for (int step = 0; step < 200 && nmodel < MAXO; step++) {
+    unsigned seed = *seedp;
+    for (int step = 0; step < steps && nmodel < MAXO; step++) {
+        {
             int op = rand_r(&seed) % 12;
             uint64_t a = nmodel ? random_live(h, &seed) : 0;
             uint64_t b = nmodel ? random_live(h, &seed) : 0;
@@ -199,6 +205,31 @@ static void randomized_against_oracle(void **state)
                 model_holds[ib]++;
             }
         }
+    }
+    *seedp = seed;
+}
+
+static void drop_all_roots(struct heap *h)
+{
+    for (int i = 0; i < nmodel; i++) {
+        if (model_holds[i])
+            heap_decr(h, model_id[i], CNT_HOLDS, model_holds[i]);
+        if (model_names[i])
+            heap_decr(h, model_id[i], CNT_NAMES, model_names[i]);
+        model_holds[i] = model_names[i] = 0;
+    }
+}
+
+static void randomized_against_oracle(void **state)
+{
+    struct heap *h = *state;
+    unsigned seed = 2026;
+    struct gc_result r;
+    uint64_t collected = 0;
+    nmodel = 0;
+    u64map_init(&model_index);
+    for (int round = 0; round < 500; round++) {
+        mutate(h, &seed, 200);
         assert_int_equal(gc_collect(h, &r), 0);
         collected += r.collected;
         check_against_oracle(h);
@@ -207,14 +238,52 @@ static void randomized_against_oracle(void **state)
                   (unsigned long long)collected);
     assert_true(collected > 100); /* the run did make garbage cycles */
     /* Drop every root: everything must go, by refcount or by collection. */
-    for (int i = 0; i < nmodel; i++) {
-        if (model_holds[i])
-            heap_decr(h, model_id[i], CNT_HOLDS, model_holds[i]);
-        if (model_names[i])
-            heap_decr(h, model_id[i], CNT_NAMES, model_names[i]);
-        model_holds[i] = model_names[i] = 0;
-    }
+    drop_all_roots(h);
     assert_int_equal(gc_collect(h, &r), 0);
+    assert_int_equal(h->objects, 0);
+    u64map_close(&model_index);
+}
+
+/* Periodic sweeps run in slices, and requests change the graph between
+ * them: every slice must stay sound, and once the candidates are drained
+ * no garbage may remain. Budget 0: one batch per slice, the most
+ * interleaving there can be. */
+static void slices_with_mutations_between(void **state)
+{
+    struct heap *h = *state;
+    unsigned seed = 77;
+    struct gc_result r;
+    uint64_t collected = 0, slices = 0, split = 0;
+    int more;
+    nmodel = 0;
+    u64map_init(&model_index);
+    for (int round = 0; round < 150; round++) {
+        mutate(h, &seed, 1500);
+        do {
+            more = gc_slice(h, 0, &r);
+            assert_true(more >= 0);
+            collected += r.collected;
+            slices++;
+            split += more; /* candidates left for later slices */
+            check_oracle(h, 0);
+            mutate(h, &seed, 5); /* requests between slices */
+        } while (more && slices % 7);
+        if (round % 10 == 9) { /* now and then, drain fully: completeness */
+            while ((more = gc_slice(h, 0, &r)) > 0)
+                collected += r.collected;
+            assert_int_equal(more, 0);
+            collected += r.collected;
+            check_oracle(h, 1);
+        }
+    }
+    print_message("sliced: %d objects, %llu slices (%llu left work for later), %llu collected\n",
+                  nmodel, (unsigned long long)slices, (unsigned long long)split,
+                  (unsigned long long)collected);
+    assert_true(collected > 100);
+    assert_true(split > 100); /* sweeps really were interleaved with mutations */
+    drop_all_roots(h);
+    while (gc_slice(h, 0, &r) > 0)
+        ;
     assert_int_equal(h->objects, 0);
     u64map_close(&model_index);
 }
@@ -320,9 +389,13 @@ static void out_of_memory_keeps_counts(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        T(randomized_against_oracle),      T(million_two_cycles),
-        T(million_ring),                   T(nothing_released_costs_nothing),
-        T(live_cycle_survives_and_is_restored), T(out_of_memory_keeps_counts),
+        T(randomized_against_oracle),
+        T(slices_with_mutations_between),
+        T(million_two_cycles),
+        T(million_ring),
+        T(nothing_released_costs_nothing),
+        T(live_cycle_survives_and_is_restored),
+        T(out_of_memory_keeps_counts),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
