@@ -217,16 +217,10 @@ static int collect_roots(struct heap *h, uint64_t *roots, uint32_t n, struct gc_
         goto out;
     }
     /* The edges out of the garbage were subtracted by MarkGray and never put
-     * back; put them back so freeing, which subtracts them, finds the counts
-     * whole. */
-    for (size_t i = 0; i < white.len; i++) {
-        struct obj *g = heap_get(h, white.v[i]);
-        const uint64_t *refs = obj_refs(g);
-        for (uint32_t k = 0; k < obj_nrefs(g); k++)
-            heap_get(h, refs[k])->internal++;
-    }
+     * back: the counts of what the garbage pointed at are already what they
+     * must be once it is gone, so it is freed without looking at its refs. */
     for (size_t i = 0; i < white.len; i++)
-        heap_free_garbage(h, white.v[i]);
+        heap_free_white(h, white.v[i]);
     r->collected += white.len;
 out:
     mem_free(s.v, s.cap * 8);

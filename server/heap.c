@@ -103,18 +103,6 @@ void heap_close(struct heap *h)
     memset(h, 0, sizeof(*h));
 }
 
-struct obj *heap_get(const struct heap *h, uint64_t id)
-{
-    uint64_t idx = id & 0xffffffffu;
-    struct obj *o;
-    if (idx == 0 || idx > h->nslots)
-        return NULL;
-    o = slot_obj(h->slots[idx - 1]);
-    if (!o || obj_gen(o) != (id >> 32))
-        return NULL;
-    return o;
-}
-
 struct obj *heap_slot(const struct heap *h, uint32_t i, uint64_t *id)
 {
     struct obj *o = slot_obj(h->slots[i]);
@@ -447,6 +435,22 @@ void heap_free_garbage(struct heap *h, uint64_t id)
     struct obj *o = heap_get(h, id);
     assert(o && (obj_flags(o) & OBJ_GARBAGE));
     free_obj(h, o, id, FREE_CYCLE);
+}
+
+void heap_free_white(struct heap *h, uint64_t id)
+{
+    struct obj *o = heap_get(h, id);
+    uint32_t len = obj_data_len(o), n = obj_nrefs(o);
+    assert(o && !(obj_flags(o) & OBJ_EXTRA) && o->holds == 0);
+    if (obj_flags(o) & OBJ_WATCHED)
+        h->on_free(h->on_free_ud, id, FREE_CYCLE);
+    put_slot(h, heap_slot_of(id), obj_gen(o));
+    h->refs -= n;
+    h->data_bytes -= len;
+    h->objects--;
+    h->freed[FREE_CYCLE]++;
+    objmem_free(o, block_bytes(len, n));
+    maybe_reset_slots(h);
 }
 
 /* ---- changing an object ---- */

@@ -147,8 +147,19 @@ struct heap {
 void heap_init(struct heap *h, heap_free_cb on_free, void *ud);
 /* Free every object without callbacks and release the table. */
 void heap_close(struct heap *h);
-/* The live object with this id, or NULL. */
-struct obj *heap_get(const struct heap *h, uint64_t id);
+/* The live object with this id, or NULL. Inline: it is on every path. */
+static inline struct obj *heap_get(const struct heap *h, uint64_t id)
+{
+    uint64_t idx = id & 0xffffffffu, v;
+    struct obj *o;
+    if (idx == 0 || idx > h->nslots)
+        return NULL;
+    v = h->slots[idx - 1];
+    if (v & 1) /* a free slot */
+        return NULL;
+    o = (struct obj *)(uintptr_t)v;
+    return obj_gen(o) == (id >> 32) ? o : NULL;
+}
 /* The object in slot i (< nslots), or NULL; *id gets its id. */
 struct obj *heap_slot(const struct heap *h, uint32_t i, uint64_t *id);
 static inline uint32_t heap_slot_of(uint64_t id)
@@ -190,6 +201,10 @@ int heap_unlink(struct heap *h, uint64_t id, uint64_t target, uint32_t *new_len)
 /* Free an object flagged OBJ_GARBAGE with its refs released, treating every
  * object flagged OBJ_GARBAGE as doomed (a collector frees those itself). */
 void heap_free_garbage(struct heap *h, uint64_t id);
+/* Free a garbage object found by a cycle collection whose outgoing edges
+ * the collector has already taken out of its targets' counts (MarkGray's
+ * trial deletion): its refs are not looked at. Notifies with "cycle". */
+void heap_free_white(struct heap *h, uint64_t id);
 /* Bytes the object's block occupies as requested (header included). */
 size_t heap_obj_bytes(const struct obj *o);
 
