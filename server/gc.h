@@ -15,7 +15,7 @@
 #include "heap.h"
 
 /* Candidates a slice takes at a time: the unit of work between time checks. */
-#define GC_BATCH 128
+#define GC_BATCH 32
 
 /* Collect every garbage cycle reachable from the candidates (all garbage
  * there is: see docs/gc.md), synchronously. 0, or RPC_EOUT_OF_MEMORY with

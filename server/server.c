@@ -119,27 +119,27 @@ static void on_cron(uv_timer_t *t)
     pool_trim();
 }
 
-static void on_gc_slice(uv_timer_t *t);
-
-/* One slice of the sweep under way; the next one runs after the loop has
- * served I/O (a zero-timeout timer fires after the next poll). */
+/* One slice of the sweep under way. The next one runs from an idle handle:
+ * libuv runs idle callbacks once per loop iteration and polls for I/O
+ * (without blocking) between them, so clients are served between every two
+ * slices. (A zero-timeout timer would not do: started from a timer
+ * callback, libuv 1.44 runs it in the same pass, with no poll between.) */
 static void sweep_step(struct server *srv)
 {
     struct gc_result r;
     int rc = store_sweep(&srv->st, srv->cfg->gc_slice_us, &r);
     server_flush(srv); /* "freed" notifications */
-    if (rc > 0) {
-        uv_timer_start(&srv->gc_slice_timer, on_gc_slice, 0, 0);
-        return;
-    }
+    if (rc > 0)
+        return; /* the idle handle calls again next iteration */
     if (rc < 0)
         log_warn("cycle collection ran out of memory; the next one is full");
     srv->sweeping = 0;
+    uv_idle_stop(&srv->gc_idle);
 }
 
-static void on_gc_slice(uv_timer_t *t)
+static void on_gc_idle(uv_idle_t *h)
 {
-    sweep_step(t->data);
+    sweep_step(h->data);
 }
 
 void server_sweep(struct server *srv)
@@ -149,6 +149,7 @@ void server_sweep(struct server *srv)
     if (srv->st.heap.ncand == 0 && !srv->st.heap.cand_lost)
         return;
     srv->sweeping = 1;
+    uv_idle_start(&srv->gc_idle, on_gc_idle);
     sweep_step(srv);
 }
 
@@ -198,8 +199,8 @@ int server_init(struct server *srv, uv_loop_t *loop, const struct config *cfg)
     uv_timer_init(loop, &srv->cron);
     uv_timer_start(&srv->cron, on_cron, 1000, 1000);
     uv_timer_init(loop, &srv->gc_timer);
-    uv_timer_init(loop, &srv->gc_slice_timer);
-    srv->gc_timer.data = srv->gc_slice_timer.data = srv;
+    uv_idle_init(loop, &srv->gc_idle);
+    srv->gc_timer.data = srv->gc_idle.data = srv;
     if (cfg->gc_interval_ms)
         uv_timer_start(&srv->gc_timer, on_gc_timer, cfg->gc_interval_ms, cfg->gc_interval_ms);
     srv->env.gc_interval_ms = cfg->gc_interval_ms;
@@ -234,7 +235,7 @@ void server_stop(struct server *srv)
     uv_close((uv_handle_t *)&srv->sigterm, NULL);
     uv_close((uv_handle_t *)&srv->cron, NULL);
     uv_close((uv_handle_t *)&srv->gc_timer, NULL);
-    uv_close((uv_handle_t *)&srv->gc_slice_timer, NULL);
+    uv_close((uv_handle_t *)&srv->gc_idle, NULL);
     for (int i = 0; i < srv->nlisteners; i++) {
         struct listener *lis = &srv->listeners[i];
         if (lis->h.handle.type != UV_UNKNOWN_HANDLE && !uv_is_closing(&lis->h.handle))

@@ -39,9 +39,9 @@ struct server {
     struct listener listeners[CONFIG_MAX_LISTEN];
     int nlisteners;
     uv_signal_t sigint, sigterm;
-    uv_timer_t cron;           /* once a second: housekeeping */
-    uv_timer_t gc_timer;       /* every gc_interval_ms: start a sweep */
-    uv_timer_t gc_slice_timer; /* the next slice of the sweep under way */
+    uv_timer_t cron;     /* once a second: housekeeping */
+    uv_timer_t gc_timer; /* every gc_interval_ms: start a sweep */
+    uv_idle_t gc_idle;   /* the next slice of the sweep under way */
     int sweeping;
     struct conn *conns;      /* all open connections */
     struct conn *flush_head; /* connections with output queued this iteration */

@@ -332,5 +332,40 @@ finally:
     proc.terminate()
     check("maxmemory server exits 0", proc.wait(timeout=30) == 0)
 
+# Periodic sweeps yield to clients between slices: with tiny slices and
+# the threshold starting a sweep only once all the garbage exists (40000
+# candidates, threshold 39000), a request sent then is
+# answered while candidates still wait (the sweep is under way), and the
+# sweep then finishes on its own. No timing is involved.
+proc, addr = start_server("--gc-interval-ms", "0", "--gc-threshold", "39000",
+                          "--gc-slice-us", "10")
+try:
+    s = Conn(addr)
+    for start in range(0, 40000, 2000):
+        s.send_raw(b"".join(msgpack.packb([0, 1, "create", [b""]]) for _ in range(2000)))
+        ids = [s.reply()[3] for _ in range(2000)]
+        reqs = []
+        for i in range(0, 2000, 2):
+            reqs += [msgpack.packb([0, 1, "link", [ids[i], ids[i + 1]]]),
+                     msgpack.packb([0, 1, "link", [ids[i + 1], ids[i]]]),
+                     msgpack.packb([0, 1, "decref", [ids[i]]]),
+                     msgpack.packb([0, 1, "decref", [ids[i + 1]]])]
+        s.send_raw(b"".join(reqs))
+        for _ in reqs:
+            s.reply()
+    st = s.ok("stats")["gc"]
+    check("sweep: requests served between slices",
+          st["slices"] >= 1 and st["candidates"] > 0, st)
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        st = s.ok("stats")
+        if st["gc"]["candidates"] == 0 and st["heap"]["objects"] == 0:
+            break
+    check("sweep: finishes by itself", st["heap"]["objects"] == 0 and
+          st["gc"]["collected"] == 40000, st["gc"])
+finally:
+    proc.terminate()
+    check("sweep server exits 0", proc.wait(timeout=30) == 0)
+
 print("failures:", failures)
 sys.exit(1 if failures else 0)
