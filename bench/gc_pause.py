@@ -9,6 +9,7 @@ the window in which the sweep ran, and the server's own pause statistics.
 
     bench/gc_pause.py build/server/rcstored [objects] [slice_us]
 """
+import gc
 import socket
 import subprocess
 import sys
@@ -48,6 +49,7 @@ class Conn:
         return self.replies(1)[0][3]
 
 
+gc.disable()  # the client's own collector must not pause the measurement
 a, b = Conn(), Conn()
 made = 0
 while made < N:

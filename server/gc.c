@@ -252,7 +252,7 @@ int gc_collect(struct heap *h, struct gc_result *r)
 
 int gc_slice(struct heap *h, uint64_t budget_us, struct gc_result *r)
 {
-    uint64_t start = now_us(), batch[GC_BATCH];
+    uint64_t start = now_us(), batch[GC_BATCH], last_batch_us = 0;
     int rc = 0;
 
     memset(r, 0, sizeof(*r));
@@ -263,12 +263,16 @@ int gc_slice(struct heap *h, uint64_t budget_us, struct gc_result *r)
     }
     do {
         uint32_t k = h->ncand < GC_BATCH ? h->ncand : GC_BATCH;
+        uint64_t t0 = now_us();
         /* The newest candidates first: their subgraphs are likely in cache. */
         h->ncand -= k;
         memcpy(batch, h->cand + h->ncand, (size_t)k * 8);
         if ((rc = collect_roots(h, batch, k, r)) < 0)
             break;
-    } while (h->ncand > 0 && now_us() - start < budget_us);
+        last_batch_us = now_us() - t0;
+        /* Stop before a batch like the last one would pass the budget
+         * (always at least one batch per slice). */
+    } while (h->ncand > 0 && now_us() - start + last_batch_us <= budget_us);
     r->duration_us = now_us() - start;
     return rc < 0 ? rc : h->ncand > 0 || h->cand_lost;
 }

@@ -22,7 +22,8 @@
  * every count intact and nothing freed. */
 int gc_collect(struct heap *h, struct gc_result *r);
 /* One slice of a periodic sweep: collect batches of GC_BATCH candidates,
- * each batch complete in itself, until budget_us has passed or none are
+ * each batch complete in itself, while another batch as costly as the last
+ * one still fits in budget_us (at least one batch), or until none are
  * left. Requests may change the graph between slices (see docs/gc.md for
  * why that is safe). Returns 1 if candidates remain, 0 if none, or
  * RPC_EOUT_OF_MEMORY (counts repaired; the next run is full). */
