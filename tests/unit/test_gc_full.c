@@ -3,38 +3,14 @@
  * with a reachability computed here independently. */
 #include "cmocka_pre.h"
 
+#include "heap_fixture.h"
+
 #include "gc_full.h"
 #include "heap.h"
 #include "mem.h"
 
 #include <stdlib.h>
 #include <string.h>
-
-static int ncycle_frees;
-
-static void on_free(void *ud, uint64_t id, enum free_reason why)
-{
-    (void)ud;
-    (void)id;
-    if (why == FREE_CYCLE)
-        ncycle_frees++;
-}
-
-static int setup(void **state)
-{
-    static struct heap h;
-    heap_init(&h, on_free, NULL);
-    ncycle_frees = 0;
-    *state = &h;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    heap_close(*state);
-    assert_int_equal(mem_used(), 0);
-    return 0;
-}
 
 static uint64_t mk(struct heap *h)
 {
