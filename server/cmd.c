@@ -165,39 +165,69 @@ static int do_hello(struct cmd_ctx *c, arg_t *a, uint32_t n)
 {
     struct store *st = c->env->st;
     msgpack_packer *pk = &c->pk;
-    arg_t *opt;
+    struct sess *s = c->sess;
+    arg_t *ttl = NULL, *client = NULL, *resume = NULL;
+    int rc, resumed = 0;
 
     if (n == 1 && a[0].type != MSGPACK_OBJECT_MAP && a[0].type != MSGPACK_OBJECT_NIL)
         return fail(c, RPC_EBAD_PARAMS, "hello takes one map of options");
     if (n == 1 && a[0].type == MSGPACK_OBJECT_MAP) {
-        if ((opt = rpc_map_get(&a[0], "resume")) != NULL)
-            return fail(c, RPC_ESESSION_EXPIRED,
-                        "no such session: this server keeps no leases yet");
-        if ((opt = rpc_map_get(&a[0], "ttl")) != NULL)
-            return fail(c, RPC_EBAD_PARAMS, "leases (ttl) are not supported by this server yet");
-        if ((opt = rpc_map_get(&a[0], "client")) != NULL) {
-            const char *p;
-            uint32_t len;
-            if (opt->type != MSGPACK_OBJECT_STR)
-                return fail(c, RPC_EBAD_PARAMS, "client must be a str");
-            p = opt->via.str.ptr;
-            len = opt->via.str.size;
-            if (len >= sizeof(c->sess->client))
-                len = sizeof(c->sess->client) - 1;
-            memcpy(c->sess->client, p, len);
-            c->sess->client[len] = '\0';
+        ttl = rpc_map_get(&a[0], "ttl");
+        client = rpc_map_get(&a[0], "client");
+        resume = rpc_map_get(&a[0], "resume");
+        if (ttl && ttl->type != MSGPACK_OBJECT_POSITIVE_INTEGER)
+            return fail(c, RPC_EBAD_PARAMS, "ttl must be a non-negative integer (seconds)");
+        if (client && client->type != MSGPACK_OBJECT_STR)
+            return fail(c, RPC_EBAD_PARAMS, "client must be a str");
+        if (resume && resume->type != MSGPACK_OBJECT_BIN && resume->type != MSGPACK_OBJECT_STR)
+            return fail(c, RPC_EBAD_PARAMS, "resume must be the token (bin) from hello");
+    }
+    if (resume) {
+        struct sess *r;
+        const char *tok;
+        uint32_t len;
+        void *conn = s->conn;
+        rpc_obj_bytes(resume, &tok, &len);
+        if ((rc = sess_resume(st, tok, len, &r)) == RPC_ESESSION_BUSY)
+            return fail(c, rc, "that session is attached to another connection");
+        if (rc < 0)
+            return fail(c, rc, "no such session: its lease expired, or the server restarted");
+        if (r != s) {
+            /* This connection's own session gives way (with any holds it
+             * took before resuming) and the resumed one takes its place. */
+            s->conn = NULL;
+            sess_free(st, s);
+            s = c->sess = r;
+            s->conn = conn;
+            st->sessions_detached--;
+            st->sessions_resumed++;
+            resumed = 1;
         }
     }
-    msgpack_pack_map(pk, 6);
+    if (ttl)
+        s->ttl_s = (uint32_t)(ttl->via.u64 < st->lim.max_session_ttl ? ttl->via.u64
+                                                                     : st->lim.max_session_ttl);
+    if (client) {
+        uint32_t len = client->via.str.size;
+        if (len >= sizeof(s->client))
+            len = sizeof(s->client) - 1;
+        memcpy(s->client, client->via.str.ptr, len);
+        s->client[len] = '\0';
+    }
+    msgpack_pack_map(pk, 7);
     rpc_pack_kv_uint(pk, "protocol", 1);
     rpc_pack_cstr(pk, "server");
     rpc_pack_cstr(pk, "rcstored " RCS_VERSION);
-    rpc_pack_kv_uint(pk, "session", c->sess->id);
+    rpc_pack_kv_uint(pk, "session", s->id);
     rpc_pack_cstr(pk, "token");
     msgpack_pack_bin(pk, SESS_TOKEN_BYTES);
-    msgpack_pack_bin_body(pk, c->sess->token, SESS_TOKEN_BYTES);
+    msgpack_pack_bin_body(pk, s->token, SESS_TOKEN_BYTES);
     rpc_pack_cstr(pk, "resumed");
-    msgpack_pack_false(pk);
+    if (resumed)
+        msgpack_pack_true(pk);
+    else
+        msgpack_pack_false(pk);
+    rpc_pack_kv_uint(pk, "ttl", s->ttl_s);
     rpc_pack_cstr(pk, "limits");
     msgpack_pack_map(pk, 4);
     rpc_pack_kv_uint(pk, "max_data_bytes", st->lim.max_data_bytes);

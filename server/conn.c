@@ -45,10 +45,8 @@ static void on_close(uv_handle_t *h)
     struct conn *c = h->data;
     struct server *srv = c->srv;
 
-    if (c->sess) {
-        c->sess->conn = NULL;
-        sess_free(&srv->st, c->sess);
-    }
+    if (c->sess)
+        sess_detach(&srv->st, c->sess, uv_now(srv->loop)); /* kept if it has a lease */
     if (c->prev)
         c->prev->next = c->next;
     else
@@ -249,6 +247,7 @@ static void serve_frame(struct conn *c, const char *frame, size_t len)
     c->in_dispatch = 1;
     cmd_dispatch(&ctx, &m);
     c->in_dispatch = 0;
+    c->sess = ctx.sess; /* hello {resume} may have swapped it */
     if (buf_pending(&c->deferred)) {
         buf_append(&c->out, c->deferred.data + c->deferred.off, buf_pending(&c->deferred));
         buf_reset(&c->deferred);

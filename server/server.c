@@ -115,7 +115,11 @@ static int bind_unix(struct server *srv, struct listener *lis, const char *path)
 /* Once a second: give idle memory back (the pool's spare empty pools). */
 static void on_cron(uv_timer_t *t)
 {
-    (void)t;
+    struct server *srv = t->data;
+    uint64_t n = sess_expire(&srv->st, uv_now(srv->loop));
+    if (n)
+        log_info("%llu session lease(s) expired; their holds were released", (unsigned long long)n);
+    server_flush(srv); /* "freed" notifications */
     pool_trim();
 }
 
@@ -197,6 +201,7 @@ int server_init(struct server *srv, uv_loop_t *loop, const struct config *cfg)
     uv_signal_start(&srv->sigint, on_signal, SIGINT);
     uv_signal_start(&srv->sigterm, on_signal, SIGTERM);
     uv_timer_init(loop, &srv->cron);
+    srv->cron.data = srv;
     uv_timer_start(&srv->cron, on_cron, 1000, 1000);
     uv_timer_init(loop, &srv->gc_timer);
     uv_idle_init(loop, &srv->gc_idle);

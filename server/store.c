@@ -73,6 +73,7 @@ int store_init(struct store *st, const struct store_limits *lim, store_notify_cb
     names_init(&st->names, key);
     u64map_init(&st->sessions);
     u64map_init(&st->watchers);
+    u64map_init(&st->by_token);
     return 0;
 }
 
@@ -100,6 +101,7 @@ void store_close(struct store *st)
     }
     u64map_close(&st->sessions);
     u64map_close(&st->watchers);
+    u64map_close(&st->by_token);
     mem_free(st->free_idx, (size_t)st->free_idx_cap * sizeof(*st->free_idx));
     names_close(&st->names);
     heap_close(&st->heap);
@@ -175,25 +177,97 @@ uint64_t store_session_count(const struct store *st)
     return st->sessions.len;
 }
 
+static uint64_t token_key(const uint8_t *token)
+{
+    uint64_t k;
+    memcpy(&k, token, sizeof(k));
+    return k;
+}
+
 int sess_new(struct store *st, struct sess **out)
 {
     struct sess *s;
-    if (u64map_reserve(&st->sessions, 1) < 0)
+    if (u64map_reserve(&st->sessions, 1) < 0 || u64map_reserve(&st->by_token, 1) < 0)
         return RPC_EOUT_OF_MEMORY;
     s = mem_calloc(sizeof(*s));
     if (!s)
         return RPC_EOUT_OF_MEMORY;
-    if (random_bytes(s->token, sizeof(s->token)) < 0) {
-        mem_free(s, sizeof(*s));
-        return RPC_EINTERNAL;
-    }
+    /* 128 random bits; the first 64 index the token table, so they must be
+     * non-zero and unique (a repeat is a 2^-64 event: draw again). */
+    do {
+        if (random_bytes(s->token, sizeof(s->token)) < 0) {
+            mem_free(s, sizeof(*s));
+            return RPC_EINTERNAL;
+        }
+    } while (token_key(s->token) == 0 || u64map_get(&st->by_token, token_key(s->token)));
     s->id = st->next_sess_id++;
     s->idx = st->nfree_idx ? st->free_idx[--st->nfree_idx] : ++st->next_idx;
     u64map_init(&s->holds);
     u64map_init(&s->watches);
     *u64map_put(&st->sessions, s->id, NULL) = UINT(s);
+    *u64map_put(&st->by_token, token_key(s->token), NULL) = s->id;
     *out = s;
     return 0;
+}
+
+void sess_detach(struct store *st, struct sess *s, uint64_t now_ms)
+{
+    s->conn = NULL;
+    if (s->ttl_s == 0) {
+        sess_free(st, s);
+        return;
+    }
+    s->deadline_ms = now_ms + (uint64_t)s->ttl_s * 1000;
+    st->sessions_detached++;
+}
+
+/* Equal in time independent of where the bytes differ. */
+static int same_secret(const uint8_t *a, const uint8_t *b, size_t n)
+{
+    volatile uint8_t diff = 0;
+    for (size_t i = 0; i < n; i++)
+        diff |= a[i] ^ b[i];
+    return diff == 0;
+}
+
+int sess_resume(struct store *st, const void *token, uint32_t len, struct sess **out)
+{
+    struct sess *s;
+    uint64_t *v;
+    if (len != SESS_TOKEN_BYTES)
+        return RPC_ESESSION_EXPIRED;
+    v = u64map_get(&st->by_token, token_key(token));
+    s = v ? sess_find(st, *v) : NULL;
+    if (!s || !same_secret(s->token, token, SESS_TOKEN_BYTES))
+        return RPC_ESESSION_EXPIRED;
+    if (s->conn)
+        return RPC_ESESSION_BUSY;
+    *out = s;
+    return 0;
+}
+
+uint64_t sess_expire(struct store *st, uint64_t now_ms)
+{
+    struct sess *due[256];
+    uint64_t k, v, n = 0;
+    uint32_t pos, found;
+    /* Collect, then free (freeing changes the map under the walk). */
+    do {
+        found = 0;
+        pos = 0;
+        while (found < 256 && u64map_next(&st->sessions, &pos, &k, &v)) {
+            struct sess *s = PTR(v);
+            if (!s->conn && s->ttl_s && s->deadline_ms <= now_ms)
+                due[found++] = s;
+        }
+        for (uint32_t i = 0; i < found; i++) {
+            st->sessions_detached--;
+            st->sessions_expired++;
+            sess_free(st, due[i]);
+        }
+        n += found;
+    } while (found == 256);
+    return n;
 }
 
 struct sess *sess_find(const struct store *st, uint64_t id)
@@ -233,6 +307,7 @@ void sess_free(struct store *st, struct sess *s)
     while (u64map_next(&s->watches, &pos, &k, &v))
         unwatch(st, s, k);
     u64map_del(&st->sessions, s->id);
+    u64map_del(&st->by_token, token_key(s->token));
     /* Its index may serve another session: it owns nothing any more. */
     if (st->nfree_idx == st->free_idx_cap) {
         uint32_t cap = st->free_idx_cap ? st->free_idx_cap * 2 : 64;

@@ -31,6 +31,8 @@ struct sess {
     uint32_t nowned, owned_cap, owned_live;
     uint64_t nholds;                 /* read-only: sum of holds */
     void *conn;                      /* the attached connection, or NULL */
+    uint32_t ttl_s;                  /* lease: seconds kept after a close; 0 = none */
+    uint64_t deadline_ms;            /* detached: when the lease ends (store clock) */
     uint8_t token[SESS_TOKEN_BYTES]; /* the resume token */
     char client[64];                 /* what the client called itself */
 };
@@ -68,6 +70,7 @@ struct store {
     /* private: */
     struct u64map sessions; /* id → struct sess * */
     struct u64map watchers; /* object id → struct watcher * list */
+    struct u64map by_token; /* first 8 token bytes → session id */
     uint64_t next_sess_id;
     uint32_t next_idx;  /* session indexes handed out so far */
     uint32_t *free_idx; /* indexes of ended sessions, for reuse */
@@ -98,6 +101,16 @@ int store_gc_due(const struct store *st);
 int sess_new(struct store *st, struct sess **out);
 /* Release the session's holds and watches and free it. */
 void sess_free(struct store *st, struct sess *s);
+/* Its connection closed: keep it for its lease (detached) if it has one,
+ * else free it. now_ms: the caller's clock. */
+void sess_detach(struct store *st, struct sess *s, uint64_t now_ms);
+/* The detached session whose resume token is token (len bytes, compared in
+ * constant time), ready to attach. RPC_ESESSION_EXPIRED if there is none
+ * (unknown, expired, or from before a restart), RPC_ESESSION_BUSY if it is
+ * attached to a connection. */
+int sess_resume(struct store *st, const void *token, uint32_t len, struct sess **out);
+/* Free every detached session whose lease ended by now_ms. Returns how many. */
+uint64_t sess_expire(struct store *st, uint64_t now_ms);
 struct sess *sess_find(const struct store *st, uint64_t id);
 /* Holds s has on id (0 if none). */
 uint64_t sess_holds_on(const struct store *st, const struct sess *s, uint64_t id);

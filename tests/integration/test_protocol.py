@@ -367,5 +367,62 @@ finally:
     proc.terminate()
     check("sweep server exits 0", proc.wait(timeout=30) == 0)
 
+# Leases: a session with a ttl outlives its connection, is resumed with its
+# holds, is attached to one connection at a time, and expires loudly.
+proc, addr = start_server("--max-session-ttl", "1")
+try:
+    w = Conn(addr)
+    c1 = Conn(addr)
+    h1 = c1.ok("hello", {"ttl": 3600, "client": "lease-test"})
+    check("lease: ttl clamped to max_session_ttl", h1["ttl"] == 1, h1)
+    x = c1.ok("create", b"kept")
+    c1.ok("incref", x, 2)
+    c1.s.close()
+    while w.ok("stats")["sessions"]["detached"] < 1:  # the close is processed
+        pass
+    check("lease: holds kept while detached", w.ok("stat", x)["holds"] == 3)
+    c2 = Conn(addr)
+    h2 = c2.ok("hello", {"resume": h1["token"]})
+    check("lease: resumed", h2["resumed"] is True and h2["session"] == h1["session"] and
+          h2["token"] == h1["token"], h2)
+    check("lease: holds come back", c2.ok("decref", x, 3) == 0)
+    check("lease: resumed counted", w.ok("stats")["sessions"]["resumed"] == 1)
+    c3 = Conn(addr)
+    check("lease: SESSION_BUSY while attached", c3.code("hello", {"resume": h1["token"]}) ==
+          "SESSION_BUSY")
+    check("lease: a wrong token is SESSION_EXPIRED",
+          c3.code("hello", {"resume": bytes(16)}) == "SESSION_EXPIRED")
+    # Expiry: detach again with a held object, wait for its "freed" event.
+    y = c2.ok("create", b"expires")
+    w.ok("watch", y)
+    c2.s.close()
+    while not any(n[2][0] == y for n in w.notes):
+        w.notes.append(w.read())
+    check("lease: expiry releases holds", [2, "freed", [y, "refcount"]] in w.notes)
+    c4 = Conn(addr)
+    check("lease: resume after expiry fails loudly",
+          c4.code("hello", {"resume": h1["token"]}) == "SESSION_EXPIRED")
+    st = w.ok("stats")["sessions"]
+    check("lease: expired counted", st["expired"] == 1 and st["detached"] == 0, st)
+    # No ttl: the session goes with its connection.
+    c5 = Conn(addr)
+    z = c5.ok("create", b"gone")
+    w.ok("watch", z)
+    c5.s.close()
+    while not any(n[2][0] == z for n in w.notes):
+        w.notes.append(w.read())
+    check("lease: none without ttl", [2, "freed", [z, "refcount"]] in w.notes)
+    old_token = h1["token"]
+finally:
+    proc.terminate()
+    check("lease server exits 0", proc.wait(timeout=30) == 0)
+proc, addr = start_server()
+try:
+    check("lease: resume after restart fails loudly",
+          Conn(addr).code("hello", {"resume": old_token}) == "SESSION_EXPIRED")
+finally:
+    proc.terminate()
+    proc.wait(timeout=30)
+
 print("failures:", failures)
 sys.exit(1 if failures else 0)
