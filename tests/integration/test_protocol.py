@@ -333,15 +333,18 @@ finally:
     check("maxmemory server exits 0", proc.wait(timeout=30) == 0)
 
 # Periodic sweeps yield to clients between slices: with tiny slices and
-# the threshold starting a sweep only once all the garbage exists (40000
-# candidates, threshold 39000), a request sent then is
+# the threshold starting a sweep only once all the garbage exists (200000
+# candidates, threshold 199000), a request sent then is
 # answered while candidates still wait (the sweep is under way), and the
 # sweep then finishes on its own. No timing is involved.
-proc, addr = start_server("--gc-interval-ms", "0", "--gc-threshold", "39000",
+proc, addr = start_server("--gc-interval-ms", "0", "--gc-threshold", "199000",
                           "--gc-slice-us", "10")
 try:
     s = Conn(addr)
-    for start in range(0, 40000, 2000):
+    # 200000 candidates make a sweep of thousands of slices (~100 ms): the
+    # one request below needs far less to arrive. With slices run back to
+    # back (the bug this guards against) it could never see one under way.
+    for start in range(0, 200000, 2000):
         s.send_raw(b"".join(msgpack.packb([0, 1, "create", [b""]]) for _ in range(2000)))
         ids = [s.reply()[3] for _ in range(2000)]
         reqs = []
@@ -362,7 +365,7 @@ try:
         if st["gc"]["candidates"] == 0 and st["heap"]["objects"] == 0:
             break
     check("sweep: finishes by itself", st["heap"]["objects"] == 0 and
-          st["gc"]["collected"] == 40000, st["gc"])
+          st["gc"]["collected"] == 200000, st["gc"])
 finally:
     proc.terminate()
     check("sweep server exits 0", proc.wait(timeout=30) == 0)
