@@ -438,6 +438,45 @@ static int cmd_watch(struct cli *cli, const struct opts *o, int argc, char **arg
     return EXIT_OK;
 }
 
+static int cmd_share(struct cli *cli, const struct opts *o, int argc, char **argv)
+{
+    uint64_t id, ttl;
+    rcs_value *v;
+    int rc;
+    if (parse_id(argv[0], &id) < 0)
+        return EXIT_USAGE;
+    if (argc > 1 && (parse_u64(argv[1], &ttl) < 0 || ttl == 0))
+        return usage_error("ttl wants seconds, not %s", argv[1]);
+    rc = argc > 1 ? rcs_call(cli->c, &v, "share", "uu", id, ttl)
+                  : rcs_call(cli->c, &v, "share", "u", id);
+    if (rc < 0)
+        return call_failed(cli, rc);
+    if (o->json) {
+        show(o, v);
+    } else { /* the token as hex, ready for `rcstore claim` */
+        for (size_t i = 0; i < v->via.bytes.len; i++)
+            printf("%02x", (unsigned char)v->via.bytes.ptr[i]);
+        putchar('\n');
+    }
+    rcs_value_free(v);
+    return EXIT_OK;
+}
+
+static int cmd_claim(struct cli *cli, const struct opts *o, int argc, char **argv)
+{
+    unsigned char tok[64];
+    size_t n = strlen(argv[0]) / 2;
+    if (strlen(argv[0]) % 2 || n == 0 || n > sizeof(tok))
+        return usage_error("claim wants the hex token that share printed");
+    for (size_t i = 0; i < n; i++) {
+        unsigned int byte;
+        if (sscanf(argv[0] + 2 * i, "%2x", &byte) != 1)
+            return usage_error("claim wants the hex token that share printed");
+        tok[i] = (unsigned char)byte;
+    }
+    return simple(cli, o, rcs_send(cli->c, "claim", "y", tok, n));
+}
+
 static int cmd_release_all(struct cli *cli, const struct opts *o, int argc, char **argv)
 {
     return simple(cli, o, rcs_send(cli->c, "release_all", ""));
@@ -481,6 +520,9 @@ static const struct command commands[] = {
     {"referrers", "ID [--limit N]", "objects whose refs contain ID", 1, 1, cmd_referrers},
     {"watch", "ID [--timeout SECS]", "wait until ID is freed", 1, 1, cmd_watch},
     {"release-all", "", "drop every hold of this session", 0, 0, cmd_release_all},
+    {"share", "ID [TTL]", "a one-use token holding ID for TTL seconds (default 60)", 1, 2,
+     cmd_share},
+    {"claim", "TOKEN", "take the object of a share token (one hold)", 1, 1, cmd_claim},
     {"gc", "", "run a full cycle collection", 0, 0, cmd_gc},
     {"stats", "", "server statistics", 0, 0, cmd_stats},
     {"help", "", "this help", 0, 0, cmd_help},

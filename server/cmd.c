@@ -549,6 +549,49 @@ static int do_watch(struct cmd_ctx *c, arg_t *a, uint32_t n)
     return 0;
 }
 
+/* Default life of a share token, in seconds (clamped to max_session_ttl). */
+#define SHARE_TTL_DEFAULT 60
+
+static int do_share(struct cmd_ctx *c, arg_t *a, uint32_t n)
+{
+    struct store *st = c->env->st;
+    uint8_t token[SESS_TOKEN_BYTES];
+    uint64_t id, ttl = SHARE_TTL_DEFAULT;
+    struct obj *o;
+    int rc;
+    if ((rc = arg_obj(c, &a[0], "id", &o, &id)) < 0)
+        return rc;
+    if (n == 2) {
+        if (a[1].type != MSGPACK_OBJECT_POSITIVE_INTEGER || a[1].via.u64 == 0)
+            return fail(c, RPC_EBAD_PARAMS, "ttl must be a positive integer (seconds)");
+        ttl = a[1].via.u64;
+    }
+    if (ttl > st->lim.max_session_ttl)
+        ttl = st->lim.max_session_ttl;
+    if ((rc = share_new(st, id, (uint32_t)ttl, c->env->now_ms, token)) < 0)
+        return rc;
+    msgpack_pack_bin(&c->pk, sizeof(token));
+    msgpack_pack_bin_body(&c->pk, token, sizeof(token));
+    return 0;
+}
+
+static int do_claim(struct cmd_ctx *c, arg_t *a, uint32_t n)
+{
+    const char *tok;
+    uint32_t len;
+    uint64_t id;
+    int rc;
+    if (rpc_obj_bytes(&a[0], &tok, &len) < 0)
+        return fail(c, RPC_EBAD_PARAMS, "token must be the bin that share returned");
+    rc = share_claim(c->env->st, c->sess, tok, len, c->env->now_ms, &id);
+    if (rc == RPC_ETOKEN_INVALID)
+        return fail(c, rc, "token unknown, already claimed, or expired");
+    if (rc < 0)
+        return rc;
+    msgpack_pack_uint64(&c->pk, id);
+    return 0;
+}
+
 static int do_release_all(struct cmd_ctx *c, arg_t *a, uint32_t n)
 {
     msgpack_pack_uint64(&c->pk, sess_release_all(c->env->st, c->sess));
@@ -721,6 +764,8 @@ static const struct cmd_def {
     {"referrers", do_referrers, 1, 2, 0},
     {"watch", do_watch, 1, 1, CMD_GROWS},
     {"release_all", do_release_all, 0, 0, 0},
+    {"share", do_share, 1, 2, CMD_GROWS},
+    {"claim", do_claim, 1, 1, CMD_GROWS},
     {"gc", do_gc, 0, 0, 0},
     {"stats", do_stats, 0, 0, 0},
 };

@@ -28,6 +28,7 @@ struct cmd_env {
     uint64_t errors[CMD_MAX]; /* per method */
     uint64_t bad_requests;    /* messages that never reached a method */
     uint64_t gc_interval_ms;  /* for stats */
+    uint64_t now_ms;          /* the loop's clock, set before each batch of requests */
 };
 
 /* One request being served. */

@@ -280,6 +280,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
         goto out;
     }
     c->in.len += (size_t)nread;
+    srv->env.now_ms = uv_now(srv->loop);
     while (!c->closing && !c->close_after && buf_pending(&c->in) > 0) {
         const char *frame = c->in.data + c->in.off;
         size_t flen = 0;

@@ -112,13 +112,15 @@ static int bind_unix(struct server *srv, struct listener *lis, const char *path)
     return 0;
 }
 
-/* Once a second: give idle memory back (the pool's spare empty pools). */
+/* Once a second: end expired leases and share tokens, give idle memory back
+ * (the pool's spare empty pools). */
 static void on_cron(uv_timer_t *t)
 {
     struct server *srv = t->data;
     uint64_t n = sess_expire(&srv->st, uv_now(srv->loop));
     if (n)
         log_info("%llu session lease(s) expired; their holds were released", (unsigned long long)n);
+    share_expire(&srv->st, uv_now(srv->loop));
     server_flush(srv); /* "freed" notifications */
     pool_trim();
 }

@@ -15,6 +15,12 @@ struct watcher {
     uint64_t sess_id;
 };
 
+struct share {
+    uint8_t token[SESS_TOKEN_BYTES];
+    uint64_t id;
+    uint64_t deadline_ms;
+};
+
 #define PTR(v)  ((void *)(uintptr_t)(v))
 #define UINT(p) ((uint64_t)(uintptr_t)(p))
 
@@ -74,6 +80,7 @@ int store_init(struct store *st, const struct store_limits *lim, store_notify_cb
     u64map_init(&st->sessions);
     u64map_init(&st->watchers);
     u64map_init(&st->by_token);
+    u64map_init(&st->shares);
     return 0;
 }
 
@@ -101,6 +108,10 @@ void store_close(struct store *st)
     }
     u64map_close(&st->sessions);
     u64map_close(&st->watchers);
+    pos = 0;
+    while (u64map_next(&st->shares, &pos, &k, &v))
+        mem_free(PTR(v), sizeof(struct share));
+    u64map_close(&st->shares);
     u64map_close(&st->by_token);
     mem_free(st->free_idx, (size_t)st->free_idx_cap * sizeof(*st->free_idx));
     names_close(&st->names);
@@ -508,4 +519,74 @@ int sess_watch(struct store *st, struct sess *s, uint64_t id)
     *u64map_put(&s->watches, id, NULL) = 1;
     obj_set_flag(heap_get(&st->heap, id), OBJ_WATCHED);
     return 0;
+}
+
+/* ---- share and claim ---- */
+
+int share_new(struct store *st, uint64_t id, uint32_t ttl_s, uint64_t now_ms, uint8_t *token)
+{
+    struct share *sh;
+    int rc;
+    if ((rc = heap_can_incr(&st->heap, id, CNT_TOKENS, 1)) < 0)
+        return rc;
+    if (u64map_reserve(&st->shares, 1) < 0 || !(sh = mem_alloc(sizeof(*sh))))
+        return RPC_EOUT_OF_MEMORY;
+    do {
+        if (random_bytes(sh->token, sizeof(sh->token)) < 0) {
+            mem_free(sh, sizeof(*sh));
+            return RPC_EINTERNAL;
+        }
+    } while (token_key(sh->token) == 0 || u64map_get(&st->shares, token_key(sh->token)));
+    sh->id = id;
+    sh->deadline_ms = now_ms + (uint64_t)ttl_s * 1000;
+    *u64map_put(&st->shares, token_key(sh->token), NULL) = UINT(sh);
+    heap_incr(&st->heap, id, CNT_TOKENS, 1);
+    memcpy(token, sh->token, sizeof(sh->token));
+    return 0;
+}
+
+int share_claim(struct store *st, struct sess *s, const void *token, uint32_t len, uint64_t now_ms,
+                uint64_t *id)
+{
+    struct share *sh;
+    uint64_t *v;
+    int rc;
+    if (len != SESS_TOKEN_BYTES)
+        return RPC_ETOKEN_INVALID;
+    v = u64map_get(&st->shares, token_key(token));
+    sh = v ? PTR(*v) : NULL;
+    if (!sh || !same_secret(sh->token, token, SESS_TOKEN_BYTES) || sh->deadline_ms <= now_ms)
+        return RPC_ETOKEN_INVALID;
+    /* The hold first, then the token's reference: never a moment at zero. */
+    if ((rc = sess_incref(st, s, sh->id, 1, NULL)) < 0)
+        return rc;
+    *id = sh->id;
+    u64map_del(&st->shares, token_key(sh->token));
+    mem_free(sh, sizeof(*sh));
+    heap_decr(&st->heap, *id, CNT_TOKENS, 1);
+    return 0;
+}
+
+uint64_t share_expire(struct store *st, uint64_t now_ms)
+{
+    struct share *due[256];
+    uint64_t k, v, n = 0;
+    uint32_t pos, found;
+    do {
+        found = 0;
+        pos = 0;
+        while (found < 256 && u64map_next(&st->shares, &pos, &k, &v)) {
+            struct share *sh = PTR(v);
+            if (sh->deadline_ms <= now_ms)
+                due[found++] = sh;
+        }
+        for (uint32_t i = 0; i < found; i++) {
+            uint64_t id = due[i]->id;
+            u64map_del(&st->shares, token_key(due[i]->token));
+            mem_free(due[i], sizeof(*due[i]));
+            heap_decr(&st->heap, id, CNT_TOKENS, 1);
+        }
+        n += found;
+    } while (found == 256);
+    return n;
 }

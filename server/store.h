@@ -71,6 +71,7 @@ struct store {
     struct u64map sessions; /* id → struct sess * */
     struct u64map watchers; /* object id → struct watcher * list */
     struct u64map by_token; /* first 8 token bytes → session id */
+    struct u64map shares;   /* first 8 token bytes → struct share * */
     uint64_t next_sess_id;
     uint32_t next_idx;  /* session indexes handed out so far */
     uint32_t *free_idx; /* indexes of ended sessions, for reuse */
@@ -111,6 +112,19 @@ void sess_detach(struct store *st, struct sess *s, uint64_t now_ms);
 int sess_resume(struct store *st, const void *token, uint32_t len, struct sess **out);
 /* Free every detached session whose lease ended by now_ms. Returns how many. */
 uint64_t sess_expire(struct store *st, uint64_t now_ms);
+
+/* share: a one-use transfer token (SESS_TOKEN_BYTES random bytes, copied to
+ * token) that holds one reference to object id until claimed or until
+ * now_ms + ttl_s * 1000. 0, RPC_EOUT_OF_MEMORY or RPC_EQUOTA_EXCEEDED. */
+int share_new(struct store *st, uint64_t id, uint32_t ttl_s, uint64_t now_ms, uint8_t *token);
+/* claim: s gains one hold on the token's object, then the token's reference
+ * goes (so the object cannot die in between) and the token is spent. *id
+ * gets the object. RPC_ETOKEN_INVALID for an unknown, spent or expired
+ * token; RPC_EOUT_OF_MEMORY or RPC_EQUOTA_EXCEEDED with nothing changed. */
+int share_claim(struct store *st, struct sess *s, const void *token, uint32_t len, uint64_t now_ms,
+                uint64_t *id);
+/* Drop every token whose ttl ended by now_ms (their references go). */
+uint64_t share_expire(struct store *st, uint64_t now_ms);
 struct sess *sess_find(const struct store *st, uint64_t id);
 /* Holds s has on id (0 if none). */
 uint64_t sess_holds_on(const struct store *st, const struct sess *s, uint64_t id);

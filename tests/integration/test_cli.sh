@@ -93,6 +93,14 @@ check "shell: holds persist across commands" 3 "$(echo "$out" | awk '$1 == "hold
 check "shell: errors do not end it" "pong" "$(echo "$out" | tail -1)"
 check "shell: error reported" 1 "$(grep -c NOT_HELD "$tmp/shell_err")"
 
+# share prints a hex token that claim takes, in another session.
+sh_id=$(R create shared --name shared)
+tok=$(R share "$sh_id")
+check "share prints a hex token" 1 "$([[ $tok =~ ^[0-9a-f]{32}$ ]] && echo 1)"
+check "claim takes it" "$sh_id" "$(R claim "$tok")"
+R claim "$tok" 2>/dev/null
+check "claim twice exits 1" 1 $?
+
 check "gc --json has collected" 1 "$(R --json gc | grep -c '"collected"')"
 check "stats has six sections" 6 "$(R stats | grep -cE '^(server|heap|memory|gc|sessions|ops):$')"
 

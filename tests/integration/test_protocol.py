@@ -427,5 +427,39 @@ finally:
     proc.terminate()
     proc.wait(timeout=30)
 
+# Hand-off: share gives a one-use token holding a reference of its own, so
+# the sender may drop its hold at once; claim moves that reference.
+proc, addr = start_server("--max-session-ttl", "1")
+try:
+    w = Conn(addr)
+    sender, receiver = Conn(addr), Conn(addr)
+    x = sender.ok("create", b"handed over")
+    tok = sender.ok("share", x)
+    check("share: token is 16+ bytes of bin", isinstance(tok, bytes) and len(tok) >= 16)
+    check("share: the token holds a reference", sender.ok("stat", x)["tokens"] == 1)
+    sender.ok("decref", x)  # the classic race: the sender lets go first
+    check("share: object alive on the token alone",
+          w.ok("stat", x) == {"refcount": 1, "holds": 0, "names": 0, "internal": 0,
+                              "tokens": 1, "data_bytes": 11, "nrefs": 0})
+    check("claim: returns the id", receiver.ok("claim", tok) == x)
+    st = w.ok("stat", x)
+    check("claim: the reference moved to the receiver", st["holds"] == 1 and st["tokens"] == 0, st)
+    check("claim: one use only", receiver.code("claim", tok) == "TOKEN_INVALID")
+    check("claim: unknown token", receiver.code("claim", bytes(16)) == "TOKEN_INVALID")
+    check("claim: bad token type", receiver.code("claim", 7) == "BAD_PARAMS")
+    check("share: unknown object", sender.code("share", 999999) == "NOT_FOUND")
+    # Expiry (ttl clamped to max_session_ttl = 1 s): the token's reference goes.
+    y = sender.ok("create", b"expiring")
+    t2 = sender.ok("share", y, 30)
+    w.ok("watch", y)
+    sender.ok("decref", y)
+    while not any(n[2][0] == y for n in w.notes):
+        w.notes.append(w.read())
+    check("share: expiry releases the token's reference", [2, "freed", [y, "refcount"]] in w.notes)
+    check("claim: expired token", receiver.code("claim", t2) == "TOKEN_INVALID")
+finally:
+    proc.terminate()
+    check("share server exits 0", proc.wait(timeout=30) == 0)
+
 print("failures:", failures)
 sys.exit(1 if failures else 0)
