@@ -477,6 +477,39 @@ static int cmd_claim(struct cli *cli, const struct opts *o, int argc, char **arg
     return simple(cli, o, rcs_send(cli->c, "claim", "y", tok, n));
 }
 
+/* why, as a chain people read: name "jobs" -> 7 -> 12 -> 19 */
+static int cmd_why(struct cli *cli, const struct opts *o, int argc, char **argv)
+{
+    const rcs_value *root, *path, *name;
+    uint64_t id;
+    rcs_value *v;
+    int rc;
+    if (parse_id(argv[0], &id) < 0)
+        return EXIT_USAGE;
+    if ((rc = rcs_call(cli->c, &v, "why", "u", id)) < 0)
+        return call_failed(cli, rc);
+    root = rcs_map_get(v, "root");
+    path = rcs_map_get(v, "path");
+    name = rcs_map_get(v, "name");
+    if (o->json || !root || root->type != RCS_STR || !path || path->type != RCS_ARRAY) {
+        show(o, v);
+    } else if (strcmp(root->via.bytes.ptr, "none") == 0) {
+        printf("no root: %" PRIu64 " is kept alive only by a garbage cycle (run gc)\n", id);
+    } else {
+        if (strcmp(root->via.bytes.ptr, "name") == 0 && name && name->type == RCS_STR)
+            printf("name \"%s\"", name->via.bytes.ptr);
+        else if (strcmp(root->via.bytes.ptr, "session") == 0)
+            printf("session %" PRIu64, rcs_value_uint(rcs_map_get(v, "session"), 0));
+        else
+            printf("%s", root->via.bytes.ptr);
+        for (size_t i = 0; i < path->via.array.len; i++)
+            printf(" -> %" PRIu64, rcs_value_uint(&path->via.array.items[i], 0));
+        putchar('\n');
+    }
+    rcs_value_free(v);
+    return EXIT_OK;
+}
+
 static int cmd_release_all(struct cli *cli, const struct opts *o, int argc, char **argv)
 {
     return simple(cli, o, rcs_send(cli->c, "release_all", ""));
@@ -523,6 +556,7 @@ static const struct command commands[] = {
     {"share", "ID [TTL]", "a one-use token holding ID for TTL seconds (default 60)", 1, 2,
      cmd_share},
     {"claim", "TOKEN", "take the object of a share token (one hold)", 1, 1, cmd_claim},
+    {"why", "ID", "why ID is alive: a shortest path from a root", 1, 1, cmd_why},
     {"gc", "", "run a full cycle collection", 0, 0, cmd_gc},
     {"stats", "", "server statistics", 0, 0, cmd_stats},
     {"help", "", "this help", 0, 0, cmd_help},

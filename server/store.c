@@ -183,6 +183,18 @@ int store_gc_due(const struct store *st)
     return st->heap.cand_lost || st->heap.ncand >= st->gc.threshold;
 }
 
+uint64_t store_holder(const struct store *st, uint64_t id)
+{
+    uint64_t k, v;
+    uint32_t pos = 0, owner = st->heap.owner[heap_slot_of(id)];
+    while (u64map_next(&st->sessions, &pos, &k, &v)) {
+        const struct sess *s = PTR(v);
+        if ((owner && s->idx == owner) || (!owner && sess_holds_on(st, s, id) > 0))
+            return s->id;
+    }
+    return 0;
+}
+
 uint64_t store_session_count(const struct store *st)
 {
     return st->sessions.len;

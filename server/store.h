@@ -85,6 +85,9 @@ int store_init(struct store *st, const struct store_limits *lim, store_notify_cb
 /* Free everything, sessions included, without notifications. */
 void store_close(struct store *st);
 uint64_t store_session_count(const struct store *st);
+/* The id of a session that holds object id (its owner if it has one), or 0.
+ * O(sessions): for diagnostics such as why. */
+uint64_t store_holder(const struct store *st, uint64_t id);
 
 /* Run the cycle collector (gc.h) now, and account for it in st->gc,
  * adapting the threshold: a run that frees little raises it, one that frees

@@ -101,6 +101,12 @@ check "claim takes it" "$sh_id" "$(R claim "$tok")"
 R claim "$tok" 2>/dev/null
 check "claim twice exits 1" 1 $?
 
+# why prints the chain from the root.
+leaf=$(R create leaf --name why-leaf)
+mid=$(R create mid "$leaf" --name why-mid)
+R unbind why-leaf >/dev/null
+check "why prints the chain" "name \"why-mid\" -> $mid -> $leaf" "$(R why "$leaf")"
+
 check "gc --json has collected" 1 "$(R --json gc | grep -c '"collected"')"
 check "stats has six sections" 6 "$(R stats | grep -cE '^(server|heap|memory|gc|sessions|ops):$')"
 

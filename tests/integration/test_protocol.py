@@ -461,5 +461,39 @@ finally:
     proc.terminate()
     check("share server exits 0", proc.wait(timeout=30) == 0)
 
+# why: a shortest path from a root.
+proc, addr = start_server()
+try:
+    c = Conn(addr)
+    sid = c.ok("hello")["session"]
+    held = c.ok("create", b"held")
+    check("why: held by a session", c.ok("why", held) ==
+          {"root": "session", "session": sid, "path": [held]})
+    t = c.ok("create", b"target")
+    b = c.ok("create", b"b", [t])
+    a = c.ok("create", b"a", [b])
+    root = c.ok("create", b"root", [a])
+    c.ok("bind", "jobs", root)
+    for x in (t, b, a, root):
+        c.ok("decref", x)
+    check("why: through a name", c.ok("why", t) ==
+          {"root": "name", "name": "jobs", "path": [root, a, b, t]}, c.ok("why", t))
+    short = c.ok("create", b"short", [t])
+    c.ok("bind", "short", short)
+    c.ok("decref", short)
+    check("why: the shortest path", c.ok("why", t)["path"] == [short, t], c.ok("why", t))
+    tok_obj = c.ok("create", b"tok")
+    c.ok("share", tok_obj)
+    c.ok("decref", tok_obj)
+    check("why: a share token", c.ok("why", tok_obj) == {"root": "token", "path": [tok_obj]})
+    g = c.ok("create", b"g")
+    c.ok("link", g, g)
+    c.ok("decref", g)
+    check("why: a garbage cycle has no root", c.ok("why", g) == {"root": "none", "path": []})
+    check("why: unknown object", c.code("why", 999999) == "NOT_FOUND")
+finally:
+    proc.terminate()
+    check("why server exits 0", proc.wait(timeout=30) == 0)
+
 print("failures:", failures)
 sys.exit(1 if failures else 0)
