@@ -36,6 +36,8 @@ struct opts {
 struct cli {
     rcs_client *c;
     const char *address;
+    const char *auth_file;
+    char auth[4097]; /* the token from auth_file, if any */
     int shell;
     struct opts defaults; /* from the command line, for every shell command */
 };
@@ -228,7 +230,32 @@ static int simple(struct cli *cli, const struct opts *o, int rc_send)
 static int cmd_hello(struct cli *cli, const struct opts *o, int argc, char **argv)
 {
     const char *name = o->client ? o->client : "rcstore-cli";
+    if (cli->auth[0])
+        return simple(cli, o,
+                      rcs_send(cli->c, "hello", "{ssss}", "client", name, "auth", cli->auth));
     return simple(cli, o, rcs_send(cli->c, "hello", "{ss}", "client", name));
+}
+
+/* Load the token of --auth-file and authenticate this connection. */
+static int authenticate(struct cli *cli)
+{
+    FILE *f;
+    size_t n;
+    int rc;
+    if (!cli->auth_file)
+        return 0;
+    if (!(f = fopen(cli->auth_file, "rb"))) {
+        fprintf(stderr, "rcstore: cannot read %s: %s\n", cli->auth_file, strerror(errno));
+        return EXIT_USAGE;
+    }
+    n = fread(cli->auth, 1, sizeof(cli->auth) - 1, f);
+    fclose(f);
+    while (n > 0 && (cli->auth[n - 1] == '\n' || cli->auth[n - 1] == '\r'))
+        n--;
+    cli->auth[n] = '\0';
+    if ((rc = rcs_call(cli->c, NULL, "hello", "{ss}", "auth", cli->auth)) < 0)
+        return call_failed(cli, rc);
+    return 0;
 }
 
 static int cmd_ping(struct cli *cli, const struct opts *o, int argc, char **argv)
@@ -576,6 +603,8 @@ static void usage(FILE *f)
     fprintf(f, "\nOptions:\n"
                "  -H, --host HOST:PORT  server address (default 127.0.0.1:7373)\n"
                "  -s, --socket PATH     connect to a unix socket instead\n"
+               "  --auth-file PATH      authenticate with the token in PATH (or set\n"
+               "                        RCSTORE_AUTH_FILE)\n"
                "  --json                print results as JSON\n"
                "  -h, --help            this help;  -V, --version  the version\n\n"
                "RCSTORE_ADDRESS sets the default address (tcp://HOST:PORT or unix:///PATH).\n"
@@ -637,6 +666,9 @@ static int parse_opts(struct cli *cli, struct opts *o, int argc, char **argv, in
             NEED_VAL;
             snprintf(addr, sizeof(addr), "tcp://%s", val);
             cli->address = strncmp(val, "tcp://", 6) == 0 ? val : addr;
+        } else if (global && strcmp(a, "--auth-file") == 0) {
+            NEED_VAL;
+            cli->auth_file = val;
         } else if (global && (strcmp(a, "-s") == 0 || strcmp(a, "--socket") == 0)) {
             static char addr[300];
             NEED_VAL;
@@ -801,6 +833,7 @@ int main(int argc, char **argv)
     memset(&cli, 0, sizeof(cli));
     cli.defaults.timeout_s = -1;
     cli.address = getenv("RCSTORE_ADDRESS");
+    cli.auth_file = getenv("RCSTORE_AUTH_FILE");
     if (parse_opts(&cli, &cli.defaults, argc - 1, argv + 1, &npos, pos, 1) != 0)
         return EXIT_USAGE;
     if (npos > 0 && strcmp(pos[0], "help") == 0) {
@@ -813,6 +846,10 @@ int main(int argc, char **argv)
         fprintf(stderr, "rcstore: cannot connect to %s: %s\n",
                 cli.address ? cli.address : RCS_DEFAULT_ADDRESS, strerror(errno));
         return EXIT_USAGE;
+    }
+    if ((status = authenticate(&cli)) != 0) {
+        rcs_close(cli.c);
+        return status;
     }
     status = npos > 0 ? run(&cli, &cli.defaults, npos, pos) : shell(&cli);
     fflush(stdout);

@@ -182,6 +182,23 @@ static int do_hello(struct cmd_ctx *c, arg_t *a, uint32_t n)
         if (resume && resume->type != MSGPACK_OBJECT_BIN && resume->type != MSGPACK_OBJECT_STR)
             return fail(c, RPC_EBAD_PARAMS, "resume must be the token (bin) from hello");
     }
+    if (c->env->auth) {
+        arg_t *auth = n == 1 && a[0].type == MSGPACK_OBJECT_MAP ? rpc_map_get(&a[0], "auth") : NULL;
+        const char *p;
+        uint32_t len;
+        volatile unsigned char diff;
+        if (!auth || rpc_obj_bytes(auth, &p, &len) < 0)
+            return fail(c, RPC_EAUTH_REQUIRED, "this server requires hello {\"auth\": token}");
+        /* Constant time in the content; only the length may show. */
+        diff = len != c->env->auth_len;
+        for (uint32_t i = 0; i < len; i++)
+            diff |= (unsigned char)(p[i] ^ c->env->auth[i % c->env->auth_len]);
+        if (diff) {
+            c->close_after = 1;
+            return fail(c, RPC_EAUTH_FAILED, "wrong auth token; closing");
+        }
+        *c->authed = 1;
+    }
     if (resume) {
         struct sess *r;
         const char *tok;
@@ -949,10 +966,13 @@ static int lookup(const char *name, uint32_t len)
     return -1;
 }
 
-void cmd_ctx_init(struct cmd_ctx *c, struct cmd_env *env, struct sess *s, struct buf *out)
+void cmd_ctx_init(struct cmd_ctx *c, struct cmd_env *env, struct sess *s, int *authed,
+                  struct buf *out)
 {
     c->env = env;
     c->sess = s;
+    c->authed = authed;
+    c->close_after = 0;
     c->out = out;
     c->errmsg = NULL;
     rpc_packer_init(&c->pk, out);
@@ -972,6 +992,10 @@ int cmd_dispatch(struct cmd_ctx *c, const struct rpc_message *m)
         goto error;
     }
     c->env->calls[i]++;
+    if (!*c->authed && cmds[i].fn != do_hello && cmds[i].fn != do_ping) {
+        rc = fail(c, RPC_EAUTH_REQUIRED, "authenticate first: hello {\"auth\": token}");
+        goto counted_error;
+    }
     if (m->nparams < cmds[i].min_args || m->nparams > cmds[i].max_args) {
         if (cmds[i].min_args == cmds[i].max_args)
             rc = fail(c, RPC_EBAD_PARAMS, "%s takes %u parameter(s), got %u", cmds[i].name,

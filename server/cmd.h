@@ -29,20 +29,26 @@ struct cmd_env {
     uint64_t bad_requests;    /* messages that never reached a method */
     uint64_t gc_interval_ms;  /* for stats */
     uint64_t now_ms;          /* the loop's clock, set before each batch of requests */
+    const char *auth;         /* the token clients must give, or NULL */
+    size_t auth_len;
 };
 
 /* One request being served. */
 struct cmd_ctx {
     struct cmd_env *env;
     struct sess *sess;
+    int *authed;     /* this connection passed hello {auth} (or none is needed) */
+    int close_after; /* set by a handler: close the connection after the reply */
     struct buf *out;
     msgpack_packer pk;
     const char *errmsg; /* private: message for the failing code */
     char errbuf[160];   /* private */
 };
 
-/* Prepare ctx to write into out for session s. */
-void cmd_ctx_init(struct cmd_ctx *c, struct cmd_env *env, struct sess *s, struct buf *out);
+/* Prepare ctx to write into out for session s; *authed says whether the
+ * connection may use more than hello and ping (always, without auth). */
+void cmd_ctx_init(struct cmd_ctx *c, struct cmd_env *env, struct sess *s, int *authed,
+                  struct buf *out);
 /* Serve one request (m->type == RPC_REQUEST): the full response is appended
  * to c->out. Returns 0 or the protocol error that was sent. */
 int cmd_dispatch(struct cmd_ctx *c, const struct rpc_message *m);

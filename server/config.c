@@ -70,6 +70,9 @@ void config_usage(FILE *out)
                  "A networked object store with reference-count semantics.\n\n"
                  "  --listen URI             where to listen; repeatable. tcp://HOST:PORT or\n"
                  "                           unix:///PATH (default tcp://127.0.0.1:7373)\n"
+                 "  --auth-token-file PATH   require hello {auth: <the file's content>} before\n"
+                 "                           anything but ping; the file must not be readable\n"
+                 "                           by group or others\n"
                  "  --max-connections N      open connections at most (default 10000)\n"
                  "  --max-data-bytes SIZE    data of one object at most (default 1MiB)\n"
                  "  --max-refs N             refs of one object at most (default 65536)\n"
@@ -94,6 +97,7 @@ void config_usage(FILE *out)
 
 enum {
     OPT_LISTEN = 256,
+    OPT_AUTH_TOKEN_FILE,
     OPT_MAX_CONNECTIONS,
     OPT_MAX_DATA_BYTES,
     OPT_MAX_REFS,
@@ -109,6 +113,7 @@ enum {
 
 static const struct option options[] = {
     {"listen", required_argument, NULL, OPT_LISTEN},
+    {"auth-token-file", required_argument, NULL, OPT_AUTH_TOKEN_FILE},
     {"max-connections", required_argument, NULL, OPT_MAX_CONNECTIONS},
     {"max-data-bytes", required_argument, NULL, OPT_MAX_DATA_BYTES},
     {"max-refs", required_argument, NULL, OPT_MAX_REFS},
@@ -174,6 +179,9 @@ int config_parse(struct config *cfg, int argc, char **argv, char *err, size_t er
             if (cfg->nlisten == CONFIG_MAX_LISTEN)
                 return bad(err, errlen, flag, optarg, "too many listen addresses");
             cfg->listen[cfg->nlisten++] = optarg;
+            break;
+        case OPT_AUTH_TOKEN_FILE:
+            cfg->auth_token_file = optarg;
             break;
         case OPT_MAX_CONNECTIONS:
             rc = number(flag, optarg, 0, 1, 1000000, &cfg->max_connections, err, errlen);

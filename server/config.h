@@ -24,6 +24,7 @@ struct config {
     uint64_t gc_threshold;
     uint64_t gc_slice_us;
     const char *log_level;
+    const char *auth_token_file; /* NULL: no authentication */
 };
 
 enum config_action { CONFIG_RUN = 0, CONFIG_HELP = 1, CONFIG_VERSION = 2 };

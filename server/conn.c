@@ -36,6 +36,7 @@ struct conn {
     unsigned flush_queued : 1; /* on srv->flush_head */
     unsigned in_dispatch : 1;  /* a response is being written into out */
     unsigned dec_ready : 1;    /* dec was initialised */
+    int authed;                /* passed hello {auth}, or none is required */
     struct buf deferred;       /* notifications raised during a dispatch */
     char peer[64];
 };
@@ -243,11 +244,15 @@ static void serve_frame(struct conn *c, const char *frame, size_t len)
         log_debug("%s sent notification \"%.*s\": ignored", c->peer, (int)m.method_len, m.method);
         return;
     }
-    cmd_ctx_init(&ctx, &srv->env, c->sess, &c->out);
+    cmd_ctx_init(&ctx, &srv->env, c->sess, &c->authed, &c->out);
     c->in_dispatch = 1;
     cmd_dispatch(&ctx, &m);
     c->in_dispatch = 0;
-    c->sess = ctx.sess; /* hello {resume} may have swapped it */
+    c->sess = ctx.sess;    /* hello {resume} may have swapped it */
+    if (ctx.close_after) { /* a wrong auth token: reply, then close */
+        c->close_after = 1;
+        uv_read_stop(&c->h.stream);
+    }
     if (buf_pending(&c->deferred)) {
         buf_append(&c->out, c->deferred.data + c->deferred.off, buf_pending(&c->deferred));
         buf_reset(&c->deferred);
@@ -385,6 +390,7 @@ void conn_accept(struct server *srv, uv_stream_t *listener, int is_unix)
         return;
     }
     c->sess->conn = c;
+    c->authed = srv->env.auth == NULL;
     if ((rc = uv_read_start(&c->h.stream, on_alloc, on_read)) < 0) {
         conn_close(c);
         return;

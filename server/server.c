@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <signal.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -171,6 +172,42 @@ static void on_signal(uv_signal_t *h, int signum)
     server_stop(srv);
 }
 
+/* Read the auth token: the whole file less trailing newlines. The file must
+ * not be open to group or others (ssh's rule for private keys). */
+static int load_auth(struct server *srv, const char *path)
+{
+    struct stat stt;
+    char buf[4097];
+    size_t n;
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        log_error("--auth-token-file %s: %s", path, strerror(errno));
+        return -errno;
+    }
+    if (fstat(fileno(f), &stt) < 0 || (stt.st_mode & (S_IRWXG | S_IRWXO))) {
+        log_error("--auth-token-file %s: readable by group or others (mode %03o); "
+                  "chmod 600 it",
+                  path, (unsigned)(stt.st_mode & 0777));
+        fclose(f);
+        return -EPERM;
+    }
+    n = fread(buf, 1, sizeof(buf), f);
+    fclose(f);
+    while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+        n--;
+    if (n == 0 || n > 4096) {
+        log_error("--auth-token-file %s: the token must be 1 to 4096 bytes", path);
+        return -EINVAL;
+    }
+    srv->auth = malloc(n);
+    if (!srv->auth)
+        return -ENOMEM;
+    memcpy(srv->auth, buf, n);
+    srv->env.auth = srv->auth;
+    srv->env.auth_len = n;
+    return 0;
+}
+
 int server_init(struct server *srv, uv_loop_t *loop, const struct config *cfg)
 {
     struct store_limits lim;
@@ -190,6 +227,8 @@ int server_init(struct server *srv, uv_loop_t *loop, const struct config *cfg)
         return rc;
     }
     srv->env.st = &srv->st;
+    if (cfg->auth_token_file && (rc = load_auth(srv, cfg->auth_token_file)) < 0)
+        return rc;
     srv->env.start_time = (uint64_t)time(NULL);
     srv->scan_lim.max_message_bytes = cfg->max_message_bytes;
     /* A request's own envelope and params need a few dozen elements; refs
@@ -255,5 +294,9 @@ void server_stop(struct server *srv)
 
 void server_close(struct server *srv)
 {
+    if (srv->auth) {
+        memset(srv->auth, 0, srv->env.auth_len);
+        free(srv->auth);
+    }
     store_close(&srv->st);
 }

@@ -43,6 +43,7 @@ struct server {
     uv_timer_t gc_timer; /* every gc_interval_ms: start a sweep */
     uv_idle_t gc_idle;   /* the next slice of the sweep under way */
     int sweeping;
+    char *auth;              /* the auth token, or NULL */
     struct conn *conns;      /* all open connections */
     struct conn *flush_head; /* connections with output queued this iteration */
     int stopping;

@@ -107,6 +107,24 @@ mid=$(R create mid "$leaf" --name why-mid)
 R unbind why-leaf >/dev/null
 check "why prints the chain" "name \"why-mid\" -> $mid -> $leaf" "$(R why "$leaf")"
 
+# --auth-file authenticates against a server with --auth-token-file.
+printf 'cli-token\n' >"$tmp/token"
+chmod 600 "$tmp/token"
+mkfifo "$tmp/alog"
+"$RCSTORED" --listen tcp://127.0.0.1:0 --auth-token-file "$tmp/token" 2>"$tmp/alog" &
+auth_pid=$!
+while read -r line; do
+  case "$line" in *"listening on tcp://"*) aaddr=${line##*tcp://}; break ;; esac
+done <"$tmp/alog"
+cat "$tmp/alog" >/dev/null &
+"$RCSTORE" -H "$aaddr" create x 2>/dev/null
+check "auth: refused without a token" 1 $?
+check "auth: --auth-file works" 1 "$("$RCSTORE" -H "$aaddr" --auth-file "$tmp/token" create x | grep -c '^[0-9]')"
+printf 'wrong\n' >"$tmp/wrong"
+"$RCSTORE" -H "$aaddr" --auth-file "$tmp/wrong" ping 2>/dev/null
+check "auth: a wrong token exits 1" 1 $?
+kill $auth_pid; wait $auth_pid 2>/dev/null
+
 check "gc --json has collected" 1 "$(R --json gc | grep -c '"collected"')"
 check "stats has six sections" 6 "$(R stats | grep -cE '^(server|heap|memory|gc|sessions|ops):$')"
 

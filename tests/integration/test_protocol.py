@@ -495,5 +495,34 @@ finally:
     proc.terminate()
     check("why server exits 0", proc.wait(timeout=30) == 0)
 
+# Authentication with --auth-token-file.
+import tempfile
+tdir = tempfile.mkdtemp()
+token_path = os.path.join(tdir, "token")
+with open(token_path, "w") as f:
+    f.write("s3cret-token\n")
+os.chmod(token_path, 0o644)
+bad = subprocess.run([RCSTORED, "--listen", "tcp://127.0.0.1:0", "--auth-token-file", token_path],
+                     capture_output=True, text=True, timeout=30)
+check("auth: a group/world-readable token file is refused",
+      bad.returncode != 0 and token_path in bad.stderr and "chmod 600" in bad.stderr, bad.stderr)
+os.chmod(token_path, 0o600)
+proc, addr = start_server("--auth-token-file", token_path)
+try:
+    u = Conn(addr)
+    check("auth: ping needs none", u.ok("ping") == "pong")
+    check("auth: other requests need it", u.code("create", b"x") == "AUTH_REQUIRED")
+    check("auth: hello without it", u.code("hello") == "AUTH_REQUIRED")
+    check("auth: the right token", u.ok("hello", {"auth": "s3cret-token"})["protocol"] == 1)
+    check("auth: then everything works", isinstance(u.ok("create", b"x"), int))
+    v = Conn(addr)
+    err, _ = v.call("hello", {"auth": "s3cret-tokeX"})
+    check("auth: a wrong token is AUTH_FAILED", err and err["code"] == "AUTH_FAILED", err)
+    check("auth: and the connection is closed", v.closed())
+    check("auth: others unaffected", u.ok("ping") == "pong")
+finally:
+    proc.terminate()
+    check("auth server exits 0", proc.wait(timeout=30) == 0)
+
 print("failures:", failures)
 sys.exit(1 if failures else 0)

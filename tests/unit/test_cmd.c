@@ -77,7 +77,8 @@ static int end_as(struct fx *f, struct sess *s)
     int have, rc;
     assert_int_equal(rpc_decode(&f->dreq, f->req.data, f->req.len, &req), 0);
     assert_int_equal(rpc_parse_request(&req, &m, &have), 0);
-    cmd_ctx_init(&ctx, &f->env, s, &f->out);
+    int authed = 1;
+    cmd_ctx_init(&ctx, &f->env, s, &authed, &f->out);
     rc = cmd_dispatch(&ctx, &m);
     assert_int_equal(rpc_decode(&f->dres, f->out.data, f->out.len, &res), 0);
     assert_int_equal(rpc_parse_message(&res, &f->res), 0);
