@@ -6,7 +6,10 @@
 #include "cli_print.h"
 #include "rcstore.h"
 
+#include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <stdarg.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -30,7 +33,8 @@ struct opts {
     const char *file;
     const char *name;
     const char *client;
-    int timeout_s; /* watch: seconds to wait, -1 forever */
+    const char *ttl; /* session start: "1h", "30m", "90s" or seconds */
+    int timeout_s;   /* watch: seconds to wait, -1 forever */
 };
 
 struct cli {
@@ -38,6 +42,9 @@ struct cli {
     const char *address;
     const char *auth_file;
     char auth[4097]; /* the token from auth_file, if any */
+    const char *session_file;
+    char session_path[1024];
+    int in_session; /* resumed the session of session_file */
     int shell;
     struct opts defaults; /* from the command line, for every shell command */
 };
@@ -537,6 +544,125 @@ static int cmd_why(struct cli *cli, const struct opts *o, int argc, char **argv)
     return EXIT_OK;
 }
 
+/* "1h", "30m", "90s", "3600": seconds. 0 or -1. */
+static int parse_duration(const char *s, uint64_t *out)
+{
+    char *end;
+    unsigned long long v;
+    uint64_t mult = 1;
+    errno = 0;
+    v = strtoull(s, &end, 10);
+    if (errno || end == s)
+        return -1;
+    if (*end == 'h')
+        mult = 3600;
+    else if (*end == 'm')
+        mult = 60;
+    else if (*end == 'd')
+        mult = 86400;
+    else if (*end && *end != 's')
+        return -1;
+    if (*end && end[1])
+        return -1;
+    *out = v * mult;
+    return 0;
+}
+
+static int write_session_file(const char *path, const rcs_value *token)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    FILE *f;
+    if (fd < 0 || fchmod(fd, 0600) < 0 || !(f = fdopen(fd, "w"))) {
+        fprintf(stderr, "rcstore: cannot write %s: %s\n", path, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    for (size_t i = 0; i < token->via.bytes.len; i++)
+        fprintf(f, "%02x", (unsigned char)token->via.bytes.ptr[i]);
+    fputc('\n', f);
+    return fclose(f) == 0 ? 0 : -1;
+}
+
+/* session start|end|status: a lease shared by consecutive invocations. */
+static int cmd_session(struct cli *cli, const struct opts *o, int argc, char **argv)
+{
+    rcs_value *v;
+    uint64_t ttl = 3600, n = 0;
+    int rc;
+    if (strcmp(argv[0], "start") == 0) {
+        const rcs_value *tok;
+        if (o->ttl && (parse_duration(o->ttl, &ttl) < 0 || ttl == 0))
+            return usage_error("--ttl wants a duration such as 90s, 30m, 1h or 3600");
+        if ((rc = rcs_call(cli->c, &v, "hello", "{su}", "ttl", ttl)) < 0)
+            return call_failed(cli, rc);
+        tok = rcs_map_get(v, "token");
+        if (!tok || tok->type != RCS_BIN || write_session_file(cli->session_path, tok) < 0) {
+            rcs_value_free(v);
+            return EXIT_USAGE;
+        }
+        printf("session %" PRIu64 " started: lease %" PRIu64 " s after each command; token in %s\n",
+               rcs_value_uint(rcs_map_get(v, "session"), 0),
+               rcs_value_uint(rcs_map_get(v, "ttl"), 0), cli->session_path);
+        rcs_value_free(v);
+        return EXIT_OK;
+    }
+    if (!cli->in_session)
+        return usage_error("no session (%s does not exist): rcstore session start",
+                           cli->session_path);
+    if (strcmp(argv[0], "end") == 0) {
+        if ((rc = rcs_release_all(cli->c, &n)) < 0 ||
+            (rc = rcs_call(cli->c, NULL, "hello", "{su}", "ttl", (uint64_t)0)) < 0)
+            return call_failed(cli, rc);
+        unlink(cli->session_path);
+        printf("session ended: %" PRIu64 " hold(s) released\n", n);
+        return EXIT_OK;
+    }
+    if (strcmp(argv[0], "status") == 0)
+        return simple(cli, o, rcs_send(cli->c, "hello", ""));
+    return usage_error("session start [--ttl DURATION] | end | status");
+}
+
+/* Resume the session of the session file, if there is one. */
+static int resume_session(struct cli *cli, const char *command)
+{
+    unsigned char tok[64];
+    char hex[160];
+    size_t n = 0;
+    FILE *f;
+    int rc;
+    if (command && strcmp(command, "session") == 0 && access(cli->session_path, F_OK) != 0)
+        return 0;
+    if (!(f = fopen(cli->session_path, "r")))
+        return 0; /* no session: each command is its own */
+    if (!fgets(hex, sizeof(hex), f))
+        hex[0] = '\0';
+    fclose(f);
+    for (; n < sizeof(tok) && isxdigit((unsigned char)hex[2 * n]) &&
+           isxdigit((unsigned char)hex[2 * n + 1]);
+         n++) {
+        unsigned int b;
+        sscanf(hex + 2 * n, "%2x", &b);
+        tok[n] = (unsigned char)b;
+    }
+    rc = cli->auth[0] ? rcs_call(cli->c, NULL, "hello", "{sysy}", "resume", tok, n, "auth",
+                                 cli->auth, strlen(cli->auth))
+                      : rcs_call(cli->c, NULL, "hello", "{sy}", "resume", tok, n);
+    if (rc == RCS_ESESSION_EXPIRED) {
+        fprintf(stderr,
+                "rcstore: the session in %s has expired (or the server restarted); "
+                "its holds are gone. Start another: rcstore session start\n",
+                cli->session_path);
+        if (command && strcmp(command, "session") == 0)
+            unlink(cli->session_path);
+        return EXIT_SERVER;
+    }
+    if (rc < 0)
+        return call_failed(cli, rc);
+    cli->in_session = 1;
+    return 0;
+}
+
 static int cmd_release_all(struct cli *cli, const struct opts *o, int argc, char **argv)
 {
     return simple(cli, o, rcs_send(cli->c, "release_all", ""));
@@ -584,6 +710,8 @@ static const struct command commands[] = {
      cmd_share},
     {"claim", "TOKEN", "take the object of a share token (one hold)", 1, 1, cmd_claim},
     {"why", "ID", "why ID is alive: a shortest path from a root", 1, 1, cmd_why},
+    {"session", "start [--ttl 1h] | end | status",
+     "a lease that consecutive commands share (token in the session file)", 1, 1, cmd_session},
     {"gc", "", "run a full cycle collection", 0, 0, cmd_gc},
     {"stats", "", "server statistics", 0, 0, cmd_stats},
     {"help", "", "this help", 0, 0, cmd_help},
@@ -607,8 +735,12 @@ static void usage(FILE *f)
                "                        RCSTORE_AUTH_FILE)\n"
                "  --json                print results as JSON\n"
                "  -h, --help            this help;  -V, --version  the version\n\n"
+               "  --session-file PATH   where session start keeps its token (or set\n"
+               "                        RCSTORE_SESSION_FILE; default $XDG_RUNTIME_DIR or\n"
+               "                        $HOME/.rcstore_session)\n\n"
                "RCSTORE_ADDRESS sets the default address (tcp://HOST:PORT or unix:///PATH).\n"
-               "Each command runs in its own session: holds it takes end when it exits.\n"
+               "Each command runs in its own session, whose holds end when it exits, unless\n"
+               "'rcstore session start' began one that later commands resume.\n"
                "Exit status: 0 success, 1 server error, 2 usage or connection error.\n");
 }
 
@@ -647,6 +779,12 @@ static int parse_opts(struct cli *cli, struct opts *o, int argc, char **argv, in
         } else if (strcmp(a, "--name") == 0) {
             NEED_VAL;
             o->name = val;
+        } else if (strcmp(a, "--ttl") == 0) {
+            NEED_VAL;
+            o->ttl = val;
+        } else if (global && strcmp(a, "--session-file") == 0) {
+            NEED_VAL;
+            cli->session_file = val;
         } else if (strcmp(a, "--client") == 0) {
             NEED_VAL;
             o->client = val;
@@ -834,6 +972,7 @@ int main(int argc, char **argv)
     cli.defaults.timeout_s = -1;
     cli.address = getenv("RCSTORE_ADDRESS");
     cli.auth_file = getenv("RCSTORE_AUTH_FILE");
+    cli.session_file = getenv("RCSTORE_SESSION_FILE");
     if (parse_opts(&cli, &cli.defaults, argc - 1, argv + 1, &npos, pos, 1) != 0)
         return EXIT_USAGE;
     if (npos > 0 && strcmp(pos[0], "help") == 0) {
@@ -847,7 +986,16 @@ int main(int argc, char **argv)
                 cli.address ? cli.address : RCS_DEFAULT_ADDRESS, strerror(errno));
         return EXIT_USAGE;
     }
-    if ((status = authenticate(&cli)) != 0) {
+    if (cli.session_file)
+        snprintf(cli.session_path, sizeof(cli.session_path), "%s", cli.session_file);
+    else if (getenv("XDG_RUNTIME_DIR"))
+        snprintf(cli.session_path, sizeof(cli.session_path), "%s/rcstore.session",
+                 getenv("XDG_RUNTIME_DIR"));
+    else
+        snprintf(cli.session_path, sizeof(cli.session_path), "%s/.rcstore_session",
+                 getenv("HOME") ? getenv("HOME") : ".");
+    if ((status = authenticate(&cli)) != 0 ||
+        (status = resume_session(&cli, npos > 0 ? pos[0] : NULL)) != 0) {
         rcs_close(cli.c);
         return status;
     }

@@ -125,6 +125,28 @@ printf 'wrong\n' >"$tmp/wrong"
 check "auth: a wrong token exits 1" 1 $?
 kill $auth_pid; wait $auth_pid 2>/dev/null
 
+# Sessions shared by consecutive commands through a session file.
+export RCSTORE_SESSION_FILE="$tmp/session"
+R session start --ttl 1h >/dev/null
+check "session file is private" 600 "$(stat -c %a "$tmp/session")"
+sid=$(R create "lives on")
+check "a session's holds outlive the command" "holds:      1" "$(R stat "$sid" | grep '^holds')"
+check "later commands share them" 0 "$(R decref "$sid")"
+sid2=$(R create "released at end")
+R session end >/dev/null
+R get "$sid2" >/dev/null 2>&1
+check "session end releases its holds" 1 $?
+check "session end removes the file" no "$(test -e "$tmp/session" && echo yes || echo no)"
+# A lease that expires: the next command says so and fails.
+R session start --ttl 1s >/dev/null
+eid=$(R create "expires")
+unset RCSTORE_SESSION_FILE
+R watch "$eid" --timeout 30 >"$tmp/expired"
+check "expiry frees the session's objects" "freed $eid (refcount)" "$(cat "$tmp/expired")"
+RCSTORE_SESSION_FILE="$tmp/session" R ping 2>"$tmp/experr"
+check "an expired session fails loudly" 1 $?
+check "and says it expired" 1 "$(grep -c expired "$tmp/experr")"
+
 check "gc --json has collected" 1 "$(R --json gc | grep -c '"collected"')"
 check "stats has six sections" 6 "$(R stats | grep -cE '^(server|heap|memory|gc|sessions|ops):$')"
 
