@@ -276,7 +276,8 @@ static int do_create(struct cmd_ctx *c, arg_t *a, uint32_t n)
         free_ids(refs, nrefs);
         return rc;
     }
-    if ((rc = sess_reserve(st, c->sess)) == 0 &&
+    /* Everything that can refuse comes before the object exists. */
+    if ((rc = sess_can_hold(st, c->sess, 1)) == 0 && (rc = sess_reserve(st, c->sess)) == 0 &&
         (rc = heap_create(&st->heap, data, len, refs, nrefs, &id)) == 0) {
         rc = sess_incref(st, c->sess, id, 1, NULL);
         /* Reserved above, and a new object cannot overflow. */

@@ -20,6 +20,8 @@ void config_defaults(struct config *cfg)
     cfg->max_output_bytes = 64u << 20;
     cfg->max_session_ttl = 3600;
     cfg->gc_interval_ms = 1000;
+    cfg->max_session_holds = 10000000;
+    cfg->max_session_watches = 100000;
     cfg->gc_threshold = 10000;
     cfg->gc_slice_us = 1000;
     cfg->log_level = "info";
@@ -80,6 +82,8 @@ void config_usage(FILE *out)
                  "  --max-output-bytes SIZE  unsent replies per client before it is cut off\n"
                  "                           (default 64MiB)\n"
                  "  --max-session-ttl SECS   longest lease a client may ask for (default 3600)\n"
+                 "  --max-holds-per-session N   holds one session may have (default 10000000)\n"
+                 "  --max-watches-per-session N watches one session may have (default 100000)\n"
                  "  --maxmemory SIZE         heap bytes past which requests that allocate fail\n"
                  "                           with OUT_OF_MEMORY; 0 = unlimited (default 0)\n"
                  "  --gc-interval-ms MS      collect cycles this often; 0 = only on demand and\n"
@@ -105,6 +109,8 @@ enum {
     OPT_MAX_OUTPUT_BYTES,
     OPT_MAX_SESSION_TTL,
     OPT_MAXMEMORY,
+    OPT_MAX_SESSION_HOLDS,
+    OPT_MAX_SESSION_WATCHES,
     OPT_GC_INTERVAL_MS,
     OPT_GC_THRESHOLD,
     OPT_GC_SLICE_US,
@@ -121,6 +127,8 @@ static const struct option options[] = {
     {"max-output-bytes", required_argument, NULL, OPT_MAX_OUTPUT_BYTES},
     {"max-session-ttl", required_argument, NULL, OPT_MAX_SESSION_TTL},
     {"maxmemory", required_argument, NULL, OPT_MAXMEMORY},
+    {"max-holds-per-session", required_argument, NULL, OPT_MAX_SESSION_HOLDS},
+    {"max-watches-per-session", required_argument, NULL, OPT_MAX_SESSION_WATCHES},
     {"gc-interval-ms", required_argument, NULL, OPT_GC_INTERVAL_MS},
     {"gc-threshold", required_argument, NULL, OPT_GC_THRESHOLD},
     {"gc-slice-us", required_argument, NULL, OPT_GC_SLICE_US},
@@ -203,6 +211,12 @@ int config_parse(struct config *cfg, int argc, char **argv, char *err, size_t er
             break;
         case OPT_MAXMEMORY:
             rc = number(flag, optarg, 1, 0, UINT64_MAX, &cfg->maxmemory, err, errlen);
+            break;
+        case OPT_MAX_SESSION_HOLDS:
+            rc = number(flag, optarg, 0, 1, UINT64_MAX, &cfg->max_session_holds, err, errlen);
+            break;
+        case OPT_MAX_SESSION_WATCHES:
+            rc = number(flag, optarg, 0, 0, UINT32_MAX, &cfg->max_session_watches, err, errlen);
             break;
         case OPT_GC_INTERVAL_MS:
             rc = number(flag, optarg, 0, 0, 86400000, &cfg->gc_interval_ms, err, errlen);

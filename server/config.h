@@ -19,7 +19,9 @@ struct config {
     uint64_t max_message_bytes;
     uint64_t max_output_bytes;
     uint64_t max_session_ttl;
-    uint64_t maxmemory;      /* 0: unlimited */
+    uint64_t maxmemory; /* 0: unlimited */
+    uint64_t max_session_holds;
+    uint64_t max_session_watches;
     uint64_t gc_interval_ms; /* 0: no periodic collection */
     uint64_t gc_threshold;
     uint64_t gc_slice_us;

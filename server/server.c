@@ -222,6 +222,8 @@ int server_init(struct server *srv, uv_loop_t *loop, const struct config *cfg)
     lim.max_session_ttl = (uint32_t)cfg->max_session_ttl;
     lim.maxmemory = cfg->maxmemory;
     lim.gc_threshold = cfg->gc_threshold;
+    lim.max_session_holds = cfg->max_session_holds;
+    lim.max_session_watches = cfg->max_session_watches;
     if ((rc = store_init(&srv->st, &lim, conn_notify, srv)) < 0) {
         log_error("cannot set up the store: %s", strerror(-rc));
         return rc;

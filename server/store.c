@@ -413,6 +413,13 @@ static int owned_reserve(struct store *st, struct sess *s)
     return 0;
 }
 
+int sess_can_hold(const struct store *st, const struct sess *s, uint64_t n)
+{
+    if (st->lim.max_session_holds && s->nholds + n > st->lim.max_session_holds)
+        return RPC_EQUOTA_EXCEEDED;
+    return 0;
+}
+
 int sess_reserve(struct store *st, struct sess *s)
 {
     return owned_reserve(st, s) < 0 ? RPC_EOUT_OF_MEMORY : 0;
@@ -427,6 +434,8 @@ int sess_incref(struct store *st, struct sess *s, uint64_t id, uint32_t n, uint6
     int rc;
 
     if ((rc = heap_can_incr(h, id, CNT_HOLDS, n)) < 0)
+        return rc;
+    if ((rc = sess_can_hold(st, s, n)) < 0)
         return rc;
     if ((take_owner && owned_reserve(st, s) < 0) ||
         (extra && !u64map_get(&s->holds, id) && u64map_reserve(&s->holds, 1) < 0))
@@ -519,6 +528,8 @@ int sess_watch(struct store *st, struct sess *s, uint64_t id)
 
     if (u64map_get(&s->watches, id))
         return 0;
+    if (st->lim.max_session_watches && s->watches.len >= st->lim.max_session_watches)
+        return RPC_EQUOTA_EXCEEDED;
     if (u64map_reserve(&s->watches, 1) < 0 || u64map_reserve(&st->watchers, 1) < 0)
         return RPC_EOUT_OF_MEMORY;
     w = mem_alloc(sizeof(*w));

@@ -42,8 +42,10 @@ struct store_limits {
     uint32_t max_refs;
     uint64_t max_message_bytes;
     uint32_t max_session_ttl;
-    uint64_t maxmemory;    /* heap bytes (mem_heap_bytes); 0 = unlimited */
-    uint64_t gc_threshold; /* candidates that trigger a collection */
+    uint64_t maxmemory;           /* heap bytes (mem_heap_bytes); 0 = unlimited */
+    uint64_t gc_threshold;        /* candidates that trigger a collection */
+    uint64_t max_session_holds;   /* 0: unlimited */
+    uint64_t max_session_watches; /* 0: unlimited */
 };
 
 #define GC_PAUSE_BUCKETS 6
@@ -134,6 +136,8 @@ uint64_t sess_holds_on(const struct store *st, const struct sess *s, uint64_t id
 /* Make the next sess_incref of 1 on a new object infallible. 0 or
  * RPC_EOUT_OF_MEMORY. */
 int sess_reserve(struct store *st, struct sess *s);
+/* Whether s may take n more holds: 0 or RPC_EQUOTA_EXCEEDED. */
+int sess_can_hold(const struct store *st, const struct sess *s, uint64_t n);
 /* Add n holds on object id. 0, RPC_EOUT_OF_MEMORY or RPC_EQUOTA_EXCEEDED
  * (unchanged). */
 int sess_incref(struct store *st, struct sess *s, uint64_t id, uint32_t n, uint64_t *after);

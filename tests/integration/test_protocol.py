@@ -256,33 +256,6 @@ try:
     check("non-reader cut off", got < 2000 * 60000, (sent, got))
     check("others unaffected by the non-reader", c.ok("ping") == "pong")
 
-    # A watcher that never reads is cut off once its notifications pass
-    # max_output_bytes (262144 here), beyond what kernel buffers absorb.
-    N = 200000
-    deaf = Conn(addr)
-    deaf.s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    ids = []
-    for start in range(0, N, 10000):
-        c.send_raw(b"".join(msgpack.packb([0, 1, "create", [b""]]) for _ in range(10000)))
-        ids += [c.reply()[3] for _ in range(10000)]
-    watches_before = c.ok("stats")["ops"]["watch"]
-    deaf.send_raw(b"".join(msgpack.packb([0, 1, "watch", [i]]) for i in ids))
-    # The watches are on another connection: wait until the server has
-    # served them all before dropping the objects.
-    while c.ok("stats")["ops"]["watch"] < watches_before + N:
-        pass
-    before = c.ok("stats")["server"]["connections"]
-    c.send_raw(b"".join(msgpack.packb([0, 1, "decref", [i]]) for i in ids))
-    for _ in ids:
-        c.reply()
-    # Its cut-off shows in the server's connection count (draining what the
-    # kernel already buffered through a 4 KiB window would take minutes).
-    deadline = time.time() + 60
-    while c.ok("stats")["server"]["connections"] >= before and time.time() < deadline:
-        pass
-    check("deaf watcher cut off", c.ok("stats")["server"]["connections"] < before)
-    deaf.s.close()
-
     # A session's holds go when its connection closes; a watcher sees it.
     o = Conn(addr)
     z = o.ok("create", b"short-lived")
@@ -295,6 +268,44 @@ finally:
     proc.terminate()
     code = proc.wait(timeout=30)
     check("SIGTERM exits 0", code == 0, code)
+
+# A watcher that never reads is cut off once its notifications pass
+# max_output_bytes (256 KiB): the kernel's socket buffers take the ~1 MB of
+# small replies to its watches, not the ~3 MB of notifications that follow.
+proc, addr = start_server("--max-output-bytes", "256k", "--max-watches-per-session", "300000")
+try:
+    c = Conn(addr)
+    N = 200000
+    deaf = Conn(addr)
+    deaf.s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    ids = []
+    for start in range(0, N, 10000):
+        c.send_raw(b"".join(msgpack.packb([0, 1, "create", [b""]]) for _ in range(10000)))
+        ids += [c.reply()[3] for _ in range(10000)]
+    watches_before = c.ok("stats")["ops"]["watch"]
+    before = c.ok("stats")["server"]["connections"]
+    deaf.send_raw(b"".join(msgpack.packb([0, 1, "watch", [i]]) for i in ids))
+    # The watches are on another connection: wait until the server has
+    # served them all (or, failing that, has cut the deaf client already).
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        st = c.ok("stats")
+        if st["ops"]["watch"] >= watches_before + N or st["server"]["connections"] < before:
+            break
+    check("deaf watcher: every watch served", st["ops"]["watch"] >= watches_before + N, st["ops"])
+    c.send_raw(b"".join(msgpack.packb([0, 1, "decref", [i]]) for i in ids))
+    for _ in ids:
+        c.reply()
+    # Its cut-off shows in the server's connection count (draining what the
+    # kernel already buffered through a 4 KiB window would take minutes).
+    deadline = time.time() + 60
+    while c.ok("stats")["server"]["connections"] >= before and time.time() < deadline:
+        pass
+    check("deaf watcher cut off", c.ok("stats")["server"]["connections"] < before)
+    deaf.s.close()
+finally:
+    proc.terminate()
+    check("deaf server exits 0", proc.wait(timeout=30) == 0)
 
 # --maxmemory: past it, requests that allocate fail with OUT_OF_MEMORY and
 # change nothing; reads and frees keep working; freeing makes room again.
@@ -523,6 +534,27 @@ try:
 finally:
     proc.terminate()
     check("auth server exits 0", proc.wait(timeout=30) == 0)
+
+# Per-session quotas.
+proc, addr = start_server("--max-holds-per-session", "5", "--max-watches-per-session", "2")
+try:
+    q = Conn(addr)
+    o = q.ok("create", b"q")
+    check("quota: holds up to the limit", q.ok("incref", o, 4) == 5)
+    check("quota: holds past it", q.code("incref", o) == "QUOTA_EXCEEDED" and
+          q.ok("stat", o)["holds"] == 5)
+    check("quota: creating needs a hold too", q.code("create", b"x") == "QUOTA_EXCEEDED")
+    check("quota: another session is not limited by this one",
+          isinstance(Conn(addr).ok("create", b"y"), int))
+    other = Conn(addr)
+    o2, o3 = other.ok("create", b"z"), other.ok("create", b"w")
+    q.ok("watch", o)
+    q.ok("watch", o)  # the same object again costs nothing
+    check("quota: watches up to the limit", q.ok("watch", o2) is None)
+    check("quota: watches past it", q.code("watch", o3) == "QUOTA_EXCEEDED")
+finally:
+    proc.terminate()
+    check("quota server exits 0", proc.wait(timeout=30) == 0)
 
 print("failures:", failures)
 sys.exit(1 if failures else 0)

@@ -26,7 +26,7 @@ static void on_notify(void *ud, struct sess *s, uint64_t id, enum free_reason wh
 static int setup(void **state)
 {
     static struct store st;
-    struct store_limits lim = {1024, 16, 1 << 20, 3600, 0, 0};
+    struct store_limits lim = {1024, 16, 1 << 20, 3600, 0, 0, 0, 0};
     assert_int_equal(store_init(&st, &lim, on_notify, NULL), 0);
     nnotes = 0;
     *state = &st;
