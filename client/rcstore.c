@@ -785,12 +785,28 @@ static int pending_guard(rcs_client *c)
 
 #define SEND_OR_FAIL(c, ...) (pending_guard(c) < 0 ? RCS_EINVAL : rcs_send(c, __VA_ARGS__))
 
+static int hello_result(rcs_client *c, rcs_hello_info *info, int rc);
+
 int rcs_hello(rcs_client *c, const char *client_name, rcs_hello_info *info)
+{
+    int rc = client_name ? SEND_OR_FAIL(c, "hello", "{ss}", "client", client_name)
+                         : SEND_OR_FAIL(c, "hello", "");
+    return hello_result(c, info, rc);
+}
+
+int rcs_hello_lease(rcs_client *c, uint32_t ttl, const uint8_t *token, size_t token_len,
+                    rcs_hello_info *info)
+{
+    int rc =
+        token ? SEND_OR_FAIL(c, "hello", "{susy}", "ttl", (uint64_t)ttl, "resume", token, token_len)
+              : SEND_OR_FAIL(c, "hello", "{su}", "ttl", (uint64_t)ttl);
+    return hello_result(c, info, rc);
+}
+
+static int hello_result(rcs_client *c, rcs_hello_info *info, int rc)
 {
     rcs_value *v;
     const rcs_value *t, *lim;
-    int rc = client_name ? SEND_OR_FAIL(c, "hello", "{ss}", "client", client_name)
-                         : SEND_OR_FAIL(c, "hello", "");
     if (rc < 0 || (rc = rcs_recv(c, &v)) < 0)
         return rc;
     if (info) {
@@ -804,6 +820,7 @@ int rcs_hello(rcs_client *c, const char *client_name, rcs_hello_info *info)
         }
         t = rcs_map_get(v, "resumed");
         info->resumed = t && t->type == RCS_BOOL && t->via.boolean;
+        info->ttl = rcs_value_uint(rcs_map_get(v, "ttl"), 0);
         lim = rcs_map_get(v, "limits");
         info->max_data_bytes = rcs_value_uint(rcs_map_get(lim, "max_data_bytes"), 0);
         info->max_refs = rcs_value_uint(rcs_map_get(lim, "max_refs"), 0);
@@ -973,6 +990,34 @@ int rcs_watch(rcs_client *c, uint64_t id)
 int rcs_release_all(rcs_client *c, uint64_t *n)
 {
     return call_uint(c, n, SEND_OR_FAIL(c, "release_all", ""));
+}
+
+int rcs_share(rcs_client *c, uint64_t id, uint32_t ttl, uint8_t *token, size_t cap, size_t *len)
+{
+    rcs_value *v;
+    int rc =
+        ttl ? rcs_call(c, &v, "share", "uu", id, (uint64_t)ttl) : rcs_call(c, &v, "share", "u", id);
+    if (rc < 0)
+        return rc;
+    if (v->type != RCS_BIN || v->via.bytes.len > cap) {
+        rc = v->type != RCS_BIN ? RCS_EPROTO : RCS_EINVAL;
+        rcs_value_free(v);
+        return set_error(c, rc, "the share token is not bytes or does not fit");
+    }
+    memcpy(token, v->via.bytes.ptr, v->via.bytes.len);
+    *len = v->via.bytes.len;
+    rcs_value_free(v);
+    return 0;
+}
+
+int rcs_claim(rcs_client *c, const uint8_t *token, size_t len, uint64_t *id)
+{
+    return call_uint(c, id, SEND_OR_FAIL(c, "claim", "y", token, len));
+}
+
+int rcs_why(rcs_client *c, uint64_t id, rcs_value **out)
+{
+    return rcs_call(c, out, "why", "u", id);
 }
 
 int rcs_gc(rcs_client *c, rcs_gc_result *out)

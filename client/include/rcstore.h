@@ -167,11 +167,16 @@ typedef struct rcs_hello_info {
     uint8_t token[64]; /* the resume token */
     size_t token_len;
     int resumed;
+    uint64_t ttl; /* the lease granted, in seconds */
     uint64_t max_data_bytes, max_refs, max_message_bytes, max_session_ttl;
 } rcs_hello_info;
 
 /* hello with an optional client name (NULL for none). info may be NULL. */
 RCS_EXPORT int rcs_hello(rcs_client *c, const char *client_name, rcs_hello_info *info);
+/* hello with a lease: ttl seconds (0: none) and, if token is not NULL, the
+ * resume token of a detached session (token_len bytes) to take over. */
+RCS_EXPORT int rcs_hello_lease(rcs_client *c, uint32_t ttl, const uint8_t *token, size_t token_len,
+                               rcs_hello_info *info);
 RCS_EXPORT int rcs_ping(rcs_client *c);
 /* Create an object holding a copy of data and refs; this session holds it once. */
 RCS_EXPORT int rcs_create(rcs_client *c, const void *data, size_t len, const uint64_t *refs,
@@ -217,6 +222,15 @@ RCS_EXPORT int rcs_referrers(rcs_client *c, uint64_t id, uint64_t limit, uint64_
 RCS_EXPORT int rcs_watch(rcs_client *c, uint64_t id);
 /* Drop every hold of this session; *n (may be NULL) gets how many. */
 RCS_EXPORT int rcs_release_all(rcs_client *c, uint64_t *n);
+
+/* A one-use transfer token holding one reference to id for ttl seconds (0:
+ * the server's default). *token gets up to cap bytes, *len its length. */
+RCS_EXPORT int rcs_share(rcs_client *c, uint64_t id, uint32_t ttl, uint8_t *token, size_t cap,
+                         size_t *len);
+/* Take the object of a share token: this session gains one hold. */
+RCS_EXPORT int rcs_claim(rcs_client *c, const uint8_t *token, size_t len, uint64_t *id);
+/* Why id is alive: {"root": ..., "path": [...]} (see the protocol docs). */
+RCS_EXPORT int rcs_why(rcs_client *c, uint64_t id, rcs_value **out);
 
 typedef struct rcs_gc_result {
     uint64_t collected, candidates, examined, duration_us;

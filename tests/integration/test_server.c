@@ -324,6 +324,39 @@ static void connections_past_the_limit(void **state)
     rcs_close(w);
 }
 
+static void leases_and_handoff(void **state)
+{
+    rcs_client *a = client(), *b = client(), *w = client();
+    rcs_hello_info info, again;
+    uint8_t tok[64];
+    size_t len;
+    uint64_t x, got;
+    rcs_value *why;
+    (void)state;
+    assert_int_equal(rcs_hello_lease(a, 60, NULL, 0, &info), 0);
+    assert_int_equal(info.ttl, 60);
+    assert_int_equal(rcs_create(a, "x", 1, NULL, 0, &x), 0);
+    assert_int_equal(rcs_share(a, x, 0, tok, sizeof(tok), &len), 0);
+    assert_int_equal(rcs_decref(a, x, 1, NULL), 0); /* the token keeps it */
+    assert_int_equal(rcs_why(w, x, &why), 0);
+    assert_string_equal(rcs_map_get(why, "root")->via.bytes.ptr, "token");
+    rcs_value_free(why);
+    assert_int_equal(rcs_claim(b, tok, len, &got), 0);
+    assert_int_equal(got, x);
+    assert_int_equal(rcs_claim(b, tok, len, &got), RCS_ETOKEN_INVALID);
+    /* a's lease: close it, then take it over from another connection. */
+    rcs_close(a);
+    a = client();
+    while (stat_u(w, "sessions", "detached") < 1) /* the close is processed */
+        ;
+    assert_int_equal(rcs_hello_lease(a, 60, info.token, info.token_len, &again), 0);
+    assert_true(again.resumed);
+    assert_int_equal(again.session, info.session);
+    rcs_close(a);
+    rcs_close(b);
+    rcs_close(w);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -333,6 +366,7 @@ int main(void)
         cmocka_unit_test(closing_releases_holds),
         cmocka_unit_test(five_hundred_connections),
         cmocka_unit_test(connections_past_the_limit),
+        cmocka_unit_test(leases_and_handoff),
         cmocka_unit_test(million_chain),
     };
     return cmocka_run_group_tests(tests, start, stop);
