@@ -1,15 +1,1124 @@
-/* rcstore-bench: placeholder until the load generator lands (issue 6). It
- * does not pretend to measure anything: it says so and exits with status 2. */
+/* rcstore-bench: a load generator for rcstored in the spirit of
+ * redis-benchmark. Each test opens -c connections spread over --threads
+ * threads (one libuv loop each), creates the objects the test needs (-r in
+ * all, split between connections), then keeps -P requests in flight on every
+ * connection until -n requests were issued or --duration passed. Latency is
+ * measured per request from the moment it is queued to the moment its reply
+ * is read, into a log-linear histogram (hist.h). Nothing is allocated per
+ * request: requests are encoded into a reused output buffer, replies framed
+ * by rpc_scan in a reused input buffer, and the in-flight window is a fixed
+ * ring. Tests whose work has follow-ups (churn's decref, cycle's link) queue
+ * them per connection and send them before new work. */
+#include "bench_wire.h"
+#include "hist.h"
+#include "rpc_msg.h"
+#include "rpc_scan.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <strings.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+#include <uv.h>
+
+/* ---- tests ---- */
+
+enum test_id {
+    T_PING,
+    T_CREATE,
+    T_GET,
+    T_INCREF,
+    T_DECREF,
+    T_LINK,
+    T_CHURN,
+    T_CYCLE,
+    T_MIXED,
+    T_N
+};
+
+static const struct test_def {
+    const char *name, *label;
+    int needs_objects; /* the connection creates its share of -r first */
+    unsigned cost;     /* requests one unit of work sends */
+} test_defs[T_N] = {
+    [T_PING] = {"ping", "PING", 0, 1},       [T_CREATE] = {"create", "CREATE", 0, 1},
+    [T_GET] = {"get", "GET", 1, 1},          [T_INCREF] = {"incref", "INCREF", 1, 1},
+    [T_DECREF] = {"decref", "DECREF", 1, 1}, [T_LINK] = {"link", "LINK", 1, 1},
+    [T_CHURN] = {"churn", "CHURN", 0, 2},    [T_CYCLE] = {"cycle", "CYCLE", 0, 5},
+    [T_MIXED] = {"mixed", "MIXED", 0, 1},
+};
+
+/* What a request on the wire is, so its reply can be handled. */
+enum kind {
+    K_HELLO,
+    K_SETUP, /* create one of the connection's objects */
+    K_PING,
+    K_CREATE,  /* create test: kept, dropped later */
+    K_CHURN,   /* create, dropped at once */
+    K_CYCLE_A, /* create a */
+    K_CYCLE_B, /* create b -> a */
+    K_GET,
+    K_INCREF,     /* incref [id] */
+    K_INCREF_N,   /* incref [id, n] */
+    K_DECREF,     /* decref [id] */
+    K_DECREF_N,   /* decref [id, n] */
+    K_LINK,       /* link [a, b] */
+    K_CLEAR_REFS, /* set_refs [a, []] */
+};
+
+#define HOLD_BATCH   32 /* incref/decref tests: holds taken or given back at once */
+#define LINK_BATCH   32 /* link test: refs added before they are cleared */
+#define SETUP_WINDOW 256
+
+/* ---- options ---- */
+
+struct opts {
+    const char *host, *sock, *tests, *mix, *auth_file;
+    int port, quiet, csv, json;
+    unsigned clients, pipeline, threads, datasize;
+    uint64_t requests, keyspace;
+    double duration;
+    char auth[4097];
+    unsigned weights[T_N]; /* mixed */
+    unsigned weight_sum;
+};
+
+/* ---- per-connection state ---- */
+
+struct req { /* one request in flight */
+    uint64_t t0, a;
+    uint32_t msgid;
+    uint8_t kind, counted;
+};
+
+struct step { /* a follow-up waiting to be sent */
+    uint64_t a, b;
+    uint8_t kind, counted;
+};
+
+struct worker;
+
+struct bconn {
+    union {
+        uv_handle_t h;
+        uv_stream_t s;
+        uv_tcp_t tcp;
+        uv_pipe_t pipe;
+    } u;
+    uv_connect_t creq;
+    uv_write_t wreq;
+    struct worker *w;
+    uint8_t *out, *wout; /* queued requests; the write in flight */
+    size_t olen, ocap, wcap;
+    int writing, closing, done;
+    uint8_t *in;
+    size_t ioff, ilen, icap;
+    struct rpc_scan scan;
+    struct req *ring; /* in flight, oldest first */
+    unsigned rhead, rcount, rcap;
+    struct step *pend; /* follow-ups, oldest first */
+    unsigned phead, pcount, pcap;
+    uint64_t *ids; /* this connection's objects (setup) */
+    uint32_t nids, made, asked;
+    uint16_t *extra, *links; /* per object: holds beyond the first; refs added */
+    uint64_t *keep;          /* create test: objects created, dropped FIFO */
+    unsigned khead, kcount, nkeep;
+    uint32_t msgid, rr;
+    uint64_t rng;
+    int ready;
+};
+
+struct bench;
+
+struct worker {
+    uv_loop_t loop;
+    uv_thread_t tid;
+    struct bench *b;
+    struct bconn *conns;
+    unsigned nconns, ready, closed;
+    struct hist hist;
+    uint64_t completed, errors, start, end;
+    uv_timer_t progress;
+    int has_progress;
+};
+
+struct bench {
+    struct opts o;
+    enum test_id test;
+    uint8_t *payload;
+    uv_barrier_t barrier;
+    _Atomic uint64_t tickets;   /* units of work handed out */
+    _Atomic uint64_t completed; /* counted replies, for the progress line */
+    uint64_t limit;             /* requests to issue */
+    _Atomic uint64_t deadline;  /* uv_hrtime() at which to stop, 0 for none */
+    _Atomic int error_printed;
+};
+
+static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+
+static void die(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("rcstore-bench: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    exit(2);
+}
+
+static void *xmalloc(size_t n)
+{
+    void *p = calloc(1, n ? n : 1);
+    if (!p)
+        die("out of memory");
+    return p;
+}
+
+static uint64_t xorshift(uint64_t *s)
+{
+    uint64_t x = *s;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    return *s = x;
+}
+
+/* ---- encoding requests ---- */
+
+/* Room for one more request with its payload. */
+static uint8_t *reserve(struct bconn *c, size_t n)
+{
+    if (c->olen + n > c->ocap) {
+        size_t cap = c->ocap * 2 > c->olen + n ? c->ocap * 2 : c->olen + n;
+        uint8_t *p = realloc(c->out, cap);
+        if (!p)
+            die("out of memory");
+        c->out = p;
+        c->ocap = cap;
+    }
+    return c->out + c->olen;
+}
+
+#define METHOD(s) (s), (unsigned)(sizeof(s) - 1)
+
+static void emit(struct bconn *c, enum kind k, uint64_t a, uint64_t b, int counted)
+{
+    const struct bench *bn = c->w->b;
+    uint32_t d = bn->o.datasize;
+    uint8_t *p = reserve(c, WIRE_MAX_HEAD + d + sizeof(bn->o.auth) + 32), *start = p;
+    uint32_t id = ++c->msgid;
+    struct req *r;
+
+    switch (k) {
+    case K_HELLO: {
+        size_t alen = strlen(bn->o.auth);
+        p = wire_request(p, id, METHOD("hello"), 1);
+        *p++ = (uint8_t)(0x80 | (alen ? 2 : 1));
+        p = wire_fixstr(p, METHOD("client"));
+        p = wire_fixstr(p, METHOD("rcstore-bench"));
+        if (alen) {
+            p = wire_fixstr(p, METHOD("auth"));
+            *p++ = 0xda; /* str 16 */
+            p = wire_be(p, alen, 2);
+            memcpy(p, bn->o.auth, alen);
+            p += alen;
+        }
+        break;
+    }
+    case K_PING:
+        p = wire_request(p, id, METHOD("ping"), 0);
+        break;
+    case K_SETUP:
+    case K_CREATE:
+    case K_CHURN:
+    case K_CYCLE_A:
+        p = wire_request(p, id, METHOD("create"), 1);
+        p = wire_bin(p, bn->payload, d);
+        break;
+    case K_CYCLE_B:
+        p = wire_request(p, id, METHOD("create"), 2);
+        p = wire_bin(p, bn->payload, d);
+        p = wire_array(p, 1);
+        p = wire_uint(p, a);
+        break;
+    case K_GET:
+        p = wire_request(p, id, METHOD("get"), 1);
+        p = wire_uint(p, a);
+        break;
+    case K_INCREF:
+    case K_INCREF_N:
+        p = wire_request(p, id, METHOD("incref"), k == K_INCREF ? 1 : 2);
+        p = wire_uint(p, a);
+        if (k == K_INCREF_N)
+            p = wire_uint(p, b);
+        break;
+    case K_DECREF:
+    case K_DECREF_N:
+        p = wire_request(p, id, METHOD("decref"), k == K_DECREF ? 1 : 2);
+        p = wire_uint(p, a);
+        if (k == K_DECREF_N)
+            p = wire_uint(p, b);
+        break;
+    case K_LINK:
+        p = wire_request(p, id, METHOD("link"), 2);
+        p = wire_uint(p, a);
+        p = wire_uint(p, b);
+        break;
+    case K_CLEAR_REFS:
+        p = wire_request(p, id, METHOD("set_refs"), 2);
+        p = wire_uint(p, a);
+        p = wire_array(p, 0);
+        break;
+    }
+    c->olen += (size_t)(p - start);
+    if (c->rcount == c->rcap)
+        die("internal error: in-flight ring full");
+    r = &c->ring[(c->rhead + c->rcount++) % c->rcap];
+    r->t0 = uv_hrtime();
+    r->a = a;
+    r->msgid = id;
+    r->kind = (uint8_t)k;
+    r->counted = (uint8_t)counted;
+}
+
+static void push_step(struct bconn *c, enum kind k, uint64_t a, uint64_t b, int counted)
+{
+    struct step *s;
+    if (c->pcount == c->pcap)
+        die("internal error: follow-up queue full");
+    s = &c->pend[(c->phead + c->pcount++) % c->pcap];
+    s->kind = (uint8_t)k;
+    s->a = a;
+    s->b = b;
+    s->counted = (uint8_t)counted;
+}
+
+/* ---- generating work ---- */
+
+static enum test_id pick_mixed(struct bconn *c)
+{
+    const struct opts *o = &c->w->b->o;
+    unsigned x = (unsigned)(xorshift(&c->rng) % o->weight_sum);
+    for (int t = 0; t < T_N; t++) {
+        if (x < o->weights[t])
+            return (enum test_id)t;
+        x -= o->weights[t];
+    }
+    return T_PING;
+}
+
+/* Queue one unit of test t's work. */
+static void generate(struct bconn *c, enum test_id t)
+{
+    uint32_t i;
+    switch (t) {
+    case T_PING:
+        emit(c, K_PING, 0, 0, 1);
+        break;
+    case T_CREATE:
+        emit(c, K_CREATE, 0, 0, 1);
+        break;
+    case T_CHURN:
+        emit(c, K_CHURN, 0, 0, 1);
+        break;
+    case T_CYCLE:
+        emit(c, K_CYCLE_A, 0, 0, 1);
+        break;
+    case T_GET:
+        emit(c, K_GET, c->ids[xorshift(&c->rng) % c->nids], 0, 1);
+        break;
+    case T_INCREF:
+        i = c->rr++ % c->nids;
+        emit(c, K_INCREF, c->ids[i], 0, 1);
+        if (++c->extra[i] >= HOLD_BATCH) { /* give the batch back, uncounted */
+            emit(c, K_DECREF_N, c->ids[i], c->extra[i], 0);
+            c->extra[i] = 0;
+        }
+        break;
+    case T_DECREF:
+        i = c->rr++ % c->nids;
+        if (c->extra[i] == 0) { /* take a batch to give back, uncounted */
+            emit(c, K_INCREF_N, c->ids[i], HOLD_BATCH, 0);
+            c->extra[i] = HOLD_BATCH;
+        }
+        emit(c, K_DECREF, c->ids[i], 0, 1);
+        c->extra[i]--;
+        break;
+    case T_LINK:
+        i = c->rr++ % c->nids;
+        emit(c, K_LINK, c->ids[i], c->ids[xorshift(&c->rng) % c->nids], 1);
+        if (++c->links[i] >= LINK_BATCH) {
+            emit(c, K_CLEAR_REFS, c->ids[i], 0, 0);
+            c->links[i] = 0;
+        }
+        break;
+    case T_MIXED:
+    case T_N:
+        generate(c, pick_mixed(c));
+        break;
+    }
+}
+
+/* May this connection start another unit of work? */
+static int take_ticket(struct bconn *c, unsigned cost)
+{
+    struct bench *b = c->w->b;
+    uint64_t deadline = atomic_load_explicit(&b->deadline, memory_order_relaxed);
+    if (deadline && uv_hrtime() >= deadline)
+        return 0;
+    if (b->limit == UINT64_MAX)
+        return 1;
+    return atomic_fetch_add_explicit(&b->tickets, cost, memory_order_relaxed) < b->limit;
+}
+
+static void conn_close(struct bconn *c);
+static void conn_flush(struct bconn *c);
+
+/* Keep the window full; close the connection when its work is over. */
+static void conn_fill(struct bconn *c)
+{
+    struct bench *b = c->w->b;
+    unsigned window = b->o.pipeline;
+    while (c->rcount < window) {
+        if (c->pcount) {
+            struct step *s = &c->pend[c->phead];
+            c->phead = (c->phead + 1) % c->pcap;
+            c->pcount--;
+            emit(c, (enum kind)s->kind, s->a, s->b, s->counted);
+        } else if (!c->done && take_ticket(c, test_defs[b->test].cost)) {
+            generate(c, b->test);
+        } else if (c->kcount) { /* create test: give back what is still kept */
+            c->done = 1;
+            emit(c, K_DECREF, c->keep[c->khead], 0, 0);
+            c->khead = (c->khead + 1) % c->nkeep;
+            c->kcount--;
+        } else {
+            c->done = 1;
+            break;
+        }
+    }
+    if (c->done && c->rcount == 0 && c->pcount == 0 && c->kcount == 0)
+        conn_close(c);
+}
+
+/* ---- replies ---- */
+
+static void report_error(struct bconn *c, const uint8_t *frame, size_t len)
+{
+    struct bench *b = c->w->b;
+    struct rpc_decoder dec;
+    msgpack_object o;
+    struct rpc_message m;
+    const msgpack_object *code, *msg;
+    c->w->errors++;
+    if (atomic_exchange(&b->error_printed, 1))
+        return;
+    if (rpc_decoder_init(&dec) < 0)
+        return;
+    if (rpc_decode(&dec, (const char *)frame, len, &o) == 0 && rpc_parse_message(&o, &m) == 0 &&
+        m.error && (code = rpc_map_get(m.error, "code")) && code->type == MSGPACK_OBJECT_STR) {
+        msg = rpc_map_get(m.error, "message");
+        fprintf(stderr,
+                "rcstore-bench: the server answered %.*s%s%.*s (further errors counted only)\n",
+                (int)code->via.str.size, code->via.str.ptr, msg ? ": " : "",
+                msg && msg->type == MSGPACK_OBJECT_STR ? (int)msg->via.str.size : 0,
+                msg && msg->type == MSGPACK_OBJECT_STR ? msg->via.str.ptr : "");
+    }
+    rpc_decoder_close(&dec);
+}
+
+static void worker_begin(struct worker *w);
+
+static void on_setup_done(struct bconn *c)
+{
+    c->ready = 1;
+    if (++c->w->ready == c->w->nconns)
+        worker_begin(c->w);
+}
+
+static void handle_reply(struct bconn *c, const uint8_t *frame, size_t len, uint64_t now)
+{
+    struct req r;
+    const uint8_t *res = NULL;
+    uint32_t msgid = 0;
+    uint64_t id = 0;
+    int is_error, rc = wire_read_response(frame, frame + len, &msgid, &is_error, &res);
+
+    if (rc == 1)
+        return; /* a notification: none are asked for */
+    if (rc < 0 || c->rcount == 0 || c->ring[c->rhead].msgid != msgid)
+        die("unexpected reply from the server (msgid %u)", (unsigned)msgid);
+    r = c->ring[c->rhead];
+    c->rhead = (c->rhead + 1) % c->rcap;
+    c->rcount--;
+    if (r.counted) {
+        hist_record(&c->w->hist, now - r.t0);
+        c->w->completed++;
+        c->w->end = now;
+    }
+    if (is_error) {
+        if (r.kind == K_HELLO || r.kind == K_SETUP) {
+            report_error(c, frame, len);
+            die("setting up the test failed");
+        }
+        report_error(c, frame, len);
+        return;
+    }
+    switch ((enum kind)r.kind) {
+    case K_HELLO:
+        if (c->nids == 0)
+            on_setup_done(c);
+        break;
+    case K_SETUP:
+        if (wire_read_uint(&res, frame + len, &id) < 0)
+            die("create did not return an id");
+        c->ids[c->made++] = id;
+        if (c->asked < c->nids) {
+            c->asked++;
+            emit(c, K_SETUP, 0, 0, 0);
+        } else if (c->made == c->nids) {
+            on_setup_done(c);
+        }
+        break;
+    case K_CREATE:
+        if (wire_read_uint(&res, frame + len, &id) < 0)
+            break;
+        if (c->kcount == c->nkeep) { /* keep at most nkeep: drop the oldest */
+            push_step(c, K_DECREF, c->keep[c->khead], 0, 0);
+            c->khead = (c->khead + 1) % c->nkeep;
+            c->kcount--;
+        }
+        c->keep[(c->khead + c->kcount++) % c->nkeep] = id;
+        break;
+    case K_CHURN:
+        if (wire_read_uint(&res, frame + len, &id) == 0)
+            push_step(c, K_DECREF, id, 0, 1);
+        break;
+    case K_CYCLE_A:
+        if (wire_read_uint(&res, frame + len, &id) == 0)
+            push_step(c, K_CYCLE_B, id, 0, 1);
+        break;
+    case K_CYCLE_B:
+        if (wire_read_uint(&res, frame + len, &id) == 0) {
+            push_step(c, K_LINK, r.a, id, 1);
+            push_step(c, K_DECREF, r.a, 0, 1);
+            push_step(c, K_DECREF, id, 0, 1);
+        }
+        break;
+    default:
+        break;
+    }
+}
+
+/* ---- libuv plumbing ---- */
+
+static void on_write(uv_write_t *req, int status)
+{
+    struct bconn *c = req->data;
+    c->writing = 0;
+    if (status < 0)
+        die("write failed: %s", uv_strerror(status));
+    conn_flush(c);
+}
+
+static void conn_flush(struct bconn *c)
+{
+    uv_buf_t buf;
+    uint8_t *tp;
+    size_t tc;
+    int n;
+    if (c->writing || c->olen == 0 || c->closing)
+        return;
+    buf = uv_buf_init((char *)c->out, (unsigned)c->olen);
+    n = uv_try_write(&c->u.s, &buf, 1);
+    if (n < 0 && n != UV_EAGAIN)
+        die("write failed: %s", uv_strerror(n));
+    if (n < 0)
+        n = 0;
+    if ((size_t)n == c->olen) {
+        c->olen = 0;
+        return;
+    }
+    /* The rest leaves from wout while out collects new requests. */
+    memmove(c->out, c->out + n, c->olen - (size_t)n);
+    c->olen -= (size_t)n;
+    tp = c->wout, tc = c->wcap;
+    c->wout = c->out, c->wcap = c->ocap;
+    c->out = tp, c->ocap = tc;
+    buf = uv_buf_init((char *)c->wout, (unsigned)c->olen);
+    c->olen = 0;
+    c->wreq.data = c;
+    if ((n = uv_write(&c->wreq, &c->u.s, &buf, 1, on_write)) < 0)
+        die("write failed: %s", uv_strerror(n));
+    c->writing = 1;
+}
+
+static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
+{
+    struct bconn *c = h->data;
+    (void)hint;
+    if (c->ioff > 0 && c->ioff == c->ilen) {
+        c->ioff = c->ilen = 0;
+    } else if (c->icap - c->ilen < 16384) {
+        memmove(c->in, c->in + c->ioff, c->ilen - c->ioff);
+        c->ilen -= c->ioff;
+        c->ioff = 0;
+        if (c->icap - c->ilen < 16384) {
+            uint8_t *p = realloc(c->in, c->icap * 2);
+            if (!p)
+                die("out of memory");
+            c->in = p;
+            c->icap *= 2;
+        }
+    }
+    *buf = uv_buf_init((char *)c->in + c->ilen, (unsigned)(c->icap - c->ilen));
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    struct bconn *c = s->data;
+    uint64_t now, before = c->w->completed;
+    (void)buf;
+    if (nread == 0)
+        return;
+    if (nread < 0)
+        die("the server closed a connection: %s", uv_strerror((int)nread));
+    c->ilen += (size_t)nread;
+    now = uv_hrtime();
+    while (c->ioff < c->ilen) {
+        size_t flen;
+        int rc = rpc_scan_feed(&c->scan, c->in + c->ioff, c->ilen - c->ioff, &flen);
+        if (rc == 0)
+            break;
+        if (rc < 0)
+            die("the server sent malformed msgpack");
+        handle_reply(c, c->in + c->ioff, flen, now);
+        c->ioff += flen;
+        rpc_scan_reset(&c->scan);
+    }
+    atomic_fetch_add_explicit(&c->w->b->completed, c->w->completed - before, memory_order_relaxed);
+    if (c->w->start)
+        conn_fill(c);
+    conn_flush(c);
+}
+
+static void on_close(uv_handle_t *h)
+{
+    struct bconn *c = h->data;
+    struct worker *w = c->w;
+    if (++w->closed == w->nconns && w->has_progress)
+        uv_close((uv_handle_t *)&w->progress, NULL);
+}
+
+static void conn_close(struct bconn *c)
+{
+    if (c->closing)
+        return;
+    c->closing = 1;
+    uv_close(&c->u.h, on_close);
+}
+
+static void on_connect(uv_connect_t *req, int status)
+{
+    struct bconn *c = req->data;
+    const struct opts *o = &c->w->b->o;
+    if (status < 0) {
+        if (o->sock)
+            die("cannot connect to %s: %s", o->sock, uv_strerror(status));
+        die("cannot connect to %s:%d: %s", o->host, o->port, uv_strerror(status));
+    }
+    if (!o->sock)
+        uv_tcp_nodelay(&c->u.tcp, 1);
+    if ((status = uv_read_start(&c->u.s, on_alloc, on_read)) < 0)
+        die("read failed: %s", uv_strerror(status));
+    emit(c, K_HELLO, 0, 0, 0);
+    while (c->asked < c->nids && c->asked < SETUP_WINDOW) {
+        c->asked++;
+        emit(c, K_SETUP, 0, 0, 0);
+    }
+    conn_flush(c);
+}
+
+/* ---- workers ---- */
+
+static const char *label(const struct bench *b)
+{
+    return test_defs[b->test].label;
+}
+
+static void on_progress(uv_timer_t *t)
+{
+    struct worker *w = t->data;
+    struct bench *b = w->b;
+    double secs = (double)(uv_hrtime() - w->start) / 1e9;
+    uint64_t done = atomic_load_explicit(&b->completed, memory_order_relaxed);
+    if (secs > 0)
+        printf("\r%s: rps=%.1f, %" PRIu64 " requests, avg_msec=%.3f    ", label(b),
+               (double)done / secs, done, hist_mean(&w->hist) / 1e6);
+    fflush(stdout);
+}
+
+/* Every connection of this worker is set up: wait for the other workers,
+ * then start the clock and the load. */
+static void worker_begin(struct worker *w)
+{
+    struct bench *b = w->b;
+    uint64_t none = 0;
+    uv_barrier_wait(&b->barrier);
+    w->start = w->end = uv_hrtime();
+    if (b->o.duration > 0) /* the first worker to start sets the deadline */
+        atomic_compare_exchange_strong(&b->deadline, &none,
+                                       w->start + (uint64_t)(b->o.duration * 1e9));
+    if (w->has_progress) {
+        uv_timer_start(&w->progress, on_progress, 250, 250);
+    }
+    for (unsigned i = 0; i < w->nconns; i++) {
+        conn_fill(&w->conns[i]);
+        conn_flush(&w->conns[i]);
+    }
+}
+
+static void conn_init(struct worker *w, struct bconn *c, unsigned nids, unsigned nkeep,
+                      uint64_t seed)
+{
+    const struct opts *o = &w->b->o;
+    struct sockaddr_in6 a6;
+    struct sockaddr_in a4;
+    const struct sockaddr *sa;
+    int rc;
+
+    c->w = w;
+    c->rcap = 2 * o->pipeline + 8 + (nids < SETUP_WINDOW ? nids : SETUP_WINDOW);
+    c->ring = xmalloc(c->rcap * sizeof(*c->ring));
+    c->pcap = 4 * o->pipeline + 8;
+    c->pend = xmalloc(c->pcap * sizeof(*c->pend));
+    c->nids = nids;
+    c->ids = xmalloc((nids ? nids : 1) * sizeof(*c->ids));
+    c->nkeep = nkeep;
+    c->keep = xmalloc(nkeep * sizeof(*c->keep));
+    c->extra = xmalloc((nids ? nids : 1) * sizeof(*c->extra));
+    c->links = xmalloc((nids ? nids : 1) * sizeof(*c->links));
+    c->ocap = c->wcap = (size_t)o->pipeline * 2 * (WIRE_MAX_HEAD + o->datasize) + 8192;
+    c->out = xmalloc(c->ocap);
+    c->wout = xmalloc(c->wcap);
+    c->icap = 65536;
+    c->in = xmalloc(c->icap);
+    c->rng = seed | 1;
+    rpc_scan_init(&c->scan,
+                  &(struct rpc_scan_limits){(size_t)1 << 31, 1u << 30, RPC_SCAN_MAX_DEPTH});
+    c->creq.data = c;
+    if (o->sock) {
+        if ((rc = uv_pipe_init(&w->loop, &c->u.pipe, 0)) < 0)
+            die("%s", uv_strerror(rc));
+        c->u.h.data = c;
+        uv_pipe_connect(&c->creq, &c->u.pipe, o->sock, on_connect);
+        return;
+    }
+    if (uv_ip4_addr(o->host, o->port, &a4) == 0)
+        sa = (const struct sockaddr *)&a4;
+    else if (uv_ip6_addr(o->host, o->port, &a6) == 0)
+        sa = (const struct sockaddr *)&a6;
+    else
+        die("-h takes a numeric IPv4 or IPv6 address, not \"%s\"", o->host);
+    if ((rc = uv_tcp_init(&w->loop, &c->u.tcp)) < 0)
+        die("%s", uv_strerror(rc));
+    c->u.h.data = c;
+    if ((rc = uv_tcp_connect(&c->creq, &c->u.tcp, sa, on_connect)) < 0)
+        die("cannot connect to %s:%d: %s", o->host, o->port, uv_strerror(rc));
+}
+
+static void conn_free(struct bconn *c)
+{
+    free(c->ring);
+    free(c->pend);
+    free(c->ids);
+    free(c->keep);
+    free(c->extra);
+    free(c->links);
+    free(c->out);
+    free(c->wout);
+    free(c->in);
+}
+
+static void worker_main(void *arg)
+{
+    struct worker *w = arg;
+    uv_run(&w->loop, UV_RUN_DEFAULT);
+}
+
+/* ---- one test ---- */
+
+struct result {
+    uint64_t requests, errors;
+    double seconds;
+    struct hist hist;
+};
+
+static int needs_objects(const struct opts *o, enum test_id t)
+{
+    if (t != T_MIXED)
+        return test_defs[t].needs_objects;
+    for (int i = 0; i < T_MIXED; i++)
+        if (o->weights[i] && test_defs[i].needs_objects)
+            return 1;
+    return 0;
+}
+
+static void run_test(struct bench *b, enum test_id t, struct result *res)
+{
+    const struct opts *o = &b->o;
+    unsigned nthreads = o->threads < o->clients ? o->threads : o->clients;
+    struct worker *ws = xmalloc(nthreads * sizeof(*ws));
+    uint64_t per_conn = o->keyspace / o->clients, first = UINT64_MAX, last = 0;
+    unsigned next = 0;
+
+    if (per_conn == 0)
+        per_conn = 1;
+    b->test = t;
+    atomic_store(&b->tickets, 0);
+    atomic_store(&b->completed, 0);
+    atomic_store(&b->deadline, 0);
+    uv_barrier_init(&b->barrier, nthreads);
+    for (unsigned i = 0; i < nthreads; i++) {
+        struct worker *w = &ws[i];
+        int rc;
+        w->b = b;
+        hist_init(&w->hist);
+        if ((rc = uv_loop_init(&w->loop)) < 0)
+            die("%s", uv_strerror(rc));
+        w->nconns = o->clients / nthreads + (i < o->clients % nthreads);
+        w->conns = xmalloc(w->nconns * sizeof(*w->conns));
+        w->has_progress = i == 0 && !o->csv && !o->json && isatty(STDOUT_FILENO);
+        if (w->has_progress) {
+            uv_timer_init(&w->loop, &w->progress);
+            w->progress.data = w;
+        }
+        for (unsigned j = 0; j < w->nconns; j++, next++)
+            conn_init(w, &w->conns[j], needs_objects(o, t) ? (unsigned)per_conn : 0,
+                      (unsigned)per_conn, 0x9e3779b97f4a7c15ull * (next + 1));
+    }
+    for (unsigned i = 0; i < nthreads; i++)
+        if (uv_thread_create(&ws[i].tid, worker_main, &ws[i]) < 0)
+            die("cannot start a thread");
+    for (unsigned i = 0; i < nthreads; i++)
+        uv_thread_join(&ws[i].tid);
+    if (ws[0].has_progress)
+        printf("\r%*s\r", 78, "");
+    hist_init(&res->hist);
+    res->requests = res->errors = 0;
+    for (unsigned i = 0; i < nthreads; i++) {
+        struct worker *w = &ws[i];
+        hist_add(&res->hist, &w->hist);
+        res->requests += w->completed;
+        res->errors += w->errors;
+        if (w->start < first)
+            first = w->start;
+        if (w->end > last)
+            last = w->end;
+        for (unsigned j = 0; j < w->nconns; j++)
+            conn_free(&w->conns[j]);
+        free(w->conns);
+        uv_loop_close(&w->loop);
+    }
+    res->seconds = last > first ? (double)(last - first) / 1e9 : 0;
+    uv_barrier_destroy(&b->barrier);
+    free(ws);
+}
+
+/* ---- reports ---- */
+
+static double ms(uint64_t ns)
+{
+    return (double)ns / 1e6;
+}
+
+static double rps(const struct result *r)
+{
+    return r->seconds > 0 ? (double)r->requests / r->seconds : 0;
+}
+
+static void report(const struct bench *b, enum test_id t, const struct result *r, int *first)
+{
+    const struct opts *o = &b->o;
+    const struct hist *h = &r->hist;
+    const char *lbl = test_defs[t].label;
+
+    if (o->csv) {
+        if (*first)
+            printf("\"test\",\"rps\",\"avg_latency_ms\",\"min_latency_ms\",\"p50_latency_ms\","
+                   "\"p95_latency_ms\",\"p99_latency_ms\",\"max_latency_ms\"\n");
+        printf("\"%s\",\"%.2f\",\"%.3f\",\"%.3f\",\"%.3f\",\"%.3f\",\"%.3f\",\"%.3f\"\n", lbl,
+               rps(r), hist_mean(h) / 1e6, ms(h->count ? h->min : 0), ms(hist_percentile(h, 50)),
+               ms(hist_percentile(h, 95)), ms(hist_percentile(h, 99)), ms(h->max));
+    } else if (o->json) {
+        printf("%s\n  {\"test\": \"%s\", \"requests\": %" PRIu64 ", \"errors\": %" PRIu64
+               ", \"seconds\": %.3f, \"rps\": %.2f, \"clients\": %u, \"pipeline\": %u, "
+               "\"threads\": %u, \"data_bytes\": %u,\n   \"latency_ms\": {\"avg\": %.3f, "
+               "\"min\": %.3f, \"p50\": %.3f, \"p90\": %.3f, \"p95\": %.3f, \"p99\": %.3f, "
+               "\"p99.9\": %.3f, \"max\": %.3f}}",
+               *first ? "[" : ",", test_defs[t].name, r->requests, r->errors, r->seconds, rps(r),
+               o->clients, o->pipeline, o->threads, o->datasize, hist_mean(h) / 1e6,
+               ms(h->count ? h->min : 0), ms(hist_percentile(h, 50)), ms(hist_percentile(h, 90)),
+               ms(hist_percentile(h, 95)), ms(hist_percentile(h, 99)), ms(hist_percentile(h, 99.9)),
+               ms(h->max));
+    } else if (o->quiet) {
+        printf("%s: %.2f requests per second, p50=%.3f msec%s\n", lbl, rps(r),
+               ms(hist_percentile(h, 50)), r->errors ? " (with errors)" : "");
+    } else {
+        printf("====== %s ======\n", lbl);
+        printf("  %" PRIu64 " requests completed in %.2f seconds\n", r->requests, r->seconds);
+        printf("  %u parallel clients, pipeline %u, %u thread(s)\n", o->clients, o->pipeline,
+               o->threads);
+        printf("  %u bytes payload\n", o->datasize);
+        if (r->errors)
+            printf("  %" PRIu64 " requests answered with an error\n", r->errors);
+        printf("\n  throughput summary: %.2f requests per second\n", rps(r));
+        printf("  latency summary (msec):\n");
+        printf("  %9s %9s %9s %9s %9s %9s %9s\n", "avg", "min", "p50", "p90", "p99", "p99.9",
+               "max");
+        printf("  %9.3f %9.3f %9.3f %9.3f %9.3f %9.3f %9.3f\n\n", hist_mean(h) / 1e6,
+               ms(h->count ? h->min : 0), ms(hist_percentile(h, 50)), ms(hist_percentile(h, 90)),
+               ms(hist_percentile(h, 99)), ms(hist_percentile(h, 99.9)), ms(h->max));
+    }
+    *first = 0;
+    fflush(stdout);
+}
+
+/* ---- command line ---- */
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "Usage: rcstore-bench [OPTIONS]\n"
+            "Load generator for rcstored.\n\n"
+            "  -h HOST           server address, numeric (default 127.0.0.1)\n"
+            "  -p PORT           server port (default 7373)\n"
+            "  -s SOCKET         unix socket path (overrides -h and -p)\n"
+            "  -c CLIENTS        parallel connections (default 50)\n"
+            "  -n REQUESTS       requests per test (default 100000)\n"
+            "  --duration SECS   run each test this long instead (with -n: whichever ends "
+            "first)\n"
+            "  -P DEPTH          requests in flight per connection (default 1)\n"
+            "  -d BYTES          data size of created objects (default 16)\n"
+            "  -r KEYSPACE       distinct objects a test works on, split between "
+            "connections\n"
+            "                    (default 10000)\n"
+            "  -t TESTS          comma-separated: ping,create,get,incref,decref,link,churn,\n"
+            "                    cycle,mixed (default: all but mixed)\n"
+            "  --mix SPEC        the mixed test's ratio, e.g. get:8,incref:1,churn:1\n"
+            "                    (default get:80,incref:10,create:5,churn:5)\n"
+            "  --threads N       threads, one event loop each (default 1)\n"
+            "  --auth-file PATH  authenticate with the token in PATH\n"
+            "  -q                quiet: one line per test\n"
+            "  --csv             CSV with redis-benchmark's columns\n"
+            "  --json            a JSON array, one object per test\n"
+            "  --help            this text\n"
+            "  -V, --version     print the version\n\n"
+            "Tests: create keeps at most KEYSPACE/CLIENTS objects per connection and\n"
+            "decrefs the oldest beyond that (not counted); incref and decref give back or\n"
+            "take their holds %d at a time (not counted); churn counts a create and its\n"
+            "decref; cycle counts 5 requests per 2-cycle (create a, create b -> a,\n"
+            "link a b, decref a, decref b).\n",
+            HOLD_BATCH);
+}
+
+static unsigned long long number(const char *flag, const char *s, unsigned long long lo,
+                                 unsigned long long hi)
+{
+    char *end;
+    unsigned long long v;
+    errno = 0;
+    v = strtoull(s, &end, 10);
+    if (errno || end == s || *end || s[0] == '-' || v < lo || v > hi)
+        die("%s takes a number from %llu to %llu, not \"%s\"", flag, lo, hi, s);
+    return v;
+}
+
+static int test_by_name(const char *s, size_t len)
+{
+    for (int t = 0; t < T_N; t++)
+        if (strlen(test_defs[t].name) == len && strncasecmp(test_defs[t].name, s, len) == 0)
+            return t;
+    return -1;
+}
+
+static void parse_mix(struct opts *o)
+{
+    const char *p = o->mix;
+    memset(o->weights, 0, sizeof(o->weights));
+    o->weight_sum = 0;
+    while (*p) {
+        const char *colon = strchr(p, ':'), *comma;
+        char num[16];
+        int t;
+        size_t n;
+        if (!colon)
+            die("--mix takes name:weight pairs, e.g. get:8,incref:1");
+        t = test_by_name(p, (size_t)(colon - p));
+        if (t < 0 || t == T_MIXED)
+            die("--mix: unknown test \"%.*s\"", (int)(colon - p), p);
+        comma = strchr(colon, ',');
+        n = comma ? (size_t)(comma - colon - 1) : strlen(colon + 1);
+        if (n == 0 || n >= sizeof(num))
+            die("--mix: a weight is missing after \"%.*s\"", (int)(colon - p), p);
+        memcpy(num, colon + 1, n);
+        num[n] = '\0';
+        o->weights[t] = (unsigned)number("--mix", num, 0, 1000000);
+        o->weight_sum += o->weights[t];
+        p = comma ? comma + 1 : colon + 1 + n;
+    }
+    if (o->weight_sum == 0)
+        die("--mix: the weights add up to 0");
+}
+
+static void load_auth(struct opts *o)
+{
+    FILE *f;
+    size_t n;
+    if (!o->auth_file)
+        return;
+    if (!(f = fopen(o->auth_file, "rb")))
+        die("cannot read %s: %s", o->auth_file, strerror(errno));
+    n = fread(o->auth, 1, sizeof(o->auth) - 1, f);
+    fclose(f);
+    while (n > 0 && (o->auth[n - 1] == '\n' || o->auth[n - 1] == '\r'))
+        n--;
+    o->auth[n] = '\0';
+    if (n > UINT16_MAX)
+        die("the token in %s is too long", o->auth_file);
+}
+
+enum { OPT_DURATION = 256, OPT_CSV, OPT_JSON, OPT_THREADS, OPT_MIX, OPT_AUTH, OPT_HELP };
 
 int main(int argc, char **argv)
 {
-    if (argc > 1 && (strcmp(argv[1], "--version") == 0 || strcmp(argv[1], "-V") == 0)) {
-        printf("rcstore-bench %s (not implemented yet)\n", RCS_VERSION);
-        return 0;
+    static const struct option longs[] = {
+        {"duration", required_argument, NULL, OPT_DURATION},
+        {"csv", no_argument, NULL, OPT_CSV},
+        {"json", no_argument, NULL, OPT_JSON},
+        {"threads", required_argument, NULL, OPT_THREADS},
+        {"mix", required_argument, NULL, OPT_MIX},
+        {"auth-file", required_argument, NULL, OPT_AUTH},
+        {"help", no_argument, NULL, OPT_HELP},
+        {"version", no_argument, NULL, 'V'},
+        {NULL, 0, NULL, 0},
+    };
+    struct bench b;
+    struct opts *o = &b.o;
+    int ch, have_n = 0, first = 1, selected[T_N] = {0};
+    char *end;
+
+    memset(&b, 0, sizeof(b));
+    o->host = "127.0.0.1";
+    o->port = 7373;
+    o->clients = 50;
+    o->requests = 100000;
+    o->pipeline = 1;
+    o->threads = 1;
+    o->datasize = 16;
+    o->keyspace = 10000;
+    o->mix = "get:80,incref:10,create:5,churn:5";
+    o->tests = "ping,create,get,incref,decref,link,churn,cycle";
+    while ((ch = getopt_long(argc, argv, "h:p:s:c:n:P:d:r:t:qV", longs, NULL)) != -1) {
+        switch (ch) {
+        case 'h':
+            o->host = optarg;
+            break;
+        case 'p':
+            o->port = (int)number("-p", optarg, 1, 65535);
+            break;
+        case 's':
+            o->sock = optarg;
+            break;
+        case 'c':
+            o->clients = (unsigned)number("-c", optarg, 1, 100000);
+            break;
+        case 'n':
+            o->requests = number("-n", optarg, 1, UINT64_MAX / 2);
+            have_n = 1;
+            break;
+        case 'P':
+            o->pipeline = (unsigned)number("-P", optarg, 1, 100000);
+            break;
+        case 'd':
+            o->datasize = (unsigned)number("-d", optarg, 0, 64u << 20);
+            break;
+        case 'r':
+            o->keyspace = number("-r", optarg, 1, 1u << 30);
+            break;
+        case 't':
+            o->tests = optarg;
+            break;
+        case 'q':
+            o->quiet = 1;
+            break;
+        case 'V':
+            printf("rcstore-bench %s\n", RCS_VERSION);
+            return 0;
+        case OPT_DURATION:
+            o->duration = strtod(optarg, &end);
+            if (*end || !(o->duration > 0 && o->duration < 1e7))
+                die("--duration takes a positive number of seconds, not \"%s\"", optarg);
+            break;
+        case OPT_CSV:
+            o->csv = 1;
+            break;
+        case OPT_JSON:
+            o->json = 1;
+            break;
+        case OPT_THREADS:
+            o->threads = (unsigned)number("--threads", optarg, 1, 256);
+            break;
+        case OPT_MIX:
+            o->mix = optarg;
+            break;
+        case OPT_AUTH:
+            o->auth_file = optarg;
+            break;
+        case OPT_HELP:
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
+        }
     }
-    fprintf(stderr, "rcstore-bench: the load generator is not implemented yet "
-                    "(tracked as issue 6); nothing was measured.\n");
-    return 2;
+    if (optind < argc)
+        die("unexpected argument \"%s\" (see --help)", argv[optind]);
+    if (o->csv && o->json)
+        die("--csv and --json exclude each other");
+    if (o->duration > 0 && !have_n)
+        o->requests = UINT64_MAX;
+    parse_mix(o);
+    load_auth(o);
+    for (const char *p = o->tests; *p;) {
+        const char *comma = strchr(p, ',');
+        size_t n = comma ? (size_t)(comma - p) : strlen(p);
+        int t = test_by_name(p, n);
+        if (t < 0)
+            die("unknown test \"%.*s\" (see --help)", (int)n, p);
+        selected[t] = 1;
+        p += n + (comma != NULL);
+    }
+    b.payload = xmalloc(o->datasize ? o->datasize : 1);
+    memset(b.payload, 'x', o->datasize);
+    b.limit = o->requests;
+    for (int t = 0; t < T_N; t++) {
+        struct result r;
+        if (!selected[t])
+            continue;
+        b.test = (enum test_id)t;
+        run_test(&b, (enum test_id)t, &r);
+        report(&b, (enum test_id)t, &r, &first);
+    }
+    if (o->json && !first)
+        printf("\n]\n");
+    free(b.payload);
+    return 0;
 }

@@ -16,7 +16,7 @@ void buf_close(struct buf *b)
     buf_init(b);
 }
 
-int buf_reserve(struct buf *b, size_t n)
+int buf_grow(struct buf *b, size_t n)
 {
     size_t need, cap;
     char *p;
@@ -42,16 +42,6 @@ int buf_reserve(struct buf *b, size_t n)
 oom:
     b->oom = 1;
     return -ENOMEM;
-}
-
-int buf_append(struct buf *b, const void *p, size_t n)
-{
-    if (buf_reserve(b, n) < 0)
-        return -ENOMEM;
-    if (n)
-        memcpy(b->data + b->len, p, n);
-    b->len += n;
-    return 0;
 }
 
 void buf_consume(struct buf *b, size_t n)

@@ -5,6 +5,7 @@
 #define RCS_COMMON_BUF_H
 
 #include <stddef.h>
+#include <string.h>
 
 struct buf {
     char *data; /* private: storage, cap bytes */
@@ -17,10 +18,25 @@ struct buf {
 void buf_init(struct buf *b);
 /* Release the storage; b may be reused after buf_init. */
 void buf_close(struct buf *b);
+/* The slow path of buf_reserve: compact or reallocate. 0 or -ENOMEM. */
+int buf_grow(struct buf *b, size_t n);
 /* Make room for at least n more bytes at the tail. 0 or -ENOMEM. */
-int buf_reserve(struct buf *b, size_t n);
-/* Append n bytes. 0 or -ENOMEM (and b->oom set). */
-int buf_append(struct buf *b, const void *p, size_t n);
+static inline int buf_reserve(struct buf *b, size_t n)
+{
+    return b->cap - b->len >= n ? 0 : buf_grow(b, n);
+}
+/* Append n bytes. 0 or -ENOMEM (and b->oom set). Inline: a msgpack packer
+ * appends a few bytes at a time, and this is its hot path. */
+static inline int buf_append(struct buf *b, const void *p, size_t n)
+{
+    int rc;
+    if (b->cap - b->len < n && (rc = buf_grow(b, n)) < 0)
+        return rc;
+    if (n)
+        memcpy(b->data + b->len, p, n);
+    b->len += n;
+    return 0;
+}
 /* Bytes written but not consumed. */
 static inline size_t buf_pending(const struct buf *b)
 {

@@ -110,6 +110,136 @@ int rpc_parse_request(const msgpack_object *o, struct rpc_message *m, int *have_
     return 0;
 }
 
+/* Read a big-endian unsigned of n bytes. */
+static uint64_t be(const uint8_t *p, int n)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < n; i++)
+        v = (v << 8) | p[i];
+    return v;
+}
+
+/* One scalar at *pp into *o. 1 on success, 0 if it is not a simple scalar or
+ * not all there. */
+static int simple_scalar(const uint8_t **pp, const uint8_t *end, msgpack_object *o)
+{
+    const uint8_t *p = *pp;
+    uint64_t len;
+    int n = 0, is_str = 0;
+    uint8_t b;
+    if (p >= end)
+        return 0;
+    b = *p;
+    if (b <= 0x7f) {
+        o->type = MSGPACK_OBJECT_POSITIVE_INTEGER;
+        o->via.u64 = b;
+        *pp = p + 1;
+        return 1;
+    }
+    if (b >= 0xa0 && b <= 0xbf) {
+        is_str = 1;
+        len = b & 0x1f;
+        p += 1;
+    } else {
+        switch (b) {
+        case 0xc0:
+            o->type = MSGPACK_OBJECT_NIL;
+            *pp = p + 1;
+            return 1;
+        case 0xc2:
+        case 0xc3:
+            o->type = MSGPACK_OBJECT_BOOLEAN;
+            o->via.boolean = b == 0xc3;
+            *pp = p + 1;
+            return 1;
+        case 0xcc:
+            n = 1;
+            break;
+        case 0xcd:
+            n = 2;
+            break;
+        case 0xce:
+            n = 4;
+            break;
+        case 0xcf:
+            n = 8;
+            break;
+        case 0xd9:
+            is_str = 1; /* fall through */
+        case 0xc4:
+            n = -1;
+            break;
+        case 0xda:
+            is_str = 1; /* fall through */
+        case 0xc5:
+            n = -2;
+            break;
+        case 0xdb:
+            is_str = 1; /* fall through */
+        case 0xc6:
+            n = -4;
+            break;
+        default:
+            return 0;
+        }
+        if (n > 0) { /* an unsigned int */
+            if (end - p < 1 + n)
+                return 0;
+            o->type = MSGPACK_OBJECT_POSITIVE_INTEGER;
+            o->via.u64 = be(p + 1, n);
+            *pp = p + 1 + n;
+            return 1;
+        }
+        if (end - p < 1 - n)
+            return 0;
+        len = be(p + 1, -n);
+        p += 1 - n;
+    }
+    if ((uint64_t)(end - p) < len)
+        return 0;
+    o->type = is_str ? MSGPACK_OBJECT_STR : MSGPACK_OBJECT_BIN;
+    if (is_str) {
+        o->via.str.ptr = (const char *)p;
+        o->via.str.size = (uint32_t)len;
+    } else {
+        o->via.bin.ptr = (const char *)p;
+        o->via.bin.size = (uint32_t)len;
+    }
+    *pp = p + len;
+    return 1;
+}
+
+size_t rpc_decode_simple(const uint8_t *p, size_t avail, size_t max_bytes, struct rpc_message *m,
+                         msgpack_object *params)
+{
+    const uint8_t *q = p, *end = p + (avail < max_bytes ? avail : max_bytes);
+    msgpack_object id, method;
+    uint32_t n;
+
+    if (end - q < 4 || q[0] != 0x94 || q[1] != RPC_REQUEST)
+        return 0;
+    q += 2;
+    if (!simple_scalar(&q, end, &id) || id.type != MSGPACK_OBJECT_POSITIVE_INTEGER ||
+        id.via.u64 > UINT32_MAX)
+        return 0;
+    if (!simple_scalar(&q, end, &method) || method.type != MSGPACK_OBJECT_STR)
+        return 0;
+    if (q >= end || (*q & 0xf0) != 0x90)
+        return 0;
+    n = *q++ & 0x0f;
+    for (uint32_t i = 0; i < n; i++)
+        if (!simple_scalar(&q, end, &params[i]))
+            return 0;
+    m->type = RPC_REQUEST;
+    m->msgid = (uint32_t)id.via.u64;
+    m->method = method.via.str.ptr;
+    m->method_len = method.via.str.size;
+    m->params = params;
+    m->nparams = n;
+    m->error = m->result = NULL;
+    return (size_t)(q - p);
+}
+
 int rpc_parse_message(const msgpack_object *o, struct rpc_message *m)
 {
     int have_msgid;

@@ -39,6 +39,19 @@ struct rpc_message {
 /* Read a request or notification envelope. Returns 0 or RPC_EBAD_REQUEST;
  * *have_msgid tells whether m->msgid is usable for an error reply. */
 int rpc_parse_request(const msgpack_object *o, struct rpc_message *m, int *have_msgid);
+/* The fast path for the common request, [0, msgid, method, [params]] with at
+ * most RPC_SIMPLE_MAX_PARAMS params that are all positive ints, nil, bools,
+ * strs or bins, in the canonical encodings. If the avail bytes at p start with
+ * such a complete request of at most max_bytes, fill *m (m->params points to
+ * params, which strs and bins of p are borrowed into) and return its length.
+ * Otherwise return 0 and touch nothing that matters: the frame then takes
+ * the general path (rpc_scan, rpc_decode, rpc_parse_request), which accepts
+ * every message this does, with the same result, and refuses the rest. No
+ * allocation, no state: it may be retried as more bytes arrive. */
+#define RPC_SIMPLE_MAX_PARAMS 15
+size_t rpc_decode_simple(const uint8_t *p, size_t avail, size_t max_bytes, struct rpc_message *m,
+                         msgpack_object *params);
+
 /* Read any message (the client's view). 0 or RPC_EBAD_REQUEST. */
 int rpc_parse_message(const msgpack_object *o, struct rpc_message *m);
 

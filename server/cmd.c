@@ -915,35 +915,38 @@ enum cmd_flag {
     CMD_GROWS = 1,
 };
 
+#define CMD(name) name, sizeof(name) - 1
+
 static const struct cmd_def {
     const char *name;
+    uint8_t name_len;
     cmd_fn fn;
     uint8_t min_args, max_args;
     uint8_t flags;
 } cmds[] = {
-    {"hello", do_hello, 0, 1, 0},
-    {"ping", do_ping, 0, 0, 0},
-    {"create", do_create, 1, 2, CMD_GROWS},
-    {"get", do_get, 1, 1, 0},
-    {"set_data", do_set_data, 2, 2, CMD_GROWS},
-    {"set_refs", do_set_refs, 2, 2, CMD_GROWS},
-    {"link", do_link, 2, 2, CMD_GROWS},
-    {"unlink", do_unlink, 2, 2, 0},
-    {"incref", do_incref, 1, 2, CMD_GROWS},
-    {"decref", do_decref, 1, 2, 0},
-    {"stat", do_stat, 1, 1, 0},
-    {"bind", do_bind, 2, 2, CMD_GROWS},
-    {"unbind", do_unbind, 1, 1, 0},
-    {"lookup", do_lookup, 1, 2, 0},
-    {"names", do_names, 0, 2, 0},
-    {"referrers", do_referrers, 1, 2, 0},
-    {"watch", do_watch, 1, 1, CMD_GROWS},
-    {"release_all", do_release_all, 0, 0, 0},
-    {"share", do_share, 1, 2, CMD_GROWS},
-    {"claim", do_claim, 1, 1, CMD_GROWS},
-    {"why", do_why, 1, 1, 0},
-    {"gc", do_gc, 0, 0, 0},
-    {"stats", do_stats, 0, 0, 0},
+    {CMD("hello"), do_hello, 0, 1, 0},
+    {CMD("ping"), do_ping, 0, 0, 0},
+    {CMD("create"), do_create, 1, 2, CMD_GROWS},
+    {CMD("get"), do_get, 1, 1, 0},
+    {CMD("set_data"), do_set_data, 2, 2, CMD_GROWS},
+    {CMD("set_refs"), do_set_refs, 2, 2, CMD_GROWS},
+    {CMD("link"), do_link, 2, 2, CMD_GROWS},
+    {CMD("unlink"), do_unlink, 2, 2, 0},
+    {CMD("incref"), do_incref, 1, 2, CMD_GROWS},
+    {CMD("decref"), do_decref, 1, 2, 0},
+    {CMD("stat"), do_stat, 1, 1, 0},
+    {CMD("bind"), do_bind, 2, 2, CMD_GROWS},
+    {CMD("unbind"), do_unbind, 1, 1, 0},
+    {CMD("lookup"), do_lookup, 1, 2, 0},
+    {CMD("names"), do_names, 0, 2, 0},
+    {CMD("referrers"), do_referrers, 1, 2, 0},
+    {CMD("watch"), do_watch, 1, 1, CMD_GROWS},
+    {CMD("release_all"), do_release_all, 0, 0, 0},
+    {CMD("share"), do_share, 1, 2, CMD_GROWS},
+    {CMD("claim"), do_claim, 1, 1, CMD_GROWS},
+    {CMD("why"), do_why, 1, 1, 0},
+    {CMD("gc"), do_gc, 0, 0, 0},
+    {CMD("stats"), do_stats, 0, 0, 0},
 };
 
 _Static_assert(sizeof(cmds) / sizeof(cmds[0]) <= CMD_MAX, "raise CMD_MAX");
@@ -958,10 +961,16 @@ const char *cmd_name(int i)
     return cmds[i].name;
 }
 
+/* The table is short and the hot methods come first: a linear scan that
+ * compares the first byte and the length before the bytes costs less than
+ * hashing the name. */
 static int lookup(const char *name, uint32_t len)
 {
+    if (len == 0 || len > 16)
+        return -1;
     for (int i = 0; i < cmd_count(); i++) {
-        if (strncmp(cmds[i].name, name, len) == 0 && cmds[i].name[len] == '\0')
+        if (cmds[i].name[0] == name[0] && cmds[i].name_len == len &&
+            memcmp(cmds[i].name, name, len) == 0)
             return i;
     }
     return -1;

@@ -217,13 +217,31 @@ static void refuse(struct conn *c, int err, const char *why)
     buf_reset(&c->in);
 }
 
+static void serve_request(struct conn *c, const struct rpc_message *m)
+{
+    struct cmd_ctx ctx;
+    cmd_ctx_init(&ctx, &c->srv->env, c->sess, &c->authed, &c->out);
+    c->in_dispatch = 1;
+    cmd_dispatch(&ctx, m);
+    c->in_dispatch = 0;
+    c->sess = ctx.sess;    /* hello {resume} may have swapped it */
+    if (ctx.close_after) { /* a wrong auth token: reply, then close */
+        c->close_after = 1;
+        uv_read_stop(&c->h.stream);
+    }
+    if (buf_pending(&c->deferred)) {
+        buf_append(&c->out, c->deferred.data + c->deferred.off, buf_pending(&c->deferred));
+        buf_reset(&c->deferred);
+    }
+}
+
+/* The general path: a frame found by rpc_scan, decoded by msgpack-c. */
 static void serve_frame(struct conn *c, const char *frame, size_t len)
 {
     struct server *srv = c->srv;
     struct rpc_message m;
     msgpack_object obj;
     msgpack_packer pk;
-    struct cmd_ctx ctx;
     int have_msgid, rc;
 
     rc = rpc_decode(&c->dec, frame, len, &obj);
@@ -244,19 +262,7 @@ static void serve_frame(struct conn *c, const char *frame, size_t len)
         log_debug("%s sent notification \"%.*s\": ignored", c->peer, (int)m.method_len, m.method);
         return;
     }
-    cmd_ctx_init(&ctx, &srv->env, c->sess, &c->authed, &c->out);
-    c->in_dispatch = 1;
-    cmd_dispatch(&ctx, &m);
-    c->in_dispatch = 0;
-    c->sess = ctx.sess;    /* hello {resume} may have swapped it */
-    if (ctx.close_after) { /* a wrong auth token: reply, then close */
-        c->close_after = 1;
-        uv_read_stop(&c->h.stream);
-    }
-    if (buf_pending(&c->deferred)) {
-        buf_append(&c->out, c->deferred.data + c->deferred.off, buf_pending(&c->deferred));
-        buf_reset(&c->deferred);
-    }
+    serve_request(c, &m);
 }
 
 static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *b)
@@ -289,7 +295,22 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
     while (!c->closing && !c->close_after && buf_pending(&c->in) > 0) {
         const char *frame = c->in.data + c->in.off;
         size_t flen = 0;
-        int rc = rpc_scan_feed(&c->scan, (const uint8_t *)frame, buf_pending(&c->in), &flen);
+        int rc;
+        if (srv->simple_ok) { /* most requests: no scan, no msgpack-c, no zone */
+            struct rpc_message m;
+            msgpack_object params[RPC_SIMPLE_MAX_PARAMS];
+            flen = rpc_decode_simple((const uint8_t *)frame, buf_pending(&c->in),
+                                     srv->scan_lim.max_message_bytes, &m, params);
+            if (flen) {
+                serve_request(c, &m);
+                buf_consume(&c->in, flen);
+                rpc_scan_reset(&c->scan); /* it may have seen part of this frame */
+                if (check_output(c) < 0)
+                    goto out;
+                continue;
+            }
+        }
+        rc = rpc_scan_feed(&c->scan, (const uint8_t *)frame, buf_pending(&c->in), &flen);
         if (rc == 0)
             break;
         if (rc < 0) {

@@ -2,6 +2,7 @@
 #include "server.h"
 #include "log.h"
 #include "pool.h"
+#include "rpc_msg.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -237,6 +238,8 @@ int server_init(struct server *srv, uv_loop_t *loop, const struct config *cfg)
      * arrays need max_refs. Anything beyond is refused before allocation. */
     srv->scan_lim.max_elements = (uint32_t)cfg->max_refs + 64;
     srv->scan_lim.max_depth = 8;
+    /* A simple request has 1 + 4 + RPC_SIMPLE_MAX_PARAMS elements, depth 2. */
+    srv->simple_ok = srv->scan_lim.max_elements >= 5 + RPC_SIMPLE_MAX_PARAMS;
 
     uv_signal_init(loop, &srv->sigint);
     uv_signal_init(loop, &srv->sigterm);

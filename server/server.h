@@ -36,6 +36,7 @@ struct server {
     struct store st;
     struct cmd_env env;
     struct rpc_scan_limits scan_lim;
+    int simple_ok; /* the limits admit every rpc_decode_simple request */
     struct listener listeners[CONFIG_MAX_LISTEN];
     int nlisteners;
     uv_signal_t sigint, sigterm;

@@ -4,33 +4,7 @@
 set -u
 RCSTORED=$1
 RCSTORE=$2
-tmp=$(mktemp -d)
-fail=0
-trap 'kill $srv_pid 2>/dev/null; wait $srv_pid 2>/dev/null; rm -rf "$tmp"' EXIT
-
-# Start the server on a unix socket and a free TCP port; wait for its
-# "listening" lines on a fifo (an event, not a sleep).
-mkfifo "$tmp/log"
-"$RCSTORED" --listen tcp://127.0.0.1:0 --listen "unix://$tmp/s.sock" 2>"$tmp/log" &
-srv_pid=$!
-exec 3<"$tmp/log"
-addr=""
-while read -r line <&3; do
-  case "$line" in
-    *"listening on tcp://"*) addr=${line##*tcp://} ;;
-    *"listening on unix://"*) break ;;
-  esac
-done
-cat <&3 >/dev/null &
-
-check() { # check NAME EXPECTED ACTUAL
-  if [ "$2" != "$3" ]; then
-    echo "FAIL $1: expected [$2], got [$3]"
-    fail=1
-  else
-    echo "ok   $1"
-  fi
-}
+. "$(dirname "$0")/lib.sh"
 
 R() { "$RCSTORE" -H "$addr" "$@"; }
 
