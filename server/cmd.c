@@ -1,5 +1,6 @@
 /* cmd: method table and handlers (see cmd.h). */
 #include "cmd.h"
+#include "check.h"
 #include "mem.h"
 #include "pool.h"
 #include "rpc_err.h"
@@ -849,13 +850,14 @@ static int do_stats(struct cmd_ctx *c, arg_t *a, uint32_t n)
     for (int i = 0; i < ncmd; i++)
         errors += env->errors[i];
     rpc_pack_cstr(pk, "server");
-    msgpack_pack_map(pk, 8);
+    msgpack_pack_map(pk, 9);
     rpc_pack_cstr(pk, "version");
     rpc_pack_cstr(pk, RCS_VERSION);
     rpc_pack_kv_uint(pk, "uptime_s", now > env->start_time ? now - env->start_time : 0);
     rpc_pack_kv_uint(pk, "connections", env->connections);
     rpc_pack_kv_uint(pk, "connections_total", env->connections_total);
     rpc_pack_kv_uint(pk, "connections_refused", env->connections_refused);
+    rpc_pack_kv_uint(pk, "connections_timed_out", env->connections_timed_out);
     rpc_pack_kv_uint(pk, "bad_requests", env->bad_requests);
     rpc_pack_kv_uint(pk, "errors", errors);
     rpc_pack_kv_uint(pk, "pid", (uint64_t)getpid());
@@ -907,12 +909,28 @@ static int do_stats(struct cmd_ctx *c, arg_t *a, uint32_t n)
     return 0;
 }
 
+/* debug_check: the invariant check (check.h), "ok" or INTERNAL with the
+ * first violation. Served only with --debug-commands. */
+static int do_debug_check(struct cmd_ctx *c, arg_t *a, uint32_t n)
+{
+    (void)a;
+    (void)n;
+    if (store_check(c->env->st, c->errbuf, sizeof(c->errbuf)) < 0) {
+        c->errmsg = c->errbuf;
+        return RPC_EINTERNAL;
+    }
+    rpc_pack_cstr(&c->pk, "ok");
+    return 0;
+}
+
 /* ---- the table ---- */
 
 enum cmd_flag {
     /* May grow the heap: refused with OUT_OF_MEMORY once maxmemory is
      * reached, so that reads and frees keep working. */
     CMD_GROWS = 1,
+    /* Unknown unless the server runs with --debug-commands. */
+    CMD_DEBUG = 2,
 };
 
 #define CMD(name) name, sizeof(name) - 1
@@ -947,6 +965,7 @@ static const struct cmd_def {
     {CMD("why"), do_why, 1, 1, 0},
     {CMD("gc"), do_gc, 0, 0, 0},
     {CMD("stats"), do_stats, 0, 0, 0},
+    {CMD("debug_check"), do_debug_check, 0, 0, CMD_DEBUG},
 };
 
 _Static_assert(sizeof(cmds) / sizeof(cmds[0]) <= CMD_MAX, "raise CMD_MAX");
@@ -995,6 +1014,8 @@ int cmd_dispatch(struct cmd_ctx *c, const struct rpc_message *m)
     int rc;
 
     c->errmsg = NULL;
+    if (i >= 0 && (cmds[i].flags & CMD_DEBUG) && !c->env->debug_commands)
+        i = -1;
     if (i < 0) {
         c->env->bad_requests++;
         rc = fail(c, RPC_EUNKNOWN_METHOD, "unknown method \"%.*s\"",

@@ -24,6 +24,7 @@ void config_defaults(struct config *cfg)
     cfg->max_session_watches = 100000;
     cfg->gc_threshold = 10000;
     cfg->gc_slice_us = 1000;
+    cfg->idle_timeout_s = 60;
     cfg->log_level = "info";
 }
 
@@ -92,6 +93,11 @@ void config_usage(FILE *out)
                  "                           upward when collections find little (default 10000)\n"
                  "  --gc-slice-us US         longest slice of a periodic sweep before it yields\n"
                  "                           to clients (default 1000)\n"
+                 "  --idle-timeout SECS      close a connection that sent part of a message\n"
+                 "                           and nothing more for this long; 0 = never\n"
+                 "                           (default 60)\n"
+                 "  --debug-commands         serve debug_check (the invariant check: slow on\n"
+                 "                           big heaps; for tests and soak runs)\n"
                  "  --log-level LEVEL        debug, info, warn, error or off (default info)\n"
                  "  -h, --help               show this help and exit\n"
                  "  -V, --version            show the version and exit\n\n"
@@ -115,6 +121,8 @@ enum {
     OPT_GC_THRESHOLD,
     OPT_GC_SLICE_US,
     OPT_LOG_LEVEL,
+    OPT_IDLE_TIMEOUT,
+    OPT_DEBUG_COMMANDS,
 };
 
 static const struct option options[] = {
@@ -133,6 +141,8 @@ static const struct option options[] = {
     {"gc-threshold", required_argument, NULL, OPT_GC_THRESHOLD},
     {"gc-slice-us", required_argument, NULL, OPT_GC_SLICE_US},
     {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
+    {"idle-timeout", required_argument, NULL, OPT_IDLE_TIMEOUT},
+    {"debug-commands", no_argument, NULL, OPT_DEBUG_COMMANDS},
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, 'V'},
     {NULL, 0, NULL, 0},
@@ -226,6 +236,12 @@ int config_parse(struct config *cfg, int argc, char **argv, char *err, size_t er
             break;
         case OPT_GC_SLICE_US:
             rc = number(flag, optarg, 0, 10, 10000000, &cfg->gc_slice_us, err, errlen);
+            break;
+        case OPT_IDLE_TIMEOUT:
+            rc = number(flag, optarg, 0, 0, 86400, &cfg->idle_timeout_s, err, errlen);
+            break;
+        case OPT_DEBUG_COMMANDS:
+            cfg->debug_commands = 1;
             break;
         case OPT_LOG_LEVEL:
             if (log_parse_level(optarg, &lvl) < 0)

@@ -25,6 +25,8 @@ struct config {
     uint64_t gc_interval_ms; /* 0: no periodic collection */
     uint64_t gc_threshold;
     uint64_t gc_slice_us;
+    uint64_t idle_timeout_s; /* close a connection stalled mid-message; 0: never */
+    int debug_commands;      /* serve debug_check */
     const char *log_level;
     const char *auth_token_file; /* NULL: no authentication */
 };

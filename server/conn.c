@@ -37,6 +37,7 @@ struct conn {
     unsigned in_dispatch : 1;  /* a response is being written into out */
     unsigned dec_ready : 1;    /* dec was initialised */
     int authed;                /* passed hello {auth}, or none is required */
+    uint64_t last_read_ms;     /* when bytes last arrived */
     struct buf deferred;       /* notifications raised during a dispatch */
     char peer[64];
 };
@@ -80,6 +81,23 @@ void conn_close_all(struct server *srv)
 {
     for (struct conn *c = srv->conns; c; c = c->next)
         conn_close(c);
+}
+
+void conn_expire_stalled(struct server *srv, uint64_t now_ms, uint64_t timeout_ms)
+{
+    uint64_t n = 0;
+    for (struct conn *c = srv->conns; c; c = c->next) {
+        if (c->closing || buf_pending(&c->in) == 0 || now_ms - c->last_read_ms < timeout_ms)
+            continue;
+        log_debug("closing %s: part of a message, then nothing for %llu ms", c->peer,
+                  (unsigned long long)(now_ms - c->last_read_ms));
+        conn_close(c);
+        n++;
+    }
+    srv->env.connections_timed_out += n;
+    if (n)
+        log_info("closed %llu connection(s) stalled in the middle of a message",
+                 (unsigned long long)n);
 }
 
 static size_t unsent(const struct conn *c)
@@ -292,6 +310,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
     }
     c->in.len += (size_t)nread;
     srv->env.now_ms = uv_now(srv->loop);
+    c->last_read_ms = srv->env.now_ms;
     while (!c->closing && !c->close_after && buf_pending(&c->in) > 0) {
         const char *frame = c->in.data + c->in.off;
         size_t flen = 0;
@@ -412,6 +431,7 @@ void conn_accept(struct server *srv, uv_stream_t *listener, int is_unix)
     }
     c->sess->conn = c;
     c->authed = srv->env.auth == NULL;
+    c->last_read_ms = uv_now(srv->loop);
     if ((rc = uv_read_start(&c->h.stream, on_alloc, on_read)) < 0) {
         conn_close(c);
         return;

@@ -125,6 +125,8 @@ static void on_cron(uv_timer_t *t)
     share_expire(&srv->st, uv_now(srv->loop));
     server_flush(srv); /* "freed" notifications */
     pool_trim();
+    if (srv->cfg->idle_timeout_s)
+        conn_expire_stalled(srv, uv_now(srv->loop), srv->cfg->idle_timeout_s * 1000);
 }
 
 /* One slice of the sweep under way. The next one runs from an idle handle:
@@ -255,6 +257,7 @@ int server_init(struct server *srv, uv_loop_t *loop, const struct config *cfg)
     if (cfg->gc_interval_ms)
         uv_timer_start(&srv->gc_timer, on_gc_timer, cfg->gc_interval_ms, cfg->gc_interval_ms);
     srv->env.gc_interval_ms = cfg->gc_interval_ms;
+    srv->env.debug_commands = cfg->debug_commands;
 
     for (int i = 0; i < cfg->nlisten; i++) {
         struct listener *lis = &srv->listeners[i];

@@ -61,6 +61,9 @@ void server_close(struct server *srv);
 void conn_accept(struct server *srv, uv_stream_t *listener, int is_unix);
 void conn_close(struct conn *c);
 void conn_close_all(struct server *srv);
+/* Close every connection that holds part of a message and has sent nothing
+ * for timeout_ms (a slow-loris client). */
+void conn_expire_stalled(struct server *srv, uint64_t now_ms, uint64_t timeout_ms);
 /* The store's notify hook: queue a "freed" notification to s's connection. */
 void conn_notify(void *ud, struct sess *s, uint64_t id, enum free_reason why);
 /* Write out every connection's queued output. */

@@ -1,5 +1,6 @@
 /* store: sessions, holds and watches over the heap (see store.h). */
 #include "store.h"
+#include "store_priv.h"
 #include "mem.h"
 #include "rpc_err.h"
 
@@ -9,20 +10,6 @@
 #include <string.h>
 #include <sys/random.h>
 #include <unistd.h>
-
-struct watcher {
-    struct watcher *next;
-    uint64_t sess_id;
-};
-
-struct share {
-    uint8_t token[SESS_TOKEN_BYTES];
-    uint64_t id;
-    uint64_t deadline_ms;
-};
-
-#define PTR(v)  ((void *)(uintptr_t)(v))
-#define UINT(p) ((uint64_t)(uintptr_t)(p))
 
 static int random_bytes(void *p, size_t n)
 {

@@ -166,6 +166,8 @@ try:
 
     # Error codes.
     check("UNKNOWN_METHOD", c.code("frobnicate") == "UNKNOWN_METHOD")
+    check("debug_check is unknown without --debug-commands",
+          c.code("debug_check") == "UNKNOWN_METHOD")
     check("BAD_PARAMS arity", c.code("get") == "BAD_PARAMS")
     check("BAD_PARAMS type", c.code("get", "one") == "BAD_PARAMS")
     check("BAD_PARAMS zero id", c.code("get", 0) == "BAD_PARAMS")
@@ -555,6 +557,67 @@ try:
 finally:
     proc.terminate()
     check("quota server exits 0", proc.wait(timeout=30) == 0)
+
+def wait_for(what, pred, timeout=20):
+    """Poll a server-side condition (a stats query per round) until it holds."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if pred():
+            return True
+        time.sleep(0.05)
+    return pred()
+
+
+# Hostile clients: half-open connections that stall mid-message, a client
+# killed in the middle of a pipeline; the invariant check after each.
+proc, addr = start_server("--idle-timeout", "1", "--debug-commands", "--max-connections", "400")
+try:
+    w = Conn(addr)
+    check("debug_check served with --debug-commands", w.ok("debug_check") == "ok")
+    base = w.ok("stats")["server"]
+    half = msgpack.packb([0, 1, "create", [b"h" * 100]], use_bin_type=True)[:20]
+    stalled = []
+    for _ in range(200):
+        s = socket.create_connection(addr)
+        s.sendall(half)
+        stalled.append(s)
+    check("half-open: others served meanwhile", w.ok("ping") == "pong")
+    check("half-open: all 200 connected",
+          wait_for("connections", lambda: w.ok("stats")["server"]["connections"] >= 201))
+    check("half-open: closed after --idle-timeout",
+          wait_for("timeouts", lambda: w.ok("stats")["server"]["connections_timed_out"] -
+                   base["connections_timed_out"] == 200), w.ok("stats")["server"])
+    eof = 0
+    for s in stalled:
+        s.settimeout(10)
+        try:
+            eof += s.recv(100) == b""
+        except ConnectionResetError:
+            eof += 1
+        s.close()
+    check("half-open: each one sees the close", eof == 200, eof)
+    # An idle connection with nothing pending is not a stalled one.
+    idle = Conn(addr)
+    idle.ok("ping")
+    check("idle but complete: kept", wait_for("t", lambda: w.ok("stats")["server"]
+                                              ["connections_timed_out"] - base[
+                                                  "connections_timed_out"] == 200) and
+          idle.ok("ping") == "pong")
+
+    # Killed mid-pipeline: 500 creates sent, the socket reset before reading.
+    objects = w.ok("stats")["heap"]["objects"]
+    k = socket.create_connection(addr)
+    k.sendall(b"".join(msgpack.packb([0, i, "create", [b"k" * 10]], use_bin_type=True)
+                       for i in range(500)) + half)
+    k.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    k.close()
+    check("killed mid-pipeline: its holds released",
+          wait_for("objects", lambda: w.ok("stats")["heap"]["objects"] == objects))
+    check("killed mid-pipeline: invariants hold", w.ok("debug_check") == "ok")
+    check("killed mid-pipeline: others unaffected", w.ok("ping") == "pong")
+finally:
+    proc.terminate()
+    check("hostile server exits 0", proc.wait(timeout=30) == 0)
 
 print("failures:", failures)
 sys.exit(1 if failures else 0)

@@ -4,6 +4,7 @@
 #include "cmocka_pre.h"
 
 #include "cmd.h"
+#include "check.h"
 #include "mem.h"
 #include "rpc_err.h"
 #include "rpc_pack.h"
@@ -48,6 +49,9 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     struct fx *f = *state;
+    char err[256];
+    if (store_check(&f->st, err, sizeof(err)) < 0)
+        fail_msg("invariant broken: %s", err);
     buf_close(&f->req);
     buf_close(&f->out);
     rpc_decoder_close(&f->dreq);

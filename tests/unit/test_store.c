@@ -2,6 +2,7 @@
  * on session end, and watches (notified once, cleaned up with the session). */
 #include "cmocka_pre.h"
 
+#include "check.h"
 #include "mem.h"
 #include "rpc_err.h"
 #include "store.h"
@@ -35,6 +36,9 @@ static int setup(void **state)
 
 static int teardown(void **state)
 {
+    char err[256];
+    if (store_check(*state, err, sizeof(err)) < 0)
+        fail_msg("invariant broken: %s", err);
     store_close(*state);
     assert_int_equal(mem_used(), 0);
     return 0;
@@ -224,6 +228,59 @@ static void emptied_heap_resets_its_table(void **state)
 
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
+/* The invariant check is not a rubber stamp: each kind of damage is found
+ * and named, and repairing it makes the check pass again. */
+static void check_catches_corruption(void **state)
+{
+    struct store *st = *state;
+    struct sess *s;
+    struct obj *o, *p;
+    uint64_t a, b;
+    char err[256];
+    assert_int_equal(sess_new(st, &s), 0);
+    a = mk(st, s);
+    assert_int_equal(sess_reserve(st, s), 0);
+    assert_int_equal(heap_create(&st->heap, "y", 1, &a, 1, &b), 0);
+    assert_int_equal(sess_incref(st, s, b, 1, NULL), 0);
+    assert_int_equal(store_check(st, err, sizeof(err)), 0);
+    o = heap_get(&st->heap, a);
+    p = heap_get(&st->heap, b);
+
+    o->holds++;
+    assert_int_equal(store_check(st, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "holds 2"));
+    o->holds--;
+
+    o->internal--;
+    assert_int_equal(store_check(st, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "internal 0"));
+    o->internal++;
+
+    s->nholds++;
+    assert_int_equal(store_check(st, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "says it has 3 holds"));
+    s->nholds--;
+
+    obj_set_color(p, COLOR_GRAY);
+    assert_int_equal(store_check(st, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "gray"));
+    obj_set_color(p, COLOR_BLACK);
+
+    obj_set_flag(p, OBJ_BUFFERED);
+    assert_int_equal(store_check(st, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "buffered"));
+    obj_clear_flag(p, OBJ_BUFFERED);
+
+    st->heap.data_bytes++;
+    assert_int_equal(store_check(st, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "data bytes"));
+    st->heap.data_bytes--;
+
+    assert_int_equal(store_check(st, err, sizeof(err)), 0);
+    sess_free(st, s);
+    assert_int_equal(st->heap.objects, 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -232,6 +289,7 @@ int main(void)
         T(watches_notify_once),
         T(watches_end_with_their_session),
         T(tokens_are_random),
+        T(check_catches_corruption),
         T(single_holds_cost_no_map_entry),
         T(owned_list_survives_churn),
         T(emptied_heap_resets_its_table),

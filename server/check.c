@@ -1,0 +1,247 @@
+/* check: the invariant check (see check.h). It recounts from scratch rather
+ * than trusting any counter it checks, so it costs O(objects + refs + holds
+ * + names + tokens + watches) time and O(slots) memory, from the system
+ * allocator so that it neither counts against maxmemory nor disturbs the
+ * pools it inspects. */
+#include "check.h"
+#include "mem.h"
+#include "store_priv.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct expect {
+    uint64_t holds, internal, names, tokens;
+};
+
+static int bad(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+static int bad(char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+#define FAIL(...)                                                                                  \
+    do {                                                                                           \
+        rc = bad(err, errlen, __VA_ARGS__);                                                        \
+        goto out;                                                                                  \
+    } while (0)
+
+/* The id table: every slot is a live object or on the free FIFO, and the
+ * FIFO has nfree entries and ends at free_tail. */
+static int check_slots(const struct heap *h, char *err, size_t errlen)
+{
+    uint32_t live = 0, free_slots = 0, walked = 0, at = h->free_head, last = 0;
+    for (uint32_t i = 0; i < h->nslots; i++) {
+        if (h->slots[i] & 1)
+            free_slots++;
+        else
+            live++;
+    }
+    if (live != h->objects)
+        return bad(err, errlen, "heap says %llu objects, the table has %u",
+                   (unsigned long long)h->objects, live);
+    if (free_slots != h->nfree)
+        return bad(err, errlen, "heap says %u free slots, the table has %u", h->nfree, free_slots);
+    while (at) {
+        if (at > h->nslots || !(h->slots[at - 1] & 1) || ++walked > h->nfree)
+            return bad(err, errlen, "the free list is broken at slot %u", at);
+        last = at;
+        at = (uint32_t)(h->slots[at - 1] >> 32);
+    }
+    if (walked != h->nfree || last != h->free_tail)
+        return bad(err, errlen, "the free list has %u slots ending at %u; expected %u ending at %u",
+                   walked, last, h->nfree, h->free_tail);
+    return 0;
+}
+
+int store_check(const struct store *st, char *err, size_t errlen)
+{
+    const struct heap *h = &st->heap;
+    struct expect *ex = NULL;
+    struct sess **by_idx = NULL;
+    uint64_t *totals = NULL; /* per session index: holds found */
+    const struct name_ent **names = NULL;
+    uint64_t nnames = 0, names_cap = 0, key, val, data_bytes = 0, refs = 0, id;
+    uint32_t pos;
+    int rc = 0;
+
+    err[0] = '\0';
+    if ((rc = check_slots(h, err, errlen)) < 0)
+        return rc;
+    ex = calloc(h->nslots ? h->nslots : 1, sizeof(*ex));
+    by_idx = calloc((size_t)st->next_idx + 1, sizeof(*by_idx));
+    totals = calloc((size_t)st->next_idx + 1, sizeof(*totals));
+    if (!ex || !by_idx || !totals)
+        FAIL("out of memory for the check");
+
+    /* Sessions: their indexes, and every hold they count. */
+    pos = 0;
+    while (u64map_next(&st->sessions, &pos, &key, &val)) {
+        struct sess *s = PTR(val);
+        uint32_t p2 = 0;
+        uint64_t hid, n;
+        if (s->id != key || s->idx == 0 || s->idx > st->next_idx || by_idx[s->idx])
+            FAIL("session %llu has a bad or shared index %u", (unsigned long long)key, s->idx);
+        by_idx[s->idx] = s;
+        totals[s->idx] = 0;
+        while (u64map_next(&s->holds, &p2, &hid, &n)) {
+            struct obj *o = heap_get(h, hid);
+            if (!o || n == 0)
+                FAIL("session %llu counts %llu holds on %s object %llu",
+                     (unsigned long long)s->id, (unsigned long long)n, o ? "a live" : "no",
+                     (unsigned long long)hid);
+            ex[heap_slot_of(hid)].holds += n;
+            totals[s->idx] += n;
+        }
+    }
+
+    /* Objects: ownership, refs, sizes and the collector's flags. */
+    for (uint32_t i = 0; i < h->nslots; i++) {
+        struct obj *o = heap_slot(h, i, &id);
+        const uint64_t *r;
+        uint32_t f;
+        if (!o)
+            continue;
+        if (h->owner[i]) {
+            if (h->owner[i] > st->next_idx || !by_idx[h->owner[i]])
+                FAIL("object %llu is owned by session index %u, which does not exist",
+                     (unsigned long long)id, h->owner[i]);
+            ex[i].holds++;
+            totals[h->owner[i]]++;
+        }
+        data_bytes += obj_data_len(o);
+        refs += obj_nrefs(o);
+        r = obj_refs(o);
+        for (uint32_t k = 0; k < obj_nrefs(o); k++) {
+            if (!heap_get(h, r[k]))
+                FAIL("object %llu refers to %llu, which is not alive", (unsigned long long)id,
+                     (unsigned long long)r[k]);
+            ex[heap_slot_of(r[k])].internal++;
+        }
+        f = obj_flags(o);
+        if (f & (OBJ_MARK | OBJ_GARBAGE))
+            FAIL("object %llu carries a traversal flag (0x%x) between requests",
+                 (unsigned long long)id, f);
+        if (obj_color(o) != COLOR_BLACK && obj_color(o) != COLOR_PURPLE)
+            FAIL("object %llu is %s between collections", (unsigned long long)id,
+                 obj_color(o) == COLOR_GRAY ? "gray" : "white");
+        if (obj_color(o) == COLOR_PURPLE && !(f & OBJ_BUFFERED))
+            FAIL("object %llu is purple but not buffered", (unsigned long long)id);
+    }
+    if (data_bytes != h->data_bytes || refs != h->refs)
+        FAIL("heap says %llu data bytes and %llu refs; the objects have %llu and %llu",
+             (unsigned long long)h->data_bytes, (unsigned long long)h->refs,
+             (unsigned long long)data_bytes, (unsigned long long)refs);
+
+    /* Names and tokens. */
+    if (names_list(&st->names, "", 0, UINT64_MAX, &names, &nnames, &names_cap) < 0)
+        FAIL("out of memory listing names");
+    for (uint64_t k = 0; k < nnames; k++) {
+        if (!heap_get(h, names[k]->id))
+            FAIL("name \"%.*s\" is bound to %llu, which is not alive", (int)names[k]->len,
+                 names[k]->name, (unsigned long long)names[k]->id);
+        ex[heap_slot_of(names[k]->id)].names++;
+    }
+    pos = 0;
+    while (u64map_next(&st->shares, &pos, &key, &val)) {
+        const struct share *sh = PTR(val);
+        if (!heap_get(h, sh->id))
+            FAIL("a share token holds %llu, which is not alive", (unsigned long long)sh->id);
+        ex[heap_slot_of(sh->id)].tokens++;
+    }
+
+    /* Every count in every header against the recount. */
+    for (uint32_t i = 0; i < h->nslots; i++) {
+        struct obj *o = heap_slot(h, i, &id);
+        uint32_t nm, tk;
+        if (!o)
+            continue;
+        nm = heap_names(h, o, id);
+        tk = heap_tokens(h, o, id);
+        if (o->holds != ex[i].holds || o->internal != ex[i].internal || nm != ex[i].names ||
+            tk != ex[i].tokens)
+            FAIL("object %llu counts holds %u, internal %u, names %u, tokens %u; the recount "
+                 "gives %llu, %llu, %llu, %llu",
+                 (unsigned long long)id, o->holds, o->internal, nm, tk,
+                 (unsigned long long)ex[i].holds, (unsigned long long)ex[i].internal,
+                 (unsigned long long)ex[i].names, (unsigned long long)ex[i].tokens);
+        if (!!(obj_flags(o) & OBJ_EXTRA) != (nm + tk > 0))
+            FAIL("object %llu: the extra flag disagrees with %u names and %u tokens",
+                 (unsigned long long)id, nm, tk);
+        if (obj_unreferenced(o))
+            FAIL("object %llu is alive with a refcount of 0", (unsigned long long)id);
+    }
+
+    /* Per-session totals: owned slots plus the map. */
+    for (uint32_t x = 1; x <= st->next_idx; x++) {
+        const struct sess *s = by_idx[x];
+        if (s && totals[x] != s->nholds)
+            FAIL("session %llu says it has %llu holds; it has %llu", (unsigned long long)s->id,
+                 (unsigned long long)s->nholds, (unsigned long long)totals[x]);
+    }
+
+    /* The candidate buffer: a live id in it at most once, buffered flag set;
+     * every buffered object in it. */
+    {
+        uint64_t buffered = 0, in_buf = 0;
+        for (uint32_t i = 0; i < h->nslots; i++) {
+            struct obj *o = heap_slot(h, i, &id);
+            if (o && (obj_flags(o) & OBJ_BUFFERED))
+                buffered++;
+        }
+        for (uint32_t k = 0; k < h->ncand; k++) {
+            struct obj *o = heap_get(h, h->cand[k]);
+            if (!o)
+                continue; /* stale: freed since */
+            if (!(obj_flags(o) & OBJ_BUFFERED))
+                FAIL("candidate %llu is in the buffer without its flag",
+                     (unsigned long long)h->cand[k]);
+            if (obj_flags(o) & OBJ_MARK)
+                FAIL("candidate %llu is in the buffer twice", (unsigned long long)h->cand[k]);
+            obj_set_flag(o, OBJ_MARK);
+            in_buf++;
+        }
+        for (uint32_t k = 0; k < h->ncand; k++) {
+            struct obj *o = heap_get(h, h->cand[k]);
+            if (o)
+                obj_clear_flag(o, OBJ_MARK);
+        }
+        if (buffered != in_buf && !h->cand_lost)
+            FAIL("%llu objects are flagged as buffered; %llu are in the buffer",
+                 (unsigned long long)buffered, (unsigned long long)in_buf);
+    }
+
+    /* Watches: each watcher's session exists and lists the object. */
+    pos = 0;
+    while (u64map_next(&st->watchers, &pos, &key, &val)) {
+        for (const struct watcher *w = PTR(val); w; w = w->next) {
+            struct sess *s = sess_find(st, w->sess_id);
+            if (!s || !u64map_get(&s->watches, key))
+                FAIL("a watch on %llu names session %llu, which %s", (unsigned long long)key,
+                     (unsigned long long)w->sess_id, s ? "does not list it" : "does not exist");
+        }
+        if (heap_get(h, key) && !(obj_flags(heap_get(h, key)) & OBJ_WATCHED))
+            FAIL("object %llu has watchers but not the watched flag", (unsigned long long)key);
+    }
+out:
+    /* Clear any marks a failed buffer check left behind. */
+    if (rc < 0)
+        for (uint32_t k = 0; k < h->ncand; k++) {
+            struct obj *o = heap_get(h, h->cand[k]);
+            if (o)
+                obj_clear_flag(o, OBJ_MARK);
+        }
+    if (names)
+        mem_free(names, names_cap * sizeof(*names));
+    free(ex);
+    free(by_idx);
+    free(totals);
+    return rc;
+}

@@ -1,0 +1,20 @@
+/* check: one function that recomputes every count the server keeps and
+ * compares: each object's holds (session hold maps and owner tags), names,
+ * tokens and internal count (refs of live objects), every ref naming a live
+ * object, the id table's free list, the heap's totals, each session's hold
+ * total, the candidate buffer against the buffered flags, colors and
+ * traversal flags between collections, and watches. Used by the fuzzers, by
+ * the randomized tests, and by the server on demand when started with
+ * --debug-commands (the "debug_check" method). */
+#ifndef RCS_SERVER_CHECK_H
+#define RCS_SERVER_CHECK_H
+
+#include "store.h"
+
+#include <stddef.h>
+
+/* 0 if every invariant holds; -1 with the first violation described in err
+ * (errlen bytes). Only between requests: not during a collection. */
+int store_check(const struct store *st, char *err, size_t errlen);
+
+#endif
