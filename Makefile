@@ -7,7 +7,11 @@ PACKAGES := cmake make gcc libc6-dev pkg-config libuv1-dev libmsgpack-dev \
             libcmocka-dev libedit-dev python3 python3-msgpack
 JOBS     ?= $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: all deps deps-format build run test test-asan asan debug format format-check clean
+FUZZ_SECONDS ?= 30
+SOAK_SECONDS ?= 600
+
+.PHONY: all deps deps-format deps-fuzz deps-valgrind build run test test-asan asan debug \
+        fuzz valgrind soak format format-check clean
 
 all: build
 
@@ -32,6 +36,12 @@ deps:
 deps-format:
 	$(call install_missing,clang-format)
 
+deps-fuzz:
+	$(call install_missing,clang libclang-rt-14-dev)
+
+deps-valgrind:
+	$(call install_missing,valgrind)
+
 build/CMakeCache.txt: | deps
 	cmake --preset release
 
@@ -54,6 +64,22 @@ asan: deps build-asan/CMakeCache.txt
 test-asan: asan
 	ctest --preset asan -j $(JOBS) -L 'unit|integration'
 
+# libFuzzer targets (clang, ASan, UBSan), each run for FUZZ_SECONDS.
+fuzz: deps deps-fuzz
+	cmake --preset fuzz
+	cmake --build --preset fuzz -j $(JOBS)
+	bash tests/fuzz/run.sh build-fuzz $(FUZZ_SECONDS)
+
+# Every unit test under valgrind memcheck, without the pool allocator.
+valgrind: deps deps-valgrind
+	cmake --preset valgrind
+	cmake --build --preset valgrind -j $(JOBS)
+	bash tests/valgrind.sh build-valgrind
+
+# A long mixed run with disconnects, lease expiries and hand-offs; not in CI.
+soak: build
+	/usr/bin/python3 tests/soak/soak.py build $(SOAK_SECONDS)
+
 debug: deps
 	cmake --preset debug && cmake --build --preset debug -j $(JOBS)
 
@@ -64,4 +90,4 @@ format-check: deps-format
 	clang-format --dry-run --Werror $$(git ls-files '*.c' '*.h')
 
 clean:
-	rm -rf build build-debug build-asan
+	rm -rf build build-debug build-asan build-fuzz build-valgrind

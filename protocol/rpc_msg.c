@@ -42,14 +42,17 @@ int rpc_obj_bytes(const msgpack_object *o, const char **p, uint32_t *len)
     if (o->type == MSGPACK_OBJECT_STR) {
         *p = o->via.str.ptr;
         *len = o->via.str.size;
-        return 0;
-    }
-    if (o->type == MSGPACK_OBJECT_BIN) {
+    } else if (o->type == MSGPACK_OBJECT_BIN) {
         *p = o->via.bin.ptr;
         *len = o->via.bin.size;
-        return 0;
+    } else {
+        return -1;
     }
-    return -1;
+    /* msgpack-c leaves ptr NULL for an empty str or bin; callers may pass
+     * it to memcpy or printf, which must never see NULL. */
+    if (*len == 0)
+        *p = "";
+    return 0;
 }
 
 const msgpack_object *rpc_map_get(const msgpack_object *o, const char *key)
@@ -103,7 +106,7 @@ int rpc_parse_request(const msgpack_object *o, struct rpc_message *m, int *have_
     }
     if (it[1].type != MSGPACK_OBJECT_STR || it[2].type != MSGPACK_OBJECT_ARRAY)
         return RPC_EBAD_REQUEST;
-    m->method = it[1].via.str.ptr;
+    m->method = it[1].via.str.size ? it[1].via.str.ptr : ""; /* never NULL */
     m->method_len = it[1].via.str.size;
     m->params = it[2].via.array.ptr;
     m->nparams = it[2].via.array.size;

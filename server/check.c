@@ -16,7 +16,8 @@ struct expect {
     uint64_t holds, internal, names, tokens;
 };
 
-static int bad(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int bad(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 static int bad(char *err, size_t errlen, const char *fmt, ...)
 {
@@ -94,9 +95,8 @@ int store_check(const struct store *st, char *err, size_t errlen)
         while (u64map_next(&s->holds, &p2, &hid, &n)) {
             struct obj *o = heap_get(h, hid);
             if (!o || n == 0)
-                FAIL("session %llu counts %llu holds on %s object %llu",
-                     (unsigned long long)s->id, (unsigned long long)n, o ? "a live" : "no",
-                     (unsigned long long)hid);
+                FAIL("session %llu counts %llu holds on %s object %llu", (unsigned long long)s->id,
+                     (unsigned long long)n, o ? "a live" : "no", (unsigned long long)hid);
             ex[heap_slot_of(hid)].holds += n;
             totals[s->idx] += n;
         }

@@ -229,7 +229,8 @@ static int do_hello(struct cmd_ctx *c, arg_t *a, uint32_t n)
         uint32_t len = client->via.str.size;
         if (len >= sizeof(s->client))
             len = sizeof(s->client) - 1;
-        memcpy(s->client, client->via.str.ptr, len);
+        if (len) /* an empty str's ptr may be NULL */
+            memcpy(s->client, client->via.str.ptr, len);
         s->client[len] = '\0';
     }
     msgpack_pack_map(pk, 7);

@@ -261,7 +261,7 @@ int gc_slice(struct heap *h, uint64_t budget_us, struct gc_result *r)
         r->duration_us = now_us() - start;
         return rc < 0 ? rc : 0;
     }
-    do {
+    while (h->ncand > 0) { /* (cand may be NULL when there are none) */
         uint32_t k = h->ncand < GC_BATCH ? h->ncand : GC_BATCH;
         uint64_t t0 = now_us();
         /* The newest candidates first: their subgraphs are likely in cache. */
@@ -272,7 +272,9 @@ int gc_slice(struct heap *h, uint64_t budget_us, struct gc_result *r)
         last_batch_us = now_us() - t0;
         /* Stop before a batch like the last one would pass the budget
          * (always at least one batch per slice). */
-    } while (h->ncand > 0 && now_us() - start + last_batch_us <= budget_us);
+        if (now_us() - start + last_batch_us > budget_us)
+            break;
+    }
     r->duration_us = now_us() - start;
     return rc < 0 ? rc : h->ncand > 0 || h->cand_lost;
 }

@@ -360,6 +360,18 @@ static void out_of_memory_keeps_counts(void **state)
     assert_false(h->cand_lost);
 }
 
+/* Found by fuzz_request: a slice with no candidate ever buffered took the
+ * address cand + 0 with cand NULL (undefined behaviour). */
+static void slice_of_a_fresh_heap(void **state)
+{
+    struct heap *h = *state;
+    struct gc_result r;
+    assert_null(h->cand);
+    assert_int_equal(gc_slice(h, 0, &r), 0);
+    assert_int_equal(r.collected, 0);
+    assert_int_equal(gc_collect(h, &r), 0);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
 int main(void)
@@ -372,6 +384,7 @@ int main(void)
         T(nothing_released_costs_nothing),
         T(live_cycle_survives_and_is_restored),
         T(out_of_memory_keeps_counts),
+        T(slice_of_a_fresh_heap),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

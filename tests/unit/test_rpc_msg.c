@@ -290,6 +290,31 @@ static void response_header_encoding(void **state)
     buf_close(&ref);
 }
 
+/* Found by fuzz_decode: msgpack-c gives an empty str or bin a NULL pointer,
+ * which reached memcmp and memcpy. Empty ones read as "" now. */
+static void empty_strings_are_not_null(void **state)
+{
+    struct fixture *f = *state;
+    struct rpc_message m;
+    const char *p = NULL;
+    uint32_t n = 1;
+    int have;
+    rpc_pack_request(&f->pk, 1, "");
+    msgpack_pack_array(&f->pk, 2);
+    msgpack_pack_str(&f->pk, 0);
+    msgpack_pack_bin(&f->pk, 0);
+    assert_int_equal(decode(f), 0);
+    assert_int_equal(rpc_parse_request(&f->obj, &m, &have), 0);
+    assert_non_null(m.method);
+    assert_int_equal(m.method_len, 0);
+    assert_int_equal(rpc_obj_bytes(&m.params[0], &p, &n), 0);
+    assert_non_null(p);
+    assert_int_equal(n, 0);
+    p = NULL;
+    assert_int_equal(rpc_obj_bytes(&m.params[1], &p, &n), 0);
+    assert_non_null(p);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -301,6 +326,7 @@ int main(void)
         cmocka_unit_test(error_table),
         cmocka_unit_test_setup_teardown(simple_matches_general, setup, teardown),
         cmocka_unit_test_setup_teardown(response_header_encoding, setup, teardown),
+        cmocka_unit_test_setup_teardown(empty_strings_are_not_null, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

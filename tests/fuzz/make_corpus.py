@@ -1,0 +1,67 @@
+#!/usr/bin/python3
+"""Writes the fuzzers' seed corpus (tests/fuzz/corpus/): valid requests of
+every method for fuzz_decode, and short sessions of control byte + request
+for fuzz_request (see its header). Ids in a fresh store are 1, 2, 3, ...
+Run it again after changing the protocol; its output is committed."""
+import os
+import sys
+
+import msgpack
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def req(i, method, *params):
+    return msgpack.packb([0, i, method, list(params)], use_bin_type=True)
+
+
+def write(kind, name, data):
+    d = os.path.join(HERE, "corpus", kind)
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, name), "wb") as f:
+        f.write(data)
+
+
+ALL = [
+    ("hello", {"client": "fuzz", "ttl": 5}), ("ping",), ("create", b"abc"),
+    ("create", "s", [1]), ("get", 1), ("set_data", 1, b"zz"), ("set_refs", 1, [1, 1]),
+    ("link", 1, 1), ("unlink", 1, 1), ("incref", 1), ("incref", 1, 3), ("decref", 1),
+    ("decref", 1, 2), ("stat", 1), ("bind", "n/a", 1), ("unbind", "n/a"), ("lookup", "n/a"),
+    ("lookup", "n/a", True), ("names", ""), ("names", "n/", 10), ("referrers", 1),
+    ("referrers", 1, 5), ("watch", 1), ("release_all",), ("share", 1), ("share", 1, 30),
+    ("claim", b"\0" * 16), ("why", 1), ("gc",), ("stats",), ("debug_check",),
+]
+
+for n, call in enumerate(ALL):
+    write("decode", "%02d-%s" % (n, call[0]), bytes([n]) + req(n + 1, *call))
+write("decode", "pipeline", b"\x03" + b"".join(req(i, *c) for i, c in enumerate(ALL)))
+write("decode", "notification", b"\x00" + msgpack.packb([2, "freed", [1, "cycle"]]))
+
+
+def session(*steps):
+    return b"".join(bytes([ctl]) + req(i + 1, *call) for i, (ctl, call) in enumerate(steps))
+
+
+# A 2-cycle dropped, then collected by a slice and by gc.
+write("request", "cycle", session(
+    (0, ("create", b"a")), (0, ("create", b"b", [1])), (0, ("link", 1, 2)),
+    (0, ("decref", 1)), (0x04, ("decref", 2)), (0x20, ("stats",))))
+# Names and holds across sessions.
+write("request", "names", session(
+    (0, ("create", b"x")), (0, ("bind", "a", 1)), (1, ("lookup", "a", True)),
+    (0, ("release_all",)), (1, ("decref", 1)), (2, ("unbind", "a")), (2, ("get", 1))))
+# A share token claimed by another session.
+write("request", "share", session(
+    (0, ("create", b"x")), (0, ("share", 1, 5)), (0, ("decref", 1)),
+    (0x41, ("why", 1)), (1, ("stat", 1)), (0x10, ("ping",))))
+# A lease: close with a ttl, resume from another slot, expire another.
+write("request", "lease", session(
+    (0, ("hello", {"ttl": 20})), (0, ("create", b"x")), (0x08, ("ping",)),
+    (0x81, ("stat", 1)), (2, ("hello", {"ttl": 5})), (2, ("create", b"y")),
+    (0x0a, ("ping",)), (0x10, ("get", 2))))
+# Watches, refs and referrers.
+write("request", "graph", session(
+    (0, ("create", b"r")), (0, ("create", b"c", [1, 1])), (1, ("watch", 1)),
+    (0, ("set_refs", 2, [2])), (0, ("referrers", 2)), (0, ("unlink", 2, 2)),
+    (0, ("decref", 1)), (0x20, ("debug_check",))))
+print("corpus written to", os.path.join(HERE, "corpus"), file=sys.stderr)
