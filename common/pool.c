@@ -37,7 +37,8 @@ _Static_assert(ARENA_POOLS <= 64, "the bucket bitmap has 64 bits");
 
 struct arena {
     char *base;
-    struct pool *free_pools;   /* pools given back, reusable by any class */
+    uint64_t free_mask;        /* pools given back (bit i: pool i), reusable by any class */
+    uint64_t dirty_mask;       /* of those, the ones whose pages are still resident */
     uint32_t untouched;        /* pools [untouched, ARENA_POOLS) never used */
     uint32_t nfree;            /* free pools: given back plus untouched */
     struct arena *next, *prev; /* by_free[nfree] bucket */
@@ -60,6 +61,7 @@ static struct {
      * churn it through its arena. pool_trim gives them back. */
     struct pool *spare[POOL_NCLASSES];
     uint64_t arenas, arenas_returned;
+    uint64_t dirty_pools; /* free pools pool_trim has yet to release */
 } P;
 
 static void init(void)
@@ -176,9 +178,14 @@ static struct pool *pool_take(uint32_t cls)
     if (!a && !(a = arena_new()))
         return NULL;
     bucket_remove(a);
-    if (a->free_pools) {
-        p = a->free_pools;
-        a->free_pools = p->next;
+    if (a->free_mask) {
+        uint32_t i = (uint32_t)__builtin_ctzll(a->free_mask);
+        a->free_mask &= ~(1ull << i);
+        if (a->dirty_mask & (1ull << i)) {
+            a->dirty_mask &= ~(1ull << i);
+            P.dirty_pools--;
+        }
+        p = (struct pool *)(a->base + (size_t)i * POOL_POOL_BYTES);
     } else {
         p = (struct pool *)(a->base + (size_t)a->untouched++ * POOL_POOL_BYTES);
     }
@@ -202,15 +209,40 @@ static void pool_give_back(struct pool *p)
     P.pools[p->cls]--;
     P.pools_in_use--;
     p->in_use = 0;
+    uint32_t i = (uint32_t)(((char *)p - a->base) / POOL_POOL_BYTES);
     bucket_remove(a);
-    p->next = a->free_pools;
-    a->free_pools = p;
+    a->free_mask |= 1ull << i;
+    a->dirty_mask |= 1ull << i;
+    P.dirty_pools++;
     a->nfree++;
     if (a->nfree == ARENA_POOLS && fullest_with_room()) {
+        P.dirty_pools -= (uint64_t)__builtin_popcountll(a->dirty_mask);
         arena_free(a);
         return;
     }
     bucket_insert(a);
+}
+
+/* Give the pages of up to max free pools back to the system (their address
+ * space stays; a pool taken again starts from zeroed pages). Nothing of a
+ * free pool is kept in its own pages, so all of them go. Adjacent pools go
+ * in one madvise. */
+static void release_free_pools(uint32_t max)
+{
+    for (uint32_t k = 1; k <= ARENA_POOLS && P.dirty_pools && max; k++) {
+        for (struct arena *a = P.by_free[k]; a && max; a = a->next) {
+            while (a->dirty_mask && max) {
+                uint32_t i = (uint32_t)__builtin_ctzll(a->dirty_mask), n = 0;
+                while (i + n < ARENA_POOLS && (a->dirty_mask & (1ull << (i + n))) && n < max)
+                    n++;
+                madvise(a->base + (size_t)i * POOL_POOL_BYTES, (size_t)n * POOL_POOL_BYTES,
+                        MADV_DONTNEED);
+                a->dirty_mask &= ~(((n == 64 ? 0 : 1ull << n) - 1) << i);
+                P.dirty_pools -= n;
+                max -= n;
+            }
+        }
+    }
 }
 
 /* ---- blocks ---- */
@@ -353,6 +385,8 @@ void pool_trim(void)
             pool_give_back(p);
         }
     }
+    /* At most 16 MiB a call, so that a trim stays a short pause. */
+    release_free_pools(1024);
 }
 
 uint64_t pool_bytes_used(void)

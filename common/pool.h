@@ -51,7 +51,10 @@ struct pool_stats {
 
 void pool_get_stats(struct pool_stats *st);
 /* Give every class's spare empty pool back to its arena (and so let empty
- * arenas go back to the system). Cheap; the server calls it once a second. */
+ * arenas go back to the system), then release the pages of free pools in
+ * arenas that still serve others (madvise DONTNEED; at most 16 MiB a call),
+ * so that a heap that shrinks gives its memory back even when the blocks
+ * left are scattered. Cheap; the server calls it once a second. */
 void pool_trim(void);
 /* Bytes of the pools serving a class (16 KiB each): what the pools take
  * from the arenas, kept as a running total. */

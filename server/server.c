@@ -1,10 +1,14 @@
 /* server: listeners, signals and the store's lifetime (see server.h). */
 #include "server.h"
 #include "log.h"
+#include "mem.h"
 #include "pool.h"
 #include "rpc_msg.h"
 
 #include <errno.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <signal.h>
 #include <stdlib.h>
 #include <stdio.h>
@@ -116,6 +120,23 @@ static int bind_unix(struct server *srv, struct listener *lis, const char *path)
 
 /* Once a second: end expired leases and share tokens, give idle memory back
  * (the pool's spare empty pools). */
+/* Large blocks (id tables, hash maps, buffers) come from glibc's malloc,
+ * which returns freed memory in the middle of its heap only when asked.
+ * Ask once the large bytes in use fell 1 MiB below their high-water mark
+ * since the last time: rare, and then worth the walk. */
+static void trim_system_heap(struct server *srv)
+{
+    size_t large = mem_large_bytes();
+    if (large > srv->large_high)
+        srv->large_high = large;
+    if (srv->large_high - large < ((size_t)1 << 20))
+        return;
+#ifdef __GLIBC__
+    malloc_trim(0);
+#endif
+    srv->large_high = large;
+}
+
 static void on_cron(uv_timer_t *t)
 {
     struct server *srv = t->data;
@@ -125,6 +146,7 @@ static void on_cron(uv_timer_t *t)
     share_expire(&srv->st, uv_now(srv->loop));
     server_flush(srv); /* "freed" notifications */
     pool_trim();
+    trim_system_heap(srv);
     if (srv->cfg->idle_timeout_s)
         conn_expire_stalled(srv, uv_now(srv->loop), srv->cfg->idle_timeout_s * 1000);
 }

@@ -36,7 +36,8 @@ struct server {
     struct store st;
     struct cmd_env env;
     struct rpc_scan_limits scan_lim;
-    int simple_ok; /* the limits admit every rpc_decode_simple request */
+    int simple_ok;     /* the limits admit every rpc_decode_simple request */
+    size_t large_high; /* mem_large_bytes high-water mark since the last trim */
     struct listener listeners[CONFIG_MAX_LISTEN];
     int nlisteners;
     uv_signal_t sigint, sigterm;

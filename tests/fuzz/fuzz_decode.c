@@ -60,8 +60,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             msgpack_object obj, params[RPC_SIMPLE_MAX_PARAMS];
             struct rpc_message m, ms;
             int have, grc = rpc_decode(&dec, (const char *)data + start, flen, &obj);
-            size_t slen = rpc_decode_simple(data + start, size - start, lim.max_message_bytes, &ms,
-                                            params);
+            size_t slen =
+                rpc_decode_simple(data + start, size - start, lim.max_message_bytes, &ms, params);
             if (grc == 0)
                 grc = rpc_parse_request(&obj, &m, &have);
             if (slen) {

@@ -8,6 +8,8 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 static void churn_keeps_a_spare_pool(void **state)
 {
@@ -147,6 +149,54 @@ static void arenas_return_to_the_os(void **state)
     assert_true(after.arenas_returned >= before.arenas_returned + full.arenas - 1);
 }
 
+/* A heap that shrinks to a few scattered blocks keeps its arenas, but the
+ * pages of its free pools go back to the system at the next trim: mincore
+ * finds none of them resident, while the survivors keep their bytes. */
+static void free_pools_release_their_pages(void **state)
+{
+    enum { N = 100000, KEEP = 5000 };
+    static char *p[N];
+    unsigned char vec[POOL_ARENA_BYTES / 4096];
+    long page = sysconf(_SC_PAGESIZE);
+    (void)state;
+    assert_true(page == 4096);
+    for (int i = 0; i < N; i++) {
+        p[i] = pool_alloc(64);
+        memset(p[i], (char)i, 64);
+    }
+    for (int i = 0; i < N; i++)
+        if (i % KEEP)
+            pool_free(p[i]);
+    pool_trim();
+    for (int i = 0; i < N; i += KEEP) {
+        char *arena = (char *)((uintptr_t)p[i] & ~(uintptr_t)(POOL_ARENA_BYTES - 1));
+        int resident_elsewhere = 0;
+        assert_int_equal(mincore(arena, POOL_ARENA_BYTES, vec), 0);
+        for (size_t pg = 0; pg < sizeof(vec); pg++) {
+            char *at = arena + pg * 4096;
+            int mine = 0;
+            for (int j = 0; j < N; j += KEEP) /* pools of other survivors */
+                mine |= at >= (char *)((uintptr_t)p[j] & ~(uintptr_t)(POOL_POOL_BYTES - 1)) &&
+                        at < (char *)((uintptr_t)p[j] & ~(uintptr_t)(POOL_POOL_BYTES - 1)) +
+                                 POOL_POOL_BYTES;
+            if (!mine && (vec[pg] & 1))
+                resident_elsewhere++;
+        }
+        assert_int_equal(resident_elsewhere, 0);
+        for (int b = 0; b < 64; b++)
+            assert_int_equal(p[i][b], (char)i);
+    }
+    for (int i = 0; i < N; i += KEEP) /* released pools serve again */
+        pool_free(p[i]);
+    for (int i = 0; i < 1000; i++) {
+        p[i] = pool_alloc(64);
+        memset(p[i], 7, 64);
+    }
+    for (int i = 0; i < 1000; i++)
+        pool_free(p[i]);
+    pool_trim();
+}
+
 static void empty_pools_serve_other_classes(void **state)
 {
     enum { N = 3000, M = 60 };
@@ -188,6 +238,7 @@ int main(void)
         cmocka_unit_test(alignment_and_masking),
         cmocka_unit_test(random_against_shadow),
         cmocka_unit_test(arenas_return_to_the_os),
+        cmocka_unit_test(free_pools_release_their_pages),
         cmocka_unit_test(empty_pools_serve_other_classes),
         cmocka_unit_test(churn_keeps_a_spare_pool),
     };
