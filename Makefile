@@ -4,7 +4,8 @@
 # Everything is driven through CMake presets (CMakePresets.json).
 
 PACKAGES := cmake make gcc libc6-dev pkg-config libuv1-dev libmsgpack-dev \
-            libcmocka-dev libedit-dev python3 python3-msgpack
+            libcmocka-dev libedit-dev libinih-dev libmicrohttpd-dev libsystemd-dev \
+            python3 python3-msgpack
 JOBS     ?= $(shell nproc 2>/dev/null || echo 2)
 
 FUZZ_SECONDS ?= 30

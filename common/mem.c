@@ -5,6 +5,9 @@
 #include "mem.h"
 #include "pool.h"
 
+#include <stdio.h>
+#include <unistd.h>
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -127,4 +130,16 @@ size_t mem_heap_bytes(void)
 void mem_fail_after(long n)
 {
     fail_countdown = n;
+}
+
+size_t mem_rss_bytes(void)
+{
+    unsigned long size = 0, resident = 0;
+    FILE *f = fopen("/proc/self/statm", "r");
+    if (!f)
+        return 0;
+    if (fscanf(f, "%lu %lu", &size, &resident) != 2)
+        resident = 0;
+    fclose(f);
+    return (size_t)resident * (size_t)sysconf(_SC_PAGESIZE);
 }

@@ -24,6 +24,8 @@ size_t mem_large_bytes(void);
 /* What those allocations occupy: the pools in use (whole 16 KiB pools) plus
  * large blocks. This is what --maxmemory bounds. */
 size_t mem_heap_bytes(void);
+/* The process's resident set (from /proc/self/statm), or 0 if unknown. */
+size_t mem_rss_bytes(void);
 /* Test hook: make the allocation after the next n succeed-ones fail; -1 turns
  * injection off. Counts only mem_alloc, mem_calloc and growing mem_realloc. */
 void mem_fail_after(long n);

@@ -790,18 +790,6 @@ static int do_gc(struct cmd_ctx *c, arg_t *a, uint32_t n)
     return 0;
 }
 
-static uint64_t rss_bytes(void)
-{
-    unsigned long size = 0, resident = 0;
-    FILE *f = fopen("/proc/self/statm", "r");
-    if (!f)
-        return 0;
-    if (fscanf(f, "%lu %lu", &size, &resident) != 2)
-        resident = 0;
-    fclose(f);
-    return (uint64_t)resident * (uint64_t)sysconf(_SC_PAGESIZE);
-}
-
 /* The memory section: process RSS, what the heap occupies, and the pool
  * allocator's arenas, pools and size classes (only classes in use). */
 static void pack_memory(msgpack_packer *pk, const struct store *st)
@@ -813,7 +801,7 @@ static void pack_memory(msgpack_packer *pk, const struct store *st)
     for (int i = 0; i < POOL_NCLASSES; i++)
         nclasses += ps.cls[i].pools > 0;
     msgpack_pack_map(pk, 13);
-    rpc_pack_kv_uint(pk, "rss_bytes", rss_bytes());
+    rpc_pack_kv_uint(pk, "rss_bytes", mem_rss_bytes());
     rpc_pack_kv_uint(pk, "heap_bytes", mem_heap_bytes());
     rpc_pack_kv_uint(pk, "data_bytes", st->heap.data_bytes);
     rpc_pack_kv_uint(pk, "requested_bytes", mem_used());

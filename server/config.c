@@ -1,10 +1,15 @@
-/* config: defaults and command-line parsing for rcstored (see config.h). */
+/* config: defaults, the config file, the environment and the command line
+ * for rcstored (see config.h). One table describes every setting; each source
+ * goes through the same setter, so a key means the same everywhere and every
+ * error names the key and where it came from. */
 #include "config.h"
 #include "log.h"
 
 #include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
+#include <ini.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +31,7 @@ void config_defaults(struct config *cfg)
     cfg->gc_slice_us = 1000;
     cfg->idle_timeout_s = 60;
     cfg->log_level = "info";
+    cfg->listen_source = -1;
 }
 
 int config_parse_size(const char *s, uint64_t *out)
@@ -98,169 +104,354 @@ void config_usage(FILE *out)
                  "                           (default 60)\n"
                  "  --debug-commands         serve debug_check (the invariant check: slow on\n"
                  "                           big heaps; for tests and soak runs)\n"
+                 "  --metrics-listen URI     serve Prometheus metrics at http://HOST:PORT/metrics\n"
+                 "                           (tcp://HOST:PORT; default: off)\n"
                  "  --log-level LEVEL        debug, info, warn, error or off (default info)\n"
+                 "  --config PATH            read settings from an INI file (or set\n"
+                 "                           RCSTORED_CONFIG); keys are the option names\n"
                  "  -h, --help               show this help and exit\n"
                  "  -V, --version            show the version and exit\n\n"
-                 "SIZE takes a suffix k, m, g (powers of 1024). SIGINT or SIGTERM stop the\n"
-                 "server cleanly.\n");
+                 "SIZE takes a suffix k, m, g (powers of 1024). Every option can also be set\n"
+                 "as RCSTORED_<NAME> in the environment (RCSTORED_MAX_REFS=100) or as\n"
+                 "name = value in the config file; options beat the environment, which\n"
+                 "beats the file. SIGINT or SIGTERM stop the server cleanly.\n");
 }
 
-enum {
-    OPT_LISTEN = 256,
-    OPT_AUTH_TOKEN_FILE,
-    OPT_MAX_CONNECTIONS,
-    OPT_MAX_DATA_BYTES,
-    OPT_MAX_REFS,
-    OPT_MAX_MESSAGE_BYTES,
-    OPT_MAX_OUTPUT_BYTES,
-    OPT_MAX_SESSION_TTL,
-    OPT_MAXMEMORY,
-    OPT_MAX_SESSION_HOLDS,
-    OPT_MAX_SESSION_WATCHES,
-    OPT_GC_INTERVAL_MS,
-    OPT_GC_THRESHOLD,
-    OPT_GC_SLICE_US,
-    OPT_LOG_LEVEL,
-    OPT_IDLE_TIMEOUT,
-    OPT_DEBUG_COMMANDS,
+/* ---- the settings ---- */
+
+enum kind { K_UINT, K_SIZE, K_STR, K_FLAG, K_LISTEN, K_LEVEL };
+
+struct setting {
+    const char *name; /* the option without "--", the file key, the env suffix */
+    enum kind kind;
+    size_t off;
+    uint64_t lo, hi;
 };
 
-static const struct option options[] = {
-    {"listen", required_argument, NULL, OPT_LISTEN},
-    {"auth-token-file", required_argument, NULL, OPT_AUTH_TOKEN_FILE},
-    {"max-connections", required_argument, NULL, OPT_MAX_CONNECTIONS},
-    {"max-data-bytes", required_argument, NULL, OPT_MAX_DATA_BYTES},
-    {"max-refs", required_argument, NULL, OPT_MAX_REFS},
-    {"max-message-bytes", required_argument, NULL, OPT_MAX_MESSAGE_BYTES},
-    {"max-output-bytes", required_argument, NULL, OPT_MAX_OUTPUT_BYTES},
-    {"max-session-ttl", required_argument, NULL, OPT_MAX_SESSION_TTL},
-    {"maxmemory", required_argument, NULL, OPT_MAXMEMORY},
-    {"max-holds-per-session", required_argument, NULL, OPT_MAX_SESSION_HOLDS},
-    {"max-watches-per-session", required_argument, NULL, OPT_MAX_SESSION_WATCHES},
-    {"gc-interval-ms", required_argument, NULL, OPT_GC_INTERVAL_MS},
-    {"gc-threshold", required_argument, NULL, OPT_GC_THRESHOLD},
-    {"gc-slice-us", required_argument, NULL, OPT_GC_SLICE_US},
-    {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
-    {"idle-timeout", required_argument, NULL, OPT_IDLE_TIMEOUT},
-    {"debug-commands", no_argument, NULL, OPT_DEBUG_COMMANDS},
-    {"help", no_argument, NULL, 'h'},
-    {"version", no_argument, NULL, 'V'},
-    {NULL, 0, NULL, 0},
+#define F(field) offsetof(struct config, field)
+static const struct setting settings[] = {
+    {"listen", K_LISTEN, 0, 0, 0},
+    {"auth-token-file", K_STR, F(auth_token_file), 0, 0},
+    {"max-connections", K_UINT, F(max_connections), 1, 1000000},
+    {"max-data-bytes", K_SIZE, F(max_data_bytes), 0, UINT32_MAX},
+    {"max-refs", K_UINT, F(max_refs), 0, 1u << 24},
+    {"max-message-bytes", K_SIZE, F(max_message_bytes), 64, 1ull << 32},
+    {"max-output-bytes", K_SIZE, F(max_output_bytes), 4096, UINT64_MAX},
+    {"max-session-ttl", K_UINT, F(max_session_ttl), 0, 365ull * 86400},
+    {"maxmemory", K_SIZE, F(maxmemory), 0, UINT64_MAX},
+    {"max-holds-per-session", K_UINT, F(max_session_holds), 1, UINT64_MAX},
+    {"max-watches-per-session", K_UINT, F(max_session_watches), 0, UINT32_MAX},
+    {"gc-interval-ms", K_UINT, F(gc_interval_ms), 0, 86400000},
+    {"gc-threshold", K_UINT, F(gc_threshold), 1, 1u << 30},
+    {"gc-slice-us", K_UINT, F(gc_slice_us), 10, 10000000},
+    {"idle-timeout", K_UINT, F(idle_timeout_s), 0, 86400},
+    {"debug-commands", K_FLAG, F(debug_commands), 0, 0},
+    {"metrics-listen", K_STR, F(metrics_listen), 0, 0},
+    {"log-level", K_LEVEL, F(log_level), 0, 0},
+};
+#undef F
+#define NSETTINGS (sizeof(settings) / sizeof(settings[0]))
+
+enum source { SRC_FILE, SRC_ENV, SRC_FLAG };
+
+/* Where a value came from, for messages: "--max-refs", "RCSTORED_MAX_REFS"
+ * or "rcstored.conf:12: max-refs". */
+struct origin {
+    enum source src;
+    const char *file;
+    int line;
 };
 
-static int bad(char *err, size_t errlen, const char *flag, const char *val, const char *why)
+static int bad(char *err, size_t errlen, const struct setting *st, const struct origin *o,
+               const char *val, const char *why)
 {
-    snprintf(err, errlen, "--%s %s: %s", flag, val, why);
+    char env[64];
+    size_t i;
+    switch (o->src) {
+    case SRC_FLAG:
+        snprintf(err, errlen, "--%s %s: %s", st->name, val, why);
+        break;
+    case SRC_ENV:
+        snprintf(env, sizeof(env), "RCSTORED_%s", st->name);
+        for (i = 9; env[i]; i++)
+            env[i] = env[i] == '-' ? '_' : (char)toupper((unsigned char)env[i]);
+        snprintf(err, errlen, "%s=%s: %s", env, val, why);
+        break;
+    case SRC_FILE:
+        snprintf(err, errlen, "%s:%d: %s = %s: %s", o->file, o->line, st->name, val, why);
+    }
     return -EINVAL;
 }
 
-/* A number within [lo, hi]; plain integers only when !sized. */
-static int number(const char *flag, const char *val, int sized, uint64_t lo, uint64_t hi,
-                  uint64_t *out, char *err, size_t errlen)
+/* Keep a copy of s for as long as cfg lives. NULL if out of memory. */
+static const char *keep(struct config *cfg, const char *s)
 {
-    uint64_t v;
-    char *end;
-    if (sized) {
-        if (config_parse_size(val, &v) < 0)
-            return bad(err, errlen, flag, val, "not a size (try 65536, 64k or 4MiB)");
-    } else {
-        errno = 0;
-        v = strtoull(val, &end, 10);
-        if (errno || *end || !isdigit((unsigned char)*val))
-            return bad(err, errlen, flag, val, "not a non-negative integer");
+    struct config_str *k;
+    size_t n = strlen(s);
+    if (!(k = malloc(sizeof(*k) + n + 1)))
+        return NULL;
+    memcpy(k->s, s, n + 1);
+    k->next = cfg->strings;
+    cfg->strings = k;
+    return k->s;
+}
+
+static int add_listen(struct config *cfg, const struct setting *st, const struct origin *o,
+                      const char *val, char *err, size_t errlen)
+{
+    const char *copy;
+    /* A source that sets listen replaces what a weaker one said. */
+    if (cfg->listen_source != (int)o->src) {
+        cfg->nlisten = 0;
+        cfg->listen_source = (int)o->src;
     }
-    if (v < lo || v > hi) {
-        char range[96];
-        snprintf(range, sizeof(range), "out of range [%llu, %llu]", (unsigned long long)lo,
-                 (unsigned long long)hi);
-        return bad(err, errlen, flag, val, range);
-    }
-    *out = v;
+    if (cfg->nlisten == CONFIG_MAX_LISTEN)
+        return bad(err, errlen, st, o, val, "too many listen addresses");
+    if (!(copy = o->src == SRC_FLAG ? val : keep(cfg, val)))
+        return bad(err, errlen, st, o, val, "out of memory");
+    cfg->listen[cfg->nlisten++] = copy;
     return 0;
 }
 
+static int set(struct config *cfg, const struct setting *st, const struct origin *o,
+               const char *val, char *err, size_t errlen)
+{
+    char *field = (char *)cfg + st->off, *end;
+    uint64_t v = 0;
+    enum log_level lvl;
+    const char *copy;
+
+    switch (st->kind) {
+    case K_LISTEN:
+        return add_listen(cfg, st, o, val, err, errlen);
+    case K_STR:
+    case K_LEVEL:
+        if (st->kind == K_LEVEL && log_parse_level(val, &lvl) < 0)
+            return bad(err, errlen, st, o, val, "not one of debug, info, warn, error, off");
+        if (!(copy = o->src == SRC_FLAG ? val : keep(cfg, val)))
+            return bad(err, errlen, st, o, val, "out of memory");
+        memcpy(field, &copy, sizeof(copy));
+        return 0;
+    case K_FLAG: {
+        int on;
+        if (!strcasecmp(val, "yes") || !strcasecmp(val, "true") || !strcasecmp(val, "on") ||
+            !strcmp(val, "1"))
+            on = 1;
+        else if (!strcasecmp(val, "no") || !strcasecmp(val, "false") || !strcasecmp(val, "off") ||
+                 !strcmp(val, "0"))
+            on = 0;
+        else
+            return bad(err, errlen, st, o, val, "not yes or no");
+        memcpy(field, &on, sizeof(on));
+        return 0;
+    }
+    case K_SIZE:
+        if (config_parse_size(val, &v) < 0)
+            return bad(err, errlen, st, o, val, "not a size (try 65536, 64k or 4MiB)");
+        break;
+    case K_UINT:
+        errno = 0;
+        v = strtoull(val, &end, 10);
+        if (errno || *end || !isdigit((unsigned char)*val))
+            return bad(err, errlen, st, o, val, "not a non-negative integer");
+        break;
+    }
+    if (v < st->lo || v > st->hi) {
+        char range[96];
+        snprintf(range, sizeof(range), "out of range [%llu, %llu]", (unsigned long long)st->lo,
+                 (unsigned long long)st->hi);
+        return bad(err, errlen, st, o, val, range);
+    }
+    memcpy(field, &v, sizeof(v));
+    return 0;
+}
+
+/* A setting by name; '_' and '-' are the same in names. */
+static const struct setting *find(const char *name, size_t len)
+{
+    for (size_t i = 0; i < NSETTINGS; i++) {
+        const char *a = settings[i].name;
+        size_t j = 0;
+        for (; j < len && a[j]; j++)
+            if (tolower((unsigned char)name[j]) != a[j] && !(name[j] == '_' && a[j] == '-'))
+                break;
+        if (j == len && a[j] == '\0')
+            return &settings[i];
+    }
+    return NULL;
+}
+
+/* ---- the config file (inih) ---- */
+
+struct file_ctx {
+    struct config *cfg;
+    const char *path;
+    int line;
+    char *err;
+    size_t errlen;
+    int failed;
+};
+
+static int on_ini(void *user, const char *section, const char *name, const char *value
+#if INI_HANDLER_LINENO
+                  ,
+                  int lineno
+#endif
+)
+{
+    struct file_ctx *f = user;
+    const struct setting *st;
+    struct origin o = {SRC_FILE, f->path, 0};
+#if INI_HANDLER_LINENO
+    o.line = lineno;
+#endif
+    if (f->failed)
+        return 0;
+    if (section[0] && strcmp(section, "rcstored") != 0) {
+        snprintf(f->err, f->errlen,
+                 "%s:0: [%s]: unknown section (settings go at the top or under "
+                 "[rcstored])",
+                 f->path, section);
+        f->failed = 1;
+        return 0;
+    }
+    if (!(st = find(name, strlen(name)))) {
+        snprintf(f->err, f->errlen, "%s:0: unknown key \"%s\"", f->path, name);
+        f->failed = 1;
+        return 0;
+    }
+    if (set(f->cfg, st, &o, value, f->err, f->errlen) < 0) {
+        f->failed = 1;
+        return 0;
+    }
+    return 1;
+}
+
+static int read_file(struct config *cfg, const char *path, char *err, size_t errlen)
+{
+    struct file_ctx f = {cfg, path, 0, err, errlen, 0};
+    int rc = ini_parse(path, on_ini, &f);
+    if (f.failed) {
+        /* Without per-key line numbers, inih reports the first bad line. */
+        if (rc > 0 && !INI_HANDLER_LINENO) {
+            char *colon = strstr(err, ":0:");
+            if (colon) {
+                char rest[512];
+                snprintf(rest, sizeof(rest), "%s", colon + 3);
+                snprintf(colon, errlen - (size_t)(colon - err), ":%d:%s", rc, rest);
+            }
+        }
+        return -EINVAL;
+    }
+    if (rc == -1) {
+        snprintf(err, errlen, "cannot read config file %s: %s", path, strerror(errno));
+        return -EINVAL;
+    }
+    if (rc != 0) {
+        snprintf(err, errlen, "%s:%d: not a setting (expected name = value)", path, rc);
+        return -EINVAL;
+    }
+    return 0;
+}
+
+/* ---- the environment ---- */
+
+static int read_env(struct config *cfg, char *err, size_t errlen)
+{
+    for (size_t i = 0; i < NSETTINGS; i++) {
+        const struct setting *st = &settings[i];
+        struct origin o = {SRC_ENV, NULL, 0};
+        char name[64], *val;
+        size_t k;
+        snprintf(name, sizeof(name), "RCSTORED_%s", st->name);
+        for (k = 9; name[k]; k++)
+            name[k] = name[k] == '-' ? '_' : (char)toupper((unsigned char)name[k]);
+        if (!(val = getenv(name)))
+            continue;
+        if (st->kind == K_LISTEN) { /* several, separated by commas or spaces */
+            char buf[1024], *tok, *save;
+            snprintf(buf, sizeof(buf), "%s", val);
+            for (tok = strtok_r(buf, ", \t", &save); tok; tok = strtok_r(NULL, ", \t", &save))
+                if (add_listen(cfg, st, &o, tok, err, errlen) < 0)
+                    return -EINVAL;
+            continue;
+        }
+        if (set(cfg, st, &o, val, err, errlen) < 0)
+            return -EINVAL;
+    }
+    return 0;
+}
+
+/* ---- the command line ---- */
+
+enum { OPT_FIRST = 256, OPT_CONFIG = OPT_FIRST + 64 };
+
+static void build_options(struct option *opts)
+{
+    size_t i;
+    for (i = 0; i < NSETTINGS; i++)
+        opts[i] = (struct option){settings[i].name,
+                                  settings[i].kind == K_FLAG ? no_argument : required_argument,
+                                  NULL, OPT_FIRST + (int)i};
+    opts[i++] = (struct option){"config", required_argument, NULL, OPT_CONFIG};
+    opts[i++] = (struct option){"help", no_argument, NULL, 'h'};
+    opts[i++] = (struct option){"version", no_argument, NULL, 'V'};
+    opts[i] = (struct option){NULL, 0, NULL, 0};
+}
+
+_Static_assert(sizeof(settings) / sizeof(settings[0]) < 64, "option codes overlap");
+
 int config_parse(struct config *cfg, int argc, char **argv, char *err, size_t errlen)
 {
-    int c, rc = 0;
-    enum log_level lvl;
+    struct option opts[NSETTINGS + 4];
+    const char *path = getenv("RCSTORED_CONFIG");
+    int c, pass, action = CONFIG_RUN;
 
-    optind = 1;
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, ":hV", options, NULL)) != -1) {
-        const char *flag = c >= 256 ? options[c - 256].name : "";
-        switch (c) {
-        case 'h':
-            return CONFIG_HELP;
-        case 'V':
-            return CONFIG_VERSION;
-        case OPT_LISTEN:
-            if (cfg->nlisten == CONFIG_MAX_LISTEN)
-                return bad(err, errlen, flag, optarg, "too many listen addresses");
-            cfg->listen[cfg->nlisten++] = optarg;
-            break;
-        case OPT_AUTH_TOKEN_FILE:
-            cfg->auth_token_file = optarg;
-            break;
-        case OPT_MAX_CONNECTIONS:
-            rc = number(flag, optarg, 0, 1, 1000000, &cfg->max_connections, err, errlen);
-            break;
-        case OPT_MAX_DATA_BYTES:
-            rc = number(flag, optarg, 1, 0, UINT32_MAX, &cfg->max_data_bytes, err, errlen);
-            break;
-        case OPT_MAX_REFS:
-            rc = number(flag, optarg, 0, 0, 1u << 24, &cfg->max_refs, err, errlen);
-            break;
-        case OPT_MAX_MESSAGE_BYTES:
-            rc = number(flag, optarg, 1, 64, 1ull << 32, &cfg->max_message_bytes, err, errlen);
-            break;
-        case OPT_MAX_OUTPUT_BYTES:
-            rc = number(flag, optarg, 1, 4096, UINT64_MAX, &cfg->max_output_bytes, err, errlen);
-            break;
-        case OPT_MAX_SESSION_TTL:
-            rc = number(flag, optarg, 0, 0, 365ull * 86400, &cfg->max_session_ttl, err, errlen);
-            break;
-        case OPT_MAXMEMORY:
-            rc = number(flag, optarg, 1, 0, UINT64_MAX, &cfg->maxmemory, err, errlen);
-            break;
-        case OPT_MAX_SESSION_HOLDS:
-            rc = number(flag, optarg, 0, 1, UINT64_MAX, &cfg->max_session_holds, err, errlen);
-            break;
-        case OPT_MAX_SESSION_WATCHES:
-            rc = number(flag, optarg, 0, 0, UINT32_MAX, &cfg->max_session_watches, err, errlen);
-            break;
-        case OPT_GC_INTERVAL_MS:
-            rc = number(flag, optarg, 0, 0, 86400000, &cfg->gc_interval_ms, err, errlen);
-            break;
-        case OPT_GC_THRESHOLD:
-            rc = number(flag, optarg, 0, 1, 1u << 30, &cfg->gc_threshold, err, errlen);
-            break;
-        case OPT_GC_SLICE_US:
-            rc = number(flag, optarg, 0, 10, 10000000, &cfg->gc_slice_us, err, errlen);
-            break;
-        case OPT_IDLE_TIMEOUT:
-            rc = number(flag, optarg, 0, 0, 86400, &cfg->idle_timeout_s, err, errlen);
-            break;
-        case OPT_DEBUG_COMMANDS:
-            cfg->debug_commands = 1;
-            break;
-        case OPT_LOG_LEVEL:
-            if (log_parse_level(optarg, &lvl) < 0)
-                return bad(err, errlen, flag, optarg, "not one of debug, info, warn, error, off");
-            cfg->log_level = optarg;
-            break;
-        case ':':
-            snprintf(err, errlen, "%s needs a value", argv[optind - 1]);
-            return -EINVAL;
-        default:
-            snprintf(err, errlen, "unknown option %s", argv[optind - 1]);
+    build_options(opts);
+    /* Pass 0 finds --config, --help and --version and checks the syntax;
+     * then the file and the environment; pass 1 applies the options. */
+    for (pass = 0; pass < 2; pass++) {
+        optind = 1;
+        opterr = 0;
+        while ((c = getopt_long(argc, argv, ":hV", opts, NULL)) != -1) {
+            struct origin o = {SRC_FLAG, NULL, 0};
+            switch (c) {
+            case 'h':
+                if (pass == 0)
+                    return CONFIG_HELP;
+                break;
+            case 'V':
+                if (pass == 0)
+                    action = CONFIG_VERSION;
+                break;
+            case OPT_CONFIG:
+                path = optarg;
+                break;
+            case ':':
+                snprintf(err, errlen, "%s needs a value", argv[optind - 1]);
+                return -EINVAL;
+            case '?':
+                snprintf(err, errlen, "unknown option %s", argv[optind - 1]);
+                return -EINVAL;
+            default:
+                if (pass == 1 &&
+                    set(cfg, &settings[c - OPT_FIRST], &o,
+                        settings[c - OPT_FIRST].kind == K_FLAG ? "yes" : optarg, err, errlen) < 0)
+                    return -EINVAL;
+            }
+        }
+        if (optind < argc) {
+            snprintf(err, errlen, "unexpected argument %s", argv[optind]);
             return -EINVAL;
         }
-        if (rc < 0)
-            return rc;
-    }
-    if (optind < argc) {
-        snprintf(err, errlen, "unexpected argument %s", argv[optind]);
-        return -EINVAL;
+        if (pass == 0) {
+            if (action == CONFIG_VERSION)
+                return CONFIG_VERSION;
+            if (path && path[0] && read_file(cfg, path, err, errlen) < 0)
+                return -EINVAL;
+            if (read_env(cfg, err, errlen) < 0)
+                return -EINVAL;
+        }
     }
     /* A request carrying the largest data and the most refs must fit. */
     if (cfg->max_message_bytes < cfg->max_data_bytes + 9 * cfg->max_refs + 64) {
@@ -275,4 +466,13 @@ int config_parse(struct config *cfg, int argc, char **argv, char *err, size_t er
     if (cfg->nlisten == 0)
         cfg->listen[cfg->nlisten++] = "tcp://127.0.0.1:7373";
     return CONFIG_RUN;
+}
+
+void config_close(struct config *cfg)
+{
+    while (cfg->strings) {
+        struct config_str *k = cfg->strings;
+        cfg->strings = k->next;
+        free(k);
+    }
 }

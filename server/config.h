@@ -1,6 +1,8 @@
-/* config: rcstored's settings, their defaults, and the command-line parser.
- * Parsing never exits the process: it returns a code and a message so that
- * main decides, and tests can drive it. */
+/* config: rcstored's settings, their defaults, and where they come from: an
+ * INI config file (--config or RCSTORED_CONFIG, read with inih), RCSTORED_*
+ * environment variables, and the command line, in rising precedence.
+ * Parsing never exits the process: it returns a code and a message naming
+ * the key and its source, so that main decides, and tests can drive it. */
 #ifndef RCS_SERVER_CONFIG_H
 #define RCS_SERVER_CONFIG_H
 
@@ -10,9 +12,16 @@
 
 #define CONFIG_MAX_LISTEN 16
 
+/* Strings read from the file or the environment, owned by the config. */
+struct config_str {
+    struct config_str *next;
+    char s[];
+};
+
 struct config {
-    const char *listen[CONFIG_MAX_LISTEN]; /* URIs, borrowed from argv */
+    const char *listen[CONFIG_MAX_LISTEN]; /* URIs, from argv or owned strings */
     int nlisten;
+    int listen_source; /* private: the source the listen list came from */
     uint64_t max_connections;
     uint64_t max_data_bytes;
     uint64_t max_refs;
@@ -29,14 +38,19 @@ struct config {
     int debug_commands;      /* serve debug_check */
     const char *log_level;
     const char *auth_token_file; /* NULL: no authentication */
+    const char *metrics_listen;  /* tcp://HOST:PORT for GET /metrics, or NULL */
+    struct config_str *strings;  /* private */
 };
 
 enum config_action { CONFIG_RUN = 0, CONFIG_HELP = 1, CONFIG_VERSION = 2 };
 
 void config_defaults(struct config *cfg);
-/* Parse argv into cfg. Returns a config_action, or -EINVAL with a message in
- * err (errlen bytes). */
+/* Fill cfg from the config file, the environment and argv (each overriding
+ * the one before). Returns a config_action, or -EINVAL with a message in err
+ * (errlen bytes) that names the key and where it was set. */
 int config_parse(struct config *cfg, int argc, char **argv, char *err, size_t errlen);
+/* Free the strings cfg owns. */
+void config_close(struct config *cfg);
 /* Parse "64", "64k", "4MiB", "1g": bytes. 0 or -EINVAL. */
 int config_parse_size(const char *s, uint64_t *out);
 void config_usage(FILE *out);

@@ -20,6 +20,7 @@ int main(int argc, char **argv)
     rc = config_parse(&cfg, argc, argv, err, sizeof(err));
     if (rc < 0) {
         fprintf(stderr, "rcstored: %s\nTry 'rcstored --help'.\n", err);
+        config_close(&cfg);
         return 2;
     }
     if (rc == CONFIG_HELP) {
@@ -48,5 +49,6 @@ int main(int argc, char **argv)
     if (rc < 0)
         log_warn("loop closed with handles still open: %s", uv_strerror(rc));
     log_info("stopped");
+    config_close(&cfg);
     return 0;
 }

@@ -1,6 +1,7 @@
 /* server: listeners, signals and the store's lifetime (see server.h). */
 #include "server.h"
 #include "log.h"
+#include "metrics.h"
 #include "mem.h"
 #include "pool.h"
 #include "rpc_msg.h"
@@ -137,6 +138,15 @@ static void trim_system_heap(struct server *srv)
     srv->large_high = large;
 }
 
+/* A fresh snapshot for the metrics thread to serve. */
+static void publish_metrics(struct server *srv)
+{
+    metrics_render(&srv->env, &srv->metrics_buf);
+    if (!srv->metrics_buf.oom)
+        metrics_publish(srv->metrics, srv->metrics_buf.data, srv->metrics_buf.len);
+    buf_reset(&srv->metrics_buf);
+}
+
 static void on_cron(uv_timer_t *t)
 {
     struct server *srv = t->data;
@@ -147,6 +157,8 @@ static void on_cron(uv_timer_t *t)
     server_flush(srv); /* "freed" notifications */
     pool_trim();
     trim_system_heap(srv);
+    if (srv->metrics)
+        publish_metrics(srv);
     if (srv->cfg->idle_timeout_s)
         conn_expire_stalled(srv, uv_now(srv->loop), srv->cfg->idle_timeout_s * 1000);
 }
@@ -299,6 +311,11 @@ int server_init(struct server *srv, uv_loop_t *loop, const struct config *cfg)
         }
         log_info("listening on %s", lis->uri);
     }
+    if (cfg->metrics_listen) {
+        if ((rc = metrics_start(&srv->metrics, cfg->metrics_listen)) < 0)
+            return rc;
+        publish_metrics(srv);
+    }
     return 0;
 }
 
@@ -328,5 +345,8 @@ void server_close(struct server *srv)
         memset(srv->auth, 0, srv->env.auth_len);
         free(srv->auth);
     }
+    metrics_stop(srv->metrics); /* joins its thread: nothing serves after this */
+    srv->metrics = NULL;
+    buf_close(&srv->metrics_buf);
     store_close(&srv->st);
 }

@@ -36,8 +36,10 @@ struct server {
     struct store st;
     struct cmd_env env;
     struct rpc_scan_limits scan_lim;
-    int simple_ok;     /* the limits admit every rpc_decode_simple request */
-    size_t large_high; /* mem_large_bytes high-water mark since the last trim */
+    int simple_ok;           /* the limits admit every rpc_decode_simple request */
+    size_t large_high;       /* mem_large_bytes high-water mark since the last trim */
+    struct metrics *metrics; /* --metrics-listen, or NULL */
+    struct buf metrics_buf;  /* where the cron renders the next snapshot */
     struct listener listeners[CONFIG_MAX_LISTEN];
     int nlisteners;
     uv_signal_t sigint, sigterm;

@@ -619,5 +619,70 @@ finally:
     proc.terminate()
     check("hostile server exits 0", proc.wait(timeout=30) == 0)
 
+# Metrics: Prometheus text from libmicrohttpd's thread; a scraper that
+# stalls never slows the loop.
+import re  # noqa: E402
+import urllib.error  # noqa: E402
+import urllib.request  # noqa: E402
+
+mp = subprocess.Popen([RCSTORED, "--listen", "tcp://127.0.0.1:0", "--metrics-listen",
+                       "tcp://127.0.0.1:0"], stderr=subprocess.PIPE, text=True)
+maddr = mport = None
+for line in mp.stderr:
+    if "listening on tcp://" in line:
+        h_, p_ = line.rsplit("tcp://", 1)[1].strip().rsplit(":", 1)
+        maddr = (h_, int(p_))
+    if "metrics on http://" in line:
+        mport = int(line.rsplit(":", 1)[1].split("/")[0])
+        break
+import threading  # noqa: E402
+threading.Thread(target=lambda: [None for _ in mp.stderr], daemon=True).start()
+try:
+    def scrape(path="/metrics", method="GET"):
+        req = urllib.request.Request(f"http://127.0.0.1:{mport}{path}", method=method)
+        try:
+            with urllib.request.urlopen(req, timeout=10) as r:
+                return r.status, r.headers.get("Content-Type"), r.read().decode()
+        except urllib.error.HTTPError as e:
+            return e.code, None, ""
+
+    def value(text, name):
+        m = re.search("^" + re.escape(name) + r" (\S+)$", text, re.M)
+        return float(m.group(1)) if m else None
+
+    mc = Conn(maddr)
+    ids = [mc.ok("create", b"m") for _ in range(5)]
+    mc.ok("decref", ids[0])
+    stalled = [socket.create_connection(("127.0.0.1", mport)) for _ in range(8)]
+    for st_ in stalled:
+        st_.sendall(b"GET /metr")  # and nothing more
+    check("metrics: stalled scrapers do not slow the loop", mc.ok("ping") == "pong")
+    check("metrics: objects reported within a second or so",
+          wait_for("m", lambda: value(scrape()[2], "rcstore_objects") == 4))
+    code, ctype, text = scrape()
+    check("metrics: 200 with the text format", code == 200 and ctype.startswith("text/plain") and
+          "version=0.0.4" in ctype, (code, ctype))
+    sample = re.compile(r'^[a-zA-Z_:][a-zA-Z0-9_:]*(\{[a-z_]+="[^"]*"(,[a-z_]+="[^"]*")*\})? '
+                        r'[0-9.e+-]+$')
+    bad = [l for l in text.splitlines() if not l.startswith("#") and not sample.match(l)]
+    check("metrics: every sample line parses", not bad, bad[:3])
+    check("metrics: per-method counters",
+          value(text, 'rcstore_requests_total{method="create"}') == 5 and
+          value(text, 'rcstore_requests_total{method="decref"}') == 1)
+    check("metrics: frees by reason", value(text, 'rcstore_frees_total{reason="refcount"}') == 1)
+    check("metrics: sessions by state",
+          value(text, 'rcstore_sessions{state="attached"}') == 1 and
+          value(text, 'rcstore_sessions{state="detached"}') == 0)
+    check("metrics: pause histogram", value(text, 'rcstore_gc_pause_seconds_bucket{le="+Inf"}') ==
+          value(text, "rcstore_gc_pause_seconds_count"))
+    check("metrics: rss", value(text, "rcstore_rss_bytes") > 0)
+    check("metrics: other paths 404", scrape("/")[0] == 404)
+    check("metrics: only GET", scrape(method="POST")[0] == 405)
+    for st_ in stalled:
+        st_.close()
+finally:
+    mp.terminate()
+    check("metrics server exits 0", mp.wait(timeout=30) == 0)
+
 print("failures:", failures)
 sys.exit(1 if failures else 0)

@@ -5,7 +5,10 @@
 #include "config.h"
 
 #include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static int parse(struct config *cfg, char *err, int argc, char **argv)
 {
@@ -85,6 +88,96 @@ static void sizes(void **state)
     assert_int_equal(config_parse_size("99999999999999999999", &v), -EINVAL);
 }
 
+/* The file, the environment and the flags: each beats the one before, and
+ * a source that sets listen replaces the list of a weaker one. */
+static void file_env_flags_precedence(void **state)
+{
+    struct config cfg;
+    char err[256], path[] = "/tmp/rcstored-test-XXXXXX";
+    int fd = mkstemp(path);
+    FILE *f = fdopen(fd, "w");
+    (void)state;
+    fprintf(f, "; a comment\nmax-refs = 10\nmax_connections = 20\nmaxmemory = 1m\n"
+               "listen = tcp://127.0.0.1:1\nlisten = tcp://127.0.0.1:2\n[rcstored]\n"
+               "debug-commands = yes\ngc-threshold = 7\n");
+    fclose(f);
+    setenv("RCSTORED_MAX_CONNECTIONS", "30", 1);
+    setenv("RCSTORED_GC_THRESHOLD", "8", 1);
+    {
+        char *argv[] = {"rcstored", "--config", path, "--gc-threshold", "9"};
+        assert_int_equal(parse(&cfg, err, 5, argv), CONFIG_RUN);
+    }
+    assert_int_equal(cfg.max_refs, 10);        /* file */
+    assert_int_equal(cfg.maxmemory, 1 << 20);  /* file */
+    assert_int_equal(cfg.max_connections, 30); /* env beats file */
+    assert_int_equal(cfg.gc_threshold, 9);     /* flag beats env */
+    assert_int_equal(cfg.debug_commands, 1);
+    assert_int_equal(cfg.nlisten, 2);
+    assert_string_equal(cfg.listen[1], "tcp://127.0.0.1:2");
+    config_close(&cfg);
+    setenv("RCSTORED_LISTEN", "tcp://127.0.0.1:3, unix:///tmp/s", 1);
+    {
+        char *argv[] = {"rcstored", "--config", path};
+        assert_int_equal(parse(&cfg, err, 3, argv), CONFIG_RUN);
+        assert_int_equal(cfg.nlisten, 2); /* the environment's list replaced the file's */
+        assert_string_equal(cfg.listen[0], "tcp://127.0.0.1:3");
+        assert_string_equal(cfg.listen[1], "unix:///tmp/s");
+        config_close(&cfg);
+    }
+    {
+        char *argv[] = {"rcstored", "--config", path, "--listen", "tcp://127.0.0.1:4"};
+        assert_int_equal(parse(&cfg, err, 5, argv), CONFIG_RUN);
+        assert_int_equal(cfg.nlisten, 1); /* and the flags' list replaced both */
+        config_close(&cfg);
+    }
+    unsetenv("RCSTORED_LISTEN");
+    unsetenv("RCSTORED_MAX_CONNECTIONS");
+    unsetenv("RCSTORED_GC_THRESHOLD");
+    unlink(path);
+}
+
+/* Bad configuration names the key and where it was set. */
+static void bad_configuration_names_the_key(void **state)
+{
+    struct config cfg;
+    char err[256], path[] = "/tmp/rcstored-test-XXXXXX";
+    int fd = mkstemp(path);
+    FILE *f = fdopen(fd, "w");
+    (void)state;
+    fprintf(f, "max-refs = 10\n\nmax-connections = many\n");
+    fclose(f);
+    {
+        char *argv[] = {"rcstored", "--config", path};
+        assert_int_equal(parse(&cfg, err, 3, argv), -EINVAL);
+        assert_non_null(strstr(err, ":3: max-connections = many: not a non-negative integer"));
+        config_close(&cfg);
+    }
+    f = fopen(path, "w");
+    fprintf(f, "max-refs = 10\nmax-conections = 5\n");
+    fclose(f);
+    {
+        char *argv[] = {"rcstored", "--config", path};
+        assert_int_equal(parse(&cfg, err, 3, argv), -EINVAL);
+        assert_non_null(strstr(err, ":2: unknown key \"max-conections\""));
+        config_close(&cfg);
+    }
+    setenv("RCSTORED_LOG_LEVEL", "chatty", 1);
+    {
+        char *argv[] = {"rcstored"};
+        assert_int_equal(parse(&cfg, err, 1, argv), -EINVAL);
+        assert_non_null(strstr(err, "RCSTORED_LOG_LEVEL=chatty"));
+        config_close(&cfg);
+    }
+    unsetenv("RCSTORED_LOG_LEVEL");
+    {
+        char *argv[] = {"rcstored", "--config", "/nonexistent/rcstored.conf"};
+        assert_int_equal(parse(&cfg, err, 3, argv), -EINVAL);
+        assert_non_null(strstr(err, "cannot read config file /nonexistent/rcstored.conf"));
+        config_close(&cfg);
+    }
+    unlink(path);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -92,6 +185,8 @@ int main(void)
         cmocka_unit_test(flags),
         cmocka_unit_test(errors_name_the_flag),
         cmocka_unit_test(sizes),
+        cmocka_unit_test(file_env_flags_precedence),
+        cmocka_unit_test(bad_configuration_names_the_key),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
