@@ -3,6 +3,10 @@
 #include "log.h"
 #include "server.h"
 
+#ifdef RCS_HAVE_SYSTEMD
+#include <systemd/sd-daemon.h>
+#endif
+
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -43,7 +47,14 @@ int main(int argc, char **argv)
         return 1;
     }
     log_info("rcstored %s ready (pid %d)", RCS_VERSION, (int)getpid());
+#ifdef RCS_HAVE_SYSTEMD
+    /* Type=notify: listening sockets are bound, clients may connect. */
+    sd_notify(0, "READY=1\nSTATUS=serving");
+#endif
     uv_run(uv_default_loop(), UV_RUN_DEFAULT);
+#ifdef RCS_HAVE_SYSTEMD
+    sd_notify(0, "STOPPING=1");
+#endif
     server_close(&srv);
     rc = uv_loop_close(uv_default_loop());
     if (rc < 0)

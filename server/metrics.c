@@ -26,9 +26,8 @@ struct metrics {
 static enum MHD_Result reply(struct MHD_Connection *conn, unsigned status, const char *type,
                              char *body, size_t len)
 {
-    struct MHD_Response *r =
-        MHD_create_response_from_buffer(len, body, body ? MHD_RESPMEM_MUST_FREE
-                                                        : MHD_RESPMEM_PERSISTENT);
+    struct MHD_Response *r = MHD_create_response_from_buffer(
+        len, body, body ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
     enum MHD_Result rc;
     if (!r) {
         free(body);
@@ -175,8 +174,7 @@ static void out(struct buf *b, const char *fmt, ...)
         b->len += (size_t)n;
 }
 
-static void metric(struct buf *b, const char *name, const char *type, const char *help,
-                   uint64_t v)
+static void metric(struct buf *b, const char *name, const char *type, const char *help, uint64_t v)
 {
     out(b, "# HELP %s %s\n# TYPE %s %s\n%s %llu\n", name, help, name, type, name,
         (unsigned long long)v);
@@ -221,8 +219,7 @@ void metrics_render(const struct cmd_env *env, struct buf *b)
            "# TYPE rcstore_gc_pause_seconds histogram\n");
     for (int i = 0; i < GC_PAUSE_BUCKETS; i++) {
         cum += g->pauses[i];
-        out(b, "rcstore_gc_pause_seconds_bucket{le=\"%s\"} %llu\n", le[i],
-            (unsigned long long)cum);
+        out(b, "rcstore_gc_pause_seconds_bucket{le=\"%s\"} %llu\n", le[i], (unsigned long long)cum);
     }
     out(b, "rcstore_gc_pause_seconds_sum %.6f\n", (double)g->total_us / 1e6);
     out(b, "rcstore_gc_pause_seconds_count %llu\n", (unsigned long long)cum);
@@ -236,8 +233,8 @@ void metrics_render(const struct cmd_env *env, struct buf *b)
     for (int i = 0; i < n; i++)
         out(b, "rcstore_request_errors_total{method=\"%s\"} %llu\n", cmd_name(i),
             (unsigned long long)env->errors[i]);
-    metric(b, "rcstore_bad_requests_total", "counter",
-           "Messages refused before reaching a method.", env->bad_requests);
+    metric(b, "rcstore_bad_requests_total", "counter", "Messages refused before reaching a method.",
+           env->bad_requests);
     metric(b, "rcstore_connections", "gauge", "Open client connections.", env->connections);
     metric(b, "rcstore_connections_total", "counter", "Client connections accepted.",
            env->connections_total);

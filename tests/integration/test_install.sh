@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Install the build into a temporary prefix, build deploy/examples/hello.c
-# against it with pkg-config only, and run it against a live rcstored.
+# Install the build into a temporary prefix and check the tree; build
+# deploy/examples/hello.c against it three ways (pkg-config; find_package
+# with the shared and with the static library) and run each against a live
+# rcstored from the same tree.
 set -eu
 BUILD=$1
 SRC=$2
@@ -9,7 +11,25 @@ trap 'kill $srv_pid 2>/dev/null; wait $srv_pid 2>/dev/null; rm -rf "$tmp"' EXIT
 srv_pid=0
 cmake --install "$BUILD" --prefix "$tmp/prefix" >/dev/null
 export PKG_CONFIG_PATH=$(dirname "$(find "$tmp/prefix" -name rcstore.pc)")
-test -f "$tmp/prefix/include/rcstore.h"
+for f in bin/rcstored bin/rcstore bin/rcstore-bench include/rcstore.h \
+         share/man/man8/rcstored.8 share/man/man1/rcstore.1 share/man/man1/rcstore-bench.1 \
+         share/doc/rcstore/rcstored.conf; do
+  test -e "$tmp/prefix/$f" || { echo "FAIL: $f not installed"; exit 1; }
+done
+ls "$tmp"/prefix/lib*/librcstore.a "$tmp"/prefix/lib*/librcstore.so.0 >/dev/null
+# find_package(rcstore): the shared and the static library.
+mkdir "$tmp/cm"
+cat >"$tmp/cm/CMakeLists.txt" <<EOF
+cmake_minimum_required(VERSION 3.20)
+project(hello C)
+find_package(rcstore 0.1 REQUIRED)
+add_executable(hello_shared $SRC/deploy/examples/hello.c)
+target_link_libraries(hello_shared PRIVATE rcstore::rcstore)
+add_executable(hello_static $SRC/deploy/examples/hello.c)
+target_link_libraries(hello_static PRIVATE rcstore::rcstore_static)
+EOF
+cmake -S "$tmp/cm" -B "$tmp/cm/build" -DCMAKE_PREFIX_PATH="$tmp/prefix" >/dev/null
+cmake --build "$tmp/cm/build" >/dev/null
 cc "$SRC/deploy/examples/hello.c" $(pkg-config --cflags --libs rcstore) \
    -Wl,-rpath,"$(pkg-config --variable=libdir rcstore)" -o "$tmp/hello"
 mkfifo "$tmp/log"
@@ -20,7 +40,10 @@ while read -r line; do
   case "$line" in *"listening on tcp://"*) addr=${line##*listening on }; break ;; esac
 done <"$tmp/log"
 cat "$tmp/log" >/dev/null &
-out=$("$tmp/hello" "$addr")
-echo "$out"
-case "$out" in *'holds "hello" (refcount 2)'*) echo "ok install + pkg-config example" ;;
-  *) echo "FAIL: unexpected output"; exit 1 ;; esac
+for prog in hello cm/build/hello_shared cm/build/hello_static; do
+  "$tmp/prefix/bin/rcstore" -H "$addr" unbind examples/hello >/dev/null 2>&1 || true
+  out=$("$tmp/$prog" "$addr")
+  echo "$out"
+  case "$out" in *'holds "hello" (refcount 2)'*) echo "ok installed tree: $prog" ;;
+    *) echo "FAIL: unexpected output from $prog"; exit 1 ;; esac
+done
