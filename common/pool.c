@@ -17,7 +17,8 @@
 #include <string.h>
 #include <sys/mman.h>
 
-#define ARENA_POOLS ((uint32_t)(POOL_ARENA_BYTES / POOL_POOL_BYTES))
+#define ARENA_POOLS     ((uint32_t)(POOL_ARENA_BYTES / POOL_POOL_BYTES))
+#define POOL_KEEP_EMPTY 4
 
 struct arena;
 
@@ -56,10 +57,12 @@ static struct {
      * pools come from the lowest non-empty bucket above 0. */
     struct arena *by_free[ARENA_POOLS + 1];
     uint64_t nonempty; /* bit k-1 set when by_free[k] (k >= 1) has arenas */
-    /* One empty pool per class stays on its partial list, so a class that
-     * empties and refills a pool (the alloc-free-alloc pattern) does not
-     * churn it through its arena. pool_trim gives them back. */
-    struct pool *spare[POOL_NCLASSES];
+    /* Up to POOL_KEEP_EMPTY pools that empty stay on their class's partial
+     * list, so that a class that empties and refills a pool (alloc-free-
+     * alloc) never churns it through its arena; more go back at once, and
+     * pool_trim gives back the kept ones. nempty[c] is the number of pools
+     * on partial[c] with no block in use. */
+    uint32_t nempty[POOL_NCLASSES];
     uint64_t arenas, arenas_returned;
     uint64_t dirty_pools; /* free pools pool_trim has yet to release */
 } P;
@@ -202,7 +205,7 @@ static struct pool *pool_take(uint32_t cls)
 }
 
 /* Give an empty pool back to its arena; unmap the arena if that empties it,
- * unless it is the last arena with room (kept as a spare against churn). */
+ * unless it is the last arena with room (kept against churn). */
 static void pool_give_back(struct pool *p)
 {
     struct arena *a = p->arena;
@@ -280,9 +283,10 @@ static void *alloc_from_pool(uint32_t cls)
         if (!(p = pool_take(cls)))
             return NULL;
         partial_add(p);
+        P.nempty[cls]++; /* counted empty until its first block goes, below */
     }
-    if (p == P.spare[cls])
-        P.spare[cls] = NULL; /* no longer empty */
+    if (p->nused == 0)
+        P.nempty[cls]--;
     if (p->freelist) {
         b = p->freelist;
         p->freelist = *(void **)b;
@@ -296,6 +300,22 @@ static void *alloc_from_pool(uint32_t cls)
     return b;
 }
 
+/* p, on its partial list, just lost its last block and was counted empty,
+ * but its class keeps enough empty pools already: give it back. */
+__attribute__((noinline)) static void release_empty(struct pool *p)
+{
+    P.nempty[p->cls]--;
+    partial_remove(p);
+    pool_give_back(p);
+}
+
+/* Count p empty; past POOL_KEEP_EMPTY in its class, it goes back. */
+#define POOL_EMPTIED(p)                                                                            \
+    do {                                                                                           \
+        if (++P.nempty[(p)->cls] > POOL_KEEP_EMPTY)                                                \
+            release_empty(p);                                                                      \
+    } while (0)
+
 /* Put a block back on its pool's free list. */
 static void free_to_pool(void *b)
 {
@@ -304,20 +324,10 @@ static void free_to_pool(void *b)
     *(void **)b = p->freelist;
     p->freelist = b;
     p->nused--;
-    if (p->nused == 0) {
-        if (!P.spare[p->cls]) {
-            /* The class's spare: it stays on the partial list as it is. */
-            if (!p->partial)
-                partial_add(p);
-            P.spare[p->cls] = p;
-            return;
-        }
-        if (p->partial)
-            partial_remove(p);
-        pool_give_back(p);
-    } else if (!p->partial) {
+    if (!p->partial)
         partial_add(p);
-    }
+    if (p->nused == 0)
+        POOL_EMPTIED(p);
 }
 
 /* Everything but the common case: a new pool, the bump region, a pool
@@ -326,16 +336,11 @@ static void free_to_pool(void *b)
 __attribute__((noinline)) static void *alloc_slow(size_t n)
 {
     uint32_t cls;
-    void *b;
     if (!P.ready)
         init();
     assert(n >= 1 && n <= POOL_MAX_SMALL);
     cls = P.class_of[(n + 7) / 8];
-    if (!(b = alloc_from_pool(cls)))
-        return NULL;
-    if (P.spare[cls] == pool_of(b))
-        P.spare[cls] = NULL; /* no longer empty */
-    return b;
+    return alloc_from_pool(cls);
 }
 
 void *pool_alloc(size_t n)
@@ -344,11 +349,12 @@ void *pool_alloc(size_t n)
     struct pool *p = P.partial[cls];
     void *b;
     /* Fast path: the pool keeps a free block after this one, so it cannot
-     * fill up, and it is not the class's empty spare. (Before init every
-     * partial list is empty, so the slow path runs first.) */
-    if (__builtin_expect(p && (b = p->freelist) && *(void **)b && p != P.spare[cls], 1)) {
+     * fill up. (Before init every partial list is empty, so the slow path
+     * runs first.) */
+    if (__builtin_expect(p && (b = p->freelist) && *(void **)b, 1)) {
         p->freelist = *(void **)b;
-        p->nused++;
+        if (p->nused++ == 0)
+            P.nempty[cls]--;
         return b;
     }
     return alloc_slow(n);
@@ -365,11 +371,12 @@ void pool_free(void *b)
     if (!b)
         return;
     p = pool_of(b);
-    /* Fast path: the pool stays in use and is already on its partial list. */
-    if (__builtin_expect(p->nused > 1 && p->partial, 1)) {
+    /* Fast path: the pool is already on its partial list. */
+    if (__builtin_expect(p->partial, 1)) {
         *(void **)b = p->freelist;
         p->freelist = b;
-        p->nused--;
+        if (--p->nused == 0)
+            POOL_EMPTIED(p);
         return;
     }
     free_slow(b);
@@ -378,11 +385,14 @@ void pool_free(void *b)
 void pool_trim(void)
 {
     for (uint32_t c = 0; c < POOL_NCLASSES; c++) {
-        struct pool *p = P.spare[c];
-        if (p) {
-            P.spare[c] = NULL;
-            partial_remove(p);
-            pool_give_back(p);
+        struct pool *p = P.partial[c], *next;
+        for (; p && P.nempty[c]; p = next) {
+            next = p->next;
+            if (p->nused == 0) {
+                partial_remove(p);
+                P.nempty[c]--;
+                pool_give_back(p);
+            }
         }
     }
     /* At most 16 MiB a call, so that a trim stays a short pause. */

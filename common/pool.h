@@ -2,11 +2,13 @@
  * obmalloc. Blocks of up to POOL_MAX_SMALL bytes come from 16 KiB pools; a
  * pool serves one size class at a time and finds its header by masking a
  * block's address. Pools are carved from 1 MiB arenas that mmap returns
- * aligned; a pool that empties goes back to its arena, free for any class
- * (no memory stuck in one class, unlike memcached's slabs), and an arena
- * whose pools are all free is returned to the operating system. Each class
- * keeps at most one empty pool as a spare against churn, until pool_trim. New pools
- * come from the fullest arena that has one, so nearly empty arenas drain.
+ * aligned. A few pools per class that empty stay with their class until
+ * pool_trim (the server calls it once a second), so alloc-free churn never
+ * pays for moving pools; other empty pools go back to their arenas at once,
+ * free for any class (no memory stuck in one class, unlike memcached's
+ * slabs), and an arena whose pools are all free is returned to the
+ * operating system. New pools come from the
+ * fullest arena that has one, so nearly empty arenas drain.
  * Single-threaded by design: rcstored has one thread, and so does every
  * caller of this module. Larger blocks are the caller's business (mem.c
  * sends them to the system allocator). */
@@ -50,8 +52,8 @@ struct pool_stats {
 };
 
 void pool_get_stats(struct pool_stats *st);
-/* Give every class's spare empty pool back to its arena (and so let empty
- * arenas go back to the system), then release the pages of free pools in
+/* Give every empty pool back to its arena (and so let empty arenas go back
+ * to the system), then release the pages of free pools in
  * arenas that still serve others (madvise DONTNEED; at most 16 MiB a call),
  * so that a heap that shrinks gives its memory back even when the blocks
  * left are scattered. Cheap; the server calls it once a second. */

@@ -11,7 +11,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-static void churn_keeps_a_spare_pool(void **state)
+static void churn_reuses_one_pool(void **state)
 {
     struct pool_stats a, b;
     (void)state;
@@ -106,6 +106,8 @@ static void random_against_shadow(void **state)
             memset(s->p, s->fill, s->n);
             live++;
         }
+        if (step % 20011 == 0)
+            pool_trim(); /* empty pools leave, released pages come back zeroed */
         if (step % 250000 == 0) {
             uint64_t used = 0;
             pool_get_stats(&st);
@@ -142,10 +144,10 @@ static void arenas_return_to_the_os(void **state)
     for (int i = 0; i < N; i++)
         pool_free(p[i]);
     pool_get_stats(&after);
-    assert_true(after.arenas <= 2); /* the spare pool's arena may stay */
+    assert_true(after.arenas <= 2); /* only a few kept empty pools wait for the trim */
     pool_trim();
     pool_get_stats(&after);
-    assert_true(after.arenas <= 1);
+    assert_true(after.arenas <= 1); /* the last arena with room may stay */
     assert_true(after.arenas_returned >= before.arenas_returned + full.arenas - 1);
 }
 
@@ -213,7 +215,7 @@ static void empty_pools_serve_other_classes(void **state)
     for (int i = 1; i < N; i += 2) /* the rest: the pools empty */
         pool_free(p[i]);
     pool_get_stats(&c);
-    assert_int_equal(c.cls[2].pools, 1); /* one spare kept against churn */
+    assert_true(c.cls[2].pools >= 1 && c.cls[2].pools <= 4); /* a few kept until the trim */
     pool_trim();
     pool_get_stats(&c);
     assert_int_equal(c.cls[2].pools, 0);
@@ -240,7 +242,7 @@ int main(void)
         cmocka_unit_test(arenas_return_to_the_os),
         cmocka_unit_test(free_pools_release_their_pages),
         cmocka_unit_test(empty_pools_serve_other_classes),
-        cmocka_unit_test(churn_keeps_a_spare_pool),
+        cmocka_unit_test(churn_reuses_one_pool),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
