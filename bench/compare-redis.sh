@@ -7,8 +7,12 @@
 # rps and p99 of each side are compared. redis-server and redis-benchmark come
 # from Debian (redis-server, redis-tools) and are installed if missing.
 #
+# With two or more cores, both servers run pinned to core 0 and both load
+# testers to core 1 (taskset), so that neither side's tail depends on where
+# the scheduler happened to put it; PIN=0 turns that off.
+#
 # usage: bench/compare-redis.sh [BUILD_DIR] [REQUESTS] [ROUNDS]
-#   env: KEYSPACE (default 10000), CLIENTS (default 50)
+#   env: KEYSPACE (default 10000), CLIENTS (default 50), PIN (default 1)
 set -euo pipefail
 
 BUILD=${1:-build}
@@ -16,6 +20,13 @@ N=${2:-2000000}
 ROUNDS=${3:-3}
 KEYSPACE=${KEYSPACE:-10000}
 CLIENTS=${CLIENTS:-50}
+PIN=${PIN:-1}
+SRV=()
+CLI=()
+if [ "$PIN" = 1 ] && [ "$(nproc)" -ge 2 ] && command -v taskset >/dev/null; then
+    SRV=(taskset -c 0)
+    CLI=(taskset -c 1)
+fi
 RCSTORED=$BUILD/server/rcstored
 BENCH=$BUILD/client/rcstore-bench
 
@@ -40,10 +51,10 @@ cleanup() {
 }
 trap cleanup EXIT
 
-redis-server --port "$RPORT" --bind 127.0.0.1 --save '' --appendonly no \
+"${SRV[@]}" redis-server --port "$RPORT" --bind 127.0.0.1 --save '' --appendonly no \
     --daemonize no --logfile "$TMP/redis.log" &
 RPID=$!
-"$RCSTORED" --listen "tcp://127.0.0.1:$SPORT" --log-level warn &
+"${SRV[@]}" "$RCSTORED" --listen "tcp://127.0.0.1:$SPORT" --log-level warn &
 SPID=$!
 for _ in $(seq 100); do
     redis-cli -p "$RPORT" ping >/dev/null 2>&1 && "$BUILD/client/rcstore" -H "127.0.0.1:$SPORT" ping \
@@ -59,11 +70,12 @@ redis-benchmark -p "$RPORT" -q -c "$CLIENTS" -P 16 -d 16 -r "$KEYSPACE" \
 # One measurement: prints "rps p99" from a CSV with redis-benchmark's columns.
 csv_row() { awk -F'"' 'NR == 2 { print $4, $14 }'; }
 run_redis() { # test pipeline
-    redis-benchmark -p "$RPORT" -c "$CLIENTS" -P "$2" -n "$N" -r "$KEYSPACE" -d 16 \
+    "${CLI[@]}" redis-benchmark -p "$RPORT" -c "$CLIENTS" -P "$2" -n "$N" -r "$KEYSPACE" -d 16 \
         -t "$1" --csv | csv_row
 }
 run_rcstore() { # test pipeline
-    "$BENCH" -p "$SPORT" -c "$CLIENTS" -P "$2" -n "$N" -r "$KEYSPACE" -d 16 -t "$1" --csv | csv_row
+    "${CLI[@]}" "$BENCH" -p "$SPORT" -c "$CLIENTS" -P "$2" -n "$N" -r "$KEYSPACE" -d 16 -t "$1" \
+        --csv | csv_row
 }
 median() { sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 
@@ -91,7 +103,8 @@ compare() { # label redis-test rcstore-test pipeline
         "$rp" "$sp" "$verdict"
 }
 echo "# $N requests, $CLIENTS clients, keyspace $KEYSPACE, 16-byte values, median of $ROUNDS" \
-    "rounds; $(nproc) cores, both load testers on the same machine"
+    "rounds; $(nproc) cores, both load testers on the same machine" \
+    "${SRV:+(servers on core 0, testers on core 1)}"
 printf '%-22s %12s %12s %7s %10s %10s  %s\n' load redis rcstore ratio "redis p99" "rcs p99" target
 compare "incr/incref P1" incr incref 1
 compare "incr/incref P16" incr incref 16
