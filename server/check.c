@@ -13,7 +13,7 @@
 #include <string.h>
 
 struct expect {
-    uint64_t holds, internal, names, tokens;
+    uint64_t holds, names, tokens;
 };
 
 static int bad(char *err, size_t errlen, const char *fmt, ...)
@@ -62,6 +62,80 @@ static int check_slots(const struct heap *h, char *err, size_t errlen)
     return 0;
 }
 
+/* The parts that need only the heap: the id table, totals, refs naming
+ * live objects, internal counts recounted from refs, flags and colors, the
+ * candidate buffer. Holds, names and tokens are the store's. */
+int heap_check(const struct heap *h, char *err, size_t errlen)
+{
+    uint32_t *internal;
+    uint64_t data_bytes = 0, refs = 0, id, buffered = 0, in_buf = 0;
+    int rc = 0;
+
+    err[0] = '\0';
+    if ((rc = check_slots(h, err, errlen)) < 0)
+        return rc;
+    if (!(internal = calloc(h->nslots ? h->nslots : 1, sizeof(*internal))))
+        return bad(err, errlen, "out of memory for the check");
+    for (uint32_t i = 0; i < h->nslots; i++) {
+        struct obj *o = heap_slot(h, i, &id);
+        const uint64_t *r;
+        if (!o)
+            continue;
+        data_bytes += obj_data_len(o);
+        refs += obj_nrefs(o);
+        r = obj_refs(o);
+        for (uint32_t k = 0; k < obj_nrefs(o); k++) {
+            if (!heap_get(h, r[k]))
+                FAIL("object %llu refers to %llu, which is not alive", (unsigned long long)id,
+                     (unsigned long long)r[k]);
+            internal[heap_slot_of(r[k])]++;
+        }
+        if (obj_flags(o) & (OBJ_MARK | OBJ_GARBAGE))
+            FAIL("object %llu carries a traversal flag (0x%x) between requests",
+                 (unsigned long long)id, obj_flags(o));
+        if (obj_color(o) != COLOR_BLACK && obj_color(o) != COLOR_PURPLE)
+            FAIL("object %llu is %s between collections", (unsigned long long)id,
+                 obj_color(o) == COLOR_GRAY ? "gray" : "white");
+        if (obj_color(o) == COLOR_PURPLE && !(obj_flags(o) & OBJ_BUFFERED))
+            FAIL("object %llu is purple but not buffered", (unsigned long long)id);
+        if (obj_flags(o) & OBJ_BUFFERED)
+            buffered++;
+    }
+    if (data_bytes != h->data_bytes || refs != h->refs)
+        FAIL("heap says %llu data bytes and %llu refs; the objects have %llu and %llu",
+             (unsigned long long)h->data_bytes, (unsigned long long)h->refs,
+             (unsigned long long)data_bytes, (unsigned long long)refs);
+    for (uint32_t i = 0; i < h->nslots; i++) {
+        struct obj *o = heap_slot(h, i, &id);
+        if (o && o->internal != internal[i])
+            FAIL("object %llu counts internal %u; its referrers' refs give %u",
+                 (unsigned long long)id, o->internal, internal[i]);
+    }
+    for (uint32_t k = 0; k < h->ncand; k++) {
+        struct obj *o = heap_get(h, h->cand[k]);
+        if (!o)
+            continue; /* stale: freed since */
+        if (!(obj_flags(o) & OBJ_BUFFERED))
+            FAIL("candidate %llu is in the buffer without its flag",
+                 (unsigned long long)h->cand[k]);
+        if (obj_flags(o) & OBJ_MARK)
+            FAIL("candidate %llu is in the buffer twice", (unsigned long long)h->cand[k]);
+        obj_set_flag(o, OBJ_MARK);
+        in_buf++;
+    }
+    if (buffered != in_buf && !h->cand_lost)
+        FAIL("%llu objects are flagged as buffered; %llu are in the buffer",
+             (unsigned long long)buffered, (unsigned long long)in_buf);
+out:
+    for (uint32_t k = 0; k < h->ncand; k++) {
+        struct obj *o = heap_get(h, h->cand[k]);
+        if (o)
+            obj_clear_flag(o, OBJ_MARK);
+    }
+    free(internal);
+    return rc;
+}
+
 int store_check(const struct store *st, char *err, size_t errlen)
 {
     const struct heap *h = &st->heap;
@@ -69,12 +143,11 @@ int store_check(const struct store *st, char *err, size_t errlen)
     struct sess **by_idx = NULL;
     uint64_t *totals = NULL; /* per session index: holds found */
     const struct name_ent **names = NULL;
-    uint64_t nnames = 0, names_cap = 0, key, val, data_bytes = 0, refs = 0, id;
+    uint64_t nnames = 0, names_cap = 0, key, val, id;
     uint32_t pos;
-    int rc = 0;
+    int rc;
 
-    err[0] = '\0';
-    if ((rc = check_slots(h, err, errlen)) < 0)
+    if ((rc = heap_check(h, err, errlen)) < 0)
         return rc;
     ex = calloc(h->nslots ? h->nslots : 1, sizeof(*ex));
     by_idx = calloc((size_t)st->next_idx + 1, sizeof(*by_idx));
@@ -91,7 +164,6 @@ int store_check(const struct store *st, char *err, size_t errlen)
         if (s->id != key || s->idx == 0 || s->idx > st->next_idx || by_idx[s->idx])
             FAIL("session %llu has a bad or shared index %u", (unsigned long long)key, s->idx);
         by_idx[s->idx] = s;
-        totals[s->idx] = 0;
         while (u64map_next(&s->holds, &p2, &hid, &n)) {
             struct obj *o = heap_get(h, hid);
             if (!o || n == 0)
@@ -101,45 +173,16 @@ int store_check(const struct store *st, char *err, size_t errlen)
             totals[s->idx] += n;
         }
     }
-
-    /* Objects: ownership, refs, sizes and the collector's flags. */
+    /* Owner tags: each names a live session and is one hold. */
     for (uint32_t i = 0; i < h->nslots; i++) {
-        struct obj *o = heap_slot(h, i, &id);
-        const uint64_t *r;
-        uint32_t f;
-        if (!o)
+        if (!heap_slot(h, i, &id) || !h->owner[i])
             continue;
-        if (h->owner[i]) {
-            if (h->owner[i] > st->next_idx || !by_idx[h->owner[i]])
-                FAIL("object %llu is owned by session index %u, which does not exist",
-                     (unsigned long long)id, h->owner[i]);
-            ex[i].holds++;
-            totals[h->owner[i]]++;
-        }
-        data_bytes += obj_data_len(o);
-        refs += obj_nrefs(o);
-        r = obj_refs(o);
-        for (uint32_t k = 0; k < obj_nrefs(o); k++) {
-            if (!heap_get(h, r[k]))
-                FAIL("object %llu refers to %llu, which is not alive", (unsigned long long)id,
-                     (unsigned long long)r[k]);
-            ex[heap_slot_of(r[k])].internal++;
-        }
-        f = obj_flags(o);
-        if (f & (OBJ_MARK | OBJ_GARBAGE))
-            FAIL("object %llu carries a traversal flag (0x%x) between requests",
-                 (unsigned long long)id, f);
-        if (obj_color(o) != COLOR_BLACK && obj_color(o) != COLOR_PURPLE)
-            FAIL("object %llu is %s between collections", (unsigned long long)id,
-                 obj_color(o) == COLOR_GRAY ? "gray" : "white");
-        if (obj_color(o) == COLOR_PURPLE && !(f & OBJ_BUFFERED))
-            FAIL("object %llu is purple but not buffered", (unsigned long long)id);
+        if (h->owner[i] > st->next_idx || !by_idx[h->owner[i]])
+            FAIL("object %llu is owned by session index %u, which does not exist",
+                 (unsigned long long)id, h->owner[i]);
+        ex[i].holds++;
+        totals[h->owner[i]]++;
     }
-    if (data_bytes != h->data_bytes || refs != h->refs)
-        FAIL("heap says %llu data bytes and %llu refs; the objects have %llu and %llu",
-             (unsigned long long)h->data_bytes, (unsigned long long)h->refs,
-             (unsigned long long)data_bytes, (unsigned long long)refs);
-
     /* Names and tokens. */
     if (names_list(&st->names, "", 0, UINT64_MAX, &names, &nnames, &names_cap) < 0)
         FAIL("out of memory listing names");
@@ -156,8 +199,7 @@ int store_check(const struct store *st, char *err, size_t errlen)
             FAIL("a share token holds %llu, which is not alive", (unsigned long long)sh->id);
         ex[heap_slot_of(sh->id)].tokens++;
     }
-
-    /* Every count in every header against the recount. */
+    /* The external counts in every header against the recount. */
     for (uint32_t i = 0; i < h->nslots; i++) {
         struct obj *o = heap_slot(h, i, &id);
         uint32_t nm, tk;
@@ -165,12 +207,10 @@ int store_check(const struct store *st, char *err, size_t errlen)
             continue;
         nm = heap_names(h, o, id);
         tk = heap_tokens(h, o, id);
-        if (o->holds != ex[i].holds || o->internal != ex[i].internal || nm != ex[i].names ||
-            tk != ex[i].tokens)
-            FAIL("object %llu counts holds %u, internal %u, names %u, tokens %u; the recount "
-                 "gives %llu, %llu, %llu, %llu",
-                 (unsigned long long)id, o->holds, o->internal, nm, tk,
-                 (unsigned long long)ex[i].holds, (unsigned long long)ex[i].internal,
+        if (o->holds != ex[i].holds || nm != ex[i].names || tk != ex[i].tokens)
+            FAIL("object %llu counts holds %u, names %u, tokens %u; the recount gives %llu, "
+                 "%llu, %llu",
+                 (unsigned long long)id, o->holds, nm, tk, (unsigned long long)ex[i].holds,
                  (unsigned long long)ex[i].names, (unsigned long long)ex[i].tokens);
         if (!!(obj_flags(o) & OBJ_EXTRA) != (nm + tk > 0))
             FAIL("object %llu: the extra flag disagrees with %u names and %u tokens",
@@ -178,46 +218,12 @@ int store_check(const struct store *st, char *err, size_t errlen)
         if (obj_unreferenced(o))
             FAIL("object %llu is alive with a refcount of 0", (unsigned long long)id);
     }
-
-    /* Per-session totals: owned slots plus the map. */
     for (uint32_t x = 1; x <= st->next_idx; x++) {
         const struct sess *s = by_idx[x];
         if (s && totals[x] != s->nholds)
             FAIL("session %llu says it has %llu holds; it has %llu", (unsigned long long)s->id,
                  (unsigned long long)s->nholds, (unsigned long long)totals[x]);
     }
-
-    /* The candidate buffer: a live id in it at most once, buffered flag set;
-     * every buffered object in it. */
-    {
-        uint64_t buffered = 0, in_buf = 0;
-        for (uint32_t i = 0; i < h->nslots; i++) {
-            struct obj *o = heap_slot(h, i, &id);
-            if (o && (obj_flags(o) & OBJ_BUFFERED))
-                buffered++;
-        }
-        for (uint32_t k = 0; k < h->ncand; k++) {
-            struct obj *o = heap_get(h, h->cand[k]);
-            if (!o)
-                continue; /* stale: freed since */
-            if (!(obj_flags(o) & OBJ_BUFFERED))
-                FAIL("candidate %llu is in the buffer without its flag",
-                     (unsigned long long)h->cand[k]);
-            if (obj_flags(o) & OBJ_MARK)
-                FAIL("candidate %llu is in the buffer twice", (unsigned long long)h->cand[k]);
-            obj_set_flag(o, OBJ_MARK);
-            in_buf++;
-        }
-        for (uint32_t k = 0; k < h->ncand; k++) {
-            struct obj *o = heap_get(h, h->cand[k]);
-            if (o)
-                obj_clear_flag(o, OBJ_MARK);
-        }
-        if (buffered != in_buf && !h->cand_lost)
-            FAIL("%llu objects are flagged as buffered; %llu are in the buffer",
-                 (unsigned long long)buffered, (unsigned long long)in_buf);
-    }
-
     /* Watches: each watcher's session exists and lists the object. */
     pos = 0;
     while (u64map_next(&st->watchers, &pos, &key, &val)) {
@@ -231,13 +237,6 @@ int store_check(const struct store *st, char *err, size_t errlen)
             FAIL("object %llu has watchers but not the watched flag", (unsigned long long)key);
     }
 out:
-    /* Clear any marks a failed buffer check left behind. */
-    if (rc < 0)
-        for (uint32_t k = 0; k < h->ncand; k++) {
-            struct obj *o = heap_get(h, h->cand[k]);
-            if (o)
-                obj_clear_flag(o, OBJ_MARK);
-        }
     if (names)
         mem_free(names, names_cap * sizeof(*names));
     free(ex);

@@ -16,5 +16,9 @@
 /* 0 if every invariant holds; -1 with the first violation described in err
  * (errlen bytes). Only between requests: not during a collection. */
 int store_check(const struct store *st, char *err, size_t errlen);
+/* The heap's part alone (for tests of the heap and collector without a
+ * store): the id table, totals, refs, internal counts, flags, colors and the
+ * candidate buffer. store_check includes it. */
+int heap_check(const struct heap *h, char *err, size_t errlen);
 
 #endif

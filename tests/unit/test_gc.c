@@ -10,6 +10,7 @@
 
 #include "heap_fixture.h"
 
+#include "check.h"
 #include "gc.h"
 #include "heap.h"
 #include "mem.h"
@@ -58,8 +59,17 @@ static void model_add(uint64_t id, uint32_t holds)
 
 /* complete: a collection has just finished, so no garbage may remain; else
  * (between slices) only soundness is checked. */
+/* The heap's invariants (check.h), between every two steps. */
+static void check_invariants(const struct heap *h)
+{
+    char err[256];
+    if (heap_check(h, err, sizeof(err)) < 0)
+        fail_msg("invariant broken: %s", err);
+}
+
 static void check_oracle(struct heap *h, int complete)
 {
+    check_invariants(h);
     static int reach[MAXO], queue[MAXO];
     static uint32_t refs_to[MAXO];
     int head = 0, tail = 0, live = 0;
@@ -243,6 +253,7 @@ static void slices_with_mutations_between(void **state)
             split += more; /* candidates left for later slices */
             check_oracle(h, 0);
             mutate(h, &seed, 5); /* requests between slices */
+            check_invariants(h);
         } while (more && slices % 7);
         if (round % 10 == 9) { /* now and then, drain fully: completeness */
             while ((more = gc_slice(h, 0, &r)) > 0)
