@@ -63,6 +63,7 @@ static struct {
      * pool_trim gives back the kept ones. nempty[c] is the number of pools
      * on partial[c] with no block in use. */
     uint32_t nempty[POOL_NCLASSES];
+    struct pool *partial_tail[POOL_NCLASSES];
     uint64_t arenas, arenas_returned;
     uint64_t dirty_pools; /* free pools pool_trim has yet to release */
 } P;
@@ -250,12 +251,17 @@ static void release_free_pools(uint32_t max)
 
 /* ---- blocks ---- */
 
+/* A class's partial list: blocks are taken from its head; pools that
+ * empty move to its tail, so the empty ones are always the tail's run and
+ * pool_trim finds them without walking the list. */
 static void partial_add(struct pool *p)
 {
     p->prev = NULL;
     p->next = P.partial[p->cls];
     if (p->next)
         p->next->prev = p;
+    else
+        P.partial_tail[p->cls] = p;
     P.partial[p->cls] = p;
     p->partial = 1;
 }
@@ -268,8 +274,24 @@ static void partial_remove(struct pool *p)
         P.partial[p->cls] = p->next;
     if (p->next)
         p->next->prev = p->prev;
+    else
+        P.partial_tail[p->cls] = p->prev;
     p->next = p->prev = NULL;
     p->partial = 0;
+}
+
+/* p (on its list, followed by a pool in use) just emptied: join the empty
+ * run at the tail. */
+__attribute__((noinline)) static void partial_to_tail(struct pool *p)
+{
+    struct pool *t;
+    partial_remove(p);
+    t = P.partial_tail[p->cls]; /* not NULL: p was not alone */
+    t->next = p;
+    p->prev = t;
+    p->next = NULL;
+    P.partial_tail[p->cls] = p;
+    p->partial = 1;
 }
 
 /* Take a block of class cls from its pools. */
@@ -309,9 +331,12 @@ __attribute__((noinline)) static void release_empty(struct pool *p)
     pool_give_back(p);
 }
 
-/* Count p empty; past POOL_KEEP_EMPTY in its class, it goes back. */
+/* p just emptied: it joins the empty run at its list's tail, counted;
+ * past POOL_KEEP_EMPTY in its class, it goes back. */
 #define POOL_EMPTIED(p)                                                                            \
     do {                                                                                           \
+        if ((p)->next && (p)->next->nused) /* (next empty: p borders the run) */                   \
+            partial_to_tail(p);                                                                    \
         if (++P.nempty[(p)->cls] > POOL_KEEP_EMPTY)                                                \
             release_empty(p);                                                                      \
     } while (0)
@@ -385,15 +410,13 @@ void pool_free(void *b)
 void pool_trim(void)
 {
     for (uint32_t c = 0; c < POOL_NCLASSES; c++) {
-        struct pool *p = P.partial[c], *next;
-        for (; p && P.nempty[c]; p = next) {
-            next = p->next;
-            if (p->nused == 0) {
-                partial_remove(p);
-                P.nempty[c]--;
-                pool_give_back(p);
-            }
+        struct pool *p;
+        while (P.nempty[c] && (p = P.partial_tail[c]) && p->nused == 0) {
+            partial_remove(p);
+            P.nempty[c]--;
+            pool_give_back(p);
         }
+        assert(P.nempty[c] == 0 && "empty pools are the tail's run");
     }
     /* At most 16 MiB a call, so that a trim stays a short pause. */
     release_free_pools(1024);
