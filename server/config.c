@@ -369,7 +369,9 @@ static int read_env(struct config *cfg, char *err, size_t errlen)
         if (!(val = getenv(name)))
             continue;
         if (st->kind == K_LISTEN) { /* several, separated by commas or spaces */
-            char buf[1024], *tok, *save;
+            char buf[4096], *tok, *save;
+            if (strlen(val) >= sizeof(buf))
+                return bad(err, errlen, st, &o, "...", "too long");
             snprintf(buf, sizeof(buf), "%s", val);
             for (tok = strtok_r(buf, ", \t", &save); tok; tok = strtok_r(NULL, ", \t", &save))
                 if (add_listen(cfg, st, &o, tok, err, errlen) < 0)
