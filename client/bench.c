@@ -476,7 +476,7 @@ static void handle_reply(struct bconn *c, const uint8_t *frame, size_t len, uint
             on_setup_done(c);
         break;
     case K_SETUP:
-        if (wire_read_uint(&res, frame + len, &id) < 0)
+        if (!rpc_read_uint(&res, frame + len, &id))
             die("create did not return an id");
         c->ids[c->made++] = id;
         if (c->asked < c->nids) {
@@ -487,7 +487,7 @@ static void handle_reply(struct bconn *c, const uint8_t *frame, size_t len, uint
         }
         break;
     case K_CREATE:
-        if (wire_read_uint(&res, frame + len, &id) < 0)
+        if (!rpc_read_uint(&res, frame + len, &id))
             break;
         if (c->kcount == c->nkeep) { /* keep at most nkeep: drop the oldest */
             push_step(c, K_DECREF, c->keep[c->khead], 0, 0);
@@ -497,15 +497,15 @@ static void handle_reply(struct bconn *c, const uint8_t *frame, size_t len, uint
         c->keep[(c->khead + c->kcount++) % c->nkeep] = id;
         break;
     case K_CHURN:
-        if (wire_read_uint(&res, frame + len, &id) == 0)
+        if (rpc_read_uint(&res, frame + len, &id))
             push_step(c, K_DECREF, id, 0, 1);
         break;
     case K_CYCLE_A:
-        if (wire_read_uint(&res, frame + len, &id) == 0)
+        if (rpc_read_uint(&res, frame + len, &id))
             push_step(c, K_CYCLE_B, id, 0, 1);
         break;
     case K_CYCLE_B:
-        if (wire_read_uint(&res, frame + len, &id) == 0) {
+        if (rpc_read_uint(&res, frame + len, &id)) {
             push_step(c, K_LINK, r.a, id, 1);
             push_step(c, K_DECREF, r.a, 0, 1);
             push_step(c, K_DECREF, id, 0, 1);

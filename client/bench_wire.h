@@ -2,9 +2,12 @@
  * the envelope of a response, without msgpack-c's allocating unpacker on the
  * hot path. Encoders write into a caller-sized buffer (the caller reserves
  * WIRE_MAX_HEAD bytes plus any payload). The reader trusts only what
- * rpc_scan already framed: a complete msgpack object. Local to the bench. */
+ * rpc_scan already framed: a complete msgpack object; it reads integers
+ * with the protocol's rpc_wire.h. Local to the bench. */
 #ifndef RCS_CLIENT_BENCH_WIRE_H
 #define RCS_CLIENT_BENCH_WIRE_H
+
+#include "rpc_wire.h"
 
 #include <stdint.h>
 #include <string.h>
@@ -80,42 +83,6 @@ static inline uint8_t *wire_request(uint8_t *p, uint32_t msgid, const char *meth
     return wire_array(p, nparams);
 }
 
-static inline int wire_read_uint(const uint8_t **pp, const uint8_t *end, uint64_t *v)
-{
-    const uint8_t *p = *pp;
-    int n;
-    if (p >= end)
-        return -1;
-    if (*p < 0x80) {
-        *v = *p;
-        *pp = p + 1;
-        return 0;
-    }
-    switch (*p) {
-    case 0xcc:
-        n = 1;
-        break;
-    case 0xcd:
-        n = 2;
-        break;
-    case 0xce:
-        n = 4;
-        break;
-    case 0xcf:
-        n = 8;
-        break;
-    default:
-        return -1;
-    }
-    if (end - p < 1 + n)
-        return -1;
-    *v = 0;
-    for (int i = 1; i <= n; i++)
-        *v = (*v << 8) | p[i];
-    *pp = p + 1 + n;
-    return 0;
-}
-
 /* Read a response frame's envelope [1, msgid, error, result]. *is_error is
  * set when error is not nil; *result points at the result's first byte.
  * Returns 0, 1 for a notification ([2, ...]), or -1 for anything else. */
@@ -130,7 +97,7 @@ static inline int wire_read_response(const uint8_t *p, const uint8_t *end, uint3
     if (p[0] != 0x94 || p[1] != 1)
         return -1;
     p += 2;
-    if (wire_read_uint(&p, end, &id) < 0 || id > UINT32_MAX || p >= end)
+    if (!rpc_read_uint(&p, end, &id) || id > UINT32_MAX || p >= end)
         return -1;
     *msgid = (uint32_t)id;
     *is_error = *p != 0xc0;

@@ -1,6 +1,7 @@
 /* rpc_msg: msgpack-RPC envelopes over msgpack-c (see rpc_msg.h). */
 #include "rpc_msg.h"
 #include "rpc_err.h"
+#include "rpc_wire.h"
 
 #include <errno.h>
 #include <string.h>
@@ -113,15 +114,6 @@ int rpc_parse_request(const msgpack_object *o, struct rpc_message *m, int *have_
     return 0;
 }
 
-/* Read a big-endian unsigned of n bytes. */
-static uint64_t be(const uint8_t *p, int n)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < n; i++)
-        v = (v << 8) | p[i];
-    return v;
-}
-
 /* One scalar at *pp into *o. 1 on success, 0 if it is not a simple scalar or
  * not all there. */
 static int simple_scalar(const uint8_t **pp, const uint8_t *end, msgpack_object *o)
@@ -130,15 +122,13 @@ static int simple_scalar(const uint8_t **pp, const uint8_t *end, msgpack_object 
     uint64_t len;
     int n = 0, is_str = 0;
     uint8_t b;
+    if (rpc_read_uint(pp, end, &o->via.u64)) {
+        o->type = MSGPACK_OBJECT_POSITIVE_INTEGER;
+        return 1;
+    }
     if (p >= end)
         return 0;
     b = *p;
-    if (b <= 0x7f) {
-        o->type = MSGPACK_OBJECT_POSITIVE_INTEGER;
-        o->via.u64 = b;
-        *pp = p + 1;
-        return 1;
-    }
     if (b >= 0xa0 && b <= 0xbf) {
         is_str = 1;
         len = b & 0x1f;
@@ -155,48 +145,28 @@ static int simple_scalar(const uint8_t **pp, const uint8_t *end, msgpack_object 
             o->via.boolean = b == 0xc3;
             *pp = p + 1;
             return 1;
-        case 0xcc:
-            n = 1;
-            break;
-        case 0xcd:
-            n = 2;
-            break;
-        case 0xce:
-            n = 4;
-            break;
-        case 0xcf:
-            n = 8;
-            break;
         case 0xd9:
             is_str = 1; /* fall through */
         case 0xc4:
-            n = -1;
+            n = 1; /* bytes of the length */
             break;
         case 0xda:
             is_str = 1; /* fall through */
         case 0xc5:
-            n = -2;
+            n = 2;
             break;
         case 0xdb:
             is_str = 1; /* fall through */
         case 0xc6:
-            n = -4;
+            n = 4;
             break;
         default:
             return 0;
         }
-        if (n > 0) { /* an unsigned int */
-            if (end - p < 1 + n)
-                return 0;
-            o->type = MSGPACK_OBJECT_POSITIVE_INTEGER;
-            o->via.u64 = be(p + 1, n);
-            *pp = p + 1 + n;
-            return 1;
-        }
-        if (end - p < 1 - n)
+        if (end - p < 1 + n)
             return 0;
-        len = be(p + 1, -n);
-        p += 1 - n;
+        len = rpc_load_be(p + 1, n);
+        p += 1 + n;
     }
     if ((uint64_t)(end - p) < len)
         return 0;

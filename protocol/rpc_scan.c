@@ -1,6 +1,7 @@
 /* rpc_scan: incremental msgpack frame scanner with limits (see rpc_scan.h). */
 #include "rpc_scan.h"
 #include "rpc_err.h"
+#include "rpc_wire.h"
 
 #include <string.h>
 
@@ -26,14 +27,6 @@ void rpc_scan_reset(struct rpc_scan *s)
     s->top_seen = 0;
     s->top_is_array = 0;
     s->remain[0] = 1;
-}
-
-static uint64_t load_be(const uint8_t *p, int n)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < n; i++)
-        v = (v << 8) | p[i];
-    return v;
 }
 
 int rpc_scan_feed(struct rpc_scan *s, const uint8_t *p, size_t avail, size_t *frame_len)
@@ -199,12 +192,12 @@ int rpc_scan_feed(struct rpc_scan *s, const uint8_t *p, size_t avail, size_t *fr
             hlen = 1 + (size_t)lenbytes + extra;
             if (have < hlen)
                 return 0;
-            n = load_be(q + 1, lenbytes);
+            n = rpc_load_be(q + 1, lenbytes);
         } else if (have < hlen) {
             return 0;
         }
         if (is_uint && hlen > 1)
-            uval = load_be(q + 1, (int)hlen - 1);
+            uval = rpc_load_be(q + 1, (int)hlen - 1);
 
         /* Everything this header claims must fit in what is left of the frame. */
         if (hlen > s->lim.max_message_bytes - s->pos)
