@@ -162,19 +162,25 @@ struct origin {
     int line;
 };
 
+/* The environment variable of a setting: RCSTORED_ and its name in upper
+ * case with '_' for '-' (max-refs: RCSTORED_MAX_REFS). */
+static void env_name(const struct setting *st, char *out, size_t len)
+{
+    snprintf(out, len, "RCSTORED_%s", st->name);
+    for (size_t i = 9; out[i]; i++)
+        out[i] = out[i] == '-' ? '_' : (char)toupper((unsigned char)out[i]);
+}
+
 static int bad(char *err, size_t errlen, const struct setting *st, const struct origin *o,
                const char *val, const char *why)
 {
     char env[64];
-    size_t i;
     switch (o->src) {
     case SRC_FLAG:
         snprintf(err, errlen, "--%s %s: %s", st->name, val, why);
         break;
     case SRC_ENV:
-        snprintf(env, sizeof(env), "RCSTORED_%s", st->name);
-        for (i = 9; env[i]; i++)
-            env[i] = env[i] == '-' ? '_' : (char)toupper((unsigned char)env[i]);
+        env_name(st, env, sizeof(env));
         snprintf(err, errlen, "%s=%s: %s", env, val, why);
         break;
     case SRC_FILE:
@@ -362,10 +368,7 @@ static int read_env(struct config *cfg, char *err, size_t errlen)
         const struct setting *st = &settings[i];
         struct origin o = {SRC_ENV, NULL, 0};
         char name[64], *val;
-        size_t k;
-        snprintf(name, sizeof(name), "RCSTORED_%s", st->name);
-        for (k = 9; name[k]; k++)
-            name[k] = name[k] == '-' ? '_' : (char)toupper((unsigned char)name[k]);
+        env_name(st, name, sizeof(name));
         if (!(val = getenv(name)))
             continue;
         if (st->kind == K_LISTEN) { /* several, separated by commas or spaces */
