@@ -5,12 +5,14 @@ shapes, result maps, error codes, notifications, and hostile input (garbage,
 over-claiming headers, split frames, a client that never reads)."""
 import os
 import socket
-import struct
 import subprocess
 import sys
 import time
 
 import msgpack
+
+import rcswire
+from rcswire import Conn
 
 RCSTORED = sys.argv[1]
 failures = 0
@@ -29,73 +31,8 @@ def check(name, cond, detail=""):
 
 
 def start_server(*flags):
-    p = subprocess.Popen([RCSTORED, "--listen", "tcp://127.0.0.1:0", *flags],
-                         stderr=subprocess.PIPE, text=True)
-    for line in p.stderr:
-        if "listening on tcp://" in line:
-            host, port = line.rsplit("tcp://", 1)[1].strip().rsplit(":", 1)
-            # Keep draining its log so it never blocks on a full pipe.
-            import threading
-            threading.Thread(target=lambda: [sys.stderr.write(l) for l in p.stderr], daemon=True).start()
-            return p, (host, int(port))
-    raise RuntimeError("rcstored did not start")
-
-
-class Conn:
-    def __init__(self, addr):
-        self.s = socket.create_connection(addr)
-        self.s.settimeout(30)
-        self.u = msgpack.Unpacker(raw=False, strict_map_key=False)
-        self.msgid = 0
-        self.notes = []
-
-    def send_raw(self, data):
-        self.s.sendall(data)
-
-    def read(self):
-        while True:
-            for o in self.u:
-                return o
-            chunk = self.s.recv(65536)
-            if not chunk:
-                return None
-            self.u.feed(chunk)
-
-    def reply(self):
-        while True:
-            o = self.read()
-            if o is None or o[0] == 1:
-                return o
-            self.notes.append(o)
-
-    def call(self, method, *params):
-        self.msgid += 1
-        self.send_raw(msgpack.packb([0, self.msgid, method, list(params)], use_bin_type=True))
-        r = self.reply()
-        assert r[1] == self.msgid, r
-        return r[2], r[3]
-
-    def ok(self, method, *params):
-        err, res = self.call(method, *params)
-        if err is not None:
-            raise AssertionError(f"{method}{params}: {err}")
-        return res
-
-    def code(self, method, *params):
-        err, _ = self.call(method, *params)
-        return err["code"] if err else None
-
-    def closed(self):
-        """True once the server has closed this connection."""
-        try:
-            while True:
-                chunk = self.s.recv(65536)
-                if not chunk:
-                    return True
-        except (ConnectionResetError, BrokenPipeError):
-            return True
-        except socket.timeout:
-            return False
+    proc, addr, _ = rcswire.start_server(RCSTORED, *flags)
+    return proc, addr
 
 
 proc, addr = start_server("--max-data-bytes", "65536", "--max-refs", "100",
@@ -605,11 +542,10 @@ try:
 
     # Killed mid-pipeline: 500 creates sent, the socket reset before reading.
     objects = w.ok("stats")["heap"]["objects"]
-    k = socket.create_connection(addr)
-    k.sendall(b"".join(msgpack.packb([0, i, "create", [b"k" * 10]], use_bin_type=True)
-                       for i in range(500)) + half)
-    k.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    k.close()
+    k = Conn(addr)
+    k.send_raw(b"".join(msgpack.packb([0, i, "create", [b"k" * 10]], use_bin_type=True)
+                        for i in range(500)) + half)
+    k.reset()
     check("killed mid-pipeline: its holds released",
           wait_for("objects", lambda: w.ok("stats")["heap"]["objects"] == objects))
     check("killed mid-pipeline: invariants hold", w.ok("debug_check") == "ok")
@@ -624,18 +560,8 @@ import re  # noqa: E402
 import urllib.error  # noqa: E402
 import urllib.request  # noqa: E402
 
-mp = subprocess.Popen([RCSTORED, "--listen", "tcp://127.0.0.1:0", "--metrics-listen",
-                       "tcp://127.0.0.1:0"], stderr=subprocess.PIPE, text=True)
-maddr = mport = None
-for line in mp.stderr:
-    if "listening on tcp://" in line:
-        h_, p_ = line.rsplit("tcp://", 1)[1].strip().rsplit(":", 1)
-        maddr = (h_, int(p_))
-    if "metrics on http://" in line:
-        mport = int(line.rsplit(":", 1)[1].split("/")[0])
-        break
-import threading  # noqa: E402
-threading.Thread(target=lambda: [None for _ in mp.stderr], daemon=True).start()
+mp, maddr, mlog = rcswire.start_server(RCSTORED, "--metrics-listen", "tcp://127.0.0.1:0")
+mport = next(int(l.rsplit(":", 1)[1].split("/")[0]) for l in mlog if "metrics on http://" in l)
 try:
     def scrape(path="/metrics", method="GET"):
         req = urllib.request.Request(f"http://127.0.0.1:{mport}{path}", method=method)

@@ -16,63 +16,19 @@ usage: soak.py BUILD_DIR [SECONDS]     (make soak SOAK_SECONDS=N)
 import json
 import os
 import random
-import socket
-import struct
 import subprocess
 import sys
 import threading
 import time
 
-import msgpack
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
+from rcswire import Conn, start_server  # noqa: E402
 
 BUILD = sys.argv[1]
 SECONDS = float(sys.argv[2]) if len(sys.argv) > 2 else 600.0
 RCSTORED = os.path.join(BUILD, "server", "rcstored")
 BENCH = os.path.join(BUILD, "client", "rcstore-bench")
 LEASE_MAX = 3  # --max-session-ttl: leases left behind expire quickly
-
-
-class Conn:
-    def __init__(self, addr):
-        self.s = socket.create_connection(addr)
-        self.s.settimeout(30)
-        self.u = msgpack.Unpacker(raw=False, strict_map_key=False)
-        self.msgid = 0
-
-    def send(self, method, *params):
-        self.msgid += 1
-        self.s.sendall(msgpack.packb([0, self.msgid, method, list(params)], use_bin_type=True))
-
-    def reply(self):
-        while True:
-            for o in self.u:
-                if o[0] == 1:
-                    return o
-                break  # a notification: keep reading
-            else:
-                chunk = self.s.recv(65536)
-                if not chunk:
-                    raise ConnectionError("closed by the server")
-                self.u.feed(chunk)
-
-    def call(self, method, *params):
-        self.send(method, *params)
-        r = self.reply()
-        return r[2], r[3]
-
-    def ok(self, method, *params):
-        err, res = self.call(method, *params)
-        if err is not None:
-            raise RuntimeError(f"{method}{params}: {err}")
-        return res
-
-    def reset(self):
-        """Close with a TCP reset, as a killed process would."""
-        self.s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        self.s.close()
-
-    def close(self):
-        self.s.close()
 
 
 def rss_kib(pid):
@@ -83,21 +39,8 @@ def rss_kib(pid):
     return 0
 
 
-# (The "listening" line is logged at info level: the server keeps that level.)
-def start_server():
-    p = subprocess.Popen([RCSTORED, "--listen", "tcp://127.0.0.1:0", "--debug-commands",
-                          "--max-session-ttl", str(LEASE_MAX), "--idle-timeout", "5",
-                          "--gc-interval-ms", "200"],
-                         stderr=subprocess.PIPE, text=True)
-    for line in p.stderr:
-        if "listening on tcp://" in line:
-            host, port = line.rsplit("tcp://", 1)[1].strip().rsplit(":", 1)
-            threading.Thread(target=lambda: [None for _ in p.stderr], daemon=True).start()
-            return p, (host, int(port))
-    raise RuntimeError("rcstored did not start")
-
-
-proc, addr = start_server()
+proc, addr, _ = start_server(RCSTORED, "--debug-commands", "--max-session-ttl", str(LEASE_MAX),
+                             "--idle-timeout", "5", "--gc-interval-ms", "200", echo=False)
 stop = threading.Event()
 counts = {k: 0 for k in ("sessions", "clean_closes", "resets", "leases_left", "resumed",
                          "shares_claimed", "shares_left", "names_bound", "watches", "waves",
