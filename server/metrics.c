@@ -161,17 +161,26 @@ void metrics_publish(struct metrics *m, const char *text, size_t len)
 
 static void out(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* Append a formatted line; one that does not fit the room left is
+ * formatted again after growing (never cut short). Out of memory leaves
+ * b->oom set, and the snapshot is not published. */
 static void out(struct buf *b, const char *fmt, ...)
 {
     va_list ap;
     int n;
-    if (buf_reserve(b, 256) < 0)
-        return;
-    va_start(ap, fmt);
-    n = vsnprintf(b->data + b->len, b->cap - b->len, fmt, ap);
-    va_end(ap);
-    if (n > 0 && (size_t)n < b->cap - b->len)
-        b->len += (size_t)n;
+    for (size_t room = 256;; room = (size_t)n + 1) {
+        if (buf_reserve(b, room) < 0)
+            return;
+        va_start(ap, fmt);
+        n = vsnprintf(b->data + b->len, b->cap - b->len, fmt, ap);
+        va_end(ap);
+        if (n < 0)
+            return;
+        if ((size_t)n < b->cap - b->len) {
+            b->len += (size_t)n;
+            return;
+        }
+    }
 }
 
 static void metric(struct buf *b, const char *name, const char *type, const char *help, uint64_t v)
