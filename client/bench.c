@@ -854,7 +854,7 @@ static void report(const struct bench *b, enum test_id t, const struct result *r
             printf("\"test\",\"rps\",\"avg_latency_ms\",\"min_latency_ms\",\"p50_latency_ms\","
                    "\"p95_latency_ms\",\"p99_latency_ms\",\"max_latency_ms\"\n");
         printf("\"%s\",\"%.2f\",\"%.3f\",\"%.3f\",\"%.3f\",\"%.3f\",\"%.3f\",\"%.3f\"\n", lbl,
-               rps(r), hist_mean(h) / 1e6, ms(h->count ? h->min : 0), ms(hist_percentile(h, 50)),
+               rps(r), hist_mean(h) / 1e6, ms(hist_percentile(h, 0)), ms(hist_percentile(h, 50)),
                ms(hist_percentile(h, 95)), ms(hist_percentile(h, 99)), ms(h->max));
     } else if (o->json) {
         printf("%s\n  {\"test\": \"%s\", \"requests\": %" PRIu64 ", \"errors\": %" PRIu64
@@ -864,7 +864,7 @@ static void report(const struct bench *b, enum test_id t, const struct result *r
                "\"p99.9\": %.3f, \"max\": %.3f}}",
                *first ? "[" : ",", test_defs[t].name, r->requests, r->errors, r->seconds, rps(r),
                o->clients, o->pipeline, o->threads, o->datasize, hist_mean(h) / 1e6,
-               ms(h->count ? h->min : 0), ms(hist_percentile(h, 50)), ms(hist_percentile(h, 90)),
+               ms(hist_percentile(h, 0)), ms(hist_percentile(h, 50)), ms(hist_percentile(h, 90)),
                ms(hist_percentile(h, 95)), ms(hist_percentile(h, 99)), ms(hist_percentile(h, 99.9)),
                ms(h->max));
     } else if (o->quiet) {
@@ -883,7 +883,7 @@ static void report(const struct bench *b, enum test_id t, const struct result *r
         printf("  %9s %9s %9s %9s %9s %9s %9s\n", "avg", "min", "p50", "p90", "p99", "p99.9",
                "max");
         printf("  %9.3f %9.3f %9.3f %9.3f %9.3f %9.3f %9.3f\n\n", hist_mean(h) / 1e6,
-               ms(h->count ? h->min : 0), ms(hist_percentile(h, 50)), ms(hist_percentile(h, 90)),
+               ms(hist_percentile(h, 0)), ms(hist_percentile(h, 50)), ms(hist_percentile(h, 90)),
                ms(hist_percentile(h, 99)), ms(hist_percentile(h, 99.9)), ms(h->max));
     }
     *first = 0;
