@@ -34,7 +34,7 @@ static void raw_free(void *p, size_t n)
     if (n == 0)
         n = 1;
     if (IS_SMALL(n)) {
-        pool_free(p);
+        pool_free_sized(p, n);
     } else {
         used_large -= n;
         free(p);

@@ -68,6 +68,21 @@ static struct {
     uint64_t dirty_pools; /* free pools pool_trim has yet to release */
 } P;
 
+/* Per-class caches of freed blocks, in the manner of glibc's tcache and
+ * jemalloc's tcache bins: pool_free pushes a block's address on its class's
+ * stack and pool_alloc pops the newest, so that alloc-free churn is a load
+ * and a store and hands back a block whose line is still in cache. The
+ * block itself is not written on the way in. From its pool's point of view
+ * a cached block is still in use; once the cache is full, freed blocks go
+ * to their pools, and pool_trim and pool_get_stats account for what is
+ * cached.
+ * 56 classes x 31 blocks: at most 1,736 blocks are held back. */
+#define CACHE_SLOTS 31 /* with its count, a cache is 256 bytes */
+static struct cache {
+    uint64_t n;
+    void *slot[CACHE_SLOTS];
+} C[POOL_NCLASSES] __attribute__((aligned(64)));
+
 static void init(void)
 {
     uint32_t c = 0, s;
@@ -355,27 +370,30 @@ static void free_to_pool(void *b)
         POOL_EMPTIED(p);
 }
 
-/* Everything but the common case: a new pool, the bump region, a pool
+/* Everything but the common cases: a new pool, the bump region, a pool
  * filling up, initialisation. Kept out of line so that the fast paths below
  * stay a handful of instructions with no registers to save. */
 __attribute__((noinline)) static void *alloc_slow(size_t n)
 {
-    uint32_t cls;
     if (!P.ready)
         init();
     assert(n >= 1 && n <= POOL_MAX_SMALL);
-    cls = P.class_of[(n + 7) / 8];
-    return alloc_from_pool(cls);
+    return alloc_from_pool(P.class_of[(n + 7) / 8]);
 }
 
 void *pool_alloc(size_t n)
 {
     uint32_t cls = P.class_of[(n + 7) / 8];
-    struct pool *p = P.partial[cls];
+    struct cache *c = &C[cls];
+    struct pool *p;
     void *b;
-    /* Fast path: the pool keeps a free block after this one, so it cannot
-     * fill up. (Before init every partial list is empty, so the slow path
-     * runs first.) */
+    /* Fast path: the newest cached block. (Before init every cache and
+     * every partial list is empty, so the slow path runs first.) */
+    if (__builtin_expect(c->n != 0, 1))
+        return c->slot[--c->n];
+    /* Next: the first pool of the class keeps a free block after this one,
+     * so it cannot fill up. */
+    p = P.partial[cls];
     if (__builtin_expect(p && (b = p->freelist) && *(void **)b, 1)) {
         p->freelist = *(void **)b;
         if (p->nused++ == 0)
@@ -390,13 +408,18 @@ __attribute__((noinline)) static void free_slow(void *b)
     free_to_pool(b);
 }
 
-void pool_free(void *b)
+/* A full cache passes the block on to its pool, as glibc's tcache passes
+ * it to the bins. */
+static inline void cache_push(uint32_t cls, void *b)
 {
-    struct pool *p;
-    if (!b)
+    struct cache *c = &C[cls];
+    struct pool *p = pool_of(b);
+    assert(p->in_use && p->cls == cls && "pool_free of a foreign block");
+    if (__builtin_expect(c->n < CACHE_SLOTS, 1)) {
+        c->slot[c->n++] = b;
         return;
-    p = pool_of(b);
-    /* Fast path: the pool is already on its partial list. */
+    }
+    /* Next: the pool is already on its partial list. */
     if (__builtin_expect(p->partial, 1)) {
         *(void **)b = p->freelist;
         p->freelist = b;
@@ -407,8 +430,29 @@ void pool_free(void *b)
     free_slow(b);
 }
 
+void pool_free(void *b)
+{
+    if (b)
+        cache_push(pool_of(b)->cls, b);
+}
+
+void pool_free_sized(void *b, size_t n)
+{
+    cache_push(P.class_of[(n + 7) / 8], b);
+}
+
+/* Every cached block back to its pool. */
+static void cache_flush(void)
+{
+    for (uint32_t k = 0; k < POOL_NCLASSES; k++) {
+        while (C[k].n)
+            free_to_pool(C[k].slot[--C[k].n]);
+    }
+}
+
 void pool_trim(void)
 {
+    cache_flush();
     for (uint32_t c = 0; c < POOL_NCLASSES; c++) {
         struct pool *p;
         while (P.nempty[c] && (p = P.partial_tail[c]) && p->nused == 0) {
@@ -450,6 +494,7 @@ void pool_get_stats(struct pool_stats *st)
     for (uint32_t c = 0; c < POOL_NCLASSES; c++) {
         st->cls[c].size = P.size[c];
         st->cls[c].pools = P.pools[c];
+        used[c] -= C[c].n; /* cached blocks are free for the caller */
         st->cls[c].used = used[c];
         st->cls[c].free = (uint64_t)P.pools[c] * P.capacity[c] - used[c];
         st->pools_used += P.pools[c];

@@ -2,14 +2,14 @@
  * obmalloc. Blocks of up to POOL_MAX_SMALL bytes come from 16 KiB pools; a
  * pool serves one size class at a time and finds its header by masking a
  * block's address. Pools are carved from 1 MiB arenas that mmap returns
- * aligned. A few pools per class that empty stay with their class until
- * pool_trim (the server calls it once a second), so alloc-free churn never
- * pays for moving pools; other empty pools go back to their arenas at once,
- * free for any class (no memory stuck in one class, unlike memcached's
- * slabs), and an arena whose pools are all free is returned to the
- * operating system. New pools come from the
- * fullest arena that has one, so nearly empty arenas drain.
- * Single-threaded by design: rcstored has one thread, and so does every
+ * aligned. Freed blocks first go to a small per-class cache (32 addresses)
+ * that the next allocation of the class takes from, newest first, as in
+ * glibc's tcache; once it is full, freed blocks go to their pools. A few pools per class that empty
+ * stay with their class until pool_trim (the server calls it once a second), so alloc-free churn
+ * never pays for moving pools; other empty pools go back to their arenas at once, free for any
+ * class (no memory stuck in one class, unlike memcached's slabs), and an arena whose pools are all
+ * free is returned to the operating system. New pools come from the fullest arena that has one, so
+ * nearly empty arenas drain. Single-threaded by design: rcstored has one thread, and so does every
  * caller of this module. Larger blocks are the caller's business (mem.c
  * sends them to the system allocator). */
 #ifndef RCS_COMMON_POOL_H
@@ -29,6 +29,9 @@
 void *pool_alloc(size_t n);
 /* Release a block from pool_alloc. The size is found from its pool. */
 void pool_free(void *p);
+/* The same, for a caller that knows the size it asked for (n, or any size
+ * of the same class): spares reading the pool header. p is not NULL. */
+void pool_free_sized(void *p, size_t n);
 /* The class size that serves n bytes (what the block really occupies). */
 size_t pool_class_size(size_t n);
 /* The usable size of a block from pool_alloc. */
