@@ -69,7 +69,7 @@ int heap_check(const struct heap *h, char *err, size_t errlen)
 {
     uint32_t *internal;
     uint64_t data_bytes = 0, refs = 0, id, buffered = 0, in_buf = 0;
-    int rc = 0;
+    int rc = 0, subtracted, doomed;
 
     err[0] = '\0';
     if ((rc = check_slots(h, err, errlen)) < 0)
@@ -84,18 +84,35 @@ int heap_check(const struct heap *h, char *err, size_t errlen)
         data_bytes += obj_data_len(o);
         refs += obj_nrefs(o);
         r = obj_refs(o);
-        for (uint32_t k = 0; k < obj_nrefs(o); k++) {
-            if (!heap_get(h, r[k]))
+        /* The edges out of garbage found, and out of gray and white objects
+         * of a collection under way, are out of their targets' counts. */
+        subtracted = (obj_flags(o) & OBJ_GARBAGE) ||
+                     ((obj_flags(o) & OBJ_INGC) &&
+                      (obj_color(o) == COLOR_GRAY || obj_color(o) == COLOR_WHITE));
+        doomed = (obj_flags(o) & OBJ_GARBAGE) || (h->hide_white && obj_color(o) == COLOR_WHITE);
+        for (uint32_t k = 0; k < obj_nrefs(o) && !doomed; k++) {
+            /* (garbage is freed a chunk at a time: what it refers to may
+             * be gone already) */
+            const struct obj *t = heap_get_any(h, r[k]);
+            if (!t)
                 FAIL("object %llu refers to %llu, which is not alive", (unsigned long long)id,
                      (unsigned long long)r[k]);
-            internal[heap_slot_of(r[k])]++;
+            if ((obj_flags(t) & OBJ_GARBAGE) || (h->hide_white && obj_color(t) == COLOR_WHITE))
+                FAIL("live object %llu refers to %llu, found to be garbage", (unsigned long long)id,
+                     (unsigned long long)r[k]);
+            if (!subtracted)
+                internal[heap_slot_of(r[k])]++;
         }
-        if (obj_flags(o) & (OBJ_MARK | OBJ_GARBAGE))
+        if (obj_flags(o) & OBJ_MARK)
             FAIL("object %llu carries a traversal flag (0x%x) between requests",
                  (unsigned long long)id, obj_flags(o));
-        if (obj_color(o) != COLOR_BLACK && obj_color(o) != COLOR_PURPLE)
-            FAIL("object %llu is %s between collections", (unsigned long long)id,
+        if (obj_color(o) != COLOR_BLACK && obj_color(o) != COLOR_PURPLE &&
+            !(obj_flags(o) & OBJ_INGC))
+            FAIL("object %llu is %s outside a collection", (unsigned long long)id,
                  obj_color(o) == COLOR_GRAY ? "gray" : "white");
+        if ((obj_flags(o) & OBJ_INGC) && !h->gc_state)
+            FAIL("object %llu is flagged in a collection, and none is under way",
+                 (unsigned long long)id);
         if (obj_color(o) == COLOR_PURPLE && !(obj_flags(o) & OBJ_BUFFERED))
             FAIL("object %llu is purple but not buffered", (unsigned long long)id);
         if (obj_flags(o) & OBJ_BUFFERED)
@@ -107,14 +124,16 @@ int heap_check(const struct heap *h, char *err, size_t errlen)
              (unsigned long long)data_bytes, (unsigned long long)refs);
     for (uint32_t i = 0; i < h->nslots; i++) {
         struct obj *o = heap_slot(h, i, &id);
+        if (o && ((obj_flags(o) & OBJ_GARBAGE) || (h->hide_white && obj_color(o) == COLOR_WHITE)))
+            continue; /* doomed: its count no longer matters */
         if (o && o->internal != internal[i])
             FAIL("object %llu counts internal %u; its referrers' refs give %u",
                  (unsigned long long)id, o->internal, internal[i]);
     }
     for (uint32_t k = 0; k < h->ncand; k++) {
-        struct obj *o = heap_get(h, h->cand[k]);
-        if (!o)
-            continue; /* stale: freed since */
+        struct obj *o = heap_get_any(h, h->cand[k]);
+        if (!o || (obj_flags(o) & OBJ_GARBAGE))
+            continue; /* stale: freed since, or found to be garbage */
         if (!(obj_flags(o) & OBJ_BUFFERED))
             FAIL("candidate %llu is in the buffer without its flag",
                  (unsigned long long)h->cand[k]);
@@ -128,7 +147,7 @@ int heap_check(const struct heap *h, char *err, size_t errlen)
              (unsigned long long)buffered, (unsigned long long)in_buf);
 out:
     for (uint32_t k = 0; k < h->ncand; k++) {
-        struct obj *o = heap_get(h, h->cand[k]);
+        struct obj *o = heap_get_any(h, h->cand[k]);
         if (o)
             obj_clear_flag(o, OBJ_MARK);
     }

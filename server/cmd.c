@@ -536,8 +536,8 @@ static int do_referrers(struct cmd_ctx *c, arg_t *a, uint32_t n)
     for (uint32_t i = 0; i < h->nslots && found < limit && t->internal > 0; i++) {
         struct obj *o = heap_slot(h, i, &id);
         const uint64_t *refs;
-        if (!o)
-            continue;
+        if (!o || !heap_get(h, id))
+            continue; /* (garbage found, waiting to be freed, is gone already) */
         refs = obj_refs(o);
         for (uint32_t k = 0; k < obj_nrefs(o); k++) {
             if (refs[k] == tid) {

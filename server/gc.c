@@ -1,4 +1,7 @@
-/* gc: synchronous Bacon-Rajan cycle collection (see gc.h and docs/gc.md). */
+/* gc: Bacon-Rajan cycle collection (see gc.h and docs/gc.md): the
+ * synchronous algorithm over a batch of candidates (collect_roots), and the
+ * same algorithm run a bounded amount of work at a time across slices, with
+ * its state in struct work, for periodic sweeps. */
 #include "gc.h"
 #include "mem.h"
 #include "rpc_err.h"
@@ -39,14 +42,14 @@ static uint64_t now_us(void)
  * edge out of it once (each object is pushed once: when it turns gray). */
 static void mark_gray(struct heap *h, struct stack *s, uint64_t root, uint64_t *examined)
 {
-    obj_set_color(heap_get(h, root), COLOR_GRAY);
+    obj_set_color(heap_get_any(h, root), COLOR_GRAY);
     push(s, root);
     while (s->len && !s->oom) {
-        struct obj *o = heap_get(h, s->v[--s->len]);
+        struct obj *o = heap_get_any(h, s->v[--s->len]);
         const uint64_t *refs = obj_refs(o);
         (*examined)++;
         for (uint32_t i = 0; i < obj_nrefs(o); i++) {
-            struct obj *t = heap_get(h, refs[i]);
+            struct obj *t = heap_get_any(h, refs[i]);
             assert(t->internal > 0);
             t->internal--;
             if (obj_color(t) != COLOR_GRAY) {
@@ -62,13 +65,13 @@ static void mark_gray(struct heap *h, struct stack *s, uint64_t root, uint64_t *
 static void scan_black(struct heap *h, struct stack *s, uint64_t id)
 {
     size_t base = s->len;
-    obj_set_color(heap_get(h, id), COLOR_BLACK);
+    obj_set_color(heap_get_any(h, id), COLOR_BLACK);
     push(s, id);
     while (s->len > base && !s->oom) {
-        struct obj *o = heap_get(h, s->v[--s->len]);
+        struct obj *o = heap_get_any(h, s->v[--s->len]);
         const uint64_t *refs = obj_refs(o);
         for (uint32_t i = 0; i < obj_nrefs(o); i++) {
-            struct obj *t = heap_get(h, refs[i]);
+            struct obj *t = heap_get_any(h, refs[i]);
             t->internal++;
             if (obj_color(t) != COLOR_BLACK) {
                 obj_set_color(t, COLOR_BLACK);
@@ -83,14 +86,14 @@ static void scan_black(struct heap *h, struct stack *s, uint64_t id)
  * children are scanned in turn. MARK keeps each object on the stack once. */
 static void scan(struct heap *h, struct stack *s, struct stack *blacks, uint64_t root)
 {
-    struct obj *r = heap_get(h, root);
+    struct obj *r = heap_get_any(h, root);
     if (obj_color(r) != COLOR_GRAY)
         return;
     obj_set_flag(r, OBJ_MARK);
     push(s, root);
     while (s->len && !s->oom && !blacks->oom) {
         uint64_t id = s->v[--s->len];
-        struct obj *o = heap_get(h, id);
+        struct obj *o = heap_get_any(h, id);
         const uint64_t *refs;
         obj_clear_flag(o, OBJ_MARK);
         if (obj_color(o) != COLOR_GRAY)
@@ -102,7 +105,7 @@ static void scan(struct heap *h, struct stack *s, struct stack *blacks, uint64_t
         obj_set_color(o, COLOR_WHITE);
         refs = obj_refs(o);
         for (uint32_t i = 0; i < obj_nrefs(o); i++) {
-            struct obj *t = heap_get(h, refs[i]);
+            struct obj *t = heap_get_any(h, refs[i]);
             if (obj_color(t) == COLOR_GRAY && !(obj_flags(t) & OBJ_MARK)) {
                 obj_set_flag(t, OBJ_MARK);
                 push(s, refs[i]);
@@ -122,15 +125,16 @@ static void repair(struct heap *h)
         if (o) {
             o->internal = 0;
             obj_set_color(o, COLOR_BLACK);
-            obj_clear_flag(o, OBJ_MARK | OBJ_BUFFERED | OBJ_GARBAGE);
+            obj_clear_flag(o, OBJ_MARK | OBJ_BUFFERED | OBJ_GARBAGE | OBJ_INGC);
         }
     }
+    h->hide_white = 0;
     for (uint32_t i = 0; i < h->nslots; i++) {
         struct obj *o = heap_slot(h, i, &id);
         if (o) {
             const uint64_t *refs = obj_refs(o);
             for (uint32_t k = 0; k < obj_nrefs(o); k++)
-                heap_get(h, refs[k])->internal++;
+                heap_get_any(h, refs[k])->internal++;
         }
     }
     h->ncand = 0;
@@ -168,7 +172,7 @@ static int collect_roots(struct heap *h, uint64_t *roots, uint32_t n, struct gc_
 
     /* MarkRoots: keep purple candidates (in place); drop the rest. */
     for (uint32_t i = 0; i < n; i++) {
-        struct obj *o = heap_get(h, roots[i]);
+        struct obj *o = heap_get_any(h, roots[i]);
         if (!o)
             continue; /* freed since it was buffered */
         if (obj_color(o) == COLOR_PURPLE)
@@ -178,7 +182,7 @@ static int collect_roots(struct heap *h, uint64_t *roots, uint32_t n, struct gc_
     }
     r->candidates += nroots;
     for (uint32_t i = 0; i < nroots && !s.oom; i++) {
-        struct obj *o = heap_get(h, roots[i]);
+        struct obj *o = heap_get_any(h, roots[i]);
         if (obj_color(o) == COLOR_PURPLE)
             mark_gray(h, &s, roots[i], &r->examined);
     }
@@ -189,7 +193,7 @@ static int collect_roots(struct heap *h, uint64_t *roots, uint32_t n, struct gc_
      * cascades into another. */
     for (uint32_t i = 0; i < nroots && !s.oom && !blacks.oom && !white.oom; i++) {
         uint64_t root = roots[i];
-        struct obj *o = heap_get(h, root);
+        struct obj *o = heap_get_any(h, root);
         obj_clear_flag(o, OBJ_BUFFERED);
         if (obj_color(o) != COLOR_WHITE)
             continue;
@@ -198,11 +202,11 @@ static int collect_roots(struct heap *h, uint64_t *roots, uint32_t n, struct gc_
         push(&s, root);
         while (s.len && !s.oom && !white.oom) {
             uint64_t id = s.v[--s.len];
-            struct obj *g = heap_get(h, id);
+            struct obj *g = heap_get_any(h, id);
             const uint64_t *refs = obj_refs(g);
             push(&white, id);
             for (uint32_t k = 0; k < obj_nrefs(g); k++) {
-                struct obj *t = heap_get(h, refs[k]);
+                struct obj *t = heap_get_any(h, refs[k]);
                 if (obj_color(t) == COLOR_WHITE) {
                     obj_set_color(t, COLOR_BLACK);
                     obj_set_flag(t, OBJ_GARBAGE);
@@ -229,52 +233,379 @@ out:
     return rc;
 }
 
+/* ---- incremental collection, for periodic sweeps ----
+ *
+ * One collection over a batch of candidates, run QUANTUM units of work at a
+ * time. The objects it reaches are flagged OBJ_INGC. Their colors say what
+ * the counts mean: an INGC object that is gray or white has had the edges
+ * out of it subtracted from its targets' counts; a black one has not (not
+ * yet processed, or restored). Between slices, the heap calls touch() before
+ * any change to the count or refs of an INGC object; during MARK and SCAN
+ * that abandons the collection (every subtracted edge is added back and the
+ * roots go back to the buffer), so whatever MARK and SCAN conclude holds for
+ * the graph as it is when SCAN ends. From then on the white objects are
+ * garbage: heap->hide_white hides them from requests, COLLECT flags them
+ * OBJ_GARBAGE, and they are freed a chunk at a time. docs/gc.md has the
+ * argument. */
+
+#define QUANTUM     256 /* objects or edges between two looks at the clock */
+#define MAX_RESTART 3   /* abandoned collections in a row before one runs whole */
+
+enum phase { IDLE, MARK, SCAN, COLLECT };
+
+struct work {
+    enum phase phase;
+    uint64_t roots[GC_BATCH];
+    uint32_t nroots, next_root; /* SCAN: the next root to scan from */
+    struct stack stack;         /* MARK: reached, not processed; SCAN: to scan */
+    struct stack black;         /* SCAN: to blacken (ScanBlack) */
+    struct stack visited;       /* processed by MARK: every INGC object */
+    struct stack garbage;       /* found, flagged OBJ_GARBAGE, not yet freed */
+    size_t pos;                 /* COLLECT: next index in visited */
+    uint32_t restarts;          /* collections abandoned in a row */
+    uint64_t abandoned;         /* collections abandoned, ever */
+};
+
+static void work_free(struct heap *h)
+{
+    struct work *w = h->gc_state;
+    mem_free(w->stack.v, w->stack.cap * 8);
+    mem_free(w->black.v, w->black.cap * 8);
+    mem_free(w->visited.v, w->visited.cap * 8);
+    mem_free(w->garbage.v, w->garbage.cap * 8);
+    mem_free(w, sizeof(*w));
+    h->gc_state = NULL;
+    h->gc_state_free = NULL;
+}
+
+static void abandon(struct heap *h);
+static int work_oom(const struct work *w);
+
+static void on_touch(struct heap *h)
+{
+    struct work *w = h->gc_state;
+    if (w->phase == MARK || w->phase == SCAN) {
+        abandon(h);
+        w->restarts++;
+    }
+}
+
+static struct work *work_of(struct heap *h)
+{
+    struct work *w = h->gc_state;
+    if (!w && (w = mem_calloc(sizeof(*w))) != NULL) {
+        h->gc_state = w;
+        h->gc_state_free = work_free;
+        h->gc_touch = on_touch;
+    }
+    return w;
+}
+
+/* Put back every edge a gray or white object had taken out of its targets,
+ * make every INGC object black again (purple if still buffered), and give
+ * the roots back to the buffer. Counts are exact again; nothing allocates
+ * but the candidate buffer (whose failure sets cand_lost). */
+static void abandon(struct heap *h)
+{
+    struct work *w = h->gc_state;
+    struct stack *lists[2] = {&w->visited, &w->stack};
+    for (size_t i = 0; i < w->visited.len; i++) {
+        struct obj *o = heap_get_any(h, w->visited.v[i]);
+        uint32_t c = obj_color(o);
+        if (c == COLOR_GRAY || c == COLOR_WHITE) {
+            const uint64_t *refs = obj_refs(o);
+            for (uint32_t k = 0; k < obj_nrefs(o); k++)
+                heap_get_any(h, refs[k])->internal++;
+        }
+    }
+    for (int l = 0; l < 2; l++) {
+        for (size_t i = 0; i < lists[l]->len; i++) {
+            struct obj *o = heap_get_any(h, lists[l]->v[i]);
+            obj_clear_flag(o, OBJ_INGC);
+            obj_set_color(o, (obj_flags(o) & OBJ_BUFFERED) ? COLOR_PURPLE : COLOR_BLACK);
+        }
+    }
+    w->phase = IDLE;
+    w->stack.len = w->black.len = w->visited.len = 0;
+    w->abandoned++;
+    for (uint32_t i = 0; i < w->nroots; i++)
+        heap_buffer(h, w->roots[i]);
+    w->nroots = 0;
+}
+
+/* Take a batch of candidates: the purple ones become the roots. */
+static void start(struct heap *h, struct work *w, struct gc_result *r)
+{
+    uint32_t k = h->ncand < GC_BATCH ? h->ncand : GC_BATCH;
+    w->nroots = w->next_root = 0;
+    for (uint32_t i = 0; i < k; i++) {
+        uint64_t id = h->cand[--h->ncand]; /* newest first: likely in cache */
+        struct obj *o = heap_get(h, id);
+        if (!o)
+            continue; /* freed since it was buffered */
+        obj_clear_flag(o, OBJ_BUFFERED);
+        if (obj_color(o) != COLOR_PURPLE || (obj_flags(o) & OBJ_INGC))
+            continue;
+        obj_set_color(o, COLOR_BLACK); /* reached, not processed */
+        obj_set_flag(o, OBJ_INGC);
+        push(&w->stack, id);
+        w->roots[w->nroots++] = id;
+    }
+    r->candidates += w->nroots;
+    w->phase = w->nroots ? MARK : IDLE;
+}
+
+/* MarkGray: process a reached object: subtract the edges out of it, and
+ * reach its targets. */
+static void mark_step(struct heap *h, struct work *w, struct gc_result *r)
+{
+    uint64_t id = w->stack.v[--w->stack.len];
+    struct obj *o = heap_get_any(h, id);
+    const uint64_t *refs = obj_refs(o);
+    obj_set_color(o, COLOR_GRAY);
+    push(&w->visited, id);
+    r->examined++;
+    for (uint32_t i = 0; i < obj_nrefs(o); i++) {
+        struct obj *t = heap_get_any(h, refs[i]);
+        assert(t->internal > 0);
+        t->internal--;
+        if (!(obj_flags(t) & OBJ_INGC)) {
+            obj_set_color(t, COLOR_BLACK);
+            obj_set_flag(t, OBJ_INGC);
+            push(&w->stack, refs[i]);
+        }
+    }
+}
+
+/* Scan and ScanBlack, one object at a time. The scan stack may hold an id
+ * twice; whatever is no longer gray when it comes up is skipped. An object
+ * waiting on the black stack stays gray or white until it is blackened, so
+ * its color always says whether its edges are subtracted. */
+static void scan_step(struct heap *h, struct work *w)
+{
+    struct obj *o;
+    const uint64_t *refs;
+    uint64_t id;
+    if (w->black.len) {
+        id = w->black.v[--w->black.len];
+        o = heap_get_any(h, id);
+        if (obj_color(o) == COLOR_BLACK)
+            return;
+        obj_set_color(o, COLOR_BLACK);
+        refs = obj_refs(o);
+        for (uint32_t i = 0; i < obj_nrefs(o); i++) {
+            struct obj *t = heap_get_any(h, refs[i]);
+            t->internal++;
+            if (obj_color(t) != COLOR_BLACK)
+                push(&w->black, refs[i]);
+        }
+        return;
+    }
+    if (!w->stack.len) {
+        id = w->roots[w->next_root++];
+        if (obj_color(heap_get_any(h, id)) == COLOR_GRAY)
+            push(&w->stack, id);
+        return;
+    }
+    id = w->stack.v[--w->stack.len];
+    o = heap_get_any(h, id);
+    if (obj_color(o) != COLOR_GRAY)
+        return;
+    if (heap_refcount(h, o, id) > 0) {
+        push(&w->black, id);
+        return;
+    }
+    obj_set_color(o, COLOR_WHITE);
+    refs = obj_refs(o);
+    for (uint32_t i = 0; i < obj_nrefs(o); i++)
+        if (obj_color(heap_get_any(h, refs[i])) == COLOR_GRAY)
+            push(&w->stack, refs[i]);
+}
+
+/* CollectWhite, one object at a time: the whites are garbage (hidden since
+ * SCAN ended); flag them, and clear INGC everywhere. An INGC object that is
+ * not white may have been freed since SCAN ended. */
+static void collect_step(struct heap *h, struct work *w)
+{
+    uint64_t id = w->visited.v[w->pos++];
+    struct obj *o = heap_get_any(h, id);
+    if (!o || !(obj_flags(o) & OBJ_INGC))
+        return;
+    obj_clear_flag(o, OBJ_INGC);
+    if (obj_color(o) != COLOR_WHITE)
+        return;
+    obj_set_color(o, COLOR_BLACK);
+    obj_clear_flag(o, OBJ_BUFFERED); /* a stale id in the buffer is skipped */
+    obj_set_flag(o, OBJ_GARBAGE);
+    push(&w->garbage, id);
+}
+
+/* Up to QUANTUM units of the collection under way. */
+static void work_step(struct heap *h, struct work *w, struct gc_result *r)
+{
+    for (int n = 0; n < QUANTUM && w->phase != IDLE; n++) {
+        if (work_oom(w))
+            return;
+        switch (w->phase) {
+        case MARK:
+            if (w->stack.len) {
+                mark_step(h, w, r);
+            } else {
+                w->phase = SCAN;
+            }
+            break;
+        case SCAN:
+            if (w->black.len || w->stack.len || w->next_root < w->nroots) {
+                scan_step(h, w);
+            } else {
+                w->phase = COLLECT;
+                w->pos = 0;
+                h->hide_white = 1;
+            }
+            break;
+        case COLLECT:
+            if (w->pos < w->visited.len) {
+                collect_step(h, w);
+            } else {
+                w->phase = IDLE;
+                h->hide_white = 0;
+                w->visited.len = 0;
+                w->restarts = 0;
+            }
+            break;
+        case IDLE:
+            break;
+        }
+    }
+}
+
+/* Free up to n objects of garbage found. Their edges were subtracted by
+ * MarkGray: heap_free_white does not look at their refs. */
+static void free_garbage(struct heap *h, struct work *w, size_t n, struct gc_result *r)
+{
+    while (n-- && w->garbage.len) {
+        heap_free_white(h, w->garbage.v[--w->garbage.len]);
+        r->collected++;
+    }
+}
+
+static int work_oom(const struct work *w)
+{
+    return w->stack.oom || w->black.oom || w->visited.oom || w->garbage.oom;
+}
+
+/* A stack could not grow. Drop the collection and the garbage list, and let
+ * repair() make every count exact and flag-free again (whatever garbage was
+ * found becomes ordinary unreachable objects); the next collection is a
+ * full one, which finds them. */
+static void work_reset_oom(struct heap *h, struct work *w)
+{
+    w->phase = IDLE;
+    w->nroots = 0;
+    w->stack.len = w->black.len = w->visited.len = w->garbage.len = 0;
+    w->stack.oom = w->black.oom = w->visited.oom = w->garbage.oom = 0;
+    repair(h);
+}
+
+/* Bring the incremental state to rest before a synchronous collection: a
+ * collection in MARK or SCAN is abandoned (its roots are back in the
+ * buffer), one in COLLECT is finished, and all garbage found is freed.
+ * Returns RPC_EOUT_OF_MEMORY if that could not be done (counts repaired,
+ * cand_lost set). */
+static int settle(struct heap *h, struct gc_result *r)
+{
+    struct work *w = h->gc_state;
+    if (!w)
+        return 0;
+    if (w->phase == MARK || w->phase == SCAN)
+        abandon(h);
+    while (w->phase == COLLECT && !work_oom(w))
+        work_step(h, w, r);
+    if (work_oom(w)) {
+        work_reset_oom(h, w);
+        return RPC_EOUT_OF_MEMORY;
+    }
+    free_garbage(h, w, SIZE_MAX, r);
+    return 0;
+}
+
 int gc_collect(struct heap *h, struct gc_result *r)
 {
-    uint64_t start = now_us(), *roots = h->cand;
-    uint32_t n = h->ncand, cap = h->cand_cap;
+    uint64_t start_us = now_us(), *roots;
+    uint32_t n, cap;
     int rc;
 
     memset(r, 0, sizeof(*r));
+    if ((rc = settle(h, r)) < 0) {
+        r->duration_us = now_us() - start_us;
+        return rc;
+    }
     if (h->cand_lost) {
-        rc = collect_full(h, r);
-        r->duration_us = now_us() - start;
+        struct gc_result f;
+        rc = collect_full(h, &f);
+        r->collected += f.collected;
+        r->candidates += f.candidates;
+        r->examined += f.examined;
+        r->duration_us = now_us() - start_us;
         return rc;
     }
     /* Take the whole buffer: candidates raised while freeing start a new one. */
+    roots = h->cand;
+    n = h->ncand;
+    cap = h->cand_cap;
     h->cand = NULL;
     h->ncand = h->cand_cap = 0;
     rc = collect_roots(h, roots, n, r);
     mem_free(roots, (size_t)cap * 8);
-    r->duration_us = now_us() - start;
+    r->duration_us = now_us() - start_us;
     return rc;
 }
 
 int gc_slice(struct heap *h, uint64_t budget_us, struct gc_result *r)
 {
-    uint64_t start = now_us(), batch[GC_BATCH], last_batch_us = 0;
+    uint64_t start_us = now_us(), batch[GC_BATCH];
+    struct work *w;
     int rc = 0;
 
     memset(r, 0, sizeof(*r));
-    if (h->cand_lost) {
-        rc = collect_full(h, r);
-        r->duration_us = now_us() - start;
+    if (h->cand_lost || !(w = work_of(h))) {
+        rc = gc_collect(h, r); /* (no room for the state: one whole collection) */
         return rc < 0 ? rc : 0;
     }
-    while (h->ncand > 0) { /* (cand may be NULL when there are none) */
-        uint32_t k = h->ncand < GC_BATCH ? h->ncand : GC_BATCH;
-        uint64_t t0 = now_us();
-        /* The newest candidates first: their subgraphs are likely in cache. */
-        h->ncand -= k;
-        memcpy(batch, h->cand + h->ncand, (size_t)k * 8);
-        if ((rc = collect_roots(h, batch, k, r)) < 0)
+    do {
+        if (w->garbage.len) {
+            free_garbage(h, w, QUANTUM, r);
+        } else if (w->phase != IDLE) {
+            work_step(h, w, r);
+            if (work_oom(w)) {
+                work_reset_oom(h, w);
+                rc = RPC_EOUT_OF_MEMORY;
+                break;
+            }
+        } else if (h->ncand == 0) {
             break;
-        last_batch_us = now_us() - t0;
-        /* Stop before a batch like the last one would pass the budget
-         * (always at least one batch per slice). */
-        if (now_us() - start + last_batch_us > budget_us)
-            break;
-    }
-    r->duration_us = now_us() - start;
-    return rc < 0 ? rc : h->ncand > 0 || h->cand_lost;
+        } else if (w->restarts >= MAX_RESTART) {
+            /* Requests keep changing what this sweep examines: run one batch
+             * whole, so that the sweep always gets through. */
+            uint32_t k = h->ncand < GC_BATCH ? h->ncand : GC_BATCH;
+            h->ncand -= k;
+            memcpy(batch, h->cand + h->ncand, (size_t)k * 8);
+            w->restarts = 0;
+            if ((rc = collect_roots(h, batch, k, r)) < 0)
+                break;
+        } else {
+            start(h, w, r);
+        }
+    } while (now_us() - start_us < budget_us);
+    r->duration_us = now_us() - start_us;
+    r->abandoned = w->abandoned;
+    if (rc < 0)
+        return rc;
+    return h->ncand > 0 || h->cand_lost || w->phase != IDLE || w->garbage.len > 0;
+}
+
+uint64_t gc_pending(const struct heap *h)
+{
+    const struct work *w = h->gc_state;
+    return w ? w->garbage.len : 0;
 }

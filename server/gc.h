@@ -14,19 +14,23 @@
 #include "gc_full.h"
 #include "heap.h"
 
-/* Candidates a slice takes at a time: the unit of work between time checks. */
+/* Candidates one collection takes at a time. */
 #define GC_BATCH 32
 
 /* Collect every garbage cycle reachable from the candidates (all garbage
- * there is: see docs/gc.md), synchronously. 0, or RPC_EOUT_OF_MEMORY with
- * every count intact and nothing freed. */
+ * there is: see docs/gc.md), synchronously, after finishing or giving up
+ * the work of periodic slices under way. 0, or RPC_EOUT_OF_MEMORY with
+ * every count intact. */
 int gc_collect(struct heap *h, struct gc_result *r);
-/* One slice of a periodic sweep: collect batches of GC_BATCH candidates,
- * each batch complete in itself, while another batch as costly as the last
- * one still fits in budget_us (at least one batch), or until none are
- * left. Requests may change the graph between slices (see docs/gc.md for
- * why that is safe). Returns 1 if candidates remain, 0 if none, or
- * RPC_EOUT_OF_MEMORY (counts repaired; the next run is full). */
+/* One slice of a periodic sweep: about budget_us of work (at least one
+ * step), then it returns, whatever the size of the subgraph or of the
+ * garbage under way. A collection over GC_BATCH candidates runs across as
+ * many slices as it needs; requests that change what it is examining make
+ * it start over (see docs/gc.md for the rule and why it is correct);
+ * garbage it finds is freed a chunk at a time. Returns 1 if work remains, 0
+ * if none, or RPC_EOUT_OF_MEMORY (counts repaired; the next run is full). */
 int gc_slice(struct heap *h, uint64_t budget_us, struct gc_result *r);
+/* Garbage found by gc_slice and not yet freed (hidden from requests). */
+uint64_t gc_pending(const struct heap *h);
 
 #endif

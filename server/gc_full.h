@@ -16,6 +16,7 @@ struct gc_result {
     uint64_t candidates;  /* objects with no external count (alive only by refs) */
     uint64_t examined;    /* objects looked at */
     uint64_t duration_us; /* wall time */
+    uint64_t abandoned;   /* gc_slice: collections given up since start (see gc.h) */
 };
 
 /* Collect every unreachable object. 0, or RPC_EOUT_OF_MEMORY with nothing

@@ -91,6 +91,8 @@ static struct obj *slot_obj(uint64_t v)
 
 void heap_close(struct heap *h)
 {
+    if (h->gc_state_free)
+        h->gc_state_free(h);
     for (uint32_t i = 0; i < h->nslots; i++) {
         struct obj *o = slot_obj(h->slots[i]);
         if (o)
@@ -226,12 +228,13 @@ int heap_create(struct heap *h, const void *data, uint32_t len, const uint64_t *
     memset(o, 0, sizeof(*o));
     fill(o, data, len, refs, nrefs, NULL, 0);
     idx = take_slot(h, &gen);
-    o->genflags |= gen << 8;
+    o->genflags |= gen << OBJ_FLAG_BITS;
     h->slots[idx] = (uint64_t)(uintptr_t)o;
     *id = (uint64_t)gen << 32 | (idx + 1);
     for (uint32_t i = 0; i < nrefs; i++) {
         struct obj *t = heap_get(h, refs[i]);
         assert(t && "heap_create: refs must be checked first");
+        heap_touch(h, t);
         t->internal++;
     }
     h->objects++;
@@ -297,6 +300,7 @@ void heap_incr(struct heap *h, uint64_t id, enum obj_count which, uint32_t n)
     struct obj *o = heap_get(h, id);
     uint64_t *v;
     assert(o);
+    heap_touch(h, o);
     switch (which) {
     case CNT_HOLDS:
         assert(n <= UINT32_MAX - o->holds);
@@ -341,6 +345,13 @@ static void possible_root(struct heap *h, struct obj *o, uint64_t id)
     h->cand[h->ncand++] = id;
 }
 
+void heap_buffer(struct heap *h, uint64_t id)
+{
+    struct obj *o = heap_get(h, id);
+    if (o)
+        possible_root(h, o, id);
+}
+
 /* Free the objects on the worklist that starts at id top, and everything
  * their refs leave unreferenced. The list is threaded through the dying
  * objects' holds/internal words (both zero), so freeing allocates nothing
@@ -350,7 +361,7 @@ static void free_worklist(struct heap *h, uint64_t top, enum free_reason why)
 {
     while (top) {
         uint64_t id = top;
-        struct obj *o = heap_get(h, id);
+        struct obj *o = heap_get_any(h, id);
         uint32_t n = obj_nrefs(o), len = obj_data_len(o);
         const uint64_t *refs = obj_refs(o);
 
@@ -359,12 +370,13 @@ static void free_worklist(struct heap *h, uint64_t top, enum free_reason why)
          * finds nothing. */
         put_slot(h, heap_slot_of(id), obj_gen(o));
         for (uint32_t i = 0; i < n; i++) {
-            struct obj *t = heap_get(h, refs[i]);
+            struct obj *t = heap_get_any(h, refs[i]);
             if (!t) {
                 /* Only a collection frees objects that others still point to. */
                 assert(why == FREE_CYCLE);
                 continue;
             }
+            heap_touch(h, t);
             assert(t->internal > 0 && "decr against internal <= 0");
             t->internal--;
             if (obj_unreferenced(t) && !(obj_flags(t) & OBJ_GARBAGE)) {
@@ -399,9 +411,10 @@ static void free_obj(struct heap *h, struct obj *o, uint64_t id, enum free_reaso
 
 void heap_decr(struct heap *h, uint64_t id, enum obj_count which, uint32_t n)
 {
-    struct obj *o = heap_get(h, id);
+    struct obj *o = heap_get_any(h, id);
     uint64_t *v;
     assert(o);
+    heap_touch(h, o);
     switch (which) {
     case CNT_HOLDS:
         assert(o->holds >= n && "decr against holds <= 0");
@@ -432,14 +445,14 @@ void heap_decr(struct heap *h, uint64_t id, enum obj_count which, uint32_t n)
 
 void heap_free_garbage(struct heap *h, uint64_t id)
 {
-    struct obj *o = heap_get(h, id);
+    struct obj *o = heap_get_any(h, id);
     assert(o && (obj_flags(o) & OBJ_GARBAGE));
     free_obj(h, o, id, FREE_CYCLE);
 }
 
 void heap_free_white(struct heap *h, uint64_t id)
 {
-    struct obj *o = heap_get(h, id);
+    struct obj *o = heap_get_any(h, id);
     uint32_t len = obj_data_len(o), n = obj_nrefs(o);
     assert(o && !(obj_flags(o) & OBJ_EXTRA) && o->holds == 0);
     if (obj_flags(o) & OBJ_WATCHED)
@@ -489,6 +502,10 @@ int heap_set_refs(struct heap *h, uint64_t id, const uint64_t *refs, uint32_t nr
     uint32_t old_n = obj_nrefs(o);
     const uint64_t *old = obj_refs(o);
 
+    heap_touch(h, o);
+    for (uint32_t i = 0; i < nrefs; i++)
+        heap_touch(h, heap_get(h, refs[i]));
+
     if (!rebuild(h, id, obj_data(o), obj_data_len(o), refs, nrefs, NULL, 0))
         return RPC_EOUT_OF_MEMORY;
     for (uint32_t i = 0; i < nrefs; i++)
@@ -505,6 +522,9 @@ int heap_link(struct heap *h, uint64_t id, uint64_t target, uint32_t *new_len)
 {
     struct obj *o = heap_get(h, id), *n;
     uint32_t len = obj_data_len(o), nrefs = obj_nrefs(o);
+
+    heap_touch(h, o);
+    heap_touch(h, heap_get(h, target));
 
     if (needs_big(len, nrefs) == needs_big(len, nrefs + 1)) {
         /* Same layout: grow in place when the block's class allows. */
@@ -534,9 +554,12 @@ int heap_link(struct heap *h, uint64_t id, uint64_t target, uint32_t *new_len)
 int heap_unlink(struct heap *h, uint64_t id, uint64_t target, uint32_t *new_len)
 {
     struct obj *o = heap_get(h, id);
-    const uint64_t *refs = obj_refs(o);
+    const uint64_t *refs;
     uint32_t n = obj_nrefs(o);
     size_t old_bytes = heap_obj_bytes(o);
+
+    heap_touch(h, o);
+    refs = obj_refs(o);
 
     for (uint32_t i = 0; i < n; i++) {
         if (refs[i] != target)

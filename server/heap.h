@@ -31,7 +31,9 @@ enum obj_flag {
     OBJ_BIG = 1u << 4,      /* sizes too large for the header: 8-byte extension */
     OBJ_BUFFERED = 1u << 5, /* its id is in the candidate buffer */
     OBJ_COLOR = 3u << 6,    /* the cycle collector's color (enum obj_color) */
+    OBJ_INGC = 1u << 8,     /* in the subgraph of a collection under way (gc.c) */
 };
+#define OBJ_FLAG_BITS 9
 
 /* Colors of Bacon and Rajan's synchronous cycle collection. */
 enum obj_color {
@@ -46,7 +48,7 @@ enum free_reason { FREE_REFCOUNT = 0, FREE_CYCLE = 1 };
 /* Which part of the refcount a change applies to. */
 enum obj_count { CNT_HOLDS, CNT_NAMES, CNT_INTERNAL, CNT_TOKENS };
 
-#define OBJ_GEN_BITS   24
+#define OBJ_GEN_BITS   23
 #define OBJ_LEN_BITS   20 /* inline data_len */
 #define OBJ_NREFS_BITS 12 /* inline nrefs */
 
@@ -55,7 +57,7 @@ enum obj_count { CNT_HOLDS, CNT_NAMES, CNT_INTERNAL, CNT_TOKENS };
 struct obj {
     uint32_t holds;    /* read-only: session holds, all sessions */
     uint32_t internal; /* read-only: appearances in live objects' refs */
-    uint32_t genflags; /* private: generation << 8 | enum obj_flag */
+    uint32_t genflags; /* private: generation << 9 | enum obj_flag */
     uint32_t sizes;    /* private: data_len | nrefs << 20, unless OBJ_BIG */
 };
 
@@ -63,7 +65,7 @@ _Static_assert(sizeof(struct obj) == 16, "the object header is 16 bytes");
 
 static inline uint32_t obj_flags(const struct obj *o)
 {
-    return o->genflags & 0xff;
+    return o->genflags & ((1u << OBJ_FLAG_BITS) - 1);
 }
 static inline void obj_set_flag(struct obj *o, uint32_t f)
 {
@@ -83,7 +85,7 @@ static inline void obj_set_color(struct obj *o, uint32_t c)
 }
 static inline uint32_t obj_gen(const struct obj *o)
 {
-    return o->genflags >> 8;
+    return o->genflags >> OBJ_FLAG_BITS;
 }
 static inline uint32_t obj_data_len(const struct obj *o)
 {
@@ -142,13 +144,23 @@ struct heap {
     int cand_lost;
     heap_free_cb on_free;
     void *on_free_ud;
+    /* The cycle collector's state between slices (gc.c owns it). While it
+     * examines a subgraph, a change to the count or refs of an object
+     * flagged OBJ_INGC calls gc_touch first (which abandons that work); once
+     * it has found garbage there, hide_white makes white objects invisible
+     * like those flagged OBJ_GARBAGE. heap_close calls gc_state_free. */
+    void *gc_state;
+    void (*gc_state_free)(struct heap *h);
+    void (*gc_touch)(struct heap *h);
+    int hide_white;
 };
 
 void heap_init(struct heap *h, heap_free_cb on_free, void *ud);
 /* Free every object without callbacks and release the table. */
 void heap_close(struct heap *h);
-/* The live object with this id, or NULL. Inline: it is on every path. */
-static inline struct obj *heap_get(const struct heap *h, uint64_t id)
+/* The object with this id, garbage a collector has found included, or
+ * NULL. For the collector and the heap's own freeing. */
+static inline struct obj *heap_get_any(const struct heap *h, uint64_t id)
 {
     uint64_t idx = id & 0xffffffffu, v;
     struct obj *o;
@@ -159,6 +171,22 @@ static inline struct obj *heap_get(const struct heap *h, uint64_t id)
         return NULL;
     o = (struct obj *)(uintptr_t)v;
     return obj_gen(o) == (id >> 32) ? o : NULL;
+}
+/* The live object with this id, or NULL. Garbage found by the collector and
+ * waiting to be freed is already gone for everyone else. Inline: it is on
+ * every path. */
+static inline struct obj *heap_get(const struct heap *h, uint64_t id)
+{
+    struct obj *o = heap_get_any(h, id);
+    if (o && ((obj_flags(o) & OBJ_GARBAGE) || (h->hide_white && obj_color(o) == COLOR_WHITE)))
+        return NULL;
+    return o;
+}
+/* About to change o's count or refs: tell a collection under way. */
+static inline void heap_touch(struct heap *h, const struct obj *o)
+{
+    if (__builtin_expect((o->genflags & OBJ_INGC) != 0, 0))
+        h->gc_touch(h);
 }
 /* The object in slot i (< nslots), or NULL; *id gets its id. */
 struct obj *heap_slot(const struct heap *h, uint32_t i, uint64_t *id);
@@ -205,6 +233,9 @@ void heap_free_garbage(struct heap *h, uint64_t id);
  * the collector has already taken out of its targets' counts (MarkGray's
  * trial deletion): its refs are not looked at. Notifies with "cycle". */
 void heap_free_white(struct heap *h, uint64_t id);
+/* Buffer o as a candidate root again (Bacon and Rajan's PossibleRoot):
+ * for a collector that gives candidates back. */
+void heap_buffer(struct heap *h, uint64_t id);
 /* Bytes the object's block occupies as requested (header included). */
 size_t heap_obj_bytes(const struct obj *o);
 
