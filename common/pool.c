@@ -450,7 +450,7 @@ static void cache_flush(void)
     }
 }
 
-void pool_trim(void)
+int pool_trim_step(uint32_t max_pools)
 {
     cache_flush();
     for (uint32_t c = 0; c < POOL_NCLASSES; c++) {
@@ -462,8 +462,14 @@ void pool_trim(void)
         }
         assert(P.nempty[c] == 0 && "empty pools are the tail's run");
     }
-    /* At most 16 MiB a call, so that a trim stays a short pause. */
-    release_free_pools(1024);
+    release_free_pools(max_pools);
+    return P.dirty_pools > 0;
+}
+
+void pool_trim(void)
+{
+    while (pool_trim_step(1024))
+        ;
 }
 
 uint64_t pool_bytes_used(void)

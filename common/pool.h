@@ -56,11 +56,14 @@ struct pool_stats {
 
 void pool_get_stats(struct pool_stats *st);
 /* Give every empty pool back to its arena (and so let empty arenas go back
- * to the system), then release the pages of free pools in
- * arenas that still serve others (madvise DONTNEED; at most 16 MiB a call),
- * so that a heap that shrinks gives its memory back even when the blocks
- * left are scattered. Cheap; the server calls it once a second. */
+ * to the system), then release the pages of free pools in arenas that
+ * still serve others (madvise DONTNEED), so that a heap that shrinks gives
+ * its memory back even when the blocks left are scattered. pool_trim does
+ * all of it; pool_trim_step releases the pages of at most max_pools pools
+ * (16 KiB each), so that a server can spread a large release over several
+ * short steps, and returns 1 while pages remain to release. */
 void pool_trim(void);
+int pool_trim_step(uint32_t max_pools);
 /* Bytes of the pools serving a class (16 KiB each): what the pools take
  * from the arenas, kept as a running total. */
 uint64_t pool_bytes_used(void);

@@ -147,6 +147,26 @@ static void publish_metrics(struct server *srv)
     buf_reset(&srv->metrics_buf);
 }
 
+/* Free pools' pages go back 2 MiB at a time (well under a millisecond of
+ * madvise at most), every 10 ms until none are left. */
+static void on_trim(uv_timer_t *t);
+
+static void trim_pools(struct server *srv)
+{
+    if (!pool_trim_step(128))
+        uv_timer_stop(&srv->trim_timer);
+    else if (!uv_is_active((uv_handle_t *)&srv->trim_timer))
+        uv_timer_start(&srv->trim_timer, on_trim, 10, 10);
+}
+
+static void on_trim(uv_timer_t *t)
+{
+    struct server *srv = t->data;
+    if (srv->sweeping)
+        return;
+    trim_pools(srv);
+}
+
 static void on_cron(uv_timer_t *t)
 {
     struct server *srv = t->data;
@@ -155,8 +175,13 @@ static void on_cron(uv_timer_t *t)
         log_info("%llu session lease(s) expired; their holds were released", (unsigned long long)n);
     share_expire(&srv->st, uv_now(srv->loop));
     server_flush(srv); /* "freed" notifications */
-    pool_trim();
-    trim_system_heap(srv);
+    /* Not while a sweep is under way: a trim can take a millisecond, and
+     * clients would wait for it and a slice back to back. The next tick
+     * after the sweep gives the memory back. */
+    if (!srv->sweeping) {
+        trim_pools(srv);
+        trim_system_heap(srv);
+    }
     if (srv->metrics)
         publish_metrics(srv);
     if (srv->cfg->idle_timeout_s)
@@ -192,9 +217,11 @@ void server_sweep(struct server *srv)
         return;
     if (srv->st.heap.ncand == 0 && !srv->st.heap.cand_lost)
         return;
+    /* The first slice runs from the idle handle too, never from here: called
+     * from a timer, a slice here and the idle one in the same loop pass
+     * would run back to back, with no poll for clients between them. */
     srv->sweeping = 1;
     uv_idle_start(&srv->gc_idle, on_gc_idle);
-    sweep_step(srv);
 }
 
 static void on_gc_timer(uv_timer_t *t)
@@ -285,6 +312,8 @@ int server_init(struct server *srv, uv_loop_t *loop, const struct config *cfg)
     uv_timer_init(loop, &srv->cron);
     srv->cron.data = srv;
     uv_timer_start(&srv->cron, on_cron, 1000, 1000);
+    uv_timer_init(loop, &srv->trim_timer);
+    srv->trim_timer.data = srv;
     uv_timer_init(loop, &srv->gc_timer);
     uv_idle_init(loop, &srv->gc_idle);
     srv->gc_timer.data = srv->gc_idle.data = srv;
@@ -327,6 +356,7 @@ void server_stop(struct server *srv)
     uv_close((uv_handle_t *)&srv->sigint, NULL);
     uv_close((uv_handle_t *)&srv->sigterm, NULL);
     uv_close((uv_handle_t *)&srv->cron, NULL);
+    uv_close((uv_handle_t *)&srv->trim_timer, NULL);
     uv_close((uv_handle_t *)&srv->gc_timer, NULL);
     uv_close((uv_handle_t *)&srv->gc_idle, NULL);
     for (int i = 0; i < srv->nlisteners; i++) {

@@ -43,9 +43,10 @@ struct server {
     struct listener listeners[CONFIG_MAX_LISTEN];
     int nlisteners;
     uv_signal_t sigint, sigterm;
-    uv_timer_t cron;     /* once a second: housekeeping */
-    uv_timer_t gc_timer; /* every gc_interval_ms: start a sweep */
-    uv_idle_t gc_idle;   /* the next slice of the sweep under way */
+    uv_timer_t cron;       /* once a second: housekeeping */
+    uv_timer_t trim_timer; /* every 10 ms while free pools' pages remain */
+    uv_timer_t gc_timer;   /* every gc_interval_ms: start a sweep */
+    uv_idle_t gc_idle;     /* the next slice of the sweep under way */
     int sweeping;
     char *auth;              /* the auth token, or NULL */
     struct conn *conns;      /* all open connections */

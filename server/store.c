@@ -152,6 +152,8 @@ int store_sweep(struct store *st, uint64_t budget_us, struct gc_result *r)
     if (rc < 0)
         return rc;
     g->slices++;
+    if (r->abandoned > g->restarts)
+        g->restarts = r->abandoned; /* (a running total kept by gc.c) */
     g->full += full;
     g->collected += r->collected;
     g->sweep_candidates += r->candidates;
