@@ -228,12 +228,15 @@ print(f"  ping:            {len(lat)} answered, {failed_pings} failed, p99 {p99:
 print(f"  sessions:        expired {st['sessions']['expired']}, resumed "
       f"{st['sessions']['resumed']}, detached now {st['sessions']['detached']}")
 print(f"  gc:              {st['gc']['collections']} collections, "
-      f"{st['gc']['collected']} collected, max pause {st['gc']['max_pause_us']} us")
+      f"{st['gc']['collected']} collected, max pause {st['gc']['max_pause_us']} us, "
+      f"{st['gc']['slices']} slices, {st['gc']['restarts']} given up, pauses {st['gc']['pauses']}")
 print(f"  objects:         peak {peak_objects}, at the end {st['heap']['objects']} "
       f"(final gc collected {gc['collected']})")
 print(f"  RSS:             start {rss_start} KiB, peak {peak_rss} KiB, end {rss_end} KiB")
 print(f"  invariant check: {checks['ok']} passed during the run, "
       f"{len(checks['bad'])} failed; final: {'ok' if final_check[0] is None else final_check[0]}")
+for msg in checks["bad"][:3]:
+    print(f"  invariant check failed: {msg}")
 verdict = all([ok_objects, ok_rss, ok_check, ok_served])
 print(f"  verdict:         {'PASS' if verdict else 'FAIL'} (heap empty {ok_objects}, "
       f"RSS back {ok_rss}, invariants {ok_check}, served throughout {ok_served})")
