@@ -16,19 +16,39 @@ struct stack {
     int oom;
 };
 
-static void push(struct stack *s, uint64_t id)
+__attribute__((noinline)) static void push_grow(struct stack *s, uint64_t id)
 {
-    if (s->len == s->cap) {
-        size_t cap = s->cap ? s->cap * 2 : 1024;
-        uint64_t *p = mem_realloc(s->v, s->cap * 8, cap * 8);
-        if (!p) {
-            s->oom = 1;
-            return;
-        }
-        s->v = p;
-        s->cap = cap;
+    size_t cap = s->cap ? s->cap * 2 : 1024;
+    uint64_t *p = mem_realloc(s->v, s->cap * 8, cap * 8);
+    if (!p) {
+        s->oom = 1;
+        return;
     }
+    s->v = p;
+    s->cap = cap;
     s->v[s->len++] = id;
+}
+
+static inline void push(struct stack *s, uint64_t id)
+{
+    if (__builtin_expect(s->len < s->cap, 1))
+        s->v[s->len++] = id;
+    else
+        push_grow(s, id);
+}
+
+static void stack_free(struct stack *s)
+{
+    mem_free(s->v, s->cap * 8);
+    memset(s, 0, sizeof(*s));
+}
+
+/* Whether a gray object keeps a count once its internal edges are gone
+ * (heap_refcount > 0, without the call in the common case). */
+static inline int referenced(const struct heap *h, const struct obj *o, uint64_t id)
+{
+    return o->holds || o->internal ||
+           ((obj_flags(o) & OBJ_EXTRA) && heap_refcount(h, o, id) > 0);
 }
 
 static uint64_t now_us(void)
@@ -38,14 +58,27 @@ static uint64_t now_us(void)
     return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
-/* MarkGray from root: color the subgraph gray and subtract every internal
- * edge out of it once (each object is pushed once: when it turns gray). */
-static void mark_gray(struct heap *h, struct stack *s, uint64_t root, uint64_t *examined)
+static inline void prefetch_slot(const struct heap *h, uint64_t id)
 {
-    obj_set_color(heap_get_any(h, root), COLOR_GRAY);
-    push(s, root);
-    while (s->len && !s->oom) {
-        struct obj *o = heap_get_any(h, s->v[--s->len]);
+    uint32_t idx = (uint32_t)id;
+    if (idx - 1 < h->nslots)
+        __builtin_prefetch(&h->slots[idx - 1]);
+}
+
+static inline void prefetch_obj(const struct heap *h, uint64_t id)
+{
+    uint32_t idx = (uint32_t)id;
+    if (idx - 1 < h->nslots && !(h->slots[idx - 1] & 1))
+        __builtin_prefetch((const void *)(uintptr_t)h->slots[idx - 1]);
+}
+
+/* MarkGray from root o: color the subgraph gray and subtract every
+ * internal edge out of it once (each object is pushed once: when it turns
+ * gray). The root is processed without a trip through the stack. */
+static void mark_gray(struct heap *h, struct stack *s, struct obj *o, uint64_t *examined)
+{
+    obj_set_color(o, COLOR_GRAY);
+    for (;;) {
         const uint64_t *refs = obj_refs(o);
         (*examined)++;
         for (uint32_t i = 0; i < obj_nrefs(o); i++) {
@@ -57,18 +90,18 @@ static void mark_gray(struct heap *h, struct stack *s, uint64_t root, uint64_t *
                 push(s, refs[i]);
             }
         }
+        if (!s->len || s->oom)
+            return;
+        o = heap_get_any(h, s->v[--s->len]);
     }
 }
 
-/* ScanBlack from id: it is alive after all, and so is everything it
+/* ScanBlack from o: it is alive after all, and so is everything it
  * reaches; put back the edges MarkGray subtracted out of each. */
-static void scan_black(struct heap *h, struct stack *s, uint64_t id)
+static void scan_black(struct heap *h, struct stack *s, struct obj *o)
 {
-    size_t base = s->len;
-    obj_set_color(heap_get_any(h, id), COLOR_BLACK);
-    push(s, id);
-    while (s->len > base && !s->oom) {
-        struct obj *o = heap_get_any(h, s->v[--s->len]);
+    obj_set_color(o, COLOR_BLACK);
+    for (;;) {
         const uint64_t *refs = obj_refs(o);
         for (uint32_t i = 0; i < obj_nrefs(o); i++) {
             struct obj *t = heap_get_any(h, refs[i]);
@@ -78,42 +111,37 @@ static void scan_black(struct heap *h, struct stack *s, uint64_t id)
                 push(s, refs[i]);
             }
         }
+        if (!s->len || s->oom)
+            return;
+        o = heap_get_any(h, s->v[--s->len]);
     }
 }
 
-/* Scan from root: a gray object still referenced from outside the gray
+/* Scan from root o: a gray object still referenced from outside the gray
  * subgraph is alive (ScanBlack); one that is not turns white (and is listed
  * in whites: an object turns white once at most), and its gray children are
- * scanned in turn. MARK keeps each object on the stack once. */
+ * scanned in turn. The stack may hold an object twice (at most once per
+ * edge); what is no longer gray when it comes up is skipped. */
 static void scan(struct heap *h, struct stack *s, struct stack *blacks, struct stack *whites,
-                 uint64_t root)
+                 uint64_t id, struct obj *o)
 {
-    struct obj *r = heap_get_any(h, root);
-    if (obj_color(r) != COLOR_GRAY)
-        return;
-    obj_set_flag(r, OBJ_MARK);
-    push(s, root);
-    while (s->len && !s->oom && !blacks->oom && !whites->oom) {
-        uint64_t id = s->v[--s->len];
-        struct obj *o = heap_get_any(h, id);
-        const uint64_t *refs;
-        obj_clear_flag(o, OBJ_MARK);
-        if (obj_color(o) != COLOR_GRAY)
-            continue;
-        if (heap_refcount(h, o, id) > 0) {
-            scan_black(h, blacks, id);
-            continue;
+    for (;;) {
+        if (obj_color(o) != COLOR_GRAY) {
+            /* skipped */
+        } else if (referenced(h, o, id)) {
+            scan_black(h, blacks, o);
+        } else {
+            const uint64_t *refs = obj_refs(o);
+            obj_set_color(o, COLOR_WHITE);
+            push(whites, id);
+            for (uint32_t i = 0; i < obj_nrefs(o); i++)
+                if (obj_color(heap_get_any(h, refs[i])) == COLOR_GRAY)
+                    push(s, refs[i]);
         }
-        obj_set_color(o, COLOR_WHITE);
-        push(whites, id);
-        refs = obj_refs(o);
-        for (uint32_t i = 0; i < obj_nrefs(o); i++) {
-            struct obj *t = heap_get_any(h, refs[i]);
-            if (obj_color(t) == COLOR_GRAY && !(obj_flags(t) & OBJ_MARK)) {
-                obj_set_flag(t, OBJ_MARK);
-                push(s, refs[i]);
-            }
-        }
+        if (!s->len || s->oom || blacks->oom || whites->oom)
+            return;
+        id = s->v[--s->len];
+        o = heap_get_any(h, id);
     }
 }
 
@@ -167,62 +195,73 @@ static int collect_full(struct heap *h, struct gc_result *r)
 /* The synchronous algorithm over the candidate ids roots[0..n) (owned by the
  * caller, no longer in the heap's buffer). Results are added to *r. 0, or
  * RPC_EOUT_OF_MEMORY after repair(). */
-static int collect_roots(struct heap *h, uint64_t *roots, uint32_t n, struct gc_result *r)
+struct sync {
+    struct stack s, blacks, white; /* kept from one chunk to the next */
+};
+
+static void sync_free(struct sync *y)
 {
-    struct stack s = {0}, blacks = {0}, white = {0};
+    stack_free(&y->s);
+    stack_free(&y->blacks);
+    stack_free(&y->white);
+}
+
+static int collect_roots(struct heap *h, struct sync *y, uint64_t *roots, uint32_t n,
+                         struct gc_result *r)
+{
+    struct stack s = y->s, blacks = y->blacks, white = y->white;
     uint32_t nroots = 0;
     int rc = 0;
 
-    /* MarkRoots: keep purple candidates (in place); drop the rest. */
+    s.len = blacks.len = white.len = 0;
+
+    /* MarkRoots: keep purple candidates (in place); drop the rest. The
+     * first touch of each root is a cache miss in a large heap: fetch slots
+     * and headers a few roots ahead. */
     for (uint32_t i = 0; i < n; i++) {
-        struct obj *o = heap_get_any(h, roots[i]);
+        struct obj *o;
+        if (i + 16 < n)
+            prefetch_slot(h, roots[i + 16]);
+        if (i + 8 < n)
+            prefetch_obj(h, roots[i + 8]);
+        o = heap_get_any(h, roots[i]);
         if (!o)
             continue; /* freed since it was buffered */
+        obj_clear_flag(o, OBJ_BUFFERED); /* every root leaves the buffer */
         if (obj_color(o) == COLOR_PURPLE)
             roots[nroots++] = roots[i];
-        else
-            obj_clear_flag(o, OBJ_BUFFERED);
     }
     r->candidates += nroots;
     for (uint32_t i = 0; i < nroots && !s.oom; i++) {
         struct obj *o = heap_get_any(h, roots[i]);
         if (obj_color(o) == COLOR_PURPLE)
-            mark_gray(h, &s, roots[i], &r->examined);
+            mark_gray(h, &s, o, &r->examined);
     }
     /* ScanRoots. */
     for (uint32_t i = 0; i < nroots && !s.oom && !blacks.oom && !white.oom; i++)
-        scan(h, &s, &blacks, &white, roots[i]);
-    /* CollectRoots: the roots leave the buffer; what is still white of
-     * what Scan listed is the garbage (a later ScanBlack may have
-     * blackened some). */
-    for (uint32_t i = 0; i < nroots; i++)
-        obj_clear_flag(heap_get_any(h, roots[i]), OBJ_BUFFERED);
-    if (!s.oom && !blacks.oom && !white.oom) {
-        size_t k = 0;
-        for (size_t i = 0; i < white.len; i++) {
-            struct obj *o = heap_get_any(h, white.v[i]);
-            if (obj_color(o) != COLOR_WHITE)
-                continue;
-            obj_set_color(o, COLOR_BLACK);
-            white.v[k++] = white.v[i];
-        }
-        white.len = k;
-    }
+        scan(h, &s, &blacks, &white, roots[i], heap_get_any(h, roots[i]));
     if (s.oom || blacks.oom || white.oom) {
         repair(h);
         rc = RPC_EOUT_OF_MEMORY;
         goto out;
     }
-    /* The edges out of the garbage were subtracted by MarkGray and never put
-     * back: the counts of what the garbage pointed at are already what they
-     * must be once it is gone, so it is freed without looking at its refs. */
-    for (size_t i = 0; i < white.len; i++)
+    /* CollectWhite: what is still white of what Scan listed is the garbage
+     * (a later ScanBlack may have blackened some). The edges out of it were
+     * subtracted by MarkGray and never put back: the counts of what it
+     * pointed at are already what they must be once it is gone, so it is
+     * freed without looking at its refs, and freeing one changes nothing
+     * another is judged by. */
+    for (size_t i = 0; i < white.len; i++) {
+        if (obj_color(heap_get_any(h, white.v[i])) != COLOR_WHITE)
+            continue;
         heap_free_white(h, white.v[i]);
-    r->collected += white.len;
+        r->collected++;
+    }
 out:
-    mem_free(s.v, s.cap * 8);
-    mem_free(blacks.v, blacks.cap * 8);
-    mem_free(white.v, white.cap * 8);
+    y->s = s;
+    y->blacks = blacks;
+    y->white = white;
+    y->s.oom = y->blacks.oom = y->white.oom = 0;
     return rc;
 }
 
@@ -255,6 +294,7 @@ struct work {
     struct stack visited;       /* processed by MARK: every INGC object */
     struct stack garbage;       /* found, flagged OBJ_GARBAGE, not yet freed */
     size_t pos;                 /* COLLECT: next index in visited */
+    struct sync sync;           /* a batch run whole */
     uint32_t restarts;          /* collections abandoned in a row */
     uint64_t abandoned;         /* collections abandoned, ever */
 };
@@ -266,6 +306,7 @@ static void work_free(struct heap *h)
     mem_free(w->black.v, w->black.cap * 8);
     mem_free(w->visited.v, w->visited.cap * 8);
     mem_free(w->garbage.v, w->garbage.cap * 8);
+    sync_free(&w->sync);
     mem_free(w, sizeof(*w));
     h->gc_state = NULL;
     h->gc_state_free = NULL;
@@ -525,8 +566,9 @@ static int settle(struct heap *h, struct gc_result *r)
 int gc_collect(struct heap *h, struct gc_result *r)
 {
     uint64_t start_us = now_us(), *roots;
+    struct sync y = {0};
     uint32_t n, cap;
-    int rc;
+    int rc = 0;
 
     memset(r, 0, sizeof(*r));
     if ((rc = settle(h, r)) < 0) {
@@ -555,10 +597,11 @@ int gc_collect(struct heap *h, struct gc_result *r)
     for (uint32_t i = 0, chunk = 256, k; i < n && rc == 0; i += k) {
         uint64_t examined = r->examined;
         k = n - i < chunk ? n - i : chunk;
-        rc = collect_roots(h, roots + i, k, r);
+        rc = collect_roots(h, &y, roots + i, k, r);
         if (r->examined - examined > 64 * (uint64_t)k)
             chunk = n;
     }
+    sync_free(&y);
     mem_free(roots, (size_t)cap * 8);
     r->duration_us = now_us() - start_us;
     return rc;
@@ -594,7 +637,8 @@ int gc_slice(struct heap *h, uint64_t budget_us, struct gc_result *r)
             h->ncand -= k;
             memcpy(batch, h->cand + h->ncand, (size_t)k * 8);
             w->restarts = 0;
-            if ((rc = collect_roots(h, batch, k, r)) < 0)
+            rc = collect_roots(h, &w->sync, batch, k, r);
+            if (rc < 0)
                 break;
         } else {
             start(h, w, r);
