@@ -47,8 +47,7 @@ static void stack_free(struct stack *s)
  * (heap_refcount > 0, without the call in the common case). */
 static inline int referenced(const struct heap *h, const struct obj *o, uint64_t id)
 {
-    return o->holds || o->internal ||
-           ((obj_flags(o) & OBJ_EXTRA) && heap_refcount(h, o, id) > 0);
+    return o->holds || o->internal || ((obj_flags(o) & OBJ_EXTRA) && heap_refcount(h, o, id) > 0);
 }
 
 static uint64_t now_us(void)
@@ -56,20 +55,6 @@ static uint64_t now_us(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
-
-static inline void prefetch_slot(const struct heap *h, uint64_t id)
-{
-    uint32_t idx = (uint32_t)id;
-    if (idx - 1 < h->nslots)
-        __builtin_prefetch(&h->slots[idx - 1]);
-}
-
-static inline void prefetch_obj(const struct heap *h, uint64_t id)
-{
-    uint32_t idx = (uint32_t)id;
-    if (idx - 1 < h->nslots && !(h->slots[idx - 1] & 1))
-        __builtin_prefetch((const void *)(uintptr_t)h->slots[idx - 1]);
 }
 
 /* MarkGray from root o: color the subgraph gray and subtract every
@@ -215,18 +200,11 @@ static int collect_roots(struct heap *h, struct sync *y, uint64_t *roots, uint32
 
     s.len = blacks.len = white.len = 0;
 
-    /* MarkRoots: keep purple candidates (in place); drop the rest. The
-     * first touch of each root is a cache miss in a large heap: fetch slots
-     * and headers a few roots ahead. */
+    /* MarkRoots: keep purple candidates (in place); drop the rest. */
     for (uint32_t i = 0; i < n; i++) {
-        struct obj *o;
-        if (i + 16 < n)
-            prefetch_slot(h, roots[i + 16]);
-        if (i + 8 < n)
-            prefetch_obj(h, roots[i + 8]);
-        o = heap_get_any(h, roots[i]);
+        struct obj *o = heap_get_any(h, roots[i]);
         if (!o)
-            continue; /* freed since it was buffered */
+            continue;                    /* freed since it was buffered */
         obj_clear_flag(o, OBJ_BUFFERED); /* every root leaves the buffer */
         if (obj_color(o) == COLOR_PURPLE)
             roots[nroots++] = roots[i];
@@ -252,9 +230,10 @@ static int collect_roots(struct heap *h, struct sync *y, uint64_t *roots, uint32
      * freed without looking at its refs, and freeing one changes nothing
      * another is judged by. */
     for (size_t i = 0; i < white.len; i++) {
-        if (obj_color(heap_get_any(h, white.v[i])) != COLOR_WHITE)
+        struct obj *o = heap_get_any(h, white.v[i]);
+        if (obj_color(o) != COLOR_WHITE)
             continue;
-        heap_free_white(h, white.v[i]);
+        heap_free_white(h, o, white.v[i]);
         r->collected++;
     }
 out:
@@ -518,7 +497,8 @@ static void work_step(struct heap *h, struct work *w, struct gc_result *r)
 static void free_garbage(struct heap *h, struct work *w, size_t n, struct gc_result *r)
 {
     while (n-- && w->garbage.len) {
-        heap_free_white(h, w->garbage.v[--w->garbage.len]);
+        uint64_t id = w->garbage.v[--w->garbage.len];
+        heap_free_white(h, heap_get_any(h, id), id);
         r->collected++;
     }
 }

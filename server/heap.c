@@ -450,9 +450,8 @@ void heap_free_garbage(struct heap *h, uint64_t id)
     free_obj(h, o, id, FREE_CYCLE);
 }
 
-void heap_free_white(struct heap *h, uint64_t id)
+void heap_free_white(struct heap *h, struct obj *o, uint64_t id)
 {
-    struct obj *o = heap_get_any(h, id);
     uint32_t len = obj_data_len(o), n = obj_nrefs(o);
     assert(o && !(obj_flags(o) & OBJ_EXTRA) && o->holds == 0);
     if (obj_flags(o) & OBJ_WATCHED)

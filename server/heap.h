@@ -231,8 +231,9 @@ int heap_unlink(struct heap *h, uint64_t id, uint64_t target, uint32_t *new_len)
 void heap_free_garbage(struct heap *h, uint64_t id);
 /* Free a garbage object found by a cycle collection whose outgoing edges
  * the collector has already taken out of its targets' counts (MarkGray's
- * trial deletion): its refs are not looked at. Notifies with "cycle". */
-void heap_free_white(struct heap *h, uint64_t id);
+ * trial deletion): its refs are not looked at. Notifies with "cycle".
+ * o is id's object (heap_get_any). */
+void heap_free_white(struct heap *h, struct obj *o, uint64_t id);
 /* Buffer o as a candidate root again (Bacon and Rajan's PossibleRoot):
  * for a collector that gives candidates back. */
 void heap_buffer(struct heap *h, uint64_t id);
