@@ -200,20 +200,22 @@ static int collect_roots(struct heap *h, struct sync *y, uint64_t *roots, uint32
 
     s.len = blacks.len = white.len = 0;
 
-    /* MarkRoots: keep purple candidates (in place); drop the rest. */
-    for (uint32_t i = 0; i < n; i++) {
+    /* MarkRoots, as Bacon and Rajan write it: every candidate leaves the
+     * buffer; a purple one is kept as a root (in place) and marked gray
+     * with its subgraph at once; one an earlier root's MarkGray reached is
+     * gray already and is scanned from that root. */
+    for (uint32_t i = 0; i < n && !s.oom; i++) {
         struct obj *o = heap_get_any(h, roots[i]);
         if (!o)
-            continue;                    /* freed since it was buffered */
-        obj_clear_flag(o, OBJ_BUFFERED); /* every root leaves the buffer */
-        if (obj_color(o) == COLOR_PURPLE)
+            continue; /* freed since it was buffered */
+        obj_clear_flag(o, OBJ_BUFFERED);
+        if (obj_color(o) == COLOR_GRAY) {
+            r->candidates++;
+        } else if (obj_color(o) == COLOR_PURPLE) {
+            r->candidates++;
             roots[nroots++] = roots[i];
-    }
-    r->candidates += nroots;
-    for (uint32_t i = 0; i < nroots && !s.oom; i++) {
-        struct obj *o = heap_get_any(h, roots[i]);
-        if (obj_color(o) == COLOR_PURPLE)
             mark_gray(h, &s, o, &r->examined);
+        }
     }
     /* ScanRoots. */
     for (uint32_t i = 0; i < nroots && !s.oom && !blacks.oom && !white.oom; i++)
