@@ -40,6 +40,17 @@ static uint64_t mk(struct heap *h, const uint64_t *refs, uint32_t n)
     return id;
 }
 
+static void two_cycles(struct heap *h, long cycles)
+{
+    uint32_t n;
+    for (long i = 0; i < cycles; i++) {
+        uint64_t a = mk(h, NULL, 0), b = mk(h, &a, 1);
+        heap_link(h, a, b, &n);
+        heap_decr(h, a, CNT_HOLDS, 1);
+        heap_decr(h, b, CNT_HOLDS, 1);
+    }
+}
+
 static void sliced(struct heap *h, const char *what, long objects)
 {
     struct gc_result r;
@@ -71,12 +82,7 @@ int main(int argc, char **argv)
     uint64_t prev;
 
     heap_init(&h, on_free, NULL);
-    for (long i = 0; i < cycles; i++) {
-        uint64_t a = mk(&h, NULL, 0), b = mk(&h, &a, 1);
-        heap_link(&h, a, b, &n);
-        heap_decr(&h, a, CNT_HOLDS, 1);
-        heap_decr(&h, b, CNT_HOLDS, 1);
-    }
+    two_cycles(&h, cycles);
     t = now();
     gc_collect(&h, &r);
     t = now() - t;
@@ -95,12 +101,7 @@ int main(int argc, char **argv)
     heap_close(&h);
 
     heap_init(&h, on_free, NULL);
-    for (long i = 0; i < cycles; i++) {
-        uint64_t a = mk(&h, NULL, 0), b = mk(&h, &a, 1);
-        heap_link(&h, a, b, &n);
-        heap_decr(&h, a, CNT_HOLDS, 1);
-        heap_decr(&h, b, CNT_HOLDS, 1);
-    }
+    two_cycles(&h, cycles);
     sliced(&h, "2-cycles", 2 * cycles);
     {
         uint64_t first = mk(&h, NULL, 0);

@@ -53,6 +53,15 @@ class Conn:
 
 gc.disable()  # the client's own collector must not pause the measurement
 a, b = Conn(), Conn()
+
+
+def ping():
+    """One ping, one reply: how long B waited."""
+    t = time.perf_counter()
+    b.call("ping")
+    return time.perf_counter() - t
+
+
 made = 0
 # The ring is built with every member held, then all holds go in one burst:
 # no candidate exists while it grows.
@@ -90,9 +99,7 @@ before = b.call("stats")
 waits = []
 t_end = time.time() + 30
 while time.time() < t_end:
-    t = time.perf_counter()
-    b.call("ping")
-    waits.append(time.perf_counter() - t)
+    waits.append(ping())
     if len(waits) % 200 == 0:
         st = b.call("stats")
         if st["heap"]["objects"] == 0 and st["gc"]["candidates"] == 0:
@@ -102,9 +109,7 @@ after = b.call("stats")
 base = []
 t_end = time.time() + 10
 while time.time() < t_end:
-    t = time.perf_counter()
-    b.call("ping")
-    base.append(time.perf_counter() - t)
+    base.append(ping())
 base.sort()
 p.terminate()
 p.wait()

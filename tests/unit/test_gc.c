@@ -288,6 +288,25 @@ static void slices_with_mutations_between(void **state)
     u64map_close(&model_index);
 }
 
+/* A garbage ring of n objects (no hold left on any); ids[i] gets the i-th
+ * when ids is not NULL. */
+static void garbage_ring(struct heap *h, int n, uint64_t *ids)
+{
+    uint64_t first = mk(h, NULL, 0), prev = first;
+    if (ids)
+        ids[0] = first;
+    for (int i = 1; i < n; i++) {
+        uint64_t o = mk(h, NULL, 0);
+        link(h, prev, o);
+        heap_decr(h, o, CNT_HOLDS, 1);
+        prev = o;
+        if (ids)
+            ids[i] = o;
+    }
+    link(h, prev, first);
+    heap_decr(h, first, CNT_HOLDS, 1);
+}
+
 /* A large garbage ring swept in slices: every slice does a bounded amount
  * of work (examined plus freed stays within two quanta of 256), however
  * large the ring, and the whole ring goes in the end. Work, not time: the
@@ -297,16 +316,9 @@ static void big_ring_in_bounded_slices(void **state)
     enum { N = 200000 };
     struct heap *h = *state;
     struct gc_result r;
-    uint64_t first = mk(h, NULL, 0), prev = first, slices = 0, collected = 0;
+    uint64_t slices = 0, collected = 0;
     int more;
-    for (int i = 1; i < N; i++) {
-        uint64_t o = mk(h, NULL, 0);
-        link(h, prev, o);
-        heap_decr(h, o, CNT_HOLDS, 1);
-        prev = o;
-    }
-    link(h, prev, first);
-    heap_decr(h, first, CNT_HOLDS, 1);
+    garbage_ring(h, N, NULL);
     do {
         more = gc_slice(h, 0, &r);
         assert_true(more >= 0);
@@ -333,17 +345,9 @@ static void resurrection_between_slices(void **state)
     struct gc_result r;
     int saved = 0, too_late = 0;
     for (int stop = 0; stop < 60; stop++) {
-        uint64_t ids[N], first = mk(h, NULL, 0), prev = first;
+        static uint64_t ids[N];
         int held = 0, more = 1;
-        ids[0] = first;
-        for (int i = 1; i < N; i++) {
-            uint64_t o = mk(h, NULL, 0);
-            link(h, prev, o);
-            heap_decr(h, o, CNT_HOLDS, 1);
-            ids[i] = prev = o;
-        }
-        link(h, prev, first);
-        heap_decr(h, first, CNT_HOLDS, 1);
+        garbage_ring(h, N, ids);
         for (int s = 0; s < stop && more; s++)
             more = gc_slice(h, 0, &r);
         if (heap_get(h, ids[N / 2])) { /* a client that knows the id */
@@ -392,15 +396,7 @@ static void million_ring(void **state)
 {
     struct heap *h = *state;
     struct gc_result r;
-    uint64_t first = mk(h, NULL, 0), prev = first;
-    for (int i = 1; i < 1000000; i++) {
-        uint64_t o = mk(h, NULL, 0);
-        link(h, prev, o);
-        heap_decr(h, o, CNT_HOLDS, 1);
-        prev = o;
-    }
-    link(h, prev, first);
-    heap_decr(h, first, CNT_HOLDS, 1);
+    garbage_ring(h, 1000000, NULL);
     assert_int_equal(gc_collect(h, &r), 0);
     assert_int_equal(r.collected, 1000000);
     assert_int_equal(h->objects, 0);
