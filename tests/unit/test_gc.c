@@ -375,6 +375,41 @@ static void resurrection_between_slices(void **state)
     assert_true(saved > 0 && too_late > 0); /* both sides of the line were tried */
 }
 
+/* A garbage ring that refers to a live object a client keeps using: every
+ * touch of that object gives the collection under way up, and the sweep
+ * must still get through (after three give-ups a batch runs whole), with
+ * the live object's count exact afterwards. */
+static void busy_subgraph_still_collected(void **state)
+{
+    enum { N = 5000 };
+    struct heap *h = *state;
+    struct gc_result r;
+    uint64_t live = mk(h, NULL, 0), first, prev;
+    int more, slices = 0;
+    first = prev = mk(h, &live, 1);
+    for (int i = 1; i < N; i++) {
+        uint64_t o = mk(h, &live, 1);
+        link(h, prev, o);
+        heap_decr(h, o, CNT_HOLDS, 1);
+        prev = o;
+    }
+    link(h, prev, first);
+    heap_decr(h, first, CNT_HOLDS, 1);
+    do {
+        more = gc_slice(h, 0, &r);
+        assert_true(more >= 0);
+        heap_incr(h, live, CNT_HOLDS, 1); /* a client's incref and decref */
+        heap_decr(h, live, CNT_HOLDS, 1);
+        check_invariants(h);
+        slices++;
+    } while (more && slices < 100000);
+    assert_int_equal(more, 0);
+    assert_true(r.abandoned >= 3);
+    assert_int_equal(h->objects, 1);
+    assert_int_equal(heap_get(h, live)->internal, 0);
+    assert_int_equal(heap_get(h, live)->holds, 1);
+}
+
 static void million_two_cycles(void **state)
 {
     struct heap *h = *state;
@@ -484,6 +519,7 @@ int main(void)
         T(slices_with_mutations_between),
         T(big_ring_in_bounded_slices),
         T(resurrection_between_slices),
+        T(busy_subgraph_still_collected),
         T(million_two_cycles),
         T(million_ring),
         T(nothing_released_costs_nothing),
