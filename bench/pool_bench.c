@@ -10,10 +10,12 @@
  *   steady   a live set of 100,000 blocks in which a random one is freed and
  *            a new one allocated in its place: a server heap at steady state.
  * Sizes cycle through the mix the heap asks for: object blocks of 24 to 160
- * bytes, hash arrays, small buffers. The pool is measured twice: freeing
- * with the size, as the server does (mem_free knows every block's size),
- * and through pool_free, which reads the size from the pool header. glibc
- * 2.36 has no sized free. Rounds alternate the allocators and the best
+ * bytes, hash arrays, small buffers. Each allocator is called as its users
+ * call it: glibc through libc's malloc and free, the pool through pool.h,
+ * whose cache paths are inline. The pool is measured twice: freeing with
+ * the size, as the server does (mem_free knows every block's size), and
+ * through pool_free, which reads the size from the pool header. glibc 2.36
+ * has no sized free. Rounds alternate the allocators and the best
  * round of each is reported. A benchmark, never a test. */
 #include "pool.h"
 
@@ -26,46 +28,6 @@ static const size_t mix[] = {32, 24, 48, 32, 40, 64, 32, 96, 128, 160, 32, 48, 2
 #define BATCH 4096
 #define LIVE  100000
 
-struct allocator {
-    const char *name;
-    void *(*alloc)(size_t n);
-    void (*release)(void *p, size_t n);
-};
-
-static void sys_free(void *p, size_t n)
-{
-    (void)n;
-    free(p);
-}
-static void pool_free_unsized(void *p, size_t n)
-{
-    (void)n;
-    pool_free(p);
-}
-
-/* The loop alone: an "allocator" that hands out one static block, never
- * freed. What the harness itself costs per pair (the loop, the size mix,
- * two indirect calls, the touch), to read the pairs figures against. */
-static char null_block[POOL_MAX_SMALL];
-static void *null_alloc(size_t n)
-{
-    (void)n;
-    return null_block;
-}
-static void null_free(void *p, size_t n)
-{
-    (void)p;
-    (void)n;
-}
-
-static const struct allocator allocators[] = {
-    {"pool (sized free)", pool_alloc, pool_free_sized},
-    {"pool (pool_free)", pool_alloc, pool_free_unsized},
-    {"glibc malloc/free", malloc, sys_free},
-};
-static const struct allocator loop_alone = {"loop alone", null_alloc, null_free};
-#define NALLOC (sizeof(allocators) / sizeof(allocators[0]))
-
 static double now(void)
 {
     struct timespec ts;
@@ -74,60 +36,89 @@ static double now(void)
 }
 
 static volatile uintptr_t sink;
+static unsigned order[BATCH];
 
-static double run_pairs(long pairs, const struct allocator *a)
-{
-    double t = now();
-    for (long i = 0; i < pairs; i++) {
-        size_t n = mix[i % NMIX];
-        char *p = a->alloc(n);
-        p[0] = (char)i; /* touch it, as a caller would */
-        sink += (uintptr_t)p;
-        a->release(p, n);
+/* Each allocator's loops are compiled with its calls written out, as a
+ * caller of that allocator is: glibc's malloc and free are calls into
+ * libc, the pool's fast paths are inline (pool.h), pool_free is a call. */
+#define DEFINE_RUNS(tag, ALLOC, RELEASE)                                                           \
+    __attribute__((unused)) static double pairs_##tag(long pairs)                                  \
+    {                                                                                              \
+        double t = now();                                                                          \
+        for (long i = 0; i < pairs; i++) {                                                         \
+            size_t n = mix[i % NMIX];                                                              \
+            char *p = ALLOC(n);                                                                    \
+            p[0] = (char)i; /* touch it, as a caller would */                                      \
+            sink += (uintptr_t)p;                                                                  \
+            RELEASE(p, n);                                                                         \
+        }                                                                                          \
+        return (now() - t) * 1e9 / (double)pairs;                                                  \
+    }                                                                                              \
+    __attribute__((unused)) static double batches_##tag(long pairs)                                \
+    {                                                                                              \
+        static void *blocks[BATCH];                                                                \
+        double t = now();                                                                          \
+        long done = 0;                                                                             \
+        while (done < pairs) {                                                                     \
+            for (int i = 0; i < BATCH; i++) {                                                      \
+                char *p = ALLOC(mix[(size_t)(done + i) % NMIX]);                                   \
+                p[0] = (char)i;                                                                    \
+                blocks[i] = p;                                                                     \
+            }                                                                                      \
+            for (int i = 0; i < BATCH; i++)                                                        \
+                RELEASE(blocks[order[i]], mix[(size_t)(done + order[i]) % NMIX]);                  \
+            done += BATCH;                                                                         \
+        }                                                                                          \
+        return (now() - t) * 1e9 / (double)done;                                                   \
+    }                                                                                              \
+    __attribute__((unused)) static double steady_##tag(long pairs)                                 \
+    {                                                                                              \
+        static void *live[LIVE];                                                                   \
+        static size_t size[LIVE];                                                                  \
+        unsigned seed = 11;                                                                        \
+        double t;                                                                                  \
+        for (int i = 0; i < LIVE; i++)                                                             \
+            live[i] = ALLOC(size[i] = mix[(size_t)i % NMIX]);                                      \
+        t = now();                                                                                 \
+        for (long i = 0; i < pairs; i++) {                                                         \
+            unsigned k = (unsigned)rand_r(&seed) % LIVE;                                           \
+            char *p;                                                                               \
+            RELEASE(live[k], size[k]);                                                             \
+            p = ALLOC(size[k] = mix[(size_t)i % NMIX]);                                            \
+            p[0] = (char)i;                                                                        \
+            live[k] = p;                                                                           \
+        }                                                                                          \
+        t = (now() - t) * 1e9 / (double)pairs;                                                     \
+        for (int i = 0; i < LIVE; i++)                                                             \
+            RELEASE(live[i], size[i]);                                                             \
+        return t;                                                                                  \
     }
-    return (now() - t) * 1e9 / (double)pairs;
-}
 
-static double run_batches(long pairs, const unsigned *order, const struct allocator *a)
-{
-    static void *blocks[BATCH];
-    double t = now();
-    long done = 0;
-    while (done < pairs) {
-        for (int i = 0; i < BATCH; i++) {
-            char *p = a->alloc(mix[(size_t)(done + i) % NMIX]);
-            p[0] = (char)i;
-            blocks[i] = p;
-        }
-        for (int i = 0; i < BATCH; i++)
-            a->release(blocks[order[i]], mix[(size_t)(done + order[i]) % NMIX]);
-        done += BATCH;
-    }
-    return (now() - t) * 1e9 / (double)done;
-}
+#define POOL_UNSIZED(p, n) ((void)(n), pool_free(p))
+#define SYS_FREE(p, n)     ((void)(n), free(p))
+/* The loop alone: an "allocator" that hands out one static block, never
+ * freed. What the harness itself costs per pair (the loop, the size mix,
+ * the touch), to read the pairs figures against. */
+static char null_block[POOL_MAX_SMALL];
+#define NULL_ALLOC(n)   ((void)(n), null_block)
+#define NULL_FREE(p, n) ((void)(p), (void)(n))
 
-static double run_steady(long pairs, const struct allocator *a)
-{
-    static void *live[LIVE];
-    static size_t size[LIVE];
-    unsigned seed = 11;
-    double t;
-    for (int i = 0; i < LIVE; i++)
-        live[i] = a->alloc(size[i] = mix[(size_t)i % NMIX]);
-    t = now();
-    for (long i = 0; i < pairs; i++) {
-        unsigned k = (unsigned)rand_r(&seed) % LIVE;
-        char *p;
-        a->release(live[k], size[k]);
-        p = a->alloc(size[k] = mix[(size_t)i % NMIX]);
-        p[0] = (char)i;
-        live[k] = p;
-    }
-    t = (now() - t) * 1e9 / (double)pairs;
-    for (int i = 0; i < LIVE; i++)
-        a->release(live[i], size[i]);
-    return t;
-}
+DEFINE_RUNS(pool_sized, pool_alloc, pool_free_sized)
+DEFINE_RUNS(pool_unsized, pool_alloc, POOL_UNSIZED)
+DEFINE_RUNS(glibc, malloc, SYS_FREE)
+DEFINE_RUNS(null, NULL_ALLOC, NULL_FREE)
+
+struct allocator {
+    const char *name;
+    double (*run[3])(long pairs); /* pairs, batches, steady */
+};
+
+static const struct allocator allocators[] = {
+    {"pool (sized free)", {pairs_pool_sized, batches_pool_sized, steady_pool_sized}},
+    {"pool (pool_free)", {pairs_pool_unsized, batches_pool_unsized, steady_pool_unsized}},
+    {"glibc malloc/free", {pairs_glibc, batches_glibc, steady_glibc}},
+};
+#define NALLOC (sizeof(allocators) / sizeof(allocators[0]))
 
 static void keep_best(double *best, double t)
 {
@@ -139,7 +130,6 @@ int main(int argc, char **argv)
 {
     long pairs = argc > 1 ? atol(argv[1]) : 10000000;
     int rounds = argc > 2 ? atoi(argv[2]) : 5;
-    static unsigned order[BATCH];
     static const char *pattern[] = {"pairs", "batches", "steady"};
     double best[3][NALLOC] = {{0}}, loop = 0, sys;
     unsigned seed = 7;
@@ -153,15 +143,13 @@ int main(int argc, char **argv)
     }
     /* Warm every allocator up once so none pays for first-touch faults. */
     for (size_t k = 0; k < NALLOC; k++)
-        run_batches(BATCH * 4, order, &allocators[k]);
+        allocators[k].run[1](BATCH * 4);
 
     for (int r = 0; r < rounds; r++) {
-        for (size_t k = 0; k < NALLOC; k++) {
-            keep_best(&best[0][k], run_pairs(pairs, &allocators[k]));
-            keep_best(&best[1][k], run_batches(pairs, order, &allocators[k]));
-            keep_best(&best[2][k], run_steady(pairs, &allocators[k]));
-        }
-        keep_best(&loop, run_pairs(pairs, &loop_alone));
+        for (size_t k = 0; k < NALLOC; k++)
+            for (int p = 0; p < 3; p++)
+                keep_best(&best[p][k], allocators[k].run[p](pairs));
+        keep_best(&loop, pairs_null(pairs));
     }
     printf("ns per alloc+free pair, best of %d rounds of %ld pairs\n", rounds, pairs);
     printf("%-8s", "pattern");

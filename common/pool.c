@@ -47,7 +47,6 @@ struct arena {
 
 static struct {
     int ready;
-    uint8_t class_of[POOL_MAX_SMALL / 8 + 1]; /* (n + 7) / 8 -> class */
     uint32_t size[POOL_NCLASSES];
     uint32_t capacity[POOL_NCLASSES]; /* blocks per pool */
     struct pool *partial[POOL_NCLASSES];
@@ -75,13 +74,11 @@ static struct {
  * block itself is not written on the way in. From its pool's point of view
  * a cached block is still in use; once the cache is full, freed blocks go
  * to their pools, and pool_trim and pool_get_stats account for what is
- * cached.
+ * cached. Both arrays are read by the inline fast paths of pool.h.
  * 56 classes x 31 blocks: at most 1,736 blocks are held back. */
-#define CACHE_SLOTS 31 /* with its count, a cache is 256 bytes */
-static struct cache {
-    uint64_t n;
-    void *slot[CACHE_SLOTS];
-} C[POOL_NCLASSES] __attribute__((aligned(64)));
+struct pool__cache pool__cache[POOL_NCLASSES] __attribute__((aligned(64)));
+uint8_t pool__class_of[POOL_MAX_SMALL / 8 + 1];
+#define C pool__cache
 
 static void init(void)
 {
@@ -99,7 +96,7 @@ static void init(void)
     for (uint32_t i = 0; i <= POOL_MAX_SMALL / 8; i++) {
         while (P.size[c] < i * 8)
             c++;
-        P.class_of[i] = (uint8_t)c;
+        pool__class_of[i] = (uint8_t)c;
     }
     for (c = 0; c < POOL_NCLASSES; c++)
         P.capacity[c] = (uint32_t)((POOL_POOL_BYTES - POOL_HEADER_BYTES) / P.size[c]);
@@ -115,7 +112,7 @@ size_t pool_class_size(size_t n)
 {
     if (!P.ready)
         init();
-    return P.size[P.class_of[(n + 7) / 8]];
+    return P.size[pool__class_of[(n + 7) / 8]];
 }
 
 size_t pool_block_size(const void *p)
@@ -370,29 +367,18 @@ static void free_to_pool(void *b)
         POOL_EMPTIED(p);
 }
 
-/* Everything but the common cases: a new pool, the bump region, a pool
- * filling up, initialisation. Kept out of line so that the fast paths below
- * stay a handful of instructions with no registers to save. */
-__attribute__((noinline)) static void *alloc_slow(size_t n)
+/* Everything but the cache: the first pool of the class when it keeps a
+ * free block after this one (so it cannot fill up), else the general path
+ * (a new pool, the bump region, a pool filling up, initialisation). */
+void *pool__alloc_slow(size_t n)
 {
-    if (!P.ready)
-        init();
-    assert(n >= 1 && n <= POOL_MAX_SMALL);
-    return alloc_from_pool(P.class_of[(n + 7) / 8]);
-}
-
-void *pool_alloc(size_t n)
-{
-    uint32_t cls = P.class_of[(n + 7) / 8];
-    struct cache *c = &C[cls];
+    uint32_t cls;
     struct pool *p;
     void *b;
-    /* Fast path: the newest cached block. (Before init every cache and
-     * every partial list is empty, so the slow path runs first.) */
-    if (__builtin_expect(c->n != 0, 1))
-        return c->slot[--c->n];
-    /* Next: the first pool of the class keeps a free block after this one,
-     * so it cannot fill up. */
+    if (__builtin_expect(!P.ready, 0))
+        init();
+    assert(n >= 1 && n <= POOL_MAX_SMALL);
+    cls = pool__class_of[(n + 7) / 8];
     p = P.partial[cls];
     if (__builtin_expect(p && (b = p->freelist) && *(void **)b, 1)) {
         p->freelist = *(void **)b;
@@ -400,45 +386,48 @@ void *pool_alloc(size_t n)
             P.nempty[cls]--;
         return b;
     }
-    return alloc_slow(n);
+    return alloc_from_pool(cls);
 }
 
-__attribute__((noinline)) static void free_slow(void *b)
+/* The cache of cls is full: the block goes to its pool, as glibc's tcache
+ * passes it to the bins. */
+void pool__assert_class(const void *b, uint32_t cls)
 {
-    free_to_pool(b);
-}
-
-/* A full cache passes the block on to its pool, as glibc's tcache passes
- * it to the bins. */
-static inline void cache_push(uint32_t cls, void *b)
-{
-    struct cache *c = &C[cls];
-    struct pool *p = pool_of(b);
+    const struct pool *p = pool_of(b);
     assert(p->in_use && p->cls == cls && "pool_free of a foreign block");
-    if (__builtin_expect(c->n < CACHE_SLOTS, 1)) {
-        c->slot[c->n++] = b;
-        return;
-    }
-    /* Next: the pool is already on its partial list. */
+    (void)p;
+    (void)cls;
+}
+
+void pool__free_slow(void *b, uint32_t cls)
+{
+    struct pool *p = pool_of(b);
+    pool__assert_class(b, cls);
     if (__builtin_expect(p->partial, 1)) {
+        /* On its partial list already. */
         *(void **)b = p->freelist;
         p->freelist = b;
         if (--p->nused == 0)
             POOL_EMPTIED(p);
         return;
     }
-    free_slow(b);
+    free_to_pool(b);
 }
 
 void pool_free(void *b)
 {
-    if (b)
-        cache_push(pool_of(b)->cls, b);
-}
-
-void pool_free_sized(void *b, size_t n)
-{
-    cache_push(P.class_of[(n + 7) / 8], b);
+    struct pool *p;
+    struct pool__cache *c;
+    if (!b)
+        return;
+    p = pool_of(b);
+    assert(p->in_use && "pool_free of a foreign block");
+    c = &C[p->cls];
+    if (__builtin_expect(c->n < POOL_CACHE_SLOTS, 1)) {
+        c->slot[c->n++] = b;
+        return;
+    }
+    pool__free_slow(b, p->cls);
 }
 
 /* Every cached block back to its pool. */

@@ -2,16 +2,16 @@
  * obmalloc. Blocks of up to POOL_MAX_SMALL bytes come from 16 KiB pools; a
  * pool serves one size class at a time and finds its header by masking a
  * block's address. Pools are carved from 1 MiB arenas that mmap returns
- * aligned. Freed blocks first go to a small per-class cache (32 addresses)
+ * aligned. Freed blocks first go to a small per-class cache (31 addresses)
  * that the next allocation of the class takes from, newest first, as in
- * glibc's tcache; once it is full, freed blocks go to their pools. A few pools per class that empty
- * stay with their class until pool_trim (the server calls it once a second), so alloc-free churn
- * never pays for moving pools; other empty pools go back to their arenas at once, free for any
- * class (no memory stuck in one class, unlike memcached's slabs), and an arena whose pools are all
- * free is returned to the operating system. New pools come from the fullest arena that has one, so
- * nearly empty arenas drain. Single-threaded by design: rcstored has one thread, and so does every
- * caller of this module. Larger blocks are the caller's business (mem.c
- * sends them to the system allocator). */
+ * glibc's tcache (its two operations are inline in the caller); once it is full, freed blocks go to
+ * their pools. A few pools per class that empty stay with their class until pool_trim (the server
+ * calls it once a second), so alloc-free churn never pays for moving pools; other empty pools go
+ * back to their arenas at once, free for any class (no memory stuck in one class, unlike
+ * memcached's slabs), and an arena whose pools are all free is returned to the operating system.
+ * New pools come from the fullest arena that has one, so nearly empty arenas drain. Single-threaded
+ * by design: rcstored has one thread, and so does every caller of this module. Larger blocks are
+ * the caller's business (mem.c sends them to the system allocator). */
 #ifndef RCS_COMMON_POOL_H
 #define RCS_COMMON_POOL_H
 
@@ -24,14 +24,48 @@
 #define POOL_NCLASSES     56
 #define POOL_HEADER_BYTES 64 /* in-band pool header; blocks start after it */
 
+/* The fast paths are inline (below), so that an allocation the cache can
+ * serve costs its caller a load and a store, not a call: the rest of the
+ * module is private to pool.c. */
+#define POOL_CACHE_SLOTS 31 /* with its count, a class's cache is 256 bytes */
+struct pool__cache {
+    uint64_t n;
+    void *slot[POOL_CACHE_SLOTS];
+};
+extern struct pool__cache pool__cache[POOL_NCLASSES];
+extern uint8_t pool__class_of[POOL_MAX_SMALL / 8 + 1]; /* (n + 7) / 8 -> class */
+void *pool__alloc_slow(size_t n);
+void pool__free_slow(void *p, uint32_t cls);
+void pool__assert_class(const void *p, uint32_t cls); /* debug builds: p is a block of cls */
+
 /* A block of n bytes (1 <= n <= POOL_MAX_SMALL), aligned to 8 (to 16 when
- * its class size is a multiple of 16). NULL when no arena can be mapped. */
-void *pool_alloc(size_t n);
+ * its class size is a multiple of 16). NULL when no arena can be mapped.
+ * (Before the first call the class table is all zeros and class 0's cache
+ * is empty, so the slow path runs first and sets the table up.) */
+static inline void *pool_alloc(size_t n)
+{
+    struct pool__cache *c = &pool__cache[pool__class_of[(n + 7) / 8]];
+    if (__builtin_expect(c->n != 0, 1))
+        return c->slot[--c->n];
+    return pool__alloc_slow(n);
+}
 /* Release a block from pool_alloc. The size is found from its pool. */
 void pool_free(void *p);
 /* The same, for a caller that knows the size it asked for (n, or any size
  * of the same class): spares reading the pool header. p is not NULL. */
-void pool_free_sized(void *p, size_t n);
+static inline void pool_free_sized(void *p, size_t n)
+{
+    uint32_t cls = pool__class_of[(n + 7) / 8];
+    struct pool__cache *c = &pool__cache[cls];
+#ifndef NDEBUG
+    pool__assert_class(p, cls);
+#endif
+    if (__builtin_expect(c->n < POOL_CACHE_SLOTS, 1)) {
+        c->slot[c->n++] = p;
+        return;
+    }
+    pool__free_slow(p, cls);
+}
 /* The class size that serves n bytes (what the block really occupies). */
 size_t pool_class_size(size_t n);
 /* The usable size of a block from pool_alloc. */
