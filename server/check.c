@@ -69,7 +69,7 @@ int heap_check(const struct heap *h, char *err, size_t errlen)
 {
     uint32_t *internal;
     uint64_t data_bytes = 0, refs = 0, id, buffered = 0, in_buf = 0;
-    int rc = 0, subtracted, doomed;
+    int rc = 0, doomed;
 
     err[0] = '\0';
     if ((rc = check_slots(h, err, errlen)) < 0)
@@ -84,24 +84,22 @@ int heap_check(const struct heap *h, char *err, size_t errlen)
         data_bytes += obj_data_len(o);
         refs += obj_nrefs(o);
         r = obj_refs(o);
-        /* The edges out of garbage found, and out of gray and white objects
-         * of a collection under way, are out of their targets' counts. */
-        subtracted = (obj_flags(o) & OBJ_GARBAGE) ||
-                     ((obj_flags(o) & OBJ_INGC) &&
-                      (obj_color(o) == COLOR_GRAY || obj_color(o) == COLOR_WHITE));
+        /* Garbage found is freed a chunk at a time: what it refers to may
+         * be gone already, and it may refer to garbage still waiting.
+         * Every edge that exists is in its target's count. */
         doomed = (obj_flags(o) & OBJ_GARBAGE) || (h->hide_white && obj_color(o) == COLOR_WHITE);
-        for (uint32_t k = 0; k < obj_nrefs(o) && !doomed; k++) {
-            /* (garbage is freed a chunk at a time: what it refers to may
-             * be gone already) */
+        for (uint32_t k = 0; k < obj_nrefs(o); k++) {
             const struct obj *t = heap_get_any(h, r[k]);
+            if (!t && doomed)
+                continue;
             if (!t)
                 FAIL("object %llu refers to %llu, which is not alive", (unsigned long long)id,
                      (unsigned long long)r[k]);
-            if ((obj_flags(t) & OBJ_GARBAGE) || (h->hide_white && obj_color(t) == COLOR_WHITE))
+            if (!doomed &&
+                ((obj_flags(t) & OBJ_GARBAGE) || (h->hide_white && obj_color(t) == COLOR_WHITE)))
                 FAIL("live object %llu refers to %llu, found to be garbage", (unsigned long long)id,
                      (unsigned long long)r[k]);
-            if (!subtracted)
-                internal[heap_slot_of(r[k])]++;
+            internal[heap_slot_of(r[k])]++;
         }
         if (obj_flags(o) & OBJ_MARK)
             FAIL("object %llu carries a traversal flag (0x%x) between requests",
@@ -124,8 +122,6 @@ int heap_check(const struct heap *h, char *err, size_t errlen)
              (unsigned long long)data_bytes, (unsigned long long)refs);
     for (uint32_t i = 0; i < h->nslots; i++) {
         struct obj *o = heap_slot(h, i, &id);
-        if (o && ((obj_flags(o) & OBJ_GARBAGE) || (h->hide_white && obj_color(o) == COLOR_WHITE)))
-            continue; /* doomed: its count no longer matters */
         if (o && o->internal != internal[i])
             FAIL("object %llu counts internal %u; its referrers' refs give %u",
                  (unsigned long long)id, o->internal, internal[i]);
@@ -234,9 +230,8 @@ int store_check(const struct store *st, char *err, size_t errlen)
         if (!!(obj_flags(o) & OBJ_EXTRA) != (nm + tk > 0))
             FAIL("object %llu: the extra flag disagrees with %u names and %u tokens",
                  (unsigned long long)id, nm, tk);
-        /* (In a sliced collection under way, edges into an object may be
-         * out of its count; garbage found waits with whatever count.) */
-        if (obj_unreferenced(o) && !(obj_flags(o) & (OBJ_INGC | OBJ_GARBAGE)))
+        /* (Garbage found waits on its list whatever its count.) */
+        if (obj_unreferenced(o) && !(obj_flags(o) & OBJ_GARBAGE))
             FAIL("object %llu is alive with a refcount of 0", (unsigned long long)id);
     }
     for (uint32_t x = 1; x <= st->next_idx; x++) {

@@ -865,7 +865,7 @@ static int do_stats(struct cmd_ctx *c, arg_t *a, uint32_t n)
     pack_memory(pk, st);
 
     rpc_pack_cstr(pk, "gc");
-    msgpack_pack_map(pk, 13);
+    msgpack_pack_map(pk, 14);
     rpc_pack_kv_uint(pk, "collections", st->gc.collections);
     rpc_pack_kv_uint(pk, "collected", st->gc.collected);
     rpc_pack_kv_uint(pk, "candidates", st->heap.ncand);
@@ -876,6 +876,7 @@ static int do_stats(struct cmd_ctx *c, arg_t *a, uint32_t n)
     rpc_pack_kv_uint(pk, "full_collections", st->gc.full);
     rpc_pack_kv_uint(pk, "slices", st->gc.slices);
     rpc_pack_kv_uint(pk, "restarts", st->gc.restarts);
+    rpc_pack_kv_uint(pk, "touched", st->gc.touched);
     rpc_pack_kv_uint(pk, "pending_free", gc_pending(&st->heap));
     rpc_pack_kv_uint(pk, "interval_ms", env->gc_interval_ms);
     rpc_pack_cstr(pk, "pauses");

@@ -249,20 +249,30 @@ out:
 /* ---- incremental collection, for periodic sweeps ----
  *
  * One collection over a batch of candidates, run QUANTUM units of work at a
- * time. The objects it reaches are flagged OBJ_INGC. Their colors say what
- * the counts mean: an INGC object that is gray or white has had the edges
- * out of it subtracted from its targets' counts; a black one has not (not
- * yet processed, or restored). Between slices, the heap calls touch() before
- * any change to the count or refs of an INGC object; during MARK and SCAN
- * that abandons the collection (every subtracted edge is added back and the
- * roots go back to the buffer), so whatever MARK and SCAN conclude holds for
- * the graph as it is when SCAN ends. From then on the white objects are
- * garbage: heap->hide_white hides them from requests, COLLECT flags them
- * OBJ_GARBAGE, and they are freed a chunk at a time. docs/gc.md has the
- * argument. */
+ * time, with requests running between slices. It never changes a count:
+ * the trial counts of MarkGray live in a side table (struct work's trial,
+ * id -> count, for every object the collection has reached, flagged
+ * OBJ_INGC), so reads and frees between slices see exact counts. The heap
+ * calls touch() before any change to the count or refs of an INGC object;
+ * during MARK and SCAN that object is taken to be alive for this collection
+ * (it goes on the black stack, and ScanBlack blackens what it reaches), and
+ * it becomes a candidate again once the collection ends. What SCAN leaves
+ * white is garbage (docs/gc.md has the argument): heap->hide_white hides it
+ * from requests, COLLECT flags it OBJ_GARBAGE, and it is freed a chunk at a
+ * time, releasing its refs as any free does. */
 
-#define QUANTUM     256 /* objects or edges between two looks at the clock */
-#define MAX_RESTART 3   /* abandoned collections in a row before one runs whole */
+#define QUANTUM 256 /* objects or edges between two looks at the clock */
+
+/* A trial count, and whether a request touched the object. */
+#define TRIAL_TOUCHED (1ull << 63)
+static inline int64_t trial_count(uint64_t v)
+{
+    return (int64_t)(v << 1) >> 1; /* the low 63 bits, signed */
+}
+static inline void trial_add(uint64_t *v, int64_t d)
+{
+    *v = (*v & TRIAL_TOUCHED) | ((uint64_t)(trial_count(*v) + d) & ~TRIAL_TOUCHED);
+}
 
 enum phase { IDLE, MARK, SCAN, COLLECT };
 
@@ -270,45 +280,57 @@ struct work {
     enum phase phase;
     uint64_t roots[GC_BATCH];
     uint32_t nroots, next_root; /* SCAN: the next root to scan from */
+    struct u64map trial;        /* id -> trial count (| TRIAL_TOUCHED) of each INGC object */
     struct stack stack;         /* MARK: reached, not processed; SCAN: to scan */
-    struct stack black;         /* SCAN: to blacken (ScanBlack) */
+    struct stack black;         /* SCAN: to blacken (ScanBlack); touched objects wait here */
+    struct stack touched;       /* touched by requests: candidates again at the end */
     struct stack visited;       /* processed by MARK: every INGC object */
     struct stack garbage;       /* found, flagged OBJ_GARBAGE, not yet freed */
-    size_t pos;                 /* COLLECT: next index in visited */
-    struct sync sync;           /* a batch run whole */
-    uint32_t restarts;          /* collections abandoned in a row */
-    uint64_t abandoned;         /* collections abandoned, ever */
+    size_t pos, ngarbage;       /* COLLECT: next index in visited; whites moved to its front */
+    uint64_t abandoned;         /* collections given up, ever */
+    uint64_t touches;           /* objects touched during a collection, ever */
 };
 
 static void work_free(struct heap *h)
 {
     struct work *w = h->gc_state;
-    mem_free(w->stack.v, w->stack.cap * 8);
-    mem_free(w->black.v, w->black.cap * 8);
-    mem_free(w->visited.v, w->visited.cap * 8);
-    mem_free(w->garbage.v, w->garbage.cap * 8);
-    sync_free(&w->sync);
+    u64map_close(&w->trial);
+    stack_free(&w->stack);
+    stack_free(&w->black);
+    stack_free(&w->touched);
+    stack_free(&w->visited);
+    stack_free(&w->garbage);
     mem_free(w, sizeof(*w));
     h->gc_state = NULL;
     h->gc_state_free = NULL;
 }
 
-static void abandon(struct heap *h);
-static int work_oom(const struct work *w);
-
-static void on_touch(struct heap *h)
+/* A request is about to change the count or the refs of id, which the
+ * collection has reached. Before SCAN ends, the object is alive for this
+ * collection (a hold, name or token it gains is a root; a ref it gains or
+ * loses changes a count that the trial no longer follows): it waits on the
+ * black stack, which SCAN empties before anything else. */
+static void on_touch(struct heap *h, uint64_t id)
 {
     struct work *w = h->gc_state;
-    if (w->phase == MARK || w->phase == SCAN) {
-        abandon(h);
-        w->restarts++;
-    }
+    uint64_t *v;
+    if (w->phase != MARK && w->phase != SCAN)
+        return;
+    v = u64map_get(&w->trial, id);
+    assert(v && "an INGC object has a trial count");
+    if (*v & TRIAL_TOUCHED)
+        return;
+    *v |= TRIAL_TOUCHED;
+    w->touches++;
+    push(&w->touched, id);
+    push(&w->black, id);
 }
 
 static struct work *work_of(struct heap *h)
 {
     struct work *w = h->gc_state;
     if (!w && (w = mem_calloc(sizeof(*w))) != NULL) {
+        u64map_init(&w->trial);
         h->gc_state = w;
         h->gc_state_free = work_free;
         h->gc_touch = on_touch;
@@ -316,36 +338,76 @@ static struct work *work_of(struct heap *h)
     return w;
 }
 
-/* Put back every edge a gray or white object had taken out of its targets,
- * make every INGC object black again (purple if still buffered), and give
- * the roots back to the buffer. Counts are exact again; nothing allocates
- * but the candidate buffer (whose failure sets cand_lost). */
-static void abandon(struct heap *h)
+/* An object of the collection leaves it: black again, or purple if it is a
+ * candidate (a decrement buffered it meanwhile, or a touch did). */
+static void leave(struct obj *o)
+{
+    obj_clear_flag(o, OBJ_INGC);
+    obj_set_color(o, (obj_flags(o) & OBJ_BUFFERED) ? COLOR_PURPLE : COLOR_BLACK);
+}
+
+/* The collection is over (done or given up): touched objects become
+ * candidates, the side table goes. */
+static void finish(struct heap *h, struct work *w)
+{
+    for (size_t i = 0; i < w->touched.len; i++)
+        heap_buffer(h, w->touched.v[i]);
+    w->phase = IDLE;
+    w->nroots = 0;
+    w->stack.len = w->black.len = w->touched.len = w->visited.len = 0;
+    u64map_close(&w->trial);
+    u64map_init(&w->trial);
+}
+
+/* Give the collection under way up (a gc request, or a stack or the table
+ * could not grow): every object it reached leaves it, and the roots go back
+ * to the buffer. No count was changed, so none needs repair. full: walk the
+ * heap rather than the lists (after a failed push, an object may be flagged
+ * and listed nowhere). */
+static void abandon(struct heap *h, int full)
 {
     struct work *w = h->gc_state;
-    struct stack *lists[2] = {&w->visited, &w->stack};
-    for (size_t i = 0; i < w->visited.len; i++) {
-        struct obj *o = heap_get_any(h, w->visited.v[i]);
-        uint32_t c = obj_color(o);
-        if (c == COLOR_GRAY || c == COLOR_WHITE) {
-            const uint64_t *refs = obj_refs(o);
-            for (uint32_t k = 0; k < obj_nrefs(o); k++)
-                heap_get_any(h, refs[k])->internal++;
+    struct stack *lists[3] = {&w->visited, &w->stack, &w->black};
+    uint64_t id;
+    if (full) {
+        for (uint32_t i = 0; i < h->nslots; i++) {
+            struct obj *o = heap_slot(h, i, &id);
+            if (o && (obj_flags(o) & OBJ_INGC))
+                leave(o);
+        }
+    } else {
+        for (int l = 0; l < 3; l++) {
+            for (size_t i = 0; i < lists[l]->len; i++) {
+                struct obj *o = heap_get_any(h, lists[l]->v[i]);
+                if (o && (obj_flags(o) & OBJ_INGC))
+                    leave(o);
+            }
         }
     }
-    for (int l = 0; l < 2; l++) {
-        for (size_t i = 0; i < lists[l]->len; i++) {
-            struct obj *o = heap_get_any(h, lists[l]->v[i]);
-            obj_clear_flag(o, OBJ_INGC);
-            obj_set_color(o, (obj_flags(o) & OBJ_BUFFERED) ? COLOR_PURPLE : COLOR_BLACK);
-        }
-    }
-    w->phase = IDLE;
-    w->stack.len = w->black.len = w->visited.len = 0;
-    w->abandoned++;
     for (uint32_t i = 0; i < w->nroots; i++)
         heap_buffer(h, w->roots[i]);
-    w->nroots = 0;
+    w->abandoned++;
+    w->stack.oom = w->black.oom = w->touched.oom = w->visited.oom = 0;
+    finish(h, w);
+}
+
+/* id is reached: flag it and give it a trial count, its refcount now.
+ * Returns its trial slot, or NULL when the table cannot grow (nothing
+ * flagged). */
+static uint64_t *reach(struct heap *h, struct work *w, struct obj *o, uint64_t id)
+{
+    int created;
+    uint64_t *v = u64map_put(&w->trial, id, &created);
+    if (!v) {
+        w->stack.oom = 1;
+        return NULL;
+    }
+    assert(created);
+    *v = heap_refcount(h, o, id) & ~TRIAL_TOUCHED;
+    obj_set_color(o, COLOR_BLACK); /* reached, not processed */
+    obj_set_flag(o, OBJ_INGC);
+    push(&w->stack, id);
+    return v;
 }
 
 /* Take a batch of candidates: the purple ones become the roots. */
@@ -361,41 +423,44 @@ static void start(struct heap *h, struct work *w, struct gc_result *r)
         obj_clear_flag(o, OBJ_BUFFERED);
         if (obj_color(o) != COLOR_PURPLE || (obj_flags(o) & OBJ_INGC))
             continue;
-        obj_set_color(o, COLOR_BLACK); /* reached, not processed */
-        obj_set_flag(o, OBJ_INGC);
-        push(&w->stack, id);
         w->roots[w->nroots++] = id;
+        if (!reach(h, w, o, id))
+            break;
     }
     r->candidates += w->nroots;
     w->phase = w->nroots ? MARK : IDLE;
 }
 
-/* MarkGray: process a reached object: subtract the edges out of it, and
- * reach its targets. */
+/* MarkGray: process a reached object: take the edges out of it off its
+ * targets' trial counts, and reach its targets. (An object freed since it
+ * was reached is skipped: what it pointed at was touched by its free.) */
 static void mark_step(struct heap *h, struct work *w, struct gc_result *r)
 {
     uint64_t id = w->stack.v[--w->stack.len];
     struct obj *o = heap_get_any(h, id);
-    const uint64_t *refs = obj_refs(o);
+    const uint64_t *refs;
+    if (!o)
+        return;
+    refs = obj_refs(o);
     obj_set_color(o, COLOR_GRAY);
     push(&w->visited, id);
     r->examined++;
     for (uint32_t i = 0; i < obj_nrefs(o); i++) {
         struct obj *t = heap_get_any(h, refs[i]);
-        assert(t->internal > 0);
-        t->internal--;
-        if (!(obj_flags(t) & OBJ_INGC)) {
-            obj_set_color(t, COLOR_BLACK);
-            obj_set_flag(t, OBJ_INGC);
-            push(&w->stack, refs[i]);
-        }
+        uint64_t *v =
+            (obj_flags(t) & OBJ_INGC) ? u64map_get(&w->trial, refs[i]) : reach(h, w, t, refs[i]);
+        if (!v)
+            return;
+        trial_add(v, -1);
     }
 }
 
 /* Scan and ScanBlack, one object at a time. The scan stack may hold an id
  * twice; whatever is no longer gray when it comes up is skipped. An object
  * waiting on the black stack stays gray or white until it is blackened, so
- * its color always says whether its edges are subtracted. */
+ * its color always says whether its edges are off its targets' trials.
+ * ScanBlack puts back only edges into the collection's objects: a ref a
+ * touched object gained may point anywhere. */
 static void scan_step(struct heap *h, struct work *w)
 {
     struct obj *o;
@@ -404,13 +469,15 @@ static void scan_step(struct heap *h, struct work *w)
     if (w->black.len) {
         id = w->black.v[--w->black.len];
         o = heap_get_any(h, id);
-        if (obj_color(o) == COLOR_BLACK)
+        if (!o || obj_color(o) == COLOR_BLACK)
             return;
         obj_set_color(o, COLOR_BLACK);
         refs = obj_refs(o);
         for (uint32_t i = 0; i < obj_nrefs(o); i++) {
             struct obj *t = heap_get_any(h, refs[i]);
-            t->internal++;
+            if (!(obj_flags(t) & OBJ_INGC))
+                continue;
+            trial_add(u64map_get(&w->trial, refs[i]), 1);
             if (obj_color(t) != COLOR_BLACK)
                 push(&w->black, refs[i]);
         }
@@ -418,15 +485,16 @@ static void scan_step(struct heap *h, struct work *w)
     }
     if (!w->stack.len) {
         id = w->roots[w->next_root++];
-        if (obj_color(heap_get_any(h, id)) == COLOR_GRAY)
+        o = heap_get_any(h, id);
+        if (o && obj_color(o) == COLOR_GRAY)
             push(&w->stack, id);
         return;
     }
     id = w->stack.v[--w->stack.len];
     o = heap_get_any(h, id);
-    if (obj_color(o) != COLOR_GRAY)
+    if (!o || obj_color(o) != COLOR_GRAY)
         return;
-    if (heap_refcount(h, o, id) > 0) {
+    if (trial_count(*u64map_get(&w->trial, id)) > 0) {
         push(&w->black, id);
         return;
     }
@@ -438,29 +506,47 @@ static void scan_step(struct heap *h, struct work *w)
 }
 
 /* CollectWhite, one object at a time: the whites are garbage (hidden since
- * SCAN ended); flag them, and clear INGC everywhere. An INGC object that is
- * not white may have been freed since SCAN ended. */
+ * SCAN ended); flag them and move their ids to the front of visited, which
+ * becomes the garbage list; every other object leaves the collection. An
+ * object may have been freed since SCAN ended (a white one by the free of
+ * garbage that was all that referred to it). */
 static void collect_step(struct heap *h, struct work *w)
 {
     uint64_t id = w->visited.v[w->pos++];
     struct obj *o = heap_get_any(h, id);
     if (!o || !(obj_flags(o) & OBJ_INGC))
         return;
-    obj_clear_flag(o, OBJ_INGC);
-    if (obj_color(o) != COLOR_WHITE)
+    if (obj_color(o) != COLOR_WHITE) {
+        leave(o);
         return;
+    }
+    obj_clear_flag(o, OBJ_INGC | OBJ_BUFFERED); /* a stale id in the buffer is skipped */
     obj_set_color(o, COLOR_BLACK);
-    obj_clear_flag(o, OBJ_BUFFERED); /* a stale id in the buffer is skipped */
     obj_set_flag(o, OBJ_GARBAGE);
-    push(&w->garbage, id);
+    w->visited.v[w->ngarbage++] = id;
+}
+
+/* COLLECT is done: visited's front is the garbage list. */
+static void collect_end(struct heap *h, struct work *w)
+{
+    struct stack t = w->garbage;
+    assert(w->garbage.len == 0);
+    w->garbage = w->visited;
+    w->garbage.len = w->ngarbage;
+    w->visited = t;
+    h->hide_white = 0;
+    finish(h, w);
+}
+
+static int work_oom(const struct work *w)
+{
+    return w->stack.oom || w->black.oom || w->touched.oom || w->visited.oom;
 }
 
 /* Up to QUANTUM units of the collection under way. */
 static void work_step(struct heap *h, struct work *w, struct gc_result *r)
 {
-    for (int n = 0; n < QUANTUM && w->phase != IDLE; n++) {
-        if (work_oom(w))
-            return;
+    for (int n = 0; n < QUANTUM && w->phase != IDLE && !work_oom(w); n++) {
         switch (w->phase) {
         case MARK:
             if (w->stack.len) {
@@ -474,19 +560,15 @@ static void work_step(struct heap *h, struct work *w, struct gc_result *r)
                 scan_step(h, w);
             } else {
                 w->phase = COLLECT;
-                w->pos = 0;
+                w->pos = w->ngarbage = 0;
                 h->hide_white = 1;
             }
             break;
         case COLLECT:
-            if (w->pos < w->visited.len) {
+            if (w->pos < w->visited.len)
                 collect_step(h, w);
-            } else {
-                w->phase = IDLE;
-                h->hide_white = 0;
-                w->visited.len = 0;
-                w->restarts = 0;
-            }
+            else
+                collect_end(h, w);
             break;
         case IDLE:
             break;
@@ -494,55 +576,30 @@ static void work_step(struct heap *h, struct work *w, struct gc_result *r)
     }
 }
 
-/* Free up to n objects of garbage found. Their edges were subtracted by
- * MarkGray: heap_free_white does not look at their refs. */
+/* Free up to n objects of garbage found, as any object is freed (its refs
+ * are released; garbage they point at only loses a count, it is on the
+ * list). What the frees take with them counts as collected too. */
 static void free_garbage(struct heap *h, struct work *w, size_t n, struct gc_result *r)
 {
-    while (n-- && w->garbage.len) {
-        uint64_t id = w->garbage.v[--w->garbage.len];
-        heap_free_white(h, heap_get_any(h, id), id);
-        r->collected++;
-    }
-}
-
-static int work_oom(const struct work *w)
-{
-    return w->stack.oom || w->black.oom || w->visited.oom || w->garbage.oom;
-}
-
-/* A stack could not grow. Drop the collection and the garbage list, and let
- * repair() make every count exact and flag-free again (whatever garbage was
- * found becomes ordinary unreachable objects); the next collection is a
- * full one, which finds them. */
-static void work_reset_oom(struct heap *h, struct work *w)
-{
-    w->phase = IDLE;
-    w->nroots = 0;
-    w->stack.len = w->black.len = w->visited.len = w->garbage.len = 0;
-    w->stack.oom = w->black.oom = w->visited.oom = w->garbage.oom = 0;
-    repair(h);
+    uint64_t before = h->freed[FREE_CYCLE];
+    while (n-- && w->garbage.len)
+        heap_free_garbage(h, w->garbage.v[--w->garbage.len]);
+    r->collected += h->freed[FREE_CYCLE] - before;
 }
 
 /* Bring the incremental state to rest before a synchronous collection: a
- * collection in MARK or SCAN is abandoned (its roots are back in the
- * buffer), one in COLLECT is finished, and all garbage found is freed.
- * Returns RPC_EOUT_OF_MEMORY if that could not be done (counts repaired,
- * cand_lost set). */
-static int settle(struct heap *h, struct gc_result *r)
+ * collection in MARK or SCAN is given up (its roots are back in the
+ * buffer), one in COLLECT is finished, and all garbage found is freed. */
+static void settle(struct heap *h, struct gc_result *r)
 {
     struct work *w = h->gc_state;
     if (!w)
-        return 0;
+        return;
     if (w->phase == MARK || w->phase == SCAN)
-        abandon(h);
-    while (w->phase == COLLECT && !work_oom(w))
+        abandon(h, work_oom(w));
+    while (w->phase == COLLECT)
         work_step(h, w, r);
-    if (work_oom(w)) {
-        work_reset_oom(h, w);
-        return RPC_EOUT_OF_MEMORY;
-    }
     free_garbage(h, w, SIZE_MAX, r);
-    return 0;
 }
 
 int gc_collect(struct heap *h, struct gc_result *r)
@@ -553,10 +610,7 @@ int gc_collect(struct heap *h, struct gc_result *r)
     int rc = 0;
 
     memset(r, 0, sizeof(*r));
-    if ((rc = settle(h, r)) < 0) {
-        r->duration_us = now_us() - start_us;
-        return rc;
-    }
+    settle(h, r);
     if (h->cand_lost) {
         struct gc_result f;
         rc = collect_full(h, &f);
@@ -591,7 +645,7 @@ int gc_collect(struct heap *h, struct gc_result *r)
 
 int gc_slice(struct heap *h, uint64_t budget_us, struct gc_result *r)
 {
-    uint64_t start_us = now_us(), batch[GC_BATCH];
+    uint64_t start_us = now_us();
     struct work *w;
     int rc = 0;
 
@@ -606,28 +660,19 @@ int gc_slice(struct heap *h, uint64_t budget_us, struct gc_result *r)
         } else if (w->phase != IDLE) {
             work_step(h, w, r);
             if (work_oom(w)) {
-                work_reset_oom(h, w);
+                abandon(h, 1);
                 rc = RPC_EOUT_OF_MEMORY;
                 break;
             }
         } else if (h->ncand == 0) {
             break;
-        } else if (w->restarts >= MAX_RESTART) {
-            /* Requests keep changing what this sweep examines: run one batch
-             * whole, so that the sweep always gets through. */
-            uint32_t k = h->ncand < GC_BATCH ? h->ncand : GC_BATCH;
-            h->ncand -= k;
-            memcpy(batch, h->cand + h->ncand, (size_t)k * 8);
-            w->restarts = 0;
-            rc = collect_roots(h, &w->sync, batch, k, r);
-            if (rc < 0)
-                break;
         } else {
             start(h, w, r);
         }
     } while (now_us() - start_us < budget_us);
     r->duration_us = now_us() - start_us;
     r->abandoned = w->abandoned;
+    r->touched = w->touches;
     if (rc < 0)
         return rc;
     return h->ncand > 0 || h->cand_lost || w->phase != IDLE || w->garbage.len > 0;

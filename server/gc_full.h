@@ -17,6 +17,7 @@ struct gc_result {
     uint64_t examined;    /* objects looked at */
     uint64_t duration_us; /* wall time */
     uint64_t abandoned;   /* gc_slice: collections given up since start (see gc.h) */
+    uint64_t touched;     /* gc_slice: objects requests touched during collections, ever */
 };
 
 /* Collect every unreachable object. 0, or RPC_EOUT_OF_MEMORY with nothing

@@ -234,7 +234,7 @@ int heap_create(struct heap *h, const void *data, uint32_t len, const uint64_t *
     for (uint32_t i = 0; i < nrefs; i++) {
         struct obj *t = heap_get(h, refs[i]);
         assert(t && "heap_create: refs must be checked first");
-        heap_touch(h, t);
+        heap_touch(h, t, refs[i]);
         t->internal++;
     }
     h->objects++;
@@ -300,7 +300,7 @@ void heap_incr(struct heap *h, uint64_t id, enum obj_count which, uint32_t n)
     struct obj *o = heap_get(h, id);
     uint64_t *v;
     assert(o);
-    heap_touch(h, o);
+    heap_touch(h, o, id);
     switch (which) {
     case CNT_HOLDS:
         assert(n <= UINT32_MAX - o->holds);
@@ -328,7 +328,8 @@ static void possible_root(struct heap *h, struct obj *o, uint64_t id)
 {
     if (obj_nrefs(o) == 0 || (obj_flags(o) & OBJ_GARBAGE))
         return;
-    obj_set_color(o, COLOR_PURPLE);
+    if (!(obj_flags(o) & OBJ_INGC)) /* (its color is the collection's until it leaves) */
+        obj_set_color(o, COLOR_PURPLE);
     if (obj_flags(o) & OBJ_BUFFERED)
         return;
     if (h->ncand == h->cand_cap) {
@@ -376,7 +377,7 @@ static void free_worklist(struct heap *h, uint64_t top, enum free_reason why)
                 assert(why == FREE_CYCLE);
                 continue;
             }
-            heap_touch(h, t);
+            heap_touch(h, t, refs[i]);
             assert(t->internal > 0 && "decr against internal <= 0");
             t->internal--;
             if (obj_unreferenced(t) && !(obj_flags(t) & OBJ_GARBAGE)) {
@@ -414,7 +415,7 @@ void heap_decr(struct heap *h, uint64_t id, enum obj_count which, uint32_t n)
     struct obj *o = heap_get_any(h, id);
     uint64_t *v;
     assert(o);
-    heap_touch(h, o);
+    heap_touch(h, o, id);
     switch (which) {
     case CNT_HOLDS:
         assert(o->holds >= n && "decr against holds <= 0");
@@ -501,9 +502,9 @@ int heap_set_refs(struct heap *h, uint64_t id, const uint64_t *refs, uint32_t nr
     uint32_t old_n = obj_nrefs(o);
     const uint64_t *old = obj_refs(o);
 
-    heap_touch(h, o);
+    heap_touch(h, o, id);
     for (uint32_t i = 0; i < nrefs; i++)
-        heap_touch(h, heap_get(h, refs[i]));
+        heap_touch(h, heap_get(h, refs[i]), refs[i]);
 
     if (!rebuild(h, id, obj_data(o), obj_data_len(o), refs, nrefs, NULL, 0))
         return RPC_EOUT_OF_MEMORY;
@@ -522,8 +523,8 @@ int heap_link(struct heap *h, uint64_t id, uint64_t target, uint32_t *new_len)
     struct obj *o = heap_get(h, id), *n;
     uint32_t len = obj_data_len(o), nrefs = obj_nrefs(o);
 
-    heap_touch(h, o);
-    heap_touch(h, heap_get(h, target));
+    heap_touch(h, o, id);
+    heap_touch(h, heap_get(h, target), target);
 
     if (needs_big(len, nrefs) == needs_big(len, nrefs + 1)) {
         /* Same layout: grow in place when the block's class allows. */
@@ -557,7 +558,7 @@ int heap_unlink(struct heap *h, uint64_t id, uint64_t target, uint32_t *new_len)
     uint32_t n = obj_nrefs(o);
     size_t old_bytes = heap_obj_bytes(o);
 
-    heap_touch(h, o);
+    heap_touch(h, o, id);
     refs = obj_refs(o);
 
     for (uint32_t i = 0; i < n; i++) {

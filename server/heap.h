@@ -146,12 +146,13 @@ struct heap {
     void *on_free_ud;
     /* The cycle collector's state between slices (gc.c owns it). While it
      * examines a subgraph, a change to the count or refs of an object
-     * flagged OBJ_INGC calls gc_touch first (which abandons that work); once
-     * it has found garbage there, hide_white makes white objects invisible
-     * like those flagged OBJ_GARBAGE. heap_close calls gc_state_free. */
+     * flagged OBJ_INGC calls gc_touch first (which keeps that object alive
+     * for the collection); once it has found garbage there, hide_white
+     * makes white objects invisible like those flagged OBJ_GARBAGE.
+     * heap_close calls gc_state_free. */
     void *gc_state;
     void (*gc_state_free)(struct heap *h);
-    void (*gc_touch)(struct heap *h);
+    void (*gc_touch)(struct heap *h, uint64_t id);
     int hide_white;
 };
 
@@ -182,11 +183,12 @@ static inline struct obj *heap_get(const struct heap *h, uint64_t id)
         return NULL;
     return o;
 }
-/* About to change o's count or refs: tell a collection under way. */
-static inline void heap_touch(struct heap *h, const struct obj *o)
+/* About to change the count or refs of o (whose id is id): tell a
+ * collection under way. */
+static inline void heap_touch(struct heap *h, const struct obj *o, uint64_t id)
 {
     if (__builtin_expect((o->genflags & OBJ_INGC) != 0, 0))
-        h->gc_touch(h);
+        h->gc_touch(h, id);
 }
 /* The object in slot i (< nslots), or NULL; *id gets its id. */
 struct obj *heap_slot(const struct heap *h, uint32_t i, uint64_t *id);

@@ -153,7 +153,9 @@ int store_sweep(struct store *st, uint64_t budget_us, struct gc_result *r)
         return rc;
     g->slices++;
     if (r->abandoned > g->restarts)
-        g->restarts = r->abandoned; /* (a running total kept by gc.c) */
+        g->restarts = r->abandoned; /* (running totals kept by gc.c) */
+    if (r->touched > g->touched)
+        g->touched = r->touched;
     g->full += full;
     g->collected += r->collected;
     g->sweep_candidates += r->candidates;

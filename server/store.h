@@ -56,7 +56,8 @@ struct gc_stats {
     uint64_t threshold_base; /* the configured one, the floor of adaptation */
     uint64_t full;           /* collections that had to go over the whole heap */
     uint64_t slices;         /* slices of periodic sweeps */
-    uint64_t restarts; /* sliced collections given up because requests changed their subgraph */
+    uint64_t restarts;       /* sliced collections given up (by a gc request, or out of memory) */
+    uint64_t touched;        /* objects requests touched while a sliced collection examined them */
     uint64_t sweep_candidates, sweep_collected; /* of the sweep under way */
     /* pauses of at most 100 us, 1 ms, 10 ms, 100 ms, 1 s, and longer */
     uint64_t pauses[GC_PAUSE_BUCKETS];
