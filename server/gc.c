@@ -2,12 +2,14 @@
  * synchronous algorithm over a batch of candidates (collect_roots), and the
  * same algorithm run a bounded amount of work at a time across slices, with
  * its state in struct work, for periodic sweeps. */
+#define _GNU_SOURCE /* mremap */
 #include "gc.h"
 #include "mem.h"
 #include "rpc_err.h"
 
 #include <assert.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 
 struct stack {
@@ -250,9 +252,10 @@ out:
  *
  * One collection over a batch of candidates, run QUANTUM units of work at a
  * time, with requests running between slices. It never changes a count:
- * the trial counts of MarkGray live in a side table (struct work's trial,
- * id -> count, for every object the collection has reached, flagged
- * OBJ_INGC), so reads and frees between slices see exact counts. The heap
+ * the trial counts of MarkGray live in a side array indexed like the
+ * heap's slots (struct work's trial, written when the collection reaches
+ * an object and flags it OBJ_INGC), so reads and frees between slices see
+ * exact counts. The heap
  * calls touch() before any change to the count or refs of an INGC object;
  * during MARK and SCAN that object is taken to be alive for this collection
  * (it goes on the black stack, and ScanBlack blackens what it reaches), and
@@ -280,7 +283,8 @@ struct work {
     enum phase phase;
     uint64_t roots[GC_BATCH];
     uint32_t nroots, next_root; /* SCAN: the next root to scan from */
-    struct u64map trial;        /* id -> trial count (| TRIAL_TOUCHED) of each INGC object */
+    uint64_t *trial;            /* by slot: trial count (| TRIAL_TOUCHED) of each INGC object */
+    size_t trial_len;           /* slots it has room for */
     struct stack stack;         /* MARK: reached, not processed; SCAN: to scan */
     struct stack black;         /* SCAN: to blacken (ScanBlack); touched objects wait here */
     struct stack touched;       /* touched by requests: candidates again at the end */
@@ -291,10 +295,50 @@ struct work {
     uint64_t touches;           /* objects touched during a collection, ever */
 };
 
+/* The trial array is mapped, not allocated: its pages are zero until a
+ * collection reaches an object of theirs, so a sweep over a few objects
+ * of a large heap costs a few pages, not an array of the heap's size, and
+ * growing it with the heap moves no memory (mremap). A sweep that ends
+ * gives it back (trial_release). Every entry is written when its object is
+ * reached, so nothing needs clearing between collections. 0, or -1 when
+ * the address space cannot be had. */
+static int trial_reserve(struct work *w, size_t slots)
+{
+    size_t len = w->trial_len ? w->trial_len : 4096;
+    void *p;
+    if (slots <= w->trial_len)
+        return 0;
+    while (len < slots)
+        len *= 2;
+    if (w->trial)
+        p = mremap(w->trial, w->trial_len * 8, len * 8, MREMAP_MAYMOVE);
+    else
+        p = mmap(NULL, len * 8, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+                 -1, 0);
+    if (p == MAP_FAILED)
+        return -1;
+    w->trial = p;
+    w->trial_len = len;
+    return 0;
+}
+
+static void trial_release(struct work *w)
+{
+    if (w->trial)
+        munmap(w->trial, w->trial_len * 8);
+    w->trial = NULL;
+    w->trial_len = 0;
+}
+
+static inline uint64_t *trial_of(struct work *w, uint64_t id)
+{
+    return &w->trial[heap_slot_of(id)];
+}
+
 static void work_free(struct heap *h)
 {
     struct work *w = h->gc_state;
-    u64map_close(&w->trial);
+    trial_release(w);
     stack_free(&w->stack);
     stack_free(&w->black);
     stack_free(&w->touched);
@@ -316,8 +360,7 @@ static void on_touch(struct heap *h, uint64_t id)
     uint64_t *v;
     if (w->phase != MARK && w->phase != SCAN)
         return;
-    v = u64map_get(&w->trial, id);
-    assert(v && "an INGC object has a trial count");
+    v = trial_of(w, id);
     if (*v & TRIAL_TOUCHED)
         return;
     *v |= TRIAL_TOUCHED;
@@ -330,7 +373,6 @@ static struct work *work_of(struct heap *h)
 {
     struct work *w = h->gc_state;
     if (!w && (w = mem_calloc(sizeof(*w))) != NULL) {
-        u64map_init(&w->trial);
         h->gc_state = w;
         h->gc_state_free = work_free;
         h->gc_touch = on_touch;
@@ -347,7 +389,7 @@ static void leave(struct obj *o)
 }
 
 /* The collection is over (done or given up): touched objects become
- * candidates, the side table goes. */
+ * candidates. */
 static void finish(struct heap *h, struct work *w)
 {
     for (size_t i = 0; i < w->touched.len; i++)
@@ -355,12 +397,10 @@ static void finish(struct heap *h, struct work *w)
     w->phase = IDLE;
     w->nroots = 0;
     w->stack.len = w->black.len = w->touched.len = w->visited.len = 0;
-    u64map_close(&w->trial);
-    u64map_init(&w->trial);
 }
 
-/* Give the collection under way up (a gc request, or a stack or the table
- * could not grow): every object it reached leaves it, and the roots go back
+/* Give the collection under way up (a gc request, or a stack or the trial
+ * array could not grow): every object it reached leaves it, and the roots go back
  * to the buffer. No count was changed, so none needs repair. full: walk the
  * heap rather than the lists (after a failed push, an object may be flagged
  * and listed nowhere). */
@@ -392,17 +432,16 @@ static void abandon(struct heap *h, int full)
 }
 
 /* id is reached: flag it and give it a trial count, its refcount now.
- * Returns its trial slot, or NULL when the table cannot grow (nothing
- * flagged). */
+ * Returns its trial entry, or NULL when the array cannot grow to the
+ * heap's slots (a request may have added some; nothing flagged). */
 static uint64_t *reach(struct heap *h, struct work *w, struct obj *o, uint64_t id)
 {
-    int created;
-    uint64_t *v = u64map_put(&w->trial, id, &created);
-    if (!v) {
+    uint64_t *v;
+    if (__builtin_expect(heap_slot_of(id) >= w->trial_len, 0) && trial_reserve(w, h->nslots) < 0) {
         w->stack.oom = 1;
         return NULL;
     }
-    assert(created);
+    v = trial_of(w, id);
     *v = heap_refcount(h, o, id) & ~TRIAL_TOUCHED;
     obj_set_color(o, COLOR_BLACK); /* reached, not processed */
     obj_set_flag(o, OBJ_INGC);
@@ -447,8 +486,7 @@ static void mark_step(struct heap *h, struct work *w, struct gc_result *r)
     r->examined++;
     for (uint32_t i = 0; i < obj_nrefs(o); i++) {
         struct obj *t = heap_get_any(h, refs[i]);
-        uint64_t *v =
-            (obj_flags(t) & OBJ_INGC) ? u64map_get(&w->trial, refs[i]) : reach(h, w, t, refs[i]);
+        uint64_t *v = (obj_flags(t) & OBJ_INGC) ? trial_of(w, refs[i]) : reach(h, w, t, refs[i]);
         if (!v)
             return;
         trial_add(v, -1);
@@ -477,7 +515,7 @@ static void scan_step(struct heap *h, struct work *w)
             struct obj *t = heap_get_any(h, refs[i]);
             if (!(obj_flags(t) & OBJ_INGC))
                 continue;
-            trial_add(u64map_get(&w->trial, refs[i]), 1);
+            trial_add(trial_of(w, refs[i]), 1);
             if (obj_color(t) != COLOR_BLACK)
                 push(&w->black, refs[i]);
         }
@@ -494,7 +532,7 @@ static void scan_step(struct heap *h, struct work *w)
     o = heap_get_any(h, id);
     if (!o || obj_color(o) != COLOR_GRAY)
         return;
-    if (trial_count(*u64map_get(&w->trial, id)) > 0) {
+    if (trial_count(*trial_of(w, id)) > 0) {
         push(&w->black, id);
         return;
     }
@@ -647,7 +685,7 @@ int gc_slice(struct heap *h, uint64_t budget_us, struct gc_result *r)
 {
     uint64_t start_us = now_us();
     struct work *w;
-    int rc = 0;
+    int rc = 0, more;
 
     memset(r, 0, sizeof(*r));
     if (h->cand_lost || !(w = work_of(h))) {
@@ -670,12 +708,13 @@ int gc_slice(struct heap *h, uint64_t budget_us, struct gc_result *r)
             start(h, w, r);
         }
     } while (now_us() - start_us < budget_us);
+    more = h->ncand > 0 || h->cand_lost || w->phase != IDLE || w->garbage.len > 0;
+    if (!more)
+        trial_release(w); /* the sweep is over */
     r->duration_us = now_us() - start_us;
     r->abandoned = w->abandoned;
     r->touched = w->touches;
-    if (rc < 0)
-        return rc;
-    return h->ncand > 0 || h->cand_lost || w->phase != IDLE || w->garbage.len > 0;
+    return rc < 0 ? rc : more;
 }
 
 uint64_t gc_pending(const struct heap *h)
