@@ -9,8 +9,13 @@ latency percentiles and maximum over the window in which the sweep ran, and
 the server's own pause statistics.
 
     bench/gc_pause.py build/server/rcstored [objects] [slice_us] [pairs|ring]
+
+As bench/compare-redis.sh does, the server runs pinned to core 0 and this
+client to core 1 (PIN=0 in the environment turns that off), so that the
+two do not wait for each other's core.
 """
 import gc
+import os
 import socket
 import subprocess
 import sys
@@ -23,9 +28,13 @@ N = int(sys.argv[2]) if len(sys.argv) > 2 else 300_000
 SLICE = sys.argv[3] if len(sys.argv) > 3 else "1000"
 SHAPE = sys.argv[4] if len(sys.argv) > 4 else "pairs"
 
+PIN = os.environ.get("PIN", "1") != "0" and os.cpu_count() >= 2
 p = subprocess.Popen([RCSTORED, "--listen", "tcp://127.0.0.1:0", "--gc-interval-ms", "1500",
                       "--gc-threshold", "1000000000", "--gc-slice-us", SLICE],
-                     stderr=subprocess.PIPE, text=True)
+                     stderr=subprocess.PIPE, text=True,
+                     preexec_fn=(lambda: os.sched_setaffinity(0, {0})) if PIN else None)
+if PIN:
+    os.sched_setaffinity(0, {1})
 for line in p.stderr:
     if "listening on tcp://" in line:
         host, port = line.rsplit("tcp://", 1)[1].strip().rsplit(":", 1)

@@ -25,10 +25,12 @@ int gc_collect(struct heap *h, struct gc_result *r);
 /* One slice of a periodic sweep: about budget_us of work (at least one
  * step), then it returns, whatever the size of the subgraph or of the
  * garbage under way. A collection over GC_BATCH candidates runs across as
- * many slices as it needs; requests that change what it is examining make
- * it start over (see docs/gc.md for the rule and why it is correct);
- * garbage it finds is freed a chunk at a time. Returns 1 if work remains, 0
- * if none, or RPC_EOUT_OF_MEMORY (counts repaired; the next run is full). */
+ * many slices as it needs and changes no count (its trial counts are its
+ * own); an object that requests change meanwhile is alive for it and a
+ * candidate again afterwards (see docs/gc.md for the rule and why it is
+ * correct); garbage it finds is freed a chunk at a time. Returns 1 if work
+ * remains, 0 if none, or RPC_EOUT_OF_MEMORY (the collection under way is
+ * given up and its roots are candidates again). */
 int gc_slice(struct heap *h, uint64_t budget_us, struct gc_result *r);
 /* Garbage found by gc_slice and not yet freed (hidden from requests). */
 uint64_t gc_pending(const struct heap *h);

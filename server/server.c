@@ -201,7 +201,7 @@ static void sweep_step(struct server *srv)
     if (rc > 0)
         return; /* the idle handle calls again next iteration */
     if (rc < 0)
-        log_warn("cycle collection ran out of memory; the next one is full");
+        log_warn("cycle collection ran out of memory; its candidates wait for the next sweep");
     srv->sweeping = 0;
     uv_idle_stop(&srv->gc_idle);
 }

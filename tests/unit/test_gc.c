@@ -125,9 +125,9 @@ static void check_oracle(struct heap *h, int complete)
             assert_false(obj_flags(o) & (OBJ_GARBAGE | OBJ_MARK));
         }
     }
-    /* Between slices a collection may have edges out of its gray and white
-     * objects subtracted, and garbage found but not yet freed: heap_check
-     * (above) accounts for both; once complete, counts are plain again. */
+    /* Between slices, garbage found but not yet freed still refers to what
+     * it referred to (heap_check, above, recounts every edge); once
+     * complete, the refs of live objects are all there is. */
     if (complete) {
         for (int i = 0; i < nmodel; i++)
             if (heap_get(h, model_id[i]))
