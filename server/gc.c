@@ -255,11 +255,11 @@ out:
  * the trial counts of MarkGray live in a side array indexed like the
  * heap's slots (struct work's trial, written when the collection reaches
  * an object and flags it OBJ_INGC), so reads and frees between slices see
- * exact counts. The heap
- * calls touch() before any change to the count or refs of an INGC object;
- * during MARK and SCAN that object is taken to be alive for this collection
- * (it goes on the black stack, and ScanBlack blackens what it reaches), and
- * it becomes a candidate again once the collection ends. What SCAN leaves
+ * exact counts. The heap calls touch() before any change to the count or
+ * refs of an INGC object; during MARK and SCAN that object is taken to be
+ * alive for this collection (it goes on the black stack, and ScanBlack
+ * blackens what it reaches), and it becomes a candidate again once the
+ * collection ends. What SCAN leaves
  * white is garbage (docs/gc.md has the argument): heap->hide_white hides it
  * from requests, COLLECT flags it OBJ_GARBAGE, and it is freed a chunk at a
  * time, releasing its refs as any free does. */
