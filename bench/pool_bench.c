@@ -35,7 +35,14 @@ static double now(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-static volatile uintptr_t sink;
+/* The caller's use of a block: the pointer goes to code the compiler cannot
+ * see (so neither allocator's calls can be dropped) and memory may have
+ * changed (so the pool's inline paths reload their counts, as they would in
+ * a real caller), without a chain through memory from one pair to the
+ * next. (A volatile accumulator had one: on CPUs that do not rename memory
+ * its load-add-store took longer than the pool's whole pair, which then
+ * measured the harness, not the allocator.) */
+#define CONSUME(p) __asm__ volatile("" : : "r"(p) : "memory")
 static unsigned order[BATCH];
 
 /* Each allocator's loops are compiled with its calls written out, as a
@@ -49,7 +56,7 @@ static unsigned order[BATCH];
             size_t n = mix[i % NMIX];                                                              \
             char *p = ALLOC(n);                                                                    \
             p[0] = (char)i; /* touch it, as a caller would */                                      \
-            sink += (uintptr_t)p;                                                                  \
+            CONSUME(p);                                                                            \
             RELEASE(p, n);                                                                         \
         }                                                                                          \
         return (now() - t) * 1e9 / (double)pairs;                                                  \
