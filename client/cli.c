@@ -831,7 +831,7 @@ static const struct command *find(const char *name)
 {
     char norm[64];
     size_t i;
-    for (i = 0; name[i] && i < sizeof(norm) - 1; i++)
+    for (i = 0; i < sizeof(norm) - 1 && name[i]; i++)
         norm[i] = name[i] == '_' ? '-' : name[i];
     norm[i] = '\0';
     for (const struct command *c = commands; c->name; c++) {
