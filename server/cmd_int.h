@@ -1,0 +1,82 @@
+/* cmd_int: what the handler files of the cmd family share and nothing else
+ * includes: the handler signature, the argument readers (each fails with a
+ * message naming the parameter), and one prototype per handler. The table
+ * and the dispatcher are in cmd.c; handlers live by family in cmd_object.c,
+ * cmd_session.c, cmd_names.c, cmd_query.c and cmd_admin.c. */
+#ifndef RCS_SERVER_CMD_INT_H
+#define RCS_SERVER_CMD_INT_H
+
+#include "cmd.h"
+#include "rpc_err.h"
+#include "rpc_pack.h"
+
+#include <msgpack.h>
+#include <stdint.h>
+
+typedef const msgpack_object arg_t;
+/* A handler: a[0..n) are its parameters, n already checked against the
+ * table's arity. It validates everything before it changes anything, and
+ * either packs its whole result into c->pk and returns 0, or returns a
+ * negative RPC_E* code (with cmd_fail for a message) and the dispatcher
+ * rewinds whatever it packed. */
+typedef int (*cmd_fn)(struct cmd_ctx *c, arg_t *a, uint32_t n);
+
+/* What a growing request allocates besides its data and refs (an object
+ * header, a hash slot, a name entry): an estimate, so that once a request
+ * with no payload is refused, every growing request is. */
+#define CMD_GROW_BASE_BYTES 64
+
+/* Sets the error message of the request and returns err. */
+int cmd_fail(struct cmd_ctx *c, int err, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Argument readers: 0, or the error (with its message set) on a bad value. */
+int cmd_arg_id(struct cmd_ctx *c, arg_t *a, const char *what, uint64_t *id);
+/* An id that must name a live object: *id, and the object in *o (valid
+ * until the heap next changes). */
+int cmd_arg_obj(struct cmd_ctx *c, arg_t *a, const char *what, struct obj **o, uint64_t *id);
+int cmd_arg_count(struct cmd_ctx *c, arg_t *a, uint32_t *n);
+/* The optional limit at a[i] (i < n), UINT64_MAX when absent. */
+int cmd_arg_limit(struct cmd_ctx *c, arg_t *a, uint32_t n, uint32_t i, uint64_t *limit);
+int cmd_arg_data(struct cmd_ctx *c, arg_t *a, const char **p, uint32_t *len);
+int cmd_arg_name(struct cmd_ctx *c, arg_t *a, const char **p, uint32_t *len);
+/* An array of ids that all name live objects, copied into a fresh array
+ * (*ids, to be released with cmd_free_ids(*ids, *n)). */
+int cmd_arg_refs(struct cmd_ctx *c, arg_t *a, uint64_t **ids, uint32_t *n);
+void cmd_free_ids(uint64_t *ids, uint32_t n);
+/* RPC_EOUT_OF_MEMORY if adding `more` bytes would pass maxmemory. */
+int cmd_check_maxmemory(struct cmd_ctx *c, uint64_t more);
+/* Packs n bytes at p as a msgpack str. */
+void cmd_pack_str(msgpack_packer *pk, const char *p, size_t n);
+
+/* cmd_object.c */
+int cmd_do_create(struct cmd_ctx *c, arg_t *a, uint32_t n);
+int cmd_do_get(struct cmd_ctx *c, arg_t *a, uint32_t n);
+int cmd_do_set_data(struct cmd_ctx *c, arg_t *a, uint32_t n);
+int cmd_do_set_refs(struct cmd_ctx *c, arg_t *a, uint32_t n);
+int cmd_do_link(struct cmd_ctx *c, arg_t *a, uint32_t n);
+int cmd_do_unlink(struct cmd_ctx *c, arg_t *a, uint32_t n);
+int cmd_do_incref(struct cmd_ctx *c, arg_t *a, uint32_t n);
+int cmd_do_decref(struct cmd_ctx *c, arg_t *a, uint32_t n);
+int cmd_do_stat(struct cmd_ctx *c, arg_t *a, uint32_t n);
+int cmd_do_watch(struct cmd_ctx *c, arg_t *a, uint32_t n);
+/* cmd_session.c */
+int cmd_do_hello(struct cmd_ctx *c, arg_t *a, uint32_t n);
+int cmd_do_release_all(struct cmd_ctx *c, arg_t *a, uint32_t n);
+int cmd_do_share(struct cmd_ctx *c, arg_t *a, uint32_t n);
+int cmd_do_claim(struct cmd_ctx *c, arg_t *a, uint32_t n);
+/* cmd_names.c */
+int cmd_do_bind(struct cmd_ctx *c, arg_t *a, uint32_t n);
+int cmd_do_unbind(struct cmd_ctx *c, arg_t *a, uint32_t n);
+int cmd_do_lookup(struct cmd_ctx *c, arg_t *a, uint32_t n);
+int cmd_do_names(struct cmd_ctx *c, arg_t *a, uint32_t n);
+/* cmd_query.c */
+int cmd_do_referrers(struct cmd_ctx *c, arg_t *a, uint32_t n);
+int cmd_do_why(struct cmd_ctx *c, arg_t *a, uint32_t n);
+/* cmd_admin.c */
+int cmd_do_ping(struct cmd_ctx *c, arg_t *a, uint32_t n);
+int cmd_do_gc(struct cmd_ctx *c, arg_t *a, uint32_t n);
+int cmd_do_stats(struct cmd_ctx *c, arg_t *a, uint32_t n);
+int cmd_do_debug_check(struct cmd_ctx *c, arg_t *a, uint32_t n);
+
+#endif

@@ -1,0 +1,88 @@
+/* cmd_names: the methods on names (bind, unbind, lookup, names). */
+#include "cmd_int.h"
+#include "mem.h"
+#include "names.h"
+#include "store.h"
+
+int cmd_do_bind(struct cmd_ctx *c, arg_t *a, uint32_t n)
+{
+    const char *name;
+    uint32_t len;
+    struct obj *o;
+    uint64_t id;
+    int rc;
+    if ((rc = cmd_arg_name(c, &a[0], &name, &len)) < 0 ||
+        (rc = cmd_arg_obj(c, &a[1], "id", &o, &id)) < 0)
+        return rc;
+    if ((rc = names_bind(&c->env->st->names, &c->env->st->heap, name, len, id)) < 0)
+        return rc;
+    msgpack_pack_nil(&c->pk);
+    return 0;
+}
+
+static int name_not_found(struct cmd_ctx *c, const char *name, uint32_t len)
+{
+    return cmd_fail(c, RPC_ENAME_NOT_FOUND, "no name \"%.*s\"", (int)(len > 64 ? 64 : len), name);
+}
+
+int cmd_do_unbind(struct cmd_ctx *c, arg_t *a, uint32_t n)
+{
+    const char *name;
+    uint32_t len;
+    int rc;
+    if ((rc = cmd_arg_name(c, &a[0], &name, &len)) < 0)
+        return rc;
+    if (names_unbind(&c->env->st->names, &c->env->st->heap, name, len) < 0)
+        return name_not_found(c, name, len);
+    msgpack_pack_nil(&c->pk);
+    return 0;
+}
+
+int cmd_do_lookup(struct cmd_ctx *c, arg_t *a, uint32_t n)
+{
+    struct store *st = c->env->st;
+    const struct name_ent *e;
+    const char *name;
+    uint32_t len;
+    int rc, acquire = 0;
+
+    if ((rc = cmd_arg_name(c, &a[0], &name, &len)) < 0)
+        return rc;
+    if (n == 2) {
+        if (a[1].type != MSGPACK_OBJECT_BOOLEAN)
+            return cmd_fail(c, RPC_EBAD_PARAMS, "acquire must be a boolean");
+        acquire = a[1].via.boolean;
+    }
+    if (!(e = names_find(&st->names, name, len)))
+        return name_not_found(c, name, len);
+    if (acquire && (rc = cmd_check_maxmemory(c, CMD_GROW_BASE_BYTES)) < 0)
+        return rc;
+    if (acquire && (rc = sess_incref(st, c->sess, e->id, 1, NULL)) < 0)
+        return rc;
+    msgpack_pack_uint64(&c->pk, e->id);
+    return 0;
+}
+
+int cmd_do_names(struct cmd_ctx *c, arg_t *a, uint32_t n)
+{
+    const struct name_ent **list;
+    const char *prefix = "";
+    uint32_t plen = 0;
+    uint64_t limit, count, cap;
+    int rc;
+
+    if (n >= 1 && rpc_obj_bytes(&a[0], &prefix, &plen) < 0)
+        return cmd_fail(c, RPC_EBAD_PARAMS, "prefix must be a str");
+    if ((rc = cmd_arg_limit(c, a, n, 1, &limit)) < 0)
+        return rc;
+    if ((rc = names_list(&c->env->st->names, prefix, plen, limit, &list, &count, &cap)) < 0)
+        return rc;
+    msgpack_pack_array(&c->pk, count);
+    for (uint64_t i = 0; i < count; i++) {
+        msgpack_pack_array(&c->pk, 2);
+        cmd_pack_str(&c->pk, list[i]->name, list[i]->len);
+        msgpack_pack_uint64(&c->pk, list[i]->id);
+    }
+    mem_free(list, cap * sizeof(*list));
+    return 0;
+}

@@ -1,0 +1,150 @@
+/* cmd_session: the methods of sessions and hand-offs (hello, release_all,
+ * share, claim). */
+#include "cmd_int.h"
+#include "mem.h"
+#include "store.h"
+
+#include <string.h>
+
+int cmd_do_hello(struct cmd_ctx *c, arg_t *a, uint32_t n)
+{
+    struct store *st = c->env->st;
+    msgpack_packer *pk = &c->pk;
+    struct sess *s = c->sess;
+    arg_t *ttl = NULL, *client = NULL, *resume = NULL;
+    int rc, resumed = 0;
+
+    if (n == 1 && a[0].type != MSGPACK_OBJECT_MAP && a[0].type != MSGPACK_OBJECT_NIL)
+        return cmd_fail(c, RPC_EBAD_PARAMS, "hello takes one map of options");
+    if (n == 1 && a[0].type == MSGPACK_OBJECT_MAP) {
+        ttl = rpc_map_get(&a[0], "ttl");
+        client = rpc_map_get(&a[0], "client");
+        resume = rpc_map_get(&a[0], "resume");
+        if (ttl && ttl->type != MSGPACK_OBJECT_POSITIVE_INTEGER)
+            return cmd_fail(c, RPC_EBAD_PARAMS, "ttl must be a non-negative integer (seconds)");
+        if (client && client->type != MSGPACK_OBJECT_STR)
+            return cmd_fail(c, RPC_EBAD_PARAMS, "client must be a str");
+        if (resume && resume->type != MSGPACK_OBJECT_BIN && resume->type != MSGPACK_OBJECT_STR)
+            return cmd_fail(c, RPC_EBAD_PARAMS, "resume must be the token (bin) from hello");
+    }
+    if (c->env->auth) {
+        arg_t *auth = n == 1 && a[0].type == MSGPACK_OBJECT_MAP ? rpc_map_get(&a[0], "auth") : NULL;
+        const char *p;
+        uint32_t len;
+        volatile unsigned char diff;
+        if (!auth || rpc_obj_bytes(auth, &p, &len) < 0)
+            return cmd_fail(c, RPC_EAUTH_REQUIRED, "this server requires hello {\"auth\": token}");
+        /* Constant time in the content; only the length may show. */
+        diff = len != c->env->auth_len;
+        for (uint32_t i = 0; i < len; i++)
+            diff |= (unsigned char)(p[i] ^ c->env->auth[i % c->env->auth_len]);
+        if (diff) {
+            c->close_after = 1;
+            return cmd_fail(c, RPC_EAUTH_FAILED, "wrong auth token; closing");
+        }
+        *c->authed = 1;
+    }
+    if (resume) {
+        struct sess *r;
+        const char *tok;
+        uint32_t len;
+        void *conn = s->conn;
+        rpc_obj_bytes(resume, &tok, &len);
+        if ((rc = sess_resume(st, tok, len, &r)) == RPC_ESESSION_BUSY)
+            return cmd_fail(c, rc, "that session is attached to another connection");
+        if (rc < 0)
+            return cmd_fail(c, rc, "no such session: its lease expired, or the server restarted");
+        if (r != s) {
+            /* This connection's own session gives way (with any holds it
+             * took before resuming) and the resumed one takes its place. */
+            s->conn = NULL;
+            sess_free(st, s);
+            s = c->sess = r;
+            s->conn = conn;
+            st->sessions_detached--;
+            st->sessions_resumed++;
+            resumed = 1;
+        }
+    }
+    if (ttl)
+        s->ttl_s = (uint32_t)(ttl->via.u64 < st->lim.max_session_ttl ? ttl->via.u64
+                                                                     : st->lim.max_session_ttl);
+    if (client) {
+        uint32_t len = client->via.str.size;
+        if (len >= sizeof(s->client))
+            len = sizeof(s->client) - 1;
+        if (len) /* an empty str's ptr may be NULL */
+            memcpy(s->client, client->via.str.ptr, len);
+        s->client[len] = '\0';
+    }
+    msgpack_pack_map(pk, 7);
+    rpc_pack_kv_uint(pk, "protocol", 1);
+    rpc_pack_cstr(pk, "server");
+    rpc_pack_cstr(pk, "rcstored " RCS_VERSION);
+    rpc_pack_kv_uint(pk, "session", s->id);
+    rpc_pack_cstr(pk, "token");
+    msgpack_pack_bin(pk, SESS_TOKEN_BYTES);
+    msgpack_pack_bin_body(pk, s->token, SESS_TOKEN_BYTES);
+    rpc_pack_cstr(pk, "resumed");
+    if (resumed)
+        msgpack_pack_true(pk);
+    else
+        msgpack_pack_false(pk);
+    rpc_pack_kv_uint(pk, "ttl", s->ttl_s);
+    rpc_pack_cstr(pk, "limits");
+    msgpack_pack_map(pk, 4);
+    rpc_pack_kv_uint(pk, "max_data_bytes", st->lim.max_data_bytes);
+    rpc_pack_kv_uint(pk, "max_refs", st->lim.max_refs);
+    rpc_pack_kv_uint(pk, "max_message_bytes", st->lim.max_message_bytes);
+    rpc_pack_kv_uint(pk, "max_session_ttl", st->lim.max_session_ttl);
+    return 0;
+}
+
+int cmd_do_release_all(struct cmd_ctx *c, arg_t *a, uint32_t n)
+{
+    msgpack_pack_uint64(&c->pk, sess_release_all(c->env->st, c->sess));
+    return 0;
+}
+
+/* Default life of a share token, in seconds (clamped to max_session_ttl). */
+#define SHARE_TTL_DEFAULT 60
+
+int cmd_do_share(struct cmd_ctx *c, arg_t *a, uint32_t n)
+{
+    struct store *st = c->env->st;
+    uint8_t token[SESS_TOKEN_BYTES];
+    uint64_t id, ttl = SHARE_TTL_DEFAULT;
+    struct obj *o;
+    int rc;
+    if ((rc = cmd_arg_obj(c, &a[0], "id", &o, &id)) < 0)
+        return rc;
+    if (n == 2) {
+        if (a[1].type != MSGPACK_OBJECT_POSITIVE_INTEGER || a[1].via.u64 == 0)
+            return cmd_fail(c, RPC_EBAD_PARAMS, "ttl must be a positive integer (seconds)");
+        ttl = a[1].via.u64;
+    }
+    if (ttl > st->lim.max_session_ttl)
+        ttl = st->lim.max_session_ttl;
+    if ((rc = share_new(st, id, (uint32_t)ttl, c->env->now_ms, token)) < 0)
+        return rc;
+    msgpack_pack_bin(&c->pk, sizeof(token));
+    msgpack_pack_bin_body(&c->pk, token, sizeof(token));
+    return 0;
+}
+
+int cmd_do_claim(struct cmd_ctx *c, arg_t *a, uint32_t n)
+{
+    const char *tok;
+    uint32_t len;
+    uint64_t id;
+    int rc;
+    if (rpc_obj_bytes(&a[0], &tok, &len) < 0)
+        return cmd_fail(c, RPC_EBAD_PARAMS, "token must be the bin that share returned");
+    rc = share_claim(c->env->st, c->sess, tok, len, c->env->now_ms, &id);
+    if (rc == RPC_ETOKEN_INVALID)
+        return cmd_fail(c, rc, "token unknown, already claimed, or expired");
+    if (rc < 0)
+        return rc;
+    msgpack_pack_uint64(&c->pk, id);
+    return 0;
+}
