@@ -11,7 +11,7 @@ JOBS     ?= $(shell nproc 2>/dev/null || echo 2)
 FUZZ_SECONDS ?= 30
 SOAK_SECONDS ?= 600
 
-.PHONY: all deps deps-format deps-fuzz deps-valgrind build run test test-asan asan debug \
+.PHONY: all deps deps-format deps-fuzz deps-valgrind build run test test-fast test-asan asan debug \
         fuzz valgrind soak format format-check clean
 
 all: build
@@ -54,6 +54,10 @@ run: build
 
 test: build
 	ctest --preset release -j $(JOBS)
+
+# The suite without the tests labelled slow (the million-object ones).
+test-fast: build
+	ctest --preset release -j $(JOBS) -LE slow
 
 # The asan+ubsan build, with -Werror, running the unit and integration tests.
 build-asan/CMakeCache.txt: | deps

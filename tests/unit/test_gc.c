@@ -559,7 +559,7 @@ static void slice_of_a_fresh_heap(void **state)
 
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
-int main(void)
+int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
         T(randomized_against_oracle),
@@ -575,5 +575,6 @@ int main(void)
         T(out_of_memory_keeps_counts),
         T(slice_of_a_fresh_heap),
     };
+    rcs_test_select(argc, argv);
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

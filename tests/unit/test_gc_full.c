@@ -170,11 +170,12 @@ static void out_of_memory_frees_nothing(void **state)
 
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
-int main(void)
+int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
         T(two_cycle_collected),      T(reachable_cycles_stay),       T(million_ring),
         T(random_graph_against_bfs), T(out_of_memory_frees_nothing),
     };
+    rcs_test_select(argc, argv);
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

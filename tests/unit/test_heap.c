@@ -284,7 +284,7 @@ static void overflow_is_refused(void **state)
 
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
-int main(void)
+int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
         T(create_and_get),
@@ -301,5 +301,6 @@ int main(void)
         T(out_of_memory_changes_nothing),
         T(overflow_is_refused),
     };
+    rcs_test_select(argc, argv);
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
