@@ -1,9 +1,9 @@
 /* gc_full: the simple, obviously correct collector. It marks everything
  * reachable from the roots (objects with a session hold, a name or a token)
  * through refs with an explicit stack, then frees every unmarked object as a
- * cycle. It costs O(heap) and stops the world, so it serves the `gc` request
- * until the incremental collector lands, and stays afterwards as the oracle
- * that tests check the real collector against. */
+ * cycle. It costs O(heap) and stops the world, so the real collector (gc.c)
+ * falls back to it only when running out of memory lost candidates; tests
+ * check the real collector against it as their oracle. */
 #ifndef RCS_SERVER_GC_FULL_H
 #define RCS_SERVER_GC_FULL_H
 

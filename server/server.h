@@ -1,6 +1,7 @@
 /* server: the daemon around the store: one libuv loop, its listeners, its
  * connections and its signals. Each connection is attached to a session; the
- * connection owns that session until it closes (leases come later). Output
+ * connection owns that session until it closes, when the session is released
+ * or, with a lease, detached (store.h). Output
  * of one loop iteration is batched per connection and written once. */
 #ifndef RCS_SERVER_SERVER_H
 #define RCS_SERVER_SERVER_H
