@@ -4,6 +4,7 @@
 #include "metrics.h"
 #include "log.h"
 #include "mem.h"
+#include "stats.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -183,52 +184,37 @@ static void out(struct buf *b, const char *fmt, ...)
     }
 }
 
-static void metric(struct buf *b, const char *name, const char *type, const char *help, uint64_t v)
-{
-    out(b, "# HELP %s %s\n# TYPE %s %s\n%s %llu\n", name, help, name, type, name,
-        (unsigned long long)v);
-}
-
+/* Every entry of the counter list (stats.h), a family's HELP and TYPE lines
+ * before its first sample; then the pause histogram and the per-method
+ * counts. */
 void metrics_render(const struct cmd_env *env, struct buf *b)
 {
-    const struct store *st = env->st;
-    const struct gc_stats *g = &st->gc;
-    static const char *le[GC_PAUSE_BUCKETS] = {"0.0001", "0.001", "0.01", "0.1", "1", "+Inf"};
-    uint64_t sessions = store_session_count(st), detached = st->sessions_detached, cum = 0;
+    const struct gc_stats *g = &env->st->gc;
+    const char *family = "";
+    size_t family_len = 0;
+    struct stats_src src;
+    uint64_t cum = 0;
     int n = cmd_count();
 
     buf_reset(b);
-    metric(b, "rcstore_objects", "gauge", "Live objects.", st->heap.objects);
-    metric(b, "rcstore_data_bytes", "gauge", "Bytes of object data.", st->heap.data_bytes);
-    metric(b, "rcstore_refs", "gauge", "Refs held by live objects.", st->heap.refs);
-    metric(b, "rcstore_heap_bytes", "gauge", "Memory the heap occupies (what maxmemory bounds).",
-           mem_heap_bytes());
-    metric(b, "rcstore_rss_bytes", "gauge", "Resident set size of the process.", mem_rss_bytes());
-    out(b, "# HELP rcstore_sessions Sessions by state.\n# TYPE rcstore_sessions gauge\n");
-    out(b, "rcstore_sessions{state=\"attached\"} %llu\n",
-        (unsigned long long)(sessions - detached));
-    out(b, "rcstore_sessions{state=\"detached\"} %llu\n", (unsigned long long)detached);
-    metric(b, "rcstore_sessions_expired_total", "counter", "Leases that ended unresumed.",
-           st->sessions_expired);
-    metric(b, "rcstore_sessions_resumed_total", "counter", "Sessions resumed by a new connection.",
-           st->sessions_resumed);
-    out(b, "# HELP rcstore_frees_total Objects freed, by reason.\n"
-           "# TYPE rcstore_frees_total counter\n");
-    out(b, "rcstore_frees_total{reason=\"refcount\"} %llu\n",
-        (unsigned long long)st->heap.freed[FREE_REFCOUNT]);
-    out(b, "rcstore_frees_total{reason=\"cycle\"} %llu\n",
-        (unsigned long long)st->heap.freed[FREE_CYCLE]);
-    metric(b, "rcstore_gc_collections_total", "counter", "Cycle collections completed.",
-           g->collections);
-    metric(b, "rcstore_gc_collected_total", "counter", "Objects freed by the cycle collector.",
-           g->collected);
-    metric(b, "rcstore_gc_candidates", "gauge", "Candidate roots waiting for the collector.",
-           st->heap.ncand);
+    stats_src_init(&src, env);
+    for (int i = 0; i < stats_ncounters; i++) {
+        const struct stats_counter *k = &stats_counters[i];
+        size_t len = strcspn(k->metric, "{");
+        if (len != family_len || memcmp(k->metric, family, len) != 0) {
+            out(b, "# HELP %.*s %s\n# TYPE %.*s %s\n", (int)len, k->metric, k->help, (int)len,
+                k->metric, k->type);
+            family = k->metric;
+            family_len = len;
+        }
+        out(b, "%s %llu\n", k->metric, (unsigned long long)k->get(&src));
+    }
     out(b, "# HELP rcstore_gc_pause_seconds Collector pauses (each slice of a sweep is one).\n"
            "# TYPE rcstore_gc_pause_seconds histogram\n");
     for (int i = 0; i < GC_PAUSE_BUCKETS; i++) {
         cum += g->pauses[i];
-        out(b, "rcstore_gc_pause_seconds_bucket{le=\"%s\"} %llu\n", le[i], (unsigned long long)cum);
+        out(b, "rcstore_gc_pause_seconds_bucket{le=\"%s\"} %llu\n", gc_pause_buckets[i].le,
+            (unsigned long long)cum);
     }
     out(b, "rcstore_gc_pause_seconds_sum %.6f\n", (double)g->total_us / 1e6);
     out(b, "rcstore_gc_pause_seconds_count %llu\n", (unsigned long long)cum);
@@ -242,16 +228,4 @@ void metrics_render(const struct cmd_env *env, struct buf *b)
     for (int i = 0; i < n; i++)
         out(b, "rcstore_request_errors_total{method=\"%s\"} %llu\n", cmd_name(i),
             (unsigned long long)env->errors[i]);
-    metric(b, "rcstore_bad_requests_total", "counter", "Messages refused before reaching a method.",
-           env->bad_requests);
-    metric(b, "rcstore_connections", "gauge", "Open client connections.", env->connections);
-    metric(b, "rcstore_connections_total", "counter", "Client connections accepted.",
-           env->connections_total);
-    metric(b, "rcstore_connections_refused_total", "counter",
-           "Connections refused at max-connections.", env->connections_refused);
-    metric(b, "rcstore_connections_timed_out_total", "counter",
-           "Connections closed by idle-timeout in the middle of a message.",
-           env->connections_timed_out);
-    metric(b, "rcstore_start_time_seconds", "gauge", "Start time, seconds since the epoch.",
-           env->start_time);
 }

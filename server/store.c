@@ -105,15 +105,19 @@ void store_close(struct store *st)
     heap_close(&st->heap);
 }
 
+const struct gc_pause_bucket gc_pause_buckets[GC_PAUSE_BUCKETS] = {
+    {100, "le_100us", "0.0001"}, {1000, "le_1ms", "0.001"}, {10000, "le_10ms", "0.01"},
+    {100000, "le_100ms", "0.1"}, {1000000, "le_1s", "1"},   {0, "gt_1s", "+Inf"},
+};
+
 static void account_pause(struct gc_stats *g, uint64_t us)
 {
-    static const uint64_t bucket_us[GC_PAUSE_BUCKETS - 1] = {100, 1000, 10000, 100000, 1000000};
     int b = 0;
     g->total_us += us;
     g->last_pause_us = us;
     if (us > g->max_pause_us)
         g->max_pause_us = us;
-    while (b < GC_PAUSE_BUCKETS - 1 && us > bucket_us[b])
+    while (b < GC_PAUSE_BUCKETS - 1 && us > gc_pause_buckets[b].max_us)
         b++;
     g->pauses[b]++;
 }

@@ -48,7 +48,14 @@ struct store_limits {
     uint64_t max_session_watches; /* 0: unlimited */
 };
 
+/* The collector's pause histogram: the buckets' upper bounds (the last has
+ * none), their keys in stats and their le labels in /metrics. */
 #define GC_PAUSE_BUCKETS 6
+struct gc_pause_bucket {
+    uint64_t max_us; /* 0 for the last: longer than all the others */
+    const char *key, *le;
+};
+extern const struct gc_pause_bucket gc_pause_buckets[GC_PAUSE_BUCKETS];
 
 struct gc_stats {
     uint64_t collections, collected, total_us, last_pause_us, max_pause_us;
@@ -59,8 +66,7 @@ struct gc_stats {
     uint64_t restarts;       /* sliced collections given up (by a gc request, or out of memory) */
     uint64_t touched;        /* objects requests touched while a sliced collection examined them */
     uint64_t sweep_candidates, sweep_collected; /* of the sweep under way */
-    /* pauses of at most 100 us, 1 ms, 10 ms, 100 ms, 1 s, and longer */
-    uint64_t pauses[GC_PAUSE_BUCKETS];
+    uint64_t pauses[GC_PAUSE_BUCKETS];          /* counts, by gc_pause_buckets */
 };
 
 typedef void (*store_notify_cb)(void *ud, struct sess *s, uint64_t id, enum free_reason why);

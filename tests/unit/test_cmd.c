@@ -6,8 +6,10 @@
 #include "cmd.h"
 #include "check.h"
 #include "mem.h"
+#include "metrics.h"
 #include "rpc_err.h"
 #include "rpc_pack.h"
+#include "stats.h"
 
 #include <string.h>
 
@@ -394,6 +396,48 @@ static void gc_and_stats_shapes(void **state)
     assert_int_equal(rpc_map_get(rpc_map_get(f->res.result, "ops"), "gc")->via.u64, 1);
 }
 
+/* stats and /metrics render one list: every counter is in both, with the
+ * same value, and each metric family has one HELP and one TYPE line. */
+static void stats_and_metrics_agree(void **state)
+{
+    struct fx *f = *state;
+    struct buf text;
+    char line[256];
+    create(f, "a");
+    buf_init(&text);
+    begin(f, "stats", 0);
+    assert_int_equal(end(f), 0);
+    metrics_render(&f->env, &text);
+    buf_append(&text, "", 1); /* a C string */
+    for (int i = 0; i < stats_ncounters; i++) {
+        const struct stats_counter *k = &stats_counters[i];
+        const msgpack_object *sec = rpc_map_get(f->res.result, stats_section_names[k->section]);
+        const msgpack_object *v = rpc_map_get(sec, k->key);
+        size_t family = strcspn(k->metric, "{");
+        const char *p = text.data;
+        int helps = 0;
+        assert_non_null(v);
+        if (k->section == STATS_MEMORY || strcmp(k->key, "uptime_s") == 0) {
+            /* (these may move between the two renderings, which allocate):
+             * the sample is there, with any value */
+            snprintf(line, sizeof(line), "\n%s ", k->metric);
+            if (!strstr(text.data, line))
+                fail_msg("/metrics lacks %s", k->metric);
+        } else {
+            snprintf(line, sizeof(line), "\n%s %llu\n", k->metric, (unsigned long long)v->via.u64);
+            if (!strstr(text.data, line))
+                fail_msg("/metrics lacks [%s] as in stats", line + 1);
+        }
+        snprintf(line, sizeof(line), "# HELP %.*s ", (int)family, k->metric);
+        while ((p = strstr(p, line)) != NULL) {
+            helps++;
+            p++;
+        }
+        assert_int_equal(helps, 1);
+    }
+    buf_close(&text);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int main(void)
@@ -407,6 +451,7 @@ int main(void)
         T(links_and_refs),
         T(names_and_lookup),
         T(gc_and_stats_shapes),
+        T(stats_and_metrics_agree),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
