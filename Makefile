@@ -11,7 +11,8 @@ JOBS     ?= $(shell nproc 2>/dev/null || echo 2)
 FUZZ_SECONDS ?= 30
 SOAK_SECONDS ?= 600
 
-.PHONY: all deps deps-format deps-fuzz deps-valgrind build run test test-fast test-asan asan debug \
+.PHONY: all deps deps-format deps-fuzz deps-valgrind build run test test-fast test-asan asan \
+        test-tsan tsan debug \
         fuzz valgrind soak format format-check clean
 
 all: build
@@ -69,6 +70,17 @@ asan: deps build-asan/CMakeCache.txt
 test-asan: asan
 	ctest --preset asan -j $(JOBS) -L 'unit|integration'
 
+# ThreadSanitizer: rcstored and the thread test of librcstore (several clients
+# on several threads), nothing else, to keep CI short.
+build-tsan/CMakeCache.txt: | deps
+	cmake --preset tsan
+
+tsan: deps build-tsan/CMakeCache.txt
+	cmake --build --preset tsan -j $(JOBS)
+
+test-tsan: tsan
+	ctest --preset tsan -j $(JOBS)
+
 # libFuzzer targets (clang, ASan, UBSan), each run for FUZZ_SECONDS.
 fuzz: deps deps-fuzz
 	cmake --preset fuzz
@@ -95,4 +107,4 @@ format-check: deps-format
 	clang-format --dry-run --Werror $$(git ls-files '*.c' '*.h')
 
 clean:
-	rm -rf build build-debug build-asan build-fuzz build-valgrind
+	rm -rf build build-debug build-asan build-tsan build-fuzz build-valgrind

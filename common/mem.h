@@ -2,7 +2,13 @@
  * bytes in use (for stats and maxmemory) and lets tests inject failures. It is
  * not an allocator itself: small blocks come from pool.h, large ones from the
  * system. Callers pass the size back on free and realloc, which is what a
- * size-class pool needs (it keeps no per-block header). */
+ * size-class pool needs (it keeps no per-block header).
+ *
+ * Two builds implement it. mem.c (the server's, in rcs_common) counts and
+ * pools, with process-wide state that is not thread-safe. mem_libc.c
+ * (librcstore's, in rcs_common_client) is plain malloc and free with no
+ * state, so any number of threads may use it; it provides only the four
+ * allocation calls. */
 #ifndef RCS_COMMON_MEM_H
 #define RCS_COMMON_MEM_H
 

@@ -4,6 +4,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -11,6 +12,7 @@ int server_start(struct server_proc *sp, const char *const *extra)
 {
     const char *argv[32] = {RCSTORED_PATH, "--listen", "tcp://127.0.0.1:0", "--log-level", "info"};
     int n = 5, fds[2];
+    pid_t parent = getpid();
     char line[512];
 
     for (; extra && *extra && n < 30; extra++)
@@ -22,6 +24,10 @@ int server_start(struct server_proc *sp, const char *const *extra)
     if (sp->pid < 0)
         return -1;
     if (sp->pid == 0) {
+        /* A test that dies (a failed assert, a sanitizer report) must not
+         * leave its server holding ctest's output pipe until the timeout. */
+        if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != parent)
+            _exit(127);
         dup2(fds[1], STDERR_FILENO);
         close(fds[0]);
         close(fds[1]);

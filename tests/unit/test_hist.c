@@ -1,4 +1,4 @@
-/* Unit tests for client/hist: exact below 128, within 1/128 above, across
+/* Unit tests for client/bench/hist: exact below 128, within 1/128 above, across
  * the whole uint64 range; percentiles of known distributions; merging. */
 #include "cmocka_pre.h"
 

@@ -6,7 +6,8 @@
  * be queued with rcs_send, written with rcs_flush and their replies read in
  * order with rcs_recv (pipelining); the typed calls (rcs_create, rcs_get, ...)
  * are each a send, a flush and a receive. A client is not thread-safe: use
- * one per thread.
+ * one per thread. Clients on different threads share nothing: the library
+ * has no global state and allocates with malloc and free.
  *
  * Errors: every fallible function returns 0 or a negative rcs_error. Server
  * errors carry the server's message, read with rcs_last_error. Memory a call
