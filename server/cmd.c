@@ -793,17 +793,20 @@ static int do_gc(struct cmd_ctx *c, arg_t *a, uint32_t n)
 
 /* The memory section: process RSS, what the heap occupies, and the pool
  * allocator's arenas, pools and size classes (only classes in use). */
-static void pack_memory(msgpack_packer *pk, const struct store *st)
+static void pack_memory(msgpack_packer *pk, const struct cmd_env *env)
 {
+    const struct store *st = env->st;
     struct pool_stats ps;
     uint32_t nclasses = 0;
 
     pool_get_stats(&ps);
     for (int i = 0; i < POOL_NCLASSES; i++)
         nclasses += ps.cls[i].pools > 0;
-    msgpack_pack_map(pk, 13);
+    msgpack_pack_map(pk, 15);
     rpc_pack_kv_uint(pk, "rss_bytes", mem_rss_bytes());
     rpc_pack_kv_uint(pk, "heap_bytes", mem_heap_bytes());
+    rpc_pack_kv_uint(pk, "client_buffers_bytes", mem_budget_bytes(MEM_CLIENT));
+    rpc_pack_kv_uint(pk, "max_client_buffers", env->max_client_buffers);
     rpc_pack_kv_uint(pk, "data_bytes", st->heap.data_bytes);
     rpc_pack_kv_uint(pk, "requested_bytes", mem_used());
     rpc_pack_kv_uint(pk, "large_bytes", mem_large_bytes());
@@ -840,7 +843,7 @@ static int do_stats(struct cmd_ctx *c, arg_t *a, uint32_t n)
     for (int i = 0; i < ncmd; i++)
         errors += env->errors[i];
     rpc_pack_cstr(pk, "server");
-    msgpack_pack_map(pk, 9);
+    msgpack_pack_map(pk, 10);
     rpc_pack_cstr(pk, "version");
     rpc_pack_cstr(pk, RCS_VERSION);
     rpc_pack_kv_uint(pk, "uptime_s", now > env->start_time ? now - env->start_time : 0);
@@ -848,6 +851,7 @@ static int do_stats(struct cmd_ctx *c, arg_t *a, uint32_t n)
     rpc_pack_kv_uint(pk, "connections_total", env->connections_total);
     rpc_pack_kv_uint(pk, "connections_refused", env->connections_refused);
     rpc_pack_kv_uint(pk, "connections_timed_out", env->connections_timed_out);
+    rpc_pack_kv_uint(pk, "clients_evicted", env->clients_evicted);
     rpc_pack_kv_uint(pk, "bad_requests", env->bad_requests);
     rpc_pack_kv_uint(pk, "errors", errors);
     rpc_pack_kv_uint(pk, "pid", (uint64_t)getpid());
@@ -862,7 +866,7 @@ static int do_stats(struct cmd_ctx *c, arg_t *a, uint32_t n)
     rpc_pack_kv_uint(pk, "freed_cycle", st->heap.freed[FREE_CYCLE]);
 
     rpc_pack_cstr(pk, "memory");
-    pack_memory(pk, st);
+    pack_memory(pk, env);
 
     rpc_pack_cstr(pk, "gc");
     msgpack_pack_map(pk, 14);

@@ -203,6 +203,9 @@ void metrics_render(const struct cmd_env *env, struct buf *b)
     metric(b, "rcstore_refs", "gauge", "Refs held by live objects.", st->heap.refs);
     metric(b, "rcstore_heap_bytes", "gauge", "Memory the heap occupies (what maxmemory bounds).",
            mem_heap_bytes());
+    metric(b, "rcstore_client_buffers_bytes", "gauge",
+           "Memory of client connections and their buffers (what max-client-buffers bounds).",
+           mem_budget_bytes(MEM_CLIENT));
     metric(b, "rcstore_rss_bytes", "gauge", "Resident set size of the process.", mem_rss_bytes());
     out(b, "# HELP rcstore_sessions Sessions by state.\n# TYPE rcstore_sessions gauge\n");
     out(b, "rcstore_sessions{state=\"attached\"} %llu\n",
@@ -252,6 +255,9 @@ void metrics_render(const struct cmd_env *env, struct buf *b)
     metric(b, "rcstore_connections_timed_out_total", "counter",
            "Connections closed by idle-timeout in the middle of a message.",
            env->connections_timed_out);
+    metric(b, "rcstore_clients_evicted_total", "counter",
+           "Connections closed because all clients' buffers passed max-client-buffers.",
+           env->clients_evicted);
     metric(b, "rcstore_start_time_seconds", "gauge", "Start time, seconds since the epoch.",
            env->start_time);
 }
