@@ -7,13 +7,19 @@
 
 void buf_init(struct buf *b)
 {
+    buf_init_in(b, MEM_HEAP);
+}
+
+void buf_init_in(struct buf *b, enum mem_budget budget)
+{
     memset(b, 0, sizeof(*b));
+    b->budget = budget;
 }
 
 void buf_close(struct buf *b)
 {
-    mem_free(b->data, b->cap);
-    buf_init(b);
+    mem_free_in(b->budget, b->data, b->cap);
+    buf_init_in(b, b->budget);
 }
 
 int buf_grow(struct buf *b, size_t n)
@@ -33,7 +39,7 @@ int buf_grow(struct buf *b, size_t n)
     cap = b->cap ? b->cap : 256;
     while (cap < need)
         cap *= 2;
-    p = mem_realloc(b->data, b->cap, cap);
+    p = mem_realloc_in(b->budget, b->data, b->cap, cap);
     if (!p)
         goto oom;
     b->data = p;

@@ -1,8 +1,11 @@
 /* buf: a growable byte buffer with a read offset, used for socket input and
- * reply output. Memory comes from mem.h. A failed growth sets a sticky `oom`
- * flag so that a long run of appends (a msgpack packer) can be checked once. */
+ * reply output. Memory comes from mem.h, in the budget the buffer was
+ * initialised with. A failed growth sets a sticky `oom` flag so that a long
+ * run of appends (a msgpack packer) can be checked once. */
 #ifndef RCS_COMMON_BUF_H
 #define RCS_COMMON_BUF_H
+
+#include "mem.h"
 
 #include <stddef.h>
 #include <string.h>
@@ -13,10 +16,15 @@ struct buf {
     size_t len; /* read-only: bytes written */
     size_t off; /* read-only: bytes already consumed from the front */
     int oom;    /* read-only: an append failed since the last buf_reset */
+
+    enum mem_budget budget; /* read-only: the budget its storage counts in */
 };
 
+/* An empty buffer whose storage counts in MEM_HEAP. */
 void buf_init(struct buf *b);
-/* Release the storage; b may be reused after buf_init. */
+/* An empty buffer whose storage counts in budget. */
+void buf_init_in(struct buf *b, enum mem_budget budget);
+/* Release the storage (the buffer stays usable, empty, in its budget). */
 void buf_close(struct buf *b);
 /* The slow path of buf_reserve: compact or reallocate. 0 or -ENOMEM. */
 int buf_grow(struct buf *b, size_t n);

@@ -1,7 +1,7 @@
-/* mem: accounting front of the allocators (see mem.h). Blocks up to
- * POOL_MAX_SMALL bytes come from the pool allocator, larger ones from the
- * system allocator. Sanitizer builds define RCS_NO_POOL so that ASan and
- * valgrind see every block. */
+/* mem: accounting front of the allocators (see mem.h). MEM_HEAP blocks up
+ * to POOL_MAX_SMALL bytes come from the pool allocator, larger ones and all
+ * MEM_CLIENT blocks from the system allocator. Sanitizer builds define
+ * RCS_NO_POOL so that ASan and valgrind see every block. */
 #include "mem.h"
 #include "pool.h"
 
@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static size_t used, used_large;
+static size_t used[MEM_NBUDGETS], used_large;
 
 #ifdef RCS_NO_POOL
 #define IS_SMALL(n) 0
@@ -52,42 +52,50 @@ static int injected_failure(void)
     return 0;
 }
 
-void *mem_alloc(size_t n)
+void *mem_alloc_in(enum mem_budget b, size_t n)
 {
     void *p;
     if (injected_failure())
         return NULL;
-    p = raw_alloc(n);
+    if (b != MEM_HEAP)
+        p = malloc(n ? n : 1);
+    else
+        p = raw_alloc(n);
     if (p)
-        used += n;
+        used[b] += n;
     return p;
 }
 
-void *mem_calloc(size_t n)
+void *mem_calloc_in(enum mem_budget b, size_t n)
 {
-    void *p = mem_alloc(n);
+    void *p = mem_alloc_in(b, n);
     if (p)
         memset(p, 0, n);
     return p;
 }
 
-void *mem_realloc(void *p, size_t old, size_t n)
+void *mem_realloc_in(enum mem_budget b, void *p, size_t old, size_t n)
 {
     void *q;
     if (!p)
-        return mem_alloc(n);
+        return mem_alloc_in(b, n);
     if (n > old && injected_failure())
         return NULL;
+    if (b != MEM_HEAP) {
+        if ((q = realloc(p, n ? n : 1)) != NULL)
+            used[b] = used[b] - old + n;
+        return q;
+    }
     if (IS_SMALL(old ? old : 1) && IS_SMALL(n ? n : 1) &&
         pool_class_size(old ? old : 1) == pool_class_size(n ? n : 1)) {
-        used = used - old + n; /* same block still fits */
+        used[b] = used[b] - old + n; /* same block still fits */
         return p;
     }
     if (!IS_SMALL(old ? old : 1) && !IS_SMALL(n ? n : 1)) {
         q = realloc(p, n);
         if (q) {
             used_large = used_large - old + n;
-            used = used - old + n;
+            used[b] = used[b] - old + n;
         }
         return q;
     }
@@ -96,21 +104,49 @@ void *mem_realloc(void *p, size_t old, size_t n)
         return NULL;
     memcpy(q, p, old < n ? old : n);
     raw_free(p, old);
-    used = used - old + n;
+    used[b] = used[b] - old + n;
     return q;
+}
+
+void mem_free_in(enum mem_budget b, void *p, size_t n)
+{
+    if (!p)
+        return;
+    used[b] -= n;
+    if (b != MEM_HEAP)
+        free(p);
+    else
+        raw_free(p, n);
+}
+
+void *mem_alloc(size_t n)
+{
+    return mem_alloc_in(MEM_HEAP, n);
+}
+
+void *mem_calloc(size_t n)
+{
+    return mem_calloc_in(MEM_HEAP, n);
+}
+
+void *mem_realloc(void *p, size_t old, size_t n)
+{
+    return mem_realloc_in(MEM_HEAP, p, old, n);
 }
 
 void mem_free(void *p, size_t n)
 {
-    if (!p)
-        return;
-    used -= n;
-    raw_free(p, n);
+    mem_free_in(MEM_HEAP, p, n);
+}
+
+size_t mem_budget_bytes(enum mem_budget b)
+{
+    return used[b];
 }
 
 size_t mem_used(void)
 {
-    return used;
+    return used[MEM_HEAP];
 }
 
 size_t mem_large_bytes(void)
@@ -121,7 +157,7 @@ size_t mem_large_bytes(void)
 size_t mem_heap_bytes(void)
 {
 #ifdef RCS_NO_POOL
-    return used;
+    return used[MEM_HEAP];
 #else
     return (size_t)pool_bytes_used() + used_large;
 #endif

@@ -203,7 +203,7 @@ int rpc_scan_feed(struct rpc_scan *s, const uint8_t *p, size_t avail, size_t *fr
         if (hlen > s->lim.max_message_bytes - s->pos)
             return RPC_ETOO_LARGE;
         room = s->lim.max_message_bytes - s->pos - hlen;
-        if (kind == K_BYTES && n > room)
+        if (kind == K_BYTES && (n > room || (s->lim.max_bytes && n > s->lim.max_bytes)))
             return RPC_ETOO_LARGE;
         if (kind == K_MAP)
             n *= 2;

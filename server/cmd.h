@@ -25,10 +25,12 @@ struct cmd_env {
     uint64_t connections_total;
     uint64_t connections_refused;
     uint64_t connections_timed_out; /* stalled mid-message past idle_timeout */
+    uint64_t clients_evicted;       /* closed at max_client_buffers */
     uint64_t calls[CMD_MAX];        /* per method, in table order */
     uint64_t errors[CMD_MAX];       /* per method */
     uint64_t bad_requests;          /* messages that never reached a method */
     uint64_t gc_interval_ms;        /* for stats */
+    uint64_t max_client_buffers;    /* for stats */
     uint64_t now_ms;                /* the loop's clock, set before each batch of requests */
     int debug_commands;             /* serve debug_check */
     const char *auth;               /* the token clients must give, or NULL */

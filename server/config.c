@@ -88,6 +88,10 @@ void config_usage(FILE *out)
                  "  --max-message-bytes SIZE one request at most (default 4MiB)\n"
                  "  --max-output-bytes SIZE  unsent replies per client before it is cut off\n"
                  "                           (default 64MiB)\n"
+                 "  --max-client-buffers SIZE  all connections' buffers together; past it the\n"
+                 "                           one with the largest is closed. At least twice\n"
+                 "                           max-message-bytes (default, or 0: the largest of\n"
+                 "                           64MiB, maxmemory/4 and twice max-message-bytes)\n"
                  "  --max-session-ttl SECS   longest lease a client may ask for (default 3600)\n"
                  "  --max-holds-per-session N   holds one session may have (default 10000000)\n"
                  "  --max-watches-per-session N watches one session may have (default 100000)\n"
@@ -137,6 +141,7 @@ static const struct setting settings[] = {
     {"max-refs", K_UINT, F(max_refs), 0, 1u << 24},
     {"max-message-bytes", K_SIZE, F(max_message_bytes), 64, 1ull << 32},
     {"max-output-bytes", K_SIZE, F(max_output_bytes), 4096, UINT64_MAX},
+    {"max-client-buffers", K_SIZE, F(max_client_buffers), 0, UINT64_MAX},
     {"max-session-ttl", K_UINT, F(max_session_ttl), 0, 365ull * 86400},
     {"maxmemory", K_SIZE, F(maxmemory), 0, UINT64_MAX},
     {"max-holds-per-session", K_UINT, F(max_session_holds), 1, UINT64_MAX},
@@ -466,6 +471,23 @@ int config_parse(struct config *cfg, int argc, char **argv, char *err, size_t er
                  (unsigned long long)cfg->max_message_bytes,
                  (unsigned long long)cfg->max_data_bytes, (unsigned long long)cfg->max_refs,
                  (unsigned long long)(cfg->max_data_bytes + 9 * cfg->max_refs + 64));
+        return -EINVAL;
+    }
+    /* One client sending the largest message must fit: its input buffer
+     * grows by doubling, to up to twice the message. */
+    if (cfg->max_client_buffers == 0) {
+        cfg->max_client_buffers = 64u << 20;
+        if (cfg->maxmemory / 4 > cfg->max_client_buffers)
+            cfg->max_client_buffers = cfg->maxmemory / 4;
+        if (2 * cfg->max_message_bytes > cfg->max_client_buffers)
+            cfg->max_client_buffers = 2 * cfg->max_message_bytes;
+    } else if (cfg->max_client_buffers < 2 * cfg->max_message_bytes) {
+        snprintf(err, errlen,
+                 "--max-client-buffers %llu is too small for --max-message-bytes %llu (needs "
+                 "at least twice that: %llu)",
+                 (unsigned long long)cfg->max_client_buffers,
+                 (unsigned long long)cfg->max_message_bytes,
+                 (unsigned long long)(2 * cfg->max_message_bytes));
         return -EINVAL;
     }
     if (cfg->nlisten == 0)

@@ -27,6 +27,7 @@ struct config {
     uint64_t max_refs;
     uint64_t max_message_bytes;
     uint64_t max_output_bytes;
+    uint64_t max_client_buffers; /* all connections' memory; 0 in a source: the default */
     uint64_t max_session_ttl;
     uint64_t maxmemory; /* 0: unlimited */
     uint64_t max_session_holds;

@@ -1,11 +1,14 @@
-/* conn: one client connection: read, frame, decode, dispatch, reply. Bytes
- * arrive into an input buffer; rpc_scan finds each complete frame (refusing
- * over-limit claims before msgpack-c sees them), and every complete request
- * of a read is served in order. Replies accumulate in `out` and leave in one
- * write per loop iteration; while a write is in flight new output waits in
- * `out`, and a client whose unsent output passes max_output_bytes is cut off.
- * A connection is freed only in its close callback, which is also where its
- * session's holds are released (never in the middle of a request). */
+/* conn: client connections (see conn.h). Bytes arrive into an input buffer;
+ * rpc_scan finds each complete frame (refusing over-limit claims before
+ * msgpack-c sees them), and every complete request of a read is served in
+ * order. A connection reads into the server's shared buffer and keeps its own
+ * input buffer only while it holds part of a message. Replies accumulate in
+ * `out` and leave in one write per loop iteration; while a write is in flight
+ * new output waits in `out`, and a client whose unsent output passes
+ * max_output_bytes is cut off. A connection is freed only in its close
+ * callback, which is also where its session's holds are released (never in
+ * the middle of a request). */
+#include "conn.h"
 #include "log.h"
 #include "mem.h"
 #include "rpc_err.h"
@@ -15,8 +18,8 @@
 
 #include <string.h>
 
-#define READ_CHUNK    (64 * 1024)
-#define KEEP_IN_BYTES (256 * 1024)
+#define READ_CHUNK     (64 * 1024)
+#define KEEP_OUT_BYTES (16 * 1024) /* output storage an idle connection keeps */
 
 struct conn {
     union stream_handle h;
@@ -36,6 +39,7 @@ struct conn {
     unsigned flush_queued : 1; /* on srv->flush_head */
     unsigned in_dispatch : 1;  /* a response is being written into out */
     unsigned dec_ready : 1;    /* dec was initialised */
+    unsigned in_shared : 1;    /* in is srv->shared_in, lent for this read */
     int authed;                /* passed hello {auth}, or none is required */
     uint64_t last_read_ms;     /* when bytes last arrived */
     struct buf deferred;       /* notifications raised during a dispatch */
@@ -63,9 +67,9 @@ static void on_close(uv_handle_t *h)
     if (c->dec_ready)
         rpc_decoder_close(&c->dec);
     log_debug("connection %s closed", c->peer);
-    mem_free(c, sizeof(*c));
+    mem_free_in(MEM_CLIENT, c, sizeof(*c));
     /* Releasing the session may have raised notifications for others. */
-    server_flush(srv);
+    conn_flush_all(srv);
 }
 
 void conn_close(struct conn *c)
@@ -81,6 +85,65 @@ void conn_close_all(struct server *srv)
 {
     for (struct conn *c = srv->conns; c; c = c->next)
         conn_close(c);
+}
+
+/* The bytes of buffer storage c holds. */
+static size_t buffer_bytes(const struct conn *c)
+{
+    return c->in.cap + c->out.cap + c->wbuf.cap + c->deferred.cap;
+}
+
+/* Release the storage of c's empty buffers. Only where c is in no read,
+ * request or write (wbuf is then empty). */
+static void trim_buffers(struct conn *c)
+{
+    if (!c->writing)
+        buf_close(&c->wbuf);
+    if (buf_pending(&c->out) == 0)
+        buf_close(&c->out);
+    if (buf_pending(&c->in) == 0)
+        buf_close(&c->in);
+    if (buf_pending(&c->deferred) == 0)
+        buf_close(&c->deferred);
+}
+
+/* Past --max-client-buffers: first give back what idle connections keep for
+ * their next message, then close the connection with the largest buffers
+ * until the rest fit. Free under the bound; a walk over the connections per
+ * step over it. Closing connections still hold what libuv has in flight
+ * until their callbacks run: that is counted as on its way out. */
+static void enforce_client_bound(struct server *srv)
+{
+    uint64_t limit = srv->cfg->max_client_buffers;
+    size_t total = mem_budget_bytes(MEM_CLIENT);
+    int trimmed = 0;
+
+    while (total > limit) {
+        struct conn *victim = NULL;
+        size_t leaving = 0, most = 0;
+        for (struct conn *c = srv->conns; c; c = c->next) {
+            if (!c->closing && !trimmed)
+                trim_buffers(c);
+            if (c->closing)
+                leaving += buffer_bytes(c) + sizeof(*c);
+            else if (buffer_bytes(c) > most)
+                most = buffer_bytes(c), victim = c;
+        }
+        trimmed = 1;
+        total = mem_budget_bytes(MEM_CLIENT);
+        if (total - leaving <= limit || !victim)
+            break;
+        log_warn("closing %s: its buffers (%zu bytes) are the largest, and all clients' "
+                 "(%zu bytes) are over max_client_buffers (%llu)",
+                 victim->peer, most, total - leaving, (unsigned long long)limit);
+        srv->env.clients_evicted++;
+        conn_close(victim);
+        /* Pending or not, nothing will read or write these now. */
+        buf_close(&victim->in);
+        buf_close(&victim->out);
+        buf_close(&victim->deferred);
+        total = mem_budget_bytes(MEM_CLIENT);
+    }
 }
 
 void conn_expire_stalled(struct server *srv, uint64_t now_ms, uint64_t timeout_ms)
@@ -121,7 +184,7 @@ static void on_write(uv_write_t *req, int status)
     struct conn *c = req->data;
     c->writing = 0;
     buf_reset(&c->wbuf);
-    buf_shrink(&c->wbuf, KEEP_IN_BYTES);
+    buf_shrink(&c->wbuf, KEEP_OUT_BYTES);
     if (status < 0) {
         if (status != UV_ECANCELED)
             log_debug("write to %s failed: %s", c->peer, uv_strerror(status));
@@ -144,7 +207,7 @@ static void start_write(struct conn *c)
     if (buf_pending(&c->out) == 0) {
         if (c->close_after)
             conn_close(c);
-        buf_shrink(&c->out, KEEP_IN_BYTES);
+        buf_shrink(&c->out, KEEP_OUT_BYTES);
         return;
     }
     b = uv_buf_init(c->out.data + c->out.off, (unsigned)buf_pending(&c->out));
@@ -175,8 +238,9 @@ static void start_write(struct conn *c)
     c->writing = 1;
 }
 
-void server_flush(struct server *srv)
+void conn_flush_all(struct server *srv)
 {
+    enforce_client_bound(srv);
     while (srv->flush_head) {
         struct conn *c = srv->flush_head;
         srv->flush_head = c->flush_next;
@@ -235,15 +299,28 @@ static void refuse(struct conn *c, int err, const char *why)
     buf_reset(&c->in);
 }
 
+/* The scanner's limits for c: the server's, or while c must still
+ * authenticate, a small hello at most. Only between messages. */
+static void set_scan_limits(struct conn *c)
+{
+    struct rpc_scan_limits lim = c->srv->scan_lim;
+    if (!c->authed && lim.max_message_bytes > CONN_PREAUTH_MAX_MESSAGE)
+        lim.max_message_bytes = CONN_PREAUTH_MAX_MESSAGE;
+    rpc_scan_init(&c->scan, &lim);
+}
+
 static void serve_request(struct conn *c, const struct rpc_message *m)
 {
     struct cmd_ctx ctx;
+    int was_authed = c->authed;
     cmd_ctx_init(&ctx, &c->srv->env, c->sess, &c->authed, &c->out);
     c->in_dispatch = 1;
     cmd_dispatch(&ctx, m);
     c->in_dispatch = 0;
-    c->sess = ctx.sess;    /* hello {resume} may have swapped it */
-    if (ctx.close_after) { /* a wrong auth token: reply, then close */
+    c->sess = ctx.sess; /* hello {resume} may have swapped it */
+    if (c->authed && !was_authed)
+        set_scan_limits(c); /* the message that authenticated is complete */
+    if (ctx.close_after) {  /* a wrong auth token: reply, then close */
         c->close_after = 1;
         uv_read_stop(&c->h.stream);
     }
@@ -283,15 +360,49 @@ static void serve_frame(struct conn *c, const char *frame, size_t len)
     serve_request(c, &m);
 }
 
+/* A connection that holds no partial message reads into the server's shared
+ * buffer (Redis 7 does the same), so that idle connections hold no input
+ * storage. libuv calls on_read after every on_alloc: on_read gives it back. */
 static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *b)
 {
     struct conn *c = h->data;
+    struct server *srv = c->srv;
     (void)hint;
+    if (c->in.cap == 0 && !srv->shared_in_lent) {
+        c->in = srv->shared_in;
+        buf_init_in(&srv->shared_in, MEM_CLIENT);
+        srv->shared_in_lent = 1;
+        c->in_shared = 1;
+    }
     if (buf_reserve(&c->in, READ_CHUNK) < 0) {
         *b = uv_buf_init(NULL, 0);
         return;
     }
     *b = uv_buf_init(c->in.data + c->in.len, (unsigned)(c->in.cap - c->in.len));
+}
+
+/* The end of a read: the shared buffer goes back to the server, and what is
+ * left of a partial message moves into c's own input buffer. */
+static void return_shared_in(struct conn *c)
+{
+    struct server *srv = c->srv;
+    struct buf shared = c->in;
+
+    if (!c->in_shared) {
+        if (buf_pending(&c->in) == 0)
+            buf_close(&c->in); /* the next read uses the shared buffer */
+        return;
+    }
+    c->in_shared = 0;
+    buf_init_in(&c->in, MEM_CLIENT);
+    if (!c->closing && buf_pending(&shared) > 0 &&
+        buf_append(&c->in, shared.data + shared.off, buf_pending(&shared)) < 0) {
+        log_warn("closing %s: out of memory for its input", c->peer);
+        conn_close(c);
+    }
+    buf_reset(&shared);
+    srv->shared_in = shared;
+    srv->shared_in_lent = 0;
 }
 
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
@@ -319,7 +430,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
             struct rpc_message m;
             msgpack_object params[RPC_SIMPLE_MAX_PARAMS];
             flen = rpc_decode_simple((const uint8_t *)frame, buf_pending(&c->in),
-                                     srv->scan_lim.max_message_bytes, &m, params);
+                                     c->scan.lim.max_message_bytes, &m, params);
             if (flen) {
                 serve_request(c, &m);
                 buf_consume(&c->in, flen);
@@ -334,9 +445,10 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
             break;
         if (rc < 0) {
             refuse(c, rc,
-                   rc == RPC_ETOO_LARGE
-                       ? "message over max_message_bytes or the element limit; closing"
-                       : "malformed msgpack (or nested too deep); closing");
+                   rc != RPC_ETOO_LARGE ? "malformed msgpack (or nested too deep); closing"
+                   : c->authed          ? "message over max_message_bytes, a str or bin over "
+                                          "max_data_bytes, or too many elements; closing"
+                                        : "message too large before authentication; closing");
             break;
         }
         serve_frame(c, frame, flen);
@@ -345,21 +457,19 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
         if (check_output(c) < 0)
             goto out;
     }
-    if (!c->closing) {
-        buf_shrink(&c->in, KEEP_IN_BYTES);
-        if (check_output(c) == 0)
-            queue_flush(c);
-    }
+    if (!c->closing && check_output(c) == 0)
+        queue_flush(c);
     /* Enough candidates piled up: start sweeping them, a slice at a time. */
     if (store_gc_due(&srv->st))
         server_sweep(srv);
 out:
-    server_flush(srv);
+    return_shared_in(c);
+    conn_flush_all(srv);
 }
 
 void conn_accept(struct server *srv, uv_stream_t *listener, int is_unix)
 {
-    struct conn *c = mem_calloc(sizeof(*c));
+    struct conn *c = mem_calloc_in(MEM_CLIENT, sizeof(*c));
     int rc;
 
     if (!c) {
@@ -367,12 +477,16 @@ void conn_accept(struct server *srv, uv_stream_t *listener, int is_unix)
         return;
     }
     c->srv = srv;
+    buf_init_in(&c->in, MEM_CLIENT);
+    buf_init_in(&c->out, MEM_CLIENT);
+    buf_init_in(&c->wbuf, MEM_CLIENT);
+    buf_init_in(&c->deferred, MEM_CLIENT);
     if (is_unix)
         rc = uv_pipe_init(srv->loop, &c->h.pipe, 0);
     else
         rc = uv_tcp_init(srv->loop, &c->h.tcp);
     if (rc < 0) {
-        mem_free(c, sizeof(*c));
+        mem_free_in(MEM_CLIENT, c, sizeof(*c));
         return;
     }
     c->h.handle.data = c;
@@ -422,7 +536,8 @@ void conn_accept(struct server *srv, uv_stream_t *listener, int is_unix)
         }
         snprintf(c->peer, sizeof(c->peer), "%s:%d", host, port);
     }
-    rpc_scan_init(&c->scan, &srv->scan_lim);
+    c->authed = srv->env.auth == NULL;
+    set_scan_limits(c);
     c->dec_ready = rpc_decoder_init(&c->dec) == 0;
     if (!c->dec_ready || sess_new(&srv->st, &c->sess) < 0) {
         log_error("out of memory for a new connection's session");
@@ -430,7 +545,6 @@ void conn_accept(struct server *srv, uv_stream_t *listener, int is_unix)
         return;
     }
     c->sess->conn = c;
-    c->authed = srv->env.auth == NULL;
     c->last_read_ms = uv_now(srv->loop);
     if ((rc = uv_read_start(&c->h.stream, on_alloc, on_read)) < 0) {
         conn_close(c);

@@ -174,7 +174,7 @@ static void on_cron(uv_timer_t *t)
     if (n)
         log_info("%llu session lease(s) expired; their holds were released", (unsigned long long)n);
     share_expire(&srv->st, uv_now(srv->loop));
-    server_flush(srv); /* "freed" notifications */
+    conn_flush_all(srv); /* "freed" notifications */
     /* Not while a sweep is under way: a trim can take a millisecond, and
      * clients would wait for it and a slice back to back. The next tick
      * after the sweep gives the memory back. */
@@ -197,7 +197,7 @@ static void sweep_step(struct server *srv)
 {
     struct gc_result r;
     int rc = store_sweep(&srv->st, srv->cfg->gc_slice_us, &r);
-    server_flush(srv); /* "freed" notifications */
+    conn_flush_all(srv); /* "freed" notifications */
     if (rc > 0)
         return; /* the idle handle calls again next iteration */
     if (rc < 0)
@@ -278,6 +278,7 @@ int server_init(struct server *srv, uv_loop_t *loop, const struct config *cfg)
     int rc;
 
     memset(srv, 0, sizeof(*srv));
+    buf_init_in(&srv->shared_in, MEM_CLIENT);
     srv->loop = loop;
     srv->cfg = cfg;
     lim.max_data_bytes = (uint32_t)cfg->max_data_bytes;
@@ -301,6 +302,10 @@ int server_init(struct server *srv, uv_loop_t *loop, const struct config *cfg)
      * arrays need max_refs. Anything beyond is refused before allocation. */
     srv->scan_lim.max_elements = (uint32_t)cfg->max_refs + 64;
     srv->scan_lim.max_depth = 8;
+    /* No str or bin in a request may be longer than object data, except that
+     * an auth token (up to 4096 bytes) or a name must fit however small
+     * max_data_bytes is. */
+    srv->scan_lim.max_bytes = cfg->max_data_bytes > 4096 ? (uint32_t)cfg->max_data_bytes : 4096;
     /* A simple request has 1 + 4 + RPC_SIMPLE_MAX_PARAMS elements, depth 2. */
     srv->simple_ok = srv->scan_lim.max_elements >= 5 + RPC_SIMPLE_MAX_PARAMS;
 
@@ -320,6 +325,7 @@ int server_init(struct server *srv, uv_loop_t *loop, const struct config *cfg)
     if (cfg->gc_interval_ms)
         uv_timer_start(&srv->gc_timer, on_gc_timer, cfg->gc_interval_ms, cfg->gc_interval_ms);
     srv->env.gc_interval_ms = cfg->gc_interval_ms;
+    srv->env.max_client_buffers = cfg->max_client_buffers;
     srv->env.debug_commands = cfg->debug_commands;
 
     for (int i = 0; i < cfg->nlisten; i++) {
@@ -378,5 +384,6 @@ void server_close(struct server *srv)
     metrics_stop(srv->metrics); /* joins its thread: nothing serves after this */
     srv->metrics = NULL;
     buf_close(&srv->metrics_buf);
+    buf_close(&srv->shared_in);
     store_close(&srv->st);
 }

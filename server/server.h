@@ -8,6 +8,7 @@
 
 #include "cmd.h"
 #include "config.h"
+#include "conn.h"
 #include "rpc_scan.h"
 #include "store.h"
 
@@ -52,6 +53,9 @@ struct server {
     char *auth;              /* the auth token, or NULL */
     struct conn *conns;      /* all open connections */
     struct conn *flush_head; /* connections with output queued this iteration */
+    struct buf shared_in;    /* conn.c: read buffer lent to a connection holding no partial
+                                message, for the length of one read callback */
+    int shared_in_lent;
     int stopping;
 };
 
@@ -62,17 +66,6 @@ void server_stop(struct server *srv);
 /* Release the store once the loop has ended. */
 void server_close(struct server *srv);
 
-/* Connections (conn.c). */
-void conn_accept(struct server *srv, uv_stream_t *listener, int is_unix);
-void conn_close(struct conn *c);
-void conn_close_all(struct server *srv);
-/* Close every connection that holds part of a message and has sent nothing
- * for timeout_ms (a slow-loris client). */
-void conn_expire_stalled(struct server *srv, uint64_t now_ms, uint64_t timeout_ms);
-/* The store's notify hook: queue a "freed" notification to s's connection. */
-void conn_notify(void *ud, struct sess *s, uint64_t id, enum free_reason why);
-/* Write out every connection's queued output. */
-void server_flush(struct server *srv);
 /* Start a periodic sweep, in slices of --gc-slice-us, unless one is under
  * way or nothing waits. */
 void server_sweep(struct server *srv);

@@ -19,6 +19,9 @@
     X(SERVER, connections_timed_out, "rcstore_connections_timed_out_total", counter,               \
       "Connections closed by idle-timeout in the middle of a message.",                            \
       s->env->connections_timed_out)                                                               \
+    X(SERVER, clients_evicted, "rcstore_clients_evicted_total", counter,                           \
+      "Connections closed because all clients' buffers passed max-client-buffers.",                \
+      s->env->clients_evicted)                                                                     \
     X(SERVER, bad_requests, "rcstore_bad_requests_total", counter,                                 \
       "Messages refused before reaching a method.", s->env->bad_requests)                          \
     X(SERVER, errors, "rcstore_errors_total", counter,                                             \
@@ -39,6 +42,11 @@
       mem_rss_bytes())                                                                             \
     X(MEMORY, heap_bytes, "rcstore_heap_bytes", gauge,                                             \
       "Memory the heap occupies (what maxmemory bounds).", mem_heap_bytes())                       \
+    X(MEMORY, client_buffers_bytes, "rcstore_client_buffers_bytes", gauge,                         \
+      "Memory of client connections and their buffers (what max-client-buffers bounds).",          \
+      mem_budget_bytes(MEM_CLIENT))                                                                \
+    X(MEMORY, max_client_buffers, "rcstore_max_client_buffers_bytes", gauge,                       \
+      "The bound on client_buffers_bytes.", s->env->max_client_buffers)                            \
     X(MEMORY, data_bytes, "rcstore_memory_data_bytes", gauge,                                      \
       "Bytes of object data (as heap.data_bytes).", s->st->heap.data_bytes)                        \
     X(MEMORY, requested_bytes, "rcstore_requested_bytes", gauge,                                   \

@@ -711,7 +711,7 @@ static void conn_init(struct worker *w, struct bconn *c, unsigned nids, unsigned
     c->in = xmalloc(c->icap);
     c->rng = seed | 1;
     rpc_scan_init(&c->scan,
-                  &(struct rpc_scan_limits){(size_t)1 << 31, 1u << 30, RPC_SCAN_MAX_DEPTH});
+                  &(struct rpc_scan_limits){(size_t)1 << 31, 1u << 30, RPC_SCAN_MAX_DEPTH, 0});
     c->creq.data = c;
     if (o->sock) {
         if ((rc = uv_pipe_init(&w->loop, &c->u.pipe, 0)) < 0)

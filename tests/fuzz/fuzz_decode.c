@@ -27,7 +27,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static struct rpc_decoder dec;
     static int ready;
-    struct rpc_scan_limits lim = {1 << 16, 1000, 8};
+    struct rpc_scan_limits lim = {1 << 16, 1000, 8, 0};
     struct rpc_scan scan;
     size_t start = 0, avail, step;
     unsigned seed;

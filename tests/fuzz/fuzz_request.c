@@ -198,7 +198,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static struct harness h;
     struct store_limits lim = {4096, 64, 1 << 16, 3600, 1 << 24, 50, 1000, 100};
-    struct rpc_scan_limits slim = {1 << 16, 64 + 64, 8};
+    struct rpc_scan_limits slim = {1 << 16, 64 + 64, 8, 0};
     struct rpc_scan scan;
     size_t pos = 0;
 

@@ -71,13 +71,41 @@ static void shrink_releases_idle_storage(void **state)
     assert_int_equal(mem_used(), 0);
 }
 
+/* A buffer in MEM_CLIENT counts there and never in the heap's budget (what
+ * --maxmemory bounds), through growth, shrink and close, which keep it in
+ * its budget. */
+static void client_budget_is_apart(void **state)
+{
+    struct buf b;
+    char big[100000];
+    size_t heap = mem_heap_bytes();
+    (void)state;
+    memset(big, 'y', sizeof(big));
+    buf_init_in(&b, MEM_CLIENT);
+    assert_int_equal(buf_append(&b, "x", 1), 0);
+    assert_int_equal(mem_budget_bytes(MEM_CLIENT), b.cap);
+    assert_int_equal(buf_append(&b, big, sizeof(big)), 0);
+    assert_int_equal(mem_budget_bytes(MEM_CLIENT), b.cap);
+    assert_int_equal(mem_used(), 0);
+    assert_int_equal(mem_heap_bytes(), heap);
+    buf_consume(&b, buf_pending(&b));
+    buf_shrink(&b, 1024);
+    assert_int_equal(mem_budget_bytes(MEM_CLIENT), 0);
+    assert_int_equal(b.budget, MEM_CLIENT);
+    assert_int_equal(buf_append(&b, "x", 1), 0);
+    assert_int_equal(mem_budget_bytes(MEM_CLIENT), b.cap);
+    assert_int_equal(mem_used(), 0);
+    buf_close(&b);
+    assert_int_equal(b.budget, MEM_CLIENT);
+    assert_int_equal(mem_budget_bytes(MEM_CLIENT), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(append_and_consume),
-        cmocka_unit_test(compact_and_truncate),
-        cmocka_unit_test(oom_is_sticky),
-        cmocka_unit_test(shrink_releases_idle_storage),
+        cmocka_unit_test(append_and_consume),     cmocka_unit_test(compact_and_truncate),
+        cmocka_unit_test(oom_is_sticky),          cmocka_unit_test(shrink_releases_idle_storage),
+        cmocka_unit_test(client_budget_is_apart),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -73,6 +73,34 @@ static void errors_name_the_flag(void **state)
     assert_int_equal(parse(&cfg, err, 2, a5), CONFIG_HELP);
 }
 
+/* --max-client-buffers: by default the largest of 64 MiB, maxmemory / 4 and
+ * twice max-message-bytes; set, it must hold two of the largest message. */
+static void client_buffers_bound(void **state)
+{
+    struct config cfg;
+    char err[256];
+    char *a0[] = {"rcstored"};
+    char *a1[] = {"rcstored", "--maxmemory", "1g"};
+    char *a2[] = {"rcstored", "--max-message-bytes", "64m"};
+    char *a3[] = {"rcstored", "--max-client-buffers", "10m"};
+    char *a4[] = {"rcstored", "--max-client-buffers", "7m"};
+    (void)state;
+    assert_int_equal(parse(&cfg, err, 1, a0), CONFIG_RUN);
+    assert_int_equal(cfg.max_client_buffers, 64u << 20);
+    assert_int_equal(parse(&cfg, err, 3, a1), CONFIG_RUN);
+    assert_int_equal(cfg.max_client_buffers, 256u << 20);
+    assert_int_equal(parse(&cfg, err, 3, a2), CONFIG_RUN);
+    assert_int_equal(cfg.max_client_buffers, 128u << 20);
+    assert_int_equal(parse(&cfg, err, 3, a3), CONFIG_RUN);
+    assert_int_equal(cfg.max_client_buffers, 10u << 20);
+    assert_int_equal(parse(&cfg, err, 3, a4), -EINVAL);
+    assert_non_null(strstr(err, "--max-client-buffers"));
+    setenv("RCSTORED_MAX_CLIENT_BUFFERS", "12m", 1);
+    assert_int_equal(parse(&cfg, err, 1, a0), CONFIG_RUN);
+    unsetenv("RCSTORED_MAX_CLIENT_BUFFERS");
+    assert_int_equal(cfg.max_client_buffers, 12u << 20);
+}
+
 static void sizes(void **state)
 {
     uint64_t v;
@@ -185,6 +213,7 @@ int main(void)
         cmocka_unit_test(flags),
         cmocka_unit_test(errors_name_the_flag),
         cmocka_unit_test(sizes),
+        cmocka_unit_test(client_buffers_bound),
         cmocka_unit_test(file_env_flags_precedence),
         cmocka_unit_test(bad_configuration_names_the_key),
     };

@@ -173,6 +173,65 @@ static void message_size_limit_on_stream(void **state)
     assert_int_equal(scan_all(m, 6, &flen, &s), RPC_ETOO_LARGE);
 }
 
+/* max_bytes: a str, bin or ext header that declares more is refused from its
+ * header alone, though the frame would have room for it; one at the limit is
+ * accepted. The msgid read before it is kept for the error reply. */
+static void byte_length_limit(void **state)
+{
+    struct rpc_scan s;
+    struct rpc_scan_limits small = lim;
+    size_t flen;
+    /* [0, 5, "create", [bin16 of N ...] */
+    uint8_t m[200] = {0x94, 0x00, 0x05, 0xa6, 'c', 'r', 'e', 'a', 't', 'e', 0x91, 0xc5, 0x00};
+    const size_t hdr = 14;
+    (void)state;
+    small.max_bytes = 100;
+    m[13] = 101;
+    rpc_scan_init(&s, &small);
+    assert_int_equal(rpc_scan_feed(&s, m, hdr, &flen), RPC_ETOO_LARGE);
+    assert_true(s.have_msgid);
+    assert_int_equal(s.msgid, 5);
+    /* The same header with the check off (0) waits for the body. */
+    small.max_bytes = 0;
+    rpc_scan_init(&s, &small);
+    assert_int_equal(rpc_scan_feed(&s, m, hdr, &flen), 0);
+    /* Exactly max_bytes is fine, and the frame completes. */
+    small.max_bytes = 100;
+    m[13] = 100;
+    rpc_scan_init(&s, &small);
+    assert_int_equal(rpc_scan_feed(&s, m, hdr, &flen), 0);
+    assert_int_equal(rpc_scan_feed(&s, m, hdr + 100, &flen), 1);
+    assert_int_equal(flen, hdr + 100);
+}
+
+/* Every length-carrying kind obeys max_bytes: str8/16/32, bin8/16/32 and
+ * ext8/16/32, each claiming 300 bytes against a limit of 255. */
+static void byte_length_limit_all_kinds(void **state)
+{
+    static const uint8_t kinds[] = {0xd9, 0xda, 0xdb, 0xc4, 0xc5, 0xc6, 0xc7, 0xc8, 0xc9};
+    struct rpc_scan_limits small = lim;
+    small.max_bytes = 255;
+    (void)state;
+    for (size_t i = 0; i < sizeof(kinds); i++) {
+        struct rpc_scan s;
+        uint8_t m[8] = {kinds[i]};
+        size_t flen, n = 1;
+        int lenbytes = (kinds[i] == 0xd9 || kinds[i] == 0xc4 || kinds[i] == 0xc7)   ? 1
+                       : (kinds[i] == 0xda || kinds[i] == 0xc5 || kinds[i] == 0xc8) ? 2
+                                                                                    : 4;
+        if (lenbytes == 1) {
+            m[n++] = 255; /* str8/bin8/ext8 cannot say 300: 255 + the ext's type is fine */
+        } else {
+            for (int j = lenbytes - 1; j >= 0; j--)
+                m[n++] = (uint8_t)(j == 1 ? 0x01 : j == 0 ? 0x2c : 0); /* 300 */
+        }
+        if (kinds[i] >= 0xc7 && kinds[i] <= 0xc9)
+            m[n++] = 1; /* ext type */
+        rpc_scan_init(&s, &small);
+        assert_int_equal(rpc_scan_feed(&s, m, n, &flen), lenbytes == 1 ? 0 : RPC_ETOO_LARGE);
+    }
+}
+
 static void depth_limit(void **state)
 {
     struct rpc_scan s;
@@ -225,6 +284,8 @@ int main(void)
         cmocka_unit_test(element_total_counts_all_containers),
         cmocka_unit_test(claim_beyond_message_size),
         cmocka_unit_test(message_size_limit_on_stream),
+        cmocka_unit_test(byte_length_limit),
+        cmocka_unit_test(byte_length_limit_all_kinds),
         cmocka_unit_test(depth_limit),
         cmocka_unit_test(never_used_byte),
         cmocka_unit_test(truncated_headers_wait),

@@ -1,0 +1,41 @@
+/* conn: client connections: read, frame, decode, dispatch, reply, and the
+ * memory they hold. Every byte a connection buffers counts in mem's
+ * MEM_CLIENT budget, apart from the heap that --maxmemory bounds; all
+ * connections together are bounded by --max-client-buffers, past which the
+ * one with the largest buffers is closed (Redis's maxmemory-clients). Until a
+ * connection has authenticated (when the server has a token) its messages may
+ * be at most CONN_PREAUTH_MAX_MESSAGE bytes. It knows sockets and framing;
+ * what a request means is cmd.h's business. */
+#ifndef RCS_SERVER_CONN_H
+#define RCS_SERVER_CONN_H
+
+#include "store.h"
+
+#include <stdint.h>
+#include <uv.h>
+
+/* The largest message a connection may send before hello {auth} succeeded:
+ * a hello with the longest token (4096 bytes) and its other options fits. */
+#define CONN_PREAUTH_MAX_MESSAGE 8192
+
+struct conn;
+struct server;
+
+/* Accept a client on listener (a TCP or Unix one) and start reading. */
+void conn_accept(struct server *srv, uv_stream_t *listener, int is_unix);
+/* Stop reading and close c; it is freed in libuv's close callback, never
+ * during the request under way. Idempotent. */
+void conn_close(struct conn *c);
+void conn_close_all(struct server *srv);
+/* Close every connection that holds part of a message and has sent nothing
+ * for timeout_ms (a slow-loris client). */
+void conn_expire_stalled(struct server *srv, uint64_t now_ms, uint64_t timeout_ms);
+/* The store's notify hook: queue a "freed" notification to s's connection. */
+void conn_notify(void *ud, struct sess *s, uint64_t id, enum free_reason why);
+/* Write out every connection's queued output; first, if all connections'
+ * memory is over --max-client-buffers, close the largest until it is not.
+ * Called where no connection is in the middle of a read or a request: the
+ * end of a read callback, a close callback, a timer. */
+void conn_flush_all(struct server *srv);
+
+#endif
