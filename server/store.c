@@ -2,9 +2,9 @@
 #include "store.h"
 #include "store_priv.h"
 #include "mem.h"
+#include "panic.h"
 #include "rpc_err.h"
 
-#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
@@ -465,9 +465,13 @@ int sess_decref(struct store *st, struct sess *s, uint64_t id, uint32_t n, uint6
             u64map_del(&s->holds, id);
     }
     if (from_map < n) {
+        PANIC_IF(s->owned_live == 0, "session %llu: drops its ownership of object %llu but owns none",
+                 (unsigned long long)s->id, (unsigned long long)id);
         h->owner[heap_slot_of(id)] = 0;
         s->owned_live--;
     }
+    PANIC_IF(s->nholds < n, "session %llu: drops %u holds on object %llu but counts %llu in all",
+             (unsigned long long)s->id, n, (unsigned long long)id, (unsigned long long)s->nholds);
     s->nholds -= n;
     *after = have - n;
     heap_decr(h, id, CNT_HOLDS, n);
@@ -492,7 +496,10 @@ uint64_t sess_release_all(struct store *st, struct sess *s)
     s->nowned = s->owned_cap = s->owned_live = 0;
     s->nholds = 0;
     while (u64map_next(&holds, &pos, &k, &v)) {
-        assert(heap_get(h, k) && v <= UINT32_MAX);
+        PANIC_IF(!heap_get(h, k) || v > UINT32_MAX,
+                 "session %llu: %llu extra holds on object %llu, which is %s",
+                 (unsigned long long)s->id, (unsigned long long)v, (unsigned long long)k,
+                 heap_get(h, k) ? "live" : "gone");
         heap_decr(h, k, CNT_HOLDS, (uint32_t)v);
     }
     u64map_close(&holds);
