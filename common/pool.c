@@ -362,8 +362,7 @@ __attribute__((noinline)) static void release_empty(struct pool *p)
 static void free_to_pool(void *b)
 {
     struct pool *p = pool_of(b);
-    PANIC_IF(p->nused == 0, "pool_free: block %p of a pool with no block in use (freed twice?)",
-             b);
+    PANIC_IF(p->nused == 0, "pool_free: block %p of a pool with no block in use (freed twice?)", b);
     *(void **)b = p->freelist;
     p->freelist = b;
     p->nused--;
@@ -405,10 +404,8 @@ static void check_block(const void *b, const struct pool *p, uint32_t cls)
     PANIC_IF(p->cls != cls,
              "pool_free: block %p is of size class %u (%zu bytes) but was freed as class %u "
              "(%zu bytes)",
-             b, (unsigned)p->cls, (size_t)P.size[p->cls], (unsigned)cls,
-             (size_t)P.size[cls]);
-    PANIC_IF(p->nused == 0, "pool_free: block %p of a pool with no block in use (freed twice?)",
-             b);
+             b, (unsigned)p->cls, (size_t)P.size[p->cls], (unsigned)cls, (size_t)P.size[cls]);
+    PANIC_IF(p->nused == 0, "pool_free: block %p of a pool with no block in use (freed twice?)", b);
 }
 
 void pool__assert_class(const void *b, uint32_t cls)

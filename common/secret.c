@@ -36,8 +36,7 @@ static ssize_t read_full(int fd, char *p, size_t n)
     return (ssize_t)got;
 }
 
-int secret_read_file(const char *path, char *buf, size_t cap, size_t *len, char *err,
-                     size_t errlen)
+int secret_read_file(const char *path, char *buf, size_t cap, size_t *len, char *err, size_t errlen)
 {
     char extra[SLACK + 1];
     struct stat st;

@@ -199,7 +199,8 @@ static void maybe_reset_slots(struct heap *h)
  * is a bug in rcstore, and going on would free a live object or leak one.
  * Abort naming the object and all four counts (o is id's object). */
 #define COUNT_PANIC_IF(cond, h, o, id, what, n)                                                    \
-    PANIC_IF(cond, "object %llu: %s by %llu would wrap (holds %u, internal %u, names %u, tokens %u)", \
+    PANIC_IF(cond,                                                                                 \
+             "object %llu: %s by %llu would wrap (holds %u, internal %u, names %u, tokens %u)",    \
              (unsigned long long)(id), what, (unsigned long long)(n), (o)->holds, (o)->internal,   \
              heap_names(h, o, id), heap_tokens(h, o, id))
 
@@ -322,8 +323,8 @@ void heap_incr(struct heap *h, uint64_t id, enum obj_count which, uint32_t n)
         return;
     case CNT_NAMES:
     case CNT_TOKENS:
-        COUNT_PANIC_IF(n > UINT32_MAX - (which == CNT_NAMES ? heap_names(h, o, id)
-                                                            : heap_tokens(h, o, id)),
+        COUNT_PANIC_IF(n > UINT32_MAX -
+                               (which == CNT_NAMES ? heap_names(h, o, id) : heap_tokens(h, o, id)),
                        h, o, id, which == CNT_NAMES ? "incr names" : "incr tokens", n);
         v = u64map_put(&h->extra, id, NULL);
         PANIC_IF(!v, "object %llu: no room for its names and tokens (heap_can_incr reserves it)",

@@ -465,7 +465,8 @@ int sess_decref(struct store *st, struct sess *s, uint64_t id, uint32_t n, uint6
             u64map_del(&s->holds, id);
     }
     if (from_map < n) {
-        PANIC_IF(s->owned_live == 0, "session %llu: drops its ownership of object %llu but owns none",
+        PANIC_IF(s->owned_live == 0,
+                 "session %llu: drops its ownership of object %llu but owns none",
                  (unsigned long long)s->id, (unsigned long long)id);
         h->owner[heap_slot_of(id)] = 0;
         s->owned_live--;

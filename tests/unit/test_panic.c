@@ -52,8 +52,8 @@ static void expect_panic(void (*fn)(void *), void *arg, const char *want, const 
                  want, WEXITSTATUS(status), out);
     assert_int_equal(WTERMSIG(status), SIGABRT);
     if (!strstr(out, " PANIC ") || !strstr(out, want) || (want2 && !strstr(out, want2)))
-        fail_msg("expected a PANIC line with \"%s\" and \"%s\", got: %s", want,
-                 want2 ? want2 : "", out);
+        fail_msg("expected a PANIC line with \"%s\" and \"%s\", got: %s", want, want2 ? want2 : "",
+                 out);
     /* One line: the message and its newline, nothing else. */
     assert_ptr_equal(strchr(out, '\n'), out + n - 1);
 }
@@ -161,8 +161,7 @@ static void session_drops_more_than_it_counts(void *arg)
 static void session_counts_never_wrap(void **state)
 {
     (void)state;
-    expect_panic(session_drops_more_than_it_counts, NULL, "session ",
-                 "drops 1 holds on object");
+    expect_panic(session_drops_more_than_it_counts, NULL, "session ", "drops 1 holds on object");
 }
 
 static void pool_double_free(void *arg)

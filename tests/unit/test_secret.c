@@ -40,7 +40,7 @@ static void accepted(void **state)
     static const struct {
         const char *file, *secret;
     } cases[] = {
-        {"s3cret", "s3cret"},     {"s3cret\n", "s3cret"},  {"s3cret\r\n", "s3cret"},
+        {"s3cret", "s3cret"},       {"s3cret\n", "s3cret"}, {"s3cret\r\n", "s3cret"},
         {"s3cret\n\n\n", "s3cret"}, {"a b\tc\n", "a b\tc"}, {"x", "x"},
         {"\nlead", "\nlead"}, /* only trailing newlines go */
     };
