@@ -4,6 +4,7 @@
 #include "mem.h"
 #include "panic.h"
 #include "rpc_err.h"
+#include "secret.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -235,15 +236,6 @@ void sess_detach(struct store *st, struct sess *s, uint64_t now_ms)
     st->sessions_detached++;
 }
 
-/* Equal in time independent of where the bytes differ. */
-static int same_secret(const uint8_t *a, const uint8_t *b, size_t n)
-{
-    volatile uint8_t diff = 0;
-    for (size_t i = 0; i < n; i++)
-        diff |= a[i] ^ b[i];
-    return diff == 0;
-}
-
 int sess_resume(struct store *st, const void *token, uint32_t len, struct sess **out)
 {
     struct sess *s;
@@ -252,7 +244,7 @@ int sess_resume(struct store *st, const void *token, uint32_t len, struct sess *
         return RPC_ESESSION_EXPIRED;
     v = u64map_get(&st->by_token, token_key(token));
     s = v ? sess_find(st, *v) : NULL;
-    if (!s || !same_secret(s->token, token, SESS_TOKEN_BYTES))
+    if (!s || !secret_equal(s->token, SESS_TOKEN_BYTES, token, SESS_TOKEN_BYTES))
         return RPC_ESESSION_EXPIRED;
     if (s->conn)
         return RPC_ESESSION_BUSY;
@@ -577,7 +569,8 @@ int share_claim(struct store *st, struct sess *s, const void *token, uint32_t le
         return RPC_ETOKEN_INVALID;
     v = u64map_get(&st->shares, token_key(token));
     sh = v ? PTR(*v) : NULL;
-    if (!sh || !same_secret(sh->token, token, SESS_TOKEN_BYTES) || sh->deadline_ms <= now_ms)
+    if (!sh || !secret_equal(sh->token, SESS_TOKEN_BYTES, token, SESS_TOKEN_BYTES) ||
+        sh->deadline_ms <= now_ms)
         return RPC_ETOKEN_INVALID;
     /* The hold first, then the token's reference: never a moment at zero. */
     if ((rc = sess_incref(st, s, sh->id, 1, NULL)) < 0)
