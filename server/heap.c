@@ -323,14 +323,13 @@ void heap_incr(struct heap *h, uint64_t id, enum obj_count which, uint32_t n)
         return;
     case CNT_NAMES:
     case CNT_TOKENS:
-        COUNT_PANIC_IF(n > UINT32_MAX -
-                               (which == CNT_NAMES ? heap_names(h, o, id) : heap_tokens(h, o, id)),
-                       h, o, id, which == CNT_NAMES ? "incr names" : "incr tokens", n);
         v = u64map_put(&h->extra, id, NULL);
         PANIC_IF(!v, "object %llu: no room for its names and tokens (heap_can_incr reserves it)",
                  (unsigned long long)id);
-        *v += which == CNT_NAMES ? (uint64_t)n : (uint64_t)n << 32;
         obj_set_flag(o, OBJ_EXTRA);
+        COUNT_PANIC_IF(n > UINT32_MAX - (which == CNT_NAMES ? (uint32_t)*v : *v >> 32), h, o, id,
+                       which == CNT_NAMES ? "incr names" : "incr tokens", n);
+        *v += which == CNT_NAMES ? (uint64_t)n : (uint64_t)n << 32;
         return;
     }
 }

@@ -123,6 +123,17 @@ static void holds_overflow(void *arg)
     heap_incr(&h, id, CNT_HOLDS, UINT32_MAX - 1);
 }
 
+static void tokens_overflow(void *arg)
+{
+    struct heap h;
+    uint64_t id;
+    (void)arg;
+    one_object(&h, &id);
+    assert_int_equal(heap_can_incr(&h, id, CNT_TOKENS, 1), 0);
+    heap_incr(&h, id, CNT_TOKENS, 1);
+    heap_incr(&h, id, CNT_TOKENS, UINT32_MAX);
+}
+
 static void heap_counts_never_wrap(void **state)
 {
     char want[64];
@@ -138,6 +149,8 @@ static void heap_counts_never_wrap(void **state)
     expect_panic(internal_underflow, NULL, want, "decr internal by 1");
     expect_panic(names_underflow, NULL, want, "decr names by 1");
     expect_panic(holds_overflow, NULL, want, "incr holds by 4294967294");
+    expect_panic(tokens_overflow, NULL, want,
+                 "incr tokens by 4294967295 would wrap (holds 2, internal 0, names 0, tokens 1)");
 }
 
 static void session_drops_more_than_it_counts(void *arg)
