@@ -278,12 +278,15 @@ static void free_auth(struct server *srv)
         explicit_bzero(srv->auth, srv->env.auth_len);
         free(srv->auth);
         srv->auth = NULL;
+        srv->env.auth = NULL;
+        srv->env.auth_len = 0;
     }
 }
 
-/* Bind one listener (logged by the caller once all are); on failure log one line and return -EINVAL
- * when the address is the configuration's fault (malformed, or a unix socket in a directory that
- * does not exist), else the system's code. */
+/* Bind one listener (the caller logs it once all are up). On failure log
+ * one line, and return -EINVAL when the address is the configuration's
+ * fault (malformed, or a unix socket in a directory that does not exist),
+ * else the system's code. */
 static int bind_listener(struct server *srv, struct listener *lis, const char *uri)
 {
     int rc;
@@ -308,14 +311,14 @@ static int bind_listener(struct server *srv, struct listener *lis, const char *u
     return rc;
 }
 
-/* Close h if it was initialised and is not closing yet; the close callback
- * counts it down in srv->unwinding. */
 static void on_unwind_closed(uv_handle_t *h)
 {
     struct server *srv = h->data;
     srv->unwinding--;
 }
 
+/* Close h if it was initialised and is not closing yet; its close callback
+ * counts it down in srv->unwinding. */
 static void unwind_close(struct server *srv, uv_handle_t *h)
 {
     if (h->type == UV_UNKNOWN_HANDLE || uv_is_closing(h))
