@@ -11,6 +11,7 @@
  * handed out are not touched at all (a bump offset marks where they start),
  * so a fresh pool costs no RSS until used. */
 #include "pool.h"
+#include "panic.h"
 
 #include <assert.h>
 #include <stdlib.h>
@@ -19,6 +20,7 @@
 
 #define ARENA_POOLS     ((uint32_t)(POOL_ARENA_BYTES / POOL_POOL_BYTES))
 #define POOL_KEEP_EMPTY 4
+#define POOL_MAGIC      0x706f6f6cu /* "pool" */
 
 struct arena;
 
@@ -28,6 +30,7 @@ struct pool {
     struct arena *arena;
     uint32_t bump;   /* offset of the first never-used block */
     uint32_t nused;  /* blocks handed out */
+    uint32_t magic;  /* POOL_MAGIC while serving a class: a foreign pointer shows */
     uint8_t cls;     /* size class while in use */
     uint8_t partial; /* on its class's partial list */
     uint8_t in_use;  /* serving a class (else free in its arena) */
@@ -212,6 +215,7 @@ static struct pool *pool_take(uint32_t cls)
     p->cls = (uint8_t)cls;
     p->bump = POOL_HEADER_BYTES;
     p->in_use = 1;
+    p->magic = POOL_MAGIC;
     P.pools[cls]++;
     P.pools_in_use++;
     return p;
@@ -225,6 +229,7 @@ static void pool_give_back(struct pool *p)
     P.pools[p->cls]--;
     P.pools_in_use--;
     p->in_use = 0;
+    p->magic = 0;
     uint32_t i = (uint32_t)(((char *)p - a->base) / POOL_POOL_BYTES);
     bucket_remove(a);
     a->free_mask |= 1ull << i;
@@ -357,7 +362,7 @@ __attribute__((noinline)) static void release_empty(struct pool *p)
 static void free_to_pool(void *b)
 {
     struct pool *p = pool_of(b);
-    assert(p->nused > 0 && "pool_free of a block not in use");
+    PANIC_IF(p->nused == 0, "pool_free: block %p of a pool with no block in use (freed twice?)", b);
     *(void **)b = p->freelist;
     p->freelist = b;
     p->nused--;
@@ -389,20 +394,36 @@ void *pool__alloc_slow(size_t n)
     return alloc_from_pool(cls);
 }
 
-/* The cache of cls is full: the block goes to its pool, as glibc's tcache
- * passes it to the bins. */
-void pool__assert_class(const void *b, uint32_t cls)
+/* b must be a block handed out by a pool that serves cls. */
+static void check_block(const void *b, const struct pool *p, uint32_t cls)
 {
-    const struct pool *p = pool_of(b);
-    assert(p->in_use && p->cls == cls && "pool_free of a foreign block");
-    (void)p;
-    (void)cls;
+    PANIC_IF(p->magic != POOL_MAGIC || !p->in_use,
+             "pool_free: %p is not a block of the pool allocator (a foreign pointer, or its "
+             "pool was released: freed twice?)",
+             b);
+    PANIC_IF(p->cls != cls,
+             "pool_free: block %p is of size class %u (%zu bytes) but was freed as class %u "
+             "(%zu bytes)",
+             b, (unsigned)p->cls, (size_t)P.size[p->cls], (unsigned)cls, (size_t)P.size[cls]);
+    PANIC_IF(p->nused == 0, "pool_free: block %p of a pool with no block in use (freed twice?)", b);
 }
 
+void pool__assert_class(const void *b, uint32_t cls)
+{
+    check_block(b, pool_of(b), cls);
+}
+
+void pool__double_free(const void *b)
+{
+    PANIC("pool_free: block %p freed twice in a row", b);
+}
+
+/* The cache of cls is full: the block goes to its pool, as glibc's tcache
+ * passes it to the bins. */
 void pool__free_slow(void *b, uint32_t cls)
 {
     struct pool *p = pool_of(b);
-    pool__assert_class(b, cls);
+    check_block(b, p, cls);
     if (__builtin_expect(p->partial, 1)) {
         /* On its partial list already. */
         *(void **)b = p->freelist;
@@ -421,8 +442,13 @@ void pool_free(void *b)
     if (!b)
         return;
     p = pool_of(b);
-    assert(p->in_use && "pool_free of a foreign block");
+    PANIC_IF(p->magic != POOL_MAGIC || !p->in_use,
+             "pool_free: %p is not a block of the pool allocator (a foreign pointer, or its "
+             "pool was released: freed twice?)",
+             b);
     c = &C[p->cls];
+    if (__builtin_expect(c->n && c->slot[c->n - 1] == b, 0))
+        pool__double_free(b);
     if (__builtin_expect(c->n < POOL_CACHE_SLOTS, 1)) {
         c->slot[c->n++] = b;
         return;

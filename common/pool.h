@@ -36,7 +36,11 @@ extern struct pool__cache pool__cache[POOL_NCLASSES];
 extern uint8_t pool__class_of[POOL_MAX_SMALL / 8 + 1]; /* (n + 7) / 8 -> class */
 void *pool__alloc_slow(size_t n);
 void pool__free_slow(void *p, uint32_t cls);
-void pool__assert_class(const void *p, uint32_t cls); /* debug builds: p is a block of cls */
+/* Panic unless p is a block in use of a pool serving cls (a full check: it
+ * reads the pool header, so release builds make it only off the cache). */
+void pool__assert_class(const void *p, uint32_t cls);
+/* Panic: p was freed twice in a row. */
+void pool__double_free(const void *p) __attribute__((noreturn, cold));
 
 /* A block of n bytes (1 <= n <= POOL_MAX_SMALL), aligned to 8 (to 16 when
  * its class size is a multiple of 16). NULL when no arena can be mapped.
@@ -60,6 +64,9 @@ static inline void pool_free_sized(void *p, size_t n)
 #ifndef NDEBUG
     pool__assert_class(p, cls);
 #endif
+    /* Always on, and cheap: the last slot lies next to the one the push writes. */
+    if (__builtin_expect(c->n && c->slot[c->n - 1] == p, 0))
+        pool__double_free(p);
     if (__builtin_expect(c->n < POOL_CACHE_SLOTS, 1)) {
         c->slot[c->n++] = p;
         return;

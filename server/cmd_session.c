@@ -2,6 +2,7 @@
  * share, claim). */
 #include "cmd_int.h"
 #include "mem.h"
+#include "secret.h"
 #include "store.h"
 
 #include <string.h>
@@ -31,14 +32,9 @@ int cmd_do_hello(struct cmd_ctx *c, arg_t *a, uint32_t n)
         arg_t *auth = n == 1 && a[0].type == MSGPACK_OBJECT_MAP ? rpc_map_get(&a[0], "auth") : NULL;
         const char *p;
         uint32_t len;
-        volatile unsigned char diff;
         if (!auth || rpc_obj_bytes(auth, &p, &len) < 0)
             return cmd_fail(c, RPC_EAUTH_REQUIRED, "this server requires hello {\"auth\": token}");
-        /* Constant time in the content; only the length may show. */
-        diff = len != c->env->auth_len;
-        for (uint32_t i = 0; i < len; i++)
-            diff |= (unsigned char)(p[i] ^ c->env->auth[i % c->env->auth_len]);
-        if (diff) {
+        if (!secret_equal(c->env->auth, c->env->auth_len, p, len)) {
             c->close_after = 1;
             return cmd_fail(c, RPC_EAUTH_FAILED, "wrong auth token; closing");
         }

@@ -12,6 +12,7 @@
  * for a free slot, (next free index + 1) << 32 | generation << 8 | 1. */
 #include "heap.h"
 #include "objmem.h"
+#include "panic.h"
 #include "rpc_err.h"
 
 #include <assert.h>
@@ -194,9 +195,19 @@ static void maybe_reset_slots(struct heap *h)
     h->gen_floor = h->gen_next_max;
 }
 
+/* Refcount invariants hold in release builds too: a count that would wrap
+ * is a bug in rcstore, and going on would free a live object or leak one.
+ * Abort naming the object and all four counts (o is id's object). */
+#define COUNT_PANIC_IF(cond, h, o, id, what, n)                                                    \
+    PANIC_IF(cond,                                                                                 \
+             "object %llu: %s by %llu would wrap (holds %u, internal %u, names %u, tokens %u)",    \
+             (unsigned long long)(id), what, (unsigned long long)(n), (o)->holds, (o)->internal,   \
+             heap_names(h, o, id), heap_tokens(h, o, id))
+
 static void put_slot(struct heap *h, uint32_t idx, uint32_t gen)
 {
-    assert(h->owner[idx] == 0 && "an owned object cannot be unreferenced");
+    PANIC_IF(h->owner[idx] != 0, "slot %u: freed while session %u still owns it", idx,
+             h->owner[idx]);
     if (gen == GEN_MAX) {
         /* Its generations are used up: retire it, so no id ever repeats. */
         h->slots[idx] = (uint64_t)GEN_MAX << 8 | SLOT_FREE;
@@ -299,23 +310,26 @@ void heap_incr(struct heap *h, uint64_t id, enum obj_count which, uint32_t n)
 {
     struct obj *o = heap_get(h, id);
     uint64_t *v;
-    assert(o);
+    PANIC_IF(!o, "heap_incr: no live object %llu", (unsigned long long)id);
     heap_touch(h, o, id);
     switch (which) {
     case CNT_HOLDS:
-        assert(n <= UINT32_MAX - o->holds);
+        COUNT_PANIC_IF(n > UINT32_MAX - o->holds, h, o, id, "incr holds", n);
         o->holds += n;
         return;
     case CNT_INTERNAL:
-        assert(n <= UINT32_MAX - o->internal);
+        COUNT_PANIC_IF(n > UINT32_MAX - o->internal, h, o, id, "incr internal", n);
         o->internal += n;
         return;
     case CNT_NAMES:
     case CNT_TOKENS:
         v = u64map_put(&h->extra, id, NULL);
-        assert(v && "heap_can_incr reserves the side table");
-        *v += which == CNT_NAMES ? (uint64_t)n : (uint64_t)n << 32;
+        PANIC_IF(!v, "object %llu: no room for its names and tokens (heap_can_incr reserves it)",
+                 (unsigned long long)id);
         obj_set_flag(o, OBJ_EXTRA);
+        COUNT_PANIC_IF(n > UINT32_MAX - (which == CNT_NAMES ? (uint32_t)*v : *v >> 32), h, o, id,
+                       which == CNT_NAMES ? "incr names" : "incr tokens", n);
+        *v += which == CNT_NAMES ? (uint64_t)n : (uint64_t)n << 32;
         return;
     }
 }
@@ -378,7 +392,7 @@ static void free_worklist(struct heap *h, uint64_t top, enum free_reason why)
                 continue;
             }
             heap_touch(h, t, refs[i]);
-            assert(t->internal > 0 && "decr against internal <= 0");
+            COUNT_PANIC_IF(t->internal == 0, h, t, refs[i], "decr internal", 1);
             t->internal--;
             if (obj_unreferenced(t) && !(obj_flags(t) & OBJ_GARBAGE)) {
                 if (obj_flags(t) & OBJ_WATCHED)
@@ -414,21 +428,22 @@ void heap_decr(struct heap *h, uint64_t id, enum obj_count which, uint32_t n)
 {
     struct obj *o = heap_get_any(h, id);
     uint64_t *v;
-    assert(o);
+    PANIC_IF(!o, "heap_decr: no object %llu", (unsigned long long)id);
     heap_touch(h, o, id);
     switch (which) {
     case CNT_HOLDS:
-        assert(o->holds >= n && "decr against holds <= 0");
+        COUNT_PANIC_IF(o->holds < n, h, o, id, "decr holds", n);
         o->holds -= n;
         break;
     case CNT_INTERNAL:
-        assert(o->internal >= n && "decr against internal <= 0");
+        COUNT_PANIC_IF(o->internal < n, h, o, id, "decr internal", n);
         o->internal -= n;
         break;
     case CNT_NAMES:
     case CNT_TOKENS:
         v = u64map_get(&h->extra, id);
-        assert(v && ((which == CNT_NAMES ? (uint32_t)*v : *v >> 32) >= n));
+        COUNT_PANIC_IF(!v || (which == CNT_NAMES ? (uint32_t)*v : *v >> 32) < n, h, o, id,
+                       which == CNT_NAMES ? "decr names" : "decr tokens", n);
         *v -= which == CNT_NAMES ? (uint64_t)n : (uint64_t)n << 32;
         if (*v == 0) {
             u64map_del(&h->extra, id);

@@ -7,10 +7,17 @@
 #include <systemd/sd-daemon.h>
 #endif
 
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
+
+/* Exit statuses of a failed start (docs/operations.md, rcstored(8)): 2 when
+ * the configuration is wrong (a bad flag or value, a malformed address, an
+ * unusable token or config file), 1 when a valid configuration met a system
+ * that refused it (address in use, out of memory). Never a signal. */
+enum { EXIT_RUNTIME = 1, EXIT_CONFIG = 2 };
 
 int main(int argc, char **argv)
 {
@@ -23,9 +30,9 @@ int main(int argc, char **argv)
     config_defaults(&cfg);
     rc = config_parse(&cfg, argc, argv, err, sizeof(err));
     if (rc < 0) {
-        fprintf(stderr, "rcstored: %s\nTry 'rcstored --help'.\n", err);
+        fprintf(stderr, "rcstored: %s (see rcstored --help)\n", err);
         config_close(&cfg);
-        return 2;
+        return EXIT_CONFIG;
     }
     if (rc == CONFIG_HELP) {
         config_usage(stdout);
@@ -39,12 +46,11 @@ int main(int argc, char **argv)
     log_threshold = lvl;
     signal(SIGPIPE, SIG_IGN);
 
-    if (server_init(&srv, uv_default_loop(), &cfg) < 0) {
-        server_stop(&srv);
-        uv_run(uv_default_loop(), UV_RUN_DEFAULT);
-        server_close(&srv);
+    if ((rc = server_init(&srv, uv_default_loop(), &cfg)) < 0) {
+        /* server_init logged why and closed what it had opened. */
         uv_loop_close(uv_default_loop());
-        return 1;
+        config_close(&cfg);
+        return rc == -EINVAL ? EXIT_CONFIG : EXIT_RUNTIME;
     }
     log_info("rcstored %s ready (pid %d)", RCS_VERSION, (int)getpid());
 #ifdef RCS_HAVE_SYSTEMD

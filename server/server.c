@@ -5,6 +5,7 @@
 #include "mem.h"
 #include "pool.h"
 #include "rpc_msg.h"
+#include "secret.h"
 
 #include <errno.h>
 #ifdef __GLIBC__
@@ -98,10 +99,20 @@ static int bind_tcp(struct server *srv, struct listener *lis, const char *rest)
 static int bind_unix(struct server *srv, struct listener *lis, const char *path)
 {
     struct stat st;
+    const char *slash = strrchr(path, '/');
+    char dir[256];
     int rc;
 
     if (strlen(path) == 0 || strlen(path) >= sizeof(lis->path))
         return UV_EINVAL;
+    lis->is_unix = 1;
+    /* uv_pipe_bind reports a missing directory as EACCES (as Windows
+     * would): look first, so that it is told apart from a permission. */
+    if (slash) {
+        snprintf(dir, sizeof(dir), "%.*s", slash == path ? 1 : (int)(slash - path), path);
+        if (stat(dir, &st) < 0 ? errno == ENOENT || errno == ENOTDIR : !S_ISDIR(st.st_mode))
+            return UV_ENOENT;
+    }
     /* A socket file left by a server that died is replaced, as Redis does;
      * anything else at that path is left alone and the bind fails. */
     if (lstat(path, &st) == 0 && S_ISSOCK(st.st_mode))
@@ -109,7 +120,6 @@ static int bind_unix(struct server *srv, struct listener *lis, const char *path)
     if ((rc = uv_pipe_init(srv->loop, &lis->h.pipe, 0)) < 0)
         return rc;
     lis->h.handle.data = lis;
-    lis->is_unix = 1;
     if ((rc = uv_pipe_bind(&lis->h.pipe, path)) < 0)
         return rc;
     snprintf(lis->path, sizeof(lis->path), "%s", path);
@@ -236,40 +246,86 @@ static void on_signal(uv_signal_t *h, int signum)
     server_stop(srv);
 }
 
-/* Read the auth token: the whole file less trailing newlines. The file must
- * not be open to group or others (ssh's rule for private keys). */
+/* Read the auth token (common/secret: the file must be private to its
+ * owner, 1 to SECRET_MAX_BYTES bytes less trailing newlines). Any failure
+ * is the configuration's: -EINVAL, logged. */
 static int load_auth(struct server *srv, const char *path)
 {
-    struct stat stt;
-    char buf[4097];
+    char buf[SECRET_MAX_BYTES + 1], err[512];
     size_t n;
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        log_error("--auth-token-file %s: %s", path, strerror(errno));
-        return -errno;
-    }
-    if (fstat(fileno(f), &stt) < 0 || (stt.st_mode & (S_IRWXG | S_IRWXO))) {
-        log_error("--auth-token-file %s: readable by group or others (mode %03o); "
-                  "chmod 600 it",
-                  path, (unsigned)(stt.st_mode & 0777));
-        fclose(f);
-        return -EPERM;
-    }
-    n = fread(buf, 1, sizeof(buf), f);
-    fclose(f);
-    while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
-        n--;
-    if (n == 0 || n > 4096) {
-        log_error("--auth-token-file %s: the token must be 1 to 4096 bytes", path);
+    int rc = secret_read_file(path, buf, sizeof(buf), &n, err, sizeof(err));
+    if (rc < 0) {
+        log_error("--auth-token-file %s", err);
         return -EINVAL;
     }
     srv->auth = malloc(n);
-    if (!srv->auth)
+    if (srv->auth) {
+        memcpy(srv->auth, buf, n);
+        srv->env.auth = srv->auth;
+        srv->env.auth_len = n;
+    }
+    explicit_bzero(buf, sizeof(buf));
+    if (!srv->auth) {
+        log_error("--auth-token-file %s: out of memory", path);
         return -ENOMEM;
-    memcpy(srv->auth, buf, n);
-    srv->env.auth = srv->auth;
-    srv->env.auth_len = n;
+    }
     return 0;
+}
+
+static void free_auth(struct server *srv)
+{
+    if (srv->auth) {
+        explicit_bzero(srv->auth, srv->env.auth_len);
+        free(srv->auth);
+        srv->auth = NULL;
+        srv->env.auth = NULL;
+        srv->env.auth_len = 0;
+    }
+}
+
+/* Bind one listener (the caller logs it once all are up). On failure log
+ * one line, and return -EINVAL when the address is the configuration's
+ * fault (malformed, or a unix socket in a directory that does not exist),
+ * else the system's code. */
+static int bind_listener(struct server *srv, struct listener *lis, const char *uri)
+{
+    int rc;
+    lis->srv = srv;
+    if (strncmp(uri, "unix://", 7) == 0)
+        rc = bind_unix(srv, lis, uri + 7);
+    else if (strncmp(uri, "tcp://", 6) == 0)
+        rc = bind_tcp(srv, lis, uri + 6);
+    else
+        rc = bind_tcp(srv, lis, uri);
+    if (rc == 0)
+        return 0;
+    if (rc == UV_EINVAL) {
+        log_error("cannot listen on %s: not tcp://HOST:PORT or unix:///PATH", uri);
+        return -EINVAL;
+    }
+    if (lis->is_unix && (rc == UV_ENOENT || rc == UV_ENOTDIR)) {
+        log_error("cannot listen on %s: its directory does not exist", uri);
+        return -EINVAL;
+    }
+    log_error("cannot listen on %s: %s", uri, uv_strerror(rc));
+    return rc;
+}
+
+static void on_unwind_closed(uv_handle_t *h)
+{
+    struct server *srv = h->data;
+    srv->unwinding--;
+}
+
+/* Close h if it was initialised and is not closing yet; its close callback
+ * counts it down in srv->unwinding. */
+static void unwind_close(struct server *srv, uv_handle_t *h)
+{
+    if (h->type == UV_UNKNOWN_HANDLE || uv_is_closing(h))
+        return;
+    h->data = srv;
+    srv->unwinding++;
+    uv_close(h, on_unwind_closed);
 }
 
 int server_init(struct server *srv, uv_loop_t *loop, const struct config *cfg)
@@ -295,7 +351,7 @@ int server_init(struct server *srv, uv_loop_t *loop, const struct config *cfg)
     }
     srv->env.st = &srv->st;
     if (cfg->auth_token_file && (rc = load_auth(srv, cfg->auth_token_file)) < 0)
-        return rc;
+        goto fail_store;
     srv->env.start_time = (uint64_t)time(NULL);
     srv->scan_lim.max_message_bytes = cfg->max_message_bytes;
     /* A request's own envelope and params need a few dozen elements; refs
@@ -309,19 +365,27 @@ int server_init(struct server *srv, uv_loop_t *loop, const struct config *cfg)
     /* A simple request has 1 + 4 + RPC_SIMPLE_MAX_PARAMS elements, depth 2. */
     srv->simple_ok = srv->scan_lim.max_elements >= 5 + RPC_SIMPLE_MAX_PARAMS;
 
-    uv_signal_init(loop, &srv->sigint);
-    uv_signal_init(loop, &srv->sigterm);
+    /* Every handle below is zeroed (memset above): its type stays
+     * UV_UNKNOWN_HANDLE until its init succeeds, which is how the unwind
+     * knows what to close. */
+    if ((rc = uv_signal_init(loop, &srv->sigint)) < 0 ||
+        (rc = uv_signal_init(loop, &srv->sigterm)) < 0 ||
+        (rc = uv_timer_init(loop, &srv->cron)) < 0 ||
+        (rc = uv_timer_init(loop, &srv->trim_timer)) < 0 ||
+        (rc = uv_timer_init(loop, &srv->gc_timer)) < 0 ||
+        (rc = uv_idle_init(loop, &srv->gc_idle)) < 0) {
+        log_error("cannot set up the event loop: %s", uv_strerror(rc));
+        goto fail_handles;
+    }
     srv->sigint.data = srv->sigterm.data = srv;
-    uv_signal_start(&srv->sigint, on_signal, SIGINT);
-    uv_signal_start(&srv->sigterm, on_signal, SIGTERM);
-    uv_timer_init(loop, &srv->cron);
-    srv->cron.data = srv;
-    uv_timer_start(&srv->cron, on_cron, 1000, 1000);
-    uv_timer_init(loop, &srv->trim_timer);
-    srv->trim_timer.data = srv;
-    uv_timer_init(loop, &srv->gc_timer);
-    uv_idle_init(loop, &srv->gc_idle);
+    srv->cron.data = srv->trim_timer.data = srv;
     srv->gc_timer.data = srv->gc_idle.data = srv;
+    if ((rc = uv_signal_start(&srv->sigint, on_signal, SIGINT)) < 0 ||
+        (rc = uv_signal_start(&srv->sigterm, on_signal, SIGTERM)) < 0) {
+        log_error("cannot catch SIGINT and SIGTERM: %s", uv_strerror(rc));
+        goto fail_handles;
+    }
+    uv_timer_start(&srv->cron, on_cron, 1000, 1000);
     if (cfg->gc_interval_ms)
         uv_timer_start(&srv->gc_timer, on_gc_timer, cfg->gc_interval_ms, cfg->gc_interval_ms);
     srv->env.gc_interval_ms = cfg->gc_interval_ms;
@@ -329,29 +393,44 @@ int server_init(struct server *srv, uv_loop_t *loop, const struct config *cfg)
     srv->env.debug_commands = cfg->debug_commands;
 
     for (int i = 0; i < cfg->nlisten; i++) {
-        struct listener *lis = &srv->listeners[i];
-        const char *uri = cfg->listen[i];
-        lis->srv = srv;
-        if (strncmp(uri, "unix://", 7) == 0)
-            rc = bind_unix(srv, lis, uri + 7);
-        else if (strncmp(uri, "tcp://", 6) == 0)
-            rc = bind_tcp(srv, lis, uri + 6);
-        else
-            rc = bind_tcp(srv, lis, uri);
         srv->nlisteners = i + 1;
-        if (rc < 0) {
-            log_error("cannot listen on %s: %s", uri,
-                      rc == UV_EINVAL ? "not tcp://HOST:PORT or unix:///PATH" : uv_strerror(rc));
-            return rc;
-        }
-        log_info("listening on %s", lis->uri);
+        if ((rc = bind_listener(srv, &srv->listeners[i], cfg->listen[i])) < 0)
+            goto fail_handles;
     }
     if (cfg->metrics_listen) {
         if ((rc = metrics_start(&srv->metrics, cfg->metrics_listen)) < 0)
-            return rc;
+            goto fail_handles;
         publish_metrics(srv);
     }
+    /* Only now: a start that fails says one thing, what went wrong. */
+    for (int i = 0; i < srv->nlisteners; i++)
+        log_info("listening on %s", srv->listeners[i].uri);
     return 0;
+
+fail_handles:
+    /* Close what was opened, and run the loop until every close callback
+     * has run (NOWAIT: other handles on the loop, if any, are not waited
+     * for); the caller may then uv_loop_close it. */
+    unwind_close(srv, (uv_handle_t *)&srv->sigint);
+    unwind_close(srv, (uv_handle_t *)&srv->sigterm);
+    unwind_close(srv, (uv_handle_t *)&srv->cron);
+    unwind_close(srv, (uv_handle_t *)&srv->trim_timer);
+    unwind_close(srv, (uv_handle_t *)&srv->gc_timer);
+    unwind_close(srv, (uv_handle_t *)&srv->gc_idle);
+    for (int i = 0; i < srv->nlisteners; i++) {
+        struct listener *lis = &srv->listeners[i];
+        unwind_close(srv, &lis->h.handle);
+        if (lis->path[0])
+            unlink(lis->path);
+    }
+    while (srv->unwinding > 0)
+        uv_run(loop, UV_RUN_NOWAIT);
+    srv->nlisteners = 0;
+    buf_close(&srv->metrics_buf);
+    free_auth(srv);
+fail_store:
+    store_close(&srv->st);
+    return rc;
 }
 
 void server_stop(struct server *srv)
@@ -377,10 +456,7 @@ void server_stop(struct server *srv)
 
 void server_close(struct server *srv)
 {
-    if (srv->auth) {
-        memset(srv->auth, 0, srv->env.auth_len);
-        free(srv->auth);
-    }
+    free_auth(srv);
     metrics_stop(srv->metrics); /* joins its thread: nothing serves after this */
     srv->metrics = NULL;
     buf_close(&srv->metrics_buf);

@@ -57,9 +57,19 @@ struct server {
                                 message, for the length of one read callback */
     int shared_in_lent;
     int stopping;
+    int unwinding; /* handles a failed server_init is waiting to see closed */
 };
 
-/* Set up the store and bind every listener. 0 or a negative code (logged). */
+/* Set up the store, read the auth token and bind every listener. Returns 0,
+ * or a negative code after logging one line that names the problem:
+ * -EINVAL when the configuration is at fault (a malformed listen or metrics
+ * address, a unix socket in a directory that does not exist, an auth token
+ * file that is missing, unreadable, empty, too long or open to group or
+ * others), any other code when the system refused what was asked (address
+ * in use or not available, permission, out of memory). On failure nothing
+ * is left behind: every handle it opened is closed and the loop run until
+ * their close callbacks have fired, so the caller calls neither server_stop
+ * nor server_close, only uv_loop_close. */
 int server_init(struct server *srv, uv_loop_t *loop, const struct config *cfg);
 /* Close every handle; the loop then ends. Idempotent. */
 void server_stop(struct server *srv);

@@ -2,9 +2,10 @@
 #include "store.h"
 #include "store_priv.h"
 #include "mem.h"
+#include "panic.h"
 #include "rpc_err.h"
+#include "secret.h"
 
-#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
@@ -239,15 +240,6 @@ void sess_detach(struct store *st, struct sess *s, uint64_t now_ms)
     st->sessions_detached++;
 }
 
-/* Equal in time independent of where the bytes differ. */
-static int same_secret(const uint8_t *a, const uint8_t *b, size_t n)
-{
-    volatile uint8_t diff = 0;
-    for (size_t i = 0; i < n; i++)
-        diff |= a[i] ^ b[i];
-    return diff == 0;
-}
-
 int sess_resume(struct store *st, const void *token, uint32_t len, struct sess **out)
 {
     struct sess *s;
@@ -256,7 +248,7 @@ int sess_resume(struct store *st, const void *token, uint32_t len, struct sess *
         return RPC_ESESSION_EXPIRED;
     v = u64map_get(&st->by_token, token_key(token));
     s = v ? sess_find(st, *v) : NULL;
-    if (!s || !same_secret(s->token, token, SESS_TOKEN_BYTES))
+    if (!s || !secret_equal(s->token, SESS_TOKEN_BYTES, token, SESS_TOKEN_BYTES))
         return RPC_ESESSION_EXPIRED;
     if (s->conn)
         return RPC_ESESSION_BUSY;
@@ -469,9 +461,14 @@ int sess_decref(struct store *st, struct sess *s, uint64_t id, uint32_t n, uint6
             u64map_del(&s->holds, id);
     }
     if (from_map < n) {
+        PANIC_IF(s->owned_live == 0,
+                 "session %llu: drops its ownership of object %llu but owns none",
+                 (unsigned long long)s->id, (unsigned long long)id);
         h->owner[heap_slot_of(id)] = 0;
         s->owned_live--;
     }
+    PANIC_IF(s->nholds < n, "session %llu: drops %u holds on object %llu but counts %llu in all",
+             (unsigned long long)s->id, n, (unsigned long long)id, (unsigned long long)s->nholds);
     s->nholds -= n;
     *after = have - n;
     heap_decr(h, id, CNT_HOLDS, n);
@@ -496,7 +493,10 @@ uint64_t sess_release_all(struct store *st, struct sess *s)
     s->nowned = s->owned_cap = s->owned_live = 0;
     s->nholds = 0;
     while (u64map_next(&holds, &pos, &k, &v)) {
-        assert(heap_get(h, k) && v <= UINT32_MAX);
+        PANIC_IF(!heap_get(h, k) || v > UINT32_MAX,
+                 "session %llu: %llu extra holds on object %llu, which is %s",
+                 (unsigned long long)s->id, (unsigned long long)v, (unsigned long long)k,
+                 heap_get(h, k) ? "live" : "gone");
         heap_decr(h, k, CNT_HOLDS, (uint32_t)v);
     }
     u64map_close(&holds);
@@ -573,7 +573,8 @@ int share_claim(struct store *st, struct sess *s, const void *token, uint32_t le
         return RPC_ETOKEN_INVALID;
     v = u64map_get(&st->shares, token_key(token));
     sh = v ? PTR(*v) : NULL;
-    if (!sh || !same_secret(sh->token, token, SESS_TOKEN_BYTES) || sh->deadline_ms <= now_ms)
+    if (!sh || !secret_equal(sh->token, SESS_TOKEN_BYTES, token, SESS_TOKEN_BYTES) ||
+        sh->deadline_ms <= now_ms)
         return RPC_ETOKEN_INVALID;
     /* The hold first, then the token's reference: never a moment at zero. */
     if ((rc = sess_incref(st, s, sh->id, 1, NULL)) < 0)

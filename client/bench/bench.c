@@ -13,6 +13,7 @@
 #include "hist.h"
 #include "rpc_msg.h"
 #include "rpc_scan.h"
+#include "secret.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -83,7 +84,7 @@ struct opts {
     unsigned clients, pipeline, threads, datasize;
     uint64_t requests, keyspace;
     double duration;
-    char auth[4097];
+    char auth[SECRET_MAX_BYTES + 1];
     unsigned weights[T_N]; /* mixed */
     unsigned weight_sum;
 };
@@ -914,7 +915,8 @@ static void usage(FILE *f)
             "  --mix SPEC        the mixed test's ratio, e.g. get:8,incref:1,churn:1\n"
             "                    (default get:80,incref:10,create:5,churn:5)\n"
             "  --threads N       threads, one event loop each (default 1)\n"
-            "  --auth-file PATH  authenticate with the token in PATH\n"
+            "  --auth-file PATH  authenticate with the token in PATH (or set\n"
+            "                    RCSTORE_AUTH_FILE); the file must be mode 0600 or 0400\n"
             "  -q                quiet: one line per test\n"
             "  --csv             CSV with redis-benchmark's columns\n"
             "  --json            a JSON array, one object per test\n"
@@ -977,21 +979,16 @@ static void parse_mix(struct opts *o)
         die("--mix: the weights add up to 0");
 }
 
+/* The token of --auth-file or RCSTORE_AUTH_FILE (common/secret: private to
+ * its owner, trailing newlines dropped, at most SECRET_MAX_BYTES). */
 static void load_auth(struct opts *o)
 {
-    FILE *f;
+    char err[512];
     size_t n;
     if (!o->auth_file)
         return;
-    if (!(f = fopen(o->auth_file, "rb")))
-        die("cannot read %s: %s", o->auth_file, strerror(errno));
-    n = fread(o->auth, 1, sizeof(o->auth) - 1, f);
-    fclose(f);
-    while (n > 0 && (o->auth[n - 1] == '\n' || o->auth[n - 1] == '\r'))
-        n--;
-    o->auth[n] = '\0';
-    if (n > UINT16_MAX)
-        die("the token in %s is too long", o->auth_file);
+    if (secret_read_file(o->auth_file, o->auth, sizeof(o->auth), &n, err, sizeof(err)) < 0)
+        die("--auth-file %s", err);
 }
 
 enum { OPT_DURATION = 256, OPT_CSV, OPT_JSON, OPT_THREADS, OPT_MIX, OPT_AUTH, OPT_HELP };
@@ -1025,6 +1022,7 @@ int main(int argc, char **argv)
     o->keyspace = 10000;
     o->mix = "get:80,incref:10,create:5,churn:5";
     o->tests = "ping,create,get,incref,decref,link,churn,cycle";
+    o->auth_file = getenv("RCSTORE_AUTH_FILE"); /* as the CLI: --auth-file beats it */
     while ((ch = getopt_long(argc, argv, "h:p:s:c:n:P:d:r:t:qV", longs, NULL)) != -1) {
         switch (ch) {
         case 'h':

@@ -5,6 +5,7 @@
  * to stderr), 2 usage or connection problems. */
 #include "cli_print.h"
 #include "rcstore.h"
+#include "secret.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -41,7 +42,7 @@ struct cli {
     rcs_client *c;
     const char *address;
     const char *auth_file;
-    char auth[4097]; /* the token from auth_file, if any */
+    char auth[SECRET_MAX_BYTES + 1]; /* the token from auth_file, if any */
     const char *session_file;
     char session_path[1024];
     int in_session; /* resumed the session of session_file */
@@ -243,23 +244,19 @@ static int cmd_hello(struct cli *cli, const struct opts *o, int argc, char **arg
     return simple(cli, o, rcs_send(cli->c, "hello", "{ss}", "client", name));
 }
 
-/* Load the token of --auth-file and authenticate this connection. */
+/* Load the token of --auth-file (common/secret: private to its owner,
+ * trailing newlines dropped) and authenticate this connection. */
 static int authenticate(struct cli *cli)
 {
-    FILE *f;
+    char err[512];
     size_t n;
     int rc;
     if (!cli->auth_file)
         return 0;
-    if (!(f = fopen(cli->auth_file, "rb"))) {
-        fprintf(stderr, "rcstore: cannot read %s: %s\n", cli->auth_file, strerror(errno));
+    if (secret_read_file(cli->auth_file, cli->auth, sizeof(cli->auth), &n, err, sizeof(err)) < 0) {
+        fprintf(stderr, "rcstore: --auth-file %s\n", err);
         return EXIT_USAGE;
     }
-    n = fread(cli->auth, 1, sizeof(cli->auth) - 1, f);
-    fclose(f);
-    while (n > 0 && (cli->auth[n - 1] == '\n' || cli->auth[n - 1] == '\r'))
-        n--;
-    cli->auth[n] = '\0';
     if ((rc = rcs_call(cli->c, NULL, "hello", "{ss}", "auth", cli->auth)) < 0)
         return call_failed(cli, rc);
     return 0;
@@ -732,7 +729,7 @@ static void usage(FILE *f)
                "  -H, --host HOST:PORT  server address (default 127.0.0.1:7373)\n"
                "  -s, --socket PATH     connect to a unix socket instead\n"
                "  --auth-file PATH      authenticate with the token in PATH (or set\n"
-               "                        RCSTORE_AUTH_FILE)\n"
+               "                        RCSTORE_AUTH_FILE); mode 0600 or 0400\n"
                "  --json                print results as JSON\n"
                "  -h, --help            this help;  -V, --version  the version\n\n"
                "  --session-file PATH   where session start keeps its token (or set\n"

@@ -56,5 +56,18 @@ check "zero clients" 2 $?
 check "mix of zero" 2 $?
 "$BENCH" -s "$tmp/none.sock" -n 10 -t ping >/dev/null 2>&1
 check "no server" 2 $?
+# The token file is read as the server and the CLI read it (common/secret),
+# from --auth-file or RCSTORE_AUTH_FILE.
+printf 'tok\n' >"$tmp/open-token"
+chmod 644 "$tmp/open-token"
+"$BENCH" -s "$tmp/s.sock" -n 10 -t ping --auth-file "$tmp/open-token" 2>"$tmp/err" >/dev/null
+check "an open --auth-file exits 2" 2 $?
+check "and says how to fix it" 1 "$(grep -c 'mode 0644); chmod 600 it' "$tmp/err")"
+RCSTORE_AUTH_FILE="$tmp/open-token" "$BENCH" -s "$tmp/s.sock" -n 10 -t ping 2>"$tmp/err" >/dev/null
+check "RCSTORE_AUTH_FILE is read" 2 $?
+check "and checked the same way" 1 "$(grep -c 'chmod 600 it' "$tmp/err")"
+chmod 600 "$tmp/open-token"
+RCSTORE_AUTH_FILE="$tmp/open-token" "$BENCH" -s "$tmp/s.sock" -n 10 -t ping -q >/dev/null
+check "a private token file is accepted" 0 $?
 check "the server still answers" pong "$("$RCSTORE" -H "$addr" ping)"
 exit $fail

@@ -110,8 +110,18 @@ cat "$tmp/alog" >/dev/null &
 check "auth: refused without a token" 1 $?
 check "auth: --auth-file works" 1 "$("$RCSTORE" -H "$aaddr" --auth-file "$tmp/token" create x | grep -c '^[0-9]')"
 printf 'wrong\n' >"$tmp/wrong"
+chmod 600 "$tmp/wrong"
 "$RCSTORE" -H "$aaddr" --auth-file "$tmp/wrong" ping 2>/dev/null
 check "auth: a wrong token exits 1" 1 $?
+# The token file is read as the server reads it (common/secret).
+chmod 640 "$tmp/wrong"
+"$RCSTORE" -H "$aaddr" --auth-file "$tmp/wrong" ping 2>"$tmp/err"
+check "auth: a group-readable --auth-file exits 2" 2 $?
+check "auth: and says how to fix it" 1 "$(grep -c 'mode 0640); chmod 600 it' "$tmp/err")"
+: >"$tmp/empty"
+chmod 600 "$tmp/empty"
+"$RCSTORE" -H "$aaddr" --auth-file "$tmp/empty" ping 2>"$tmp/err"
+check "auth: an empty --auth-file exits 2" 2 $?
 kill $auth_pid; wait $auth_pid 2>/dev/null
 
 # Sessions shared by consecutive commands through a session file.

@@ -457,8 +457,9 @@ with open(token_path, "w") as f:
 os.chmod(token_path, 0o644)
 bad = subprocess.run([RCSTORED, "--listen", "tcp://127.0.0.1:0", "--auth-token-file", token_path],
                      capture_output=True, text=True, timeout=30)
-check("auth: a group/world-readable token file is refused",
-      bad.returncode != 0 and token_path in bad.stderr and "chmod 600" in bad.stderr, bad.stderr)
+check("auth: a group/world-readable token file is refused with status 2, one line",
+      bad.returncode == 2 and token_path in bad.stderr and "chmod 600" in bad.stderr
+      and bad.stderr.count("\n") == 1, (bad.returncode, bad.stderr))
 os.chmod(token_path, 0o600)
 proc, addr = start_server("--auth-token-file", token_path)
 try:
