@@ -424,12 +424,11 @@ void conn_accept(struct server *srv, uv_stream_t *listener, int is_unix)
     }
     rpc_scan_init(&c->scan, &srv->scan_lim);
     c->dec_ready = rpc_decoder_init(&c->dec) == 0;
-    if (!c->dec_ready || sess_new(&srv->st, &c->sess) < 0) {
+    if (!c->dec_ready || sess_attach(&srv->st, c, &c->sess) < 0) {
         log_error("out of memory for a new connection's session");
         conn_close(c);
         return;
     }
-    c->sess->conn = c;
     c->authed = srv->env.auth == NULL;
     c->last_read_ms = uv_now(srv->loop);
     if ((rc = uv_read_start(&c->h.stream, on_alloc, on_read)) < 0) {

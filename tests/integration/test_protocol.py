@@ -411,6 +411,50 @@ finally:
     proc.terminate()
     check("share server exits 0", proc.wait(timeout=30) == 0)
 
+# Share tokens are limited: each one holds a reference until claimed or
+# expired, so a session may have at most --max-tokens-per-session (default
+# 1024) unclaimed, and the server at most --max-tokens in all.
+proc, addr = start_server()
+try:
+    a, b = Conn(addr), Conn(addr)
+    x = a.ok("create", b"shared")
+    for _ in range(1024):
+        a.send("share", x)
+    toks = []
+    for _ in range(1024):
+        r = a.reply()
+        toks.append(r[3])
+    check("token quota: 1024 by default", all(isinstance(t, bytes) for t in toks))
+    err, _ = a.call("share", x)
+    check("token quota: the next share is QUOTA_EXCEEDED",
+          err and err["code"] == "QUOTA_EXCEEDED" and "max_tokens_per_session" in err["message"],
+          err)
+    check("token quota: nothing was made", a.ok("stat", x)["tokens"] == 1024)
+    check("token quota: another session has its own", isinstance(b.ok("share", x), bytes))
+    check("token quota: a claim gives it back", b.ok("claim", toks[0]) == x and
+          isinstance(a.ok("share", x), bytes))
+finally:
+    proc.terminate()
+    check("token quota server exits 0", proc.wait(timeout=30) == 0)
+
+proc, addr = start_server("--max-tokens-per-session", "2", "--max-tokens", "3")
+try:
+    a, b, c = Conn(addr), Conn(addr), Conn(addr)
+    x = a.ok("create", b"shared")
+    t1, t2 = a.ok("share", x), a.ok("share", x)
+    check("--max-tokens-per-session", a.code("share", x) == "QUOTA_EXCEEDED")
+    b.ok("share", x)
+    err, _ = c.call("share", x)
+    check("--max-tokens: the server's cap", err and err["code"] == "QUOTA_EXCEEDED" and
+          "max_tokens" in err["message"] and "per_session" not in err["message"], err)
+    a.close()  # its tokens outlive it, holding the object
+    check("tokens outlive their session", c.ok("claim", t1) == x)
+    check("and a claim makes room under the cap", isinstance(c.ok("share", x), bytes))
+    check("the other token still works", b.ok("claim", t2) == x)
+finally:
+    proc.terminate()
+    check("token cap server exits 0", proc.wait(timeout=30) == 0)
+
 # why: a shortest path from a root.
 proc, addr = start_server()
 try:

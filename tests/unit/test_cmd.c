@@ -34,7 +34,7 @@ static void on_notify(void *ud, struct sess *s, uint64_t id, enum free_reason wh
 static int setup(void **state)
 {
     static struct fx f;
-    struct store_limits lim = {16, 4, 1 << 20, 3600, 0, 0, 0, 0};
+    struct store_limits lim = {16, 4, 1 << 20, 3600, 0, 0, 0, 0, 0, 0};
     memset(&f, 0, sizeof(f));
     assert_int_equal(store_init(&f.st, &lim, on_notify, &f), 0);
     f.env.st = &f.st;
