@@ -407,7 +407,7 @@ static void resume_removes_the_deadline(void **state)
     struct store *st = *state;
     struct sess *s, *cur, *got, *other;
     uint8_t token[SESS_TOKEN_BYTES];
-    uint64_t o;
+    uint64_t o, sid;
     int conn;
     s = leased(st, 5, 0, &o);
     memcpy(token, s->token, sizeof(token));
@@ -436,11 +436,12 @@ static void resume_removes_the_deadline(void **state)
     /* Attached, it is busy; detached again, it gets a new deadline. */
     assert_int_equal(sess_attach(st, &conn, &cur), 0);
     assert_int_equal(sess_resume_into(st, cur, token, SESS_TOKEN_BYTES, &got), RPC_ESESSION_BUSY);
+    sid = s->id;
     sess_detach(st, s, 60000);
     assert_int_equal(store_expire(st, 64999, UINT64_MAX, NULL), 0);
-    assert_non_null(sess_find(st, s->id));
+    assert_non_null(sess_find(st, sid));
     assert_int_equal(store_expire(st, 65000, UINT64_MAX, NULL), 0);
-    assert_null(sess_find(st, s->id));
+    assert_null(sess_find(st, sid)); /* s is freed */
     assert_int_equal(sess_resume_into(st, cur, token, SESS_TOKEN_BYTES, &got),
                      RPC_ESESSION_EXPIRED);
     sess_free(st, cur);
