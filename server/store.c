@@ -317,7 +317,7 @@ static void share_unlink(struct store *st, struct share *sh)
 
 int store_expire(struct store *st, uint64_t now_ms, uint64_t budget_us, struct store_expired *out)
 {
-    uint64_t start_us = budget_us == UINT64_MAX ? 0 : now_us();
+    uint64_t start_us = budget_us == UINT64_MAX ? 0 : now_us(), ended = 0;
     struct timerq_node *t;
 
     while ((t = timerq_due(&st->timers, now_ms)) != NULL) {
@@ -340,10 +340,14 @@ int store_expire(struct store *st, uint64_t now_ms, uint64_t budget_us, struct s
                 out->tokens++;
             heap_decr(&st->heap, id, CNT_TOKENS, 1);
         }
+        ended++;
         if (budget_us != UINT64_MAX && now_us() - start_us >= budget_us)
             return timerq_due(&st->timers, now_ms) != NULL;
     }
-    timerq_trim(&st->timers, (uint64_t)st->sessions.len + st->shares.len);
+    /* Room a burst left is given back on a tick that ended nothing, not on
+     * top of the last slice of the burst. */
+    if (!ended)
+        timerq_trim(&st->timers, (uint64_t)st->sessions.len + st->shares.len);
     return 0;
 }
 

@@ -156,6 +156,7 @@ struct store_expired {
  * passed, so a burst is spread over calls. The cost is O(log n) queue work
  * per entry ended (n: entries queued) plus what ending it frees; entries not
  * due cost nothing. Adds to *out (may be NULL) and to the store's counters.
+ * A call that ends nothing gives back queue room a burst left (halving).
  * Returns 1 if due entries remain (call again soon), else 0. */
 int store_expire(struct store *st, uint64_t now_ms, uint64_t budget_us, struct store_expired *out);
 

@@ -46,9 +46,16 @@ int timerq_reserve(struct timerq *q, uint64_t want)
 
 void timerq_trim(struct timerq *q, uint64_t keep)
 {
+    uint64_t cap = keep * 2 > 1024 ? keep * 2 : 1024;
     assert(keep >= q->n);
-    if (q->cap > 1024 && q->cap / 4 > keep)
-        resize(q, (uint32_t)(keep * 2 > 1024 ? keep * 2 : 1024)); /* a failure keeps the old */
+    if (q->cap <= 1024 || q->cap / 4 <= keep)
+        return;
+    /* Halve at most: giving back a large block costs the kernel time in
+     * proportion to its pages (2 ms for the 16 MiB of a million entries),
+     * so a burst that drained is given back over a few calls. */
+    if (cap < q->cap / 2)
+        cap = q->cap / 2;
+    resize(q, (uint32_t)cap); /* a failure keeps the old block */
 }
 
 static void place(struct timerq *q, uint32_t i, struct timerq_ent e)

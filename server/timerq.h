@@ -30,7 +30,8 @@ void timerq_close(struct timerq *q);
 /* Make room for want entries in all, so that that many pushes cannot fail.
  * Never shrinks. 0 or -ENOMEM (unchanged). */
 int timerq_reserve(struct timerq *q, uint64_t want);
-/* Give back room beyond what keep entries need, after a burst drained. */
+/* Give back room beyond what keep entries need, after a burst drained: at
+ * most half of it a call. */
 void timerq_trim(struct timerq *q, uint64_t keep);
 /* Queue node (not queued yet) at deadline_ms. The caller reserved room. */
 void timerq_push(struct timerq *q, struct timerq_node *node, uint64_t deadline_ms);
