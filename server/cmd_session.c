@@ -80,11 +80,12 @@ int cmd_do_hello(struct cmd_ctx *c, arg_t *a, uint32_t n)
         msgpack_pack_false(pk);
     rpc_pack_kv_uint(pk, "ttl", s->ttl_s);
     rpc_pack_cstr(pk, "limits");
-    msgpack_pack_map(pk, 4);
+    msgpack_pack_map(pk, 5);
     rpc_pack_kv_uint(pk, "max_data_bytes", st->lim.max_data_bytes);
     rpc_pack_kv_uint(pk, "max_refs", st->lim.max_refs);
     rpc_pack_kv_uint(pk, "max_message_bytes", st->lim.max_message_bytes);
     rpc_pack_kv_uint(pk, "max_session_ttl", st->lim.max_session_ttl);
+    rpc_pack_kv_uint(pk, "max_tokens_per_session", st->lim.max_session_tokens);
     return 0;
 }
 

@@ -424,7 +424,8 @@ try:
     for _ in range(1024):
         r = a.reply()
         toks.append(r[3])
-    check("token quota: 1024 by default", all(isinstance(t, bytes) for t in toks))
+    check("token quota: 1024 by default", all(isinstance(t, bytes) for t in toks) and
+          a.ok("hello")["limits"]["max_tokens_per_session"] == 1024)
     err, _ = a.call("share", x)
     check("token quota: the next share is QUOTA_EXCEEDED",
           err and err["code"] == "QUOTA_EXCEEDED" and "max_tokens_per_session" in err["message"],

@@ -153,6 +153,7 @@ static void hello_result(void **state)
     lim = rpc_map_get(f->res.result, "limits");
     assert_int_equal(rpc_map_get(lim, "max_refs")->via.u64, 4);
     assert_non_null(rpc_map_get(lim, "max_session_ttl"));
+    assert_non_null(rpc_map_get(lim, "max_tokens_per_session"));
     assert_int_equal(rpc_map_get(f->res.result, "resumed")->type, MSGPACK_OBJECT_BOOLEAN);
     /* A resume token can never be valid here: fail loudly, never a new session. */
     begin(f, "hello", 1);
