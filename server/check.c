@@ -177,7 +177,8 @@ int store_check(const struct store *st, char *err, size_t errlen)
     struct sess **by_idx = NULL;
     uint64_t *totals = NULL; /* per session index: holds found */
     uint64_t *tokens = NULL; /* per session index: unclaimed tokens it made */
-    uint64_t nqueued = 0, ndetached = 0;
+    uint64_t nqueued = 0;    /* leases and tokens found queued */
+    uint64_t ndetached = 0;  /* sessions waiting for a resume, or ending */
     const struct name_ent **names = NULL;
     uint64_t nnames = 0, names_cap = 0, key, val, id;
     uint32_t pos;
@@ -207,6 +208,24 @@ int store_check(const struct store *st, char *err, size_t errlen)
                      s->conn     ? "attached"
                      : !s->ttl_s ? "has no lease"
                                  : "not where it says");
+            ndetached++;
+            nqueued++;
+        }
+        if (s->ending) {
+            /* Holds still to release: the releasing map from its cursor. */
+            uint32_t p3 = s->rel_pos;
+            if (s->conn || timerq_queued(&s->lease) || s->holds.len)
+                FAIL("session %llu is ending but %s", (unsigned long long)s->id,
+                     s->conn        ? "attached"
+                     : s->holds.len ? "took holds"
+                                    : "queued for expiry");
+            while (u64map_next(&s->releasing, &p3, &hid, &n)) {
+                if (!heap_get(h, hid))
+                    FAIL("ending session %llu still counts holds on dead object %llu",
+                         (unsigned long long)s->id, (unsigned long long)hid);
+                ex[heap_slot_of(hid)].holds += n;
+                totals[s->idx] += n;
+            }
             ndetached++;
         }
         while (u64map_next(&s->holds, &p2, &hid, &n)) {
@@ -253,7 +272,7 @@ int store_check(const struct store *st, char *err, size_t errlen)
             FAIL("a share token on %llu is not in the expiry queue", (unsigned long long)sh->id);
         nqueued++;
     }
-    if ((rc = timerq_check(&st->timers, nqueued + ndetached, err, errlen)) < 0)
+    if ((rc = timerq_check(&st->timers, nqueued, err, errlen)) < 0)
         goto out;
     /* The external counts in every header against the recount. */
     for (uint32_t i = 0; i < h->nslots; i++) {

@@ -74,12 +74,14 @@ int store_init(struct store *st, const struct store_limits *lim, store_notify_cb
     u64map_init(&st->by_token);
     u64map_init(&st->shares);
     timerq_init(&st->timers);
+    st->release_at_once = 4096;
     return 0;
 }
 
 static void sess_destroy(struct sess *s)
 {
     u64map_close(&s->holds);
+    u64map_close(&s->releasing);
     u64map_close(&s->watches);
     mem_free(s->owned, (size_t)s->owned_cap * sizeof(*s->owned));
     mem_free(s, sizeof(*s));
@@ -228,6 +230,7 @@ int sess_new(struct store *st, struct sess **out)
     s->idx = st->nfree_idx ? st->free_idx[--st->nfree_idx] : ++st->next_idx;
     s->lease.tag = TIMER_LEASE;
     u64map_init(&s->holds);
+    u64map_init(&s->releasing);
     u64map_init(&s->watches);
     *u64map_put(&st->sessions, s->id, NULL) = UINT(s);
     *u64map_put(&st->by_token, token_key(s->token), NULL) = s->id;
@@ -249,11 +252,72 @@ uint32_t sess_set_lease(struct store *st, struct sess *s, uint64_t ttl_s)
     return s->ttl_s;
 }
 
+static uint64_t now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
+/* s (detached, not queued) is over. Few holds: free it now. Many: it can
+ * no longer be resumed, and store_expire releases its holds in slices; it
+ * counts as detached until then. */
+static void end_session(struct store *st, struct sess *s)
+{
+    if (s->nholds <= st->release_at_once) {
+        sess_free(st, s);
+        return;
+    }
+    u64map_del(&st->by_token, token_key(s->token));
+    s->releasing = s->holds; /* moved: released from rel_pos on */
+    u64map_init(&s->holds);
+    s->rel_pos = 0;
+    s->ending = 1;
+    s->next_ending = NULL;
+    if (st->ending_tail)
+        st->ending_tail->next_ending = s;
+    else
+        st->ending = s;
+    st->ending_tail = s;
+    st->sessions_detached++;
+}
+
+/* Release the holds of an ending session until budget_us has passed since
+ * start_us (checked every 256 holds). 1 once it holds nothing, else 0. */
+static int release_some(struct store *st, struct sess *s, uint64_t start_us, uint64_t budget_us)
+{
+    struct heap *h = &st->heap;
+    uint64_t k, v, id;
+    uint32_t n = 0;
+    /* Nothing adds to releasing or to owned while s is ending (it has no
+     * connection and cannot be resumed), so both cursors stay valid. */
+    while (u64map_next(&s->releasing, &s->rel_pos, &k, &v)) {
+        s->nholds -= v;
+        heap_decr(h, k, CNT_HOLDS, (uint32_t)v);
+        if ((++n & 255) == 0 && budget_us != UINT64_MAX && now_us() - start_us >= budget_us)
+            return 0;
+    }
+    while (s->nowned > 0) {
+        uint32_t slot = s->owned[--s->nowned];
+        if (slot >= h->nslots || h->owner[slot] != s->idx)
+            continue; /* stale, or a duplicate already released */
+        h->owner[slot] = 0;
+        s->owned_live--;
+        s->nholds--;
+        if (heap_slot(h, slot, &id))
+            heap_decr(h, id, CNT_HOLDS, 1);
+        if ((++n & 255) == 0 && budget_us != UINT64_MAX && now_us() - start_us >= budget_us)
+            return 0;
+    }
+    assert(s->nholds == 0);
+    return 1;
+}
+
 void sess_detach(struct store *st, struct sess *s, uint64_t now_ms)
 {
     s->conn = NULL;
     if (s->ttl_s == 0) {
-        sess_free(st, s);
+        end_session(st, s);
         return;
     }
     timerq_push(&st->timers, &s->lease, now_ms + (uint64_t)s->ttl_s * 1000);
@@ -285,20 +349,13 @@ int sess_resume_into(struct store *st, struct sess *cur, const void *token, uint
         return RPC_ESESSION_BUSY;
     assert(timerq_queued(&s->lease) && "a detached session is queued by its deadline");
     cur->conn = NULL;
-    sess_free(st, cur);
+    end_session(st, cur);
     timerq_remove(&st->timers, &s->lease);
     s->conn = conn;
     st->sessions_detached--;
     st->sessions_resumed++;
     *out = s;
     return 0;
-}
-
-static uint64_t now_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
 }
 
 /* A token is spent (claimed or expired): it leaves the table and the queue
@@ -320,15 +377,26 @@ int store_expire(struct store *st, uint64_t now_ms, uint64_t budget_us, struct s
     uint64_t start_us = budget_us == UINT64_MAX ? 0 : now_us(), ended = 0;
     struct timerq_node *t;
 
-    while ((t = timerq_due(&st->timers, now_ms)) != NULL) {
-        if (t->tag == TIMER_LEASE) {
+    for (;;) {
+        if (st->ending) { /* first what earlier calls left */
+            struct sess *s = st->ending;
+            if (!release_some(st, s, start_us, budget_us))
+                return 1;
+            st->ending = s->next_ending;
+            if (!st->ending)
+                st->ending_tail = NULL;
+            st->sessions_detached--;
+            sess_free(st, s);
+        } else if ((t = timerq_due(&st->timers, now_ms)) == NULL) {
+            break;
+        } else if (t->tag == TIMER_LEASE) {
             struct sess *s = (struct sess *)(void *)((char *)t - offsetof(struct sess, lease));
             timerq_remove(&st->timers, t);
             st->sessions_detached--;
             st->sessions_expired++;
             if (out)
                 out->sessions++;
-            sess_free(st, s);
+            end_session(st, s);
         } else {
             struct share *sh = (struct share *)(void *)((char *)t - offsetof(struct share, ttl));
             uint64_t id = sh->id;
@@ -342,7 +410,7 @@ int store_expire(struct store *st, uint64_t now_ms, uint64_t budget_us, struct s
         }
         ended++;
         if (budget_us != UINT64_MAX && now_us() - start_us >= budget_us)
-            return timerq_due(&st->timers, now_ms) != NULL;
+            return st->ending || timerq_due(&st->timers, now_ms) != NULL;
     }
     /* Room a burst left is given back on a tick that ended nothing, not on
      * top of the last slice of the burst. */
@@ -392,7 +460,8 @@ void sess_free(struct store *st, struct sess *s)
     while (u64map_next(&s->watches, &pos, &k, &v))
         unwatch(st, s, k);
     u64map_del(&st->sessions, s->id);
-    u64map_del(&st->by_token, token_key(s->token));
+    if (!s->ending) /* an ending session's key was given up (maybe reused) */
+        u64map_del(&st->by_token, token_key(s->token));
     /* Its index may serve another session: it owns nothing any more. */
     if (st->nfree_idx == st->free_idx_cap) {
         uint32_t cap = st->free_idx_cap ? st->free_idx_cap * 2 : 64;

@@ -204,6 +204,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (store_init(&h.st, &lim, on_notify, NULL) < 0 || rpc_decoder_init(&h.dec) < 0 ||
         rpc_decoder_init(&h.rdec) < 0)
         abort();
+    h.st.release_at_once = 2; /* sessions that end mostly take the sliced way */
     h.env.st = &h.st;
     h.env.debug_commands = 1;
     h.env.now_ms = 1;

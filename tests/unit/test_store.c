@@ -449,6 +449,79 @@ static void resume_removes_the_deadline(void **state)
     assert_int_equal(st->heap.objects, 0);
 }
 
+static void check_ok(struct store *st)
+{
+    char err[256];
+    if (store_check(st, err, sizeof(err)) < 0)
+        fail_msg("invariant broken: %s", err);
+}
+
+/* A session with many holds that ends (its lease expires, or its
+ * connection closes without one) is released in slices: each call drops a
+ * bounded number of holds, the store stays consistent in between, and the
+ * session can no longer be resumed. */
+static void big_sessions_are_released_in_slices(void **state)
+{
+    struct store *st = *state;
+    struct sess *s, *t, *cur, *got;
+    uint8_t token[SESS_TOKEN_BYTES];
+    uint64_t o, extra[300];
+    int conn, calls = 0, more;
+    st->release_at_once = 10;
+    assert_int_equal(sess_new(st, &t), 0);
+    for (int i = 0; i < 300; i++)
+        extra[i] = mk(st, t);
+    s = leased(st, 1, 0, &o);
+    memcpy(token, s->token, sizeof(token));
+    /* Resume to add holds: 1000 owned objects, and 300 holds in the map. */
+    assert_int_equal(sess_attach(st, &conn, &cur), 0);
+    assert_int_equal(sess_resume_into(st, cur, token, SESS_TOKEN_BYTES, &got), 0);
+    for (int i = 0; i < 999; i++)
+        mk(st, s);
+    for (int i = 0; i < 300; i++)
+        assert_int_equal(sess_incref(st, s, extra[i], 1, NULL), 0);
+    sess_release_all(st, t);
+    sess_free(st, t); /* the 300 live on s's holds alone */
+    assert_int_equal(st->heap.objects, 1300);
+    sess_detach(st, s, 0);
+    /* Due: the lease ends at once, the holds go 256 a call (budget 0). */
+    assert_int_equal(store_expire(st, 1000, 0, NULL), 1);
+    assert_int_equal(st->sessions_expired, 1);
+    assert_int_equal(st->sessions_detached, 1); /* until its holds are gone */
+    assert_int_equal(sess_attach(st, &conn, &cur), 0);
+    assert_int_equal(sess_resume_into(st, cur, token, SESS_TOKEN_BYTES, &got),
+                     RPC_ESESSION_EXPIRED);
+    sess_free(st, cur);
+    do {
+        uint64_t before = st->heap.objects;
+        more = store_expire(st, 1000, 0, NULL);
+        check_ok(st);
+        assert_true(before - st->heap.objects <= 256);
+        calls++;
+    } while (more);
+    assert_true(calls >= 1300 / 256);
+    assert_int_equal(st->heap.objects, 0);
+    assert_int_equal(store_session_count(st), 0);
+    assert_int_equal(st->sessions_detached, 0);
+    /* Closing without a lease takes the same way; a small session goes at once. */
+    assert_int_equal(sess_attach(st, &conn, &s), 0);
+    for (int i = 0; i < 600; i++)
+        mk(st, s);
+    assert_int_equal(sess_attach(st, &conn, &t), 0);
+    mk(st, t);
+    sess_detach(st, t, 0);
+    assert_int_equal(st->heap.objects, 600);
+    sess_detach(st, s, 0);
+    assert_int_equal(st->heap.objects, 600);
+    assert_int_equal(store_expire(st, 0, 0, NULL), 1);
+    check_ok(st);
+    assert_int_equal(st->heap.objects, 600 - 256);
+    assert_int_equal(store_expire(st, 0, UINT64_MAX, NULL), 0);
+    assert_int_equal(st->heap.objects, 0);
+    assert_int_equal(store_session_count(st), 0);
+    assert_int_equal(st->sessions_expired, 1); /* a close is not an expiry */
+}
+
 static void lease_is_clamped(void **state)
 {
     struct store *st = *state;
@@ -535,6 +608,7 @@ int main(void)
         T(leases_expire_in_deadline_order),
         T(resume_removes_the_deadline),
         T(lease_is_clamped),
+        T(big_sessions_are_released_in_slices),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
