@@ -47,8 +47,10 @@ static void on_close(uv_handle_t *h)
     struct conn *c = h->data;
     struct server *srv = c->srv;
 
-    if (c->sess)
+    if (c->sess) {
         sess_detach(&srv->st, c->sess, uv_now(srv->loop)); /* kept if it has a lease */
+        server_release_soon(srv); /* a session with many holds goes in slices */
+    }
     if (c->prev)
         c->prev->next = c->next;
     else

@@ -193,6 +193,12 @@ static void on_expire(uv_timer_t *t)
     expire_step(t->data);
 }
 
+void server_release_soon(struct server *srv)
+{
+    if (srv->st.ending && !srv->stopping && !uv_is_active((uv_handle_t *)&srv->expire))
+        uv_timer_start(&srv->expire, on_expire, 1, 1);
+}
+
 static void on_cron(uv_timer_t *t)
 {
     struct server *srv = t->data;

@@ -77,5 +77,8 @@ void server_flush(struct server *srv);
 /* Start a periodic sweep, in slices of --gc-slice-us, unless one is under
  * way or nothing waits. */
 void server_sweep(struct server *srv);
+/* Start releasing ended sessions' holds now, in slices, rather than at the
+ * next housekeeping tick, if there are any. */
+void server_release_soon(struct server *srv);
 
 #endif

@@ -550,6 +550,28 @@ def wait_for(what, pred, timeout=20):
     return pred()
 
 
+# A session that ends with many holds (over 4096) is released in slices
+# after its connection closes; every object still goes, with notifications.
+proc, addr = start_server()
+try:
+    big, w = Conn(addr), Conn(addr)
+    for i in range(5000):
+        big.send("create", b"o")
+    ids = [big.reply()[3] for _ in range(5000)]
+    w.ok("watch", ids[0])
+    w.ok("watch", ids[-1])
+    big.close()
+    while len(w.notes) < 2:
+        w.notes.append(w.read())
+    check("big session: released after its close, watches notified",
+          sorted(n[2][0] for n in w.notes) == sorted([ids[0], ids[-1]]), w.notes)
+    check("big session: every object went",
+          wait_for("objects freed", lambda: w.ok("stats")["heap"]["objects"] == 0))
+    check("big session: no longer counted", w.ok("stats")["sessions"]["detached"] == 0)
+finally:
+    proc.terminate()
+    check("big session server exits 0", proc.wait(timeout=30) == 0)
+
 # Hostile clients: half-open connections that stall mid-message, a client
 # killed in the middle of a pipeline; the invariant check after each.
 proc, addr = start_server("--idle-timeout", "1", "--debug-commands", "--max-connections", "400")
