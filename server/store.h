@@ -171,7 +171,8 @@ struct store_expired {
  * whole subgraph at once (heap_decr's worklist is not sliced). Adds to *out
  * (may be NULL) and to the store's counters.
  * A call that ends nothing gives back queue room a burst left (halving).
- * Returns 1 if due entries remain (call again soon), else 0. */
+ * Returns 1 if due entries remain or an ended session still holds
+ * something (call again soon), else 0. */
 int store_expire(struct store *st, uint64_t now_ms, uint64_t budget_us, struct store_expired *out);
 
 /* share: a one-use transfer token (SESS_TOKEN_BYTES random bytes, copied to
