@@ -151,12 +151,34 @@ out:
     return rc;
 }
 
+/* Whether node is queued in q where it says it is. */
+static int queued_at(const struct timerq *q, const struct timerq_node *node)
+{
+    return node->pos > 0 && node->pos <= q->n && q->v[node->pos - 1].node == node &&
+           q->v[node->pos - 1].deadline_ms == node->deadline_ms;
+}
+
+/* The queue holds exactly the want entries found queued, in heap order. */
+static int timerq_check(const struct timerq *q, uint64_t want, char *err, size_t errlen)
+{
+    if (q->n != want)
+        return bad(err, errlen, "the expiry queue has %u entries; %llu items are queued", q->n,
+                   (unsigned long long)want);
+    for (uint32_t i = 1; i < q->n; i++)
+        if (q->v[(i - 1) / 2].deadline_ms > q->v[i].deadline_ms)
+            return bad(err, errlen, "the expiry queue is out of order at entry %u", i);
+    return 0;
+}
+
 int store_check(const struct store *st, char *err, size_t errlen)
 {
     const struct heap *h = &st->heap;
     struct expect *ex = NULL;
     struct sess **by_idx = NULL;
     uint64_t *totals = NULL; /* per session index: holds found */
+    uint64_t *tokens = NULL; /* per session index: unclaimed tokens it made */
+    uint64_t nqueued = 0;    /* leases and tokens found queued */
+    uint64_t ndetached = 0;  /* sessions waiting for a resume, or ending */
     const struct name_ent **names = NULL;
     uint64_t nnames = 0, names_cap = 0, key, val, id;
     uint32_t pos;
@@ -167,7 +189,8 @@ int store_check(const struct store *st, char *err, size_t errlen)
     ex = calloc(h->nslots ? h->nslots : 1, sizeof(*ex));
     by_idx = calloc((size_t)st->next_idx + 1, sizeof(*by_idx));
     totals = calloc((size_t)st->next_idx + 1, sizeof(*totals));
-    if (!ex || !by_idx || !totals)
+    tokens = calloc((size_t)st->next_idx + 1, sizeof(*tokens));
+    if (!ex || !by_idx || !totals || !tokens)
         FAIL("out of memory for the check");
 
     /* Sessions: their indexes, and every hold they count. */
@@ -179,6 +202,32 @@ int store_check(const struct store *st, char *err, size_t errlen)
         if (s->id != key || s->idx == 0 || s->idx > st->next_idx || by_idx[s->idx])
             FAIL("session %llu has a bad or shared index %u", (unsigned long long)key, s->idx);
         by_idx[s->idx] = s;
+        if (timerq_queued(&s->lease)) {
+            if (s->conn || !s->ttl_s || !queued_at(&st->timers, &s->lease))
+                FAIL("session %llu is queued for expiry but %s", (unsigned long long)s->id,
+                     s->conn     ? "attached"
+                     : !s->ttl_s ? "has no lease"
+                                 : "not where it says");
+            ndetached++;
+            nqueued++;
+        }
+        if (s->ending) {
+            /* Holds still to release: the releasing map from its cursor. */
+            uint32_t p3 = s->rel_pos;
+            if (s->conn || timerq_queued(&s->lease) || s->holds.len)
+                FAIL("session %llu is ending but %s", (unsigned long long)s->id,
+                     s->conn        ? "attached"
+                     : s->holds.len ? "took holds"
+                                    : "queued for expiry");
+            while (u64map_next(&s->releasing, &p3, &hid, &n)) {
+                if (!heap_get(h, hid))
+                    FAIL("ending session %llu still counts holds on dead object %llu",
+                         (unsigned long long)s->id, (unsigned long long)hid);
+                ex[heap_slot_of(hid)].holds += n;
+                totals[s->idx] += n;
+            }
+            ndetached++;
+        }
         while (u64map_next(&s->holds, &p2, &hid, &n)) {
             struct obj *o = heap_get(h, hid);
             if (!o || n == 0)
@@ -188,6 +237,9 @@ int store_check(const struct store *st, char *err, size_t errlen)
             totals[s->idx] += n;
         }
     }
+    if (ndetached != st->sessions_detached)
+        FAIL("%llu sessions are detached; the counter says %llu", (unsigned long long)ndetached,
+             (unsigned long long)st->sessions_detached);
     /* Owner tags: each names a live session and is one hold. */
     for (uint32_t i = 0; i < h->nslots; i++) {
         if (!heap_slot(h, i, &id) || !h->owner[i])
@@ -210,10 +262,18 @@ int store_check(const struct store *st, char *err, size_t errlen)
     pos = 0;
     while (u64map_next(&st->shares, &pos, &key, &val)) {
         const struct share *sh = PTR(val);
+        const struct sess *maker = sess_find(st, sh->sess_id);
         if (!heap_get(h, sh->id))
             FAIL("a share token holds %llu, which is not alive", (unsigned long long)sh->id);
         ex[heap_slot_of(sh->id)].tokens++;
+        if (maker)
+            tokens[maker->idx]++;
+        if (!queued_at(&st->timers, &sh->ttl))
+            FAIL("a share token on %llu is not in the expiry queue", (unsigned long long)sh->id);
+        nqueued++;
     }
+    if ((rc = timerq_check(&st->timers, nqueued, err, errlen)) < 0)
+        goto out;
     /* The external counts in every header against the recount. */
     for (uint32_t i = 0; i < h->nslots; i++) {
         struct obj *o = heap_slot(h, i, &id);
@@ -239,6 +299,9 @@ int store_check(const struct store *st, char *err, size_t errlen)
         if (s && totals[x] != s->nholds)
             FAIL("session %llu says it has %llu holds; it has %llu", (unsigned long long)s->id,
                  (unsigned long long)s->nholds, (unsigned long long)totals[x]);
+        if (s && tokens[x] != s->ntokens)
+            FAIL("session %llu says it made %u unclaimed tokens; there are %llu",
+                 (unsigned long long)s->id, s->ntokens, (unsigned long long)tokens[x]);
     }
     /* Watches: each watcher's session exists and lists the object. */
     pos = 0;
@@ -258,5 +321,6 @@ out:
     free(ex);
     free(by_idx);
     free(totals);
+    free(tokens);
     return rc;
 }

@@ -41,30 +41,18 @@ int cmd_do_hello(struct cmd_ctx *c, arg_t *a, uint32_t n)
         *c->authed = 1;
     }
     if (resume) {
-        struct sess *r;
         const char *tok;
         uint32_t len;
-        void *conn = s->conn;
         rpc_obj_bytes(resume, &tok, &len);
-        if ((rc = sess_resume(st, tok, len, &r)) == RPC_ESESSION_BUSY)
+        if ((rc = sess_resume_into(st, s, tok, len, &s)) == RPC_ESESSION_BUSY)
             return cmd_fail(c, rc, "that session is attached to another connection");
         if (rc < 0)
             return cmd_fail(c, rc, "no such session: its lease expired, or the server restarted");
-        if (r != s) {
-            /* This connection's own session gives way (with any holds it
-             * took before resuming) and the resumed one takes its place. */
-            s->conn = NULL;
-            sess_free(st, s);
-            s = c->sess = r;
-            s->conn = conn;
-            st->sessions_detached--;
-            st->sessions_resumed++;
-            resumed = 1;
-        }
+        c->sess = s;
+        resumed = 1;
     }
     if (ttl)
-        s->ttl_s = (uint32_t)(ttl->via.u64 < st->lim.max_session_ttl ? ttl->via.u64
-                                                                     : st->lim.max_session_ttl);
+        sess_set_lease(st, s, ttl->via.u64);
     if (client) {
         uint32_t len = client->via.str.size;
         if (len >= sizeof(s->client))
@@ -88,11 +76,12 @@ int cmd_do_hello(struct cmd_ctx *c, arg_t *a, uint32_t n)
         msgpack_pack_false(pk);
     rpc_pack_kv_uint(pk, "ttl", s->ttl_s);
     rpc_pack_cstr(pk, "limits");
-    msgpack_pack_map(pk, 4);
+    msgpack_pack_map(pk, 5);
     rpc_pack_kv_uint(pk, "max_data_bytes", st->lim.max_data_bytes);
     rpc_pack_kv_uint(pk, "max_refs", st->lim.max_refs);
     rpc_pack_kv_uint(pk, "max_message_bytes", st->lim.max_message_bytes);
     rpc_pack_kv_uint(pk, "max_session_ttl", st->lim.max_session_ttl);
+    rpc_pack_kv_uint(pk, "max_tokens_per_session", st->lim.max_session_tokens);
     return 0;
 }
 
@@ -110,6 +99,7 @@ int cmd_do_share(struct cmd_ctx *c, arg_t *a, uint32_t n)
     struct store *st = c->env->st;
     uint8_t token[SESS_TOKEN_BYTES];
     uint64_t id, ttl = SHARE_TTL_DEFAULT;
+    const char *limit;
     struct obj *o;
     int rc;
     if ((rc = cmd_arg_obj(c, &a[0], "id", &o, &id)) < 0)
@@ -121,7 +111,19 @@ int cmd_do_share(struct cmd_ctx *c, arg_t *a, uint32_t n)
     }
     if (ttl > st->lim.max_session_ttl)
         ttl = st->lim.max_session_ttl;
-    if ((rc = share_new(st, id, (uint32_t)ttl, c->env->now_ms, token)) < 0)
+    rc = share_new(st, c->sess, id, (uint32_t)ttl, c->env->now_ms, token);
+    if (rc == RPC_EQUOTA_EXCEEDED && (limit = share_quota_hit(st, c->sess)) != NULL) {
+        if (strcmp(limit, "max_tokens") == 0)
+            return cmd_fail(c, rc,
+                            "the server has max_tokens (%llu) unclaimed share tokens; "
+                            "claim some or let them expire",
+                            (unsigned long long)st->lim.max_tokens);
+        return cmd_fail(c, rc,
+                        "this session has max_tokens_per_session (%llu) unclaimed share tokens; "
+                        "claim some or let them expire",
+                        (unsigned long long)st->lim.max_session_tokens);
+    }
+    if (rc < 0)
         return rc;
     msgpack_pack_bin(&c->pk, sizeof(token));
     msgpack_pack_bin_body(&c->pk, token, sizeof(token));

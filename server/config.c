@@ -27,6 +27,8 @@ void config_defaults(struct config *cfg)
     cfg->gc_interval_ms = 1000;
     cfg->max_session_holds = 10000000;
     cfg->max_session_watches = 100000;
+    cfg->max_session_tokens = 1024;
+    cfg->max_tokens = 1u << 20;
     cfg->gc_threshold = 10000;
     cfg->gc_slice_us = 1000;
     cfg->idle_timeout_s = 60;
@@ -95,6 +97,10 @@ void config_usage(FILE *out)
                  "  --max-session-ttl SECS   longest lease a client may ask for (default 3600)\n"
                  "  --max-holds-per-session N   holds one session may have (default 10000000)\n"
                  "  --max-watches-per-session N watches one session may have (default 100000)\n"
+                 "  --max-tokens-per-session N  unclaimed share tokens one session may have\n"
+                 "                           made; 0 = unlimited (default 1024)\n"
+                 "  --max-tokens N           unclaimed share tokens in all; 0 = unlimited\n"
+                 "                           (default 1048576)\n"
                  "  --maxmemory SIZE         heap bytes past which requests that allocate fail\n"
                  "                           with OUT_OF_MEMORY; 0 = unlimited (default 0)\n"
                  "  --gc-interval-ms MS      collect cycles this often; 0 = only on demand and\n"
@@ -146,6 +152,8 @@ static const struct setting settings[] = {
     {"maxmemory", K_SIZE, F(maxmemory), 0, UINT64_MAX},
     {"max-holds-per-session", K_UINT, F(max_session_holds), 1, UINT64_MAX},
     {"max-watches-per-session", K_UINT, F(max_session_watches), 0, UINT32_MAX},
+    {"max-tokens-per-session", K_UINT, F(max_session_tokens), 0, UINT32_MAX},
+    {"max-tokens", K_UINT, F(max_tokens), 0, UINT32_MAX - 1},
     {"gc-interval-ms", K_UINT, F(gc_interval_ms), 0, 86400000},
     {"gc-threshold", K_UINT, F(gc_threshold), 1, 1u << 30},
     {"gc-slice-us", K_UINT, F(gc_slice_us), 10, 10000000},

@@ -32,6 +32,8 @@ struct config {
     uint64_t maxmemory; /* 0: unlimited */
     uint64_t max_session_holds;
     uint64_t max_session_watches;
+    uint64_t max_session_tokens;
+    uint64_t max_tokens;
     uint64_t gc_interval_ms; /* 0: no periodic collection */
     uint64_t gc_threshold;
     uint64_t gc_slice_us;

@@ -51,8 +51,10 @@ static void on_close(uv_handle_t *h)
     struct conn *c = h->data;
     struct server *srv = c->srv;
 
-    if (c->sess)
+    if (c->sess) {
         sess_detach(&srv->st, c->sess, uv_now(srv->loop)); /* kept if it has a lease */
+        server_release_soon(srv); /* a session with many holds goes in slices */
+    }
     if (c->prev)
         c->prev->next = c->next;
     else
@@ -539,12 +541,11 @@ void conn_accept(struct server *srv, uv_stream_t *listener, int is_unix)
     c->authed = srv->env.auth == NULL;
     set_scan_limits(c);
     c->dec_ready = rpc_decoder_init(&c->dec) == 0;
-    if (!c->dec_ready || sess_new(&srv->st, &c->sess) < 0) {
+    if (!c->dec_ready || sess_attach(&srv->st, c, &c->sess) < 0) {
         log_error("out of memory for a new connection's session");
         conn_close(c);
         return;
     }
-    c->sess->conn = c;
     c->last_read_ms = uv_now(srv->loop);
     if ((rc = uv_read_start(&c->h.stream, on_alloc, on_read)) < 0) {
         conn_close(c);

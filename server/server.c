@@ -177,14 +177,43 @@ static void on_trim(uv_timer_t *t)
     trim_pools(srv);
 }
 
+/* End due leases and share tokens for at most a collector slice; what is
+ * left waits for the expire timer, which polls for clients between calls.
+ * (A timer started from a timer callback with a timeout of 1 ms is not run
+ * in the same pass, unlike a zero timeout in libuv 1.44.) */
+static void on_expire(uv_timer_t *t);
+
+static void expire_step(struct server *srv)
+{
+    int more = store_expire(&srv->st, uv_now(srv->loop), srv->cfg->gc_slice_us, NULL);
+    conn_flush_all(srv); /* "freed" notifications */
+    if (!more) {
+        uint64_t n = srv->st.sessions_expired - srv->leases_logged;
+        if (n)
+            log_info("%llu session lease(s) expired; their holds were released",
+                     (unsigned long long)n);
+        srv->leases_logged = srv->st.sessions_expired;
+        uv_timer_stop(&srv->expire);
+    } else if (!uv_is_active((uv_handle_t *)&srv->expire))
+        uv_timer_start(&srv->expire, on_expire, 1, 1);
+}
+
+static void on_expire(uv_timer_t *t)
+{
+    expire_step(t->data);
+}
+
+void server_release_soon(struct server *srv)
+{
+    if (srv->st.ending && !srv->stopping && !uv_is_active((uv_handle_t *)&srv->expire))
+        uv_timer_start(&srv->expire, on_expire, 1, 1);
+}
+
 static void on_cron(uv_timer_t *t)
 {
     struct server *srv = t->data;
-    uint64_t n = sess_expire(&srv->st, uv_now(srv->loop));
-    if (n)
-        log_info("%llu session lease(s) expired; their holds were released", (unsigned long long)n);
-    share_expire(&srv->st, uv_now(srv->loop));
-    conn_flush_all(srv); /* "freed" notifications */
+    if (!uv_is_active((uv_handle_t *)&srv->expire))
+        expire_step(srv);
     /* Not while a sweep is under way: a trim can take a millisecond, and
      * clients would wait for it and a slice back to back. The next tick
      * after the sweep gives the memory back. */
@@ -345,6 +374,8 @@ int server_init(struct server *srv, uv_loop_t *loop, const struct config *cfg)
     lim.gc_threshold = cfg->gc_threshold;
     lim.max_session_holds = cfg->max_session_holds;
     lim.max_session_watches = cfg->max_session_watches;
+    lim.max_session_tokens = cfg->max_session_tokens;
+    lim.max_tokens = cfg->max_tokens;
     if ((rc = store_init(&srv->st, &lim, conn_notify, srv)) < 0) {
         log_error("cannot set up the store: %s", strerror(-rc));
         return rc;
@@ -372,13 +403,14 @@ int server_init(struct server *srv, uv_loop_t *loop, const struct config *cfg)
         (rc = uv_signal_init(loop, &srv->sigterm)) < 0 ||
         (rc = uv_timer_init(loop, &srv->cron)) < 0 ||
         (rc = uv_timer_init(loop, &srv->trim_timer)) < 0 ||
+        (rc = uv_timer_init(loop, &srv->expire)) < 0 ||
         (rc = uv_timer_init(loop, &srv->gc_timer)) < 0 ||
         (rc = uv_idle_init(loop, &srv->gc_idle)) < 0) {
         log_error("cannot set up the event loop: %s", uv_strerror(rc));
         goto fail_handles;
     }
     srv->sigint.data = srv->sigterm.data = srv;
-    srv->cron.data = srv->trim_timer.data = srv;
+    srv->cron.data = srv->trim_timer.data = srv->expire.data = srv;
     srv->gc_timer.data = srv->gc_idle.data = srv;
     if ((rc = uv_signal_start(&srv->sigint, on_signal, SIGINT)) < 0 ||
         (rc = uv_signal_start(&srv->sigterm, on_signal, SIGTERM)) < 0) {
@@ -415,6 +447,7 @@ fail_handles:
     unwind_close(srv, (uv_handle_t *)&srv->sigterm);
     unwind_close(srv, (uv_handle_t *)&srv->cron);
     unwind_close(srv, (uv_handle_t *)&srv->trim_timer);
+    unwind_close(srv, (uv_handle_t *)&srv->expire);
     unwind_close(srv, (uv_handle_t *)&srv->gc_timer);
     unwind_close(srv, (uv_handle_t *)&srv->gc_idle);
     for (int i = 0; i < srv->nlisteners; i++) {
@@ -442,6 +475,7 @@ void server_stop(struct server *srv)
     uv_close((uv_handle_t *)&srv->sigterm, NULL);
     uv_close((uv_handle_t *)&srv->cron, NULL);
     uv_close((uv_handle_t *)&srv->trim_timer, NULL);
+    uv_close((uv_handle_t *)&srv->expire, NULL);
     uv_close((uv_handle_t *)&srv->gc_timer, NULL);
     uv_close((uv_handle_t *)&srv->gc_idle, NULL);
     for (int i = 0; i < srv->nlisteners; i++) {

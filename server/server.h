@@ -47,9 +47,11 @@ struct server {
     uv_signal_t sigint, sigterm;
     uv_timer_t cron;       /* once a second: housekeeping */
     uv_timer_t trim_timer; /* every 10 ms while free pools' pages remain */
+    uv_timer_t expire;     /* every 1 ms while due leases and tokens remain */
     uv_timer_t gc_timer;   /* every gc_interval_ms: start a sweep */
     uv_idle_t gc_idle;     /* the next slice of the sweep under way */
     int sweeping;
+    uint64_t leases_logged;  /* st.sessions_expired when the last expiry was logged */
     char *auth;              /* the auth token, or NULL */
     struct conn *conns;      /* all open connections */
     struct conn *flush_head; /* connections with output queued this iteration */
@@ -79,5 +81,8 @@ void server_close(struct server *srv);
 /* Start a periodic sweep, in slices of --gc-slice-us, unless one is under
  * way or nothing waits. */
 void server_sweep(struct server *srv);
+/* Start releasing ended sessions' holds now, in slices, rather than at the
+ * next housekeeping tick, if there are any. */
+void server_release_soon(struct server *srv);
 
 #endif

@@ -99,7 +99,11 @@
     X(SESSIONS, expired, "rcstore_sessions_expired_total", counter,                                \
       "Leases that ended unresumed.", s->st->sessions_expired)                                     \
     X(SESSIONS, resumed, "rcstore_sessions_resumed_total", counter,                                \
-      "Sessions resumed by a new connection.", s->st->sessions_resumed)
+      "Sessions resumed by a new connection.", s->st->sessions_resumed)                            \
+    X(SESSIONS, tokens, "rcstore_share_tokens", gauge, "Share tokens unclaimed and unexpired.",    \
+      s->st->shares.len)                                                                           \
+    X(SESSIONS, tokens_expired, "rcstore_share_tokens_expired_total", counter,                     \
+      "Share tokens that expired unclaimed.", s->st->tokens_expired)
 
 #define GETTER(sec, key, metric, type, help, expr)                                                 \
     static uint64_t get_##sec##_##key(const struct stats_src *s)                                   \

@@ -9,8 +9,13 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
+#include <stddef.h>
 #include <sys/random.h>
+#include <time.h>
 #include <unistd.h>
+
+/* What a queued timerq_node belongs to (its tag). */
+enum { TIMER_LEASE = 1, TIMER_TOKEN = 2 };
 
 static int random_bytes(void *p, size_t n)
 {
@@ -69,12 +74,15 @@ int store_init(struct store *st, const struct store_limits *lim, store_notify_cb
     u64map_init(&st->watchers);
     u64map_init(&st->by_token);
     u64map_init(&st->shares);
+    timerq_init(&st->timers);
+    st->release_at_once = 4096;
     return 0;
 }
 
 static void sess_destroy(struct sess *s)
 {
     u64map_close(&s->holds);
+    u64map_close(&s->releasing);
     u64map_close(&s->watches);
     mem_free(s->owned, (size_t)s->owned_cap * sizeof(*s->owned));
     mem_free(s, sizeof(*s));
@@ -101,6 +109,7 @@ void store_close(struct store *st)
         mem_free(PTR(v), sizeof(struct share));
     u64map_close(&st->shares);
     u64map_close(&st->by_token);
+    timerq_close(&st->timers);
     mem_free(st->free_idx, (size_t)st->free_idx_cap * sizeof(*st->free_idx));
     names_close(&st->names);
     heap_close(&st->heap);
@@ -206,7 +215,10 @@ static uint64_t token_key(const uint8_t *token)
 int sess_new(struct store *st, struct sess **out)
 {
     struct sess *s;
-    if (u64map_reserve(&st->sessions, 1) < 0 || u64map_reserve(&st->by_token, 1) < 0)
+    /* Room in the queue for every session and token there could be: a
+     * detach, which cannot fail, never has to allocate. */
+    if (u64map_reserve(&st->sessions, 1) < 0 || u64map_reserve(&st->by_token, 1) < 0 ||
+        timerq_reserve(&st->timers, (uint64_t)st->sessions.len + st->shares.len + 1) < 0)
         return RPC_EOUT_OF_MEMORY;
     s = mem_calloc(sizeof(*s));
     if (!s)
@@ -221,7 +233,9 @@ int sess_new(struct store *st, struct sess **out)
     } while (token_key(s->token) == 0 || u64map_get(&st->by_token, token_key(s->token)));
     s->id = st->next_sess_id++;
     s->idx = st->nfree_idx ? st->free_idx[--st->nfree_idx] : ++st->next_idx;
+    s->lease.tag = TIMER_LEASE;
     u64map_init(&s->holds);
+    u64map_init(&s->releasing);
     u64map_init(&s->watches);
     *u64map_put(&st->sessions, s->id, NULL) = UINT(s);
     *u64map_put(&st->by_token, token_key(s->token), NULL) = s->id;
@@ -229,55 +243,179 @@ int sess_new(struct store *st, struct sess **out)
     return 0;
 }
 
+int sess_attach(struct store *st, void *conn, struct sess **out)
+{
+    int rc = sess_new(st, out);
+    if (rc == 0)
+        (*out)->conn = conn;
+    return rc;
+}
+
+uint32_t sess_set_lease(struct store *st, struct sess *s, uint64_t ttl_s)
+{
+    s->ttl_s = (uint32_t)(ttl_s < st->lim.max_session_ttl ? ttl_s : st->lim.max_session_ttl);
+    return s->ttl_s;
+}
+
+static uint64_t now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
+/* s (detached, not queued) is over. Few holds: free it now. Many: it can
+ * no longer be resumed, and store_expire releases its holds in slices; it
+ * counts as detached until then. */
+static void end_session(struct store *st, struct sess *s)
+{
+    if (s->nholds <= st->release_at_once) {
+        sess_free(st, s);
+        return;
+    }
+    u64map_del(&st->by_token, token_key(s->token));
+    s->releasing = s->holds; /* moved: released from rel_pos on */
+    u64map_init(&s->holds);
+    s->rel_pos = 0;
+    s->ending = 1;
+    s->next_ending = NULL;
+    if (st->ending_tail)
+        st->ending_tail->next_ending = s;
+    else
+        st->ending = s;
+    st->ending_tail = s;
+    st->sessions_detached++;
+}
+
+/* Release the holds of an ending session until budget_us has passed since
+ * start_us (checked every 256 holds). 1 once it holds nothing, else 0. */
+static int release_some(struct store *st, struct sess *s, uint64_t start_us, uint64_t budget_us)
+{
+    struct heap *h = &st->heap;
+    uint64_t k, v, id;
+    uint32_t n = 0;
+    /* Nothing adds to releasing or to owned while s is ending (it has no
+     * connection and cannot be resumed), so both cursors stay valid. */
+    while (u64map_next(&s->releasing, &s->rel_pos, &k, &v)) {
+        s->nholds -= v;
+        heap_decr(h, k, CNT_HOLDS, (uint32_t)v);
+        if ((++n & 255) == 0 && budget_us != UINT64_MAX && now_us() - start_us >= budget_us)
+            return 0;
+    }
+    while (s->nowned > 0) {
+        uint32_t slot = s->owned[--s->nowned];
+        if (slot >= h->nslots || h->owner[slot] != s->idx)
+            continue; /* stale, or a duplicate already released */
+        h->owner[slot] = 0;
+        s->owned_live--;
+        s->nholds--;
+        if (heap_slot(h, slot, &id))
+            heap_decr(h, id, CNT_HOLDS, 1);
+        if ((++n & 255) == 0 && budget_us != UINT64_MAX && now_us() - start_us >= budget_us)
+            return 0;
+    }
+    PANIC_IF(s->nholds != 0, "session %llu released with %llu holds left",
+             (unsigned long long)s->id, (unsigned long long)s->nholds);
+    return 1;
+}
+
 void sess_detach(struct store *st, struct sess *s, uint64_t now_ms)
 {
     s->conn = NULL;
     if (s->ttl_s == 0) {
-        sess_free(st, s);
+        end_session(st, s);
         return;
     }
-    s->deadline_ms = now_ms + (uint64_t)s->ttl_s * 1000;
+    timerq_push(&st->timers, &s->lease, now_ms + (uint64_t)s->ttl_s * 1000);
     st->sessions_detached++;
 }
 
-int sess_resume(struct store *st, const void *token, uint32_t len, struct sess **out)
+int sess_resume_into(struct store *st, struct sess *cur, const void *token, uint32_t len,
+                     struct sess **out)
 {
     struct sess *s;
     uint64_t *v;
+    void *conn = cur->conn;
     if (len != SESS_TOKEN_BYTES)
         return RPC_ESESSION_EXPIRED;
     v = u64map_get(&st->by_token, token_key(token));
     s = v ? sess_find(st, *v) : NULL;
     if (!s || !secret_equal(s->token, SESS_TOKEN_BYTES, token, SESS_TOKEN_BYTES))
         return RPC_ESESSION_EXPIRED;
-    if (s->conn)
+    if (s->conn) /* cur itself included */
         return RPC_ESESSION_BUSY;
+    PANIC_IF(!timerq_queued(&s->lease), "detached session %llu is not queued by its deadline",
+             (unsigned long long)s->id);
+    cur->conn = NULL;
+    end_session(st, cur);
+    timerq_remove(&st->timers, &s->lease);
+    s->conn = conn;
+    st->sessions_detached--;
+    st->sessions_resumed++;
     *out = s;
     return 0;
 }
 
-uint64_t sess_expire(struct store *st, uint64_t now_ms)
+/* A token is spent (claimed or expired): it leaves the table and the queue
+ * and stops counting against the session that made it. Its reference is
+ * the caller's to drop. */
+static void share_unlink(struct store *st, struct share *sh)
 {
-    struct sess *due[256];
-    uint64_t k, v, n = 0;
-    uint32_t pos, found;
-    /* Collect, then free (freeing changes the map under the walk). */
-    do {
-        found = 0;
-        pos = 0;
-        while (found < 256 && u64map_next(&st->sessions, &pos, &k, &v)) {
-            struct sess *s = PTR(v);
-            if (!s->conn && s->ttl_s && s->deadline_ms <= now_ms)
-                due[found++] = s;
-        }
-        for (uint32_t i = 0; i < found; i++) {
+    struct sess *maker = sess_find(st, sh->sess_id);
+    if (maker) {
+        PANIC_IF(maker->ntokens == 0, "session %llu: a token ends with none counted",
+                 (unsigned long long)maker->id);
+        maker->ntokens--;
+    }
+    timerq_remove(&st->timers, &sh->ttl);
+    u64map_del(&st->shares, token_key(sh->token));
+}
+
+int store_expire(struct store *st, uint64_t now_ms, uint64_t budget_us, struct store_expired *out)
+{
+    uint64_t start_us = budget_us == UINT64_MAX ? 0 : now_us(), ended = 0;
+    struct timerq_node *t;
+
+    for (;;) {
+        if (st->ending) { /* first what earlier calls left */
+            struct sess *s = st->ending;
+            if (!release_some(st, s, start_us, budget_us))
+                return 1;
+            st->ending = s->next_ending;
+            if (!st->ending)
+                st->ending_tail = NULL;
+            st->sessions_detached--;
+            sess_free(st, s);
+        } else if ((t = timerq_due(&st->timers, now_ms)) == NULL) {
+            break;
+        } else if (t->tag == TIMER_LEASE) {
+            struct sess *s = (struct sess *)(void *)((char *)t - offsetof(struct sess, lease));
+            timerq_remove(&st->timers, t);
             st->sessions_detached--;
             st->sessions_expired++;
-            sess_free(st, due[i]);
+            if (out)
+                out->sessions++;
+            end_session(st, s);
+        } else {
+            struct share *sh = (struct share *)(void *)((char *)t - offsetof(struct share, ttl));
+            uint64_t id = sh->id;
+            PANIC_IF(t->tag != TIMER_TOKEN, "timer queue entry of unknown tag %d", (int)t->tag);
+            share_unlink(st, sh);
+            mem_free(sh, sizeof(*sh));
+            st->tokens_expired++;
+            if (out)
+                out->tokens++;
+            heap_decr(&st->heap, id, CNT_TOKENS, 1);
         }
-        n += found;
-    } while (found == 256);
-    return n;
+        ended++;
+        if (budget_us != UINT64_MAX && now_us() - start_us >= budget_us)
+            return st->ending || timerq_due(&st->timers, now_ms) != NULL;
+    }
+    /* Room a burst left is given back on a tick that ended nothing, not on
+     * top of the last slice of the burst. */
+    if (!ended)
+        timerq_trim(&st->timers, (uint64_t)st->sessions.len + st->shares.len);
+    return 0;
 }
 
 struct sess *sess_find(const struct store *st, uint64_t id)
@@ -313,11 +451,16 @@ void sess_free(struct store *st, struct sess *s)
     uint32_t pos = 0;
     uint64_t k, v;
 
+    if (timerq_queued(&s->lease)) { /* freed while detached */
+        timerq_remove(&st->timers, &s->lease);
+        st->sessions_detached--;
+    }
     sess_release_all(st, s);
     while (u64map_next(&s->watches, &pos, &k, &v))
         unwatch(st, s, k);
     u64map_del(&st->sessions, s->id);
-    u64map_del(&st->by_token, token_key(s->token));
+    if (!s->ending) /* an ending session's key was given up (maybe reused) */
+        u64map_del(&st->by_token, token_key(s->token));
     /* Its index may serve another session: it owns nothing any more. */
     if (st->nfree_idx == st->free_idx_cap) {
         uint32_t cap = st->free_idx_cap ? st->free_idx_cap * 2 : 64;
@@ -541,13 +684,27 @@ int sess_watch(struct store *st, struct sess *s, uint64_t id)
 
 /* ---- share and claim ---- */
 
-int share_new(struct store *st, uint64_t id, uint32_t ttl_s, uint64_t now_ms, uint8_t *token)
+const char *share_quota_hit(const struct store *st, const struct sess *s)
+{
+    if (st->lim.max_session_tokens && s->ntokens >= st->lim.max_session_tokens)
+        return "max_tokens_per_session";
+    if (st->lim.max_tokens && st->shares.len >= st->lim.max_tokens)
+        return "max_tokens";
+    return NULL;
+}
+
+int share_new(struct store *st, struct sess *s, uint64_t id, uint32_t ttl_s, uint64_t now_ms,
+              uint8_t *token)
 {
     struct share *sh;
     int rc;
     if ((rc = heap_can_incr(&st->heap, id, CNT_TOKENS, 1)) < 0)
         return rc;
-    if (u64map_reserve(&st->shares, 1) < 0 || !(sh = mem_alloc(sizeof(*sh))))
+    if (share_quota_hit(st, s))
+        return RPC_EQUOTA_EXCEEDED;
+    if (u64map_reserve(&st->shares, 1) < 0 ||
+        timerq_reserve(&st->timers, (uint64_t)st->sessions.len + st->shares.len + 1) < 0 ||
+        !(sh = mem_alloc(sizeof(*sh))))
         return RPC_EOUT_OF_MEMORY;
     do {
         if (random_bytes(sh->token, sizeof(sh->token)) < 0) {
@@ -556,8 +713,12 @@ int share_new(struct store *st, uint64_t id, uint32_t ttl_s, uint64_t now_ms, ui
         }
     } while (token_key(sh->token) == 0 || u64map_get(&st->shares, token_key(sh->token)));
     sh->id = id;
-    sh->deadline_ms = now_ms + (uint64_t)ttl_s * 1000;
+    sh->sess_id = s->id;
+    sh->ttl.pos = 0;
+    sh->ttl.tag = TIMER_TOKEN;
+    timerq_push(&st->timers, &sh->ttl, now_ms + (uint64_t)ttl_s * 1000);
     *u64map_put(&st->shares, token_key(sh->token), NULL) = UINT(sh);
+    s->ntokens++;
     heap_incr(&st->heap, id, CNT_TOKENS, 1);
     memcpy(token, sh->token, sizeof(sh->token));
     return 0;
@@ -574,38 +735,14 @@ int share_claim(struct store *st, struct sess *s, const void *token, uint32_t le
     v = u64map_get(&st->shares, token_key(token));
     sh = v ? PTR(*v) : NULL;
     if (!sh || !secret_equal(sh->token, SESS_TOKEN_BYTES, token, SESS_TOKEN_BYTES) ||
-        sh->deadline_ms <= now_ms)
+        sh->ttl.deadline_ms <= now_ms)
         return RPC_ETOKEN_INVALID;
     /* The hold first, then the token's reference: never a moment at zero. */
     if ((rc = sess_incref(st, s, sh->id, 1, NULL)) < 0)
         return rc;
     *id = sh->id;
-    u64map_del(&st->shares, token_key(sh->token));
+    share_unlink(st, sh);
     mem_free(sh, sizeof(*sh));
     heap_decr(&st->heap, *id, CNT_TOKENS, 1);
     return 0;
-}
-
-uint64_t share_expire(struct store *st, uint64_t now_ms)
-{
-    struct share *due[256];
-    uint64_t k, v, n = 0;
-    uint32_t pos, found;
-    do {
-        found = 0;
-        pos = 0;
-        while (found < 256 && u64map_next(&st->shares, &pos, &k, &v)) {
-            struct share *sh = PTR(v);
-            if (sh->deadline_ms <= now_ms)
-                due[found++] = sh;
-        }
-        for (uint32_t i = 0; i < found; i++) {
-            uint64_t id = due[i]->id;
-            u64map_del(&st->shares, token_key(due[i]->token));
-            mem_free(due[i], sizeof(*due[i]));
-            heap_decr(&st->heap, id, CNT_TOKENS, 1);
-        }
-        n += found;
-    } while (found == 256);
-    return n;
 }

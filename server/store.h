@@ -16,6 +16,7 @@
 #include "gc.h"
 #include "heap.h"
 #include "names.h"
+#include "timerq.h"
 #include "u64map.h"
 
 #include <stdint.h>
@@ -32,7 +33,12 @@ struct sess {
     uint64_t nholds;                 /* read-only: sum of holds */
     void *conn;                      /* the attached connection, or NULL */
     uint32_t ttl_s;                  /* lease: seconds kept after a close; 0 = none */
-    uint64_t deadline_ms;            /* detached: when the lease ends (store clock) */
+    uint32_t ntokens;                /* read-only: share tokens it made, still unclaimed */
+    struct timerq_node lease;        /* private: queued while detached, at the lease's end */
+    struct u64map releasing;         /* private: ending: the holds map being released */
+    uint32_t rel_pos;                /* private: ending: releasing's next entry */
+    int ending;                      /* private: ended, its holds going in slices */
+    struct sess *next_ending;        /* private: st->ending */
     uint8_t token[SESS_TOKEN_BYTES]; /* the resume token */
     char client[64];                 /* what the client called itself */
 };
@@ -46,6 +52,8 @@ struct store_limits {
     uint64_t gc_threshold;        /* candidates that trigger a collection */
     uint64_t max_session_holds;   /* 0: unlimited */
     uint64_t max_session_watches; /* 0: unlimited */
+    uint64_t max_session_tokens;  /* unclaimed share tokens a session made; 0: unlimited */
+    uint64_t max_tokens;          /* unclaimed share tokens in all; 0: unlimited */
 };
 
 /* The collector's pause histogram: the buckets' upper bounds (the last has
@@ -77,11 +85,15 @@ struct store {
     struct store_limits lim;
     struct gc_stats gc;
     uint64_t sessions_detached, sessions_expired, sessions_resumed;
+    uint64_t tokens_expired;
     /* private: */
-    struct u64map sessions; /* id → struct sess * */
-    struct u64map watchers; /* object id → struct watcher * list */
-    struct u64map by_token; /* first 8 token bytes → session id */
-    struct u64map shares;   /* first 8 token bytes → struct share * */
+    struct u64map sessions;            /* id → struct sess * */
+    struct u64map watchers;            /* object id → struct watcher * list */
+    struct u64map by_token;            /* first 8 token bytes → session id */
+    struct u64map shares;              /* first 8 token bytes → struct share * */
+    struct timerq timers;              /* detached sessions and share tokens by deadline */
+    struct sess *ending, *ending_tail; /* ended sessions whose holds go in slices */
+    uint64_t release_at_once; /* more holds than this are released in slices (tests lower it) */
     uint64_t next_sess_id;
     uint32_t next_idx;  /* session indexes handed out so far */
     uint32_t *free_idx; /* indexes of ended sessions, for reuse */
@@ -111,33 +123,81 @@ int store_sweep(struct store *st, uint64_t budget_us, struct gc_result *r);
 /* Whether enough candidates wait for an automatic collection. */
 int store_gc_due(const struct store *st);
 
-/* A new empty session with a fresh resume token. 0 or RPC_EOUT_OF_MEMORY. */
+/* ---- the session lifecycle: attach, lease, detach, resume, expire ----
+ * A session is made attached to a connection (sess_attach). When the
+ * connection closes it detaches (sess_detach): without a lease it ends at
+ * once, with one it waits, queued by its deadline, until a new connection
+ * resumes it (sess_resume_into) or the lease ends (store_expire). A session
+ * that ends with more than release_at_once holds (4096) cannot be resumed
+ * from then on, but its holds are released by store_expire in slices, and
+ * it counts as detached until they are gone. The counters in struct store
+ * change here and nowhere else. */
+
+/* A new empty session with a fresh resume token, not attached. 0,
+ * RPC_EOUT_OF_MEMORY or RPC_EINTERNAL (no random source). */
 int sess_new(struct store *st, struct sess **out);
-/* Release the session's holds and watches and free it. */
+/* A new session attached to conn (an opaque pointer the store hands back in
+ * notifications). Returns as sess_new. */
+int sess_attach(struct store *st, void *conn, struct sess **out);
+/* Release the session's holds and watches and free it, at once, whatever
+ * it holds (not for a session store_expire is releasing). Its unclaimed share
+ * tokens live on (they hold their own references until claimed or expired)
+ * and no longer count against any session. */
 void sess_free(struct store *st, struct sess *s);
-/* Its connection closed: keep it for its lease (detached) if it has one,
- * else free it. now_ms: the caller's clock. */
+/* Keep s for ttl_s seconds (clamped to max_session_ttl) after its
+ * connection closes; 0 = no lease. Returns the ttl granted. */
+uint32_t sess_set_lease(struct store *st, struct sess *s, uint64_t ttl_s);
+/* Its connection closed: keep it for its lease (detached, queued by its
+ * deadline now_ms + ttl) if it has one, else end it (free it, or leave its
+ * holds to store_expire if it has many). now_ms: the caller's clock, the one
+ * store_expire is given. */
 void sess_detach(struct store *st, struct sess *s, uint64_t now_ms);
-/* The detached session whose resume token is token (len bytes, compared in
- * constant time), ready to attach. RPC_ESESSION_EXPIRED if there is none
+/* Attach the detached session whose resume token is token (len bytes,
+ * compared in constant time) in place of cur, the caller's attached session:
+ * cur ends (with any holds it took), the resumed one takes cur's
+ * connection and leaves the expiry queue, and *out names it. On failure cur
+ * stays as it was: RPC_ESESSION_EXPIRED if there is no such session
  * (unknown, expired, or from before a restart), RPC_ESESSION_BUSY if it is
  * attached to a connection. */
-int sess_resume(struct store *st, const void *token, uint32_t len, struct sess **out);
-/* Free every detached session whose lease ended by now_ms. Returns how many. */
-uint64_t sess_expire(struct store *st, uint64_t now_ms);
+int sess_resume_into(struct store *st, struct sess *cur, const void *token, uint32_t len,
+                     struct sess **out);
+
+/* What one store_expire call ended. */
+struct store_expired {
+    uint64_t sessions, tokens;
+};
+/* Release the holds of ended sessions, then end what is due by now_ms,
+ * earliest deadline first: detached sessions whose lease ended (their holds
+ * are released, which may free objects and notify) and share tokens whose
+ * ttl ended (their references go). It does at least one piece of work, then
+ * stops as soon as budget_us has passed (checked between entries, and every
+ * 256 holds of a session), so a burst is spread over calls. The cost is
+ * O(log n) queue work per entry ended (n: entries queued) plus what ending
+ * it frees; entries not due cost nothing. One dropped hold may still free a
+ * whole subgraph at once (heap_decr's worklist is not sliced). Adds to *out
+ * (may be NULL) and to the store's counters.
+ * A call that ends nothing gives back queue room a burst left (halving).
+ * Returns 1 if due entries remain or an ended session still holds
+ * something (call again soon), else 0. */
+int store_expire(struct store *st, uint64_t now_ms, uint64_t budget_us, struct store_expired *out);
 
 /* share: a one-use transfer token (SESS_TOKEN_BYTES random bytes, copied to
  * token) that holds one reference to object id until claimed or until
- * now_ms + ttl_s * 1000. 0, RPC_EOUT_OF_MEMORY or RPC_EQUOTA_EXCEEDED. */
-int share_new(struct store *st, uint64_t id, uint32_t ttl_s, uint64_t now_ms, uint8_t *token);
+ * now_ms + ttl_s * 1000. It counts against s's max_session_tokens, and
+ * against max_tokens, until claimed or expired (store_expire); it outlives
+ * s. 0, RPC_EOUT_OF_MEMORY, RPC_EINTERNAL, or RPC_EQUOTA_EXCEEDED (nothing
+ * made; share_quota_hit says which limit). */
+int share_new(struct store *st, struct sess *s, uint64_t id, uint32_t ttl_s, uint64_t now_ms,
+              uint8_t *token);
+/* Which limit stops s from making a token: "max_tokens_per_session",
+ * "max_tokens", or NULL if neither. */
+const char *share_quota_hit(const struct store *st, const struct sess *s);
 /* claim: s gains one hold on the token's object, then the token's reference
  * goes (so the object cannot die in between) and the token is spent. *id
  * gets the object. RPC_ETOKEN_INVALID for an unknown, spent or expired
  * token; RPC_EOUT_OF_MEMORY or RPC_EQUOTA_EXCEEDED with nothing changed. */
 int share_claim(struct store *st, struct sess *s, const void *token, uint32_t len, uint64_t now_ms,
                 uint64_t *id);
-/* Drop every token whose ttl ended by now_ms (their references go). */
-uint64_t share_expire(struct store *st, uint64_t now_ms);
 struct sess *sess_find(const struct store *st, uint64_t id);
 /* Holds s has on id (0 if none). */
 uint64_t sess_holds_on(const struct store *st, const struct sess *s, uint64_t id);

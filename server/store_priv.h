@@ -18,7 +18,8 @@ struct watcher {
 struct share {
     uint8_t token[SESS_TOKEN_BYTES];
     uint64_t id;
-    uint64_t deadline_ms;
+    uint64_t sess_id;       /* the session that made it (it may have ended) */
+    struct timerq_node ttl; /* queued until claimed or expired */
 };
 
 #define PTR(v)  ((void *)(uintptr_t)(v))

@@ -98,9 +98,8 @@ static void close_session(struct harness *h, int slot)
         h->have_sess = 1;
     }
     sess_detach(&h->st, s, h->env.now_ms);
-    if (sess_new(&h->st, &h->sess[slot]) < 0)
+    if (sess_attach(&h->st, h, &h->sess[slot]) < 0) /* attached: not resumable */
         abort();
-    h->sess[slot]->conn = h; /* attached: not resumable */
     check_or_die(h, "closing a session");
 }
 
@@ -139,8 +138,8 @@ static void extras_after(struct harness *h, int slot, uint8_t ctl)
         close_session(h, slot);
     if (ctl & 0x10) {
         h->env.now_ms += 10000;
-        sess_expire(&h->st, h->env.now_ms);
-        share_expire(&h->st, h->env.now_ms);
+        /* One entry per call (a budget of 0): a burst spread over ticks. */
+        store_expire(&h->st, h->env.now_ms, 0, NULL);
         check_or_die(h, "expiry");
     }
     if (ctl & 0x20) {
@@ -160,8 +159,7 @@ static void teardown(struct harness *h)
         h->sess[i]->ttl_s = 0;
         sess_detach(&h->st, h->sess[i], h->env.now_ms);
     }
-    sess_expire(&h->st, UINT64_MAX);
-    share_expire(&h->st, UINT64_MAX);
+    store_expire(&h->st, UINT64_MAX, UINT64_MAX, NULL);
     if (names_list(&h->st.names, "", 0, UINT64_MAX, &names, &n, &cap) < 0)
         abort();
     for (uint64_t i = 0; i < n; i++) {
@@ -197,7 +195,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static struct harness h;
-    struct store_limits lim = {4096, 64, 1 << 16, 3600, 1 << 24, 50, 1000, 100};
+    struct store_limits lim = {4096, 64, 1 << 16, 3600, 1 << 24, 50, 1000, 100, 8, 64};
     struct rpc_scan_limits slim = {1 << 16, 64 + 64, 8, 0};
     struct rpc_scan scan;
     size_t pos = 0;
@@ -206,6 +204,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (store_init(&h.st, &lim, on_notify, NULL) < 0 || rpc_decoder_init(&h.dec) < 0 ||
         rpc_decoder_init(&h.rdec) < 0)
         abort();
+    h.st.release_at_once = 2; /* sessions that end mostly take the sliced way */
     h.env.st = &h.st;
     h.env.debug_commands = 1;
     h.env.now_ms = 1;

@@ -414,6 +414,51 @@ finally:
     proc.terminate()
     check("share server exits 0", proc.wait(timeout=30) == 0)
 
+# Share tokens are limited: each one holds a reference until claimed or
+# expired, so a session may have at most --max-tokens-per-session (default
+# 1024) unclaimed, and the server at most --max-tokens in all.
+proc, addr = start_server()
+try:
+    a, b = Conn(addr), Conn(addr)
+    x = a.ok("create", b"shared")
+    for _ in range(1024):
+        a.send("share", x)
+    toks = []
+    for _ in range(1024):
+        r = a.reply()
+        toks.append(r[3])
+    check("token quota: 1024 by default", all(isinstance(t, bytes) for t in toks) and
+          a.ok("hello")["limits"]["max_tokens_per_session"] == 1024)
+    err, _ = a.call("share", x)
+    check("token quota: the next share is QUOTA_EXCEEDED",
+          err and err["code"] == "QUOTA_EXCEEDED" and "max_tokens_per_session" in err["message"],
+          err)
+    check("token quota: nothing was made", a.ok("stat", x)["tokens"] == 1024)
+    check("token quota: another session has its own", isinstance(b.ok("share", x), bytes))
+    check("token quota: a claim gives it back", b.ok("claim", toks[0]) == x and
+          isinstance(a.ok("share", x), bytes))
+finally:
+    proc.terminate()
+    check("token quota server exits 0", proc.wait(timeout=30) == 0)
+
+proc, addr = start_server("--max-tokens-per-session", "2", "--max-tokens", "3")
+try:
+    a, b, c = Conn(addr), Conn(addr), Conn(addr)
+    x = a.ok("create", b"shared")
+    t1, t2 = a.ok("share", x), a.ok("share", x)
+    check("--max-tokens-per-session", a.code("share", x) == "QUOTA_EXCEEDED")
+    b.ok("share", x)
+    err, _ = c.call("share", x)
+    check("--max-tokens: the server's cap", err and err["code"] == "QUOTA_EXCEEDED" and
+          "max_tokens" in err["message"] and "per_session" not in err["message"], err)
+    a.close()  # its tokens outlive it, holding the object
+    check("tokens outlive their session", c.ok("claim", t1) == x)
+    check("and a claim makes room under the cap", isinstance(c.ok("share", x), bytes))
+    check("the other token still works", b.ok("claim", t2) == x)
+finally:
+    proc.terminate()
+    check("token cap server exits 0", proc.wait(timeout=30) == 0)
+
 # why: a shortest path from a root.
 proc, addr = start_server()
 try:
@@ -508,6 +553,28 @@ def wait_for(what, pred, timeout=20):
         time.sleep(0.05)
     return pred()
 
+
+# A session that ends with many holds (over 4096) is released in slices
+# after its connection closes; every object still goes, with notifications.
+proc, addr = start_server()
+try:
+    big, w = Conn(addr), Conn(addr)
+    for i in range(5000):
+        big.send("create", b"o")
+    ids = [big.reply()[3] for _ in range(5000)]
+    w.ok("watch", ids[0])
+    w.ok("watch", ids[-1])
+    big.close()
+    while len(w.notes) < 2:
+        w.notes.append(w.read())
+    check("big session: released after its close, watches notified",
+          sorted(n[2][0] for n in w.notes) == sorted([ids[0], ids[-1]]), w.notes)
+    check("big session: every object went",
+          wait_for("objects freed", lambda: w.ok("stats")["heap"]["objects"] == 0))
+    check("big session: no longer counted", w.ok("stats")["sessions"]["detached"] == 0)
+finally:
+    proc.terminate()
+    check("big session server exits 0", proc.wait(timeout=30) == 0)
 
 # Hostile clients: half-open connections that stall mid-message, a client
 # killed in the middle of a pipeline; the invariant check after each.

@@ -36,7 +36,7 @@ static void on_notify(void *ud, struct sess *s, uint64_t id, enum free_reason wh
 static int setup(void **state)
 {
     static struct fx f;
-    struct store_limits lim = {16, 4, 1 << 20, 3600, 0, 0, 0, 0};
+    struct store_limits lim = {16, 4, 1 << 20, 3600, 0, 0, 0, 0, 0, 0};
     memset(&f, 0, sizeof(f));
     assert_int_equal(store_init(&f.st, &lim, on_notify, &f), 0);
     f.env.st = &f.st;
@@ -155,6 +155,7 @@ static void hello_result(void **state)
     lim = rpc_map_get(f->res.result, "limits");
     assert_int_equal(rpc_map_get(lim, "max_refs")->via.u64, 4);
     assert_non_null(rpc_map_get(lim, "max_session_ttl"));
+    assert_non_null(rpc_map_get(lim, "max_tokens_per_session"));
     assert_int_equal(rpc_map_get(f->res.result, "resumed")->type, MSGPACK_OBJECT_BOOLEAN);
     /* A resume token can never be valid here: fail loudly, never a new session. */
     begin(f, "hello", 1);

@@ -164,6 +164,41 @@ static void file_env_flags_precedence(void **state)
     unlink(path);
 }
 
+/* The share-token limits: defaults, flag, file key and environment. */
+static void token_limits(void **state)
+{
+    struct config cfg;
+    char err[256], path[] = "/tmp/rcstored-test-XXXXXX";
+    int fd = mkstemp(path);
+    FILE *f = fdopen(fd, "w");
+    (void)state;
+    {
+        char *argv[] = {"rcstored"};
+        assert_int_equal(parse(&cfg, err, 1, argv), CONFIG_RUN);
+        assert_int_equal(cfg.max_session_tokens, 1024);
+        assert_int_equal(cfg.max_tokens, 1 << 20);
+    }
+    fprintf(f, "max-tokens-per-session = 5\nmax-tokens = 6\n");
+    fclose(f);
+    {
+        char *argv[] = {"rcstored", "--config", path};
+        assert_int_equal(parse(&cfg, err, 3, argv), CONFIG_RUN);
+        assert_int_equal(cfg.max_session_tokens, 5);
+        assert_int_equal(cfg.max_tokens, 6);
+        config_close(&cfg);
+    }
+    setenv("RCSTORED_MAX_TOKENS", "0", 1); /* 0: unlimited */
+    {
+        char *argv[] = {"rcstored", "--config", path, "--max-tokens-per-session", "7"};
+        assert_int_equal(parse(&cfg, err, 5, argv), CONFIG_RUN);
+        assert_int_equal(cfg.max_session_tokens, 7);
+        assert_int_equal(cfg.max_tokens, 0);
+        config_close(&cfg);
+    }
+    unsetenv("RCSTORED_MAX_TOKENS");
+    unlink(path);
+}
+
 /* Bad configuration names the key and where it was set. */
 static void bad_configuration_names_the_key(void **state)
 {
@@ -216,6 +251,7 @@ int main(void)
         cmocka_unit_test(client_buffers_bound),
         cmocka_unit_test(file_env_flags_precedence),
         cmocka_unit_test(bad_configuration_names_the_key),
+        cmocka_unit_test(token_limits),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
