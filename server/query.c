@@ -2,7 +2,6 @@
 #include "query.h"
 #include "mem.h"
 #include "rpc_err.h"
-#include "u64map.h"
 
 #include <string.h>
 
@@ -105,15 +104,26 @@ static int probe_neighbours(const struct store *st, uint64_t id, uint64_t budget
     return 0;
 }
 
-/* Step two: breadth first from every root at once, remembering each
- * object's parent; the first time id is reached the path is shortest. */
-static int search_from_roots(const struct store *st, uint64_t id, uint64_t budget,
-                             struct why_result *r)
+/* One object a search has reached, and the index of the entry it was
+ * reached from (NO_PARENT for a root). */
+struct reached {
+    uint64_t id;
+    uint32_t parent;
+};
+#define NO_PARENT UINT32_MAX
+
+/* Step two: breadth first from every root at once; the first time id is
+ * reached the path is shortest. The queue is the search tree: each entry
+ * names its parent's entry. Roots need no bookkeeping: level 0 is all of
+ * them, so a root met again is never new. Other objects reached carry the
+ * heap's scratch mark until the search ends. */
+static int search_from_roots(struct store *st, uint64_t id, uint64_t budget, struct why_result *r)
 {
-    const struct heap *h = &st->heap;
-    struct u64map parent; /* visited id -> parent id (0 for a root) */
-    uint64_t *queue = NULL, *path, qcap = 0, head = 0, tail = 0;
-    int rc = 0, reached = 0;
+    struct heap *h = &st->heap;
+    struct reached *q = NULL;
+    uint32_t qcap = 0, head = 0, tail = 0, nroots = UINT32_MAX, hit = 0;
+    uint64_t *path;
+    int rc = 0, found_it = 0;
 
 #define SPEND()                                                                                    \
     do {                                                                                           \
@@ -121,19 +131,21 @@ static int search_from_roots(const struct store *st, uint64_t id, uint64_t budge
             goto out;                                                                              \
         r->work++;                                                                                 \
     } while (0)
-#define PUSH(x)                                                                                    \
+#define PUSH(x, from)                                                                              \
     do {                                                                                           \
         if (tail == qcap) {                                                                        \
-            uint64_t ncap = qcap ? qcap * 2 : 256, *q;                                             \
-            if (!(q = mem_realloc(queue, qcap * 8, ncap * 8)))                                     \
+            uint32_t ncap = qcap ? qcap * 2 : 256;                                                 \
+            struct reached *nq =                                                                   \
+                mem_realloc(q, (size_t)qcap * sizeof(*q), (size_t)ncap * sizeof(*q));              \
+            if (!nq)                                                                               \
                 goto oom;                                                                          \
-            queue = q;                                                                             \
+            q = nq;                                                                                \
             qcap = ncap;                                                                           \
         }                                                                                          \
-        queue[tail++] = (x);                                                                       \
+        q[tail].id = (x);                                                                          \
+        q[tail++].parent = (from);                                                                 \
     } while (0)
 
-    u64map_init(&parent);
     /* Level 0: every root with refs (the object itself is not one). */
     for (uint32_t i = 0; i < h->nslots; i++) {
         const struct obj *o;
@@ -141,61 +153,54 @@ static int search_from_roots(const struct store *st, uint64_t id, uint64_t budge
         SPEND();
         if (!(o = heap_slot(h, i, &rid)) || !is_root(o) || obj_nrefs(o) == 0 || !heap_get(h, rid))
             continue;
-        SPEND();
-        if (!u64map_put(&parent, rid, NULL))
-            goto oom;
-        PUSH(rid);
+        PUSH(rid, NO_PARENT);
     }
-    while (head < tail && !reached) {
-        uint64_t cur = queue[head++];
-        const struct obj *co = heap_get(h, cur);
-        const uint64_t *refs;
-        if (!co)
-            continue;
-        refs = obj_refs(co);
+    nroots = tail;
+    while (head < tail && !found_it) {
+        uint32_t cur = head++;
+        const struct obj *co = heap_get(h, q[cur].id);
+        const uint64_t *refs = obj_refs(co);
         for (uint32_t k = 0; k < obj_nrefs(co); k++) {
-            int created;
-            uint64_t *p;
+            struct obj *ro;
             SPEND();
-            if (!(p = u64map_put(&parent, refs[k], &created)))
-                goto oom;
-            if (!created)
+            if (!(ro = heap_get(h, refs[k])) || is_root(ro) || (obj_flags(ro) & OBJ_MARK))
                 continue;
-            *p = cur;
+            PUSH(refs[k], cur);
+            obj_set_flag(ro, OBJ_MARK);
             if (refs[k] == id) {
-                reached = 1;
+                found_it = 1;
+                hit = tail - 1;
                 break;
             }
-            SPEND();
-            PUSH(refs[k]);
         }
     }
-    if (!reached) {
+    if (!found_it) {
         r->root = WHY_NONE; /* only a garbage cycle awaiting collection keeps it */
         goto out;
     }
     {
         uint32_t len = 0, i = 0;
-        for (uint64_t x = id; x; x = *u64map_get(&parent, x))
+        for (uint32_t e = hit; e != NO_PARENT; e = q[e].parent)
             len++;
         if (!(path = mem_alloc((size_t)len * sizeof(*path))))
             goto oom;
-        for (uint64_t x = id; x; x = *u64map_get(&parent, x))
-            path[len - 1 - i++] = x;
+        for (uint32_t e = hit; e != NO_PARENT; e = q[e].parent)
+            path[len - 1 - i++] = q[e].id;
         found(st, r, path, len);
     }
     goto out;
 oom:
     rc = RPC_EOUT_OF_MEMORY;
 out:
-    u64map_close(&parent);
-    mem_free(queue, qcap * 8);
+    for (uint32_t e = nroots; e < tail; e++)
+        obj_clear_flag(heap_get(h, q[e].id), OBJ_MARK);
+    mem_free(q, (size_t)qcap * sizeof(*q));
     return rc;
 #undef SPEND
 #undef PUSH
 }
 
-int query_why(const struct store *st, uint64_t id, uint64_t budget, struct why_result *r)
+int query_why(struct store *st, uint64_t id, uint64_t budget, struct why_result *r)
 {
     const struct heap *h = &st->heap;
     const struct obj *o = heap_get(h, id);

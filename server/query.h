@@ -7,8 +7,8 @@
  * the results.
  *
  * Work is counted in units: one per slot of the id table examined, one per
- * entry of a refs list examined, one per object a search remembers. A unit
- * costs a few nanoseconds to a cache miss. */
+ * entry of a refs list examined. A unit costs a few nanoseconds to a cache
+ * miss. */
 #ifndef RCS_SERVER_QUERY_H
 #define RCS_SERVER_QUERY_H
 
@@ -17,10 +17,11 @@
 
 #include <stdint.h>
 
-/* The budgets of one request: about a millisecond each on a heap far
- * larger than the caches (docs/performance.md). */
-#define QUERY_WHY_BUDGET       (1u << 18)
-#define QUERY_REFERRERS_BUDGET (1u << 18)
+/* The budgets of one request: about half a millisecond each on a heap of
+ * 10M objects, well under the 2 ms a request may hold the loop
+ * (bench/query_stall.c, docs/performance.md). */
+#define QUERY_WHY_BUDGET       (1u << 17)
+#define QUERY_REFERRERS_BUDGET (1u << 17)
 
 enum why_root {
     WHY_SESSION, /* path[0] is held by a session */
@@ -47,9 +48,10 @@ struct why_result {
  * for a root that refers to it directly (objects made together sit
  * together); then breadth first from every root at once. Both searches
  * find shortest paths: the first because no path is shorter than two, the
- * second because it enumerates every root first. 0 (release *r with
- * query_why_done) or RPC_EOUT_OF_MEMORY. */
-int query_why(const struct store *st, uint64_t id, uint64_t budget, struct why_result *r);
+ * second because it enumerates every root first. It changes nothing but
+ * the heap's scratch mark (OBJ_MARK), which it clears before it returns.
+ * 0 (release *r with query_why_done) or RPC_EOUT_OF_MEMORY. */
+int query_why(struct store *st, uint64_t id, uint64_t budget, struct why_result *r);
 void query_why_done(struct why_result *r);
 
 struct referrers_result {
