@@ -216,10 +216,14 @@ int query_why(struct store *st, uint64_t id, uint64_t budget, struct why_result 
         found(st, r, path, 1);
         return 0;
     }
-    /* Half the budget for the neighbours, the rest (and what they left) for
-     * the search from the roots. */
-    if ((rc = probe_neighbours(st, id, budget / 2, r)) != 0)
+    /* The search from the roots reads every slot before anything else: on
+     * a heap of more slots than the budget it cannot finish, so the
+     * neighbours get the whole budget; otherwise half, and the search the
+     * rest. */
+    if ((rc = probe_neighbours(st, id, h->nslots >= budget ? budget : budget / 2, r)) != 0)
         return rc < 0 ? rc : 0;
+    if (h->nslots > budget - r->work)
+        return 0; /* WHY_UNKNOWN */
     return search_from_roots(st, id, budget, r);
 }
 

@@ -46,7 +46,9 @@ struct why_result {
  * found no root, or WHY_UNKNOWN when the budget ran out first. The search:
  * the object itself; then its neighbours in the id table, nearest first,
  * for a root that refers to it directly (objects made together sit
- * together); then breadth first from every root at once. Both searches
+ * together), with the whole budget when the heap has more slots than that
+ * (a search from the roots could not finish); then breadth first from
+ * every root at once. Both searches
  * find shortest paths: the first because no path is shorter than two, the
  * second because it enumerates every root first. It changes nothing but
  * the heap's scratch mark (OBJ_MARK), which it clears before it returns.
