@@ -147,8 +147,20 @@ int main(int argc, char **argv)
     uint64_t *leaf, *deep; /* per group: the second leaf, and d */
     uint64_t x = 88172645463325252ull;
     double t0;
-    enum { PING, LOOKUP, NAMES_PREFIX, NAMES_NARROW, NAMES_NONE, WHY_ROOT, WHY_NAMED, WHY_HELD,
-           WHY_DEEP, REF_PLAIN, REF_PAGE, NKINDS };
+    enum {
+        PING,
+        LOOKUP,
+        NAMES_PREFIX,
+        NAMES_NARROW,
+        NAMES_NONE,
+        WHY_ROOT,
+        WHY_NAMED,
+        WHY_HELD,
+        WHY_DEEP,
+        REF_PLAIN,
+        REF_PAGE,
+        NKINDS
+    };
     struct kind kinds[NKINDS] = {
         {"ping", NULL, NULL, 0, 0, 0},
         {"lookup [name]", NULL, NULL, 0, 0, 0},
@@ -234,7 +246,8 @@ int main(int argc, char **argv)
                 msgpack_pack_uint64(begin("why", 1), leaf[r % (nnames ? nnames : 1)]);
                 break;
             case WHY_HELD:
-                msgpack_pack_uint64(begin("why", 1), leaf[nnames + r % (groups - nnames ? groups - nnames : 1)]);
+                msgpack_pack_uint64(begin("why", 1),
+                                    leaf[nnames + r % (groups - nnames ? groups - nnames : 1)]);
                 break;
             case WHY_DEEP:
                 msgpack_pack_uint64(begin("why", 1), deep[r]);
@@ -256,8 +269,8 @@ int main(int argc, char **argv)
                 die(rpc_err_name(rc));
         }
     }
-    printf("%-38s %6s %8s %8s %8s %9s %9s %6s %7s\n", "request", "calls", "cpu p50",
-           "cpu p99", "cpu max", "wall p50", "wall p99", "QUOTA", "unknown");
+    printf("%-38s %6s %8s %8s %8s %9s %9s %6s %7s\n", "request", "calls", "cpu p50", "cpu p99",
+           "cpu max", "wall p50", "wall p99", "QUOTA", "unknown");
     for (int k = 0; k < NKINDS; k++)
         report(&kinds[k]);
     return 0;

@@ -72,8 +72,9 @@ static int probe_neighbours(const struct store *st, uint64_t id, uint64_t budget
     const struct heap *h = &st->heap;
     const struct obj *t = heap_get(h, id);
     int64_t c = heap_slot_of(id);
-    uint64_t seen = 0;
     int stop = 0;
+    /* Its own refs first: a self-reference is one of its appearances. */
+    uint64_t seen = appearances(t, id, budget, &r->work, &stop);
 
     for (int64_t d = 1; !stop && seen < t->internal; d++) {
         int inside = 0;

@@ -319,6 +319,33 @@ static void referrers_page_within_the_budget(void **state)
     query_referrers_done(&r);
 }
 
+/* The neighbour scan stops once it has seen every appearance of the
+ * object, its own self-reference included (it used to miss that one and
+ * scan to the end of its budget). */
+static void why_counts_a_self_reference(void **state)
+{
+    struct fx *f = *state;
+    enum { FILL = 3000, BUDGET = 2000 };
+    uint64_t t, mid, pair[2];
+    struct why_result r;
+    uint32_t len;
+
+    for (int i = 0; i < FILL; i++)
+        mk(f, NULL, 0);
+    t = mk(f, NULL, 0);
+    assert_int_equal(heap_link(&f->st.heap, t, t, &len), 0);
+    pair[0] = t;
+    pair[1] = t;
+    mid = mk(f, pair, 2);
+    mk(f, &mid, 1);
+    drop(f, t);
+    drop(f, mid);
+    assert_int_equal(query_why(&f->st, t, BUDGET, &r), 0);
+    assert_int_equal(r.root, WHY_UNKNOWN);
+    assert_true(r.work < 10);
+    query_why_done(&r);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int main(void)
@@ -327,6 +354,7 @@ int main(void)
         T(why_finds_shortest_paths),
         T(why_stops_within_its_budget),
         T(why_finds_a_direct_root_nearby_on_a_big_heap),
+        T(why_counts_a_self_reference),
         T(referrers_page_within_the_budget),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
