@@ -17,11 +17,13 @@
 
 #include <stdint.h>
 
-/* The budgets of one request: about half a millisecond each on a heap of
- * 10M objects, well under the 2 ms a request may hold the loop
- * (bench/query_stall.c, docs/performance.md). */
+/* The budgets of one request, well under the 2 ms a request may hold the
+ * loop on a heap of 10M objects (bench/query_stall.c, docs/performance.md):
+ * why's is as large as that allows, since it decides which heaps why can
+ * search whole; referrers pages, so a smaller page keeps a pipelined burst
+ * of them short. */
 #define QUERY_WHY_BUDGET       (1u << 17)
-#define QUERY_REFERRERS_BUDGET (1u << 17)
+#define QUERY_REFERRERS_BUDGET (1u << 16)
 
 enum why_root {
     WHY_SESSION, /* path[0] is held by a session */
