@@ -182,7 +182,7 @@ static const struct cmd_def {
     {CMD("unbind"), cmd_do_unbind, 1, 1, 0},
     {CMD("lookup"), cmd_do_lookup, 1, 2, 0},
     {CMD("names"), cmd_do_names, 0, 2, 0},
-    {CMD("referrers"), cmd_do_referrers, 1, 2, 0},
+    {CMD("referrers"), cmd_do_referrers, 1, 3, 0},
     {CMD("watch"), cmd_do_watch, 1, 1, CMD_GROWS},
     {CMD("release_all"), cmd_do_release_all, 0, 0, 0},
     {CMD("share"), cmd_do_share, 1, 2, CMD_GROWS},

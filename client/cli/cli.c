@@ -417,25 +417,52 @@ static int cmd_names(struct cli *cli, const struct opts *o, int argc, char **arg
     return EXIT_OK;
 }
 
+/* Pages through the heap with the server's cursor, so that a big heap
+ * costs many short requests instead of one refused long one. */
 static int cmd_referrers(struct cli *cli, const struct opts *o, int argc, char **argv)
 {
-    uint64_t id;
+    uint64_t id, cursor = 0, left = o->have_limit ? o->limit : UINT64_MAX, *all = NULL;
+    size_t n = 0, cap = 0;
     rcs_value *v;
-    int rc;
+    int rc = EXIT_OK;
     if (parse_id(argv[0], &id) < 0)
         return EXIT_USAGE;
-    rc = o->have_limit ? rcs_call(cli->c, &v, "referrers", "uu", id, o->limit)
-                       : rcs_call(cli->c, &v, "referrers", "u", id);
-    if (rc < 0)
-        return call_failed(cli, rc);
-    if (o->json || v->type != RCS_ARRAY) {
-        show(o, v);
-    } else {
-        for (size_t i = 0; i < v->via.array.len; i++)
-            printf("%" PRIu64 "\n", rcs_value_uint(&v->via.array.items[i], 0));
+    while (left > 0) {
+        const rcs_value *ids;
+        int err = rcs_call(cli->c, &v, "referrers", "uuu", id, left < 1000 ? left : 1000, cursor);
+        if (err < 0) {
+            rc = call_failed(cli, err);
+            goto out;
+        }
+        ids = rcs_map_get(v, "ids");
+        for (size_t i = 0; ids && ids->type == RCS_ARRAY && i < ids->via.array.len; i++) {
+            if (n == cap) {
+                uint64_t *a = realloc(all, (cap = cap ? 2 * cap : 64) * sizeof(*all));
+                if (!a) {
+                    rcs_value_free(v);
+                    fprintf(stderr, "rcstore: out of memory\n");
+                    rc = EXIT_SERVER;
+                    goto out;
+                }
+                all = a;
+            }
+            all[n++] = rcs_value_uint(&ids->via.array.items[i], 0);
+            left--;
+        }
+        cursor = rcs_value_uint(rcs_map_get(v, "cursor"), 0);
+        rcs_value_free(v);
+        if (cursor == 0)
+            break;
     }
-    rcs_value_free(v);
-    return EXIT_OK;
+    if (o->json)
+        putchar('[');
+    for (size_t i = 0; i < n; i++)
+        printf(o->json ? "%s%" PRIu64 : "%s%" PRIu64 "\n", o->json && i ? ", " : "", all[i]);
+    if (o->json)
+        puts("]");
+out:
+    free(all);
+    return rc;
 }
 
 /* One-shot: watch and wait for the notification (the session ends at exit,
@@ -526,6 +553,11 @@ static int cmd_why(struct cli *cli, const struct opts *o, int argc, char **argv)
         show(o, v);
     } else if (strcmp(root->via.bytes.ptr, "none") == 0) {
         printf("no root: %" PRIu64 " is kept alive only by a garbage cycle (run gc)\n", id);
+    } else if (strcmp(root->via.bytes.ptr, "unknown") == 0) {
+        printf("unknown: %" PRIu64 " is no root, and no path to it was found within one "
+               "request's budget (%" PRIu64 " steps); referrers %" PRIu64
+               " lists what refers to it\n",
+               id, rcs_value_uint(rcs_map_get(v, "examined"), 0), id);
     } else {
         if (strcmp(root->via.bytes.ptr, "name") == 0 && name && name->type == RCS_STR)
             printf("name \"%s\"", name->via.bytes.ptr);

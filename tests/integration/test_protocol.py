@@ -70,6 +70,9 @@ try:
     check("names", c.ok("names", "py/") == [["py/b", b]])
     check("names limit", c.ok("names", "", 0) == [])
     check("referrers", c.ok("referrers", a) == [b])
+    check("referrers page", c.ok("referrers", a, 10, 0) == {"ids": [b], "cursor": 0},
+          c.ok("referrers", a, 10, 0))
+    check("referrers page: limit 0 -> BAD_PARAMS", c.code("referrers", a, 0, 0) == "BAD_PARAMS")
     check("watch -> nil", c.ok("watch", a) is None)
     check("set_refs releases", c.ok("set_refs", b, []) is None)
     check("decref last hold", c.ok("decref", a) == 0)
@@ -489,6 +492,35 @@ try:
     c.ok("decref", g)
     check("why: a garbage cycle has no root", c.ok("why", g) == {"root": "none", "path": []})
     check("why: unknown object", c.code("why", 999999) == "NOT_FOUND")
+    # A heap of more objects than one request may examine (131,072 steps):
+    # an object two steps below a root, whose referrer is no root, is not
+    # settled by one request, and the answer says so.
+    leaf = c.ok("create", b"leaf")
+    for _ in range(14):
+        for _ in range(10000):
+            c.send("create", b"", [leaf])
+        for _ in range(10000):
+            c.reply()
+    t = c.ok("create", b"t")
+    mid = c.ok("create", b"mid", [t])
+    c.ok("create", b"top", [mid])
+    c.ok("decref", t)
+    c.ok("decref", mid)
+    r = c.ok("why", t)
+    check("why: past the budget, incomplete",
+          r["root"] == "unknown" and r["incomplete"] is True and r["path"] == [] and
+          0 < r["examined"] <= 131072, r)
+    check("why: past the budget, plain referrers -> QUOTA_EXCEEDED",
+          c.code("referrers", t) == "QUOTA_EXCEEDED")
+    pages, cursor, ids = 0, 0, []
+    while True:
+        page = c.ok("referrers", t, 10, cursor)
+        ids += page["ids"]
+        pages += 1
+        cursor = page["cursor"]
+        if cursor == 0:
+            break
+    check("referrers: pages find the referrer", ids == [mid] and pages > 1, (ids, pages))
 finally:
     proc.terminate()
     check("why server exits 0", proc.wait(timeout=30) == 0)

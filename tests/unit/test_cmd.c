@@ -7,6 +7,7 @@
 #include "check.h"
 #include "mem.h"
 #include "metrics.h"
+#include "query.h"
 #include "rpc_err.h"
 #include "rpc_pack.h"
 #include "stats.h"
@@ -439,6 +440,68 @@ static void stats_and_metrics_agree(void **state)
     buf_close(&text);
 }
 
+/* An object held once by f->s, made without the wire (for big heaps). */
+static uint64_t mk_held(struct fx *f, const uint64_t *refs, uint32_t nrefs)
+{
+    uint64_t id;
+    assert_int_equal(heap_create(&f->st.heap, "", 0, refs, nrefs, &id), 0);
+    assert_int_equal(sess_incref(&f->st, f->s, id, 1, NULL), 0);
+    return id;
+}
+
+/* why and referrers on a heap larger than one request may examine: why
+ * says it stopped early, a plain referrers asks for a cursor, and paging
+ * with one finds the referrer. Both used to walk the whole heap inside one
+ * request, however large. */
+static void queries_past_their_budget(void **state)
+{
+    struct fx *f = *state;
+    enum { ROOTS = QUERY_WHY_BUDGET + 1000 };
+    uint64_t leaf = mk_held(f, NULL, 0), t, mid, after, cursor = 0, found = 0;
+    const msgpack_object *ids;
+    msgpack_packer *pk;
+
+    for (int i = 0; i < ROOTS; i++)
+        mk_held(f, &leaf, 1);
+    t = mk_held(f, NULL, 0);
+    mid = mk_held(f, &t, 1);
+    mk_held(f, &mid, 1);
+    assert_int_equal(sess_decref(&f->st, f->s, t, 1, &after), 0);
+    assert_int_equal(sess_decref(&f->st, f->s, mid, 1, &after), 0);
+
+    pk = begin(f, "why", 1);
+    msgpack_pack_uint64(pk, t);
+    assert_int_equal(end(f), 0);
+    assert_int_equal(rpc_map_get(f->res.result, "root")->via.str.size, 7); /* "unknown" */
+    assert_memory_equal(rpc_map_get(f->res.result, "root")->via.str.ptr, "unknown", 7);
+    assert_true(rpc_map_get(f->res.result, "incomplete")->via.boolean);
+    assert_true(map_uint(f, "examined") <= QUERY_WHY_BUDGET);
+    assert_int_equal(rpc_map_get(f->res.result, "path")->via.array.size, 0);
+
+    pk = begin(f, "referrers", 1);
+    msgpack_pack_uint64(pk, t);
+    assert_int_equal(end(f), RPC_EQUOTA_EXCEEDED);
+    pk = begin(f, "referrers", 2); /* a limit that is met needs no cursor */
+    msgpack_pack_uint64(pk, leaf);
+    msgpack_pack_uint64(pk, 3);
+    assert_int_equal(end(f), 0);
+    assert_int_equal(f->res.result->via.array.size, 3);
+    do {
+        pk = begin(f, "referrers", 3);
+        msgpack_pack_uint64(pk, t);
+        msgpack_pack_uint64(pk, 100);
+        msgpack_pack_uint64(pk, cursor);
+        assert_int_equal(end(f), 0);
+        ids = rpc_map_get(f->res.result, "ids");
+        for (uint32_t i = 0; i < ids->via.array.size; i++) {
+            assert_int_equal(ids->via.array.ptr[i].via.u64, mid);
+            found++;
+        }
+        cursor = map_uint(f, "cursor");
+    } while (cursor != 0);
+    assert_int_equal(found, 1);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int main(void)
@@ -453,6 +516,7 @@ int main(void)
         T(names_and_lookup),
         T(gc_and_stats_shapes),
         T(stats_and_metrics_agree),
+        T(queries_past_their_budget),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

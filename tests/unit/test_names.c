@@ -1,5 +1,6 @@
 /* Unit tests for server/names: validation, binding as a reference, rebinding
- * order, unbinding, and sorted prefix listing. */
+ * order, unbinding, sorted prefix listing (against a sorted oracle), the
+ * work a listing does on many names, and the names of an object. */
 #include "cmocka_pre.h"
 
 #include "heap.h"
@@ -7,6 +8,8 @@
 #include "names.h"
 #include "rpc_err.h"
 
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static void on_free(void *ud, uint64_t id, enum free_reason why)
@@ -113,6 +116,125 @@ static void list_sorted_with_prefix_and_limit(void **state)
     mem_free(list, cap * sizeof(*list));
 }
 
+/* A listing with a prefix and a limit walks the path to the prefix and the
+ * names it returns, not every name: it used to collect and sort all of
+ * them, with an array as long as the table. */
+static void list_work_follows_the_result(void **state)
+{
+    struct fx *f = *state;
+    enum { N = 100000 };
+    const struct name_ent **list, *e;
+    struct names_iter *it = malloc(sizeof(*it));
+    uint64_t count, cap, o = mk(&f->h), k = 0;
+    char nm[32];
+
+    for (int i = 0; i < N; i++) {
+        int len = snprintf(nm, sizeof(nm), "n/%06d", (i * 7919) % N);
+        assert_int_equal(names_bind(&f->n, &f->h, nm, (uint32_t)len, o), 0);
+    }
+    assert_int_equal(names_list(&f->n, "n/05", 4, 10, &list, &count, &cap), 0);
+    assert_int_equal(count, 10);
+    assert_true(cap <= 10); /* memory follows the result too */
+    assert_memory_equal(list[0]->name, "n/050000", 8);
+    assert_memory_equal(list[9]->name, "n/050009", 8);
+    mem_free(list, cap * sizeof(*list));
+
+    names_iter_init(it, &f->n, "n/0777", 6);
+    while ((e = names_iter_next(it)) && k < 5)
+        k++;
+    assert_int_equal(k, 5);
+    /* log2(100000) is 17: a path and five leaves cost well under 200. */
+    assert_true(it->visits < 200);
+    names_iter_init(it, &f->n, "n/1", 3); /* no such prefix */
+    assert_null(names_iter_next(it));
+    assert_true(it->visits < 200);
+    free(it);
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* Random binds and unbinds over every name of 1 to 4 symbols from a small
+ * alphabet (so names are prefixes of each other, and hold a control byte);
+ * every listing agrees with a sorted copy of what is bound. */
+static void list_agrees_with_a_sorted_oracle(void **state)
+{
+    struct fx *f = *state;
+    enum { POOL = 4 + 16 + 64 + 256 };
+    static char pool[POOL][5];
+    static int bound[POOL];
+    const char *live[POOL];
+    uint64_t o = mk(&f->h), count, cap;
+    const struct name_ent **list;
+    uint32_t x = 12345;
+    int npool = 0;
+
+    for (int len = 1; len <= 4; len++) {
+        for (int v = 0; v < 1 << (2 * len); v++) {
+            for (int j = 0; j < len; j++)
+                pool[npool][j] = "ab/\x01"[(v >> (2 * j)) & 3];
+            pool[npool++][len] = 0;
+        }
+    }
+    memset(bound, 0, sizeof(bound));
+    for (int step = 0; step < 3000; step++) {
+        int i, nlive = 0, m = 0;
+        const char *pfx;
+        uint32_t plen;
+        x = x * 1103515245u + 12345u;
+        i = (int)((x >> 8) % POOL);
+        if (bound[i])
+            assert_int_equal(names_unbind(&f->n, &f->h, pool[i], (uint32_t)strlen(pool[i])), 0);
+        else
+            assert_int_equal(names_bind(&f->n, &f->h, pool[i], (uint32_t)strlen(pool[i]), o), 0);
+        bound[i] = !bound[i];
+        for (int j = 0; j < POOL; j++)
+            if (bound[j])
+                live[nlive++] = pool[j];
+        assert_int_equal(f->n.count, nlive);
+        qsort(live, nlive, sizeof(live[0]), cmp_str);
+        pfx = pool[(x >> 4) % POOL];
+        plen = (x >> 20) % 4;
+        if (plen > strlen(pfx))
+            plen = (uint32_t)strlen(pfx);
+        assert_int_equal(names_list(&f->n, pfx, plen, UINT64_MAX, &list, &count, &cap), 0);
+        for (int k = 0; k < nlive; k++) {
+            if (strncmp(live[k], pfx, plen) != 0)
+                continue;
+            assert_true(m < (int)count);
+            assert_int_equal(list[m]->len, strlen(live[k]));
+            assert_memory_equal(list[m]->name, live[k], list[m]->len);
+            m++;
+        }
+        assert_int_equal(m, count);
+        mem_free(list, cap * sizeof(*list));
+    }
+}
+
+/* names_of_id follows binds, rebinds and unbinds without a walk. */
+static void names_of_an_object(void **state)
+{
+    struct fx *f = *state;
+    uint64_t a = mk(&f->h), b = mk(&f->h);
+    assert_null(names_of_id(&f->n, a));
+    assert_int_equal(names_bind(&f->n, &f->h, "a1", 2, a), 0);
+    assert_int_equal(names_bind(&f->n, &f->h, "a2", 2, a), 0);
+    assert_int_equal(names_bind(&f->n, &f->h, "a3", 2, a), 0);
+    assert_int_equal(names_bind(&f->n, &f->h, "keep", 4, b), 0);
+    assert_int_equal(names_of_id(&f->n, a)->id, a);
+    assert_int_equal(names_bind(&f->n, &f->h, "a3", 2, b), 0); /* the head moves away */
+    assert_int_equal(names_of_id(&f->n, b)->id, b);
+    assert_memory_equal(names_of_id(&f->n, a)->name, "a2", 2);
+    assert_int_equal(names_unbind(&f->n, &f->h, "a1", 2), 0); /* the tail goes */
+    assert_memory_equal(names_of_id(&f->n, a)->name, "a2", 2);
+    assert_int_equal(names_unbind(&f->n, &f->h, "a2", 2), 0); /* the last: a is freed */
+    assert_null(names_of_id(&f->n, a));
+    assert_int_equal(names_unbind(&f->n, &f->h, "a3", 2), 0);
+    assert_memory_equal(names_of_id(&f->n, b)->name, "keep", 4);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int main(void)
@@ -122,6 +244,9 @@ int main(void)
         T(bind_rebind_unbind),
         T(rebinding_to_self_never_frees),
         T(list_sorted_with_prefix_and_limit),
+        T(list_work_follows_the_result),
+        T(list_agrees_with_a_sorted_oracle),
+        T(names_of_an_object),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
