@@ -152,6 +152,9 @@ enum cmd_flag {
     CMD_DEBUG = 2,
     /* Served before the connection has authenticated. */
     CMD_NOAUTH = 4,
+    /* May do up to a budget of work (or free many objects): the connection
+     * looks at the clock after it (cmd_ctx.heavy). */
+    CMD_HEAVY = 8,
 };
 
 /* The longest method name; a longer name is unknown without a scan. */
@@ -172,25 +175,25 @@ static const struct cmd_def {
     {CMD("create"), cmd_do_create, 1, 2, CMD_GROWS},
     {CMD("get"), cmd_do_get, 1, 1, 0},
     {CMD("set_data"), cmd_do_set_data, 2, 2, CMD_GROWS},
-    {CMD("set_refs"), cmd_do_set_refs, 2, 2, CMD_GROWS},
+    {CMD("set_refs"), cmd_do_set_refs, 2, 2, CMD_GROWS | CMD_HEAVY},
     {CMD("link"), cmd_do_link, 2, 2, CMD_GROWS},
-    {CMD("unlink"), cmd_do_unlink, 2, 2, 0},
+    {CMD("unlink"), cmd_do_unlink, 2, 2, CMD_HEAVY},
     {CMD("incref"), cmd_do_incref, 1, 2, CMD_GROWS},
-    {CMD("decref"), cmd_do_decref, 1, 2, 0},
+    {CMD("decref"), cmd_do_decref, 1, 2, CMD_HEAVY},
     {CMD("stat"), cmd_do_stat, 1, 1, 0},
     {CMD("bind"), cmd_do_bind, 2, 2, CMD_GROWS},
     {CMD("unbind"), cmd_do_unbind, 1, 1, 0},
     {CMD("lookup"), cmd_do_lookup, 1, 2, 0},
-    {CMD("names"), cmd_do_names, 0, 2, 0},
-    {CMD("referrers"), cmd_do_referrers, 1, 3, 0},
+    {CMD("names"), cmd_do_names, 0, 2, CMD_HEAVY},
+    {CMD("referrers"), cmd_do_referrers, 1, 3, CMD_HEAVY},
     {CMD("watch"), cmd_do_watch, 1, 1, CMD_GROWS},
-    {CMD("release_all"), cmd_do_release_all, 0, 0, 0},
+    {CMD("release_all"), cmd_do_release_all, 0, 0, CMD_HEAVY},
     {CMD("share"), cmd_do_share, 1, 2, CMD_GROWS},
     {CMD("claim"), cmd_do_claim, 1, 1, CMD_GROWS},
-    {CMD("why"), cmd_do_why, 1, 1, 0},
-    {CMD("gc"), cmd_do_gc, 0, 0, 0},
-    {CMD("stats"), cmd_do_stats, 0, 0, 0},
-    {CMD("debug_check"), cmd_do_debug_check, 0, 0, CMD_DEBUG},
+    {CMD("why"), cmd_do_why, 1, 1, CMD_HEAVY},
+    {CMD("gc"), cmd_do_gc, 0, 0, CMD_HEAVY},
+    {CMD("stats"), cmd_do_stats, 0, 0, CMD_HEAVY},
+    {CMD("debug_check"), cmd_do_debug_check, 0, 0, CMD_DEBUG | CMD_HEAVY},
 };
 
 _Static_assert(sizeof(cmds) / sizeof(cmds[0]) <= CMD_MAX, "raise CMD_MAX");
@@ -227,6 +230,7 @@ void cmd_ctx_init(struct cmd_ctx *c, struct cmd_env *env, struct sess *s, int *a
     c->sess = s;
     c->authed = authed;
     c->close_after = 0;
+    c->heavy = 0;
     c->out = out;
     c->errmsg = NULL;
     rpc_packer_init(&c->pk, out);
@@ -248,6 +252,7 @@ int cmd_dispatch(struct cmd_ctx *c, const struct rpc_message *m)
         goto error;
     }
     c->env->calls[i]++;
+    c->heavy = (cmds[i].flags & CMD_HEAVY) != 0;
     if (!*c->authed && !(cmds[i].flags & CMD_NOAUTH)) {
         rc = cmd_fail(c, RPC_EAUTH_REQUIRED, "authenticate first: hello {\"auth\": token}");
         goto counted_error;

@@ -43,6 +43,9 @@ struct cmd_ctx {
     struct sess *sess;
     int *authed;     /* this connection passed hello {auth} (or none is needed) */
     int close_after; /* set by a handler: close the connection after the reply */
+    int heavy;       /* set by the dispatcher: the method may work up to a budget
+                      * (a query, a free of many objects), so the caller looks at
+                      * the clock before serving another request */
     struct buf *out;
     msgpack_packer pk;
     const char *errmsg; /* private: message for the failing code */

@@ -1,7 +1,10 @@
 /* conn: client connections (see conn.h). Bytes arrive into an input buffer;
  * rpc_scan finds each complete frame (refusing over-limit claims before
  * msgpack-c sees them), and every complete request of a read is served in
- * order. A connection reads into the server's shared buffer and keeps its own
+ * order, for up to one slice (--gc-slice-us) of the loop: what is left then
+ * waits on the server's backlog, with the connection's reading stopped, and
+ * is served a slice at a time from an idle handle, between other clients'
+ * reads. A connection reads into the server's shared buffer and keeps its own
  * input buffer only while it holds part of a message. Replies accumulate in
  * `out` and leave in one write per loop iteration; while a write is in flight
  * new output waits in `out`, and a client whose unsent output passes
@@ -20,6 +23,9 @@
 
 #define READ_CHUNK     (64 * 1024)
 #define KEEP_OUT_BYTES (16 * 1024) /* output storage an idle connection keeps */
+/* Light requests served between two looks at the clock; a heavy one
+ * (cmd_ctx.heavy) is always followed by a look. */
+#define CLOCK_EVERY 32
 
 struct conn {
     union stream_handle h;
@@ -31,20 +37,64 @@ struct conn {
     uv_write_t wreq;
     struct rpc_scan scan;
     struct rpc_decoder dec;
-    struct conn *prev, *next;  /* srv->conns */
-    struct conn *flush_next;   /* srv->flush_head */
-    unsigned writing : 1;      /* wreq in flight */
-    unsigned closing : 1;      /* uv_close called */
-    unsigned close_after : 1;  /* close once output is written */
-    unsigned flush_queued : 1; /* on srv->flush_head */
-    unsigned in_dispatch : 1;  /* a response is being written into out */
-    unsigned dec_ready : 1;    /* dec was initialised */
-    unsigned in_shared : 1;    /* in is srv->shared_in, lent for this read */
-    int authed;                /* passed hello {auth}, or none is required */
-    uint64_t last_read_ms;     /* when bytes last arrived */
-    struct buf deferred;       /* notifications raised during a dispatch */
+    struct conn *prev, *next;   /* srv->conns */
+    struct conn *flush_next;    /* srv->flush_head */
+    struct conn *bprev, *bnext; /* srv->backlog */
+    unsigned writing : 1;       /* wreq in flight */
+    unsigned closing : 1;       /* uv_close called */
+    unsigned close_after : 1;   /* close once output is written */
+    unsigned flush_queued : 1;  /* on srv->flush_head */
+    unsigned in_dispatch : 1;   /* a response is being written into out */
+    unsigned dec_ready : 1;     /* dec was initialised */
+    unsigned in_shared : 1;     /* in is srv->shared_in, lent for this read */
+    unsigned backlogged : 1;    /* on srv->backlog, reading stopped */
+    int authed;                 /* passed hello {auth}, or none is required */
+    uint64_t last_read_ms;      /* when bytes last arrived */
+    struct buf deferred;        /* notifications raised during a dispatch */
     char peer[64];
 };
+
+static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *b);
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b);
+static void on_backlog(uv_idle_t *h);
+
+/* Leave input to be served later: stop reading (the kernel's buffers then
+ * push back on the client) and queue c at the backlog's tail. */
+static void backlog_add(struct conn *c)
+{
+    struct server *srv = c->srv;
+    if (c->backlogged || srv->stopping)
+        return;
+    uv_read_stop(&c->h.stream);
+    c->backlogged = 1;
+    c->bnext = NULL;
+    c->bprev = srv->backlog_tail;
+    if (srv->backlog_tail)
+        srv->backlog_tail->bnext = c;
+    else
+        srv->backlog = c;
+    srv->backlog_tail = c;
+    if (srv->backlog_len++ == 0)
+        uv_idle_start(&srv->backlog_idle, on_backlog);
+}
+
+static void backlog_remove(struct conn *c)
+{
+    struct server *srv = c->srv;
+    if (!c->backlogged)
+        return;
+    c->backlogged = 0;
+    if (c->bprev)
+        c->bprev->bnext = c->bnext;
+    else
+        srv->backlog = c->bnext;
+    if (c->bnext)
+        c->bnext->bprev = c->bprev;
+    else
+        srv->backlog_tail = c->bprev;
+    if (--srv->backlog_len == 0)
+        uv_idle_stop(&srv->backlog_idle);
+}
 
 static void on_close(uv_handle_t *h)
 {
@@ -55,6 +105,7 @@ static void on_close(uv_handle_t *h)
         sess_detach(&srv->st, c->sess, uv_now(srv->loop)); /* kept if it has a lease */
         server_release_soon(srv); /* a session with many holds goes in slices */
     }
+    backlog_remove(c);
     if (c->prev)
         c->prev->next = c->next;
     else
@@ -152,7 +203,8 @@ void conn_expire_stalled(struct server *srv, uint64_t now_ms, uint64_t timeout_m
 {
     uint64_t n = 0;
     for (struct conn *c = srv->conns; c; c = c->next) {
-        if (c->closing || buf_pending(&c->in) == 0 || now_ms - c->last_read_ms < timeout_ms)
+        if (c->closing || c->backlogged || buf_pending(&c->in) == 0 ||
+            now_ms - c->last_read_ms < timeout_ms)
             continue;
         log_debug("closing %s: part of a message, then nothing for %llu ms", c->peer,
                   (unsigned long long)(now_ms - c->last_read_ms));
@@ -311,7 +363,8 @@ static void set_scan_limits(struct conn *c)
     rpc_scan_init(&c->scan, &lim);
 }
 
-static void serve_request(struct conn *c, const struct rpc_message *m)
+/* Returns whether the request was a heavy one (cmd_ctx.heavy). */
+static int serve_request(struct conn *c, const struct rpc_message *m)
 {
     struct cmd_ctx ctx;
     int was_authed = c->authed;
@@ -330,10 +383,12 @@ static void serve_request(struct conn *c, const struct rpc_message *m)
         buf_append(&c->out, c->deferred.data + c->deferred.off, buf_pending(&c->deferred));
         buf_reset(&c->deferred);
     }
+    return ctx.heavy;
 }
 
-/* The general path: a frame found by rpc_scan, decoded by msgpack-c. */
-static void serve_frame(struct conn *c, const char *frame, size_t len)
+/* The general path: a frame found by rpc_scan, decoded by msgpack-c.
+ * Returns whether it was a heavy request. */
+static int serve_frame(struct conn *c, const char *frame, size_t len)
 {
     struct server *srv = c->srv;
     struct rpc_message m;
@@ -352,14 +407,14 @@ static void serve_frame(struct conn *c, const char *frame, size_t len)
         rpc_pack_response_error(&pk, have_msgid, m.msgid, rc,
                                 "expected [0, msgid, method, params] with a uint32 msgid, a str "
                                 "method and an array of params");
-        return;
+        return 0;
     }
     if (m.type == RPC_NOTIFY) {
         /* msgpack-RPC notifications get no reply; none are defined for clients. */
         log_debug("%s sent notification \"%.*s\": ignored", c->peer, (int)m.method_len, m.method);
-        return;
+        return 0;
     }
-    serve_request(c, &m);
+    return serve_request(c, &m);
 }
 
 /* A connection that holds no partial message reads into the server's shared
@@ -407,39 +462,38 @@ static void return_shared_in(struct conn *c)
     srv->shared_in_lent = 0;
 }
 
-static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
+/* The slice of the loop one connection's input may take before it waits
+ * on the backlog: the collector's. */
+static uint64_t slice_ns(const struct server *srv)
 {
-    struct conn *c = s->data;
-    struct server *srv = c->srv;
-    (void)b;
+    return (uint64_t)srv->cfg->gc_slice_us * 1000;
+}
 
-    if (nread < 0) {
-        if (nread == UV_ENOBUFS)
-            log_warn("closing %s: out of memory for its input", c->peer);
-        else if (nread != UV_EOF)
-            log_debug("read from %s failed: %s", c->peer, uv_strerror((int)nread));
-        conn_close(c);
-        goto out;
-    }
-    c->in.len += (size_t)nread;
+/* Serve c's complete requests in order until none is left, the deadline
+ * (uv_hrtime) passes, or all clients' buffers pass --max-client-buffers (the
+ * flush that follows then evicts the largest). Stopped early, c waits on the
+ * backlog with what is left; done, it reads again. Where c is in no request;
+ * c's input may be the shared buffer (the caller gives it back). */
+static void serve_input(struct conn *c, uint64_t deadline_ns)
+{
+    struct server *srv = c->srv;
+    unsigned light = 0;
+
     srv->env.now_ms = uv_now(srv->loop);
-    c->last_read_ms = srv->env.now_ms;
     while (!c->closing && !c->close_after && buf_pending(&c->in) > 0) {
         const char *frame = c->in.data + c->in.off;
         size_t flen = 0;
-        int rc;
+        int rc, heavy = 0;
         if (srv->simple_ok) { /* most requests: no scan, no msgpack-c, no zone */
             struct rpc_message m;
             msgpack_object params[RPC_SIMPLE_MAX_PARAMS];
             flen = rpc_decode_simple((const uint8_t *)frame, buf_pending(&c->in),
                                      c->scan.lim.max_message_bytes, &m, params);
             if (flen) {
-                serve_request(c, &m);
+                heavy = serve_request(c, &m);
                 buf_consume(&c->in, flen);
                 rpc_scan_reset(&c->scan); /* it may have seen part of this frame */
-                if (check_output(c) < 0)
-                    goto out;
-                continue;
+                goto served;
             }
         }
         rc = rpc_scan_feed(&c->scan, (const uint8_t *)frame, buf_pending(&c->in), &flen);
@@ -453,18 +507,73 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
                                         : "message too large before authentication; closing");
             break;
         }
-        serve_frame(c, frame, flen);
+        heavy = serve_frame(c, frame, flen);
         buf_consume(&c->in, flen);
         rpc_scan_reset(&c->scan);
+    served:
         if (check_output(c) < 0)
-            goto out;
+            return;
+        if (buf_pending(&c->in) == 0)
+            break;
+        if (mem_budget_bytes(MEM_CLIENT) > srv->cfg->max_client_buffers ||
+            ((heavy || ++light % CLOCK_EVERY == 0) && uv_hrtime() >= deadline_ns)) {
+            queue_flush(c);
+            backlog_add(c);
+            return;
+        }
+    }
+    if (c->backlogged) {
+        backlog_remove(c);
+        if (!c->closing && !c->close_after)
+            uv_read_start(&c->h.stream, on_alloc, on_read);
     }
     if (!c->closing && check_output(c) == 0)
         queue_flush(c);
     /* Enough candidates piled up: start sweeping them, a slice at a time. */
     if (store_gc_due(&srv->st))
         server_sweep(srv);
-out:
+}
+
+/* One slice of the backlog: the waiting connections in turn from the head,
+ * each served until it runs out of complete requests (it then reads again)
+ * or the slice is spent (the first at least one request), and requeued at
+ * the tail if it still has some; each at most once a slice. */
+static void on_backlog(uv_idle_t *h)
+{
+    struct server *srv = h->data;
+    uint64_t deadline = uv_hrtime() + slice_ns(srv), turns = srv->backlog_len;
+
+    while (srv->backlog && turns-- > 0) {
+        struct conn *c = srv->backlog;
+        serve_input(c, deadline);
+        if (c->backlogged) { /* closing, or stopped early: not at the head again */
+            backlog_remove(c);
+            if (!c->closing)
+                backlog_add(c);
+        }
+        if (uv_hrtime() >= deadline)
+            break;
+    }
+    conn_flush_all(srv);
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
+{
+    struct conn *c = s->data;
+    struct server *srv = c->srv;
+    (void)b;
+
+    if (nread < 0) {
+        if (nread == UV_ENOBUFS)
+            log_warn("closing %s: out of memory for its input", c->peer);
+        else if (nread != UV_EOF)
+            log_debug("read from %s failed: %s", c->peer, uv_strerror((int)nread));
+        conn_close(c);
+    } else {
+        c->in.len += (size_t)nread;
+        c->last_read_ms = uv_now(srv->loop);
+        serve_input(c, uv_hrtime() + slice_ns(srv));
+    }
     return_shared_in(c);
     conn_flush_all(srv);
 }

@@ -405,13 +405,14 @@ int server_init(struct server *srv, uv_loop_t *loop, const struct config *cfg)
         (rc = uv_timer_init(loop, &srv->trim_timer)) < 0 ||
         (rc = uv_timer_init(loop, &srv->expire)) < 0 ||
         (rc = uv_timer_init(loop, &srv->gc_timer)) < 0 ||
-        (rc = uv_idle_init(loop, &srv->gc_idle)) < 0) {
+        (rc = uv_idle_init(loop, &srv->gc_idle)) < 0 ||
+        (rc = uv_idle_init(loop, &srv->backlog_idle)) < 0) {
         log_error("cannot set up the event loop: %s", uv_strerror(rc));
         goto fail_handles;
     }
     srv->sigint.data = srv->sigterm.data = srv;
     srv->cron.data = srv->trim_timer.data = srv->expire.data = srv;
-    srv->gc_timer.data = srv->gc_idle.data = srv;
+    srv->gc_timer.data = srv->gc_idle.data = srv->backlog_idle.data = srv;
     if ((rc = uv_signal_start(&srv->sigint, on_signal, SIGINT)) < 0 ||
         (rc = uv_signal_start(&srv->sigterm, on_signal, SIGTERM)) < 0) {
         log_error("cannot catch SIGINT and SIGTERM: %s", uv_strerror(rc));
@@ -450,6 +451,7 @@ fail_handles:
     unwind_close(srv, (uv_handle_t *)&srv->expire);
     unwind_close(srv, (uv_handle_t *)&srv->gc_timer);
     unwind_close(srv, (uv_handle_t *)&srv->gc_idle);
+    unwind_close(srv, (uv_handle_t *)&srv->backlog_idle);
     for (int i = 0; i < srv->nlisteners; i++) {
         struct listener *lis = &srv->listeners[i];
         unwind_close(srv, &lis->h.handle);
@@ -478,6 +480,7 @@ void server_stop(struct server *srv)
     uv_close((uv_handle_t *)&srv->expire, NULL);
     uv_close((uv_handle_t *)&srv->gc_timer, NULL);
     uv_close((uv_handle_t *)&srv->gc_idle, NULL);
+    uv_close((uv_handle_t *)&srv->backlog_idle, NULL);
     for (int i = 0; i < srv->nlisteners; i++) {
         struct listener *lis = &srv->listeners[i];
         if (lis->h.handle.type != UV_UNKNOWN_HANDLE && !uv_is_closing(&lis->h.handle))

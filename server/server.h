@@ -58,6 +58,10 @@ struct server {
     struct buf shared_in;    /* conn.c: read buffer lent to a connection holding no partial
                                 message, for the length of one read callback */
     int shared_in_lent;
+    struct conn *backlog;      /* conn.c: connections with input left after their slice, */
+    struct conn *backlog_tail; /* served in turn from the head, requeued at the tail */
+    uint64_t backlog_len;
+    uv_idle_t backlog_idle; /* serves the backlog a slice at a time while it is not empty */
     int stopping;
     int unwinding; /* handles a failed server_init is waiting to see closed */
 };
