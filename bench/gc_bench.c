@@ -219,12 +219,11 @@ static void clients(long cycles, long nchurn, int runs)
         t = now();
         r = end(&c);
         t = now() - t;
-        printf("rcstore  clients two-cycles: %llu objects collected by gc in %.1f ms by its "
-               "duration_us (%.1f ns/object; %.1f ms with the request around it)\n",
-               (unsigned long long)map_uint(r, "collected"),
-               (double)map_uint(r, "duration_us") / 1e3,
-               (double)map_uint(r, "duration_us") * 1e3 / (double)map_uint(r, "collected"),
-               t * 1e3);
+        printf(
+            "rcstore  clients two-cycles: %llu objects collected by gc in %.1f ms by its "
+            "duration_us (%.1f ns/object; %.1f ms with the request around it)\n",
+            (unsigned long long)map_uint(r, "collected"), (double)map_uint(r, "duration_us") / 1e3,
+            (double)map_uint(r, "duration_us") * 1e3 / (double)map_uint(r, "collected"), t * 1e3);
     }
     for (int i = 0; i < runs; i++) {
         client_cycles(&c, cycles);
