@@ -801,7 +801,7 @@ static void pack_memory(msgpack_packer *pk, const struct store *st)
     pool_get_stats(&ps);
     for (int i = 0; i < POOL_NCLASSES; i++)
         nclasses += ps.cls[i].pools > 0;
-    msgpack_pack_map(pk, 13);
+    msgpack_pack_map(pk, 14);
     rpc_pack_kv_uint(pk, "rss_bytes", mem_rss_bytes());
     rpc_pack_kv_uint(pk, "heap_bytes", mem_heap_bytes());
     rpc_pack_kv_uint(pk, "data_bytes", st->heap.data_bytes);
@@ -809,6 +809,7 @@ static void pack_memory(msgpack_packer *pk, const struct store *st)
     rpc_pack_kv_uint(pk, "large_bytes", mem_large_bytes());
     rpc_pack_kv_uint(pk, "maxmemory", st->lim.maxmemory);
     rpc_pack_kv_uint(pk, "id_table_slots", st->heap.nslots);
+    rpc_pack_kv_uint(pk, "gc_scratch_bytes", gc_scratch_bytes(&st->heap));
     rpc_pack_kv_uint(pk, "arenas", ps.arenas);
     rpc_pack_kv_uint(pk, "arenas_returned", ps.arenas_returned);
     rpc_pack_kv_uint(pk, "arena_bytes", ps.bytes_mapped);

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <time.h>
+#include <unistd.h>
 
 struct stack {
     uint64_t *v;
@@ -804,4 +805,23 @@ uint64_t gc_pending(const struct heap *h)
 {
     const struct work *w = h->gc_state;
     return w ? w->garbage.len : 0;
+}
+
+uint64_t gc_scratch_bytes(const struct heap *h)
+{
+    const struct work *w = h->gc_state;
+    size_t page = (size_t)sysconf(_SC_PAGESIZE), npages, n;
+    unsigned char vec[1024];
+    uint64_t resident = 0;
+    if (!w || !w->trial)
+        return 0;
+    npages = (w->trial_len * 8 + page - 1) / page; /* (mmap rounds the mapping up to pages) */
+    for (size_t p0 = 0; p0 < npages; p0 += n) {
+        n = npages - p0 < sizeof(vec) ? npages - p0 : sizeof(vec);
+        if (mincore((char *)w->trial + p0 * page, n * page, vec) < 0)
+            return npages * page; /* (cannot tell: all of it) */
+        for (size_t i = 0; i < n; i++)
+            resident += vec[i] & 1;
+    }
+    return resident * page;
 }

@@ -34,5 +34,11 @@ int gc_collect(struct heap *h, struct gc_result *r);
 int gc_slice(struct heap *h, uint64_t budget_us, struct gc_result *r);
 /* Garbage found by gc_slice and not yet freed (hidden from requests). */
 uint64_t gc_pending(const struct heap *h);
+/* Collector scratch memory that common/mem does not count: the resident
+ * pages of the periodic sweep's trial array (mapped, so only the pages a
+ * sweep touches take memory; unmapped when the sweep ends, and then 0).
+ * The collector's stacks are allocated through common/mem and counted
+ * there. For stats.memory.gc_scratch_bytes and /metrics. */
+uint64_t gc_scratch_bytes(const struct heap *h);
 
 #endif

@@ -204,6 +204,9 @@ void metrics_render(const struct cmd_env *env, struct buf *b)
     metric(b, "rcstore_heap_bytes", "gauge", "Memory the heap occupies (what maxmemory bounds).",
            mem_heap_bytes());
     metric(b, "rcstore_rss_bytes", "gauge", "Resident set size of the process.", mem_rss_bytes());
+    metric(b, "rcstore_gc_scratch_bytes", "gauge",
+           "Collector scratch outside heap_bytes: the sweep's trial array, resident pages.",
+           gc_scratch_bytes(&st->heap));
     out(b, "# HELP rcstore_sessions Sessions by state.\n# TYPE rcstore_sessions gauge\n");
     out(b, "rcstore_sessions{state=\"attached\"} %llu\n",
         (unsigned long long)(sessions - detached));
