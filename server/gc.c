@@ -201,12 +201,12 @@ static int collect_full(struct heap *h, struct gc_result *r)
 
 /* Lists of ids (candidates, what a collection visited, garbage) name slots
  * in no order on a heap that has run a while (freed slots are reused in any
- * order), so each id's slot, then its object, is a cache miss. A loop over
- * such a list asks for the slot of the id AHEAD places on and for the
- * object of the one AHEAD / 2 on, whose slot has arrived by then: a
- * million 2-cycles on a churned heap went from 150-210 ms to 35-50 ms. A
- * stale id is harmless: the slot read is bounded, and a prefetch never
- * faults. */
+ * order), so each id's slot, then its object, is a cache miss. The sliced
+ * path's walks of such lists ask for the slot of the id AHEAD places on
+ * and for the object of the one AHEAD / 2 on, whose slot has arrived by
+ * then; the synchronous path resolves whole chunks first (resolve, below),
+ * which overlaps more. A stale id is harmless: the slot read is bounded,
+ * and a prefetch never faults. */
 #define AHEAD 32
 
 static inline void prefetch_slot(const struct heap *h, uint64_t id)
