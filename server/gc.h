@@ -28,11 +28,18 @@ int gc_collect(struct heap *h, struct gc_result *r);
  * many slices as it needs and changes no count (its trial counts are its
  * own); an object that requests change meanwhile is alive for it and a
  * candidate again afterwards (see docs/gc.md for the rule and why it is
- * correct); garbage it finds is freed a chunk at a time. Returns 1 if work
- * remains, 0 if none, or RPC_EOUT_OF_MEMORY (the collection under way is
- * given up and its roots are candidates again). */
+ * correct); garbage it finds is freed a chunk at a time, and once the
+ * sweep's work is done its trial array is given back 2 MiB a step. Returns
+ * 1 if work remains (that included), 0 if none, or RPC_EOUT_OF_MEMORY (the
+ * collection under way is given up and its roots are candidates again). */
 int gc_slice(struct heap *h, uint64_t budget_us, struct gc_result *r);
 /* Garbage found by gc_slice and not yet freed (hidden from requests). */
 uint64_t gc_pending(const struct heap *h);
+/* Collector scratch memory that common/mem does not count: the resident
+ * pages of the periodic sweep's trial array (mapped, so only the pages a
+ * sweep touches take memory; given back when the sweep ends, then 0).
+ * The collector's stacks are allocated through common/mem and counted
+ * there. For stats.memory.gc_scratch_bytes and /metrics. */
+uint64_t gc_scratch_bytes(const struct heap *h);
 
 #endif

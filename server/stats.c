@@ -57,6 +57,9 @@
       "The configured bound on heap_bytes (0: none).", s->st->lim.maxmemory)                       \
     X(MEMORY, id_table_slots, "rcstore_id_table_slots", gauge, "Slots of the id table.",           \
       s->st->heap.nslots)                                                                          \
+    X(MEMORY, gc_scratch_bytes, "rcstore_gc_scratch_bytes", gauge,                                 \
+      "Collector scratch outside heap_bytes: the sweep's trial array, resident pages.",            \
+      gc_scratch_bytes(&s->st->heap))                                                              \
     X(MEMORY, arenas, "rcstore_arenas", gauge, "Arenas the pool allocator holds.", s->ps.arenas)   \
     X(MEMORY, arenas_returned, "rcstore_arenas_returned_total", counter,                           \
       "Arenas given back to the operating system.", s->ps.arenas_returned)                         \

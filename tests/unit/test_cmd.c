@@ -396,6 +396,34 @@ static void gc_and_stats_shapes(void **state)
     assert_non_null(rpc_map_get(rpc_map_get(f->res.result, "heap"), "objects"));
     assert_non_null(rpc_map_get(rpc_map_get(f->res.result, "gc"), "max_pause_us"));
     assert_int_equal(rpc_map_get(rpc_map_get(f->res.result, "ops"), "gc")->via.u64, 1);
+    assert_int_equal(rpc_map_get(rpc_map_get(f->res.result, "memory"), "gc_scratch_bytes")->via.u64,
+                     0);
+}
+
+/* The collector's trial array is scratch outside common/mem: stats shows
+ * its resident bytes while a sweep runs, and 0 once it has ended. */
+static void stats_shows_gc_scratch(void **state)
+{
+    struct fx *f = *state;
+    struct gc_result r;
+    uint64_t a = create(f, "a");
+    msgpack_packer *pk = begin(f, "link", 2);
+    msgpack_pack_uint64(pk, a);
+    msgpack_pack_uint64(pk, a);
+    assert_int_equal(end(f), 0);
+    begin(f, "release_all", 0);
+    assert_int_equal(end(f), 0);
+    assert_int_equal(store_sweep(&f->st, 0, &r), 1); /* one quantum: the collection is under way */
+    begin(f, "stats", 0);
+    assert_int_equal(end(f), 0);
+    assert_true(rpc_map_get(rpc_map_get(f->res.result, "memory"), "gc_scratch_bytes")->via.u64 > 0);
+    while (store_sweep(&f->st, 0, &r) > 0)
+        ;
+    assert_null(heap_get(&f->st.heap, a));
+    begin(f, "stats", 0);
+    assert_int_equal(end(f), 0);
+    assert_int_equal(rpc_map_get(rpc_map_get(f->res.result, "memory"), "gc_scratch_bytes")->via.u64,
+                     0);
 }
 
 /* stats and /metrics render one list: every counter is in both, with the
@@ -517,6 +545,7 @@ int main(void)
         T(gc_and_stats_shapes),
         T(stats_and_metrics_agree),
         T(queries_past_their_budget),
+        T(stats_shows_gc_scratch),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
