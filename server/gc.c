@@ -355,22 +355,23 @@ static inline void trial_add(uint64_t *v, int64_t d)
     *v = (*v & TRIAL_TOUCHED) | ((uint64_t)(trial_count(*v) + d) & ~TRIAL_TOUCHED);
 }
 
-enum phase { IDLE, MARK, SCAN, COLLECT };
+enum phase { IDLE, GATHER, MARK, SCAN, COLLECT };
 
 struct work {
     enum phase phase;
-    uint64_t roots[GC_BATCH];
-    uint32_t nroots, next_root; /* SCAN: the next root to scan from */
-    uint64_t *trial;            /* by slot: trial count (| TRIAL_TOUCHED) of each INGC object */
-    size_t trial_len;           /* slots it has room for */
-    struct stack stack;         /* MARK: reached, not processed; SCAN: to scan */
-    struct stack black;         /* SCAN: to blacken (ScanBlack); touched objects wait here */
-    struct stack touched;       /* touched by requests: candidates again at the end */
-    struct stack visited;       /* processed by MARK: every INGC object */
-    struct stack garbage;       /* found, flagged OBJ_GARBAGE, not yet freed */
-    size_t pos, ngarbage;       /* COLLECT: next index in visited; whites moved to its front */
-    uint64_t abandoned;         /* collections given up, ever */
-    uint64_t touches;           /* objects touched during a collection, ever */
+    struct stack roots;   /* GATHER: the candidates taken, purple and reached */
+    size_t next_root;     /* SCAN: the next root to scan from */
+    uint64_t gather_left; /* GATHER: candidates still to take */
+    uint64_t *trial;      /* by slot: trial count (| TRIAL_TOUCHED) of each INGC object */
+    size_t trial_len;     /* slots it has room for */
+    struct stack stack;   /* MARK: reached, not processed; SCAN: to scan */
+    struct stack black;   /* SCAN: to blacken (ScanBlack); touched objects wait here */
+    struct stack touched; /* touched by requests: candidates again at the end */
+    struct stack visited; /* processed by MARK: every INGC object */
+    struct stack garbage; /* found, flagged OBJ_GARBAGE, not yet freed */
+    size_t pos, ngarbage; /* COLLECT: next index in visited; whites moved to its front */
+    uint64_t abandoned;   /* collections given up, ever */
+    uint64_t touches;     /* objects touched during a collection, ever */
 };
 
 /* The trial array is mapped, not allocated: its pages are zero until a
@@ -433,6 +434,7 @@ static void work_free(struct heap *h)
 {
     struct work *w = h->gc_state;
     trial_release(w);
+    stack_free(&w->roots);
     stack_free(&w->stack);
     stack_free(&w->black);
     stack_free(&w->touched);
@@ -452,7 +454,7 @@ static void on_touch(struct heap *h, uint64_t id)
 {
     struct work *w = h->gc_state;
     uint64_t *v;
-    if (w->phase != MARK && w->phase != SCAN)
+    if (w->phase != GATHER && w->phase != MARK && w->phase != SCAN)
         return;
     v = trial_of(w, id);
     if (*v & TRIAL_TOUCHED)
@@ -489,7 +491,7 @@ static void finish(struct heap *h, struct work *w)
     for (size_t i = 0; i < w->touched.len; i++)
         heap_buffer(h, w->touched.v[i]);
     w->phase = IDLE;
-    w->nroots = 0;
+    w->roots.len = 0;
     w->stack.len = w->black.len = w->touched.len = w->visited.len = 0;
 }
 
@@ -518,10 +520,10 @@ static void abandon(struct heap *h, int full)
             }
         }
     }
-    for (uint32_t i = 0; i < w->nroots; i++)
-        heap_buffer(h, w->roots[i]);
+    for (size_t i = 0; i < w->roots.len; i++)
+        heap_buffer(h, w->roots.v[i]);
     w->abandoned++;
-    w->stack.oom = w->black.oom = w->touched.oom = w->visited.oom = 0;
+    w->roots.oom = w->stack.oom = w->black.oom = w->touched.oom = w->visited.oom = 0;
     finish(h, w);
 }
 
@@ -543,34 +545,45 @@ static uint64_t *reach(struct heap *h, struct work *w, struct obj *o, uint64_t i
     return v;
 }
 
-/* Take a batch of candidates: the purple ones become the roots. */
-static void start(struct heap *h, struct work *w, struct gc_result *r)
+/* A collection takes every candidate buffered when it starts, one per unit
+ * of work (GATHER), so that an object reachable from many candidates is
+ * examined once a collection, not once per batch of them: a chain of n
+ * candidates cost n^2/32 when collections took 32 at a time. */
+static void start(struct heap *h, struct work *w)
 {
-    uint32_t k = h->ncand < GC_BATCH ? h->ncand : GC_BATCH;
-    const uint64_t *batch = h->cand + h->ncand - k;
-    w->nroots = w->next_root = 0;
-    /* The whole batch's slots, then objects and trial entries, at once. */
-    for (uint32_t i = 0; i < k; i++)
-        prefetch_slot(h, batch[i]);
-    for (uint32_t i = 0; i < k; i++) {
-        prefetch_obj(h, batch[i]);
-        if (heap_slot_of(batch[i]) < w->trial_len)
-            __builtin_prefetch(trial_of(w, batch[i]), 1);
+    w->roots.len = 0;
+    w->next_root = 0;
+    w->gather_left = h->ncand;
+    w->phase = GATHER;
+}
+
+/* Take the newest candidate (likely in cache): a root if it is still purple
+ * and not reached already. Requests may buffer more meanwhile; this
+ * collection takes at most as many as there were when it started. */
+static void gather_step(struct heap *h, struct work *w, struct gc_result *r)
+{
+    uint64_t id;
+    struct obj *o;
+    if (w->gather_left == 0 || h->ncand == 0) {
+        r->candidates += w->roots.len;
+        w->phase = w->roots.len ? MARK : IDLE;
+        return;
     }
-    for (uint32_t i = 0; i < k; i++) {
-        uint64_t id = h->cand[--h->ncand]; /* newest first: likely in cache */
-        struct obj *o = heap_get(h, id);
-        if (!o)
-            continue; /* freed since it was buffered */
-        obj_clear_flag(o, OBJ_BUFFERED);
-        if (obj_color(o) != COLOR_PURPLE || (obj_flags(o) & OBJ_INGC))
-            continue;
-        w->roots[w->nroots++] = id;
-        if (!reach(h, w, o, id))
-            break;
-    }
-    r->candidates += w->nroots;
-    w->phase = w->nroots ? MARK : IDLE;
+    w->gather_left--;
+    if (h->ncand > AHEAD)
+        prefetch_slot(h, h->cand[h->ncand - 1 - AHEAD]);
+    if (h->ncand > AHEAD / 2)
+        prefetch_obj(h, h->cand[h->ncand - 1 - AHEAD / 2]);
+    id = h->cand[--h->ncand];
+    o = heap_get(h, id);
+    if (!o)
+        return; /* freed since it was buffered */
+    obj_clear_flag(o, OBJ_BUFFERED);
+    if (obj_color(o) != COLOR_PURPLE || (obj_flags(o) & OBJ_INGC))
+        return;
+    push(&w->roots, id);
+    if (!w->roots.oom)
+        reach(h, w, o, id);
 }
 
 /* MarkGray: process a reached object: take the edges out of it off its
@@ -625,7 +638,7 @@ static void scan_step(struct heap *h, struct work *w)
         return;
     }
     if (!w->stack.len) {
-        id = w->roots[w->next_root++];
+        id = w->roots.v[w->next_root++];
         o = heap_get_any(h, id);
         if (o && obj_color(o) == COLOR_GRAY)
             push(&w->stack, id);
@@ -683,7 +696,7 @@ static void collect_end(struct heap *h, struct work *w)
 
 static int work_oom(const struct work *w)
 {
-    return w->stack.oom || w->black.oom || w->touched.oom || w->visited.oom;
+    return w->roots.oom || w->stack.oom || w->black.oom || w->touched.oom || w->visited.oom;
 }
 
 /* Up to QUANTUM units of the collection under way. */
@@ -691,6 +704,9 @@ static void work_step(struct heap *h, struct work *w, struct gc_result *r)
 {
     for (int n = 0; n < QUANTUM && w->phase != IDLE && !work_oom(w); n++) {
         switch (w->phase) {
+        case GATHER:
+            gather_step(h, w, r);
+            break;
         case MARK:
             if (w->stack.len) {
                 mark_step(h, w, r);
@@ -699,7 +715,7 @@ static void work_step(struct heap *h, struct work *w, struct gc_result *r)
             }
             break;
         case SCAN:
-            if (w->black.len || w->stack.len || w->next_root < w->nroots) {
+            if (w->black.len || w->stack.len || w->next_root < w->roots.len) {
                 scan_step(h, w);
             } else {
                 w->phase = COLLECT;
@@ -745,7 +761,7 @@ static void settle(struct heap *h, struct gc_result *r)
     struct work *w = h->gc_state;
     if (!w)
         return;
-    if (w->phase == MARK || w->phase == SCAN)
+    if (w->phase == GATHER || w->phase == MARK || w->phase == SCAN)
         abandon(h, work_oom(w));
     while (w->phase == COLLECT)
         work_step(h, w, r);
@@ -815,7 +831,7 @@ int gc_slice(struct heap *h, uint64_t budget_us, struct gc_result *r)
                 break;
             }
         } else if (h->ncand > 0) {
-            start(h, w, r);
+            start(h, w);
         } else if (w->trial) {
             trial_shrink(w); /* the sweep's work is done: the array goes back */
         } else {

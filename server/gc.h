@@ -14,9 +14,6 @@
 #include "gc_full.h"
 #include "heap.h"
 
-/* Candidates one collection takes at a time. */
-#define GC_BATCH 32
-
 /* Collect every garbage cycle reachable from the candidates (all garbage
  * there is: see docs/gc.md), synchronously, after finishing or giving up
  * the work of periodic slices under way. 0, or RPC_EOUT_OF_MEMORY with
@@ -24,9 +21,9 @@
 int gc_collect(struct heap *h, struct gc_result *r);
 /* One slice of a periodic sweep: about budget_us of work (at least one
  * step), then it returns, whatever the size of the subgraph or of the
- * garbage under way. A collection over GC_BATCH candidates runs across as
- * many slices as it needs and changes no count (its trial counts are its
- * own); an object that requests change meanwhile is alive for it and a
+ * garbage under way. A collection takes every candidate buffered when it
+ * starts (one per unit of work), runs across as many slices as it needs and changes no count (its
+ * trial counts are its own); an object that requests change meanwhile is alive for it and a
  * candidate again afterwards (see docs/gc.md for the rule and why it is
  * correct); garbage it finds is freed a chunk at a time, and once the
  * sweep's work is done its trial array is given back 2 MiB a step. Returns

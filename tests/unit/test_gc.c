@@ -497,6 +497,35 @@ static void nothing_released_costs_nothing(void **state)
     assert_int_equal(r.candidates, 0);
 }
 
+/* A live chain whose every object is a candidate (a client linked i -> i+1,
+ * kept the head and dropped the rest, newest first) costs the sliced
+ * sweep work in proportion to the chain: one collection takes all the
+ * candidates, and each object is examined once. Collections of 32
+ * candidates at a time examined the tail again for every 32: n^2/64. */
+static void sliced_sweep_of_a_candidate_chain_is_linear(void **state)
+{
+    enum { N = 20000 };
+    struct heap *h = *state;
+    struct gc_result r;
+    static uint64_t ids[N];
+    uint64_t examined = 0;
+    int more;
+    ids[N - 1] = mk(h, NULL, 0);
+    for (int i = N - 2; i >= 0; i--)
+        ids[i] = mk(h, &ids[i + 1], 1);
+    for (int i = N - 1; i >= 1; i--)
+        heap_decr(h, ids[i], CNT_HOLDS, 1); /* ids[0] keeps it all alive */
+    assert_true(h->ncand >= N - 2);
+    do {
+        assert_true((more = gc_slice(h, 100, &r)) >= 0);
+        examined += r.examined;
+    } while (more);
+    assert_int_equal(h->objects, N);
+    assert_int_equal(h->ncand, 0);
+    assert_true(examined <= 2 * (uint64_t)N);
+    check_invariants(h);
+}
+
 static void live_cycle_survives_and_is_restored(void **state)
 {
     struct heap *h = *state;
@@ -625,6 +654,7 @@ int main(int argc, char **argv)
         T(million_two_cycles),
         T(million_ring),
         T(nothing_released_costs_nothing),
+        T(sliced_sweep_of_a_candidate_chain_is_linear),
         T(live_cycle_survives_and_is_restored),
         T(out_of_memory_keeps_counts),
         T(slice_of_a_fresh_heap),
