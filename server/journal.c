@@ -610,12 +610,14 @@ int journal_open(struct journal *j, const char *dir, const struct journal_opts *
         snprintf(err, errlen, "cannot list %s: %s", dir, strerror(-rc));
         goto fail;
     }
+    if (!j->opts.first_index)
+        j->opts.first_index = 1;
     if (nseg == 0) {
-        if ((rc = new_segment(j, 1, 1, j->opts.segment_bytes)) < 0) {
+        if ((rc = new_segment(j, 1, j->opts.first_index, j->opts.segment_bytes)) < 0) {
             snprintf(err, errlen, "%s", j->last_error);
             goto fail;
         }
-        j->next_index = 1;
+        j->next_index = j->opts.first_index;
     } else {
         char name[64];
         const uint8_t *m;
@@ -664,6 +666,22 @@ int journal_open(struct journal *j, const char *dir, const struct journal_opts *
         j->off = j->synced_off = ss.end;
         j->bytes = ss.end - JOURNAL_HEADER_BYTES;
         j->next_index = first + ss.records;
+    }
+    if (j->next_index < j->opts.first_index) {
+        /* The snapshot covers more than the journal holds: go on after it,
+         * in a segment whose header says where. */
+        j->written_index = j->next_index - 1;
+        if ((rc = new_segment(j, j->seq + 1, j->opts.first_index, j->opts.segment_bytes)) < 0) {
+            snprintf(err, errlen, "%s", j->last_error);
+            goto fail;
+        }
+        j->next_index = j->opts.first_index;
+        j->written_index = j->next_index - 1;
+        if ((rc = journal_drop_through(j, j->opts.first_index - 1)) < 0) {
+            snprintf(err, errlen, "cannot drop segments before index %" PRIu64 " in %s: %s",
+                     j->opts.first_index, dir, strerror(-rc));
+            goto fail;
+        }
     }
     j->written_index = j->durable_index = j->synced_idx = j->next_index - 1;
     mem_free(seqs, cap * 8);

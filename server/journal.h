@@ -40,6 +40,10 @@ struct journal_opts {
     uv_loop_t *loop;               /* NULL: sync inline in journal_commit (tools, tests) */
     journal_durable_cb on_durable; /* may be NULL */
     void *ud;
+    /* The index of the first record of an empty journal (0: 1): the last
+     * index of the snapshot it follows, plus one, so that a record never
+     * takes an index the snapshot covers. */
+    uint64_t first_index;
 };
 
 struct journal {
@@ -81,8 +85,11 @@ int journal_lock_dir(const char *dir, int *fd, char *err, size_t errlen);
 
 /* Open the journal of data directory dir for appending: lock it, find the
  * end of the last segment (a torn last record is cut off with a warning in
- * the log), or make the first segment. 0, or a negative errno with a message
- * in err (the lock is taken, a segment is damaged: run journal_check). */
+ * the log), or make the first segment, starting at o->first_index. If the
+ * records end before o->first_index (a repair set segments aside that a
+ * snapshot covers), appends go on at o->first_index in a new segment. 0, or
+ * a negative errno with a message in err (the lock is taken, a segment is
+ * damaged: run journal_check). */
 int journal_open(struct journal *j, const char *dir, const struct journal_opts *o, char *err,
                  size_t errlen);
 /* Write out and sync what is pending (blocking), stop the timer, release

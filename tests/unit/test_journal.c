@@ -93,7 +93,7 @@ static struct rec nth(uint64_t k, uint8_t *data)
 
 static struct journal_opts opts(enum journal_fsync f, uint64_t seg)
 {
-    struct journal_opts o = {f, seg, NULL, NULL, NULL};
+    struct journal_opts o = {.fsync = f, .segment_bytes = seg};
     return o;
 }
 
@@ -389,6 +389,40 @@ static void missing_segment(void **state)
     assert_non_null(strstr(s.damage, "journal-0000000000000003.log: offset 0: records missing"));
 }
 
+/* After a snapshot through index 500 and a repair that set every segment
+ * aside, new records start at 501, never at an index the snapshot covers;
+ * the same when the journal is simply behind the snapshot. */
+static void empty_journal_starts_after_the_snapshot(void **state)
+{
+    (void)state;
+    struct journal j;
+    struct journal_opts o = {.fsync = JOURNAL_FSYNC_NO, .first_index = 501};
+    struct journal_scan s;
+    uint8_t data[64];
+    struct rec r = nth(1, data);
+    uint64_t idx;
+    open_j(&j, &o);
+    assert_int_equal(j.next_index, 501);
+    assert_int_equal(journal_append(&j, &r, &idx), 0);
+    assert_int_equal(idx, 501);
+    journal_close(&j);
+    assert_int_equal(journal_scan(dir, NULL, NULL, &s), 0);
+    assert_int_equal(s.first_index, 501);
+    assert_int_equal(s.last_index, 501);
+
+    o.first_index = 900; /* a newer snapshot than the journal */
+    open_j(&j, &o);
+    assert_int_equal(j.next_index, 900);
+    assert_int_equal(journal_append(&j, &r, &idx), 0);
+    assert_int_equal(idx, 900);
+    journal_close(&j);
+    /* The old segment, which the snapshot covers, is gone: no hole. */
+    assert_int_equal(journal_scan(dir, NULL, NULL, &s), 0);
+    assert_int_equal(s.segments, 1);
+    assert_int_equal(s.first_index, 900);
+    assert_int_equal(s.last_index, 900);
+}
+
 static void lock_refuses_second_opener(void **state)
 {
     (void)state;
@@ -422,7 +456,8 @@ static void group_commit_off_the_loop(void **state)
     (void)state;
     uv_loop_t loop;
     struct journal j;
-    struct journal_opts o = {JOURNAL_FSYNC_ALWAYS, 0, &loop, on_durable, NULL};
+    struct journal_opts o = {
+        .fsync = JOURNAL_FSYNC_ALWAYS, .loop = &loop, .on_durable = on_durable};
     uint8_t data[64];
     uint64_t syncs, writes;
 
@@ -465,7 +500,8 @@ static void everysec_reports_at_write(void **state)
     (void)state;
     uv_loop_t loop;
     struct journal j;
-    struct journal_opts o = {JOURNAL_FSYNC_EVERYSEC, 0, &loop, on_durable, NULL};
+    struct journal_opts o = {
+        .fsync = JOURNAL_FSYNC_EVERYSEC, .loop = &loop, .on_durable = on_durable};
     assert_int_equal(uv_loop_init(&loop), 0);
     durable_seen = durable_calls = 0;
     open_j(&j, &o);
@@ -484,7 +520,7 @@ static void injected_write_error_then_resume(void **state)
 {
     (void)state;
     struct journal j;
-    struct journal_opts o = {JOURNAL_FSYNC_NO, 0, NULL, on_durable, NULL};
+    struct journal_opts o = {.fsync = JOURNAL_FSYNC_NO, .on_durable = on_durable};
     uint8_t data[64];
     struct rec r = nth(11, data);
     durable_seen = durable_calls = 0;
@@ -519,7 +555,8 @@ static void injected_sync_error_then_resume(void **state)
     (void)state;
     uv_loop_t loop;
     struct journal j;
-    struct journal_opts o = {JOURNAL_FSYNC_ALWAYS, 0, &loop, on_durable, NULL};
+    struct journal_opts o = {
+        .fsync = JOURNAL_FSYNC_ALWAYS, .loop = &loop, .on_durable = on_durable};
     uint64_t writes;
     assert_int_equal(uv_loop_init(&loop), 0);
     durable_seen = durable_calls = 0;
@@ -648,6 +685,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(bit_flip_in_the_middle, setup, teardown),
         cmocka_unit_test_setup_teardown(bit_flip_in_a_header, setup, teardown),
         cmocka_unit_test_setup_teardown(missing_segment, setup, teardown),
+        cmocka_unit_test_setup_teardown(empty_journal_starts_after_the_snapshot, setup, teardown),
         cmocka_unit_test_setup_teardown(lock_refuses_second_opener, setup, teardown),
         cmocka_unit_test_setup_teardown(group_commit_off_the_loop, setup, teardown),
         cmocka_unit_test_setup_teardown(everysec_reports_at_write, setup, teardown),
