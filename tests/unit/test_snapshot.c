@@ -3,10 +3,12 @@
  * churned id allocator, a large object) is written and read back, and every
  * record is compared with the live store object by object; the same from a
  * fork()ed child; and a bit flip anywhere in the file, or a cut, is refused
- * with the offset. */
+ * with the offset. Also datadir_check (--check-data), which joins a snapshot
+ * and a journal. */
 #include "cmocka_pre.h"
 
 #include "check.h"
+#include "datadir.h"
 #include "mem.h"
 #include "rpc_err.h"
 #include "snapshot.h"
@@ -403,6 +405,102 @@ static void failed_write_keeps_the_old_one(void **state)
     assert_int_equal(info.last_index, 42);
 }
 
+/* Journal records from..to (HOLD records), in dir. */
+static void journal_records(uint64_t from, uint64_t to)
+{
+    struct journal j;
+    struct journal_opts o = {.fsync = JOURNAL_FSYNC_NO, .first_index = from};
+    char err[512];
+    if (journal_open(&j, dir, &o, err, sizeof(err)) < 0)
+        fail_msg("journal_open: %s", err);
+    assert_int_equal(j.next_index, from);
+    for (uint64_t k = from; k <= to; k++) {
+        struct rec r = {.type = REC_HOLD, .sess = 1, .id = k, .a = 1};
+        assert_int_equal(journal_append(&j, &r, NULL), 0);
+    }
+    assert_int_equal(journal_commit(&j), 0);
+    journal_close(&j);
+}
+
+static void check_data_joins_snapshot_and_journal(void **state)
+{
+    (void)state;
+    struct datadir_report rep;
+    char err[512];
+    build(100, 0);
+    assert_int_equal(datadir_check(dir, 0, &rep), 0); /* empty: fine */
+    assert_int_equal(snapshot_write(&st, dir, 42, now_ms, NULL, err, sizeof(err)), 0);
+    journal_records(43, 60);
+    assert_int_equal(datadir_check(dir, 0, &rep), 0);
+    assert_true(rep.has_snapshot);
+    assert_int_equal(rep.snapshot.objects, st.heap.objects);
+    assert_int_equal(rep.journal.records, 18);
+    assert_non_null(strstr(rep.message, "18 journal records"));
+
+    /* A server holds the directory: refused. */
+    {
+        int fd;
+        assert_int_equal(journal_lock_dir(dir, &fd, err, sizeof(err)), 0);
+        assert_int_equal(datadir_check(dir, 0, &rep), -EWOULDBLOCK);
+        assert_non_null(strstr(rep.message, "in use by another rcstored"));
+        close(fd);
+    }
+}
+
+static void check_data_finds_a_hole(void **state)
+{
+    (void)state;
+    struct datadir_report rep;
+    char err[512];
+    build(100, 0);
+    assert_int_equal(snapshot_write(&st, dir, 42, now_ms, NULL, err, sizeof(err)), 0);
+    journal_records(50, 60); /* 43..49 are nowhere */
+    assert_int_equal(datadir_check(dir, 1, &rep), -EBADMSG);
+    assert_non_null(strstr(rep.message, "starts at index 50"));
+    assert_non_null(strstr(rep.message, "ends at 42"));
+}
+
+static void check_data_damage_and_repair(void **state)
+{
+    (void)state;
+    struct datadir_report rep;
+    char err[512], seg[400];
+    uint8_t *p;
+    size_t n;
+    build(100, 0);
+    assert_int_equal(snapshot_write(&st, dir, 42, now_ms, NULL, err, sizeof(err)), 0);
+    journal_records(43, 80);
+    /* A flipped bit in the middle of the journal. */
+    snprintf(seg, sizeof(seg), "%s/journal-%016x.log", dir, 1);
+    {
+        FILE *f = fopen(seg, "r+b");
+        uint8_t b;
+        assert_non_null(f);
+        fseek(f, JOURNAL_HEADER_BYTES + 100, SEEK_SET);
+        assert_int_equal(fread(&b, 1, 1, f), 1);
+        b ^= 4;
+        fseek(f, JOURNAL_HEADER_BYTES + 100, SEEK_SET);
+        assert_int_equal(fwrite(&b, 1, 1, f), 1);
+        fclose(f);
+    }
+    assert_true(datadir_check(dir, 0, &rep) < 0);
+    assert_non_null(strstr(rep.message, "journal-0000000000000001.log: offset "));
+    assert_int_equal(datadir_check(dir, 1, &rep), 0);
+    assert_true(rep.repaired);
+    assert_true(rep.journal.damaged < 0); /* what was found */
+    assert_int_equal(datadir_check(dir, 0, &rep), 0);
+    assert_true(rep.journal.records < 38);
+
+    /* A damaged snapshot is refused, with or without --repair. */
+    read_file(&p, &n);
+    p[n / 2] ^= 1;
+    write_file(p, n);
+    free(p);
+    assert_true(datadir_check(dir, 1, &rep) < 0);
+    assert_non_null(strstr(rep.message, "cannot be repaired"));
+    assert_non_null(strstr(rep.message, SNAPSHOT_FILE ": offset "));
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -410,6 +508,9 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(write_in_a_child, setup, teardown),
         cmocka_unit_test_setup_teardown(bit_flips_and_cuts_are_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(failed_write_keeps_the_old_one, setup, teardown),
+        cmocka_unit_test_setup_teardown(check_data_joins_snapshot_and_journal, setup, teardown),
+        cmocka_unit_test_setup_teardown(check_data_finds_a_hole, setup, teardown),
+        cmocka_unit_test_setup_teardown(check_data_damage_and_repair, setup, teardown),
     };
     rcs_test_select(argc, argv);
     return cmocka_run_group_tests(tests, NULL, NULL);
