@@ -33,12 +33,14 @@ static const char seg_magic[8] = "RCSJRNL";
 /* ---- I/O with failure injection ---- */
 
 static atomic_long fail_after[JOURNAL_IO_KINDS] = {-1, -1, -1};
+static atomic_long fail_times[JOURNAL_IO_KINDS];
 static atomic_int fail_err[JOURNAL_IO_KINDS];
 static atomic_uint_fast64_t io_calls[JOURNAL_IO_KINDS];
 
-void journal_fail_io(enum journal_io kind, long after, int err)
+void journal_fail_io(enum journal_io kind, long after, long times, int err)
 {
     atomic_store(&fail_err[kind], err);
+    atomic_store(&fail_times[kind], times);
     atomic_store(&fail_after[kind], after);
 }
 
@@ -50,13 +52,18 @@ uint64_t journal_io_calls(enum journal_io kind)
 /* 0, or the injected -errno for this call. */
 static int injected(enum journal_io kind)
 {
-    long n = atomic_load(&fail_after[kind]);
+    long n = atomic_load(&fail_after[kind]), t;
     atomic_fetch_add(&io_calls[kind], 1);
     while (n > 0) {
         if (atomic_compare_exchange_weak(&fail_after[kind], &n, n - 1))
             return 0;
     }
-    return n == 0 ? -atomic_load(&fail_err[kind]) : 0;
+    if (n != 0)
+        return 0;
+    t = atomic_load(&fail_times[kind]);
+    if (t > 0 && atomic_fetch_sub(&fail_times[kind], 1) == 1)
+        atomic_store(&fail_after[kind], -1); /* that was the last one */
+    return -atomic_load(&fail_err[kind]);
 }
 
 static int io_write(int fd, const void *p, size_t n, uint64_t off)
@@ -401,7 +408,7 @@ static void report_durable(struct journal *j, uint64_t index)
     }
 }
 
-static void start_sync(struct journal *j);
+static int start_sync(struct journal *j);
 
 static void resumed(struct journal *j)
 {
@@ -430,7 +437,10 @@ static void sync_done(struct journal *j, int rc)
     j->unsynced -= j->sync_bytes;
     j->synced_off += j->sync_bytes;
     j->synced_idx = j->sync_idx;
-    resumed(j);
+    /* A sync that succeeds ends a failure only when nothing is left
+     * unwritten (a write may have failed while it ran). */
+    if (!j->rewrite && buf_pending(&j->out) == j->unsynced)
+        resumed(j);
     if (j->opts.fsync == JOURNAL_FSYNC_ALWAYS)
         report_durable(j, j->sync_idx);
 }
@@ -454,24 +464,28 @@ static void on_sync_done(uv_work_t *w, int status)
         start_sync(j);
 }
 
-/* Sync what is written and unsynced: off the loop if there is one. */
-static void start_sync(struct journal *j)
+/* Sync what is written and unsynced: off the loop if there is one (0:
+ * started), else inline (0 or the error). */
+static int start_sync(struct journal *j)
 {
+    int rc;
     assert(!j->sync_busy);
     if (!j->unsynced)
-        return;
+        return 0;
     j->sync_bytes = j->unsynced;
     j->sync_idx = j->written_index;
     if (!j->opts.loop) {
-        sync_done(j, io_sync(j->fd));
-        return;
+        sync_done(j, rc = io_sync(j->fd));
+        return rc;
     }
     j->sync_busy = 1;
     j->work.data = j;
     if (uv_queue_work(j->opts.loop, &j->work, on_sync_work, on_sync_done) < 0) {
         j->sync_busy = 0;
-        sync_done(j, io_sync(j->fd)); /* cannot happen with a live loop */
+        sync_done(j, rc = io_sync(j->fd)); /* cannot happen with a live loop */
+        return rc;
     }
+    return 0;
 }
 
 int journal_commit(struct journal *j)
@@ -501,9 +515,10 @@ int journal_commit(struct journal *j)
         if (j->opts.fsync != JOURNAL_FSYNC_NO && (j->unsynced || j->sync_busy)) {
             if (j->sync_busy)
                 return j->failed; /* its completion commits again */
-            start_sync(j);
-            if (j->opts.loop || j->unsynced)
-                return j->failed;
+            if ((rc = start_sync(j)) < 0)
+                return rc; /* what it covered is written again first */
+            if (j->opts.loop)
+                return j->failed; /* its completion commits again */
         }
         if (size < JOURNAL_HEADER_BYTES + pending)
             size = JOURNAL_HEADER_BYTES + pending;

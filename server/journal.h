@@ -149,10 +149,11 @@ int journal_check(const char *dir, int repair, struct journal_scan *out);
 /* ---- test hooks ---- */
 
 enum journal_io { JOURNAL_IO_WRITE, JOURNAL_IO_SYNC, JOURNAL_IO_ALLOC, JOURNAL_IO_KINDS };
-/* Make every call of this kind after the next `after` ones fail with -err
- * (EIO, ENOSPC), as mem_fail_after does for allocations; after -1 turns it
- * off. Counted across all journals of the process. */
-void journal_fail_io(enum journal_io kind, long after, int err);
+/* Make calls of this kind fail with -err (EIO, ENOSPC) as mem_fail_after
+ * does for allocations: after the next `after` succeed, `times` calls fail
+ * (-1: every one from then on); after -1 turns it off. Counted across all
+ * journals of the process. */
+void journal_fail_io(enum journal_io kind, long after, long times, int err);
 /* Calls of this kind made so far (successful or not). */
 uint64_t journal_io_calls(enum journal_io kind);
 

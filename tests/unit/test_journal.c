@@ -49,7 +49,7 @@ static int setup(void **state)
     snprintf(dir, sizeof(dir), "/tmp/rcs-test-journal-XXXXXX");
     assert_non_null(mkdtemp(dir));
     for (int k = 0; k < JOURNAL_IO_KINDS; k++)
-        journal_fail_io(k, -1, 0);
+        journal_fail_io(k, -1, 0, 0);
     return 0;
 }
 
@@ -58,7 +58,7 @@ static int teardown(void **state)
     (void)state;
     rm_dir(dir);
     for (int k = 0; k < JOURNAL_IO_KINDS; k++)
-        journal_fail_io(k, -1, 0);
+        journal_fail_io(k, -1, 0, 0);
     assert_int_equal(mem_used(), 0);
     return 0;
 }
@@ -527,7 +527,7 @@ static void injected_write_error_then_resume(void **state)
     open_j(&j, &o);
     append_range(&j, 1, 10, 1000);
     assert_int_equal(durable_seen, 10);
-    journal_fail_io(JOURNAL_IO_WRITE, 0, EIO);
+    journal_fail_io(JOURNAL_IO_WRITE, 0, -1, EIO);
     assert_int_equal(journal_append(&j, &r, NULL), 0);
     assert_int_equal(journal_commit(&j), -EIO);
     assert_int_equal(j.failed, -EIO);
@@ -538,7 +538,7 @@ static void injected_write_error_then_resume(void **state)
     assert_int_equal(journal_append(&j, &r, NULL), -EIO); /* refused, not buffered */
     assert_int_equal(journal_commit(&j), -EIO);           /* still broken */
     assert_int_equal(durable_seen, 10);
-    journal_fail_io(JOURNAL_IO_WRITE, -1, 0);
+    journal_fail_io(JOURNAL_IO_WRITE, -1, 0, 0);
     assert_int_equal(journal_commit(&j), 0);
     assert_int_equal(j.failed, 0);
     assert_int_equal(durable_seen, 11);
@@ -564,13 +564,13 @@ static void injected_sync_error_then_resume(void **state)
     append_range(&j, 1, 20, 1000);
     uv_run(&loop, UV_RUN_DEFAULT);
     assert_int_equal(durable_seen, 20);
-    journal_fail_io(JOURNAL_IO_SYNC, 0, EIO);
+    journal_fail_io(JOURNAL_IO_SYNC, 0, -1, EIO);
     append_range(&j, 21, 30, 1000);
     uv_run(&loop, UV_RUN_DEFAULT);
     assert_int_equal(j.failed, -EIO);
     assert_non_null(strstr(j.last_error, "fdatasync"));
     assert_int_equal(durable_seen, 20);
-    journal_fail_io(JOURNAL_IO_SYNC, -1, 0);
+    journal_fail_io(JOURNAL_IO_SYNC, -1, 0, 0);
     writes = journal_io_calls(JOURNAL_IO_WRITE);
     /* What the retry timer calls: the records are written again and
      * synced; only that sync clears the failure. */
@@ -596,7 +596,7 @@ static void injected_enospc_at_rotation(void **state)
     open_j(&j, &o);
     append_range(&j, 1, 50, 1);
     seq = j.seq;
-    journal_fail_io(JOURNAL_IO_ALLOC, 0, ENOSPC);
+    journal_fail_io(JOURNAL_IO_ALLOC, 0, -1, ENOSPC);
     uint8_t data[64];
     int rc = 0;
     uint64_t k = 51;
@@ -609,11 +609,41 @@ static void injected_enospc_at_rotation(void **state)
     assert_int_equal(j.seq, seq);
     assert_non_null(strstr(j.last_error, "new segment"));
     assert_non_null(strstr(j.last_error, "No space left on device"));
-    journal_fail_io(JOURNAL_IO_ALLOC, -1, 0);
+    journal_fail_io(JOURNAL_IO_ALLOC, -1, 0, 0);
     assert_int_equal(journal_commit(&j), 0);
     assert_int_equal(j.seq, seq + 1);
     journal_close(&j);
     expect_records(k - 1);
+}
+
+/* --fsync everysec without a loop syncs only when a segment is full: one
+ * failed fdatasync of the old segment there must stop the rotation (its
+ * unsynced records are written again into it, not into the new segment),
+ * and the retry goes on with every record exactly once. */
+static void sync_failure_at_rotation(void **state)
+{
+    (void)state;
+    struct journal j;
+    struct journal_opts o = opts(JOURNAL_FSYNC_EVERYSEC, 4096);
+    uint8_t data[64];
+    uint64_t k = 1, seq;
+    int rc = 0;
+    open_j(&j, &o);
+    seq = j.seq;
+    journal_fail_io(JOURNAL_IO_SYNC, 0, 1, EIO); /* the next sync, once */
+    for (; k < 1000 && rc == 0; k++) {
+        struct rec r = nth(k, data);
+        assert_int_equal(journal_append(&j, &r, NULL), 0);
+        rc = journal_commit(&j);
+    }
+    assert_int_equal(rc, -EIO);
+    assert_int_equal(j.seq, seq); /* no rotation past a failed sync */
+    assert_non_null(strstr(j.last_error, "fdatasync"));
+    assert_int_equal(journal_commit(&j), 0);
+    assert_int_equal(j.seq, seq + 1);
+    append_range(&j, k, k + 100, 1);
+    journal_close(&j);
+    expect_records(k + 100);
 }
 
 /* A real full disk: a 1 MiB tmpfs, filled by another file. */
@@ -692,6 +722,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(injected_write_error_then_resume, setup, teardown),
         cmocka_unit_test_setup_teardown(injected_sync_error_then_resume, setup, teardown),
         cmocka_unit_test_setup_teardown(injected_enospc_at_rotation, setup, teardown),
+        cmocka_unit_test_setup_teardown(sync_failure_at_rotation, setup, teardown),
         cmocka_unit_test_setup_teardown(full_tmpfs_then_space_freed, setup, teardown),
     };
     rcs_test_select(argc, argv);
