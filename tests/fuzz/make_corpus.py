@@ -114,4 +114,33 @@ write("record", "journal", b"\x00" + b"".join(JOURNAL))
 write("record", "snapshot", b"\x01" + b"".join(SNAPSHOT))
 for i, r in enumerate(JOURNAL):
     write("record", "j%02d" % i, b"\x00" + r)
+
+# Files for fuzz_files: a kind byte (0 raw journal segment, 2 journal
+# records after a valid header, 1 snapshot), then the file.
+def file_header(magic, version, a, b):
+    h = bytearray(64)
+    h[0:8] = magic
+    h[8:12] = version.to_bytes(4, "little")
+    h[16:24] = a.to_bytes(8, "little")
+    h[24:32] = b.to_bytes(8, "little")
+    h[60:64] = crc32c(bytes(h[0:60])).to_bytes(4, "little")
+    return bytes(h)
+
+
+SNAP_FILE = [
+    record(64, varint(42) + varint(1700000000) + varint(4)),  # SNAP_HEAD
+    record(65, varint(3) + varint(0) + varint(2)),  # SNAP_IDS
+    record(66, varint(1) + (2).to_bytes(8, "little") + (1).to_bytes(8, "little")),
+    record(69, varint(3) + TOKEN + varint(30) + varint(0) + varint(4) + b"fuzz"),
+    record(67, varint(1) + varint(3) + varint(2) + b"hi" + u64s(1)),  # SNAP_OBJ
+    record(70, varint(3) + varint(1) + (1).to_bytes(8, "little") + (2).to_bytes(8, "little")),
+    record(68, varint(1) + b"a" + varint(1)),  # SNAP_NAME
+    record(72, varint(1) + varint(1) + varint(1) + varint(0)),  # SNAP_END
+]
+write("files", "journal-records", b"\x02" + b"".join(JOURNAL) + bytes(64))
+write("files", "journal-segment",
+      b"\x00" + file_header(b"RCSJRNL\0", 1, 1, 1) + b"".join(JOURNAL) + bytes(32))
+write("files", "journal-torn", b"\x02" + b"".join(JOURNAL) + JOURNAL[0][:7] + bytes(40))
+write("files", "snapshot",
+      b"\x01" + file_header(b"RCSSNAP\0", 1, 42, 1700000000) + b"".join(SNAP_FILE))
 print("corpus written to", os.path.join(HERE, "corpus"), file=sys.stderr)
