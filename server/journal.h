@@ -96,8 +96,8 @@ int journal_open(struct journal *j, const char *dir, const struct journal_opts *
  * the lock. With a loop, the caller runs it after this until the close
  * completes (libuv's rule for the timer); journal_close returns at once. */
 void journal_close(struct journal *j);
-/* Whether appends are taken now (0), or the error that stops them. */
-static inline int journal_writable(const struct journal *j)
+/* 0 while appends are taken, else the error that stops them (j->failed). */
+static inline int journal_error(const struct journal *j)
 {
     return j->failed;
 }

@@ -533,7 +533,7 @@ static void injected_write_error_then_resume(void **state)
     assert_int_equal(j.failed, -EIO);
     assert_non_null(strstr(j.last_error, "write"));
     assert_non_null(strstr(j.last_error, "Input/output error"));
-    assert_int_equal(journal_writable(&j), -EIO);
+    assert_int_equal(journal_error(&j), -EIO);
     r = nth(12, data);
     assert_int_equal(journal_append(&j, &r, NULL), -EIO); /* refused, not buffered */
     assert_int_equal(journal_commit(&j), -EIO);           /* still broken */
