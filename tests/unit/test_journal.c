@@ -514,6 +514,82 @@ static void everysec_reports_at_write(void **state)
     expect_records(50);
 }
 
+/* --fsync always on a loop with small segments: rotations that must wait
+ * for the sync in flight are postponed to its completion, and every record
+ * lands once, in order. */
+static void rotation_waits_for_the_sync_in_flight(void **state)
+{
+    (void)state;
+    uv_loop_t loop;
+    struct journal j;
+    struct journal_opts o = {.fsync = JOURNAL_FSYNC_ALWAYS,
+                             .segment_bytes = 4096,
+                             .loop = &loop,
+                             .on_durable = on_durable};
+    uint8_t data[64];
+    assert_int_equal(uv_loop_init(&loop), 0);
+    durable_seen = durable_calls = 0;
+    open_j(&j, &o);
+    for (uint64_t k = 1; k <= 3000; k++) {
+        struct rec r = nth(k, data);
+        assert_int_equal(journal_append(&j, &r, NULL), 0);
+        if (k % 10 == 0) {
+            assert_int_equal(journal_commit(&j), 0);
+            uv_run(&loop, UV_RUN_NOWAIT); /* a loop iteration: maybe a sync completes */
+        }
+    }
+    assert_int_equal(journal_commit(&j), 0);
+    assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
+    assert_int_equal(durable_seen, 3000);
+    assert_int_equal(j.written_index, 3000);
+    assert_true(j.seq >= 2); /* a postponed rotation sizes its segment to what waited */
+    journal_close(&j);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&loop), 0);
+    expect_records(3000);
+}
+
+struct check {
+    struct journal *j;
+    uint64_t deadline;
+};
+
+static void on_check_timer(uv_timer_t *t)
+{
+    struct check *c = t->data;
+    if (c->j->syncs > 0 || uv_now(t->loop) > c->deadline)
+        uv_close((uv_handle_t *)t, NULL);
+}
+
+/* --fsync everysec: the journal's own timer syncs what was written, off the
+ * loop. The test waits for that event (a sync counted), not for a time. */
+static void everysec_timer_syncs(void **state)
+{
+    (void)state;
+    uv_loop_t loop;
+    uv_timer_t check;
+    struct journal j;
+    struct journal_opts o = {.fsync = JOURNAL_FSYNC_EVERYSEC, .loop = &loop};
+    assert_int_equal(uv_loop_init(&loop), 0);
+    open_j(&j, &o);
+    append_range(&j, 1, 10, 1000);
+    assert_int_equal(j.syncs, 0);
+    assert_true(j.unsynced > 0);
+    /* Something must keep the loop running: a check every 10 ms, which
+     * ends when the sync has happened (or after 10 s of loop time). */
+    struct check c = {&j, uv_now(&loop) + 10000};
+    uv_timer_init(&loop, &check);
+    check.data = &c;
+    uv_timer_start(&check, on_check_timer, 10, 10);
+    assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
+    assert_int_equal(j.syncs, 1);
+    assert_int_equal(j.unsynced, 0);
+    journal_close(&j);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&loop), 0);
+    expect_records(10);
+}
+
 /* A write that fails: nothing is durable, appends are refused with the
  * error, and when the disk heals the same records land once. */
 static void injected_write_error_then_resume(void **state)
@@ -719,6 +795,8 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(lock_refuses_second_opener, setup, teardown),
         cmocka_unit_test_setup_teardown(group_commit_off_the_loop, setup, teardown),
         cmocka_unit_test_setup_teardown(everysec_reports_at_write, setup, teardown),
+        cmocka_unit_test_setup_teardown(rotation_waits_for_the_sync_in_flight, setup, teardown),
+        cmocka_unit_test_setup_teardown(everysec_timer_syncs, setup, teardown),
         cmocka_unit_test_setup_teardown(injected_write_error_then_resume, setup, teardown),
         cmocka_unit_test_setup_teardown(injected_sync_error_then_resume, setup, teardown),
         cmocka_unit_test_setup_teardown(injected_enospc_at_rotation, setup, teardown),
