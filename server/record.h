@@ -53,7 +53,7 @@
     X(UNLINK, 7, "ig", "first target removed from id's refs; may free")                            \
     X(BIND, 8, "xi", "name bytes bound (or rebound) to id")                                        \
     X(UNBIND, 9, "x", "name bytes unbound; may free")                                              \
-    X(SHARE, 10, "tia", "share token made for id, ttl a seconds")                                  \
+    X(SHARE, 10, "tsia", "share token made by session sess for id, ttl a seconds")                 \
     X(CLAIM, 11, "tsi", "token claimed by session sess (it held id)")                              \
     X(SHARE_EXPIRE, 12, "T", "share tokens whose ttl ended; may free")                             \
     X(SESS_NEW, 13, "stx", "session sess created with resume token and client name bytes")         \
@@ -71,7 +71,7 @@
     X(SNAP_NAME, 68, "xi", "name bytes bound to id")                                               \
     X(SNAP_SESS, 69, "stabx", "session sess, resume token, lease a s, flags b, client bytes")      \
     X(SNAP_HOLDS, 70, "sP", "session sess's holds beyond ownership: (id, count)")                  \
-    X(SNAP_SHARE, 71, "tiab", "share token for id, a ms left, ttl b s (0: unknown)")               \
+    X(SNAP_SHARE, 71, "tiabc", "token for id, a ms left, ttl b s, made by session c (0: unknown)") \
     X(SNAP_END, 72, "abcd", "snapshot end: a objects, b names, c sessions, d share tokens")
 
 enum rec_type {
@@ -82,7 +82,8 @@ enum rec_type {
 
 #define REC_SNAP_FIRST 64
 /* SNAP_SESS flags */
-#define REC_SESS_ATTACHED 1u
+#define REC_SESS_ATTACHED 1u /* attached to a connection when written */
+#define REC_SESS_ENDING   2u /* ended, its holds still being released in slices */
 
 /* Error codes (negative errno values, so one int carries either). */
 #define REC_ETRUNC  (-ENODATA) /* the bytes end inside the record */

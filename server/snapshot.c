@@ -110,7 +110,7 @@ static void write_records(struct writer *w, const struct store *st, uint64_t las
     const struct sess *s;
     const struct name_ent *e;
     const uint8_t *token;
-    uint64_t id, n, deadline;
+    uint64_t id, n, deadline, maker;
 
     emit(w, &(struct rec){
                 .type = REC_SNAP_HEAD, .a = last_index, .b = unix_time, .c = st->next_sess_id});
@@ -171,12 +171,15 @@ static void write_records(struct writer *w, const struct store *st, uint64_t las
     }
 
     pos = 0;
-    while (store_next_share(st, &pos, &token, &id, &deadline)) {
+    while (store_next_share(st, &pos, &token, &id, &deadline, &maker)) {
         /* An expired token the timer has not reached yet is gone already. */
         if (deadline <= now_ms)
             continue;
-        emit(w, &(struct rec){
-                    .type = REC_SNAP_SHARE, .token = token, .id = id, .a = deadline - now_ms});
+        emit(w, &(struct rec){.type = REC_SNAP_SHARE,
+                              .token = token,
+                              .id = id,
+                              .a = deadline - now_ms,
+                              .c = maker});
         info->shares++;
     }
     emit(w, &(struct rec){.type = REC_SNAP_END,

@@ -608,30 +608,3 @@ uint64_t share_expire(struct store *st, uint64_t now_ms)
     } while (found == 256);
     return n;
 }
-
-/* ---- read-only views for the snapshot writer ---- */
-
-struct sess *store_next_sess(const struct store *st, uint32_t *pos)
-{
-    uint64_t k, v;
-    return u64map_next(&st->sessions, pos, &k, &v) ? PTR(v) : NULL;
-}
-
-int sess_next_hold(const struct sess *s, uint32_t *pos, uint64_t *id, uint64_t *n)
-{
-    return u64map_next(&s->holds, pos, id, n);
-}
-
-int store_next_share(const struct store *st, uint32_t *pos, const uint8_t **token, uint64_t *id,
-                     uint64_t *deadline_ms)
-{
-    uint64_t k, v;
-    const struct share *sh;
-    if (!u64map_next(&st->shares, pos, &k, &v))
-        return 0;
-    sh = PTR(v);
-    *token = sh->token;
-    *id = sh->id;
-    *deadline_ms = sh->deadline_ms;
-    return 1;
-}

@@ -164,9 +164,9 @@ struct sess *store_next_sess(const struct store *st, uint32_t *pos);
 /* s's holds beyond ownership (its map): object id and count; 0 at the end.
  * Its owned objects are those whose heap->owner slot is s->idx. */
 int sess_next_hold(const struct sess *s, uint32_t *pos, uint64_t *id, uint64_t *n);
-/* Every share token: its bytes (SESS_TOKEN_BYTES), object and deadline on
- * the store clock; 0 at the end. */
+/* Every share token: its bytes (SESS_TOKEN_BYTES), object, deadline on the
+ * store clock and the session that made it (0 if not known); 0 at the end. */
 int store_next_share(const struct store *st, uint32_t *pos, const uint8_t **token, uint64_t *id,
-                     uint64_t *deadline_ms);
+                     uint64_t *deadline_ms, uint64_t *maker);
 
 #endif

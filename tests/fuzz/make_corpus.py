@@ -99,7 +99,7 @@ JOURNAL = [
     record(2, varint(3) + varint(1) + varint(2)),  # HOLD
     record(6, varint(1) + varint(1)),  # LINK
     record(8, varint(3) + b"n/a" + varint(1)),  # BIND
-    record(10, TOKEN + varint(1) + varint(5)),  # SHARE
+    record(10, TOKEN + varint(3) + varint(1) + varint(5)),  # SHARE
     record(13, varint(3) + TOKEN + varint(4) + b"fuzz"),  # SESS_NEW
     record(20, u64s(1, 2, 1 << 40 | 3)),  # GC_FREE
 ]
