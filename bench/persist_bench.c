@@ -148,7 +148,10 @@ static int count_obj(void *ud, const struct rec *r)
 static void bench_snapshot(const char *dir, uint64_t nobj)
 {
     struct store st;
-    struct store_limits lim = {1 << 20, 64, 4 << 20, 3600, 0, 0, 0, 0};
+    struct store_limits lim = {.max_data_bytes = 1 << 20,
+                               .max_refs = 64,
+                               .max_message_bytes = 4 << 20,
+                               .max_session_ttl = 3600};
     struct sess *s;
     struct snapshot_info info;
     char err[512], path[4096];

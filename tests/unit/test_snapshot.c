@@ -47,7 +47,10 @@ static struct sess *sessions[NSESS];
  * generations are not trivial. */
 static void build(uint32_t nobj, int with_big)
 {
-    struct store_limits lim = {4u << 20, 64, 8u << 20, 3600, 0, 0, 0, 0};
+    struct store_limits lim = {.max_data_bytes = 4u << 20,
+                               .max_refs = 64,
+                               .max_message_bytes = 8u << 20,
+                               .max_session_ttl = 3600};
     uint64_t *ids = calloc(nobj, 8);
     uint32_t n = 0;
     uint8_t data[64], token[SESS_TOKEN_BYTES];
