@@ -24,7 +24,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static char dir[256];
+static char dir[256], base_dir[256];
 
 static void rm_dir(const char *d)
 {
@@ -48,6 +48,7 @@ static int setup(void **state)
     (void)state;
     snprintf(dir, sizeof(dir), "/tmp/rcs-test-journal-XXXXXX");
     assert_non_null(mkdtemp(dir));
+    memcpy(base_dir, dir, sizeof(dir));
     for (int k = 0; k < JOURNAL_IO_KINDS; k++)
         journal_fail_io(k, -1, 0, 0);
     return 0;
@@ -56,6 +57,16 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     (void)state;
+    char mnt[300];
+    /* A failed tmpfs test leaves dir pointing into its mount, and the
+     * mount: never leave either behind. */
+    memcpy(dir, base_dir, sizeof(dir));
+    snprintf(mnt, sizeof(mnt), "%.200s/mnt", dir);
+    if (access(mnt, F_OK) == 0) {
+        rm_dir(mnt);
+        umount2(mnt, MNT_DETACH);
+        rmdir(mnt);
+    }
     rm_dir(dir);
     for (int k = 0; k < JOURNAL_IO_KINDS; k++)
         journal_fail_io(k, -1, 0, 0);
