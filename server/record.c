@@ -6,6 +6,7 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <stddef.h>
 #include <string.h>
 
 struct rec_info {
@@ -89,26 +90,45 @@ static uint8_t *put_varint(uint8_t *p, uint64_t v)
     return p;
 }
 
-static uint64_t *num_field(struct rec *r, char f)
+/* Where in struct rec the number a schema letter names lives, or 0 for a
+ * letter that is not a number (no number field is at offset 0: type is).
+ * One mapping for both directions. */
+static size_t num_offset(char f)
 {
     switch (f) {
     case 'i':
-        return &r->id;
+        return offsetof(struct rec, id);
     case 's':
-        return &r->sess;
+        return offsetof(struct rec, sess);
     case 'g':
-        return &r->target;
+        return offsetof(struct rec, target);
     case 'a':
-        return &r->a;
+        return offsetof(struct rec, a);
     case 'b':
-        return &r->b;
+        return offsetof(struct rec, b);
     case 'c':
-        return &r->c;
+        return offsetof(struct rec, c);
     case 'd':
-        return &r->d;
+        return offsetof(struct rec, d);
     default:
-        return NULL;
+        return 0;
     }
+}
+
+/* 1 and *v set if f is a number letter, else 0. */
+static int num_value(const struct rec *r, char f, uint64_t *v)
+{
+    size_t off = num_offset(f);
+    if (!off)
+        return 0;
+    memcpy(v, (const char *)r + off, sizeof(*v));
+    return 1;
+}
+
+static uint64_t *num_field(struct rec *r, char f)
+{
+    size_t off = num_offset(f);
+    return off ? (uint64_t *)(void *)((char *)r + off) : NULL;
 }
 
 /* Payload bytes of r, or UINT64_MAX if its array cannot be sized. */
@@ -116,9 +136,9 @@ static uint64_t payload_size(const struct rec *r, const char *schema)
 {
     uint64_t n = 0;
     for (const char *f = schema; *f; f++) {
-        uint64_t *v = num_field((struct rec *)r, *f);
-        if (v)
-            n += varint_len(*v);
+        uint64_t v;
+        if (num_value(r, *f, &v))
+            n += varint_len(v);
         else if (*f == 'x')
             n += varint_len(r->nbytes) + (uint64_t)r->nbytes;
         else if (*f == 't')
@@ -179,10 +199,10 @@ int rec_encode(struct buf *b, const struct rec *r)
     start[4] = (uint8_t)r->type;
     p = start + REC_HEADER_BYTES;
     for (const char *f = in->schema; *f; f++) {
-        uint64_t *v = num_field((struct rec *)r, *f);
-        if (v) {
-            assert((*v != 0 || (*f != 'i' && *f != 's' && *f != 'g')) && "ids are never 0");
-            p = put_varint(p, *v);
+        uint64_t v;
+        if (num_value(r, *f, &v)) {
+            assert((v != 0 || (*f != 'i' && *f != 's' && *f != 'g')) && "ids are never 0");
+            p = put_varint(p, v);
         } else if (*f == 'x') {
             p = put_varint(p, r->nbytes);
             if (r->nbytes)
