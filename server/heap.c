@@ -588,3 +588,25 @@ int heap_unlink(struct heap *h, uint64_t id, uint64_t target, uint32_t *new_len)
     }
     return RPC_ENOT_FOUND;
 }
+
+/* ---- read-only views for the snapshot writer ---- */
+
+void heap_ids_state(const struct heap *h, uint32_t *nslots, uint32_t *gen_floor,
+                    uint32_t *gen_next_max)
+{
+    *nslots = h->nslots;
+    *gen_floor = h->gen_floor;
+    *gen_next_max = h->gen_next_max;
+}
+
+int heap_free_next(const struct heap *h, uint32_t *cursor, uint32_t *slot, uint32_t *gen)
+{
+    uint32_t next = *cursor == 0 ? h->free_head : *cursor;
+    if (next == 0 || next == UINT32_MAX)
+        return 0;
+    *slot = next - 1;
+    *gen = (uint32_t)(h->slots[next - 1] >> 8) & GEN_MAX;
+    next = (uint32_t)(h->slots[next - 1] >> 32);
+    *cursor = next ? next : UINT32_MAX;
+    return 1;
+}

@@ -242,4 +242,13 @@ void heap_buffer(struct heap *h, uint64_t id);
 /* Bytes the object's block occupies as requested (header included). */
 size_t heap_obj_bytes(const struct obj *o);
 
+/* The id allocator's state, for a snapshot: slots ever used, the generation
+ * of slots never used, and the bound above every generation handed out. */
+void heap_ids_state(const struct heap *h, uint32_t *nslots, uint32_t *gen_floor,
+                    uint32_t *gen_next_max);
+/* Walk the free slots in the order they will be reused: start with
+ * *cursor = 0; each call gives a slot and the generation it will hand out,
+ * and returns 0 after the last. Slots retired for good are not in it. */
+int heap_free_next(const struct heap *h, uint32_t *cursor, uint32_t *slot, uint32_t *gen);
+
 #endif

@@ -367,3 +367,13 @@ int names_list(const struct names *n, const char *prefix, uint32_t plen, uint64_
     *cap = c;
     return rc;
 }
+
+const struct name_ent *names_next(const struct names *n, uint32_t *pos, const struct name_ent *prev)
+{
+    uint64_t k, v;
+    if (prev && prev->next)
+        return prev->next;
+    if (!u64map_next(&n->by_hash, pos, &k, &v))
+        return NULL;
+    return (const struct name_ent *)(uintptr_t)v;
+}

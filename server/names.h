@@ -73,5 +73,10 @@ const struct name_ent *names_iter_next(struct names_iter *it);
  * *count). 0 or RPC_EOUT_OF_MEMORY. */
 int names_list(const struct names *n, const char *prefix, uint32_t plen, uint64_t limit,
                const struct name_ent ***out, uint64_t *count, uint64_t *cap);
+/* Walk every name in no particular order: start with *pos = 0 and prev =
+ * NULL, then pass the previous entry; NULL after the last. Not valid across
+ * changes. */
+const struct name_ent *names_next(const struct names *n, uint32_t *pos,
+                                  const struct name_ent *prev);
 
 #endif

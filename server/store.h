@@ -217,4 +217,16 @@ uint64_t sess_release_all(struct store *st, struct sess *s);
 /* Ask for a "freed" notification for object id. 0 or RPC_EOUT_OF_MEMORY. */
 int sess_watch(struct store *st, struct sess *s, uint64_t id);
 
+/* Read-only walks for the snapshot writer (any order; start with *pos = 0;
+ * not valid across changes). Every session, attached or not; NULL after
+ * the last. */
+struct sess *store_next_sess(const struct store *st, uint32_t *pos);
+/* s's holds beyond ownership (its map): object id and count; 0 at the end.
+ * Its owned objects are those whose heap->owner slot is s->idx. */
+int sess_next_hold(const struct sess *s, uint32_t *pos, uint64_t *id, uint64_t *n);
+/* Every share token: its bytes (SESS_TOKEN_BYTES), object, deadline on the
+ * store clock and the session that made it (0 if not known); 0 at the end. */
+int store_next_share(const struct store *st, uint32_t *pos, const uint8_t **token, uint64_t *id,
+                     uint64_t *deadline_ms, uint64_t *maker);
+
 #endif

@@ -64,4 +64,83 @@ write("request", "graph", session(
     (0, ("create", b"r")), (0, ("create", b"c", [1, 1])), (1, ("watch", 1)),
     (0, ("set_refs", 2, [2])), (0, ("referrers", 2)), (0, ("unlink", 2, 2)),
     (0, ("decref", 1)), (0x20, ("debug_check",))))
+# Records for fuzz_record (server/record.h): a kind byte (0 journal, 1
+# snapshot), then records of that kind back to back.
+def crc32c(data, crc=0):
+    crc ^= 0xffffffff
+    for b in data:
+        crc ^= b
+        for _ in range(8):
+            crc = (crc >> 1) ^ (0x82f63b78 if crc & 1 else 0)
+    return crc ^ 0xffffffff
+
+
+def varint(v):
+    out = bytearray()
+    while v >= 0x80:
+        out.append((v & 0x7f) | 0x80)
+        v >>= 7
+    out.append(v)
+    return bytes(out)
+
+
+def record(rtype, payload):
+    head = len(payload).to_bytes(4, "little") + bytes([rtype])
+    return head + crc32c(payload, crc32c(head)).to_bytes(4, "little") + payload
+
+
+def u64s(*vals):
+    return varint(len(vals)) + b"".join(v.to_bytes(8, "little") for v in vals)
+
+
+TOKEN = bytes(range(16))
+JOURNAL = [
+    record(1, varint(1) + varint(3) + varint(3) + b"abc" + u64s(1)),  # CREATE
+    record(2, varint(3) + varint(1) + varint(2)),  # HOLD
+    record(6, varint(1) + varint(1)),  # LINK
+    record(8, varint(3) + b"n/a" + varint(1)),  # BIND
+    record(10, TOKEN + varint(3) + varint(1) + varint(5)),  # SHARE
+    record(13, varint(3) + TOKEN + varint(4) + b"fuzz"),  # SESS_NEW
+    record(20, u64s(1, 2, 1 << 40 | 3)),  # GC_FREE
+]
+SNAPSHOT = [
+    record(64, varint(42) + varint(1700000000) + varint(4)),  # SNAP_HEAD
+    record(66, varint(2) + (5).to_bytes(8, "little") + (1).to_bytes(8, "little") * 3),
+    record(67, varint(1) + varint(3) + varint(2) + b"hi" + u64s(1)),  # SNAP_OBJ
+    record(70, varint(3) + varint(1) + (1).to_bytes(8, "little") + (2).to_bytes(8, "little")),
+    record(72, varint(1) + varint(0) + varint(1) + varint(0)),  # SNAP_END
+]
+write("record", "journal", b"\x00" + b"".join(JOURNAL))
+write("record", "snapshot", b"\x01" + b"".join(SNAPSHOT))
+for i, r in enumerate(JOURNAL):
+    write("record", "j%02d" % i, b"\x00" + r)
+
+# Files for fuzz_files: a kind byte (0 raw journal segment, 2 journal
+# records after a valid header, 1 snapshot), then the file.
+def file_header(magic, version, a, b):
+    h = bytearray(64)
+    h[0:8] = magic
+    h[8:12] = version.to_bytes(4, "little")
+    h[16:24] = a.to_bytes(8, "little")
+    h[24:32] = b.to_bytes(8, "little")
+    h[60:64] = crc32c(bytes(h[0:60])).to_bytes(4, "little")
+    return bytes(h)
+
+
+SNAP_FILE = [
+    record(64, varint(42) + varint(1700000000) + varint(4)),  # SNAP_HEAD
+    record(65, varint(3) + varint(0) + varint(2)),  # SNAP_IDS
+    record(66, varint(1) + (2).to_bytes(8, "little") + (1).to_bytes(8, "little")),
+    record(69, varint(3) + TOKEN + varint(30) + varint(0) + varint(4) + b"fuzz"),
+    record(67, varint(1) + varint(3) + varint(2) + b"hi" + u64s(1)),  # SNAP_OBJ
+    record(70, varint(3) + varint(1) + (1).to_bytes(8, "little") + (2).to_bytes(8, "little")),
+    record(68, varint(1) + b"a" + varint(1)),  # SNAP_NAME
+    record(72, varint(1) + varint(1) + varint(1) + varint(0)),  # SNAP_END
+]
+write("files", "journal-records", b"\x02" + b"".join(JOURNAL) + bytes(64))
+write("files", "journal-segment",
+      b"\x00" + file_header(b"RCSJRNL\0", 1, 1, 1) + b"".join(JOURNAL) + bytes(32))
+write("files", "journal-torn", b"\x02" + b"".join(JOURNAL) + JOURNAL[0][:7] + bytes(40))
+write("files", "snapshot",
+      b"\x01" + file_header(b"RCSSNAP\0", 1, 42, 1700000000) + b"".join(SNAP_FILE))
 print("corpus written to", os.path.join(HERE, "corpus"), file=sys.stderr)

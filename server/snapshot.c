@@ -1,0 +1,447 @@
+/* snapshot: writing, forking and reading snapshot files (see snapshot.h). */
+#include "snapshot.h"
+#include "crc32c.h"
+#include "log.h"
+#include "mem.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+static const char snap_magic[8] = "RCSSNAP";
+
+#define FLUSH_BYTES (1u << 20)
+
+static void put_u32(uint8_t *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+static void put_u64(uint8_t *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+static uint32_t get_u32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+static uint64_t get_u64(const uint8_t *p)
+{
+    return (uint64_t)get_u32(p) | (uint64_t)get_u32(p + 4) << 32;
+}
+
+/* ---- writing ---- */
+
+struct writer {
+    int fd;
+    struct buf b;
+    uint64_t bytes, records;
+    int rc;
+};
+
+static int flush(struct writer *w)
+{
+    const char *p = w->b.data + w->b.off;
+    size_t n = buf_pending(&w->b);
+    while (n > 0) {
+        ssize_t k = write(w->fd, p, n);
+        if (k < 0) {
+            if (errno == EINTR)
+                continue;
+            return -errno;
+        }
+        p += k;
+        n -= (size_t)k;
+    }
+    buf_reset(&w->b);
+    return 0;
+}
+
+/* Append one record; the first error sticks in w->rc. */
+static void emit(struct writer *w, const struct rec *r)
+{
+    uint64_t before = w->b.len;
+    if (w->rc)
+        return;
+    if ((w->rc = rec_encode(&w->b, r)) < 0)
+        return;
+    w->bytes += w->b.len - before;
+    w->records++;
+    if (buf_pending(&w->b) >= FLUSH_BYTES)
+        w->rc = flush(w);
+}
+
+/* Pairs collected for one SNAP_FREE or SNAP_HOLDS record at a time. */
+struct chunk {
+    uint64_t pairs[2 * SNAPSHOT_CHUNK_ITEMS];
+    uint32_t n;
+};
+
+static void chunk_flush(struct writer *w, struct chunk *c, enum rec_type type, uint64_t sess)
+{
+    struct rec r = {.type = type, .sess = sess, .items = c->pairs, .nitems = c->n};
+    if (c->n)
+        emit(w, &r);
+    c->n = 0;
+}
+
+static void chunk_add(struct writer *w, struct chunk *c, enum rec_type type, uint64_t sess,
+                      uint64_t first, uint64_t second)
+{
+    c->pairs[2 * c->n] = first;
+    c->pairs[2 * c->n + 1] = second;
+    if (++c->n == SNAPSHOT_CHUNK_ITEMS)
+        chunk_flush(w, c, type, sess);
+}
+
+static void write_records(struct writer *w, const struct store *st, uint64_t last_index,
+                          uint64_t unix_time, uint64_t now_ms, uint64_t *owner_sess,
+                          struct chunk *c, struct snapshot_info *info)
+{
+    const struct heap *h = &st->heap;
+    uint32_t pos, nslots, gen_floor, gen_next_max, slot, gen;
+    const struct sess *s;
+    const struct name_ent *e;
+    const uint8_t *token;
+    uint64_t id, n, deadline, maker;
+
+    emit(w, &(struct rec){
+                .type = REC_SNAP_HEAD, .a = last_index, .b = unix_time, .c = st->next_sess_id});
+    heap_ids_state(h, &nslots, &gen_floor, &gen_next_max);
+    emit(w, &(struct rec){.type = REC_SNAP_IDS, .a = nslots, .b = gen_floor, .c = gen_next_max});
+    pos = 0;
+    while (heap_free_next(h, &pos, &slot, &gen))
+        chunk_add(w, c, REC_SNAP_FREE, 0, slot, gen);
+    chunk_flush(w, c, REC_SNAP_FREE, 0);
+
+    pos = 0;
+    while ((s = store_next_sess(st, &pos))) {
+        struct rec r = {.type = REC_SNAP_SESS,
+                        .sess = s->id,
+                        .token = s->token,
+                        .a = s->ttl_s,
+                        .b = s->conn ? REC_SESS_ATTACHED : 0,
+                        .bytes = (const uint8_t *)s->client,
+                        .nbytes = (uint32_t)strnlen(s->client, sizeof(s->client))};
+        owner_sess[s->idx] = s->id;
+        emit(w, &r);
+        info->sessions++;
+    }
+
+    for (uint32_t i = 0; i < nslots && !w->rc; i++) {
+        const struct obj *o = heap_slot(h, i, &id);
+        struct rec r = {.type = REC_SNAP_OBJ, .id = id};
+        if (!o)
+            continue;
+        if (obj_flags(o) & OBJ_GARBAGE) {
+            w->rc = -EBUSY; /* see snapshot_write */
+            return;
+        }
+        r.a = h->owner[i] ? owner_sess[h->owner[i]] : 0;
+        r.bytes = (const uint8_t *)obj_data(o);
+        r.nbytes = obj_data_len(o);
+        r.items = obj_refs(o);
+        r.nitems = obj_nrefs(o);
+        emit(w, &r);
+        info->objects++;
+    }
+
+    pos = 0;
+    while ((s = store_next_sess(st, &pos))) {
+        uint32_t hp = 0;
+        while (sess_next_hold(s, &hp, &id, &n))
+            chunk_add(w, c, REC_SNAP_HOLDS, s->id, id, n);
+        chunk_flush(w, c, REC_SNAP_HOLDS, s->id);
+    }
+
+    pos = 0;
+    for (e = names_next(&st->names, &pos, NULL); e; e = names_next(&st->names, &pos, e)) {
+        emit(w, &(struct rec){.type = REC_SNAP_NAME,
+                              .bytes = (const uint8_t *)e->name,
+                              .nbytes = e->len,
+                              .id = e->id});
+        info->names++;
+    }
+
+    pos = 0;
+    while (store_next_share(st, &pos, &token, &id, &deadline, &maker)) {
+        /* An expired token the timer has not reached yet is gone already. */
+        if (deadline <= now_ms)
+            continue;
+        emit(w, &(struct rec){.type = REC_SNAP_SHARE,
+                              .token = token,
+                              .id = id,
+                              .a = deadline - now_ms,
+                              .c = maker});
+        info->shares++;
+    }
+    emit(w, &(struct rec){.type = REC_SNAP_END,
+                          .a = info->objects,
+                          .b = info->names,
+                          .c = info->sessions,
+                          .d = info->shares});
+}
+
+int snapshot_write(const struct store *st, const char *dir, uint64_t last_index, uint64_t now_ms,
+                   struct snapshot_info *info, char *err, size_t errlen)
+{
+    struct snapshot_info local;
+    struct writer w = {.fd = -1};
+    struct chunk *c = NULL;
+    uint64_t *owner_sess = NULL;
+    size_t owner_bytes = ((size_t)st->next_idx + 1) * sizeof(*owner_sess);
+    uint8_t h[SNAPSHOT_HEADER_BYTES] = {0};
+    int dirfd = -1, rc;
+    const char *step = "open";
+
+    if (!info)
+        info = &local;
+    memset(info, 0, sizeof(*info));
+    if (st->heap.hide_white) {
+        /* A collection has found garbage it has not freed yet: the records
+         * of its frees come later, so this state is no journal index's. */
+        snprintf(err, errlen, "snapshot: a collection is freeing garbage; start it after");
+        return -EBUSY;
+    }
+    info->last_index = last_index;
+    info->unix_time = (uint64_t)time(NULL);
+    buf_init(&w.b);
+    if ((dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
+        rc = -errno;
+        goto fail;
+    }
+    if (!(c = mem_calloc(sizeof(*c))) || !(owner_sess = mem_calloc(owner_bytes))) {
+        rc = -ENOMEM;
+        goto fail;
+    }
+    if ((w.fd = openat(dirfd, SNAPSHOT_TMP_FILE, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600)) <
+        0) {
+        rc = -errno;
+        goto fail;
+    }
+    step = "write";
+    memcpy(h, snap_magic, 8);
+    put_u32(h + 8, SNAPSHOT_VERSION);
+    put_u64(h + 16, last_index);
+    put_u64(h + 24, info->unix_time);
+    put_u32(h + 60, crc32c(0, h, 60));
+    if ((rc = buf_append(&w.b, h, sizeof(h))) < 0)
+        goto fail;
+    write_records(&w, st, last_index, info->unix_time, now_ms, owner_sess, c, info);
+    if ((rc = w.rc) < 0 || (rc = flush(&w)) < 0)
+        goto fail;
+    step = "sync";
+    if (fsync(w.fd) < 0) {
+        rc = -errno;
+        goto fail;
+    }
+    close(w.fd);
+    w.fd = -1;
+    step = "rename";
+    if (renameat(dirfd, SNAPSHOT_TMP_FILE, dirfd, SNAPSHOT_FILE) < 0) {
+        rc = -errno;
+        goto fail;
+    }
+    step = "sync the directory";
+    if (fsync(dirfd) < 0) {
+        rc = -errno; /* renamed, but the rename may not survive a crash */
+        goto fail;
+    }
+    info->bytes = w.bytes + SNAPSHOT_HEADER_BYTES;
+    info->records = w.records;
+    rc = 0;
+    goto done;
+fail:
+    snprintf(err, errlen, "snapshot %s/%s: %s: %s", dir, SNAPSHOT_TMP_FILE, step, strerror(-rc));
+    if (w.fd >= 0) {
+        close(w.fd);
+        unlinkat(dirfd, SNAPSHOT_TMP_FILE, 0);
+    }
+done:
+    if (dirfd >= 0)
+        close(dirfd);
+    mem_free(owner_sess, owner_bytes);
+    mem_free(c, sizeof(*c));
+    buf_close(&w.b);
+    return rc;
+}
+
+int snapshot_fork(const struct store *st, const char *dir, uint64_t last_index, uint64_t now_ms,
+                  pid_t *pid)
+{
+    pid_t p = fork();
+    if (p < 0)
+        return -errno;
+    if (p == 0) {
+        char err[512];
+        int rc = snapshot_write(st, dir, last_index, now_ms, NULL, err, sizeof(err));
+        if (rc < 0)
+            log_error("%s", err);
+        _exit(rc < 0 ? 1 : 0); /* no atexit handlers, no stdio flush of the parent's buffers */
+    }
+    *pid = p;
+    return 0;
+}
+
+/* ---- reading ---- */
+
+/* The order records must come in: each type's rank, and whether it may
+ * repeat. */
+static int rank(enum rec_type t)
+{
+    switch (t) {
+    case REC_SNAP_HEAD:
+        return 0;
+    case REC_SNAP_IDS:
+        return 1;
+    case REC_SNAP_FREE:
+        return 2;
+    case REC_SNAP_SESS:
+        return 3;
+    case REC_SNAP_OBJ:
+        return 4;
+    case REC_SNAP_HOLDS:
+        return 5;
+    case REC_SNAP_NAME:
+        return 6;
+    case REC_SNAP_SHARE:
+        return 7;
+    case REC_SNAP_END:
+        return 8;
+    default:
+        return -1;
+    }
+}
+
+static int bad(char *err, size_t errlen, const char *path, uint64_t off, const char *why, int rc)
+{
+    snprintf(err, errlen, "%s: offset %" PRIu64 ": %s", path, off, why);
+    return rc;
+}
+
+int snapshot_read(const char *path, snapshot_record_cb cb, void *ud, struct snapshot_info *info,
+                  char *err, size_t errlen)
+{
+    struct snapshot_info local, seen = {0};
+    struct stat sb;
+    const uint8_t *m = NULL;
+    size_t size = 0, off = SNAPSHOT_HEADER_BYTES;
+    int fd, rc = 0, last_rank = -1, ended = 0;
+
+    if (!info)
+        info = &local;
+    memset(info, 0, sizeof(*info));
+    if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0) {
+        rc = -errno;
+        snprintf(err, errlen, "%s: %s", path, strerror(-rc));
+        return rc;
+    }
+    if (fstat(fd, &sb) < 0) {
+        rc = -errno;
+        close(fd);
+        snprintf(err, errlen, "%s: %s", path, strerror(-rc));
+        return rc;
+    }
+    size = (size_t)sb.st_size;
+    if (size > 0) {
+        void *p = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
+        if (p == MAP_FAILED) {
+            rc = -errno;
+            close(fd);
+            snprintf(err, errlen, "%s: %s", path, strerror(-rc));
+            return rc;
+        }
+        m = p;
+    }
+    close(fd);
+    if (size < SNAPSHOT_HEADER_BYTES || memcmp(m, snap_magic, 8) != 0) {
+        rc = bad(err, errlen, path, 0, "not a snapshot (bad magic or too short)", -EBADMSG);
+        goto done;
+    }
+    if (crc32c(0, m, 60) != get_u32(m + 60)) {
+        rc = bad(err, errlen, path, 0, "header checksum mismatch", -EBADMSG);
+        goto done;
+    }
+    if (get_u32(m + 8) != SNAPSHOT_VERSION) {
+        rc = bad(err, errlen, path, 0, "snapshot format version not supported", -EBADMSG);
+        goto done;
+    }
+    info->last_index = get_u64(m + 16);
+    info->unix_time = get_u64(m + 24);
+    while (off < size) {
+        struct rec r;
+        size_t used;
+        int k;
+        if (ended) {
+            rc = bad(err, errlen, path, off, "data after the end record", -EBADMSG);
+            goto done;
+        }
+        if ((rc = rec_decode(m + off, size - off, REC_KIND_SNAPSHOT, &r, &used)) < 0) {
+            bad(err, errlen, path, off, rec_strerror(rc), rc);
+            goto done;
+        }
+        k = rank(r.type);
+        if (k < last_rank || (k == last_rank && k < 2) || (last_rank < 0 && k != 0) ||
+            (k >= 2 && last_rank < 1)) {
+            rc = bad(err, errlen, path, off, "record out of order", -EBADMSG);
+            goto done;
+        }
+        last_rank = k;
+        switch (r.type) {
+        case REC_SNAP_HEAD:
+            if (r.a != info->last_index) {
+                rc = bad(err, errlen, path, off, "index differs from the header's", -EBADMSG);
+                goto done;
+            }
+            break;
+        case REC_SNAP_SESS:
+            seen.sessions++;
+            break;
+        case REC_SNAP_OBJ:
+            seen.objects++;
+            break;
+        case REC_SNAP_NAME:
+            seen.names++;
+            break;
+        case REC_SNAP_SHARE:
+            seen.shares++;
+            break;
+        case REC_SNAP_END:
+            if (r.a != seen.objects || r.b != seen.names || r.c != seen.sessions ||
+                r.d != seen.shares) {
+                rc = bad(err, errlen, path, off, "counts differ from the records", -EBADMSG);
+                goto done;
+            }
+            ended = 1;
+            break;
+        default:
+            break;
+        }
+        if (cb && (rc = cb(ud, &r)) < 0) {
+            bad(err, errlen, path, off, "refused by the reader", rc);
+            goto done;
+        }
+        info->records++;
+        off += used;
+    }
+    if (!ended) {
+        rc = bad(err, errlen, path, off, "no end record: the file is cut short", -EBADMSG);
+        goto done;
+    }
+    info->bytes = size;
+    info->objects = seen.objects;
+    info->names = seen.names;
+    info->sessions = seen.sessions;
+    info->shares = seen.shares;
+done:
+    if (m)
+        munmap((void *)(uintptr_t)m, size);
+    return rc;
+}

@@ -1,0 +1,31 @@
+/* store_walk: read-only walks over the store for the snapshot writer (see
+ * store.h). Its own file, as check.c is, because it reads the store's
+ * private records (store_priv.h) and must follow their layout. */
+#include "store.h"
+#include "store_priv.h"
+
+int store_next_share(const struct store *st, uint32_t *pos, const uint8_t **token, uint64_t *id,
+                     uint64_t *deadline_ms, uint64_t *maker)
+{
+    uint64_t k, v;
+    const struct share *sh;
+    if (!u64map_next(&st->shares, pos, &k, &v))
+        return 0;
+    sh = PTR(v);
+    *token = sh->token;
+    *id = sh->id;
+    *deadline_ms = sh->deadline_ms;
+    *maker = 0; /* not kept by this store: main's struct share has sess_id */
+    return 1;
+}
+
+struct sess *store_next_sess(const struct store *st, uint32_t *pos)
+{
+    uint64_t k, v;
+    return u64map_next(&st->sessions, pos, &k, &v) ? PTR(v) : NULL;
+}
+
+int sess_next_hold(const struct sess *s, uint32_t *pos, uint64_t *id, uint64_t *n)
+{
+    return u64map_next(&s->holds, pos, id, n);
+}
