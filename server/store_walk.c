@@ -14,8 +14,8 @@ int store_next_share(const struct store *st, uint32_t *pos, const uint8_t **toke
     sh = PTR(v);
     *token = sh->token;
     *id = sh->id;
-    *deadline_ms = sh->deadline_ms;
-    *maker = 0; /* not kept by this store: main's struct share has sess_id */
+    *deadline_ms = sh->ttl.deadline_ms;
+    *maker = sh->sess_id;
     return 1;
 }
 

@@ -109,7 +109,8 @@ static void build(uint32_t nobj, int with_big)
     for (uint32_t k = 0; k < nobj / 20; k++) {
         uint64_t id = ids[rnd() % n];
         if (heap_get(&st.heap, id))
-            assert_int_equal(share_new(&st, id, (uint32_t)(1 + k % 5), now_ms, token), 0);
+            assert_int_equal(
+                share_new(&st, sessions[k % NSESS], id, (uint32_t)(1 + k % 5), now_ms, token), 0);
     }
     if (with_big) {
         /* One object larger than a flush of the writer, with many refs. */
