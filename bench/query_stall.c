@@ -14,7 +14,7 @@
  * dropped (the name is their only root). */
 #include "cmd.h"
 #include "mem.h"
-#include "rpc_err.h"
+#include "err.h"
 #include "rpc_pack.h"
 #include "store.h"
 
@@ -269,7 +269,7 @@ int main(int argc, char **argv)
             kinds[k].errors += rc != 0;
             kinds[k].incomplete += rc == 0 && contains(&out, "incomplete");
             if (rc != 0 && rc != RPC_EQUOTA_EXCEEDED)
-                die(rpc_err_name(rc));
+                die(err_name(rc));
         }
     }
     printf("%-38s %6s %8s %8s %8s %9s %9s %6s %7s\n", "request", "calls", "cpu p50", "cpu p99",

@@ -1,6 +1,6 @@
 /* rpc_msg: msgpack-RPC envelopes over msgpack-c (see rpc_msg.h). */
 #include "rpc_msg.h"
-#include "rpc_err.h"
+#include "err.h"
 #include "rpc_wire.h"
 
 #include <errno.h>
@@ -47,7 +47,7 @@ int rpc_obj_bytes(const msgpack_object *o, const char **p, uint32_t *len)
         *p = o->via.bin.ptr;
         *len = o->via.bin.size;
     } else {
-        return -1;
+        return RPC_EBAD_PARAMS;
     }
     /* msgpack-c leaves ptr NULL for an empty str or bin; callers may pass
      * it to memcpy or printf, which must never see NULL. */
@@ -73,7 +73,7 @@ const msgpack_object *rpc_map_get(const msgpack_object *o, const char *key)
 static int read_msgid(const msgpack_object *o, uint32_t *msgid)
 {
     if (o->type != MSGPACK_OBJECT_POSITIVE_INTEGER || o->via.u64 > UINT32_MAX)
-        return -1;
+        return RPC_EBAD_REQUEST;
     *msgid = (uint32_t)o->via.u64;
     return 0;
 }

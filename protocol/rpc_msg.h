@@ -57,7 +57,7 @@ int rpc_parse_message(const msgpack_object *o, struct rpc_message *m);
 
 /* Helpers for reading params. */
 int rpc_obj_is_uint(const msgpack_object *o);
-/* The bytes of a str or bin object; 0, or -1 if o is neither. */
+/* The bytes of a str or bin object; 0, or RPC_EBAD_PARAMS if o is neither. */
 int rpc_obj_bytes(const msgpack_object *o, const char **p, uint32_t *len);
 /* Find key (a str) in a map object; NULL if absent or o is not a map. */
 const msgpack_object *rpc_map_get(const msgpack_object *o, const char *key);

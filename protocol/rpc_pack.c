@@ -1,6 +1,6 @@
 /* rpc_pack: msgpack-RPC envelope writers (see rpc_pack.h). */
 #include "rpc_pack.h"
-#include "rpc_err.h"
+#include "err.h"
 
 #include <string.h>
 
@@ -60,9 +60,9 @@ void rpc_pack_response_error(msgpack_packer *pk, int have_msgid, uint32_t msgid,
         msgpack_pack_nil(pk);
     msgpack_pack_map(pk, 2);
     rpc_pack_cstr(pk, "code");
-    rpc_pack_cstr(pk, rpc_err_name(err));
+    rpc_pack_cstr(pk, err_name(err));
     rpc_pack_cstr(pk, "message");
-    rpc_pack_cstr(pk, message ? message : rpc_err_message(err));
+    rpc_pack_cstr(pk, message ? message : err_message(err));
     msgpack_pack_nil(pk);
 }
 

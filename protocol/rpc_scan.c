@@ -1,6 +1,6 @@
 /* rpc_scan: incremental msgpack frame scanner with limits (see rpc_scan.h). */
 #include "rpc_scan.h"
-#include "rpc_err.h"
+#include "err.h"
 #include "rpc_wire.h"
 
 #include <string.h>

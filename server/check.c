@@ -4,6 +4,7 @@
  * allocator so that it neither counts against maxmemory nor disturbs the
  * pools it inspects. */
 #include "check.h"
+#include "err.h"
 #include "mem.h"
 #include "store_priv.h"
 
@@ -25,7 +26,7 @@ static int bad(char *err, size_t errlen, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(err, errlen, fmt, ap);
     va_end(ap);
-    return -1;
+    return RPC_EINTERNAL;
 }
 
 #define FAIL(...)                                                                                  \

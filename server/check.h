@@ -13,7 +13,7 @@
 
 #include <stddef.h>
 
-/* 0 if every invariant holds; -1 with the first violation described in err
+/* 0 if every invariant holds; RPC_EINTERNAL with the first violation described in err
  * (errlen bytes). Only between requests: not during a collection. */
 int store_check(const struct store *st, char *err, size_t errlen);
 /* The heap's part alone (for tests of the heap and collector without a

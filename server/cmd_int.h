@@ -7,7 +7,7 @@
 #define RCS_SERVER_CMD_INT_H
 
 #include "cmd.h"
-#include "rpc_err.h"
+#include "err.h"
 #include "rpc_pack.h"
 
 #include <msgpack.h>

@@ -14,7 +14,7 @@
 #include "conn.h"
 #include "log.h"
 #include "mem.h"
-#include "rpc_err.h"
+#include "err.h"
 #include "rpc_msg.h"
 #include "rpc_pack.h"
 #include "server.h"
@@ -304,19 +304,20 @@ void conn_flush_all(struct server *srv)
     }
 }
 
-/* Cut off a client whose output we could not buffer or it will not read. */
+/* Cut off a client whose output we could not buffer or it will not read:
+ * RPC_EOUT_OF_MEMORY or RPC_ETOO_LARGE when it was closed, else 0. */
 static int check_output(struct conn *c)
 {
     if (c->out.oom || c->deferred.oom) {
         log_warn("closing %s: out of memory for its replies", c->peer);
         conn_close(c);
-        return -1;
+        return RPC_EOUT_OF_MEMORY;
     }
     if (unsent(c) > c->srv->cfg->max_output_bytes) {
         log_warn("closing %s: %zu bytes of unsent replies passed max_output_bytes (%llu)", c->peer,
                  unsent(c), (unsigned long long)c->srv->cfg->max_output_bytes);
         conn_close(c);
-        return -1;
+        return RPC_ETOO_LARGE;
     }
     return 0;
 }

@@ -5,7 +5,7 @@
 #define _GNU_SOURCE /* mremap */
 #include "gc.h"
 #include "mem.h"
-#include "rpc_err.h"
+#include "err.h"
 
 #include <assert.h>
 #include <string.h>
@@ -379,8 +379,8 @@ struct work {
  * of a large heap costs a few pages, not an array of the heap's size, and
  * growing it with the heap moves no memory (mremap). A sweep that ends
  * gives it back (trial_release). Every entry is written when its object is
- * reached, so nothing needs clearing between collections. 0, or -1 when
- * the address space cannot be had. */
+ * reached, so nothing needs clearing between collections. 0, or
+ * RPC_EOUT_OF_MEMORY when the address space cannot be had. */
 static int trial_reserve(struct work *w, size_t slots)
 {
     size_t len = w->trial_len ? w->trial_len : 4096;
@@ -395,7 +395,7 @@ static int trial_reserve(struct work *w, size_t slots)
         p = mmap(NULL, len * 8, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
                  -1, 0);
     if (p == MAP_FAILED)
-        return -1;
+        return RPC_EOUT_OF_MEMORY;
     w->trial = p;
     w->trial_len = len;
     return 0;

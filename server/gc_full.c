@@ -1,7 +1,7 @@
 /* gc_full: mark-from-roots, sweep-the-rest collector (see gc_full.h). */
 #include "gc_full.h"
 #include "mem.h"
-#include "rpc_err.h"
+#include "err.h"
 
 #include <time.h>
 

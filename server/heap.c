@@ -13,7 +13,7 @@
 #include "heap.h"
 #include "objmem.h"
 #include "panic.h"
-#include "rpc_err.h"
+#include "err.h"
 
 #include <assert.h>
 #include <string.h>

@@ -6,7 +6,7 @@
  * (NUL included) and a name sorts before its extensions. */
 #include "names.h"
 #include "mem.h"
-#include "rpc_err.h"
+#include "err.h"
 #include "siphash.h"
 #include "utf8.h"
 

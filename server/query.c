@@ -1,7 +1,7 @@
 /* query: why and referrers within a budget of work (see query.h). */
 #include "query.h"
 #include "mem.h"
-#include "rpc_err.h"
+#include "err.h"
 
 #include <string.h>
 

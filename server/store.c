@@ -3,7 +3,7 @@
 #include "store_priv.h"
 #include "mem.h"
 #include "panic.h"
-#include "rpc_err.h"
+#include "err.h"
 #include "secret.h"
 
 #include <errno.h>

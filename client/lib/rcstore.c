@@ -7,7 +7,7 @@
 #include "rcstore.h"
 
 #include "buf.h"
-#include "rpc_err.h"
+#include "err.h"
 #include "rpc_msg.h"
 #include "rpc_pack.h"
 #include "rpc_scan.h"
@@ -70,7 +70,7 @@ const char *rcs_error_name(int err)
     int i = client_index(err);
     if (err == 0)
         return "OK";
-    return i >= 0 ? client_names[i] : rpc_err_name(err);
+    return i >= 0 ? client_names[i] : err_name(err);
 }
 
 const char *rcs_strerror(int err)
@@ -78,7 +78,7 @@ const char *rcs_strerror(int err)
     int i = client_index(err);
     if (err == 0)
         return "success";
-    return i >= 0 ? client_texts[i] : rpc_err_message(err);
+    return i >= 0 ? client_texts[i] : err_message(err);
 }
 
 static int set_error(rcs_client *c, int err, const char *fmt, ...)
@@ -541,9 +541,9 @@ int rcs_recv(rcs_client *c, rcs_value **result)
             uint32_t len = 0;
             rc = RCS_EPROTO;
             if (code && rpc_obj_bytes(code, &p, &len) == 0)
-                rc = rpc_err_from_name(p, len);
+                rc = err_from_name(p, len);
             if (!msg || rpc_obj_bytes(msg, &p, &len) < 0)
-                p = rpc_err_message(rc), len = (uint32_t)strlen(p);
+                p = err_message(rc), len = (uint32_t)strlen(p);
             set_error(c, rc, "%.*s", (int)len, p);
             consume_frame(c, flen);
             return rc;

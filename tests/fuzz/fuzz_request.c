@@ -13,7 +13,7 @@
 #include "check.h"
 #include "cmd.h"
 #include "mem.h"
-#include "rpc_err.h"
+#include "err.h"
 #include "rpc_msg.h"
 #include "rpc_pack.h"
 #include "rpc_scan.h"

@@ -37,7 +37,7 @@ cat >"$tmp/clash.c" <<'PROG'
 /* Names the library uses inside; the program's own must not meet them. */
 int buf_init(void) { return 0; }
 void *mem_alloc(size_t n) { (void)n; return NULL; }
-const char *rpc_err_message(int err) { (void)err; return "the program's own"; }
+const char *err_message(int err) { (void)err; return "the program's own"; }
 int main(void)
 {
     const char *s = rcs_strerror(RCS_ENOT_FOUND);
@@ -47,13 +47,13 @@ int main(void)
 PROG
 if ! "$CC" -I"$(dirname "$HEADER")" "$tmp/clash.c" "$ARCHIVE" $(pkg-config --libs msgpack) \
      -o "$tmp/clash" 2>"$tmp/link.log"; then
-  echo "FAIL: a program defining buf_init, mem_alloc, rpc_err_message does not link with the archive:"
+  echo "FAIL: a program defining buf_init, mem_alloc, err_message does not link with the archive:"
   cat "$tmp/link.log"
   status=1
 elif ! "$tmp/clash"; then
-  echo "FAIL: the archive called the program's rpc_err_message"
+  echo "FAIL: the archive called the program's err_message"
   status=1
 else
-  echo "ok: a program with its own buf_init, mem_alloc and rpc_err_message links with the archive"
+  echo "ok: a program with its own buf_init, mem_alloc and err_message links with the archive"
 fi
 exit $status

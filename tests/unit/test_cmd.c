@@ -8,7 +8,7 @@
 #include "mem.h"
 #include "metrics.h"
 #include "query.h"
-#include "rpc_err.h"
+#include "err.h"
 #include "rpc_pack.h"
 #include "stats.h"
 
@@ -96,7 +96,7 @@ static int end_as(struct fx *f, struct sess *s)
         const char *p;
         uint32_t n;
         assert_int_equal(rpc_obj_bytes(rpc_map_get(f->res.error, "code"), &p, &n), 0);
-        assert_int_equal(rpc_err_from_name(p, n), rc);
+        assert_int_equal(err_from_name(p, n), rc);
         assert_non_null(rpc_map_get(f->res.error, "message"));
         assert_int_equal(f->res.result->type, MSGPACK_OBJECT_NIL);
     }

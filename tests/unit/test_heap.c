@@ -6,7 +6,7 @@
 
 #include "heap.h"
 #include "mem.h"
-#include "rpc_err.h"
+#include "err.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -6,7 +6,7 @@
 #include "heap.h"
 #include "mem.h"
 #include "names.h"
-#include "rpc_err.h"
+#include "err.h"
 
 #include <stdio.h>
 #include <stdlib.h>

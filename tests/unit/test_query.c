@@ -7,7 +7,7 @@
 #include "check.h"
 #include "mem.h"
 #include "query.h"
-#include "rpc_err.h"
+#include "err.h"
 #include "store.h"
 
 #include <stdio.h>

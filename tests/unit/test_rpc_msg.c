@@ -3,7 +3,7 @@
  * maps names and codes both ways. */
 #include "cmocka_pre.h"
 
-#include "rpc_err.h"
+#include "err.h"
 #include "rpc_msg.h"
 #include "rpc_pack.h"
 
@@ -74,7 +74,7 @@ static void error_response_round_trip(void **state)
     assert_int_equal(m.type, RPC_RESPONSE);
     assert_int_equal(m.msgid, 12);
     assert_int_equal(rpc_obj_bytes(rpc_map_get(m.error, "code"), &p, &n), 0);
-    assert_int_equal(rpc_err_from_name(p, n), RPC_ENOT_HELD);
+    assert_int_equal(err_from_name(p, n), RPC_ENOT_HELD);
     assert_int_equal(m.result->type, MSGPACK_OBJECT_NIL);
 }
 
@@ -149,17 +149,17 @@ static void trailing_bytes_are_refused(void **state)
 static void error_table(void **state)
 {
     (void)state;
-    assert_string_equal(rpc_err_name(RPC_EBAD_REQUEST), "BAD_REQUEST");
-    assert_string_equal(rpc_err_name(RPC_ENOT_FOUND), "NOT_FOUND");
-    assert_string_equal(rpc_err_name(RPC_EINTERNAL), "INTERNAL");
-    assert_string_equal(rpc_err_name(-12), "INTERNAL"); /* errno values are internal */
-    assert_int_equal(rpc_err_from_name("TOKEN_INVALID", 13), RPC_ETOKEN_INVALID);
-    assert_int_equal(rpc_err_from_name("NOPE", 4), RPC_EINTERNAL);
+    assert_string_equal(err_name(RPC_EBAD_REQUEST), "BAD_REQUEST");
+    assert_string_equal(err_name(RPC_ENOT_FOUND), "NOT_FOUND");
+    assert_string_equal(err_name(RPC_EINTERNAL), "INTERNAL");
+    assert_string_equal(err_name(-12), "INTERNAL"); /* errno values are internal */
+    assert_int_equal(err_from_name("TOKEN_INVALID", 13), RPC_ETOKEN_INVALID);
+    assert_int_equal(err_from_name("NOPE", 4), RPC_EINTERNAL);
     for (int i = 0; i < RPC_ERR_COUNT; i++) {
         int code = -(RPC_ERR_BASE + i);
-        const char *name = rpc_err_name(code);
-        assert_true(rpc_err_is_protocol(code));
-        assert_int_equal(rpc_err_from_name(name, strlen(name)), code);
+        const char *name = err_name(code);
+        assert_true(err_is_protocol(code));
+        assert_int_equal(err_from_name(name, strlen(name)), code);
     }
     assert_int_equal(RPC_ERR_COUNT, 15); /* SPEC section 4 lists fifteen */
 }

@@ -3,7 +3,7 @@
 #include "cmocka_pre.h"
 
 #include "mem.h"
-#include "rpc_err.h"
+#include "err.h"
 #include "rpc_pack.h"
 #include "rpc_scan.h"
 

@@ -10,7 +10,7 @@
 #include "check.h"
 #include "datadir.h"
 #include "mem.h"
-#include "rpc_err.h"
+#include "err.h"
 #include "snapshot.h"
 
 #include <dirent.h>

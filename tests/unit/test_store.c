@@ -6,7 +6,7 @@
 
 #include "check.h"
 #include "mem.h"
-#include "rpc_err.h"
+#include "err.h"
 #include "store.h"
 
 #include <string.h>
@@ -555,32 +555,32 @@ static void check_catches_corruption(void **state)
     p = heap_get(&st->heap, b);
 
     o->holds++;
-    assert_int_equal(store_check(st, err, sizeof(err)), -1);
+    assert_int_equal(store_check(st, err, sizeof(err)), RPC_EINTERNAL);
     assert_non_null(strstr(err, "holds 2"));
     o->holds--;
 
     o->internal--;
-    assert_int_equal(store_check(st, err, sizeof(err)), -1);
+    assert_int_equal(store_check(st, err, sizeof(err)), RPC_EINTERNAL);
     assert_non_null(strstr(err, "internal 0"));
     o->internal++;
 
     s->nholds++;
-    assert_int_equal(store_check(st, err, sizeof(err)), -1);
+    assert_int_equal(store_check(st, err, sizeof(err)), RPC_EINTERNAL);
     assert_non_null(strstr(err, "says it has 3 holds"));
     s->nholds--;
 
     obj_set_color(p, COLOR_GRAY);
-    assert_int_equal(store_check(st, err, sizeof(err)), -1);
+    assert_int_equal(store_check(st, err, sizeof(err)), RPC_EINTERNAL);
     assert_non_null(strstr(err, "gray"));
     obj_set_color(p, COLOR_BLACK);
 
     obj_set_flag(p, OBJ_BUFFERED);
-    assert_int_equal(store_check(st, err, sizeof(err)), -1);
+    assert_int_equal(store_check(st, err, sizeof(err)), RPC_EINTERNAL);
     assert_non_null(strstr(err, "buffered"));
     obj_clear_flag(p, OBJ_BUFFERED);
 
     st->heap.data_bytes++;
-    assert_int_equal(store_check(st, err, sizeof(err)), -1);
+    assert_int_equal(store_check(st, err, sizeof(err)), RPC_EINTERNAL);
     assert_non_null(strstr(err, "data bytes"));
     st->heap.data_bytes--;
 

@@ -1,8 +1,12 @@
-/* rpc_err: the error codes of the rcstore protocol (SPEC section 4) as one
- * table. In C they are negative ints far from errno values, so one int can
- * carry either; on the wire they are the upper-case names. */
-#ifndef RCS_PROTOCOL_RPC_ERR_H
-#define RCS_PROTOCOL_RPC_ERR_H
+/* err: the error codes of rcstore, as one table: the protocol's codes (SPEC
+ * section 4, the wire names) are the whole core's vocabulary, so they live
+ * here rather than in protocol/: the heap, names, the store and the
+ * collector return them without knowing the wire. One contract everywhere,
+ * as in libuv: 0 on success or a negative code, either one of these (far
+ * from errno values, so one int carries either) or a negated errno. They
+ * keep their RPC_E* names, which the public RCS_E* of rcstore.h mirror. */
+#ifndef RCS_COMMON_ERR_H
+#define RCS_COMMON_ERR_H
 
 #include <stddef.h>
 
@@ -54,12 +58,12 @@ enum rpc_err_index {
 #define RPC_EINTERNAL        RPC_ERR_VALUE(INTERNAL)
 
 /* True if err is one of the protocol codes above. */
-int rpc_err_is_protocol(int err);
+int err_is_protocol(int err);
 /* The wire name ("NOT_FOUND") of a protocol code; "INTERNAL" for anything else. */
-const char *rpc_err_name(int err);
+const char *err_name(int err);
 /* The default message of a protocol code; strerror-like text otherwise. */
-const char *rpc_err_message(int err);
+const char *err_message(int err);
 /* The protocol code for a wire name of len bytes, or RPC_EINTERNAL if unknown. */
-int rpc_err_from_name(const char *name, size_t len);
+int err_from_name(const char *name, size_t len);
 
 #endif

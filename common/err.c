@@ -1,5 +1,5 @@
-/* rpc_err: the protocol error table (see rpc_err.h). */
-#include "rpc_err.h"
+/* err: the error table (see err.h). */
+#include "err.h"
 
 #include <string.h>
 
@@ -18,18 +18,18 @@ static int index_of(int err)
     return (i >= 0 && i < RPC_ERR_COUNT) ? i : -1;
 }
 
-int rpc_err_is_protocol(int err)
+int err_is_protocol(int err)
 {
     return index_of(err) >= 0;
 }
 
-const char *rpc_err_name(int err)
+const char *err_name(int err)
 {
     int i = index_of(err);
     return i >= 0 ? table[i].name : "INTERNAL";
 }
 
-const char *rpc_err_message(int err)
+const char *err_message(int err)
 {
     int i = index_of(err);
     if (i >= 0)
@@ -37,7 +37,7 @@ const char *rpc_err_message(int err)
     return err == 0 ? "success" : strerror(-err);
 }
 
-int rpc_err_from_name(const char *name, size_t len)
+int err_from_name(const char *name, size_t len)
 {
     for (int i = 0; i < RPC_ERR_COUNT; i++) {
         if (strlen(table[i].name) == len && memcmp(table[i].name, name, len) == 0)
