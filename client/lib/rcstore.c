@@ -958,28 +958,98 @@ int rcs_names(rcs_client *c, const char *prefix, uint64_t limit, rcs_value **lis
     return rcs_call(c, list, "names", "su", prefix ? prefix : "", limit);
 }
 
-int rcs_referrers(rcs_client *c, uint64_t id, uint64_t limit, uint64_t **ids, size_t *n)
+/* The most ids asked for in one page: the server examines at most 65,536
+ * refs a page, so a page never holds more. */
+#define REFERRERS_PAGE 65536
+
+/* Append the uints of array a to *ids (*n of *cap used). 0 or RCS_ENOMEM. */
+static int append_uints(rcs_client *c, const rcs_value *a, uint64_t **ids, size_t *n, size_t *cap)
+{
+    if (*n + a->via.array.len > *cap || !*ids) {
+        size_t ncap = *cap ? *cap : 16;
+        uint64_t *p;
+        while (ncap < *n + a->via.array.len)
+            ncap *= 2;
+        if (!(p = realloc(*ids, ncap * sizeof(*p))))
+            return set_error(c, RCS_ENOMEM, NULL);
+        *ids = p;
+        *cap = ncap;
+    }
+    for (size_t i = 0; i < a->via.array.len; i++)
+        (*ids)[(*n)++] = rcs_value_uint(&a->via.array.items[i], 0);
+    return 0;
+}
+
+/* One page into *ids (grown with realloc; *n of *cap used); *cursor goes
+ * from this page's start to the next one's (0: done). */
+static int referrers_page(rcs_client *c, uint64_t id, uint64_t limit, uint64_t *cursor,
+                          uint64_t **ids, size_t *n, size_t *cap)
 {
     rcs_value *v;
-    int rc = rcs_call(c, &v, "referrers", "uu", id, limit);
+    const rcs_value *a;
+    int rc = SEND_OR_FAIL(c, "referrers", "uuu", id, limit, *cursor);
+    if (rc < 0 || (rc = rcs_recv(c, &v)) < 0)
+        return rc;
+    a = rcs_map_get(v, "ids");
+    if (!a || a->type != RCS_ARRAY || !rcs_map_get(v, "cursor") || a->via.array.len > limit) {
+        rcs_value_free(v);
+        return set_error(c, RCS_EPROTO, "expected {\"ids\": [...], \"cursor\": uint}");
+    }
+    rc = append_uints(c, a, ids, n, cap);
+    if (rc == 0)
+        *cursor = rcs_value_uint(rcs_map_get(v, "cursor"), 0);
+    rcs_value_free(v);
+    return rc;
+}
+
+int rcs_referrers_page(rcs_client *c, uint64_t id, uint64_t limit, uint64_t *cursor, uint64_t **ids,
+                       size_t *n)
+{
+    size_t cap = 0;
+    int rc;
     *ids = NULL;
     *n = 0;
-    if (rc < 0)
-        return rc;
-    if (v->type != RCS_ARRAY) {
-        rcs_value_free(v);
-        return set_error(c, RCS_EPROTO, "expected an array");
+    if (limit == 0)
+        return set_error(c, RCS_EINVAL, "limit must be at least 1");
+    rc = referrers_page(c, id, limit, cursor, ids, n, &cap);
+    if (rc == 0 && !*ids && !(*ids = malloc(sizeof(uint64_t))))
+        rc = set_error(c, RCS_ENOMEM, NULL);
+    if (rc < 0) {
+        free(*ids);
+        *ids = NULL;
+        *n = 0;
     }
-    *ids = malloc((v->via.array.len ? v->via.array.len : 1) * sizeof(uint64_t));
-    if (!*ids) {
-        rcs_value_free(v);
-        return set_error(c, RCS_ENOMEM, NULL);
+    return rc;
+}
+
+int rcs_referrers(rcs_client *c, uint64_t id, uint64_t limit, uint64_t **ids, size_t *n)
+{
+    uint64_t cursor = 0;
+    size_t cap = 0;
+    int rc = 0;
+    *ids = NULL;
+    *n = 0;
+    if (limit == 0) { /* nothing wanted, but an unknown id is still NOT_FOUND */
+        rcs_value *v;
+        if ((rc = SEND_OR_FAIL(c, "referrers", "uu", id, (uint64_t)0)) == 0 &&
+            (rc = rcs_recv(c, &v)) == 0)
+            rcs_value_free(v);
     }
-    for (size_t i = 0; i < v->via.array.len; i++)
-        (*ids)[i] = rcs_value_uint(&v->via.array.items[i], 0);
-    *n = v->via.array.len;
-    rcs_value_free(v);
-    return 0;
+    while (rc == 0 && *n < limit) {
+        uint64_t left = limit - *n;
+        rc = referrers_page(c, id, left < REFERRERS_PAGE ? left : REFERRERS_PAGE, &cursor, ids, n,
+                            &cap);
+        if (cursor == 0)
+            break;
+    }
+    if (rc == 0 && !*ids && !(*ids = malloc(sizeof(uint64_t))))
+        rc = set_error(c, RCS_ENOMEM, NULL);
+    if (rc < 0) {
+        free(*ids);
+        *ids = NULL;
+        *n = 0;
+    }
+    return rc;
 }
 
 int rcs_watch(rcs_client *c, uint64_t id)

@@ -312,6 +312,79 @@ static void million_chain(void **state)
     rcs_close(w);
 }
 
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* More objects than one referrers request may examine (65,536 steps): the
+ * plain request is refused, and rcs_referrers pages by itself to the same
+ * answer, in full and up to a limit; rcs_referrers_page walks it by hand. */
+static void referrers_past_the_budget(void **state)
+{
+    enum { N = 150000, BATCH = 10000, EVERY = 1499 };
+    rcs_client *c = client();
+    uint64_t t, *got, *page, want[N / EVERY + 1], cursor = 0, *all = NULL;
+    size_t nwant = 0, n, npage, nall = 0;
+    rcs_value *v;
+    (void)state;
+    assert_int_equal(rcs_create(c, "t", 1, NULL, 0, &t), 0);
+    for (int done = 0; done < N; done += BATCH) {
+        for (int i = done; i < done + BATCH; i++) {
+            if (i % EVERY == EVERY - 1)
+                assert_int_equal(rcs_send(c, "create", "yU", "r", (size_t)1, &t, (size_t)1), 0);
+            else
+                assert_int_equal(rcs_send(c, "create", "y", "", (size_t)0), 0);
+        }
+        for (int i = done; i < done + BATCH; i++) {
+            assert_int_equal(rcs_recv(c, &v), 0);
+            if (i % EVERY == EVERY - 1)
+                want[nwant++] = rcs_value_uint(v, 0);
+            rcs_value_free(v);
+        }
+    }
+    assert_int_equal(nwant, N / EVERY);
+    qsort(want, nwant, sizeof(*want), cmp_u64); /* ids need not grow */
+    assert_int_equal(rcs_call(c, NULL, "referrers", "uu", t, UINT64_MAX), RCS_EQUOTA_EXCEEDED);
+
+    assert_int_equal(rcs_referrers(c, t, UINT64_MAX, &got, &n), 0);
+    assert_int_equal(n, nwant);
+    qsort(got, n, sizeof(*got), cmp_u64);
+    assert_memory_equal(got, want, n * sizeof(*got));
+    free(got);
+    assert_int_equal(rcs_referrers(c, t, 7, &got, &n), 0);
+    assert_int_equal(n, 7);
+    for (size_t i = 0; i < n; i++)
+        assert_non_null(bsearch(&got[i], want, nwant, sizeof(*want), cmp_u64));
+    free(got);
+    assert_int_equal(rcs_referrers(c, t, 0, &got, &n), 0);
+    assert_int_equal(n, 0);
+    free(got);
+    assert_int_equal(rcs_referrers(c, UINT64_MAX, 5, &got, &n), RCS_ENOT_FOUND);
+    assert_null(got);
+
+    /* By hand: several pages (some maybe empty), together the same ids. */
+    int pages = 0;
+    do {
+        assert_int_equal(rcs_referrers_page(c, t, 30, &cursor, &page, &npage), 0);
+        assert_true(npage <= 30);
+        all = realloc(all, (nall + npage + 1) * sizeof(*all));
+        assert_non_null(all);
+        memcpy(all + nall, page, npage * sizeof(*page));
+        nall += npage;
+        free(page);
+        pages++;
+    } while (cursor != 0);
+    assert_true(pages >= 3);
+    assert_int_equal(nall, nwant);
+    qsort(all, nall, sizeof(*all), cmp_u64);
+    assert_memory_equal(all, want, nall * sizeof(*all));
+    free(all);
+    assert_int_equal(rcs_referrers_page(c, t, 0, &cursor, &page, &npage), RCS_EINVAL);
+    rcs_close(c);
+}
+
 static void connections_past_the_limit(void **state)
 {
     enum { N = 950 };
@@ -383,6 +456,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(five_hundred_connections),
         cmocka_unit_test(connections_past_the_limit),
         cmocka_unit_test(leases_and_handoff),
+        cmocka_unit_test(referrers_past_the_budget),
         cmocka_unit_test(million_chain),
     };
     rcs_test_select(argc, argv);

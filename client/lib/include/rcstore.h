@@ -217,8 +217,20 @@ RCS_EXPORT int rcs_lookup(rcs_client *c, const char *name, int acquire, uint64_t
 /* Names starting with prefix, sorted, at most limit (UINT64_MAX: all): the
  * result is an array of [name, id] pairs. */
 RCS_EXPORT int rcs_names(rcs_client *c, const char *prefix, uint64_t limit, rcs_value **list);
-/* Ids of objects whose refs contain id, at most limit. Free *ids with free(). */
+/* Ids of objects whose refs contain id, at most limit (UINT64_MAX: all).
+ * Free *ids with free() (it is never NULL on success). On a heap larger
+ * than one request's budget this takes several requests (the paged form
+ * below, from cursor 0 until done), so, as with Redis's SCAN, an object
+ * that refers to id throughout is returned once, one that starts or stops
+ * referring to id meanwhile may or may not be. Only call it with no
+ * replies pending. */
 RCS_EXPORT int rcs_referrers(rcs_client *c, uint64_t id, uint64_t limit, uint64_t **ids, size_t *n);
+/* One page of referrers: start with *cursor = 0, and call again with the
+ * *cursor it leaves until that is 0. Each page is at most limit (>= 1,
+ * else RCS_EINVAL) ids, maybe none, and one request of bounded work on the
+ * server. *ids as rcs_referrers. */
+RCS_EXPORT int rcs_referrers_page(rcs_client *c, uint64_t id, uint64_t limit, uint64_t *cursor,
+                                  uint64_t **ids, size_t *n);
 /* Ask for a "freed" notification when id is freed. */
 RCS_EXPORT int rcs_watch(rcs_client *c, uint64_t id);
 /* Drop every hold of this session; *n (may be NULL) gets how many. */
