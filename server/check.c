@@ -203,6 +203,8 @@ int store_check(const struct store *st, char *err, size_t errlen)
         if (s->id != key || s->idx == 0 || s->idx > st->next_idx || by_idx[s->idx])
             FAIL("session %llu has a bad or shared index %u", (unsigned long long)key, s->idx);
         by_idx[s->idx] = s;
+        if (s->idx >= st->by_idx_cap || st->by_idx[s->idx] != s)
+            FAIL("session %llu is not in the index table at %u", (unsigned long long)key, s->idx);
         if (timerq_queued(&s->lease)) {
             if (s->conn || !s->ttl_s || !queued_at(&st->timers, &s->lease))
                 FAIL("session %llu is queued for expiry but %s", (unsigned long long)s->id,

@@ -30,7 +30,7 @@ static void found(const struct store *st, struct why_result *r, uint64_t *path, 
     r->len = len;
     r->root = (enum why_root)root_kind(h, heap_get(h, path[0]), path[0]);
     if (r->root == WHY_SESSION)
-        r->session = store_holder(st, path[0]);
+        r->session = store_holder(st, path[0], NULL);
     else if (r->root == WHY_NAME)
         r->name = names_of_id(&st->names, path[0]);
 }

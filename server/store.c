@@ -111,6 +111,7 @@ void store_close(struct store *st)
     u64map_close(&st->by_token);
     timerq_close(&st->timers);
     mem_free(st->free_idx, (size_t)st->free_idx_cap * sizeof(*st->free_idx));
+    mem_free(st->by_idx, (size_t)st->by_idx_cap * sizeof(*st->by_idx));
     names_close(&st->names);
     heap_close(&st->heap);
 }
@@ -188,16 +189,31 @@ int store_gc_due(const struct store *st)
     return st->heap.cand_lost || st->heap.ncand >= st->gc.threshold;
 }
 
-uint64_t store_holder(const struct store *st, uint64_t id)
+uint64_t store_holder(const struct store *st, uint64_t id, uint32_t *steps)
 {
-    uint64_t k, v;
-    uint32_t pos = 0, owner = st->heap.owner[heap_slot_of(id)];
-    while (u64map_next(&st->sessions, &pos, &k, &v)) {
-        const struct sess *s = PTR(v);
-        if ((owner && s->idx == owner) || (!owner && sess_holds_on(st, s, id) > 0))
-            return s->id;
+    uint32_t owner = st->heap.owner[heap_slot_of(id)], n = 0;
+    uint64_t found = 0;
+    if (owner) {
+        PANIC_IF(owner >= st->by_idx_cap || !st->by_idx[owner],
+                 "object %llu: owned by session index %u, which has no session",
+                 (unsigned long long)id, owner);
+        n = 1;
+        found = st->by_idx[owner]->id;
+    } else {
+        /* Only extra holds, kept in each holder's map: no reverse index
+         * (it would cost every incref), so look at a bounded few. */
+        for (uint32_t i = 1; i <= st->next_idx && n < STORE_HOLDER_SCAN; i++) {
+            const struct sess *s = st->by_idx[i];
+            n++;
+            if (s && u64map_get(&s->holds, id)) {
+                found = s->id;
+                break;
+            }
+        }
     }
-    return 0;
+    if (steps)
+        *steps = n;
+    return found;
 }
 
 uint64_t store_session_count(const struct store *st)
@@ -212,13 +228,32 @@ static uint64_t token_key(const uint8_t *token)
     return k;
 }
 
+/* Room in by_idx for one more session index than handed out so far. */
+static int by_idx_reserve(struct store *st)
+{
+    uint32_t cap = st->by_idx_cap ? st->by_idx_cap : 64;
+    struct sess **p;
+    if (st->next_idx + 1 < st->by_idx_cap)
+        return 0;
+    while (st->next_idx + 1 >= cap)
+        cap *= 2;
+    p = mem_realloc(st->by_idx, (size_t)st->by_idx_cap * sizeof(*p), (size_t)cap * sizeof(*p));
+    if (!p)
+        return RPC_EOUT_OF_MEMORY;
+    memset(p + st->by_idx_cap, 0, (size_t)(cap - st->by_idx_cap) * sizeof(*p));
+    st->by_idx = p;
+    st->by_idx_cap = cap;
+    return 0;
+}
+
 int sess_new(struct store *st, struct sess **out)
 {
     struct sess *s;
     /* Room in the queue for every session and token there could be: a
      * detach, which cannot fail, never has to allocate. */
     if (u64map_reserve(&st->sessions, 1) < 0 || u64map_reserve(&st->by_token, 1) < 0 ||
-        timerq_reserve(&st->timers, (uint64_t)st->sessions.len + st->shares.len + 1) < 0)
+        timerq_reserve(&st->timers, (uint64_t)st->sessions.len + st->shares.len + 1) < 0 ||
+        by_idx_reserve(st) < 0)
         return RPC_EOUT_OF_MEMORY;
     s = mem_calloc(sizeof(*s));
     if (!s)
@@ -233,6 +268,7 @@ int sess_new(struct store *st, struct sess **out)
     } while (token_key(s->token) == 0 || u64map_get(&st->by_token, token_key(s->token)));
     s->id = st->next_sess_id++;
     s->idx = st->nfree_idx ? st->free_idx[--st->nfree_idx] : ++st->next_idx;
+    st->by_idx[s->idx] = s;
     s->lease.tag = TIMER_LEASE;
     u64map_init(&s->holds);
     u64map_init(&s->releasing);
@@ -472,6 +508,7 @@ void sess_free(struct store *st, struct sess *s)
     }
     if (st->nfree_idx < st->free_idx_cap)
         st->free_idx[st->nfree_idx++] = s->idx;
+    st->by_idx[s->idx] = NULL;
     sess_destroy(s);
 }
 

@@ -95,7 +95,9 @@ struct store {
     struct sess *ending, *ending_tail; /* ended sessions whose holds go in slices */
     uint64_t release_at_once; /* more holds than this are released in slices (tests lower it) */
     uint64_t next_sess_id;
-    uint32_t next_idx;  /* session indexes handed out so far */
+    uint32_t next_idx;    /* session indexes handed out so far */
+    struct sess **by_idx; /* session index → session (NULL: free), by_idx_cap entries */
+    uint32_t by_idx_cap;
     uint32_t *free_idx; /* indexes of ended sessions, for reuse */
     uint32_t nfree_idx, free_idx_cap;
     store_notify_cb notify;
@@ -107,9 +109,15 @@ int store_init(struct store *st, const struct store_limits *lim, store_notify_cb
 /* Free everything, sessions included, without notifications. */
 void store_close(struct store *st);
 uint64_t store_session_count(const struct store *st);
-/* The id of a session that holds object id (its owner if it has one), or 0.
- * O(sessions): for diagnostics such as why. */
-uint64_t store_holder(const struct store *st, uint64_t id);
+/* Sessions store_holder looks at when the object has no owner session. */
+#define STORE_HOLDER_SCAN 256
+
+/* The id of a session that holds live object id, for diagnostics such as
+ * why. Its owner session if it has one, found at once; otherwise the first
+ * holder among at most STORE_HOLDER_SCAN sessions (in index order), or 0
+ * when none of those holds it. So 0 for an object with holds means "some
+ * session". *steps (may be NULL) gets the sessions looked at. */
+uint64_t store_holder(const struct store *st, uint64_t id, uint32_t *steps);
 
 /* Run the cycle collector (gc.h) now, and account for it in st->gc,
  * adapting the threshold: a run that frees little raises it, one that frees

@@ -417,42 +417,19 @@ static int cmd_names(struct cli *cli, const struct opts *o, int argc, char **arg
     return EXIT_OK;
 }
 
-/* Pages through the heap with the server's cursor, so that a big heap
- * costs many short requests instead of one refused long one. */
+/* rcs_referrers pages through the heap with the server's cursor, so that a
+ * big heap costs many short requests instead of one refused long one. */
 static int cmd_referrers(struct cli *cli, const struct opts *o, int argc, char **argv)
 {
-    uint64_t id, cursor = 0, left = o->have_limit ? o->limit : UINT64_MAX, *all = NULL;
-    size_t n = 0, cap = 0;
-    rcs_value *v;
-    int rc = EXIT_OK;
+    uint64_t id, *all = NULL;
+    size_t n = 0;
+    int rc = EXIT_OK, err;
     if (parse_id(argv[0], &id) < 0)
         return EXIT_USAGE;
-    while (left > 0) {
-        const rcs_value *ids;
-        int err = rcs_call(cli->c, &v, "referrers", "uuu", id, left < 1000 ? left : 1000, cursor);
-        if (err < 0) {
-            rc = call_failed(cli, err);
-            goto out;
-        }
-        ids = rcs_map_get(v, "ids");
-        for (size_t i = 0; ids && ids->type == RCS_ARRAY && i < ids->via.array.len; i++) {
-            if (n == cap) {
-                uint64_t *a = realloc(all, (cap = cap ? 2 * cap : 64) * sizeof(*all));
-                if (!a) {
-                    rcs_value_free(v);
-                    fprintf(stderr, "rcstore: out of memory\n");
-                    rc = EXIT_SERVER;
-                    goto out;
-                }
-                all = a;
-            }
-            all[n++] = rcs_value_uint(&ids->via.array.items[i], 0);
-            left--;
-        }
-        cursor = rcs_value_uint(rcs_map_get(v, "cursor"), 0);
-        rcs_value_free(v);
-        if (cursor == 0)
-            break;
+    err = rcs_referrers(cli->c, id, o->have_limit ? o->limit : UINT64_MAX, &all, &n);
+    if (err < 0) {
+        rc = call_failed(cli, err);
+        goto out;
     }
     if (o->json)
         putchar('[');

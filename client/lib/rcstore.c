@@ -18,6 +18,7 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -785,13 +786,17 @@ static int pending_guard(rcs_client *c)
 
 #define SEND_OR_FAIL(c, ...) (pending_guard(c) < 0 ? RCS_EINVAL : rcs_send(c, __VA_ARGS__))
 
-static int hello_result(rcs_client *c, rcs_hello_info *info, int rc);
+/* The size of rcs_hello_info in 0.1.0, all that rcs_hello and rcs_hello_lease
+ * may write (see rcstore.h). */
+#define HELLO_INFO_V1 offsetof(rcs_hello_info, max_tokens_per_session)
+
+static int hello_result(rcs_client *c, rcs_hello_info *info, size_t info_size, int rc);
 
 int rcs_hello(rcs_client *c, const char *client_name, rcs_hello_info *info)
 {
     int rc = client_name ? SEND_OR_FAIL(c, "hello", "{ss}", "client", client_name)
                          : SEND_OR_FAIL(c, "hello", "");
-    return hello_result(c, info, rc);
+    return hello_result(c, info, HELLO_INFO_V1, rc);
 }
 
 int rcs_hello_lease(rcs_client *c, uint32_t ttl, const uint8_t *token, size_t token_len,
@@ -800,33 +805,85 @@ int rcs_hello_lease(rcs_client *c, uint32_t ttl, const uint8_t *token, size_t to
     int rc =
         token ? SEND_OR_FAIL(c, "hello", "{susy}", "ttl", (uint64_t)ttl, "resume", token, token_len)
               : SEND_OR_FAIL(c, "hello", "{su}", "ttl", (uint64_t)ttl);
-    return hello_result(c, info, rc);
+    return hello_result(c, info, HELLO_INFO_V1, rc);
 }
 
-static int hello_result(rcs_client *c, rcs_hello_info *info, int rc)
+static void pack_kv_bin(msgpack_packer *pk, const char *key, const void *p, size_t len)
 {
+    rpc_pack_cstr(pk, key);
+    msgpack_pack_bin(pk, len);
+    msgpack_pack_bin_body(pk, p, len);
+}
+
+/* Queue hello with the options set in o (NULL: none). */
+static int send_hello(rcs_client *c, const rcs_hello_opts *o)
+{
+    static const rcs_hello_opts none;
+    size_t mark = c->out.len, auth_len;
+    msgpack_packer pk;
+
+    if (pending_guard(c) < 0)
+        return RCS_EINVAL;
+    if (!o)
+        o = &none;
+    auth_len = o->auth && !o->auth_len ? strlen(o->auth) : o->auth_len;
+    if (auth_len > UINT32_MAX || o->resume_len > UINT32_MAX || (o->resume && !o->resume_len))
+        return set_error(c, RCS_EINVAL, "bad hello options");
+    rpc_packer_init(&pk, &c->out);
+    c->out.oom = 0;
+    rpc_pack_request(&pk, c->next_msgid, "hello");
+    msgpack_pack_array(&pk, 1);
+    msgpack_pack_map(&pk, (size_t)(!!o->auth + !!o->client + !!o->ttl + !!o->resume));
+    if (o->auth)
+        pack_kv_bin(&pk, "auth", o->auth, auth_len);
+    if (o->client) {
+        rpc_pack_cstr(&pk, "client");
+        rpc_pack_cstr(&pk, o->client);
+    }
+    if (o->ttl)
+        rpc_pack_kv_uint(&pk, "ttl", o->ttl);
+    if (o->resume)
+        pack_kv_bin(&pk, "resume", o->resume, o->resume_len);
+    if (c->out.oom) {
+        buf_truncate(&c->out, mark);
+        return set_error(c, RCS_ENOMEM, NULL);
+    }
+    c->next_msgid++;
+    return 0;
+}
+
+int rcs_hello_with(rcs_client *c, const rcs_hello_opts *opts, rcs_hello_info *info)
+{
+    return hello_result(c, info, sizeof(*info), send_hello(c, opts));
+}
+
+/* Read hello's reply into the first info_size bytes of info (if not NULL). */
+static int hello_result(rcs_client *c, rcs_hello_info *info, size_t info_size, int rc)
+{
+    rcs_hello_info r;
     rcs_value *v;
     const rcs_value *t, *lim;
     if (rc < 0 || (rc = rcs_recv(c, &v)) < 0)
         return rc;
-    if (info) {
-        memset(info, 0, sizeof(*info));
-        info->protocol = rcs_value_uint(rcs_map_get(v, "protocol"), 0);
-        info->session = rcs_value_uint(rcs_map_get(v, "session"), 0);
-        t = rcs_map_get(v, "token");
-        if (t && t->type == RCS_BIN && t->via.bytes.len <= sizeof(info->token)) {
-            memcpy(info->token, t->via.bytes.ptr, t->via.bytes.len);
-            info->token_len = t->via.bytes.len;
-        }
-        t = rcs_map_get(v, "resumed");
-        info->resumed = t && t->type == RCS_BOOL && t->via.boolean;
-        info->ttl = rcs_value_uint(rcs_map_get(v, "ttl"), 0);
-        lim = rcs_map_get(v, "limits");
-        info->max_data_bytes = rcs_value_uint(rcs_map_get(lim, "max_data_bytes"), 0);
-        info->max_refs = rcs_value_uint(rcs_map_get(lim, "max_refs"), 0);
-        info->max_message_bytes = rcs_value_uint(rcs_map_get(lim, "max_message_bytes"), 0);
-        info->max_session_ttl = rcs_value_uint(rcs_map_get(lim, "max_session_ttl"), 0);
+    memset(&r, 0, sizeof(r));
+    r.protocol = rcs_value_uint(rcs_map_get(v, "protocol"), 0);
+    r.session = rcs_value_uint(rcs_map_get(v, "session"), 0);
+    t = rcs_map_get(v, "token");
+    if (t && t->type == RCS_BIN && t->via.bytes.len <= sizeof(r.token)) {
+        memcpy(r.token, t->via.bytes.ptr, t->via.bytes.len);
+        r.token_len = t->via.bytes.len;
     }
+    t = rcs_map_get(v, "resumed");
+    r.resumed = t && t->type == RCS_BOOL && t->via.boolean;
+    r.ttl = rcs_value_uint(rcs_map_get(v, "ttl"), 0);
+    lim = rcs_map_get(v, "limits");
+    r.max_data_bytes = rcs_value_uint(rcs_map_get(lim, "max_data_bytes"), 0);
+    r.max_refs = rcs_value_uint(rcs_map_get(lim, "max_refs"), 0);
+    r.max_message_bytes = rcs_value_uint(rcs_map_get(lim, "max_message_bytes"), 0);
+    r.max_session_ttl = rcs_value_uint(rcs_map_get(lim, "max_session_ttl"), 0);
+    r.max_tokens_per_session = rcs_value_uint(rcs_map_get(lim, "max_tokens_per_session"), 0);
+    if (info)
+        memcpy(info, &r, info_size);
     rcs_value_free(v);
     return 0;
 }
@@ -958,28 +1015,98 @@ int rcs_names(rcs_client *c, const char *prefix, uint64_t limit, rcs_value **lis
     return rcs_call(c, list, "names", "su", prefix ? prefix : "", limit);
 }
 
-int rcs_referrers(rcs_client *c, uint64_t id, uint64_t limit, uint64_t **ids, size_t *n)
+/* The most ids asked for in one page: the server examines at most 65,536
+ * refs a page, so a page never holds more. */
+#define REFERRERS_PAGE 65536
+
+/* Append the uints of array a to *ids (*n of *cap used). 0 or RCS_ENOMEM. */
+static int append_uints(rcs_client *c, const rcs_value *a, uint64_t **ids, size_t *n, size_t *cap)
+{
+    if (*n + a->via.array.len > *cap || !*ids) {
+        size_t ncap = *cap ? *cap : 16;
+        uint64_t *p;
+        while (ncap < *n + a->via.array.len)
+            ncap *= 2;
+        if (!(p = realloc(*ids, ncap * sizeof(*p))))
+            return set_error(c, RCS_ENOMEM, NULL);
+        *ids = p;
+        *cap = ncap;
+    }
+    for (size_t i = 0; i < a->via.array.len; i++)
+        (*ids)[(*n)++] = rcs_value_uint(&a->via.array.items[i], 0);
+    return 0;
+}
+
+/* One page into *ids (grown with realloc; *n of *cap used); *cursor goes
+ * from this page's start to the next one's (0: done). */
+static int referrers_page(rcs_client *c, uint64_t id, uint64_t limit, uint64_t *cursor,
+                          uint64_t **ids, size_t *n, size_t *cap)
 {
     rcs_value *v;
-    int rc = rcs_call(c, &v, "referrers", "uu", id, limit);
+    const rcs_value *a;
+    int rc = SEND_OR_FAIL(c, "referrers", "uuu", id, limit, *cursor);
+    if (rc < 0 || (rc = rcs_recv(c, &v)) < 0)
+        return rc;
+    a = rcs_map_get(v, "ids");
+    if (!a || a->type != RCS_ARRAY || !rcs_map_get(v, "cursor") || a->via.array.len > limit) {
+        rcs_value_free(v);
+        return set_error(c, RCS_EPROTO, "expected {\"ids\": [...], \"cursor\": uint}");
+    }
+    rc = append_uints(c, a, ids, n, cap);
+    if (rc == 0)
+        *cursor = rcs_value_uint(rcs_map_get(v, "cursor"), 0);
+    rcs_value_free(v);
+    return rc;
+}
+
+int rcs_referrers_page(rcs_client *c, uint64_t id, uint64_t limit, uint64_t *cursor, uint64_t **ids,
+                       size_t *n)
+{
+    size_t cap = 0;
+    int rc;
     *ids = NULL;
     *n = 0;
-    if (rc < 0)
-        return rc;
-    if (v->type != RCS_ARRAY) {
-        rcs_value_free(v);
-        return set_error(c, RCS_EPROTO, "expected an array");
+    if (limit == 0)
+        return set_error(c, RCS_EINVAL, "limit must be at least 1");
+    rc = referrers_page(c, id, limit, cursor, ids, n, &cap);
+    if (rc == 0 && !*ids && !(*ids = malloc(sizeof(uint64_t))))
+        rc = set_error(c, RCS_ENOMEM, NULL);
+    if (rc < 0) {
+        free(*ids);
+        *ids = NULL;
+        *n = 0;
     }
-    *ids = malloc((v->via.array.len ? v->via.array.len : 1) * sizeof(uint64_t));
-    if (!*ids) {
-        rcs_value_free(v);
-        return set_error(c, RCS_ENOMEM, NULL);
+    return rc;
+}
+
+int rcs_referrers(rcs_client *c, uint64_t id, uint64_t limit, uint64_t **ids, size_t *n)
+{
+    uint64_t cursor = 0;
+    size_t cap = 0;
+    int rc = 0;
+    *ids = NULL;
+    *n = 0;
+    if (limit == 0) { /* nothing wanted, but an unknown id is still NOT_FOUND */
+        rcs_value *v;
+        if ((rc = SEND_OR_FAIL(c, "referrers", "uu", id, (uint64_t)0)) == 0 &&
+            (rc = rcs_recv(c, &v)) == 0)
+            rcs_value_free(v);
     }
-    for (size_t i = 0; i < v->via.array.len; i++)
-        (*ids)[i] = rcs_value_uint(&v->via.array.items[i], 0);
-    *n = v->via.array.len;
-    rcs_value_free(v);
-    return 0;
+    while (rc == 0 && *n < limit) {
+        uint64_t left = limit - *n;
+        rc = referrers_page(c, id, left < REFERRERS_PAGE ? left : REFERRERS_PAGE, &cursor, ids, n,
+                            &cap);
+        if (cursor == 0)
+            break;
+    }
+    if (rc == 0 && !*ids && !(*ids = malloc(sizeof(uint64_t))))
+        rc = set_error(c, RCS_ENOMEM, NULL);
+    if (rc < 0) {
+        free(*ids);
+        *ids = NULL;
+        *n = 0;
+    }
+    return rc;
 }
 
 int rcs_watch(rcs_client *c, uint64_t id)

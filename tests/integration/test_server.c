@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 static struct server_proc srv;
 
@@ -312,6 +313,165 @@ static void million_chain(void **state)
     rcs_close(w);
 }
 
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* More objects than one referrers request may examine (65,536 steps): the
+ * plain request is refused, and rcs_referrers pages by itself to the same
+ * answer, in full and up to a limit; rcs_referrers_page walks it by hand. */
+static void referrers_past_the_budget(void **state)
+{
+    enum { N = 150000, BATCH = 10000, EVERY = 1499 };
+    rcs_client *c = client();
+    uint64_t t, *got, *page, want[N / EVERY + 1], cursor = 0, *all = NULL;
+    size_t nwant = 0, n, npage, nall = 0;
+    rcs_value *v;
+    (void)state;
+    assert_int_equal(rcs_create(c, "t", 1, NULL, 0, &t), 0);
+    for (int done = 0; done < N; done += BATCH) {
+        for (int i = done; i < done + BATCH; i++) {
+            if (i % EVERY == EVERY - 1)
+                assert_int_equal(rcs_send(c, "create", "yU", "r", (size_t)1, &t, (size_t)1), 0);
+            else
+                assert_int_equal(rcs_send(c, "create", "y", "", (size_t)0), 0);
+        }
+        for (int i = done; i < done + BATCH; i++) {
+            assert_int_equal(rcs_recv(c, &v), 0);
+            if (i % EVERY == EVERY - 1)
+                want[nwant++] = rcs_value_uint(v, 0);
+            rcs_value_free(v);
+        }
+    }
+    assert_int_equal(nwant, N / EVERY);
+    qsort(want, nwant, sizeof(*want), cmp_u64); /* ids need not grow */
+    assert_int_equal(rcs_call(c, NULL, "referrers", "uu", t, UINT64_MAX), RCS_EQUOTA_EXCEEDED);
+
+    assert_int_equal(rcs_referrers(c, t, UINT64_MAX, &got, &n), 0);
+    assert_int_equal(n, nwant);
+    qsort(got, n, sizeof(*got), cmp_u64);
+    assert_memory_equal(got, want, n * sizeof(*got));
+    free(got);
+    assert_int_equal(rcs_referrers(c, t, 7, &got, &n), 0);
+    assert_int_equal(n, 7);
+    for (size_t i = 0; i < n; i++)
+        assert_non_null(bsearch(&got[i], want, nwant, sizeof(*want), cmp_u64));
+    free(got);
+    assert_int_equal(rcs_referrers(c, t, 0, &got, &n), 0);
+    assert_int_equal(n, 0);
+    free(got);
+    assert_int_equal(rcs_referrers(c, UINT64_MAX, 5, &got, &n), RCS_ENOT_FOUND);
+    assert_null(got);
+
+    /* By hand: several pages (some maybe empty), together the same ids. */
+    int pages = 0;
+    do {
+        assert_int_equal(rcs_referrers_page(c, t, 30, &cursor, &page, &npage), 0);
+        assert_true(npage <= 30);
+        all = realloc(all, (nall + npage + 1) * sizeof(*all));
+        assert_non_null(all);
+        memcpy(all + nall, page, npage * sizeof(*page));
+        nall += npage;
+        free(page);
+        pages++;
+    } while (cursor != 0);
+    assert_true(pages >= 3);
+    assert_int_equal(nall, nwant);
+    qsort(all, nall, sizeof(*all), cmp_u64);
+    assert_memory_equal(all, want, nall * sizeof(*all));
+    free(all);
+    assert_int_equal(rcs_referrers_page(c, t, 0, &cursor, &page, &npage), RCS_EINVAL);
+    rcs_close(c);
+}
+
+/* rcs_hello_with authenticates, asks for a lease and resumes, on a server
+ * started with --auth-token-file; hello's limits reach rcs_hello_info. */
+static void hello_with_auth(void **state)
+{
+    static const char token[] = "s3cret-t0ken";
+    char path[] = "/tmp/rcs-test-token-XXXXXX";
+    const char *flags[] = {"--auth-token-file", path, "--max-tokens-per-session", "7", NULL};
+    struct server_proc asrv;
+    rcs_client *a, *b, *w;
+    rcs_hello_info info, again;
+    rcs_hello_opts o = {0};
+    uint64_t x;
+    int fd = mkstemp(path); /* mode 0600, as the server demands */
+    (void)state;
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, token, strlen(token)), (ssize_t)strlen(token));
+    assert_int_equal(write(fd, "\n", 1), 1);
+    close(fd);
+    assert_int_equal(server_start(&asrv, flags), 0);
+    assert_int_equal(rcs_connect(asrv.address, &a), 0);
+    assert_int_equal(rcs_connect(asrv.address, &b), 0);
+    assert_int_equal(rcs_connect(asrv.address, &w), 0);
+    rcs_set_timeout(a, 60000);
+    rcs_set_timeout(b, 60000);
+    rcs_set_timeout(w, 60000);
+
+    assert_int_equal(rcs_ping(a), 0);
+    assert_int_equal(rcs_create(a, "x", 1, NULL, 0, &x), RCS_EAUTH_REQUIRED);
+    o.auth = token; /* auth_len 0: a C string */
+    o.client = "hello-with";
+    o.ttl = 30;
+    assert_int_equal(rcs_hello_with(a, &o, &info), 0);
+    assert_int_equal(info.protocol, 1);
+    assert_int_equal(info.ttl, 30);
+    assert_false(info.resumed);
+    assert_int_equal(info.max_tokens_per_session, 7);
+    assert_int_equal(info.max_refs, 65536);
+    assert_int_equal(rcs_create(a, "x", 1, NULL, 0, &x), 0);
+
+    /* The token as bytes and a length. */
+    o = (rcs_hello_opts){.auth = token, .auth_len = strlen(token)};
+    assert_int_equal(rcs_hello_with(w, &o, NULL), 0);
+
+    /* A wrong token: AUTH_FAILED, then the server closes the connection. */
+    o = (rcs_hello_opts){.auth = token, .auth_len = strlen(token) - 1};
+    assert_int_equal(rcs_hello_with(b, &o, &again), RCS_EAUTH_FAILED);
+    assert_int_equal(rcs_ping(b), RCS_EIO);
+    rcs_close(b);
+
+    /* a's lease: close it, resume it from another connection that
+     * authenticates in the same hello; ttl 0 keeps the session's own. */
+    rcs_close(a);
+    assert_int_equal(rcs_connect(asrv.address, &a), 0);
+    rcs_set_timeout(a, 60000);
+    wait_stat_at_least(w, "sessions", "detached", 1); /* the close is processed */
+    o = (rcs_hello_opts){.auth = token, .resume = info.token, .resume_len = info.token_len};
+    assert_int_equal(rcs_hello_with(a, &o, &again), 0);
+    assert_true(again.resumed);
+    assert_int_equal(again.session, info.session);
+    assert_int_equal(again.ttl, 30);
+    assert_int_equal(rcs_decref(a, x, 1, NULL), 0); /* the hold came back with it */
+
+    rcs_close(a);
+    rcs_close(w);
+    assert_int_equal(server_stop(&asrv), 0);
+    unlink(path);
+}
+
+/* rcs_hello and rcs_hello_lease write only the rcs_hello_info of 0.1, so
+ * that a program built with its smaller struct is not overrun. */
+static void hello_keeps_the_old_info_layout(void **state)
+{
+    rcs_client *c = client();
+    rcs_hello_info info;
+    (void)state;
+    memset(&info, 0xA5, sizeof(info));
+    assert_int_equal(rcs_hello(c, "old", &info), 0);
+    assert_int_equal(info.max_refs, 1000);
+    assert_int_equal(info.max_tokens_per_session, 0xA5A5A5A5A5A5A5A5u);
+    assert_int_equal(rcs_hello_lease(c, 0, NULL, 0, &info), 0);
+    assert_int_equal(info.max_tokens_per_session, 0xA5A5A5A5A5A5A5A5u);
+    assert_int_equal(rcs_hello_with(c, NULL, &info), 0);
+    assert_int_equal(info.max_tokens_per_session, 1024);
+    rcs_close(c);
+}
+
 static void connections_past_the_limit(void **state)
 {
     enum { N = 950 };
@@ -383,6 +543,9 @@ int main(int argc, char **argv)
         cmocka_unit_test(five_hundred_connections),
         cmocka_unit_test(connections_past_the_limit),
         cmocka_unit_test(leases_and_handoff),
+        cmocka_unit_test(referrers_past_the_budget),
+        cmocka_unit_test(hello_with_auth),
+        cmocka_unit_test(hello_keeps_the_old_info_layout),
         cmocka_unit_test(million_chain),
     };
     rcs_test_select(argc, argv);

@@ -534,6 +534,50 @@ static void lease_is_clamped(void **state)
     assert_int_equal(st->sessions_detached, 0);
 }
 
+/* Naming a holder (why's answer) costs one step for an owned object and at
+ * most STORE_HOLDER_SCAN for one held only by other sessions, however many
+ * sessions there are; it used to walk them all. */
+static void holder_costs_no_walk_over_sessions(void **state)
+{
+    enum { NSESS = 100000 };
+    struct store *st = *state;
+    struct sess *first, *s = NULL, *last;
+    uint64_t owned, shared, far, after;
+    uint32_t steps;
+    assert_int_equal(sess_new(st, &first), 0);
+    for (int i = 1; i < NSESS - 1; i++)
+        assert_int_equal(sess_new(st, &s), 0);
+    assert_int_equal(sess_new(st, &last), 0);
+    assert_int_equal(store_session_count(st), NSESS);
+
+    owned = mk(st, last);
+    assert_int_equal(store_holder(st, owned, &steps), last->id);
+    assert_int_equal(steps, 1);
+
+    /* Ownership dropped, an extra hold left in first's map: found early. */
+    shared = mk(st, last);
+    assert_int_equal(sess_incref(st, first, shared, 1, NULL), 0);
+    assert_int_equal(sess_decref(st, last, shared, 1, &after), 0);
+    assert_int_equal(st->heap.owner[heap_slot_of(shared)], 0);
+    assert_int_equal(store_holder(st, shared, &steps), first->id);
+    assert_true(steps <= STORE_HOLDER_SCAN);
+
+    /* Held only by a session past the budget: "some session", bounded. */
+    far = mk(st, first);
+    assert_int_equal(sess_incref(st, last, far, 1, NULL), 0);
+    assert_int_equal(sess_decref(st, first, far, 1, &after), 0);
+    assert_int_equal(store_holder(st, far, &steps), 0);
+    assert_int_equal(steps, STORE_HOLDER_SCAN);
+    assert_int_equal(sess_holds_on(st, last, far), 1);
+
+    /* A freed index is forgotten, and a reused one names its new session. */
+    sess_free(st, last);
+    assert_int_equal(sess_new(st, &last), 0);
+    owned = mk(st, last);
+    assert_int_equal(store_holder(st, owned, &steps), last->id);
+    assert_int_equal(steps, 1);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
 /* The invariant check is not a rubber stamp: each kind of damage is found
@@ -609,6 +653,7 @@ int main(void)
         T(resume_removes_the_deadline),
         T(lease_is_clamped),
         T(big_sessions_are_released_in_slices),
+        T(holder_costs_no_walk_over_sessions),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -162,6 +162,7 @@ RCS_EXPORT void rcs_notification_free(rcs_notification *n);
 
 /* ---- typed calls, one per method ---- */
 
+/* What hello answered. The caller allocates it. */
 typedef struct rcs_hello_info {
     uint64_t protocol;
     uint64_t session;
@@ -170,8 +171,35 @@ typedef struct rcs_hello_info {
     int resumed;
     uint64_t ttl; /* the lease granted, in seconds */
     uint64_t max_data_bytes, max_refs, max_message_bytes, max_session_ttl;
+    /* Added after 0.1.0 and filled by rcs_hello_with only: rcs_hello and
+     * rcs_hello_lease write just the fields above (the struct of 0.1.0), so
+     * that programs built against 0.1.0 keep working with this library. */
+    uint64_t max_tokens_per_session; /* unclaimed share tokens a session may have */
 } rcs_hello_info;
 
+/* What rcs_hello_with sends. Zero it (rcs_hello_opts o = {0};) and set what
+ * is needed: every field left zero or NULL is not sent. */
+typedef struct rcs_hello_opts {
+    /* The server's token (the content of its --auth-token-file), auth_len
+     * bytes; auth_len 0 means strlen(auth). Without it, a server that
+     * requires one answers RCS_EAUTH_REQUIRED to everything but ping. A
+     * wrong one gets RCS_EAUTH_FAILED and the server closes the connection. */
+    const void *auth;
+    size_t auth_len;
+    const char *client; /* a name for this client, shown by the server */
+    /* A lease: keep the session ttl seconds after the connection closes
+     * (clamped to max_session_ttl). 0 sends nothing: a new session has no
+     * lease, a resumed one keeps its own. rcs_hello_lease can set 0. */
+    uint32_t ttl;
+    const uint8_t *resume; /* the resume token of a detached session to take over */
+    size_t resume_len;
+} rcs_hello_opts;
+
+/* hello with options (opts may be NULL: none); it must be the first call on
+ * a server that requires authentication. info may be NULL. 0,
+ * RCS_EAUTH_FAILED, RCS_ESESSION_BUSY, RCS_ESESSION_EXPIRED, RCS_EINVAL
+ * (replies pending) or a connection error. */
+RCS_EXPORT int rcs_hello_with(rcs_client *c, const rcs_hello_opts *opts, rcs_hello_info *info);
 /* hello with an optional client name (NULL for none). info may be NULL. */
 RCS_EXPORT int rcs_hello(rcs_client *c, const char *client_name, rcs_hello_info *info);
 /* hello with a lease: ttl seconds (0: none) and, if token is not NULL, the
@@ -217,8 +245,20 @@ RCS_EXPORT int rcs_lookup(rcs_client *c, const char *name, int acquire, uint64_t
 /* Names starting with prefix, sorted, at most limit (UINT64_MAX: all): the
  * result is an array of [name, id] pairs. */
 RCS_EXPORT int rcs_names(rcs_client *c, const char *prefix, uint64_t limit, rcs_value **list);
-/* Ids of objects whose refs contain id, at most limit. Free *ids with free(). */
+/* Ids of objects whose refs contain id, at most limit (UINT64_MAX: all).
+ * Free *ids with free() (it is never NULL on success). On a heap larger
+ * than one request's budget this takes several requests (the paged form
+ * below, from cursor 0 until done), so, as with Redis's SCAN, an object
+ * that refers to id throughout is returned once, one that starts or stops
+ * referring to id meanwhile may or may not be. Only call it with no
+ * replies pending. */
 RCS_EXPORT int rcs_referrers(rcs_client *c, uint64_t id, uint64_t limit, uint64_t **ids, size_t *n);
+/* One page of referrers: start with *cursor = 0, and call again with the
+ * *cursor it leaves until that is 0. Each page is at most limit (>= 1,
+ * else RCS_EINVAL) ids, maybe none, and one request of bounded work on the
+ * server. *ids as rcs_referrers. */
+RCS_EXPORT int rcs_referrers_page(rcs_client *c, uint64_t id, uint64_t limit, uint64_t *cursor,
+                                  uint64_t **ids, size_t *n);
 /* Ask for a "freed" notification when id is freed. */
 RCS_EXPORT int rcs_watch(rcs_client *c, uint64_t id);
 /* Drop every hold of this session; *n (may be NULL) gets how many. */
