@@ -18,7 +18,7 @@
 #include <stdint.h>
 
 /* The budgets of one request, well under the 2 ms a request may hold the
- * loop on a heap of 10M objects (bench/query_stall.c, docs/performance.md):
+ * loop on a heap of 10M objects (perf/query_stall.c, docs/performance.md):
  * why's is as large as that allows, since it decides which heaps why can
  * search whole; referrers pages, so a smaller page keeps a pipelined burst
  * of them short. */

@@ -311,7 +311,7 @@ static void garbage_ring(struct heap *h, int n, uint64_t *ids)
 /* A large garbage ring swept in slices: every slice does a bounded amount
  * of work (examined plus freed stays within two quanta of 256), however
  * large the ring, and the whole ring goes in the end. Work, not time: the
- * pause a slice takes is a benchmark's business (bench/gc_pause.py). */
+ * pause a slice takes is a benchmark's business (perf/gc_pause.py). */
 static void big_ring_in_bounded_slices(void **state)
 {
     enum { N = 200000 };

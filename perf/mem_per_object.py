@@ -7,7 +7,7 @@ redis-server is installed: `apt-get install redis-server`). Reports RSS
 growth per object/key, then frees everything in rcstored and reports how
 much RSS went back to the operating system.
 
-    bench/mem_per_object.py build/server/rcstored [N] [D]
+    perf/mem_per_object.py build/server/rcstored [N] [D]
 """
 import os
 import shutil

@@ -1,14 +1,14 @@
 #!/usr/bin/python3
 """The `gc` request over the wire, on garbage a client builds: N objects in
-2-cycles sent as bench/gc_pause.py sends them (create 10,000 empty objects,
+2-cycles sent as perf/gc_pause.py sends them (create 10,000 empty objects,
 then link a b, link b a, decref a, decref b for each pair: every object is
 a candidate), then one `gc`, whose own duration_us is printed; RUNS times
 on one server. Periodic sweeps are kept out of the way.
 
-    bench/gc_wire.py build/server/rcstored [objects] [runs]
+    perf/gc_wire.py build/server/rcstored [objects] [runs]
 
 The heap empties after each `gc`, so each run starts from a fresh id table:
-bench/gc_bench's "clients" case adds the churned heap."""
+perf/gc_bench's "clients" case adds the churned heap."""
 import gc
 import socket
 import subprocess

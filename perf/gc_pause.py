@@ -8,9 +8,9 @@ interval timer's sweep frees them in slices of --gc-slice-us. Reports B's
 latency percentiles and maximum over the window in which the sweep ran, and
 the server's own pause statistics.
 
-    bench/gc_pause.py build/server/rcstored [objects] [slice_us] [pairs|ring]
+    perf/gc_pause.py build/server/rcstored [objects] [slice_us] [pairs|ring]
 
-As bench/compare-redis.sh does, the server runs pinned to core 0 and this
+As perf/compare-redis.sh does, the server runs pinned to core 0 and this
 client to core 1 (PIN=0 in the environment turns that off), so that the
 two do not wait for each other's core.
 """

@@ -1,12 +1,12 @@
 /* gc_bench: the cycle collector on the graphs the issue names, in process
  * (no network), so that it compares with CPython's gc.collect() on the same
- * shapes (bench/gc_vs_cpython.sh runs both in one go).
+ * shapes (perf/gc_vs_cpython.sh runs both in one go).
  *
- *   build/bench/gc_bench [cycles] [live] [churn] [runs]
+ *   build/perf/gc_bench [cycles] [live] [churn] [runs]
  *
  * clients:    the garbage built the way clients build it, through the command
  *             layer (real encoded requests, decoded as conn.c decodes them, to
- *             cmd_dispatch) in the order bench/gc_pause.py sends them: `create`
+ *             cmd_dispatch) in the order perf/gc_pause.py sends them: `create`
  *             10,000 empty objects, then for each pair `link a b`, `link b a`,
  *             `decref a`, `decref b`, so every object is a candidate. First
  *             `churn` objects are created and dropped in random order, so ids
@@ -164,7 +164,7 @@ static void churn(struct client *c, long n)
     free(ids);
 }
 
-/* cycles pairs, as bench/gc_pause.py sends them. */
+/* cycles pairs, as perf/gc_pause.py sends them. */
 static void client_cycles(struct client *c, long cycles)
 {
     static uint64_t ids[10000];

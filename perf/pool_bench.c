@@ -1,7 +1,7 @@
 /* pool_bench: alloc+free pairs, the pool allocator against glibc malloc/free,
  * same size mix, same order of operations, side by side in one run.
  *
- *   build/bench/pool_bench [pairs [rounds]]
+ *   build/perf/pool_bench [pairs [rounds]]
  *
  * Three patterns, all reported:
  *   pairs    frees each block right after allocating it: one live block per

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The cycle collector against CPython's, same graphs, same machine, same run:
-#   bench/gc_vs_cpython.sh [build dir] [cycles] [live] [churn] [runs]
+#   perf/gc_vs_cpython.sh [build dir] [cycles] [live] [churn] [runs]
 # rcstore's garbage is built the way clients build it (gc_bench's "clients"
 # case: through the command layer, on a heap that churned `churn` objects
 # first); CPython's is `cycles` pairs of lists a <-> b on a fresh heap, and

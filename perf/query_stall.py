@@ -11,11 +11,11 @@ client B (another process) pings one request at a time; B reports its
 latency over each kind's window. The collector is off (the leaves are
 candidates and a sweep would be measured instead).
 
-    bench/query_stall.py build/server/rcstored [objects] [names] [bursts]
+    perf/query_stall.py build/server/rcstored [objects] [names] [bursts]
 
-The in-process bench/query_stall.c measures each request's own CPU time on
+The in-process perf/query_stall.c measures each request's own CPU time on
 10M objects in seconds; this one takes minutes to build 10M over the wire.
-As bench/gc_pause.py does, the server runs on core 0 and the clients on core
+As perf/gc_pause.py does, the server runs on core 0 and the clients on core
 1 (PIN=0 in the environment turns that off).
 """
 import gc

@@ -2,7 +2,7 @@
  * network), for the housekeeping tick (store_expire) on the queue ordered by
  * deadline.
  *
- *   build/bench/expiry_bench [tokens] [leases]
+ *   build/perf/expiry_bench [tokens] [leases]
  *
  * idle tick:  `tokens` live tokens and `leases` detached sessions, none due:
  *             the time and queue entries one tick costs (it should not grow

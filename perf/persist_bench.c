@@ -1,6 +1,6 @@
 /* persist_bench: what persistence costs, in process, on the disk of DIR.
  *
- *   build/bench/persist_bench [DIR [objects]]     (DIR: a scratch directory
+ *   build/perf/persist_bench [DIR [objects]]     (DIR: a scratch directory
  *                                                   it may fill and empty)
  *
  * crc      CRC32C over 64 MiB: the SSE4.2 path (what crc32c uses here) and

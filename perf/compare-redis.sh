@@ -11,7 +11,7 @@
 # testers to core 1 (taskset), so that neither side's tail depends on where
 # the scheduler happened to put it; PIN=0 turns that off.
 #
-# usage: bench/compare-redis.sh [BUILD_DIR] [REQUESTS] [ROUNDS]
+# usage: perf/compare-redis.sh [BUILD_DIR] [REQUESTS] [ROUNDS]
 #   env: KEYSPACE (default 10000), CLIENTS (default 50), PIN (default 1)
 set -euo pipefail
 

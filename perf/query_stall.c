@@ -5,7 +5,7 @@
  * as a connection's would be, and timed. The longest time is the longest a
  * second client's ping would wait behind it.
  *
- *   build/bench/query_stall [objects] [names] [calls]
+ *   build/perf/query_stall [objects] [names] [calls]
  *
  * The heap is made of groups of six objects, the way clients build
  * containers: a container c held by the session refers to four leaves, and
