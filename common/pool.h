@@ -96,13 +96,15 @@ struct pool_stats {
 };
 
 void pool_get_stats(struct pool_stats *st);
-/* Give every empty pool back to its arena (and so let empty arenas go back
- * to the system), then release the pages of free pools in arenas that
+/* Give every empty pool back to its arena, unmap arenas left with no pool
+ * in use (all but one, if no other arena has room: against churn; an arena
+ * that empties is unmapped here, never by the free that emptied it), then
+ * release the pages of free pools in arenas that
  * still serve others (madvise DONTNEED), so that a heap that shrinks gives
  * its memory back even when the blocks left are scattered. pool_trim does
- * all of it; pool_trim_step releases the pages of at most max_pools pools
- * (16 KiB each), so that a server can spread a large release over several
- * short steps, and returns 1 while pages remain to release. */
+ * all of it; pool_trim_step unmaps at most max_pools / 64 arenas (at least
+ * one) and releases the pages of at most max_pools pools (16 KiB each), so that a server can spread
+ * a large release over several short steps, and returns 1 while pages remain to release. */
 void pool_trim(void);
 int pool_trim_step(uint32_t max_pools);
 /* Bytes of the pools serving a class (16 KiB each): what the pools take

@@ -12,7 +12,7 @@ CYCLES=${2:-500000}
 LIVE=${3:-1000000}
 CHURN=${4:-3000000}
 RUNS=${5:-5}
-/usr/bin/python3 - "$BUILD/bench/gc_bench" "$CYCLES" "$LIVE" "$CHURN" "$RUNS" <<'PY'
+/usr/bin/python3 - "$BUILD/perf/gc_bench" "$CYCLES" "$LIVE" "$CHURN" "$RUNS" <<'PY'
 import gc, re, statistics, subprocess, sys, time
 bench, cycles, live, churn, runs = sys.argv[1], *map(int, sys.argv[2:])
 out = subprocess.run([bench, str(cycles), str(live), str(churn), str(runs)], check=True,
