@@ -16,6 +16,12 @@ void rpc_decoder_close(struct rpc_decoder *d)
     msgpack_zone_destroy(&d->zone);
 }
 
+int rpc_decoder_shrink(struct rpc_decoder *d)
+{
+    msgpack_zone_destroy(&d->zone);
+    return rpc_decoder_init(d) == 0 ? 0 : RPC_EOUT_OF_MEMORY;
+}
+
 int rpc_decode(struct rpc_decoder *d, const char *frame, size_t len, msgpack_object *out)
 {
     size_t off = 0;

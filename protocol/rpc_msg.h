@@ -19,6 +19,11 @@ struct rpc_decoder {
 /* 0 or -ENOMEM. */
 int rpc_decoder_init(struct rpc_decoder *d);
 void rpc_decoder_close(struct rpc_decoder *d);
+/* Give the memory of the last decode back to the system (msgpack-c keeps
+ * the zone's largest chunk otherwise, about 24 bytes per declared element,
+ * for as long as the decoder lives). 0, or RPC_EOUT_OF_MEMORY with d
+ * closed. */
+int rpc_decoder_shrink(struct rpc_decoder *d);
 /* Decode the len-byte frame into *out, valid until the next call. Returns 0,
  * RPC_EBAD_REQUEST if the bytes are not exactly one msgpack object, or
  * RPC_EOUT_OF_MEMORY. */

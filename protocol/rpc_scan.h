@@ -26,10 +26,10 @@ struct rpc_scan {
     struct rpc_scan_limits lim; /* read-only */
     int have_msgid;             /* read-only: msgid was read (top array, 2nd item uint32) */
     uint32_t msgid;             /* read-only */
+    uint32_t elements;          /* read-only: elements the current frame declared so far */
     /* private: */
     size_t pos;
     uint64_t skip;
-    uint32_t elements;
     uint32_t depth;
     uint32_t top_seen;
     int top_is_array;

@@ -26,6 +26,9 @@
 /* Light requests served between two looks at the clock; a heavy one
  * (cmd_ctx.heavy) is always followed by a look. */
 #define CLOCK_EVERY 32
+/* Frames that declare more elements than this give their decode memory
+ * back when served (rpc_decoder_shrink): 256 elements is 6-12 KiB. */
+#define CONN_ZONE_KEEP_ELEMENTS 256
 
 struct conn {
     union stream_handle h;
@@ -361,6 +364,8 @@ static void set_scan_limits(struct conn *c)
     struct rpc_scan_limits lim = c->srv->scan_lim;
     if (!c->authed && lim.max_message_bytes > CONN_PREAUTH_MAX_MESSAGE)
         lim.max_message_bytes = CONN_PREAUTH_MAX_MESSAGE;
+    if (!c->authed && lim.max_elements > CONN_PREAUTH_MAX_ELEMENTS)
+        lim.max_elements = CONN_PREAUTH_MAX_ELEMENTS;
     rpc_scan_init(&c->scan, &lim);
 }
 
@@ -395,7 +400,10 @@ static int serve_frame(struct conn *c, const char *frame, size_t len)
     struct rpc_message m;
     msgpack_object obj;
     msgpack_packer pk;
-    int have_msgid, rc;
+    int have_msgid, rc, heavy = 0;
+    /* Its decode takes about 24 bytes of msgpack-c's zone per element, which
+     * no budget counts: past a few KiB it goes back once the frame is done. */
+    int big = c->scan.elements > CONN_ZONE_KEEP_ELEMENTS;
 
     rc = rpc_decode(&c->dec, frame, len, &obj);
     if (rc == 0)
@@ -408,14 +416,21 @@ static int serve_frame(struct conn *c, const char *frame, size_t len)
         rpc_pack_response_error(&pk, have_msgid, m.msgid, rc,
                                 "expected [0, msgid, method, params] with a uint32 msgid, a str "
                                 "method and an array of params");
-        return 0;
+        goto out;
     }
     if (m.type == RPC_NOTIFY) {
         /* msgpack-RPC notifications get no reply; none are defined for clients. */
         log_debug("%s sent notification \"%.*s\": ignored", c->peer, (int)m.method_len, m.method);
-        return 0;
+        goto out;
     }
-    return serve_request(c, &m);
+    heavy = serve_request(c, &m);
+out:
+    if (big && rpc_decoder_shrink(&c->dec) < 0) {
+        c->dec_ready = 0;
+        log_warn("closing %s: out of memory for its decoder", c->peer);
+        conn_close(c);
+    }
+    return heavy;
 }
 
 /* A connection that holds no partial message reads into the server's shared

@@ -17,6 +17,9 @@
 /* The largest message a connection may send before hello {auth} succeeded:
  * a hello with the longest token (4096 bytes) and its other options fits. */
 #define CONN_PREAUTH_MAX_MESSAGE 8192
+/* ... and may declare at most this many elements in all (a hello's map of
+ * options needs a dozen): msgpack-c's decode takes 24-48 bytes for each. */
+#define CONN_PREAUTH_MAX_ELEMENTS 64
 
 struct conn;
 struct server;
