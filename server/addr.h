@@ -16,8 +16,7 @@
  * bytes) that does not repeat hostport: -EINVAL when it is not HOST:PORT,
  * -ENOENT when the name does not resolve, -EAGAIN when the resolver failed
  * for now (try again later). */
-int addr_resolve_tcp(const char *hostport, struct sockaddr_storage *sa, char *err,
-                     size_t errlen);
+int addr_resolve_tcp(const char *hostport, struct sockaddr_storage *sa, char *err, size_t errlen);
 
 /* Write sa as "HOST:PORT" ("[v6]:PORT") into out (len bytes). */
 void addr_format(const struct sockaddr_storage *sa, char *out, size_t len);
