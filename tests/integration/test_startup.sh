@@ -204,12 +204,17 @@ kill -TERM "$pid"
 wait "$pid"
 
 # Host names resolve (the first IPv4 address), and the metrics endpoint
-# takes IPv6 like --listen does.
-start names --listen tcp://localhost:0 --metrics-listen "tcp://[::1]:0"
+# takes IPv6 like --listen does (where this host has ::1).
+if /usr/bin/python3 -c 'import socket; socket.socket(socket.AF_INET6).bind(("::1", 0))' 2>/dev/null; then
+  start names --listen tcp://localhost:0 --metrics-listen "tcp://[::1]:0"
+  grep -q 'metrics on http://\[::1\]:[0-9]*/metrics' "$tmp/names.log"
+  expect "--metrics-listen tcp://[::1]:0" $?
+else
+  echo "skip --metrics-listen tcp://[::1]:0: no IPv6 loopback here"
+  start names --listen tcp://localhost:0
+fi
 grep -q "listening on tcp://127.0.0.1:" "$tmp/names.log"
 expect "--listen tcp://localhost:0 binds 127.0.0.1" $?
-grep -q 'metrics on http://\[::1\]:[0-9]*/metrics' "$tmp/names.log"
-expect "--metrics-listen tcp://[::1]:0" $?
 kill -TERM "$pid"
 wait "$pid"
 
