@@ -45,7 +45,10 @@ int secret_read_file(const char *path, char *buf, size_t cap, size_t *len, char 
 
     if (max > SECRET_MAX_BYTES)
         max = SECRET_MAX_BYTES;
-    if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY)) < 0) {
+    /* O_NONBLOCK: opening a FIFO for reading would otherwise wait for a
+     * writer, for ever; it changes nothing for a regular file, and anything
+     * else is refused below before a byte is read. */
+    if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK)) < 0) {
         rc = -errno;
         snprintf(err, errlen, "%s: %s", path, strerror(-rc));
         return rc;
@@ -58,6 +61,12 @@ int secret_read_file(const char *path, char *buf, size_t cap, size_t *len, char 
     if (S_ISDIR(st.st_mode)) {
         rc = -EISDIR;
         snprintf(err, errlen, "%s: is a directory, not a file holding a secret", path);
+        goto out;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        rc = -EINVAL;
+        snprintf(err, errlen,
+                 "%s: not a regular file (a FIFO, device or socket cannot hold a secret)", path);
         goto out;
     }
     if (st.st_mode & (S_IRWXG | S_IRWXO)) {

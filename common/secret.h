@@ -15,12 +15,14 @@
  * so at most cap - 1 bytes of it, and at most SECRET_MAX_BYTES): the whole
  * file less its trailing newlines ("\n" or "\r\n", any number). Refused:
  * a file that group or others may read, write or execute (ssh's rule for
- * private keys: chmod 600 it), a directory, a secret that is empty once the
+ * private keys: chmod 600 it), a directory, anything else that is not a
+ * regular file (a FIFO is opened without blocking and refused), a secret that is empty once the
  * newlines are gone, and one longer than the limit.
  * Returns 0 and the length in *len, or a negative code with a one-line
  * message in err (errlen bytes) that names the file and says what is wrong:
  * -errno when it cannot be opened or read (-ENOENT, -EACCES, ...), -EPERM
- * when its mode lets others in, -EISDIR, -ENODATA when empty, -EFBIG when
+ * when its mode lets others in, -EISDIR, -EINVAL when not a regular file,
+ * -ENODATA when empty, -EFBIG when
  * too long. On failure buf holds nothing of the file. */
 int secret_read_file(const char *path, char *buf, size_t cap, size_t *len, char *err,
                      size_t errlen);

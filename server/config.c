@@ -14,6 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 
 void config_defaults(struct config *cfg)
 {
@@ -34,6 +36,8 @@ void config_defaults(struct config *cfg)
     cfg->idle_timeout_s = 60;
     cfg->log_level = "info";
     cfg->listen_source = -1;
+    for (int i = 0; i < CONFIG_MAX_SETTINGS; i++)
+        cfg->origins[i].src = CONFIG_SRC_DEFAULT;
 }
 
 int config_parse_size(const char *s, uint64_t *out)
@@ -80,7 +84,8 @@ void config_usage(FILE *out)
     fprintf(out, "Usage: rcstored [OPTIONS]\n"
                  "A networked object store with reference-count semantics.\n\n"
                  "  --listen URI             where to listen; repeatable. tcp://HOST:PORT or\n"
-                 "                           unix:///PATH (default tcp://127.0.0.1:7373)\n"
+                 "                           unix:///PATH (default tcp://127.0.0.1:7373);\n"
+                 "                           HOST: IPv4, [IPv6] or a name (its first address)\n"
                  "  --auth-token-file PATH   require hello {auth: <the file's content>} before\n"
                  "                           anything but ping; the file must not be readable\n"
                  "                           by group or others\n"
@@ -124,7 +129,8 @@ void config_usage(FILE *out)
                  "SIZE takes a suffix k, m, g (powers of 1024). Every option can also be set\n"
                  "as RCSTORED_<NAME> in the environment (RCSTORED_MAX_REFS=100) or as\n"
                  "name = value in the config file; options beat the environment, which\n"
-                 "beats the file. SIGINT or SIGTERM stop the server cleanly.\n");
+                 "beats the file. SIGINT or SIGTERM stop the server cleanly; SIGHUP is\n"
+                 "ignored (nothing to reload).\n");
 }
 
 /* ---- the settings ---- */
@@ -166,6 +172,9 @@ static const struct setting settings[] = {
 #define NSETTINGS (sizeof(settings) / sizeof(settings[0]))
 
 enum source { SRC_FILE, SRC_ENV, SRC_FLAG };
+_Static_assert(CONFIG_SRC_DEFAULT != SRC_FILE && CONFIG_SRC_DEFAULT != SRC_ENV &&
+                   CONFIG_SRC_DEFAULT != SRC_FLAG,
+               "CONFIG_SRC_DEFAULT is no source");
 
 /* Where a value came from, for messages: "--max-refs", "RCSTORED_MAX_REFS"
  * or "rcstored.conf:12: max-refs". */
@@ -184,21 +193,30 @@ static void env_name(const struct setting *st, char *out, size_t len)
         out[i] = out[i] == '-' ? '_' : (char)toupper((unsigned char)out[i]);
 }
 
-static int bad(char *err, size_t errlen, const struct setting *st, const struct origin *o,
-               const char *val, const char *why)
+/* Where a setting was given, as the prefix of its value in messages:
+ * "--max-refs ", "RCSTORED_MAX_REFS=" or "rcstored.conf:12: max-refs = ". */
+static void where(char *out, size_t len, const struct setting *st, const struct origin *o)
 {
     char env[64];
     switch (o->src) {
     case SRC_FLAG:
-        snprintf(err, errlen, "--%s %s: %s", st->name, val, why);
+        snprintf(out, len, "--%s ", st->name);
         break;
     case SRC_ENV:
         env_name(st, env, sizeof(env));
-        snprintf(err, errlen, "%s=%s: %s", env, val, why);
+        snprintf(out, len, "%s=", env);
         break;
     case SRC_FILE:
-        snprintf(err, errlen, "%s:%d: %s = %s: %s", o->file, o->line, st->name, val, why);
+        snprintf(out, len, "%s:%d: %s = ", o->file, o->line, st->name);
     }
+}
+
+static int bad(char *err, size_t errlen, const struct setting *st, const struct origin *o,
+               const char *val, const char *why)
+{
+    char pre[320];
+    where(pre, sizeof(pre), st, o);
+    snprintf(err, errlen, "%s%s: %s", pre, val, why);
     return -EINVAL;
 }
 
@@ -226,14 +244,39 @@ static int add_listen(struct config *cfg, const struct setting *st, const struct
     }
     if (cfg->nlisten == CONFIG_MAX_LISTEN)
         return bad(err, errlen, st, o, val, "too many listen addresses");
+    /* The kernel keeps a unix socket's path in sun_path: a longer one
+     * would be cut short, and the socket made somewhere else. */
+    if (strncmp(val, "unix://", 7) == 0 && strlen(val + 7) >= CONFIG_UNIX_PATH_MAX) {
+        char why[96];
+        snprintf(why, sizeof(why), "unix socket path of %zu bytes; the limit is %d",
+                 strlen(val + 7), CONFIG_UNIX_PATH_MAX - 1);
+        return bad(err, errlen, st, o, val, why);
+    }
     if (!(copy = o->src == SRC_FLAG ? val : keep(cfg, val)))
         return bad(err, errlen, st, o, val, "out of memory");
     cfg->listen[cfg->nlisten++] = copy;
     return 0;
 }
 
+static int set_value(struct config *cfg, const struct setting *st, const struct origin *o,
+                     const char *val, char *err, size_t errlen);
+
+/* Set one setting and remember where it came from (config_source). */
 static int set(struct config *cfg, const struct setting *st, const struct origin *o,
                const char *val, char *err, size_t errlen)
+{
+    struct config_origin *w = &cfg->origins[st - settings];
+    int rc = set_value(cfg, st, o, val, err, errlen);
+    if (rc == 0) {
+        w->src = (int)o->src;
+        w->line = o->line;
+        w->file = o->file;
+    }
+    return rc;
+}
+
+static int set_value(struct config *cfg, const struct setting *st, const struct origin *o,
+                     const char *val, char *err, size_t errlen)
 {
     char *field = (char *)cfg + st->off, *end;
     uint64_t v = 0;
@@ -349,7 +392,16 @@ static int on_ini(void *user, const char *section, const char *name, const char 
 static int read_file(struct config *cfg, const char *path, char *err, size_t errlen)
 {
     struct file_ctx f = {cfg, path, 0, err, errlen, 0};
-    int rc = ini_parse(path, on_ini, &f);
+    struct stat st;
+    int rc;
+
+    /* fopen opens a directory, and inih then reads nothing from it: a
+     * start with the defaults, where the user named a file. */
+    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
+        snprintf(err, errlen, "cannot read config file %s: it is a directory", path);
+        return -EINVAL;
+    }
+    rc = ini_parse(path, on_ini, &f);
     if (f.failed) {
         /* Without per-key line numbers, inih reports the first bad line. */
         if (rc > 0 && !INI_HANDLER_LINENO) {
@@ -502,6 +554,31 @@ int config_parse(struct config *cfg, int argc, char **argv, char *err, size_t er
         cfg->listen[cfg->nlisten++] = "tcp://127.0.0.1:7373";
     return CONFIG_RUN;
 }
+
+int config_source(const struct config *cfg, const char *name, char *out, size_t len)
+{
+    const struct setting *st = find(name, strlen(name));
+    const struct config_origin *w;
+    struct origin o;
+    if (!st)
+        return -EINVAL;
+    w = &cfg->origins[st - settings];
+    if (w->src == CONFIG_SRC_DEFAULT)
+        return -ENOENT;
+    o.src = (enum source)w->src;
+    o.file = w->file;
+    o.line = w->line;
+    if (o.src == SRC_FILE && o.line == 0) /* an inih without line numbers */
+        snprintf(out, len, "%s: %s = ", o.file, st->name);
+    else
+        where(out, len, st, &o);
+    return 0;
+}
+
+_Static_assert(sizeof(settings) / sizeof(settings[0]) <= CONFIG_MAX_SETTINGS,
+               "raise CONFIG_MAX_SETTINGS");
+_Static_assert(CONFIG_UNIX_PATH_MAX == sizeof(((struct sockaddr_un *)0)->sun_path),
+               "CONFIG_UNIX_PATH_MAX is sun_path's size");
 
 void config_close(struct config *cfg)
 {

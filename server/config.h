@@ -10,7 +10,18 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#define CONFIG_MAX_LISTEN 16
+#define CONFIG_MAX_LISTEN   16
+#define CONFIG_MAX_SETTINGS 32
+/* sizeof(sun_path) on Linux: a unix socket path has at most 107 bytes. */
+#define CONFIG_UNIX_PATH_MAX 108
+#define CONFIG_SRC_DEFAULT   (-1)
+
+/* Where one setting's value came from (private; see config_source). */
+struct config_origin {
+    int src;          /* CONFIG_SRC_DEFAULT, or config.c's source */
+    int line;         /* in the config file */
+    const char *file; /* the config file's path, for as long as argv/environ live */
+};
 
 /* Strings read from the file or the environment, owned by the config. */
 struct config_str {
@@ -43,6 +54,7 @@ struct config {
     const char *auth_token_file; /* NULL: no authentication */
     const char *metrics_listen;  /* tcp://HOST:PORT for GET /metrics, or NULL */
     struct config_str *strings;  /* private */
+    struct config_origin origins[CONFIG_MAX_SETTINGS]; /* private: by setting */
 };
 
 enum config_action { CONFIG_RUN = 0, CONFIG_HELP = 1, CONFIG_VERSION = 2 };
@@ -52,6 +64,12 @@ void config_defaults(struct config *cfg);
  * the one before). Returns a config_action, or -EINVAL with a message in err
  * (errlen bytes) that names the key and where it was set. */
 int config_parse(struct config *cfg, int argc, char **argv, char *err, size_t errlen);
+/* Where the setting name ("auth-token-file") was set, written to out (len
+ * bytes) as the prefix of its value in a message, the way config_parse's
+ * own messages name it: "--auth-token-file ", "RCSTORED_AUTH_TOKEN_FILE=" or
+ * "rcstored.conf:3: auth-token-file = ". 0, -ENOENT when it has its default,
+ * -EINVAL for an unknown name. */
+int config_source(const struct config *cfg, const char *name, char *out, size_t len);
 /* Free the strings cfg owns. */
 void config_close(struct config *cfg);
 /* Parse "64", "64k", "4MiB", "1g": bytes. 0 or -EINVAL. */

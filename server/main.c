@@ -16,7 +16,8 @@
 /* Exit statuses of a failed start (docs/operations.md, rcstored(8)): 2 when
  * the configuration is wrong (a bad flag or value, a malformed address, an
  * unusable token or config file), 1 when a valid configuration met a system
- * that refused it (address in use, out of memory). Never a signal. */
+ * that refused it (address in use, out of memory). Never a signal, and
+ * always one line on stderr: "rcstored: " and the problem. */
 enum { EXIT_RUNTIME = 1, EXIT_CONFIG = 2 };
 
 int main(int argc, char **argv)
@@ -46,8 +47,10 @@ int main(int argc, char **argv)
     log_threshold = lvl;
     signal(SIGPIPE, SIG_IGN);
 
-    if ((rc = server_init(&srv, uv_default_loop(), &cfg)) < 0) {
-        /* server_init logged why and closed what it had opened. */
+    if ((rc = server_init(&srv, uv_default_loop(), &cfg, err, sizeof(err))) < 0) {
+        /* server_init closed what it had opened; the line is printed
+         * whatever --log-level says, in the format of the option errors. */
+        fprintf(stderr, "rcstored: %s\n", err);
         uv_loop_close(uv_default_loop());
         config_close(&cfg);
         return rc == -EINVAL ? EXIT_CONFIG : EXIT_RUNTIME;

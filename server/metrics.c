@@ -2,12 +2,14 @@
  * thread touches only the snapshot and the system allocator: never mem.h,
  * the pools or the store, which belong to the loop's thread. */
 #include "metrics.h"
+#include "addr.h"
 #include "log.h"
 #include "mem.h"
 #include "stats.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -15,6 +17,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 struct metrics {
     struct MHD_Daemon *d;
@@ -69,62 +73,85 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     return reply(conn, MHD_HTTP_OK, "text/plain; version=0.0.4; charset=utf-8", copy, len);
 }
 
-static int parse_uri(const char *uri, struct sockaddr_in *sa)
+/* A listening socket on uri (tcp://HOST:PORT), made here rather than by
+ * libmicrohttpd so that a failure says why (MHD_start_daemon only returns
+ * NULL) and IPv6 works like IPv4. Returns the fd, or a negative code with
+ * the message in err. */
+static int listen_on(const char *uri, struct sockaddr_storage *sa, char *err, size_t errlen)
 {
-    char host[64];
-    const char *p, *colon;
-    long port;
-    char *end;
-    if (strncmp(uri, "tcp://", 6) != 0)
-        return -EINVAL;
-    p = uri + 6;
-    if (!(colon = strrchr(p, ':')) || (size_t)(colon - p) >= sizeof(host))
-        return -EINVAL;
-    memcpy(host, p, (size_t)(colon - p));
-    host[colon - p] = '\0';
-    port = strtol(colon + 1, &end, 10);
-    if (*end || colon[1] == '\0' || port < 0 || port > 65535)
-        return -EINVAL;
-    memset(sa, 0, sizeof(*sa));
-    sa->sin_family = AF_INET;
-    sa->sin_port = htons((uint16_t)port);
-    if (inet_pton(AF_INET, host, &sa->sin_addr) != 1)
-        return -EINVAL;
-    return 0;
-}
+    char why[320];
+    int fd, rc, one = 1;
+    socklen_t len;
 
-int metrics_start(struct metrics **out, const char *uri)
-{
-    struct sockaddr_in sa;
-    struct metrics *m;
-    const union MHD_DaemonInfo *info;
-    *out = NULL;
-    if (parse_uri(uri, &sa) < 0) {
-        log_error("--metrics-listen %s: expected tcp://IPV4:PORT", uri);
+    if (strncmp(uri, "tcp://", 6) != 0) {
+        snprintf(err, errlen, "--metrics-listen %s: expected tcp://HOST:PORT", uri);
         return -EINVAL;
     }
-    if (!(m = calloc(1, sizeof(*m))))
+    if ((rc = addr_resolve_tcp(uri + 6, sa, why, sizeof(why))) < 0) {
+        if (rc == -EINVAL)
+            snprintf(err, errlen, "--metrics-listen %s: expected tcp://HOST:PORT", uri);
+        else
+            snprintf(err, errlen, "--metrics-listen %s: %s", uri, why);
+        return rc == -EAGAIN ? -EAGAIN : -EINVAL;
+    }
+    len = sa->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+    if ((fd = socket(sa->ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0)
+        goto fail;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (sa->ss_family == AF_INET6)
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+    if (bind(fd, (struct sockaddr *)sa, len) < 0 || listen(fd, 16) < 0 ||
+        getsockname(fd, (struct sockaddr *)sa, &len) < 0)
+        goto fail;
+    return fd;
+fail:
+    rc = -errno;
+    if (fd >= 0)
+        close(fd);
+    snprintf(err, errlen, "cannot serve metrics on %s: %s", uri, strerror(-rc));
+    return rc;
+}
+
+int metrics_start(struct metrics **out, const char *uri, char *err, size_t errlen)
+{
+    struct sockaddr_storage sa;
+    struct metrics *m;
+    char name[INET6_ADDRSTRLEN + 8];
+    int fd;
+
+    *out = NULL;
+    if ((fd = listen_on(uri, &sa, err, errlen)) < 0)
+        return fd;
+    if (!(m = calloc(1, sizeof(*m)))) {
+        close(fd);
+        snprintf(err, errlen, "cannot serve metrics on %s: out of memory", uri);
         return -ENOMEM;
+    }
     pthread_mutex_init(&m->lock, NULL);
-    /* Few, short-lived connections: a scraper, maybe two. */
-    m->d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL, 0, NULL, NULL,
-                            on_request, m, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
+    /* Few, short-lived connections: a scraper, maybe two. The daemon owns
+     * the socket from here and closes it when stopped. */
+    errno = 0;
+    m->d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL |
+                                (sa.ss_family == AF_INET6 ? MHD_USE_IPv6 : 0),
+                            0, NULL, NULL, on_request, m, MHD_OPTION_LISTEN_SOCKET, fd,
                             MHD_OPTION_CONNECTION_LIMIT, (unsigned)16,
                             MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)10,
                             MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)32768, MHD_OPTION_END);
     if (!m->d) {
-        log_error("cannot serve metrics on %s (address in use?)", uri);
+        /* Not bind or listen (done above): threads or memory. */
+        int e = errno ? errno : ENOMEM;
+        if (fcntl(fd, F_GETFD) != -1)
+            close(fd);
+        snprintf(err, errlen, "cannot serve metrics on %s: cannot start its HTTP server: %s", uri,
+                 strerror(e));
         pthread_mutex_destroy(&m->lock);
         free(m);
-        return -EADDRINUSE;
+        return -e;
     }
-    info = MHD_get_daemon_info(m->d, MHD_DAEMON_INFO_BIND_PORT);
-    m->port = info ? info->port : ntohs(sa.sin_port);
-    {
-        char host[INET_ADDRSTRLEN];
-        inet_ntop(AF_INET, &sa.sin_addr, host, sizeof(host));
-        log_info("metrics on http://%s:%d/metrics", host, m->port);
-    }
+    m->port = sa.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&sa)->sin6_port)
+                                       : ntohs(((struct sockaddr_in *)&sa)->sin_port);
+    addr_format(&sa, name, sizeof(name));
+    log_info("metrics on http://%s/metrics", name);
     *out = m;
     return 0;
 }

@@ -16,9 +16,12 @@
 
 struct metrics; /* opaque */
 
-/* Start serving on uri (tcp://HOST:PORT; port 0 picks a free one, logged).
- * 0, or a negative errno with a message logged. */
-int metrics_start(struct metrics **out, const char *uri);
+/* Start serving on uri (tcp://HOST:PORT, HOST as addr.h takes it: IPv4,
+ * [IPv6] or a name; port 0 picks a free one, logged). 0, or a negative
+ * errno with a one-line message in err (errlen bytes): -EINVAL when uri is
+ * malformed or its name does not resolve, else the system's code from
+ * bind or listen (-EADDRINUSE, -EACCES, -EADDRNOTAVAIL, ...). */
+int metrics_start(struct metrics **out, const char *uri, char *err, size_t errlen);
 /* Stop the HTTP thread and free everything. NULL is ignored. */
 void metrics_stop(struct metrics *m);
 /* The port actually bound. */

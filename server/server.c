@@ -1,5 +1,6 @@
 /* server: listeners, signals and the store's lifetime (see server.h). */
 #include "server.h"
+#include "addr.h"
 #include "log.h"
 #include "metrics.h"
 #include "mem.h"
@@ -12,10 +13,13 @@
 #include <malloc.h>
 #endif
 #include <signal.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -29,104 +33,127 @@ static void on_connection(uv_stream_t *l, int status)
     conn_accept(lis->srv, l, lis->is_unix);
 }
 
-/* Split "tcp://HOST:PORT" ("[v6]:PORT" too) into host and port. */
-static int parse_tcp(const char *rest, char *host, size_t hostlen, int *port)
-{
-    const char *colon;
-    char *end;
-    long p;
-    size_t n;
+/* A failed start's message, into the caller's err (server_init). */
+static int failf(char *err, size_t errlen, int rc, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 
-    if (rest[0] == '[') {
-        const char *close = strchr(rest, ']');
-        if (!close || close[1] != ':')
-            return -EINVAL;
-        n = (size_t)(close - rest - 1);
-        if (n >= hostlen)
-            return -EINVAL;
-        memcpy(host, rest + 1, n);
-        host[n] = '\0';
-        colon = close + 1;
-    } else {
-        colon = strrchr(rest, ':');
-        if (!colon)
-            return -EINVAL;
-        n = (size_t)(colon - rest);
-        if (n == 0 || n >= hostlen)
-            return -EINVAL;
-        memcpy(host, rest, n);
-        host[n] = '\0';
-    }
-    errno = 0;
-    p = strtol(colon + 1, &end, 10);
-    if (errno || *end || end == colon + 1 || p < 0 || p > 65535)
-        return -EINVAL;
-    *port = (int)p;
-    return 0;
+static int failf(char *err, size_t errlen, int rc, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+    return rc;
 }
 
-static int bind_tcp(struct server *srv, struct listener *lis, const char *rest)
+/* Bind and listen on tcp://HOST:PORT (rest: after the scheme). 0, or a
+ * negative code with the reason in why: -EINVAL when the address is the
+ * configuration's fault (malformed, or a name that does not resolve), else
+ * a libuv code. */
+static int bind_tcp(struct server *srv, struct listener *lis, const char *rest, char *why,
+                    size_t whylen)
 {
     struct sockaddr_storage sa;
-    char host[256], name[64];
-    int port, rc, len = sizeof(sa);
+    char name[INET6_ADDRSTRLEN + 8];
+    int rc, len = sizeof(sa);
 
-    if (parse_tcp(rest, host, sizeof(host), &port) < 0)
-        return UV_EINVAL;
-    if (uv_ip4_addr(host, port, (struct sockaddr_in *)&sa) < 0 &&
-        uv_ip6_addr(host, port, (struct sockaddr_in6 *)&sa) < 0)
-        return UV_EINVAL;
+    if ((rc = addr_resolve_tcp(rest, &sa, why, whylen)) < 0)
+        return rc == -EAGAIN ? UV_EAI_AGAIN : -EINVAL;
     if ((rc = uv_tcp_init(srv->loop, &lis->h.tcp)) < 0)
         return rc;
     lis->h.handle.data = lis;
     if ((rc = uv_tcp_bind(&lis->h.tcp, (struct sockaddr *)&sa, 0)) < 0 ||
-        (rc = uv_listen(&lis->h.stream, 511, on_connection)) < 0)
+        (rc = uv_listen(&lis->h.stream, 511, on_connection)) < 0 ||
+        (rc = uv_tcp_getsockname(&lis->h.tcp, (struct sockaddr *)&sa, &len)) < 0) {
+        snprintf(why, whylen, "%s", uv_strerror(rc));
         return rc;
-    if ((rc = uv_tcp_getsockname(&lis->h.tcp, (struct sockaddr *)&sa, &len)) < 0)
-        return rc;
-    if (sa.ss_family == AF_INET6) {
-        uv_ip6_name((struct sockaddr_in6 *)&sa, name, sizeof(name));
-        snprintf(lis->uri, sizeof(lis->uri), "tcp://[%s]:%d", name,
-                 ntohs(((struct sockaddr_in6 *)&sa)->sin6_port));
-    } else {
-        uv_ip4_name((struct sockaddr_in *)&sa, name, sizeof(name));
-        snprintf(lis->uri, sizeof(lis->uri), "tcp://%s:%d", name,
-                 ntohs(((struct sockaddr_in *)&sa)->sin_port));
     }
+    addr_format(&sa, name, sizeof(name));
+    snprintf(lis->uri, sizeof(lis->uri), "tcp://%s", name);
     return 0;
 }
 
-static int bind_unix(struct server *srv, struct listener *lis, const char *path)
+/* Is a server listening on the unix socket at path? 1 if one answers (or
+ * its backlog is full), 0 if nobody does (a socket left by a server that
+ * died: ECONNREFUSED), else a negative errno. A connect to a unix socket
+ * never waits for a peer: it is accepted into the backlog or refused. */
+static int unix_in_use(const char *path)
+{
+    struct sockaddr_un sa;
+    int fd, rc;
+
+    memset(&sa, 0, sizeof(sa));
+    sa.sun_family = AF_UNIX;
+    snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+    if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0)) < 0)
+        return -errno;
+    rc = connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 ? 1 : -errno;
+    close(fd);
+    if (rc == -EAGAIN || rc == -EINPROGRESS)
+        return 1;
+    if (rc == -ECONNREFUSED || rc == -ENOENT)
+        return 0;
+    return rc;
+}
+
+/* Bind and listen on the unix socket at path. 0, or a negative code with
+ * the reason in why: -EINVAL when the configuration is at fault (its
+ * directory does not exist, something that is not a socket is at the
+ * path), -EADDRINUSE when a live server listens there, else a libuv code. */
+static int bind_unix(struct server *srv, struct listener *lis, const char *path, char *why,
+                     size_t whylen)
 {
     struct stat st;
     const char *slash = strrchr(path, '/');
     char dir[256];
     int rc;
 
-    if (strlen(path) == 0 || strlen(path) >= sizeof(lis->path))
-        return UV_EINVAL;
+    if (strlen(path) == 0 || strlen(path) >= sizeof(lis->path)) {
+        snprintf(why, whylen, "not tcp://HOST:PORT or unix:///PATH");
+        return -EINVAL;
+    }
     lis->is_unix = 1;
     /* uv_pipe_bind reports a missing directory as EACCES (as Windows
      * would): look first, so that it is told apart from a permission. */
     if (slash) {
         snprintf(dir, sizeof(dir), "%.*s", slash == path ? 1 : (int)(slash - path), path);
-        if (stat(dir, &st) < 0 ? errno == ENOENT || errno == ENOTDIR : !S_ISDIR(st.st_mode))
-            return UV_ENOENT;
+        if (stat(dir, &st) < 0 ? errno == ENOENT || errno == ENOTDIR : !S_ISDIR(st.st_mode)) {
+            snprintf(why, whylen, "its directory does not exist");
+            return -EINVAL;
+        }
     }
-    /* A socket file left by a server that died is replaced, as Redis does;
-     * anything else at that path is left alone and the bind fails. */
-    if (lstat(path, &st) == 0 && S_ISSOCK(st.st_mode))
+    /* Only a socket left by a server that died is replaced, as Redis does:
+     * a live server's socket stays its own (taking it over would send its
+     * clients to this heap, and this server's exit would remove it), and a
+     * file that is not a socket is not ours to remove. */
+    if (lstat(path, &st) == 0) {
+        if (!S_ISSOCK(st.st_mode)) {
+            snprintf(why, whylen, "%s exists and is not a socket (only a stale socket is replaced)",
+                     path);
+            return -EINVAL;
+        }
+        if ((rc = unix_in_use(path)) != 0) {
+            if (rc > 0)
+                snprintf(why, whylen, "unix socket %s is in use by another server", path);
+            else
+                snprintf(why, whylen, "cannot tell whether %s is in use: %s", path, strerror(-rc));
+            return rc > 0 ? UV_EADDRINUSE : rc;
+        }
         unlink(path);
+    }
     if ((rc = uv_pipe_init(srv->loop, &lis->h.pipe, 0)) < 0)
-        return rc;
+        goto fail;
     lis->h.handle.data = lis;
     if ((rc = uv_pipe_bind(&lis->h.pipe, path)) < 0)
-        return rc;
+        goto fail;
     snprintf(lis->path, sizeof(lis->path), "%s", path);
     if ((rc = uv_listen(&lis->h.stream, 511, on_connection)) < 0)
-        return rc;
+        goto fail;
     snprintf(lis->uri, sizeof(lis->uri), "unix://%s", path);
     return 0;
+fail:
+    snprintf(why, whylen, "%s", uv_strerror(rc));
+    return rc;
 }
 
 /* Once a second: end expired leases and share tokens, give idle memory back
@@ -275,18 +302,28 @@ static void on_signal(uv_signal_t *h, int signum)
     server_stop(srv);
 }
 
-/* Read the auth token (common/secret: the file must be private to its
- * owner, 1 to SECRET_MAX_BYTES bytes less trailing newlines). Any failure
- * is the configuration's: -EINVAL, logged. */
-static int load_auth(struct server *srv, const char *path)
+/* Nothing is reloaded (yet: TLS certificates will be): SIGHUP, which would
+ * otherwise end the process, is logged and ignored, as Redis does. */
+static void on_sighup(uv_signal_t *h, int signum)
 {
-    char buf[SECRET_MAX_BYTES + 1], err[512];
+    (void)h, (void)signum;
+    log_warn("SIGHUP ignored: rcstored has nothing to reload");
+}
+
+/* Read the auth token (common/secret: a regular file private to its
+ * owner, 1 to SECRET_MAX_BYTES bytes less trailing newlines). Any failure
+ * but memory is the configuration's: -EINVAL, the message naming where the
+ * path was set (flag, environment or config file line). */
+static int load_auth(struct server *srv, char *err, size_t errlen)
+{
+    char buf[SECRET_MAX_BYTES + 1], why[512], where[320];
+    const char *path = srv->cfg->auth_token_file;
     size_t n;
-    int rc = secret_read_file(path, buf, sizeof(buf), &n, err, sizeof(err));
-    if (rc < 0) {
-        log_error("--auth-token-file %s", err);
-        return -EINVAL;
-    }
+    int rc = secret_read_file(path, buf, sizeof(buf), &n, why, sizeof(why));
+    if (config_source(srv->cfg, "auth-token-file", where, sizeof(where)) < 0)
+        snprintf(where, sizeof(where), "--auth-token-file ");
+    if (rc < 0)
+        return failf(err, errlen, -EINVAL, "%s%s", where, why);
     srv->auth = malloc(n);
     if (srv->auth) {
         memcpy(srv->auth, buf, n);
@@ -294,10 +331,8 @@ static int load_auth(struct server *srv, const char *path)
         srv->env.auth_len = n;
     }
     explicit_bzero(buf, sizeof(buf));
-    if (!srv->auth) {
-        log_error("--auth-token-file %s: out of memory", path);
-        return -ENOMEM;
-    }
+    if (!srv->auth)
+        return failf(err, errlen, -ENOMEM, "%s%s: out of memory", where, path);
     return 0;
 }
 
@@ -312,32 +347,28 @@ static void free_auth(struct server *srv)
     }
 }
 
-/* Bind one listener (the caller logs it once all are up). On failure log
- * one line, and return -EINVAL when the address is the configuration's
- * fault (malformed, or a unix socket in a directory that does not exist),
- * else the system's code. */
-static int bind_listener(struct server *srv, struct listener *lis, const char *uri)
+/* Bind one listener (the caller logs it once all are up). On failure the
+ * message goes to err, and the code is -EINVAL when the address is the
+ * configuration's fault (malformed, a name that does not resolve, a unix
+ * socket in a directory that does not exist or a path that holds something
+ * else), else the system's code. */
+static int bind_listener(struct server *srv, struct listener *lis, const char *uri, char *err,
+                         size_t errlen)
 {
+    char why[400];
     int rc;
     lis->srv = srv;
     if (strncmp(uri, "unix://", 7) == 0)
-        rc = bind_unix(srv, lis, uri + 7);
+        rc = bind_unix(srv, lis, uri + 7, why, sizeof(why));
     else if (strncmp(uri, "tcp://", 6) == 0)
-        rc = bind_tcp(srv, lis, uri + 6);
+        rc = bind_tcp(srv, lis, uri + 6, why, sizeof(why));
+    else if (strstr(uri, "://"))
+        rc = failf(why, sizeof(why), -EINVAL, "not tcp://HOST:PORT or unix:///PATH");
     else
-        rc = bind_tcp(srv, lis, uri);
+        rc = bind_tcp(srv, lis, uri, why, sizeof(why));
     if (rc == 0)
         return 0;
-    if (rc == UV_EINVAL) {
-        log_error("cannot listen on %s: not tcp://HOST:PORT or unix:///PATH", uri);
-        return -EINVAL;
-    }
-    if (lis->is_unix && (rc == UV_ENOENT || rc == UV_ENOTDIR)) {
-        log_error("cannot listen on %s: its directory does not exist", uri);
-        return -EINVAL;
-    }
-    log_error("cannot listen on %s: %s", uri, uv_strerror(rc));
-    return rc;
+    return failf(err, errlen, rc, "cannot listen on %s: %s", uri, why);
 }
 
 static void on_unwind_closed(uv_handle_t *h)
@@ -357,7 +388,8 @@ static void unwind_close(struct server *srv, uv_handle_t *h)
     uv_close(h, on_unwind_closed);
 }
 
-int server_init(struct server *srv, uv_loop_t *loop, const struct config *cfg)
+int server_init(struct server *srv, uv_loop_t *loop, const struct config *cfg, char *err,
+                size_t errlen)
 {
     struct store_limits lim;
     int rc;
@@ -376,12 +408,10 @@ int server_init(struct server *srv, uv_loop_t *loop, const struct config *cfg)
     lim.max_session_watches = cfg->max_session_watches;
     lim.max_session_tokens = cfg->max_session_tokens;
     lim.max_tokens = cfg->max_tokens;
-    if ((rc = store_init(&srv->st, &lim, conn_notify, srv)) < 0) {
-        log_error("cannot set up the store: %s", strerror(-rc));
-        return rc;
-    }
+    if ((rc = store_init(&srv->st, &lim, conn_notify, srv)) < 0)
+        return failf(err, errlen, rc, "cannot set up the store: %s", strerror(-rc));
     srv->env.st = &srv->st;
-    if (cfg->auth_token_file && (rc = load_auth(srv, cfg->auth_token_file)) < 0)
+    if (cfg->auth_token_file && (rc = load_auth(srv, err, errlen)) < 0)
         goto fail_store;
     srv->env.start_time = (uint64_t)time(NULL);
     srv->scan_lim.max_message_bytes = cfg->max_message_bytes;
@@ -401,21 +431,23 @@ int server_init(struct server *srv, uv_loop_t *loop, const struct config *cfg)
      * knows what to close. */
     if ((rc = uv_signal_init(loop, &srv->sigint)) < 0 ||
         (rc = uv_signal_init(loop, &srv->sigterm)) < 0 ||
+        (rc = uv_signal_init(loop, &srv->sighup)) < 0 ||
         (rc = uv_timer_init(loop, &srv->cron)) < 0 ||
         (rc = uv_timer_init(loop, &srv->trim_timer)) < 0 ||
         (rc = uv_timer_init(loop, &srv->expire)) < 0 ||
         (rc = uv_timer_init(loop, &srv->gc_timer)) < 0 ||
         (rc = uv_idle_init(loop, &srv->gc_idle)) < 0 ||
         (rc = uv_idle_init(loop, &srv->backlog_idle)) < 0) {
-        log_error("cannot set up the event loop: %s", uv_strerror(rc));
+        failf(err, errlen, rc, "cannot set up the event loop: %s", uv_strerror(rc));
         goto fail_handles;
     }
-    srv->sigint.data = srv->sigterm.data = srv;
+    srv->sigint.data = srv->sigterm.data = srv->sighup.data = srv;
     srv->cron.data = srv->trim_timer.data = srv->expire.data = srv;
     srv->gc_timer.data = srv->gc_idle.data = srv->backlog_idle.data = srv;
     if ((rc = uv_signal_start(&srv->sigint, on_signal, SIGINT)) < 0 ||
-        (rc = uv_signal_start(&srv->sigterm, on_signal, SIGTERM)) < 0) {
-        log_error("cannot catch SIGINT and SIGTERM: %s", uv_strerror(rc));
+        (rc = uv_signal_start(&srv->sigterm, on_signal, SIGTERM)) < 0 ||
+        (rc = uv_signal_start(&srv->sighup, on_sighup, SIGHUP)) < 0) {
+        failf(err, errlen, rc, "cannot catch SIGINT, SIGTERM and SIGHUP: %s", uv_strerror(rc));
         goto fail_handles;
     }
     uv_timer_start(&srv->cron, on_cron, 1000, 1000);
@@ -427,11 +459,11 @@ int server_init(struct server *srv, uv_loop_t *loop, const struct config *cfg)
 
     for (int i = 0; i < cfg->nlisten; i++) {
         srv->nlisteners = i + 1;
-        if ((rc = bind_listener(srv, &srv->listeners[i], cfg->listen[i])) < 0)
+        if ((rc = bind_listener(srv, &srv->listeners[i], cfg->listen[i], err, errlen)) < 0)
             goto fail_handles;
     }
     if (cfg->metrics_listen) {
-        if ((rc = metrics_start(&srv->metrics, cfg->metrics_listen)) < 0)
+        if ((rc = metrics_start(&srv->metrics, cfg->metrics_listen, err, errlen)) < 0)
             goto fail_handles;
         publish_metrics(srv);
     }
@@ -446,6 +478,7 @@ fail_handles:
      * for); the caller may then uv_loop_close it. */
     unwind_close(srv, (uv_handle_t *)&srv->sigint);
     unwind_close(srv, (uv_handle_t *)&srv->sigterm);
+    unwind_close(srv, (uv_handle_t *)&srv->sighup);
     unwind_close(srv, (uv_handle_t *)&srv->cron);
     unwind_close(srv, (uv_handle_t *)&srv->trim_timer);
     unwind_close(srv, (uv_handle_t *)&srv->expire);
@@ -475,6 +508,7 @@ void server_stop(struct server *srv)
     srv->stopping = 1;
     uv_close((uv_handle_t *)&srv->sigint, NULL);
     uv_close((uv_handle_t *)&srv->sigterm, NULL);
+    uv_close((uv_handle_t *)&srv->sighup, NULL);
     uv_close((uv_handle_t *)&srv->cron, NULL);
     uv_close((uv_handle_t *)&srv->trim_timer, NULL);
     uv_close((uv_handle_t *)&srv->expire, NULL);

@@ -44,7 +44,7 @@ struct server {
     struct buf metrics_buf;  /* where the cron renders the next snapshot */
     struct listener listeners[CONFIG_MAX_LISTEN];
     int nlisteners;
-    uv_signal_t sigint, sigterm;
+    uv_signal_t sigint, sigterm, sighup;
     uv_timer_t cron;       /* once a second: housekeeping */
     uv_timer_t trim_timer; /* every 10 ms while free pools' pages remain */
     uv_timer_t expire;     /* every 1 ms while due leases and tokens remain */
@@ -67,16 +67,20 @@ struct server {
 };
 
 /* Set up the store, read the auth token and bind every listener. Returns 0,
- * or a negative code after logging one line that names the problem:
+ * or a negative code with one line in err (errlen bytes) that names the
+ * problem, for the caller to print (nothing is logged):
  * -EINVAL when the configuration is at fault (a malformed listen or metrics
- * address, a unix socket in a directory that does not exist, an auth token
- * file that is missing, unreadable, empty, too long or open to group or
- * others), any other code when the system refused what was asked (address
- * in use or not available, permission, out of memory). On failure nothing
+ * address, a host name that does not resolve, a unix socket in a directory
+ * that does not exist or at a path that holds something other than a
+ * socket, an auth token file that is missing, unreadable, not a regular
+ * file, empty, too long or open to group or others), any other code when
+ * the system refused what was asked (address in use or not available, a
+ * unix socket a live server listens on, permission, out of memory). On failure nothing
  * is left behind: every handle it opened is closed and the loop run until
  * their close callbacks have fired, so the caller calls neither server_stop
  * nor server_close, only uv_loop_close. */
-int server_init(struct server *srv, uv_loop_t *loop, const struct config *cfg);
+int server_init(struct server *srv, uv_loop_t *loop, const struct config *cfg, char *err,
+                size_t errlen);
 /* Close every handle; the loop then ends. Idempotent. */
 void server_stop(struct server *srv);
 /* Release the store once the loop has ended. */

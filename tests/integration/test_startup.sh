@@ -2,7 +2,10 @@
 # Misconfigured starts of rcstored: each must exit with the documented
 # status (2: the configuration is wrong; 1: a valid configuration the system
 # refused; docs/operations.md, "Exit statuses"), never with a signal, and
-# print exactly one line on stderr, naming the problem.
+# print exactly one line on stderr, "rcstored: " and the problem (one
+# format for option, listen, token and metrics errors, printed whatever
+# --log-level says). Then the unix socket of a live server (not taken over),
+# SIGHUP (ignored), and host names and IPv6 in listen addresses.
 set -u
 RCSTORED=$1
 tmp=$(mktemp -d)
@@ -26,6 +29,9 @@ printf 'max-refs = many\n' >"$tmp/bad.conf"
 printf 'no equals sign here\n' >"$tmp/garbled.conf"
 printf 'tok\n' >"$tmp/token-ok"
 chmod 600 "$tmp/token-ok"
+mkfifo -m 600 "$tmp/token-fifo"
+: >"$tmp/not-a-socket"
+printf 'auth-token-file = %s/nope\n' "$tmp" >"$tmp/token.conf"
 
 # A port that something else listens on: a socket held by a child whose
 # stdin we keep open; it prints the port once listening (an event, not a
@@ -55,12 +61,20 @@ cases=(
   "listen bad port|2|cannot listen on tcp://127.0.0.1:99999: not tcp://|--listen tcp://127.0.0.1:99999"
   "listen unknown scheme|2|cannot listen on udp://127.0.0.1:1: not tcp://|--listen udp://127.0.0.1:1"
   "unix socket directory missing|2|unix://$tmp/no/such/dir/s.sock: its directory does not exist|--listen unix://$tmp/no/such/dir/s.sock"
-  "unix socket path too long|2|not tcp://HOST:PORT or unix:///PATH|--listen unix://$tmp/$(head -c 300 /dev/zero | tr '\0' x)"
+  "unix socket path too long|2|unix socket path of 405 bytes; the limit is 107|--listen unix:///tmp/$(head -c 400 /dev/zero | tr '\0' x)"
+  "unix socket path one past sun_path|2|unix socket path of 108 bytes; the limit is 107|--listen unix:///tmp/$(head -c 103 /dev/zero | tr '\0' x)"
+  "unix socket path holds a file|2|$tmp/not-a-socket exists and is not a socket|--listen unix://$tmp/not-a-socket"
+  "listen host does not resolve|2|cannot listen on tcp://no-such-host.invalid:7373: cannot resolve no-such-host.invalid|--listen tcp://no-such-host.invalid:7373"
+  "token file a FIFO|2|$tmp/token-fifo: not a regular file|$L --auth-token-file $tmp/token-fifo"
+  "token file named in the config file|2|$tmp/token.conf: auth-token-file = $tmp/nope: No such file|$L --config $tmp/token.conf"
+  "config file a directory|2|rcstored: cannot read config file $tmp: it is a directory|$L --config $tmp"
+  "metrics address not on this host|1|cannot serve metrics on tcp://192.0.2.1:9000: Cannot assign requested address|$L --metrics-listen tcp://192.0.2.1:9000"
+  "failure printed with --log-level off|1|rcstored: cannot listen on tcp://127.0.0.1:$busy: address already in use|--log-level off --listen tcp://127.0.0.1:$busy"
   "metrics address malformed|2|--metrics-listen nonsense: expected tcp://|$L --metrics-listen nonsense"
   "port in use|1|cannot listen on tcp://127.0.0.1:$busy: address already in use|--listen tcp://127.0.0.1:$busy"
   "port in use, token fine|1|address already in use|--auth-token-file $tmp/token-ok --listen tcp://127.0.0.1:$busy"
   "address not on this host|1|cannot listen on tcp://192.0.2.1:7373: address not available|--listen tcp://192.0.2.1:7373"
-  "metrics port in use|1|cannot serve metrics on tcp://127.0.0.1:$busy|$L --metrics-listen tcp://127.0.0.1:$busy"
+  "metrics port in use|1|cannot serve metrics on tcp://127.0.0.1:$busy: Address already in use|$L --metrics-listen tcp://127.0.0.1:$busy"
   "unknown flag|2|rcstored: unknown option --frobnicate|$L --frobnicate"
   "flag without its value|2|rcstored: --max-refs needs a value|$L --max-refs"
   "stray argument|2|rcstored: unexpected argument extra|$L extra"
@@ -83,8 +97,8 @@ for c in "${cases[@]}"; do
     echo "FAIL $name: exit status $got, expected $want$([ "$got" -gt 128 ] && echo " (signal $((got - 128)))")"
     sed 's/^/     stderr: /' "$tmp/err"
     fail=1
-  elif [ "$lines" != 1 ] || ! grep -qF -- "$pattern" "$tmp/err"; then
-    echo "FAIL $name: expected one stderr line with [$pattern], got $lines:"
+  elif [ "$lines" != 1 ] || ! grep -qF -- "$pattern" "$tmp/err" || ! grep -q '^rcstored: ' "$tmp/err"; then
+    echo "FAIL $name: expected one stderr line \"rcstored: ...\" with [$pattern], got $lines:"
     sed 's/^/     stderr: /' "$tmp/err"
     fail=1
   else
@@ -102,5 +116,106 @@ else
   cat "$tmp/err"
   fail=1
 fi
+
+# The token file named by the environment: the message says so.
+RCSTORED_AUTH_TOKEN_FILE="$tmp/nope" timeout 20 "$RCSTORED" $L 2>"$tmp/err" >/dev/null </dev/null
+got=$?
+if [ "$got" = 2 ] && [ "$(wc -l <"$tmp/err")" = 1 ] &&
+  grep -qF "rcstored: RCSTORED_AUTH_TOKEN_FILE=$tmp/nope: No such file" "$tmp/err"; then
+  echo "ok   token file from the environment: 2, $(cat "$tmp/err")"
+else
+  echo "FAIL token file from the environment: status $got"
+  cat "$tmp/err"
+  fail=1
+fi
+
+# Start a server with its log on a fifo; wait for its "ready" line (an
+# event, not a sleep). Sets pid; the log goes on into $tmp/NAME.log.
+start() { # start NAME ARGS...
+  local name=$1 line
+  shift
+  mkfifo "$tmp/$name.fifo"
+  "$RCSTORED" "$@" 2>"$tmp/$name.fifo" >/dev/null </dev/null &
+  pid=$!
+  exec 4<"$tmp/$name.fifo"
+  : >"$tmp/$name.log"
+  while read -r line <&4; do
+    echo "$line" >>"$tmp/$name.log"
+    case "$line" in *" ready "*) break ;; esac
+  done
+  cat <&4 >>"$tmp/$name.log" &
+  exec 4<&-
+}
+ping_unix() { # ping_unix PATH: 0 when a server answers a ping there
+  /usr/bin/python3 - "$1" <<'PY'
+import socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.settimeout(10)
+s.connect(sys.argv[1])
+# msgpack-rpc request [0, 1, "ping", []]
+s.sendall(bytes([0x94, 0x00, 0x01, 0xa4]) + b"ping" + bytes([0x90]))
+reply = s.recv(64)
+sys.exit(0 if reply[:1] == bytes([0x94]) and reply[1] == 1 else 1)
+PY
+}
+expect() { # expect NAME CONDITION-STATUS
+  if [ "$2" = 0 ]; then echo "ok   $1"; else echo "FAIL $1"; fail=1; fi
+}
+
+# A second server on the unix socket of a live one: refused with status 1
+# and one line; the first keeps its socket and still answers.
+sock="$tmp/live.sock"
+start live --listen "unix://$sock"
+live_pid=$pid
+timeout 20 "$RCSTORED" --listen "unix://$sock" 2>"$tmp/err" >/dev/null </dev/null
+got=$?
+if [ "$got" = 1 ] && [ "$(wc -l <"$tmp/err")" = 1 ] &&
+  grep -qF "rcstored: cannot listen on unix://$sock: unix socket $sock is in use by another server" "$tmp/err"; then
+  echo "ok   unix socket of a live server: 1, $(cat "$tmp/err")"
+else
+  echo "FAIL unix socket of a live server: status $got"
+  cat "$tmp/err"
+  fail=1
+fi
+[ -S "$sock" ]
+expect "the live server's socket is still there" $?
+ping_unix "$sock"
+expect "the live server still answers on it" $?
+
+# SIGHUP: logged and ignored; the server answers, then SIGTERM stops it
+# cleanly (status 0) and it removes its socket.
+kill -HUP "$live_pid"
+ping_unix "$sock"
+expect "SIGHUP: the server still answers" $?
+kill -TERM "$live_pid"
+wait "$live_pid"
+expect "SIGTERM after SIGHUP: status 0" $?
+grep -qF "SIGHUP ignored: rcstored has nothing to reload" "$tmp/live.log"
+expect "SIGHUP: logged" $?
+[ ! -e "$sock" ]
+expect "a clean stop removes its socket" $?
+
+# A stale socket (its server gone) is replaced.
+/usr/bin/python3 -c 'import socket,sys; socket.socket(socket.AF_UNIX).bind(sys.argv[1])' "$sock"
+start stale --listen "unix://$sock"
+ping_unix "$sock"
+expect "a stale socket is replaced" $?
+kill -TERM "$pid"
+wait "$pid"
+
+# Host names resolve (the first IPv4 address), and the metrics endpoint
+# takes IPv6 like --listen does (where this host has ::1).
+if /usr/bin/python3 -c 'import socket; socket.socket(socket.AF_INET6).bind(("::1", 0))' 2>/dev/null; then
+  start names --listen tcp://localhost:0 --metrics-listen "tcp://[::1]:0"
+  grep -q 'metrics on http://\[::1\]:[0-9]*/metrics' "$tmp/names.log"
+  expect "--metrics-listen tcp://[::1]:0" $?
+else
+  echo "skip --metrics-listen tcp://[::1]:0: no IPv6 loopback here"
+  start names --listen tcp://localhost:0
+fi
+grep -q "listening on tcp://127.0.0.1:" "$tmp/names.log"
+expect "--listen tcp://localhost:0 binds 127.0.0.1" $?
+kill -TERM "$pid"
+wait "$pid"
 
 exit $fail

@@ -241,6 +241,92 @@ static void bad_configuration_names_the_key(void **state)
     unlink(path);
 }
 
+/* A unix socket path must fit sun_path (107 bytes and a NUL): a longer one
+ * is refused when parsed, not cut short by the kernel at bind time. */
+static void unix_path_limit(void **state)
+{
+    struct config cfg;
+    char err[256], ok[8 + 107], long1[8 + 108];
+    (void)state;
+    snprintf(ok, sizeof(ok), "unix:///%0106d", 0); /* '/' and 106 digits: 107 bytes */
+    snprintf(long1, sizeof(long1), "unix:///%0107d", 0);
+    {
+        char *argv[] = {"rcstored", "--listen", ok};
+        assert_int_equal(parse(&cfg, err, 3, argv), CONFIG_RUN);
+        assert_string_equal(cfg.listen[0], ok);
+    }
+    {
+        char *argv[] = {"rcstored", "--listen", long1};
+        assert_int_equal(parse(&cfg, err, 3, argv), -EINVAL);
+        assert_non_null(strstr(err, "--listen unix:///"));
+        assert_non_null(strstr(err, "unix socket path of 108 bytes; the limit is 107"));
+    }
+    setenv("RCSTORED_LISTEN", long1, 1);
+    {
+        char *argv[] = {"rcstored"};
+        assert_int_equal(parse(&cfg, err, 1, argv), -EINVAL);
+        assert_non_null(strstr(err, "RCSTORED_LISTEN=unix:///"));
+        config_close(&cfg);
+    }
+    unsetenv("RCSTORED_LISTEN");
+}
+
+/* --config naming a directory is an error, not a start with the defaults. */
+static void config_directory(void **state)
+{
+    struct config cfg;
+    char err[256], *argv[] = {"rcstored", "--config", "/tmp"};
+    (void)state;
+    assert_int_equal(parse(&cfg, err, 3, argv), -EINVAL);
+    assert_string_equal(err, "cannot read config file /tmp: it is a directory");
+    config_close(&cfg);
+}
+
+/* config_source names where a setting was given, the way config_parse's
+ * messages do, for errors found after parsing (the auth token file). */
+static void sources_named(void **state)
+{
+    struct config cfg;
+    char err[256], where[320], path[] = "/tmp/rcstored-test-XXXXXX";
+    int fd = mkstemp(path);
+    FILE *f = fdopen(fd, "w");
+    char want[400];
+    (void)state;
+    fprintf(f, "max-refs = 10\nauth-token-file = /f/token\n");
+    fclose(f);
+    {
+        char *argv[] = {"rcstored", "--config", path};
+        assert_int_equal(parse(&cfg, err, 3, argv), CONFIG_RUN);
+        assert_int_equal(config_source(&cfg, "auth-token-file", where, sizeof(where)), 0);
+        /* with line numbers when this inih reports them */
+        snprintf(want, sizeof(want), "%s:2: auth-token-file = ", path);
+        if (strcmp(where, want) != 0)
+            snprintf(want, sizeof(want), "%s: auth-token-file = ", path);
+        assert_string_equal(where, want);
+        assert_int_equal(config_source(&cfg, "max-data-bytes", where, sizeof(where)), -ENOENT);
+        assert_int_equal(config_source(&cfg, "no-such-key", where, sizeof(where)), -EINVAL);
+        config_close(&cfg);
+    }
+    setenv("RCSTORED_AUTH_TOKEN_FILE", "/e/token", 1);
+    {
+        char *argv[] = {"rcstored", "--config", path};
+        assert_int_equal(parse(&cfg, err, 3, argv), CONFIG_RUN);
+        assert_string_equal(cfg.auth_token_file, "/e/token");
+        assert_int_equal(config_source(&cfg, "auth-token-file", where, sizeof(where)), 0);
+        assert_string_equal(where, "RCSTORED_AUTH_TOKEN_FILE=");
+        config_close(&cfg);
+    }
+    {
+        char *argv[] = {"rcstored", "--config", path, "--auth-token-file", "/a/token"};
+        assert_int_equal(parse(&cfg, err, 5, argv), CONFIG_RUN);
+        assert_int_equal(config_source(&cfg, "auth-token-file", where, sizeof(where)), 0);
+        assert_string_equal(where, "--auth-token-file ");
+        config_close(&cfg);
+    }
+    unsetenv("RCSTORED_AUTH_TOKEN_FILE");
+    unlink(path);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -252,6 +338,9 @@ int main(void)
         cmocka_unit_test(file_env_flags_precedence),
         cmocka_unit_test(bad_configuration_names_the_key),
         cmocka_unit_test(token_limits),
+        cmocka_unit_test(unix_path_limit),
+        cmocka_unit_test(config_directory),
+        cmocka_unit_test(sources_named),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

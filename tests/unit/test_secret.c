@@ -1,6 +1,7 @@
 /* Unit tests for common/secret: what a secret file may hold (trailing
  * newlines go, nothing else does), what is refused and with which code and
- * message (missing, open to group or others, a directory, empty, too long),
+ * message (missing, open to group or others, a directory, a FIFO or device,
+ * empty, too long),
  * and the constant-time compare's answers. */
 #include "cmocka_pre.h"
 
@@ -88,6 +89,31 @@ static void refused(void **state)
     assert_int_equal(len, 12345); /* untouched on failure */
 }
 
+/* A FIFO (or a device) is not a file holding a secret: it is refused at
+ * once, never opened for a read that blocks until a writer comes (the
+ * server once hung at start-up with no message). alarm: without the fix
+ * the test dies of SIGALRM instead of hanging until ctest's timeout. */
+static void not_regular(void **state)
+{
+    char buf[SECRET_MAX_BYTES + 1], err[256];
+    size_t len = 12345;
+    (void)state;
+
+    unlink(path);
+    assert_int_equal(mkfifo(path, 0600), 0);
+    alarm(10);
+    assert_int_equal(read_secret(buf, sizeof(buf), &len, err), -EINVAL);
+    alarm(0);
+    assert_non_null(strstr(err, path));
+    assert_non_null(strstr(err, "not a regular file"));
+    assert_int_equal(len, 12345);
+    unlink(path);
+
+    assert_int_equal(secret_read_file("/dev/null", buf, sizeof(buf), &len, err, sizeof(err)),
+                     -EINVAL);
+    assert_non_null(strstr(err, "not a regular file"));
+}
+
 static void size_limit(void **state)
 {
     char *big = malloc(SECRET_MAX_BYTES + 200), buf[SECRET_MAX_BYTES + 1], small[8], err[256];
@@ -160,10 +186,8 @@ static int teardown(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(accepted),
-        cmocka_unit_test(refused),
-        cmocka_unit_test(size_limit),
-        cmocka_unit_test(equal),
+        cmocka_unit_test(accepted),   cmocka_unit_test(refused), cmocka_unit_test(not_regular),
+        cmocka_unit_test(size_limit), cmocka_unit_test(equal),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
