@@ -231,6 +231,7 @@ void cmd_ctx_init(struct cmd_ctx *c, struct cmd_env *env, struct sess *s, int *a
     c->authed = authed;
     c->close_after = 0;
     c->heavy = 0;
+    c->conn = NULL;
     c->out = out;
     c->errmsg = NULL;
     rpc_packer_init(&c->pk, out);

@@ -40,12 +40,13 @@ struct cmd_env {
 /* One request being served. */
 struct cmd_ctx {
     struct cmd_env *env;
-    struct sess *sess;
-    int *authed;     /* this connection passed hello {auth} (or none is needed) */
-    int close_after; /* set by a handler: close the connection after the reply */
-    int heavy;       /* set by the dispatcher: the method may work up to a budget
-                      * (a query, a free of many objects), so the caller looks at
-                      * the clock before serving another request */
+    struct sess *sess; /* NULL until a connection that must authenticate has */
+    void *conn;        /* the connection, for a session made by hello (opaque; may be NULL) */
+    int *authed;       /* this connection passed hello {auth} (or none is needed) */
+    int close_after;   /* set by a handler: close the connection after the reply */
+    int heavy;         /* set by the dispatcher: the method may work up to a budget
+                        * (a query, a free of many objects), so the caller looks at
+                        * the clock before serving another request */
     struct buf *out;
     msgpack_packer pk;
     const char *errmsg; /* private: message for the failing code */

@@ -32,14 +32,25 @@ int cmd_do_hello(struct cmd_ctx *c, arg_t *a, uint32_t n)
         arg_t *auth = n == 1 && a[0].type == MSGPACK_OBJECT_MAP ? rpc_map_get(&a[0], "auth") : NULL;
         const char *p;
         uint32_t len;
-        if (!auth || rpc_obj_bytes(auth, &p, &len) < 0)
+        if (auth && rpc_obj_bytes(auth, &p, &len) < 0)
+            return cmd_fail(c, RPC_EBAD_PARAMS, "auth must be the token, a str or bin");
+        if (!auth && !*c->authed)
             return cmd_fail(c, RPC_EAUTH_REQUIRED, "this server requires hello {\"auth\": token}");
-        if (!secret_equal(c->env->auth, c->env->auth_len, p, len)) {
+        if (auth && !secret_equal(c->env->auth, c->env->auth_len, p, len)) {
             c->close_after = 1;
             return cmd_fail(c, RPC_EAUTH_FAILED, "wrong auth token; closing");
         }
         *c->authed = 1;
     }
+    /* A connection that had to authenticate gets its session only now: an
+     * unauthenticated one spends nothing of the heap. */
+    if (!s && (rc = sess_attach(st, c->conn, &s)) < 0)
+        return rc;
+    c->sess = s;
+    /* A lease keeps the session, and what it holds, after its connection:
+     * refused once maxmemory is reached, as any growth is. */
+    if (ttl && ttl->via.u64 > 0 && (rc = cmd_check_maxmemory(c, CMD_GROW_BASE_BYTES)) < 0)
+        return rc;
     if (resume) {
         const char *tok;
         uint32_t len;

@@ -375,6 +375,7 @@ static int serve_request(struct conn *c, const struct rpc_message *m)
     struct cmd_ctx ctx;
     int was_authed = c->authed;
     cmd_ctx_init(&ctx, &c->srv->env, c->sess, &c->authed, &c->out);
+    ctx.conn = c;
     c->in_dispatch = 1;
     cmd_dispatch(&ctx, m);
     c->in_dispatch = 0;
@@ -666,7 +667,10 @@ void conn_accept(struct server *srv, uv_stream_t *listener, int is_unix)
     c->authed = srv->env.auth == NULL;
     set_scan_limits(c);
     c->dec_ready = rpc_decoder_init(&c->dec) == 0;
-    if (!c->dec_ready || sess_attach(&srv->st, c, &c->sess) < 0) {
+    /* Where a token is required, the session comes with the hello that
+     * gives it (cmd_do_hello): an unauthenticated connection spends nothing
+     * of the heap. */
+    if (!c->dec_ready || (c->authed && sess_attach(&srv->st, c, &c->sess) < 0)) {
         log_error("out of memory for a new connection's session");
         conn_close(c);
         return;
@@ -676,5 +680,6 @@ void conn_accept(struct server *srv, uv_stream_t *listener, int is_unix)
         conn_close(c);
         return;
     }
-    log_debug("connection %s opened (session %llu)", c->peer, (unsigned long long)c->sess->id);
+    log_debug("connection %s opened (session %llu)", c->peer,
+              (unsigned long long)(c->sess ? c->sess->id : 0));
 }

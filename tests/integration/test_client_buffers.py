@@ -313,5 +313,43 @@ try:
 finally:
     stop(proc, "decode auth")
 
+# 6. Sessions and the heap budget: a connection that must authenticate gets
+# its session with the hello that authenticates it (1,000 idle unauthenticated
+# connections used to take 340 KB of the heap's budget), and a lease, which
+# keeps a session after its connection, is refused past maxmemory (30,000
+# connect-lease-close rounds took heap_bytes to 10 MB under --maxmemory 4m).
+proc, addr = start_server("--auth-token-file", tok, "--maxmemory", "2m")
+try:
+    a = Conn(addr)
+    a.ok("hello", {"auth": "decode-token"})
+    before = a.ok("stats")["memory"]["heap_bytes"]
+    idle = [socket.create_connection(addr) for _ in range(1000)]
+    check("sessions: 1000 idle connections are open",
+          wait_for(lambda: a.ok("stats")["server"]["connections"] >= 1001))
+    grown = a.ok("stats")["memory"]["heap_bytes"] - before
+    check("sessions: unauthenticated connections spend no heap (%d bytes)" % grown,
+          grown < 16 * 1024, grown)
+    for s in idle:
+        s.close()
+    check("sessions: a second hello without auth on an authenticated connection is fine",
+          a.ok("hello", {"client": "again"})["protocol"] == 1)
+    err, _ = a.call("hello", {"auth": 5})
+    check("sessions: an auth that is not a str or bin is BAD_PARAMS",
+          err and err["code"] == "BAD_PARAMS", err)
+    for size in (60000, 1000, 1):
+        while True:
+            err, _ = a.call("create", b"f" * size)
+            if err:
+                break
+    check("sessions: the heap fills to maxmemory", err["code"] == "OUT_OF_MEMORY", err)
+    b = Conn(addr)
+    err, _ = b.call("hello", {"auth": "decode-token", "ttl": 60})
+    check("sessions: past maxmemory a lease is refused", err and err["code"] == "OUT_OF_MEMORY", err)
+    check("sessions: ... and a hello without one is served",
+          b.ok("hello", {"auth": "decode-token"})["protocol"] == 1)
+    check("sessions: reads still work", b.ok("ping") == "pong")
+finally:
+    stop(proc, "sessions")
+
 print("failures:", failures)
 sys.exit(1 if failures else 0)
