@@ -41,9 +41,9 @@ static void refused(void **state)
     struct sockaddr_storage sa;
     char err[256];
     int rc;
-    const char *bad[] = {"nonsense", "127.0.0.1", "127.0.0.1:", "127.0.0.1:99999",
-                         "127.0.0.1:-1", "127.0.0.1:+1", ":7373", "[::1]7373",
-                         "[]:1", "127.0.0.1:12x"};
+    const char *bad[] = {"nonsense",     "127.0.0.1",    "127.0.0.1:", "127.0.0.1:99999",
+                         "127.0.0.1:-1", "127.0.0.1:+1", ":7373",      "[::1]7373",
+                         "[]:1",         "127.0.0.1:12x"};
     (void)state;
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         assert_int_equal(addr_resolve_tcp(bad[i], &sa, err, sizeof(err)), -EINVAL);
