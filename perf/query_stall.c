@@ -156,6 +156,8 @@ int main(int argc, char **argv)
         NAMES_PREFIX,
         NAMES_NARROW,
         NAMES_NONE,
+        NAMES_ALL,
+        NAMES_PAGE,
         WHY_ROOT,
         WHY_NAMED,
         WHY_HELD,
@@ -170,6 +172,8 @@ int main(int argc, char **argv)
         {"names [\"user/05\", 100]", NULL, NULL, 0, 0, 0},
         {"names [\"user/0500\", 10]", NULL, NULL, 0, 0, 0},
         {"names [\"nomatch/\", 100]", NULL, NULL, 0, 0, 0},
+        {"names [\"\"] (plain call)", NULL, NULL, 0, 0, 0},
+        {"names [\"\", 10000, name] (one page)", NULL, NULL, 0, 0, 0},
         {"why [root]", NULL, NULL, 0, 0, 0},
         {"why [leaf of a named container]", NULL, NULL, 0, 0, 0},
         {"why [leaf of a held container]", NULL, NULL, 0, 0, 0},
@@ -241,6 +245,15 @@ int main(int argc, char **argv)
             case NAMES_NONE:
                 msgpack_pack_str_with_body(begin("names", 2), "nomatch/", 8);
                 msgpack_pack_uint64(&pk, 100);
+                break;
+            case NAMES_ALL:
+                msgpack_pack_str_with_body(begin("names", 1), "", 0);
+                break;
+            case NAMES_PAGE: /* a full page from a random cursor */
+                len = snprintf(nm, sizeof(nm), "user/%07ld", r % (nnames ? nnames : 1));
+                msgpack_pack_str_with_body(begin("names", 3), "", 0);
+                msgpack_pack_uint64(&pk, 10000);
+                msgpack_pack_str_with_body(&pk, nm, (size_t)len);
                 break;
             case WHY_ROOT:
                 msgpack_pack_uint64(begin("why", 1), leaf[r] + 2);

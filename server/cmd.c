@@ -184,7 +184,7 @@ static const struct cmd_def {
     {CMD("bind"), cmd_do_bind, 2, 2, CMD_GROWS},
     {CMD("unbind"), cmd_do_unbind, 1, 1, 0},
     {CMD("lookup"), cmd_do_lookup, 1, 2, 0},
-    {CMD("names"), cmd_do_names, 0, 2, CMD_HEAVY},
+    {CMD("names"), cmd_do_names, 0, 3, CMD_HEAVY},
     {CMD("referrers"), cmd_do_referrers, 1, 3, CMD_HEAVY},
     {CMD("watch"), cmd_do_watch, 1, 1, CMD_GROWS},
     {CMD("release_all"), cmd_do_release_all, 0, 0, CMD_HEAVY},

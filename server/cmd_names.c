@@ -63,25 +63,55 @@ int cmd_do_lookup(struct cmd_ctx *c, arg_t *a, uint32_t n)
     return 0;
 }
 
+/* names [prefix], [prefix, limit]: at most NAMES_PAGE_MAX names, else
+ * QUOTA_EXCEEDED (never a silent part); names [prefix, limit, after]: one
+ * page of the names after `after`, and the name to page from next. */
 int cmd_do_names(struct cmd_ctx *c, arg_t *a, uint32_t n)
 {
     const struct name_ent **list;
-    const char *prefix = "";
-    uint32_t plen = 0;
+    const char *prefix = "", *after = NULL;
+    uint32_t plen = 0, alen = 0;
     uint64_t limit, count, cap;
-    int rc;
+    int rc, more;
 
     if (n >= 1 && rpc_obj_bytes(&a[0], &prefix, &plen) < 0)
         return cmd_fail(c, RPC_EBAD_PARAMS, "prefix must be a str");
     if ((rc = cmd_arg_limit(c, a, n, 1, &limit)) < 0)
         return rc;
-    if ((rc = names_list(&c->env->st->names, prefix, plen, limit, &list, &count, &cap)) < 0)
+    if (n == 3) {
+        if (rpc_obj_bytes(&a[2], &after, &alen) < 0 || alen > NAME_MAX_BYTES)
+            return cmd_fail(c, RPC_EBAD_PARAMS, "after must be a str of at most %d bytes",
+                            NAME_MAX_BYTES);
+        if (limit == 0)
+            return cmd_fail(c, RPC_EBAD_PARAMS, "limit must be at least 1 with after");
+    }
+    rc = names_page(&c->env->st->names, prefix, plen, after, alen,
+                    limit < NAMES_PAGE_MAX ? limit : NAMES_PAGE_MAX, &list, &count, &cap, &more);
+    if (rc < 0)
         return rc;
+    if (n < 3 && more && count < limit) {
+        mem_free(list, cap * sizeof(*list));
+        return cmd_fail(c, RPC_EQUOTA_EXCEEDED,
+                        "more than %d names match, as many as one call may return: page with "
+                        "names [prefix, limit, after] from after \"\"",
+                        NAMES_PAGE_MAX);
+    }
+    if (n == 3) {
+        msgpack_pack_map(&c->pk, 2);
+        rpc_pack_cstr(&c->pk, "names");
+    }
     msgpack_pack_array(&c->pk, count);
     for (uint64_t i = 0; i < count; i++) {
         msgpack_pack_array(&c->pk, 2);
         cmd_pack_str(&c->pk, list[i]->name, list[i]->len);
         msgpack_pack_uint64(&c->pk, list[i]->id);
+    }
+    if (n == 3) {
+        rpc_pack_cstr(&c->pk, "next");
+        if (more)
+            cmd_pack_str(&c->pk, list[count - 1]->name, list[count - 1]->len);
+        else
+            msgpack_pack_nil(&c->pk);
     }
     mem_free(list, cap * sizeof(*list));
     return 0;

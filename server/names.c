@@ -326,22 +326,75 @@ const struct name_ent *names_iter_next(struct names_iter *it)
     return p;
 }
 
-int names_list(const struct names *n, const char *prefix, uint32_t plen, uint64_t limit,
-               const struct name_ent ***out, uint64_t *count, uint64_t *cap)
+void names_iter_seek(struct names_iter *it, const struct names *n, const char *prefix,
+                     uint32_t plen, const char *after, uint32_t alen)
 {
-    const struct name_ent **all = NULL, *e;
+    const struct name_ent *best;
+    const void *top, *p;
+    uint32_t idx, end, x = 0, ob = 0;
+    int equal;
+
+    names_iter_init(it, n, prefix, plen);
+    if (it->depth == 0 || alen == 0)
+        return; /* no name has the prefix, or every one is after "" */
+    top = it->stack[--it->depth];
+    /* The leaf after's bits lead to within top, and the first bit where
+     * after and it differ: the crit position after would have if bound. */
+    for (p = top; is_node(p);) {
+        const struct name_node *q = node_of(p);
+        it->visits++;
+        p = q->child[dir_of(q, sym(after, alen, q->index))];
+    }
+    best = p;
+    end = alen > best->len ? alen : best->len;
+    for (idx = 0; idx < end && sym(after, alen, idx) == sym(best->name, best->len, idx); idx++)
+        ;
+    equal = idx == end;
+    if (!equal) {
+        x = sym(after, alen, idx) ^ sym(best->name, best->len, idx);
+        while (x & (x - 1))
+            x &= x - 1;
+        ob = x ^ SYM_BITS;
+    }
+    /* Down again along after's bits, above that position: where after goes
+     * left, the right subtree holds only greater names, and the deeper the
+     * smaller, so the deepest lands on top of the stack. */
+    for (p = top; is_node(p);) {
+        const struct name_node *q = node_of(p);
+        int d;
+        if (!equal && (q->index > idx || (q->index == idx && q->otherbits > ob)))
+            break;
+        it->visits++;
+        d = dir_of(q, sym(after, alen, q->index));
+        if (d == 0)
+            it->stack[it->depth++] = q->child[1];
+        p = q->child[d];
+    }
+    /* p's names all differ from after first at the crit bit, the same way:
+     * greater when after has it clear. (If equal, p is after itself.) */
+    if (!equal && !(sym(after, alen, idx) & x))
+        it->stack[it->depth++] = p;
+}
+
+int names_page(const struct names *n, const char *prefix, uint32_t plen, const char *after,
+               uint32_t alen, uint64_t limit, const struct name_ent ***out, uint64_t *count,
+               uint64_t *cap, int *more)
+{
+    const struct name_ent **all = NULL, *e = NULL;
     struct names_iter *it;
     uint64_t m = 0, c = 0;
     int rc = 0;
 
     *out = NULL;
     *count = *cap = 0;
-    if (n->count == 0 || limit == 0)
+    if (more)
+        *more = 0;
+    if (n->count == 0)
         return 0;
     if (!(it = mem_alloc(sizeof(*it))))
         return RPC_EOUT_OF_MEMORY;
-    names_iter_init(it, n, prefix, plen);
-    while (m < limit && (e = names_iter_next(it))) {
+    names_iter_seek(it, n, prefix, plen, after, alen);
+    while ((e = names_iter_next(it)) && m < limit) {
         if (m == c) {
             uint64_t nc = c ? c * 2 : 16;
             const struct name_ent **a;
@@ -353,6 +406,7 @@ int names_list(const struct names *n, const char *prefix, uint32_t plen, uint64_
                 mem_free(all, c * sizeof(*all));
                 all = NULL;
                 c = m = 0;
+                e = NULL;
                 rc = RPC_EOUT_OF_MEMORY;
                 break;
             }
@@ -361,11 +415,20 @@ int names_list(const struct names *n, const char *prefix, uint32_t plen, uint64_
         }
         all[m++] = e;
     }
+    /* The loop reads one name past a full page: that is whether more follow. */
+    if (more)
+        *more = e != NULL;
     mem_free(it, sizeof(*it));
     *out = all;
     *count = m;
     *cap = c;
     return rc;
+}
+
+int names_list(const struct names *n, const char *prefix, uint32_t plen, uint64_t limit,
+               const struct name_ent ***out, uint64_t *count, uint64_t *cap)
+{
+    return names_page(n, prefix, plen, NULL, 0, limit, out, count, cap, NULL);
 }
 
 const struct name_ent *names_next(const struct names *n, uint32_t *pos, const struct name_ent *prev)

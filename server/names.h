@@ -18,6 +18,9 @@
 /* The deepest a crit-bit path can be: one level per (byte index, bit) of a
  * name, each byte read as 9 bits (a "present" bit and the byte). */
 #define NAMES_DEPTH_MAX ((NAME_MAX_BYTES + 1) * 9)
+/* The most names one `names` request returns (or walks): about a
+ * millisecond of the loop (docs/performance.md); past it, page. */
+#define NAMES_PAGE_MAX 10000
 
 struct name_ent {
     struct name_ent *next;    /* private: same-hash chain */
@@ -67,6 +70,20 @@ void names_iter_init(struct names_iter *it, const struct names *n, const char *p
                      uint32_t plen);
 /* The next name of the walk, or NULL at its end. */
 const struct name_ent *names_iter_next(struct names_iter *it);
+/* As names_iter_init, but the walk holds only the names greater than after
+ * (alen bytes, any bytes; alen 0: every name), in the same order: the
+ * cursor of a paged listing. Finding the first costs O(plen + alen) tree
+ * nodes (one descent toward the prefix, two toward after), never the names
+ * skipped. */
+void names_iter_seek(struct names_iter *it, const struct names *n, const char *prefix,
+                     uint32_t plen, const char *after, uint32_t alen);
+/* One page of a listing: up to limit entries whose name starts with prefix
+ * and is greater than after (alen 0: from the first), sorted, into *out as
+ * names_list. *more (may be NULL) is 1 if more such names follow the page.
+ * The work is O(plen + alen + *count). 0 or RPC_EOUT_OF_MEMORY. */
+int names_page(const struct names *n, const char *prefix, uint32_t plen, const char *after,
+               uint32_t alen, uint64_t limit, const struct name_ent ***out, uint64_t *count,
+               uint64_t *cap, int *more);
 /* Collect up to limit entries whose name starts with prefix, sorted by name,
  * into a new array: *out holds *count entries and has room for *cap (release
  * it with mem_free(*out, *cap * sizeof(**out))). The work is O(plen +

@@ -395,25 +395,43 @@ static int cmd_lookup(struct cli *cli, const struct opts *o, int argc, char **ar
     return simple(cli, o, rcs_send(cli->c, "lookup", "sb", argv[0], o->acquire));
 }
 
+static void print_name_pairs(const rcs_value *v)
+{
+    for (size_t i = 0; i < v->via.array.len; i++) {
+        const rcs_value *pair = &v->via.array.items[i];
+        if (pair->type == RCS_ARRAY && pair->via.array.len == 2)
+            printf("%s\t%" PRIu64 "\n", pair->via.array.items[0].via.bytes.ptr,
+                   rcs_value_uint(&pair->via.array.items[1], 0));
+    }
+}
+
+/* The server returns at most 10,000 names a request: page with the last
+ * name, printing each page as it comes (--json gathers them into one
+ * array, with rcs_names). */
 static int cmd_names(struct cli *cli, const struct opts *o, int argc, char **argv)
 {
     const char *prefix = argc > 0 ? argv[0] : "";
+    uint64_t limit = o->have_limit ? o->limit : UINT64_MAX, seen = 0;
+    char after[RCS_NAME_MAX];
+    size_t alen = 0;
     rcs_value *v;
-    int rc = o->have_limit ? rcs_call(cli->c, &v, "names", "su", prefix, o->limit)
-                           : rcs_call(cli->c, &v, "names", "s", prefix);
-    if (rc < 0)
-        return call_failed(cli, rc);
-    if (o->json || v->type != RCS_ARRAY) {
-        show(o, v);
-    } else {
-        for (size_t i = 0; i < v->via.array.len; i++) {
-            const rcs_value *pair = &v->via.array.items[i];
-            if (pair->type == RCS_ARRAY && pair->via.array.len == 2)
-                printf("%s\t%" PRIu64 "\n", pair->via.array.items[0].via.bytes.ptr,
-                       rcs_value_uint(&pair->via.array.items[1], 0));
-        }
+    int rc, more = 1;
+
+    if (o->json || limit == 0) {
+        if ((rc = rcs_names(cli->c, prefix, limit, &v)) < 0)
+            return call_failed(cli, rc);
+        if (o->json)
+            show(o, v);
+        rcs_value_free(v);
+        return EXIT_OK;
     }
-    rcs_value_free(v);
+    while (more && seen < limit) {
+        if ((rc = rcs_names_page(cli->c, prefix, limit - seen, after, &alen, &more, &v)) < 0)
+            return call_failed(cli, rc);
+        print_name_pairs(v);
+        seen += v->via.array.len;
+        rcs_value_free(v);
+    }
     return EXIT_OK;
 }
 

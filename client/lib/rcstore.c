@@ -1010,9 +1010,94 @@ int rcs_lookup(rcs_client *c, const char *name, int acquire, uint64_t *id)
     return call_uint(c, id, SEND_OR_FAIL(c, "lookup", "sb", name, acquire));
 }
 
+/* The most names asked for in one page: the server returns at most 10,000
+ * names a request (NAMES_PAGE_MAX). */
+#define NAMES_PAGE 10000
+
+int rcs_names_page(rcs_client *c, const char *prefix, uint64_t limit, char *after, size_t *alen,
+                   int *more, rcs_value **list)
+{
+    const rcs_value *names, *next;
+    rcs_value *v;
+    int rc;
+
+    *list = NULL;
+    *more = 0;
+    if (limit == 0 || *alen > RCS_NAME_MAX)
+        return set_error(c, RCS_EINVAL, "limit must be at least 1, after at most %d bytes",
+                         RCS_NAME_MAX);
+    if ((rc = rcs_call(c, &v, "names", "suy", prefix ? prefix : "", limit, after, *alen)) < 0)
+        return rc;
+    names = rcs_map_get(v, "names");
+    next = rcs_map_get(v, "next");
+    if (!names || names->type != RCS_ARRAY || names->via.array.len > limit || !next ||
+        (next->type != RCS_NIL && (next->type != RCS_STR || next->via.bytes.len > RCS_NAME_MAX ||
+                                   next->via.bytes.len == 0))) {
+        rcs_value_free(v);
+        return set_error(c, RCS_EPROTO, "expected {\"names\": [...], \"next\": str or nil}");
+    }
+    if (!(*list = calloc(1, sizeof(**list)))) {
+        rcs_value_free(v);
+        return set_error(c, RCS_ENOMEM, NULL);
+    }
+    /* Move the array out of the reply: the pairs change owner, not place. */
+    **list = *names;
+    ((rcs_value *)names)->type = RCS_NIL;
+    if (next->type == RCS_STR) {
+        memcpy(after, next->via.bytes.ptr, next->via.bytes.len);
+        *alen = next->via.bytes.len;
+        *more = 1;
+    }
+    rcs_value_free(v);
+    return 0;
+}
+
 int rcs_names(rcs_client *c, const char *prefix, uint64_t limit, rcs_value **list)
 {
-    return rcs_call(c, list, "names", "su", prefix ? prefix : "", limit);
+    char after[RCS_NAME_MAX];
+    size_t alen = 0, cap = 0;
+    rcs_value *all, *page;
+    int more = 1, rc = 0;
+
+    *list = NULL;
+    if (limit == 0) /* nothing wanted, but a bad prefix is still an error */
+        return rcs_call(c, list, "names", "su", prefix ? prefix : "", limit);
+    if (!(all = calloc(1, sizeof(*all))))
+        return set_error(c, RCS_ENOMEM, NULL);
+    all->type = RCS_ARRAY;
+    while (rc == 0 && more && all->via.array.len < limit) {
+        uint64_t left = limit - all->via.array.len;
+        size_t k;
+        if ((rc = rcs_names_page(c, prefix, left < NAMES_PAGE ? left : NAMES_PAGE, after, &alen,
+                                 &more, &page)) < 0)
+            break;
+        k = page->via.array.len;
+        if (all->via.array.len + k > cap) {
+            size_t ncap = cap ? cap : 16;
+            rcs_value *p;
+            while (ncap < all->via.array.len + k)
+                ncap *= 2;
+            if (!(p = realloc(all->via.array.items, ncap * sizeof(*p)))) {
+                rcs_value_free(page);
+                rc = set_error(c, RCS_ENOMEM, NULL);
+                break;
+            }
+            all->via.array.items = p;
+            cap = ncap;
+        }
+        if (k)
+            memcpy(all->via.array.items + all->via.array.len, page->via.array.items,
+                   k * sizeof(rcs_value));
+        all->via.array.len += k;
+        free(page->via.array.items); /* the pairs now belong to all */
+        free(page);
+    }
+    if (rc < 0) {
+        rcs_value_free(all);
+        return rc;
+    }
+    *list = all;
+    return 0;
 }
 
 /* The most ids asked for in one page: the server examines at most 65,536

@@ -32,6 +32,28 @@ check "refs given after data" "[$id]" "$(R --json get "$fid" | sed 's/.*"refs": 
 check "referrers" "$fid" "$(R referrers "$id")"
 check "stat names" 1 "$(R stat "$id" | awk '$1 == "names:" {print $2}')"
 
+# names past what one request may return (10,000): the CLI pages by itself.
+# The names are bound over the wire in pipelined batches (a CLI call each
+# would take minutes).
+PYTHONPATH="$(dirname "$0")" /usr/bin/python3 - "$addr" <<'PY'
+import sys
+from rcswire import Conn
+host, port = sys.argv[1].rsplit(":", 1)
+c = Conn((host, int(port)))
+z = c.ok("create", b"z")
+for i in range(0, 20050, 2000):
+    for k in range(i, min(i + 2000, 20050)):
+        c.send("bind", "pg/%05d" % k, z)
+    for k in range(i, min(i + 2000, 20050)):
+        assert c.reply()[2] is None
+PY
+check "names pages past the server's bound" "20050 pg/00000 pg/20049" \
+  "$(R names pg/ | awk '{n++; l = $1} NR == 1 {f = $1} END {print n, f, l}')"
+check "names --limit over pages" "15000 pg/14999" \
+  "$(R names pg/ --limit 15000 | awk '{n++; l = $1} END {print n, l}')"
+check "names --json over pages" 20050 \
+  "$(R --json names pg/ | /usr/bin/python3 -c 'import json, sys; print(len(json.load(sys.stdin)))')"
+
 # The unix socket works too.
 check "unix socket ping" "pong" "$("$RCSTORE" -s "$tmp/s.sock" ping)"
 

@@ -85,6 +85,44 @@ try:
     c.ok("unbind", "py/b")
     check("unbind unknown -> NAME_NOT_FOUND", c.code("unbind", "py/b") == "NAME_NOT_FOUND")
 
+    # names past what one request may return (10,000): the plain call is
+    # refused and names the paging form; pages with after list each name once.
+    z = c.ok("create", b"z")
+    many = ["pg/%05d" % i for i in range(10050)]
+    for i in range(0, len(many), 2000):
+        for nm in many[i:i + 2000]:
+            c.send("bind", nm, z)
+        errs = [c.reply()[2] for _ in many[i:i + 2000]]
+        assert errs == [None] * len(errs), errs[:3]
+    err, _ = c.call("names", "pg/")
+    check("names past the bound -> QUOTA_EXCEEDED naming the paging form",
+          err and err["code"] == "QUOTA_EXCEEDED" and "names [prefix, limit, after]" in err["message"],
+          err)
+    check("names past the bound with a limit above it -> QUOTA_EXCEEDED",
+          c.code("names", "pg/", 10001) == "QUOTA_EXCEEDED")
+    check("names within the bound", len(c.ok("names", "pg/", 10000)) == 10000)
+    check("names that fit", [n for n, _ in c.ok("names", "pg/0")] == many[:10000])
+    got, after, pages = [], "", 0
+    while after is not None:
+        page = c.ok("names", "pg/", 4000, after)
+        check_shape = set(page) == {"names", "next"} and len(page["names"]) <= 4000
+        got += [n for n, _ in page["names"]]
+        after = page["next"]
+        pages += 1
+        if not check_shape or pages > 10:
+            break
+    check("names pages: every name once, in order", got == many and pages == 3, (len(got), pages))
+    check("names page from a cursor that is no name",
+          c.ok("names", "pg/", 2, "pg/100455") == {"names": [["pg/10046", z], ["pg/10047", z]],
+                                                    "next": "pg/10047"})
+    check("names page: limit 0 -> BAD_PARAMS", c.code("names", "", 0, "") == "BAD_PARAMS")
+    check("names page: after not a str -> BAD_PARAMS", c.code("names", "", 5, 7) == "BAD_PARAMS")
+    for nm in many:
+        c.send("unbind", nm)
+    for _ in many:
+        c.reply()
+    check("names unbound again", c.ok("names", "pg/") == [])
+
     x = c.ok("create", b"x")
     c.ok("link", x, x)
     c.ok("watch", x)

@@ -7,6 +7,7 @@
 #include "check.h"
 #include "mem.h"
 #include "metrics.h"
+#include "names.h"
 #include "query.h"
 #include "err.h"
 #include "rpc_pack.h"
@@ -535,6 +536,128 @@ static void queries_past_their_budget(void **state)
     assert_int_equal(found, 1);
 }
 
+/* The name and id of element i of a [[name, id], ...] array. */
+static void pair_at(const msgpack_object *a, uint32_t i, const char **name, uint32_t *len)
+{
+    const msgpack_object *pair = &a->via.array.ptr[i];
+    assert_int_equal(pair->type, MSGPACK_OBJECT_ARRAY);
+    assert_int_equal(pair->via.array.size, 2);
+    assert_int_equal(rpc_obj_bytes(&pair->via.array.ptr[0], name, len), 0);
+}
+
+static void begin_names(struct fx *f, const char *prefix, uint64_t limit, const char *after,
+                        uint32_t alen)
+{
+    msgpack_packer *pk = begin(f, "names", after ? 3 : 2);
+    rpc_pack_cstr(pk, prefix);
+    msgpack_pack_uint64(pk, limit);
+    if (after)
+        msgpack_pack_str_with_body(pk, after, alen);
+}
+
+/* names past what one request may return: the plain forms answer
+ * QUOTA_EXCEEDED (never a silent part) unless the matches fit, and paging
+ * with after returns every name once, in order, from any cursor. The plain
+ * form used to return every match, however many, in one request. */
+static void names_past_the_page_bound(void **state)
+{
+    struct fx *f = *state;
+    enum { N = NAMES_PAGE_MAX + 500 };
+    uint64_t o = create(f, "o"), seen = 0;
+    char nm[32], last[32] = "";
+    const msgpack_object *list, *next, *msg;
+    const char *p;
+    uint32_t len;
+    msgpack_packer *pk;
+
+    for (int i = 0; i < N; i++) {
+        len = (uint32_t)snprintf(nm, sizeof(nm), "n/%06d", i);
+        assert_int_equal(names_bind(&f->st.names, &f->st.heap, nm, len, o), 0);
+    }
+    pk = begin(f, "names", 1);
+    rpc_pack_cstr(pk, "");
+    assert_int_equal(end(f), RPC_EQUOTA_EXCEEDED);
+    msg = rpc_map_get(f->res.error, "message"); /* it names the paging form */
+    {
+        char text[256] = "";
+        memcpy(text, msg->via.str.ptr, msg->via.str.size < 255 ? msg->via.str.size : 255);
+        assert_non_null(strstr(text, "names [prefix, limit, after]"));
+    }
+    begin_names(f, "n/", NAMES_PAGE_MAX + 1, NULL, 0);
+    assert_int_equal(end(f), RPC_EQUOTA_EXCEEDED);
+    begin_names(f, "n/", NAMES_PAGE_MAX, NULL, 0); /* a limit within the bound */
+    assert_int_equal(end(f), 0);
+    assert_int_equal(f->res.result->via.array.size, NAMES_PAGE_MAX);
+    begin_names(f, "n/00", UINT64_MAX, NULL, 0); /* exactly the bound match: they fit */
+    assert_int_equal(end(f), 0);
+    assert_int_equal(f->res.result->via.array.size, 10000);
+    pk = begin(f, "names", 1);
+    rpc_pack_cstr(pk, "n/01002");
+    assert_int_equal(end(f), 0);
+    assert_int_equal(f->res.result->via.array.size, 10);
+
+    /* Page through all of them with a limit above the bound: pages of
+     * NAMES_PAGE_MAX, each name once and in order, next nil at the end. */
+    do {
+        begin_names(f, "", UINT64_MAX, last, (uint32_t)strlen(last));
+        assert_int_equal(end(f), 0);
+        list = rpc_map_get(f->res.result, "names");
+        next = rpc_map_get(f->res.result, "next");
+        assert_non_null(list);
+        assert_non_null(next);
+        assert_true(list->via.array.size <= NAMES_PAGE_MAX);
+        for (uint32_t i = 0; i < list->via.array.size; i++) {
+            pair_at(list, i, &p, &len);
+            snprintf(nm, sizeof(nm), "n/%06llu", (unsigned long long)seen++);
+            assert_int_equal(len, strlen(nm));
+            assert_memory_equal(p, nm, len);
+        }
+        if (next->type != MSGPACK_OBJECT_NIL) {
+            assert_int_equal(rpc_obj_bytes(next, &p, &len), 0);
+            assert_true(len < sizeof(last));
+            memcpy(last, p, len);
+            last[len] = 0;
+            assert_memory_equal(last, nm, len); /* the page's last name */
+        }
+    } while (next->type != MSGPACK_OBJECT_NIL);
+    assert_int_equal(seen, N);
+
+    /* From a cursor that is no name, within a prefix; the last page says done. */
+    begin_names(f, "n/0104", 3, "n/0104505", 9);
+    assert_int_equal(end(f), 0);
+    list = rpc_map_get(f->res.result, "names");
+    assert_int_equal(list->via.array.size, 3);
+    pair_at(list, 0, &p, &len);
+    assert_memory_equal(p, "n/010451", 8);
+    assert_int_equal(rpc_obj_bytes(rpc_map_get(f->res.result, "next"), &p, &len), 0);
+    assert_int_equal(len, 8);
+    assert_memory_equal(p, "n/010453", 8);
+    begin_names(f, "n/0104", 3, "n/0104985", 9);
+    assert_int_equal(end(f), 0);
+    list = rpc_map_get(f->res.result, "names");
+    assert_int_equal(list->via.array.size, 1);
+    pair_at(list, 0, &p, &len);
+    assert_memory_equal(p, "n/010499", 8);
+    assert_int_equal(rpc_map_get(f->res.result, "next")->type, MSGPACK_OBJECT_NIL);
+
+    /* Bad cursors. */
+    begin_names(f, "", 0, "", 0);
+    assert_int_equal(end(f), RPC_EBAD_PARAMS); /* a page of nothing */
+    pk = begin(f, "names", 3);
+    rpc_pack_cstr(pk, "");
+    msgpack_pack_uint64(pk, 5);
+    msgpack_pack_uint64(pk, 5);
+    assert_int_equal(end(f), RPC_EBAD_PARAMS); /* not a str */
+    {
+        char big[NAME_MAX_BYTES + 1];
+        memset(big, 'n', sizeof(big));
+        begin_names(f, "", 5, big, sizeof(big));
+        assert_int_equal(end(f), RPC_EBAD_PARAMS);
+        begin_names(f, "", 5, big, NAME_MAX_BYTES);
+        assert_int_equal(end(f), 0);
+    }
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int main(void)
@@ -550,6 +673,7 @@ int main(void)
         T(gc_and_stats_shapes),
         T(stats_and_metrics_agree),
         T(queries_past_their_budget),
+        T(names_past_the_page_bound),
         T(stats_shows_gc_scratch),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -213,6 +213,139 @@ static void list_agrees_with_a_sorted_oracle(void **state)
     }
 }
 
+/* Byte order of a name of len bytes against a NUL-terminated string. */
+static int cmp_name(const struct name_ent *e, const char *s)
+{
+    size_t sl = strlen(s), m = e->len < sl ? e->len : sl;
+    int c = memcmp(e->name, s, m);
+    return c ? c : (e->len > sl) - (e->len < sl);
+}
+
+/* A paged listing from any cursor: after is a bound name, an unbound one,
+ * a prefix of others or ""; every page agrees with a sorted oracle, and
+ * paging from "" by the next name returns every match once, in order. */
+static void page_after_agrees_with_a_sorted_oracle(void **state)
+{
+    struct fx *f = *state;
+    enum { POOL = 4 + 16 + 64 + 256 };
+    static char pool[POOL][5];
+    const char *live[POOL];
+    uint64_t o = mk(&f->h), count, cap;
+    const struct name_ent **list;
+    uint32_t x = 777;
+    int npool = 0, nlive = 0;
+
+    for (int len = 1; len <= 4; len++) {
+        for (int v = 0; v < 1 << (2 * len); v++) {
+            for (int j = 0; j < len; j++)
+                pool[npool][j] = "ab/\x01"[(v >> (2 * j)) & 3];
+            pool[npool++][len] = 0;
+        }
+    }
+    for (int i = 0; i < POOL; i++) { /* about half bound */
+        x = x * 1103515245u + 12345u;
+        if ((x >> 16) & 1) {
+            assert_int_equal(names_bind(&f->n, &f->h, pool[i], (uint32_t)strlen(pool[i]), o), 0);
+            live[nlive++] = pool[i];
+        }
+    }
+    qsort(live, nlive, sizeof(live[0]), cmp_str);
+    for (int step = 0; step < 4000; step++) {
+        const char *pfx, *after;
+        uint32_t plen;
+        uint64_t limit;
+        int more, m = 0, k;
+        x = x * 1103515245u + 12345u;
+        pfx = pool[(x >> 4) % POOL];
+        plen = (x >> 20) % 4;
+        if (plen > strlen(pfx))
+            plen = (uint32_t)strlen(pfx);
+        after = (x >> 24) % 8 == 0 ? "" : pool[(x >> 8) % POOL];
+        limit = 1 + (x >> 27) % 6;
+        assert_int_equal(names_page(&f->n, pfx, plen, after, (uint32_t)strlen(after), limit, &list,
+                                    &count, &cap, &more),
+                         0);
+        for (k = 0; k < nlive; k++) {
+            if (strncmp(live[k], pfx, plen) != 0 || strcmp(live[k], after) <= 0)
+                continue;
+            if (m == (int)limit)
+                break;
+            assert_true(m < (int)count);
+            assert_int_equal(cmp_name(list[m], live[k]), 0);
+            m++;
+        }
+        assert_int_equal(m, count);
+        assert_int_equal(more, k < nlive); /* stopped on a match past the page */
+        mem_free(list, cap * sizeof(*list));
+    }
+    for (uint64_t limit = 1; limit <= 7; limit++) { /* the whole table, page by page */
+        char after[8] = "";
+        int more = 1, m = 0;
+        while (more) {
+            assert_int_equal(names_page(&f->n, "", 0, after, (uint32_t)strlen(after), limit, &list,
+                                        &count, &cap, &more),
+                             0);
+            for (uint64_t i = 0; i < count; i++)
+                assert_int_equal(cmp_name(list[i], live[m++]), 0);
+            if (more) {
+                memcpy(after, list[count - 1]->name, list[count - 1]->len);
+                after[list[count - 1]->len] = 0;
+            }
+            mem_free(list, cap * sizeof(*list));
+        }
+        assert_int_equal(m, nlive);
+    }
+}
+
+/* Seeking to a cursor costs the path to it, not the names before it: from
+ * anywhere in 100,000 names, the first five after it take a few dozen
+ * nodes, whether after is bound or not. */
+static void seek_work_follows_the_name(void **state)
+{
+    struct fx *f = *state;
+    enum { N = 100000 };
+    struct names_iter *it = malloc(sizeof(*it));
+    uint64_t o = mk(&f->h), worst = 0;
+    char nm[32], want[32];
+    uint32_t x = 99;
+
+    for (int i = 0; i < N; i++) {
+        int len = snprintf(nm, sizeof(nm), "n/%06d", (i * 7919) % N);
+        assert_int_equal(names_bind(&f->n, &f->h, nm, (uint32_t)len, o), 0);
+    }
+    for (int step = 0; step < 2000; step++) {
+        const struct name_ent *e;
+        int v, len, first;
+        x = x * 1103515245u + 12345u;
+        v = (int)((x >> 8) % N);
+        /* Bound ("n/012345"), between two ("n/0123455") or a prefix ("n/01234"). */
+        len = snprintf(nm, sizeof(nm), "n/%06d", v);
+        if (step % 3 == 1)
+            nm[len++] = '5';
+        else if (step % 3 == 2)
+            len--;
+        first = step % 3 == 0 ? v + 1 : step % 3 == 1 ? v + 1 : (v / 10) * 10;
+        names_iter_seek(it, &f->n, "n/", 2, nm, (uint32_t)len);
+        for (int k = 0; k < 5 && first + k < N; k++) {
+            snprintf(want, sizeof(want), "n/%06d", first + k);
+            assert_non_null(e = names_iter_next(it));
+            assert_int_equal(cmp_name(e, want), 0);
+        }
+        if (first + 5 >= N)
+            continue;
+        worst = it->visits > worst ? it->visits : worst;
+    }
+    /* Three descents of at most ~40 nodes here, and five leaves. */
+    assert_true(worst < 200);
+    names_iter_seek(it, &f->n, "n/", 2, "n/1", 3); /* past every name */
+    assert_null(names_iter_next(it));
+    names_iter_seek(it, &f->n, "n/", 2, "a", 1); /* before every name */
+    assert_non_null(names_iter_next(it));
+    names_iter_seek(it, &f->n, "m/", 2, "", 0); /* no such prefix */
+    assert_null(names_iter_next(it));
+    free(it);
+}
+
 /* names_of_id follows binds, rebinds and unbinds without a walk. */
 static void names_of_an_object(void **state)
 {
@@ -246,6 +379,8 @@ int main(void)
         T(list_sorted_with_prefix_and_limit),
         T(list_work_follows_the_result),
         T(list_agrees_with_a_sorted_oracle),
+        T(page_after_agrees_with_a_sorted_oracle),
+        T(seek_work_follows_the_name),
         T(names_of_an_object),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -242,9 +242,21 @@ RCS_EXPORT int rcs_bind(rcs_client *c, const char *name, uint64_t id);
 RCS_EXPORT int rcs_unbind(rcs_client *c, const char *name);
 /* The object bound to name; with acquire, this session also gains a hold. */
 RCS_EXPORT int rcs_lookup(rcs_client *c, const char *name, int acquire, uint64_t *id);
+/* The longest name, in bytes. */
+#define RCS_NAME_MAX 255
 /* Names starting with prefix, sorted, at most limit (UINT64_MAX: all): the
- * result is an array of [name, id] pairs. */
+ * result is an array of [name, id] pairs. A server returns at most 10,000
+ * names a request, so more take several requests (the paged form below):
+ * a name bound or unbound meanwhile may or may not be listed; one bound
+ * throughout is listed once. Only call it with no replies pending. */
 RCS_EXPORT int rcs_names(rcs_client *c, const char *prefix, uint64_t limit, rcs_value **list);
+/* One page of names: the ones after the name in after[0 .. *alen) (start
+ * with *alen = 0; after has room for RCS_NAME_MAX bytes), at most limit
+ * (>= 1, else RCS_EINVAL; the server returns at most 10,000). *list is an
+ * array of [name, id] pairs, maybe empty; when more follow, *more is 1 and
+ * after and *alen hold the page's last name: call again with them. */
+RCS_EXPORT int rcs_names_page(rcs_client *c, const char *prefix, uint64_t limit, char *after,
+                              size_t *alen, int *more, rcs_value **list);
 /* Ids of objects whose refs contain id, at most limit (UINT64_MAX: all).
  * Free *ids with free() (it is never NULL on success). On a heap larger
  * than one request's budget this takes several requests (the paged form
