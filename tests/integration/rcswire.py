@@ -7,14 +7,33 @@ import struct
 import subprocess
 import sys
 import threading
+import time
 
 import msgpack
 
 
-def start_server(rcstored, *flags, echo=True):
+class Checks:
+    """A test's checks: check(name, cond, detail) prints an ok or FAIL line
+    with the seconds since the start, and counts the failures."""
+
+    def __init__(self):
+        self.failures = 0
+        self.t0 = time.time()
+
+    def __call__(self, name, cond, detail=""):
+        if cond:
+            print("ok  ", name, round(time.time() - self.t0, 1))
+        else:
+            self.failures += 1
+            print("FAIL", name, detail)
+        return cond
+
+
+def start_server(rcstored, *flags, echo=True, keep=False):
     """Start rcstored on 127.0.0.1 port 0 with flags; wait for its "ready"
-    line. Returns (process, (host, port), the log lines up to ready). Its log
-    keeps being drained (to stderr when echo) so it never blocks."""
+    line. Returns (process, (host, port), the log lines up to ready; with
+    keep, every later line is appended to that list as it is drained). Its
+    log keeps being drained (to stderr when echo) so it never blocks."""
     p = subprocess.Popen([rcstored, "--listen", "tcp://127.0.0.1:0", *flags],
                          stderr=subprocess.PIPE, text=True)
     addr, lines = None, []
@@ -25,7 +44,13 @@ def start_server(rcstored, *flags, echo=True):
             addr = (host, int(port))
         if " ready (pid " in line:
             sink = sys.stderr.write if echo else (lambda _: None)
-            threading.Thread(target=lambda: [sink(l) for l in p.stderr], daemon=True).start()
+
+            def drain():
+                for l in p.stderr:
+                    if keep:
+                        lines.append(l)
+                    sink(l)
+            threading.Thread(target=drain, daemon=True).start()
             return p, addr, lines
     raise RuntimeError("rcstored did not start: " + "".join(lines))
 

@@ -18,18 +18,8 @@ import rcswire
 from rcswire import Conn
 
 RCSTORED = sys.argv[1]
-failures = 0
-T0 = time.time()
+check = rcswire.Checks()
 MiB = 1 << 20
-
-
-def check(name, cond, detail=""):
-    global failures
-    if cond:
-        print("ok  ", name, round(time.time() - T0, 1))
-    else:
-        failures += 1
-        print("FAIL", name, detail)
 
 
 def start_server(*flags):
@@ -351,5 +341,5 @@ try:
 finally:
     stop(proc, "sessions")
 
-print("failures:", failures)
-sys.exit(1 if failures else 0)
+print("failures:", check.failures)
+sys.exit(1 if check.failures else 0)

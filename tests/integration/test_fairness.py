@@ -7,45 +7,22 @@ looked at between the requests of one read, not only after all of them.
 Both are checked by what the server did (its counters and its log), never
 by timing."""
 import socket
-import subprocess
 import sys
-import threading
 import time
 
 import msgpack
 
+import rcswire
 from rcswire import Conn
 
 RCSTORED = sys.argv[1]
-failures = 0
-T0 = time.time()
+check = rcswire.Checks()
 MiB = 1 << 20
-
-
-def check(name, cond, detail=""):
-    global failures
-    if cond:
-        print("ok  ", name, round(time.time() - T0, 1))
-    else:
-        failures += 1
-        print("FAIL", name, detail)
 
 
 def start_server(*flags):
     """rcstored on a free port; its log lines are kept in the returned list."""
-    p = subprocess.Popen([RCSTORED, "--listen", "tcp://127.0.0.1:0", *flags],
-                         stderr=subprocess.PIPE, text=True)
-    lines, addr = [], None
-    for line in p.stderr:
-        lines.append(line)
-        if "listening on tcp://" in line and addr is None:
-            host, port = line.rsplit("tcp://", 1)[1].strip().rsplit(":", 1)
-            addr = (host, int(port))
-        if " ready (pid " in line:
-            threading.Thread(target=lambda: [lines.append(l) for l in p.stderr],
-                             daemon=True).start()
-            return p, addr, lines
-    raise RuntimeError("rcstored did not start: " + "".join(lines))
+    return rcswire.start_server(RCSTORED, *flags, keep=True)
 
 
 def stop(proc, what):
@@ -122,5 +99,6 @@ try:
 finally:
     stop(proc, "client bound")
 
-print("fairness: %d failure(s)" % failures if failures else "fairness: all checks passed")
-sys.exit(1 if failures else 0)
+print("fairness: %d failure(s)" % check.failures if check.failures else
+      "fairness: all checks passed")
+sys.exit(1 if check.failures else 0)
