@@ -536,16 +536,19 @@ static void serve_input(struct conn *c, uint64_t deadline_ns)
             ((heavy || ++light % CLOCK_EVERY == 0) && uv_hrtime() >= deadline_ns)) {
             queue_flush(c);
             backlog_add(c);
-            return;
+            goto out;
         }
     }
     if (c->backlogged) {
         backlog_remove(c);
+        if (buf_pending(&c->in) == 0)
+            buf_close(&c->in); /* its next read uses the shared buffer again */
         if (!c->closing && !c->close_after)
             uv_read_start(&c->h.stream, on_alloc, on_read);
     }
     if (!c->closing && check_output(c) == 0)
         queue_flush(c);
+out:
     /* Enough candidates piled up: start sweeping them, a slice at a time. */
     if (store_gc_due(&srv->st))
         server_sweep(srv);
