@@ -247,9 +247,15 @@ int cmd_dispatch(struct cmd_ctx *c, const struct rpc_message *m)
     if (i >= 0 && (cmds[i].flags & CMD_DEBUG) && !c->env->debug_commands)
         i = -1;
     if (i < 0) {
+        /* The name as the client sent it, at most 64 bytes, a byte that
+         * would not print (a NUL included) shown as '?'. */
+        char shown[65];
+        uint32_t n = m->method_len > 64 ? 64 : m->method_len;
+        for (uint32_t k = 0; k < n; k++)
+            shown[k] = m->method[k] >= 0x20 && m->method[k] < 0x7f ? m->method[k] : '?';
+        shown[n] = '\0';
         c->env->bad_requests++;
-        rc = cmd_fail(c, RPC_EUNKNOWN_METHOD, "unknown method \"%.*s\"",
-                      (int)(m->method_len > 64 ? 64 : m->method_len), m->method);
+        rc = cmd_fail(c, RPC_EUNKNOWN_METHOD, "unknown method \"%s\"", shown);
         goto error;
     }
     c->env->calls[i]++;

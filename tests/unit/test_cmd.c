@@ -141,6 +141,23 @@ static void ping_and_unknown(void **state)
     begin(f, "ping", 1);
     msgpack_pack_nil(&f->pk);
     assert_int_equal(end(f), RPC_EBAD_PARAMS);
+    /* A name with a NUL is shown whole in the message, not cut at the NUL. */
+    buf_reset(&f->req);
+    buf_reset(&f->out);
+    rpc_packer_init(&f->pk, &f->req);
+    msgpack_pack_array(&f->pk, 4);
+    msgpack_pack_uint32(&f->pk, 0);
+    msgpack_pack_uint32(&f->pk, 42);
+    msgpack_pack_str_with_body(&f->pk, "ping\0x", 6);
+    msgpack_pack_array(&f->pk, 0);
+    assert_int_equal(end(f), RPC_EUNKNOWN_METHOD);
+    {
+        const msgpack_object *msg = rpc_map_get(f->res.error, "message");
+        assert_non_null(msg);
+        const char want[] = "unknown method \"ping?x\"";
+        assert_int_equal(msg->via.str.size, sizeof(want) - 1);
+        assert_memory_equal(msg->via.str.ptr, want, sizeof(want) - 1);
+    }
 }
 
 static void hello_result(void **state)
