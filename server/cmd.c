@@ -208,6 +208,11 @@ const char *cmd_name(int i)
     return cmds[i].name;
 }
 
+int cmd_served(const struct cmd_env *env, int i)
+{
+    return !(cmds[i].flags & CMD_DEBUG) || env->debug_commands;
+}
+
 /* The table is short and the hot methods come first: a linear scan that
  * compares the first byte and the length before the bytes costs less than
  * hashing the name. */

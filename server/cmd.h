@@ -63,5 +63,8 @@ int cmd_dispatch(struct cmd_ctx *c, const struct rpc_message *m);
 /* Number of methods and their names, for stats and tests. */
 int cmd_count(void);
 const char *cmd_name(int i);
+/* Whether method i is served here (a debug method only with
+ * --debug-commands): stats and /metrics list only those. */
+int cmd_served(const struct cmd_env *env, int i);
 
 #endif

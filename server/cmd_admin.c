@@ -88,9 +88,13 @@ int cmd_do_stats(struct cmd_ctx *c, arg_t *a, uint32_t n)
         }
     }
     rpc_pack_cstr(pk, "ops");
-    msgpack_pack_map(pk, (size_t)ncmd);
+    int nserved = 0;
     for (int i = 0; i < ncmd; i++)
-        rpc_pack_kv_uint(pk, cmd_name(i), env->calls[i]);
+        nserved += cmd_served(env, i);
+    msgpack_pack_map(pk, (size_t)nserved);
+    for (int i = 0; i < ncmd; i++)
+        if (cmd_served(env, i))
+            rpc_pack_kv_uint(pk, cmd_name(i), env->calls[i]);
     return 0;
 }
 

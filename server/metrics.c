@@ -248,11 +248,13 @@ void metrics_render(const struct cmd_env *env, struct buf *b)
     out(b, "# HELP rcstore_requests_total Requests served, by method.\n"
            "# TYPE rcstore_requests_total counter\n");
     for (int i = 0; i < n; i++)
-        out(b, "rcstore_requests_total{method=\"%s\"} %llu\n", cmd_name(i),
-            (unsigned long long)env->calls[i]);
+        if (cmd_served(env, i))
+            out(b, "rcstore_requests_total{method=\"%s\"} %llu\n", cmd_name(i),
+                (unsigned long long)env->calls[i]);
     out(b, "# HELP rcstore_request_errors_total Requests answered with an error, by method.\n"
            "# TYPE rcstore_request_errors_total counter\n");
     for (int i = 0; i < n; i++)
-        out(b, "rcstore_request_errors_total{method=\"%s\"} %llu\n", cmd_name(i),
-            (unsigned long long)env->errors[i]);
+        if (cmd_served(env, i))
+            out(b, "rcstore_request_errors_total{method=\"%s\"} %llu\n", cmd_name(i),
+                (unsigned long long)env->errors[i]);
 }

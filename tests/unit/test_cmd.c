@@ -414,6 +414,8 @@ static void gc_and_stats_shapes(void **state)
     assert_non_null(rpc_map_get(rpc_map_get(f->res.result, "heap"), "objects"));
     assert_non_null(rpc_map_get(rpc_map_get(f->res.result, "gc"), "max_pause_us"));
     assert_int_equal(rpc_map_get(rpc_map_get(f->res.result, "ops"), "gc")->via.u64, 1);
+    /* A debug method is listed only where it is served (--debug-commands). */
+    assert_null(rpc_map_get(rpc_map_get(f->res.result, "ops"), "debug_check"));
     assert_int_equal(rpc_map_get(rpc_map_get(f->res.result, "memory"), "gc_scratch_bytes")->via.u64,
                      0);
 }
