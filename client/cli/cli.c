@@ -345,15 +345,28 @@ static int cmd_set_refs(struct cli *cli, const struct opts *o, int argc, char **
 }
 
 /* Commands whose params are all ids or counts: "uu", "u", ... */
-static int ids_call(struct cli *cli, const struct opts *o, const char *method, int argc,
-                    char **argv)
+/* ID, then (if given) a second ID or, with counted, a count N. */
+static int ids_call_n(struct cli *cli, const struct opts *o, const char *method, int argc,
+                      char **argv, int counted)
 {
     uint64_t a = 0, b = 0;
-    if (parse_id(argv[0], &a) < 0 || (argc > 1 && parse_id(argv[1], &b) < 0))
+    if (parse_id(argv[0], &a) < 0)
+        return EXIT_USAGE;
+    if (argc > 1 && counted && (parse_u64(argv[1], &b) < 0 || b == 0 || b > UINT32_MAX)) {
+        usage_error("not a count (1 to %u): %s", UINT32_MAX, argv[1]);
+        return EXIT_USAGE;
+    }
+    if (argc > 1 && !counted && parse_id(argv[1], &b) < 0)
         return EXIT_USAGE;
     if (argc > 1)
         return simple(cli, o, rcs_send(cli->c, method, "uu", a, b));
     return simple(cli, o, rcs_send(cli->c, method, "u", a));
+}
+
+static int ids_call(struct cli *cli, const struct opts *o, const char *method, int argc,
+                    char **argv)
+{
+    return ids_call_n(cli, o, method, argc, argv, 0);
 }
 
 static int cmd_link(struct cli *cli, const struct opts *o, int argc, char **argv)
@@ -366,11 +379,11 @@ static int cmd_unlink(struct cli *cli, const struct opts *o, int argc, char **ar
 }
 static int cmd_incref(struct cli *cli, const struct opts *o, int argc, char **argv)
 {
-    return ids_call(cli, o, "incref", argc, argv);
+    return ids_call_n(cli, o, "incref", argc, argv, 1);
 }
 static int cmd_decref(struct cli *cli, const struct opts *o, int argc, char **argv)
 {
-    return ids_call(cli, o, "decref", argc, argv);
+    return ids_call_n(cli, o, "decref", argc, argv, 1);
 }
 static int cmd_stat(struct cli *cli, const struct opts *o, int argc, char **argv)
 {

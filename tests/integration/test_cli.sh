@@ -68,6 +68,9 @@ R frobnicate 2>/dev/null
 check "unknown command exits 2" 2 $?
 R get notanumber 2>/dev/null
 check "bad id exits 2" 2 $?
+R incref "$id" 0 2>"$tmp/err"
+check "a zero count exits 2" 2 $?
+check "... and says it is the count" 1 "$(grep -c 'not a count' "$tmp/err")"
 "$RCSTORE" -H 127.0.0.1:1 ping 2>/dev/null
 check "connection refused exits 2" 2 $?
 # Every method the server's table has (the keys of stats.ops, less the
