@@ -40,16 +40,20 @@ int cmd_do_hello(struct cmd_ctx *c, arg_t *a, uint32_t n)
             c->close_after = 1;
             return cmd_fail(c, RPC_EAUTH_FAILED, "wrong auth token; closing");
         }
-        *c->authed = 1;
     }
     /* A connection that had to authenticate gets its session only now: an
-     * unauthenticated one spends nothing of the heap. */
+     * unauthenticated one spends nothing of the heap. It counts as
+     * authenticated only once it has one: every other handler needs it. */
     if (!s && (rc = sess_attach(st, c->conn, &s)) < 0)
         return rc;
     c->sess = s;
-    /* A lease keeps the session, and what it holds, after its connection:
-     * refused once maxmemory is reached, as any growth is. */
-    if (ttl && ttl->via.u64 > 0 && (rc = cmd_check_maxmemory(c, CMD_GROW_BASE_BYTES)) < 0)
+    *c->authed = 1;
+    /* A new lease keeps the session, and what it holds, after its
+     * connection: refused once maxmemory is reached, as any growth is. A
+     * resume grows nothing (it frees the session this hello made), so a
+     * client can always get its session back to release what it holds. */
+    if (ttl && ttl->via.u64 > 0 && !resume &&
+        (rc = cmd_check_maxmemory(c, CMD_GROW_BASE_BYTES)) < 0)
         return rc;
     if (resume) {
         const char *tok;

@@ -279,6 +279,7 @@ static void start_write(struct conn *c)
     if (buf_pending(&c->out) == 0) {
         if (c->close_after)
             conn_close(c);
+        buf_shrink(&c->out, KEEP_OUT_BYTES); /* a burst's storage is not kept idle */
         return;
     }
     /* Swap: the rest goes out from wbuf while out collects new replies. */

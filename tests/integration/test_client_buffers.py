@@ -310,6 +310,10 @@ finally:
 # connect-lease-close rounds took heap_bytes to 10 MB under --maxmemory 4m).
 proc, addr = start_server("--auth-token-file", tok, "--maxmemory", "2m")
 try:
+    leased = Conn(addr)
+    lease_tok = leased.ok("hello", {"auth": "decode-token", "ttl": 600})["token"]
+    held = leased.ok("create", b"h" * 1000)
+    leased.close()
     a = Conn(addr)
     a.ok("hello", {"auth": "decode-token"})
     before = a.ok("stats")["memory"]["heap_bytes"]
@@ -326,6 +330,7 @@ try:
     err, _ = a.call("hello", {"auth": 5})
     check("sessions: an auth that is not a str or bin is BAD_PARAMS",
           err and err["code"] == "BAD_PARAMS", err)
+    created_big = a.ok("create", b"B" * 300000)
     for size in (60000, 1000, 1):
         while True:
             err, _ = a.call("create", b"f" * size)
@@ -338,6 +343,21 @@ try:
     check("sessions: ... and a hello without one is served",
           b.ok("hello", {"auth": "decode-token"})["protocol"] == 1)
     check("sessions: reads still work", b.ok("ping") == "pong")
+    # A resume grows nothing: librcstore sends it with the ttl, and a client
+    # must be able to get its session back to release what it holds.
+    r = Conn(addr)
+    info = r.ok("hello", {"auth": "decode-token", "resume": lease_tok, "ttl": 600})
+    check("sessions: past maxmemory a lease is still resumed (with its ttl)",
+          info["resumed"] and r.ok("decref", held) == 0, info)
+    # An idle connection keeps no more output storage than a small reply's
+    # (it kept its largest burst: independent review).
+    before = r.ok("stats")["memory"]["client_buffers_bytes"]
+    for _ in range(5):
+        r.ok("get", created_big)
+    r.ok("ping")
+    after = r.ok("stats")["memory"]["client_buffers_bytes"]
+    check("sessions: a big reply's storage is not kept once sent (%d -> %d)" % (before, after),
+          after - before < 64 * 1024, (before, after))
 finally:
     stop(proc, "sessions")
 

@@ -160,6 +160,63 @@ static void ping_and_unknown(void **state)
     }
 }
 
+/* Dispatch the request in f->req as a connection that has no session yet
+ * and must authenticate (*authed as given); returns the error sent. */
+static int end_unauthed(struct fx *f, struct sess **s, int *authed)
+{
+    msgpack_object req, res;
+    struct rpc_message m;
+    struct cmd_ctx ctx;
+    int have, rc;
+    assert_int_equal(rpc_decode(&f->dreq, f->req.data, f->req.len, &req), 0);
+    assert_int_equal(rpc_parse_request(&req, &m, &have), 0);
+    cmd_ctx_init(&ctx, &f->env, *s, authed, &f->out);
+    rc = cmd_dispatch(&ctx, &m);
+    *s = ctx.sess;
+    assert_int_equal(rpc_decode(&f->dres, f->out.data, f->out.len, &res), 0);
+    assert_int_equal(rpc_parse_message(&res, &f->res), 0);
+    return rc;
+}
+
+/* With a token, a connection's session comes with the hello that gives it;
+ * a hello whose session cannot be made (out of memory) leaves the
+ * connection unauthenticated, so no later request meets a NULL session
+ * (it crashed the server: independent review). */
+static void hello_makes_the_session_or_nothing(void **state)
+{
+    struct fx *f = *state;
+    struct sess *s = NULL;
+    int authed = 0, rc = 0;
+    f->env.auth = "tok";
+    f->env.auth_len = 3;
+    for (long k = 0; k < 8; k++) {
+        msgpack_packer *pk = begin(f, "hello", 1);
+        msgpack_pack_map(pk, 1);
+        rpc_pack_cstr(pk, "auth");
+        rpc_pack_cstr(pk, "tok");
+        buf_reserve(&f->out, 4096);
+        mem_fail_after(k);
+        rc = end_unauthed(f, &s, &authed);
+        mem_fail_after(-1);
+        if (rc == 0)
+            break;
+        assert_int_equal(rc, RPC_EOUT_OF_MEMORY);
+        assert_null(s);
+        assert_int_equal(authed, 0);
+        pk = begin(f, "create", 1);
+        msgpack_pack_bin_with_body(pk, "x", 1);
+        assert_int_equal(end_unauthed(f, &s, &authed), RPC_EAUTH_REQUIRED);
+    }
+    assert_int_equal(rc, 0);
+    assert_non_null(s);
+    assert_int_equal(authed, 1);
+    msgpack_packer *pk = begin(f, "create", 1);
+    msgpack_pack_bin_with_body(pk, "x", 1);
+    assert_int_equal(end_unauthed(f, &s, &authed), 0);
+    sess_free(&f->st, s);
+    f->env.auth = NULL;
+}
+
 static void hello_result(void **state)
 {
     struct fx *f = *state;
@@ -689,6 +746,7 @@ int main(void)
         T(decref_is_protected_and_atomic),
         T(links_and_refs),
         T(names_and_lookup),
+        T(hello_makes_the_session_or_nothing),
         T(gc_and_stats_shapes),
         T(stats_and_metrics_agree),
         T(queries_past_their_budget),
