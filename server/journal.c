@@ -11,6 +11,7 @@
 #define _GNU_SOURCE /* fallocate */
 #include "journal.h"
 #include "crc32c.h"
+#include "le.h"
 #include "log.h"
 #include "mem.h"
 
@@ -110,25 +111,6 @@ static int io_alloc(int fd, uint64_t size)
 
 /* ---- little helpers ---- */
 
-static void put_u32(uint8_t *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-static void put_u64(uint8_t *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-static uint32_t get_u32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-static uint64_t get_u64(const uint8_t *p)
-{
-    return (uint64_t)get_u32(p) | (uint64_t)get_u32(p + 4) << 32;
-}
-
 static int all_zero(const uint8_t *p, size_t n)
 {
     for (; n >= 8; p += 8, n -= 8) {
@@ -152,10 +134,10 @@ static void header_encode(uint8_t h[JOURNAL_HEADER_BYTES], uint64_t seq, uint64_
 {
     memset(h, 0, JOURNAL_HEADER_BYTES);
     memcpy(h, seg_magic, 8);
-    put_u32(h + 8, JOURNAL_VERSION);
-    put_u64(h + 16, seq);
-    put_u64(h + 24, first);
-    put_u32(h + 60, crc32c(0, h, 60));
+    le_put32(h + 8, JOURNAL_VERSION);
+    le_put64(h + 16, seq);
+    le_put64(h + 24, first);
+    le_put32(h + 60, crc32c(0, h, 60));
 }
 
 /* NULL if h (n bytes) is a good header, else what is wrong. */
@@ -165,12 +147,12 @@ static const char *header_decode(const uint8_t *h, size_t n, uint64_t *seq, uint
         return "file shorter than its header";
     if (memcmp(h, seg_magic, 8) != 0)
         return "not a journal segment (bad magic)";
-    if (crc32c(0, h, 60) != get_u32(h + 60))
+    if (crc32c(0, h, 60) != le_get32(h + 60))
         return "header checksum mismatch";
-    if (get_u32(h + 8) != JOURNAL_VERSION)
+    if (le_get32(h + 8) != JOURNAL_VERSION)
         return "journal format version not supported by this rcstored";
-    *seq = get_u64(h + 16);
-    *first = get_u64(h + 24);
+    *seq = le_get64(h + 16);
+    *first = le_get64(h + 24);
     if (*first == 0)
         return "header names record index 0";
     return NULL;
@@ -280,7 +262,7 @@ static int scan_segment(const uint8_t *m, size_t size, int last, uint64_t first,
         }
         /* A record cut short, or one whose checksum fails with only zeros
          * after the extent its length claims, is where a write stopped. */
-        after = rc == REC_ECRC ? off + REC_HEADER_BYTES + get_u32(m + off) : size;
+        after = rc == REC_ECRC ? off + REC_HEADER_BYTES + le_get32(m + off) : size;
         if (last && (rc == REC_ETRUNC || rc == REC_ECRC) && all_zero(m + after, size - after)) {
             ss->torn = 1;
             break;

@@ -3,6 +3,7 @@
  * be written in one order and read in another. */
 #include "record.h"
 #include "crc32c.h"
+#include "le.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -161,19 +162,6 @@ uint64_t rec_size(const struct rec *r)
     return n > REC_MAX_PAYLOAD ? 0 : REC_HEADER_BYTES + n;
 }
 
-static void put_u32(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)v;
-    p[1] = (uint8_t)(v >> 8);
-    p[2] = (uint8_t)(v >> 16);
-    p[3] = (uint8_t)(v >> 24);
-}
-
-static uint32_t get_u32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
 /* The record's checksum: over the length and type, then the payload. */
 static uint32_t rec_crc(const uint8_t *hdr, const uint8_t *payload, uint32_t len)
 {
@@ -195,7 +183,7 @@ int rec_encode(struct buf *b, const struct rec *r)
     }
     plen = total - REC_HEADER_BYTES;
     start = (uint8_t *)b->data + b->len;
-    put_u32(start, (uint32_t)plen);
+    le_put32(start, (uint32_t)plen);
     start[4] = (uint8_t)r->type;
     p = start + REC_HEADER_BYTES;
     for (const char *f = in->schema; *f; f++) {
@@ -221,7 +209,7 @@ int rec_encode(struct buf *b, const struct rec *r)
         }
     }
     assert((uint64_t)(p - start) == total);
-    put_u32(start + 5, rec_crc(start, start + REC_HEADER_BYTES, (uint32_t)plen));
+    le_put32(start + 5, rec_crc(start, start + REC_HEADER_BYTES, (uint32_t)plen));
     b->len += total;
     return 0;
 }
@@ -297,10 +285,10 @@ int rec_decode(const uint8_t *p, size_t n, enum rec_kind kind, struct rec *r, si
     memset(r, 0, sizeof(*r));
     if (n < REC_HEADER_BYTES)
         return REC_ETRUNC;
-    len = get_u32(p);
+    len = le_get32(p);
     if (len > n - REC_HEADER_BYTES)
         return REC_ETRUNC;
-    crc = get_u32(p + 5);
+    crc = le_get32(p + 5);
     if (rec_crc(p, p + REC_HEADER_BYTES, len) != crc)
         return REC_ECRC;
     if (!rec_type_valid(p[4], kind))

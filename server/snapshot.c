@@ -1,6 +1,7 @@
 /* snapshot: writing, forking and reading snapshot files (see snapshot.h). */
 #include "snapshot.h"
 #include "crc32c.h"
+#include "le.h"
 #include "log.h"
 #include "mem.h"
 
@@ -17,25 +18,6 @@
 static const char snap_magic[8] = "RCSSNAP";
 
 #define FLUSH_BYTES (1u << 20)
-
-static void put_u32(uint8_t *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-static void put_u64(uint8_t *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-static uint32_t get_u32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-static uint64_t get_u64(const uint8_t *p)
-{
-    return (uint64_t)get_u32(p) | (uint64_t)get_u32(p + 4) << 32;
-}
 
 /* ---- writing ---- */
 
@@ -228,10 +210,10 @@ int snapshot_write(const struct store *st, const char *dir, uint64_t last_index,
     }
     step = "write";
     memcpy(h, snap_magic, 8);
-    put_u32(h + 8, SNAPSHOT_VERSION);
-    put_u64(h + 16, last_index);
-    put_u64(h + 24, info->unix_time);
-    put_u32(h + 60, crc32c(0, h, 60));
+    le_put32(h + 8, SNAPSHOT_VERSION);
+    le_put64(h + 16, last_index);
+    le_put64(h + 24, info->unix_time);
+    le_put32(h + 60, crc32c(0, h, 60));
     if ((rc = buf_append(&w.b, h, sizeof(h))) < 0)
         goto fail;
     write_records(&w, st, last_index, info->unix_time, now_ms, owner_sess, c, info);
@@ -365,16 +347,16 @@ int snapshot_read(const char *path, snapshot_record_cb cb, void *ud, struct snap
         rc = bad(err, errlen, path, 0, "not a snapshot (bad magic or too short)", -EBADMSG);
         goto done;
     }
-    if (crc32c(0, m, 60) != get_u32(m + 60)) {
+    if (crc32c(0, m, 60) != le_get32(m + 60)) {
         rc = bad(err, errlen, path, 0, "header checksum mismatch", -EBADMSG);
         goto done;
     }
-    if (get_u32(m + 8) != SNAPSHOT_VERSION) {
+    if (le_get32(m + 8) != SNAPSHOT_VERSION) {
         rc = bad(err, errlen, path, 0, "snapshot format version not supported", -EBADMSG);
         goto done;
     }
-    info->last_index = get_u64(m + 16);
-    info->unix_time = get_u64(m + 24);
+    info->last_index = le_get64(m + 16);
+    info->unix_time = le_get64(m + 24);
     while (off < size) {
         struct rec r;
         size_t used;
