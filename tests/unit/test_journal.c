@@ -10,6 +10,7 @@
  * freed. */
 #define _GNU_SOURCE
 #include "cmocka_pre.h"
+#include "tmpdir.h"
 
 #include "journal.h"
 #include "mem.h"
@@ -25,23 +26,6 @@
 #include <unistd.h>
 
 static char dir[256], base_dir[256];
-
-static void rm_dir(const char *d)
-{
-    DIR *dp = opendir(d);
-    struct dirent *e;
-    char p[512];
-    if (!dp)
-        return;
-    while ((e = readdir(dp))) {
-        if (e->d_name[0] == '.')
-            continue;
-        snprintf(p, sizeof(p), "%s/%s", d, e->d_name);
-        unlink(p);
-    }
-    closedir(dp);
-    rmdir(d);
-}
 
 static int setup(void **state)
 {

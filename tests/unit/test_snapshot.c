@@ -6,6 +6,7 @@
  * with the offset. Also datadir_check (--check-data), which joins a snapshot
  * and a journal. */
 #include "cmocka_pre.h"
+#include "tmpdir.h"
 
 #include "check.h"
 #include "datadir.h"
@@ -131,23 +132,6 @@ static void build(uint32_t nobj, int with_big)
         if (store_check(&st, err, sizeof(err)) < 0)
             fail_msg("built a broken store: %s", err);
     }
-}
-
-static void rm_dir(const char *d)
-{
-    DIR *dp = opendir(d);
-    struct dirent *e;
-    char p[512];
-    if (!dp)
-        return;
-    while ((e = readdir(dp))) {
-        if (e->d_name[0] == '.')
-            continue;
-        snprintf(p, sizeof(p), "%s/%s", d, e->d_name);
-        unlink(p);
-    }
-    closedir(dp);
-    rmdir(d);
 }
 
 static int setup(void **state)
