@@ -26,7 +26,8 @@
     X(SESSION_BUSY, "session is attached to another connection")                                   \
     X(SESSION_EXPIRED, "session expired or unknown")                                               \
     X(TOKEN_INVALID, "token invalid, used or expired")                                             \
-    X(INTERNAL, "internal error")
+    X(INTERNAL, "internal error")                                                                  \
+    X(PERSISTENCE_FAILED, "the journal cannot be written: nothing was changed")
 
 #define RPC_ERR_BASE 1000
 
