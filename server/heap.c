@@ -102,6 +102,7 @@ void heap_close(struct heap *h)
     mem_free(h->slots, (size_t)h->slots_cap * sizeof(*h->slots));
     mem_free(h->owner, (size_t)h->owner_cap * sizeof(*h->owner));
     mem_free(h->cand, (size_t)h->cand_cap * sizeof(*h->cand));
+    heap_untrack_free(h);
     u64map_close(&h->extra);
     memset(h, 0, sizeof(*h));
 }
@@ -156,6 +157,13 @@ static int reserve_slot(struct heap *h)
         h->owner = own;
         h->owner_cap = cap;
     }
+    if (h->free_prev && h->free_prev_cap < cap) {
+        uint32_t *fp = mem_realloc(h->free_prev, (size_t)h->free_prev_cap * 4, (size_t)cap * 4);
+        if (!fp)
+            return RPC_EOUT_OF_MEMORY;
+        h->free_prev = fp;
+        h->free_prev_cap = cap;
+    }
     h->cap = cap;
     return 0;
 }
@@ -170,6 +178,8 @@ static uint32_t take_slot(struct heap *h, uint32_t *gen)
         h->free_head = (uint32_t)(h->slots[idx] >> 32);
         if (!h->free_head)
             h->free_tail = 0;
+        else if (h->free_prev)
+            h->free_prev[h->free_head - 1] = 0;
         h->nfree--;
     } else {
         idx = h->nslots++;
@@ -184,7 +194,9 @@ static uint32_t take_slot(struct heap *h, uint32_t *gen)
  * ids unique. */
 static void maybe_reset_slots(struct heap *h)
 {
-    if (h->objects != 0 || h->cap < SLOT_RESET_MIN || h->gen_next_max >= GEN_MAX)
+    /* (nslots, not the capacity: a replay must reset exactly where the
+     * live heap did, and capacities depend on allocation history.) */
+    if (h->objects != 0 || h->nslots < SLOT_RESET_MIN || h->gen_next_max >= GEN_MAX)
         return;
     mem_free(h->slots, (size_t)h->slots_cap * sizeof(*h->slots));
     mem_free(h->owner, (size_t)h->owner_cap * sizeof(*h->owner));
@@ -193,6 +205,7 @@ static void maybe_reset_slots(struct heap *h)
     h->cap = h->slots_cap = h->owner_cap = 0;
     h->nslots = h->free_head = h->free_tail = h->nfree = 0;
     h->gen_floor = h->gen_next_max;
+    heap_untrack_free(h);
 }
 
 /* Refcount invariants hold in release builds too: a count that would wrap
@@ -226,11 +239,142 @@ static void put_slot(struct heap *h, uint32_t idx, uint32_t gen)
     } else {
         h->free_head = idx + 1;
     }
+    if (h->free_prev)
+        h->free_prev[idx] = h->free_tail;
     h->free_tail = idx + 1;
     h->nfree++;
 }
 
 /* ---- creating and counting ---- */
+
+uint64_t heap_next_id(const struct heap *h)
+{
+    uint32_t idx;
+    if (reuse_first(h)) {
+        idx = h->free_head - 1;
+        return (uint64_t)((uint32_t)(h->slots[idx] >> 8) & GEN_MAX) << 32 | (idx + 1);
+    }
+    return (uint64_t)h->gen_floor << 32 | (h->nslots + 1);
+}
+
+/* The free list's back links (index + 1 of the slot before each free
+ * slot), so that heap_create_at can take a slot from its middle. */
+static int track_free(struct heap *h)
+{
+    uint32_t prev = 0;
+    if (h->free_prev)
+        return 0;
+    if (!(h->free_prev = mem_alloc((size_t)(h->cap ? h->cap : 1) * 4)))
+        return RPC_EOUT_OF_MEMORY;
+    h->free_prev_cap = h->cap ? h->cap : 1;
+    for (uint32_t i = h->free_head; i; i = (uint32_t)(h->slots[i - 1] >> 32)) {
+        h->free_prev[i - 1] = prev;
+        prev = i;
+    }
+    return 0;
+}
+
+void heap_untrack_free(struct heap *h)
+{
+    mem_free(h->free_prev, (size_t)h->free_prev_cap * 4);
+    h->free_prev = NULL;
+    h->free_prev_cap = 0;
+}
+
+/* Take free slot idx out of the free list, wherever it is. */
+static int unlink_free(struct heap *h, uint32_t idx)
+{
+    uint32_t prev, next = (uint32_t)(h->slots[idx] >> 32);
+    if (h->free_head == idx + 1) {
+        prev = 0;
+    } else {
+        if (track_free(h) < 0)
+            return RPC_EOUT_OF_MEMORY;
+        prev = h->free_prev[idx];
+    }
+    if (prev)
+        h->slots[prev - 1] = (h->slots[prev - 1] & 0xffffffffu) | (uint64_t)next << 32;
+    else
+        h->free_head = next;
+    if (next) {
+        if (h->free_prev)
+            h->free_prev[next - 1] = prev;
+    } else {
+        h->free_tail = prev;
+    }
+    h->nfree--;
+    return 0;
+}
+
+int heap_create_at(struct heap *h, uint64_t id, const void *data, uint32_t len,
+                   const uint64_t *refs, uint32_t nrefs)
+{
+    uint32_t idx = (uint32_t)(id & 0xffffffffu) - 1, gen = (uint32_t)(id >> 32), cap;
+    struct obj *o;
+    int rc;
+
+    if ((id & 0xffffffffu) == 0 || gen > GEN_MAX)
+        return RPC_EBAD_PARAMS;
+    if (idx < h->nslots) {
+        uint64_t v = h->slots[idx];
+        /* A free slot in the list, waiting to hand out exactly this id. */
+        if (!(v & SLOT_FREE) || ((uint32_t)(v >> 8) & GEN_MAX) != gen || gen == GEN_MAX)
+            return RPC_EBAD_PARAMS;
+    } else if (idx != h->nslots || gen != h->gen_floor) {
+        return RPC_EBAD_PARAMS;
+    } else if (h->nslots == h->cap) {
+        /* Grow as reserve_slot would (which may prefer reuse: not here). */
+        cap = h->cap ? (h->cap > 0x7fffffffu ? 0xfffffffeu : h->cap * 2) : 1024;
+        if (h->cap >= 0xfffffffeu)
+            return RPC_EOUT_OF_MEMORY;
+        if (h->slots_cap < cap) {
+            uint64_t *sl = mem_realloc(h->slots, (size_t)h->slots_cap * 8, (size_t)cap * 8);
+            if (!sl)
+                return RPC_EOUT_OF_MEMORY;
+            h->slots = sl;
+            h->slots_cap = cap;
+        }
+        if (h->owner_cap < cap) {
+            uint32_t *own = mem_realloc(h->owner, (size_t)h->owner_cap * 4, (size_t)cap * 4);
+            if (!own)
+                return RPC_EOUT_OF_MEMORY;
+            memset(own + h->owner_cap, 0, (size_t)(cap - h->owner_cap) * 4);
+            h->owner = own;
+            h->owner_cap = cap;
+        }
+        if (h->free_prev && h->free_prev_cap < cap) {
+            uint32_t *fp = mem_realloc(h->free_prev, (size_t)h->free_prev_cap * 4, (size_t)cap * 4);
+            if (!fp)
+                return RPC_EOUT_OF_MEMORY;
+            h->free_prev = fp;
+            h->free_prev_cap = cap;
+        }
+        h->cap = cap;
+    }
+    if (!(o = objmem_new(block_bytes(len, nrefs))))
+        return RPC_EOUT_OF_MEMORY;
+    if (idx < h->nslots && (rc = unlink_free(h, idx)) < 0) {
+        objmem_free(o, block_bytes(len, nrefs));
+        return rc;
+    }
+    if (idx == h->nslots)
+        h->nslots++;
+    h->owner[idx] = 0;
+    memset(o, 0, sizeof(*o));
+    fill(o, data, len, refs, nrefs, NULL, 0);
+    o->genflags |= gen << OBJ_FLAG_BITS;
+    h->slots[idx] = (uint64_t)(uintptr_t)o;
+    for (uint32_t i = 0; i < nrefs; i++) {
+        struct obj *t = heap_get(h, refs[i]);
+        assert(t && "heap_create_at: refs must be checked first");
+        heap_touch(h, t, refs[i]);
+        t->internal++;
+    }
+    h->objects++;
+    h->data_bytes += len;
+    h->refs += nrefs;
+    return 0;
+}
 
 int heap_create(struct heap *h, const void *data, uint32_t len, const uint64_t *refs,
                 uint32_t nrefs, uint64_t *id)

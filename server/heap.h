@@ -134,6 +134,8 @@ struct heap {
     uint32_t free_head, free_tail, nfree; /* FIFO of free slots, index + 1 */
     uint32_t gen_floor;                   /* generation of slots never used */
     uint32_t gen_next_max;                /* largest generation a free slot waits with */
+    uint32_t *free_prev;                  /* while replaying: back links of the free list */
+    uint32_t free_prev_cap;
     struct u64map extra;                  /* id -> names | tokens << 32 */
     /* Candidate roots for the cycle collector: ids of objects a decrement
      * left referenced while they have refs (purple, buffered once). Ids of
@@ -203,6 +205,19 @@ int heap_check_ids(const struct heap *h, const uint64_t *ids, uint32_t n);
  * 0 or RPC_EOUT_OF_MEMORY, in which case nothing changed. */
 int heap_create(struct heap *h, const void *data, uint32_t len, const uint64_t *refs,
                 uint32_t nrefs, uint64_t *id);
+/* The id the next heap_create will give (for a record made before the
+ * change: the apply layer creates with heap_create_at). */
+uint64_t heap_next_id(const struct heap *h);
+/* Create an object with exactly this id (a CREATE record's): its slot must
+ * be free and waiting to hand out this generation, or be the next slot never
+ * used. Otherwise as heap_create: 0, RPC_EOUT_OF_MEMORY, or RPC_EBAD_PARAMS
+ * when the id is not one the allocator could give now (a damaged record).
+ * A replay may take a slot from the middle of the free list (frees of one
+ * request happen in an order the record does not fix): that builds back
+ * links, kept until heap_untrack_free. */
+int heap_create_at(struct heap *h, uint64_t id, const void *data, uint32_t len,
+                   const uint64_t *refs, uint32_t nrefs);
+void heap_untrack_free(struct heap *h);
 /* The names and tokens counts of an object (0 unless OBJ_EXTRA). */
 uint32_t heap_names(const struct heap *h, const struct obj *o, uint64_t id);
 uint32_t heap_tokens(const struct heap *h, const struct obj *o, uint64_t id);

@@ -246,9 +246,14 @@ static int by_idx_reserve(struct store *st)
     return 0;
 }
 
-int sess_new(struct store *st, struct sess **out)
+/* Make session id with this resume token. 0 or RPC_EOUT_OF_MEMORY;
+ * RPC_EBAD_PARAMS if the id or the token's key is taken. */
+static int sess_insert(struct store *st, uint64_t id, const uint8_t *token, struct sess **out)
 {
     struct sess *s;
+    if (id == 0 || token_key(token) == 0 || u64map_get(&st->sessions, id) ||
+        u64map_get(&st->by_token, token_key(token)))
+        return RPC_EBAD_PARAMS;
     /* Room in the queue for every session and token there could be: a
      * detach, which cannot fail, never has to allocate. */
     if (u64map_reserve(&st->sessions, 1) < 0 || u64map_reserve(&st->by_token, 1) < 0 ||
@@ -258,15 +263,10 @@ int sess_new(struct store *st, struct sess **out)
     s = mem_calloc(sizeof(*s));
     if (!s)
         return RPC_EOUT_OF_MEMORY;
-    /* 128 random bits; the first 64 index the token table, so they must be
-     * non-zero and unique (a repeat is a 2^-64 event: draw again). */
-    do {
-        if (random_bytes(s->token, sizeof(s->token)) < 0) {
-            mem_free(s, sizeof(*s));
-            return RPC_EINTERNAL;
-        }
-    } while (token_key(s->token) == 0 || u64map_get(&st->by_token, token_key(s->token)));
-    s->id = st->next_sess_id++;
+    memcpy(s->token, token, sizeof(s->token));
+    s->id = id;
+    if (id >= st->next_sess_id)
+        st->next_sess_id = id + 1;
     s->idx = st->nfree_idx ? st->free_idx[--st->nfree_idx] : ++st->next_idx;
     st->by_idx[s->idx] = s;
     s->lease.tag = TIMER_LEASE;
@@ -277,6 +277,23 @@ int sess_new(struct store *st, struct sess **out)
     *u64map_put(&st->by_token, token_key(s->token), NULL) = s->id;
     *out = s;
     return 0;
+}
+
+int sess_new(struct store *st, struct sess **out)
+{
+    uint8_t token[SESS_TOKEN_BYTES];
+    /* 128 random bits; the first 64 index the token table, so they must be
+     * non-zero and unique (a repeat is a 2^-64 event: draw again). */
+    do {
+        if (random_bytes(token, sizeof(token)) < 0)
+            return RPC_EINTERNAL;
+    } while (token_key(token) == 0 || u64map_get(&st->by_token, token_key(token)));
+    return sess_insert(st, st->next_sess_id, token, out);
+}
+
+int sess_new_at(struct store *st, uint64_t id, const uint8_t *token, struct sess **out)
+{
+    return sess_insert(st, id, token, out);
 }
 
 int sess_attach(struct store *st, void *conn, struct sess **out)
@@ -730,35 +747,56 @@ const char *share_quota_hit(const struct store *st, const struct sess *s)
     return NULL;
 }
 
-int share_new(struct store *st, struct sess *s, uint64_t id, uint32_t ttl_s, uint64_t now_ms,
-              uint8_t *token)
+int share_token(const struct store *st, uint8_t *token)
 {
+    do {
+        if (random_bytes(token, SESS_TOKEN_BYTES) < 0)
+            return RPC_EINTERNAL;
+    } while (token_key(token) == 0 || u64map_get(&st->shares, token_key(token)));
+    return 0;
+}
+
+int share_new_at(struct store *st, uint64_t maker, const uint8_t *token, uint64_t id,
+                 uint32_t ttl_s, uint64_t now_ms)
+{
+    struct sess *s = sess_find(st, maker);
     struct share *sh;
     int rc;
+    if (token_key(token) == 0 || u64map_get(&st->shares, token_key(token)))
+        return RPC_EBAD_PARAMS;
     if ((rc = heap_can_incr(&st->heap, id, CNT_TOKENS, 1)) < 0)
         return rc;
-    if (share_quota_hit(st, s))
+    if (s && share_quota_hit(st, s))
         return RPC_EQUOTA_EXCEEDED;
     if (u64map_reserve(&st->shares, 1) < 0 ||
         timerq_reserve(&st->timers, (uint64_t)st->sessions.len + st->shares.len + 1) < 0 ||
         !(sh = mem_alloc(sizeof(*sh))))
         return RPC_EOUT_OF_MEMORY;
-    do {
-        if (random_bytes(sh->token, sizeof(sh->token)) < 0) {
-            mem_free(sh, sizeof(*sh));
-            return RPC_EINTERNAL;
-        }
-    } while (token_key(sh->token) == 0 || u64map_get(&st->shares, token_key(sh->token)));
+    memcpy(sh->token, token, sizeof(sh->token));
     sh->id = id;
-    sh->sess_id = s->id;
+    sh->sess_id = s ? s->id : 0;
+    sh->ttl_s = ttl_s;
     sh->ttl.pos = 0;
     sh->ttl.tag = TIMER_TOKEN;
     timerq_push(&st->timers, &sh->ttl, now_ms + (uint64_t)ttl_s * 1000);
     *u64map_put(&st->shares, token_key(sh->token), NULL) = UINT(sh);
-    s->ntokens++;
+    if (s)
+        s->ntokens++;
     heap_incr(&st->heap, id, CNT_TOKENS, 1);
-    memcpy(token, sh->token, sizeof(sh->token));
     return 0;
+}
+
+int share_new(struct store *st, struct sess *s, uint64_t id, uint32_t ttl_s, uint64_t now_ms,
+              uint8_t *token)
+{
+    int rc;
+    if ((rc = heap_can_incr(&st->heap, id, CNT_TOKENS, 1)) < 0)
+        return rc;
+    if (share_quota_hit(st, s))
+        return RPC_EQUOTA_EXCEEDED;
+    if ((rc = share_token(st, token)) < 0)
+        return rc;
+    return share_new_at(st, s->id, token, id, ttl_s, now_ms);
 }
 
 int share_claim(struct store *st, struct sess *s, const void *token, uint32_t len, uint64_t now_ms,

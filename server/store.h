@@ -144,6 +144,10 @@ int store_gc_due(const struct store *st);
 /* A new empty session with a fresh resume token, not attached. 0,
  * RPC_EOUT_OF_MEMORY or RPC_EINTERNAL (no random source). */
 int sess_new(struct store *st, struct sess **out);
+/* A session with this id and resume token (SESS_TOKEN_BYTES), not
+ * attached: for a record's replay or a snapshot's load. Returns as sess_new,
+ * or RPC_EBAD_PARAMS if the id or the token is taken. */
+int sess_new_at(struct store *st, uint64_t id, const uint8_t *token, struct sess **out);
 /* A new session attached to conn (an opaque pointer the store hands back in
  * notifications). Returns as sess_new. */
 int sess_attach(struct store *st, void *conn, struct sess **out);
@@ -197,6 +201,14 @@ int store_expire(struct store *st, uint64_t now_ms, uint64_t budget_us, struct s
  * made; share_quota_hit says which limit). */
 int share_new(struct store *st, struct sess *s, uint64_t id, uint32_t ttl_s, uint64_t now_ms,
               uint8_t *token);
+/* Fresh random bytes for a share token (SESS_TOKEN_BYTES), none taken: the
+ * decision a SHARE record carries. 0 or RPC_EINTERNAL. */
+int share_token(const struct store *st, uint8_t *token);
+/* share_new with the token's bytes given, made by session maker (0 or a
+ * session gone: counted against no session). RPC_EBAD_PARAMS if the token
+ * is taken. */
+int share_new_at(struct store *st, uint64_t maker, const uint8_t *token, uint64_t id,
+                 uint32_t ttl_s, uint64_t now_ms);
 /* Which limit stops s from making a token: "max_tokens_per_session",
  * "max_tokens", or NULL if neither. */
 const char *share_quota_hit(const struct store *st, const struct sess *s);
