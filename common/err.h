@@ -57,6 +57,7 @@ enum rpc_err_index {
 #define RPC_ESESSION_EXPIRED RPC_ERR_VALUE(SESSION_EXPIRED)
 #define RPC_ETOKEN_INVALID   RPC_ERR_VALUE(TOKEN_INVALID)
 #define RPC_EINTERNAL        RPC_ERR_VALUE(INTERNAL)
+#define RPC_EPERSISTENCE_FAILED RPC_ERR_VALUE(PERSISTENCE_FAILED)
 
 /* True if err is one of the protocol codes above. */
 int err_is_protocol(int err);

@@ -153,6 +153,11 @@ struct heap {
      * makes white objects invisible like those flagged OBJ_GARBAGE.
      * heap_close calls gc_state_free. */
     void *gc_state;
+    /* The journal's hook (NULL: in memory): a collection calls it with the
+     * GC_GARBAGE or GC_FREE record of the objects it is about to free, and
+     * frees nothing if it fails (record.h; the store sets it). */
+    int (*gc_record)(void *ud, int type, const uint64_t *ids, uint64_t n);
+    void *gc_record_ud;
     void (*gc_state_free)(struct heap *h);
     void (*gc_touch)(struct heap *h, uint64_t id);
     int hide_white;
@@ -205,6 +210,11 @@ int heap_check_ids(const struct heap *h, const uint64_t *ids, uint32_t n);
  * 0 or RPC_EOUT_OF_MEMORY, in which case nothing changed. */
 int heap_create(struct heap *h, const void *data, uint32_t len, const uint64_t *refs,
                 uint32_t nrefs, uint64_t *id);
+/* The collector's record of what it frees: 0, or the hook's error. */
+static inline int heap_gc_record(struct heap *h, int type, const uint64_t *ids, uint64_t n)
+{
+    return h->gc_record && n ? h->gc_record(h->gc_record_ud, type, ids, n) : 0;
+}
 /* The id the next heap_create will give (for a record made before the
  * change: the apply layer creates with heap_create_at). */
 uint64_t heap_next_id(const struct heap *h);

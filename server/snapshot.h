@@ -61,4 +61,11 @@ typedef int (*snapshot_record_cb)(void *ud, const struct rec *r);
 int snapshot_read(const char *path, snapshot_record_cb cb, void *ud, struct snapshot_info *info,
                   char *err, size_t errlen);
 
+/* Rebuild a store (fresh from store_init) from the snapshot at path: 0 with
+ * *info filled, -ENOENT if there is none, or the damage with err naming the
+ * file and the offset (the caller then store_closes st). now_ms: the store
+ * clock, from which share tokens get their full ttl again. */
+int snapshot_load(struct store *st, const char *path, uint64_t now_ms, struct snapshot_info *info,
+                  char *err, size_t errlen);
+
 #endif

@@ -16,6 +16,7 @@
 #include "gc.h"
 #include "heap.h"
 #include "names.h"
+#include "record.h"
 #include "timerq.h"
 #include "u64map.h"
 
@@ -38,6 +39,7 @@ struct sess {
     struct u64map releasing;         /* private: ending: the holds map being released */
     uint32_t rel_pos;                /* private: ending: releasing's next entry */
     int ending;                      /* private: ended, its holds going in slices */
+    int journaled;                   /* its SESS_NEW is in the journal (records may name it) */
     struct sess *next_ending;        /* private: st->ending */
     uint8_t token[SESS_TOKEN_BYTES]; /* the resume token */
     char client[64];                 /* what the client called itself */
@@ -102,8 +104,19 @@ struct store {
     uint32_t nfree_idx, free_idx_cap;
     store_notify_cb notify;
     void *notify_ud;
+    /* The journal (NULL: in memory). The store's own decisions (a lease or
+     * a token ending, an ended session's holds released a slice at a time,
+     * a connection closing, a collection freeing garbage) are recorded
+     * through it before they are made, and not made if it fails (they are
+     * tried again later). Requests' changes are recorded by the apply layer
+     * (apply.h), not here. */
+    int (*record)(void *ud, const struct rec *r);
+    void *record_ud;
 };
 
+/* Record the store's own decisions through record(ud, r) from now on
+ * (NULL: none): see struct store's record. */
+void store_set_journal(struct store *st, int (*record)(void *ud, const struct rec *r), void *ud);
 /* 0 or -errno (no random source). */
 int store_init(struct store *st, const struct store_limits *lim, store_notify_cb cb, void *ud);
 /* Free everything, sessions included, without notifications. */
@@ -232,11 +245,32 @@ int sess_incref(struct store *st, struct sess *s, uint64_t id, uint32_t n, uint6
 /* Drop n of s's holds on id. RPC_ENOT_FOUND if no such object, RPC_ENOT_HELD
  * if s holds fewer than n (nothing dropped). The object may be freed. */
 int sess_decref(struct store *st, struct sess *s, uint64_t id, uint32_t n, uint64_t *after);
+/* Holds an ending session drops (a SESS_RELEASE record's pairs): each
+ * (id, count) is one entry of its releasing map (the whole count) or its
+ * ownership of id (count 1), in that order of preference. 0, or
+ * RPC_EBAD_PARAMS if one is not there (damage; the pairs before it are
+ * dropped). */
+int sess_release_pairs(struct store *st, struct sess *s, const void *pairs, uint64_t n);
+/* End s (it is detached): sliced says its holds go a slice at a time
+ * (SESS_END) rather than at once (SESS_CLOSE). */
+void sess_end(struct store *st, struct sess *s, int sliced);
+/* Whether ending s now would release its holds in slices. */
+int sess_end_sliced(const struct store *st, const struct sess *s);
+/* Free a session that is ending and holds nothing any more. */
+void sess_end_done(struct store *st, struct sess *s);
+/* The share token with these bytes ends (a SHARE_EXPIRE record): its
+ * reference goes. 0 or RPC_EBAD_PARAMS if there is none. */
+int share_expire_token(struct store *st, const uint8_t *token);
 /* Drop every hold of s; returns how many were dropped. */
 uint64_t sess_release_all(struct store *st, struct sess *s);
 /* Ask for a "freed" notification for object id. 0 or RPC_EOUT_OF_MEMORY. */
 int sess_watch(struct store *st, struct sess *s, uint64_t id);
 
+/* After a recovery has applied a snapshot and a journal: free garbage a
+ * collection left flagged, queue each leased session at its full ttl from
+ * now_ms, and end the others as a close does (all recorded through the
+ * journal hook). 0 or RPC_EOUT_OF_MEMORY. */
+int store_recovered(struct store *st, uint64_t now_ms);
 /* Read-only walks for the snapshot writer (any order; start with *pos = 0;
  * not valid across changes). Every session, attached or not; NULL after
  * the last. */
