@@ -35,7 +35,7 @@ static int apply_create(struct store *st, const struct rec *r)
 
     if (!s || r->nitems > UINT32_MAX)
         return RPC_EBAD_PARAMS;
-    if (!(refs = ids_of(r, &copy)))
+    if (!(refs = ids_of(r, &copy)) && r->nitems)
         return RPC_EOUT_OF_MEMORY;
     if ((rc = heap_check_ids(&st->heap, refs, (uint32_t)r->nitems)) == 0 &&
         (rc = sess_can_hold(st, s, 1)) == 0 && (rc = sess_reserve(st, s)) == 0 &&
@@ -55,7 +55,7 @@ static int apply_set_refs(struct store *st, const struct rec *r)
         return RPC_ENOT_FOUND;
     if (r->nitems > UINT32_MAX)
         return RPC_EBAD_PARAMS;
-    if (!(refs = ids_of(r, &copy)))
+    if (!(refs = ids_of(r, &copy)) && r->nitems)
         return RPC_EOUT_OF_MEMORY;
     if ((rc = heap_check_ids(&st->heap, refs, (uint32_t)r->nitems)) == 0)
         rc = heap_set_refs(&st->heap, r->id, refs, (uint32_t)r->nitems);

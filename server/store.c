@@ -929,6 +929,22 @@ int share_new(struct store *st, struct sess *s, uint64_t id, uint32_t ttl_s, uin
     return share_new_at(st, s->id, token, id, ttl_s, now_ms);
 }
 
+int share_find(const struct store *st, const void *token, uint32_t len, uint64_t now_ms,
+               uint64_t *id)
+{
+    const struct share *sh;
+    uint64_t *v;
+    if (len != SESS_TOKEN_BYTES)
+        return RPC_ETOKEN_INVALID;
+    v = u64map_get(&st->shares, token_key(token));
+    sh = v ? PTR(*v) : NULL;
+    if (!sh || !secret_equal(sh->token, SESS_TOKEN_BYTES, token, SESS_TOKEN_BYTES) ||
+        sh->ttl.deadline_ms <= now_ms)
+        return RPC_ETOKEN_INVALID;
+    *id = sh->id;
+    return 0;
+}
+
 int share_claim(struct store *st, struct sess *s, const void *token, uint32_t len, uint64_t now_ms,
                 uint64_t *id)
 {

@@ -231,6 +231,10 @@ const char *share_quota_hit(const struct store *st, const struct sess *s);
  * token; RPC_EOUT_OF_MEMORY or RPC_EQUOTA_EXCEEDED with nothing changed. */
 int share_claim(struct store *st, struct sess *s, const void *token, uint32_t len, uint64_t now_ms,
                 uint64_t *id);
+/* The object of an unspent, unexpired token: 0 with *id, or
+ * RPC_ETOKEN_INVALID. */
+int share_find(const struct store *st, const void *token, uint32_t len, uint64_t now_ms,
+               uint64_t *id);
 struct sess *sess_find(const struct store *st, uint64_t id);
 /* Holds s has on id (0 if none). */
 uint64_t sess_holds_on(const struct store *st, const struct sess *s, uint64_t id);
