@@ -116,7 +116,9 @@ int heap_check(const struct heap *h, char *err, size_t errlen)
         if ((obj_flags(o) & OBJ_INGC) && !h->gc_state)
             FAIL("object %llu is flagged in a collection, and none is under way",
                  (unsigned long long)id);
-        if (obj_color(o) == COLOR_PURPLE && !(obj_flags(o) & OBJ_BUFFERED))
+        /* (Unless the buffer could not take it: then the next collection
+         * is a full one, which needs no buffer.) */
+        if (obj_color(o) == COLOR_PURPLE && !(obj_flags(o) & OBJ_BUFFERED) && !h->cand_lost)
             FAIL("object %llu is purple but not buffered", (unsigned long long)id);
         if (obj_flags(o) & OBJ_BUFFERED)
             buffered++;

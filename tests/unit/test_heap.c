@@ -311,6 +311,24 @@ static void retired_slots_pass_the_check(void **state)
     assert_int_equal(h->nfree, 1);
 }
 
+/* A decrement whose candidate the buffer cannot take leaves the object
+ * purple and unbuffered, with cand_lost set for a full collection: a state
+ * the check must accept (it called it broken). */
+static void lost_candidates_pass_the_check(void **state)
+{
+    struct heap *h = *state;
+    uint64_t b = mk(h, "b", NULL, 0), a = mk(h, "a", &b, 1);
+    char err[256];
+    heap_incr(h, a, CNT_HOLDS, 1);
+    mem_fail_after(0);
+    heap_decr(h, a, CNT_HOLDS, 1); /* a stays, with a ref: a candidate */
+    mem_fail_after(-1);
+    assert_true(h->cand_lost);
+    assert_int_equal(obj_color(O(h, a)), COLOR_PURPLE);
+    if (heap_check(h, err, sizeof(err)) < 0)
+        fail_msg("%s", err);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
 int main(int argc, char **argv)
@@ -330,6 +348,7 @@ int main(int argc, char **argv)
         T(out_of_memory_changes_nothing),
         T(overflow_is_refused),
         T(retired_slots_pass_the_check),
+        T(lost_candidates_pass_the_check),
     };
     rcs_test_select(argc, argv);
     return cmocka_run_group_tests(tests, NULL, NULL);
