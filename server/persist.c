@@ -130,7 +130,7 @@ int persist_open(struct persist *p, const struct persist_opts *opts, struct stor
                  " bytes) by a crash: dropped",
                  scan.torn_file, scan.torn_offset, scan.torn_bytes);
     snprintf(path, sizeof(path), "%s/%s", opts->dir, SNAPSHOT_FILE);
-    rc = snapshot_load(st, path, 0, &info, err, errlen);
+    rc = snapshot_load(st, path, uv_now(loop), &info, err, errlen);
     if (rc < 0 && rc != -ENOENT)
         goto fail;
     rp.st = st;

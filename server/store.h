@@ -279,12 +279,53 @@ int store_recovered(struct store *st, uint64_t now_ms);
  * not valid across changes). Every session, attached or not; NULL after
  * the last. */
 struct sess *store_next_sess(const struct store *st, uint32_t *pos);
-/* s's holds beyond ownership (its map): object id and count; 0 at the end.
+/* s's holds beyond ownership that are still counted: object id and count
+ * (never 0); 0 at the end. For a session that is ending (s->ending), the
+ * entries of its releasing map that store_expire has not released yet.
  * Its owned objects are those whose heap->owner slot is s->idx. */
 int sess_next_hold(const struct sess *s, uint32_t *pos, uint64_t *id, uint64_t *n);
 /* Every share token: its bytes (SESS_TOKEN_BYTES), object, deadline on the
- * store clock and the session that made it (0 if not known); 0 at the end. */
+ * store clock, ttl in seconds and the session that made it (0 if not
+ * known); 0 at the end. */
 int store_next_share(const struct store *st, uint32_t *pos, const uint8_t **token, uint64_t *id,
-                     uint64_t *deadline_ms, uint64_t *maker);
+                     uint64_t *deadline_ms, uint32_t *ttl_s, uint64_t *maker);
+
+/* ---- loading: rebuilding a store from a snapshot (store_load.c) ----
+ * Into a store fresh from store_init, in the snapshot's order:
+ * heap_load_ids and heap_load_free on st->heap, store_load_sess for every
+ * session, store_load_obj for every object, then store_load_holds,
+ * store_load_name and store_load_share, and store_load_finish last. This is
+ * state that was admitted before, so no quota applies; and it comes from a
+ * file, so everything is verified: each error is damage (RPC_EBAD_PARAMS)
+ * or RPC_EOUT_OF_MEMORY, and the caller throws the store away with
+ * store_close, which frees all of it. Loaded sessions are not attached and
+ * not queued for their lease's end: the recovery that loads them queues the
+ * leased ones and ends the others once the journal is replayed. */
+
+/* A session with this id, resume token, lease (ttl_s, kept as it was) and
+ * client name (client_len < 64 bytes, no NUL). ending: it had ended and
+ * its holds were being released in slices (REC_SESS_ENDING): it is left as
+ * end_session leaves one, not resumable, on st->ending for store_expire,
+ * counted in sessions_detached. *out gets it. */
+int store_load_sess(struct store *st, uint64_t id, const uint8_t *token, uint32_t ttl_s, int ending,
+                    const char *client, uint32_t client_len, struct sess **out);
+/* Object id (heap_load_obj) and, if owner is not NULL, owner's one hold on
+ * it as its owner session. */
+int store_load_obj(struct store *st, uint64_t id, struct sess *owner, const void *data,
+                   uint32_t len, const void *refs, uint32_t nrefs);
+/* n (1 to 2^32 - 1) holds of s beyond ownership on live object id; one call
+ * per object and session. An ending session's go to its releasing map. */
+int store_load_holds(struct store *st, struct sess *s, uint64_t id, uint64_t n);
+/* A valid name, not loaded yet, bound to live object id. */
+int store_load_name(struct store *st, const char *name, uint32_t len, uint64_t id);
+/* A share token on live object id made by session maker (0 or a session
+ * not loaded: none), whose ttl_s (not 0) restarts at full from now_ms
+ * (SPEC section 8). */
+int store_load_share(struct store *st, const uint8_t *token, uint64_t id, uint32_t ttl_s,
+                     uint64_t maker, uint64_t now_ms);
+/* The end: the session id sequence goes on at next_sess_id (above every
+ * session loaded), then heap_load_finish counts the refs and verifies the
+ * heap. */
+int store_load_finish(struct store *st, uint64_t next_sess_id);
 
 #endif
