@@ -23,8 +23,8 @@ struct persist;
 struct cmd_env {
     struct store *st;
     struct persist *persist; /* the data directory's journal (persist.h; disabled without one) */
-    uint64_t start_time;  /* seconds since the epoch at start-up */
-    uint64_t connections; /* currently open */
+    uint64_t start_time;     /* seconds since the epoch at start-up */
+    uint64_t connections;    /* currently open */
     uint64_t connections_total;
     uint64_t connections_refused;
     uint64_t connections_timed_out; /* stalled mid-message past idle_timeout */

@@ -72,7 +72,8 @@ int cmd_do_set_data(struct cmd_ctx *c, arg_t *a, uint32_t n)
         (rc = cmd_arg_data(c, &a[1], &data, &len)) < 0 ||
         (rc = cmd_check_maxmemory(c, CMD_GROW_BASE_BYTES + (uint64_t)len)) < 0)
         return rc;
-    struct rec rec = {.type = REC_SET_DATA, .id = id, .bytes = (const uint8_t *)data, .nbytes = len};
+    struct rec rec = {
+        .type = REC_SET_DATA, .id = id, .bytes = (const uint8_t *)data, .nbytes = len};
     if ((rc = cmd_change(c, &rec, NULL)) < 0)
         return rc;
     msgpack_pack_nil(&c->pk);

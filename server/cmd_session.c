@@ -79,7 +79,8 @@ int cmd_do_hello(struct cmd_ctx *c, arg_t *a, uint32_t n)
     }
     if (ttl) {
         /* Clamped here: the record carries the ttl granted. */
-        uint64_t t = ttl->via.u64 < st->lim.max_session_ttl ? ttl->via.u64 : st->lim.max_session_ttl;
+        uint64_t t =
+            ttl->via.u64 < st->lim.max_session_ttl ? ttl->via.u64 : st->lim.max_session_ttl;
         struct rec rec = {.type = REC_SESS_LEASE, .sess = s->id, .a = t};
         if ((rc = cmd_change(c, &rec, NULL)) < 0)
             return rc;
@@ -140,7 +141,8 @@ int cmd_do_share(struct cmd_ctx *c, arg_t *a, uint32_t n)
     if (ttl > st->lim.max_session_ttl)
         ttl = st->lim.max_session_ttl;
     if ((rc = share_token(st, token)) == 0) {
-        struct rec rec = {.type = REC_SHARE, .token = token, .sess = c->sess->id, .id = id, .a = ttl};
+        struct rec rec = {
+            .type = REC_SHARE, .token = token, .sess = c->sess->id, .id = id, .a = ttl};
         rc = cmd_change(c, &rec, NULL);
     }
     if (rc == RPC_EQUOTA_EXCEEDED && (limit = share_quota_hit(st, c->sess)) != NULL) {

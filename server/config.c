@@ -312,7 +312,10 @@ static int set_value(struct config *cfg, const struct setting *st, const struct 
         return 0;
     case K_FSYNC: {
         /* (the order of enum journal_fsync) */
-        int f = !strcmp(val, "no") ? 0 : !strcmp(val, "everysec") ? 1 : !strcmp(val, "always") ? 2 : -1;
+        int f = !strcmp(val, "no")         ? 0
+                : !strcmp(val, "everysec") ? 1
+                : !strcmp(val, "always")   ? 2
+                                           : -1;
         if (f < 0)
             return bad(err, errlen, st, o, val, "not one of always, everysec, no");
         memcpy(field, &f, sizeof(f));

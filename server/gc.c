@@ -253,7 +253,6 @@ static void resolve(const struct heap *h, const uint64_t *ids, uint32_t n, struc
     }
 }
 
-
 /* The GC_FREE record of what CollectWhite is about to free, in the order it
  * frees them (the journal's hook; heap.h). 0, or RPC_EOUT_OF_MEMORY or the
  * hook's error, and then nothing may be freed. */

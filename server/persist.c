@@ -165,13 +165,12 @@ int persist_open(struct persist *p, const struct persist_opts *opts, struct stor
      * but not freed is freed. */
     store_recovered(st, uv_now(loop));
     journal_commit(&p->j);
-    log_info("recovered %" PRIu64 " objects, %" PRIu64 " names, %" PRIu64
-             " sessions in %" PRIu64 " ms (snapshot of %" PRIu64 " objects at record %" PRIu64
-             ", %" PRIu64 " journal records replayed)",
+    log_info("recovered %" PRIu64 " objects, %" PRIu64 " names, %" PRIu64 " sessions in %" PRIu64
+             " ms (snapshot of %" PRIu64 " objects at record %" PRIu64 ", %" PRIu64
+             " journal records replayed)",
              st->heap.objects, st->names.count, store_session_count(st), mono_ms() - t0,
              info.objects, rp.after, rp.applied);
-    if ((rc = uv_check_init(loop, &p->check)) < 0 ||
-        (rc = uv_signal_init(loop, &p->sigchld)) < 0) {
+    if ((rc = uv_check_init(loop, &p->check)) < 0 || (rc = uv_signal_init(loop, &p->sigchld)) < 0) {
         snprintf(err, errlen, "cannot set up the journal's handles: %s", uv_strerror(rc));
         return rc;
     }

@@ -59,7 +59,8 @@
     X(SESS_NEW, 13, "stx", "session sess created with resume token and client name bytes")         \
     X(SESS_LEASE, 14, "sa", "session sess's lease set to a seconds (0: none)")                     \
     X(SESS_CLOSE, 17, "s", "session sess ended (closed, lease over): holds dropped, gone")         \
-    X(SESS_END, 18, "s", "session sess ended with many holds: SESS_RELEASE drops them, then CLOSE")\
+    X(SESS_END, 18, "s",                                                                           \
+      "session sess ended with many holds: SESS_RELEASE drops them, then CLOSE")                   \
     X(RELEASE_ALL, 19, "s", "every hold of session sess dropped")                                  \
     X(GC_FREE, 20, "8", "garbage the collector freed, in order (flagged first if not yet)")        \
     X(GC_GARBAGE, 21, "8", "garbage a sliced collection found: hidden, freed by later GC_FREEs")   \
