@@ -24,6 +24,12 @@ int cmd_do_gc(struct cmd_ctx *c, arg_t *a, uint32_t n)
     struct store *st = c->env->st;
     struct gc_result r;
     int rc;
+    /* Frees are recorded before they are made: none while the journal
+     * cannot be written. */
+    if (c->env->persist && c->env->persist->enabled && journal_error(&c->env->persist->j))
+        return cmd_fail(c, RPC_EPERSISTENCE_FAILED,
+                        "the journal cannot be written (%s): nothing was collected",
+                        c->env->persist->j.last_error);
     if ((rc = store_collect(st, &r)) < 0)
         return rc;
     /* What it freed is acknowledged once its records are written. */

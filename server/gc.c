@@ -822,16 +822,22 @@ static void free_garbage(struct heap *h, struct work *w, size_t n, struct gc_res
 /* Bring the incremental state to rest before a synchronous collection: a
  * collection in MARK or SCAN is given up (its roots are back in the
  * buffer), one in COLLECT is finished, and all garbage found is freed. */
-static void settle(struct heap *h, struct gc_result *r)
+static int settle(struct heap *h, struct gc_result *r)
 {
     struct work *w = h->gc_state;
     if (!w)
-        return;
+        return 0;
     if (w->phase == GATHER || w->phase == MARK || w->phase == SCAN)
         abandon(h, work_oom(w));
-    while (w->phase == COLLECT)
+    while (w->phase == COLLECT) {
         work_step(h, w, r);
+        /* The journal did not take the garbage's record: it stays found
+         * (and hidden) until a later slice records it. */
+        if (w->phase == COLLECT && w->pos >= w->visited.len)
+            return RPC_EOUT_OF_MEMORY;
+    }
     free_garbage(h, w, SIZE_MAX, r);
+    return w->garbage.len ? RPC_EOUT_OF_MEMORY : 0;
 }
 
 int gc_collect(struct heap *h, struct gc_result *r)
@@ -842,7 +848,8 @@ int gc_collect(struct heap *h, struct gc_result *r)
     int rc = 0;
 
     memset(r, 0, sizeof(*r));
-    settle(h, r);
+    if ((rc = settle(h, r)) < 0)
+        return rc;
     if (h->cand_lost) {
         struct gc_result f;
         rc = collect_full(h, &f);

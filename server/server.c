@@ -262,7 +262,15 @@ static void on_cron(uv_timer_t *t)
 static void sweep_step(struct server *srv)
 {
     struct gc_result r;
-    int rc = store_sweep(&srv->st, srv->cfg->gc_slice_us, &r);
+    int rc;
+    /* Frees the journal cannot record are not made: with the journal
+     * failed, the sweep waits for the next gc tick instead of spinning. */
+    if (srv->persist.enabled && journal_error(&srv->persist.j)) {
+        srv->sweeping = 0;
+        uv_idle_stop(&srv->gc_idle);
+        return;
+    }
+    rc = store_sweep(&srv->st, srv->cfg->gc_slice_us, &r);
     conn_flush_all(srv); /* "freed" notifications */
     if (rc > 0)
         return; /* the idle handle calls again next iteration */
@@ -280,6 +288,8 @@ static void on_gc_idle(uv_idle_t *h)
 void server_sweep(struct server *srv)
 {
     if (srv->sweeping || srv->stopping)
+        return;
+    if (srv->persist.enabled && journal_error(&srv->persist.j))
         return;
     if (srv->st.heap.ncand == 0 && !srv->st.heap.cand_lost)
         return;
