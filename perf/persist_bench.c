@@ -246,6 +246,18 @@ static uint64_t mutate_batch(struct store *st, struct sess *s, uint64_t *rng)
     return done;
 }
 
+/* The upper bound (ms) of the 10 us bucket holding quantile q of n. */
+static double quantile(const uint64_t *hist, uint64_t n, double q)
+{
+    uint64_t seen = 0;
+    for (size_t k = 0; k <= 1000; k++) {
+        seen += hist[k];
+        if ((double)seen >= q * (double)n)
+            return (double)(k + 1) * 1e-2;
+    }
+    return 10.0;
+}
+
 /* fork() a child that writes a snapshot while the parent changes the store
  * in batches, and report what the parent's loop would have seen. */
 static void snapshot_under_writes(struct store *st, struct sess *s, const char *dir)
@@ -253,6 +265,7 @@ static void snapshot_under_writes(struct store *st, struct sess *s, const char *
     char err[512];
     double t0, t1, c0, c1, last, clast, worst = 0, cworst = 0, t, c;
     uint64_t rng = 0x9e3779b97f4a7c15ull, ops = 0, iters = 0, slow = 0;
+    static uint64_t hist[1001]; /* batch times by 10 us, the last one: 10 ms and more */
     struct rusage ru0, ru1;
     pid_t pid;
     int status;
@@ -276,6 +289,7 @@ static void snapshot_under_writes(struct store *st, struct sess *s, const char *
         if (c - clast > cworst)
             cworst = c - clast;
         slow += t - last > 1e-3;
+        hist[(t - last) < 10e-3 ? (size_t)((t - last) * 1e5) : 1000]++;
         iters++;
         last = t;
         clast = c;
@@ -294,6 +308,8 @@ static void snapshot_under_writes(struct store *st, struct sess *s, const char *
            "us)\n",
            worst * 1e3, (unsigned long long)iters, BATCH, (unsigned long long)slow,
            (t - t1) / (double)(iters ? iters : 1) * 1e6);
+    printf("  with writes: batch p50 %.2f ms, p99 %.2f ms, p99.9 %.2f ms (by 10 us)\n",
+           quantile(hist, iters, 0.5), quantile(hist, iters, 0.99), quantile(hist, iters, 0.999));
     printf("  with writes: worst on CPU %8.3f ms  (the longest batch's own CPU time; the rest "
            "is preemption: %ld involuntary switches)\n",
            cworst * 1e3, ru1.ru_nivcsw - ru0.ru_nivcsw);
