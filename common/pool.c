@@ -8,8 +8,20 @@
  * of an arena can serve blocks.
  *
  * Free blocks of a pool form a list through their first word; blocks never
- * handed out are not touched at all (a bump offset marks where they start),
- * so a fresh pool costs no RSS until used. */
+ * handed out are not touched at all (a bump offset marks where they start).
+ *
+ * Arenas are mapped two at a time, as one 2 MiB chunk aligned to 2 MiB and
+ * marked MADV_HUGEPAGE, so that the kernel can back the pair with one
+ * transparent huge page: a fork() (the background snapshot) then copies one
+ * page-table entry for it instead of 512, and the TLB holds 512 times more
+ * of the heap. The price: the first touch of a chunk makes all of it
+ * resident (2 MiB, zeroed), where 4 KiB pages would come one pool at a
+ * time; on a large heap every chunk is used anyway. Pages given back
+ * (pool_trim, an unmapped arena) split the huge page and leave the RSS as
+ * before (the kernel frees the split page's unused part lazily, at once
+ * under memory pressure); an arena whose pages were given back is advised
+ * MADV_NOHUGEPAGE until it fills up again (see release_free_pools). Where
+ * THP is off (`never`) the advice is ignored: 4 KiB pages. */
 #include "pool.h"
 #include "panic.h"
 
@@ -19,6 +31,7 @@
 #include <sys/mman.h>
 
 #define ARENA_POOLS     ((uint32_t)(POOL_ARENA_BYTES / POOL_POOL_BYTES))
+#define CHUNK_BYTES     ((size_t)2 << 20) /* a transparent huge page on x86-64 and arm64 */
 #define POOL_KEEP_EMPTY 4
 #define POOL_MAGIC      0x706f6f6cu /* "pool" */
 
@@ -38,6 +51,7 @@ struct pool {
 
 _Static_assert(sizeof(struct pool) <= POOL_HEADER_BYTES, "pool header too large");
 _Static_assert(ARENA_POOLS <= 64, "the bucket bitmap has 64 bits");
+_Static_assert(CHUNK_BYTES == 2 * POOL_ARENA_BYTES, "a chunk is two arenas");
 
 struct arena {
     char *base;
@@ -45,6 +59,7 @@ struct arena {
     uint64_t dirty_mask;       /* of those, the ones whose pages are still resident */
     uint32_t untouched;        /* pools [untouched, ARENA_POOLS) never used */
     uint32_t nfree;            /* free pools: given back plus untouched */
+    uint32_t sparse;           /* advised MADV_NOHUGEPAGE: pages of its free pools released */
     struct arena *next, *prev; /* by_free[nfree] bucket */
 };
 
@@ -68,6 +83,7 @@ static struct {
     struct pool *partial_tail[POOL_NCLASSES];
     uint64_t arenas, arenas_returned;
     uint64_t dirty_pools; /* free pools pool_trim has yet to release */
+    char *spare;          /* the second arena of the last chunk, not handed out yet */
 } P;
 
 /* Per-class caches of freed blocks, in the manner of glibc's tcache and
@@ -155,24 +171,43 @@ static struct arena *fullest_with_room(void)
     return P.nonempty ? P.by_free[__builtin_ctzll(P.nonempty) + 1] : NULL;
 }
 
+/* The address of a new arena: the spare half of the last chunk, else the
+ * first half of a new one (map twice a chunk, trim to an aligned chunk,
+ * advise huge pages: without THP, madvise fails and 4 KiB pages serve).
+ * NULL when no address space is left. A spare whose pair is unmapped before
+ * it is used is a plain 1 MiB arena. */
+static char *arena_map(void)
+{
+    size_t len = 2 * CHUNK_BYTES;
+    char *raw, *base;
+    if (P.spare) {
+        base = P.spare;
+        P.spare = NULL;
+        return base;
+    }
+    raw = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (raw == MAP_FAILED)
+        return NULL;
+    base = (char *)(((uintptr_t)raw + CHUNK_BYTES - 1) & ~(uintptr_t)(CHUNK_BYTES - 1));
+    if (base > raw)
+        munmap(raw, (size_t)(base - raw));
+    if (raw + len > base + CHUNK_BYTES)
+        munmap(base + CHUNK_BYTES, (size_t)(raw + len - (base + CHUNK_BYTES)));
+    (void)madvise(base, CHUNK_BYTES, MADV_HUGEPAGE);
+    P.spare = base + POOL_ARENA_BYTES;
+    return base;
+}
+
 static struct arena *arena_new(void)
 {
-    size_t len = 2 * POOL_ARENA_BYTES;
-    char *raw, *base;
+    char *base;
     struct arena *a = calloc(1, sizeof(*a));
     if (!a)
         return NULL;
-    /* Map twice the size and trim to an aligned arena. */
-    raw = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (raw == MAP_FAILED) {
+    if (!(base = arena_map())) {
         free(a);
         return NULL;
     }
-    base = (char *)(((uintptr_t)raw + POOL_ARENA_BYTES - 1) & ~(uintptr_t)(POOL_ARENA_BYTES - 1));
-    if (base > raw)
-        munmap(raw, (size_t)(base - raw));
-    if (raw + len > base + POOL_ARENA_BYTES)
-        munmap(base + POOL_ARENA_BYTES, (size_t)(raw + len - (base + POOL_ARENA_BYTES)));
     a->base = base;
     a->nfree = ARENA_POOLS;
     P.arenas++;
@@ -210,6 +245,11 @@ static struct pool *pool_take(uint32_t cls)
     }
     a->nfree--;
     bucket_insert(a);
+    if (a->sparse && a->nfree == 0) {
+        /* Full again: worth a huge page again (khugepaged may collapse it). */
+        (void)madvise(a->base, POOL_ARENA_BYTES, MADV_HUGEPAGE);
+        a->sparse = 0;
+    }
     memset(p, 0, sizeof(*p));
     p->arena = a;
     p->cls = (uint8_t)cls;
@@ -263,11 +303,19 @@ static int release_empty_arenas(uint32_t max)
 /* Give the pages of up to max free pools back to the system (their address
  * space stays; a pool taken again starts from zeroed pages). Nothing of a
  * free pool is kept in its own pages, so all of them go. Adjacent pools go
- * in one madvise. */
+ * in one madvise. The arena is advised MADV_NOHUGEPAGE first, until it
+ * fills up again: else khugepaged (which scans what is advised
+ * MADV_HUGEPAGE, and with its default max_ptes_none collapses a 2 MiB range
+ * holding a single page) would bring the released pages back as part of a
+ * huge page, minutes later. */
 static void release_free_pools(uint32_t max)
 {
     for (uint32_t k = 1; k <= ARENA_POOLS && P.dirty_pools && max; k++) {
         for (struct arena *a = P.by_free[k]; a && max; a = a->next) {
+            if (a->dirty_mask && !a->sparse) {
+                (void)madvise(a->base, POOL_ARENA_BYTES, MADV_NOHUGEPAGE);
+                a->sparse = 1;
+            }
             while (a->dirty_mask && max) {
                 uint32_t i = (uint32_t)__builtin_ctzll(a->dirty_mask), n = 0;
                 while (i + n < ARENA_POOLS && (a->dirty_mask & (1ull << (i + n))) && n < max)

@@ -2,8 +2,9 @@
  * obmalloc. Blocks of up to POOL_MAX_SMALL bytes come from 16 KiB pools; a
  * pool serves one size class at a time and finds its header by masking a
  * block's address. Pools are carved from 1 MiB arenas that mmap returns
- * aligned. Freed blocks first go to a small per-class cache (31 addresses)
- * that the next allocation of the class takes from, newest first, as in
+ * aligned, two to a 2 MiB chunk advised for transparent huge pages (one
+ * page-table entry for a fork() to copy instead of 512). Freed blocks first go to a small per-class
+ * cache (31 addresses) that the next allocation of the class takes from, newest first, as in
  * glibc's tcache (its two operations are inline in the caller); once it is full, freed blocks go to
  * their pools. A few pools per class that empty stay with their class until pool_trim (the server
  * calls it once a second), so alloc-free churn never pays for moving pools; other empty pools go

@@ -5,6 +5,7 @@
 #include "cmocka_pre.h"
 
 #include "pool.h"
+#include "vmflags.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -269,6 +270,74 @@ static void cache_returns_newest_first(void **state)
     assert_int_equal(b.cls[6].pools, 0); /* the cache held its pool back only until now */
 }
 
+/* Arenas come two at a time from one chunk of 2 MiB aligned to 2 MiB and
+ * advised MADV_HUGEPAGE, so that one transparent huge page can back the
+ * pair (a fork copies one page-table entry for it, not 512). */
+static void arenas_pair_in_huge_page_chunks(void **state)
+{
+    enum { N = 80000, MAXA = 64 }; /* 64-byte blocks: about five arenas */
+    static char *p[N];
+    uintptr_t arena[MAXA];
+    int narenas = 0, pairs = 0;
+    (void)state;
+    pool_trim();
+    for (int i = 0; i < N; i++) {
+        uintptr_t a;
+        int seen = 0;
+        p[i] = pool_alloc(64);
+        memset(p[i], 1, 64);
+        a = (uintptr_t)p[i] & ~(uintptr_t)(POOL_ARENA_BYTES - 1);
+        for (int k = 0; k < narenas; k++)
+            seen |= arena[k] == a;
+        if (!seen && narenas < MAXA)
+            arena[narenas++] = a;
+    }
+    assert_true(narenas >= 4);
+    for (int k = 0; k < narenas; k++) {
+        if (thp_in_kernel())
+            assert_int_equal(vma_has_flag((void *)arena[k], "hg"), 1);
+        /* A first half (aligned to 2 MiB) whose second half serves too. */
+        for (int m = 0; m < narenas; m++)
+            pairs +=
+                arena[k] % (2 * POOL_ARENA_BYTES) == 0 && arena[m] == arena[k] + POOL_ARENA_BYTES;
+    }
+    assert_true(pairs >= 2);
+    for (int i = 0; i < N; i++)
+        pool_free(p[i]);
+    pool_trim();
+}
+
+/* An arena whose free pools gave their pages back is advised
+ * MADV_NOHUGEPAGE (so khugepaged cannot bring them back inside a huge page)
+ * until it is full again, when it is advised MADV_HUGEPAGE again. */
+static void sparse_arenas_leave_huge_pages(void **state)
+{
+    enum { N = 100000, KEEP = 5000 };
+    static char *p[N], *more[2 * N];
+    (void)state;
+    if (!thp_in_kernel())
+        skip();
+    for (int i = 0; i < N; i++)
+        p[i] = pool_alloc(64);
+    for (int i = 0; i < N; i++)
+        if (i % KEEP)
+            pool_free(p[i]);
+    pool_trim();
+    for (int i = 0; i < N; i += KEEP)
+        assert_int_equal(vma_has_flag(p[i], "nh"), 1);
+    for (int i = 0; i < 2 * N; i++) /* refills the arenas with room first */
+        more[i] = pool_alloc(64);
+    for (int i = 0; i < N; i += KEEP) {
+        assert_int_equal(vma_has_flag(p[i], "nh"), 0);
+        assert_int_equal(vma_has_flag(p[i], "hg"), 1);
+    }
+    for (int i = 0; i < 2 * N; i++)
+        pool_free(more[i]);
+    for (int i = 0; i < N; i += KEEP)
+        pool_free(p[i]);
+    pool_trim();
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -280,6 +349,8 @@ int main(void)
         cmocka_unit_test(empty_pools_serve_other_classes),
         cmocka_unit_test(churn_reuses_one_pool),
         cmocka_unit_test(cache_returns_newest_first),
+        cmocka_unit_test(arenas_pair_in_huge_page_chunks),
+        cmocka_unit_test(sparse_arenas_leave_huge_pages),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
