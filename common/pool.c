@@ -20,8 +20,8 @@
  * (pool_trim, an unmapped arena) split the huge page and leave the RSS as
  * before (the kernel frees the split page's unused part lazily, at once
  * under memory pressure); an arena whose pages were given back is advised
- * MADV_NOHUGEPAGE until it fills up again (see release_free_pools). Where
- * THP is off (`never`) the advice is ignored: 4 KiB pages. */
+ * MADV_NOHUGEPAGE from then on (see release_free_pools). Where THP is off
+ * (`never`) the advice is ignored: 4 KiB pages. */
 #include "pool.h"
 #include "panic.h"
 
@@ -59,7 +59,7 @@ struct arena {
     uint64_t dirty_mask;       /* of those, the ones whose pages are still resident */
     uint32_t untouched;        /* pools [untouched, ARENA_POOLS) never used */
     uint32_t nfree;            /* free pools: given back plus untouched */
-    uint32_t sparse;           /* advised MADV_NOHUGEPAGE: pages of its free pools released */
+    uint32_t sparse;           /* advised MADV_NOHUGEPAGE: free pools' pages were released */
     struct arena *next, *prev; /* by_free[nfree] bucket */
 };
 
@@ -245,11 +245,6 @@ static struct pool *pool_take(uint32_t cls)
     }
     a->nfree--;
     bucket_insert(a);
-    if (a->sparse && a->nfree == 0) {
-        /* Full again: worth a huge page again (khugepaged may collapse it). */
-        (void)madvise(a->base, POOL_ARENA_BYTES, MADV_HUGEPAGE);
-        a->sparse = 0;
-    }
     memset(p, 0, sizeof(*p));
     p->arena = a;
     p->cls = (uint8_t)cls;
@@ -303,11 +298,14 @@ static int release_empty_arenas(uint32_t max)
 /* Give the pages of up to max free pools back to the system (their address
  * space stays; a pool taken again starts from zeroed pages). Nothing of a
  * free pool is kept in its own pages, so all of them go. Adjacent pools go
- * in one madvise. The arena is advised MADV_NOHUGEPAGE first, until it
- * fills up again: else khugepaged (which scans what is advised
- * MADV_HUGEPAGE, and with its default max_ptes_none collapses a 2 MiB range
- * holding a single page) would bring the released pages back as part of a
- * huge page, minutes later. */
+ * in one madvise. The arena is advised MADV_NOHUGEPAGE first, for good:
+ * else khugepaged (which scans what is advised MADV_HUGEPAGE, and with its
+ * default max_ptes_none collapses a 2 MiB range holding a single page)
+ * would bring the released pages back as part of a huge page, minutes
+ * later. Advising it again once it is full would let khugepaged make it
+ * huge again, but a collapse copies 2 MiB while the loop's accesses to the
+ * range wait for it: not done, so an arena churned down and refilled stays
+ * in 4 KiB pages (a fork copies its 256 entries, as before). */
 static void release_free_pools(uint32_t max)
 {
     for (uint32_t k = 1; k <= ARENA_POOLS && P.dirty_pools && max; k++) {

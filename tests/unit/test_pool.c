@@ -278,7 +278,7 @@ static void arenas_pair_in_huge_page_chunks(void **state)
     enum { N = 80000, MAXA = 64 }; /* 64-byte blocks: about five arenas */
     static char *p[N];
     uintptr_t arena[MAXA];
-    int narenas = 0, pairs = 0;
+    int narenas = 0, pairs = 0, huge = 0;
     (void)state;
     pool_trim();
     for (int i = 0; i < N; i++) {
@@ -294,22 +294,27 @@ static void arenas_pair_in_huge_page_chunks(void **state)
     }
     assert_true(narenas >= 4);
     for (int k = 0; k < narenas; k++) {
+        /* Advised, unless an arena kept from an earlier test gave pages
+         * back (then MADV_NOHUGEPAGE: sparse_arenas_leave_huge_pages). */
         if (thp_in_kernel())
-            assert_int_equal(vma_has_flag((void *)arena[k], "hg"), 1);
+            huge += vma_has_flag((void *)arena[k], "hg") == 1;
         /* A first half (aligned to 2 MiB) whose second half serves too. */
         for (int m = 0; m < narenas; m++)
             pairs +=
                 arena[k] % (2 * POOL_ARENA_BYTES) == 0 && arena[m] == arena[k] + POOL_ARENA_BYTES;
     }
     assert_true(pairs >= 2);
+    if (thp_in_kernel())
+        assert_true(huge >= narenas - 1);
     for (int i = 0; i < N; i++)
         pool_free(p[i]);
     pool_trim();
 }
 
 /* An arena whose free pools gave their pages back is advised
- * MADV_NOHUGEPAGE (so khugepaged cannot bring them back inside a huge page)
- * until it is full again, when it is advised MADV_HUGEPAGE again. */
+ * MADV_NOHUGEPAGE, so that khugepaged cannot bring them back inside a huge
+ * page (nor make the loop wait while it copies one), and stays so once
+ * refilled. */
 static void sparse_arenas_leave_huge_pages(void **state)
 {
     enum { N = 100000, KEEP = 5000 };
@@ -327,10 +332,8 @@ static void sparse_arenas_leave_huge_pages(void **state)
         assert_int_equal(vma_has_flag(p[i], "nh"), 1);
     for (int i = 0; i < 2 * N; i++) /* refills the arenas with room first */
         more[i] = pool_alloc(64);
-    for (int i = 0; i < N; i += KEEP) {
-        assert_int_equal(vma_has_flag(p[i], "nh"), 0);
-        assert_int_equal(vma_has_flag(p[i], "hg"), 1);
-    }
+    for (int i = 0; i < N; i += KEEP)
+        assert_int_equal(vma_has_flag(p[i], "nh"), 1);
     for (int i = 0; i < 2 * N; i++)
         pool_free(more[i]);
     for (int i = 0; i < N; i += KEEP)
