@@ -14,9 +14,11 @@
  * marked MADV_HUGEPAGE, so that the kernel can back the pair with one
  * transparent huge page: a fork() (the background snapshot) then copies one
  * page-table entry for it instead of 512, and the TLB holds 512 times more
- * of the heap. The price: the first touch of a chunk makes all of it
- * resident (2 MiB, zeroed), where 4 KiB pages would come one pool at a
- * time; on a large heap every chunk is used anyway. Pages given back
+ * of the heap. From the 16th arena on, the chunk comes from the huge-page
+ * helper (thp.h), which made it resident off the loop; when it has none
+ * ready, the first touch here makes it (a fault that zeroes 2 MiB). The
+ * price: a chunk is resident whole, where 4 KiB pages would come one pool
+ * at a time; on a large heap every chunk is used anyway. Pages given back
  * (pool_trim, an unmapped arena) split the huge page and leave the RSS as
  * before (the kernel frees the split page's unused part lazily, at once
  * under memory pressure); an arena whose pages were given back is advised
@@ -24,6 +26,7 @@
  * (`never`) the advice is ignored: 4 KiB pages. */
 #include "pool.h"
 #include "panic.h"
+#include "thp.h"
 
 #include <assert.h>
 #include <stdlib.h>
@@ -31,6 +34,7 @@
 #include <sys/mman.h>
 
 #define ARENA_POOLS     ((uint32_t)(POOL_ARENA_BYTES / POOL_POOL_BYTES))
+#define THP_MIN_ARENAS  16 /* chunks made ahead from the 16th arena (a 16 MiB heap) on */
 #define CHUNK_BYTES     ((size_t)2 << 20) /* a transparent huge page on x86-64 and arm64 */
 #define POOL_KEEP_EMPTY 4
 #define POOL_MAGIC      0x706f6f6cu /* "pool" */
@@ -172,10 +176,11 @@ static struct arena *fullest_with_room(void)
 }
 
 /* The address of a new arena: the spare half of the last chunk, else the
- * first half of a new one (map twice a chunk, trim to an aligned chunk,
- * advise huge pages: without THP, madvise fails and 4 KiB pages serve).
- * NULL when no address space is left. A spare whose pair is unmapped before
- * it is used is a plain 1 MiB arena. */
+ * first half of a chunk from the helper (made resident off the loop), else
+ * of one mapped here (map twice a chunk, trim to an aligned chunk, advise
+ * huge pages: without THP, madvise fails and 4 KiB pages serve). NULL when
+ * no address space is left. A spare whose pair is unmapped before it is
+ * used is a plain 1 MiB arena. */
 static char *arena_map(void)
 {
     size_t len = 2 * CHUNK_BYTES;
@@ -183,6 +188,11 @@ static char *arena_map(void)
     if (P.spare) {
         base = P.spare;
         P.spare = NULL;
+        return base;
+    }
+    /* A small heap forks fast anyway: no helper, no chunk made ahead. */
+    if (P.arenas >= THP_MIN_ARENAS && (base = thp_chunk_take()) != NULL) {
+        P.spare = base + POOL_ARENA_BYTES;
         return base;
     }
     raw = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);

@@ -5,11 +5,13 @@
 #include "cmocka_pre.h"
 
 #include "pool.h"
+#include "thp.h"
 #include "vmflags.h"
 
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 static void churn_reuses_one_pool(void **state)
@@ -341,6 +343,53 @@ static void sparse_arenas_leave_huge_pages(void **state)
     pool_trim();
 }
 
+/* The helper's chunks are aligned, advised and resident before the pool
+ * takes them: the loop does not fault a huge page in. */
+static void helper_chunks_are_made_ahead(void **state)
+{
+    enum { PAGES = THP_BYTES / 4096 };
+    static unsigned char vec[PAGES];
+    char *c = NULL;
+    (void)state;
+    thp_step(); /* the helper's work, on this thread: a chunk is ready after it */
+    /* thp_chunk_take only tries the mutex: the helper thread (started by
+     * earlier tests) may hold it for a few instructions. */
+    for (int tries = 0; tries < 1000000 && !c; tries++)
+        c = thp_chunk_take();
+    assert_non_null(c);
+    assert_int_equal((uintptr_t)c % THP_BYTES, 0);
+    if (thp_in_kernel())
+        assert_int_equal(vma_has_flag(c, "hg"), 1);
+    assert_int_equal(mincore(c, THP_BYTES, vec), 0);
+    for (int i = 0; i < PAGES; i++)
+        assert_int_equal(vec[i] & 1, 1);
+    munmap(c, THP_BYTES);
+}
+
+/* A forked child (the snapshot writer) has no helper and may find its
+ * mutex held forever: it takes no chunk, and the pool maps its own. */
+static void forked_child_takes_no_chunk(void **state)
+{
+    pid_t pid;
+    int status;
+    (void)state;
+    thp_step();
+    (void)thp_chunk_take(); /* the helper runs in this process */
+    thp_step();             /* and a chunk is ready at the fork */
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        void *b[40000];
+        int ok = thp_chunk_take() == NULL;
+        for (int i = 0; i < 40000; i++) /* new arenas, from the child's own chunks */
+            ok &= (b[i] = pool_alloc(256)) != NULL;
+        _exit(ok ? 0 : 1);
+    }
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -354,6 +403,8 @@ int main(void)
         cmocka_unit_test(cache_returns_newest_first),
         cmocka_unit_test(arenas_pair_in_huge_page_chunks),
         cmocka_unit_test(sparse_arenas_leave_huge_pages),
+        cmocka_unit_test(helper_chunks_are_made_ahead),
+        cmocka_unit_test(forked_child_takes_no_chunk),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
