@@ -22,6 +22,8 @@ static struct {
     pthread_cond_t cv;
     pid_t pid; /* the process whose helper runs, 0 before it starts */
     int kicked;
+    int held; /* thp_hold: make no chunk */
+    int busy; /* a chunk is being made (its fault in flight) */
     char *ready[READY_CHUNKS];
     unsigned nready;
 } T = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
@@ -48,11 +50,13 @@ static char *chunk_make(void)
 void thp_step(void)
 {
     pthread_mutex_lock(&T.mu);
-    while (T.nready < READY_CHUNKS) {
+    while (T.nready < READY_CHUNKS && !T.held) {
         char *c;
+        T.busy = 1;
         pthread_mutex_unlock(&T.mu);
         c = chunk_make();
         pthread_mutex_lock(&T.mu);
+        T.busy = 0;
         if (!c)
             break;
         if (T.nready < READY_CHUNKS) {
@@ -123,4 +127,23 @@ void *thp_chunk_take(void)
     kick_locked();
     pthread_mutex_unlock(&T.mu);
     return c;
+}
+
+void thp_hold(int on)
+{
+    pthread_mutex_lock(&T.mu);
+    T.held = on;
+    if (!on)
+        kick_locked();
+    pthread_mutex_unlock(&T.mu);
+}
+
+int thp_busy(void)
+{
+    int busy = 1;
+    if (pthread_mutex_trylock(&T.mu) == 0) {
+        busy = T.busy;
+        pthread_mutex_unlock(&T.mu);
+    }
+    return busy;
 }

@@ -20,6 +20,14 @@
  * helper is then asked for another). Never waits; in a forked child it
  * returns NULL. Starts the helper at the first call (NULL then). */
 void *thp_chunk_take(void);
+/* For a fork(): a fork waits for every page fault in flight in the process,
+ * the helper's too (1-5 ms on fresh VM memory). thp_hold(1) stops the
+ * helper from starting a chunk, thp_busy() says whether one is still being
+ * made (1 also when the helper holds its mutex that instant), thp_hold(0)
+ * lets it go on. A snapshot that calls thp_hold(1) and forks at the first
+ * loop iteration where thp_busy() is 0 never waits for the helper. */
+void thp_hold(int on);
+int thp_busy(void);
 /* One round of the helper's work on the calling thread, for tests: make
  * chunks until READY of them wait. */
 void thp_step(void);

@@ -390,6 +390,31 @@ static void forked_child_takes_no_chunk(void **state)
     assert_int_equal(WEXITSTATUS(status), 0);
 }
 
+/* Held (before a fork), the helper starts no chunk and is soon not busy;
+ * let go, it makes one again. */
+static void held_helper_makes_no_chunk(void **state)
+{
+    char *c;
+    (void)state;
+    thp_hold(1);
+    for (long tries = 0; tries < 100000000 && thp_busy(); tries++)
+        ; /* the helper thread may be finishing a chunk it began */
+    assert_int_equal(thp_busy(), 0);
+    for (int tries = 0; tries < 1000; tries++) /* what was ready (a NULL may be a busy mutex) */
+        if ((c = thp_chunk_take()) != NULL)
+            munmap(c, THP_BYTES);
+    thp_step(); /* the helper's work: nothing, held */
+    for (int tries = 0; tries < 1000; tries++)
+        assert_null(thp_chunk_take());
+    thp_hold(0);
+    thp_step();
+    c = NULL;
+    for (long tries = 0; tries < 100000000 && !c; tries++)
+        c = thp_chunk_take();
+    assert_non_null(c);
+    munmap(c, THP_BYTES);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -405,6 +430,7 @@ int main(void)
         cmocka_unit_test(sparse_arenas_leave_huge_pages),
         cmocka_unit_test(helper_chunks_are_made_ahead),
         cmocka_unit_test(forked_child_takes_no_chunk),
+        cmocka_unit_test(held_helper_makes_no_chunk),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
