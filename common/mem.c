@@ -43,9 +43,13 @@ static size_t used[MEM_NBUDGETS], used_large;
  * mapping, so the block's last part (less than 2 MiB) stays in 4 KiB pages
  * and a block costs no more memory than with 4 KiB pages: a 3 MiB object is
  * one huge page and 1 MiB of small ones, never two huge pages. The advice
- * goes on the whole mapping (one VMA: mremap needs that), and growing moves
- * page tables (mremap), never bytes. The mapping's length follows from the
- * block's size, which the caller passes back, so nothing is stored. */
+ * goes on the whole mapping (one VMA: mremap needs that); growing moves the
+ * whole 2 MiB pieces' page tables (mremap) and copies at most the last
+ * 2 MiB (huge_resize). Huge pages of these blocks are faulted in by the
+ * loop (about 0.25 ms each, 1-5 ms on fresh VM memory: see thp.h; the
+ * tables grow by a piece per 262,144 objects or more). The mapping's length
+ * follows from the block's size, which the caller passes back, so nothing
+ * is stored. */
 
 static size_t page_len(size_t n)
 {

@@ -34,8 +34,8 @@
 #include <sys/mman.h>
 
 #define ARENA_POOLS     ((uint32_t)(POOL_ARENA_BYTES / POOL_POOL_BYTES))
-#define THP_MIN_ARENAS  16 /* chunks made ahead from the 16th arena (a 16 MiB heap) on */
-#define CHUNK_BYTES     ((size_t)2 << 20) /* a transparent huge page on x86-64 and arm64 */
+#define THP_MIN_ARENAS  16        /* chunks made ahead from the 16th arena (a 16 MiB heap) on */
+#define CHUNK_BYTES     THP_BYTES /* two arenas, one transparent huge page */
 #define POOL_KEEP_EMPTY 4
 #define POOL_MAGIC      0x706f6f6cu /* "pool" */
 
