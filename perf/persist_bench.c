@@ -23,7 +23,12 @@
  *          batch (the copy-on-write faults land there), the child's time,
  *          the parent's page faults. Before it, the process's page tables
  *          (VmPTE) and transparent huge pages (AnonHugePages), what the
- *          fork copies.
+ *          fork copies, and the longest batch of 64 creates while building
+ *          the store. Each fork is preceded, as a snapshot's should be, by
+ *          thp_hold and a wait until the huge-page helper is not busy
+ *          (reported apart: the loop would serve meanwhile). Stalls are
+ *          given in wall time and in the loop thread's own CPU time (the
+ *          difference is preemption on shared cores).
  * A benchmark, never a test; figures vary with the disk and the load. */
 #include "crc32c.h"
 #include "journal.h"
