@@ -212,7 +212,9 @@ int store_check(const struct store *st, char *err, size_t errlen)
         if (s->idx >= st->by_idx_cap || st->by_idx[s->idx] != s)
             FAIL("session %llu is not in the index table at %u", (unsigned long long)key, s->idx);
         if (timerq_queued(&s->lease)) {
-            if (s->conn || !s->ttl_s || !queued_at(&st->timers, &s->lease))
+            /* (Without a lease only when its end waits for the journal:
+             * a close the journal could not record, sess_detach.) */
+            if (s->conn || (!s->ttl_s && !st->record) || !queued_at(&st->timers, &s->lease))
                 FAIL("session %llu is queued for expiry but %s", (unsigned long long)s->id,
                      s->conn     ? "attached"
                      : !s->ttl_s ? "has no lease"

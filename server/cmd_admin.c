@@ -30,10 +30,11 @@ int cmd_do_gc(struct cmd_ctx *c, arg_t *a, uint32_t n)
         return cmd_fail(c, RPC_EPERSISTENCE_FAILED,
                         "the journal cannot be written (%s): nothing was collected",
                         c->env->persist->j.last_error);
+    uint64_t before = c->env->persist ? persist_last_index(c->env->persist) : 0;
     if ((rc = store_collect(st, &r)) < 0)
         return rc;
-    /* What it freed is acknowledged once its records are written. */
-    if (c->env->persist)
+    /* What it freed is acknowledged once its own records are written. */
+    if (c->env->persist && persist_last_index(c->env->persist) > before)
         c->index = persist_last_index(c->env->persist);
     msgpack_pack_map(&c->pk, 4);
     rpc_pack_kv_uint(&c->pk, "collected", r.collected);

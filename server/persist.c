@@ -297,7 +297,7 @@ static void start_snapshot(struct persist *p)
 {
     const struct heap *h = &p->st->heap;
     pid_t parent = getpid(), pid;
-    uint64_t index;
+    uint64_t index, now_ms;
 
     /* Garbage found but not freed yet: its GC_FREE is not in the journal, so
      * the state is no record's; the collector frees it within slices. And a
@@ -317,8 +317,12 @@ static void start_snapshot(struct persist *p)
      * loses none of what the snapshot holds. */
     if (p->j.next_index - 1 > p->j.written_index && !journal_error(&p->j))
         journal_commit(&p->j);
+    /* No rotation: the segments wholly before index go once the snapshot
+     * is complete, the current one at the next snapshot. (A rotation here
+     * would need a new segment's room on a disk that may have none, and a
+     * snapshot that fails would leave one more segment each time.) */
     index = p->j.next_index - 1;
-    journal_rotate(&p->j);
+    now_ms = uv_now(p->loop);
     pid = fork();
     if (pid != 0) {
         thp_hold(0);
@@ -337,7 +341,7 @@ static void start_snapshot(struct persist *p)
         if (getppid() != parent)
             _exit(1);
         close(p->j.lockfd);
-        rc = snapshot_write(p->st, p->opts.dir, index, 0, NULL, err, sizeof(err));
+        rc = snapshot_write(p->st, p->opts.dir, index, now_ms, NULL, err, sizeof(err));
         if (rc < 0)
             log_error("%s", err);
         _exit(rc < 0 ? 1 : 0);
