@@ -2,6 +2,7 @@
 #include "config.h"
 #include "datadir.h"
 #include "log.h"
+#include "persist.h"
 #include "server.h"
 
 #ifdef RCS_HAVE_SYSTEMD
@@ -27,6 +28,8 @@ enum { EXIT_RUNTIME = 1, EXIT_CONFIG = 2 };
 static int check_data(int argc, char **argv)
 {
     struct datadir_report rep;
+    struct store_limits lim = {0}; /* none: what was acknowledged is replayed whole */
+    char err[1024];
     const char *dir = NULL;
     int repair = 0, rc;
     for (int i = 1; i < argc; i++) {
@@ -51,6 +54,14 @@ static int check_data(int argc, char **argv)
         return EXIT_RUNTIME;
     }
     printf("%s\n", rep.message);
+    /* Files that frame and checksum well can still describe a store that
+     * cannot be: recover it as a start would, into a scratch store. */
+    log_threshold = LOG_ERROR;
+    if (persist_verify(dir, &lim, err, sizeof(err)) < 0) {
+        fprintf(stderr, "rcstored: %s\n", err);
+        return EXIT_RUNTIME;
+    }
+    printf("%s\n", err);
     return 0;
 }
 

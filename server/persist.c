@@ -2,6 +2,7 @@
  * (see persist.h). */
 #define _GNU_SOURCE
 #include "persist.h"
+#include "check.h"
 #include "err.h"
 #include "log.h"
 #include "mem.h"
@@ -68,6 +69,95 @@ static int replay_one(void *ud, uint64_t index, const struct rec *r)
     return 0;
 }
 
+/* What recover_into found. */
+struct recovered {
+    int has_snapshot;
+    struct snapshot_info snap;
+    uint64_t applied;    /* journal records replayed */
+    uint64_t next_index; /* the index the next record takes */
+};
+
+/* The state a data directory holds, built in st (fresh from store_init):
+ * the whole journal verified first, the snapshot loaded, every record after
+ * it replayed. Quotas are policy for new requests, not for what was
+ * acknowledged: they are lifted while records are applied (a lowered
+ * --max-holds-per-session must not make a journal unreadable). 0, or the
+ * damage with one line in err (file and offset, or the record). */
+static int recover_into(struct store *st, const char *dir, uint64_t now_ms, struct recovered *out,
+                        char *err, size_t errlen)
+{
+    struct store_limits lim = st->lim;
+    struct journal_scan scan;
+    struct replay rp = {0};
+    char path[4200];
+    int rc;
+
+    memset(out, 0, sizeof(*out));
+    if ((rc = journal_check(dir, 0, &scan)) < 0) {
+        snprintf(err, errlen, "%s (rcstored --check-data %s says more; --repair cuts it there)",
+                 scan.damaged ? scan.damage : strerror(-rc), dir);
+        return rc;
+    }
+    if (scan.torn)
+        log_warn("%s: offset %" PRIu64 ": a last record cut short (%" PRIu64
+                 " bytes) by a crash: dropped",
+                 scan.torn_file, scan.torn_offset, scan.torn_bytes);
+    st->lim.max_session_holds = st->lim.max_session_tokens = st->lim.max_tokens = 0;
+    snprintf(path, sizeof(path), "%s/%s", dir, SNAPSHOT_FILE);
+    rc = snapshot_load(st, path, now_ms, &out->snap, err, errlen);
+    if (rc < 0 && rc != -ENOENT)
+        goto out;
+    out->has_snapshot = rc == 0;
+    rp.st = st;
+    /* Tokens a SHARE record makes restart at their full ttl from now, as
+     * the snapshot's do (SPEC section 8), not from the clock's zero. */
+    rp.now_ms = now_ms;
+    rp.after = out->has_snapshot ? out->snap.last_index : 0;
+    rp.expect = rp.after + 1;
+    rp.dir = dir;
+    rp.err = err;
+    rp.errlen = errlen;
+    if ((rc = journal_scan(dir, replay_one, &rp, &scan)) < 0) {
+        if (scan.damaged)
+            snprintf(err, errlen, "%s", scan.damage);
+        goto out;
+    }
+    heap_untrack_free(&st->heap);
+    out->applied = rp.applied;
+    out->next_index = rp.expect;
+    rc = 0;
+out:
+    st->lim = lim;
+    return rc;
+}
+
+int persist_verify(const char *dir, const struct store_limits *lim, char *err, size_t errlen)
+{
+    struct recovered rv;
+    struct store st;
+    int rc;
+    if ((rc = store_init(&st, lim, NULL, NULL)) < 0) {
+        snprintf(err, errlen, "cannot set up a store: %s", strerror(-rc));
+        return rc;
+    }
+    if ((rc = recover_into(&st, dir, 0, &rv, err, errlen)) == 0 &&
+        store_check(&st, err, errlen) < 0) {
+        char why[300];
+        snprintf(why, sizeof(why), "%s", err);
+        snprintf(err, errlen, "%s: the recovered store does not verify: %s", dir, why);
+        rc = -EBADMSG;
+    }
+    if (rc == 0)
+        snprintf(err, errlen,
+                 "%s: recovers %" PRIu64 " objects, %" PRIu64 " names, %" PRIu64
+                 " sessions (snapshot of %" PRIu64 " objects, %" PRIu64
+                 " journal records after it)",
+                 dir, st.heap.objects, st.names.count, store_session_count(&st), rv.snap.objects,
+                 rv.applied);
+    store_close(&st);
+    return rc;
+}
+
 /* The store's own decisions, and the collector's, go to the journal. */
 static int on_store_record(void *ud, const struct rec *r)
 {
@@ -97,10 +187,7 @@ int persist_open(struct persist *p, const struct persist_opts *opts, struct stor
                  persist_saved_cb on_saved, void *ud, char *err, size_t errlen)
 {
     struct journal_opts jo = {0};
-    struct journal_scan scan;
-    struct snapshot_info info = {0};
-    struct replay rp = {0};
-    char path[4200];
+    struct recovered rv;
     uint64_t t0 = mono_ms();
     int rc, lockfd = -1;
 
@@ -120,40 +207,17 @@ int persist_open(struct persist *p, const struct persist_opts *opts, struct stor
     }
     if ((rc = journal_lock_dir(opts->dir, &lockfd, err, errlen)) < 0)
         return rc;
-    /* Verify the whole journal before trusting any of it. */
-    if ((rc = journal_check(opts->dir, 0, &scan)) < 0) {
-        snprintf(err, errlen, "%s (rcstored --check-data %s says more; --repair cuts it there)",
-                 scan.damaged ? scan.damage : strerror(-rc), opts->dir);
+    if ((rc = recover_into(st, opts->dir, uv_now(loop), &rv, err, errlen)) < 0)
         goto fail;
-    }
-    if (scan.torn)
-        log_warn("%s: offset %" PRIu64 ": a last record cut short (%" PRIu64
-                 " bytes) by a crash: dropped",
-                 scan.torn_file, scan.torn_offset, scan.torn_bytes);
-    snprintf(path, sizeof(path), "%s/%s", opts->dir, SNAPSHOT_FILE);
-    rc = snapshot_load(st, path, uv_now(loop), &info, err, errlen);
-    if (rc < 0 && rc != -ENOENT)
-        goto fail;
-    rp.st = st;
-    rp.after = rc == 0 ? info.last_index : 0;
-    rp.expect = rp.after + 1;
-    rp.dir = opts->dir;
-    rp.err = err;
-    rp.errlen = errlen;
-    if (rc == 0)
-        p->last_snapshot_unix = info.unix_time;
-    if ((rc = journal_scan(opts->dir, replay_one, &rp, &scan)) < 0) {
-        if (scan.damaged)
-            snprintf(err, errlen, "%s", scan.damage);
-        goto fail;
-    }
+    if (rv.has_snapshot)
+        p->last_snapshot_unix = rv.snap.unix_time;
     heap_untrack_free(&st->heap);
     jo.fsync = opts->fsync;
     jo.segment_bytes = opts->segment_bytes;
     jo.loop = loop;
     jo.on_durable = on_journal_durable;
     jo.ud = p;
-    jo.first_index = rp.expect;
+    jo.first_index = rv.next_index;
     jo.have_lock = 1;
     jo.lockfd = lockfd;
     lockfd = -1; /* the journal's now, even if it fails */
@@ -170,7 +234,7 @@ int persist_open(struct persist *p, const struct persist_opts *opts, struct stor
              " ms (snapshot of %" PRIu64 " objects at record %" PRIu64 ", %" PRIu64
              " journal records replayed)",
              st->heap.objects, st->names.count, store_session_count(st), mono_ms() - t0,
-             info.objects, rp.after, rp.applied);
+             rv.snap.objects, rv.next_index - 1 - rv.applied, rv.applied);
     if ((rc = uv_check_init(loop, &p->check)) < 0 || (rc = uv_signal_init(loop, &p->sigchld)) < 0) {
         snprintf(err, errlen, "cannot set up the journal's handles: %s", uv_strerror(rc));
         return rc;

@@ -66,6 +66,11 @@ struct persist {
 int persist_open(struct persist *p, const struct persist_opts *opts, struct store *st,
                  uv_loop_t *loop, void (*on_durable)(void *ud, uint64_t index),
                  persist_saved_cb on_saved, void *ud, char *err, size_t errlen);
+/* --check-data's second half: recover dir into a scratch store (the whole
+ * journal verified, the snapshot loaded, the journal replayed, the store
+ * checked) without taking its lock or writing anything. 0 with a summary in
+ * err, or the first problem in err. */
+int persist_verify(const char *dir, const struct store_limits *lim, char *err, size_t errlen);
 /* Stop: write and sync what is pending, wait for a snapshot child, close
  * the handles (run the loop after, as for journal_close). */
 void persist_close(struct persist *p);
