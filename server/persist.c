@@ -134,6 +134,9 @@ int persist_open(struct persist *p, const struct persist_opts *opts, struct stor
     if (rc < 0 && rc != -ENOENT)
         goto fail;
     rp.st = st;
+    /* Tokens a SHARE record makes restart at their full ttl from now, as
+     * the snapshot's do (SPEC section 8), not from the clock's zero. */
+    rp.now_ms = uv_now(loop);
     rp.after = rc == 0 ? info.last_index : 0;
     rp.expect = rp.after + 1;
     rp.dir = opts->dir;

@@ -702,12 +702,58 @@ static void replayed_release_then_the_object_dies(void **state)
     assert_int_equal(mem_used(), 0);
 }
 
+/* A share token replayed from the journal (not from a snapshot) restarts
+ * at its full ttl from the clock of the recovery, as SPEC section 8 says,
+ * and as a snapshot's tokens and leases do: the first expiry tick after a
+ * recovery must not end it. */
+static void replayed_token_restarts_at_full_ttl(void **state)
+{
+    static struct fx f;
+    struct persist_opts po = {.dir = NULL, .fsync = JOURNAL_FSYNC_NO, .segment_bytes = 16384};
+    struct store st;
+    struct persist p;
+    struct store_expired ex = {0};
+    uv_loop_t loop;
+    char err[512];
+    uint64_t id, found;
+    uint8_t token[SESS_TOKEN_BYTES];
+    (void)state;
+    start(&f, 0);
+    id = create_as(&f, 0);
+    begin(&f, "share", 2);
+    msgpack_pack_uint64(&f.pk, id);
+    msgpack_pack_uint32(&f.pk, 60);
+    assert_int_equal(serve(&f, 0), 0);
+    memcpy(token, f.res.result->via.bin.ptr, SESS_TOKEN_BYTES);
+    remember(&f);
+    stop_and_recover(&f);
+
+    po.dir = f.copy;
+    assert_int_equal(uv_loop_init(&loop), 0);
+    assert_int_equal(store_init(&st, &test_limits, on_notify, NULL), 0);
+    if (persist_open(&p, &po, &st, &loop, NULL, NULL, NULL, err, sizeof(err)) < 0)
+        fail_msg("persist_open: %s", err);
+    store_expire(&st, uv_now(&loop), UINT64_MAX, &ex);
+    assert_int_equal(ex.tokens, 0);
+    assert_int_equal(share_find(&st, token, SESS_TOKEN_BYTES, uv_now(&loop), &found), 0);
+    assert_int_equal(found, id);
+    /* ... and it still ends, at its ttl. */
+    store_expire(&st, uv_now(&loop) + 61000, UINT64_MAX, &ex);
+    assert_int_equal(ex.tokens, 1);
+    persist_close(&p);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&loop), 0);
+    store_close(&st);
+    finish(&f);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(sess_new_after_a_snapshot_that_has_the_session),
         cmocka_unit_test(snapshot_keeps_a_token_past_its_deadline),
         cmocka_unit_test(replayed_release_then_the_object_dies),
+        cmocka_unit_test(replayed_token_restarts_at_full_ttl),
     };
     rcs_test_select(argc, argv);
     return cmocka_run_group_tests(tests, NULL, NULL);
