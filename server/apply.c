@@ -75,6 +75,10 @@ static int apply_gc(struct store *st, const struct rec *r)
         if (!o || o->holds || (obj_flags(o) & OBJ_EXTRA) ||
             (r->type == REC_GC_GARBAGE && (obj_flags(o) & OBJ_GARBAGE)))
             return RPC_EBAD_PARAMS;
+        /* As the live collector flags garbage (gc.c collect_step): black,
+         * and out of the candidate buffer (its id there is skipped). */
+        obj_clear_flag(o, OBJ_BUFFERED);
+        obj_set_color(o, COLOR_BLACK);
         obj_set_flag(o, OBJ_GARBAGE);
     }
     if (r->type == REC_GC_FREE)
