@@ -12,16 +12,20 @@
  * The state compared is what requests can observe: every object (id, data,
  * refs, holds, internal, names and tokens counts), every name, every
  * session that has a lease, holds or tokens (id, resume token, lease ttl,
- * ending, its holds per object) and every share token (bytes, object, ttl, maker). Not
+ * ending, its holds per object, what it has left to release) and every
+ * share token (bytes, object, ttl, maker while the maker lives). Not
  * compared: which ids are free and in what order (a replay may take slots
- * from the middle of the free list), deadlines (they restart at recovery),
- * watches (not durable), the client name a hello gives (no request reads
- * it, and a later hello's is not journaled), and garbage a sliced collection has hidden but not
- * recorded yet (hide_white: unreachable, found again after a restart).
+ * from the middle of the free list), deadlines (they restart at
+ * recovery), watches (not durable), the client name a hello gives (no
+ * request reads it, and a later hello's is not journaled), and garbage a
+ * sliced collection has hidden but not recorded yet (hide_white:
+ * unreachable, found again after a restart).
  *
- * RCS_REPLAY_SEEDS=N runs N seeds (default 48 of 600 steps; 200 of 2000 in the slow run),
- * RCS_REPLAY_SEED=S runs seed S alone (to reproduce a failure),
- * RCS_REPLAY_VERBOSE=1 prints both whole states on a difference. */
+ * The tests after the random runs are what those found, one each.
+ * RCS_REPLAY_SEEDS=N runs N seeds (48 of 600 steps by default, 200 of 2000
+ * in the slow run), RCS_REPLAY_SEED=S runs seed S alone (to reproduce a
+ * failure), RCS_REPLAY_VERBOSE=1 prints both whole states on a
+ * difference. */
 #include "cmocka_pre.h"
 
 #include "check.h"
@@ -367,6 +371,162 @@ static int serve(struct fx *f, int slot)
     return rc;
 }
 
+static uint64_t pick_id(struct fx *f)
+{
+    return f->nids ? f->ids[below(f, f->nids)] : 1;
+}
+
+static void keep_id(struct fx *f, uint64_t id)
+{
+    if (f->nids < NIDS)
+        f->ids[f->nids++] = id;
+    else
+        f->ids[below(f, NIDS)] = id;
+}
+
+static void pack_name(struct fx *f)
+{
+    char name[8];
+    snprintf(name, sizeof(name), "n%u", below(f, NNAMES));
+    rpc_pack_cstr(&f->pk, name);
+}
+
+static void pack_refs(struct fx *f, uint32_t n)
+{
+    msgpack_pack_array(&f->pk, n);
+    for (uint32_t i = 0; i < n; i++)
+        msgpack_pack_uint64(&f->pk, pick_id(f));
+}
+
+static void pack_data(struct fx *f)
+{
+    char d[17];
+    uint32_t n = below(f, 17);
+    for (uint32_t i = 0; i < n; i++)
+        d[i] = (char)('a' + below(f, 26));
+    msgpack_pack_bin_with_body(&f->pk, d, n);
+}
+
+/* One random request as the connection in slot. */
+static void random_request(struct fx *f, int slot)
+{
+    uint32_t k = below(f, 100);
+    int rc;
+    if (k < 22) {
+        begin(f, "create", 2);
+        pack_data(f);
+        pack_refs(f, below(f, 4));
+        if (serve(f, slot) == 0)
+            keep_id(f, f->res.result->via.u64);
+    } else if (k < 30) {
+        begin(f, "incref", 2);
+        msgpack_pack_uint64(&f->pk, pick_id(f));
+        msgpack_pack_uint32(&f->pk, 1 + below(f, 3));
+        serve(f, slot);
+    } else if (k < 42) {
+        begin(f, "decref", 2);
+        msgpack_pack_uint64(&f->pk, pick_id(f));
+        msgpack_pack_uint32(&f->pk, 1 + below(f, 2));
+        serve(f, slot);
+    } else if (k < 46) {
+        begin(f, "set_data", 2);
+        msgpack_pack_uint64(&f->pk, pick_id(f));
+        pack_data(f);
+        serve(f, slot);
+    } else if (k < 51) {
+        begin(f, "set_refs", 2);
+        msgpack_pack_uint64(&f->pk, pick_id(f));
+        pack_refs(f, below(f, 4));
+        serve(f, slot);
+    } else if (k < 58) {
+        begin(f, "link", 2); /* cycles, mostly */
+        msgpack_pack_uint64(&f->pk, pick_id(f));
+        msgpack_pack_uint64(&f->pk, pick_id(f));
+        serve(f, slot);
+    } else if (k < 62) {
+        /* Mostly a target that is there: a random one rarely is. */
+        uint64_t id = pick_id(f), target = pick_id(f);
+        const struct obj *o = heap_get(&f->st.heap, id);
+        if (o && obj_nrefs(o) && below(f, 4))
+            target = obj_refs(o)[below(f, obj_nrefs(o))];
+        begin(f, "unlink", 2);
+        msgpack_pack_uint64(&f->pk, id);
+        msgpack_pack_uint64(&f->pk, target);
+        serve(f, slot);
+    } else if (k < 67) {
+        begin(f, "bind", 2);
+        pack_name(f);
+        msgpack_pack_uint64(&f->pk, pick_id(f));
+        serve(f, slot);
+    } else if (k < 70) {
+        begin(f, "unbind", 1);
+        pack_name(f);
+        serve(f, slot);
+    } else if (k < 74) {
+        begin(f, "lookup", 2);
+        pack_name(f);
+        msgpack_pack_true(&f->pk);
+        serve(f, slot);
+    } else if (k < 79) {
+        begin(f, "share", 2);
+        msgpack_pack_uint64(&f->pk, pick_id(f));
+        msgpack_pack_uint32(&f->pk, 1 + below(f, 40));
+        if (serve(f, slot) == 0) {
+            uint32_t i = f->nshares < NSHARES ? f->nshares++ : below(f, NSHARES);
+            assert_int_equal(f->res.result->via.bin.size, SESS_TOKEN_BYTES);
+            memcpy(f->shares[i], f->res.result->via.bin.ptr, SESS_TOKEN_BYTES);
+        }
+    } else if (k < 84) {
+        if (!f->nshares)
+            return;
+        begin(f, "claim", 1);
+        msgpack_pack_bin_with_body(&f->pk, f->shares[below(f, f->nshares)], SESS_TOKEN_BYTES);
+        serve(f, slot);
+    } else if (k < 86) {
+        begin(f, "release_all", 0);
+        serve(f, slot);
+    } else if (k < 92) {
+        /* A lease (0 takes it away), sometimes a client name. */
+        int client = below(f, 3) == 0;
+        begin(f, "hello", 1);
+        msgpack_pack_map(&f->pk, 1 + client);
+        rpc_pack_cstr(&f->pk, "ttl");
+        msgpack_pack_uint32(&f->pk, below(f, 4) ? 1 + below(f, 60) : 0);
+        if (client) {
+            char name[16];
+            snprintf(name, sizeof(name), "c%u", below(f, 100));
+            rpc_pack_cstr(&f->pk, "client");
+            rpc_pack_cstr(&f->pk, name);
+        }
+        rc = serve(f, slot);
+        assert_int_equal(rc, 0);
+    } else if (k < 96) {
+        if (!f->nleased)
+            return;
+        begin(f, "hello", 1);
+        msgpack_pack_map(&f->pk, 1);
+        rpc_pack_cstr(&f->pk, "resume");
+        msgpack_pack_bin_with_body(&f->pk, f->leased[below(f, f->nleased)], SESS_TOKEN_BYTES);
+        serve(f, slot);
+    } else {
+        begin(f, "gc", 0);
+        assert_int_equal(serve(f, slot), 0);
+    }
+}
+
+/* The connection in slot closes and a new one takes its place. */
+static void close_slot(struct fx *f, int slot)
+{
+    struct sess *s = f->sess[slot];
+    snprintf(f->step, sizeof(f->step), "close of session %" PRIu64, s->id);
+    if (s->ttl_s) {
+        uint32_t i = f->nleased < NLEASED ? f->nleased++ : below(f, NLEASED);
+        memcpy(f->leased[i], s->token, SESS_TOKEN_BYTES);
+    }
+    sess_detach(&f->st, s, f->env.now_ms);
+    assert_int_equal(sess_attach(&f->st, &f->authed[slot], &f->sess[slot]), 0);
+}
+
 /* A snapshot as persist's start_snapshot writes one, in this process: the
  * journal committed, a new segment begun, the store written as of the last
  * index, the segments it covers dropped. */
@@ -405,6 +565,30 @@ static void save(struct fx *f)
         free(got);
         store_close(&st);
     }
+}
+
+static void random_step(struct fx *f)
+{
+    uint32_t k = below(f, 100);
+    struct gc_result r;
+    if (k < 75) {
+        random_request(f, (int)below(f, NSLOTS));
+    } else if (k < 83) {
+        close_slot(f, (int)below(f, NSLOTS));
+    } else if (k < 90) {
+        snprintf(f->step, sizeof(f->step), "collector slice");
+        assert_true(store_sweep(&f->st, 0, &r) >= 0);
+    } else if (k < 98) {
+        /* A tick: one entry (a budget of 0), so bursts of expiry and the
+         * slices of an ended session's release have requests between them. */
+        snprintf(f->step, sizeof(f->step), "expiry tick");
+        f->env.now_ms += below(f, 20000);
+        store_expire(&f->st, f->env.now_ms, 0, NULL);
+    } else {
+        save(f);
+    }
+    if (below(f, 4) == 0)
+        commit(f);
 }
 
 /* ---- recovery by the pieces: snapshot, then each record, compared ---- */
@@ -501,7 +685,42 @@ static void recover_real(struct fx *f, const char *dir, struct store *pieces)
     store_close(&st);
 }
 
-/* ---- copying a data directory ---- */
+/* ---- copying and cutting a data directory ---- */
+
+static int seg_name(const char *name)
+{
+    size_t n = strlen(name);
+    return strncmp(name, "journal-", 8) == 0 && n > 4 && strcmp(name + n - 4, ".log") == 0;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* The segment file names of dir, sorted (malloc'd; free each and v). */
+static char **segments(const char *dir, size_t *n)
+{
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    char **v = NULL;
+    size_t cap = 0;
+    assert_non_null(d);
+    *n = 0;
+    while ((e = readdir(d))) {
+        if (!seg_name(e->d_name))
+            continue;
+        if (*n == cap) {
+            cap = cap ? cap * 2 : 8;
+            v = realloc(v, cap * sizeof(char *));
+            assert_non_null(v);
+        }
+        v[(*n)++] = strdup(e->d_name);
+    }
+    closedir(d);
+    qsort(v, *n, sizeof(char *), cmp_str);
+    return v;
+}
 
 static uint8_t *read_all(const char *path, size_t *n)
 {
@@ -549,6 +768,56 @@ static void copy_dir(const char *from, const char *to)
         free(p);
     }
     closedir(d);
+}
+
+/* Cut dir's journal after record index (zeros after it, later segments
+ * gone), and if torn, leave a first part of the next record as a crash in
+ * the middle of its write would. Returns 0, or -1 if index is not in any
+ * segment (the snapshot covers it). */
+static int cut_after(struct fx *f, const char *dir, uint64_t index, int torn)
+{
+    size_t nseg, len;
+    char **seg = segments(dir, &nseg);
+    int found = -1;
+    for (size_t i = 0; i < nseg; i++) {
+        char path[600];
+        snprintf(path, sizeof(path), "%s/%s", dir, seg[i]);
+        if (found == 0) {
+            unlink(path);
+            continue;
+        }
+        uint8_t *p = read_all(path, &len);
+        uint64_t first, idx;
+        size_t off = JOURNAL_HEADER_BYTES, used;
+        struct rec r;
+        memcpy(&first, p + 24, 8);
+        idx = first;
+        while (idx <= index && rec_decode(p + off, len - off, REC_KIND_JOURNAL, &r, &used) == 0) {
+            off += used;
+            idx++;
+        }
+        if (idx == index + 1 && index >= first) {
+            size_t end = off;
+            if (torn && rec_decode(p + off, len - off, REC_KIND_JOURNAL, &r, &used) == 0) {
+                /* Keep k bytes of it, k at most its last non-zero byte's
+                 * offset: zeros after a record that ends in zeros would
+                 * leave it whole. */
+                size_t last = used - 1;
+                while (last > 0 && p[off + last] == 0)
+                    last--;
+                assert_true(last > 0);
+                end += 1 + below(f, (uint32_t)last);
+            }
+            memset(p + end, 0, len - end);
+            write_all(path, p, len);
+            found = 0;
+        }
+        free(p);
+    }
+    for (size_t i = 0; i < nseg; i++)
+        free(seg[i]);
+    free(seg);
+    return found;
 }
 
 /* ---- one seed ---- */
@@ -603,6 +872,38 @@ static void finish(struct fx *f)
     free(f->snaps);
     f->snaps = NULL;
     assert_int_equal(mem_used(), 0);
+}
+
+static void run_seed(unsigned seed, int steps)
+{
+    static struct fx f;
+    struct store rec;
+    uint64_t last;
+    start(&f, seed);
+    for (int i = 0; i < steps; i++) {
+        random_step(&f);
+        remember(&f);
+    }
+    stop_and_recover(&f);
+
+    /* Cut after a random step's last record, maybe torn in the next. */
+    for (int round = 0; round < 3 && f.nsnaps > 1; round++) {
+        const struct snap *sn = &f.snaps[below(&f, (uint32_t)f.nsnaps)];
+        int torn = below(&f, 2);
+        if (sn->index <= f.snapshot_index || sn->index == 0)
+            continue;
+        copy_dir(f.dir, f.copy);
+        assert_int_equal(cut_after(&f, f.copy, sn->index, torn), 0);
+        recover_pieces(&f, f.copy, &rec, &last);
+        if (last != sn->index)
+            fail_msg("seed %u: cut after record %" PRIu64 "%s: recovered up to %" PRIu64, seed,
+                     sn->index, torn ? " (next torn)" : "", last);
+        recover_real(&f, f.copy, &rec);
+        store_close(&rec);
+        seen.cuts++;
+        seen.torn += torn;
+    }
+    finish(&f);
 }
 
 /* ---- what the random runs found, one test each ---- */
@@ -807,6 +1108,46 @@ static void replayed_token_restarts_at_full_ttl(void **state)
     finish(&f);
 }
 
+static unsigned env_uint(const char *name, unsigned dflt)
+{
+    const char *v = getenv(name);
+    return v && *v ? (unsigned)strtoul(v, NULL, 10) : dflt;
+}
+
+static void run_seeds(unsigned n, int steps)
+{
+    const char *one = getenv("RCS_REPLAY_SEED");
+    if (one && *one) {
+        run_seed((unsigned)strtoul(one, NULL, 10), steps);
+        return;
+    }
+    n = env_uint("RCS_REPLAY_SEEDS", n);
+    memset(&seen, 0, sizeof(seen));
+    for (unsigned s = 1; s <= n; s++)
+        run_seed(s, steps);
+    if (n < 24)
+        return;
+    /* The runs went everywhere: every journal record type was replayed,
+     * snapshots were written, and cuts were recovered, torn or not. */
+    for (unsigned t = 1; t < REC_SNAP_FIRST; t++)
+        if (rec_type_name(t) && rec_type_valid(t, REC_KIND_JOURNAL) && !seen.types[t])
+            fail_msg("no %s record was replayed in %u seeds", rec_type_name(t), n);
+    assert_true(seen.snapshots > 0);
+    assert_true(seen.torn > 0 && seen.cuts > seen.torn);
+}
+
+static void random_seeds_recover_every_step(void **state)
+{
+    (void)state;
+    run_seeds(48, 600);
+}
+
+static void million_replay_seeds(void **state)
+{
+    (void)state;
+    run_seeds(200, 2000);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -815,6 +1156,8 @@ int main(int argc, char **argv)
         cmocka_unit_test(replayed_release_then_the_object_dies),
         cmocka_unit_test(replayed_token_restarts_at_full_ttl),
         cmocka_unit_test(replayed_garbage_leaves_the_candidate_buffer),
+        cmocka_unit_test(random_seeds_recover_every_step),
+        cmocka_unit_test(million_replay_seeds),
     };
     rcs_test_select(argc, argv);
     return cmocka_run_group_tests(tests, NULL, NULL);
