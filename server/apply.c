@@ -165,7 +165,8 @@ int apply_record(struct store *st, const struct rec *r, uint64_t now_ms, int rep
             return RPC_EBAD_PARAMS;
         if (!s && (rc = sess_new_at(st, r->sess, r->token, &s)) < 0)
             return rc;
-        memcpy(s->client, r->bytes, len);
+        if (len) /* an empty name's bytes may be NULL */
+            memcpy(s->client, r->bytes, len);
         s->client[len] = '\0';
         s->journaled = 1;
         return 0;

@@ -164,7 +164,8 @@ static char *fingerprint(const struct store *st, int all_sessions)
             add_line(&l, "n %.*s %016" PRIx64, (int)names[i]->len, names[i]->name, names[i]->id);
         mem_free(names, cap * sizeof(*names));
     }
-    qsort(l.v, l.n, sizeof(char *), cmp_line);
+    if (l.n) /* (l.v is NULL for an empty state) */
+        qsort(l.v, l.n, sizeof(char *), cmp_line);
     for (size_t i = 0; i < l.n; i++)
         len += strlen(l.v[i]) + 1;
     out = malloc(len + 1);
@@ -718,7 +719,8 @@ static char **segments(const char *dir, size_t *n)
         v[(*n)++] = strdup(e->d_name);
     }
     closedir(d);
-    qsort(v, *n, sizeof(char *), cmp_str);
+    if (*n)
+        qsort(v, *n, sizeof(char *), cmp_str);
     return v;
 }
 
