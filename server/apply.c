@@ -75,6 +75,10 @@ static int apply_gc(struct store *st, const struct rec *r)
         if (!o || o->holds || (obj_flags(o) & OBJ_EXTRA) ||
             (r->type == REC_GC_GARBAGE && (obj_flags(o) & OBJ_GARBAGE)))
             return RPC_EBAD_PARAMS;
+        /* As the live collector flags garbage (gc.c collect_step): black,
+         * and out of the candidate buffer (its id there is skipped). */
+        obj_clear_flag(o, OBJ_BUFFERED);
+        obj_set_color(o, COLOR_BLACK);
         obj_set_flag(o, OBJ_GARBAGE);
     }
     if (r->type == REC_GC_FREE)
@@ -151,9 +155,18 @@ int apply_record(struct store *st, const struct rec *r, uint64_t now_ms, int rep
         return 0;
     case REC_SESS_NEW: {
         uint32_t len = r->nbytes < sizeof(s->client) ? r->nbytes : sizeof(s->client) - 1;
-        if ((rc = sess_new_at(st, r->sess, r->token, &s)) < 0)
+        /* A snapshot holds every session, those no record had named yet
+         * (attached, empty) included: such a one's SESS_NEW comes after the
+         * snapshot, and names the session loaded from it. Nothing else may
+         * be there already under that id. */
+        s = sess_find(st, r->sess);
+        if (s && (s->journaled || s->ending || s->nholds || s->ntokens || s->ttl_s ||
+                  memcmp(s->token, r->token, SESS_TOKEN_BYTES) != 0))
+            return RPC_EBAD_PARAMS;
+        if (!s && (rc = sess_new_at(st, r->sess, r->token, &s)) < 0)
             return rc;
-        memcpy(s->client, r->bytes, len);
+        if (len) /* an empty name's bytes may be NULL */
+            memcpy(s->client, r->bytes, len);
         s->client[len] = '\0';
         s->journaled = 1;
         return 0;

@@ -261,19 +261,26 @@ int names_unbind(struct names *n, struct heap *h, const char *name, uint32_t len
 {
     uint64_t hash = hash_of(n, name, len);
     uint64_t *slot = u64map_get(&n->by_hash, hash);
-    struct name_ent **pp, *e;
+    struct name_ent *e, *prev = NULL;
     uint64_t id;
 
     if (!slot)
         return RPC_ENAME_NOT_FOUND;
-    for (pp = (struct name_ent **)(uintptr_t *)slot; (e = *pp); pp = &e->next) {
+    /* The chain's head is a uint64_t in the map: written as one, never
+     * through a struct name_ent ** (the compiler may assume the two do not
+     * alias, and an emptied chain then stayed in the map, a key whose value
+     * is 0, which ended names_next's walk early: a snapshot lost names). */
+    for (e = (struct name_ent *)(uintptr_t)*slot; e; prev = e, e = e->next) {
         if (e->len == len && memcmp(e->name, name, len) == 0)
             break;
     }
     if (!e)
         return RPC_ENAME_NOT_FOUND;
-    *pp = e->next;
-    if (*slot == 0)
+    if (prev)
+        prev->next = e->next;
+    else if (e->next)
+        *slot = (uint64_t)(uintptr_t)e->next;
+    else
         u64map_del(&n->by_hash, hash);
     id_unlink(n, e);
     tree_remove(n, e);

@@ -156,13 +156,13 @@ static void write_records(struct writer *w, const struct store *st, uint64_t las
 
     pos = 0;
     while (store_next_share(st, &pos, &token, &id, &deadline, &ttl_s, &maker)) {
-        /* An expired token the timer has not reached yet is gone already. */
-        if (deadline <= now_ms)
-            continue;
+        /* A token past its deadline that store_expire has not reached yet
+         * is still state: only its SHARE_EXPIRE record, which follows in the
+         * journal, takes it (and its reference) away. Its time left is 1 ms. */
         emit(w, &(struct rec){.type = REC_SNAP_SHARE,
                               .token = token,
                               .id = id,
-                              .a = deadline - now_ms,
+                              .a = deadline > now_ms ? deadline - now_ms : 1,
                               .b = ttl_s,
                               .c = maker});
         info->shares++;
