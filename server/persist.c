@@ -235,7 +235,8 @@ int persist_open(struct persist *p, const struct persist_opts *opts, struct stor
              " journal records replayed)",
              st->heap.objects, st->names.count, store_session_count(st), mono_ms() - t0,
              rv.snap.objects, rv.next_index - 1 - rv.applied, rv.applied);
-    if ((rc = uv_check_init(loop, &p->check)) < 0 || (rc = uv_signal_init(loop, &p->sigchld)) < 0) {
+    if ((rc = uv_check_init(loop, &p->check)) < 0 || (rc = uv_signal_init(loop, &p->sigchld)) < 0 ||
+        (rc = uv_timer_init(loop, &p->retry)) < 0) {
         snprintf(err, errlen, "cannot set up the journal's handles: %s", uv_strerror(rc));
         return rc;
     }
