@@ -180,6 +180,7 @@ static void on_journal_durable(void *ud, uint64_t index)
 }
 
 static void on_check(uv_check_t *h);
+static void on_prepare(uv_prepare_t *h);
 static void on_sigchld(uv_signal_t *h, int signum);
 
 int persist_open(struct persist *p, const struct persist_opts *opts, struct store *st,
@@ -236,14 +237,21 @@ int persist_open(struct persist *p, const struct persist_opts *opts, struct stor
              st->heap.objects, st->names.count, store_session_count(st), mono_ms() - t0,
              rv.snap.objects, rv.next_index - 1 - rv.applied, rv.applied);
     if ((rc = uv_check_init(loop, &p->check)) < 0 || (rc = uv_signal_init(loop, &p->sigchld)) < 0 ||
-        (rc = uv_timer_init(loop, &p->retry)) < 0) {
+        (rc = uv_timer_init(loop, &p->retry)) < 0 ||
+        (rc = uv_prepare_init(loop, &p->prepare)) < 0) {
         snprintf(err, errlen, "cannot set up the journal's handles: %s", uv_strerror(rc));
         return rc;
     }
     p->handles = 1;
-    p->check.data = p->sigchld.data = p->retry.data = p;
+    p->check.data = p->sigchld.data = p->retry.data = p->prepare.data = p;
+    /* Records made in the I/O callbacks are committed by the check handle,
+     * in the same iteration; records made by timers and idle handles (the
+     * backlog, sweeps, expiry) by the prepare handle, before the loop
+     * blocks in poll: else their replies would wait for the next event. */
     uv_check_start(&p->check, on_check);
     uv_unref((uv_handle_t *)&p->check);
+    uv_prepare_start(&p->prepare, on_prepare);
+    uv_unref((uv_handle_t *)&p->prepare);
     uv_signal_start(&p->sigchld, on_sigchld, SIGCHLD);
     uv_unref((uv_handle_t *)&p->sigchld);
     uv_unref((uv_handle_t *)&p->retry);
@@ -302,9 +310,20 @@ static void on_retry(uv_timer_t *t)
         start_snapshot(p);
 }
 
+static void commit_and_compact(struct persist *p);
+
 static void on_check(uv_check_t *h)
 {
-    struct persist *p = h->data;
+    commit_and_compact(h->data);
+}
+
+static void on_prepare(uv_prepare_t *h)
+{
+    commit_and_compact(h->data);
+}
+
+static void commit_and_compact(struct persist *p)
+{
     if (p->j.next_index - 1 > p->j.written_index && !journal_error(&p->j))
         journal_commit(&p->j);
     if (!p->child && (p->nwaiters || p->nnext ||
@@ -496,6 +515,7 @@ void persist_close(struct persist *p)
         uv_close((uv_handle_t *)&p->check, NULL);
         uv_close((uv_handle_t *)&p->sigchld, NULL);
         uv_close((uv_handle_t *)&p->retry, NULL);
+        uv_close((uv_handle_t *)&p->prepare, NULL);
         p->handles = 0;
     }
     mem_free(p->waiters, (size_t)p->waiters_cap * sizeof(void *));

@@ -47,7 +47,8 @@ struct persist {
     void **waiters, **next_waiters; /* saves served by the child running / by the next */
     uint32_t nwaiters, nnext, waiters_cap, next_cap;
     uv_signal_t sigchld;
-    uv_check_t check; /* commits at the end of each loop iteration */
+    uv_check_t check;     /* commits after each loop iteration's I/O callbacks ... */
+    uv_prepare_t prepare; /* ... and before it blocks (records of timers, idle handles) */
     uv_timer_t retry; /* a snapshot that had to wait (garbage not freed, the huge-page helper) */
     int thp_held;     /* thp_hold(1) said for the snapshot about to start */
     int handles;      /* sigchld and check initialised */
