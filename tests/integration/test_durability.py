@@ -823,6 +823,8 @@ class Driver:
                 if serr is None:
                     fail("object %d alive, oracle: freed (%s)" % (i, st))
                 continue
+            if serr or gerr:
+                fail("object %d lost (%s), oracle: alive" % (i, serr or gerr))
             got = {"data": bytes(g["data"]), "refs": list(g["refs"])}
             got.update({k2: st[k2] for k2 in ("holds", "names", "internal", "tokens",
                                               "refcount")})
