@@ -1,5 +1,6 @@
 # rcstore: the two commands of the README, and a few more for developers.
-#   make run    install what is missing, build, run rcstored on 127.0.0.1:7373
+#   make run    install what is missing, build, run rcstored on 127.0.0.1:7373,
+#               durable in ./data (git-ignored)
 #   make test   install what is missing, build, run the whole test suite
 # Everything is driven through CMake presets (CMakePresets.json).
 
@@ -51,7 +52,7 @@ build: deps build/CMakeCache.txt
 	cmake --build --preset release -j $(JOBS)
 
 run: build
-	./build/server/rcstored --listen tcp://127.0.0.1:7373
+	./build/server/rcstored --listen tcp://127.0.0.1:7373 --data-dir data
 
 test: build
 	ctest --preset release -j $(JOBS)

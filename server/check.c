@@ -35,16 +35,20 @@ static int bad(char *err, size_t errlen, const char *fmt, ...)
         goto out;                                                                                  \
     } while (0)
 
-/* The id table: every slot is a live object or on the free FIFO, and the
- * FIFO has nfree entries and ends at free_tail. */
+/* The id table: every slot is a live object, on the free FIFO, or retired
+ * for good (its generations used up: heap.c's put_slot marks it with the
+ * last generation and no next; the FIFO's tail waiting to give the last
+ * generation looks the same), and the FIFO has nfree entries and ends at
+ * free_tail. */
 static int check_slots(const struct heap *h, char *err, size_t errlen)
 {
+    const uint64_t retired = (uint64_t)((1u << OBJ_GEN_BITS) - 1) << 8 | 1;
     uint32_t live = 0, free_slots = 0, walked = 0, at = h->free_head, last = 0;
     for (uint32_t i = 0; i < h->nslots; i++) {
-        if (h->slots[i] & 1)
-            free_slots++;
-        else
+        if (!(h->slots[i] & 1))
             live++;
+        else if (h->slots[i] != retired || h->free_tail == i + 1)
+            free_slots++;
     }
     if (live != h->objects)
         return bad(err, errlen, "heap says %llu objects, the table has %u",
@@ -112,7 +116,9 @@ int heap_check(const struct heap *h, char *err, size_t errlen)
         if ((obj_flags(o) & OBJ_INGC) && !h->gc_state)
             FAIL("object %llu is flagged in a collection, and none is under way",
                  (unsigned long long)id);
-        if (obj_color(o) == COLOR_PURPLE && !(obj_flags(o) & OBJ_BUFFERED))
+        /* (Unless the buffer could not take it: then the next collection
+         * is a full one, which needs no buffer.) */
+        if (obj_color(o) == COLOR_PURPLE && !(obj_flags(o) & OBJ_BUFFERED) && !h->cand_lost)
             FAIL("object %llu is purple but not buffered", (unsigned long long)id);
         if (obj_flags(o) & OBJ_BUFFERED)
             buffered++;

@@ -5,11 +5,27 @@
 #include "cmd_int.h"
 #include "mem.h"
 #include "names.h"
+#include "persist.h"
 #include "store.h"
 
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+
+int cmd_change(struct cmd_ctx *c, const struct rec *r, struct apply_out *out)
+{
+    struct persist *p = c->env->persist;
+    uint64_t index;
+    int rc = persist_change(p, c->env->st, c->sess, r, c->env->now_ms, out, &index);
+    if (rc == RPC_EPERSISTENCE_FAILED)
+        return cmd_fail(c, rc,
+                        "the journal cannot be written (%s): nothing was changed; writes resume "
+                        "by themselves once the disk takes records",
+                        p->j.last_error[0] ? p->j.last_error : "see the server log");
+    if (rc == 0 && index > c->index)
+        c->index = index;
+    return rc;
+}
 
 int cmd_fail(struct cmd_ctx *c, int err, const char *fmt, ...)
 {
@@ -194,6 +210,7 @@ static const struct cmd_def {
     {CMD("gc"), cmd_do_gc, 0, 0, CMD_HEAVY},
     {CMD("stats"), cmd_do_stats, 0, 0, CMD_HEAVY},
     {CMD("debug_check"), cmd_do_debug_check, 0, 0, CMD_DEBUG | CMD_HEAVY},
+    {CMD("save"), cmd_do_save, 0, 0, 0},
 };
 
 _Static_assert(sizeof(cmds) / sizeof(cmds[0]) <= CMD_MAX, "raise CMD_MAX");
@@ -236,6 +253,9 @@ void cmd_ctx_init(struct cmd_ctx *c, struct cmd_env *env, struct sess *s, int *a
     c->authed = authed;
     c->close_after = 0;
     c->heavy = 0;
+    c->index = 0;
+    c->deferred = 0;
+    c->msgid = 0;
     c->conn = NULL;
     c->out = out;
     c->errmsg = NULL;
@@ -281,9 +301,15 @@ int cmd_dispatch(struct cmd_ctx *c, const struct rpc_message *m)
     if ((cmds[i].flags & CMD_GROWS) && (rc = cmd_check_maxmemory(c, CMD_GROW_BASE_BYTES)) < 0)
         goto counted_error;
     rpc_pack_response_ok(&c->pk, m->msgid);
+    c->msgid = m->msgid;
     rc = cmds[i].fn(c, m->params, m->nparams);
     if (rc == 0)
         return 0;
+    if (rc == CMD_DEFERRED) {
+        buf_truncate(c->out, mark);
+        c->deferred = 1;
+        return 0;
+    }
     buf_truncate(c->out, mark);
 counted_error:
     c->env->errors[i]++;

@@ -18,10 +18,13 @@
 #define CMD_MAX 32
 
 /* What handlers may know of the server around them; owned by the server. */
+struct persist;
+
 struct cmd_env {
     struct store *st;
-    uint64_t start_time;  /* seconds since the epoch at start-up */
-    uint64_t connections; /* currently open */
+    struct persist *persist; /* the data directory's journal (persist.h; disabled without one) */
+    uint64_t start_time;     /* seconds since the epoch at start-up */
+    uint64_t connections;    /* currently open */
     uint64_t connections_total;
     uint64_t connections_refused;
     uint64_t connections_timed_out; /* stalled mid-message past idle_timeout */
@@ -47,6 +50,9 @@ struct cmd_ctx {
     int heavy;         /* set by the dispatcher: the method may work up to a budget
                         * (a query, a free of many objects), so the caller looks at
                         * the clock before serving another request */
+    uint64_t index;    /* the journal record the reply waits for (0: none) */
+    int deferred;      /* set by the dispatcher: the reply comes later (save) */
+    uint32_t msgid;    /* of the request (for a deferred reply) */
     struct buf *out;
     msgpack_packer pk;
     const char *errmsg; /* private: message for the failing code */

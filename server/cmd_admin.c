@@ -4,10 +4,12 @@
 #include "check.h"
 #include "gc.h"
 #include "mem.h"
+#include "persist.h"
 #include "pool.h"
 #include "stats.h"
 #include "store.h"
 
+#include <string.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -22,8 +24,17 @@ int cmd_do_gc(struct cmd_ctx *c, arg_t *a, uint32_t n)
     struct store *st = c->env->st;
     struct gc_result r;
     int rc;
+    /* Frees are recorded before they are made: none while the journal
+     * cannot be written. */
+    if (c->env->persist && c->env->persist->enabled && journal_error(&c->env->persist->j))
+        return cmd_fail(c, RPC_EPERSISTENCE_FAILED,
+                        "the journal cannot be written (%s): nothing was collected",
+                        c->env->persist->j.last_error);
     if ((rc = store_collect(st, &r)) < 0)
         return rc;
+    /* What it freed is acknowledged once its records are written. */
+    if (c->env->persist)
+        c->index = persist_last_index(c->env->persist);
     msgpack_pack_map(&c->pk, 4);
     rpc_pack_kv_uint(&c->pk, "collected", r.collected);
     rpc_pack_kv_uint(&c->pk, "candidates", r.candidates);
@@ -58,6 +69,54 @@ static void pack_classes(msgpack_packer *pk, const struct pool_stats *ps)
     }
 }
 
+/* stats.persistence (SPEC section 8). */
+static void pack_persistence(msgpack_packer *pk, const struct persist *p)
+{
+    int on = p && p->enabled;
+    const char *err = on && p->j.failed ? p->j.last_error : on ? p->last_error : "";
+    rpc_pack_cstr(pk, "persistence");
+    msgpack_pack_map(pk, on ? 9 : 2);
+    rpc_pack_cstr(pk, "enabled");
+    if (on)
+        msgpack_pack_true(pk);
+    else
+        msgpack_pack_false(pk);
+    rpc_pack_cstr(pk, "fsync");
+    rpc_pack_cstr(pk, on ? persist_fsync_name(p->opts.fsync) : "none");
+    if (!on)
+        return;
+    rpc_pack_kv_uint(pk, "journal_bytes", p->bytes_since_snap);
+    rpc_pack_kv_uint(pk, "records", p->records);
+    rpc_pack_kv_uint(pk, "last_snapshot_unix", p->last_snapshot_unix);
+    rpc_pack_cstr(pk, "snapshot_in_progress");
+    if (p->child)
+        msgpack_pack_true(pk);
+    else
+        msgpack_pack_false(pk);
+    rpc_pack_cstr(pk, "last_error");
+    cmd_pack_str(pk, err, strlen(err));
+    rpc_pack_kv_uint(pk, "journal_index", persist_last_index(p));
+    rpc_pack_kv_uint(pk, "durable_index", p->j.durable_index);
+}
+
+/* save: a snapshot, written in the background; the reply comes when it is
+ * complete (persist_save's waiter is the connection). */
+int cmd_do_save(struct cmd_ctx *c, arg_t *a, uint32_t n)
+{
+    struct persist *p = c->env->persist;
+    int rc;
+    (void)a;
+    (void)n;
+    if (!p || !p->enabled)
+        return cmd_fail(c, RPC_EBAD_REQUEST,
+                        "this server keeps everything in memory: start it with --data-dir");
+    if (!c->conn)
+        return cmd_fail(c, RPC_EINTERNAL, "save needs a connection to reply to");
+    if ((rc = persist_save(p, c->conn)) < 0)
+        return rc;
+    return CMD_DEFERRED;
+}
+
 /* Every section of the counter list (stats.h), with the structured parts
  * beside it: server.version, memory.classes, gc.pauses and ops. */
 int cmd_do_stats(struct cmd_ctx *c, arg_t *a, uint32_t n)
@@ -68,7 +127,7 @@ int cmd_do_stats(struct cmd_ctx *c, arg_t *a, uint32_t n)
     int ncmd = cmd_count();
 
     stats_src_init(&src, env);
-    msgpack_pack_map(pk, STATS_NSECTIONS + 1);
+    msgpack_pack_map(pk, STATS_NSECTIONS + 2);
     for (int sec = 0; sec < STATS_NSECTIONS; sec++) {
         int extra = sec == STATS_SERVER || sec == STATS_MEMORY || sec == STATS_GC;
         rpc_pack_cstr(pk, stats_section_names[sec]);
@@ -87,6 +146,7 @@ int cmd_do_stats(struct cmd_ctx *c, arg_t *a, uint32_t n)
                 rpc_pack_kv_uint(pk, gc_pause_buckets[i].key, env->st->gc.pauses[i]);
         }
     }
+    pack_persistence(pk, env->persist);
     rpc_pack_cstr(pk, "ops");
     int nserved = 0;
     for (int i = 0; i < ncmd; i++)

@@ -26,6 +26,18 @@ typedef int (*cmd_fn)(struct cmd_ctx *c, arg_t *a, uint32_t n);
  * with no payload is refused, every growing request is. */
 #define CMD_GROW_BASE_BYTES 64
 
+/* A handler returns this (> 0) when its reply comes later: the
+ * dispatcher writes nothing now (cmd_ctx.deferred). */
+#define CMD_DEFERRED 1
+
+struct rec;
+struct apply_out;
+/* Make the change r describes, through the journal when there is one
+ * (persist_change): 0, or the apply layer's error, or
+ * RPC_EPERSISTENCE_FAILED with its message set. The reply waits for r's
+ * record. */
+int cmd_change(struct cmd_ctx *c, const struct rec *r, struct apply_out *out);
+
 /* Sets the error message of the request and returns err. */
 int cmd_fail(struct cmd_ctx *c, int err, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -78,5 +90,6 @@ int cmd_do_ping(struct cmd_ctx *c, arg_t *a, uint32_t n);
 int cmd_do_gc(struct cmd_ctx *c, arg_t *a, uint32_t n);
 int cmd_do_stats(struct cmd_ctx *c, arg_t *a, uint32_t n);
 int cmd_do_debug_check(struct cmd_ctx *c, arg_t *a, uint32_t n);
+int cmd_do_save(struct cmd_ctx *c, arg_t *a, uint32_t n);
 
 #endif

@@ -1,4 +1,5 @@
 /* cmd_names: the methods on names (bind, unbind, lookup, names). */
+#include "apply.h"
 #include "cmd_int.h"
 #include "mem.h"
 #include "names.h"
@@ -14,7 +15,8 @@ int cmd_do_bind(struct cmd_ctx *c, arg_t *a, uint32_t n)
     if ((rc = cmd_arg_name(c, &a[0], &name, &len)) < 0 ||
         (rc = cmd_arg_obj(c, &a[1], "id", &o, &id)) < 0)
         return rc;
-    if ((rc = names_bind(&c->env->st->names, &c->env->st->heap, name, len, id)) < 0)
+    struct rec rec = {.type = REC_BIND, .bytes = (const uint8_t *)name, .nbytes = len, .id = id};
+    if ((rc = cmd_change(c, &rec, NULL)) < 0)
         return rc;
     msgpack_pack_nil(&c->pk);
     return 0;
@@ -32,8 +34,11 @@ int cmd_do_unbind(struct cmd_ctx *c, arg_t *a, uint32_t n)
     int rc;
     if ((rc = cmd_arg_name(c, &a[0], &name, &len)) < 0)
         return rc;
-    if (names_unbind(&c->env->st->names, &c->env->st->heap, name, len) < 0)
+    struct rec rec = {.type = REC_UNBIND, .bytes = (const uint8_t *)name, .nbytes = len};
+    if ((rc = cmd_change(c, &rec, NULL)) == RPC_ENAME_NOT_FOUND)
         return name_not_found(c, name, len);
+    if (rc < 0)
+        return rc;
     msgpack_pack_nil(&c->pk);
     return 0;
 }
@@ -57,8 +62,11 @@ int cmd_do_lookup(struct cmd_ctx *c, arg_t *a, uint32_t n)
         return name_not_found(c, name, len);
     if (acquire && (rc = cmd_check_maxmemory(c, CMD_GROW_BASE_BYTES)) < 0)
         return rc;
-    if (acquire && (rc = sess_incref(st, c->sess, e->id, 1, NULL)) < 0)
-        return rc;
+    if (acquire) {
+        struct rec rec = {.type = REC_HOLD, .sess = c->sess->id, .id = e->id, .a = 1};
+        if ((rc = cmd_change(c, &rec, NULL)) < 0)
+            return rc;
+    }
     msgpack_pack_uint64(&c->pk, e->id);
     return 0;
 }

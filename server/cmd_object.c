@@ -1,5 +1,6 @@
 /* cmd_object: the methods on objects themselves (create, get, set_data,
  * set_refs, link, unlink, incref, decref, stat, watch). */
+#include "apply.h"
 #include "cmd_int.h"
 #include "heap.h"
 #include "mem.h"
@@ -11,6 +12,7 @@ int cmd_do_create(struct cmd_ctx *c, arg_t *a, uint32_t n)
     const char *data;
     uint32_t len, nrefs = 0;
     uint64_t *refs = NULL, id;
+    struct rec rec = {0};
     int rc;
 
     if ((rc = cmd_arg_data(c, &a[0], &data, &len)) < 0)
@@ -21,14 +23,17 @@ int cmd_do_create(struct cmd_ctx *c, arg_t *a, uint32_t n)
         cmd_free_ids(refs, nrefs);
         return rc;
     }
-    /* Everything that can refuse comes before the object exists. */
-    if ((rc = sess_can_hold(st, c->sess, 1)) == 0 && (rc = sess_reserve(st, c->sess)) == 0 &&
-        (rc = heap_create(&st->heap, data, len, refs, nrefs, &id)) == 0) {
-        rc = sess_incref(st, c->sess, id, 1, NULL);
-        /* Reserved above, and a new object cannot overflow. */
-        if (rc == 0)
-            msgpack_pack_uint64(&c->pk, id);
-    }
+    /* The id is decided here and the record says it; the apply layer
+     * refuses (quota, memory) before the object exists. */
+    rec.type = REC_CREATE;
+    rec.id = id = heap_next_id(&st->heap);
+    rec.sess = c->sess->id;
+    rec.bytes = (const uint8_t *)data;
+    rec.nbytes = len;
+    rec.items = refs;
+    rec.nitems = nrefs;
+    if ((rc = cmd_change(c, &rec, NULL)) == 0)
+        msgpack_pack_uint64(&c->pk, id);
     cmd_free_ids(refs, nrefs);
     return rc;
 }
@@ -67,7 +72,9 @@ int cmd_do_set_data(struct cmd_ctx *c, arg_t *a, uint32_t n)
         (rc = cmd_arg_data(c, &a[1], &data, &len)) < 0 ||
         (rc = cmd_check_maxmemory(c, CMD_GROW_BASE_BYTES + (uint64_t)len)) < 0)
         return rc;
-    if ((rc = heap_set_data(&c->env->st->heap, id, data, len)) < 0)
+    struct rec rec = {
+        .type = REC_SET_DATA, .id = id, .bytes = (const uint8_t *)data, .nbytes = len};
+    if ((rc = cmd_change(c, &rec, NULL)) < 0)
         return rc;
     msgpack_pack_nil(&c->pk);
     return 0;
@@ -82,7 +89,8 @@ int cmd_do_set_refs(struct cmd_ctx *c, arg_t *a, uint32_t n)
     if ((rc = cmd_arg_obj(c, &a[0], "id", &o, &id)) < 0 ||
         (rc = cmd_arg_refs(c, &a[1], &refs, &nrefs)) < 0)
         return rc;
-    rc = heap_set_refs(&c->env->st->heap, id, refs, nrefs);
+    struct rec rec = {.type = REC_SET_REFS, .id = id, .items = refs, .nitems = nrefs};
+    rc = cmd_change(c, &rec, NULL);
     cmd_free_ids(refs, nrefs);
     if (rc == 0)
         msgpack_pack_nil(&c->pk);
@@ -91,10 +99,8 @@ int cmd_do_set_refs(struct cmd_ctx *c, arg_t *a, uint32_t n)
 
 int cmd_do_link(struct cmd_ctx *c, arg_t *a, uint32_t n)
 {
-    struct heap *h = &c->env->st->heap;
     struct obj *o, *t;
     uint64_t id, tid;
-    uint32_t len;
     int rc;
     if ((rc = cmd_arg_obj(c, &a[0], "id", &o, &id)) < 0 ||
         (rc = cmd_arg_obj(c, &a[1], "target", &t, &tid)) < 0)
@@ -102,9 +108,11 @@ int cmd_do_link(struct cmd_ctx *c, arg_t *a, uint32_t n)
     if (obj_nrefs(o) >= c->env->st->lim.max_refs)
         return cmd_fail(c, RPC_ETOO_LARGE, "object %llu already has max_refs (%u) refs",
                         (unsigned long long)id, c->env->st->lim.max_refs);
-    if ((rc = heap_can_incr(h, tid, CNT_INTERNAL, 1)) < 0 || (rc = heap_link(h, id, tid, &len)) < 0)
+    struct rec rec = {.type = REC_LINK, .id = id, .target = tid};
+    struct apply_out out;
+    if ((rc = cmd_change(c, &rec, &out)) < 0)
         return rc;
-    msgpack_pack_uint32(&c->pk, len);
+    msgpack_pack_uint32(&c->pk, out.len);
     return 0;
 }
 
@@ -112,18 +120,21 @@ int cmd_do_unlink(struct cmd_ctx *c, arg_t *a, uint32_t n)
 {
     struct obj *o;
     uint64_t id, target;
-    uint32_t len;
+    struct apply_out out;
+    struct rec rec = {.type = REC_UNLINK};
     int rc;
     if ((rc = cmd_arg_obj(c, &a[0], "id", &o, &id)) < 0 ||
         (rc = cmd_arg_id(c, &a[1], "target", &target)) < 0)
         return rc;
-    rc = heap_unlink(&c->env->st->heap, id, target, &len);
+    rec.id = id;
+    rec.target = target;
+    rc = cmd_change(c, &rec, &out);
     if (rc == RPC_ENOT_FOUND)
         return cmd_fail(c, RPC_ENOT_FOUND, "object %llu has no ref to %llu", (unsigned long long)id,
                         (unsigned long long)target);
     if (rc < 0)
         return rc;
-    msgpack_pack_uint32(&c->pk, len);
+    msgpack_pack_uint32(&c->pk, out.len);
     return 0;
 }
 
@@ -136,9 +147,12 @@ int cmd_do_incref(struct cmd_ctx *c, arg_t *a, uint32_t n)
     if ((rc = cmd_arg_obj(c, &a[0], "id", &o, &id)) < 0 ||
         (n == 2 && (rc = cmd_arg_count(c, &a[1], &cnt)) < 0))
         return rc;
-    if ((rc = sess_incref(c->env->st, c->sess, id, cnt, &after)) < 0)
+    struct rec rec = {.type = REC_HOLD, .sess = c->sess->id, .id = id, .a = cnt};
+    struct apply_out out;
+    (void)after;
+    if ((rc = cmd_change(c, &rec, &out)) < 0)
         return rc;
-    msgpack_pack_uint64(&c->pk, after);
+    msgpack_pack_uint64(&c->pk, out.after);
     return 0;
 }
 
@@ -150,13 +164,18 @@ int cmd_do_decref(struct cmd_ctx *c, arg_t *a, uint32_t n)
     if ((rc = cmd_arg_id(c, &a[0], "id", &id)) < 0 ||
         (n == 2 && (rc = cmd_arg_count(c, &a[1], &cnt)) < 0))
         return rc;
-    rc = sess_decref(c->env->st, c->sess, id, cnt, &after);
+    struct rec rec = {.type = REC_DROP, .sess = c->sess->id, .id = id, .a = cnt};
+    struct apply_out out;
+    rc = cmd_change(c, &rec, &out);
+    after = out.after;
     if (rc == RPC_ENOT_HELD)
         return cmd_fail(c, rc, "this session holds %llu reference(s) to %llu, not %u",
                         (unsigned long long)sess_holds_on(c->env->st, c->sess, id),
                         (unsigned long long)id, cnt);
     if (rc == RPC_ENOT_FOUND)
         return cmd_fail(c, rc, "no object %llu", (unsigned long long)id);
+    if (rc < 0)
+        return rc;
     msgpack_pack_uint64(&c->pk, after);
     return 0;
 }

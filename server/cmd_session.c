@@ -1,5 +1,6 @@
 /* cmd_session: the methods of sessions and hand-offs (hello, release_all,
  * share, claim). */
+#include "apply.h"
 #include "cmd_int.h"
 #include "mem.h"
 #include "secret.h"
@@ -61,13 +62,13 @@ int cmd_do_hello(struct cmd_ctx *c, arg_t *a, uint32_t n)
         rpc_obj_bytes(resume, &tok, &len);
         if ((rc = sess_resume_into(st, s, tok, len, &s)) == RPC_ESESSION_BUSY)
             return cmd_fail(c, rc, "that session is attached to another connection");
+        if (rc == RPC_EPERSISTENCE_FAILED || rc == RPC_EOUT_OF_MEMORY)
+            return cmd_fail(c, rc, "the journal cannot take this session's end now; retry");
         if (rc < 0)
             return cmd_fail(c, rc, "no such session: its lease expired, or the server restarted");
         c->sess = s;
         resumed = 1;
     }
-    if (ttl)
-        sess_set_lease(st, s, ttl->via.u64);
     if (client) {
         uint32_t len = client->via.str.size;
         if (len >= sizeof(s->client))
@@ -75,6 +76,14 @@ int cmd_do_hello(struct cmd_ctx *c, arg_t *a, uint32_t n)
         if (len) /* an empty str's ptr may be NULL */
             memcpy(s->client, client->via.str.ptr, len);
         s->client[len] = '\0';
+    }
+    if (ttl) {
+        /* Clamped here: the record carries the ttl granted. */
+        uint64_t t =
+            ttl->via.u64 < st->lim.max_session_ttl ? ttl->via.u64 : st->lim.max_session_ttl;
+        struct rec rec = {.type = REC_SESS_LEASE, .sess = s->id, .a = t};
+        if ((rc = cmd_change(c, &rec, NULL)) < 0)
+            return rc;
     }
     msgpack_pack_map(pk, 7);
     rpc_pack_kv_uint(pk, "protocol", 1);
@@ -102,7 +111,12 @@ int cmd_do_hello(struct cmd_ctx *c, arg_t *a, uint32_t n)
 
 int cmd_do_release_all(struct cmd_ctx *c, arg_t *a, uint32_t n)
 {
-    msgpack_pack_uint64(&c->pk, sess_release_all(c->env->st, c->sess));
+    struct rec rec = {.type = REC_RELEASE_ALL, .sess = c->sess->id};
+    struct apply_out out;
+    int rc;
+    if ((rc = cmd_change(c, &rec, &out)) < 0)
+        return rc;
+    msgpack_pack_uint64(&c->pk, out.after);
     return 0;
 }
 
@@ -126,7 +140,11 @@ int cmd_do_share(struct cmd_ctx *c, arg_t *a, uint32_t n)
     }
     if (ttl > st->lim.max_session_ttl)
         ttl = st->lim.max_session_ttl;
-    rc = share_new(st, c->sess, id, (uint32_t)ttl, c->env->now_ms, token);
+    if ((rc = share_token(st, token)) == 0) {
+        struct rec rec = {
+            .type = REC_SHARE, .token = token, .sess = c->sess->id, .id = id, .a = ttl};
+        rc = cmd_change(c, &rec, NULL);
+    }
     if (rc == RPC_EQUOTA_EXCEEDED && (limit = share_quota_hit(st, c->sess)) != NULL) {
         if (strcmp(limit, "max_tokens") == 0)
             return cmd_fail(c, rc,
@@ -153,7 +171,12 @@ int cmd_do_claim(struct cmd_ctx *c, arg_t *a, uint32_t n)
     int rc;
     if (rpc_obj_bytes(&a[0], &tok, &len) < 0)
         return cmd_fail(c, RPC_EBAD_PARAMS, "token must be the bin that share returned");
-    rc = share_claim(c->env->st, c->sess, tok, len, c->env->now_ms, &id);
+    /* The record names the token's object, as a check for its replay. */
+    if ((rc = share_find(c->env->st, tok, len, c->env->now_ms, &id)) == 0) {
+        struct rec rec = {
+            .type = REC_CLAIM, .token = (const uint8_t *)tok, .sess = c->sess->id, .id = id};
+        rc = cmd_change(c, &rec, NULL);
+    }
     if (rc == RPC_ETOKEN_INVALID)
         return cmd_fail(c, rc, "token unknown, already claimed, or expired");
     if (rc < 0)

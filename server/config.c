@@ -33,6 +33,8 @@ void config_defaults(struct config *cfg)
     cfg->max_tokens = 1u << 20;
     cfg->gc_threshold = 10000;
     cfg->gc_slice_us = 1000;
+    cfg->fsync = 1;
+    cfg->compact_journal_bytes = 256ull << 20;
     cfg->idle_timeout_s = 60;
     cfg->log_level = "info";
     cfg->listen_source = -1;
@@ -122,6 +124,17 @@ void config_usage(FILE *out)
                  "  --metrics-listen URI     serve Prometheus metrics at http://HOST:PORT/metrics\n"
                  "                           (tcp://HOST:PORT; default: off)\n"
                  "  --log-level LEVEL        debug, info, warn, error or off (default info)\n"
+                 "  --data-dir DIR           durable: journal every change and recover it at\n"
+                 "                           start (default: none, everything in memory)\n"
+                 "  --fsync MODE             with --data-dir, when records reach the disk:\n"
+                 "                           always (before the reply), everysec, no (the\n"
+                 "                           kernel decides) (default everysec)\n"
+                 "  --compact-journal-bytes SIZE  write a snapshot in the background once the\n"
+                 "                           journal grew this much; 0 = only on save\n"
+                 "                           (default 256MiB)\n"
+                 "  --check-data DIR [--repair]  verify a data directory and exit (0: fit to\n"
+                 "                           start from); --repair cuts the journal at its\n"
+                 "                           first bad record\n"
                  "  --config PATH            read settings from an INI file (or set\n"
                  "                           RCSTORED_CONFIG); keys are the option names\n"
                  "  -h, --help               show this help and exit\n"
@@ -135,7 +148,7 @@ void config_usage(FILE *out)
 
 /* ---- the settings ---- */
 
-enum kind { K_UINT, K_SIZE, K_STR, K_FLAG, K_LISTEN, K_LEVEL };
+enum kind { K_UINT, K_SIZE, K_STR, K_FLAG, K_LISTEN, K_LEVEL, K_FSYNC };
 
 struct setting {
     const char *name; /* the option without "--", the file key, the env suffix */
@@ -167,6 +180,9 @@ static const struct setting settings[] = {
     {"debug-commands", K_FLAG, F(debug_commands), 0, 0},
     {"metrics-listen", K_STR, F(metrics_listen), 0, 0},
     {"log-level", K_LEVEL, F(log_level), 0, 0},
+    {"data-dir", K_STR, F(data_dir), 0, 0},
+    {"fsync", K_FSYNC, F(fsync), 0, 0},
+    {"compact-journal-bytes", K_SIZE, F(compact_journal_bytes), 0, UINT64_MAX},
 };
 #undef F
 #define NSETTINGS (sizeof(settings) / sizeof(settings[0]))
@@ -294,6 +310,17 @@ static int set_value(struct config *cfg, const struct setting *st, const struct 
             return bad(err, errlen, st, o, val, "out of memory");
         memcpy(field, &copy, sizeof(copy));
         return 0;
+    case K_FSYNC: {
+        /* (the order of enum journal_fsync) */
+        int f = !strcmp(val, "no")         ? 0
+                : !strcmp(val, "everysec") ? 1
+                : !strcmp(val, "always")   ? 2
+                                           : -1;
+        if (f < 0)
+            return bad(err, errlen, st, o, val, "not one of always, everysec, no");
+        memcpy(field, &f, sizeof(f));
+        return 0;
+    }
     case K_FLAG: {
         int on;
         if (!strcasecmp(val, "yes") || !strcasecmp(val, "true") || !strcasecmp(val, "on") ||

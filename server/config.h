@@ -51,9 +51,12 @@ struct config {
     uint64_t idle_timeout_s; /* close a connection stalled mid-message; 0: never */
     int debug_commands;      /* serve debug_check */
     const char *log_level;
-    const char *auth_token_file; /* NULL: no authentication */
-    const char *metrics_listen;  /* tcp://HOST:PORT for GET /metrics, or NULL */
-    struct config_str *strings;  /* private */
+    const char *auth_token_file;    /* NULL: no authentication */
+    const char *metrics_listen;     /* tcp://HOST:PORT for GET /metrics, or NULL */
+    const char *data_dir;           /* durable in this directory, or NULL: in memory */
+    int fsync;                      /* enum journal_fsync: 0 no, 1 everysec, 2 always */
+    uint64_t compact_journal_bytes; /* start a snapshot past this much journal; 0: never */
+    struct config_str *strings;     /* private */
     struct config_origin origins[CONFIG_MAX_SETTINGS]; /* private: by setting */
 };
 

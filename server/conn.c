@@ -17,6 +17,7 @@
 #include "err.h"
 #include "rpc_msg.h"
 #include "rpc_pack.h"
+#include "persist.h"
 #include "server.h"
 
 #include <string.h>
@@ -51,6 +52,11 @@ struct conn {
     unsigned dec_ready : 1;     /* dec was initialised */
     unsigned in_shared : 1;     /* in is srv->shared_in, lent for this read */
     unsigned backlogged : 1;    /* on srv->backlog, reading stopped */
+    unsigned held : 1;          /* on srv->held: output waits for the journal */
+    unsigned paused : 1;        /* a save's reply is awaited: nothing more is served */
+    uint64_t wait_index;        /* the journal record its output waits for */
+    struct conn *held_next;     /* srv->held */
+    uint32_t save_msgid;        /* of the save awaited */
     int authed;                 /* passed hello {auth}, or none is required */
     uint64_t last_read_ms;      /* when bytes last arrived */
     struct buf deferred;        /* notifications raised during a dispatch */
@@ -109,6 +115,13 @@ static void on_close(uv_handle_t *h)
         server_release_soon(srv); /* a session with many holds goes in slices */
     }
     backlog_remove(c);
+    persist_forget(&srv->persist, c);
+    if (c->held) {
+        struct conn **pp = &srv->held;
+        while (*pp != c)
+            pp = &(*pp)->held_next;
+        *pp = c->held_next;
+    }
     if (c->prev)
         c->prev->next = c->next;
     else
@@ -261,6 +274,15 @@ static void start_write(struct conn *c)
 
     if (c->closing || c->writing)
         return;
+    if (!persist_durable(&c->srv->persist, c->wait_index)) {
+        /* Acknowledged means written: the replies wait for their records. */
+        if (!c->held) {
+            c->held = 1;
+            c->held_next = c->srv->held;
+            c->srv->held = c;
+        }
+        return;
+    }
     if (buf_pending(&c->out) == 0) {
         if (c->close_after)
             conn_close(c);
@@ -294,6 +316,21 @@ static void start_write(struct conn *c)
         return;
     }
     c->writing = 1;
+}
+
+void conn_durable(struct server *srv, uint64_t index)
+{
+    struct conn **pp = &srv->held;
+    while (*pp) {
+        struct conn *c = *pp;
+        if (c->wait_index <= index) {
+            *pp = c->held_next;
+            c->held = 0;
+            queue_flush(c);
+        } else {
+            pp = &c->held_next;
+        }
+    }
 }
 
 void conn_flush_all(struct server *srv)
@@ -380,6 +417,13 @@ static int serve_request(struct conn *c, const struct rpc_message *m)
     c->in_dispatch = 1;
     cmd_dispatch(&ctx, m);
     c->in_dispatch = 0;
+    if (ctx.index > c->wait_index)
+        c->wait_index = ctx.index;
+    if (ctx.deferred) { /* save: nothing more is served until its reply */
+        c->paused = 1;
+        c->save_msgid = ctx.msgid;
+        uv_read_stop(&c->h.stream);
+    }
     c->sess = ctx.sess; /* hello {resume} may have swapped it */
     if (c->authed && !was_authed)
         set_scan_limits(c); /* the message that authenticated is complete */
@@ -498,7 +542,7 @@ static void serve_input(struct conn *c, uint64_t deadline_ns)
     unsigned light = 0;
 
     srv->env.now_ms = uv_now(srv->loop);
-    while (!c->closing && !c->close_after && buf_pending(&c->in) > 0) {
+    while (!c->closing && !c->close_after && !c->paused && buf_pending(&c->in) > 0) {
         const char *frame = c->in.data + c->in.off;
         size_t flen = 0;
         int rc, heavy = 0;
@@ -544,7 +588,7 @@ static void serve_input(struct conn *c, uint64_t deadline_ns)
         backlog_remove(c);
         if (buf_pending(&c->in) == 0)
             buf_close(&c->in); /* its next read uses the shared buffer again */
-        if (!c->closing && !c->close_after)
+        if (!c->closing && !c->close_after && !c->paused)
             uv_read_start(&c->h.stream, on_alloc, on_read);
     }
     if (!c->closing && check_output(c) == 0)
@@ -596,6 +640,33 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
         serve_input(c, uv_hrtime() + slice_ns(srv));
     }
     return_shared_in(c);
+    conn_flush_all(srv);
+}
+
+void conn_saved(struct server *srv, void *waiter, int rc, uint64_t bytes, uint64_t ms)
+{
+    struct conn *c = waiter;
+    msgpack_packer pk;
+    if (c->closing)
+        return;
+    rpc_packer_init(&pk, &c->out);
+    if (rc < 0) {
+        rpc_pack_response_error(&pk, 1, c->save_msgid, rc,
+                                srv->persist.last_error[0] ? srv->persist.last_error
+                                                           : "the snapshot could not be written");
+    } else {
+        rpc_pack_response_ok(&pk, c->save_msgid);
+        msgpack_pack_map(&pk, 2);
+        rpc_pack_kv_uint(&pk, "snapshot_bytes", bytes);
+        rpc_pack_kv_uint(&pk, "duration_ms", ms);
+    }
+    c->paused = 0;
+    queue_flush(c);
+    /* What the client sent after the save is served now, in turn. */
+    if (buf_pending(&c->in) > 0)
+        backlog_add(c);
+    else if (!c->close_after)
+        uv_read_start(&c->h.stream, on_alloc, on_read);
     conn_flush_all(srv);
 }
 

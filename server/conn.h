@@ -40,5 +40,11 @@ void conn_notify(void *ud, struct sess *s, uint64_t id, enum free_reason why);
  * Called where no connection is in the middle of a read or a request: the
  * end of a read callback, a close callback, a timer. */
 void conn_flush_all(struct server *srv);
+/* The journal is durable up to index: connections whose replies waited
+ * for it are queued for the next flush. */
+void conn_durable(struct server *srv, uint64_t index);
+/* A save's snapshot is done (rc 0) or failed: waiter's reply is sent and
+ * it is served again. */
+void conn_saved(struct server *srv, void *waiter, int rc, uint64_t bytes, uint64_t ms);
 
 #endif

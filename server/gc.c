@@ -6,6 +6,7 @@
 #include "gc.h"
 #include "mem.h"
 #include "err.h"
+#include "record.h"
 
 #include <assert.h>
 #include <string.h>
@@ -252,6 +253,28 @@ static void resolve(const struct heap *h, const uint64_t *ids, uint32_t n, struc
     }
 }
 
+/* The GC_FREE record of what CollectWhite is about to free, in the order it
+ * frees them (the journal's hook; heap.h). 0, or RPC_EOUT_OF_MEMORY or the
+ * hook's error, and then nothing may be freed. */
+static int record_white(struct heap *h, const struct stack *white)
+{
+    uint64_t n = 0, *ids;
+    int rc;
+    for (size_t i = 0; i < white->len; i += 2)
+        n += obj_color((struct obj *)(uintptr_t)white->v[i + 1]) == COLOR_WHITE;
+    if (n == 0)
+        return 0;
+    if (!(ids = mem_alloc(n * 8)))
+        return RPC_EOUT_OF_MEMORY;
+    n = 0;
+    for (size_t i = 0; i < white->len; i += 2)
+        if (obj_color((struct obj *)(uintptr_t)white->v[i + 1]) == COLOR_WHITE)
+            ids[n++] = white->v[i];
+    rc = heap_gc_record(h, REC_GC_FREE, ids, n);
+    mem_free(ids, n * 8);
+    return rc;
+}
+
 /* The synchronous algorithm over the candidate ids roots[0..n) (owned by the
  * caller, no longer in the heap's buffer). Results are added to *r. 0, or
  * RPC_EOUT_OF_MEMORY after repair(). */
@@ -311,6 +334,10 @@ static int collect_roots(struct heap *h, struct sync *y, uint64_t *roots, uint32
      * pointed at are already what they must be once it is gone, so it is
      * freed without looking at its refs, and freeing one changes nothing
      * another is judged by. */
+    if (h->gc_record && (rc = record_white(h, &white)) < 0) {
+        repair(h);
+        goto out;
+    }
     for (size_t i = 0; i < white.len; i += 2) {
         struct obj *o = (struct obj *)(uintptr_t)white.v[i + 1];
         if (obj_color(o) != COLOR_WHITE)
@@ -715,6 +742,10 @@ static void collect_end(struct heap *h, struct work *w)
 {
     struct stack t = w->garbage;
     assert(w->garbage.len == 0);
+    /* With a journal, the garbage set is recorded before any of it is
+     * freed (it is hidden already); if it cannot be, COLLECT ends later. */
+    if (heap_gc_record(h, REC_GC_GARBAGE, w->visited.v, w->ngarbage) < 0)
+        return;
     w->garbage = w->visited;
     w->garbage.len = w->ngarbage;
     w->visited = t;
@@ -770,30 +801,43 @@ static void free_garbage(struct heap *h, struct work *w, size_t n, struct gc_res
 {
     uint64_t before = h->freed[FREE_CYCLE];
     const uint64_t *g = w->garbage.v;
-    while (n-- && w->garbage.len) {
-        size_t i = --w->garbage.len; /* (the list is taken from its end) */
-        if (i >= AHEAD)
-            prefetch_slot(h, g[i - AHEAD]);
-        if (i >= AHEAD / 2)
-            prefetch_obj(h, g[i - AHEAD / 2]);
+    size_t end = w->garbage.len, first;
+    /* The list is taken from its end, a chunk at a time, each chunk freed
+     * in order (the order its GC_FREE record gives). */
+    n = n < end ? n : end;
+    first = end - n;
+    if (heap_gc_record(h, REC_GC_FREE, g + first, n) < 0)
+        return;
+    for (size_t i = first; i < end; i++) {
+        if (i + AHEAD < end)
+            prefetch_slot(h, g[i + AHEAD]);
+        if (i + AHEAD / 2 < end)
+            prefetch_obj(h, g[i + AHEAD / 2]);
         heap_free_garbage(h, g[i]);
     }
+    w->garbage.len = first;
     r->collected += h->freed[FREE_CYCLE] - before;
 }
 
 /* Bring the incremental state to rest before a synchronous collection: a
  * collection in MARK or SCAN is given up (its roots are back in the
  * buffer), one in COLLECT is finished, and all garbage found is freed. */
-static void settle(struct heap *h, struct gc_result *r)
+static int settle(struct heap *h, struct gc_result *r)
 {
     struct work *w = h->gc_state;
     if (!w)
-        return;
+        return 0;
     if (w->phase == GATHER || w->phase == MARK || w->phase == SCAN)
         abandon(h, work_oom(w));
-    while (w->phase == COLLECT)
+    while (w->phase == COLLECT) {
         work_step(h, w, r);
+        /* The journal did not take the garbage's record: it stays found
+         * (and hidden) until a later slice records it. */
+        if (w->phase == COLLECT && w->pos >= w->visited.len)
+            return RPC_EOUT_OF_MEMORY;
+    }
     free_garbage(h, w, SIZE_MAX, r);
+    return w->garbage.len ? RPC_EOUT_OF_MEMORY : 0;
 }
 
 int gc_collect(struct heap *h, struct gc_result *r)
@@ -804,7 +848,8 @@ int gc_collect(struct heap *h, struct gc_result *r)
     int rc = 0;
 
     memset(r, 0, sizeof(*r));
-    settle(h, r);
+    if ((rc = settle(h, r)) < 0)
+        return rc;
     if (h->cand_lost) {
         struct gc_result f;
         rc = collect_full(h, &f);

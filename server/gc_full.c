@@ -2,6 +2,7 @@
 #include "gc_full.h"
 #include "mem.h"
 #include "err.h"
+#include "record.h"
 
 #include <time.h>
 
@@ -100,7 +101,42 @@ int gc_full(struct heap *h, struct gc_result *r)
             obj_set_flag(o, OBJ_GARBAGE);
     }
     /* Every garbage object is flagged before any is freed, so releasing refs
-     * never cascades into another garbage object. */
+     * never cascades into another garbage object. With a journal, the list
+     * is its GC_FREE record first; without room for the list, or if the
+     * record cannot be written, nothing is freed. */
+    if (h->gc_record) {
+        uint64_t n = 0, *ids = NULL;
+        for (uint32_t i = 0; i < h->nslots; i++) {
+            uint64_t id;
+            struct obj *o = heap_slot(h, i, &id);
+            n += o && (obj_flags(o) & OBJ_GARBAGE);
+        }
+        if (n && !(ids = mem_alloc(n * 8)))
+            rc = RPC_EOUT_OF_MEMORY;
+        for (uint32_t i = 0, k = 0; ids && i < h->nslots; i++) {
+            uint64_t id;
+            struct obj *o = heap_slot(h, i, &id);
+            if (o && (obj_flags(o) & OBJ_GARBAGE))
+                ids[k++] = id;
+        }
+        if (rc == 0 && (rc = heap_gc_record(h, REC_GC_FREE, ids, n)) == 0) {
+            for (uint64_t k = 0; k < n; k++)
+                heap_free_garbage(h, ids[k]);
+            r->collected += n;
+        }
+        mem_free(ids, n * 8);
+        if (rc < 0) {
+            for (uint32_t i = 0; i < h->nslots; i++) {
+                uint64_t id;
+                struct obj *o = heap_slot(h, i, &id);
+                if (o)
+                    obj_clear_flag(o, OBJ_GARBAGE);
+            }
+            return rc;
+        }
+        r->duration_us = now_us() - start;
+        return 0;
+    }
     for (uint32_t i = 0; i < h->nslots; i++) {
         uint64_t id;
         struct obj *o = heap_slot(h, i, &id);

@@ -102,6 +102,7 @@ void heap_close(struct heap *h)
     mem_free(h->slots, (size_t)h->slots_cap * sizeof(*h->slots));
     mem_free(h->owner, (size_t)h->owner_cap * sizeof(*h->owner));
     mem_free(h->cand, (size_t)h->cand_cap * sizeof(*h->cand));
+    heap_untrack_free(h);
     u64map_close(&h->extra);
     memset(h, 0, sizeof(*h));
 }
@@ -156,6 +157,13 @@ static int reserve_slot(struct heap *h)
         h->owner = own;
         h->owner_cap = cap;
     }
+    if (h->free_prev && h->free_prev_cap < cap) {
+        uint32_t *fp = mem_realloc(h->free_prev, (size_t)h->free_prev_cap * 4, (size_t)cap * 4);
+        if (!fp)
+            return RPC_EOUT_OF_MEMORY;
+        h->free_prev = fp;
+        h->free_prev_cap = cap;
+    }
     h->cap = cap;
     return 0;
 }
@@ -170,6 +178,8 @@ static uint32_t take_slot(struct heap *h, uint32_t *gen)
         h->free_head = (uint32_t)(h->slots[idx] >> 32);
         if (!h->free_head)
             h->free_tail = 0;
+        else if (h->free_prev)
+            h->free_prev[h->free_head - 1] = 0;
         h->nfree--;
     } else {
         idx = h->nslots++;
@@ -184,7 +194,9 @@ static uint32_t take_slot(struct heap *h, uint32_t *gen)
  * ids unique. */
 static void maybe_reset_slots(struct heap *h)
 {
-    if (h->objects != 0 || h->cap < SLOT_RESET_MIN || h->gen_next_max >= GEN_MAX)
+    /* (nslots, not the capacity: a replay must reset exactly where the
+     * live heap did, and capacities depend on allocation history.) */
+    if (h->objects != 0 || h->nslots < SLOT_RESET_MIN || h->gen_next_max >= GEN_MAX)
         return;
     mem_free(h->slots, (size_t)h->slots_cap * sizeof(*h->slots));
     mem_free(h->owner, (size_t)h->owner_cap * sizeof(*h->owner));
@@ -193,6 +205,7 @@ static void maybe_reset_slots(struct heap *h)
     h->cap = h->slots_cap = h->owner_cap = 0;
     h->nslots = h->free_head = h->free_tail = h->nfree = 0;
     h->gen_floor = h->gen_next_max;
+    heap_untrack_free(h);
 }
 
 /* Refcount invariants hold in release builds too: a count that would wrap
@@ -226,11 +239,145 @@ static void put_slot(struct heap *h, uint32_t idx, uint32_t gen)
     } else {
         h->free_head = idx + 1;
     }
+    if (h->free_prev)
+        h->free_prev[idx] = h->free_tail;
     h->free_tail = idx + 1;
     h->nfree++;
 }
 
 /* ---- creating and counting ---- */
+
+uint64_t heap_next_id(const struct heap *h)
+{
+    uint32_t idx;
+    if (reuse_first(h)) {
+        idx = h->free_head - 1;
+        return (uint64_t)((uint32_t)(h->slots[idx] >> 8) & GEN_MAX) << 32 | (idx + 1);
+    }
+    return (uint64_t)h->gen_floor << 32 | (h->nslots + 1);
+}
+
+/* The free list's back links (index + 1 of the slot before each free
+ * slot), so that heap_create_at can take a slot from its middle. */
+static int track_free(struct heap *h)
+{
+    uint32_t prev = 0;
+    if (h->free_prev)
+        return 0;
+    if (!(h->free_prev = mem_alloc((size_t)(h->cap ? h->cap : 1) * 4)))
+        return RPC_EOUT_OF_MEMORY;
+    h->free_prev_cap = h->cap ? h->cap : 1;
+    for (uint32_t i = h->free_head; i; i = (uint32_t)(h->slots[i - 1] >> 32)) {
+        h->free_prev[i - 1] = prev;
+        prev = i;
+    }
+    return 0;
+}
+
+void heap_untrack_free(struct heap *h)
+{
+    mem_free(h->free_prev, (size_t)h->free_prev_cap * 4);
+    h->free_prev = NULL;
+    h->free_prev_cap = 0;
+}
+
+/* Take free slot idx out of the free list, wherever it is. */
+static int unlink_free(struct heap *h, uint32_t idx)
+{
+    uint32_t prev, next = (uint32_t)(h->slots[idx] >> 32);
+    if (h->free_head == idx + 1) {
+        prev = 0;
+    } else {
+        if (track_free(h) < 0)
+            return RPC_EOUT_OF_MEMORY;
+        prev = h->free_prev[idx];
+    }
+    if (prev)
+        h->slots[prev - 1] = (h->slots[prev - 1] & 0xffffffffu) | (uint64_t)next << 32;
+    else
+        h->free_head = next;
+    if (next) {
+        if (h->free_prev)
+            h->free_prev[next - 1] = prev;
+    } else {
+        h->free_tail = prev;
+    }
+    h->nfree--;
+    return 0;
+}
+
+int heap_create_at(struct heap *h, uint64_t id, const void *data, uint32_t len,
+                   const uint64_t *refs, uint32_t nrefs)
+{
+    uint32_t idx = (uint32_t)(id & 0xffffffffu) - 1, gen = (uint32_t)(id >> 32), cap;
+    struct obj *o;
+    int rc;
+
+    if ((id & 0xffffffffu) == 0 || gen > GEN_MAX)
+        return RPC_EBAD_PARAMS;
+    if (idx < h->nslots) {
+        uint64_t v = h->slots[idx];
+        /* A free slot in the list, waiting to hand out exactly this id. */
+        if (!(v & SLOT_FREE) || ((uint32_t)(v >> 8) & GEN_MAX) != gen)
+            return RPC_EBAD_PARAMS;
+        /* A retired slot also says GEN_MAX, but it is in no list. */
+        if (gen == GEN_MAX && (v >> 32) == 0 && h->free_tail != idx + 1)
+            return RPC_EBAD_PARAMS;
+    } else if (idx != h->nslots || gen != h->gen_floor) {
+        return RPC_EBAD_PARAMS;
+    } else if (h->nslots == h->cap) {
+        /* Grow as reserve_slot would (which may prefer reuse: not here). */
+        cap = h->cap ? (h->cap > 0x7fffffffu ? 0xfffffffeu : h->cap * 2) : 1024;
+        if (h->cap >= 0xfffffffeu)
+            return RPC_EOUT_OF_MEMORY;
+        if (h->slots_cap < cap) {
+            uint64_t *sl = mem_realloc(h->slots, (size_t)h->slots_cap * 8, (size_t)cap * 8);
+            if (!sl)
+                return RPC_EOUT_OF_MEMORY;
+            h->slots = sl;
+            h->slots_cap = cap;
+        }
+        if (h->owner_cap < cap) {
+            uint32_t *own = mem_realloc(h->owner, (size_t)h->owner_cap * 4, (size_t)cap * 4);
+            if (!own)
+                return RPC_EOUT_OF_MEMORY;
+            memset(own + h->owner_cap, 0, (size_t)(cap - h->owner_cap) * 4);
+            h->owner = own;
+            h->owner_cap = cap;
+        }
+        if (h->free_prev && h->free_prev_cap < cap) {
+            uint32_t *fp = mem_realloc(h->free_prev, (size_t)h->free_prev_cap * 4, (size_t)cap * 4);
+            if (!fp)
+                return RPC_EOUT_OF_MEMORY;
+            h->free_prev = fp;
+            h->free_prev_cap = cap;
+        }
+        h->cap = cap;
+    }
+    if (!(o = objmem_new(block_bytes(len, nrefs))))
+        return RPC_EOUT_OF_MEMORY;
+    if (idx < h->nslots && (rc = unlink_free(h, idx)) < 0) {
+        objmem_free(o, block_bytes(len, nrefs));
+        return rc;
+    }
+    if (idx == h->nslots)
+        h->nslots++;
+    h->owner[idx] = 0;
+    memset(o, 0, sizeof(*o));
+    fill(o, data, len, refs, nrefs, NULL, 0);
+    o->genflags |= gen << OBJ_FLAG_BITS;
+    h->slots[idx] = (uint64_t)(uintptr_t)o;
+    for (uint32_t i = 0; i < nrefs; i++) {
+        struct obj *t = heap_get(h, refs[i]);
+        assert(t && "heap_create_at: refs must be checked first");
+        heap_touch(h, t, refs[i]);
+        t->internal++;
+    }
+    h->objects++;
+    h->data_bytes += len;
+    h->refs += nrefs;
+    return 0;
+}
 
 int heap_create(struct heap *h, const void *data, uint32_t len, const uint64_t *refs,
                 uint32_t nrefs, uint64_t *id)
@@ -613,4 +760,153 @@ int heap_free_next(const struct heap *h, uint32_t *cursor, uint32_t *slot, uint3
     next = (uint32_t)(h->slots[next - 1] >> 32);
     *cursor = next ? next : UINT32_MAX;
     return 1;
+}
+
+/* ---- loading a snapshot ---- */
+
+/* The marker of a slot retired for good (put_slot's), which every slot is
+ * until the snapshot says it is free or holds an object. A free slot at the
+ * tail of the list waiting to give generation GEN_MAX reads the same. */
+#define SLOT_RETIRED ((uint64_t)GEN_MAX << 8 | SLOT_FREE)
+
+static int slot_unplaced(const struct heap *h, uint32_t idx)
+{
+    return h->slots[idx] == SLOT_RETIRED && h->free_tail != idx + 1;
+}
+
+int heap_load_ids(struct heap *h, uint32_t nslots, uint32_t gen_floor, uint32_t gen_next_max)
+{
+    uint32_t cap = 0;
+
+    if (h->nslots || h->slots || h->objects || gen_next_max > GEN_MAX || gen_floor > gen_next_max ||
+        nslots > 0xfffffffeu)
+        return RPC_EBAD_PARAMS;
+    /* The capacity the live heap had: reserve_slot and heap_create_at
+     * double from 1024 only when every slot is in use, so it is the least
+     * such size that holds nslots. It matters: a full table reuses a free
+     * slot before it grows (reuse_first). */
+    if (nslots) {
+        cap = 1024;
+        while (cap < nslots)
+            cap = cap > 0x7fffffffu ? 0xfffffffeu : cap * 2;
+        h->slots = mem_alloc((size_t)cap * sizeof(*h->slots));
+        h->owner = mem_calloc((size_t)cap * sizeof(*h->owner));
+        if (!h->slots || !h->owner) {
+            mem_free(h->slots, h->slots ? (size_t)cap * sizeof(*h->slots) : 0);
+            mem_free(h->owner, h->owner ? (size_t)cap * sizeof(*h->owner) : 0);
+            h->slots = NULL;
+            h->owner = NULL;
+            return RPC_EOUT_OF_MEMORY;
+        }
+        for (uint32_t i = 0; i < nslots; i++)
+            h->slots[i] = SLOT_RETIRED;
+    }
+    h->cap = h->slots_cap = h->owner_cap = cap;
+    h->nslots = nslots;
+    h->gen_floor = gen_floor;
+    h->gen_next_max = gen_next_max;
+    return 0;
+}
+
+int heap_load_free(struct heap *h, uint32_t slot, uint32_t gen)
+{
+    /* (A free slot waits with the generation after its last object's: never 0.) */
+    if (slot >= h->nslots || gen == 0 || gen > h->gen_next_max || !slot_unplaced(h, slot))
+        return RPC_EBAD_PARAMS;
+    h->slots[slot] = (uint64_t)gen << 8 | SLOT_FREE;
+    if (h->free_tail) {
+        uint64_t *t = &h->slots[h->free_tail - 1];
+        *t = (*t & 0xffffffffu) | (uint64_t)(slot + 1) << 32;
+    } else {
+        h->free_head = slot + 1;
+    }
+    h->free_tail = slot + 1;
+    h->nfree++;
+    return 0;
+}
+
+int heap_load_obj(struct heap *h, uint64_t id, const void *data, uint32_t len, const void *refs,
+                  uint32_t nrefs)
+{
+    uint32_t idx = (uint32_t)(id & 0xffffffffu) - 1, gen = (uint32_t)(id >> 32);
+    struct obj *o;
+    char *d;
+
+    if ((id & 0xffffffffu) == 0 || idx >= h->nslots || gen > h->gen_next_max ||
+        !slot_unplaced(h, idx))
+        return RPC_EBAD_PARAMS;
+    if (!(o = objmem_new(block_bytes(len, nrefs))))
+        return RPC_EOUT_OF_MEMORY;
+    memset(o, 0, sizeof(*o));
+    /* fill's layout, from refs of any alignment (read in place from a file). */
+    d = (char *)(o + 1);
+    if (needs_big(len, nrefs)) {
+        obj_set_flag(o, OBJ_BIG);
+        memcpy(d, &len, 4);
+        memcpy(d + 4, &nrefs, 4);
+        d += 8;
+    } else {
+        o->sizes = len | nrefs << OBJ_LEN_BITS;
+    }
+    if (len)
+        memcpy(d, data, len);
+    memset(d + len, 0, pad8(len) - len);
+    if (nrefs)
+        memcpy(d + pad8(len), refs, (size_t)nrefs * 8);
+    o->genflags |= gen << OBJ_FLAG_BITS;
+    h->slots[idx] = (uint64_t)(uintptr_t)o;
+    h->objects++;
+    h->data_bytes += len;
+    h->refs += nrefs;
+    return 0;
+}
+
+int heap_load_finish(struct heap *h)
+{
+    uint64_t objects = 0, data_bytes = 0, refs = 0, nfree = 0;
+    uint64_t uncounted = 0; /* objects with no hold, name or token ... */
+    uint64_t reached = 0;   /* ... and those of them a ref reaches */
+    uint32_t i, n;
+
+    for (i = h->free_head; i && nfree <= h->nslots; i = (uint32_t)(h->slots[i - 1] >> 32))
+        nfree++;
+    if (nfree != h->nfree)
+        return RPC_EBAD_PARAMS;
+    for (i = 0; i < h->nslots; i++) {
+        struct obj *o = slot_obj(h->slots[i]);
+        const uint64_t *r;
+        if (!o)
+            continue;
+        objects++;
+        data_bytes += obj_data_len(o);
+        n = obj_nrefs(o);
+        refs += n;
+        if (o->holds == 0 && !(o->genflags & OBJ_EXTRA))
+            uncounted++;
+        /* The live heap's candidate roots are not in a snapshot, and a
+         * garbage cycle no decrement will ever reach again would stay: every
+         * object that has refs is a candidate, for the sliced collector. */
+        if (n) {
+            possible_root(h, o, (uint64_t)obj_gen(o) << 32 | (i + 1));
+            if (h->cand_lost) /* (no room: a full collection would stall the loop) */
+                return RPC_EOUT_OF_MEMORY;
+        }
+        r = obj_refs(o);
+        for (uint32_t k = 0; k < n; k++) {
+            struct obj *t = heap_get(h, r[k]);
+            if (!t)
+                return RPC_ENOT_FOUND;
+            if (t->internal == UINT32_MAX)
+                return RPC_EQUOTA_EXCEEDED;
+            if (t->internal++ == 0 && t->holds == 0 && !(t->genflags & OBJ_EXTRA))
+                reached++;
+        }
+    }
+    if (objects != h->objects || data_bytes != h->data_bytes || refs != h->refs)
+        return RPC_EBAD_PARAMS;
+    /* Every object must be counted by something, or the live heap would have
+     * freed it: a snapshot never holds an object at zero. */
+    if (uncounted != reached)
+        return RPC_EBAD_PARAMS;
+    return 0;
 }

@@ -134,7 +134,9 @@ struct heap {
     uint32_t free_head, free_tail, nfree; /* FIFO of free slots, index + 1 */
     uint32_t gen_floor;                   /* generation of slots never used */
     uint32_t gen_next_max;                /* largest generation a free slot waits with */
-    struct u64map extra;                  /* id -> names | tokens << 32 */
+    uint32_t *free_prev;                  /* while replaying: back links of the free list */
+    uint32_t free_prev_cap;
+    struct u64map extra; /* id -> names | tokens << 32 */
     /* Candidate roots for the cycle collector: ids of objects a decrement
      * left referenced while they have refs (purple, buffered once). Ids of
      * objects freed since are stale and skipped. If the buffer cannot grow,
@@ -151,6 +153,11 @@ struct heap {
      * makes white objects invisible like those flagged OBJ_GARBAGE.
      * heap_close calls gc_state_free. */
     void *gc_state;
+    /* The journal's hook (NULL: in memory): a collection calls it with the
+     * GC_GARBAGE or GC_FREE record of the objects it is about to free, and
+     * frees nothing if it fails (record.h; the store sets it). */
+    int (*gc_record)(void *ud, int type, const uint64_t *ids, uint64_t n);
+    void *gc_record_ud;
     void (*gc_state_free)(struct heap *h);
     void (*gc_touch)(struct heap *h, uint64_t id);
     int hide_white;
@@ -203,6 +210,24 @@ int heap_check_ids(const struct heap *h, const uint64_t *ids, uint32_t n);
  * 0 or RPC_EOUT_OF_MEMORY, in which case nothing changed. */
 int heap_create(struct heap *h, const void *data, uint32_t len, const uint64_t *refs,
                 uint32_t nrefs, uint64_t *id);
+/* The collector's record of what it frees: 0, or the hook's error. */
+static inline int heap_gc_record(struct heap *h, int type, const uint64_t *ids, uint64_t n)
+{
+    return h->gc_record && n ? h->gc_record(h->gc_record_ud, type, ids, n) : 0;
+}
+/* The id the next heap_create will give (for a record made before the
+ * change: the apply layer creates with heap_create_at). */
+uint64_t heap_next_id(const struct heap *h);
+/* Create an object with exactly this id (a CREATE record's): its slot must
+ * be free and waiting to hand out this generation, or be the next slot never
+ * used. Otherwise as heap_create: 0, RPC_EOUT_OF_MEMORY, or RPC_EBAD_PARAMS
+ * when the id is not one the allocator could give now (a damaged record).
+ * A replay may take a slot from the middle of the free list (frees of one
+ * request happen in an order the record does not fix): that builds back
+ * links, kept until heap_untrack_free. */
+int heap_create_at(struct heap *h, uint64_t id, const void *data, uint32_t len,
+                   const uint64_t *refs, uint32_t nrefs);
+void heap_untrack_free(struct heap *h);
 /* The names and tokens counts of an object (0 unless OBJ_EXTRA). */
 uint32_t heap_names(const struct heap *h, const struct obj *o, uint64_t id);
 uint32_t heap_tokens(const struct heap *h, const struct obj *o, uint64_t id);
@@ -250,5 +275,36 @@ void heap_ids_state(const struct heap *h, uint32_t *nslots, uint32_t *gen_floor,
  * *cursor = 0; each call gives a slot and the generation it will hand out,
  * and returns 0 after the last. Slots retired for good are not in it. */
 int heap_free_next(const struct heap *h, uint32_t *cursor, uint32_t *slot, uint32_t *gen);
+
+/* ---- loading a snapshot, into a heap fresh from heap_init ----
+ * heap_load_ids first, then heap_load_free for each free slot in reuse
+ * order, then heap_load_obj for each object; the caller adds the holds,
+ * names and tokens, then heap_load_finish. Nothing is counted until the end,
+ * so refs may name objects placed later. Every error is damage in the
+ * snapshot (the caller throws the heap away with heap_close): RPC_EBAD_PARAMS
+ * unless said otherwise, or RPC_EOUT_OF_MEMORY. */
+
+/* Size the id table for nslots slots (with the capacity the live heap had)
+ * and restore the generations (heap_ids_state). Every slot starts retired
+ * for good; the next calls make some free or live. */
+int heap_load_ids(struct heap *h, uint32_t nslots, uint32_t gen_floor, uint32_t gen_next_max);
+/* Append slot to the free list, waiting to hand out gen (1 to the bound). */
+int heap_load_free(struct heap *h, uint32_t slot, uint32_t gen);
+/* Place a copy of the object at exactly id (a slot neither free nor taken,
+ * a generation within the bound), with every count 0. refs: nrefs ids as
+ * little-endian u64s of any alignment (a record's items, in place); they
+ * are not looked at yet. */
+int heap_load_obj(struct heap *h, uint64_t id, const void *data, uint32_t len, const void *refs,
+                  uint32_t nrefs);
+/* Count every ref into its target's internal count, in one pass over the
+ * table, and verify: each ref names a live object (else RPC_ENOT_FOUND), no
+ * count wraps (else RPC_EQUOTA_EXCEEDED), the totals and the free list's
+ * length agree with what was placed, and every object is counted by
+ * something (holds, internal, names or tokens). Every object with refs
+ * becomes a candidate root of the cycle collector (a snapshot does not
+ * keep the live heap's candidates, and garbage cycles not collected yet
+ * must still be found; RPC_EOUT_OF_MEMORY if the buffer cannot hold them).
+ * Call it last. */
+int heap_load_finish(struct heap *h);
 
 #endif

@@ -557,6 +557,11 @@ int journal_append(struct journal *j, const struct rec *r, uint64_t *index)
     return 0;
 }
 
+int journal_reserve(struct journal *j, uint64_t bytes)
+{
+    return bytes > SIZE_MAX / 2 ? -ENOMEM : buf_reserve(&j->out, (size_t)bytes);
+}
+
 void journal_rotate(struct journal *j)
 {
     j->rotate = 1;
@@ -601,7 +606,9 @@ int journal_open(struct journal *j, const char *dir, const struct journal_opts *
         snprintf(err, errlen, "cannot open data directory %s: %s", dir, strerror(-rc));
         goto fail;
     }
-    if ((rc = journal_lock_dir(dir, &j->lockfd, err, errlen)) < 0)
+    if (o->have_lock)
+        j->lockfd = o->lockfd;
+    else if ((rc = journal_lock_dir(dir, &j->lockfd, err, errlen)) < 0)
         goto fail;
     if ((rc = list_segments(j->dirfd, &seqs, &nseg, &cap)) < 0) {
         snprintf(err, errlen, "cannot list %s: %s", dir, strerror(-rc));

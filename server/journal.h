@@ -44,6 +44,9 @@ struct journal_opts {
      * index of the snapshot it follows, plus one, so that a record never
      * takes an index the snapshot covers. */
     uint64_t first_index;
+    /* The directory's lock, already taken with journal_lock_dir (recovery
+     * reads the directory under it first): the journal keeps it. */
+    int have_lock, lockfd;
 };
 
 struct journal {
@@ -109,6 +112,9 @@ int journal_append(struct journal *j, const struct rec *r, uint64_t *index);
  * sync that --fsync always asks for. Also the retry of a failed journal.
  * 0, or the error now in j->failed. */
 int journal_commit(struct journal *j);
+/* Room for bytes more of records: after 0, appends of that many bytes
+ * cannot fail for memory. 0 or -ENOMEM. */
+int journal_reserve(struct journal *j, uint64_t bytes);
 /* Start a new segment at the next commit (before a snapshot). */
 void journal_rotate(struct journal *j);
 /* Delete the segments whose records all have an index <= index (a

@@ -1,5 +1,6 @@
 /* rcstored: parse flags, run the server's loop until a signal stops it. */
 #include "config.h"
+#include "datadir.h"
 #include "log.h"
 #include "server.h"
 
@@ -11,6 +12,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 /* Exit statuses of a failed start (docs/operations.md, rcstored(8)): 2 when
@@ -20,6 +22,38 @@
  * always one line on stderr: "rcstored: " and the problem. */
 enum { EXIT_RUNTIME = 1, EXIT_CONFIG = 2 };
 
+/* rcstored --check-data DIR [--repair]: 0 if DIR is fit to start from
+ * (now), 1 with the problem (file and offset) if not, 2 for a bad call. */
+static int check_data(int argc, char **argv)
+{
+    struct datadir_report rep;
+    const char *dir = NULL;
+    int repair = 0, rc;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--check-data") && i + 1 < argc)
+            dir = argv[++i];
+        else if (!strncmp(argv[i], "--check-data=", 13))
+            dir = argv[i] + 13;
+        else if (!strcmp(argv[i], "--repair"))
+            repair = 1;
+        else {
+            fprintf(stderr, "rcstored: --check-data DIR takes only --repair, not %s\n", argv[i]);
+            return EXIT_CONFIG;
+        }
+    }
+    if (!dir) {
+        fprintf(stderr, "rcstored: --check-data needs a data directory\n");
+        return EXIT_CONFIG;
+    }
+    rc = datadir_check(dir, repair, &rep);
+    if (rc < 0) {
+        fprintf(stderr, "rcstored: %s\n", rep.message);
+        return EXIT_RUNTIME;
+    }
+    printf("%s\n", rep.message);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     struct config cfg;
@@ -28,6 +62,9 @@ int main(int argc, char **argv)
     enum log_level lvl;
     int rc;
 
+    for (int i = 1; i < argc; i++)
+        if (!strncmp(argv[i], "--check-data", 12))
+            return check_data(argc, argv);
     config_defaults(&cfg);
     rc = config_parse(&cfg, argc, argv, err, sizeof(err));
     if (rc < 0) {

@@ -58,12 +58,13 @@
     X(SHARE_EXPIRE, 12, "T", "share tokens whose ttl ended; may free")                             \
     X(SESS_NEW, 13, "stx", "session sess created with resume token and client name bytes")         \
     X(SESS_LEASE, 14, "sa", "session sess's lease set to a seconds (0: none)")                     \
-    X(SESS_DETACH, 15, "s", "session sess's connection closed; kept for its lease")                \
-    X(SESS_RESUME, 16, "s", "session sess attached again")                                         \
-    X(SESS_CLOSE, 17, "s", "session sess ended without a lease: holds dropped, gone")              \
-    X(SESS_EXPIRE, 18, "8", "sessions whose lease ended: holds dropped, gone")                     \
+    X(SESS_CLOSE, 17, "s", "session sess ended (closed, lease over): holds dropped, gone")         \
+    X(SESS_END, 18, "s",                                                                           \
+      "session sess ended with many holds: SESS_RELEASE drops them, then CLOSE")                   \
     X(RELEASE_ALL, 19, "s", "every hold of session sess dropped")                                  \
-    X(GC_FREE, 20, "8", "objects the cycle collector freed, as one garbage set")                   \
+    X(GC_FREE, 20, "8", "garbage the collector freed, in order (flagged first if not yet)")        \
+    X(GC_GARBAGE, 21, "8", "garbage a sliced collection found: hidden, freed by later GC_FREEs")   \
+    X(SESS_RELEASE, 22, "sP", "ending session sess dropped these holds (id, count), in order")     \
     X(SNAP_HEAD, 64, "abc", "snapshot start: last journal index a, unix time b, next session c")   \
     X(SNAP_IDS, 65, "abc", "id allocator: slots a, generation floor b, next generation max c")     \
     X(SNAP_FREE, 66, "P", "free slots in reuse order: (slot, generation it will give)")            \

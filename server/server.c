@@ -262,7 +262,15 @@ static void on_cron(uv_timer_t *t)
 static void sweep_step(struct server *srv)
 {
     struct gc_result r;
-    int rc = store_sweep(&srv->st, srv->cfg->gc_slice_us, &r);
+    int rc;
+    /* Frees the journal cannot record are not made: with the journal
+     * failed, the sweep waits for the next gc tick instead of spinning. */
+    if (srv->persist.enabled && journal_error(&srv->persist.j)) {
+        srv->sweeping = 0;
+        uv_idle_stop(&srv->gc_idle);
+        return;
+    }
+    rc = store_sweep(&srv->st, srv->cfg->gc_slice_us, &r);
     conn_flush_all(srv); /* "freed" notifications */
     if (rc > 0)
         return; /* the idle handle calls again next iteration */
@@ -280,6 +288,8 @@ static void on_gc_idle(uv_idle_t *h)
 void server_sweep(struct server *srv)
 {
     if (srv->sweeping || srv->stopping)
+        return;
+    if (srv->persist.enabled && journal_error(&srv->persist.j))
         return;
     if (srv->st.heap.ncand == 0 && !srv->st.heap.cand_lost)
         return;
@@ -388,6 +398,19 @@ static void unwind_close(struct server *srv, uv_handle_t *h)
     uv_close(h, on_unwind_closed);
 }
 
+/* The journal is durable up to index: replies that waited for it go. */
+static void on_durable(void *ud, uint64_t index)
+{
+    struct server *srv = ud;
+    conn_durable(srv, index);
+    conn_flush_all(srv);
+}
+
+static void on_saved(void *ud, void *waiter, int rc, uint64_t bytes, uint64_t ms)
+{
+    conn_saved(ud, waiter, rc, bytes, ms);
+}
+
 int server_init(struct server *srv, uv_loop_t *loop, const struct config *cfg, char *err,
                 size_t errlen)
 {
@@ -411,8 +434,23 @@ int server_init(struct server *srv, uv_loop_t *loop, const struct config *cfg, c
     if ((rc = store_init(&srv->st, &lim, conn_notify, srv)) < 0)
         return failf(err, errlen, rc, "cannot set up the store: %s", strerror(-rc));
     srv->env.st = &srv->st;
+    srv->env.persist = &srv->persist;
     if (cfg->auth_token_file && (rc = load_auth(srv, err, errlen)) < 0)
         goto fail_store;
+    if (cfg->data_dir) {
+        struct persist_opts po = {.dir = cfg->data_dir,
+                                  .fsync = (enum journal_fsync)cfg->fsync,
+                                  .compact_bytes = cfg->compact_journal_bytes};
+        /* Recovery comes before any listener: nothing is served from a
+         * store that is not whole yet. */
+        if ((rc = persist_open(&srv->persist, &po, &srv->st, loop, on_durable, on_saved, srv, err,
+                               errlen)) < 0) {
+            if (rc == -EINVAL)
+                rc = -EBADMSG; /* damage is not a configuration error: exit 1 */
+            free_auth(srv);
+            goto fail_store;
+        }
+    }
     srv->env.start_time = (uint64_t)time(NULL);
     srv->scan_lim.max_message_bytes = cfg->max_message_bytes;
     /* A request's own envelope and params need a few dozen elements; refs
@@ -491,8 +529,10 @@ fail_handles:
         if (lis->path[0])
             unlink(lis->path);
     }
+    persist_close(&srv->persist);
     while (srv->unwinding > 0)
         uv_run(loop, UV_RUN_NOWAIT);
+    uv_run(loop, UV_RUN_NOWAIT); /* the journal's handles */
     srv->nlisteners = 0;
     buf_close(&srv->metrics_buf);
     free_auth(srv);
@@ -527,6 +567,10 @@ void server_stop(struct server *srv)
 
 void server_close(struct server *srv)
 {
+    /* Connections are closed (their sessions' ends journaled): the journal
+     * writes and syncs what is pending, and its handles close. */
+    persist_close(&srv->persist);
+    uv_run(srv->loop, UV_RUN_NOWAIT);
     free_auth(srv);
     metrics_stop(srv->metrics); /* joins its thread: nothing serves after this */
     srv->metrics = NULL;

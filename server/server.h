@@ -9,6 +9,7 @@
 #include "cmd.h"
 #include "config.h"
 #include "conn.h"
+#include "persist.h"
 #include "rpc_scan.h"
 #include "store.h"
 
@@ -62,6 +63,8 @@ struct server {
     struct conn *backlog_tail; /* served in turn from the head, requeued at the tail */
     uint64_t backlog_len;
     uv_idle_t backlog_idle; /* serves the backlog a slice at a time while it is not empty */
+    struct persist persist; /* --data-dir (persist.enabled), else unused */
+    struct conn *held;      /* conn.c: connections whose replies wait for the journal */
     int stopping;
     int unwinding; /* handles a failed server_init is waiting to see closed */
 };

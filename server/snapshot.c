@@ -1,6 +1,7 @@
 /* snapshot: writing, forking and reading snapshot files (see snapshot.h). */
 #include "snapshot.h"
 #include "crc32c.h"
+#include "err.h"
 #include "le.h"
 #include "log.h"
 #include "mem.h"
@@ -93,6 +94,7 @@ static void write_records(struct writer *w, const struct store *st, uint64_t las
     const struct name_ent *e;
     const uint8_t *token;
     uint64_t id, n, deadline, maker;
+    uint32_t ttl_s;
 
     emit(w, &(struct rec){
                 .type = REC_SNAP_HEAD, .a = last_index, .b = unix_time, .c = st->next_sess_id});
@@ -109,7 +111,7 @@ static void write_records(struct writer *w, const struct store *st, uint64_t las
                         .sess = s->id,
                         .token = s->token,
                         .a = s->ttl_s,
-                        .b = s->conn ? REC_SESS_ATTACHED : 0,
+                        .b = (s->conn ? REC_SESS_ATTACHED : 0) | (s->ending ? REC_SESS_ENDING : 0),
                         .bytes = (const uint8_t *)s->client,
                         .nbytes = (uint32_t)strnlen(s->client, sizeof(s->client))};
         owner_sess[s->idx] = s->id;
@@ -153,7 +155,7 @@ static void write_records(struct writer *w, const struct store *st, uint64_t las
     }
 
     pos = 0;
-    while (store_next_share(st, &pos, &token, &id, &deadline, &maker)) {
+    while (store_next_share(st, &pos, &token, &id, &deadline, &ttl_s, &maker)) {
         /* An expired token the timer has not reached yet is gone already. */
         if (deadline <= now_ms)
             continue;
@@ -161,6 +163,7 @@ static void write_records(struct writer *w, const struct store *st, uint64_t las
                               .token = token,
                               .id = id,
                               .a = deadline - now_ms,
+                              .b = ttl_s,
                               .c = maker});
         info->shares++;
     }
@@ -308,8 +311,10 @@ static int bad(char *err, size_t errlen, const char *path, uint64_t off, const c
     return rc;
 }
 
-int snapshot_read(const char *path, snapshot_record_cb cb, void *ud, struct snapshot_info *info,
-                  char *err, size_t errlen)
+/* snapshot_read, where a callback that refuses a record may say why in
+ * *why (a constant string; NULL: "refused by the reader"). */
+static int read_records(const char *path, snapshot_record_cb cb, void *ud, const char *const *why,
+                        struct snapshot_info *info, char *err, size_t errlen)
 {
     struct snapshot_info local, seen = {0};
     struct stat sb;
@@ -407,7 +412,7 @@ int snapshot_read(const char *path, snapshot_record_cb cb, void *ud, struct snap
             break;
         }
         if (cb && (rc = cb(ud, &r)) < 0) {
-            bad(err, errlen, path, off, "refused by the reader", rc);
+            bad(err, errlen, path, off, why && *why ? *why : "refused by the reader", rc);
             goto done;
         }
         info->records++;
@@ -426,4 +431,134 @@ done:
     if (m)
         munmap((void *)(uintptr_t)m, size);
     return rc;
+}
+
+int snapshot_read(const char *path, snapshot_record_cb cb, void *ud, struct snapshot_info *info,
+                  char *err, size_t errlen)
+{
+    return read_records(path, cb, ud, NULL, info, err, errlen);
+}
+
+/* ---- loading into a store ---- */
+
+struct load {
+    struct store *st;
+    uint64_t now_ms;
+    uint64_t next_sess_id; /* SNAP_HEAD's */
+    struct sess *last;     /* the session found last: objects come in runs of one owner */
+    const char *why;       /* what was wrong with the record refused */
+};
+
+/* The session of a record, or NULL if the snapshot has none such. */
+static struct sess *load_sess(struct load *ld, uint64_t id)
+{
+    if (!ld->last || ld->last->id != id)
+        ld->last = sess_find(ld->st, id);
+    return ld->last;
+}
+
+/* rc from a store_load or heap_load call: out of memory, or damage that why
+ * describes. */
+static int refuse(struct load *ld, int rc, const char *why)
+{
+    ld->why = rc == RPC_EOUT_OF_MEMORY ? "out of memory loading it" : why;
+    return rc;
+}
+
+static int load_record(void *ud, const struct rec *r)
+{
+    struct load *ld = ud;
+    struct store *st = ld->st;
+    struct sess *s;
+    int rc = 0;
+
+    switch (r->type) {
+    case REC_SNAP_HEAD:
+        ld->next_sess_id = r->c;
+        return 0;
+    case REC_SNAP_IDS:
+        if (r->a > UINT32_MAX || r->b > UINT32_MAX || r->c > UINT32_MAX)
+            return refuse(ld, RPC_EBAD_PARAMS, "id allocator state out of range");
+        rc = heap_load_ids(&st->heap, (uint32_t)r->a, (uint32_t)r->b, (uint32_t)r->c);
+        return rc < 0 ? refuse(ld, rc, "id allocator state out of range") : 0;
+    case REC_SNAP_FREE:
+        for (uint64_t i = 0; i < r->nitems; i++) {
+            uint64_t slot, gen;
+            rec_pair(r, i, &slot, &gen);
+            if (slot > UINT32_MAX || gen > UINT32_MAX ||
+                (rc = heap_load_free(&st->heap, (uint32_t)slot, (uint32_t)gen)) < 0)
+                return refuse(ld, rc < 0 ? rc : RPC_EBAD_PARAMS,
+                              "a free slot out of range, listed twice, or with a bad generation");
+        }
+        return 0;
+    case REC_SNAP_SESS:
+        if (r->a > UINT32_MAX || (r->b & ~(uint64_t)(REC_SESS_ATTACHED | REC_SESS_ENDING)) ||
+            r->b == (REC_SESS_ATTACHED | REC_SESS_ENDING))
+            return refuse(ld, RPC_EBAD_PARAMS, "a session with a bad lease or flags");
+        /* Attached or not when written, it is detached now. */
+        rc = store_load_sess(st, r->sess, r->token, (uint32_t)r->a, (r->b & REC_SESS_ENDING) != 0,
+                             (const char *)r->bytes, r->nbytes, &s);
+        return rc < 0 ? refuse(ld, rc,
+                               "a session whose id or resume token repeats, or a bad "
+                               "client name")
+                      : 0;
+    case REC_SNAP_OBJ:
+        s = NULL;
+        if (r->a && !(s = load_sess(ld, r->a)))
+            return refuse(ld, RPC_EBAD_PARAMS, "an object owned by no session of the snapshot");
+        if (r->nitems > UINT32_MAX)
+            return refuse(ld, RPC_EBAD_PARAMS, "an object with too many refs");
+        rc = store_load_obj(st, r->id, s, r->bytes, r->nbytes, r->items, (uint32_t)r->nitems);
+        return rc < 0 ? refuse(ld, rc,
+                               "an object at a slot that is free, taken, or past the id "
+                               "allocator's state")
+                      : 0;
+    case REC_SNAP_HOLDS:
+        if (!(s = load_sess(ld, r->sess)))
+            return refuse(ld, RPC_EBAD_PARAMS, "holds of no session of the snapshot");
+        for (uint64_t i = 0; i < r->nitems; i++) {
+            uint64_t id, n;
+            rec_pair(r, i, &id, &n);
+            if ((rc = store_load_holds(st, s, id, n)) < 0)
+                return refuse(ld, rc,
+                              "a hold on no live object, listed twice, or a count out of "
+                              "range");
+        }
+        return 0;
+    case REC_SNAP_NAME:
+        rc = store_load_name(st, (const char *)r->bytes, r->nbytes, r->id);
+        return rc < 0 ? refuse(ld, rc,
+                               "a name that is not valid, repeats, or names no live "
+                               "object")
+                      : 0;
+    case REC_SNAP_SHARE:
+        /* Time left comes from the writer's clock; only the ttl is used (it
+         * restarts at full), but the two must agree. */
+        if (r->b == 0 || r->b > UINT32_MAX || r->a == 0 || r->a > r->b * 1000)
+            return refuse(ld, RPC_EBAD_PARAMS, "a share token with a bad ttl or time left");
+        rc = store_load_share(st, r->token, r->id, (uint32_t)r->b, r->c, ld->now_ms);
+        return rc < 0 ? refuse(ld, rc, "a share token that repeats or names no live object") : 0;
+    case REC_SNAP_END:
+        rc = store_load_finish(st, ld->next_sess_id);
+        if (rc == RPC_ENOT_FOUND)
+            return refuse(ld, rc, "an object's ref names no live object");
+        return rc < 0 ? refuse(ld, rc,
+                               "the store does not verify: a session id past the "
+                               "sequence, a count that wraps, totals or free list that "
+                               "disagree, or an object nothing counts")
+                      : 0;
+    default:
+        return refuse(ld, RPC_EBAD_PARAMS, "not a snapshot record");
+    }
+}
+
+int snapshot_load(struct store *st, const char *path, uint64_t now_ms, struct snapshot_info *info,
+                  char *err, size_t errlen)
+{
+    struct load ld = {.st = st, .now_ms = now_ms};
+    int rc = read_records(path, load_record, &ld, &ld.why, info, err, errlen);
+    if (rc == RPC_EOUT_OF_MEMORY)
+        return -ENOMEM;
+    /* The store's codes mean damage here, as the reader's do. */
+    return rc <= -RPC_ERR_BASE && rc > -RPC_ERR_BASE - RPC_ERR_COUNT ? -EBADMSG : rc;
 }

@@ -4,8 +4,9 @@
  * complete file. The writer only reads the store, so it can run in a child
  * made by fork() while the parent goes on serving (copy-on-write, as Redis
  * does); snapshot_fork does exactly that. The reader streams the records
- * back to a callback and verifies the file whole. It does not rebuild a
- * store: that is the apply layer's job (docs/persistence.md).
+ * back to a callback and verifies the file whole; snapshot_load rebuilds a
+ * store from them (store_load.c). Replaying the journal after it is the
+ * apply layer's job (docs/persistence.md).
  *
  * The file: a 64-byte header (magic "RCSSNAP\0", u32 version, u32 flags,
  * u64 last journal index, u64 unix time, zeros, u32 CRC32C of bytes 0-59),
@@ -59,6 +60,19 @@ typedef int (*snapshot_record_cb)(void *ud, const struct rec *r);
  * SNAP_END record matched the counts, so a caller applies records to a
  * scratch store and throws it away on an error. */
 int snapshot_read(const char *path, snapshot_record_cb cb, void *ud, struct snapshot_info *info,
+                  char *err, size_t errlen);
+
+/* Load the snapshot at path into st, a store fresh from store_init (and
+ * nothing else): objects with their ids, refs and counts, the id allocator
+ * as it was, sessions (detached and not queued for their lease's end: the
+ * caller queues or ends them after replaying the journal; ending ones go
+ * on releasing their holds through store_expire), names, and share tokens
+ * whose ttl restarts at full from now_ms. Everything is verified as it
+ * comes. 0 with *info filled (may be NULL); -ENOENT if there is none;
+ * -EBADMSG or a REC_E* code for damage, -ENOMEM, or another -errno, with err
+ * naming the file, the offset and what is wrong. On an error st is
+ * half-built: the caller must store_close it (which frees all of it). */
+int snapshot_load(struct store *st, const char *path, uint64_t now_ms, struct snapshot_info *info,
                   char *err, size_t errlen);
 
 #endif

@@ -246,9 +246,14 @@ static int by_idx_reserve(struct store *st)
     return 0;
 }
 
-int sess_new(struct store *st, struct sess **out)
+/* Make session id with this resume token. 0 or RPC_EOUT_OF_MEMORY;
+ * RPC_EBAD_PARAMS if the id or the token's key is taken. */
+static int sess_insert(struct store *st, uint64_t id, const uint8_t *token, struct sess **out)
 {
     struct sess *s;
+    if (id == 0 || token_key(token) == 0 || u64map_get(&st->sessions, id) ||
+        u64map_get(&st->by_token, token_key(token)))
+        return RPC_EBAD_PARAMS;
     /* Room in the queue for every session and token there could be: a
      * detach, which cannot fail, never has to allocate. */
     if (u64map_reserve(&st->sessions, 1) < 0 || u64map_reserve(&st->by_token, 1) < 0 ||
@@ -258,15 +263,10 @@ int sess_new(struct store *st, struct sess **out)
     s = mem_calloc(sizeof(*s));
     if (!s)
         return RPC_EOUT_OF_MEMORY;
-    /* 128 random bits; the first 64 index the token table, so they must be
-     * non-zero and unique (a repeat is a 2^-64 event: draw again). */
-    do {
-        if (random_bytes(s->token, sizeof(s->token)) < 0) {
-            mem_free(s, sizeof(*s));
-            return RPC_EINTERNAL;
-        }
-    } while (token_key(s->token) == 0 || u64map_get(&st->by_token, token_key(s->token)));
-    s->id = st->next_sess_id++;
+    memcpy(s->token, token, sizeof(s->token));
+    s->id = id;
+    if (id >= st->next_sess_id)
+        st->next_sess_id = id + 1;
     s->idx = st->nfree_idx ? st->free_idx[--st->nfree_idx] : ++st->next_idx;
     st->by_idx[s->idx] = s;
     s->lease.tag = TIMER_LEASE;
@@ -277,6 +277,23 @@ int sess_new(struct store *st, struct sess **out)
     *u64map_put(&st->by_token, token_key(s->token), NULL) = s->id;
     *out = s;
     return 0;
+}
+
+int sess_new(struct store *st, struct sess **out)
+{
+    uint8_t token[SESS_TOKEN_BYTES];
+    /* 128 random bits; the first 64 index the token table, so they must be
+     * non-zero and unique (a repeat is a 2^-64 event: draw again). */
+    do {
+        if (random_bytes(token, sizeof(token)) < 0)
+            return RPC_EINTERNAL;
+    } while (token_key(token) == 0 || u64map_get(&st->by_token, token_key(token)));
+    return sess_insert(st, st->next_sess_id, token, out);
+}
+
+int sess_new_at(struct store *st, uint64_t id, const uint8_t *token, struct sess **out)
+{
+    return sess_insert(st, id, token, out);
 }
 
 int sess_attach(struct store *st, void *conn, struct sess **out)
@@ -300,12 +317,17 @@ static uint64_t now_us(void)
     return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
 }
 
+int sess_end_sliced(const struct store *st, const struct sess *s)
+{
+    return s->nholds > st->release_at_once;
+}
+
 /* s (detached, not queued) is over. Few holds: free it now. Many: it can
  * no longer be resumed, and store_expire releases its holds in slices; it
  * counts as detached until then. */
-static void end_session(struct store *st, struct sess *s)
+void sess_end(struct store *st, struct sess *s, int sliced)
 {
-    if (s->nholds <= st->release_at_once) {
+    if (!sliced) {
         sess_free(st, s);
         return;
     }
@@ -323,31 +345,130 @@ static void end_session(struct store *st, struct sess *s)
     st->sessions_detached++;
 }
 
+void sess_end_done(struct store *st, struct sess *s)
+{
+    struct sess **pp = &st->ending, *prev = NULL;
+    while (*pp && *pp != s) {
+        prev = *pp;
+        pp = &(*pp)->next_ending;
+    }
+    PANIC_IF(!*pp, "session %llu is not ending", (unsigned long long)s->id);
+    *pp = s->next_ending;
+    if (st->ending_tail == s)
+        st->ending_tail = prev;
+    st->sessions_detached--;
+    sess_free(st, s);
+}
+
+/* The journal's record of a decision about s (nothing to record for a
+ * session no record names). 0 or the hook's error. */
+static int record_sess(struct store *st, enum rec_type type, const struct sess *s)
+{
+    struct rec r = {.type = type, .sess = s->id};
+    if (!st->record || !s->journaled)
+        return 0;
+    return st->record(st->record_ud, &r);
+}
+
+/* The collector's records go to the same journal. */
+static int gc_record(void *ud, int type, const uint64_t *ids, uint64_t n)
+{
+    struct store *st = ud;
+    struct rec r = {.type = (enum rec_type)type, .items = ids, .nitems = n};
+    return st->record(st->record_ud, &r);
+}
+
+void store_set_journal(struct store *st, int (*record)(void *ud, const struct rec *r), void *ud)
+{
+    st->record = record;
+    st->record_ud = ud;
+    st->heap.gc_record = record ? gc_record : NULL;
+    st->heap.gc_record_ud = st;
+}
+
+/* End s (detached, not queued) as decided now, recorded first. 0 or the
+ * journal's error (nothing changed). */
+static int end_recorded(struct store *st, struct sess *s)
+{
+    int sliced = sess_end_sliced(st, s), rc;
+    if ((rc = record_sess(st, sliced ? REC_SESS_END : REC_SESS_CLOSE, s)) < 0)
+        return rc;
+    sess_end(st, s, sliced);
+    return 0;
+}
+
+int sess_release_pairs(struct store *st, struct sess *s, const void *pairs, uint64_t n)
+{
+    struct heap *h = &st->heap;
+    for (uint64_t i = 0; i < n; i++) {
+        uint64_t id, cnt, *v;
+        uint32_t slot;
+        memcpy(&id, (const char *)pairs + 16 * i, 8);
+        memcpy(&cnt, (const char *)pairs + 16 * i + 8, 8);
+        slot = heap_slot_of(id);
+        if (!heap_get(h, id) || cnt == 0 || cnt > UINT32_MAX || cnt > s->nholds)
+            return RPC_EBAD_PARAMS;
+        if ((v = u64map_get(&s->releasing, id)) && *v == cnt) {
+            *v = 0; /* (kept, so that store_expire's cursor stays valid) */
+        } else if (cnt == 1 && h->owner[slot] == s->idx && s->owned_live > 0) {
+            h->owner[slot] = 0;
+            s->owned_live--;
+        } else {
+            return RPC_EBAD_PARAMS;
+        }
+        s->nholds -= cnt;
+        heap_decr(h, id, CNT_HOLDS, (uint32_t)cnt);
+    }
+    return 0;
+}
+
+/* Holds of an ending session released per SESS_RELEASE record. */
+#define RELEASE_BATCH 256
+
 /* Release the holds of an ending session until budget_us has passed since
- * start_us (checked every 256 holds). 1 once it holds nothing, else 0. */
+ * start_us, RELEASE_BATCH at a time, each batch recorded first. 1 once it
+ * holds nothing, 0 if it has more, or the journal's error. */
 static int release_some(struct store *st, struct sess *s, uint64_t start_us, uint64_t budget_us)
 {
     struct heap *h = &st->heap;
-    uint64_t k, v, id;
-    uint32_t n = 0;
+    uint64_t pairs[2 * RELEASE_BATCH], k, v, id;
+    int rc;
     /* Nothing adds to releasing or to owned while s is ending (it has no
      * connection and cannot be resumed), so both cursors stay valid. */
-    while (u64map_next(&s->releasing, &s->rel_pos, &k, &v)) {
-        s->nholds -= v;
-        heap_decr(h, k, CNT_HOLDS, (uint32_t)v);
-        if ((++n & 255) == 0 && budget_us != UINT64_MAX && now_us() - start_us >= budget_us)
-            return 0;
-    }
-    while (s->nowned > 0) {
-        uint32_t slot = s->owned[--s->nowned];
-        if (slot >= h->nslots || h->owner[slot] != s->idx)
-            continue; /* stale, or a duplicate already released */
-        h->owner[slot] = 0;
-        s->owned_live--;
-        s->nholds--;
-        if (heap_slot(h, slot, &id))
-            heap_decr(h, id, CNT_HOLDS, 1);
-        if ((++n & 255) == 0 && budget_us != UINT64_MAX && now_us() - start_us >= budget_us)
+    for (;;) {
+        uint32_t pos = s->rel_pos, nowned = s->nowned, n = 0, m;
+        struct rec r = {.type = REC_SESS_RELEASE, .sess = s->id, .items = pairs};
+        while (n < RELEASE_BATCH && u64map_next(&s->releasing, &pos, &k, &v)) {
+            if (v == 0)
+                continue; /* released already */
+            pairs[2 * n] = k;
+            pairs[2 * n + 1] = v;
+            n++;
+        }
+        m = n;
+        while (n < RELEASE_BATCH && nowned > 0) {
+            uint32_t slot = s->owned[--nowned];
+            struct obj *o;
+            if (slot >= h->nslots || h->owner[slot] != s->idx || !(o = heap_slot(h, slot, &id)) ||
+                (obj_flags(o) & OBJ_SEEN))
+                continue; /* stale, or a duplicate in this batch */
+            obj_set_flag(o, OBJ_SEEN);
+            pairs[2 * n] = id;
+            pairs[2 * n + 1] = 1;
+            n++;
+        }
+        for (uint32_t i = m; i < n; i++)
+            obj_clear_flag(heap_get_any(h, pairs[2 * i]), OBJ_SEEN);
+        if (n == 0)
+            break;
+        r.nitems = n;
+        if (st->record && (rc = st->record(st->record_ud, &r)) < 0)
+            return rc;
+        s->rel_pos = pos;
+        s->nowned = nowned;
+        rc = sess_release_pairs(st, s, pairs, n);
+        PANIC_IF(rc < 0, "session %llu: releasing its own holds failed", (unsigned long long)s->id);
+        if (budget_us != UINT64_MAX && now_us() - start_us >= budget_us)
             return 0;
     }
     PANIC_IF(s->nholds != 0, "session %llu released with %llu holds left",
@@ -359,7 +480,12 @@ void sess_detach(struct store *st, struct sess *s, uint64_t now_ms)
 {
     s->conn = NULL;
     if (s->ttl_s == 0) {
-        end_session(st, s);
+        if (end_recorded(st, s) == 0)
+            return;
+        /* The journal cannot take its end now: it waits as a lease that
+         * ends now, and store_expire tries again. */
+        timerq_push(&st->timers, &s->lease, now_ms);
+        st->sessions_detached++;
         return;
     }
     timerq_push(&st->timers, &s->lease, now_ms + (uint64_t)s->ttl_s * 1000);
@@ -372,6 +498,7 @@ int sess_resume_into(struct store *st, struct sess *cur, const void *token, uint
     struct sess *s;
     uint64_t *v;
     void *conn = cur->conn;
+    int rc, sliced;
     if (len != SESS_TOKEN_BYTES)
         return RPC_ESESSION_EXPIRED;
     v = u64map_get(&st->by_token, token_key(token));
@@ -382,8 +509,11 @@ int sess_resume_into(struct store *st, struct sess *cur, const void *token, uint
         return RPC_ESESSION_BUSY;
     PANIC_IF(!timerq_queued(&s->lease), "detached session %llu is not queued by its deadline",
              (unsigned long long)s->id);
+    sliced = sess_end_sliced(st, cur);
+    if ((rc = record_sess(st, sliced ? REC_SESS_END : REC_SESS_CLOSE, cur)) < 0)
+        return rc;
     cur->conn = NULL;
-    end_session(st, cur);
+    sess_end(st, cur, sliced);
     timerq_remove(&st->timers, &s->lease);
     s->conn = conn;
     st->sessions_detached--;
@@ -411,37 +541,40 @@ int store_expire(struct store *st, uint64_t now_ms, uint64_t budget_us, struct s
 {
     uint64_t start_us = budget_us == UINT64_MAX ? 0 : now_us(), ended = 0;
     struct timerq_node *t;
+    int rc;
 
+    /* A decision the journal cannot take now is tried again at the next
+     * call (once a second, from the server's cron): returns 0 then. */
     for (;;) {
         if (st->ending) { /* first what earlier calls left */
             struct sess *s = st->ending;
-            if (!release_some(st, s, start_us, budget_us))
-                return 1;
-            st->ending = s->next_ending;
-            if (!st->ending)
-                st->ending_tail = NULL;
-            st->sessions_detached--;
-            sess_free(st, s);
+            if ((rc = release_some(st, s, start_us, budget_us)) <= 0)
+                return rc == 0;
+            if (record_sess(st, REC_SESS_CLOSE, s) < 0)
+                return 0;
+            sess_end_done(st, s);
         } else if ((t = timerq_due(&st->timers, now_ms)) == NULL) {
             break;
         } else if (t->tag == TIMER_LEASE) {
             struct sess *s = (struct sess *)(void *)((char *)t - offsetof(struct sess, lease));
+            int sliced = sess_end_sliced(st, s);
+            if (record_sess(st, sliced ? REC_SESS_END : REC_SESS_CLOSE, s) < 0)
+                return 0;
             timerq_remove(&st->timers, t);
             st->sessions_detached--;
             st->sessions_expired++;
             if (out)
                 out->sessions++;
-            end_session(st, s);
+            sess_end(st, s, sliced);
         } else {
             struct share *sh = (struct share *)(void *)((char *)t - offsetof(struct share, ttl));
-            uint64_t id = sh->id;
+            struct rec r = {.type = REC_SHARE_EXPIRE, .items = sh->token, .nitems = 1};
             PANIC_IF(t->tag != TIMER_TOKEN, "timer queue entry of unknown tag %d", (int)t->tag);
-            share_unlink(st, sh);
-            mem_free(sh, sizeof(*sh));
-            st->tokens_expired++;
+            if (st->record && st->record(st->record_ud, &r) < 0)
+                return 0;
+            share_expire_token(st, sh->token);
             if (out)
                 out->tokens++;
-            heap_decr(&st->heap, id, CNT_TOKENS, 1);
         }
         ended++;
         if (budget_us != UINT64_MAX && now_us() - start_us >= budget_us)
@@ -451,6 +584,20 @@ int store_expire(struct store *st, uint64_t now_ms, uint64_t budget_us, struct s
      * top of the last slice of the burst. */
     if (!ended)
         timerq_trim(&st->timers, (uint64_t)st->sessions.len + st->shares.len);
+    return 0;
+}
+
+int share_expire_token(struct store *st, const uint8_t *token)
+{
+    uint64_t *v = u64map_get(&st->shares, token_key(token)), id;
+    struct share *sh = v ? PTR(*v) : NULL;
+    if (!sh || memcmp(sh->token, token, SESS_TOKEN_BYTES) != 0)
+        return RPC_EBAD_PARAMS;
+    id = sh->id;
+    share_unlink(st, sh);
+    mem_free(sh, sizeof(*sh));
+    st->tokens_expired++;
+    heap_decr(&st->heap, id, CNT_TOKENS, 1);
     return 0;
 }
 
@@ -730,34 +877,71 @@ const char *share_quota_hit(const struct store *st, const struct sess *s)
     return NULL;
 }
 
-int share_new(struct store *st, struct sess *s, uint64_t id, uint32_t ttl_s, uint64_t now_ms,
-              uint8_t *token)
+int share_token(const struct store *st, uint8_t *token)
 {
+    do {
+        if (random_bytes(token, SESS_TOKEN_BYTES) < 0)
+            return RPC_EINTERNAL;
+    } while (token_key(token) == 0 || u64map_get(&st->shares, token_key(token)));
+    return 0;
+}
+
+int share_new_at(struct store *st, uint64_t maker, const uint8_t *token, uint64_t id,
+                 uint32_t ttl_s, uint64_t now_ms)
+{
+    struct sess *s = sess_find(st, maker);
     struct share *sh;
     int rc;
+    if (token_key(token) == 0 || u64map_get(&st->shares, token_key(token)))
+        return RPC_EBAD_PARAMS;
     if ((rc = heap_can_incr(&st->heap, id, CNT_TOKENS, 1)) < 0)
         return rc;
-    if (share_quota_hit(st, s))
+    if (s && share_quota_hit(st, s))
         return RPC_EQUOTA_EXCEEDED;
     if (u64map_reserve(&st->shares, 1) < 0 ||
         timerq_reserve(&st->timers, (uint64_t)st->sessions.len + st->shares.len + 1) < 0 ||
         !(sh = mem_alloc(sizeof(*sh))))
         return RPC_EOUT_OF_MEMORY;
-    do {
-        if (random_bytes(sh->token, sizeof(sh->token)) < 0) {
-            mem_free(sh, sizeof(*sh));
-            return RPC_EINTERNAL;
-        }
-    } while (token_key(sh->token) == 0 || u64map_get(&st->shares, token_key(sh->token)));
+    memcpy(sh->token, token, sizeof(sh->token));
     sh->id = id;
-    sh->sess_id = s->id;
+    sh->sess_id = s ? s->id : 0;
+    sh->ttl_s = ttl_s;
     sh->ttl.pos = 0;
     sh->ttl.tag = TIMER_TOKEN;
     timerq_push(&st->timers, &sh->ttl, now_ms + (uint64_t)ttl_s * 1000);
     *u64map_put(&st->shares, token_key(sh->token), NULL) = UINT(sh);
-    s->ntokens++;
+    if (s)
+        s->ntokens++;
     heap_incr(&st->heap, id, CNT_TOKENS, 1);
-    memcpy(token, sh->token, sizeof(sh->token));
+    return 0;
+}
+
+int share_new(struct store *st, struct sess *s, uint64_t id, uint32_t ttl_s, uint64_t now_ms,
+              uint8_t *token)
+{
+    int rc;
+    if ((rc = heap_can_incr(&st->heap, id, CNT_TOKENS, 1)) < 0)
+        return rc;
+    if (share_quota_hit(st, s))
+        return RPC_EQUOTA_EXCEEDED;
+    if ((rc = share_token(st, token)) < 0)
+        return rc;
+    return share_new_at(st, s->id, token, id, ttl_s, now_ms);
+}
+
+int share_find(const struct store *st, const void *token, uint32_t len, uint64_t now_ms,
+               uint64_t *id)
+{
+    const struct share *sh;
+    uint64_t *v;
+    if (len != SESS_TOKEN_BYTES)
+        return RPC_ETOKEN_INVALID;
+    v = u64map_get(&st->shares, token_key(token));
+    sh = v ? PTR(*v) : NULL;
+    if (!sh || !secret_equal(sh->token, SESS_TOKEN_BYTES, token, SESS_TOKEN_BYTES) ||
+        sh->ttl.deadline_ms <= now_ms)
+        return RPC_ETOKEN_INVALID;
+    *id = sh->id;
     return 0;
 }
 
@@ -781,5 +965,61 @@ int share_claim(struct store *st, struct sess *s, const void *token, uint32_t le
     share_unlink(st, sh);
     mem_free(sh, sizeof(*sh));
     heap_decr(&st->heap, *id, CNT_TOKENS, 1);
+    return 0;
+}
+
+/* ---- after recovery ---- */
+
+int store_recovered(struct store *st, uint64_t now_ms)
+{
+    struct heap *h = &st->heap;
+    uint64_t n = 0, *ids = NULL, k, v;
+    uint32_t pos = 0;
+    int rc = 0;
+
+    /* Garbage a sliced collection had found and not freed when the server
+     * stopped: free it now, recorded. */
+    for (uint32_t i = 0; i < h->nslots; i++) {
+        uint64_t id;
+        struct obj *o = heap_slot(h, i, &id);
+        n += o && (obj_flags(o) & OBJ_GARBAGE);
+    }
+    if (n) {
+        if (!(ids = mem_alloc(n * 8)))
+            return RPC_EOUT_OF_MEMORY;
+        for (uint32_t i = 0, j = 0; i < h->nslots; i++) {
+            uint64_t id;
+            struct obj *o = heap_slot(h, i, &id);
+            if (o && (obj_flags(o) & OBJ_GARBAGE))
+                ids[j++] = id;
+        }
+        if ((rc = heap_gc_record(h, REC_GC_FREE, ids, n)) == 0)
+            for (uint64_t i = 0; i < n; i++)
+                heap_free_garbage(h, ids[i]);
+        mem_free(ids, n * 8);
+        if (rc < 0)
+            return rc;
+    }
+    /* Every session is detached now. Those with a lease wait for it from
+     * now, at its full ttl; the others end, as a close would. */
+    n = st->sessions.len;
+    if (n && !(ids = mem_alloc(n * 8)))
+        return RPC_EOUT_OF_MEMORY;
+    for (uint64_t i = 0; u64map_next(&st->sessions, &pos, &k, &v); i++)
+        ids[i] = k;
+    for (uint64_t i = 0; i < n; i++) {
+        struct sess *s = sess_find(st, ids[i]);
+        s->conn = NULL;
+        s->journaled = 1;
+        if (s->ending || timerq_queued(&s->lease))
+            continue;
+        if (s->ttl_s) {
+            timerq_push(&st->timers, &s->lease, now_ms + (uint64_t)s->ttl_s * 1000);
+            st->sessions_detached++;
+        } else {
+            sess_detach(st, s, now_ms);
+        }
+    }
+    mem_free(ids, n * 8);
     return 0;
 }

@@ -16,6 +16,7 @@
 #include "gc.h"
 #include "heap.h"
 #include "names.h"
+#include "record.h"
 #include "timerq.h"
 #include "u64map.h"
 
@@ -38,6 +39,7 @@ struct sess {
     struct u64map releasing;         /* private: ending: the holds map being released */
     uint32_t rel_pos;                /* private: ending: releasing's next entry */
     int ending;                      /* private: ended, its holds going in slices */
+    int journaled;                   /* its SESS_NEW is in the journal (records may name it) */
     struct sess *next_ending;        /* private: st->ending */
     uint8_t token[SESS_TOKEN_BYTES]; /* the resume token */
     char client[64];                 /* what the client called itself */
@@ -102,8 +104,19 @@ struct store {
     uint32_t nfree_idx, free_idx_cap;
     store_notify_cb notify;
     void *notify_ud;
+    /* The journal (NULL: in memory). The store's own decisions (a lease or
+     * a token ending, an ended session's holds released a slice at a time,
+     * a connection closing, a collection freeing garbage) are recorded
+     * through it before they are made, and not made if it fails (they are
+     * tried again later). Requests' changes are recorded by the apply layer
+     * (apply.h), not here. */
+    int (*record)(void *ud, const struct rec *r);
+    void *record_ud;
 };
 
+/* Record the store's own decisions through record(ud, r) from now on
+ * (NULL: none): see struct store's record. */
+void store_set_journal(struct store *st, int (*record)(void *ud, const struct rec *r), void *ud);
 /* 0 or -errno (no random source). */
 int store_init(struct store *st, const struct store_limits *lim, store_notify_cb cb, void *ud);
 /* Free everything, sessions included, without notifications. */
@@ -144,6 +157,10 @@ int store_gc_due(const struct store *st);
 /* A new empty session with a fresh resume token, not attached. 0,
  * RPC_EOUT_OF_MEMORY or RPC_EINTERNAL (no random source). */
 int sess_new(struct store *st, struct sess **out);
+/* A session with this id and resume token (SESS_TOKEN_BYTES), not
+ * attached: for a record's replay or a snapshot's load. Returns as sess_new,
+ * or RPC_EBAD_PARAMS if the id or the token is taken. */
+int sess_new_at(struct store *st, uint64_t id, const uint8_t *token, struct sess **out);
 /* A new session attached to conn (an opaque pointer the store hands back in
  * notifications). Returns as sess_new. */
 int sess_attach(struct store *st, void *conn, struct sess **out);
@@ -197,6 +214,14 @@ int store_expire(struct store *st, uint64_t now_ms, uint64_t budget_us, struct s
  * made; share_quota_hit says which limit). */
 int share_new(struct store *st, struct sess *s, uint64_t id, uint32_t ttl_s, uint64_t now_ms,
               uint8_t *token);
+/* Fresh random bytes for a share token (SESS_TOKEN_BYTES), none taken: the
+ * decision a SHARE record carries. 0 or RPC_EINTERNAL. */
+int share_token(const struct store *st, uint8_t *token);
+/* share_new with the token's bytes given, made by session maker (0 or a
+ * session gone: counted against no session). RPC_EBAD_PARAMS if the token
+ * is taken. */
+int share_new_at(struct store *st, uint64_t maker, const uint8_t *token, uint64_t id,
+                 uint32_t ttl_s, uint64_t now_ms);
 /* Which limit stops s from making a token: "max_tokens_per_session",
  * "max_tokens", or NULL if neither. */
 const char *share_quota_hit(const struct store *st, const struct sess *s);
@@ -206,6 +231,10 @@ const char *share_quota_hit(const struct store *st, const struct sess *s);
  * token; RPC_EOUT_OF_MEMORY or RPC_EQUOTA_EXCEEDED with nothing changed. */
 int share_claim(struct store *st, struct sess *s, const void *token, uint32_t len, uint64_t now_ms,
                 uint64_t *id);
+/* The object of an unspent, unexpired token: 0 with *id, or
+ * RPC_ETOKEN_INVALID. */
+int share_find(const struct store *st, const void *token, uint32_t len, uint64_t now_ms,
+               uint64_t *id);
 struct sess *sess_find(const struct store *st, uint64_t id);
 /* Holds s has on id (0 if none). */
 uint64_t sess_holds_on(const struct store *st, const struct sess *s, uint64_t id);
@@ -220,21 +249,83 @@ int sess_incref(struct store *st, struct sess *s, uint64_t id, uint32_t n, uint6
 /* Drop n of s's holds on id. RPC_ENOT_FOUND if no such object, RPC_ENOT_HELD
  * if s holds fewer than n (nothing dropped). The object may be freed. */
 int sess_decref(struct store *st, struct sess *s, uint64_t id, uint32_t n, uint64_t *after);
+/* Holds an ending session drops (a SESS_RELEASE record's pairs): each
+ * (id, count) is one entry of its releasing map (the whole count) or its
+ * ownership of id (count 1), in that order of preference. 0, or
+ * RPC_EBAD_PARAMS if one is not there (damage; the pairs before it are
+ * dropped). */
+int sess_release_pairs(struct store *st, struct sess *s, const void *pairs, uint64_t n);
+/* End s (it is detached): sliced says its holds go a slice at a time
+ * (SESS_END) rather than at once (SESS_CLOSE). */
+void sess_end(struct store *st, struct sess *s, int sliced);
+/* Whether ending s now would release its holds in slices. */
+int sess_end_sliced(const struct store *st, const struct sess *s);
+/* Free a session that is ending and holds nothing any more. */
+void sess_end_done(struct store *st, struct sess *s);
+/* The share token with these bytes ends (a SHARE_EXPIRE record): its
+ * reference goes. 0 or RPC_EBAD_PARAMS if there is none. */
+int share_expire_token(struct store *st, const uint8_t *token);
 /* Drop every hold of s; returns how many were dropped. */
 uint64_t sess_release_all(struct store *st, struct sess *s);
 /* Ask for a "freed" notification for object id. 0 or RPC_EOUT_OF_MEMORY. */
 int sess_watch(struct store *st, struct sess *s, uint64_t id);
 
+/* After a recovery has applied a snapshot and a journal: free garbage a
+ * collection left flagged, queue each leased session at its full ttl from
+ * now_ms, and end the others as a close does (all recorded through the
+ * journal hook). 0 or RPC_EOUT_OF_MEMORY. */
+int store_recovered(struct store *st, uint64_t now_ms);
 /* Read-only walks for the snapshot writer (any order; start with *pos = 0;
  * not valid across changes). Every session, attached or not; NULL after
  * the last. */
 struct sess *store_next_sess(const struct store *st, uint32_t *pos);
-/* s's holds beyond ownership (its map): object id and count; 0 at the end.
+/* s's holds beyond ownership that are still counted: object id and count
+ * (never 0); 0 at the end. For a session that is ending (s->ending), the
+ * entries of its releasing map that store_expire has not released yet.
  * Its owned objects are those whose heap->owner slot is s->idx. */
 int sess_next_hold(const struct sess *s, uint32_t *pos, uint64_t *id, uint64_t *n);
 /* Every share token: its bytes (SESS_TOKEN_BYTES), object, deadline on the
- * store clock and the session that made it (0 if not known); 0 at the end. */
+ * store clock, ttl in seconds and the session that made it (0 if not
+ * known); 0 at the end. */
 int store_next_share(const struct store *st, uint32_t *pos, const uint8_t **token, uint64_t *id,
-                     uint64_t *deadline_ms, uint64_t *maker);
+                     uint64_t *deadline_ms, uint32_t *ttl_s, uint64_t *maker);
+
+/* ---- loading: rebuilding a store from a snapshot (store_load.c) ----
+ * Into a store fresh from store_init, in the snapshot's order:
+ * heap_load_ids and heap_load_free on st->heap, store_load_sess for every
+ * session, store_load_obj for every object, then store_load_holds,
+ * store_load_name and store_load_share, and store_load_finish last. This is
+ * state that was admitted before, so no quota applies; and it comes from a
+ * file, so everything is verified: each error is damage (RPC_EBAD_PARAMS)
+ * or RPC_EOUT_OF_MEMORY, and the caller throws the store away with
+ * store_close, which frees all of it. Loaded sessions are not attached and
+ * not queued for their lease's end: the recovery that loads them queues the
+ * leased ones and ends the others once the journal is replayed. */
+
+/* A session with this id, resume token, lease (ttl_s, kept as it was) and
+ * client name (client_len < 64 bytes, no NUL). ending: it had ended and
+ * its holds were being released in slices (REC_SESS_ENDING): it is left as
+ * end_session leaves one, not resumable, on st->ending for store_expire,
+ * counted in sessions_detached. *out gets it. */
+int store_load_sess(struct store *st, uint64_t id, const uint8_t *token, uint32_t ttl_s, int ending,
+                    const char *client, uint32_t client_len, struct sess **out);
+/* Object id (heap_load_obj) and, if owner is not NULL, owner's one hold on
+ * it as its owner session. */
+int store_load_obj(struct store *st, uint64_t id, struct sess *owner, const void *data,
+                   uint32_t len, const void *refs, uint32_t nrefs);
+/* n (1 to 2^32 - 1) holds of s beyond ownership on live object id; one call
+ * per object and session. An ending session's go to its releasing map. */
+int store_load_holds(struct store *st, struct sess *s, uint64_t id, uint64_t n);
+/* A valid name, not loaded yet, bound to live object id. */
+int store_load_name(struct store *st, const char *name, uint32_t len, uint64_t id);
+/* A share token on live object id made by session maker (0 or a session
+ * not loaded: none), whose ttl_s (not 0) restarts at full from now_ms
+ * (SPEC section 8). */
+int store_load_share(struct store *st, const uint8_t *token, uint64_t id, uint32_t ttl_s,
+                     uint64_t maker, uint64_t now_ms);
+/* The end: the session id sequence goes on at next_sess_id (above every
+ * session loaded), then heap_load_finish counts the refs and verifies the
+ * heap. */
+int store_load_finish(struct store *st, uint64_t next_sess_id);
 
 #endif

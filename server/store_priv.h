@@ -19,6 +19,7 @@ struct share {
     uint8_t token[SESS_TOKEN_BYTES];
     uint64_t id;
     uint64_t sess_id;       /* the session that made it (it may have ended) */
+    uint32_t ttl_s;         /* its ttl: a recovery restarts it at full */
     struct timerq_node ttl; /* queued until claimed or expired */
 };
 

@@ -710,6 +710,11 @@ static int cmd_gc(struct cli *cli, const struct opts *o, int argc, char **argv)
     return simple(cli, o, rcs_send(cli->c, "gc", ""));
 }
 
+static int cmd_save(struct cli *cli, const struct opts *o, int argc, char **argv)
+{
+    return simple(cli, o, rcs_send(cli->c, "save", ""));
+}
+
 static int cmd_stats(struct cli *cli, const struct opts *o, int argc, char **argv)
 {
     return simple(cli, o, rcs_send(cli->c, "stats", ""));
@@ -751,6 +756,7 @@ static const struct command commands[] = {
      "a lease that consecutive commands share (token in the session file)", 1, 1, cmd_session},
     {"gc", "", "run a full cycle collection", 0, 0, cmd_gc},
     {"stats", "", "server statistics", 0, 0, cmd_stats},
+    {"save", "", "write a snapshot of a --data-dir server now (waits for it)", 0, 0, cmd_save},
     {"help", "", "this help", 0, 0, cmd_help},
     {NULL, NULL, NULL, 0, 0, NULL},
 };

@@ -4,6 +4,7 @@
  * runs out. */
 #include "cmocka_pre.h"
 
+#include "check.h"
 #include "heap.h"
 #include "mem.h"
 #include "err.h"
@@ -282,6 +283,52 @@ static void overflow_is_refused(void **state)
     assert_int_equal(heap_can_incr(h, a, CNT_HOLDS, UINT32_MAX), RPC_EQUOTA_EXCEEDED);
 }
 
+/* A slot whose generations are used up is retired for good: neither live
+ * nor free, and the check knows it (it counted it as a free slot the list
+ * did not have). */
+static void retired_slots_pass_the_check(void **state)
+{
+    struct heap *h = *state;
+    const uint32_t gmax = (1u << OBJ_GEN_BITS) - 1;
+    uint64_t x, y, z;
+    char err[256];
+
+    h->gen_floor = h->gen_next_max = gmax - 1;
+    x = mk(h, "x", NULL, 0);
+    y = mk(h, "y", NULL, 0);
+    heap_decr(h, x, CNT_HOLDS, 1); /* x's slot waits with the last generation */
+    assert_int_equal(heap_check(h, err, sizeof(err)), 0);
+    while (h->nslots < h->cap) /* a full table reuses x's slot at once */
+        mk(h, "f", NULL, 0);
+    z = mk(h, "z", NULL, 0);
+    assert_int_equal(z, (uint64_t)gmax << 32 | (x & 0xffffffffu));
+    heap_decr(h, z, CNT_HOLDS, 1); /* retired */
+    if (heap_check(h, err, sizeof(err)) < 0)
+        fail_msg("%s", err);
+    heap_decr(h, y, CNT_HOLDS, 1); /* the tail waits with the last generation */
+    if (heap_check(h, err, sizeof(err)) < 0)
+        fail_msg("%s", err);
+    assert_int_equal(h->nfree, 1);
+}
+
+/* A decrement whose candidate the buffer cannot take leaves the object
+ * purple and unbuffered, with cand_lost set for a full collection: a state
+ * the check must accept (it called it broken). */
+static void lost_candidates_pass_the_check(void **state)
+{
+    struct heap *h = *state;
+    uint64_t b = mk(h, "b", NULL, 0), a = mk(h, "a", &b, 1);
+    char err[256];
+    heap_incr(h, a, CNT_HOLDS, 1);
+    mem_fail_after(0);
+    heap_decr(h, a, CNT_HOLDS, 1); /* a stays, with a ref: a candidate */
+    mem_fail_after(-1);
+    assert_true(h->cand_lost);
+    assert_int_equal(obj_color(O(h, a)), COLOR_PURPLE);
+    if (heap_check(h, err, sizeof(err)) < 0)
+        fail_msg("%s", err);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
 int main(int argc, char **argv)
@@ -300,6 +347,8 @@ int main(int argc, char **argv)
         T(link_and_unlink),
         T(out_of_memory_changes_nothing),
         T(overflow_is_refused),
+        T(retired_slots_pass_the_check),
+        T(lost_candidates_pass_the_check),
     };
     rcs_test_select(argc, argv);
     return cmocka_run_group_tests(tests, NULL, NULL);
