@@ -13,7 +13,11 @@
 - kill -9 right after `save` (parent and snapshot child), and a stray
   snapshot.tmp: the restart recovers everything acknowledged;
 - `save`, more changes, kill -9: the restart is snapshot plus journal,
-  and stats.persistence says so.
+  and stats.persistence says so;
+- the shortest reproducers of what test_durability found: names bound
+  after an unbind, share tokens (from the journal and from a snapshot), a
+  session that first changes something after a save that it was connected
+  before.
 
 The end of a segment's data is found by walking its records (a 9-byte
 header: u32 length LE, u8 type, u32 crc; the first all-zero header ends the
@@ -304,6 +308,69 @@ try:
           (st, out))
     st, out = check_data(d2, "--repair")
     check("--repair does not 'repair' a damaged snapshot: exit 1", st == 1, (st, out))
+
+    # Defects test_durability found, each as the shortest sequence that
+    # shows it: a restart must serve what was acknowledged before it.
+    def restarted(name, steps, after):
+        d = os.path.join(top, name)
+        p, addr, _ = start(d)
+        c = Conn(addr)
+        state = steps(addr, c)
+        kill(p)
+        try:
+            p, addr, _ = start(d)
+        except RuntimeError as e:
+            check(name + ": the restart starts", False, str(e).strip())
+            return
+        try:
+            after(Conn(addr), state)
+            check(name + ": debug_check passes", Conn(addr).call("debug_check") == (None, "ok"))
+        finally:
+            kill(p)
+
+    def names_unbind(addr, c):
+        i = c.ok("create", b"x")
+        c.ok("bind", "keep", i)
+        c.ok("bind", "gone", i)
+        c.ok("unbind", "gone")
+        for k in range(3):
+            c.ok("bind", "n%d" % k, i)
+        c.ok("save")
+        return i
+
+    def names_after(c, i):
+        got = [c.call("lookup", n) for n in ("keep", "n0", "n1", "n2")]
+        check("names bound after an unbind, then save: all in the snapshot",
+              all(g == (None, i) for g in got), got)
+    restarted("names-after-unbind", names_unbind, names_after)
+
+    def token(save):
+        def steps(addr, c):
+            i = c.ok("create", b"x")
+            t = c.ok("share", i, 3600)
+            if save:
+                c.ok("save")
+            return i, t
+
+        def after(c, st):
+            i, t = st
+            check("a share token (%s) is claimable after the restart" % (
+                "in the snapshot" if save else "in the journal"),
+                c.call("claim", t) == (None, i), c.call("stat", i))
+        return steps, after
+    restarted("token-journal", *token(False))
+    restarted("token-snapshot", *token(True))
+
+    def late_session(addr, c):
+        c.ok("ping")
+        c2 = Conn(addr)   # connected, nothing changed yet
+        c.ok("save")
+        return c2.ok("create", b"made after the save")
+
+    def late_after(c, i):
+        check("a connection made before a save that first changes something after it",
+              c.call("get", i)[0] is not None)   # unleased: its object is released
+    restarted("session-before-save", late_session, late_after)
 finally:
     shutil.rmtree(top, ignore_errors=True)
 
