@@ -28,8 +28,8 @@ every subset of them is a candidate state: the heap must equal one.
 
 Environment: RCS_DURABILITY_SEED (a run's seed; printed at the start and
 with every failure), RCS_DURABILITY_ROUNDS (kills per fsync mode; default
-20), RCS_DURABILITY_OPS (random operations between two kills; default 150),
-RCS_DURABILITY_LONG=1 (200 kills of 400 operations per mode),
+40), RCS_DURABILITY_OPS (random operations between two kills; default 150),
+RCS_DURABILITY_LONG=1 (400 kills of 400 operations per mode),
 RCS_DURABILITY_SKIP (methods left out, e.g. share,claim,save: to narrow
 down a failure).
 
@@ -56,7 +56,7 @@ check = rcswire.Checks()
 
 LONG = os.environ.get("RCS_DURABILITY_LONG") == "1"
 SEED = int(os.environ.get("RCS_DURABILITY_SEED", random.randrange(1 << 31)))
-ROUNDS = int(os.environ.get("RCS_DURABILITY_ROUNDS", 200 if LONG else 20))
+ROUNDS = int(os.environ.get("RCS_DURABILITY_ROUNDS", 400 if LONG else 40))
 OPS = int(os.environ.get("RCS_DURABILITY_OPS", 400 if LONG else 150))
 TTL = 3600          # leases and tokens outlive any run
 NAMES = ["n%d" % i for i in range(16)]
