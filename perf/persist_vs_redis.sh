@@ -149,6 +149,9 @@ for mode in memory everysec always; do
     printf '%-28s %12.0f %6sx   %-28s %12.0f %6sx%s\n' "$label" "${FIG[rcs-$mode]}" "$rr" \
         "$rlabel" "${FIG[redis-$mode]}" "$dr" "$note"
 done
+echo "# each round (rps): $(for mode in memory everysec always; do
+    printf 'rcstored %s [%s] redis %s [%s]; ' $mode "$(tr '\n' ' ' <"$TMP/rcs-$mode" | sed 's/ $//')" \
+        $mode "$(tr '\n' ' ' <"$TMP/redis-$mode" | sed 's/ $//')"; done)"
 
 [ "${SKIP_RECOVERY:-0}" = 1 ] && exit 0
 echo "# recovery: $OBJECTS objects of 16 bytes, a name per 100, save, $((OBJECTS / 10))" \

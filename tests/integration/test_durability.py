@@ -600,7 +600,8 @@ class Driver:
         """One request in flight on several connections (disjoint
         footprints), the load pipelines full; returns what is in flight."""
         used, flights = set(), []
-        for c in self.rng.sample(self.clients, self.rng.randint(1, len(self.clients))):
+        # at most 5: every subset of them is a candidate state
+        for c in self.rng.sample(self.clients, self.rng.randint(1, min(5, len(self.clients)))):
             for _ in range(10):
                 method, params = self.random_request(c, avoid_unknown=True)
                 _, fp = self.model.footprint(c.sid, method, params)
@@ -802,6 +803,9 @@ class Driver:
                 self.rebase_load(self.loads[-1])
             else:
                 self.clients.append(c)
+        # leased sessions beyond MAX_CONNS go back to waiting, detached
+        while len(self.clients) > MAX_CONNS:
+            self.close(self.rng.choice(self.clients))
         # unexpired tokens are claimable: claim about half
         if self.clients:
             for t in sorted(self.model.tokens):
