@@ -8,10 +8,25 @@
  * of an arena can serve blocks.
  *
  * Free blocks of a pool form a list through their first word; blocks never
- * handed out are not touched at all (a bump offset marks where they start),
- * so a fresh pool costs no RSS until used. */
+ * handed out are not touched at all (a bump offset marks where they start).
+ *
+ * Arenas are mapped two at a time, as one 2 MiB chunk aligned to 2 MiB and
+ * marked MADV_HUGEPAGE, so that the kernel can back the pair with one
+ * transparent huge page: a fork() (the background snapshot) then copies one
+ * page-table entry for it instead of 512, and the TLB holds 512 times more
+ * of the heap. From the 16th arena on, the chunk comes from the huge-page
+ * helper (thp.h), which made it resident off the loop; when it has none
+ * ready, the first touch here makes it (a fault that zeroes 2 MiB). The
+ * price: a chunk is resident whole, where 4 KiB pages would come one pool
+ * at a time; on a large heap every chunk is used anyway. Pages given back
+ * (pool_trim, an unmapped arena) split the huge page and leave the RSS as
+ * before (the kernel frees the split page's unused part lazily, at once
+ * under memory pressure); an arena whose pages were given back is advised
+ * MADV_NOHUGEPAGE from then on (see release_free_pools). Where THP is off
+ * (`never`) the advice is ignored: 4 KiB pages. */
 #include "pool.h"
 #include "panic.h"
+#include "thp.h"
 
 #include <assert.h>
 #include <stdlib.h>
@@ -19,6 +34,8 @@
 #include <sys/mman.h>
 
 #define ARENA_POOLS     ((uint32_t)(POOL_ARENA_BYTES / POOL_POOL_BYTES))
+#define THP_MIN_ARENAS  16        /* chunks made ahead from the 16th arena (a 16 MiB heap) on */
+#define CHUNK_BYTES     THP_BYTES /* two arenas, one transparent huge page */
 #define POOL_KEEP_EMPTY 4
 #define POOL_MAGIC      0x706f6f6cu /* "pool" */
 
@@ -38,6 +55,7 @@ struct pool {
 
 _Static_assert(sizeof(struct pool) <= POOL_HEADER_BYTES, "pool header too large");
 _Static_assert(ARENA_POOLS <= 64, "the bucket bitmap has 64 bits");
+_Static_assert(CHUNK_BYTES == 2 * POOL_ARENA_BYTES, "a chunk is two arenas");
 
 struct arena {
     char *base;
@@ -45,6 +63,7 @@ struct arena {
     uint64_t dirty_mask;       /* of those, the ones whose pages are still resident */
     uint32_t untouched;        /* pools [untouched, ARENA_POOLS) never used */
     uint32_t nfree;            /* free pools: given back plus untouched */
+    uint32_t sparse;           /* advised MADV_NOHUGEPAGE: free pools' pages were released */
     struct arena *next, *prev; /* by_free[nfree] bucket */
 };
 
@@ -68,6 +87,7 @@ static struct {
     struct pool *partial_tail[POOL_NCLASSES];
     uint64_t arenas, arenas_returned;
     uint64_t dirty_pools; /* free pools pool_trim has yet to release */
+    char *spare;          /* the second arena of the last chunk, not handed out yet */
 } P;
 
 /* Per-class caches of freed blocks, in the manner of glibc's tcache and
@@ -155,24 +175,49 @@ static struct arena *fullest_with_room(void)
     return P.nonempty ? P.by_free[__builtin_ctzll(P.nonempty) + 1] : NULL;
 }
 
+/* The address of a new arena: the spare half of the last chunk, else the
+ * first half of a chunk from the helper (made resident off the loop), else
+ * of one mapped here (map twice a chunk, trim to an aligned chunk, advise
+ * huge pages: without THP, madvise fails and 4 KiB pages serve). NULL when
+ * no address space is left. A spare whose pair is unmapped before it is
+ * used is a plain 1 MiB arena. */
+static char *arena_map(void)
+{
+    size_t len = 2 * CHUNK_BYTES;
+    char *raw, *base;
+    if (P.spare) {
+        base = P.spare;
+        P.spare = NULL;
+        return base;
+    }
+    /* A small heap forks fast anyway: no helper, no chunk made ahead. */
+    if (P.arenas >= THP_MIN_ARENAS && (base = thp_chunk_take()) != NULL) {
+        P.spare = base + POOL_ARENA_BYTES;
+        return base;
+    }
+    raw = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (raw == MAP_FAILED)
+        return NULL;
+    base = (char *)(((uintptr_t)raw + CHUNK_BYTES - 1) & ~(uintptr_t)(CHUNK_BYTES - 1));
+    if (base > raw)
+        munmap(raw, (size_t)(base - raw));
+    if (raw + len > base + CHUNK_BYTES)
+        munmap(base + CHUNK_BYTES, (size_t)(raw + len - (base + CHUNK_BYTES)));
+    (void)madvise(base, CHUNK_BYTES, MADV_HUGEPAGE);
+    P.spare = base + POOL_ARENA_BYTES;
+    return base;
+}
+
 static struct arena *arena_new(void)
 {
-    size_t len = 2 * POOL_ARENA_BYTES;
-    char *raw, *base;
+    char *base;
     struct arena *a = calloc(1, sizeof(*a));
     if (!a)
         return NULL;
-    /* Map twice the size and trim to an aligned arena. */
-    raw = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (raw == MAP_FAILED) {
+    if (!(base = arena_map())) {
         free(a);
         return NULL;
     }
-    base = (char *)(((uintptr_t)raw + POOL_ARENA_BYTES - 1) & ~(uintptr_t)(POOL_ARENA_BYTES - 1));
-    if (base > raw)
-        munmap(raw, (size_t)(base - raw));
-    if (raw + len > base + POOL_ARENA_BYTES)
-        munmap(base + POOL_ARENA_BYTES, (size_t)(raw + len - (base + POOL_ARENA_BYTES)));
     a->base = base;
     a->nfree = ARENA_POOLS;
     P.arenas++;
@@ -263,11 +308,22 @@ static int release_empty_arenas(uint32_t max)
 /* Give the pages of up to max free pools back to the system (their address
  * space stays; a pool taken again starts from zeroed pages). Nothing of a
  * free pool is kept in its own pages, so all of them go. Adjacent pools go
- * in one madvise. */
+ * in one madvise. The arena is advised MADV_NOHUGEPAGE first, for good:
+ * else khugepaged (which scans what is advised MADV_HUGEPAGE, and with its
+ * default max_ptes_none collapses a 2 MiB range holding a single page)
+ * would bring the released pages back as part of a huge page, minutes
+ * later. Advising it again once it is full would let khugepaged make it
+ * huge again, but a collapse copies 2 MiB while the loop's accesses to the
+ * range wait for it: not done, so an arena churned down and refilled stays
+ * in 4 KiB pages (a fork copies its 256 entries, as before). */
 static void release_free_pools(uint32_t max)
 {
     for (uint32_t k = 1; k <= ARENA_POOLS && P.dirty_pools && max; k++) {
         for (struct arena *a = P.by_free[k]; a && max; a = a->next) {
+            if (a->dirty_mask && !a->sparse) {
+                (void)madvise(a->base, POOL_ARENA_BYTES, MADV_NOHUGEPAGE);
+                a->sparse = 1;
+            }
             while (a->dirty_mask && max) {
                 uint32_t i = (uint32_t)__builtin_ctzll(a->dirty_mask), n = 0;
                 while (i + n < ARENA_POOLS && (a->dirty_mask & (1ull << (i + n))) && n < max)

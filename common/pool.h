@@ -2,16 +2,20 @@
  * obmalloc. Blocks of up to POOL_MAX_SMALL bytes come from 16 KiB pools; a
  * pool serves one size class at a time and finds its header by masking a
  * block's address. Pools are carved from 1 MiB arenas that mmap returns
- * aligned. Freed blocks first go to a small per-class cache (31 addresses)
- * that the next allocation of the class takes from, newest first, as in
- * glibc's tcache (its two operations are inline in the caller); once it is full, freed blocks go to
- * their pools. A few pools per class that empty stay with their class until pool_trim (the server
- * calls it once a second), so alloc-free churn never pays for moving pools; other empty pools go
- * back to their arenas at once, free for any class (no memory stuck in one class, unlike
- * memcached's slabs), and an arena whose pools are all free is returned to the operating system.
- * New pools come from the fullest arena that has one, so nearly empty arenas drain. Single-threaded
- * by design: rcstored has one thread, and so does every caller of this module. Larger blocks are
- * the caller's business (mem.c sends them to the system allocator). */
+ * aligned, two to a 2 MiB chunk advised for transparent huge pages (one
+ * page-table entry for a fork() to copy instead of 512), which a helper
+ * thread (thp.h) makes resident ahead of need. Freed blocks first go to a
+ * small per-class cache (31 addresses) that the next allocation of the
+ * class takes from, newest first, as in glibc's tcache (its two operations are inline in the
+ * caller); once it is full, freed blocks go to their pools. A few pools per class that empty stay
+ * with their class until pool_trim (the server calls it once a second), so alloc-free churn never
+ * pays for moving pools; other empty pools go back to their arenas at once, free for any class (no
+ * memory stuck in one class, unlike memcached's slabs), and an arena whose pools are all free is
+ * returned to the operating system. New pools come from the fullest arena that has one, so nearly
+ * empty arenas drain. Single-threaded by design: rcstored has one thread, and so does every caller
+ * of this module (the huge-page helper only hands over fresh chunks). Larger blocks are the
+ * caller's business (mem.c sends them to the system allocator, and maps those of 2 MiB and more
+ * itself). */
 #ifndef RCS_COMMON_POOL_H
 #define RCS_COMMON_POOL_H
 

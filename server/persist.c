@@ -6,6 +6,7 @@
 #include "log.h"
 #include "mem.h"
 #include "snapshot.h"
+#include "thp.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -175,11 +176,12 @@ int persist_open(struct persist *p, const struct persist_opts *opts, struct stor
         return rc;
     }
     p->handles = 1;
-    p->check.data = p->sigchld.data = p;
+    p->check.data = p->sigchld.data = p->retry.data = p;
     uv_check_start(&p->check, on_check);
     uv_unref((uv_handle_t *)&p->check);
     uv_signal_start(&p->sigchld, on_sigchld, SIGCHLD);
     uv_unref((uv_handle_t *)&p->sigchld);
+    uv_unref((uv_handle_t *)&p->retry);
     return 0;
 fail:
     if (lockfd >= 0)
@@ -227,6 +229,13 @@ int persist_change(struct persist *p, struct store *st, struct sess *s, const st
 }
 
 static void start_snapshot(struct persist *p);
+
+static void on_retry(uv_timer_t *t)
+{
+    struct persist *p = t->data;
+    if (!p->child)
+        start_snapshot(p);
+}
 
 static void on_check(uv_check_t *h)
 {
@@ -291,9 +300,19 @@ static void start_snapshot(struct persist *p)
     uint64_t index;
 
     /* Garbage found but not freed yet: its GC_FREE is not in the journal, so
-     * the state is no record's. The collector frees it within slices. */
-    if (gc_pending(h) || h->hide_white)
+     * the state is no record's; the collector frees it within slices. And a
+     * fork waits for every page fault in flight, the huge-page helper's too
+     * (1-5 ms): it is held, and the fork waits for it to be idle. Both are
+     * tried again a millisecond later; the loop serves meanwhile. */
+    if (!p->thp_held) {
+        thp_hold(1);
+        p->thp_held = 1;
+    }
+    if (gc_pending(h) || h->hide_white || thp_busy()) {
+        if (!uv_is_active((uv_handle_t *)&p->retry))
+            uv_timer_start(&p->retry, on_retry, 1, 0);
         return;
+    }
     /* Everything up to index goes to the kernel first: a killed server then
      * loses none of what the snapshot holds. */
     if (p->j.next_index - 1 > p->j.written_index && !journal_error(&p->j))
@@ -301,6 +320,10 @@ static void start_snapshot(struct persist *p)
     index = p->j.next_index - 1;
     journal_rotate(&p->j);
     pid = fork();
+    if (pid != 0) {
+        thp_hold(0);
+        p->thp_held = 0;
+    }
     if (pid < 0) {
         snprintf(p->last_error, sizeof(p->last_error), "snapshot: fork: %s", strerror(errno));
         log_error("%s", p->last_error);
@@ -403,6 +426,7 @@ void persist_close(struct persist *p)
     if (p->handles) {
         uv_close((uv_handle_t *)&p->check, NULL);
         uv_close((uv_handle_t *)&p->sigchld, NULL);
+        uv_close((uv_handle_t *)&p->retry, NULL);
         p->handles = 0;
     }
     mem_free(p->waiters, (size_t)p->waiters_cap * sizeof(void *));

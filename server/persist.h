@@ -48,6 +48,8 @@ struct persist {
     uint32_t nwaiters, nnext, waiters_cap, next_cap;
     uv_signal_t sigchld;
     uv_check_t check; /* commits at the end of each loop iteration */
+    uv_timer_t retry; /* a snapshot that had to wait (garbage not freed, the huge-page helper) */
+    int thp_held;     /* thp_hold(1) said for the snapshot about to start */
     int handles;      /* sigchld and check initialised */
     void (*on_durable)(void *ud, uint64_t index);
     persist_saved_cb on_saved;

@@ -5,10 +5,13 @@
 #include "cmocka_pre.h"
 
 #include "pool.h"
+#include "thp.h"
+#include "vmflags.h"
 
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 static void churn_reuses_one_pool(void **state)
@@ -269,6 +272,149 @@ static void cache_returns_newest_first(void **state)
     assert_int_equal(b.cls[6].pools, 0); /* the cache held its pool back only until now */
 }
 
+/* Arenas come two at a time from one chunk of 2 MiB aligned to 2 MiB and
+ * advised MADV_HUGEPAGE, so that one transparent huge page can back the
+ * pair (a fork copies one page-table entry for it, not 512). */
+static void arenas_pair_in_huge_page_chunks(void **state)
+{
+    enum { N = 80000, MAXA = 64 }; /* 64-byte blocks: about five arenas */
+    static char *p[N];
+    uintptr_t arena[MAXA];
+    int narenas = 0, pairs = 0, huge = 0;
+    (void)state;
+    pool_trim();
+    for (int i = 0; i < N; i++) {
+        uintptr_t a;
+        int seen = 0;
+        p[i] = pool_alloc(64);
+        memset(p[i], 1, 64);
+        a = (uintptr_t)p[i] & ~(uintptr_t)(POOL_ARENA_BYTES - 1);
+        for (int k = 0; k < narenas; k++)
+            seen |= arena[k] == a;
+        if (!seen && narenas < MAXA)
+            arena[narenas++] = a;
+    }
+    assert_true(narenas >= 4);
+    for (int k = 0; k < narenas; k++) {
+        /* Advised, unless an arena kept from an earlier test gave pages
+         * back (then MADV_NOHUGEPAGE: sparse_arenas_leave_huge_pages). */
+        if (thp_in_kernel())
+            huge += vma_has_flag((void *)arena[k], "hg") == 1;
+        /* A first half (aligned to 2 MiB) whose second half serves too. */
+        for (int m = 0; m < narenas; m++)
+            pairs +=
+                arena[k] % (2 * POOL_ARENA_BYTES) == 0 && arena[m] == arena[k] + POOL_ARENA_BYTES;
+    }
+    assert_true(pairs >= 2);
+    if (thp_in_kernel())
+        assert_true(huge >= narenas - 1);
+    for (int i = 0; i < N; i++)
+        pool_free(p[i]);
+    pool_trim();
+}
+
+/* An arena whose free pools gave their pages back is advised
+ * MADV_NOHUGEPAGE, so that khugepaged cannot bring them back inside a huge
+ * page (nor make the loop wait while it copies one), and stays so once
+ * refilled. */
+static void sparse_arenas_leave_huge_pages(void **state)
+{
+    enum { N = 100000, KEEP = 5000 };
+    static char *p[N], *more[2 * N];
+    (void)state;
+    if (!thp_in_kernel())
+        skip();
+    for (int i = 0; i < N; i++)
+        p[i] = pool_alloc(64);
+    for (int i = 0; i < N; i++)
+        if (i % KEEP)
+            pool_free(p[i]);
+    pool_trim();
+    for (int i = 0; i < N; i += KEEP)
+        assert_int_equal(vma_has_flag(p[i], "nh"), 1);
+    for (int i = 0; i < 2 * N; i++) /* refills the arenas with room first */
+        more[i] = pool_alloc(64);
+    for (int i = 0; i < N; i += KEEP)
+        assert_int_equal(vma_has_flag(p[i], "nh"), 1);
+    for (int i = 0; i < 2 * N; i++)
+        pool_free(more[i]);
+    for (int i = 0; i < N; i += KEEP)
+        pool_free(p[i]);
+    pool_trim();
+}
+
+/* The helper's chunks are aligned, advised and resident before the pool
+ * takes them: the loop does not fault a huge page in. */
+static void helper_chunks_are_made_ahead(void **state)
+{
+    enum { PAGES = THP_BYTES / 4096 };
+    static unsigned char vec[PAGES];
+    char *c = NULL;
+    (void)state;
+    thp_step(); /* the helper's work, on this thread: a chunk is ready after it */
+    /* thp_chunk_take only tries the mutex: the helper thread (started by
+     * earlier tests) may hold it for a few instructions. */
+    for (int tries = 0; tries < 1000000 && !c; tries++)
+        c = thp_chunk_take();
+    assert_non_null(c);
+    assert_int_equal((uintptr_t)c % THP_BYTES, 0);
+    if (thp_in_kernel())
+        assert_int_equal(vma_has_flag(c, "hg"), 1);
+    assert_int_equal(mincore(c, THP_BYTES, vec), 0);
+    for (int i = 0; i < PAGES; i++)
+        assert_int_equal(vec[i] & 1, 1);
+    munmap(c, THP_BYTES);
+}
+
+/* A forked child (the snapshot writer) has no helper and may find its
+ * mutex held forever: it takes no chunk, and the pool maps its own. */
+static void forked_child_takes_no_chunk(void **state)
+{
+    pid_t pid;
+    int status;
+    (void)state;
+    thp_step();
+    (void)thp_chunk_take(); /* the helper runs in this process */
+    thp_step();             /* and a chunk is ready at the fork */
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        void *b[40000];
+        int ok = thp_chunk_take() == NULL;
+        for (int i = 0; i < 40000; i++) /* new arenas, from the child's own chunks */
+            ok &= (b[i] = pool_alloc(256)) != NULL;
+        _exit(ok ? 0 : 1);
+    }
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+}
+
+/* Held (before a fork), the helper starts no chunk and is soon not busy;
+ * let go, it makes one again. */
+static void held_helper_makes_no_chunk(void **state)
+{
+    char *c;
+    (void)state;
+    thp_hold(1);
+    for (long tries = 0; tries < 100000000 && thp_busy(); tries++)
+        ; /* the helper thread may be finishing a chunk it began */
+    assert_int_equal(thp_busy(), 0);
+    for (int tries = 0; tries < 1000; tries++) /* what was ready (a NULL may be a busy mutex) */
+        if ((c = thp_chunk_take()) != NULL)
+            munmap(c, THP_BYTES);
+    thp_step(); /* the helper's work: nothing, held */
+    for (int tries = 0; tries < 1000; tries++)
+        assert_null(thp_chunk_take());
+    thp_hold(0);
+    thp_step();
+    c = NULL;
+    for (long tries = 0; tries < 100000000 && !c; tries++)
+        c = thp_chunk_take();
+    assert_non_null(c);
+    munmap(c, THP_BYTES);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -280,6 +426,11 @@ int main(void)
         cmocka_unit_test(empty_pools_serve_other_classes),
         cmocka_unit_test(churn_reuses_one_pool),
         cmocka_unit_test(cache_returns_newest_first),
+        cmocka_unit_test(arenas_pair_in_huge_page_chunks),
+        cmocka_unit_test(sparse_arenas_leave_huge_pages),
+        cmocka_unit_test(helper_chunks_are_made_ahead),
+        cmocka_unit_test(forked_child_takes_no_chunk),
+        cmocka_unit_test(held_helper_makes_no_chunk),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
