@@ -392,6 +392,9 @@ class Driver:
         self.dir = tempfile.mkdtemp(prefix="durability-")
         self.restarts = 0
         self.saves = 0
+        # what the kills caught: in-flight requests applied or not; load
+        # requests applied without a reply, and lost
+        self.caught = Counter()
 
     # --- the server
     def start(self):
@@ -612,16 +615,19 @@ class Driver:
         for c, method, params in flights:
             c.conn.send(method, *params)
         for l in self.loads:
-            l.send(LOAD_DEPTH)
+            l.send(4 * LOAD_DEPTH)
         return flights
 
     def crash(self):
         flights = self.burst()
-        # Read a random part of the replies, then kill: some in-flight
-        # requests are acknowledged, some applied without a reply, some not.
+        # Half the time kill at once, while the server is still reading the
+        # pipelines; else read a random part of the replies first. Some
+        # in-flight requests are acknowledged, some applied without a
+        # reply, some never applied.
+        at_once = WIRED and self.rng.random() < 0.5
         done = []
         for c, method, params in flights:
-            if self.rng.random() < 0.3:
+            if not at_once and self.rng.random() < 0.3:
                 r = c.conn.reply()
                 code = r[2]["code"] if r[2] else None
                 merr, mres = self.model.apply(c.sid, method, params)
@@ -631,7 +637,7 @@ class Driver:
                     self.expect_result(c, method, params, r[3], mres)
                 done.append(c)
         for l in self.loads:
-            l.read(self.rng.randint(0, l.sent - l.acked), self.model)
+            l.read(0 if at_once else self.rng.randint(0, l.sent - l.acked), self.model)
         pending = [(c.sid, m, p) for c, m, p in flights if c not in done]
         if not WIRED and self.rng.random() < 0.5:
             # the in-memory server, as a restart would leave it: every
@@ -727,6 +733,8 @@ class Driver:
             if not l.acked <= p <= l.sent:
                 fail("load session %d: data %d, holds %d: not a prefix of its %d ops "
                      "(%d acknowledged)" % (l.sid, d, h, l.sent, l.acked))
+            self.caught["load applied unanswered"] += p - l.acked
+            self.caught["load lost"] += l.sent - p
             for _, m in cands:
                 for j in range(l.applied, p):
                     mm, pp = LoadClient.op(j)
@@ -784,6 +792,10 @@ class Driver:
                      self.restarts, self.fsync, [(s, mm, pp) for s, mm, pp in pending],
                      bin(best[1]), "\n  ".join(best[0][:20])))
         _, k, m = good[0]
+        self.caught["in flight applied"] += bin(k).count("1")
+        self.caught["in flight not applied"] += len(pending) - bin(k).count("1")
+        if len(good) > 1:
+            self.caught["ambiguous"] += 1   # several subsets give the same heap
         # learn what the applied in-flight requests decided: none names
         # anything new (no create by a leased session, no share in flight)
         self.model = m
@@ -895,8 +907,9 @@ def run(fsync, rng):
                 if check.failures:
                     break
         check("fsync %s: %d kills, %d restarts, %d saves; every restart a state the oracle "
-              "allows, %d ids handed out once" % (fsync, ROUNDS, d.restarts, d.saves,
-                                                  len(d.seen_ids)), True)
+              "allows, %d ids handed out once; the kills caught: %s" % (
+                  fsync, ROUNDS, d.restarts, d.saves, len(d.seen_ids),
+                  ", ".join("%s %d" % kv for kv in sorted(d.caught.items()))), True)
     except Failure as e:
         check("fsync %s" % fsync, False, str(e))
     except Exception as e:   # a connection the server dropped, a bad reply
