@@ -31,7 +31,13 @@ with every failure), RCS_DURABILITY_ROUNDS (kills per fsync mode; default
 40), RCS_DURABILITY_OPS (random operations between two kills; default 150),
 RCS_DURABILITY_LONG=1 (400 kills of 400 operations per mode),
 RCS_DURABILITY_SKIP (methods left out, e.g. share,claim,save: to narrow
-down a failure).
+down a failure), RCS_DURABILITY_TRACE=FILE (every acknowledged request,
+save, close and restart, written as it happens).
+
+Not covered: leases and tokens that expire (every ttl here is 3600 s, so
+that nothing expires between two checks; their restart at full ttl is not
+checked), watches, and power loss (a kill -9 loses nothing written to the
+kernel, so everysec is held to the same standard as always).
 
 Without --data-dir in `rcstored --help` (the wiring is not there yet) the
 oracle is checked against a live in-memory server at every point a kill
