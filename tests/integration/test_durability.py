@@ -29,7 +29,9 @@ every subset of them is a candidate state: the heap must equal one.
 Environment: RCS_DURABILITY_SEED (a run's seed; printed at the start and
 with every failure), RCS_DURABILITY_ROUNDS (kills per fsync mode; default
 40), RCS_DURABILITY_OPS (random operations between two kills; default 150),
-RCS_DURABILITY_LONG=1 (400 kills of 400 operations per mode),
+RCS_DURABILITY_LONG=1 (400 kills of 400 operations per mode: tens of
+minutes, more with save skipped, as every restart then replays the whole
+journal),
 RCS_DURABILITY_SKIP (methods left out, e.g. share,claim,save: to narrow
 down a failure), RCS_DURABILITY_TRACE=FILE (every acknowledged request,
 save, close and restart, written as it happens).
@@ -908,6 +910,9 @@ def run(fsync, rng):
             for _ in range(OPS):
                 d.step()
             d.crash()
+            if (rnd + 1) % 50 == 0:
+                print("     fsync %s: %d kills, %d saves, %d objects alive" % (
+                    fsync, rnd + 1, d.saves, len(d.model.objs)), flush=True)
             if not WIRED:
                 d.verify_live()
                 if check.failures:
