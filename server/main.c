@@ -53,7 +53,6 @@ static int check_data(int argc, char **argv)
         fprintf(stderr, "rcstored: %s\n", rep.message);
         return EXIT_RUNTIME;
     }
-    printf("%s\n", rep.message);
     /* Files that frame and checksum well can still describe a store that
      * cannot be: recover it as a start would, into a scratch store. */
     log_threshold = LOG_ERROR;
@@ -61,7 +60,7 @@ static int check_data(int argc, char **argv)
         fprintf(stderr, "rcstored: %s\n", err);
         return EXIT_RUNTIME;
     }
-    printf("%s\n", err);
+    printf("%s; %s\n", rep.message, err);
     return 0;
 }
 
