@@ -408,7 +408,10 @@ class Driver:
     def start(self):
         flags = ["--debug-commands"]
         if WIRED:
-            flags += ["--data-dir", self.dir, "--fsync", self.fsync]
+            # Compaction and the collector's sweeps run on their own, often,
+            # between and during the requests and the kills.
+            flags += ["--data-dir", self.dir, "--fsync", self.fsync,
+                      "--compact-journal-bytes", "48k", "--gc-interval-ms", "20"]
         self.proc, self.addr, lines = rcswire.start_server(RCSTORED, *flags, echo=False)
         self.checker = Conn(self.addr)
         return lines
