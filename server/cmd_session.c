@@ -65,7 +65,9 @@ int cmd_do_hello(struct cmd_ctx *c, arg_t *a, uint32_t n)
         if (rc == RPC_EPERSISTENCE_FAILED || rc == RPC_EOUT_OF_MEMORY)
             return cmd_fail(c, rc, "the journal cannot take this session's end now; retry");
         if (rc < 0)
-            return cmd_fail(c, rc, "no such session: its lease expired, or the server restarted");
+            return cmd_fail(
+                c, rc,
+                "no such session: its lease expired (or a server without --data-dir restarted)");
         c->sess = s;
         resumed = 1;
     }

@@ -359,8 +359,16 @@ static int new_segment(struct journal *j, uint64_t seq, uint64_t first, uint64_t
     if ((fd = openat(j->dirfd, tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600)) < 0)
         return set_failed(j, -errno, "create");
     header_encode(h, seq, first);
-    if ((rc = io_alloc(fd, size)) < 0 || (rc = io_write(fd, h, sizeof(h), 0)) < 0 ||
-        (rc = io_sync(fd)) < 0 || (renameat(j->dirfd, tmp, j->dirfd, name) < 0 && (rc = -errno)) ||
+    /* On a nearly full disk a whole segment may not fit where the records
+     * waiting would: a smaller one (1 MiB, or what they need) lets writes
+     * resume as soon as a little room is free, not a segment's worth. */
+    if ((rc = io_alloc(fd, size)) == -ENOSPC && size > JOURNAL_MIN_SEGMENT_BYTES &&
+        buf_pending(&j->out) + JOURNAL_HEADER_BYTES < JOURNAL_MIN_SEGMENT_BYTES) {
+        size = JOURNAL_MIN_SEGMENT_BYTES;
+        rc = io_alloc(fd, size);
+    }
+    if (rc < 0 || (rc = io_write(fd, h, sizeof(h), 0)) < 0 || (rc = io_sync(fd)) < 0 ||
+        (renameat(j->dirfd, tmp, j->dirfd, name) < 0 && (rc = -errno)) ||
         (rc = fsync_dir(j->dirfd)) < 0) {
         close(fd);
         unlinkat(j->dirfd, tmp, 0); /* whatever space it took goes back */

@@ -22,11 +22,12 @@
 #include <stdint.h>
 #include <uv.h>
 
-#define JOURNAL_VERSION       1
-#define JOURNAL_HEADER_BYTES  64
-#define JOURNAL_SEGMENT_BYTES (64ull << 20) /* default preallocation */
-#define JOURNAL_LOCK_FILE     "LOCK"
-#define JOURNAL_ERR_BYTES     256
+#define JOURNAL_VERSION           1
+#define JOURNAL_HEADER_BYTES      64
+#define JOURNAL_SEGMENT_BYTES     (64ull << 20) /* default preallocation */
+#define JOURNAL_MIN_SEGMENT_BYTES (1ull << 20)  /* tried when that does not fit */
+#define JOURNAL_LOCK_FILE         "LOCK"
+#define JOURNAL_ERR_BYTES         256
 
 enum journal_fsync { JOURNAL_FSYNC_NO, JOURNAL_FSYNC_EVERYSEC, JOURNAL_FSYNC_ALWAYS };
 

@@ -19,9 +19,11 @@
 /* Exit statuses of a failed start (docs/operations.md, rcstored(8)): 2 when
  * the configuration is wrong (a bad flag or value, a malformed address, an
  * unusable token or config file), 1 when a valid configuration met a system
- * that refused it (address in use, out of memory). Never a signal, and
+ * that refused it (address in use, out of memory, a data directory another
+ * server holds), 3 when the data directory is damaged (a restart cannot fix
+ * it: rcstored --check-data says what to do). Never a signal, and
  * always one line on stderr: "rcstored: " and the problem. */
-enum { EXIT_RUNTIME = 1, EXIT_CONFIG = 2 };
+enum { EXIT_RUNTIME = 1, EXIT_CONFIG = 2, EXIT_DAMAGE = 3 };
 
 /* rcstored --check-data DIR [--repair]: 0 if DIR is fit to start from
  * (now), 1 with the problem (file and offset) if not, 2 for a bad call. */
@@ -35,6 +37,8 @@ static int check_data(int argc, char **argv)
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--check-data") && i + 1 < argc)
             dir = argv[++i];
+        else if (!strcmp(argv[i], "--check-data"))
+            continue;
         else if (!strncmp(argv[i], "--check-data=", 13))
             dir = argv[i] + 13;
         else if (!strcmp(argv[i], "--repair"))
@@ -45,7 +49,11 @@ static int check_data(int argc, char **argv)
         }
     }
     if (!dir) {
-        fprintf(stderr, "rcstored: --check-data needs a data directory\n");
+        fprintf(stderr, "rcstored: --check-data needs a data directory: --check-data DIR\n");
+        return EXIT_CONFIG;
+    }
+    if (access(dir, F_OK) < 0) {
+        fprintf(stderr, "rcstored: --check-data %s: no such directory\n", dir);
         return EXIT_CONFIG;
     }
     rc = datadir_check(dir, repair, &rep);
@@ -100,7 +108,9 @@ int main(int argc, char **argv)
         fprintf(stderr, "rcstored: %s\n", err);
         uv_loop_close(uv_default_loop());
         config_close(&cfg);
-        return rc == -EINVAL ? EXIT_CONFIG : EXIT_RUNTIME;
+        return rc == -EINVAL                                      ? EXIT_CONFIG
+               : rc == -EBADMSG || rc == -ENOMSG || rc == -EPROTO ? EXIT_DAMAGE
+                                                                  : EXIT_RUNTIME;
     }
     log_info("rcstored %s ready (pid %d)", RCS_VERSION, (int)getpid());
 #ifdef RCS_HAVE_SYSTEMD

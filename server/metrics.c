@@ -5,6 +5,7 @@
 #include "addr.h"
 #include "log.h"
 #include "mem.h"
+#include "persist.h"
 #include "stats.h"
 
 #include <arpa/inet.h>
@@ -245,6 +246,38 @@ void metrics_render(const struct cmd_env *env, struct buf *b)
     }
     out(b, "rcstore_gc_pause_seconds_sum %.6f\n", (double)g->total_us / 1e6);
     out(b, "rcstore_gc_pause_seconds_count %llu\n", (unsigned long long)cum);
+    if (env->persist && env->persist->enabled) {
+        /* The parts of stats.persistence that are numbers; fsync and
+         * last_error are text, for stats and the log. */
+        const struct persist *p = env->persist;
+        out(b,
+            "# HELP rcstore_persistence_journal_bytes Journal bytes since the last snapshot "
+            "began.\n# TYPE rcstore_persistence_journal_bytes gauge\n"
+            "rcstore_persistence_journal_bytes %llu\n",
+            (unsigned long long)p->bytes_since_snap);
+        out(b,
+            "# HELP rcstore_persistence_records_total Journal records written since start.\n"
+            "# TYPE rcstore_persistence_records_total counter\n"
+            "rcstore_persistence_records_total %llu\n",
+            (unsigned long long)p->records);
+        out(b,
+            "# HELP rcstore_persistence_last_snapshot_seconds When the last snapshot was "
+            "complete (unix time; 0: none).\n"
+            "# TYPE rcstore_persistence_last_snapshot_seconds gauge\n"
+            "rcstore_persistence_last_snapshot_seconds %llu\n",
+            (unsigned long long)p->last_snapshot_unix);
+        out(b,
+            "# HELP rcstore_persistence_snapshot_in_progress 1 while a snapshot is written.\n"
+            "# TYPE rcstore_persistence_snapshot_in_progress gauge\n"
+            "rcstore_persistence_snapshot_in_progress %d\n",
+            p->child != 0);
+        out(b,
+            "# HELP rcstore_persistence_journal_failed 1 while the journal cannot be written "
+            "(changes answer PERSISTENCE_FAILED).\n"
+            "# TYPE rcstore_persistence_journal_failed gauge\n"
+            "rcstore_persistence_journal_failed %d\n",
+            p->j.failed != 0);
+    }
     out(b, "# HELP rcstore_requests_total Requests served, by method.\n"
            "# TYPE rcstore_requests_total counter\n");
     for (int i = 0; i < n; i++)

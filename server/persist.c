@@ -73,8 +73,9 @@ static int replay_one(void *ud, uint64_t index, const struct rec *r)
 struct recovered {
     int has_snapshot;
     struct snapshot_info snap;
-    uint64_t applied;    /* journal records replayed */
-    uint64_t next_index; /* the index the next record takes */
+    uint64_t applied;       /* journal records replayed */
+    uint64_t journal_bytes; /* of records in the journal's segments */
+    uint64_t next_index;    /* the index the next record takes */
 };
 
 /* The state a data directory holds, built in st (fresh from store_init):
@@ -94,14 +95,13 @@ static int recover_into(struct store *st, const char *dir, uint64_t now_ms, stru
 
     memset(out, 0, sizeof(*out));
     if ((rc = journal_check(dir, 0, &scan)) < 0) {
-        snprintf(err, errlen, "%s (rcstored --check-data %s says more; --repair cuts it there)",
+        snprintf(err, errlen,
+                 "%s (rcstored --check-data %s --repair cuts the journal there; what follows is "
+                 "lost: copy the directory first)",
                  scan.damaged ? scan.damage : strerror(-rc), dir);
         return rc;
     }
-    if (scan.torn)
-        log_warn("%s: offset %" PRIu64 ": a last record cut short (%" PRIu64
-                 " bytes) by a crash: dropped",
-                 scan.torn_file, scan.torn_offset, scan.torn_bytes);
+    /* (A torn tail is cut, with its warning, by journal_open.) */
     st->lim.max_session_holds = st->lim.max_session_tokens = st->lim.max_tokens = 0;
     snprintf(path, sizeof(path), "%s/%s", dir, SNAPSHOT_FILE);
     rc = snapshot_load(st, path, now_ms, &out->snap, err, errlen);
@@ -123,6 +123,7 @@ static int recover_into(struct store *st, const char *dir, uint64_t now_ms, stru
         goto out;
     }
     heap_untrack_free(&st->heap);
+    out->journal_bytes = scan.bytes;
     out->applied = rp.applied;
     out->next_index = rp.expect;
     rc = 0;
@@ -212,6 +213,10 @@ int persist_open(struct persist *p, const struct persist_opts *opts, struct stor
         goto fail;
     if (rv.has_snapshot)
         p->last_snapshot_unix = rv.snap.unix_time;
+    /* What the segments hold counts toward the next compaction: a server
+     * restarted more often than it writes --compact-journal-bytes still
+     * compacts. */
+    p->bytes_since_snap = rv.journal_bytes;
     heap_untrack_free(&st->heap);
     jo.fsync = opts->fsync;
     jo.segment_bytes = opts->segment_bytes;
@@ -463,6 +468,7 @@ static void snapshot_done(struct persist *p, int status)
         p->last_snapshot_unix = (uint64_t)time(NULL);
         p->last_snapshot_bytes = bytes;
         p->last_snapshot_ms = ms;
+        p->last_error[0] = '\0';
         if ((rc = journal_drop_through(&p->j, p->child_index)) < 0)
             log_warn("cannot delete journal segments the snapshot holds: %s", strerror(-rc));
         log_info("snapshot of record %" PRIu64 " written: %" PRIu64 " bytes in %" PRIu64 " ms",

@@ -437,6 +437,18 @@ int server_init(struct server *srv, uv_loop_t *loop, const struct config *cfg, c
     srv->env.persist = &srv->persist;
     if (cfg->auth_token_file && (rc = load_auth(srv, err, errlen)) < 0)
         goto fail_store;
+    if (!cfg->data_dir) {
+        char where[320];
+        /* A durability setting without a data directory would let a user
+         * believe in a durability the server does not have. */
+        if (config_source(cfg, "fsync", where, sizeof(where)) == 0 ||
+            config_source(cfg, "compact-journal-bytes", where, sizeof(where)) == 0) {
+            size_t n = strlen(where);
+            while (n && (where[n - 1] == ' ' || where[n - 1] == '=')) /* "--fsync " */
+                where[--n] = '\0';
+            log_warn("%s: has no effect without --data-dir: everything is in memory only", where);
+        }
+    }
     if (cfg->data_dir) {
         struct persist_opts po = {.dir = cfg->data_dir,
                                   .fsync = (enum journal_fsync)cfg->fsync,

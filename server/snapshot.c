@@ -107,6 +107,12 @@ static void write_records(struct writer *w, const struct store *st, uint64_t las
 
     pos = 0;
     while ((s = store_next_sess(st, &pos))) {
+        /* A session no journal record names yet (a connection that only
+         * read) holds nothing, and its SESS_NEW comes with its first change:
+         * left out, so that the journal alone describes every session a
+         * record names (a snapshot removed, the journal replays from 1). */
+        if (st->record && !s->journaled)
+            continue;
         struct rec r = {.type = REC_SNAP_SESS,
                         .sess = s->id,
                         .token = s->token,
@@ -140,6 +146,8 @@ static void write_records(struct writer *w, const struct store *st, uint64_t las
     pos = 0;
     while ((s = store_next_sess(st, &pos))) {
         uint32_t hp = 0;
+        if (st->record && !s->journaled)
+            continue;
         while (sess_next_hold(s, &hp, &id, &n))
             chunk_add(w, c, REC_SNAP_HOLDS, s->id, id, n);
         chunk_flush(w, c, REC_SNAP_HOLDS, s->id);

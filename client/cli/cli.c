@@ -686,10 +686,11 @@ static int resume_session(struct cli *cli, const char *command)
                                  cli->auth, strlen(cli->auth))
                       : rcs_call(cli->c, NULL, "hello", "{sy}", "resume", tok, n);
     if (rc == RCS_ESESSION_EXPIRED) {
-        fprintf(stderr,
-                "rcstore: the session in %s has expired (or the server restarted); "
-                "its holds are gone. Start another: rcstore session start\n",
-                cli->session_path);
+        fprintf(
+            stderr,
+            "rcstore: the session in %s has expired (or a server without --data-dir restarted); "
+            "its holds are gone. Start another: rcstore session start\n",
+            cli->session_path);
         if (command && strcmp(command, "session") == 0)
             unlink(cli->session_path);
         return EXIT_SERVER;

@@ -6,7 +6,7 @@
   file: the server starts with a warning naming the segment and serves
   everything before that record;
 - a bit flip in the middle of a journal segment, and of snapshot.rcs: exit
-  status 1 (not a signal) and one line `rcstored: FILE: offset N: what`;
+  status 3 (not a signal) and one line `rcstored: FILE: offset N: what`;
 - `--check-data` on a clean, a damaged and a repaired directory, and
   `--check-data --repair` (the records before the damage survive);
 - a second server on a directory in use is refused, the first serves on;
@@ -97,10 +97,11 @@ def copy(src, name):
 
 
 def damage_line(status, lines, fname):
-    """Exit 1, and one line rcstored: FILE: offset N: what naming fname."""
+    """Exit 3 (a damaged data directory), and one line rcstored: FILE: offset
+    N: what naming fname."""
     m = [re.search(r"rcstored: (\S*%s): offset (\d+): (.+)" % re.escape(fname), l) for l in lines]
     m = [x for x in m if x]
-    return status == 1 and len(lines) == 1 and bool(m), (status, lines)
+    return status == 3 and len(lines) == 1 and bool(m), (status, lines)
 
 
 try:
@@ -171,7 +172,7 @@ try:
             check("... and serves everything before it", ok, why)
             kill(p)
 
-    # A bit flip in the middle of the journal: damage, exit 1, file and offset.
+    # A bit flip in the middle of the journal: damage, exit 3, file and offset.
     mid_off, mid_len = after[len(after) // 2]
     d = copy(base, "flip-journal")
     path = os.path.join(d, segname)
@@ -182,7 +183,7 @@ try:
         f.write(bytes([b[0] ^ 0x10]))
     st, lines = refused(d)
     ok, why = damage_line(st, lines, segname)
-    check("a bit flip in the middle of a segment: exit 1, one line naming the file and "
+    check("a bit flip in the middle of a segment: exit 3, one line naming the file and "
           "the offset", ok, why)
     off = re.search(r"offset (\d+)", lines[0]) if lines else None
     check("... the offset is the damaged record's (%d)" % mid_off,
@@ -301,7 +302,7 @@ try:
         f.write(bytes([b[0] ^ 0x01]))
     st, lines = refused(d2)
     ok, why = damage_line(st, lines, "snapshot.rcs")
-    check("a bit flip in the middle of snapshot.rcs: exit 1, one line naming the file and "
+    check("a bit flip in the middle of snapshot.rcs: exit 3, one line naming the file and "
           "the offset", ok, why)
     st, out = check_data(d2)
     check("--check-data on it: exit 1 naming snapshot.rcs", st == 1 and "snapshot.rcs" in out,
