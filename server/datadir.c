@@ -58,6 +58,6 @@ int datadir_check(const char *dir, int repair, struct datadir_report *out)
              out->repaired && out->journal.damaged ? ", cut at the first bad record" : "");
     rc = 0;
 done:
-    close(lockfd);
+    journal_unlock_dir(lockfd);
     return rc;
 }

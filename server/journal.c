@@ -307,18 +307,57 @@ static void unmap_file(const uint8_t *m, size_t size)
 
 /* ---- the lock ---- */
 
+/* The directories this process holds (see journal_lock_dir). */
+#define MAX_LOCKED 16
+static struct {
+    dev_t dev;
+    ino_t ino;
+    int fd; /* -1: a free entry */
+} locked[MAX_LOCKED] = {[0 ... MAX_LOCKED - 1] = {.fd = -1}};
+
+static int locked_here(dev_t dev, ino_t ino)
+{
+    for (int i = 0; i < MAX_LOCKED; i++)
+        if (locked[i].fd >= 0 && locked[i].dev == dev && locked[i].ino == ino)
+            return 1;
+    return 0;
+}
+
+/* A POSIX record lock (fcntl F_SETLK), not flock: a record lock belongs to
+ * the process and is not inherited by fork(), so a snapshot child never
+ * holds the directory, and a server killed with SIGKILL can be restarted at
+ * once even while its child is still dying. Such a lock is the process's,
+ * so a second open in this process would succeed and, worse, closing that
+ * second descriptor would drop the lock: the directories this process
+ * holds are kept in a table and refused before anything is opened. */
 int journal_lock_dir(const char *dir, int *fd, char *err, size_t errlen)
 {
+    struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 0};
     char path[4096];
-    int f, rc;
+    struct stat sb;
+    int f, rc, slot = -1;
+
     snprintf(path, sizeof(path), "%s/%s", dir, JOURNAL_LOCK_FILE);
+    if (stat(path, &sb) == 0 && locked_here(sb.st_dev, sb.st_ino)) {
+        snprintf(err, errlen, "data directory %s is in use by another rcstored (%s is locked)", dir,
+                 path);
+        return -EWOULDBLOCK;
+    }
+    for (int i = 0; i < MAX_LOCKED && slot < 0; i++)
+        if (locked[i].fd < 0)
+            slot = i;
+    if (slot < 0) {
+        snprintf(err, errlen, "cannot lock %s: this process holds %d data directories already",
+                 path, MAX_LOCKED);
+        return -EMFILE;
+    }
     if ((f = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600)) < 0) {
         rc = -errno;
         snprintf(err, errlen, "cannot open lock file %s: %s", path, strerror(-rc));
         return rc;
     }
-    if (flock(f, LOCK_EX | LOCK_NB) < 0) {
-        rc = -errno;
+    if (fstat(f, &sb) < 0 || fcntl(f, F_SETLK, &fl) < 0) {
+        rc = errno == EACCES || errno == EAGAIN ? -EWOULDBLOCK : -errno;
         close(f);
         if (rc == -EWOULDBLOCK)
             snprintf(err, errlen, "data directory %s is in use by another rcstored (%s is locked)",
@@ -327,8 +366,21 @@ int journal_lock_dir(const char *dir, int *fd, char *err, size_t errlen)
             snprintf(err, errlen, "cannot lock %s: %s", path, strerror(-rc));
         return rc;
     }
+    locked[slot].dev = sb.st_dev;
+    locked[slot].ino = sb.st_ino;
+    locked[slot].fd = f;
     *fd = f;
     return 0;
+}
+
+void journal_unlock_dir(int fd)
+{
+    if (fd < 0)
+        return;
+    for (int i = 0; i < MAX_LOCKED; i++)
+        if (locked[i].fd == fd)
+            locked[i].fd = -1;
+    close(fd); /* releases the lock */
 }
 
 /* ---- writing ---- */
@@ -710,8 +762,7 @@ fail:
     mem_free(seqs, cap * 8);
     if (j->fd >= 0)
         close(j->fd);
-    if (j->lockfd >= 0)
-        close(j->lockfd);
+    journal_unlock_dir(j->lockfd);
     if (j->dirfd >= 0)
         close(j->dirfd);
     mem_free(j->dir, strlen(j->dir) + 1);
@@ -737,7 +788,7 @@ void journal_close(struct journal *j)
         uv_close((uv_handle_t *)&j->timer, NULL);
     close(j->fd);
     close(j->dirfd);
-    close(j->lockfd); /* releases the flock */
+    journal_unlock_dir(j->lockfd);
     buf_close(&j->out);
     mem_free(j->dir, strlen(j->dir) + 1);
     j->dir = NULL;

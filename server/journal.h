@@ -81,11 +81,13 @@ struct journal {
     int timer_on;
 };
 
-/* Lock the data directory dir (flock on dir/LOCK, created if missing) for
+/* Lock the data directory dir (a record lock on dir/LOCK, created if missing) for
  * this process. 0 and *fd set (keep it open while using dir), or a negative
  * errno with a message in err: -EWOULDBLOCK when another process (or another
  * open in this one) holds it. */
 int journal_lock_dir(const char *dir, int *fd, char *err, size_t errlen);
+/* Release a lock journal_lock_dir took (closes fd; -1: nothing). */
+void journal_unlock_dir(int fd);
 
 /* Open the journal of data directory dir for appending: lock it, find the
  * end of the last segment (a torn last record is cut off with a warning in

@@ -262,8 +262,7 @@ int persist_open(struct persist *p, const struct persist_opts *opts, struct stor
     uv_unref((uv_handle_t *)&p->retry);
     return 0;
 fail:
-    if (lockfd >= 0)
-        close(lockfd);
+    journal_unlock_dir(lockfd);
     return rc;
 }
 
@@ -429,7 +428,6 @@ static void start_snapshot(struct persist *p)
         prctl(PR_SET_PDEATHSIG, SIGKILL);
         if (getppid() != parent)
             _exit(1);
-        close(p->j.lockfd);
         rc = snapshot_write(p->st, p->opts.dir, index, now_ms, NULL, err, sizeof(err));
         if (rc < 0)
             log_error("%s", err);

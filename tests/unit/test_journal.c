@@ -431,7 +431,7 @@ static void lock_refuses_second_opener(void **state)
     assert_int_equal(journal_lock_dir(dir, &fd, err, sizeof(err)), -EWOULDBLOCK);
     journal_close(&j);
     assert_int_equal(journal_lock_dir(dir, &fd, err, sizeof(err)), 0);
-    close(fd);
+    journal_unlock_dir(fd);
 }
 
 static uint64_t durable_seen, durable_calls;

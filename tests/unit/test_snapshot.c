@@ -433,7 +433,7 @@ static void check_data_joins_snapshot_and_journal(void **state)
         assert_int_equal(journal_lock_dir(dir, &fd, err, sizeof(err)), 0);
         assert_int_equal(datadir_check(dir, 0, &rep), -EWOULDBLOCK);
         assert_non_null(strstr(rep.message, "in use by another rcstored"));
-        close(fd);
+        journal_unlock_dir(fd);
     }
 }
 
