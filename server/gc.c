@@ -805,6 +805,8 @@ static void free_garbage(struct heap *h, struct work *w, size_t n, struct gc_res
     /* The list is taken from its end, a chunk at a time, each chunk freed
      * in order (the order its GC_FREE record gives). */
     n = n < end ? n : end;
+    if (n == 0)
+        return;
     first = end - n;
     if (heap_gc_record(h, REC_GC_FREE, g + first, n) < 0)
         return;
