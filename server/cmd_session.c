@@ -3,6 +3,7 @@
 #include "apply.h"
 #include "cmd_int.h"
 #include "mem.h"
+#include "persist.h"
 #include "secret.h"
 #include "store.h"
 
@@ -179,8 +180,13 @@ int cmd_do_claim(struct cmd_ctx *c, arg_t *a, uint32_t n)
             .type = REC_CLAIM, .token = (const uint8_t *)tok, .sess = c->sess->id, .id = id};
         rc = cmd_change(c, &rec, NULL);
     }
-    if (rc == RPC_ETOKEN_INVALID)
+    if (rc == RPC_ETOKEN_INVALID) {
+        /* One past its deadline ends now, so that no restart revives it;
+         * the refusal waits for that record. */
+        if (share_expire_if_due(c->env->st, tok, len, c->env->now_ms) && c->env->persist)
+            c->index = persist_last_index(c->env->persist);
         return cmd_fail(c, rc, "token unknown, already claimed, or expired");
+    }
     if (rc < 0)
         return rc;
     msgpack_pack_uint64(&c->pk, id);

@@ -414,10 +414,14 @@ static int new_segment(struct journal *j, uint64_t seq, uint64_t first, uint64_t
     /* On a nearly full disk a whole segment may not fit where the records
      * waiting would: a smaller one (1 MiB, or what they need) lets writes
      * resume as soon as a little room is free, not a segment's worth. */
-    if ((rc = io_alloc(fd, size)) == -ENOSPC && size > JOURNAL_MIN_SEGMENT_BYTES &&
-        buf_pending(&j->out) + JOURNAL_HEADER_BYTES < JOURNAL_MIN_SEGMENT_BYTES) {
-        size = JOURNAL_MIN_SEGMENT_BYTES;
-        rc = io_alloc(fd, size);
+    if ((rc = io_alloc(fd, size)) == -ENOSPC) {
+        uint64_t need = JOURNAL_HEADER_BYTES + buf_pending(&j->out);
+        if (need < JOURNAL_MIN_SEGMENT_BYTES)
+            need = JOURNAL_MIN_SEGMENT_BYTES;
+        if (need < size) {
+            size = need;
+            rc = io_alloc(fd, size);
+        }
     }
     if (rc < 0 || (rc = io_write(fd, h, sizeof(h), 0)) < 0 || (rc = io_sync(fd)) < 0 ||
         (renameat(j->dirfd, tmp, j->dirfd, name) < 0 && (rc = -errno)) ||

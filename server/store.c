@@ -483,7 +483,9 @@ void sess_detach(struct store *st, struct sess *s, uint64_t now_ms)
         if (end_recorded(st, s) == 0)
             return;
         /* The journal cannot take its end now: it waits as a lease that
-         * ends now, and store_expire tries again. */
+         * ends now, and store_expire tries again. It is over for clients:
+         * a resume is refused, as it would be once it ends. */
+        s->close_pending = 1;
         timerq_push(&st->timers, &s->lease, now_ms);
         st->sessions_detached++;
         return;
@@ -503,7 +505,8 @@ int sess_resume_into(struct store *st, struct sess *cur, const void *token, uint
         return RPC_ESESSION_EXPIRED;
     v = u64map_get(&st->by_token, token_key(token));
     s = v ? sess_find(st, *v) : NULL;
-    if (!s || !secret_equal(s->token, SESS_TOKEN_BYTES, token, SESS_TOKEN_BYTES))
+    if (!s || !secret_equal(s->token, SESS_TOKEN_BYTES, token, SESS_TOKEN_BYTES) ||
+        s->close_pending)
         return RPC_ESESSION_EXPIRED;
     if (s->conn) /* cur itself included */
         return RPC_ESESSION_BUSY;
@@ -943,6 +946,26 @@ int share_find(const struct store *st, const void *token, uint32_t len, uint64_t
         return RPC_ETOKEN_INVALID;
     *id = sh->id;
     return 0;
+}
+
+int share_expire_if_due(struct store *st, const void *token, uint32_t len, uint64_t now_ms)
+{
+    struct share *sh;
+    uint64_t *v;
+    if (len != SESS_TOKEN_BYTES)
+        return 0;
+    v = u64map_get(&st->shares, token_key(token));
+    sh = v ? PTR(*v) : NULL;
+    if (!sh || !secret_equal(sh->token, SESS_TOKEN_BYTES, token, SESS_TOKEN_BYTES) ||
+        sh->ttl.deadline_ms > now_ms)
+        return 0;
+    /* Refused as expired, so expired for good: recorded now, not at the
+     * next expiry tick (a crash in between would bring it back). */
+    struct rec r = {.type = REC_SHARE_EXPIRE, .items = sh->token, .nitems = 1};
+    if (st->record && st->record(st->record_ud, &r) < 0)
+        return 0; /* the tick tries again */
+    share_expire_token(st, sh->token);
+    return 1;
 }
 
 int share_claim(struct store *st, struct sess *s, const void *token, uint32_t len, uint64_t now_ms,

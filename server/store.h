@@ -40,6 +40,7 @@ struct sess {
     uint32_t rel_pos;                /* private: ending: releasing's next entry */
     int ending;                      /* private: ended, its holds going in slices */
     int journaled;                   /* its SESS_NEW is in the journal (records may name it) */
+    int close_pending;               /* closed without a lease; its end waits for the journal */
     struct sess *next_ending;        /* private: st->ending */
     uint8_t token[SESS_TOKEN_BYTES]; /* the resume token */
     char client[64];                 /* what the client called itself */
@@ -235,6 +236,9 @@ int share_claim(struct store *st, struct sess *s, const void *token, uint32_t le
  * RPC_ETOKEN_INVALID. */
 int share_find(const struct store *st, const void *token, uint32_t len, uint64_t now_ms,
                uint64_t *id);
+/* A token past its deadline that the expiry tick has not reached yet is
+ * expired now (recorded through the journal hook): 1 if it was, else 0. */
+int share_expire_if_due(struct store *st, const void *token, uint32_t len, uint64_t now_ms);
 struct sess *sess_find(const struct store *st, uint64_t id);
 /* Holds s has on id (0 if none). */
 uint64_t sess_holds_on(const struct store *st, const struct sess *s, uint64_t id);

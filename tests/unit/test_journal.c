@@ -658,6 +658,25 @@ static void injected_sync_error_then_resume(void **state)
 
 /* The disk refuses to preallocate the next segment: the journal fails at
  * rotation with the records still in memory, then goes on. */
+/* A disk with no room for a whole segment: the segment made is the smallest
+ * that takes what waits (1 MiB), so writes go on with a little room free. */
+static void full_disk_takes_a_smaller_segment(void **state)
+{
+    (void)state;
+    struct journal j;
+    struct journal_opts o = opts(JOURNAL_FSYNC_NO, 8ull << 20);
+    journal_fail_io(JOURNAL_IO_ALLOC, 0, 1, ENOSPC);
+    open_j(&j, &o);
+    journal_fail_io(JOURNAL_IO_ALLOC, -1, 0, 0);
+    assert_int_equal(j.seg_size, JOURNAL_MIN_SEGMENT_BYTES);
+    append_range(&j, 1, 20, 5);
+    assert_int_equal(journal_error(&j), 0);
+    journal_close(&j);
+    open_j(&j, &o);
+    assert_int_equal(j.next_index, 21);
+    journal_close(&j);
+}
+
 static void injected_enospc_at_rotation(void **state)
 {
     (void)state;
@@ -782,6 +801,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(round_trip_and_reopen, setup, teardown),
         cmocka_unit_test_setup_teardown(one_write_per_commit, setup, teardown),
         cmocka_unit_test_setup_teardown(rotation_and_drop, setup, teardown),
+        cmocka_unit_test_setup_teardown(full_disk_takes_a_smaller_segment, setup, teardown),
         cmocka_unit_test_setup_teardown(torn_tail_at_every_byte, setup, teardown),
         cmocka_unit_test_setup_teardown(bit_flip_in_the_middle, setup, teardown),
         cmocka_unit_test_setup_teardown(bit_flip_in_a_header, setup, teardown),

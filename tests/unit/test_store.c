@@ -578,6 +578,86 @@ static void holder_costs_no_walk_over_sessions(void **state)
     assert_int_equal(steps, 1);
 }
 
+/* A journal hook for the store's own decisions: it counts them and can be
+ * made to refuse (a full disk). */
+static int hook_fail, hook_records;
+static enum rec_type hook_last;
+
+static int hook(void *ud, const struct rec *r)
+{
+    (void)ud;
+    if (hook_fail)
+        return RPC_EPERSISTENCE_FAILED;
+    hook_records++;
+    hook_last = r->type;
+    return 0;
+}
+
+/* A token refused as expired is expired for good at once: its SHARE_EXPIRE
+ * is recorded then, not at the next expiry tick (a crash in between brought
+ * it back with a full ttl). */
+static void expired_token_is_recorded_when_refused(void **state)
+{
+    struct store *st = *state;
+    uint8_t token[SESS_TOKEN_BYTES];
+    struct sess *s, *t;
+    uint64_t id, got;
+    assert_int_equal(sess_new(st, &s), 0);
+    assert_int_equal(sess_new(st, &t), 0);
+    id = mk(st, s);
+    assert_int_equal(share_new(st, s, id, 1, 0, token), 0);
+    store_set_journal(st, hook, NULL);
+    hook_fail = hook_records = 0;
+    assert_int_equal(share_expire_if_due(st, token, sizeof(token), 999), 0);
+    assert_int_equal(hook_records, 0);
+    assert_int_equal(share_claim(st, t, token, sizeof(token), 1000, &got), RPC_ETOKEN_INVALID);
+    /* The journal refuses: nothing changes, the tick will try again. */
+    hook_fail = 1;
+    assert_int_equal(share_expire_if_due(st, token, sizeof(token), 1000), 0);
+    assert_int_equal(heap_tokens(&st->heap, heap_get(&st->heap, id), id), 1);
+    hook_fail = 0;
+    assert_int_equal(share_expire_if_due(st, token, sizeof(token), 1000), 1);
+    assert_int_equal(hook_records, 1);
+    assert_int_equal(hook_last, REC_SHARE_EXPIRE);
+    assert_int_equal(heap_tokens(&st->heap, heap_get(&st->heap, id), id), 0);
+    assert_int_equal(share_find(st, token, sizeof(token), 0, &got), RPC_ETOKEN_INVALID);
+    store_set_journal(st, NULL, NULL);
+}
+
+/* A session closed without a lease while the journal refuses its end waits,
+ * detached, for the journal; it cannot be resumed meanwhile (it would be
+ * SESSION_EXPIRED once it ends), and it ends once the journal takes it. */
+static void close_waiting_for_the_journal_is_not_resumable(void **state)
+{
+    struct store *st = *state;
+    struct sess *s, *cur, *out;
+    uint8_t token[SESS_TOKEN_BYTES];
+    uint64_t id, sid;
+    int conn;
+    assert_int_equal(sess_attach(st, &conn, &s), 0);
+    s->journaled = 1;
+    id = mk(st, s);
+    sid = s->id;
+    memcpy(token, s->token, sizeof(token));
+    store_set_journal(st, hook, NULL);
+    hook_fail = 1;
+    hook_records = 0;
+    sess_detach(st, s, 0);
+    assert_non_null(sess_find(st, sid));
+    assert_int_equal(holds(st, id), 1);
+    assert_int_equal(sess_attach(st, &conn, &cur), 0);
+    assert_int_equal(sess_resume_into(st, cur, token, sizeof(token), &out), RPC_ESESSION_EXPIRED);
+    assert_int_equal(store_expire(st, 10, UINT64_MAX, NULL), 0);
+    assert_non_null(sess_find(st, sid)); /* still refused */
+    hook_fail = 0;
+    assert_int_equal(store_expire(st, 20, UINT64_MAX, NULL), 0);
+    assert_null(sess_find(st, sid));
+    assert_null(heap_get(&st->heap, id));
+    assert_int_equal(hook_last, REC_SESS_CLOSE);
+    sess_free(st, cur);
+    store_set_journal(st, NULL, NULL);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
 /* The invariant check is not a rubber stamp: each kind of damage is found
@@ -643,6 +723,8 @@ int main(void)
         T(tokens_are_random),
         T(check_catches_corruption),
         T(single_holds_cost_no_map_entry),
+        T(expired_token_is_recorded_when_refused),
+        T(close_waiting_for_the_journal_is_not_resumable),
         T(owned_list_survives_churn),
         T(emptied_heap_resets_its_table),
         T(share_quota_counts_unclaimed_tokens),
