@@ -697,7 +697,7 @@ static void expect_same_ids(struct store *a, struct store *b, uint64_t sid, int 
 {
     for (int k = 0; k < n; k++) {
         uint64_t ia, ib;
-        char data[8];
+        char data[8] = {0};
         memcpy(data, &k, sizeof(k));
         assert_int_equal(heap_create(&a->heap, data, sizeof(data), NULL, 0, &ia), 0);
         assert_int_equal(heap_create(&b->heap, data, sizeof(data), NULL, 0, &ib), 0);
