@@ -215,7 +215,11 @@ failed_pings = sum(p is None for p in pings)
 p99 = lat[int(len(lat) * 0.99) - 1] * 1000 if lat else float("nan")
 
 ok_objects = st["heap"]["objects"] == 0
-ok_rss = rss_end <= rss_start + max(4096, (peak_rss - rss_start) // 10)
+# Back within 10% of the growth, or 8 MiB: the pool's huge pages keep a
+# constant 2-4 MiB resident once the heap has passed 16 MiB (a 2 MiB chunk
+# made ahead, pieces resident whole: docs/performance.md), on top of the
+# 4 MiB this allowed before them.
+ok_rss = rss_end <= rss_start + max(8192, (peak_rss - rss_start) // 10)
 ok_check = final_check[0] is None and not checks["bad"]
 ok_served = failed_pings == 0 and counts["errors"] == 0 and bench_row["errors"] == 0
 print("=" * 64)
