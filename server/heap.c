@@ -132,11 +132,20 @@ static int reuse_first(const struct heap *h)
 }
 
 /* Make sure a slot can be taken. 0 or RPC_EOUT_OF_MEMORY. */
+static int grow_slots(struct heap *h);
+
 static int reserve_slot(struct heap *h)
 {
-    uint32_t cap;
     if (reuse_first(h) || h->nslots < h->cap)
         return 0;
+    return grow_slots(h);
+}
+
+/* Double the slot tables (and the free list's back links, when a replay
+ * has them). 0 or RPC_EOUT_OF_MEMORY. */
+static int grow_slots(struct heap *h)
+{
+    uint32_t cap;
     if (h->cap >= 0xfffffffeu)
         return RPC_EOUT_OF_MEMORY;
     cap = h->cap ? (h->cap > 0x7fffffffu ? 0xfffffffeu : h->cap * 2) : 1024;
@@ -309,7 +318,7 @@ static int unlink_free(struct heap *h, uint32_t idx)
 int heap_create_at(struct heap *h, uint64_t id, const void *data, uint32_t len,
                    const uint64_t *refs, uint32_t nrefs)
 {
-    uint32_t idx = (uint32_t)(id & 0xffffffffu) - 1, gen = (uint32_t)(id >> 32), cap;
+    uint32_t idx = (uint32_t)(id & 0xffffffffu) - 1, gen = (uint32_t)(id >> 32);
     struct obj *o;
     int rc;
 
@@ -325,34 +334,9 @@ int heap_create_at(struct heap *h, uint64_t id, const void *data, uint32_t len,
             return RPC_EBAD_PARAMS;
     } else if (idx != h->nslots || gen != h->gen_floor) {
         return RPC_EBAD_PARAMS;
-    } else if (h->nslots == h->cap) {
-        /* Grow as reserve_slot would (which may prefer reuse: not here). */
-        cap = h->cap ? (h->cap > 0x7fffffffu ? 0xfffffffeu : h->cap * 2) : 1024;
-        if (h->cap >= 0xfffffffeu)
-            return RPC_EOUT_OF_MEMORY;
-        if (h->slots_cap < cap) {
-            uint64_t *sl = mem_realloc(h->slots, (size_t)h->slots_cap * 8, (size_t)cap * 8);
-            if (!sl)
-                return RPC_EOUT_OF_MEMORY;
-            h->slots = sl;
-            h->slots_cap = cap;
-        }
-        if (h->owner_cap < cap) {
-            uint32_t *own = mem_realloc(h->owner, (size_t)h->owner_cap * 4, (size_t)cap * 4);
-            if (!own)
-                return RPC_EOUT_OF_MEMORY;
-            memset(own + h->owner_cap, 0, (size_t)(cap - h->owner_cap) * 4);
-            h->owner = own;
-            h->owner_cap = cap;
-        }
-        if (h->free_prev && h->free_prev_cap < cap) {
-            uint32_t *fp = mem_realloc(h->free_prev, (size_t)h->free_prev_cap * 4, (size_t)cap * 4);
-            if (!fp)
-                return RPC_EOUT_OF_MEMORY;
-            h->free_prev = fp;
-            h->free_prev_cap = cap;
-        }
-        h->cap = cap;
+    } else if (h->nslots == h->cap && (rc = grow_slots(h)) < 0) {
+        /* (reserve_slot might prefer reuse: not here, the id is given) */
+        return rc;
     }
     if (!(o = objmem_new(block_bytes(len, nrefs))))
         return RPC_EOUT_OF_MEMORY;

@@ -437,17 +437,8 @@ static void start_snapshot(struct persist *p)
     p->child_index = index;
     p->child_start_ms = mono_ms();
     p->bytes_since_snap = 0;
-    /* Waiters that came while none ran are this one's. */
-    if (p->nnext && p->nwaiters == 0) {
-        void **t = p->waiters;
-        uint32_t c = p->waiters_cap;
-        p->waiters = p->next_waiters;
-        p->waiters_cap = p->next_cap;
-        p->nwaiters = p->nnext;
-        p->next_waiters = t;
-        p->next_cap = c;
-        p->nnext = 0;
-    }
+    /* (Saves asked while a child ran wait in next_waiters; snapshot_done
+     * makes them this one's before it starts.) */
     log_info("snapshot of record %" PRIu64 " started by child %d", index, (int)pid);
 }
 
