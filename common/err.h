@@ -27,7 +27,8 @@
     X(SESSION_EXPIRED, "session expired or unknown")                                               \
     X(TOKEN_INVALID, "token invalid, used or expired")                                             \
     X(INTERNAL, "internal error")                                                                  \
-    X(PERSISTENCE_FAILED, "the journal cannot be written: nothing was changed")
+    X(PERSISTENCE_FAILED, "the journal cannot be written: nothing was changed")                    \
+    X(NOT_LEADER, "this node is not the cluster's leader")
 
 #define RPC_ERR_BASE 1000
 
@@ -58,6 +59,7 @@ enum rpc_err_index {
 #define RPC_ETOKEN_INVALID      RPC_ERR_VALUE(TOKEN_INVALID)
 #define RPC_EINTERNAL           RPC_ERR_VALUE(INTERNAL)
 #define RPC_EPERSISTENCE_FAILED RPC_ERR_VALUE(PERSISTENCE_FAILED)
+#define RPC_ENOT_LEADER         RPC_ERR_VALUE(NOT_LEADER)
 
 /* True if err is one of the protocol codes above. */
 int err_is_protocol(int err);
