@@ -60,6 +60,8 @@ struct rcs_client {
     char *addr;       /* the address connected to (or last tried); owned */
     char *leader;     /* the leader a NOT_LEADER named, tried first; owned or NULL */
     int follow;       /* reconnect before the next request */
+    int no_leader;    /* the last NOT_LEADER named none: back off before moving */
+    unsigned backoff; /* ms, the current wait between attempts while no leader is known */
     uint64_t reconnects;
 
     /* What a reconnect replays: the last successful hello's auth and
@@ -659,6 +661,15 @@ static int pop_lost(rcs_client *c)
     return set_error(c, c->lost_err, "%s", c->lost_msg);
 }
 
+static int is_not_leader(const msgpack_object *error)
+{
+    const msgpack_object *code;
+    const char *p;
+    uint32_t len;
+    return error->type != MSGPACK_OBJECT_NIL && (code = rpc_map_get(error, "code")) &&
+           rpc_obj_bytes(code, &p, &len) == 0 && err_from_name(p, len) == RCS_ENOT_LEADER;
+}
+
 /* Remember where a NOT_LEADER said the leader is (leader: a str, or nil
  * while there is none) for the next reconnect, and say so in the message. */
 static void note_leader(rcs_client *c, const msgpack_object *leader)
@@ -672,6 +683,7 @@ static void note_leader(rcs_client *c, const msgpack_object *leader)
     if (leader && leader->type == MSGPACK_OBJECT_STR && rpc_obj_bytes(leader, &p, &len) == 0 &&
         len > 0 && len < 1024)
         c->leader = strndup(p, len);
+    c->no_leader = !c->leader;
     snprintf(c->errmsg + n, sizeof(c->errmsg) - n, " (%s: %s%s)", c->addr ? c->addr : "?",
              c->leader ? "the leader is " : "no leader known", c->leader ? c->leader : "");
 }
@@ -712,6 +724,8 @@ static int recv_live(rcs_client *c, rcs_value **result)
             return pop_lost(c);
         }
         c->expect++;
+        if (!is_not_leader(m.error))
+            c->backoff = 0; /* a node serves: the next wait for a leader starts short */
         if (m.error->type != MSGPACK_OBJECT_NIL) {
             const msgpack_object *code = rpc_map_get(m.error, "code");
             const msgpack_object *msg = rpc_map_get(m.error, "message");
@@ -1583,9 +1597,8 @@ static void detach(rcs_client *c)
  * other refusals of the hello end it at once. */
 static int reconnect(rcs_client *c, uint64_t deadline_ns)
 {
-    size_t lost = c->lost, failed = 0, hops = 0;
-    int lost_err = c->lost_err, rc = RCS_ECONNECT, wait = 0;
-    unsigned backoff = 0;
+    size_t lost = c->lost, failed = 0, hops = 0, tries = 0;
+    int lost_err = c->lost_err, rc = RCS_ECONNECT, wait = c->no_leader && !c->leader;
     char lost_msg[sizeof(c->lost_msg)], why[sizeof(c->errmsg)] = "no address tried";
 
     memcpy(lost_msg, c->lost_msg, sizeof(lost_msg));
@@ -1595,11 +1608,13 @@ static int reconnect(rcs_client *c, uint64_t deadline_ns)
         int fd, hinted = c->leader != NULL;
         if (wait) {
             uint64_t now = now_ns(), left;
-            if (now >= deadline_ns)
+            if (now >= deadline_ns && tries > 0)
                 break;
+            if (now >= deadline_ns)
+                now = deadline_ns; /* one try at least, at once */
             left = (deadline_ns - now) / 1000000u;
-            backoff = backoff ? (backoff * 2 > 500 ? 500 : backoff * 2) : 50;
-            sleep_ms(backoff < left ? backoff : (unsigned)left);
+            c->backoff = c->backoff ? (c->backoff * 2 > 500 ? 500 : c->backoff * 2) : 50;
+            sleep_ms(c->backoff < left ? c->backoff : (unsigned)left);
         }
         if (c->leader) {
             target = c->leader;
@@ -1612,6 +1627,7 @@ static int reconnect(rcs_client *c, uint64_t deadline_ns)
         }
         if (!target)
             return set_error(c, RCS_ENOMEM, NULL);
+        tries++;
         fd = open_address(target);
         if (fd < 0) {
             snprintf(why, sizeof(why), "cannot connect to %s: %s", target, strerror(errno));
@@ -1625,6 +1641,7 @@ static int reconnect(rcs_client *c, uint64_t deadline_ns)
             rc = replay_hello(c);
             if (rc == 0) {
                 c->follow = 0;
+                c->no_leader = 0;
                 c->reconnects++;
                 return 0;
             }

@@ -66,8 +66,8 @@ static void fake_end(struct fake *f)
 /* fake_leader [i, after_ms]: node i leads (-1: none), after after_ms. */
 static void fake_leader(struct fake *f, int i, unsigned after_ms)
 {
-    assert_int_equal(
-        rcs_call(f->ctl, NULL, "fake_leader", "iu", (int64_t)i, (uint64_t)after_ms), 0);
+    assert_int_equal(rcs_call(f->ctl, NULL, "fake_leader", "iu", (int64_t)i, (uint64_t)after_ms),
+                     0);
 }
 
 /* How many times the fake logged method, answered (1) or refused (0). */
@@ -176,7 +176,7 @@ static void lost_call_is_not_resent(void **state)
     c = connect_list(&f, 0, 1, 2);
     assert_int_equal(rcs_call(f.ctl, NULL, "fake_drop", "s", "create"), 0);
     assert_int_equal(rcs_create(c, "x", 1, NULL, 0, &id), RCS_EIO);
-    assert_int_equal(fake_count(&f, "create", 1), 1); /* done, once */
+    assert_int_equal(fake_count(&f, "create", 1), 1);         /* done, once */
     assert_int_equal(rcs_create(c, "y", 1, NULL, 0, &id), 0); /* the next call reconnects */
     assert_int_equal(id, 2);
     /* Round-robin: node 1 first (it names node 0), then node 0. */
