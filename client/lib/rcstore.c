@@ -934,6 +934,7 @@ static int vsend(rcs_client *c, const char *method, const char *fmt, va_list ap)
 }
 
 static int reconnect(rcs_client *c, uint64_t deadline_ns);
+static void check_closed(rcs_client *c);
 static uint64_t deadline_after(const rcs_client *c);
 static int call_begin(rcs_client *c);
 static int call_keep(rcs_client *c, size_t mark);
@@ -945,9 +946,11 @@ int rcs_send(rcs_client *c, const char *method, const char *fmt, ...)
 {
     va_list ap;
     int rc;
-    if ((c->follow || c->fd < 0) && c->expect == c->next_msgid &&
-        (rc = reconnect(c, deadline_after(c))) < 0)
-        return rc;
+    if (c->expect == c->next_msgid) {
+        check_closed(c);
+        if ((c->follow || c->fd < 0) && (rc = reconnect(c, deadline_after(c))) < 0)
+            return rc;
+    }
     va_start(ap, fmt);
     rc = vsend(c, method, fmt, ap);
     va_end(ap);

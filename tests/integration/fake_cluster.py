@@ -6,7 +6,8 @@ cluster and a plain hello themselves and everything else NOT_LEADER with
 the leader's address (or nil). Test-only methods, answered by every node,
 steer it: fake_leader [i, after_ms] (i = -1: none; with after_ms the change
 waits), fake_drop [method] (the leader does the next such request, then
-closes its connection without answering), fake_stop [i] (close node i's
+closes its connection without answering; cluster_transfer closes the old
+leader's connections after its reply, as rcstored's re-exec does), fake_stop [i] (close node i's
 listener and connections, as kill -9 would), fake_log [] (the [node,
 method, answered] of every request). Run as a program it prints "ports P0
 P1 P2" and serves until stdin closes."""
@@ -78,6 +79,15 @@ class Cluster:
                 pass
             c.close()
 
+    def drop_connections(self, i):
+        with self.lock:
+            conns, self.conns[i] = self.conns[i], set()
+        for c in conns:
+            try:
+                c.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
     def serve(self, i, conn):
         u = msgpack.Unpacker(raw=False, strict_map_key=False)
         state = {"session": {"id": 0, "ttl": 0, "holds": {}, "token": b""}}
@@ -96,6 +106,8 @@ class Cluster:
                         return
                     err, res = out
                     conn.sendall(msgpack.packb([1, msgid, err, res], use_bin_type=True))
+                    if state.pop("close_all", False):
+                        self.drop_connections(i)
         except OSError:
             return
         finally:
@@ -127,6 +139,8 @@ class Cluster:
                 self.drop = None
                 self.apply(state, method, params)
                 return None
+            if method == "cluster_transfer":  # the old leader restarts: its clients go
+                state["close_all"] = True
             return self.apply(state, method, params)
 
     def control(self, method, params):
