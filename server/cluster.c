@@ -35,7 +35,7 @@
 /* The Raft address of a member is "RAFTHOST:PORT|CLIENTADDRESS": the
  * configuration, which Raft replicates and snapshots, carries the client
  * address other nodes hand out. The transport below strips it. */
-#define ADDR_SEP '|'
+#define ADDR_SEP   '|'
 #define ADDR_CACHE 32
 
 enum waiter_kind { W_ADD, W_REMOVE, W_TRANSFER };
@@ -71,9 +71,9 @@ struct cluster {
     uv_loop_t *loop;
     struct cluster_opts opts;
     uint64_t incarnation;
-    int ready;            /* leader, barrier applied: serves and decides */
-    int barrier_pending;  /* a barrier of this leadership is in flight */
-    int lost;             /* leadership lost: restart once the waiter heard */
+    int ready;           /* leader, barrier applied: serves and decides */
+    int barrier_pending; /* a barrier of this leadership is in flight */
+    int lost;            /* leadership lost: restart once the waiter heard */
     int started, closing, closed;
     int tcp_inited, io_inited, raft_inited;
     int works; /* async_work requests on the thread pool */
@@ -679,8 +679,8 @@ static int start_change(struct cluster *cl, enum waiter_kind kind, uint64_t id, 
 
 static int change_failed(struct cluster *cl, struct change_req *w, int rc, char *err, size_t errlen)
 {
-    snprintf(err, errlen, "%s", raft_errmsg(&cl->raft)[0] ? raft_errmsg(&cl->raft)
-                                                          : raft_strerror(rc));
+    snprintf(err, errlen, "%s",
+             raft_errmsg(&cl->raft)[0] ? raft_errmsg(&cl->raft) : raft_strerror(rc));
     free(w);
     return rc == RAFT_NOTLEADER ? RPC_ENOT_LEADER : RPC_EBAD_REQUEST;
 }
@@ -855,7 +855,8 @@ int cluster_open(struct cluster **out, const struct cluster_opts *opts, struct s
         if (opts->peers[i].id == opts->node_id)
             me = &opts->peers[i];
     if (opts->npeers && !me) {
-        snprintf(err, errlen, "--node-id %llu is not among the --peer entries (list every initial "
+        snprintf(err, errlen,
+                 "--node-id %llu is not among the --peer entries (list every initial "
                  "member, this node included)",
                  (unsigned long long)opts->node_id);
         free(cl);
