@@ -863,6 +863,10 @@ static const struct command commands[] = {
     {"save", "", "write a snapshot of a --data-dir server now (waits for it)", 0, 0, cmd_save},
     {"cluster", "status|add|remove|transfer ...", "a cluster's members and leader (see below)", 1,
      4, cmd_cluster},
+    /* The methods' own names, as for every other method. */
+    {"cluster-add", "ID RAFTADDR CLIENTADDR", "= cluster add", 3, 3, cluster_add},
+    {"cluster-remove", "ID", "= cluster remove", 1, 1, cluster_remove},
+    {"cluster-transfer", "[ID]", "= cluster transfer", 0, 1, cluster_transfer},
     {"help", "", "this help", 0, 0, cmd_help},
     {NULL, NULL, NULL, 0, 0, NULL},
 };

@@ -199,6 +199,12 @@ class Cluster:
                 return ({"code": "NOT_FOUND", "message": "no such object"}, None)
             sess["holds"][oid] = sess["holds"].get(oid, 0) + (params[1] if len(params) > 1 else 1)
             return (None, sess["holds"][oid])
+        if method == "decref":
+            oid, n = params[0], params[1] if len(params) > 1 else 1
+            if sess["holds"].get(oid, 0) < n:
+                return ({"code": "NOT_HELD", "message": "not held"}, None)
+            sess["holds"][oid] -= n
+            return (None, sess["holds"][oid])
         if method == "stats":
             return (None, {"server": {"version": "fake"}})
         if method in ("cluster_add", "cluster_remove"):

@@ -3,7 +3,8 @@
  * follower works (its change lands on the leader; cluster status shows the
  * follower's view); librcstore with the list follows a cluster_transfer and
  * the kill -9 of the leader, resuming its leased session with its holds on
- * the new leader. Waiting for an election polls the cluster method (there is
+ * the new leader; rcstore-bench runs on across a kill -9 of the leader and
+ * reports its reconnects. Waiting for an election polls the cluster method (there is
  * no event to wait on from outside), bounded by a deadline. */
 #include "../unit/cmocka_pre.h"
 
@@ -144,8 +145,8 @@ static int setup(void **state)
             return -1;
         snprintf(peers[i], sizeof(peers[i]), "%d=127.0.0.1:%u=tcp://127.0.0.1:%u", i + 1,
                  ports[NODES + i], ports[i]);
-        off += (size_t)snprintf(list + off, sizeof(list) - off, "%s%s", i ? "," : "",
-                                nodes[i].addr);
+        off +=
+            (size_t)snprintf(list + off, sizeof(list) - off, "%s%s", i ? "," : "", nodes[i].addr);
     }
     for (int i = 0; i < NODES; i++)
         node_start(i);
@@ -277,11 +278,80 @@ static void library_follows_transfer_and_kill(void **state)
     rcs_close(c);
 }
 
+/* The leader's count of method in stats' ops, or 0. */
+static uint64_t ops_of(int l, const char *method)
+{
+    rcs_client *c;
+    rcs_value *v;
+    uint64_t n = 0;
+    if (rcs_connect(nodes[l].addr, &c) < 0)
+        return 0;
+    rcs_set_timeout(c, 5000);
+    if (rcs_stats(c, &v) == 0) {
+        n = rcs_value_uint(rcs_map_get(rcs_map_get(v, "ops"), method), 0);
+        rcs_value_free(v);
+    }
+    rcs_close(c);
+    return n;
+}
+
+/* The uint after "key": in a JSON text, or -1. */
+static long long json_uint(const char *text, const char *key)
+{
+    char pat[64];
+    const char *p;
+    snprintf(pat, sizeof(pat), "\"%s\": ", key);
+    p = strstr(text, pat);
+    return p ? strtoll(p + strlen(pat), NULL, 10) : -1;
+}
+
+/* A pipelined incref load across the kill -9 of the leader: the bench
+ * ends normally, having reconnected, and reports what it lost. */
+static void bench_runs_across_a_leader_kill(void **state)
+{
+    char out[300], text[4096];
+    int l = wait_leader(-1), status, fd;
+    double until = now_s() + 20;
+    pid_t bench;
+    ssize_t n;
+    (void)state;
+    snprintf(out, sizeof(out), "%s/bench.json", top);
+    bench = fork();
+    assert_true(bench >= 0);
+    if (bench == 0) {
+        fd = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        if (fd >= 0)
+            dup2(fd, 1);
+        execl(BENCH_PATH, BENCH_PATH, "-H", list, "-c", "4", "-P", "16", "-r", "64", "--duration",
+              "4", "-t", "incref", "--json", (char *)NULL);
+        _exit(127);
+    }
+    while (ops_of(l, "incref") < 2000 && now_s() < until) /* the load is on */
+        usleep(20 * 1000);
+    assert_int_equal(kill(nodes[l].pid, SIGKILL), 0);
+    assert_int_equal(waitpid(nodes[l].pid, &status, 0), nodes[l].pid);
+    nodes[l].pid = 0;
+    assert_int_equal(waitpid(bench, &status, 0), bench);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    fd = open(out, O_RDONLY);
+    assert_true(fd >= 0);
+    n = read(fd, text, sizeof(text) - 1);
+    close(fd);
+    assert_true(n > 0);
+    text[n] = '\0';
+    print_message("%s", text);
+    assert_true(json_uint(text, "reconnects") >= 1);
+    assert_true(json_uint(text, "requests") > 2000);
+    node_start(l);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(cli_at_a_follower),
         cmocka_unit_test(library_follows_transfer_and_kill),
+        cmocka_unit_test(bench_runs_across_a_leader_kill),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
