@@ -49,7 +49,7 @@ struct cluster_opts {
 /* One member, as cluster_members reports it. */
 struct cluster_member {
     uint64_t id;
-    const char *raft;   /* points into the configuration: valid until it changes */
+    const char *raft; /* points into the configuration: valid until it changes */
     size_t raft_len;
     const char *client; /* "" if unknown */
     size_t client_len;
@@ -88,7 +88,7 @@ const char *cluster_leader_client(const struct cluster *cl);
 /* What `cluster` and stats report. */
 struct cluster_info {
     uint64_t node_id, leader_id, term, commit_index, applied_index, last_index;
-    const char *role; /* "leader", "follower", "candidate" or "unavailable" */
+    const char *role;   /* "leader", "follower", "candidate" or "unavailable" */
     const char *leader; /* client address or NULL */
     int ready;
 };

@@ -80,8 +80,8 @@ int cmd_do_cluster(struct cmd_ctx *c, arg_t *a, uint32_t n)
             msgpack_pack_map(pk, 3);
             rpc_pack_kv_uint(pk, "id", m.id);
             rpc_pack_kv_uint(pk, "match_index", m.match_index);
-            rpc_pack_kv_uint(pk, "lag", in.last_index > m.match_index ? in.last_index - m.match_index
-                                                                       : 0);
+            rpc_pack_kv_uint(pk, "lag",
+                             in.last_index > m.match_index ? in.last_index - m.match_index : 0);
         }
     }
     return 0;
@@ -130,8 +130,8 @@ int cmd_do_cluster_add(struct cmd_ctx *c, arg_t *a, uint32_t n)
         (rc = arg_addr(c, &a[1], "raft_address", raft, sizeof(raft))) < 0 ||
         (rc = arg_addr(c, &a[2], "client_address", client, sizeof(client))) < 0)
         return rc;
-    return deferred(c, cluster_add(c->env->cluster, id, raft, client, c->conn, c->errbuf,
-                                   sizeof(c->errbuf)));
+    return deferred(
+        c, cluster_add(c->env->cluster, id, raft, client, c->conn, c->errbuf, sizeof(c->errbuf)));
 }
 
 int cmd_do_cluster_remove(struct cmd_ctx *c, arg_t *a, uint32_t n)
