@@ -80,6 +80,7 @@ struct cluster {
     struct raft_barrier barrier;
     uint64_t last_submitted; /* the Raft index of the last entry this node appended */
     pid_t snap_child;
+    uint64_t snapshots, snapshots_delayed;
     struct change_req *change; /* the membership change or transfer in flight */
     cluster_done_cb done;
     void *done_ud;
@@ -351,8 +352,10 @@ static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsign
     *bufs = NULL;
     *n_bufs = 0;
     if (cl->snap_child || buf_pending(&cl->p->j.out) ||
-        (cl->last_submitted && cl->last_submitted > index) || gc_pending(h) || h->hide_white)
+        (cl->last_submitted && cl->last_submitted > index) || gc_pending(h) || h->hide_white) {
+        cl->snapshots_delayed++;
         return RAFT_BUSY;
+    }
     pid = fork();
     if (pid < 0) {
         log_warn("Raft snapshot: fork: %s", strerror(errno));
@@ -370,6 +373,7 @@ static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsign
         _exit(rc < 0 ? 1 : 0);
     }
     cl->snap_child = pid;
+    cl->snapshots++;
     return 0;
 }
 
@@ -818,6 +822,9 @@ void cluster_get_info(const struct cluster *cl, struct cluster_info *out)
     out->applied_index = cl->started ? raft_last_applied(&m->raft) : 0;
     out->last_index = cl->started ? raft_last_index(&m->raft) : 0;
     out->ready = cluster_serving(cl);
+    out->snapshots = cl->snapshots;
+    out->snapshots_delayed = cl->snapshots_delayed;
+    out->snapshot_index = cl->raft.log.snapshot.last_index;
 }
 
 int cluster_member(const struct cluster *cl, unsigned i, struct cluster_member *out)
