@@ -114,6 +114,10 @@ int cmd_do_save(struct cmd_ctx *c, arg_t *a, uint32_t n)
                         "this server keeps everything in memory: start it with --data-dir");
     if (!c->conn)
         return cmd_fail(c, RPC_EINTERNAL, "save needs a connection to reply to");
+    if (p->submit)
+        return cmd_fail(c, RPC_EBAD_REQUEST,
+                        "a cluster node's snapshots are Raft's: each node takes one every "
+                        "--raft-snapshot-entries entries");
     if ((rc = persist_save(p, c->conn)) < 0)
         return rc;
     return CMD_DEFERRED;
