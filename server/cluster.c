@@ -131,11 +131,33 @@ static int wrap_init(struct raft_uv_transport *t, raft_id id, const char *addres
     return cl->tcp.init(&cl->tcp, id, raft_part(cl, address));
 }
 
+/* Raft's messages are small and answered at once: Nagle's algorithm
+ * against the peer's delayed ACK held each round for 40 ms (a p99 of 44 ms
+ * under load). libraft's TCP transport leaves the sockets as libuv makes
+ * them; every one that reaches us here gets TCP_NODELAY. */
+static void nodelay(struct uv_stream_s *stream)
+{
+    if (stream && stream->type == UV_TCP)
+        uv_tcp_nodelay((uv_tcp_t *)stream, 1);
+}
+
 static void wrap_accept(struct raft_uv_transport *t, raft_id id, const char *address,
                         struct uv_stream_s *stream)
 {
     struct cluster *cl = t->data;
+    nodelay(stream);
     cl->accept_cb(&cl->wrap, id, address, stream);
+}
+
+/* libraft's libuv backend gives every connect the same callback: it is
+ * kept here (one node per process), and ours sets TCP_NODELAY first. */
+static raft_uv_connect_cb raft_connect_cb;
+
+static void wrap_connected(struct raft_uv_connect *req, struct uv_stream_s *stream, int status)
+{
+    if (status == 0)
+        nodelay(stream);
+    raft_connect_cb(req, stream, status);
 }
 
 static int wrap_listen(struct raft_uv_transport *t, raft_uv_accept_cb cb)
@@ -149,7 +171,8 @@ static int wrap_connect(struct raft_uv_transport *t, struct raft_uv_connect *req
                         const char *address, raft_uv_connect_cb cb)
 {
     struct cluster *cl = t->impl;
-    return cl->tcp.connect(&cl->tcp, req, id, raft_part(cl, address), cb);
+    raft_connect_cb = cb;
+    return cl->tcp.connect(&cl->tcp, req, id, raft_part(cl, address), wrap_connected);
 }
 
 static void wrap_closed(struct raft_uv_transport *t)
