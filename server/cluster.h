@@ -91,6 +91,9 @@ struct cluster_info {
     const char *role;   /* "leader", "follower", "candidate" or "unavailable" */
     const char *leader; /* client address or NULL */
     int ready;
+    uint64_t snapshots;         /* Raft snapshots this process wrote */
+    uint64_t snapshots_delayed; /* asked while the state was no applied index's */
+    uint64_t snapshot_index;    /* of the last one Raft holds */
 };
 void cluster_get_info(const struct cluster *cl, struct cluster_info *out);
 /* Members of the configuration in order; i from 0; 0 at the end. */
