@@ -221,24 +221,30 @@ static void show(const struct opts *o, const rcs_value *v)
     }
 }
 
+static void show_notification(rcs_notification *n);
+
 /* Print notifications that arrived (shell mode). */
 static void show_notifications(struct cli *cli)
 {
     rcs_notification *n;
-    while (rcs_next_notification(cli->c, 0, &n) == 0) {
-        const rcs_value *p = n->params;
-        if (strcmp(n->method, "freed") == 0 && p->type == RCS_ARRAY && p->via.array.len == 2) {
-            printf("(notification) object %" PRIu64 " freed (%s)\n",
-                   rcs_value_uint(&p->via.array.items[0], 0),
-                   p->via.array.items[1].type == RCS_STR ? p->via.array.items[1].via.bytes.ptr
-                                                         : "?");
-        } else {
-            printf("(notification) %s ", n->method);
-            print_inline(stdout, p);
-            putchar('\n');
-        }
-        rcs_notification_free(n);
+    while (rcs_next_notification(cli->c, 0, &n) == 0)
+        show_notification(n);
+}
+
+/* Print one notification and free it. */
+static void show_notification(rcs_notification *n)
+{
+    const rcs_value *p = n->params;
+    if (strcmp(n->method, "freed") == 0 && p->type == RCS_ARRAY && p->via.array.len == 2) {
+        printf("(notification) object %" PRIu64 " freed (%s)\n",
+               rcs_value_uint(&p->via.array.items[0], 0),
+               p->via.array.items[1].type == RCS_STR ? p->via.array.items[1].via.bytes.ptr : "?");
+    } else {
+        printf("(notification) %s ", n->method);
+        print_inline(stdout, p);
+        putchar('\n');
     }
+    rcs_notification_free(n);
 }
 
 /* Run one call and print its result. */
@@ -800,6 +806,15 @@ static int cluster_transfer(struct cli *cli, const struct opts *o, int argc, cha
     else
         printf("leader is now node %" PRIu64 "\n", rcs_value_uint(rcs_map_get(v, "leader"), 0));
     rcs_value_free(v);
+    if (cli->shell) {
+        /* The old leader closes its clients' connections as it steps down:
+         * wait (up to a second) for that close, so that the shell's next
+         * command starts on a new connection rather than being sent into
+         * the closing one (it would fail with EIO, its outcome unknown). */
+        rcs_notification *n;
+        while (rcs_next_notification(cli->c, 1000, &n) == 0)
+            show_notification(n);
+    }
     return EXIT_OK;
 }
 
