@@ -15,6 +15,7 @@
 #include "rpc_scan.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -312,7 +313,38 @@ static int connect_unix(const char *path)
     return fd;
 }
 
-static int connect_tcp(const char *hostport)
+/* connect(), waiting at most timeout_ms (-1: as long as the kernel does):
+ * a dead host must not hold a failover for the kernel's SYN timeout. */
+static int connect_within(int fd, const struct sockaddr *sa, socklen_t len, int timeout_ms)
+{
+    int flags, err = 0;
+    socklen_t elen = sizeof(err);
+    struct pollfd p = {.fd = fd, .events = POLLOUT};
+    if (timeout_ms < 0)
+        return connect(fd, sa, len);
+    if ((flags = fcntl(fd, F_GETFL)) < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0)
+        return -1;
+    if (connect(fd, sa, len) < 0) {
+        int pr;
+        if (errno != EINPROGRESS)
+            return -1;
+        while ((pr = poll(&p, 1, timeout_ms)) < 0 && errno == EINTR)
+            ;
+        if (pr <= 0) {
+            errno = pr == 0 ? ETIMEDOUT : errno;
+            return -1;
+        }
+        if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &elen) < 0)
+            return -1;
+        if (err) {
+            errno = err;
+            return -1;
+        }
+    }
+    return fcntl(fd, F_SETFL, flags);
+}
+
+static int connect_tcp(const char *hostport, int timeout_ms)
 {
     char host[256];
     const char *colon, *port, *h = hostport;
@@ -347,7 +379,7 @@ static int connect_tcp(const char *hostport)
         fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
         if (fd < 0)
             continue;
-        if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0)
+        if (connect_within(fd, ai->ai_addr, ai->ai_addrlen, timeout_ms) == 0)
             break;
         close(fd);
         fd = -1;
@@ -358,17 +390,22 @@ static int connect_tcp(const char *hostport)
     return fd;
 }
 
-/* Open one address of the forms rcs_connect takes: a socket or -1. */
-static int open_address(const char *a)
+/* Open one address of the forms rcs_connect takes, a TCP connect waiting
+ * at most timeout_ms (-1: no limit): a socket or -1. */
+static int open_address(const char *a, int timeout_ms)
 {
     if (strncmp(a, "unix://", 7) == 0)
         return connect_unix(a + 7);
     if (a[0] == '/')
         return connect_unix(a);
     if (strncmp(a, "tcp://", 6) == 0)
-        return connect_tcp(a + 6);
-    return connect_tcp(a);
+        return connect_tcp(a + 6, timeout_ms);
+    return connect_tcp(a, timeout_ms);
 }
+
+/* With somewhere else to go, a node that does not answer a connect within
+ * this long is passed over. */
+#define CONNECT_TIMEOUT_MS 2000
 
 /* Split a comma-separated list (blanks around items allowed) into c->addrs.
  * 0, RCS_EINVAL (an empty item) or RCS_ENOMEM. */
@@ -439,7 +476,7 @@ int rcs_connect(const char *address, rcs_client **out)
         goto fail;
     rc = RCS_ECONNECT;
     for (size_t i = 0; i < c->naddrs && rc < 0; i++) {
-        int fd = open_address(c->addrs[i]);
+        int fd = open_address(c->addrs[i], c->naddrs > 1 ? CONNECT_TIMEOUT_MS : -1);
         char *a;
         if (fd < 0)
             continue;
@@ -1631,7 +1668,12 @@ static int reconnect(rcs_client *c, uint64_t deadline_ns)
         if (!target)
             return set_error(c, RCS_ENOMEM, NULL);
         tries++;
-        fd = open_address(target);
+        {
+            uint64_t now = now_ns();
+            int left = now < deadline_ns ? (int)((deadline_ns - now) / 1000000u) + 1 : 1;
+            fd = open_address(
+                target, c->naddrs > 1 && left > CONNECT_TIMEOUT_MS ? CONNECT_TIMEOUT_MS : left);
+        }
         if (fd < 0) {
             snprintf(why, sizeof(why), "cannot connect to %s: %s", target, strerror(errno));
             free(target);

@@ -14,6 +14,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -259,6 +262,45 @@ static void pipeline_returns_not_leader_then_moves(void **state)
     fake_end(&f);
 }
 
+/* A listening socket whose accept queue is full: the kernel drops further
+ * SYNs, so a connect to it hangs, as to a host that died. Returns its
+ * port; *fds gets the listener and the connections that fill it. */
+static unsigned black_hole(int fds[4])
+{
+    struct sockaddr_in sa = {.sin_family = AF_INET};
+    socklen_t len = sizeof(sa);
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    fds[0] = socket(AF_INET, SOCK_STREAM, 0);
+    assert_int_equal(bind(fds[0], (struct sockaddr *)&sa, sizeof(sa)), 0);
+    assert_int_equal(listen(fds[0], 0), 0);
+    assert_int_equal(getsockname(fds[0], (struct sockaddr *)&sa, &len), 0);
+    for (int i = 1; i < 4; i++) { /* more than the queue holds: some may hang */
+        fds[i] = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+        connect(fds[i], (struct sockaddr *)&sa, sizeof(sa));
+    }
+    return ntohs(sa.sin_port);
+}
+
+/* A node that does not answer connects is passed over for the next one. */
+static void passes_over_a_silent_node(void **state)
+{
+    struct fake f;
+    rcs_client *c;
+    char l[200];
+    int fds[4];
+    uint64_t id;
+    (void)state;
+    fake_start(&f);
+    snprintf(l, sizeof(l), "127.0.0.1:%u,%s", black_hole(fds), f.addr[0]);
+    assert_int_equal(rcs_connect(l, &c), 0);
+    assert_string_equal(rcs_address(c), f.addr[0]);
+    assert_int_equal(rcs_create(c, "x", 1, NULL, 0, &id), 0);
+    rcs_close(c);
+    for (int i = 0; i < 4; i++)
+        close(fds[i]);
+    fake_end(&f);
+}
+
 static void list_parsing(void **state)
 {
     rcs_client *c;
@@ -278,6 +320,7 @@ int main(void)
         cmocka_unit_test(lost_call_is_not_resent),
         cmocka_unit_test(lease_resumes_on_the_new_leader),
         cmocka_unit_test(pipeline_returns_not_leader_then_moves),
+        cmocka_unit_test(passes_over_a_silent_node),
     };
     signal(SIGPIPE, SIG_IGN);
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -136,8 +136,9 @@ typedef struct rcs_client rcs_client;
 /* Connect to "tcp://HOST:PORT", "HOST:PORT", "unix:///PATH" or "/PATH" (NULL
  * means RCS_DEFAULT_ADDRESS), or to the first that answers of a
  * comma-separated list of them (a cluster's nodes: "a:7373,b:7373,c:7373"),
- * trying each once. 0, RCS_ECONNECT, RCS_EINVAL (an empty list or address)
- * or RCS_ENOMEM. */
+ * trying each once (with a list, a TCP connect unanswered for 2 s moves on
+ * to the next). 0, RCS_ECONNECT, RCS_EINVAL (an empty list or address) or
+ * RCS_ENOMEM. */
 RCS_EXPORT int rcs_connect(const char *address, rcs_client **out);
 /* Close the connection (the session's holds are released unless it has a
  * lease) and free the client. NULL is ignored. */
