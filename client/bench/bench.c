@@ -159,7 +159,9 @@ struct bconn {
     int reconnecting;     /* the handle is closing, to be connected again */
     int stream_open;      /* u was initialised and not yet closed */
     int ever_connected;
-    unsigned backoff_ms, refused;
+    unsigned backoff_ms; /* the wait before the next connect; 0: at once */
+    unsigned level_ms;   /* the backoff reached in this outage (0: none yet) */
+    unsigned refused;
     uint64_t outage_start; /* uv_hrtime() at the first failure of this outage; 0: none */
 };
 
@@ -547,7 +549,7 @@ static void handle_reply(struct bconn *c, const uint8_t *frame, size_t len, uint
     if (r.kind != K_HELLO) { /* a node serves this connection (a follower answers hello) */
         c->outage_start = 0;
         c->refused = 0;
-        c->backoff_ms = 0;
+        c->level_ms = 0;
     }
     switch ((enum kind)r.kind) {
     case K_HELLO:
@@ -783,10 +785,11 @@ static void conn_reconnect(struct bconn *c, int wait)
     if (!c->leader.port) /* nobody named: the next node */
         c->target = (c->target + 1) % b->o.ntargets;
     if (wait && !c->leader.port) {
-        c->backoff_ms = c->backoff_ms ? c->backoff_ms * 2 : BACKOFF_MIN;
-        if (c->backoff_ms > BACKOFF_MAX)
-            c->backoff_ms = BACKOFF_MAX;
-    } else {
+        c->level_ms = c->level_ms ? c->level_ms * 2 : BACKOFF_MIN;
+        if (c->level_ms > BACKOFF_MAX)
+            c->level_ms = BACKOFF_MAX;
+        c->backoff_ms = c->level_ms;
+    } else { /* at once, but the next wait of this outage stays as long */
         c->backoff_ms = 0;
     }
     if (c->done && c->pcount == 0) {
