@@ -522,6 +522,8 @@ void rcs_close(rcs_client *c)
     free(c->addrs);
     free(c->addr);
     free(c->leader);
+    if (c->auth) /* a secret: not left in freed memory */
+        explicit_bzero(c->auth, c->auth_len);
     free(c->auth);
     free(c->client_name);
     free(c);
@@ -1146,6 +1148,8 @@ static int remember_hello(rcs_client *c, const rcs_hello_opts *o, const rcs_hell
 {
     if (o && o->auth) {
         size_t n = o->auth_len ? o->auth_len : strlen(o->auth);
+        if (c->auth)
+            explicit_bzero(c->auth, c->auth_len);
         if (keep_copy(&c->auth, o->auth, n) < 0)
             return set_error(c, RCS_ENOMEM, NULL);
         c->auth_len = n;

@@ -233,7 +233,10 @@ typedef struct rcs_hello_opts {
 } rcs_hello_opts;
 
 /* hello with options (opts may be NULL: none); it must be the first call on
- * a server that requires authentication. info may be NULL. 0,
+ * a server that requires authentication. After a reconnect the library
+ * sends the last successful hello's auth (it keeps a copy, wiped when
+ * replaced or at rcs_close) and client name again, with the lease's resume
+ * token when the session has a lease. info may be NULL. 0,
  * RCS_EAUTH_FAILED, RCS_ESESSION_BUSY, RCS_ESESSION_EXPIRED, RCS_EINVAL
  * (replies pending) or a connection error. */
 RCS_EXPORT int rcs_hello_with(rcs_client *c, const rcs_hello_opts *opts, rcs_hello_info *info);
