@@ -24,8 +24,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-/* An entry: "RCB1", 4 zero bytes, the incarnation of the process that
- * served its records (8 bytes, little endian), then the records. */
+/* An entry: "RCB1", the length of its records (4 bytes), the incarnation
+ * of the process that served them (8 bytes), then the records, then zeros
+ * to a multiple of 8 bytes: libraft 0.15 sends a batch of entries whose
+ * lengths are not multiples of 8 with their payloads shifted (seen here:
+ * a follower catching up got "CB1\0..."), so every entry is padded. */
 #define BATCH_MAGIC "RCB1"
 #define BATCH_HDR   16
 
@@ -299,14 +302,21 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void *
     uint64_t inc;
 
     *result = NULL;
-    if (n < BATCH_HDR || memcmp(p, BATCH_MAGIC, 4) != 0)
+    if (n < BATCH_HDR || memcmp(p, BATCH_MAGIC, 4) != 0) {
+        log_error("entry of %zu bytes: %02x %02x %02x %02x", n, n > 0 ? p[0] : 0, n > 1 ? p[1] : 0,
+                  n > 2 ? p[2] : 0, n > 3 ? p[3] : 0);
         die_diverged(cl, "not an rcstore entry", RPC_EBAD_PARAMS);
+    }
+    uint32_t len;
+    memcpy(&len, p + 4, 4);
     memcpy(&inc, p + 8, 8);
+    if (len > n - BATCH_HDR)
+        die_diverged(cl, "an entry shorter than its records", RPC_EBAD_PARAMS);
     /* This process's own entries were applied when it served them. */
     if (inc == cl->incarnation)
         return 0;
     p += BATCH_HDR;
-    n -= BATCH_HDR;
+    n = len;
     while (n) {
         struct rec r;
         size_t used;
@@ -545,15 +555,17 @@ static void submit(struct cluster *cl)
     if (!n || cl->lost)
         return;
     a = calloc(1, sizeof(*a));
-    rb.len = BATCH_HDR + n;
-    rb.base = a ? raft_malloc(rb.len) : NULL;
+    rb.len = (BATCH_HDR + n + 7) & ~(size_t)7;
+    rb.base = a && n < UINT32_MAX ? raft_calloc(1, rb.len) : NULL;
     if (!rb.base) {
         free(a);
         log_error("out of memory for a Raft entry");
         lose_leadership(cl, "out of memory");
         return;
     }
-    memcpy(rb.base, BATCH_MAGIC "\0\0\0\0", 8);
+    uint32_t len32 = (uint32_t)n;
+    memcpy(rb.base, BATCH_MAGIC, 4);
+    memcpy((uint8_t *)rb.base + 4, &len32, 4);
     memcpy((uint8_t *)rb.base + 8, &cl->incarnation, 8);
     memcpy((uint8_t *)rb.base + BATCH_HDR, p->j.out.data + p->j.out.off, n);
     buf_reset(&p->j.out);
