@@ -221,9 +221,9 @@ docs = []
 for name in ("statefulset.yaml", "service.yaml", "pdb.yaml"):
     with open(os.path.join(SRC, "deploy/kubernetes/cluster", name)) as f:
         docs += [d for d in yaml.safe_load_all(f) if d]
-check("k8s cluster: a StatefulSet, two Services, a PodDisruptionBudget",
+check("k8s cluster: a StatefulSet, five Services, a PodDisruptionBudget",
       sorted(d["kind"] for d in docs) ==
-      ["PodDisruptionBudget", "Service", "Service", "StatefulSet"], [d["kind"] for d in docs])
+      ["PodDisruptionBudget"] + ["Service"] * 5 + ["StatefulSet"], [d["kind"] for d in docs])
 sts = next(d for d in docs if d["kind"] == "StatefulSet")
 svcs = {d["metadata"]["name"]: d["spec"] for d in docs if d["kind"] == "Service"}
 pdb = next(d for d in docs if d["kind"] == "PodDisruptionBudget")["spec"]
@@ -242,14 +242,25 @@ check("k8s cluster: serviceName is a headless Service publishing unready pods",
 cports = {p["name"]: p["containerPort"] for p in c["ports"]}
 check("k8s cluster: the headless Service has the Raft and client ports",
       {p["targetPort"] for p in headless.get("ports", [])} == {"raft", "rcstore"})
-clients = [s for n, s in svcs.items() if n != spec["serviceName"]]
-check("k8s cluster: a client Service without the Raft port",
-      len(clients) == 1 and clients[0].get("clusterIP") != "None" and
-      "raft" not in {p["targetPort"] for p in clients[0]["ports"]})
+client_svc = svcs.get("rcstore", {})
+check("k8s cluster: a client Service rcstore without the Raft port",
+      client_svc.get("clusterIP") != "None" and
+      {p["targetPort"] for p in client_svc.get("ports", [])} == {"rcstore", "metrics"})
+# Raft addresses are IPv4 and stay in the Raft log: each initial node's is
+# the ClusterIP of a Service of its own, which outlives its pods.
+for i in range(3):
+    s = svcs.get(f"rcstore-raft-{i}", {})
+    check(f"k8s cluster: Service rcstore-raft-{i} sends the Raft port to pod rcstore-{i} only",
+          s.get("clusterIP") != "None" and s.get("publishNotReadyAddresses") is True and
+          s.get("selector", {}).get("statefulset.kubernetes.io/pod-name") == f"rcstore-{i}" and
+          [p["targetPort"] for p in s.get("ports", [])] == ["raft"], s)
 check("k8s cluster: the Services' ports are the container's",
       all(p["targetPort"] in cports for s in svcs.values() for p in s["ports"]))
+# (statefulset.kubernetes.io/pod-name is the label the controller gives each pod.)
 check("k8s cluster: the Services select the pods",
-      all(s["selector"].items() <= labels.items() for s in svcs.values()))
+      all({k: v for k, v in s["selector"].items()
+           if k != "statefulset.kubernetes.io/pod-name"}.items() <= labels.items() and
+          s["selector"].get("app") == labels["app"] for s in svcs.values()))
 claims = [t["metadata"]["name"] for t in spec.get("volumeClaimTemplates", [])]
 mounts = {m["name"]: m["mountPath"] for m in c.get("volumeMounts", [])}
 check("k8s cluster: one PersistentVolumeClaim per pod, mounted",
@@ -276,7 +287,16 @@ tmp = tempfile.mkdtemp()
 try:
     with open(os.path.join(tmp, "rcstored"), "w") as f:
         f.write('#!/bin/sh\nfor a in "$@"; do printf "%s\\n" "$a"; done\n')
-    os.chmod(os.path.join(tmp, "rcstored"), 0o755)
+    # The cluster's DNS: rcstore-raft-N.prod.svc is 10.96.0.1N (as
+    # `getent ahostsv4` prints it), anything else unknown.
+    with open(os.path.join(tmp, "getent"), "w") as f:
+        f.write('#!/bin/sh\ncase "$1 $2" in\n'
+                '"ahostsv4 rcstore-raft-"[0-9]".prod.svc")\n'
+                '  n=${2#rcstore-raft-}; n=${n%%.*}\n'
+                '  for t in STREAM DGRAM RAW; do echo "10.96.0.1$n    $t $2"; done ;;\n'
+                '*) exit 2 ;;\nesac\n')
+    for stub in ("rcstored", "getent"):
+        os.chmod(os.path.join(tmp, stub), 0o755)
     env = {d["name"]: d["value"] for d in c["env"] if "value" in d}
     ns, ip = "prod", "10.2.3.4"
     dom = f"{spec['serviceName']}.{ns}.svc"
@@ -286,7 +306,7 @@ try:
                               env=dict(env, PATH=tmp + ":/usr/bin:/bin", HOSTNAME=hostname,
                                        POD_NAMESPACE=ns, POD_IP=ip))
 
-    expect_peers = [f"{i + 1}=rcstore-{i}.{dom}:{cports['raft']}="
+    expect_peers = [f"{i + 1}=10.96.0.1{i}:{cports['raft']}="
                     f"tcp://rcstore-{i}.{dom}:{cports['rcstore']}" for i in range(3)]
     runs = {}
     for ordinal in range(4):
@@ -302,8 +322,8 @@ try:
               opts.get("--advertise"))
         check(f"k8s cluster: rcstore-{ordinal} keeps its data on the volume",
               opts.get("--data-dir") == mounts.get("data"))
-        check(f"k8s cluster: rcstore-{ordinal} listens for Raft on the pod's port",
-              opts.get("--raft-listen", "").endswith(f":{cports['raft']}"))
+        check(f"k8s cluster: rcstore-{ordinal} listens for Raft on the pod's IP and port",
+              opts.get("--raft-listen") == f"{ip}:{cports['raft']}", opts.get("--raft-listen"))
         if ordinal < 3:
             check(f"k8s cluster: rcstore-{ordinal} names the three initial members",
                   peers == expect_peers, peers)
