@@ -1,7 +1,8 @@
 #!/usr/bin/python3
 """The procedures of docs/operations.md, "Running a cluster", against real
 nodes: replacing a dead node (cluster_remove, a new id on an empty data
-directory started without --peer, cluster_add) and backups (a stopped
+directory started without --peer, cluster_add; and, as in Kubernetes, the
+same id again with the initial --peer lines) and backups (a stopped
 follower's data directory copied, then the whole cluster restored from
 that one copy: every node gets it and starts with its own id). After each,
 the names written before are there, nothing written after the copy is, and
@@ -144,6 +145,20 @@ try:
           sorted((m["id"], m["voter"]) for m in res["members"]) == [(n, True) for n in live], res)
     write(l, "k/6")
     check("the replacement converged with the others", converged(live))
+
+    # The Kubernetes way: the same id again (the pod's ordinal), after its
+    # removal, on an empty directory, with the initial peer lines (the
+    # StatefulSet's start script passes them).
+    same = next(n for n in live if n not in (l, 4))
+    stop(same, kill=True)
+    err, res = call(l, "cluster_remove", same)
+    check(f"cluster_remove {same}", err is None and res is True, (err, res))
+    shutil.rmtree(os.path.join(tmp, f"n{same}"))
+    start(same, PEERS)
+    err, res = call(l, "cluster_add", same, raft(same), client(same))
+    check(f"cluster_add {same} again, on an empty directory", err is None and res is True,
+          (err, res))
+    check(f"node {same} converged with the others", converged(live))
 
     # A backup: a stopped follower's directory.
     f = next(n for n in live if n != l)
