@@ -351,5 +351,58 @@ check("Dockerfile: multi-stage on Debian 12",
 user = [l for l in df if l.startswith("USER ")]
 check("Dockerfile: runs as non-root", user and not user[-1].split()[1].startswith(("0", "root")))
 check("Dockerfile: healthcheck pings", any(l.startswith("HEALTHCHECK") and "ping" in l for l in df))
+
+
+def stage_packages(lines):
+    """The words of a stage's apt-get install command (continued lines)."""
+    words, on = set(), False
+    for l in lines:
+        if "apt-get install" in l:
+            on = True
+        if on:
+            words |= {w for w in l.replace("\\", " ").split() if not w.startswith("-")}
+            if not l.rstrip().endswith("\\"):
+                on = False
+    return words
+
+
+cut = [i for i, l in enumerate(df) if l.startswith("FROM ")]
+build_pkgs = stage_packages(df[cut[0]:cut[1]]) if len(cut) == 2 else set()
+run_pkgs = stage_packages(df[cut[1]:]) if len(cut) == 2 else set()
+# The build stage has the -dev packages `make deps` installs to build (the
+# test-only ones aside).
+make = open(os.path.join(SRC, "Makefile")).read()
+make_pkgs = set(re.search(r"^PACKAGES\s*:=(.*?)(?<!\\)\n", make, re.M | re.S).group(1)
+                .replace("\\", " ").split())
+need = {p for p in make_pkgs if p.endswith("-dev") and p != "libcmocka-dev"}
+check("Dockerfile: the build stage installs the build's -dev packages", need <= build_pkgs,
+      sorted(need - build_pkgs))
+# The runtime stage has the package of every library the installed
+# programs link (their DT_NEEDED, found with ldd, owned per dpkg -S).
+if shutil.which("readelf") and shutil.which("dpkg"):
+    missing = set()
+    for prog in ("server/rcstored", "client/rcstore", "client/rcstore-bench"):
+        path = os.path.join(BUILD, prog)
+        needed = re.findall(r"\(NEEDED\).*\[(.*)\]",
+                            subprocess.run(["readelf", "-d", path], capture_output=True,
+                                           text=True).stdout)
+        where = dict(re.findall(r"^\s*(\S+) => (\S+)",
+                                subprocess.run(["ldd", path], capture_output=True,
+                                               text=True).stdout, re.M))
+        for so in needed:
+            if so.startswith(("libc.so", "libm.so", "ld-linux")) or so not in where:
+                continue
+            pkg = ""
+            for f in (where[so], os.path.realpath(where[so])):
+                r = subprocess.run(["dpkg", "-S", f], capture_output=True, text=True)
+                if r.returncode == 0:
+                    pkg = r.stdout.split(":")[0]
+                    break
+            if pkg and pkg not in run_pkgs:
+                missing.add(f"{pkg} ({so}, {prog})")
+    check("Dockerfile: the runtime stage installs every library the programs link",
+          not missing, sorted(missing))
+else:
+    print("skip Dockerfile's runtime libraries: no readelf or dpkg")
 print("failures:", failures)
 sys.exit(1 if failures else 0)
