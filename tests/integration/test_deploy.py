@@ -234,6 +234,8 @@ labels = spec["template"]["metadata"]["labels"]
 check("k8s cluster: StatefulSet rcstore of 3 (pods rcstore-0..2)",
       sts["metadata"]["name"] == "rcstore" and spec["replicas"] == 3)
 check("k8s cluster: pods start in parallel", spec.get("podManagementPolicy") == "Parallel")
+check("k8s cluster: pods are replaced one by one by hand (OnDelete)",
+      spec.get("updateStrategy", {}).get("type") == "OnDelete")
 check("k8s cluster: the selector matches the pods",
       spec["selector"]["matchLabels"].items() <= labels.items())
 headless = svcs.get(spec["serviceName"], {})
