@@ -535,6 +535,10 @@ class Driver:
     def do(self, c, method, params):
         """One acknowledged request: the server's answer must be the model's."""
         err, res = c.conn.call(method, *params)
+        return self.answer(c, method, params, err, res)
+
+    def answer(self, c, method, params, err, res):
+        """The server's answer to an acknowledged request against the model."""
         code = err["code"] if err else None
         trace("session", c.sid, method, params, "->", code or res)
         merr, mres = self.model.apply(c.sid, method, params)
