@@ -124,7 +124,7 @@ class Node:
         log = open(self.log_path, "a")
         log.write("==== start %d: %s\n" % (self.starts, " ".join(self.argv)))
         log.flush()
-        self.proc = subprocess.Popen(self.argv, stdout=log, stderr=log,
+        self.proc = subprocess.Popen(self.cluster.wrapper + self.argv, stdout=log, stderr=log,
                                      stdin=subprocess.DEVNULL)
         log.close()
         for _ in deadline_loop(timeout, "%r to answer ping" % self, self.log_tail):
@@ -243,10 +243,12 @@ class Cluster:
     """N nodes (ids 1..N) formed with --peer for each, on loopback ports.
     A context manager: leaving it kills every node and removes the
     temporary directory (kept, with the nodes' logs, when the environment
-    has RCS_CLUSTER_KEEP=1)."""
+    has RCS_CLUSTER_KEEP=1). extra: more flags for every node; wrapper: a
+    command the nodes run under (the benchmark's taskset)."""
 
-    def __init__(self, rcstored, n=3, election_ms=300, extra=(), tmp_parent=None):
+    def __init__(self, rcstored, n=3, election_ms=300, extra=(), tmp_parent=None, wrapper=()):
         self.rcstored = rcstored
+        self.wrapper = list(wrapper)
         self.election_ms = election_ms
         self.extra = list(extra)
         self.tmp = tempfile.mkdtemp(prefix="rcs-cluster-", dir=tmp_parent)
