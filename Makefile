@@ -5,7 +5,7 @@
 # Everything is driven through CMake presets (CMakePresets.json).
 
 PACKAGES := cmake make gcc libc6-dev pkg-config libuv1-dev libmsgpack-dev \
-            libcmocka-dev libedit-dev libinih-dev libmicrohttpd-dev libsystemd-dev \
+            libcmocka-dev libedit-dev libinih-dev libmicrohttpd-dev libsystemd-dev libraft-dev \
             python3 python3-msgpack python3-yaml
 JOBS     ?= $(shell nproc 2>/dev/null || echo 2)
 

@@ -66,6 +66,28 @@ void rpc_pack_response_error(msgpack_packer *pk, int have_msgid, uint32_t msgid,
     msgpack_pack_nil(pk);
 }
 
+void rpc_pack_response_error_kv(msgpack_packer *pk, int have_msgid, uint32_t msgid, int err,
+                                const char *message, const char *key, const char *val)
+{
+    msgpack_pack_array(pk, 4);
+    msgpack_pack_uint8(pk, 1);
+    if (have_msgid)
+        msgpack_pack_uint32(pk, msgid);
+    else
+        msgpack_pack_nil(pk);
+    msgpack_pack_map(pk, 3);
+    rpc_pack_cstr(pk, "code");
+    rpc_pack_cstr(pk, err_name(err));
+    rpc_pack_cstr(pk, "message");
+    rpc_pack_cstr(pk, message ? message : err_message(err));
+    rpc_pack_cstr(pk, key);
+    if (val)
+        rpc_pack_cstr(pk, val);
+    else
+        msgpack_pack_nil(pk);
+    msgpack_pack_nil(pk);
+}
+
 void rpc_pack_request(msgpack_packer *pk, uint32_t msgid, const char *method)
 {
     msgpack_pack_array(pk, 4);

@@ -2,6 +2,7 @@
  * handler shares (see cmd.h and cmd_int.h). The handlers themselves live by
  * family in cmd_object.c, cmd_session.c, cmd_names.c, cmd_query.c and
  * cmd_admin.c. */
+#include "cluster.h"
 #include "cmd_int.h"
 #include "mem.h"
 #include "names.h"
@@ -171,6 +172,9 @@ enum cmd_flag {
     /* May do up to a budget of work (or free many objects): the connection
      * looks at the clock after it (cmd_ctx.heavy). */
     CMD_HEAVY = 8,
+    /* Served by a cluster node that is not the serving leader (the others
+     * answer NOT_LEADER there). */
+    CMD_FOLLOWER = 16,
 };
 
 /* The longest method name; a longer name is unknown without a scan. */
@@ -186,8 +190,8 @@ static const struct cmd_def {
     uint8_t min_args, max_args;
     uint8_t flags;
 } cmds[] = {
-    {CMD("hello"), cmd_do_hello, 0, 1, CMD_NOAUTH},
-    {CMD("ping"), cmd_do_ping, 0, 0, CMD_NOAUTH},
+    {CMD("hello"), cmd_do_hello, 0, 1, CMD_NOAUTH | CMD_FOLLOWER},
+    {CMD("ping"), cmd_do_ping, 0, 0, CMD_NOAUTH | CMD_FOLLOWER},
     {CMD("create"), cmd_do_create, 1, 2, CMD_GROWS},
     {CMD("get"), cmd_do_get, 1, 1, 0},
     {CMD("set_data"), cmd_do_set_data, 2, 2, CMD_GROWS},
@@ -208,9 +212,14 @@ static const struct cmd_def {
     {CMD("claim"), cmd_do_claim, 1, 1, CMD_GROWS},
     {CMD("why"), cmd_do_why, 1, 1, CMD_HEAVY},
     {CMD("gc"), cmd_do_gc, 0, 0, CMD_HEAVY},
-    {CMD("stats"), cmd_do_stats, 0, 0, CMD_HEAVY},
-    {CMD("debug_check"), cmd_do_debug_check, 0, 0, CMD_DEBUG | CMD_HEAVY},
+    {CMD("stats"), cmd_do_stats, 0, 0, CMD_HEAVY | CMD_FOLLOWER},
+    {CMD("debug_check"), cmd_do_debug_check, 0, 0, CMD_DEBUG | CMD_HEAVY | CMD_FOLLOWER},
     {CMD("save"), cmd_do_save, 0, 0, 0},
+    {CMD("cluster"), cmd_do_cluster, 0, 0, CMD_FOLLOWER},
+    {CMD("cluster_add"), cmd_do_cluster_add, 3, 3, 0},
+    {CMD("cluster_remove"), cmd_do_cluster_remove, 1, 1, 0},
+    {CMD("cluster_transfer"), cmd_do_cluster_transfer, 0, 1, 0},
+    {CMD("debug_digest"), cmd_do_debug_digest, 0, 0, CMD_DEBUG | CMD_HEAVY | CMD_FOLLOWER},
 };
 
 _Static_assert(sizeof(cmds) / sizeof(cmds[0]) <= CMD_MAX, "raise CMD_MAX");
@@ -298,6 +307,15 @@ int cmd_dispatch(struct cmd_ctx *c, const struct rpc_message *m)
                           cmds[i].min_args, cmds[i].max_args, m->nparams);
         goto counted_error;
     }
+    /* A cluster node serves changes and reads only as the serving leader:
+     * reads elsewhere could be stale, and only the leader's log decides. */
+    if (c->env->cluster && !(cmds[i].flags & CMD_FOLLOWER) && !cluster_serving(c->env->cluster)) {
+        rc =
+            cmd_fail(c, RPC_ENOT_LEADER, "this node is not the cluster's leader; ask %s",
+                     cluster_leader_client(c->env->cluster) ? cluster_leader_client(c->env->cluster)
+                                                            : "again once one is elected");
+        goto counted_error;
+    }
     if ((cmds[i].flags & CMD_GROWS) && (rc = cmd_check_maxmemory(c, CMD_GROW_BASE_BYTES)) < 0)
         goto counted_error;
     rpc_pack_response_ok(&c->pk, m->msgid);
@@ -314,6 +332,10 @@ int cmd_dispatch(struct cmd_ctx *c, const struct rpc_message *m)
 counted_error:
     c->env->errors[i]++;
 error:
-    rpc_pack_response_error(&c->pk, 1, m->msgid, rc, c->errmsg);
+    if (rc == RPC_ENOT_LEADER && c->env->cluster)
+        rpc_pack_response_error_kv(&c->pk, 1, m->msgid, rc, c->errmsg, "leader",
+                                   cluster_leader_client(c->env->cluster));
+    else
+        rpc_pack_response_error(&c->pk, 1, m->msgid, rc, c->errmsg);
     return rc;
 }

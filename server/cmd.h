@@ -19,10 +19,12 @@
 
 /* What handlers may know of the server around them; owned by the server. */
 struct persist;
+struct cluster;
 
 struct cmd_env {
     struct store *st;
     struct persist *persist; /* the data directory's journal (persist.h; disabled without one) */
+    struct cluster *cluster; /* a cluster node's Raft (cluster.h), or NULL standalone */
     uint64_t start_time;     /* seconds since the epoch at start-up */
     uint64_t connections;    /* currently open */
     uint64_t connections_total;

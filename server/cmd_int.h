@@ -77,6 +77,12 @@ int cmd_do_hello(struct cmd_ctx *c, arg_t *a, uint32_t n);
 int cmd_do_release_all(struct cmd_ctx *c, arg_t *a, uint32_t n);
 int cmd_do_share(struct cmd_ctx *c, arg_t *a, uint32_t n);
 int cmd_do_claim(struct cmd_ctx *c, arg_t *a, uint32_t n);
+/* cmd_cluster.c */
+int cmd_do_cluster(struct cmd_ctx *c, arg_t *a, uint32_t n);
+int cmd_do_cluster_add(struct cmd_ctx *c, arg_t *a, uint32_t n);
+int cmd_do_cluster_remove(struct cmd_ctx *c, arg_t *a, uint32_t n);
+int cmd_do_cluster_transfer(struct cmd_ctx *c, arg_t *a, uint32_t n);
+int cmd_do_debug_digest(struct cmd_ctx *c, arg_t *a, uint32_t n);
 /* cmd_names.c */
 int cmd_do_bind(struct cmd_ctx *c, arg_t *a, uint32_t n);
 int cmd_do_unbind(struct cmd_ctx *c, arg_t *a, uint32_t n);

@@ -1,6 +1,7 @@
 /* cmd_session: the methods of sessions and hand-offs (hello, release_all,
  * share, claim). */
 #include "apply.h"
+#include "cluster.h"
 #include "cmd_int.h"
 #include "mem.h"
 #include "persist.h"
@@ -42,6 +43,35 @@ int cmd_do_hello(struct cmd_ctx *c, arg_t *a, uint32_t n)
             c->close_after = 1;
             return cmd_fail(c, RPC_EAUTH_FAILED, "wrong auth token; closing");
         }
+    }
+    /* A cluster node that does not serve answers a plain hello (a client
+     * finds the leader with it) and nothing that needs the leader's log. */
+    if (c->env->cluster && !cluster_serving(c->env->cluster)) {
+        const char *leader = cluster_leader_client(c->env->cluster);
+        if ((ttl && ttl->via.u64 > 0) || resume)
+            return cmd_fail(c, RPC_ENOT_LEADER,
+                            "this node is not the cluster's leader: a lease or a resume needs it; "
+                            "ask %s",
+                            leader ? leader : "again once one is elected");
+        *c->authed = 1;
+        msgpack_pack_map(pk, 9);
+        rpc_pack_kv_uint(pk, "protocol", 1);
+        rpc_pack_cstr(pk, "server");
+        rpc_pack_cstr(pk, "rcstored " RCS_VERSION);
+        rpc_pack_kv_uint(pk, "session", 0);
+        rpc_pack_cstr(pk, "token");
+        msgpack_pack_bin(pk, 0);
+        rpc_pack_cstr(pk, "resumed");
+        msgpack_pack_false(pk);
+        rpc_pack_kv_uint(pk, "ttl", 0);
+        rpc_pack_cstr(pk, "role");
+        rpc_pack_cstr(pk, "follower");
+        rpc_pack_cstr(pk, "leader");
+        if (leader)
+            rpc_pack_cstr(pk, leader);
+        else
+            msgpack_pack_nil(pk);
+        goto limits;
     }
     /* A connection that had to authenticate gets its session only now: an
      * unauthenticated one spends nothing of the heap. It counts as
@@ -88,7 +118,17 @@ int cmd_do_hello(struct cmd_ctx *c, arg_t *a, uint32_t n)
         if ((rc = cmd_change(c, &rec, NULL)) < 0)
             return rc;
     }
-    msgpack_pack_map(pk, 7);
+    if (c->env->cluster) {
+        msgpack_pack_map(pk, 9);
+        rpc_pack_cstr(pk, "role");
+        rpc_pack_cstr(pk, "leader");
+        rpc_pack_cstr(pk, "leader");
+        rpc_pack_cstr(pk, cluster_leader_client(c->env->cluster)
+                              ? cluster_leader_client(c->env->cluster)
+                              : "");
+    } else {
+        msgpack_pack_map(pk, 7);
+    }
     rpc_pack_kv_uint(pk, "protocol", 1);
     rpc_pack_cstr(pk, "server");
     rpc_pack_cstr(pk, "rcstored " RCS_VERSION);
@@ -102,6 +142,7 @@ int cmd_do_hello(struct cmd_ctx *c, arg_t *a, uint32_t n)
     else
         msgpack_pack_false(pk);
     rpc_pack_kv_uint(pk, "ttl", s->ttl_s);
+limits:
     rpc_pack_cstr(pk, "limits");
     msgpack_pack_map(pk, 5);
     rpc_pack_kv_uint(pk, "max_data_bytes", st->lim.max_data_bytes);

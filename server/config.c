@@ -35,6 +35,8 @@ void config_defaults(struct config *cfg)
     cfg->gc_slice_us = 1000;
     cfg->fsync = 1;
     cfg->compact_journal_bytes = 256ull << 20;
+    cfg->election_timeout_ms = 1000;
+    cfg->raft_snapshot_entries = 4096;
     cfg->idle_timeout_s = 60;
     cfg->log_level = "info";
     cfg->listen_source = -1;
@@ -132,6 +134,16 @@ void config_usage(FILE *out)
                  "  --compact-journal-bytes SIZE  write a snapshot in the background once the\n"
                  "                           journal grew this much; 0 = only on save\n"
                  "                           (default 256MiB)\n"
+                 "  --node-id N              run as node N (1 to 2^31) of a Raft cluster\n"
+                 "                           (needs --data-dir and --raft-listen)\n"
+                 "  --raft-listen HOST:PORT  the Raft port (an IPv4 address)\n"
+                 "  --advertise URI          the client address other nodes hand out\n"
+                 "                           (tcp://HOST:PORT; default the first --listen)\n"
+                 "  --peer ID=RAFTHOST:PORT=tcp://HOST:PORT  an initial member, this node\n"
+                 "                           included; repeatable; forms a new cluster on an\n"
+                 "                           empty data dir (ignored once it has Raft state)\n"
+                 "  --election-timeout-ms N  Raft's election timeout (default 1000)\n"
+                 "  --raft-snapshot-entries N  Raft entries between snapshots (default 4096)\n"
                  "  --check-data DIR [--repair]  verify a data directory and exit (0: fit to\n"
                  "                           start from); --repair cuts the journal at its\n"
                  "                           first bad record\n"
@@ -148,7 +160,7 @@ void config_usage(FILE *out)
 
 /* ---- the settings ---- */
 
-enum kind { K_UINT, K_SIZE, K_STR, K_FLAG, K_LISTEN, K_LEVEL, K_FSYNC };
+enum kind { K_UINT, K_SIZE, K_STR, K_FLAG, K_LISTEN, K_LEVEL, K_FSYNC, K_PEER };
 
 struct setting {
     const char *name; /* the option without "--", the file key, the env suffix */
@@ -183,6 +195,12 @@ static const struct setting settings[] = {
     {"data-dir", K_STR, F(data_dir), 0, 0},
     {"fsync", K_FSYNC, F(fsync), 0, 0},
     {"compact-journal-bytes", K_SIZE, F(compact_journal_bytes), 0, UINT64_MAX},
+    {"node-id", K_UINT, F(node_id), 1, 1ull << 31},
+    {"raft-listen", K_STR, F(raft_listen), 0, 0},
+    {"advertise", K_STR, F(advertise), 0, 0},
+    {"peer", K_PEER, 0, 0, 0},
+    {"election-timeout-ms", K_UINT, F(election_timeout_ms), 50, 60000},
+    {"raft-snapshot-entries", K_UINT, F(raft_snapshot_entries), 16, 1u << 30},
 };
 #undef F
 #define NSETTINGS (sizeof(settings) / sizeof(settings[0]))
@@ -274,6 +292,23 @@ static int add_listen(struct config *cfg, const struct setting *st, const struct
     return 0;
 }
 
+/* One --peer; as for listen, a stronger source replaces the list. */
+static int add_peer(struct config *cfg, const struct setting *st, const struct origin *o,
+                    const char *val, char *err, size_t errlen)
+{
+    const char *copy;
+    if (cfg->peer_source != (int)o->src) {
+        cfg->npeer = 0;
+        cfg->peer_source = (int)o->src;
+    }
+    if (cfg->npeer == CONFIG_MAX_PEERS)
+        return bad(err, errlen, st, o, val, "too many peers");
+    if (!(copy = o->src == SRC_FLAG ? val : keep(cfg, val)))
+        return bad(err, errlen, st, o, val, "out of memory");
+    cfg->peer[cfg->npeer++] = copy;
+    return 0;
+}
+
 static int set_value(struct config *cfg, const struct setting *st, const struct origin *o,
                      const char *val, char *err, size_t errlen);
 
@@ -302,6 +337,8 @@ static int set_value(struct config *cfg, const struct setting *st, const struct 
     switch (st->kind) {
     case K_LISTEN:
         return add_listen(cfg, st, o, val, err, errlen);
+    case K_PEER:
+        return add_peer(cfg, st, o, val, err, errlen);
     case K_STR:
     case K_LEVEL:
         if (st->kind == K_LEVEL && log_parse_level(val, &lvl) < 0)
@@ -463,13 +500,14 @@ static int read_env(struct config *cfg, char *err, size_t errlen)
         env_name(st, name, sizeof(name));
         if (!(val = getenv(name)))
             continue;
-        if (st->kind == K_LISTEN) { /* several, separated by commas or spaces */
+        if (st->kind == K_LISTEN || st->kind == K_PEER) { /* several, by commas or spaces */
             char buf[4096], *tok, *save;
             if (strlen(val) >= sizeof(buf))
                 return bad(err, errlen, st, &o, "...", "too long");
             snprintf(buf, sizeof(buf), "%s", val);
             for (tok = strtok_r(buf, ", \t", &save); tok; tok = strtok_r(NULL, ", \t", &save))
-                if (add_listen(cfg, st, &o, tok, err, errlen) < 0)
+                if ((st->kind == K_LISTEN ? add_listen : add_peer)(cfg, st, &o, tok, err, errlen) <
+                    0)
                     return -EINVAL;
             continue;
         }
@@ -503,6 +541,7 @@ int config_parse(struct config *cfg, int argc, char **argv, char *err, size_t er
     struct option opts[NSETTINGS + 4];
     const char *path = getenv("RCSTORED_CONFIG");
     int c, pass, action = CONFIG_RUN;
+    cfg->argv = argv;
 
     build_options(opts);
     /* Pass 0 finds --config, --help and --version and checks the syntax;

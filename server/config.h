@@ -11,7 +11,8 @@
 #include <stdio.h>
 
 #define CONFIG_MAX_LISTEN   16
-#define CONFIG_MAX_SETTINGS 32
+#define CONFIG_MAX_SETTINGS 40
+#define CONFIG_MAX_PEERS    16
 /* sizeof(sun_path) on Linux: a unix socket path has at most 107 bytes. */
 #define CONFIG_UNIX_PATH_MAX 108
 #define CONFIG_SRC_DEFAULT   (-1)
@@ -56,7 +57,17 @@ struct config {
     const char *data_dir;           /* durable in this directory, or NULL: in memory */
     int fsync;                      /* enum journal_fsync: 0 no, 1 everysec, 2 always */
     uint64_t compact_journal_bytes; /* start a snapshot past this much journal; 0: never */
-    struct config_str *strings;     /* private */
+    /* A cluster node (SPEC section 9) when node_id is not 0. */
+    uint64_t node_id;
+    const char *raft_listen;            /* HOST:PORT of the Raft port */
+    const char *advertise;              /* tcp://HOST:PORT handed to clients */
+    const char *peer[CONFIG_MAX_PEERS]; /* ID=RAFTHOST:PORT=tcp://CLIENTHOST:PORT */
+    int npeer;
+    int peer_source; /* private: the source the peer list came from */
+    uint64_t election_timeout_ms;
+    uint64_t raft_snapshot_entries;
+    char **argv;                /* as main got it: a cluster node re-executes itself with it */
+    struct config_str *strings; /* private */
     struct config_origin origins[CONFIG_MAX_SETTINGS]; /* private: by setting */
 };
 

@@ -17,6 +17,7 @@
 #include "err.h"
 #include "rpc_msg.h"
 #include "rpc_pack.h"
+#include "cluster.h"
 #include "persist.h"
 #include "server.h"
 
@@ -116,6 +117,7 @@ static void on_close(uv_handle_t *h)
     }
     backlog_remove(c);
     persist_forget(&srv->persist, c);
+    cluster_forget(srv->cluster, c);
     if (c->held) {
         struct conn **pp = &srv->held;
         while (*pp != c)
@@ -412,6 +414,14 @@ static int serve_request(struct conn *c, const struct rpc_message *m)
 {
     struct cmd_ctx ctx;
     int was_authed = c->authed;
+    /* A cluster node's connection gets its session once the node serves
+     * (sessions are the leader's to make: a follower's would collide). */
+    if (c->authed && !c->sess && c->srv->cluster && cluster_serving(c->srv->cluster) &&
+        sess_attach(&c->srv->st, c, &c->sess) < 0) {
+        log_error("out of memory for a connection's session; closing %s", c->peer);
+        conn_close(c);
+        return 0;
+    }
     cmd_ctx_init(&ctx, &c->srv->env, c->sess, &c->authed, &c->out);
     ctx.conn = c;
     c->in_dispatch = 1;
@@ -643,6 +653,8 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
     conn_flush_all(srv);
 }
 
+static void resume_after_deferred(struct conn *c);
+
 void conn_saved(struct server *srv, void *waiter, int rc, uint64_t bytes, uint64_t ms)
 {
     struct conn *c = waiter;
@@ -660,6 +672,13 @@ void conn_saved(struct server *srv, void *waiter, int rc, uint64_t bytes, uint64
         rpc_pack_kv_uint(&pk, "snapshot_bytes", bytes);
         rpc_pack_kv_uint(&pk, "duration_ms", ms);
     }
+    resume_after_deferred(c);
+}
+
+/* A deferred reply is written: serve what the client sent after it. */
+static void resume_after_deferred(struct conn *c)
+{
+    struct server *srv = c->srv;
     c->paused = 0;
     queue_flush(c);
     /* What the client sent after the save is served now, in turn. */
@@ -668,6 +687,27 @@ void conn_saved(struct server *srv, void *waiter, int rc, uint64_t bytes, uint64
     else if (!c->close_after)
         uv_read_start(&c->h.stream, on_alloc, on_read);
     conn_flush_all(srv);
+}
+
+void conn_cluster_done(struct server *srv, void *waiter, int rc, const char *msg, uint64_t leader)
+{
+    struct conn *c = waiter;
+    msgpack_packer pk;
+    (void)srv;
+    if (c->closing)
+        return;
+    rpc_packer_init(&pk, &c->out);
+    if (rc < 0) {
+        rpc_pack_response_error(&pk, 1, c->save_msgid, rc, msg);
+    } else if (leader) {
+        rpc_pack_response_ok(&pk, c->save_msgid);
+        msgpack_pack_map(&pk, 1);
+        rpc_pack_kv_uint(&pk, "leader", leader);
+    } else {
+        rpc_pack_response_ok(&pk, c->save_msgid);
+        msgpack_pack_true(&pk);
+    }
+    resume_after_deferred(c);
 }
 
 void conn_accept(struct server *srv, uv_stream_t *listener, int is_unix)
@@ -745,7 +785,8 @@ void conn_accept(struct server *srv, uv_stream_t *listener, int is_unix)
     /* Where a token is required, the session comes with the hello that
      * gives it (cmd_do_hello): an unauthenticated connection spends nothing
      * of the heap. */
-    if (!c->dec_ready || (c->authed && sess_attach(&srv->st, c, &c->sess) < 0)) {
+    if (!c->dec_ready || (c->authed && (!srv->cluster || cluster_serving(srv->cluster)) &&
+                          sess_attach(&srv->st, c, &c->sess) < 0)) {
         log_error("out of memory for a new connection's session");
         conn_close(c);
         return;

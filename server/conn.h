@@ -46,5 +46,9 @@ void conn_durable(struct server *srv, uint64_t index);
 /* A save's snapshot is done (rc 0) or failed: waiter's reply is sent and
  * it is served again. */
 void conn_saved(struct server *srv, void *waiter, int rc, uint64_t bytes, uint64_t ms);
+/* A cluster membership request's end (cluster.h's done callback): rc 0
+ * (the reply is true, or {"leader": leader} for a transfer) or an error
+ * with msg. */
+void conn_cluster_done(struct server *srv, void *waiter, int rc, const char *msg, uint64_t leader);
 
 #endif

@@ -266,6 +266,26 @@ fail:
     return rc;
 }
 
+void persist_open_cluster(struct persist *p, struct store *st, uv_loop_t *loop,
+                          void (*submit)(void *ud), void *submit_ud)
+{
+    void (*on_durable)(void *, uint64_t) = p->on_durable;
+    void *ud = p->ud;
+    memset(p, 0, sizeof(*p));
+    p->st = st;
+    p->loop = loop;
+    p->on_durable = on_durable;
+    p->ud = ud;
+    p->submit = submit;
+    p->submit_ud = submit_ud;
+    buf_init(&p->j.out);
+    p->j.next_index = 1;
+    p->j.failed = -EAGAIN;
+    snprintf(p->j.last_error, sizeof(p->j.last_error), "this node is not the cluster's leader");
+    p->enabled = 1;
+    store_set_journal(st, on_store_record, p);
+}
+
 /* ---- the running journal ---- */
 
 int persist_change(struct persist *p, struct store *st, struct sess *s, const struct rec *r,
@@ -353,6 +373,8 @@ static int push_waiter(void ***v, uint32_t *n, uint32_t *cap, void *w)
 
 int persist_save(struct persist *p, void *waiter)
 {
+    if (p->submit)
+        return RPC_EBAD_REQUEST; /* Raft takes a cluster node's snapshots */
     /* A snapshot under way began before this request: the waiter gets the
      * next one. */
     if (p->child)
@@ -498,6 +520,11 @@ void persist_close(struct persist *p)
     int status;
     if (!p->enabled)
         return;
+    if (p->submit) {
+        buf_close(&p->j.out);
+        p->enabled = 0;
+        return;
+    }
     if (p->child) {
         /* An unfinished snapshot is given up: the journal has everything. */
         kill(p->child, SIGKILL);

@@ -52,6 +52,8 @@ struct persist {
     uv_timer_t retry; /* a snapshot that had to wait (garbage not freed, the huge-page helper) */
     int thp_held;     /* thp_hold(1) said for the snapshot about to start */
     int handles;      /* sigchld and check initialised */
+    void (*submit)(void *ud); /* cluster mode: records go to Raft, not to files */
+    void *submit_ud;
     void (*on_durable)(void *ud, uint64_t index);
     persist_saved_cb on_saved;
     void *ud;
@@ -67,6 +69,13 @@ struct persist {
 int persist_open(struct persist *p, const struct persist_opts *opts, struct store *st,
                  uv_loop_t *loop, void (*on_durable)(void *ud, uint64_t index),
                  persist_saved_cb on_saved, void *ud, char *err, size_t errlen);
+/* A cluster node's persist (cluster.c): no files; the records handlers and
+ * the store append to p->j's buffer go to submit(ud) (Raft) at the end of
+ * each loop iteration, and the cluster sets j.durable_index as Raft commits
+ * them. Records are refused (j.failed) until the cluster says this node
+ * serves. */
+void persist_open_cluster(struct persist *p, struct store *st, uv_loop_t *loop,
+                          void (*submit)(void *ud), void *submit_ud);
 /* --check-data's second half: recover dir into a scratch store (the whole
  * journal verified, the snapshot loaded, the journal replayed, the store
  * checked) without taking its lock or writing anything. 0 with a summary in

@@ -212,7 +212,14 @@ static void on_expire(uv_timer_t *t);
 
 static void expire_step(struct server *srv)
 {
-    int more = store_expire(&srv->st, uv_now(srv->loop), srv->cfg->gc_slice_us, NULL);
+    int more;
+    /* Expiry is a decision: a cluster node takes it only as the serving
+     * leader (followers apply the leader's records). */
+    if (srv->cluster && !cluster_serving(srv->cluster)) {
+        uv_timer_stop(&srv->expire);
+        return;
+    }
+    more = store_expire(&srv->st, uv_now(srv->loop), srv->cfg->gc_slice_us, NULL);
     conn_flush_all(srv); /* "freed" notifications */
     if (!more) {
         uint64_t n = srv->st.sessions_expired - srv->leases_logged;
@@ -411,6 +418,82 @@ static void on_saved(void *ud, void *waiter, int rc, uint64_t bytes, uint64_t ms
     conn_saved(ud, waiter, rc, bytes, ms);
 }
 
+/* The cluster: a membership request's end, or (no waiter) this node has
+ * become the serving leader: what waited for a decider goes on. */
+static void on_cluster_done(void *ud, void *waiter, int rc, const char *msg, uint64_t leader)
+{
+    struct server *srv = ud;
+    if (!waiter) {
+        server_release_soon(srv);
+        server_sweep(srv);
+        conn_flush_all(srv);
+        return;
+    }
+    conn_cluster_done(srv, waiter, rc, msg, leader);
+    conn_flush_all(srv);
+}
+
+/* --node-id: Raft instead of the journal. */
+static int open_cluster(struct server *srv, char *err, size_t errlen)
+{
+    const struct config *cfg = srv->cfg;
+    struct cluster_opts *o;
+    char why[200];
+    int rc;
+
+    if (!cfg->data_dir)
+        return failf(err, errlen, -EINVAL, "--node-id needs --data-dir (Raft's log lives there)");
+    if (!cfg->raft_listen)
+        return failf(err, errlen, -EINVAL, "--node-id needs --raft-listen HOST:PORT");
+    if (!(o = calloc(1, sizeof(*o))))
+        return failf(err, errlen, -ENOMEM, "out of memory");
+    o->node_id = cfg->node_id;
+    o->dir = cfg->data_dir;
+    o->raft_listen = cfg->raft_listen;
+    o->election_ms = (unsigned)cfg->election_timeout_ms;
+    o->snapshot_threshold = (unsigned)cfg->raft_snapshot_entries;
+    o->argv = cfg->argv;
+    if (cfg->advertise) {
+        o->advertise = cfg->advertise;
+    } else if (strncmp(cfg->listen[0], "tcp://", 6) == 0) {
+        o->advertise = cfg->listen[0];
+    } else if (!strstr(cfg->listen[0], "://")) {
+        snprintf(srv->advertise, sizeof(srv->advertise), "tcp://%s", cfg->listen[0]);
+        o->advertise = srv->advertise;
+    } else {
+        free(o);
+        return failf(err, errlen, -EINVAL,
+                     "--node-id needs --advertise tcp://HOST:PORT when the first --listen is not "
+                     "a TCP address");
+    }
+    if (strncmp(o->advertise, "tcp://", 6) != 0 || strchr(o->advertise, '|')) {
+        rc = failf(err, errlen, -EINVAL, "--advertise %s: not tcp://HOST:PORT", o->advertise);
+        free(o);
+        return rc;
+    }
+    for (int i = 0; i < cfg->npeer; i++) {
+        if (cluster_parse_peer(cfg->peer[i], &o->peers[i], why, sizeof(why)) < 0) {
+            rc = failf(err, errlen, -EINVAL, "--peer %s: %s", cfg->peer[i], why);
+            free(o);
+            return rc;
+        }
+        o->npeers = i + 1;
+    }
+    srv->persist.on_durable = on_durable;
+    srv->persist.ud = srv;
+    rc = cluster_open(&srv->cluster, o, &srv->st, &srv->persist, srv->loop, on_cluster_done, srv,
+                      err, errlen);
+    free(o);
+    if (rc < 0) {
+        cluster_close(srv->cluster);
+        srv->cluster = NULL;
+        persist_close(&srv->persist);
+        return rc;
+    }
+    srv->env.cluster = srv->cluster;
+    return 0;
+}
+
 int server_init(struct server *srv, uv_loop_t *loop, const struct config *cfg, char *err,
                 size_t errlen)
 {
@@ -449,7 +532,14 @@ int server_init(struct server *srv, uv_loop_t *loop, const struct config *cfg, c
             log_warn("%s: has no effect without --data-dir: everything is in memory only", where);
         }
     }
-    if (cfg->data_dir) {
+    if (cfg->node_id) {
+        if ((rc = open_cluster(srv, err, errlen)) < 0) {
+            if (rc != -EINVAL && rc != -EWOULDBLOCK && rc != -ENOMEM)
+                rc = -EBADMSG; /* Raft's files would not open: exit 1 */
+            free_auth(srv);
+            goto fail_store;
+        }
+    } else if (cfg->data_dir) {
         struct persist_opts po = {.dir = cfg->data_dir,
                                   .fsync = (enum journal_fsync)cfg->fsync,
                                   .compact_bytes = cfg->compact_journal_bytes};
@@ -541,6 +631,8 @@ fail_handles:
         if (lis->path[0])
             unlink(lis->path);
     }
+    cluster_close(srv->cluster);
+    srv->cluster = NULL;
     persist_close(&srv->persist);
     while (srv->unwinding > 0)
         uv_run(loop, UV_RUN_NOWAIT);
@@ -575,12 +667,15 @@ void server_stop(struct server *srv)
             unlink(lis->path);
     }
     conn_close_all(srv);
+    cluster_stop(srv->cluster);
 }
 
 void server_close(struct server *srv)
 {
     /* Connections are closed (their sessions' ends journaled): the journal
      * writes and syncs what is pending, and its handles close. */
+    cluster_close(srv->cluster);
+    srv->cluster = NULL;
     persist_close(&srv->persist);
     uv_run(srv->loop, UV_RUN_NOWAIT);
     free_auth(srv);

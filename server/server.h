@@ -6,6 +6,7 @@
 #ifndef RCS_SERVER_SERVER_H
 #define RCS_SERVER_SERVER_H
 
+#include "cluster.h"
 #include "cmd.h"
 #include "config.h"
 #include "conn.h"
@@ -62,9 +63,11 @@ struct server {
     struct conn *backlog;      /* conn.c: connections with input left after their slice, */
     struct conn *backlog_tail; /* served in turn from the head, requeued at the tail */
     uint64_t backlog_len;
-    uv_idle_t backlog_idle; /* serves the backlog a slice at a time while it is not empty */
-    struct persist persist; /* --data-dir (persist.enabled), else unused */
-    struct conn *held;      /* conn.c: connections whose replies wait for the journal */
+    uv_idle_t backlog_idle;  /* serves the backlog a slice at a time while it is not empty */
+    struct persist persist;  /* --data-dir (persist.enabled), else unused */
+    struct cluster *cluster; /* --node-id: this node's Raft, else NULL */
+    char advertise[320];     /* the default --advertise, made from --listen */
+    struct conn *held;       /* conn.c: connections whose replies wait for the journal */
     int stopping;
     int unwinding; /* handles a failed server_init is waiting to see closed */
 };
