@@ -390,29 +390,28 @@ class Cluster:
 
     def wait_converged(self, timeout=60, nodes=None):
         """Wait until every given node (default: every live node) reports
-        the same applied index in debug_digest, that index is the leader's
-        commit index, and then compare digests. Returns the digest map of
-        one node. Equal indexes with different digests raise at once: the
-        nodes diverged."""
+        the same applied index and the same digest in debug_digest, and
+        that index is not behind the leader's commit index. Returns the
+        digest map of one node. A leader applies changes ahead of their
+        commit, so digests may differ for a moment at one index while
+        something is in flight: only the deadline decides they diverged."""
         nodes = nodes or self.live()
         seen = {}
 
         def state():
             return "; ".join("%d: %s" % (k, v) for k, v in sorted(seen.items())) + self.logs()
 
-        for _ in deadline_loop(timeout, "nodes %s to converge" % [n.id for n in nodes], state):
+        for _ in deadline_loop(timeout, "nodes %s to converge (same applied index and digest)"
+                               % [n.id for n in nodes], state):
             seen.clear()
             for n in nodes:
                 seen[n.id] = n.digest()
             if any(v is None for v in seen.values()):
                 continue
-            idx = {v["applied_index"] for v in seen.values()}
-            if len(idx) != 1:
+            if len({(v["applied_index"], v["digest"]) for v in seen.values()}) != 1:
                 continue
-            leader = [n for n in nodes if (n.info() or {}).get("role") == "leader"]
-            if leader and leader[0].info()["commit_index"] != idx.pop():
+            idx = next(iter(seen.values()))["applied_index"]
+            leader = [i for i in (n.info() for n in nodes) if i and i["role"] == "leader"]
+            if leader and leader[0]["commit_index"] > idx:
                 continue
-            digests = {v["digest"] for v in seen.values()}
-            if len(digests) != 1:
-                raise ClusterError("nodes diverged at the same applied index: %s" % state())
             return next(iter(seen.values()))

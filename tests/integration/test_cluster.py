@@ -202,10 +202,11 @@ def test_election():
                   h["role"] == "follower" and h["leader"] == leader.url, "%s %s" % (err, h))
             check("follower %d: ping" % f.id, c.call("ping") == (None, "pong"))
             err, st = c.call("stats")
+            sc = (st or {}).get("cluster") or {}
             check("follower %d: stats, with a cluster section" % f.id,
-                  err is None and st["cluster"]["role"] == "follower" and
-                  st["cluster"]["leader"] == leader.url and
-                  st["cluster"]["node_id"] == f.id, "%s %s" % (err, st and st.get("cluster")))
+                  err is None and sc.get("role") == "follower" and
+                  sc.get("leader") == leader.url and sc.get("node_id") == f.id,
+                  "%s, stats sections %s, cluster %s" % (err, st and sorted(st), sc))
             err, ci = c.call("cluster")
             check("follower %d: cluster (role follower, the leader's id and address, "
                   "not ready)" % f.id,
