@@ -115,6 +115,14 @@ class Node:
     def alive(self):
         return self.proc is not None and self.proc.poll() is None
 
+    def status(self):
+        """How the node is, for failure messages: "running", "not started"
+        or its exit status (-9: killed, by this harness or by someone else)."""
+        if self.proc is None:
+            return "not started"
+        rc = self.proc.poll()
+        return "running" if rc is None else "exited with status %d" % rc
+
     def start(self, timeout=30):
         """Start the process and wait until it answers ping on its client
         port (the process dying first is an error with its log)."""
@@ -262,7 +270,10 @@ class Cluster:
     def __enter__(self):
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, etype, value, tb):
+        if etype is not None and etype is not ClusterError:
+            # a ClusterError carries the logs already
+            print("cluster: %s: %s%s" % (etype.__name__, value, self.logs()))
         self.close()
 
     def close(self):
@@ -295,7 +306,7 @@ class Cluster:
         out = []
         for n in self.nodes.values():
             if not n.alive():
-                out.append("%d down" % n.id)
+                out.append("%d %s" % (n.id, n.status()))
                 continue
             try:
                 i = n.info()
@@ -405,8 +416,8 @@ class Cluster:
                                % [n.id for n in nodes], state):
             seen.clear()
             for n in nodes:
-                seen[n.id] = n.digest()
-            if any(v is None for v in seen.values()):
+                seen[n.id] = n.digest() or "no answer (%s)" % n.status()
+            if any(isinstance(v, str) for v in seen.values()):
                 continue
             if len({(v["applied_index"], v["digest"]) for v in seen.values()}) != 1:
                 continue
