@@ -575,11 +575,17 @@ def test_snapshot():
         check("follower %d stopped (SIGTERM, status 0) at applied index %d" % (f.id, idx),
               rc == 0, rc)
         others = [n for n in cl.live()]
-        # one request at a time: each is its own Raft entry
+        # one request at a time: each is its own Raft entry. The session
+        # writing has no lease and stays attached, holding its object,
+        # through the snapshot and its install: it is state like any other.
         c = leader.conn()
         c.ok("hello")
         obj = c.ok("create", b"0")
         c.ok("bind", "counter", obj)
+        lc = leader.conn()
+        h = lc.ok("hello", {"ttl": 600})
+        lobj = lc.ok("create", b"leased")
+        lc.ok("incref", lobj, 4)
         writes = 0
         deadline = time.monotonic() + 300
         while not all(n.compacted_past(idx) for n in others):
@@ -591,15 +597,23 @@ def test_snapshot():
             for _ in range(100):
                 c.ok("set_data", obj, b"%d" % writes)
                 writes += 1
-        c.close()
+        lc.close()
         check("%d writes: the others' logs compacted past index %d (%s; %s)" % (
             writes, idx, ", ".join("node %d snapshots %s" % (n.id, sorted(n.raft_files()[1]))
                                    for n in others), "flags %s" % extra if extra else
             "the server's own threshold"), True)
         f.start()
         d = cl.wait_converged(timeout=120)
-        check("follower %d restarted converges from a snapshot (applied index %d, digest %s)"
-              % (f.id, d["applied_index"], d["digest"]), True)
+        check("follower %d restarted converges from a snapshot (applied index %d, digest %s, "
+              "%d sessions: the attached one and the detached leased one)"
+              % (f.id, d["applied_index"], d["digest"], d["sessions"]), d["sessions"] == 2, d)
+        # the attached session's holds are on every node: dropping them
+        # applies everywhere
+        expect("the writing session drops its hold", c.ok("decref", obj) == 0)
+        c.close()
+        d = cl.wait_converged(timeout=60)
+        check("... and the nodes still converge after it changes (applied index %d)" %
+              d["applied_index"], True)
         check("... and holds the snapshot past %d" % idx,
               any(s > idx for s in f.raft_files()[1]), f.raft_files())
 
