@@ -24,15 +24,18 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-/* An entry: "RCB1", 4 zero bytes, the incarnation of the process that
- * served its records (8 bytes, little endian), then the records. */
+/* An entry: "RCB1", the length of its records (4 bytes), the incarnation
+ * of the process that served them (8 bytes), then the records, then zeros
+ * to a multiple of 8 bytes: libraft 0.15 sends a batch of entries whose
+ * lengths are not multiples of 8 with their payloads shifted (seen here:
+ * a follower catching up got "CB1\0..."), so every entry is padded. */
 #define BATCH_MAGIC "RCB1"
 #define BATCH_HDR   16
 
 /* The Raft address of a member is "RAFTHOST:PORT|CLIENTADDRESS": the
  * configuration, which Raft replicates and snapshots, carries the client
  * address other nodes hand out. The transport below strips it. */
-#define ADDR_SEP '|'
+#define ADDR_SEP   '|'
 #define ADDR_CACHE 32
 
 enum waiter_kind { W_ADD, W_REMOVE, W_TRANSFER };
@@ -68,15 +71,16 @@ struct cluster {
     uv_loop_t *loop;
     struct cluster_opts opts;
     uint64_t incarnation;
-    int ready;            /* leader, barrier applied: serves and decides */
-    int barrier_pending;  /* a barrier of this leadership is in flight */
-    int lost;             /* leadership lost: restart once the waiter heard */
+    int ready;           /* leader, barrier applied: serves and decides */
+    int barrier_pending; /* a barrier of this leadership is in flight */
+    int lost;            /* leadership lost: restart once the waiter heard */
     int started, closing, closed;
     int tcp_inited, io_inited, raft_inited;
     int works; /* async_work requests on the thread pool */
     struct raft_barrier barrier;
     uint64_t last_submitted; /* the Raft index of the last entry this node appended */
     pid_t snap_child;
+    uint64_t snapshots, snapshots_delayed;
     struct change_req *change; /* the membership change or transfer in flight */
     cluster_done_cb done;
     void *done_ud;
@@ -88,6 +92,7 @@ struct cluster {
     char self[2 * CLUSTER_ADDR_MAX + 2];
     char raftdir[4200], fsmdir[4200];
     char leader_client[CLUSTER_ADDR_MAX];
+    char exe[4096]; /* this program, to re-execute (its name stays rcstored) */
     char cache[ADDR_CACHE][CLUSTER_ADDR_MAX];
     unsigned cache_next;
 };
@@ -126,11 +131,33 @@ static int wrap_init(struct raft_uv_transport *t, raft_id id, const char *addres
     return cl->tcp.init(&cl->tcp, id, raft_part(cl, address));
 }
 
+/* Raft's messages are small and answered at once: Nagle's algorithm
+ * against the peer's delayed ACK held each round for 40 ms (a p99 of 44 ms
+ * under load). libraft's TCP transport leaves the sockets as libuv makes
+ * them; every one that reaches us here gets TCP_NODELAY. */
+static void nodelay(struct uv_stream_s *stream)
+{
+    if (stream && stream->type == UV_TCP)
+        uv_tcp_nodelay((uv_tcp_t *)stream, 1);
+}
+
 static void wrap_accept(struct raft_uv_transport *t, raft_id id, const char *address,
                         struct uv_stream_s *stream)
 {
     struct cluster *cl = t->data;
+    nodelay(stream);
     cl->accept_cb(&cl->wrap, id, address, stream);
+}
+
+/* libraft's libuv backend gives every connect the same callback: it is
+ * kept here (one node per process), and ours sets TCP_NODELAY first. */
+static raft_uv_connect_cb raft_connect_cb;
+
+static void wrap_connected(struct raft_uv_connect *req, struct uv_stream_s *stream, int status)
+{
+    if (status == 0)
+        nodelay(stream);
+    raft_connect_cb(req, stream, status);
 }
 
 static int wrap_listen(struct raft_uv_transport *t, raft_uv_accept_cb cb)
@@ -144,7 +171,8 @@ static int wrap_connect(struct raft_uv_transport *t, struct raft_uv_connect *req
                         const char *address, raft_uv_connect_cb cb)
 {
     struct cluster *cl = t->impl;
-    return cl->tcp.connect(&cl->tcp, req, id, raft_part(cl, address), cb);
+    raft_connect_cb = cb;
+    return cl->tcp.connect(&cl->tcp, req, id, raft_part(cl, address), wrap_connected);
 }
 
 static void wrap_closed(struct raft_uv_transport *t)
@@ -204,9 +232,15 @@ static void reexec(struct cluster *cl)
     log_warn("re-executing %s: this node was the leader and may hold changes the cluster never "
              "committed; it comes back as a follower from its data directory",
              cl->opts.argv[0]);
+    /* A snapshot child holds the listening sockets: they must be free. */
+    if (cl->snap_child) {
+        int status;
+        kill(cl->snap_child, SIGKILL);
+        waitpid(cl->snap_child, &status, 0);
+    }
     fflush(NULL);
-    execv("/proc/self/exe", cl->opts.argv);
-    log_error("cannot re-execute /proc/self/exe: %s; exiting", strerror(errno));
+    execv(cl->exe[0] ? cl->exe : "/proc/self/exe", cl->opts.argv);
+    log_error("cannot re-execute %s: %s; exiting", cl->exe, strerror(errno));
     fflush(NULL);
     _exit(1);
 }
@@ -299,14 +333,21 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void *
     uint64_t inc;
 
     *result = NULL;
-    if (n < BATCH_HDR || memcmp(p, BATCH_MAGIC, 4) != 0)
+    if (n < BATCH_HDR || memcmp(p, BATCH_MAGIC, 4) != 0) {
+        log_error("entry of %zu bytes: %02x %02x %02x %02x", n, n > 0 ? p[0] : 0, n > 1 ? p[1] : 0,
+                  n > 2 ? p[2] : 0, n > 3 ? p[3] : 0);
         die_diverged(cl, "not an rcstore entry", RPC_EBAD_PARAMS);
+    }
+    uint32_t len;
+    memcpy(&len, p + 4, 4);
     memcpy(&inc, p + 8, 8);
+    if (len > n - BATCH_HDR)
+        die_diverged(cl, "an entry shorter than its records", RPC_EBAD_PARAMS);
     /* This process's own entries were applied when it served them. */
     if (inc == cl->incarnation)
         return 0;
     p += BATCH_HDR;
-    n -= BATCH_HDR;
+    n = len;
     while (n) {
         struct rec r;
         size_t used;
@@ -334,8 +375,10 @@ static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsign
     *bufs = NULL;
     *n_bufs = 0;
     if (cl->snap_child || buf_pending(&cl->p->j.out) ||
-        (cl->last_submitted && cl->last_submitted > index) || gc_pending(h) || h->hide_white)
+        (cl->last_submitted && cl->last_submitted > index) || gc_pending(h) || h->hide_white) {
+        cl->snapshots_delayed++;
         return RAFT_BUSY;
+    }
     pid = fork();
     if (pid < 0) {
         log_warn("Raft snapshot: fork: %s", strerror(errno));
@@ -353,6 +396,7 @@ static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsign
         _exit(rc < 0 ? 1 : 0);
     }
     cl->snap_child = pid;
+    cl->snapshots++;
     return 0;
 }
 
@@ -464,6 +508,15 @@ static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
         die_diverged(cl, "a snapshot", RPC_EBAD_PARAMS);
     }
     store_set_journal(st, record, record_ud);
+    /* A node's snapshot holds only sessions a record named (the writer
+     * leaves out a connection's that no record named): each is replicated
+     * state, as a SESS_NEW applied leaves it. */
+    {
+        uint32_t pos = 0;
+        struct sess *s;
+        while ((s = store_next_sess(st, &pos)))
+            s->journaled = 1;
+    }
     log_info("restored a Raft snapshot: %" PRIu64 " objects, %" PRIu64 " names", st->heap.objects,
              st->names.count);
     raft_free(buf->base);
@@ -545,15 +598,17 @@ static void submit(struct cluster *cl)
     if (!n || cl->lost)
         return;
     a = calloc(1, sizeof(*a));
-    rb.len = BATCH_HDR + n;
-    rb.base = a ? raft_malloc(rb.len) : NULL;
+    rb.len = (BATCH_HDR + n + 7) & ~(size_t)7;
+    rb.base = a && n < UINT32_MAX ? raft_calloc(1, rb.len) : NULL;
     if (!rb.base) {
         free(a);
         log_error("out of memory for a Raft entry");
         lose_leadership(cl, "out of memory");
         return;
     }
-    memcpy(rb.base, BATCH_MAGIC "\0\0\0\0", 8);
+    uint32_t len32 = (uint32_t)n;
+    memcpy(rb.base, BATCH_MAGIC, 4);
+    memcpy((uint8_t *)rb.base + 4, &len32, 4);
     memcpy((uint8_t *)rb.base + 8, &cl->incarnation, 8);
     memcpy((uint8_t *)rb.base + BATCH_HDR, p->j.out.data + p->j.out.off, n);
     buf_reset(&p->j.out);
@@ -667,8 +722,8 @@ static int start_change(struct cluster *cl, enum waiter_kind kind, uint64_t id, 
 
 static int change_failed(struct cluster *cl, struct change_req *w, int rc, char *err, size_t errlen)
 {
-    snprintf(err, errlen, "%s", raft_errmsg(&cl->raft)[0] ? raft_errmsg(&cl->raft)
-                                                          : raft_strerror(rc));
+    snprintf(err, errlen, "%s",
+             raft_errmsg(&cl->raft)[0] ? raft_errmsg(&cl->raft) : raft_strerror(rc));
     free(w);
     return rc == RAFT_NOTLEADER ? RPC_ENOT_LEADER : RPC_EBAD_REQUEST;
 }
@@ -790,6 +845,9 @@ void cluster_get_info(const struct cluster *cl, struct cluster_info *out)
     out->applied_index = cl->started ? raft_last_applied(&m->raft) : 0;
     out->last_index = cl->started ? raft_last_index(&m->raft) : 0;
     out->ready = cluster_serving(cl);
+    out->snapshots = cl->snapshots;
+    out->snapshots_delayed = cl->snapshots_delayed;
+    out->snapshot_index = cl->raft.log.snapshot.last_index;
 }
 
 int cluster_member(const struct cluster *cl, unsigned i, struct cluster_member *out)
@@ -843,7 +901,8 @@ int cluster_open(struct cluster **out, const struct cluster_opts *opts, struct s
         if (opts->peers[i].id == opts->node_id)
             me = &opts->peers[i];
     if (opts->npeers && !me) {
-        snprintf(err, errlen, "--node-id %llu is not among the --peer entries (list every initial "
+        snprintf(err, errlen,
+                 "--node-id %llu is not among the --peer entries (list every initial "
                  "member, this node included)",
                  (unsigned long long)opts->node_id);
         free(cl);
@@ -868,6 +927,10 @@ int cluster_open(struct cluster **out, const struct cluster_opts *opts, struct s
     if ((rc = journal_lock_dir(opts->dir, &cl->lockfd, err, errlen)) < 0) {
         free(cl);
         return rc;
+    }
+    {
+        ssize_t n = readlink("/proc/self/exe", cl->exe, sizeof(cl->exe) - 1);
+        cl->exe[n > 0 ? n : 0] = '\0';
     }
     *out = cl;
     persist_open_cluster(p, st, loop, persist_submit, cl);
@@ -911,6 +974,11 @@ int cluster_open(struct cluster **out, const struct cluster_opts *opts, struct s
     raft_set_election_timeout(&cl->raft, opts->election_ms);
     raft_set_heartbeat_timeout(&cl->raft, opts->election_ms / 10 ? opts->election_ms / 10 : 1);
     raft_set_pre_vote(&cl->raft, true);
+    /* A follower busy with its own snapshot drops an InstallSnapshot, and
+     * the leader sends it again only after this timeout (30 s by default):
+     * a few election timeouts keep a lagging node's catch-up prompt. */
+    raft_set_install_snapshot_timeout(&cl->raft,
+                                      opts->election_ms * 5 > 2000 ? opts->election_ms * 5 : 2000);
     raft_set_snapshot_threshold(&cl->raft,
                                 opts->snapshot_threshold ? opts->snapshot_threshold : 4096);
     raft_set_snapshot_trailing(&cl->raft,
@@ -939,8 +1007,8 @@ int cluster_open(struct cluster **out, const struct cluster_opts *opts, struct s
         }
     }
     if ((rc = raft_start(&cl->raft)) != 0) {
-        snprintf(err, errlen, "cannot start Raft from %s: %s", cl->raftdir,
-                 raft_errmsg(&cl->raft)[0] ? raft_errmsg(&cl->raft) : raft_strerror(rc));
+        snprintf(err, errlen, "cannot start Raft (%s, Raft port %s): %s%s%s", cl->raftdir,
+                 opts->raft_listen, raft_strerror(rc), cl->io.errmsg[0] ? ": " : "", cl->io.errmsg);
         return -EIO;
     }
     cl->started = 1;

@@ -49,7 +49,7 @@ struct cluster_opts {
 /* One member, as cluster_members reports it. */
 struct cluster_member {
     uint64_t id;
-    const char *raft;   /* points into the configuration: valid until it changes */
+    const char *raft; /* points into the configuration: valid until it changes */
     size_t raft_len;
     const char *client; /* "" if unknown */
     size_t client_len;
@@ -88,9 +88,12 @@ const char *cluster_leader_client(const struct cluster *cl);
 /* What `cluster` and stats report. */
 struct cluster_info {
     uint64_t node_id, leader_id, term, commit_index, applied_index, last_index;
-    const char *role; /* "leader", "follower", "candidate" or "unavailable" */
+    const char *role;   /* "leader", "follower", "candidate" or "unavailable" */
     const char *leader; /* client address or NULL */
     int ready;
+    uint64_t snapshots;         /* Raft snapshots this process wrote */
+    uint64_t snapshots_delayed; /* asked while the state was no applied index's */
+    uint64_t snapshot_index;    /* of the last one Raft holds */
 };
 void cluster_get_info(const struct cluster *cl, struct cluster_info *out);
 /* Members of the configuration in order; i from 0; 0 at the end. */

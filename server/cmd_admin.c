@@ -83,7 +83,8 @@ static void pack_persistence(msgpack_packer *pk, const struct persist *p)
     else
         msgpack_pack_false(pk);
     rpc_pack_cstr(pk, "fsync");
-    rpc_pack_cstr(pk, on ? persist_fsync_name(p->opts.fsync) : "none");
+    /* A cluster node's records are in Raft's log, synced before a commit. */
+    rpc_pack_cstr(pk, !on ? "none" : p->submit ? "raft" : persist_fsync_name(p->opts.fsync));
     if (!on)
         return;
     rpc_pack_kv_uint(pk, "journal_bytes", p->bytes_since_snap);
@@ -113,6 +114,10 @@ int cmd_do_save(struct cmd_ctx *c, arg_t *a, uint32_t n)
                         "this server keeps everything in memory: start it with --data-dir");
     if (!c->conn)
         return cmd_fail(c, RPC_EINTERNAL, "save needs a connection to reply to");
+    if (p->submit)
+        return cmd_fail(c, RPC_EBAD_REQUEST,
+                        "a cluster node's snapshots are Raft's: each node takes one every "
+                        "--raft-snapshot-entries entries");
     if ((rc = persist_save(p, c->conn)) < 0)
         return rc;
     return CMD_DEFERRED;
@@ -128,7 +133,7 @@ int cmd_do_stats(struct cmd_ctx *c, arg_t *a, uint32_t n)
     int ncmd = cmd_count();
 
     stats_src_init(&src, env);
-    msgpack_pack_map(pk, STATS_NSECTIONS + 2);
+    msgpack_pack_map(pk, STATS_NSECTIONS + 2 + (env->cluster != NULL));
     for (int sec = 0; sec < STATS_NSECTIONS; sec++) {
         int extra = sec == STATS_SERVER || sec == STATS_MEMORY || sec == STATS_GC;
         rpc_pack_cstr(pk, stats_section_names[sec]);
@@ -148,6 +153,8 @@ int cmd_do_stats(struct cmd_ctx *c, arg_t *a, uint32_t n)
         }
     }
     pack_persistence(pk, env->persist);
+    if (env->cluster)
+        cmd_pack_cluster_stats(pk, env->cluster);
     rpc_pack_cstr(pk, "ops");
     int nserved = 0;
     for (int i = 0; i < ncmd; i++)

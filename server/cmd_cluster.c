@@ -41,7 +41,7 @@ int cmd_do_cluster(struct cmd_ctx *c, arg_t *a, uint32_t n)
         nm++;
     }
     int leader = strcmp(in.role, "leader") == 0;
-    msgpack_pack_map(pk, 9 + (leader ? 1 : 0));
+    msgpack_pack_map(pk, 12 + (leader ? 1 : 0));
     rpc_pack_kv_uint(pk, "node_id", in.node_id);
     rpc_pack_cstr(pk, "role");
     rpc_pack_cstr(pk, in.role);
@@ -51,6 +51,9 @@ int cmd_do_cluster(struct cmd_ctx *c, arg_t *a, uint32_t n)
     rpc_pack_kv_uint(pk, "term", in.term);
     rpc_pack_kv_uint(pk, "commit_index", in.commit_index);
     rpc_pack_kv_uint(pk, "applied_index", in.applied_index);
+    rpc_pack_kv_uint(pk, "snapshot_index", in.snapshot_index);
+    rpc_pack_kv_uint(pk, "snapshots", in.snapshots);
+    rpc_pack_kv_uint(pk, "snapshots_delayed", in.snapshots_delayed);
     rpc_pack_cstr(pk, "ready");
     if (in.ready)
         msgpack_pack_true(pk);
@@ -80,11 +83,48 @@ int cmd_do_cluster(struct cmd_ctx *c, arg_t *a, uint32_t n)
             msgpack_pack_map(pk, 3);
             rpc_pack_kv_uint(pk, "id", m.id);
             rpc_pack_kv_uint(pk, "match_index", m.match_index);
-            rpc_pack_kv_uint(pk, "lag", in.last_index > m.match_index ? in.last_index - m.match_index
-                                                                       : 0);
+            rpc_pack_kv_uint(pk, "lag",
+                             in.last_index > m.match_index ? in.last_index - m.match_index : 0);
         }
     }
     return 0;
+}
+
+void cmd_pack_cluster_stats(msgpack_packer *pk, struct cluster *cl)
+{
+    struct cluster_info in;
+    struct cluster_member m;
+    unsigned nf = 0;
+    cluster_get_info(cl, &in);
+    for (unsigned i = 0; cluster_member(cl, i, &m); i++)
+        nf += m.id != in.node_id;
+    rpc_pack_cstr(pk, "cluster");
+    msgpack_pack_map(pk, 9);
+    rpc_pack_kv_uint(pk, "node_id", in.node_id);
+    rpc_pack_cstr(pk, "role");
+    rpc_pack_cstr(pk, in.role);
+    rpc_pack_cstr(pk, "leader");
+    pack_opt_str(pk, in.leader);
+    rpc_pack_kv_uint(pk, "term", in.term);
+    rpc_pack_kv_uint(pk, "commit_index", in.commit_index);
+    rpc_pack_kv_uint(pk, "applied_index", in.applied_index);
+    rpc_pack_kv_uint(pk, "snapshot_index", in.snapshot_index);
+    rpc_pack_kv_uint(pk, "snapshots", in.snapshots);
+    rpc_pack_cstr(pk, "followers");
+    if (!in.ready) {
+        msgpack_pack_array(pk, 0);
+        return;
+    }
+    msgpack_pack_array(pk, nf);
+    for (unsigned i = 0; cluster_member(cl, i, &m); i++) {
+        if (m.id == in.node_id)
+            continue;
+        msgpack_pack_map(pk, 3);
+        rpc_pack_kv_uint(pk, "id", m.id);
+        rpc_pack_kv_uint(pk, "match_index", m.match_index);
+        rpc_pack_kv_uint(pk, "lag",
+                         in.last_index > m.match_index ? in.last_index - m.match_index : 0);
+    }
 }
 
 static int arg_node(struct cmd_ctx *c, arg_t *a, int zero_ok, uint64_t *id)
@@ -130,8 +170,8 @@ int cmd_do_cluster_add(struct cmd_ctx *c, arg_t *a, uint32_t n)
         (rc = arg_addr(c, &a[1], "raft_address", raft, sizeof(raft))) < 0 ||
         (rc = arg_addr(c, &a[2], "client_address", client, sizeof(client))) < 0)
         return rc;
-    return deferred(c, cluster_add(c->env->cluster, id, raft, client, c->conn, c->errbuf,
-                                   sizeof(c->errbuf)));
+    return deferred(
+        c, cluster_add(c->env->cluster, id, raft, client, c->conn, c->errbuf, sizeof(c->errbuf)));
 }
 
 int cmd_do_cluster_remove(struct cmd_ctx *c, arg_t *a, uint32_t n)
@@ -239,6 +279,10 @@ int cmd_do_debug_digest(struct cmd_ctx *c, arg_t *a, uint32_t n)
         if (st->record && !s->journaled)
             continue;
         uint64_t x = fnv(SEED('s'), &s->id, 8), id, cnt;
+        /* A session no record named yet is this node's alone (a
+         * connection's, on the leader): not replicated state. */
+        if (!s->journaled)
+            continue;
         uint32_t hp = 0, ttl = s->ttl_s;
         int ending = s->ending != 0;
         x = fnv(x, &ttl, 4);

@@ -83,6 +83,8 @@ int cmd_do_cluster_add(struct cmd_ctx *c, arg_t *a, uint32_t n);
 int cmd_do_cluster_remove(struct cmd_ctx *c, arg_t *a, uint32_t n);
 int cmd_do_cluster_transfer(struct cmd_ctx *c, arg_t *a, uint32_t n);
 int cmd_do_debug_digest(struct cmd_ctx *c, arg_t *a, uint32_t n);
+/* stats.cluster: role, term, indexes and the followers' lag. */
+void cmd_pack_cluster_stats(msgpack_packer *pk, struct cluster *cl);
 /* cmd_names.c */
 int cmd_do_bind(struct cmd_ctx *c, arg_t *a, uint32_t n);
 int cmd_do_unbind(struct cmd_ctx *c, arg_t *a, uint32_t n);

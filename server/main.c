@@ -56,6 +56,21 @@ static int check_data(int argc, char **argv)
         fprintf(stderr, "rcstored: --check-data %s: no such directory\n", dir);
         return EXIT_CONFIG;
     }
+    {
+        /* A cluster node's state is Raft's log and snapshots (docs/replication.md),
+         * which libraft verifies as the node starts: nothing here knows their
+         * format, and a journal check would find an empty store. */
+        char raft[4200];
+        snprintf(raft, sizeof(raft), "%s/raft", dir);
+        if (access(raft, F_OK) == 0) {
+            fprintf(stderr,
+                    "rcstored: --check-data %s: a cluster node's data directory (Raft's files "
+                    "in %s): its node checks them at start; a damaged node is replaced "
+                    "(docs/operations.md)\n",
+                    dir, raft);
+            return EXIT_CONFIG;
+        }
+    }
     rc = datadir_check(dir, repair, &rep);
     if (rc < 0) {
         fprintf(stderr, "rcstored: %s\n", rep.message);

@@ -5,6 +5,7 @@
 #include "addr.h"
 #include "log.h"
 #include "mem.h"
+#include "cluster.h"
 #include "persist.h"
 #include "stats.h"
 
@@ -215,6 +216,48 @@ static void out(struct buf *b, const char *fmt, ...)
 /* Every entry of the counter list (stats.h), a family's HELP and TYPE lines
  * before its first sample; then the pause histogram and the per-method
  * counts. */
+/* A cluster node's Raft: role, term, indexes, each follower's lag. */
+static void render_cluster(struct buf *b, struct cluster *cl)
+{
+    struct cluster_info in;
+    struct cluster_member m;
+    cluster_get_info(cl, &in);
+    out(b,
+        "# HELP rcstore_cluster_is_leader 1 while this node is the leader and serves.\n"
+        "# TYPE rcstore_cluster_is_leader gauge\nrcstore_cluster_is_leader %d\n",
+        in.ready);
+    out(b,
+        "# HELP rcstore_cluster_has_leader 1 while this node knows a serving leader.\n"
+        "# TYPE rcstore_cluster_has_leader gauge\nrcstore_cluster_has_leader %d\n",
+        in.leader != NULL);
+    out(b,
+        "# HELP rcstore_cluster_term The Raft term this node is in.\n"
+        "# TYPE rcstore_cluster_term gauge\nrcstore_cluster_term %llu\n",
+        (unsigned long long)in.term);
+    out(b,
+        "# HELP rcstore_cluster_commit_index The last Raft entry known committed.\n"
+        "# TYPE rcstore_cluster_commit_index gauge\nrcstore_cluster_commit_index %llu\n",
+        (unsigned long long)in.commit_index);
+    out(b,
+        "# HELP rcstore_cluster_applied_index The last Raft entry applied here.\n"
+        "# TYPE rcstore_cluster_applied_index gauge\nrcstore_cluster_applied_index %llu\n",
+        (unsigned long long)in.applied_index);
+    out(b,
+        "# HELP rcstore_cluster_snapshots_total Raft snapshots this process wrote.\n"
+        "# TYPE rcstore_cluster_snapshots_total counter\nrcstore_cluster_snapshots_total "
+        "%llu\n",
+        (unsigned long long)in.snapshots);
+    if (!in.ready)
+        return;
+    out(b, "# HELP rcstore_cluster_follower_lag Entries the leader has that a follower has not "
+           "stored.\n# TYPE rcstore_cluster_follower_lag gauge\n");
+    for (unsigned i = 0; cluster_member(cl, i, &m); i++)
+        if (m.id != in.node_id)
+            out(b, "rcstore_cluster_follower_lag{id=\"%llu\"} %llu\n", (unsigned long long)m.id,
+                (unsigned long long)(in.last_index > m.match_index ? in.last_index - m.match_index
+                                                                   : 0));
+}
+
 void metrics_render(const struct cmd_env *env, struct buf *b)
 {
     const struct gc_stats *g = &env->st->gc;
@@ -246,7 +289,9 @@ void metrics_render(const struct cmd_env *env, struct buf *b)
     }
     out(b, "rcstore_gc_pause_seconds_sum %.6f\n", (double)g->total_us / 1e6);
     out(b, "rcstore_gc_pause_seconds_count %llu\n", (unsigned long long)cum);
-    if (env->persist && env->persist->enabled) {
+    if (env->cluster)
+        render_cluster(b, env->cluster);
+    if (env->persist && env->persist->enabled && !env->persist->submit) {
         /* The parts of stats.persistence that are numbers; fsync and
          * last_error are text, for stats and the log. */
         const struct persist *p = env->persist;

@@ -2,6 +2,7 @@
  * --listen, and errors that name the flag. */
 #include "cmocka_pre.h"
 
+#include "cluster.h"
 #include "config.h"
 
 #include <errno.h>
@@ -327,6 +328,52 @@ static void sources_named(void **state)
     unlink(path);
 }
 
+/* The cluster's settings (SPEC section 9): repeatable --peer, and each
+ * peer's three parts checked by cluster_parse_peer. */
+static void cluster_settings(void **state)
+{
+    struct config cfg;
+    struct cluster_peer p;
+    char err[256], why[200];
+    char *argv[] = {"rcstored",
+                    "--node-id",
+                    "2",
+                    "--raft-listen",
+                    "127.0.0.1:7401",
+                    "--peer",
+                    "1=127.0.0.1:7400=tcp://127.0.0.1:7300",
+                    "--peer=2=127.0.0.1:7401=tcp://127.0.0.1:7301",
+                    "--election-timeout-ms",
+                    "300"};
+    char *bad_id[] = {"rcstored", "--node-id", "0"};
+    char *big_id[] = {"rcstored", "--node-id", "2147483649"};
+    (void)state;
+    assert_int_equal(parse(&cfg, err, 10, argv), CONFIG_RUN);
+    assert_int_equal(cfg.node_id, 2);
+    assert_int_equal(cfg.npeer, 2);
+    assert_string_equal(cfg.peer[1], "2=127.0.0.1:7401=tcp://127.0.0.1:7301");
+    assert_int_equal(cfg.election_timeout_ms, 300);
+    assert_int_equal(cfg.raft_snapshot_entries, 4096);
+    assert_int_equal(parse(&cfg, err, 3, bad_id), -EINVAL);
+    assert_non_null(strstr(err, "--node-id"));
+    assert_int_equal(parse(&cfg, err, 3, big_id), -EINVAL);
+
+    assert_int_equal(
+        cluster_parse_peer("3=10.0.0.3:7400=tcp://10.0.0.3:7373", &p, why, sizeof(why)), 0);
+    assert_int_equal(p.id, 3);
+    assert_string_equal(p.raft, "10.0.0.3:7400");
+    assert_string_equal(p.client, "tcp://10.0.0.3:7373");
+    assert_int_equal(cluster_parse_peer("3=10.0.0.3:7400", &p, why, sizeof(why)), -EINVAL);
+    assert_int_equal(cluster_parse_peer("0=a:1=tcp://b:2", &p, why, sizeof(why)), -EINVAL);
+    assert_non_null(strstr(why, "node id"));
+    assert_int_equal(cluster_parse_peer("x=a:1=tcp://b:2", &p, why, sizeof(why)), -EINVAL);
+    assert_int_equal(cluster_parse_peer("1=nopor=tcp://b:2", &p, why, sizeof(why)), -EINVAL);
+    assert_non_null(strstr(why, "Raft address"));
+    assert_int_equal(cluster_parse_peer("1=a:1=b:2", &p, why, sizeof(why)), -EINVAL);
+    assert_non_null(strstr(why, "client address"));
+    assert_int_equal(cluster_parse_peer("1=a:1=tcp://b:2|x", &p, why, sizeof(why)), -EINVAL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -341,6 +388,7 @@ int main(void)
         cmocka_unit_test(unix_path_limit),
         cmocka_unit_test(config_directory),
         cmocka_unit_test(sources_named),
+        cmocka_unit_test(cluster_settings),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
