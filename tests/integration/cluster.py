@@ -399,6 +399,16 @@ class Cluster:
                 return n
         return None
 
+    def wait_caught_up(self, node, timeout=60):
+        """Wait until node has applied everything the leader had committed
+        when this was called (a restarted node is back in the majority)."""
+        target = self.wait_leader(timeout).info()["commit_index"]
+        for _ in deadline_loop(timeout, "%r to apply up to index %d" % (node, target),
+                               lambda: self.describe() + node.log_tail()):
+            i = node.info()
+            if i and i["applied_index"] >= target:
+                return
+
     def wait_converged(self, timeout=60, nodes=None):
         """Wait until every given node (default: every live node) reports
         the same applied index and the same digest in debug_digest, and

@@ -394,11 +394,12 @@ class ClusterDriver(dur.Driver):
         except (LostLeader, OSError, ConnectionError) as e:
             self.unplanned(e)
 
-    def unplanned(self, e):
-        """The leader changed without a kill (an election on a loaded
+    def unplanned(self, e, pending=None):
+        """The leader changed without a kill of it (an election on a loaded
         machine, a node that came back): a failover like any other, with
-        the request whose reply was lost in flight."""
-        pending = []
+        the requests whose replies were lost in flight: pending, or the
+        one request do() was sending."""
+        pending = list(pending or [])
         if self.sending:
             c, method, params = self.sending
             if method == "share" or (method == "create" and self.model.sess[c.sid].ttl > 0):
@@ -417,10 +418,11 @@ class ClusterDriver(dur.Driver):
 
     def crash(self):
         r = self.rng
-        # the node killed last round comes back (on its data directory)
-        # before another goes: a majority of the three stays up
+        # the node killed last round comes back (on its data directory) and
+        # catches up before another goes: a majority of the three stays up
         if self.down is not None:
             self.down.start()
+            self.cl.wait_caught_up(self.down)
             self.down = None
         if r.random() < 0.4:
             # a follower: the leader keeps a majority and answers everything
@@ -429,7 +431,14 @@ class ClusterDriver(dur.Driver):
             victim.kill()
             self.down = victim
             self.kills["follower"] += 1
-            self.read_flights(flights, [])
+            done = []
+            try:
+                for c, method, params in flights:
+                    self.read_flights([(c, method, params)], [])
+                    done.append(c)
+                self.read_flights([], [])
+            except (OSError, ConnectionError) as e:
+                self.unplanned(e, [(c.sid, m, p) for c, m, p in flights if c not in done])
             return
         super().crash()
 
