@@ -33,7 +33,7 @@ nodes on loopback, through the cluster harness (cluster.py):
 usage: test_cluster.py RCSTORED [TEST...]   (tests by name: election failover
 nemesis membership snapshot; default all). Environment: RCS_CLUSTER_SEED
 (the nemesis's seed, printed), RCS_CLUSTER_ROUNDS (nemesis kills, default
-12), RCS_CLUSTER_OPS (random requests between two kills, default 60),
+20), RCS_CLUSTER_OPS (random requests between two kills, default 60),
 RCS_CLUSTER_LONG=1 (100 kills of 150 requests: the `slow` ctest),
 RCS_CLUSTER_ELECTION_MS (default 300), RCS_CLUSTER_KEEP=1 (keep the
 nodes' directories and logs). Exits 77 (skipped) while rcstored has no
@@ -56,7 +56,7 @@ WANT = sys.argv[2:] or ["election", "failover", "nemesis", "membership", "snapsh
 ELECTION_MS = int(os.environ.get("RCS_CLUSTER_ELECTION_MS", 300))
 LONG = os.environ.get("RCS_CLUSTER_LONG") == "1"
 SEED = int(os.environ.get("RCS_CLUSTER_SEED", random.randrange(1 << 31)))
-ROUNDS = int(os.environ.get("RCS_CLUSTER_ROUNDS", 100 if LONG else 12))
+ROUNDS = int(os.environ.get("RCS_CLUSTER_ROUNDS", 100 if LONG else 20))
 OPS = int(os.environ.get("RCS_CLUSTER_OPS", 150 if LONG else 60))
 check = rcswire.Checks()
 
@@ -450,7 +450,11 @@ def test_nemesis():
     dur.SKIP = {"save"}     # a snapshot is Raft's business in a cluster
     dur.LOAD_DEPTH = 16
     rng = random.Random(SEED)
-    with Cluster(RCSTORED, 3, ELECTION_MS, extra=["--gc-interval-ms", "20"]) as cl:
+    extra = ["--gc-interval-ms", "20"]
+    flag = cluster.help_flag(RCSTORED, r"snapshot.*(threshold|entries)")
+    if flag:
+        extra += [flag, "256"]    # restarted nodes catch up from snapshots too
+    with Cluster(RCSTORED, 3, ELECTION_MS, extra=extra) as cl:
         cl.start()
         d = ClusterDriver(rng, cl)
         try:
