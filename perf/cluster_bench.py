@@ -27,7 +27,6 @@ usage: cluster_bench.py BUILD_DIR [REQUESTS] [ROUNDS]
 import json
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys

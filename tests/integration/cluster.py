@@ -21,7 +21,6 @@ import subprocess
 import tempfile
 import time
 
-import rcswire
 from rcswire import Conn
 
 POLL = 0.02         # between two polls of a condition

@@ -627,6 +627,15 @@ def test_snapshot():
         d = cl.wait_converged(timeout=60)
         check("... and the nodes still converge after it changes (applied index %d)" %
               d["applied_index"], True)
+        # the restored node leads: the leased session resumes there
+        res = cl.ok("cluster_transfer", f.id)
+        expect("leadership handed to the restored node %d" % f.id, res == {"leader": f.id}, res)
+        lc = cl.wait_leader().conn()
+        err, r = lc.call("hello", {"resume": bytes(h["token"])})
+        check("the leased session resumes on the restored node with its 5 holds",
+              err is None and r["resumed"] and lc.call("incref", lobj) == (None, 6),
+              "%s %s" % (err, r))
+        lc.close()
         check("... and holds the snapshot past %d" % idx,
               any(s > idx for s in f.raft_files()[1]), f.raft_files())
 
