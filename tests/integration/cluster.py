@@ -20,6 +20,7 @@ import socket
 import subprocess
 import tempfile
 import time
+import urllib.request
 
 from rcswire import Conn
 
@@ -89,8 +90,9 @@ class Node:
     log file; start, kill, stop and restart keep the same arguments (a
     restarted node rejoins from its data directory: --peer is then ignored)."""
 
-    def __init__(self, cluster, node_id, client_port, raft_port, peers):
+    def __init__(self, cluster, node_id, client_port, raft_port, peers, metrics_port=None):
         self.cluster = cluster
+        self.metrics_port = metrics_port
         self.id = node_id
         self.client_port, self.raft_port = client_port, raft_port
         self.addr = ("127.0.0.1", client_port)
@@ -107,6 +109,14 @@ class Node:
                      "--debug-commands", *cluster.extra]
         for p in peers:
             self.argv += ["--peer", "%d=%s=%s" % p]
+        if metrics_port:
+            self.argv += ["--metrics-listen", "tcp://127.0.0.1:%d" % metrics_port]
+
+    def metrics(self):
+        """The text of this node's /metrics (started with metrics=True)."""
+        with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % self.metrics_port,
+                                    timeout=10) as r:
+            return r.read().decode()
 
     def __repr__(self):
         return "node %d (%s)" % (self.id, self.url)
@@ -251,20 +261,22 @@ class Cluster:
     A context manager: leaving it kills every node and removes the
     temporary directory (kept, with the nodes' logs, when the environment
     has RCS_CLUSTER_KEEP=1). extra: more flags for every node; wrapper: a
-    command the nodes run under (the benchmark's taskset)."""
+    command the nodes run under (the benchmark's taskset); metrics: each
+    node serves /metrics on a port of its own."""
 
-    def __init__(self, rcstored, n=3, election_ms=300, extra=(), tmp_parent=None, wrapper=()):
+    def __init__(self, rcstored, n=3, election_ms=300, extra=(), tmp_parent=None, wrapper=(),
+                 metrics=False):
         self.rcstored = rcstored
         self.wrapper = list(wrapper)
         self.election_ms = election_ms
         self.extra = list(extra)
         self.tmp = tempfile.mkdtemp(prefix="rcs-cluster-", dir=tmp_parent)
         self.nodes = {}
-        ports = free_ports(2 * n)
-        specs = [(i + 1, ports[2 * i], ports[2 * i + 1]) for i in range(n)]
-        peers = [(i, "127.0.0.1:%d" % rp, "tcp://127.0.0.1:%d" % cp) for i, cp, rp in specs]
-        for i, cp, rp in specs:
-            self.nodes[i] = Node(self, i, cp, rp, peers)
+        ports = free_ports(3 * n)
+        specs = [(i + 1, ports[3 * i], ports[3 * i + 1], ports[3 * i + 2]) for i in range(n)]
+        peers = [(i, "127.0.0.1:%d" % rp, "tcp://127.0.0.1:%d" % cp) for i, cp, rp, _ in specs]
+        for i, cp, rp, mp in specs:
+            self.nodes[i] = Node(self, i, cp, rp, peers, mp if metrics else None)
 
     def __enter__(self):
         return self

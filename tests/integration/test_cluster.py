@@ -175,8 +175,16 @@ class Writer(threading.Thread):
 
 # ------------------------------------------------------------------ 1
 
+def metric(text, name):
+    """The value of the sample name (with its labels) in a /metrics text."""
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    return None
+
+
 def test_election():
-    with Cluster(RCSTORED, 3, ELECTION_MS) as cl:
+    with Cluster(RCSTORED, 3, ELECTION_MS, metrics=True) as cl:
         cl.start()
         leader = cl.wait_agreed()
         infos = {n.id: n.info() for n in cl.nodes.values()}
@@ -226,6 +234,31 @@ def test_election():
                     code(err) == "NOT_LEADER" and err.get("leader") == leader.url,
                     "%s %s" % (err, res))
             c.close()
+        # /metrics: role, term, indexes, and on the leader each follower's
+        # lag. Its values are a snapshot the loop renders once a second:
+        # polled until they show this term.
+        for n in cl.nodes.values():
+            i = n.info()
+            want = [("rcstore_cluster_is_leader", 1 if n is leader else 0),
+                    ("rcstore_cluster_term", i["term"])]
+            names = [k for k, _ in want] + ["rcstore_cluster_commit_index",
+                                            "rcstore_cluster_applied_index"]
+            if n is leader:
+                names += ['rcstore_cluster_follower_lag{id="%d"}' % f
+                          for f in cl.nodes if f != leader.id]
+            got = {}
+            try:
+                for _ in cluster.deadline_loop(10, "node %d's /metrics" % n.id):
+                    m = n.metrics()
+                    got = {k: metric(m, k) for k in names}
+                    if all(got[k] == v for k, v in want) and None not in got.values():
+                        break
+            except ClusterError:
+                pass
+            check("node %d /metrics: is_leader, term, commit and applied indexes%s" % (
+                n.id, ", each follower's lag" if n is leader else ""),
+                all(got.get(k) == v for k, v in want) and None not in got.values(),
+                "%s, want %s" % (got, want))
         # the leader serves; a change there is on every node once applied
         c = leader.conn()
         h = c.ok("hello")
