@@ -59,7 +59,6 @@ import msgpack
 import rcswire
 from rcswire import Conn
 
-RCSTORED = sys.argv[1]
 check = rcswire.Checks()
 
 LONG = os.environ.get("RCS_DURABILITY_LONG") == "1"
@@ -82,8 +81,15 @@ def trace(*what):
     if TRACE:
         print(*what, file=TRACE, flush=True)
 
-WIRED = "--data-dir" in subprocess.run([RCSTORED, "--help"], capture_output=True,
-                                       text=True).stdout
+# Run as a program, the server to test is argv[1]. Imported (by
+# test_cluster.py, whose nemesis test drives a cluster with this Driver),
+# the importer starts its own servers and sets SEED, SKIP and check.
+if __name__ == "__main__":
+    RCSTORED = sys.argv[1]
+    WIRED = "--data-dir" in subprocess.run([RCSTORED, "--help"], capture_output=True,
+                                           text=True).stdout
+else:
+    RCSTORED, WIRED = None, True
 
 
 class Failure(Exception):
@@ -529,6 +535,10 @@ class Driver:
     def do(self, c, method, params):
         """One acknowledged request: the server's answer must be the model's."""
         err, res = c.conn.call(method, *params)
+        return self.answer(c, method, params, err, res)
+
+    def answer(self, c, method, params, err, res):
+        """The server's answer to an acknowledged request against the model."""
         code = err["code"] if err else None
         trace("session", c.sid, method, params, "->", code or res)
         merr, mres = self.model.apply(c.sid, method, params)
@@ -664,17 +674,7 @@ class Driver:
             return
         if not WIRED:
             # the in-memory server: every reply is read, the model is exact
-            for c, method, params in flights:
-                if c not in done:
-                    r = c.conn.reply()
-                    code = r[2]["code"] if r[2] else None
-                    merr, mres = self.model.apply(c.sid, method, params)
-                    if code != merr:
-                        fail("%s%s: server %s, model %s" % (method, params, r[2], merr))
-                    if not code:
-                        self.expect_result(c, method, params, r[3], mres)
-            for l in self.loads:
-                l.read(l.sent - l.acked, self.model)
+            self.read_flights(flights, done)
             return
         self.kill()
         for c in self.clients:
@@ -683,13 +683,33 @@ class Driver:
             l.conn.close()
         self.restart(pending)
 
+    def respawn(self):
+        """The server again after a kill: here the same one restarted on its
+        data directory (test_cluster's driver waits for a new leader)."""
+        lines = self.start()
+        recovered = [l for l in lines if "recovered " in l]
+        check_quiet("restart %d logs its recovery" % self.restarts, recovered, "".join(lines))
+
+    def read_flights(self, flights, done):
+        """Read every reply of flights not in done, and of the load
+        pipelines: the server lost nothing, the model is exact."""
+        for c, method, params in flights:
+            if c not in done:
+                r = c.conn.reply()
+                code = r[2]["code"] if r[2] else None
+                merr, mres = self.model.apply(c.sid, method, params)
+                if code != merr:
+                    fail("%s%s: server %s, model %s" % (method, params, r[2], merr))
+                if not code:
+                    self.expect_result(c, method, params, r[3], mres)
+        for l in self.loads:
+            l.read(l.sent - l.acked, self.model)
+
     def restart(self, pending, fake=False):
         self.restarts += 1
         trace("kill -9 and restart", self.restarts, "in flight:", pending)
         if not fake:
-            lines = self.start()
-            recovered = [l for l in lines if "recovered " in l]
-            check_quiet("restart %d logs its recovery" % self.restarts, recovered, "".join(lines))
+            self.respawn()
         cands = []
         for k in range(1 << len(pending)):
             m = self.model.clone()
@@ -934,16 +954,21 @@ def run(fsync, rng):
         d.stop()
 
 
-print("test_durability: seed %d (RCS_DURABILITY_SEED=%d to repeat), %d rounds of %d ops%s"
-      % (SEED, SEED, ROUNDS, OPS, "" if WIRED else "; rcstored has no --data-dir: oracle "
-         "checked against a live in-memory server only"))
-for i, mode in enumerate(["always", "everysec"]):
-    run(mode, random.Random(SEED * 2 + i))
+def main():
+    print("test_durability: seed %d (RCS_DURABILITY_SEED=%d to repeat), %d rounds of %d ops%s"
+          % (SEED, SEED, ROUNDS, OPS, "" if WIRED else "; rcstored has no --data-dir: oracle "
+             "checked against a live in-memory server only"))
+    for i, mode in enumerate(["always", "everysec"]):
+        run(mode, random.Random(SEED * 2 + i))
+        if not WIRED:
+            break
+    if check.failures:
+        print("%d failed (seed %d)" % (check.failures, SEED))
+        sys.exit(1)
     if not WIRED:
-        break
-if check.failures:
-    print("%d failed (seed %d)" % (check.failures, SEED))
-    sys.exit(1)
-if not WIRED:
-    print("SKIP: rcstored has no --data-dir yet; no kill was tested")
-    sys.exit(77)
+        print("SKIP: rcstored has no --data-dir yet; no kill was tested")
+        sys.exit(77)
+
+
+if __name__ == "__main__":
+    main()
