@@ -13,7 +13,9 @@
 #include <stddef.h>
 #include <raft.h>
 #include <raft/uv.h>
+#include <arpa/inet.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -80,6 +82,7 @@ struct cluster {
     struct raft_barrier barrier;
     uint64_t last_submitted; /* the Raft index of the last entry this node appended */
     pid_t snap_child;
+    atomic_int snap_reaped; /* snapshot_async (thread pool) waited for snap_child */
     uint64_t snapshots, snapshots_delayed;
     struct change_req *change; /* the membership change or transfer in flight */
     cluster_done_cb done;
@@ -188,6 +191,36 @@ static void wrap_close(struct raft_uv_transport *t, raft_uv_transport_close_cb c
     cl->tcp.close(&cl->tcp, wrap_closed);
 }
 
+int cluster_check_raft_addr(const char *a, char *why, size_t whylen)
+{
+    const char *colon = strrchr(a, ':');
+    char host[64], *end;
+    unsigned long port;
+    struct in_addr in;
+    if (!colon || (size_t)(colon - a) >= sizeof(host)) {
+        snprintf(why, whylen, "the Raft address %s is not IPV4:PORT", a);
+        return -EINVAL;
+    }
+    memcpy(host, a, (size_t)(colon - a));
+    host[colon - a] = '\0';
+    errno = 0;
+    port = strtoul(colon + 1, &end, 10);
+    /* libraft 0.15's TCP transport parses the address with uv_ip4_addr at
+     * every connect: a host name would never connect. */
+    if (inet_pton(AF_INET, host, &in) != 1) {
+        snprintf(why, whylen,
+                 "the Raft address %s must be an IPv4 address and a port (libraft takes no host "
+                 "names)",
+                 a);
+        return -EINVAL;
+    }
+    if (!colon[1] || *end || errno || port == 0 || port > 65535) {
+        snprintf(why, whylen, "the Raft address %s has no valid port", a);
+        return -EINVAL;
+    }
+    return 0;
+}
+
 int cluster_parse_peer(const char *s, struct cluster_peer *p, char *why, size_t whylen)
 {
     const char *e1 = strchr(s, '='), *e2 = e1 ? strchr(e1 + 1, '=') : NULL;
@@ -205,19 +238,34 @@ int cluster_parse_peer(const char *s, struct cluster_peer *p, char *why, size_t 
         snprintf(why, whylen, "the node id must be an integer from 1 to 2^31");
         return -EINVAL;
     }
-    if ((size_t)(e2 - e1 - 1) >= sizeof(p->raft) || e2 == e1 + 1 || !memchr(e1, ':', e2 - e1)) {
-        snprintf(why, whylen, "the Raft address must be HOST:PORT");
+    if ((size_t)(e2 - e1 - 1) >= sizeof(p->raft) || e2 == e1 + 1) {
+        snprintf(why, whylen, "the Raft address must be IPV4:PORT");
         return -EINVAL;
     }
+    memcpy(p->raft, e1 + 1, (size_t)(e2 - e1 - 1));
+    if (cluster_check_raft_addr(p->raft, why, whylen) < 0)
+        return -EINVAL;
     if (strlen(e2 + 1) >= sizeof(p->client) || strncmp(e2 + 1, "tcp://", 6) != 0 ||
         strchr(e2 + 1, ADDR_SEP)) {
         snprintf(why, whylen, "the client address must be tcp://HOST:PORT");
         return -EINVAL;
     }
     p->id = id;
-    memcpy(p->raft, e1 + 1, (size_t)(e2 - e1 - 1));
     snprintf(p->client, sizeof(p->client), "%s", e2 + 1);
     return 0;
+}
+
+/* Stop a snapshot child not reaped yet (the thread pool's snapshot_async
+ * may have reaped it: its pid may be another process's by now). */
+static void stop_snap_child(struct cluster *cl)
+{
+    int status;
+    if (cl->snap_child && !atomic_load(&cl->snap_reaped)) {
+        kill(cl->snap_child, SIGKILL);
+        while (waitpid(cl->snap_child, &status, 0) < 0 && errno == EINTR)
+            ;
+    }
+    cl->snap_child = 0;
 }
 
 /* ---- leaving a lost leadership ---- */
@@ -233,11 +281,7 @@ static void reexec(struct cluster *cl)
              "committed; it comes back as a follower from its data directory",
              cl->opts.argv[0]);
     /* A snapshot child holds the listening sockets: they must be free. */
-    if (cl->snap_child) {
-        int status;
-        kill(cl->snap_child, SIGKILL);
-        waitpid(cl->snap_child, &status, 0);
-    }
+    stop_snap_child(cl);
     fflush(NULL);
     execv(cl->exe[0] ? cl->exe : "/proc/self/exe", cl->opts.argv);
     log_error("cannot re-execute %s: %s; exiting", cl->exe, strerror(errno));
@@ -401,6 +445,7 @@ static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsign
             log_error("Raft snapshot: %s", err);
         _exit(rc < 0 ? 1 : 0);
     }
+    atomic_store(&cl->snap_reaped, 0);
     cl->snap_child = pid;
     cl->snapshots++;
     return 0;
@@ -413,12 +458,14 @@ static int fsm_snapshot_async(struct raft_fsm *fsm, struct raft_buffer *bufs[], 
     char path[4300];
     struct stat sb;
     struct raft_buffer *b = NULL;
-    int status, fd = -1, rc = RAFT_IOERR;
+    int status = 0, fd = -1, rc = RAFT_IOERR;
     size_t got = 0;
+    pid_t w;
 
-    while (waitpid(cl->snap_child, &status, 0) < 0 && errno == EINTR)
+    while ((w = waitpid(cl->snap_child, &status, 0)) < 0 && errno == EINTR)
         ;
-    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+    atomic_store(&cl->snap_reaped, 1);
+    if (w != cl->snap_child || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
         return RAFT_IOERR;
     snprintf(path, sizeof(path), "%s/%s", cl->fsmdir, SNAPSHOT_FILE);
     if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0 || fstat(fd, &sb) < 0)
@@ -451,15 +498,8 @@ out:
 static int fsm_snapshot_finalize(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsigned *n_bufs)
 {
     struct cluster *cl = fsm->data;
-    if (cl->snap_child) {
-        int status;
-        /* snapshot_async may not have run (Raft gave up): reap the child. */
-        if (waitpid(cl->snap_child, &status, WNOHANG) == 0) {
-            kill(cl->snap_child, SIGKILL);
-            waitpid(cl->snap_child, &status, 0);
-        }
-        cl->snap_child = 0;
-    }
+    /* snapshot_async may not have run (Raft gave up): reap the child. */
+    stop_snap_child(cl);
     if (*bufs) {
         for (unsigned i = 0; i < *n_bufs; i++)
             raft_free((*bufs)[i].base);
@@ -741,11 +781,12 @@ int cluster_add(struct cluster *cl, uint64_t id, const char *raft, const char *c
     char full[2 * CLUSTER_ADDR_MAX + 2];
     int rc;
     if (strlen(raft) >= CLUSTER_ADDR_MAX || strlen(client) >= CLUSTER_ADDR_MAX ||
-        strchr(raft, ADDR_SEP) || strchr(client, ADDR_SEP) || !strchr(raft, ':') ||
-        strncmp(client, "tcp://", 6) != 0) {
-        snprintf(err, errlen, "addresses must be RAFTHOST:PORT and tcp://CLIENTHOST:PORT");
+        strchr(client, ADDR_SEP) || strncmp(client, "tcp://", 6) != 0) {
+        snprintf(err, errlen, "the client address must be tcp://HOST:PORT");
         return RPC_EBAD_PARAMS;
     }
+    if (cluster_check_raft_addr(raft, err, errlen) < 0)
+        return RPC_EBAD_PARAMS;
     if ((rc = start_change(cl, W_ADD, id, waiter, &w, err, errlen)) < 0)
         return rc;
     snprintf(full, sizeof(full), "%s%c%s", raft, ADDR_SEP, client);
@@ -778,6 +819,10 @@ int cluster_transfer(struct cluster *cl, uint64_t id, void *waiter, char *err, s
 {
     struct change_req *w;
     int rc;
+    if (id == cl->opts.node_id) {
+        snprintf(err, errlen, "node %llu is the leader already", (unsigned long long)id);
+        return RPC_EBAD_REQUEST;
+    }
     if ((rc = start_change(cl, W_TRANSFER, id, waiter, &w, err, errlen)) < 0)
         return rc;
     /* What this iteration served goes to Raft first. */
@@ -911,6 +956,21 @@ int cluster_open(struct cluster **out, const struct cluster_opts *opts, struct s
                  "--node-id %llu is not among the --peer entries (list every initial "
                  "member, this node included)",
                  (unsigned long long)opts->node_id);
+        free(cl);
+        return -EINVAL;
+    }
+    if (cluster_check_raft_addr(opts->raft_listen, err, errlen) < 0) {
+        char why[256];
+        snprintf(why, sizeof(why), "%s", err);
+        snprintf(err, errlen, "--raft-listen: %s", why);
+        free(cl);
+        return -EINVAL;
+    }
+    if (me && strcmp(strrchr(me->raft, ':'), strrchr(opts->raft_listen, ':')) != 0) {
+        snprintf(err, errlen,
+                 "--raft-listen %s and this node's --peer %s differ in port: libraft binds the "
+                 "port other nodes connect to",
+                 opts->raft_listen, me->raft);
         free(cl);
         return -EINVAL;
     }
@@ -1078,11 +1138,7 @@ void cluster_close(struct cluster *cl)
         raft_uv_close(&cl->io);
     if (cl->tcp_inited)
         raft_uv_tcp_close(&cl->tcp);
-    if (cl->snap_child) {
-        int status;
-        kill(cl->snap_child, SIGKILL);
-        waitpid(cl->snap_child, &status, 0);
-    }
+    stop_snap_child(cl);
     journal_unlock_dir(cl->lockfd);
     free(cl);
 }

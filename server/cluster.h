@@ -109,6 +109,9 @@ int cluster_transfer(struct cluster *cl, uint64_t id, void *waiter, char *err, s
 /* A waiter that goes away (its connection closed) is forgotten. */
 void cluster_forget(struct cluster *cl, void *waiter);
 
+/* Whether a is a Raft address libraft can use: IPV4:PORT. 0 or -EINVAL
+ * with why. */
+int cluster_check_raft_addr(const char *a, char *why, size_t whylen);
 /* Parse "ID=RAFTHOST:PORT=tcp://CLIENTHOST:PORT". 0 or -EINVAL with why. */
 int cluster_parse_peer(const char *s, struct cluster_peer *p, char *why, size_t whylen);
 

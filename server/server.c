@@ -533,6 +533,18 @@ int server_init(struct server *srv, uv_loop_t *loop, const struct config *cfg, c
         }
     }
     if (cfg->node_id) {
+        char where[320];
+        /* Raft syncs its log before an entry counts, and snapshots every
+         * --raft-snapshot-entries: the journal's settings mean nothing. */
+        if (config_source(cfg, "fsync", where, sizeof(where)) == 0 ||
+            config_source(cfg, "compact-journal-bytes", where, sizeof(where)) == 0) {
+            size_t n = strlen(where);
+            while (n && (where[n - 1] == ' ' || where[n - 1] == '='))
+                where[--n] = '\0';
+            log_warn("%s: has no effect on a cluster node (Raft syncs every entry; see "
+                     "--raft-snapshot-entries)",
+                     where);
+        }
         if ((rc = open_cluster(srv, err, errlen)) < 0) {
             if (rc != -EINVAL && rc != -EWOULDBLOCK && rc != -ENOMEM)
                 rc = -EBADMSG; /* Raft's files would not open: exit 1 */

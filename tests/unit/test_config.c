@@ -369,8 +369,14 @@ static void cluster_settings(void **state)
     assert_int_equal(cluster_parse_peer("x=a:1=tcp://b:2", &p, why, sizeof(why)), -EINVAL);
     assert_int_equal(cluster_parse_peer("1=nopor=tcp://b:2", &p, why, sizeof(why)), -EINVAL);
     assert_non_null(strstr(why, "Raft address"));
-    assert_int_equal(cluster_parse_peer("1=a:1=b:2", &p, why, sizeof(why)), -EINVAL);
+    assert_int_equal(cluster_parse_peer("1=10.0.0.1:1=b:2", &p, why, sizeof(why)), -EINVAL);
     assert_non_null(strstr(why, "client address"));
+    /* libraft takes no host names: one would never connect. */
+    assert_int_equal(cluster_parse_peer("1=localhost:7400=tcp://b:2", &p, why, sizeof(why)),
+                     -EINVAL);
+    assert_non_null(strstr(why, "IPv4"));
+    assert_int_equal(cluster_parse_peer("1=10.0.0.1:99999=tcp://b:2", &p, why, sizeof(why)),
+                     -EINVAL);
     assert_int_equal(cluster_parse_peer("1=a:1=tcp://b:2|x", &p, why, sizeof(why)), -EINVAL);
 }
 
