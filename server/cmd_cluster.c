@@ -224,12 +224,17 @@ static uint64_t fin(uint64_t h)
 
 #define SEED(tag) (0xcbf29ce484222325ull ^ (uint64_t)(tag))
 
+/* The digest's parts, reported apart: a divergence names what differs. */
+enum { P_OBJECTS, P_OWNERS, P_HOLDS, P_NAMES, P_SESSIONS, P_TOKENS, P_COUNT };
+static const char *const part_names[P_COUNT] = {"objects", "owners", "holds",
+                                                "names",   "sessions", "tokens"};
+
 int cmd_do_debug_digest(struct cmd_ctx *c, arg_t *a, uint32_t n)
 {
     const struct store *st = c->env->st;
     const struct heap *h = &st->heap;
     msgpack_packer *pk = &c->pk;
-    uint64_t sum = 0, objects = 0, names = 0, sessions = 0, applied = 0;
+    uint64_t part[P_COUNT] = {0}, sum = 0, objects = 0, names = 0, sessions = 0, applied = 0;
     const struct name_ent *e = NULL;
     const struct sess *s;
     const uint8_t *tok;
@@ -256,19 +261,19 @@ int cmd_do_debug_digest(struct cmd_ctx *c, arg_t *a, uint32_t n)
         if (!o)
             continue;
         if (h->owner && h->owner[i] && h->owner[i] <= maxidx)
-            sum += fin(fnv(fnv(SEED('w'), &sid[h->owner[i]], 8), &id, 8));
+            part[P_OWNERS] += fin(fnv(fnv(SEED('w'), &sid[h->owner[i]], 8), &id, 8));
         rc = heap_refcount(h, o, id);
         x = fnv(SEED('o'), &id, 8);
         x = fnv(x, &rc, 8);
         x = fnv(x, obj_data(o), obj_data_len(o));
         x = fnv(x, obj_refs(o), (size_t)obj_nrefs(o) * 8);
-        sum += fin(x);
+        part[P_OBJECTS] += fin(x);
         objects++;
     }
     pos = 0;
     while ((e = names_next(&st->names, &pos, e))) {
         uint64_t x = fnv(SEED('n'), e->name, e->len);
-        sum += fin(fnv(x, &e->id, 8));
+        part[P_NAMES] += fin(fnv(x, &e->id, 8));
         names++;
     }
     pos = 0;
@@ -284,9 +289,9 @@ int cmd_do_debug_digest(struct cmd_ctx *c, arg_t *a, uint32_t n)
         x = fnv(x, &ttl, 4);
         x = fnv(x, &ending, sizeof(ending));
         x = fnv(x, s->token, SESS_TOKEN_BYTES);
-        sum += fin(x);
+        part[P_SESSIONS] += fin(x);
         while (sess_next_hold(s, &hp, &id, &cnt))
-            sum += fin(fnv(fnv(fnv(SEED('h'), &s->id, 8), &id, 8), &cnt, 8));
+            part[P_HOLDS] += fin(fnv(fnv(fnv(SEED('h'), &s->id, 8), &id, 8), &cnt, 8));
         sessions++;
     }
     pos = 0;
@@ -297,7 +302,7 @@ int cmd_do_debug_digest(struct cmd_ctx *c, arg_t *a, uint32_t n)
             uint64_t x = fnv(SEED('t'), tok, SESS_TOKEN_BYTES);
             x = fnv(x, &id, 8);
             x = fnv(x, &ttl, 4);
-            sum += fin(fnv(x, &maker, 8));
+            part[P_TOKENS] += fin(fnv(x, &maker, 8));
         }
     }
     mem_free(sid, ((size_t)maxidx + 1) * 8);
@@ -306,13 +311,22 @@ int cmd_do_debug_digest(struct cmd_ctx *c, arg_t *a, uint32_t n)
         cluster_get_info(c->env->cluster, &in);
         applied = in.applied_index;
     }
+    for (int i = 0; i < P_COUNT; i++)
+        sum += fin(part[i] ^ (uint64_t)i);
     snprintf(hex, sizeof(hex), "%016llx", (unsigned long long)sum);
-    msgpack_pack_map(pk, 5);
+    msgpack_pack_map(pk, 6);
     rpc_pack_kv_uint(pk, "applied_index", applied);
     rpc_pack_cstr(pk, "digest");
     rpc_pack_cstr(pk, hex);
     rpc_pack_kv_uint(pk, "objects", objects);
     rpc_pack_kv_uint(pk, "names", names);
     rpc_pack_kv_uint(pk, "sessions", sessions);
+    rpc_pack_cstr(pk, "parts");
+    msgpack_pack_map(pk, P_COUNT);
+    for (int i = 0; i < P_COUNT; i++) {
+        snprintf(hex, sizeof(hex), "%016llx", (unsigned long long)part[i]);
+        rpc_pack_cstr(pk, part_names[i]);
+        rpc_pack_cstr(pk, hex);
+    }
     return 0;
 }
