@@ -383,6 +383,14 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void *
      * applying any (lose_leadership re-executes it). */
     if (cl->ready && raft_state(&cl->raft) != RAFT_LEADER)
         lose_leadership(cl, "another node was elected");
+    /* A node that lost its leadership waits to re-execute (a transfer's
+     * reply first): its store still has the sessions of its connections,
+     * which the new leader's records end (they would not apply), and it
+     * serves nothing more. It applies nothing; the process that replaces it
+     * applies these entries from the log (fsm_snapshot refuses meanwhile,
+     * so no snapshot claims them). */
+    if (cl->lost)
+        return 0;
     if (n < BATCH_HDR || memcmp(p, BATCH_MAGIC, 4) != 0) {
         log_error("entry of %zu bytes: %02x %02x %02x %02x", n, n > 0 ? p[0] : 0, n > 1 ? p[1] : 0,
                   n > 2 ? p[2] : 0, n > 3 ? p[3] : 0);
@@ -424,7 +432,7 @@ static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsign
 
     *bufs = NULL;
     *n_bufs = 0;
-    if (cl->snap_child || buf_pending(&cl->p->j.out) ||
+    if (cl->lost || cl->snap_child || buf_pending(&cl->p->j.out) ||
         (cl->last_submitted && cl->last_submitted > index) || gc_pending(h) || h->hide_white) {
         cl->snapshots_delayed++;
         return RAFT_BUSY;
@@ -690,6 +698,14 @@ static void persist_submit(void *ud)
     submit(ud);
 }
 
+static const struct raft_server *find_member(const struct cluster *cl, uint64_t id)
+{
+    for (unsigned i = 0; i < cl->raft.configuration.n; i++)
+        if (cl->raft.configuration.servers[i].id == id)
+            return &cl->raft.configuration.servers[i];
+    return NULL;
+}
+
 /* ---- membership ---- */
 
 static void finish_change(struct change_req *w, int rc, const char *msg, uint64_t leader)
@@ -789,6 +805,25 @@ int cluster_add(struct cluster *cl, uint64_t id, const char *raft, const char *c
         return RPC_EBAD_PARAMS;
     if ((rc = start_change(cl, W_ADD, id, waiter, &w, err, errlen)) < 0)
         return rc;
+    {
+        /* An add interrupted (a leader lost between the add and the
+         * promotion) left the node in the configuration, not voting: a
+         * second add finishes it. */
+        const struct raft_server *m = find_member(cl, id);
+        if (m && m->role == RAFT_VOTER) {
+            snprintf(err, errlen, "node %llu is a voter already", (unsigned long long)id);
+            free(w);
+            return RPC_EBAD_REQUEST;
+        }
+        if (m) {
+            w->stage = 1;
+            w->u.change.data = w;
+            if ((rc = raft_assign(&cl->raft, &w->u.change, id, RAFT_VOTER, on_change)) != 0)
+                return change_failed(cl, w, rc, err, errlen);
+            cl->change = w;
+            return 0;
+        }
+    }
     snprintf(full, sizeof(full), "%s%c%s", raft, ADDR_SEP, client);
     w->u.change.data = w;
     if ((rc = raft_add(&cl->raft, &w->u.change, id, full, on_change)) != 0)
@@ -847,14 +882,6 @@ int cluster_serving(const struct cluster *cl)
     /* While a transfer is under way nothing new is served: what was
      * served must reach the new leader's log. */
     return cl->ready && !cl->lost && !(cl->change && cl->change->kind == W_TRANSFER);
-}
-
-static const struct raft_server *find_member(const struct cluster *cl, uint64_t id)
-{
-    for (unsigned i = 0; i < cl->raft.configuration.n; i++)
-        if (cl->raft.configuration.servers[i].id == id)
-            return &cl->raft.configuration.servers[i];
-    return NULL;
 }
 
 const char *cluster_leader_client(const struct cluster *cl)
@@ -922,6 +949,51 @@ int cluster_member(const struct cluster *cl, unsigned i, struct cluster_member *
 }
 
 /* ---- start and stop ---- */
+
+/* DIR/node-id says which node a data directory is: another id on it would
+ * be a second node 2 (or a node 5 with node 2's log) in the cluster. Made
+ * at the first start, through a temporary name and a rename. */
+static int check_identity(struct cluster *cl, char *err, size_t errlen)
+{
+    char path[4300], tmp[4300], buf[32];
+    unsigned long long id;
+    FILE *f;
+    snprintf(path, sizeof(path), "%s/node-id", cl->opts.dir);
+    if ((f = fopen(path, "re"))) {
+        int ok = fgets(buf, sizeof(buf), f) && sscanf(buf, "%llu", &id) == 1;
+        fclose(f);
+        if (!ok) {
+            snprintf(err, errlen, "%s: not a node id (remove it only if this is node %llu's)", path,
+                     (unsigned long long)cl->opts.node_id);
+            return -EINVAL;
+        }
+        if (id != cl->opts.node_id) {
+            snprintf(err, errlen,
+                     "%s is node %llu's data directory, not node %llu's: start node %llu on it, "
+                     "or give this node its own",
+                     cl->opts.dir, id, (unsigned long long)cl->opts.node_id, id);
+            return -EINVAL;
+        }
+        return 0;
+    }
+    if (errno != ENOENT) {
+        snprintf(err, errlen, "%s: %s", path, strerror(errno));
+        return -errno;
+    }
+    snprintf(tmp, sizeof(tmp), "%s/node-id.tmp", cl->opts.dir);
+    if ((f = fopen(tmp, "we"))) {
+        int bad = fprintf(f, "%llu\n", (unsigned long long)cl->opts.node_id) < 0 ||
+                  fflush(f) != 0 || fsync(fileno(f)) != 0;
+        if (fclose(f) != 0 || bad)
+            f = NULL;
+    }
+    if (!f || rename(tmp, path) != 0) {
+        int e = errno ? errno : EIO;
+        snprintf(err, errlen, "cannot write %s: %s", path, strerror(e));
+        return -e;
+    }
+    return 0;
+}
 
 static int mkdir_p(const char *d)
 {
@@ -997,6 +1069,11 @@ int cluster_open(struct cluster **out, const struct cluster_opts *opts, struct s
     {
         ssize_t n = readlink("/proc/self/exe", cl->exe, sizeof(cl->exe) - 1);
         cl->exe[n > 0 ? n : 0] = '\0';
+    }
+    if ((rc = check_identity(cl, err, errlen)) < 0) {
+        journal_unlock_dir(cl->lockfd);
+        free(cl);
+        return rc;
     }
     *out = cl;
     persist_open_cluster(p, st, loop, persist_submit, cl);

@@ -226,7 +226,7 @@ static uint64_t fin(uint64_t h)
 
 /* The digest's parts, reported apart: a divergence names what differs. */
 enum { P_OBJECTS, P_OWNERS, P_HOLDS, P_NAMES, P_SESSIONS, P_TOKENS, P_COUNT };
-static const char *const part_names[P_COUNT] = {"objects", "owners", "holds",
+static const char *const part_names[P_COUNT] = {"objects", "owners",   "holds",
                                                 "names",   "sessions", "tokens"};
 
 int cmd_do_debug_digest(struct cmd_ctx *c, arg_t *a, uint32_t n)

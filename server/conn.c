@@ -429,6 +429,11 @@ static int serve_request(struct conn *c, const struct rpc_message *m)
     c->in_dispatch = 0;
     if (ctx.index > c->wait_index)
         c->wait_index = ctx.index;
+    /* On a cluster's leader every reply, a read's or an error's too, waits
+     * until what it may have seen is committed: a change served before it
+     * on another connection could still be lost with this leader. */
+    if (c->srv->cluster && persist_last_index(&c->srv->persist) > c->wait_index)
+        c->wait_index = persist_last_index(&c->srv->persist);
     if (ctx.deferred) { /* save: nothing more is served until its reply */
         c->paused = 1;
         c->save_msgid = ctx.msgid;
