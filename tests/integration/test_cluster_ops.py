@@ -174,6 +174,8 @@ try:
     for n in live:
         shutil.rmtree(os.path.join(tmp, f"n{n}"))
         shutil.copytree(os.path.join(tmp, "backup"), os.path.join(tmp, f"n{n}"))
+        if n != f:  # the copy is node f's: the others drop its identity (operations.md)
+            os.unlink(os.path.join(tmp, f"n{n}", "node-id"))
         start(n)
     l = leader(live)
     check("the restored cluster elects a leader", l is not None)
