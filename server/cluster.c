@@ -950,6 +950,28 @@ int cluster_member(const struct cluster *cl, unsigned i, struct cluster_member *
 
 /* ---- start and stop ---- */
 
+/* libraft reports a Raft port it cannot bind as an I/O error: try it first,
+ * so that a port in use says so. */
+static int port_free(const char *addr, char *err, size_t errlen)
+{
+    struct sockaddr_in sa;
+    char host[64];
+    const char *colon = strrchr(addr, ':');
+    int fd, one = 1, rc = 0;
+    snprintf(host, sizeof(host), "%.*s", (int)(colon - addr), addr);
+    if (uv_ip4_addr(host, atoi(colon + 1), &sa) != 0)
+        return 0; /* checked before: libraft says the rest */
+    if ((fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0)
+        return 0;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+        rc = -errno;
+        snprintf(err, errlen, "cannot listen on the Raft port %s: %s", addr, strerror(errno));
+    }
+    close(fd);
+    return rc;
+}
+
 /* DIR/node-id says which node a data directory is: another id on it would
  * be a second node 2 (or a node 5 with node 2's log) in the cluster. Made
  * at the first start, through a temporary name and a rename. */
@@ -1126,6 +1148,8 @@ int cluster_open(struct cluster **out, const struct cluster_opts *opts, struct s
                                 opts->snapshot_threshold ? opts->snapshot_threshold : 4096);
     raft_set_snapshot_trailing(&cl->raft,
                                opts->snapshot_threshold ? opts->snapshot_threshold / 4 + 1 : 1024);
+    if ((rc = port_free(opts->raft_listen, err, errlen)) < 0)
+        return rc;
     if (opts->npeers) {
         struct raft_configuration conf;
         char full[2 * CLUSTER_ADDR_MAX + 2];
@@ -1152,7 +1176,9 @@ int cluster_open(struct cluster **out, const struct cluster_opts *opts, struct s
     if ((rc = raft_start(&cl->raft)) != 0) {
         snprintf(err, errlen, "cannot start Raft (%s, Raft port %s): %s%s%s", cl->raftdir,
                  opts->raft_listen, raft_strerror(rc), cl->io.errmsg[0] ? ": " : "", cl->io.errmsg);
-        return -EIO;
+        /* Damaged files are damage (exit 3); anything else is the
+         * system's refusal (exit 1, restarted). */
+        return rc == RAFT_CORRUPT || rc == RAFT_MALFORMED ? -EBADMSG : -EIO;
     }
     cl->started = 1;
     if ((rc = uv_check_init(loop, &cl->check)) < 0 ||

@@ -433,6 +433,20 @@ static void on_cluster_done(void *ud, void *waiter, int rc, const char *msg, uin
     conn_flush_all(srv);
 }
 
+/* A standalone server: no cluster settings, and not a cluster node's data
+ * directory (it would start empty and take writes the cluster never sees). */
+static int not_a_cluster_dir(const struct config *cfg, char *err, size_t errlen)
+{
+    char path[4200];
+    snprintf(path, sizeof(path), "%s/raft", cfg->data_dir);
+    if (access(path, F_OK) == 0)
+        return failf(err, errlen, -EINVAL,
+                     "%s is a cluster node's data directory: start it with its --node-id "
+                     "(%s/node-id says which) and --raft-listen",
+                     cfg->data_dir, cfg->data_dir);
+    return 0;
+}
+
 /* --node-id: Raft instead of the journal. */
 static int open_cluster(struct server *srv, char *err, size_t errlen)
 {
@@ -532,6 +546,12 @@ int server_init(struct server *srv, uv_loop_t *loop, const struct config *cfg, c
             log_warn("%s: has no effect without --data-dir: everything is in memory only", where);
         }
     }
+    if (!cfg->node_id && (cfg->raft_listen || cfg->advertise || cfg->npeer)) {
+        rc = failf(err, errlen, -EINVAL,
+                   "--raft-listen, --advertise and --peer need --node-id (a cluster node)");
+        free_auth(srv);
+        goto fail_store;
+    }
     if (cfg->node_id) {
         char where[320];
         /* Raft syncs its log before an entry counts, and snapshots every
@@ -546,11 +566,14 @@ int server_init(struct server *srv, uv_loop_t *loop, const struct config *cfg, c
                      where);
         }
         if ((rc = open_cluster(srv, err, errlen)) < 0) {
-            if (rc != -EINVAL && rc != -EWOULDBLOCK && rc != -ENOMEM)
-                rc = -EBADMSG; /* Raft's files would not open: exit 1 */
+            /* -EINVAL: the configuration's (exit 2); -EBADMSG: damaged
+             * Raft files (exit 3); the rest: the system refused (exit 1). */
             free_auth(srv);
             goto fail_store;
         }
+    } else if (cfg->data_dir && (rc = not_a_cluster_dir(cfg, err, errlen)) < 0) {
+        free_auth(srv);
+        goto fail_store;
     } else if (cfg->data_dir) {
         struct persist_opts po = {.dir = cfg->data_dir,
                                   .fsync = (enum journal_fsync)cfg->fsync,
