@@ -279,10 +279,6 @@ int cmd_do_debug_digest(struct cmd_ctx *c, arg_t *a, uint32_t n)
         if (st->record && !s->journaled)
             continue;
         uint64_t x = fnv(SEED('s'), &s->id, 8), id, cnt;
-        /* A session no record named yet is this node's alone (a
-         * connection's, on the leader): not replicated state. */
-        if (!s->journaled)
-            continue;
         uint32_t hp = 0, ttl = s->ttl_s;
         int ending = s->ending != 0;
         x = fnv(x, &ttl, 4);
