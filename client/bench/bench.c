@@ -8,7 +8,13 @@
  * request: requests are encoded into a reused output buffer, replies framed
  * by rpc_scan in a reused input buffer, and the in-flight window is a fixed
  * ring. Tests whose work has follow-ups (churn's decref, cycle's link) queue
- * them per connection and send them before new work. */
+ * them per connection and send them before new work. Given a cluster's
+ * nodes (-H a,b,c), a connection answered NOT_LEADER reads what it has in
+ * flight, then moves to the leader named (or the next node, backing off
+ * while none is known); one whose connection is lost counts what it had in
+ * flight as lost and reconnects through the list. Either way it starts a
+ * new session and makes its objects again: a run goes on across a failover
+ * (docs/client-failover.md). */
 #include "bench_wire.h"
 #include "hist.h"
 #include "rpc_msg.h"
@@ -73,13 +79,24 @@ enum kind {
 };
 
 #define HOLD_BATCH   32 /* incref/decref tests: holds taken or given back at once */
+#define FAILOVER_NS  (10 * 1000000000ull) /* how long a connection may look for a node */
+#define BACKOFF_MIN  50                   /* ms, doubling to BACKOFF_MAX, while no leader */
+#define BACKOFF_MAX  500
 #define LINK_BATCH   32 /* link test: refs added before they are cleared */
 #define SETUP_WINDOW 256
 
 /* ---- options ---- */
 
+/* A node to connect to: a numeric address and a port. */
+struct target {
+    char host[64];
+    int port;
+};
+
 struct opts {
-    const char *host, *sock, *tests, *mix, *auth_file;
+    const char *host, *sock, *tests, *mix, *auth_file, *hosts;
+    struct target *targets; /* -H's list, or -h and -p */
+    unsigned ntargets;
     int port, quiet, csv, json;
     unsigned clients, pipeline, threads, datasize;
     uint64_t requests, keyspace;
@@ -132,6 +149,20 @@ struct bconn {
     uint32_t msgid, rr;
     uint64_t rng;
     int ready;
+
+    /* Failover: where it is connected, where it goes next, and why. */
+    uv_timer_t backoff;   /* waits before a connect while no leader is known */
+    unsigned target;      /* index in opts.targets of the node connected to */
+    struct target leader; /* where a NOT_LEADER said to go; port 0: nowhere */
+    int connecting;       /* a connect is in progress (or waits for backoff) */
+    int moving;           /* NOT_LEADER: reconnect once the in-flight replies are read */
+    int reconnecting;     /* the handle is closing, to be connected again */
+    int stream_open;      /* u was initialised and not yet closed */
+    int ever_connected;
+    unsigned backoff_ms; /* the wait before the next connect; 0: at once */
+    unsigned level_ms;   /* the backoff reached in this outage (0: none yet) */
+    unsigned refused;
+    uint64_t outage_start; /* uv_hrtime() at the first failure of this outage; 0: none */
 };
 
 struct bench;
@@ -144,6 +175,7 @@ struct worker {
     unsigned nconns, ready, closed;
     struct hist hist;
     uint64_t completed, errors, start, end;
+    uint64_t reconnects, lost; /* failover: new connections, requests lost with a connection */
     uv_timer_t progress;
     int has_progress;
 };
@@ -386,6 +418,8 @@ static void conn_fill(struct bconn *c)
 {
     struct bench *b = c->w->b;
     unsigned window = b->o.pipeline;
+    if (c->moving || c->reconnecting || c->connecting || c->closing)
+        return;
     while (c->rcount < window) {
         if (c->pcount) {
             struct step *s = &c->pend[c->phead];
@@ -409,6 +443,37 @@ static void conn_fill(struct bconn *c)
 }
 
 /* ---- replies ---- */
+
+static int parse_target(const char *s, int dflt, struct target *t);
+
+/* Is this error reply NOT_LEADER? Then *leader gets the node it names
+ * (port 0 when none, or not a numeric tcp:// address). */
+static int not_leader(const uint8_t *frame, size_t len, struct target *leader)
+{
+    struct rpc_decoder dec;
+    msgpack_object o;
+    struct rpc_message m;
+    const msgpack_object *code, *l;
+    int yes = 0;
+    leader->port = 0;
+    if (rpc_decoder_init(&dec) < 0)
+        return 0;
+    if (rpc_decode(&dec, (const char *)frame, len, &o) == 0 && rpc_parse_message(&o, &m) == 0 &&
+        m.error && (code = rpc_map_get(m.error, "code")) && code->type == MSGPACK_OBJECT_STR &&
+        code->via.str.size == 10 && memcmp(code->via.str.ptr, "NOT_LEADER", 10) == 0) {
+        char a[128];
+        yes = 1;
+        l = rpc_map_get(m.error, "leader");
+        if (l && l->type == MSGPACK_OBJECT_STR && l->via.str.size < sizeof(a)) {
+            memcpy(a, l->via.str.ptr, l->via.str.size);
+            a[l->via.str.size] = '\0';
+            if (parse_target(a, 0, leader) < 0)
+                leader->port = 0;
+        }
+    }
+    rpc_decoder_close(&dec);
+    return yes;
+}
 
 static void report_error(struct bconn *c, const uint8_t *frame, size_t len)
 {
@@ -438,6 +503,10 @@ static void worker_begin(struct worker *w);
 
 static void on_setup_done(struct bconn *c)
 {
+    if (c->ready) { /* set up again after a reconnect: the test goes on */
+        conn_fill(c);
+        return;
+    }
     c->ready = 1;
     if (++c->w->ready == c->w->nconns)
         worker_begin(c->w);
@@ -463,6 +532,12 @@ static void handle_reply(struct bconn *c, const uint8_t *frame, size_t len, uint
         c->w->completed++;
         c->w->end = now;
     }
+    if (is_error && not_leader(frame, len, &c->leader)) {
+        /* Nothing was done: read what is in flight, then move. */
+        c->w->errors += r.counted;
+        c->moving = 1;
+        return;
+    }
     if (is_error) {
         if (r.kind == K_HELLO || r.kind == K_SETUP) {
             report_error(c, frame, len);
@@ -470,6 +545,11 @@ static void handle_reply(struct bconn *c, const uint8_t *frame, size_t len, uint
         }
         report_error(c, frame, len);
         return;
+    }
+    if (r.kind != K_HELLO) { /* a node serves this connection (a follower answers hello) */
+        c->outage_start = 0;
+        c->refused = 0;
+        c->level_ms = 0;
     }
     switch ((enum kind)r.kind) {
     case K_HELLO:
@@ -519,12 +599,19 @@ static void handle_reply(struct bconn *c, const uint8_t *frame, size_t len, uint
 
 /* ---- libuv plumbing ---- */
 
+static void conn_lost(struct bconn *c, const char *what, int err);
+static void conn_reconnect(struct bconn *c, int wait);
+
 static void on_write(uv_write_t *req, int status)
 {
     struct bconn *c = req->data;
     c->writing = 0;
-    if (status < 0)
-        die("write failed: %s", uv_strerror(status));
+    if (c->closing || c->reconnecting)
+        return; /* cancelled by the close */
+    if (status < 0) {
+        conn_lost(c, "write", status);
+        return;
+    }
     conn_flush(c);
 }
 
@@ -534,12 +621,14 @@ static void conn_flush(struct bconn *c)
     uint8_t *tp;
     size_t tc;
     int n;
-    if (c->writing || c->olen == 0 || c->closing)
+    if (c->writing || c->olen == 0 || c->closing || c->reconnecting || c->connecting)
         return;
     buf = uv_buf_init((char *)c->out, (unsigned)c->olen);
     n = uv_try_write(&c->u.s, &buf, 1);
-    if (n < 0 && n != UV_EAGAIN)
-        die("write failed: %s", uv_strerror(n));
+    if (n < 0 && n != UV_EAGAIN) {
+        conn_lost(c, "write", n);
+        return;
+    }
     if (n < 0)
         n = 0;
     if ((size_t)n == c->olen) {
@@ -555,8 +644,10 @@ static void conn_flush(struct bconn *c)
     buf = uv_buf_init((char *)c->wout, (unsigned)c->olen);
     c->olen = 0;
     c->wreq.data = c;
-    if ((n = uv_write(&c->wreq, &c->u.s, &buf, 1, on_write)) < 0)
-        die("write failed: %s", uv_strerror(n));
+    if ((n = uv_write(&c->wreq, &c->u.s, &buf, 1, on_write)) < 0) {
+        conn_lost(c, "write", n);
+        return;
+    }
     c->writing = 1;
 }
 
@@ -586,10 +677,12 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     struct bconn *c = s->data;
     uint64_t now, before = c->w->completed;
     (void)buf;
-    if (nread == 0)
+    if (nread == 0 || c->closing || c->reconnecting)
         return;
-    if (nread < 0)
-        die("the server closed a connection: %s", uv_strerror((int)nread));
+    if (nread < 0) {
+        conn_lost(c, "read", (int)nread);
+        return;
+    }
     c->ilen += (size_t)nread;
     now = uv_hrtime();
     while (c->ioff < c->ilen) {
@@ -604,46 +697,241 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         rpc_scan_reset(&c->scan);
     }
     atomic_fetch_add_explicit(&c->w->b->completed, c->w->completed - before, memory_order_relaxed);
+    if (c->moving && c->rcount == 0) {
+        conn_reconnect(c, 1); /* backs off only when no leader was named */
+        return;
+    }
     if (c->w->start)
         conn_fill(c);
     conn_flush(c);
+}
+
+static void conn_connect(struct bconn *c);
+
+/* The node a connection tries next: the leader a NOT_LEADER named, else
+ * its current target. */
+static const struct target *next_target(struct bconn *c)
+{
+    return c->leader.port ? &c->leader : &c->w->b->o.targets[c->target];
+}
+
+static void on_backoff(uv_timer_t *t)
+{
+    conn_connect(t->data);
 }
 
 static void on_close(uv_handle_t *h)
 {
     struct bconn *c = h->data;
     struct worker *w = c->w;
+    if (c->reconnecting && !c->closing) { /* connect again, at once or after the backoff */
+        c->reconnecting = 0;
+        c->connecting = 1;
+        if (c->backoff_ms)
+            uv_timer_start(&c->backoff, on_backoff, c->backoff_ms, 0);
+        else
+            conn_connect(c);
+        return;
+    }
     if (++w->closed == w->nconns && w->has_progress)
         uv_close((uv_handle_t *)&w->progress, NULL);
 }
 
+static void close_stream(struct bconn *c)
+{
+    c->stream_open = 0;
+    uv_close(&c->u.h, on_close);
+}
+
 static void conn_close(struct bconn *c)
 {
+    struct worker *w = c->w;
     if (c->closing)
         return;
     c->closing = 1;
-    uv_close(&c->u.h, on_close);
+    uv_close((uv_handle_t *)&c->backoff, NULL);
+    if (c->stream_open)
+        close_stream(c);
+    else if (!c->reconnecting && ++w->closed == w->nconns && w->has_progress)
+        uv_close((uv_handle_t *)&w->progress, NULL); /* waiting for its backoff: nothing open */
+}
+
+/* Leave this connection for another one: forget what belonged to its
+ * session (its objects, follow-ups, kept ids; a new session makes its
+ * objects again) and close it; on_close connects to next_target(), after
+ * the backoff when wait and no leader is named. A connection whose work is
+ * over just closes. Gives up (exit 2) when no node took it within
+ * FAILOVER_NS. */
+static void conn_reconnect(struct bconn *c, int wait)
+{
+    uint64_t now = uv_hrtime();
+    struct bench *b = c->w->b;
+    if (c->closing || c->reconnecting)
+        return;
+    if (!c->outage_start)
+        c->outage_start = now;
+    else if (now - c->outage_start > FAILOVER_NS)
+        die("no node served a connection within %llu s (last tried %s:%d)",
+            FAILOVER_NS / 1000000000ull, next_target(c)->host, next_target(c)->port);
+    c->moving = 0;
+    c->rcount = c->pcount = 0;
+    c->kcount = 0;
+    c->olen = 0;
+    c->made = c->asked = 0;
+    memset(c->extra, 0, (c->nids ? c->nids : 1) * sizeof(*c->extra));
+    memset(c->links, 0, (c->nids ? c->nids : 1) * sizeof(*c->links));
+    rpc_scan_reset(&c->scan);
+    c->ioff = c->ilen = 0;
+    if (!c->leader.port) /* nobody named: the next node */
+        c->target = (c->target + 1) % b->o.ntargets;
+    if (wait && !c->leader.port) {
+        c->level_ms = c->level_ms ? c->level_ms * 2 : BACKOFF_MIN;
+        if (c->level_ms > BACKOFF_MAX)
+            c->level_ms = BACKOFF_MAX;
+        c->backoff_ms = c->level_ms;
+    } else { /* at once, but the next wait of this outage stays as long */
+        c->backoff_ms = 0;
+    }
+    if (c->done && c->pcount == 0) {
+        conn_close(c);
+        return;
+    }
+    c->reconnecting = 1;
+    close_stream(c);
+}
+
+/* The connection failed: what it had in flight is lost (maybe done, maybe
+ * not: counted apart from the errors), and it reconnects through the list. */
+static void conn_lost(struct bconn *c, const char *what, int err)
+{
+    struct bench *b = c->w->b;
+    if (c->closing || c->reconnecting)
+        return;
+    if (b->o.ntargets == 1 && b->o.sock && !c->w->start)
+        die("%s failed: %s", what, uv_strerror(err));
+    for (unsigned i = 0; i < c->rcount; i++)
+        c->w->lost += c->ring[(c->rhead + i) % c->rcap].counted;
+    c->leader.port = 0;
+    conn_reconnect(c, 0);
 }
 
 static void on_connect(uv_connect_t *req, int status)
 {
     struct bconn *c = req->data;
     const struct opts *o = &c->w->b->o;
+    c->connecting = 0;
+    if (c->closing)
+        return;
     if (status < 0) {
-        if (o->sock)
-            die("cannot connect to %s: %s", o->sock, uv_strerror(status));
-        die("cannot connect to %s:%d: %s", o->host, o->port, uv_strerror(status));
+        const struct target *t = next_target(c);
+        if (!c->ever_connected && o->ntargets == 1) {
+            if (o->sock)
+                die("cannot connect to %s: %s", o->sock, uv_strerror(status));
+            die("cannot connect to %s:%d: %s", t->host, t->port, uv_strerror(status));
+        }
+        c->leader.port = 0;
+        c->moving = 0;
+        /* Wait once a whole round of the list refused. */
+        conn_reconnect(c, ++c->refused % o->ntargets == 0);
+        return;
+    }
+    if (c->ever_connected)
+        c->w->reconnects++;
+    c->ever_connected = 1;
+    if (c->leader.port) { /* now at the leader: later moves start from here in the list */
+        for (unsigned i = 0; i < o->ntargets; i++)
+            if (o->targets[i].port == c->leader.port &&
+                strcmp(o->targets[i].host, c->leader.host) == 0)
+                c->target = i;
+        c->leader.port = 0;
     }
     if (!o->sock)
         uv_tcp_nodelay(&c->u.tcp, 1);
-    if ((status = uv_read_start(&c->u.s, on_alloc, on_read)) < 0)
-        die("read failed: %s", uv_strerror(status));
+    if ((status = uv_read_start(&c->u.s, on_alloc, on_read)) < 0) {
+        conn_lost(c, "read", status);
+        return;
+    }
     emit(c, K_HELLO, 0, 0, 0);
     while (c->asked < c->nids && c->asked < SETUP_WINDOW) {
         c->asked++;
         emit(c, K_SETUP, 0, 0, 0);
     }
     conn_flush(c);
+}
+
+/* Start connecting to next_target() (a fresh handle). A node whose address
+ * cannot be used counts as refused. */
+static void conn_connect(struct bconn *c)
+{
+    struct worker *w = c->w;
+    const struct opts *o = &w->b->o;
+    const struct target *t = next_target(c);
+    struct sockaddr_in6 a6;
+    struct sockaddr_in a4;
+    const struct sockaddr *sa;
+    int rc;
+
+    c->connecting = 1;
+    c->creq.data = c;
+    if (o->sock) {
+        if ((rc = uv_pipe_init(&w->loop, &c->u.pipe, 0)) < 0)
+            die("%s", uv_strerror(rc));
+        c->u.h.data = c;
+        c->stream_open = 1;
+        uv_pipe_connect(&c->creq, &c->u.pipe, o->sock, on_connect);
+        return;
+    }
+    if (uv_ip4_addr(t->host, t->port, &a4) == 0)
+        sa = (const struct sockaddr *)&a4;
+    else if (uv_ip6_addr(t->host, t->port, &a6) == 0)
+        sa = (const struct sockaddr *)&a6;
+    else
+        die("%s is not a numeric IPv4 or IPv6 address", t->host);
+    if ((rc = uv_tcp_init(&w->loop, &c->u.tcp)) < 0)
+        die("%s", uv_strerror(rc));
+    c->u.h.data = c;
+    c->stream_open = 1;
+    if ((rc = uv_tcp_connect(&c->creq, &c->u.tcp, sa, on_connect)) < 0)
+        die("cannot connect to %s:%d: %s", t->host, t->port, uv_strerror(rc));
+}
+
+/* "HOST:PORT", "tcp://HOST:PORT", "[V6]:PORT" or "HOST" (port dflt; 0: one
+ * is needed) into t. 0 or -1. */
+static int parse_target(const char *s, int dflt, struct target *t)
+{
+    const char *colon, *h = s, *port = NULL;
+    size_t n;
+    if (strncmp(s, "tcp://", 6) == 0)
+        h = s += 6;
+    if (*s == '[') {
+        const char *close = strchr(s, ']');
+        if (!close || (close[1] && close[1] != ':'))
+            return -1;
+        h = s + 1;
+        n = (size_t)(close - h);
+        port = close[1] ? close + 2 : NULL;
+    } else if ((colon = strchr(s, ':')) && colon == strrchr(s, ':')) { /* bare IPv6: no port */
+        n = (size_t)(colon - s);
+        port = colon + 1;
+    } else {
+        n = strlen(s);
+    }
+    if (n == 0 || n >= sizeof(t->host))
+        return -1;
+    memcpy(t->host, h, n);
+    t->host[n] = '\0';
+    if (port) {
+        char *end;
+        long v = strtol(port, &end, 10);
+        if (*end || v < 1 || v > 65535)
+            return -1;
+        t->port = (int)v;
+    } else {
+        if (!dflt)
+            return -1;
+        t->port = dflt;
+    }
+    return 0;
 }
 
 /* ---- workers ---- */
@@ -689,10 +977,6 @@ static void conn_init(struct worker *w, struct bconn *c, unsigned nids, unsigned
                       uint64_t seed)
 {
     const struct opts *o = &w->b->o;
-    struct sockaddr_in6 a6;
-    struct sockaddr_in a4;
-    const struct sockaddr *sa;
-    int rc;
 
     c->w = w;
     c->rcap = 2 * o->pipeline + 8 + (nids < SETUP_WINDOW ? nids : SETUP_WINDOW);
@@ -713,25 +997,10 @@ static void conn_init(struct worker *w, struct bconn *c, unsigned nids, unsigned
     c->rng = seed | 1;
     rpc_scan_init(&c->scan,
                   &(struct rpc_scan_limits){(size_t)1 << 31, 1u << 30, RPC_SCAN_MAX_DEPTH, 0});
-    c->creq.data = c;
-    if (o->sock) {
-        if ((rc = uv_pipe_init(&w->loop, &c->u.pipe, 0)) < 0)
-            die("%s", uv_strerror(rc));
-        c->u.h.data = c;
-        uv_pipe_connect(&c->creq, &c->u.pipe, o->sock, on_connect);
-        return;
-    }
-    if (uv_ip4_addr(o->host, o->port, &a4) == 0)
-        sa = (const struct sockaddr *)&a4;
-    else if (uv_ip6_addr(o->host, o->port, &a6) == 0)
-        sa = (const struct sockaddr *)&a6;
-    else
-        die("-h takes a numeric IPv4 or IPv6 address, not \"%s\"", o->host);
-    if ((rc = uv_tcp_init(&w->loop, &c->u.tcp)) < 0)
-        die("%s", uv_strerror(rc));
-    c->u.h.data = c;
-    if ((rc = uv_tcp_connect(&c->creq, &c->u.tcp, sa, on_connect)) < 0)
-        die("cannot connect to %s:%d: %s", o->host, o->port, uv_strerror(rc));
+    uv_timer_init(&w->loop, &c->backoff);
+    c->backoff.data = c;
+    c->target = 0; /* every connection starts at the first node */
+    conn_connect(c);
 }
 
 static void conn_free(struct bconn *c)
@@ -756,7 +1025,7 @@ static void worker_main(void *arg)
 /* ---- one test ---- */
 
 struct result {
-    uint64_t requests, errors;
+    uint64_t requests, errors, reconnects, lost;
     double seconds;
     struct hist hist;
 };
@@ -812,12 +1081,14 @@ static void run_test(struct bench *b, enum test_id t, struct result *res)
     if (ws[0].has_progress)
         printf("\r%*s\r", 78, "");
     hist_init(&res->hist);
-    res->requests = res->errors = 0;
+    res->requests = res->errors = res->reconnects = res->lost = 0;
     for (unsigned i = 0; i < nthreads; i++) {
         struct worker *w = &ws[i];
         hist_add(&res->hist, &w->hist);
         res->requests += w->completed;
         res->errors += w->errors;
+        res->reconnects += w->reconnects;
+        res->lost += w->lost;
         if (w->start < first)
             first = w->start;
         if (w->end > last)
@@ -859,18 +1130,19 @@ static void report(const struct bench *b, enum test_id t, const struct result *r
                ms(hist_percentile(h, 95)), ms(hist_percentile(h, 99)), ms(h->max));
     } else if (o->json) {
         printf("%s\n  {\"test\": \"%s\", \"requests\": %" PRIu64 ", \"errors\": %" PRIu64
+               ", \"reconnects\": %" PRIu64 ", \"lost\": %" PRIu64
                ", \"seconds\": %.3f, \"rps\": %.2f, \"clients\": %u, \"pipeline\": %u, "
                "\"threads\": %u, \"data_bytes\": %u,\n   \"latency_ms\": {\"avg\": %.3f, "
                "\"min\": %.3f, \"p50\": %.3f, \"p90\": %.3f, \"p95\": %.3f, \"p99\": %.3f, "
                "\"p99.9\": %.3f, \"max\": %.3f}}",
-               *first ? "[" : ",", test_defs[t].name, r->requests, r->errors, r->seconds, rps(r),
-               o->clients, o->pipeline, o->threads, o->datasize, hist_mean(h) / 1e6,
-               ms(hist_percentile(h, 0)), ms(hist_percentile(h, 50)), ms(hist_percentile(h, 90)),
-               ms(hist_percentile(h, 95)), ms(hist_percentile(h, 99)), ms(hist_percentile(h, 99.9)),
-               ms(h->max));
+               *first ? "[" : ",", test_defs[t].name, r->requests, r->errors, r->reconnects,
+               r->lost, r->seconds, rps(r), o->clients, o->pipeline, o->threads, o->datasize,
+               hist_mean(h) / 1e6, ms(hist_percentile(h, 0)), ms(hist_percentile(h, 50)),
+               ms(hist_percentile(h, 90)), ms(hist_percentile(h, 95)), ms(hist_percentile(h, 99)),
+               ms(hist_percentile(h, 99.9)), ms(h->max));
     } else if (o->quiet) {
         printf("%s: %.2f requests per second, p50=%.3f msec%s\n", lbl, rps(r),
-               ms(hist_percentile(h, 50)), r->errors ? " (with errors)" : "");
+               ms(hist_percentile(h, 50)), r->errors || r->lost ? " (with errors)" : "");
     } else {
         printf("====== %s ======\n", lbl);
         printf("  %" PRIu64 " requests completed in %.2f seconds\n", r->requests, r->seconds);
@@ -879,6 +1151,10 @@ static void report(const struct bench *b, enum test_id t, const struct result *r
         printf("  %u bytes payload\n", o->datasize);
         if (r->errors)
             printf("  %" PRIu64 " requests answered with an error\n", r->errors);
+        if (r->reconnects || r->lost)
+            printf("  %" PRIu64 " reconnects; %" PRIu64 " failed requests (%" PRIu64
+                   " answered with an error, %" PRIu64 " lost with their connection)\n",
+                   r->reconnects, r->errors + r->lost, r->errors, r->lost);
         printf("\n  throughput summary: %.2f requests per second\n", rps(r));
         printf("  latency summary (msec):\n");
         printf("  %9s %9s %9s %9s %9s %9s %9s\n", "avg", "min", "p50", "p90", "p99", "p99.9",
@@ -900,6 +1176,10 @@ static void usage(FILE *f)
             "Load generator for rcstored.\n\n"
             "  -h HOST           server address, numeric (default 127.0.0.1)\n"
             "  -p PORT           server port (default 7373)\n"
+            "  -H HOST:PORT,...  a cluster's nodes (numeric; PORT defaults to -p): each\n"
+            "                    connection follows NOT_LEADER and reconnects after a\n"
+            "                    lost connection; reconnects and lost requests are\n"
+            "                    reported\n"
             "  -s SOCKET         unix socket path (overrides -h and -p)\n"
             "  -c CLIENTS        parallel connections (default 50)\n"
             "  -n REQUESTS       requests per test (default 100000)\n"
@@ -991,6 +1271,39 @@ static void load_auth(struct opts *o)
         die("--auth-file %s", err);
 }
 
+/* -H's comma-separated list (items without a port take -p's), else -h
+ * and -p: the nodes a connection may use, in order. */
+static void parse_targets(struct opts *o)
+{
+    const char *p = o->hosts;
+    unsigned n = 1;
+    if (!p) {
+        o->targets = xmalloc(sizeof(*o->targets));
+        o->ntargets = 1;
+        if (parse_target(o->host, o->port, &o->targets[0]) < 0 || strchr(o->host, ':'))
+            snprintf(o->targets[0].host, sizeof(o->targets[0].host), "%s", o->host);
+        o->targets[0].port = o->port;
+        return;
+    }
+    for (const char *q = p; *q; q++)
+        n += *q == ',';
+    o->targets = xmalloc(n * sizeof(*o->targets));
+    for (;;) {
+        const char *comma = strchr(p, ',');
+        size_t len = comma ? (size_t)(comma - p) : strlen(p);
+        char item[128];
+        if (len == 0 || len >= sizeof(item))
+            die("-H takes HOST:PORT items separated by commas, not \"%s\"", o->hosts);
+        memcpy(item, p, len);
+        item[len] = '\0';
+        if (parse_target(item, o->port, &o->targets[o->ntargets++]) < 0)
+            die("-H: \"%s\" is not HOST:PORT", item);
+        if (!comma)
+            break;
+        p = comma + 1;
+    }
+}
+
 enum { OPT_DURATION = 256, OPT_CSV, OPT_JSON, OPT_THREADS, OPT_MIX, OPT_AUTH, OPT_HELP };
 
 int main(int argc, char **argv)
@@ -1023,10 +1336,13 @@ int main(int argc, char **argv)
     o->mix = "get:80,incref:10,create:5,churn:5";
     o->tests = "ping,create,get,incref,decref,link,churn,cycle";
     o->auth_file = getenv("RCSTORE_AUTH_FILE"); /* as the CLI: --auth-file beats it */
-    while ((ch = getopt_long(argc, argv, "h:p:s:c:n:P:d:r:t:qV", longs, NULL)) != -1) {
+    while ((ch = getopt_long(argc, argv, "h:H:p:s:c:n:P:d:r:t:qV", longs, NULL)) != -1) {
         switch (ch) {
         case 'h':
             o->host = optarg;
+            break;
+        case 'H':
+            o->hosts = optarg;
             break;
         case 'p':
             o->port = (int)number("-p", optarg, 1, 65535);
@@ -1095,6 +1411,7 @@ int main(int argc, char **argv)
         o->requests = UINT64_MAX;
     parse_mix(o);
     load_auth(o);
+    parse_targets(o);
     for (const char *p = o->tests; *p;) {
         const char *comma = strchr(p, ',');
         size_t n = comma ? (size_t)(comma - p) : strlen(p);
@@ -1118,5 +1435,6 @@ int main(int argc, char **argv)
     if (o->json && !first)
         printf("\n]\n");
     free(b.payload);
+    free(o->targets);
     return 0;
 }

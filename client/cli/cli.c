@@ -1,8 +1,10 @@
 /* rcstore: the command-line client. One subcommand per protocol method, run
  * once per invocation; with no subcommand, an interactive shell that keeps
- * one connection (so one session and its holds) across commands. Exit
- * status: 0 success, 1 the server answered with an error (its message goes
- * to stderr), 2 usage or connection problems. */
+ * one connection (so one session and its holds) across commands. Given a
+ * cluster's addresses, a command answered NOT_LEADER runs again on the
+ * leader (docs/client-failover.md). Exit status: 0 success, 1 the server
+ * answered with an error (its message goes to stderr), 2 usage or
+ * connection problems. */
 #include "cli_print.h"
 #include "rcstore.h"
 #include "secret.h"
@@ -16,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #ifdef RCS_HAVE_LIBEDIT
@@ -47,6 +50,9 @@ struct cli {
     char session_path[1024];
     int in_session; /* resumed the session of session_file */
     int shell;
+    int failover_s;       /* --failover-timeout */
+    int retry;            /* the command got NOT_LEADER: run it again */
+    double retry_until;   /* while it may (monotonic seconds) */
     struct opts defaults; /* from the command line, for every shell command */
 };
 
@@ -74,9 +80,23 @@ static int usage_error(const char *fmt, ...)
     return EXIT_USAGE;
 }
 
-/* Report a failed call: server errors exit 1, connection trouble 2. */
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Report a failed call: server errors exit 1, connection trouble 2. A
+ * NOT_LEADER (nothing was done) within the failover timeout is not
+ * reported: run() runs the command again, and the library moves to the
+ * leader at its next request. */
 static int call_failed(struct cli *cli, int rc)
 {
+    if (rc == RCS_ENOT_LEADER && now_s() < cli->retry_until) {
+        cli->retry = 1;
+        return EXIT_SERVER;
+    }
     fprintf(stderr, "rcstore: %s: %s\n", rcs_error_name(rc), rcs_last_error(cli->c));
     return rc <= RCS_EIO ? EXIT_USAGE : EXIT_SERVER;
 }
@@ -201,24 +221,30 @@ static void show(const struct opts *o, const rcs_value *v)
     }
 }
 
+static void show_notification(rcs_notification *n);
+
 /* Print notifications that arrived (shell mode). */
 static void show_notifications(struct cli *cli)
 {
     rcs_notification *n;
-    while (rcs_next_notification(cli->c, 0, &n) == 0) {
-        const rcs_value *p = n->params;
-        if (strcmp(n->method, "freed") == 0 && p->type == RCS_ARRAY && p->via.array.len == 2) {
-            printf("(notification) object %" PRIu64 " freed (%s)\n",
-                   rcs_value_uint(&p->via.array.items[0], 0),
-                   p->via.array.items[1].type == RCS_STR ? p->via.array.items[1].via.bytes.ptr
-                                                         : "?");
-        } else {
-            printf("(notification) %s ", n->method);
-            print_inline(stdout, p);
-            putchar('\n');
-        }
-        rcs_notification_free(n);
+    while (rcs_next_notification(cli->c, 0, &n) == 0)
+        show_notification(n);
+}
+
+/* Print one notification and free it. */
+static void show_notification(rcs_notification *n)
+{
+    const rcs_value *p = n->params;
+    if (strcmp(n->method, "freed") == 0 && p->type == RCS_ARRAY && p->via.array.len == 2) {
+        printf("(notification) object %" PRIu64 " freed (%s)\n",
+               rcs_value_uint(&p->via.array.items[0], 0),
+               p->via.array.items[1].type == RCS_STR ? p->via.array.items[1].via.bytes.ptr : "?");
+    } else {
+        printf("(notification) %s ", n->method);
+        print_inline(stdout, p);
+        putchar('\n');
     }
+    rcs_notification_free(n);
 }
 
 /* Run one call and print its result. */
@@ -253,11 +279,13 @@ static int authenticate(struct cli *cli)
     int rc;
     if (!cli->auth_file)
         return 0;
+    rcs_hello_opts ho = {0};
     if (secret_read_file(cli->auth_file, cli->auth, sizeof(cli->auth), &n, err, sizeof(err)) < 0) {
         fprintf(stderr, "rcstore: --auth-file %s\n", err);
         return EXIT_USAGE;
     }
-    if ((rc = rcs_call(cli->c, NULL, "hello", "{ss}", "auth", cli->auth)) < 0)
+    ho.auth = cli->auth; /* rcs_hello_with: the library sends it again after a reconnect */
+    if ((rc = rcs_hello_with(cli->c, &ho, NULL)) < 0)
         return call_failed(cli, rc);
     return 0;
 }
@@ -605,7 +633,7 @@ static int parse_duration(const char *s, uint64_t *out)
     return 0;
 }
 
-static int write_session_file(const char *path, const rcs_value *token)
+static int write_session_file(const char *path, const uint8_t *token, size_t len)
 {
     int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     FILE *f;
@@ -615,8 +643,8 @@ static int write_session_file(const char *path, const rcs_value *token)
             close(fd);
         return -1;
     }
-    for (size_t i = 0; i < token->via.bytes.len; i++)
-        fprintf(f, "%02x", (unsigned char)token->via.bytes.ptr[i]);
+    for (size_t i = 0; i < len; i++)
+        fprintf(f, "%02x", token[i]);
     fputc('\n', f);
     return fclose(f) == 0 ? 0 : -1;
 }
@@ -624,24 +652,21 @@ static int write_session_file(const char *path, const rcs_value *token)
 /* session start|end|status: a lease shared by consecutive invocations. */
 static int cmd_session(struct cli *cli, const struct opts *o, int argc, char **argv)
 {
-    rcs_value *v;
     uint64_t ttl = 3600, n = 0;
     int rc;
     if (strcmp(argv[0], "start") == 0) {
-        const rcs_value *tok;
-        if (o->ttl && (parse_duration(o->ttl, &ttl) < 0 || ttl == 0))
+        rcs_hello_opts ho = {0};
+        rcs_hello_info info;
+        if (o->ttl && (parse_duration(o->ttl, &ttl) < 0 || ttl == 0 || ttl > UINT32_MAX))
             return usage_error("--ttl wants a duration such as 90s, 30m, 1h or 3600");
-        if ((rc = rcs_call(cli->c, &v, "hello", "{su}", "ttl", ttl)) < 0)
+        ho.ttl = (uint32_t)ttl;
+        if ((rc = rcs_hello_with(cli->c, &ho, &info)) < 0)
             return call_failed(cli, rc);
-        tok = rcs_map_get(v, "token");
-        if (!tok || tok->type != RCS_BIN || write_session_file(cli->session_path, tok) < 0) {
-            rcs_value_free(v);
+        if (!info.token_len ||
+            write_session_file(cli->session_path, info.token, info.token_len) < 0)
             return EXIT_USAGE;
-        }
         printf("session %" PRIu64 " started: lease %" PRIu64 " s after each command; token in %s\n",
-               rcs_value_uint(rcs_map_get(v, "session"), 0),
-               rcs_value_uint(rcs_map_get(v, "ttl"), 0), cli->session_path);
-        rcs_value_free(v);
+               info.session, info.ttl, cli->session_path);
         return EXIT_OK;
     }
     if (!cli->in_session)
@@ -649,7 +674,7 @@ static int cmd_session(struct cli *cli, const struct opts *o, int argc, char **a
                            cli->session_path);
     if (strcmp(argv[0], "end") == 0) {
         if ((rc = rcs_release_all(cli->c, &n)) < 0 ||
-            (rc = rcs_call(cli->c, NULL, "hello", "{su}", "ttl", (uint64_t)0)) < 0)
+            (rc = rcs_hello_lease(cli->c, 0, NULL, 0, NULL)) < 0)
             return call_failed(cli, rc);
         unlink(cli->session_path);
         printf("session ended: %" PRIu64 " hold(s) released\n", n);
@@ -682,9 +707,13 @@ static int resume_session(struct cli *cli, const char *command)
         sscanf(hex + 2 * n, "%2x", &b);
         tok[n] = (unsigned char)b;
     }
-    rc = cli->auth[0] ? rcs_call(cli->c, NULL, "hello", "{sysy}", "resume", tok, n, "auth",
-                                 cli->auth, strlen(cli->auth))
-                      : rcs_call(cli->c, NULL, "hello", "{sy}", "resume", tok, n);
+    {
+        /* rcs_hello_with: a reconnect (a new leader) resumes it again. */
+        rcs_hello_opts ho = {.resume = tok, .resume_len = n};
+        if (cli->auth[0])
+            ho.auth = cli->auth;
+        rc = n ? rcs_hello_with(cli->c, &ho, NULL) : RCS_ESESSION_EXPIRED;
+    }
     if (rc == RCS_ESESSION_EXPIRED) {
         fprintf(
             stderr,
@@ -719,6 +748,95 @@ static int cmd_save(struct cli *cli, const struct opts *o, int argc, char **argv
 static int cmd_stats(struct cli *cli, const struct opts *o, int argc, char **argv)
 {
     return simple(cli, o, rcs_send(cli->c, "stats", ""));
+}
+
+/* ---- cluster: one subcommand per cluster* method ---- */
+
+static int cluster_status(struct cli *cli, const struct opts *o, int argc, char **argv)
+{
+    rcs_value *v;
+    int rc;
+    if ((rc = rcs_call(cli->c, &v, "cluster", "")) < 0)
+        return call_failed(cli, rc);
+    if (o->json)
+        print_json(stdout, v);
+    else
+        print_cluster(stdout, v);
+    rcs_value_free(v);
+    return EXIT_OK;
+}
+
+/* A node id: 1 to 2^31 (SPEC section 9); 0 only where allow0. */
+static int parse_node_id(const char *s, uint64_t *id, int allow0)
+{
+    if (parse_u64(s, id) < 0 || *id > ((uint64_t)1 << 31) || (*id == 0 && !allow0)) {
+        usage_error("not a node id (1 to 2147483648): %s", s);
+        return -1;
+    }
+    return 0;
+}
+
+static int cluster_add(struct cli *cli, const struct opts *o, int argc, char **argv)
+{
+    uint64_t id;
+    if (parse_node_id(argv[0], &id, 0) < 0)
+        return EXIT_USAGE;
+    return simple(cli, o, rcs_send(cli->c, "cluster_add", "uss", id, argv[1], argv[2]));
+}
+
+static int cluster_remove(struct cli *cli, const struct opts *o, int argc, char **argv)
+{
+    uint64_t id;
+    if (parse_node_id(argv[0], &id, 0) < 0)
+        return EXIT_USAGE;
+    return simple(cli, o, rcs_send(cli->c, "cluster_remove", "u", id));
+}
+
+static int cluster_transfer(struct cli *cli, const struct opts *o, int argc, char **argv)
+{
+    uint64_t id = 0;
+    rcs_value *v;
+    int rc;
+    if (argc > 0 && parse_node_id(argv[0], &id, 1) < 0)
+        return EXIT_USAGE;
+    if ((rc = rcs_call(cli->c, &v, "cluster_transfer", "u", id)) < 0)
+        return call_failed(cli, rc);
+    if (o->json)
+        print_json(stdout, v);
+    else
+        printf("leader is now node %" PRIu64 "\n", rcs_value_uint(rcs_map_get(v, "leader"), 0));
+    rcs_value_free(v);
+    if (cli->shell) {
+        /* The old leader closes its clients' connections as it steps down:
+         * wait (up to a second) for that close, so that the shell's next
+         * command starts on a new connection rather than being sent into
+         * the closing one (it would fail with EIO, its outcome unknown). */
+        rcs_notification *n;
+        while (rcs_next_notification(cli->c, 1000, &n) == 0)
+            show_notification(n);
+    }
+    return EXIT_OK;
+}
+
+static const struct command cluster_commands[] = {
+    {"status", "", "this node's view: role, term, indexes, members, lags", 0, 0, cluster_status},
+    {"add", "ID RAFTADDR CLIENTADDR", "add a node (waits until it is a voter)", 3, 3, cluster_add},
+    {"remove", "ID", "remove a node", 1, 1, cluster_remove},
+    {"transfer", "[ID]", "hand leadership to ID (default: any voter)", 0, 1, cluster_transfer},
+    {NULL, NULL, NULL, 0, 0, NULL},
+};
+
+static int cmd_cluster(struct cli *cli, const struct opts *o, int argc, char **argv)
+{
+    for (const struct command *c = cluster_commands; c->name; c++) {
+        if (strcmp(c->name, argv[0]) != 0)
+            continue;
+        if (argc - 1 < c->min || argc - 1 > c->max)
+            return usage_error("usage: cluster %s %s", c->name, c->usage);
+        return c->run(cli, o, argc - 1, argv + 1);
+    }
+    return usage_error("usage: cluster status | add ID RAFTADDR CLIENTADDR | remove ID | "
+                       "transfer [ID]");
 }
 
 static void usage(FILE *f);
@@ -758,22 +876,38 @@ static const struct command commands[] = {
     {"gc", "", "run a full cycle collection", 0, 0, cmd_gc},
     {"stats", "", "server statistics", 0, 0, cmd_stats},
     {"save", "", "write a snapshot of a --data-dir server now (waits for it)", 0, 0, cmd_save},
+    {"cluster", "status|add|remove|transfer ...", "a cluster's members and leader (see below)", 1,
+     4, cmd_cluster},
+    /* The methods' own names, as for every other method. */
+    {"cluster-add", "ID RAFTADDR CLIENTADDR", "= cluster add", 3, 3, cluster_add},
+    {"cluster-remove", "ID", "= cluster remove", 1, 1, cluster_remove},
+    {"cluster-transfer", "[ID]", "= cluster transfer", 0, 1, cluster_transfer},
     {"help", "", "this help", 0, 0, cmd_help},
     {NULL, NULL, NULL, 0, 0, NULL},
 };
 
 static void usage(FILE *f)
 {
-    fprintf(f, "Usage: rcstore [-H HOST:PORT | -s SOCKET] [--json] COMMAND [ARGS...]\n"
-               "       rcstore [-H HOST:PORT | -s SOCKET]      (interactive shell)\n\n"
+    fprintf(f, "Usage: rcstore [-H HOST:PORT[,...] | -s SOCKET] [--json] COMMAND [ARGS...]\n"
+               "       rcstore [-H HOST:PORT[,...] | -s SOCKET]      (interactive shell)\n\n"
                "Commands (method names with '_' work too):\n");
     for (const struct command *c = commands; c->name; c++) {
         char left[80];
         snprintf(left, sizeof(left), "%s %s", c->name, c->usage);
         fprintf(f, "  %-46s %s\n", left, c->help);
     }
+    fprintf(f, "\nCluster commands:\n");
+    for (const struct command *c = cluster_commands; c->name; c++) {
+        char left[80];
+        snprintf(left, sizeof(left), "cluster %s %s", c->name, c->usage);
+        fprintf(f, "  %-46s %s\n", left, c->help);
+    }
     fprintf(f, "\nOptions:\n"
-               "  -H, --host HOST:PORT  server address (default 127.0.0.1:7373)\n"
+               "  -H, --host HOST:PORT[,HOST:PORT...]\n"
+               "                        server address, or a cluster's nodes (default\n"
+               "                        127.0.0.1:7373); a command answered NOT_LEADER runs\n"
+               "                        again on the leader\n"
+               "  --failover-timeout SECS  how long a command may wait for a leader (10)\n"
                "  -s, --socket PATH     connect to a unix socket instead\n"
                "  --auth-file PATH      authenticate with the token in PATH (or set\n"
                "                        RCSTORE_AUTH_FILE); mode 0600 or 0400\n"
@@ -782,7 +916,8 @@ static void usage(FILE *f)
                "  --session-file PATH   where session start keeps its token (or set\n"
                "                        RCSTORE_SESSION_FILE; default $XDG_RUNTIME_DIR or\n"
                "                        $HOME/.rcstore_session)\n\n"
-               "RCSTORE_ADDRESS sets the default address (tcp://HOST:PORT or unix:///PATH).\n"
+               "RCSTORE_ADDRESS sets the default address (tcp://HOST:PORT or unix:///PATH,\n"
+               "or a comma-separated list of them).\n"
                "Each command runs in its own session, whose holds end when it exits, unless\n"
                "'rcstore session start' began one that later commands resume.\n"
                "Exit status: 0 success, 1 server error, 2 usage or connection error.\n");
@@ -844,10 +979,14 @@ static int parse_opts(struct cli *cli, struct opts *o, int argc, char **argv, in
                 return usage_error("--timeout wants seconds, not %s", val);
             o->timeout_s = (int)t;
         } else if (global && (strcmp(a, "-H") == 0 || strcmp(a, "--host") == 0)) {
-            static char addr[300];
+            NEED_VAL; /* HOST:PORT, tcp://HOST:PORT, or a list of them: librcstore's forms */
+            cli->address = val;
+        } else if (global && strcmp(a, "--failover-timeout") == 0) {
+            uint64_t t;
             NEED_VAL;
-            snprintf(addr, sizeof(addr), "tcp://%s", val);
-            cli->address = strncmp(val, "tcp://", 6) == 0 ? val : addr;
+            if (parse_u64(val, &t) < 0 || t > 86400)
+                return usage_error("--failover-timeout wants seconds, not %s", val);
+            cli->failover_s = (int)t;
         } else if (global && strcmp(a, "--auth-file") == 0) {
             NEED_VAL;
             cli->auth_file = val;
@@ -885,14 +1024,25 @@ static const struct command *find(const char *name)
     return NULL;
 }
 
+/* Run a command; one answered NOT_LEADER (nothing done) runs again from
+ * the start until the failover timeout: the library has moved to the
+ * leader by then, or backs off while there is none. */
 static int run(struct cli *cli, const struct opts *o, int argc, char **argv)
 {
     const struct command *c = find(argv[0]);
+    int status;
     if (!c)
         return usage_error("unknown command '%s' (try help)", argv[0]);
     if (argc - 1 < c->min || argc - 1 > c->max)
         return usage_error("usage: %s %s", c->name, c->usage);
-    return c->run(cli, o, argc - 1, argv + 1);
+    cli->retry_until = now_s() + cli->failover_s;
+    do {
+        cli->retry = 0;
+        status = c->run(cli, o, argc - 1, argv + 1);
+        while (cli->retry && rcs_pending(cli->c) > 0) /* replies of an abandoned command */
+            rcs_recv(cli->c, NULL);
+    } while (cli->retry);
+    return status;
 }
 
 /* Split a shell line into words: spaces separate, '...' is literal, "..."
@@ -967,7 +1117,7 @@ static int shell(struct cli *cli)
     int status = EXIT_OK;
 
     cli->shell = 1;
-    snprintf(prompt, sizeof(prompt), "%s> ", cli->address ? cli->address : "rcstore");
+    snprintf(prompt, sizeof(prompt), "%s> ", rcs_address(cli->c));
 #ifdef RCS_HAVE_LIBEDIT
     if (getenv("HOME")) {
         snprintf(hist, sizeof(hist), "%s/.rcstore_history", getenv("HOME"));
@@ -980,6 +1130,7 @@ static int shell(struct cli *cli)
                RCS_VERSION);
     while ((line = read_line(prompt)) != NULL) {
         struct opts o = cli->defaults;
+        /* The prompt names the node in use: it changes when a leader does. */
         int n = split(line, words, MAX_ARGS), npos;
         if (n < 0) {
             usage_error("unbalanced quotes or too many words");
@@ -998,6 +1149,7 @@ static int shell(struct cli *cli)
         free(line);
         show_notifications(cli);
         fflush(stdout);
+        snprintf(prompt, sizeof(prompt), "%s> ", rcs_address(cli->c));
     }
 #ifdef RCS_HAVE_LIBEDIT
     if (hist[0])
@@ -1014,6 +1166,7 @@ int main(int argc, char **argv)
 
     memset(&cli, 0, sizeof(cli));
     cli.defaults.timeout_s = -1;
+    cli.failover_s = 10;
     cli.address = getenv("RCSTORE_ADDRESS");
     cli.auth_file = getenv("RCSTORE_AUTH_FILE");
     cli.session_file = getenv("RCSTORE_SESSION_FILE");
@@ -1030,6 +1183,7 @@ int main(int argc, char **argv)
                 cli.address ? cli.address : RCS_DEFAULT_ADDRESS, strerror(errno));
         return EXIT_USAGE;
     }
+    rcs_set_failover_timeout(cli.c, cli.failover_s * 1000);
     if (cli.session_file)
         snprintf(cli.session_path, sizeof(cli.session_path), "%s", cli.session_file);
     else if (getenv("XDG_RUNTIME_DIR"))

@@ -233,3 +233,68 @@ void print_map(FILE *f, const rcs_value *v, int indent)
         }
     }
 }
+
+/* A str value as text, or dflt when absent, nil or not a str. */
+static const char *str_or(const rcs_value *v, const char *dflt)
+{
+    return v && v->type == RCS_STR ? v->via.bytes.ptr : dflt;
+}
+
+/* The entry of the leader's followers array for node id, or NULL. */
+static const rcs_value *follower_of(const rcs_value *followers, uint64_t id)
+{
+    if (!followers || followers->type != RCS_ARRAY)
+        return NULL;
+    for (size_t i = 0; i < followers->via.array.len; i++) {
+        const rcs_value *e = &followers->via.array.items[i];
+        if (rcs_value_uint(rcs_map_get(e, "id"), 0) == id)
+            return e;
+    }
+    return NULL;
+}
+
+void print_cluster(FILE *f, const rcs_value *v)
+{
+    const rcs_value *members = rcs_map_get(v, "members");
+    const rcs_value *followers = rcs_map_get(v, "followers");
+    uint64_t leader_id = rcs_value_uint(rcs_map_get(v, "leader_id"), 0);
+    const rcs_value *ready = rcs_map_get(v, "ready");
+
+    fprintf(f, "node %" PRIu64 " (%s), term %" PRIu64 ", commit %" PRIu64 ", applied %" PRIu64 "\n",
+            rcs_value_uint(rcs_map_get(v, "node_id"), 0), str_or(rcs_map_get(v, "role"), "?"),
+            rcs_value_uint(rcs_map_get(v, "term"), 0),
+            rcs_value_uint(rcs_map_get(v, "commit_index"), 0),
+            rcs_value_uint(rcs_map_get(v, "applied_index"), 0));
+    if (leader_id)
+        fprintf(f, "leader: node %" PRIu64 " at %s%s\n", leader_id,
+                str_or(rcs_map_get(v, "leader"), "?"),
+                ready && ready->type == RCS_BOOL && !ready->via.boolean &&
+                        strcmp(str_or(rcs_map_get(v, "role"), ""), "leader") == 0
+                    ? " (applying the log, not serving yet)"
+                    : "");
+    else
+        fputs("leader: none known\n", f);
+    fprintf(f, "\n%-6s %-9s %-22s %-30s %-5s %8s %6s\n", "ID", "ROLE", "RAFT ADDRESS",
+            "CLIENT ADDRESS", "VOTER", "MATCH", "LAG");
+    for (size_t i = 0; members && members->type == RCS_ARRAY && i < members->via.array.len; i++) {
+        const rcs_value *m = &members->via.array.items[i];
+        const rcs_value *voter = rcs_map_get(m, "voter");
+        uint64_t id = rcs_value_uint(rcs_map_get(m, "id"), 0);
+        const rcs_value *fw = follower_of(followers, id);
+        int is_voter = voter && voter->type == RCS_BOOL && voter->via.boolean;
+        char match[24] = "-", lag[24] = "-";
+        if (fw) {
+            snprintf(match, sizeof(match), "%" PRIu64,
+                     rcs_value_uint(rcs_map_get(fw, "match_index"), 0));
+            snprintf(lag, sizeof(lag), "%" PRIu64, rcs_value_uint(rcs_map_get(fw, "lag"), 0));
+        }
+        fprintf(f, "%-6" PRIu64 " %-9s %-22s %-30s %-5s %8s %6s\n", id,
+                id == leader_id ? "leader"
+                : is_voter      ? "follower"
+                                : "spare",
+                str_or(rcs_map_get(m, "raft_address"), "?"),
+                str_or(rcs_map_get(m, "client_address"), "?"), is_voter ? "yes" : "no", match, lag);
+    }
+    if (!followers)
+        fputs("\n(match and lag are known on the leader: rcstore -H LEADER cluster status)\n", f);
+}

@@ -14,5 +14,9 @@ void print_json(FILE *f, const rcs_value *v);
 void print_inline(FILE *f, const rcs_value *v);
 /* A map as aligned "key: value" lines; nested maps become indented sections. */
 void print_map(FILE *f, const rcs_value *v, int indent);
+/* The result of the cluster method for people: this node's view, then one
+ * row per member (role, addresses, and on the leader each follower's match
+ * index and lag). */
+void print_cluster(FILE *f, const rcs_value *v);
 
 #endif

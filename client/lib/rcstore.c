@@ -3,7 +3,9 @@
  * writing, replies already arriving are read into the input buffer so a deep
  * pipeline can never deadlock against a server that is also writing. Frames
  * are found with the protocol library's scanner, decoded with msgpack-c and
- * copied into caller-owned rcs_value trees. */
+ * copied into caller-owned rcs_value trees. A client knows a list of
+ * addresses: it follows a cluster's NOT_LEADER and reconnects after a lost
+ * connection, replaying its session's hello (see "failover" below). */
 #include "rcstore.h"
 
 #include "buf.h"
@@ -13,6 +15,7 @@
 #include "rpc_scan.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -24,11 +27,15 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 _Static_assert(RCS_EBAD_REQUEST == RPC_EBAD_REQUEST, "client and protocol codes differ");
 _Static_assert(RCS_EINTERNAL == RPC_EINTERNAL, "client and protocol codes differ");
 _Static_assert(RCS_ENOT_HELD == RPC_ENOT_HELD, "client and protocol codes differ");
+_Static_assert(RCS_EPERSISTENCE_FAILED == RPC_EPERSISTENCE_FAILED,
+               "client and protocol codes differ");
+_Static_assert(RCS_ENOT_LEADER == RPC_ENOT_LEADER, "client and protocol codes differ");
 
 struct note {
     struct note *next;
@@ -36,13 +43,45 @@ struct note {
 };
 
 struct rcs_client {
-    int fd;
+    int fd; /* -1 while disconnected */
     int timeout_ms;
-    int broken;          /* the stream failed: every call now fails */
+    int failover_ms;
     uint32_t next_msgid; /* msgid of the next request queued */
-    uint32_t expect;     /* msgid of the oldest unanswered request */
-    struct buf out;      /* requests not yet written */
-    struct buf in;       /* bytes read, not yet consumed */
+    uint32_t expect;     /* msgid of the oldest reply owed by this connection */
+    /* Requests older than all of the connection's, whose connection was lost:
+     * rcs_recv answers them with lost_err first. */
+    size_t lost;
+    int lost_err;
+    char lost_msg[448];
+
+    /* Failover: the list, where the next reconnect goes, and why. */
+    char **addrs;
+    size_t naddrs;
+    size_t next_addr; /* index of the address tried after the current one */
+    char *addr;       /* the address connected to (or last tried); owned */
+    char *leader;     /* the leader a NOT_LEADER named, tried first; owned or NULL */
+    int follow;       /* reconnect before the next request */
+    int no_leader;    /* the last NOT_LEADER named none: back off before moving */
+    unsigned backoff; /* ms, the current wait between attempts while no leader is known */
+    uint64_t reconnects;
+
+    /* What a reconnect replays: the last successful hello's auth and
+     * client name, and the lease's token (lease_ttl 0: no lease). */
+    char *auth;
+    size_t auth_len;
+    char *client_name;
+    uint8_t lease_token[64];
+    size_t lease_token_len;
+    uint64_t lease_ttl;
+
+    /* The blocking call in progress: its request after the msgid, to send
+     * again on the leader after NOT_LEADER, and when it gives up. */
+    struct buf call;
+    int in_call;
+    uint64_t call_deadline_ns;
+
+    struct buf out; /* requests not yet written */
+    struct buf in;  /* bytes read, not yet consumed */
     struct rpc_scan scan;
     struct rpc_decoder dec;
     struct note *notes, *notes_tail;
@@ -274,7 +313,38 @@ static int connect_unix(const char *path)
     return fd;
 }
 
-static int connect_tcp(const char *hostport)
+/* connect(), waiting at most timeout_ms (-1: as long as the kernel does):
+ * a dead host must not hold a failover for the kernel's SYN timeout. */
+static int connect_within(int fd, const struct sockaddr *sa, socklen_t len, int timeout_ms)
+{
+    int flags, err = 0;
+    socklen_t elen = sizeof(err);
+    struct pollfd p = {.fd = fd, .events = POLLOUT};
+    if (timeout_ms < 0)
+        return connect(fd, sa, len);
+    if ((flags = fcntl(fd, F_GETFL)) < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0)
+        return -1;
+    if (connect(fd, sa, len) < 0) {
+        int pr;
+        if (errno != EINPROGRESS)
+            return -1;
+        while ((pr = poll(&p, 1, timeout_ms)) < 0 && errno == EINTR)
+            ;
+        if (pr <= 0) {
+            errno = pr == 0 ? ETIMEDOUT : errno;
+            return -1;
+        }
+        if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &elen) < 0)
+            return -1;
+        if (err) {
+            errno = err;
+            return -1;
+        }
+    }
+    return fcntl(fd, F_SETFL, flags);
+}
+
+static int connect_tcp(const char *hostport, int timeout_ms)
 {
     char host[256];
     const char *colon, *port, *h = hostport;
@@ -309,7 +379,7 @@ static int connect_tcp(const char *hostport)
         fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
         if (fd < 0)
             continue;
-        if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0)
+        if (connect_within(fd, ai->ai_addr, ai->ai_addrlen, timeout_ms) == 0)
             break;
         close(fd);
         fd = -1;
@@ -320,40 +390,114 @@ static int connect_tcp(const char *hostport)
     return fd;
 }
 
+/* Open one address of the forms rcs_connect takes, a TCP connect waiting
+ * at most timeout_ms (-1: no limit): a socket or -1. */
+static int open_address(const char *a, int timeout_ms)
+{
+    if (strncmp(a, "unix://", 7) == 0)
+        return connect_unix(a + 7);
+    if (a[0] == '/')
+        return connect_unix(a);
+    if (strncmp(a, "tcp://", 6) == 0)
+        return connect_tcp(a + 6, timeout_ms);
+    return connect_tcp(a, timeout_ms);
+}
+
+/* With somewhere else to go, a node that does not answer a connect within
+ * this long is passed over. */
+#define CONNECT_TIMEOUT_MS 2000
+
+/* Split a comma-separated list (blanks around items allowed) into c->addrs.
+ * 0, RCS_EINVAL (an empty item) or RCS_ENOMEM. */
+static int parse_list(rcs_client *c, const char *list)
+{
+    size_t n = 1;
+    const char *p = list;
+    for (const char *q = list; *q; q++)
+        n += *q == ',';
+    if (!(c->addrs = calloc(n, sizeof(char *))))
+        return RCS_ENOMEM;
+    for (;;) {
+        const char *end = strchr(p, ','), *a = p, *b;
+        if (!end)
+            end = p + strlen(p);
+        b = end;
+        while (a < b && (*a == ' ' || *a == '\t'))
+            a++;
+        while (b > a && (b[-1] == ' ' || b[-1] == '\t'))
+            b--;
+        if (a == b)
+            return RCS_EINVAL;
+        if (!(c->addrs[c->naddrs++] = strndup(a, (size_t)(b - a))))
+            return RCS_ENOMEM;
+        if (!*end)
+            return 0;
+        p = end + 1;
+    }
+}
+
+/* Use fd, just connected to addr (takes ownership of both), for what follows. */
+static void attach(rcs_client *c, int fd, char *addr)
+{
+    c->fd = fd;
+    free(c->addr);
+    c->addr = addr;
+    c->expect = c->next_msgid;
+    buf_reset(&c->out);
+    buf_reset(&c->in);
+    rpc_scan_reset(&c->scan);
+}
+
 int rcs_connect(const char *address, rcs_client **out)
 {
     struct rpc_scan_limits lim = {
         .max_message_bytes = (size_t)1 << 32, .max_elements = 1u << 28, .max_depth = 16};
     rcs_client *c;
-    int fd;
+    int rc, saved;
 
     *out = NULL;
     if (!address)
         address = RCS_DEFAULT_ADDRESS;
-    if (strncmp(address, "unix://", 7) == 0)
-        fd = connect_unix(address + 7);
-    else if (address[0] == '/')
-        fd = connect_unix(address);
-    else if (strncmp(address, "tcp://", 6) == 0)
-        fd = connect_tcp(address + 6);
-    else
-        fd = connect_tcp(address);
-    if (fd < 0)
-        return RCS_ECONNECT;
-    c = calloc(1, sizeof(*c));
-    if (!c || rpc_decoder_init(&c->dec) < 0) {
+    if (!(c = calloc(1, sizeof(*c))))
+        return RCS_ENOMEM;
+    if (rpc_decoder_init(&c->dec) < 0) {
         free(c);
-        close(fd);
         return RCS_ENOMEM;
     }
-    c->fd = fd;
+    c->fd = -1;
     c->timeout_ms = -1;
+    c->failover_ms = 10000;
     c->next_msgid = c->expect = 1;
     buf_init(&c->out);
     buf_init(&c->in);
+    buf_init(&c->call);
     rpc_scan_init(&c->scan, &lim);
+    if ((rc = parse_list(c, address)) < 0)
+        goto fail;
+    rc = RCS_ECONNECT;
+    for (size_t i = 0; i < c->naddrs && rc < 0; i++) {
+        int fd = open_address(c->addrs[i], c->naddrs > 1 ? CONNECT_TIMEOUT_MS : -1);
+        char *a;
+        if (fd < 0)
+            continue;
+        if (!(a = strdup(c->addrs[i]))) {
+            close(fd);
+            rc = RCS_ENOMEM;
+            break;
+        }
+        c->next_addr = (i + 1) % c->naddrs;
+        attach(c, fd, a);
+        rc = 0;
+    }
+    if (rc < 0)
+        goto fail;
     *out = c;
     return 0;
+fail:
+    saved = errno; /* the last connect's, for the caller's message */
+    rcs_close(c);
+    errno = saved;
+    return rc;
 }
 
 void rcs_close(rcs_client *c)
@@ -361,9 +505,11 @@ void rcs_close(rcs_client *c)
     struct note *n, *next;
     if (!c)
         return;
-    close(c->fd);
+    if (c->fd >= 0)
+        close(c->fd);
     buf_close(&c->out);
     buf_close(&c->in);
+    buf_close(&c->call);
     rpc_decoder_close(&c->dec);
     for (n = c->notes; n; n = next) {
         next = n->next;
@@ -371,6 +517,15 @@ void rcs_close(rcs_client *c)
         rcs_value_free(n->n.params);
         free(n);
     }
+    for (size_t i = 0; i < c->naddrs; i++)
+        free(c->addrs[i]);
+    free(c->addrs);
+    free(c->addr);
+    free(c->leader);
+    if (c->auth) /* a secret: not left in freed memory */
+        explicit_bzero(c->auth, c->auth_len);
+    free(c->auth);
+    free(c->client_name);
     free(c);
 }
 
@@ -379,12 +534,54 @@ void rcs_set_timeout(rcs_client *c, int timeout_ms)
     c->timeout_ms = timeout_ms < 0 ? -1 : timeout_ms;
 }
 
+void rcs_set_failover_timeout(rcs_client *c, int timeout_ms)
+{
+    c->failover_ms = timeout_ms < 0 ? 0 : timeout_ms;
+}
+
+const char *rcs_address(const rcs_client *c)
+{
+    return c->addr ? c->addr : "";
+}
+
+uint64_t rcs_reconnects(const rcs_client *c)
+{
+    return c->reconnects;
+}
+
 /* ---- bytes in and out ---- */
+
+/* The connection is unusable: close it; every reply it owed is lost, and
+ * rcs_recv answers err for each (the first of them being the caller's, if
+ * any). The next request reconnects. Returns err, with the message set. */
+static int fail_conn(rcs_client *c, int err)
+{
+    if (c->fd >= 0)
+        close(c->fd);
+    c->fd = -1;
+    c->lost += (uint32_t)(c->next_msgid - c->expect);
+    c->lost_err = err;
+    snprintf(c->lost_msg, sizeof(c->lost_msg), "%.200s (%.200s); the next request reconnects",
+             c->errmsg, c->addr ? c->addr : "?");
+    c->expect = c->next_msgid;
+    buf_reset(&c->out);
+    buf_reset(&c->in);
+    rpc_scan_reset(&c->scan);
+    c->follow = 1;
+    return set_error(c, err, "%s", c->lost_msg);
+}
 
 static int broken(rcs_client *c, const char *what)
 {
-    c->broken = 1;
-    return set_error(c, RCS_EIO, "%s: %s", what, errno ? strerror(errno) : "connection closed");
+    set_error(c, RCS_EIO, "%s: %s", what, errno ? strerror(errno) : "connection closed");
+    return fail_conn(c, RCS_EIO);
+}
+
+/* The stream holds something that is not msgpack-RPC: give it up. */
+static int garbled(rcs_client *c, const char *what)
+{
+    set_error(c, RCS_EPROTO, "%s", what);
+    return fail_conn(c, RCS_EPROTO);
 }
 
 /* Read what the socket has (at most one read). 0, or RCS_EIO. */
@@ -407,8 +604,8 @@ static int read_some(rcs_client *c)
 
 int rcs_flush(rcs_client *c)
 {
-    if (c->broken)
-        return set_error(c, RCS_EIO, "connection is broken");
+    if (c->fd < 0)
+        return buf_pending(&c->out) ? set_error(c, RCS_EIO, "not connected") : 0;
     while (buf_pending(&c->out) > 0) {
         struct pollfd p = {.fd = c->fd, .events = POLLIN | POLLOUT};
         if (poll(&p, 1, -1) < 0) {
@@ -444,16 +641,12 @@ static int read_frame(rcs_client *c, int timeout_ms, msgpack_object *obj, size_t
                                buf_pending(&c->in), flen);
         if (rc == 1) {
             rc = rpc_decode(&c->dec, c->in.data + c->in.off, *flen, obj);
-            if (rc < 0) {
-                c->broken = 1;
-                return set_error(c, RCS_EPROTO, "undecodable message from the server");
-            }
+            if (rc < 0)
+                return garbled(c, "undecodable message from the server");
             return 0;
         }
-        if (rc < 0) {
-            c->broken = 1;
-            return set_error(c, RCS_EPROTO, "malformed or oversized message from the server");
-        }
+        if (rc < 0)
+            return garbled(c, "malformed or oversized message from the server");
         {
             struct pollfd p = {.fd = c->fd, .events = POLLIN};
             int pr = poll(&p, 1, timeout_ms);
@@ -500,7 +693,42 @@ static const msgpack_object *params_of(const msgpack_object *o)
     return &o->via.array.ptr[2];
 }
 
-int rcs_recv(rcs_client *c, rcs_value **result)
+/* Answer the oldest lost request. */
+static int pop_lost(rcs_client *c)
+{
+    c->lost--;
+    return set_error(c, c->lost_err, "%s", c->lost_msg);
+}
+
+static int is_not_leader(const msgpack_object *error)
+{
+    const msgpack_object *code;
+    const char *p;
+    uint32_t len;
+    return error->type != MSGPACK_OBJECT_NIL && (code = rpc_map_get(error, "code")) &&
+           rpc_obj_bytes(code, &p, &len) == 0 && err_from_name(p, len) == RCS_ENOT_LEADER;
+}
+
+/* Remember where a NOT_LEADER said the leader is (leader: a str, or nil
+ * while there is none) for the next reconnect, and say so in the message. */
+static void note_leader(rcs_client *c, const msgpack_object *leader)
+{
+    const char *p;
+    uint32_t len;
+    size_t n = strlen(c->errmsg);
+    free(c->leader);
+    c->leader = NULL;
+    c->follow = 1;
+    if (leader && leader->type == MSGPACK_OBJECT_STR && rpc_obj_bytes(leader, &p, &len) == 0 &&
+        len > 0 && len < 1024)
+        c->leader = strndup(p, len);
+    c->no_leader = !c->leader;
+    snprintf(c->errmsg + n, sizeof(c->errmsg) - n, " (%s: %s%s)", c->addr ? c->addr : "?",
+             c->leader ? "the leader is " : "no leader known", c->leader ? c->leader : "");
+}
+
+/* rcs_recv on the connection: the oldest reply it owes. */
+static int recv_live(rcs_client *c, rcs_value **result)
 {
     msgpack_object obj;
     struct rpc_message m;
@@ -509,18 +737,16 @@ int rcs_recv(rcs_client *c, rcs_value **result)
 
     if (result)
         *result = NULL;
-    if (c->broken)
-        return set_error(c, RCS_EIO, "connection is broken");
     if (c->expect == c->next_msgid)
         return set_error(c, RCS_EINVAL, "no request is waiting for a reply");
     if (buf_pending(&c->out) > 0 && (rc = rcs_flush(c)) < 0)
-        return rc;
+        return c->lost > 0 ? pop_lost(c) : rc;
     for (;;) {
         if ((rc = read_frame(c, c->timeout_ms, &obj, &flen)) < 0)
-            return rc;
+            return c->lost > 0 ? pop_lost(c) : rc;
         if (rpc_parse_message(&obj, &m) < 0) {
-            c->broken = 1;
-            return set_error(c, RCS_EPROTO, "the server sent a message that is not msgpack-RPC");
+            garbled(c, "the server sent a message that is not msgpack-RPC");
+            return pop_lost(c);
         }
         if (m.type == RPC_NOTIFY) {
             rc = keep_note(c, &m, params_of(&obj));
@@ -530,11 +756,15 @@ int rcs_recv(rcs_client *c, rcs_value **result)
             continue;
         }
         if (m.type != RPC_RESPONSE || m.msgid != c->expect) {
-            c->broken = 1;
-            return set_error(c, RCS_EPROTO, "reply %u arrived while %u was expected", m.msgid,
-                             c->expect);
+            char what[96];
+            snprintf(what, sizeof(what), "reply %u arrived while %u was expected", m.msgid,
+                     c->expect);
+            garbled(c, what);
+            return pop_lost(c);
         }
         c->expect++;
+        if (!is_not_leader(m.error))
+            c->backoff = 0; /* a node serves: the next wait for a leader starts short */
         if (m.error->type != MSGPACK_OBJECT_NIL) {
             const msgpack_object *code = rpc_map_get(m.error, "code");
             const msgpack_object *msg = rpc_map_get(m.error, "message");
@@ -546,6 +776,8 @@ int rcs_recv(rcs_client *c, rcs_value **result)
             if (!msg || rpc_obj_bytes(msg, &p, &len) < 0)
                 p = err_message(rc), len = (uint32_t)strlen(p);
             set_error(c, rc, "%.*s", (int)len, p);
+            if (rc == RCS_ENOT_LEADER)
+                note_leader(c, rpc_map_get(m.error, "leader"));
             consume_frame(c, flen);
             return rc;
         }
@@ -555,9 +787,16 @@ int rcs_recv(rcs_client *c, rcs_value **result)
     }
 }
 
+int rcs_recv(rcs_client *c, rcs_value **result)
+{
+    if (result)
+        *result = NULL;
+    return c->lost > 0 ? pop_lost(c) : recv_live(c, result);
+}
+
 size_t rcs_pending(const rcs_client *c)
 {
-    return (size_t)(uint32_t)(c->next_msgid - c->expect);
+    return c->lost + (size_t)(uint32_t)(c->next_msgid - c->expect);
 }
 
 int rcs_next_notification(rcs_client *c, int timeout_ms, rcs_notification **out)
@@ -569,16 +808,14 @@ int rcs_next_notification(rcs_client *c, int timeout_ms, rcs_notification **out)
 
     *out = NULL;
     while (!c->notes) {
-        if (c->broken)
-            return set_error(c, RCS_EIO, "connection is broken");
+        if (c->fd < 0)
+            return set_error(c, RCS_EIO, "not connected: the next request reconnects");
         if (rcs_pending(c) > 0)
             return set_error(c, RCS_EINVAL, "replies are pending: rcs_recv them first");
         if ((rc = read_frame(c, timeout_ms, &obj, &flen)) < 0)
             return rc;
-        if (rpc_parse_message(&obj, &m) < 0 || m.type != RPC_NOTIFY) {
-            c->broken = 1;
-            return set_error(c, RCS_EPROTO, "unexpected message while waiting for notifications");
-        }
+        if (rpc_parse_message(&obj, &m) < 0 || m.type != RPC_NOTIFY)
+            return garbled(c, "unexpected message while waiting for notifications");
         rc = keep_note(c, &m, params_of(&obj));
         consume_frame(c, flen);
         if (rc < 0)
@@ -735,28 +972,61 @@ static int vsend(rcs_client *c, const char *method, const char *fmt, va_list ap)
     return 0;
 }
 
+static int reconnect(rcs_client *c, uint64_t deadline_ns);
+static void check_closed(rcs_client *c);
+static uint64_t deadline_after(const rcs_client *c);
+static int call_begin(rcs_client *c);
+static int call_keep(rcs_client *c, size_t mark);
+static int call_recv(rcs_client *c, rcs_value **result);
+
+/* A pipelined request moves to another node only once the old connection
+ * owes no reply: those replies are the server's own answers to read. */
 int rcs_send(rcs_client *c, const char *method, const char *fmt, ...)
 {
     va_list ap;
     int rc;
+    if (c->expect == c->next_msgid) {
+        check_closed(c);
+        if ((c->follow || c->fd < 0) && (rc = reconnect(c, deadline_after(c))) < 0)
+            return rc;
+    }
     va_start(ap, fmt);
     rc = vsend(c, method, fmt, ap);
     va_end(ap);
     return rc;
 }
 
-int rcs_call(rcs_client *c, rcs_value **result, const char *method, const char *fmt, ...)
+/* Queue the request of a blocking call (see call_begin). */
+static int call_send(rcs_client *c, const char *method, const char *fmt, ...)
 {
     va_list ap;
+    size_t mark;
     int rc;
-    if (result)
-        *result = NULL;
-    if (rcs_pending(c) > 0)
-        return set_error(c, RCS_EINVAL, "replies are pending: rcs_recv them first");
+    if ((rc = call_begin(c)) < 0)
+        return rc;
+    mark = c->out.len;
     va_start(ap, fmt);
     rc = vsend(c, method, fmt, ap);
     va_end(ap);
-    return rc < 0 ? rc : rcs_recv(c, result);
+    return rc < 0 ? rc : call_keep(c, mark);
+}
+
+int rcs_call(rcs_client *c, rcs_value **result, const char *method, const char *fmt, ...)
+{
+    va_list ap;
+    size_t mark;
+    int rc;
+    if (result)
+        *result = NULL;
+    if ((rc = call_begin(c)) < 0)
+        return rc;
+    mark = c->out.len;
+    va_start(ap, fmt);
+    rc = vsend(c, method, fmt, ap);
+    va_end(ap);
+    if (rc < 0 || (rc = call_keep(c, mark)) < 0)
+        return rc;
+    return call_recv(c, result);
 }
 
 /* ---- typed calls ---- */
@@ -765,7 +1035,7 @@ int rcs_call(rcs_client *c, rcs_value **result, const char *method, const char *
 static int call_uint(rcs_client *c, uint64_t *out, int rc_send)
 {
     rcs_value *v;
-    int rc = rc_send < 0 ? rc_send : rcs_recv(c, &v);
+    int rc = rc_send < 0 ? rc_send : call_recv(c, &v);
     if (rc < 0)
         return rc;
     if (v->type != RCS_UINT) {
@@ -784,29 +1054,12 @@ static int pending_guard(rcs_client *c)
                               : 0;
 }
 
-#define SEND_OR_FAIL(c, ...) (pending_guard(c) < 0 ? RCS_EINVAL : rcs_send(c, __VA_ARGS__))
+/* Queue a blocking call's request; read its reply with call_recv. */
+#define SEND_OR_FAIL(c, ...) call_send(c, __VA_ARGS__)
 
 /* The size of rcs_hello_info in 0.1.0, all that rcs_hello and rcs_hello_lease
  * may write (see rcstore.h). */
 #define HELLO_INFO_V1 offsetof(rcs_hello_info, max_tokens_per_session)
-
-static int hello_result(rcs_client *c, rcs_hello_info *info, size_t info_size, int rc);
-
-int rcs_hello(rcs_client *c, const char *client_name, rcs_hello_info *info)
-{
-    int rc = client_name ? SEND_OR_FAIL(c, "hello", "{ss}", "client", client_name)
-                         : SEND_OR_FAIL(c, "hello", "");
-    return hello_result(c, info, HELLO_INFO_V1, rc);
-}
-
-int rcs_hello_lease(rcs_client *c, uint32_t ttl, const uint8_t *token, size_t token_len,
-                    rcs_hello_info *info)
-{
-    int rc =
-        token ? SEND_OR_FAIL(c, "hello", "{susy}", "ttl", (uint64_t)ttl, "resume", token, token_len)
-              : SEND_OR_FAIL(c, "hello", "{su}", "ttl", (uint64_t)ttl);
-    return hello_result(c, info, HELLO_INFO_V1, rc);
-}
 
 static void pack_kv_bin(msgpack_packer *pk, const char *key, const void *p, size_t len)
 {
@@ -815,17 +1068,18 @@ static void pack_kv_bin(msgpack_packer *pk, const char *key, const void *p, size
     msgpack_pack_bin_body(pk, p, len);
 }
 
-/* Queue hello with the options set in o (NULL: none). */
-static int send_hello(rcs_client *c, const rcs_hello_opts *o)
+/* Queue hello with the options set in o (NULL: none); with ttl_always, its
+ * ttl even when 0 (which drops a lease). */
+static int send_hello(rcs_client *c, const rcs_hello_opts *o, int ttl_always)
 {
     static const rcs_hello_opts none;
     size_t mark = c->out.len, auth_len;
+    int send_ttl;
     msgpack_packer pk;
 
-    if (pending_guard(c) < 0)
-        return RCS_EINVAL;
     if (!o)
         o = &none;
+    send_ttl = o->ttl || ttl_always;
     auth_len = o->auth && !o->auth_len ? strlen(o->auth) : o->auth_len;
     if (auth_len > UINT32_MAX || o->resume_len > UINT32_MAX || (o->resume && !o->resume_len))
         return set_error(c, RCS_EINVAL, "bad hello options");
@@ -833,14 +1087,14 @@ static int send_hello(rcs_client *c, const rcs_hello_opts *o)
     c->out.oom = 0;
     rpc_pack_request(&pk, c->next_msgid, "hello");
     msgpack_pack_array(&pk, 1);
-    msgpack_pack_map(&pk, (size_t)(!!o->auth + !!o->client + !!o->ttl + !!o->resume));
+    msgpack_pack_map(&pk, (size_t)(!!o->auth + !!o->client + send_ttl + !!o->resume));
     if (o->auth)
         pack_kv_bin(&pk, "auth", o->auth, auth_len);
     if (o->client) {
         rpc_pack_cstr(&pk, "client");
         rpc_pack_cstr(&pk, o->client);
     }
-    if (o->ttl)
+    if (send_ttl)
         rpc_pack_kv_uint(&pk, "ttl", o->ttl);
     if (o->resume)
         pack_kv_bin(&pk, "resume", o->resume, o->resume_len);
@@ -852,40 +1106,104 @@ static int send_hello(rcs_client *c, const rcs_hello_opts *o)
     return 0;
 }
 
-int rcs_hello_with(rcs_client *c, const rcs_hello_opts *opts, rcs_hello_info *info)
+/* hello's result map into r. */
+static void parse_hello(const rcs_value *v, rcs_hello_info *r)
 {
-    return hello_result(c, info, sizeof(*info), send_hello(c, opts));
+    const rcs_value *t, *lim;
+    memset(r, 0, sizeof(*r));
+    r->protocol = rcs_value_uint(rcs_map_get(v, "protocol"), 0);
+    r->session = rcs_value_uint(rcs_map_get(v, "session"), 0);
+    t = rcs_map_get(v, "token");
+    if (t && t->type == RCS_BIN && t->via.bytes.len <= sizeof(r->token)) {
+        memcpy(r->token, t->via.bytes.ptr, t->via.bytes.len);
+        r->token_len = t->via.bytes.len;
+    }
+    t = rcs_map_get(v, "resumed");
+    r->resumed = t && t->type == RCS_BOOL && t->via.boolean;
+    r->ttl = rcs_value_uint(rcs_map_get(v, "ttl"), 0);
+    lim = rcs_map_get(v, "limits");
+    r->max_data_bytes = rcs_value_uint(rcs_map_get(lim, "max_data_bytes"), 0);
+    r->max_refs = rcs_value_uint(rcs_map_get(lim, "max_refs"), 0);
+    r->max_message_bytes = rcs_value_uint(rcs_map_get(lim, "max_message_bytes"), 0);
+    r->max_session_ttl = rcs_value_uint(rcs_map_get(lim, "max_session_ttl"), 0);
+    r->max_tokens_per_session = rcs_value_uint(rcs_map_get(lim, "max_tokens_per_session"), 0);
 }
 
-/* Read hello's reply into the first info_size bytes of info (if not NULL). */
-static int hello_result(rcs_client *c, rcs_hello_info *info, size_t info_size, int rc)
+/* Replace *dst by a copy of n bytes of src (NUL-terminated). 0 or RCS_ENOMEM. */
+static int keep_copy(char **dst, const void *src, size_t n)
+{
+    char *p = malloc(n + 1);
+    if (!p)
+        return RCS_ENOMEM;
+    memcpy(p, src, n);
+    p[n] = '\0';
+    free(*dst);
+    *dst = p;
+    return 0;
+}
+
+/* After a successful hello: what a reconnect replays. A reply of session 0
+ * (a follower's own answer to a plain hello) says nothing of the session. */
+static int remember_hello(rcs_client *c, const rcs_hello_opts *o, const rcs_hello_info *r)
+{
+    if (o && o->auth) {
+        size_t n = o->auth_len ? o->auth_len : strlen(o->auth);
+        if (c->auth)
+            explicit_bzero(c->auth, c->auth_len);
+        if (keep_copy(&c->auth, o->auth, n) < 0)
+            return set_error(c, RCS_ENOMEM, NULL);
+        c->auth_len = n;
+    }
+    if (o && o->client && keep_copy(&c->client_name, o->client, strlen(o->client)) < 0)
+        return set_error(c, RCS_ENOMEM, NULL);
+    if (r->session == 0)
+        return 0;
+    c->lease_ttl = r->token_len ? r->ttl : 0;
+    memcpy(c->lease_token, r->token, r->token_len);
+    c->lease_token_len = r->token_len;
+    return 0;
+}
+
+/* A blocking hello with options o, ttl_always as send_hello; the first
+ * info_size bytes of what it answered go to info (if not NULL). */
+static int hello_call(rcs_client *c, const rcs_hello_opts *o, int ttl_always, rcs_hello_info *info,
+                      size_t info_size)
 {
     rcs_hello_info r;
     rcs_value *v;
-    const rcs_value *t, *lim;
-    if (rc < 0 || (rc = rcs_recv(c, &v)) < 0)
+    size_t mark;
+    int rc;
+    if ((rc = call_begin(c)) < 0)
         return rc;
-    memset(&r, 0, sizeof(r));
-    r.protocol = rcs_value_uint(rcs_map_get(v, "protocol"), 0);
-    r.session = rcs_value_uint(rcs_map_get(v, "session"), 0);
-    t = rcs_map_get(v, "token");
-    if (t && t->type == RCS_BIN && t->via.bytes.len <= sizeof(r.token)) {
-        memcpy(r.token, t->via.bytes.ptr, t->via.bytes.len);
-        r.token_len = t->via.bytes.len;
-    }
-    t = rcs_map_get(v, "resumed");
-    r.resumed = t && t->type == RCS_BOOL && t->via.boolean;
-    r.ttl = rcs_value_uint(rcs_map_get(v, "ttl"), 0);
-    lim = rcs_map_get(v, "limits");
-    r.max_data_bytes = rcs_value_uint(rcs_map_get(lim, "max_data_bytes"), 0);
-    r.max_refs = rcs_value_uint(rcs_map_get(lim, "max_refs"), 0);
-    r.max_message_bytes = rcs_value_uint(rcs_map_get(lim, "max_message_bytes"), 0);
-    r.max_session_ttl = rcs_value_uint(rcs_map_get(lim, "max_session_ttl"), 0);
-    r.max_tokens_per_session = rcs_value_uint(rcs_map_get(lim, "max_tokens_per_session"), 0);
+    mark = c->out.len;
+    if ((rc = send_hello(c, o, ttl_always)) < 0 || (rc = call_keep(c, mark)) < 0 ||
+        (rc = call_recv(c, &v)) < 0)
+        return rc;
+    parse_hello(v, &r);
+    rcs_value_free(v);
+    if ((rc = remember_hello(c, o, &r)) < 0)
+        return rc;
     if (info)
         memcpy(info, &r, info_size);
-    rcs_value_free(v);
     return 0;
+}
+
+int rcs_hello(rcs_client *c, const char *client_name, rcs_hello_info *info)
+{
+    rcs_hello_opts o = {.client = client_name};
+    return hello_call(c, &o, 0, info, HELLO_INFO_V1);
+}
+
+int rcs_hello_lease(rcs_client *c, uint32_t ttl, const uint8_t *token, size_t token_len,
+                    rcs_hello_info *info)
+{
+    rcs_hello_opts o = {.ttl = ttl, .resume = token, .resume_len = token ? token_len : 0};
+    return hello_call(c, &o, 1, info, HELLO_INFO_V1);
+}
+
+int rcs_hello_with(rcs_client *c, const rcs_hello_opts *opts, rcs_hello_info *info)
+{
+    return hello_call(c, opts, 0, info, sizeof(*info));
 }
 
 int rcs_ping(rcs_client *c)
@@ -1130,7 +1448,7 @@ static int referrers_page(rcs_client *c, uint64_t id, uint64_t limit, uint64_t *
     rcs_value *v;
     const rcs_value *a;
     int rc = SEND_OR_FAIL(c, "referrers", "uuu", id, limit, *cursor);
-    if (rc < 0 || (rc = rcs_recv(c, &v)) < 0)
+    if (rc < 0 || (rc = call_recv(c, &v)) < 0)
         return rc;
     a = rcs_map_get(v, "ids");
     if (!a || a->type != RCS_ARRAY || !rcs_map_get(v, "cursor") || a->via.array.len > limit) {
@@ -1174,7 +1492,7 @@ int rcs_referrers(rcs_client *c, uint64_t id, uint64_t limit, uint64_t **ids, si
     if (limit == 0) { /* nothing wanted, but an unknown id is still NOT_FOUND */
         rcs_value *v;
         if ((rc = SEND_OR_FAIL(c, "referrers", "uu", id, (uint64_t)0)) == 0 &&
-            (rc = rcs_recv(c, &v)) == 0)
+            (rc = call_recv(c, &v)) == 0)
             rcs_value_free(v);
     }
     while (rc == 0 && *n < limit) {
@@ -1251,4 +1569,248 @@ int rcs_gc(rcs_client *c, rcs_gc_result *out)
 int rcs_stats(rcs_client *c, rcs_value **out)
 {
     return rcs_call(c, out, "stats", "");
+}
+
+/* ---- failover ----
+ * A blocking call keeps its request (after the msgid) while it waits, so
+ * that a NOT_LEADER reply, which means nothing was done, can send it again
+ * on the leader under a fresh msgid. A lost connection never resends: the
+ * request may have been done. Reconnecting replays the session's hello. */
+
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static void sleep_ms(unsigned ms)
+{
+    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+        ;
+}
+
+static uint64_t deadline_after(const rcs_client *c)
+{
+    return now_ns() + (uint64_t)c->failover_ms * 1000000u;
+}
+
+/* Send the session's hello again on a new connection: its auth and client
+ * name, and the lease's resume token. 0 (also when there is nothing to
+ * replay) or the hello's error. */
+static int replay_hello(rcs_client *c)
+{
+    rcs_hello_opts o = {.auth = c->auth, .auth_len = c->auth_len, .client = c->client_name};
+    rcs_hello_info r;
+    rcs_value *v;
+    int rc;
+    if (c->lease_ttl) {
+        o.resume = c->lease_token;
+        o.resume_len = c->lease_token_len;
+    }
+    if (!o.auth && !o.client && !o.resume)
+        return 0;
+    if ((rc = send_hello(c, &o, 0)) < 0 || (rc = recv_live(c, &v)) < 0)
+        return rc;
+    parse_hello(v, &r);
+    rcs_value_free(v);
+    if (c->lease_ttl && r.token_len) { /* the token may have been renewed */
+        memcpy(c->lease_token, r.token, r.token_len);
+        c->lease_token_len = r.token_len;
+    }
+    return 0;
+}
+
+/* Close the connection (no reply is owed on it) without losing anything. */
+static void detach(rcs_client *c)
+{
+    if (c->fd >= 0)
+        close(c->fd);
+    c->fd = -1;
+    c->expect = c->next_msgid;
+}
+
+/* Connect again: to the leader the last NOT_LEADER named if any, else to
+ * the next address of the list, and replay the session's hello; until that
+ * works or deadline_ns passes, backing off (50 ms doubling to 500 ms) while
+ * no leader is known, the session is still attached to a closing
+ * connection, or a whole round of the list refused. Only called with no
+ * reply owed by the connection. 0, or the last error, with a message that
+ * says where it went; SESSION_EXPIRED (the lease could not be resumed) and
+ * other refusals of the hello end it at once. */
+static int reconnect(rcs_client *c, uint64_t deadline_ns)
+{
+    size_t lost = c->lost, failed = 0, hops = 0, tries = 0;
+    int lost_err = c->lost_err, rc = RCS_ECONNECT, wait = c->no_leader && !c->leader;
+    char lost_msg[sizeof(c->lost_msg)], why[sizeof(c->errmsg)] = "no address tried";
+
+    memcpy(lost_msg, c->lost_msg, sizeof(lost_msg));
+    detach(c);
+    for (;;) {
+        char *target;
+        int fd, hinted = c->leader != NULL;
+        if (wait) {
+            uint64_t now = now_ns(), left;
+            if (now >= deadline_ns && tries > 0)
+                break;
+            if (now >= deadline_ns)
+                now = deadline_ns; /* one try at least, at once */
+            left = (deadline_ns - now) / 1000000u;
+            c->backoff = c->backoff ? (c->backoff * 2 > 500 ? 500 : c->backoff * 2) : 50;
+            sleep_ms(c->backoff < left ? c->backoff : (unsigned)left);
+        }
+        if (c->leader) {
+            target = c->leader;
+            c->leader = NULL;
+            hops++;
+        } else {
+            target = strdup(c->addrs[c->next_addr]);
+            c->next_addr = (c->next_addr + 1) % c->naddrs;
+            hops = 0;
+        }
+        if (!target)
+            return set_error(c, RCS_ENOMEM, NULL);
+        tries++;
+        {
+            uint64_t now = now_ns();
+            int left = now < deadline_ns ? (int)((deadline_ns - now) / 1000000u) + 1 : 1;
+            fd = open_address(
+                target, c->naddrs > 1 && left > CONNECT_TIMEOUT_MS ? CONNECT_TIMEOUT_MS : left);
+        }
+        if (fd < 0) {
+            snprintf(why, sizeof(why), "cannot connect to %s: %s", target, strerror(errno));
+            free(target);
+            rc = RCS_ECONNECT;
+            wait = ++failed % c->naddrs == 0;
+            if (c->naddrs == 1 && !hinted) /* nothing to fail over to */
+                break;
+        } else {
+            attach(c, fd, target);
+            rc = replay_hello(c);
+            if (rc == 0) {
+                c->follow = 0;
+                c->no_leader = 0;
+                c->reconnects++;
+                return 0;
+            }
+            snprintf(why, sizeof(why), "%s", c->errmsg);
+            c->lost = lost; /* the replayed hello is no request of the caller's */
+            c->lost_err = lost_err;
+            memcpy(c->lost_msg, lost_msg, sizeof(lost_msg));
+            detach(c);
+            if (rc == RCS_ENOT_LEADER) {
+                wait = !c->leader || hops > c->naddrs; /* no leader, or hints going round */
+            } else if (rc == RCS_ESESSION_BUSY) {
+                wait = 1; /* the old connection's close has not been seen yet */
+            } else if (rc == RCS_EIO || rc == RCS_EPROTO) {
+                wait = ++failed % c->naddrs == 0;
+            } else {
+                if (rc == RCS_ESESSION_EXPIRED) { /* never resumed silently as a new one */
+                    c->lease_ttl = 0;
+                    c->lease_token_len = 0;
+                }
+                c->follow = 1;
+                return set_error(c, rc, "the session could not be taken over on %s: %s%s", c->addr,
+                                 why,
+                                 rc == RCS_ESESSION_EXPIRED
+                                     ? "; its holds are gone, the next request starts a new session"
+                                     : "");
+            }
+        }
+        if (now_ns() >= deadline_ns)
+            break;
+    }
+    c->follow = 1;
+    return set_error(c, rc, "no node took the request within %d ms: %s", c->failover_ms, why);
+}
+
+/* With no reply owed, see whether the server closed the connection since
+ * (a dead leader, an idle timeout): one poll that does not wait. Bytes that
+ * arrived (notifications) are kept for later; an end of stream marks the
+ * connection failed, so the call starts on a new one instead of failing. */
+static void check_closed(rcs_client *c)
+{
+    struct pollfd p = {.fd = c->fd, .events = POLLIN};
+    if (c->fd < 0 || poll(&p, 1, 0) <= 0)
+        return;
+    if (p.revents & (POLLIN | POLLHUP | POLLERR))
+        read_some(c); /* on an end of stream or an error this fails the connection */
+}
+
+/* Start a blocking call: no reply may be pending; reconnect first if the
+ * last connection failed or a NOT_LEADER asked to move. The call may go on
+ * following the leader until the failover timeout from now. */
+static int call_begin(rcs_client *c)
+{
+    if (pending_guard(c) < 0)
+        return RCS_EINVAL;
+    c->in_call = 0;
+    c->call_deadline_ns = deadline_after(c);
+    check_closed(c);
+    if (c->follow || c->fd < 0)
+        return reconnect(c, c->call_deadline_ns);
+    return 0;
+}
+
+/* Keep the request just queued at mark of the output for call_resend: all
+ * of it but the envelope's [0, msgid, prefix. 0 or RCS_ENOMEM (the request
+ * is dropped). */
+static int call_keep(rcs_client *c, size_t mark)
+{
+    const uint8_t *p = (const uint8_t *)c->out.data + mark;
+    size_t head = 3; /* array header, type 0, then the msgid as msgpack packs a uint32 */
+    if (p[2] == 0xcc)
+        head += 1;
+    else if (p[2] == 0xcd)
+        head += 2;
+    else if (p[2] == 0xce)
+        head += 4;
+    buf_reset(&c->call);
+    if (buf_append(&c->call, p + head, c->out.len - mark - head) < 0) {
+        buf_truncate(&c->out, mark);
+        c->next_msgid--;
+        return set_error(c, RCS_ENOMEM, NULL);
+    }
+    c->in_call = 1;
+    return 0;
+}
+
+/* Queue the kept request again, under the next msgid. */
+static int call_resend(rcs_client *c)
+{
+    size_t mark = c->out.len;
+    msgpack_packer pk;
+    rpc_packer_init(&pk, &c->out);
+    c->out.oom = 0;
+    msgpack_pack_array(&pk, 4);
+    msgpack_pack_uint8(&pk, 0);
+    msgpack_pack_uint32(&pk, c->next_msgid);
+    if (c->out.oom || buf_append(&c->out, c->call.data + c->call.off, buf_pending(&c->call)) < 0) {
+        buf_truncate(&c->out, mark);
+        return set_error(c, RCS_ENOMEM, NULL);
+    }
+    c->next_msgid++;
+    return 0;
+}
+
+/* The reply of a blocking call: NOT_LEADER moves to the leader and asks
+ * again until the call's deadline; every other outcome is the caller's. */
+static int call_recv(rcs_client *c, rcs_value **result)
+{
+    int rc;
+    for (;;) {
+        rc = rcs_recv(c, result);
+        if (rc != RCS_ENOT_LEADER || !c->in_call)
+            break;
+        if (now_ns() >= c->call_deadline_ns) {
+            size_t n = strlen(c->errmsg);
+            snprintf(c->errmsg + n, sizeof(c->errmsg) - n, "; gave up after %d ms", c->failover_ms);
+            break;
+        }
+        if ((rc = reconnect(c, c->call_deadline_ns)) < 0 || (rc = call_resend(c)) < 0)
+            break;
+    }
+    c->in_call = 0;
+    return rc;
 }

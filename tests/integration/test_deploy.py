@@ -1,13 +1,21 @@
 #!/usr/bin/python3
 """Deployment files against what can be checked here (no Docker engine, no
-running systemd): the installed unit passes `systemd-analyze verify` when
-that tool is present; rcstored tells a notify socket READY=1 once it listens
-and STOPPING=1 when it stops (Type=notify); the Kubernetes manifests parse
-and carry probes, limits and a non-root user; the Dockerfile is multi-stage,
-Debian 12 based, non-root, with a healthcheck.
+running systemd, no Kubernetes): the installed units (rcstored.service and
+the cluster template rcstored@.service, with the same hardening) pass
+`systemd-analyze verify` when that tool is present; rcstored tells a notify
+socket READY=1 once it listens and STOPPING=1 when it stops (Type=notify);
+rcstored's own parser accepts every key of the example configurations
+(deploy/rcstored.conf, deploy/cluster/node*.conf) and the three node files
+agree with each other; the Kubernetes manifests parse and carry probes,
+limits and a non-root user; the StatefulSet's start script, run with a stub
+rcstored, gives each pod its node id, its names and the peer lines, which
+rcstored accepts; the Dockerfile is multi-stage, Debian 12 based, non-root,
+with a healthcheck.
 
 usage: test_deploy.py BUILD_DIR SOURCE_DIR"""
+import ipaddress
 import os
+import re
 import shutil
 import signal
 import socket
@@ -27,6 +35,61 @@ def check(name, cond, detail=""):
     failures += not cond
 
 
+def unit_lines(text):
+    """The settings of a unit file, comments and blank lines left out."""
+    return [l for l in text.splitlines() if l.strip() and not l.startswith(("#", ";"))]
+
+
+def verify_unit(text, name, prefix, tmp):
+    """systemd-analyze verify the unit text as NAME (an instance name loads
+    the template beside it), pointed at this install's rcstored: the
+    configured path may not exist."""
+    unitdir = os.path.join(tmp, "units")
+    os.makedirs(unitdir, exist_ok=True)
+    base = re.sub(r"@[^.]+\.", "@.", name)
+    with open(os.path.join(unitdir, base), "w") as f:
+        f.write("\n".join(
+            re.sub(r"^ExecStart=\S+/bin/rcstored", f"ExecStart={prefix}/bin/rcstored", l)
+            for l in text.splitlines()) + "\n")
+    env = dict(os.environ, MANPATH=os.path.join(prefix, "share/man"))
+    # Documentation=man:rcstored(8) is checked against the installed page
+    # when man is there to look; without it, only the rest is verified.
+    man = [] if shutil.which("man") else ["--man=no"]
+    r = subprocess.run(["systemd-analyze", "verify", *man, os.path.join(unitdir, name)], env=env,
+                       capture_output=True, text=True)
+    check("systemd-analyze verify " + name, r.returncode == 0 and not r.stderr.strip(),
+          r.stderr.strip())
+
+
+def read_conf(path):
+    """An rcstored config file as (key, value) pairs in order, the way inih
+    reads it: [rcstored] or no section, ';' or '#' comments, inline ones
+    after a space."""
+    pairs = []
+    for raw in open(path):
+        line = re.split(r"\s[;#]", raw, 1)[0].strip()
+        if not line or line.startswith((";", "#", "[")):
+            continue
+        key, _, value = line.partition("=")
+        pairs.append((key.strip(), value.strip()))
+    return pairs
+
+
+# The sentinel: a value rcstored refuses, given on the command line. The
+# command line is applied after the config file and the environment have
+# been read and checked, so exit 2 naming this option (and nothing else)
+# means rcstored took every key and value before it; nothing is started.
+SENTINEL = ["--max-connections", "0"]
+
+
+def accepts(rcstored, args, env=None, what=""):
+    r = subprocess.run([rcstored, *args, *SENTINEL], capture_output=True, text=True,
+                       env=dict(os.environ, **(env or {})), timeout=20)
+    err = r.stderr.strip()
+    check("rcstored accepts " + what,
+          r.returncode == 2 and err.startswith("rcstored: --max-connections 0:"), err)
+
+
 tmp = tempfile.mkdtemp()
 try:
     prefix = os.path.join(tmp, "prefix")
@@ -41,23 +104,86 @@ try:
     check("unit starts rcstored by absolute path with the config file",
           any(l.startswith("ExecStart=/") and l.split()[0].endswith("/bin/rcstored") and
               "--config /etc/rcstore/rcstored.conf" in l for l in text.splitlines()))
+
+    # The cluster's template unit: one node per instance, %i its name.
+    tunit = os.path.join(prefix, "lib/systemd/system/rcstored@.service")
+    check("template unit installed", os.path.exists(tunit))
+    ttext = open(tunit).read()
+    tlines = unit_lines(ttext)
+    check("template unit starts rcstored by absolute path with /etc/rcstore/%i.conf",
+          any(l.startswith("ExecStart=/") and l.split()[0].endswith("/bin/rcstored") and
+              l.split()[1:] == ["--config", "/etc/rcstore/%i.conf"] for l in tlines), tlines)
+    for key in ("StateDirectory=rcstore/%i", "RuntimeDirectory=rcstore/%i"):
+        check("template unit has " + key, key in tlines)
+    # Same hardening as the single unit: every setting of rcstored.service
+    # but its per-instance ones is in the template, word for word.
+    own = ("ExecStart=", "StateDirectory=", "RuntimeDirectory=", "Description=", "After=")
+    missing = [l for l in unit_lines(text) if not l.startswith(own) and l not in tlines]
+    check("template unit has every setting of rcstored.service", not missing, missing)
+
     if shutil.which("systemd-analyze"):
-        # Point the unit at this install (the configured path may not exist).
-        local = os.path.join(tmp, "rcstored.service")
-        with open(local, "w") as f:
-            f.write("\n".join(
-                f"ExecStart={prefix}/bin/rcstored --config /etc/rcstore/rcstored.conf"
-                if l.startswith("ExecStart=") else l for l in text.splitlines()) + "\n")
-        env = dict(os.environ, MANPATH=os.path.join(prefix, "share/man"))
-        # Documentation=man:rcstored(8) is checked against the installed page
-        # when man is there to look; without it, only the rest is verified.
-        man = [] if shutil.which("man") else ["--man=no"]
-        r = subprocess.run(["systemd-analyze", "verify", *man, local], env=env,
-                           capture_output=True, text=True)
-        check("systemd-analyze verify", r.returncode == 0 and not r.stderr.strip(),
-              r.stderr.strip())
+        verify_unit(text, "rcstored.service", prefix, tmp)
+        verify_unit(ttext, "rcstored@node1.service", prefix, tmp)
     else:
         print("skip systemd-analyze verify: not installed")
+
+    # The example configurations: installed, and every key and value is
+    # one rcstored takes.
+    rcstored = os.path.join(prefix, "bin/rcstored")
+    docdir = os.path.join(prefix, "share/doc/rcstore")
+    check("rcstored.conf installed", os.path.exists(os.path.join(docdir, "rcstored.conf")))
+    accepts(rcstored, ["--config", os.path.join(SRC, "deploy/rcstored.conf")],
+            what="deploy/rcstored.conf")
+    nodes = [os.path.join(SRC, f"deploy/cluster/node{n}.conf") for n in (1, 2, 3)]
+    check("cluster configs installed",
+          all(os.path.exists(os.path.join(docdir, "cluster", os.path.basename(p))) for p in nodes))
+    help_text = subprocess.run([rcstored, "--help"], capture_output=True, text=True).stdout
+    cluster_server = "--node-id" in help_text
+    if cluster_server:
+        for p in nodes:
+            accepts(rcstored, ["--config", p], what="deploy/cluster/" + os.path.basename(p))
+    else:
+        print("skip rcstored accepts deploy/cluster/*.conf: this rcstored has no --node-id")
+
+    # The three node files describe one cluster: the same peer lines, each
+    # node's id, Raft address and client address its own peer line's, data
+    # in the template unit's StateDirectory, the same election timeout.
+    confs = [read_conf(p) for p in nodes]
+    peer_sets = [[v for k, v in c if k == "peer"] for c in confs]
+    check("cluster configs: the same three peer lines in every file",
+          len(peer_sets[0]) == 3 and all(s == peer_sets[0] for s in peer_sets), peer_sets)
+    peers = {}
+    for line in peer_sets[0]:
+        pid, raft, client = line.split("=", 2)
+        peers[int(pid)] = (raft, client)
+    check("cluster configs: peer ids 1, 2, 3", sorted(peers) == [1, 2, 3], peers)
+    for n, c in enumerate(confs, 1):
+        d = {}
+        for k, v in c:
+            d.setdefault(k, v)
+        raft, client = peers.get(n, ("", ""))
+        check(f"node{n}.conf: node-id {n}", d.get("node-id") == str(n), d.get("node-id"))
+        check(f"node{n}.conf: raft-listen and advertise are its peer line's",
+              d.get("raft-listen") == raft and d.get("advertise") == client,
+              (d.get("raft-listen"), d.get("advertise"), raft, client))
+        check(f"node{n}.conf: data in /var/lib/rcstore/node{n} (StateDirectory rcstore/%i)",
+              d.get("data-dir") == f"/var/lib/rcstore/node{n}", d.get("data-dir"))
+        check(f"node{n}.conf: unix socket in /run/rcstore/node{n} (RuntimeDirectory rcstore/%i)",
+              all(v.startswith(f"unix:///run/rcstore/node{n}/")
+                  for k, v in c if k == "listen" and v.startswith("unix:")))
+        check(f"node{n}.conf: election-timeout-ms as node1's",
+              d.get("election-timeout-ms") == dict(confs[0]).get("election-timeout-ms"))
+    # libraft 0.15 parses Raft addresses with uv_ip4_addr: IPv4 only.
+    for pid, (raft, client) in peers.items():
+        host, _, port = raft.rpartition(":")
+        try:
+            ipaddress.IPv4Address(host)
+            ok = port.isdigit()
+        except ValueError:
+            ok = False
+        check(f"peer {pid}: Raft address {raft} is IPv4:PORT", ok)
+        check(f"peer {pid}: client address {client} is tcp://HOST:PORT",
+              re.fullmatch(r"tcp://[^:/]+:\d+", client) is not None)
 
     # Type=notify readiness, without systemd: a datagram socket of our own.
     ns = os.path.join(tmp, "notify")
@@ -90,6 +216,136 @@ check("k8s: non-root", dep["template"]["spec"]["securityContext"]["runAsNonRoot"
 ports = {p["name"] for p in kinds["Service"]["spec"]["ports"]}
 check("k8s: service ports match", ports == {p["name"] for p in c["ports"]})
 
+# The cluster: a StatefulSet of three behind a headless Service.
+docs = []
+for name in ("statefulset.yaml", "service.yaml", "pdb.yaml"):
+    with open(os.path.join(SRC, "deploy/kubernetes/cluster", name)) as f:
+        docs += [d for d in yaml.safe_load_all(f) if d]
+check("k8s cluster: a StatefulSet, five Services, a PodDisruptionBudget",
+      sorted(d["kind"] for d in docs) ==
+      ["PodDisruptionBudget"] + ["Service"] * 5 + ["StatefulSet"], [d["kind"] for d in docs])
+sts = next(d for d in docs if d["kind"] == "StatefulSet")
+svcs = {d["metadata"]["name"]: d["spec"] for d in docs if d["kind"] == "Service"}
+pdb = next(d for d in docs if d["kind"] == "PodDisruptionBudget")["spec"]
+spec = sts["spec"]
+pod = spec["template"]["spec"]
+c = pod["containers"][0]
+labels = spec["template"]["metadata"]["labels"]
+check("k8s cluster: StatefulSet rcstore of 3 (pods rcstore-0..2)",
+      sts["metadata"]["name"] == "rcstore" and spec["replicas"] == 3)
+check("k8s cluster: pods start in parallel", spec.get("podManagementPolicy") == "Parallel")
+check("k8s cluster: pods are replaced one by one by hand (OnDelete)",
+      spec.get("updateStrategy", {}).get("type") == "OnDelete")
+check("k8s cluster: the selector matches the pods",
+      spec["selector"]["matchLabels"].items() <= labels.items())
+headless = svcs.get(spec["serviceName"], {})
+check("k8s cluster: serviceName is a headless Service publishing unready pods",
+      headless.get("clusterIP") == "None" and headless.get("publishNotReadyAddresses") is True)
+cports = {p["name"]: p["containerPort"] for p in c["ports"]}
+check("k8s cluster: the headless Service has the Raft and client ports",
+      {p["targetPort"] for p in headless.get("ports", [])} == {"raft", "rcstore"})
+client_svc = svcs.get("rcstore", {})
+check("k8s cluster: a client Service rcstore without the Raft port",
+      client_svc.get("clusterIP") != "None" and
+      {p["targetPort"] for p in client_svc.get("ports", [])} == {"rcstore", "metrics"})
+# Raft addresses are IPv4 and stay in the Raft log: each initial node's is
+# the ClusterIP of a Service of its own, which outlives its pods.
+for i in range(3):
+    s = svcs.get(f"rcstore-raft-{i}", {})
+    check(f"k8s cluster: Service rcstore-raft-{i} sends the Raft port to pod rcstore-{i} only",
+          s.get("clusterIP") != "None" and s.get("publishNotReadyAddresses") is True and
+          s.get("selector", {}).get("statefulset.kubernetes.io/pod-name") == f"rcstore-{i}" and
+          [p["targetPort"] for p in s.get("ports", [])] == ["raft"], s)
+check("k8s cluster: the Services' ports are the container's",
+      all(p["targetPort"] in cports for s in svcs.values() for p in s["ports"]))
+# (statefulset.kubernetes.io/pod-name is the label the controller gives each pod.)
+check("k8s cluster: the Services select the pods",
+      all({k: v for k, v in s["selector"].items()
+           if k != "statefulset.kubernetes.io/pod-name"}.items() <= labels.items() and
+          s["selector"].get("app") == labels["app"] for s in svcs.values()))
+claims = [t["metadata"]["name"] for t in spec.get("volumeClaimTemplates", [])]
+mounts = {m["name"]: m["mountPath"] for m in c.get("volumeMounts", [])}
+check("k8s cluster: one PersistentVolumeClaim per pod, mounted",
+      len(claims) == 1 and claims[0] in mounts, (claims, mounts))
+check("k8s cluster: probes", "readinessProbe" in c and "livenessProbe" in c)
+probe_ports = [p["tcpSocket"]["port"] for p in (c["readinessProbe"], c["livenessProbe"])
+               if "tcpSocket" in p]
+check("k8s cluster: tcp probes name a container port", all(p in cports for p in probe_ports))
+check("k8s cluster: resource limits", "limits" in c["resources"] and "requests" in c["resources"])
+check("k8s cluster: non-root, volume writable by its group",
+      pod["securityContext"]["runAsNonRoot"] is True and
+      pod["securityContext"].get("fsGroup") == pod["securityContext"]["runAsGroup"])
+check("k8s cluster: the disruption budget keeps a majority",
+      pdb.get("maxUnavailable") == 1 and pdb["selector"]["matchLabels"].items() <= labels.items())
+
+# The start script, run as each pod would run it, with a stub rcstored that
+# prints its arguments: the node id from the ordinal, the names under the
+# headless Service, the peer lines for the initial members only.
+script = c["command"][-1]
+check("k8s cluster: the container runs a sh script", c["command"][:2] == ["/bin/sh", "-c"])
+check("k8s cluster: the script has no $(NAME) for Kubernetes to expand",
+      re.search(r"\$\([A-Za-z_]", script) is None)
+tmp = tempfile.mkdtemp()
+try:
+    with open(os.path.join(tmp, "rcstored"), "w") as f:
+        f.write('#!/bin/sh\nfor a in "$@"; do printf "%s\\n" "$a"; done\n')
+    # The cluster's DNS: rcstore-raft-N.prod.svc is 10.96.0.1N (as
+    # `getent ahostsv4` prints it), anything else unknown.
+    with open(os.path.join(tmp, "getent"), "w") as f:
+        f.write('#!/bin/sh\ncase "$1 $2" in\n'
+                '"ahostsv4 rcstore-raft-"[0-9]".prod.svc")\n'
+                '  n=${2#rcstore-raft-}; n=${n%%.*}\n'
+                '  for t in STREAM DGRAM RAW; do echo "10.96.0.1$n    $t $2"; done ;;\n'
+                '*) exit 2 ;;\nesac\n')
+    for stub in ("rcstored", "getent"):
+        os.chmod(os.path.join(tmp, stub), 0o755)
+    env = {d["name"]: d["value"] for d in c["env"] if "value" in d}
+    ns, ip = "prod", "10.2.3.4"
+    dom = f"{spec['serviceName']}.{ns}.svc"
+
+    def start(hostname):
+        return subprocess.run(["/bin/sh", "-c", script], capture_output=True, text=True,
+                              env=dict(env, PATH=tmp + ":/usr/bin:/bin", HOSTNAME=hostname,
+                                       POD_NAMESPACE=ns, POD_IP=ip))
+
+    expect_peers = [f"{i + 1}=10.96.0.1{i}:{cports['raft']}="
+                    f"tcp://rcstore-{i}.{dom}:{cports['rcstore']}" for i in range(3)]
+    runs = {}
+    for ordinal in range(4):
+        r = start(f"rcstore-{ordinal}")
+        args = r.stdout.splitlines()
+        runs[ordinal] = args
+        opts = {args[i]: args[i + 1] for i in range(0, len(args) - 1) if args[i].startswith("--")}
+        peers = [args[i + 1] for i in range(len(args) - 1) if args[i] == "--peer"]
+        check(f"k8s cluster: rcstore-{ordinal} starts as node {ordinal + 1}",
+              r.returncode == 0 and opts.get("--node-id") == str(ordinal + 1), (r.returncode, r.stderr, args))
+        check(f"k8s cluster: rcstore-{ordinal} advertises its stable name",
+              opts.get("--advertise") == f"tcp://rcstore-{ordinal}.{dom}:{cports['rcstore']}",
+              opts.get("--advertise"))
+        check(f"k8s cluster: rcstore-{ordinal} keeps its data on the volume",
+              opts.get("--data-dir") == mounts.get("data"))
+        check(f"k8s cluster: rcstore-{ordinal} listens for Raft on the pod's IP and port",
+              opts.get("--raft-listen") == f"{ip}:{cports['raft']}", opts.get("--raft-listen"))
+        if ordinal < 3:
+            check(f"k8s cluster: rcstore-{ordinal} names the three initial members",
+                  peers == expect_peers, peers)
+        else:
+            check("k8s cluster: a fourth pod has no peer lines (it waits for cluster add)",
+                  peers == [], peers)
+    r = start("rcstore")
+    check("k8s cluster: a host name without an ordinal stops the script",
+          r.returncode == 2 and not r.stdout and "ordinal" in r.stderr, (r.returncode, r.stdout, r.stderr))
+finally:
+    shutil.rmtree(tmp)
+# What the script starts, and the environment it sets, is what rcstored
+# takes (once this rcstored is a cluster server).
+if cluster_server:
+    for ordinal in (0, 3):
+        accepts(os.path.join(BUILD, "server/rcstored"), runs[ordinal], env=env,
+                what=f"rcstore-{ordinal}'s arguments and environment")
+else:
+    print("skip rcstored accepts the StatefulSet's arguments: this rcstored has no --node-id")
+
 df = open(os.path.join(SRC, "deploy/Dockerfile")).read().splitlines()
 froms = [l for l in df if l.startswith("FROM ")]
 check("Dockerfile: multi-stage on Debian 12",
@@ -97,5 +353,58 @@ check("Dockerfile: multi-stage on Debian 12",
 user = [l for l in df if l.startswith("USER ")]
 check("Dockerfile: runs as non-root", user and not user[-1].split()[1].startswith(("0", "root")))
 check("Dockerfile: healthcheck pings", any(l.startswith("HEALTHCHECK") and "ping" in l for l in df))
+
+
+def stage_packages(lines):
+    """The words of a stage's apt-get install command (continued lines)."""
+    words, on = set(), False
+    for l in lines:
+        if "apt-get install" in l:
+            on = True
+        if on:
+            words |= {w for w in l.replace("\\", " ").split() if not w.startswith("-")}
+            if not l.rstrip().endswith("\\"):
+                on = False
+    return words
+
+
+cut = [i for i, l in enumerate(df) if l.startswith("FROM ")]
+build_pkgs = stage_packages(df[cut[0]:cut[1]]) if len(cut) == 2 else set()
+run_pkgs = stage_packages(df[cut[1]:]) if len(cut) == 2 else set()
+# The build stage has the -dev packages `make deps` installs to build (the
+# test-only ones aside).
+make = open(os.path.join(SRC, "Makefile")).read()
+make_pkgs = set(re.search(r"^PACKAGES\s*:=(.*?)(?<!\\)\n", make, re.M | re.S).group(1)
+                .replace("\\", " ").split())
+need = {p for p in make_pkgs if p.endswith("-dev") and p != "libcmocka-dev"}
+check("Dockerfile: the build stage installs the build's -dev packages", need <= build_pkgs,
+      sorted(need - build_pkgs))
+# The runtime stage has the package of every library the installed
+# programs link (their DT_NEEDED, found with ldd, owned per dpkg -S).
+if shutil.which("readelf") and shutil.which("dpkg"):
+    missing = set()
+    for prog in ("server/rcstored", "client/rcstore", "client/rcstore-bench"):
+        path = os.path.join(BUILD, prog)
+        needed = re.findall(r"\(NEEDED\).*\[(.*)\]",
+                            subprocess.run(["readelf", "-d", path], capture_output=True,
+                                           text=True).stdout)
+        where = dict(re.findall(r"^\s*(\S+) => (\S+)",
+                                subprocess.run(["ldd", path], capture_output=True,
+                                               text=True).stdout, re.M))
+        for so in needed:
+            if so.startswith(("libc.so", "libm.so", "ld-linux")) or so not in where:
+                continue
+            pkg = ""
+            for f in (where[so], os.path.realpath(where[so])):
+                r = subprocess.run(["dpkg", "-S", f], capture_output=True, text=True)
+                if r.returncode == 0:
+                    pkg = r.stdout.split(":")[0]
+                    break
+            if pkg and pkg not in run_pkgs:
+                missing.add(f"{pkg} ({so}, {prog})")
+    check("Dockerfile: the runtime stage installs every library the programs link",
+          not missing, sorted(missing))
+else:
+    print("skip Dockerfile's runtime libraries: no readelf or dpkg")
 print("failures:", failures)
 sys.exit(1 if failures else 0)

@@ -429,10 +429,18 @@ static void hello_with_auth(void **state)
     o = (rcs_hello_opts){.auth = token, .auth_len = strlen(token)};
     assert_int_equal(rcs_hello_with(w, &o, NULL), 0);
 
-    /* A wrong token: AUTH_FAILED, then the server closes the connection. */
+    /* A wrong token: AUTH_FAILED, then the server closes the connection: a
+     * ping fails with EIO if it was sent before the close arrived, and the
+     * library answers it on a new connection (one reconnect) either way. */
     o = (rcs_hello_opts){.auth = token, .auth_len = strlen(token) - 1};
     assert_int_equal(rcs_hello_with(b, &o, &again), RCS_EAUTH_FAILED);
-    assert_int_equal(rcs_ping(b), RCS_EIO);
+    {
+        int rc = rcs_ping(b);
+        if (rc == RCS_EIO)
+            rc = rcs_ping(b);
+        assert_int_equal(rc, 0);
+        assert_int_equal(rcs_reconnects(b), 1);
+    }
     rcs_close(b);
 
     /* a's lease: close it, resume it from another connection that

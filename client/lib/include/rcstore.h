@@ -11,7 +11,27 @@
  *
  * Errors: every fallible function returns 0 or a negative rcs_error. Server
  * errors carry the server's message, read with rcs_last_error. Memory a call
- * returns belongs to the caller and is freed with the matching *_free. */
+ * returns belongs to the caller and is freed with the matching *_free.
+ *
+ * Clusters and lost connections: rcs_connect takes a list of addresses. A
+ * cluster follower answers NOT_LEADER (nothing done) with the leader's
+ * address, or none while there is no leader. A blocking call (every typed
+ * call and rcs_call) that gets NOT_LEADER reconnects (to that leader, else
+ * to the next address of the list, backing off from 50 ms to 500 ms while no
+ * leader is known) and is sent again, until the failover timeout
+ * (rcs_set_failover_timeout, default 10 s) has passed: then it returns
+ * RCS_ENOT_LEADER. A call whose connection is lost while it is in flight is
+ * NOT sent again, since it may or may not have been done: it fails with
+ * RCS_EIO, and the next call reconnects through the list first. After a
+ * reconnect the library replays the session's hello: its authentication
+ * token and, for a session with a lease (hello with a ttl), a resume with its
+ * token, so its holds come back; a session without a lease starts empty (the
+ * server released its holds with the lost connection). Watches belong to a
+ * connection: watch again after rcs_reconnects() changed. Pipelined
+ * requests are never sent again: rcs_recv returns each reply as the server
+ * gave it (RCS_ENOT_LEADER from a follower), and RCS_EIO for each request
+ * that was outstanding when the connection was lost; the next rcs_send
+ * reconnects, once every reply owed by the old connection has been read. */
 #ifndef RCSTORE_H
 #define RCSTORE_H
 
@@ -48,6 +68,8 @@ enum rcs_error {
     RCS_ESESSION_EXPIRED = -1012,
     RCS_ETOKEN_INVALID = -1013,
     RCS_EINTERNAL = -1014,
+    RCS_EPERSISTENCE_FAILED = -1015, /* the server's journal cannot be written */
+    RCS_ENOT_LEADER = -1016,         /* a cluster follower (see the top of this file) */
     /* Raised by the library itself. */
     RCS_EIO = -1100,       /* the connection failed or was closed */
     RCS_ECONNECT = -1101,  /* could not connect */
@@ -112,13 +134,28 @@ RCS_EXPORT uint64_t rcs_value_uint(const rcs_value *v, uint64_t dflt);
 typedef struct rcs_client rcs_client;
 
 /* Connect to "tcp://HOST:PORT", "HOST:PORT", "unix:///PATH" or "/PATH" (NULL
- * means RCS_DEFAULT_ADDRESS). 0, RCS_ECONNECT or RCS_ENOMEM. */
+ * means RCS_DEFAULT_ADDRESS), or to the first that answers of a
+ * comma-separated list of them (a cluster's nodes: "a:7373,b:7373,c:7373"),
+ * trying each once (with a list, a TCP connect unanswered for 2 s moves on
+ * to the next). 0, RCS_ECONNECT, RCS_EINVAL (an empty list or address) or
+ * RCS_ENOMEM. */
 RCS_EXPORT int rcs_connect(const char *address, rcs_client **out);
 /* Close the connection (the session's holds are released unless it has a
  * lease) and free the client. NULL is ignored. */
 RCS_EXPORT void rcs_close(rcs_client *c);
 /* How long a read may wait, in milliseconds; -1 (the default) waits forever. */
 RCS_EXPORT void rcs_set_timeout(rcs_client *c, int timeout_ms);
+/* How long a call may go on following NOT_LEADER and reconnecting, in
+ * milliseconds from its start (default 10000; 0: a call is tried once and
+ * returns RCS_ENOT_LEADER, the next one moves to the leader). With a list of
+ * one address, a reconnect whose connect is refused gives up at once. */
+RCS_EXPORT void rcs_set_failover_timeout(rcs_client *c, int timeout_ms);
+/* The address connected to now (one of the list, or a leader a follower
+ * named), or the last one tried while disconnected. Valid until the next call. */
+RCS_EXPORT const char *rcs_address(const rcs_client *c);
+/* How many times this client connected again after rcs_connect (to follow
+ * a leader or after a lost connection). */
+RCS_EXPORT uint64_t rcs_reconnects(const rcs_client *c);
 /* The message of the last error on this client: the server's text for a
  * server error, the library's otherwise. Valid until the next call. */
 RCS_EXPORT const char *rcs_last_error(const rcs_client *c);
@@ -196,7 +233,10 @@ typedef struct rcs_hello_opts {
 } rcs_hello_opts;
 
 /* hello with options (opts may be NULL: none); it must be the first call on
- * a server that requires authentication. info may be NULL. 0,
+ * a server that requires authentication. After a reconnect the library
+ * sends the last successful hello's auth (it keeps a copy, wiped when
+ * replaced or at rcs_close) and client name again, with the lease's resume
+ * token when the session has a lease. info may be NULL. 0,
  * RCS_EAUTH_FAILED, RCS_ESESSION_BUSY, RCS_ESESSION_EXPIRED, RCS_EINVAL
  * (replies pending) or a connection error. */
 RCS_EXPORT int rcs_hello_with(rcs_client *c, const rcs_hello_opts *opts, rcs_hello_info *info);
