@@ -475,6 +475,44 @@ class ClusterDriver(dur.Driver):
         super().crash()
 
 
+def diagnose(cl, d):
+    """After the nodes failed to converge: each node in turn is made the
+    leader (cluster_transfer) and asked for the stat and data of every id
+    the driver saw and every name; the differences between nodes are
+    printed. (Each transfer releases the sessions without a lease, on all
+    nodes alike.)"""
+    ids, views = sorted(d.seen_ids), {}
+    for n in cl.live():
+        try:
+            cl.wait_caught_up(n)
+            err, res = cl.call("cluster_transfer", n.id)
+            for _ in cluster.deadline_loop(30, "node %d to lead" % n.id):
+                if (n.info() or {}).get("ready"):
+                    break
+            c = n.conn()
+            c.ok("hello")
+            res = pipeline(c, [("stat", [i]) for i in ids] + [("get", [i]) for i in ids] +
+                           [("lookup", [x]) for x in dur.NAMES])
+            c.close()
+        except (ClusterError, OSError, ConnectionError) as e:
+            print("     diagnose: node %d: %r" % (n.id, e))
+            continue
+        v = {}
+        for k, i in enumerate(ids):
+            (se, st), (_, g) = res[k], res[len(ids) + k]
+            v[("obj", i)] = se or (st, bytes(g["data"]), list(g["refs"]))
+        for k, x in enumerate(dur.NAMES):
+            v[("name", x)] = res[2 * len(ids) + k]
+        views[n.id] = v
+    keys = sorted({k for v in views.values() for k in v}, key=str)
+    diffs = [(k, {n: v.get(k) for n, v in views.items()}) for k in keys
+             if len({repr(v.get(k)) for v in views.values()}) > 1]
+    print("     diagnose: %d of %d objects and names differ between nodes %s" % (
+        len(diffs), len(keys), sorted(views)))
+    for k, per in diffs[:20]:
+        print("       %s: %s" % (k, per))
+
+
 def test_nemesis():
     print("nemesis: seed %d (RCS_CLUSTER_SEED=%d to repeat), %d rounds of %d requests" % (
         SEED, SEED, ROUNDS, OPS))
@@ -512,7 +550,11 @@ def test_nemesis():
                 c.conn.close()
             for l in d.loads:
                 l.conn.close()
-            dig = cl.wait_converged(timeout=120)
+            try:
+                dig = cl.wait_converged(timeout=120)
+            except ClusterError:
+                diagnose(cl, d)
+                raise
             check("nemesis: %d rounds, kills %s; after each leader change the heap was a state "
                   "the oracle allows; %d ids handed out once; the kills caught: %s; all 3 "
                   "nodes converge (applied index %d, digest %s)" % (
