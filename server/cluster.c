@@ -333,6 +333,12 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void *
     uint64_t inc;
 
     *result = NULL;
+    /* A leader that stepped down in the middle of an I/O callback (another
+     * leader's append) may hold records the cluster never committed: the
+     * new leader's entries would not apply to that state. It leaves before
+     * applying any (lose_leadership re-executes it). */
+    if (cl->ready && raft_state(&cl->raft) != RAFT_LEADER)
+        lose_leadership(cl, "another node was elected");
     if (n < BATCH_HDR || memcmp(p, BATCH_MAGIC, 4) != 0) {
         log_error("entry of %zu bytes: %02x %02x %02x %02x", n, n > 0 ? p[0] : 0, n > 1 ? p[1] : 0,
                   n > 2 ? p[2] : 0, n > 3 ? p[3] : 0);
