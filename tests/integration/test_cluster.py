@@ -511,6 +511,7 @@ def diagnose(cl, d):
         len(diffs), len(keys), sorted(views)))
     for k, per in diffs[:20]:
         print("       %s: %s" % (k, per))
+    print("     diagnose: digests after the transfers: %s" % {n.id: n.digest() for n in cl.live()})
 
 
 def test_nemesis():
