@@ -71,8 +71,7 @@ def code(err):
     return err["code"] if err else None
 
 
-def pipeline(conn, calls):
-    return dur.pipeline(conn, calls)
+pipeline = dur.pipeline    # send calls in one write, read their (code, result)
 
 
 class Writer(threading.Thread):
@@ -476,6 +475,72 @@ class ClusterDriver(dur.Driver):
         super().crash()
 
 
+def diagnose(cl, d):
+    """After the nodes failed to converge: each node in turn is made the
+    leader (cluster_transfer) and asked for the stat and data of every id
+    the driver saw and every name; the differences between nodes are
+    printed. (Each transfer releases the sessions without a lease, on all
+    nodes alike.)"""
+    ids, views = sorted(d.seen_ids), {}
+    for n in cl.live():
+        try:
+            for attempt in range(3):   # a transfer that ends without a move is tried again
+                cl.wait_caught_up(n)
+                cl.call("cluster_transfer", n.id)
+                try:
+                    for _ in cluster.deadline_loop(10, "node %d to lead" % n.id):
+                        if (n.info() or {}).get("ready"):
+                            break
+                    break
+                except ClusterError:
+                    if attempt == 2:
+                        raise
+            c = n.conn()
+            c.ok("hello")
+            res = pipeline(c, [("stat", [i]) for i in ids] + [("get", [i]) for i in ids] +
+                           [("lookup", [x]) for x in dur.NAMES])
+            c.close()
+        except (ClusterError, OSError, ConnectionError) as e:
+            print("     diagnose: node %d: %r" % (n.id, e))
+            continue
+        v = {}
+        # each leased session's holds (resumed, read, detached again)
+        for sid, tok in sorted(d.tokens.items()):
+            c = n.conn()
+            err, h = c.call("hello", {"resume": tok})
+            if err:
+                v[("session", sid)] = err["code"]
+            else:
+                got = pipeline(c, [x for i in ids for x in (("incref", [i]), ("decref", [i]))])
+                v[("session", sid)] = (h.get("ttl"), {i: got[2 * k][1] - 1 for k, i in
+                                                      enumerate(ids) if got[2 * k][0] is None
+                                                      and got[2 * k][1] > 1})
+            c.close()
+        for k, i in enumerate(ids):
+            (se, st), (_, g) = res[k], res[len(ids) + k]
+            v[("obj", i)] = se or (st, bytes(g["data"]), list(g["refs"]))
+        for k, x in enumerate(dur.NAMES):
+            v[("name", x)] = res[2 * len(ids) + k]
+        views[n.id] = v
+    keys = sorted({k for v in views.values() for k in v}, key=str)
+    diffs = [(k, {n: v.get(k) for n, v in views.items()}) for k in keys
+             if len({repr(v.get(k)) for v in views.values()}) > 1]
+    print("     diagnose: %d of %d objects, names and leased sessions differ between nodes %s" % (
+        len(diffs), len(keys), sorted(views)))
+    for k, per in diffs[:20]:
+        print("       %s: %s" % (k, per))
+    digests = {}
+    for n in cl.live():
+        try:   # an old leader re-executes after a transfer: wait for it
+            for _ in cluster.deadline_loop(30, "node %d's digest" % n.id):
+                digests[n.id] = n.digest()
+                if digests[n.id]:
+                    break
+        except ClusterError:
+            pass
+    print("     diagnose: digests after the transfers: %s" % digests)
+
+
 def test_nemesis():
     print("nemesis: seed %d (RCS_CLUSTER_SEED=%d to repeat), %d rounds of %d requests" % (
         SEED, SEED, ROUNDS, OPS))
@@ -513,7 +578,11 @@ def test_nemesis():
                 c.conn.close()
             for l in d.loads:
                 l.conn.close()
-            dig = cl.wait_converged(timeout=120)
+            try:
+                dig = cl.wait_converged(timeout=120)
+            except ClusterError:
+                diagnose(cl, d)
+                raise
             check("nemesis: %d rounds, kills %s; after each leader change the heap was a state "
                   "the oracle allows; %d ids handed out once; the kills caught: %s; all 3 "
                   "nodes converge (applied index %d, digest %s)" % (
