@@ -74,7 +74,10 @@ static void pack_classes(msgpack_packer *pk, const struct pool_stats *ps)
 static void pack_persistence(msgpack_packer *pk, const struct persist *p)
 {
     int on = p && p->enabled;
-    const char *err = on && p->j.failed ? p->j.last_error : on ? p->last_error : "";
+    const char *err = on && p->submit     ? ""
+                      : on && p->j.failed ? p->j.last_error
+                      : on                ? p->last_error
+                                          : "";
     rpc_pack_cstr(pk, "persistence");
     msgpack_pack_map(pk, on ? 9 : 2);
     rpc_pack_cstr(pk, "enabled");

@@ -226,6 +226,14 @@ static void render_cluster(struct buf *b, struct cluster *cl)
         "# HELP rcstore_cluster_is_leader 1 while this node is the leader and serves.\n"
         "# TYPE rcstore_cluster_is_leader gauge\nrcstore_cluster_is_leader %d\n",
         in.ready);
+    out(b, "# HELP rcstore_cluster_role This node's Raft role (1 for the one it has).\n"
+           "# TYPE rcstore_cluster_role gauge\n");
+    {
+        static const char *const roles[] = {"leader", "follower", "candidate", "unavailable"};
+        for (int i = 0; i < 4; i++)
+            out(b, "rcstore_cluster_role{role=\"%s\"} %d\n", roles[i],
+                strcmp(in.role, roles[i]) == 0);
+    }
     out(b,
         "# HELP rcstore_cluster_has_leader 1 while this node knows a serving leader.\n"
         "# TYPE rcstore_cluster_has_leader gauge\nrcstore_cluster_has_leader %d\n",

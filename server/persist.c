@@ -280,8 +280,7 @@ void persist_open_cluster(struct persist *p, struct store *st, uv_loop_t *loop,
     p->submit_ud = submit_ud;
     buf_init(&p->j.out);
     p->j.next_index = 1;
-    p->j.failed = -EAGAIN;
-    snprintf(p->j.last_error, sizeof(p->j.last_error), "this node is not the cluster's leader");
+    p->j.failed = -EAGAIN; /* (stats.persistence shows no error: stats.cluster says the role) */
     p->enabled = 1;
     store_set_journal(st, on_store_record, p);
 }
