@@ -90,6 +90,17 @@ struct cluster {
     uv_check_t check;
     uv_prepare_t prepare;
     uv_timer_t restart_timer;
+    uv_timer_t watch_timer; /* the leader's watch over followers that do not catch up */
+    struct {
+        uint64_t id, match, since_ms;
+    } watch[2 * CLUSTER_MAX_PEERS];
+    unsigned threshold;             /* --raft-snapshot-entries, as set */
+    unsigned install_ms;            /* the InstallSnapshot timeout */
+    int healing;                    /* a snapshot was asked for a stuck follower */
+    uint64_t heal_target;           /* ... at this index or later */
+    struct raft_barrier heal_barrier;
+    int heal_barrier_pending;
+    uint64_t heals;
     int handles;
     int lockfd;
     char self[2 * CLUSTER_ADDR_MAX + 2];
@@ -706,6 +717,69 @@ static const struct raft_server *find_member(const struct cluster *cl, uint64_t 
     return NULL;
 }
 
+/* ---- followers that do not catch up ----
+ * libraft 0.15 live-locks a follower whose own snapshot is newer than the
+ * leader's and whose log does not reach back to the leader's (it installed
+ * a snapshot, which drops the log): the leader probes below the follower's
+ * snapshot, the follower rejects, the leader sends its older snapshot, the
+ * follower answers "have more recent snapshot", again and again (seen in
+ * the nemesis: a follower stuck 120 s at its snapshot's index on an idle
+ * cluster). A snapshot of the leader newer than the follower's ends it. So
+ * the leader watches each follower's match index; one that has not moved
+ * for three InstallSnapshot timeouts while behind gets a leader snapshot
+ * at the current index (the threshold lowered to 1 and a barrier applied,
+ * which is when libraft looks at the threshold). */
+
+static void on_heal_barrier(struct raft_barrier *req, int status)
+{
+    struct cluster *cl = req->data;
+    (void)status;
+    cl->heal_barrier_pending = 0;
+}
+
+static void on_watch(uv_timer_t *t)
+{
+    struct cluster *cl = t->data;
+    uint64_t now = uv_now(cl->loop), last, stuck = 0, stuck_match = 0;
+    if (cl->healing && cl->raft.log.snapshot.last_index >= cl->heal_target) {
+        raft_set_snapshot_threshold(&cl->raft, cl->threshold);
+        cl->healing = 0;
+    }
+    if (!cl->ready || cl->raft.state != RAFT_LEADER || !cl->raft.leader_state.progress)
+        return;
+    last = raft_last_index(&cl->raft);
+    for (unsigned i = 0; i < cl->raft.configuration.n && i < 2 * CLUSTER_MAX_PEERS; i++) {
+        uint64_t id = cl->raft.configuration.servers[i].id;
+        uint64_t match = cl->raft.leader_state.progress[i].match_index;
+        if (id == cl->opts.node_id)
+            continue;
+        if (cl->watch[i].id != id || cl->watch[i].match != match || match >= last) {
+            cl->watch[i].id = id;
+            cl->watch[i].match = match;
+            cl->watch[i].since_ms = now;
+            continue;
+        }
+        if (now - cl->watch[i].since_ms > 3ull * cl->install_ms) {
+            stuck = id;
+            stuck_match = match;
+            cl->watch[i].since_ms = now; /* once per three timeouts */
+        }
+    }
+    if (!stuck || cl->healing || cl->heal_barrier_pending)
+        return;
+    log_warn("node %llu has not caught up for %u ms (it has stored up to %llu of %llu): "
+             "taking a snapshot at the current index for it",
+             (unsigned long long)stuck, 3 * cl->install_ms, (unsigned long long)stuck_match,
+             (unsigned long long)last);
+    cl->heals++;
+    cl->healing = 1;
+    cl->heal_target = raft_last_applied(&cl->raft);
+    raft_set_snapshot_threshold(&cl->raft, 1);
+    cl->heal_barrier.data = cl;
+    if (raft_barrier(&cl->raft, &cl->heal_barrier, on_heal_barrier) == 0)
+        cl->heal_barrier_pending = 1;
+}
+
 /* ---- membership ---- */
 
 static void finish_change(struct change_req *w, int rc, const char *msg, uint64_t leader)
@@ -1142,6 +1216,8 @@ int cluster_open(struct cluster **out, const struct cluster_opts *opts, struct s
     /* A follower busy with its own snapshot drops an InstallSnapshot, and
      * the leader sends it again only after this timeout (30 s by default):
      * a few election timeouts keep a lagging node's catch-up prompt. */
+    cl->install_ms = opts->election_ms * 5 > 2000 ? opts->election_ms * 5 : 2000;
+    cl->threshold = opts->snapshot_threshold ? opts->snapshot_threshold : 4096;
     raft_set_install_snapshot_timeout(&cl->raft,
                                       opts->election_ms * 5 > 2000 ? opts->election_ms * 5 : 2000);
     raft_set_snapshot_threshold(&cl->raft,
@@ -1183,12 +1259,15 @@ int cluster_open(struct cluster **out, const struct cluster_opts *opts, struct s
     cl->started = 1;
     if ((rc = uv_check_init(loop, &cl->check)) < 0 ||
         (rc = uv_prepare_init(loop, &cl->prepare)) < 0 ||
-        (rc = uv_timer_init(loop, &cl->restart_timer)) < 0) {
+        (rc = uv_timer_init(loop, &cl->restart_timer)) < 0 ||
+        (rc = uv_timer_init(loop, &cl->watch_timer)) < 0) {
         snprintf(err, errlen, "cannot set up the cluster's handles: %s", uv_strerror(rc));
         return rc;
     }
     cl->handles = 1;
-    cl->check.data = cl->prepare.data = cl->restart_timer.data = cl;
+    cl->check.data = cl->prepare.data = cl->restart_timer.data = cl->watch_timer.data = cl;
+    uv_timer_start(&cl->watch_timer, on_watch, 1000, 1000);
+    uv_unref((uv_handle_t *)&cl->watch_timer);
     uv_check_start(&cl->check, on_check);
     uv_unref((uv_handle_t *)&cl->check);
     uv_prepare_start(&cl->prepare, on_prepare);
@@ -1222,6 +1301,7 @@ void cluster_stop(struct cluster *cl)
         uv_close((uv_handle_t *)&cl->check, NULL);
         uv_close((uv_handle_t *)&cl->prepare, NULL);
         uv_close((uv_handle_t *)&cl->restart_timer, NULL);
+        uv_close((uv_handle_t *)&cl->watch_timer, NULL);
         cl->handles = 0;
     }
     if (cl->raft_inited)
