@@ -52,18 +52,7 @@ void rpc_pack_response_ok(msgpack_packer *pk, uint32_t msgid)
 void rpc_pack_response_error(msgpack_packer *pk, int have_msgid, uint32_t msgid, int err,
                              const char *message)
 {
-    msgpack_pack_array(pk, 4);
-    msgpack_pack_uint8(pk, 1);
-    if (have_msgid)
-        msgpack_pack_uint32(pk, msgid);
-    else
-        msgpack_pack_nil(pk);
-    msgpack_pack_map(pk, 2);
-    rpc_pack_cstr(pk, "code");
-    rpc_pack_cstr(pk, err_name(err));
-    rpc_pack_cstr(pk, "message");
-    rpc_pack_cstr(pk, message ? message : err_message(err));
-    msgpack_pack_nil(pk);
+    rpc_pack_response_error_kv(pk, have_msgid, msgid, err, message, NULL, NULL);
 }
 
 void rpc_pack_response_error_kv(msgpack_packer *pk, int have_msgid, uint32_t msgid, int err,
@@ -75,16 +64,18 @@ void rpc_pack_response_error_kv(msgpack_packer *pk, int have_msgid, uint32_t msg
         msgpack_pack_uint32(pk, msgid);
     else
         msgpack_pack_nil(pk);
-    msgpack_pack_map(pk, 3);
+    msgpack_pack_map(pk, key ? 3 : 2);
     rpc_pack_cstr(pk, "code");
     rpc_pack_cstr(pk, err_name(err));
     rpc_pack_cstr(pk, "message");
     rpc_pack_cstr(pk, message ? message : err_message(err));
-    rpc_pack_cstr(pk, key);
-    if (val)
-        rpc_pack_cstr(pk, val);
-    else
-        msgpack_pack_nil(pk);
+    if (key) {
+        rpc_pack_cstr(pk, key);
+        if (val)
+            rpc_pack_cstr(pk, val);
+        else
+            msgpack_pack_nil(pk);
+    }
     msgpack_pack_nil(pk);
 }
 

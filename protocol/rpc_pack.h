@@ -16,8 +16,8 @@ void rpc_pack_response_ok(msgpack_packer *pk, uint32_t msgid);
  * uses the code's default text. */
 void rpc_pack_response_error(msgpack_packer *pk, int have_msgid, uint32_t msgid, int err,
                              const char *message);
-/* The same with one more key in the error map: key -> val (a str, or nil
- * if val is NULL). */
+/* The same with one more key in the error map (none if key is NULL): key
+ * -> val (a str, or nil if val is NULL). */
 void rpc_pack_response_error_kv(msgpack_packer *pk, int have_msgid, uint32_t msgid, int err,
                                 const char *message, const char *key, const char *val);
 /* [0, msgid, method, <the caller packs an array of nparams next>] */

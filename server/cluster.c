@@ -94,10 +94,10 @@ struct cluster {
     struct {
         uint64_t id, match, since_ms;
     } watch[2 * CLUSTER_MAX_PEERS];
-    unsigned threshold;             /* --raft-snapshot-entries, as set */
-    unsigned install_ms;            /* the InstallSnapshot timeout */
-    int healing;                    /* a snapshot was asked for a stuck follower */
-    uint64_t heal_target;           /* ... at this index or later */
+    unsigned threshold;   /* --raft-snapshot-entries, as set */
+    unsigned install_ms;  /* the InstallSnapshot timeout */
+    int healing;          /* a snapshot was asked for a stuck follower */
+    uint64_t heal_target; /* ... at this index or later */
     struct raft_barrier heal_barrier;
     int heal_barrier_pending;
     uint64_t heals;

@@ -24,41 +24,73 @@ static void pack_opt_str(msgpack_packer *pk, const char *s)
         msgpack_pack_nil(pk);
 }
 
+/* What both cluster and stats.cluster say: 8 keys. */
+static void pack_common(msgpack_packer *pk, const struct cluster_info *in)
+{
+    rpc_pack_kv_uint(pk, "node_id", in->node_id);
+    rpc_pack_cstr(pk, "role");
+    rpc_pack_cstr(pk, in->role);
+    rpc_pack_cstr(pk, "leader");
+    pack_opt_str(pk, in->leader);
+    rpc_pack_kv_uint(pk, "term", in->term);
+    rpc_pack_kv_uint(pk, "commit_index", in->commit_index);
+    rpc_pack_kv_uint(pk, "applied_index", in->applied_index);
+    rpc_pack_kv_uint(pk, "snapshot_index", in->snapshot_index);
+    rpc_pack_kv_uint(pk, "snapshots", in->snapshots);
+}
+
+static void pack_bool(msgpack_packer *pk, int v)
+{
+    if (v)
+        msgpack_pack_true(pk);
+    else
+        msgpack_pack_false(pk);
+}
+
+/* "followers": each other member's match index and lag (the leader's
+ * view; empty when known is false). */
+static void pack_followers(msgpack_packer *pk, struct cluster *cl, const struct cluster_info *in,
+                           int known)
+{
+    struct cluster_member m;
+    unsigned nf = 0;
+    for (unsigned i = 0; known && cluster_member(cl, i, &m); i++)
+        nf += m.id != in->node_id;
+    rpc_pack_cstr(pk, "followers");
+    msgpack_pack_array(pk, nf);
+    for (unsigned i = 0; known && cluster_member(cl, i, &m); i++) {
+        if (m.id == in->node_id)
+            continue;
+        msgpack_pack_map(pk, 3);
+        rpc_pack_kv_uint(pk, "id", m.id);
+        rpc_pack_kv_uint(pk, "match_index", m.match_index);
+        rpc_pack_kv_uint(pk, "lag",
+                         in->last_index > m.match_index ? in->last_index - m.match_index : 0);
+    }
+}
+
 int cmd_do_cluster(struct cmd_ctx *c, arg_t *a, uint32_t n)
 {
     struct cluster *cl = c->env->cluster;
     msgpack_packer *pk = &c->pk;
     struct cluster_info in;
     struct cluster_member m;
-    unsigned nm = 0, nf = 0;
+    unsigned nm = 0;
+    int leader;
     (void)a;
     (void)n;
     if (!cl)
         return not_cluster(c);
     cluster_get_info(cl, &in);
-    while (cluster_member(cl, nm, &m)) {
-        nf += m.id != in.node_id;
+    while (cluster_member(cl, nm, &m))
         nm++;
-    }
-    int leader = strcmp(in.role, "leader") == 0;
+    leader = strcmp(in.role, "leader") == 0;
     msgpack_pack_map(pk, 12 + (leader ? 1 : 0));
-    rpc_pack_kv_uint(pk, "node_id", in.node_id);
-    rpc_pack_cstr(pk, "role");
-    rpc_pack_cstr(pk, in.role);
-    rpc_pack_cstr(pk, "leader");
-    pack_opt_str(pk, in.leader);
+    pack_common(pk, &in);
     rpc_pack_kv_uint(pk, "leader_id", in.leader_id);
-    rpc_pack_kv_uint(pk, "term", in.term);
-    rpc_pack_kv_uint(pk, "commit_index", in.commit_index);
-    rpc_pack_kv_uint(pk, "applied_index", in.applied_index);
-    rpc_pack_kv_uint(pk, "snapshot_index", in.snapshot_index);
-    rpc_pack_kv_uint(pk, "snapshots", in.snapshots);
     rpc_pack_kv_uint(pk, "snapshots_delayed", in.snapshots_delayed);
     rpc_pack_cstr(pk, "ready");
-    if (in.ready)
-        msgpack_pack_true(pk);
-    else
-        msgpack_pack_false(pk);
+    pack_bool(pk, in.ready);
     rpc_pack_cstr(pk, "members");
     msgpack_pack_array(pk, nm);
     for (unsigned i = 0; cluster_member(cl, i, &m); i++) {
@@ -69,62 +101,21 @@ int cmd_do_cluster(struct cmd_ctx *c, arg_t *a, uint32_t n)
         rpc_pack_cstr(pk, "client_address");
         cmd_pack_str(pk, m.client, m.client_len);
         rpc_pack_cstr(pk, "voter");
-        if (m.voter)
-            msgpack_pack_true(pk);
-        else
-            msgpack_pack_false(pk);
+        pack_bool(pk, m.voter);
     }
-    if (leader) {
-        rpc_pack_cstr(pk, "followers");
-        msgpack_pack_array(pk, nf);
-        for (unsigned i = 0; cluster_member(cl, i, &m); i++) {
-            if (m.id == in.node_id)
-                continue;
-            msgpack_pack_map(pk, 3);
-            rpc_pack_kv_uint(pk, "id", m.id);
-            rpc_pack_kv_uint(pk, "match_index", m.match_index);
-            rpc_pack_kv_uint(pk, "lag",
-                             in.last_index > m.match_index ? in.last_index - m.match_index : 0);
-        }
-    }
+    if (leader)
+        pack_followers(pk, cl, &in, 1);
     return 0;
 }
 
 void cmd_pack_cluster_stats(msgpack_packer *pk, struct cluster *cl)
 {
     struct cluster_info in;
-    struct cluster_member m;
-    unsigned nf = 0;
     cluster_get_info(cl, &in);
-    for (unsigned i = 0; cluster_member(cl, i, &m); i++)
-        nf += m.id != in.node_id;
     rpc_pack_cstr(pk, "cluster");
     msgpack_pack_map(pk, 9);
-    rpc_pack_kv_uint(pk, "node_id", in.node_id);
-    rpc_pack_cstr(pk, "role");
-    rpc_pack_cstr(pk, in.role);
-    rpc_pack_cstr(pk, "leader");
-    pack_opt_str(pk, in.leader);
-    rpc_pack_kv_uint(pk, "term", in.term);
-    rpc_pack_kv_uint(pk, "commit_index", in.commit_index);
-    rpc_pack_kv_uint(pk, "applied_index", in.applied_index);
-    rpc_pack_kv_uint(pk, "snapshot_index", in.snapshot_index);
-    rpc_pack_kv_uint(pk, "snapshots", in.snapshots);
-    rpc_pack_cstr(pk, "followers");
-    if (!in.ready) {
-        msgpack_pack_array(pk, 0);
-        return;
-    }
-    msgpack_pack_array(pk, nf);
-    for (unsigned i = 0; cluster_member(cl, i, &m); i++) {
-        if (m.id == in.node_id)
-            continue;
-        msgpack_pack_map(pk, 3);
-        rpc_pack_kv_uint(pk, "id", m.id);
-        rpc_pack_kv_uint(pk, "match_index", m.match_index);
-        rpc_pack_kv_uint(pk, "lag",
-                         in.last_index > m.match_index ? in.last_index - m.match_index : 0);
-    }
+    pack_common(pk, &in);
+    pack_followers(pk, cl, &in, in.ready);
 }
 
 static int arg_node(struct cmd_ctx *c, arg_t *a, int zero_ok, uint64_t *id)
