@@ -1218,8 +1218,7 @@ int cluster_open(struct cluster **out, const struct cluster_opts *opts, struct s
      * a few election timeouts keep a lagging node's catch-up prompt. */
     cl->install_ms = opts->election_ms * 5 > 2000 ? opts->election_ms * 5 : 2000;
     cl->threshold = opts->snapshot_threshold ? opts->snapshot_threshold : 4096;
-    raft_set_install_snapshot_timeout(&cl->raft,
-                                      opts->election_ms * 5 > 2000 ? opts->election_ms * 5 : 2000);
+    raft_set_install_snapshot_timeout(&cl->raft, cl->install_ms);
     raft_set_snapshot_threshold(&cl->raft,
                                 opts->snapshot_threshold ? opts->snapshot_threshold : 4096);
     raft_set_snapshot_trailing(&cl->raft,

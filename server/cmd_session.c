@@ -10,6 +10,9 @@
 
 #include <string.h>
 
+static void pack_hello(msgpack_packer *pk, const struct store *st, const struct sess *s,
+                       int resumed, const char *role, const char *leader);
+
 int cmd_do_hello(struct cmd_ctx *c, arg_t *a, uint32_t n)
 {
     struct store *st = c->env->st;
@@ -54,24 +57,8 @@ int cmd_do_hello(struct cmd_ctx *c, arg_t *a, uint32_t n)
                             "ask %s",
                             leader ? leader : "again once one is elected");
         *c->authed = 1;
-        msgpack_pack_map(pk, 9);
-        rpc_pack_kv_uint(pk, "protocol", 1);
-        rpc_pack_cstr(pk, "server");
-        rpc_pack_cstr(pk, "rcstored " RCS_VERSION);
-        rpc_pack_kv_uint(pk, "session", 0);
-        rpc_pack_cstr(pk, "token");
-        msgpack_pack_bin(pk, 0);
-        rpc_pack_cstr(pk, "resumed");
-        msgpack_pack_false(pk);
-        rpc_pack_kv_uint(pk, "ttl", 0);
-        rpc_pack_cstr(pk, "role");
-        rpc_pack_cstr(pk, "follower");
-        rpc_pack_cstr(pk, "leader");
-        if (leader)
-            rpc_pack_cstr(pk, leader);
-        else
-            msgpack_pack_nil(pk);
-        goto limits;
+        pack_hello(pk, st, NULL, 0, "follower", leader);
+        return 0;
     }
     /* A connection that had to authenticate gets its session only now: an
      * unauthenticated one spends nothing of the heap. It counts as
@@ -119,30 +106,44 @@ int cmd_do_hello(struct cmd_ctx *c, arg_t *a, uint32_t n)
             return rc;
     }
     if (c->env->cluster) {
-        msgpack_pack_map(pk, 9);
-        rpc_pack_cstr(pk, "role");
-        rpc_pack_cstr(pk, "leader");
-        rpc_pack_cstr(pk, "leader");
-        rpc_pack_cstr(pk, cluster_leader_client(c->env->cluster)
-                              ? cluster_leader_client(c->env->cluster)
-                              : "");
+        const char *self = cluster_leader_client(c->env->cluster);
+        pack_hello(pk, st, s, resumed, "leader", self ? self : "");
     } else {
-        msgpack_pack_map(pk, 7);
+        pack_hello(pk, st, s, resumed, NULL, NULL);
+    }
+    return 0;
+}
+
+/* hello's result: the session s (NULL: none, as a follower answers), and
+ * on a cluster node (role not NULL) its role and the leader's address (nil
+ * if leader is NULL). */
+static void pack_hello(msgpack_packer *pk, const struct store *st, const struct sess *s,
+                       int resumed, const char *role, const char *leader)
+{
+    msgpack_pack_map(pk, role ? 9 : 7);
+    if (role) {
+        rpc_pack_cstr(pk, "role");
+        rpc_pack_cstr(pk, role);
+        rpc_pack_cstr(pk, "leader");
+        if (leader)
+            rpc_pack_cstr(pk, leader);
+        else
+            msgpack_pack_nil(pk);
     }
     rpc_pack_kv_uint(pk, "protocol", 1);
     rpc_pack_cstr(pk, "server");
     rpc_pack_cstr(pk, "rcstored " RCS_VERSION);
-    rpc_pack_kv_uint(pk, "session", s->id);
+    rpc_pack_kv_uint(pk, "session", s ? s->id : 0);
     rpc_pack_cstr(pk, "token");
-    msgpack_pack_bin(pk, SESS_TOKEN_BYTES);
-    msgpack_pack_bin_body(pk, s->token, SESS_TOKEN_BYTES);
+    msgpack_pack_bin(pk, s ? SESS_TOKEN_BYTES : 0);
+    if (s)
+        msgpack_pack_bin_body(pk, s->token, SESS_TOKEN_BYTES);
     rpc_pack_cstr(pk, "resumed");
     if (resumed)
         msgpack_pack_true(pk);
     else
         msgpack_pack_false(pk);
-    rpc_pack_kv_uint(pk, "ttl", s->ttl_s);
-limits:
+    rpc_pack_kv_uint(pk, "ttl", s ? s->ttl_s : 0);
     rpc_pack_cstr(pk, "limits");
     msgpack_pack_map(pk, 5);
     rpc_pack_kv_uint(pk, "max_data_bytes", st->lim.max_data_bytes);
@@ -150,7 +151,6 @@ limits:
     rpc_pack_kv_uint(pk, "max_message_bytes", st->lim.max_message_bytes);
     rpc_pack_kv_uint(pk, "max_session_ttl", st->lim.max_session_ttl);
     rpc_pack_kv_uint(pk, "max_tokens_per_session", st->lim.max_session_tokens);
-    return 0;
 }
 
 int cmd_do_release_all(struct cmd_ctx *c, arg_t *a, uint32_t n)

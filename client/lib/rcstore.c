@@ -997,34 +997,38 @@ int rcs_send(rcs_client *c, const char *method, const char *fmt, ...)
 }
 
 /* Queue the request of a blocking call (see call_begin). */
-static int call_send(rcs_client *c, const char *method, const char *fmt, ...)
+/* Queue a blocking call's request (call_begin, vsend, call_keep). */
+static int vcall_send(rcs_client *c, const char *method, const char *fmt, va_list ap)
 {
-    va_list ap;
     size_t mark;
     int rc;
     if ((rc = call_begin(c)) < 0)
         return rc;
     mark = c->out.len;
-    va_start(ap, fmt);
     rc = vsend(c, method, fmt, ap);
-    va_end(ap);
     return rc < 0 ? rc : call_keep(c, mark);
+}
+
+static int call_send(rcs_client *c, const char *method, const char *fmt, ...)
+{
+    va_list ap;
+    int rc;
+    va_start(ap, fmt);
+    rc = vcall_send(c, method, fmt, ap);
+    va_end(ap);
+    return rc;
 }
 
 int rcs_call(rcs_client *c, rcs_value **result, const char *method, const char *fmt, ...)
 {
     va_list ap;
-    size_t mark;
     int rc;
     if (result)
         *result = NULL;
-    if ((rc = call_begin(c)) < 0)
-        return rc;
-    mark = c->out.len;
     va_start(ap, fmt);
-    rc = vsend(c, method, fmt, ap);
+    rc = vcall_send(c, method, fmt, ap);
     va_end(ap);
-    if (rc < 0 || (rc = call_keep(c, mark)) < 0)
+    if (rc < 0)
         return rc;
     return call_recv(c, result);
 }
