@@ -1110,6 +1110,19 @@ static char *read_line(const char *prompt)
     }
 }
 
+/* Whether the server (or, given a list, some node of the cluster) still
+ * answers a ping. With a list a lost connection may be a leader stepping
+ * down: the nodes are tried again until the failover timeout. */
+static int reachable(struct cli *cli)
+{
+    double until = now_s() + cli->failover_s;
+    int multi = cli->address && strchr(cli->address, ',');
+    int rc;
+    while ((rc = rcs_ping(cli->c)) == RCS_EIO && multi && now_s() < until)
+        usleep(100 * 1000); /* back off between rounds of the list */
+    return rc != RCS_EIO;
+}
+
 static int shell(struct cli *cli)
 {
     char prompt[320], *line, *words[MAX_ARGS + 8], *pos[MAX_ARGS + 8];
@@ -1140,7 +1153,7 @@ static int shell(struct cli *cli)
             break;
         } else if (n > 0 && parse_opts(cli, &o, n, words, &npos, pos, 0) == 0 && npos > 0) {
             status = run(cli, &o, npos, pos);
-            if (status == EXIT_USAGE && rcs_pending(cli->c) == 0 && rcs_ping(cli->c) == RCS_EIO) {
+            if (status == EXIT_USAGE && rcs_pending(cli->c) == 0 && !reachable(cli)) {
                 fprintf(stderr, "rcstore: connection lost\n");
                 free(line);
                 break;
