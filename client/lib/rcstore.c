@@ -36,6 +36,8 @@ _Static_assert(RCS_ENOT_HELD == RPC_ENOT_HELD, "client and protocol codes differ
 _Static_assert(RCS_EPERSISTENCE_FAILED == RPC_EPERSISTENCE_FAILED,
                "client and protocol codes differ");
 _Static_assert(RCS_ENOT_LEADER == RPC_ENOT_LEADER, "client and protocol codes differ");
+_Static_assert(RCS_EPERMISSION_DENIED == RPC_EPERMISSION_DENIED,
+               "client and protocol codes differ");
 
 struct note {
     struct note *next;

@@ -70,6 +70,7 @@ enum rcs_error {
     RCS_EINTERNAL = -1014,
     RCS_EPERSISTENCE_FAILED = -1015, /* the server's journal cannot be written */
     RCS_ENOT_LEADER = -1016,         /* a cluster follower (see the top of this file) */
+    RCS_EPERMISSION_DENIED = -1017,  /* the user's role or names prefix forbids the call */
     /* Raised by the library itself. */
     RCS_EIO = -1100,       /* the connection failed or was closed */
     RCS_ECONNECT = -1101,  /* could not connect */
