@@ -20,13 +20,13 @@
 struct parse {
     FILE *f;
     const char *path;
-    int line;          /* of the line inih read last */
-    int bad_line;      /* of the first error (0: none) */
-    char msg[256];     /* the first error */
-    struct user *v;    /* users so far */
+    int line;       /* of the line inih read last */
+    int bad_line;   /* of the first error (0: none) */
+    char msg[256];  /* the first error */
+    struct user *v; /* users so far */
     size_t n, cap;
-    int seen;          /* bits: keys given in the current section */
-    int in_user;       /* the current section is a [user NAME] one */
+    int seen;    /* bits: keys given in the current section */
+    int in_user; /* the current section is a [user NAME] one */
 };
 
 enum { SEEN_TOKEN = 1, SEEN_ROLE = 2, SEEN_NAMES = 4, SEEN_CN = 8 };
@@ -215,7 +215,8 @@ static int handler(void *ud, const char *sec, const char *key, const char *value
             return 1;
         }
         for (int i = 0; i < USER_SHA256; i++) {
-            int hi = hexval((unsigned char)value[2 * i]), lo = hexval((unsigned char)value[2 * i + 1]);
+            int hi = hexval((unsigned char)value[2 * i]),
+                lo = hexval((unsigned char)value[2 * i + 1]);
             if (hi < 0 || lo < 0) {
                 bad(p, "token-sha256 must be 64 hex digits (rcstore user-hash prints it)");
                 return 1;

@@ -23,11 +23,11 @@ enum role { ROLE_READ = 1, ROLE_WRITE = 2, ROLE_ADMIN = 3 };
 struct user {
     char name[USER_NAME_MAX + 1];
     enum role role;
-    int has_token;                 /* token-sha256 was given (else: certificate only) */
+    int has_token; /* token-sha256 was given (else: certificate only) */
     uint8_t token_sha256[USER_SHA256];
-    char *names;                   /* the names prefix (NUL-terminated), or NULL: every name */
+    char *names; /* the names prefix (NUL-terminated), or NULL: every name */
     size_t names_len;
-    char *cert_cn;                 /* the certificate CN that is this user, or NULL */
+    char *cert_cn; /* the certificate CN that is this user, or NULL */
 };
 
 /* A whole users file: an immutable table, replaced whole on reload. */

@@ -236,9 +236,9 @@ static int teardown(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(good_file),    cmocka_unit_test(refused_at_line),
-        cmocka_unit_test(long_line),    cmocka_unit_test(file_refused),
-        cmocka_unit_test(roles),        cmocka_unit_test(sha256_vector),
+        cmocka_unit_test(good_file), cmocka_unit_test(refused_at_line),
+        cmocka_unit_test(long_line), cmocka_unit_test(file_refused),
+        cmocka_unit_test(roles),     cmocka_unit_test(sha256_vector),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
