@@ -7,7 +7,9 @@ names-prefix confinement for bind, unbind, lookup, names and why; the v1
 token as the admin user "default"; failed logins (AUTH_FAILED, closed,
 logged with peer and user, never the token, rate limited); SIGHUP reloading
 the users file (a user added, a role changed, a user removed with a live
-connection, a bad file that keeps the old table)."""
+connection, a bad file that keeps the old table); with mutual TLS, a client
+certificate whose CN is a user's cert-cn logs in as that user (certificates
+made at test time with the openssl command)."""
 import hashlib
 import os
 import signal
@@ -322,6 +324,74 @@ try:
     check("reload of a file others may read: refused", wait_for(lambda: any(
         "SIGHUP: " in l and "chmod 600" in l for l in log[mark:])))
     check("... and the old users stay", login("newbie")[1]["user"] == "newbie")
+finally:
+    proc.terminate()
+    proc.wait(timeout=30)
+
+# ---- a client certificate's CN logs in as the user with that cert-cn ----
+def openssl(*args):
+    subprocess.run(["openssl", *args], cwd=tmp, check=True, capture_output=True)
+
+
+KEY = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+openssl("req", "-x509", *KEY, "-keyout", "ca.key", "-out", "ca.pem", "-days", "2",
+        "-subj", "/CN=users test CA")
+with open(os.path.join(tmp, "san.ext"), "w") as f:
+    f.write("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+for serial, (name, cn, ext) in enumerate((("srv", "localhost", ["-extfile", "san.ext"]),
+                                          ("cli", "dash.example", []),
+                                          ("anon", "nobody.example", [])), 1001):
+    openssl("req", *KEY, "-keyout", name + ".key", "-out", name + ".csr", "-subj", "/CN=" + cn)
+    openssl("x509", "-req", "-in", name + ".csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+            "-set_serial", str(serial), "-days", "2", *ext,
+            "-out", name + ".pem")
+write(users_path, users_text(*BASE) + "[user dash]\nrole = read\ncert-cn = dash.example\n")
+proc, addr, log = rcswire.start_server(
+    RCSTORED, "--users-file", users_path, "--listen", "tls://127.0.0.1:0",
+    "--tls-cert-file", os.path.join(tmp, "srv.pem"), "--tls-key-file",
+    os.path.join(tmp, "srv.key"), "--tls-ca-file", os.path.join(tmp, "ca.pem"), keep=True)
+tls_addr = [l.rsplit("tls://", 1)[1].strip().rsplit(":", 1) for l in log
+            if "listening on tls://" in l][0]
+tls_addr = (tls_addr[0], int(tls_addr[1]))
+
+
+class TLSConn(Conn):
+    def __init__(self, cert):
+        import socket
+        import ssl
+        import msgpack
+        ctx = ssl.create_default_context(cafile=os.path.join(tmp, "ca.pem"))
+        ctx.load_cert_chain(os.path.join(tmp, cert + ".pem"), os.path.join(tmp, cert + ".key"))
+        raw = socket.create_connection(tls_addr)
+        raw.settimeout(30)
+        self.s = ctx.wrap_socket(raw, server_hostname="localhost")
+        self.u = msgpack.Unpacker(raw=False, strict_map_key=False)
+        self.msgid = 0
+        self.notes = []
+
+
+try:
+    adm, _ = login("boss")
+    obj = adm.ok("create", b"o")
+    adm.ok("bind", "dash/o", obj)
+    d = TLSConn("cli")
+    check("cert-cn: logged in by the certificate, no hello needed",
+          d.ok("lookup", "dash/o") == obj)
+    check("cert-cn: the user's role applies", d.code("create", b"x") == "PERMISSION_DENIED")
+    h = d.ok("hello")
+    check("cert-cn: hello without auth keeps the user", h["user"] == "dash" and
+          h["role"] == "read", h)
+    a = TLSConn("anon")
+    check("a certificate no user claims: login needed",
+          a.code("lookup", "dash/o") == "AUTH_REQUIRED")
+    h = a.ok("hello", {"user": "writer", "auth": TOKENS["writer"]})
+    check("... then hello with a token works over TLS", h["user"] == "writer", h)
+    write(users_path, users_text(*BASE))
+    mark = len(log)
+    proc.send_signal(signal.SIGHUP)
+    check("cert-cn: reload logged", wait_for(lambda: any("SIGHUP: read 4 user(s)" in l
+                                                         for l in log[mark:])))
+    check("cert-cn: its user removed on reload: connection closed", d.closed())
 finally:
     proc.terminate()
     proc.wait(timeout=30)
