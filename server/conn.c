@@ -274,6 +274,13 @@ void conn_expire_stalled(struct server *srv, uint64_t now_ms, uint64_t timeout_m
                  (unsigned long long)n);
 }
 
+void conn_trim_idle(struct server *srv, uint64_t now_ms, uint64_t idle_ms)
+{
+    for (struct conn *c = srv->conns; c; c = c->next)
+        if (c->tls && !c->closing && now_ms - c->last_read_ms >= idle_ms)
+            tlsio_trim(c->tls);
+}
+
 static size_t unsent(const struct conn *c)
 {
     const char *d;

@@ -50,6 +50,9 @@ void conn_expire_stalled(struct server *srv, uint64_t now_ms, uint64_t timeout_m
  * logged in as that user (no token; a later hello without auth keeps it),
  * else nothing changes (the client logs in with hello as usual). */
 void conn_tls_identified(struct conn *c, const char *cn);
+/* Give back the TLS record buffers and queues of every TLS connection that
+ * has sent nothing for idle_ms (tlsio_trim). Once a second, from the cron. */
+void conn_trim_idle(struct server *srv, uint64_t now_ms, uint64_t idle_ms);
 /* The store's notify hook: queue a "freed" notification to s's connection. */
 void conn_notify(void *ud, struct sess *s, uint64_t id, enum free_reason why);
 /* Write out every connection's queued output; first, if all connections'

@@ -264,6 +264,8 @@ static void on_cron(uv_timer_t *t)
         publish_metrics(srv);
     if (srv->cfg->idle_timeout_s)
         conn_expire_stalled(srv, uv_now(srv->loop), srv->cfg->idle_timeout_s * 1000);
+    if (srv->tls_ctx)
+        conn_trim_idle(srv, uv_now(srv->loop), 1000);
 }
 
 /* One slice of the sweep under way. The next one runs from an idle handle:
