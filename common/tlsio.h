@@ -63,6 +63,17 @@ size_t tlsio_pending(struct tlsio *t, const char **data);
  * they were handed to the kernel or copied. */
 void tlsio_consume(struct tlsio *t, size_t n);
 
+/* Give back what an idle endpoint holds beyond its state: OpenSSL's record
+ * buffers (about 34 KiB, unless a record is under way in them) and the
+ * queues' empty buffers. The next record allocates them again: for an
+ * owner's housekeeping of connections idle for a while, not after every
+ * read (SSL_MODE_RELEASE_BUFFERS does that, at about 10% of a small
+ * record's cost). */
+void tlsio_trim(struct tlsio *t);
+/* 1 while part of a TLS record from the peer waits for the rest (queued
+ * here or buffered by OpenSSL), else 0: an owner with an idle timeout treats
+ * it as a message under way. */
+int tlsio_partial(const struct tlsio *t);
 /* 1 once the handshake completed, else 0. */
 int tlsio_handshake_done(const struct tlsio *t);
 /* Why the endpoint failed, in one line without a newline (e.g.

@@ -208,6 +208,17 @@ static void handshake_and_round_trip(void **state)
     assert_memory_equal(sk.p, up, big);
     assert_memory_equal(ck.p, down, big);
 
+    /* Trimmed, both hold nothing of their queues, and still work. */
+    tlsio_trim(p.c);
+    tlsio_trim(p.s);
+    assert_int_equal(tlsio_buffered(p.c), 0);
+    assert_int_equal(tlsio_buffered(p.s), 0);
+    sk.len = 0;
+    assert_int_equal(tlsio_write(p.c, "after trim", 10), 0);
+    run(&p, &ck, &sk, rc);
+    assert_int_equal(sk.len, 10);
+    assert_memory_equal(sk.p, "after trim", 10);
+
     /* close_notify reaches the other side as TLSIO_EOF. */
     tlsio_shutdown(p.c);
     assert_int_equal(tlsio_write(p.c, "x", 1), TLSIO_EFAIL);
