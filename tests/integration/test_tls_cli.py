@@ -1,6 +1,8 @@
 """The rcstore CLI and rcstore-bench over TLS (SPEC section 10), with
-certificates made at test time (make_certs.sh) and tls_front.py (Python's
-ssl module before a real plaintext rcstored) as the TLS server: ping by IP
+certificates made at test time (make_certs.sh), against two kinds of TLS
+server: rcstored's own tls:// listeners (mutual TLS with --tls-ca-file),
+and tls_front.py (Python's ssl module before a real plaintext rcstored).
+Checked for each: ping by IP
 and by name, the CA from --cacert or RCSTORE_CACERT, --tls for a bare
 HOST:PORT, mutual TLS with --cert/--key, and each refusal as one clear line
 and exit status 2, never a hang (every run has a timeout): a wrong CA, a
@@ -20,7 +22,7 @@ sys.path.insert(0, HERE)
 from rcswire import Checks, start_server  # noqa: E402
 
 RCSTORED, RCSTORE, BENCH = sys.argv[1:4]
-check = Checks()
+checked = Checks()
 tmp = tempfile.mkdtemp(prefix="rcs-tls-cli-")
 subprocess.run(["bash", os.path.join(HERE, "make_certs.sh"), tmp], check=True)
 
@@ -49,15 +51,37 @@ def run(prog, *args, env=None):
     return p.returncode, p.stdout, p.stderr
 
 
+def real(*flags):
+    """An rcstored with a tls:// listener: (process, its TLS port)."""
+    p, _, lines = start_server(RCSTORED, "--listen", "tls://127.0.0.1:0", "--tls-cert-file",
+                               f("srv.pem"), "--tls-key-file", f("srv.key"), *flags, echo=False)
+    port = [l.rsplit(":", 1)[1].strip() for l in lines if "listening on tls://" in l][0]
+    return p, port
+
+
 srv, srv_addr, _ = start_server(RCSTORED, echo=False)
 plain = "127.0.0.1:%d" % srv_addr[1]
-fronts = []
-try:
-    p, port = front(f("srv.pem"), f("srv.key"))
-    fronts.append(p)
-    mp, mport = front(f("srv.pem"), f("srv.key"), f("ca.pem"))
-    fronts.append(mp)
+fronts, reals = [], []
+
+
+def side(kind):
+    if kind == "tls_front":
+        p, port = front(f("srv.pem"), f("srv.key"))
+        mp, mport = front(f("srv.pem"), f("srv.key"), f("ca.pem"))
+        fronts.extend([p, mp])
+    else:
+        p, port = real()
+        mp, mport = real("--tls-ca-file", f("ca.pem"))
+        reals.extend([p, mp])
+    return port, mport
+
+
+def checks(kind):
+    port, mport = side(kind)
     T, TN, M = "tls://127.0.0.1:" + port, "tls://localhost:" + port, "tls://127.0.0.1:" + mport
+
+    def check(name, cond, detail=""):
+        return checked(kind + ": " + name, cond, detail)
 
     def cli_ok(name, *args, env=None):
         rc, out, err = run(RCSTORE, *args, "ping", env=env)
@@ -126,11 +150,17 @@ try:
     bench_refused("bench: plaintext to a TLS port", ["this port speaks TLS"],
                   "-H", "127.0.0.1:" + port)
     bench_refused("bench: tls:// and tcp:// mixed", ["mixes"], "-H", T + ",tcp://" + plain)
+
+
+try:
+    checks("rcstored")
+    checks("tls_front")
 finally:
     for p in fronts:
         p.stdin.close()
         p.wait()
-    srv.terminate()
-    srv.wait()
+    for p in reals + [srv]:
+        p.terminate()
+        p.wait()
     shutil.rmtree(tmp)
-sys.exit(1 if check.failures else 0)
+sys.exit(1 if checked.failures else 0)

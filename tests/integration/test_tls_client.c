@@ -1,14 +1,16 @@
 /* librcstore over TLS (SPEC section 10), with certificates made at test time
- * (make_certs.sh into a temporary directory). The TLS servers are
- * tls_front.py, Python's ssl module in front of a real plaintext rcstored:
- * one with the server's certificate, one that requires a client certificate
- * (mutual TLS), one whose certificate expired. Round trips by IP address and
- * by name, with and without a client certificate; every refusal is a clear
- * error naming its cause and never a hang (each test runs under alarm()):
- * a wrong CA, a name the certificate does not carry, an expired certificate,
- * a missing or foreign client certificate, files that cannot be used, TLS to
- * a plaintext port and plaintext to a TLS port; --insecure; a comma list
- * and a reconnect that stay on TLS. */
+ * (make_certs.sh into a temporary directory). Every test runs against two
+ * TLS servers: rcstored's own tls:// listeners, and tls_front.py (Python's
+ * ssl module in front of a real plaintext rcstored), an implementation
+ * independent of ours. Each kind runs three: one with the server's
+ * certificate, one that requires a client certificate (mutual TLS, the
+ * server's --tls-ca-file), one whose certificate S->expired. Round trips by IP
+ * address and by name, with and without a client certificate; every
+ * refusal is a clear error naming its cause and never a hang (each test
+ * runs under alarm()): a wrong CA, a name the certificate does not carry,
+ * an expired certificate, a missing or foreign client certificate, files
+ * that cannot be used, TLS to a plaintext port and plaintext to a TLS port;
+ * insecure; a comma list and a reconnect that stay on TLS. */
 #include "../unit/cmocka_pre.h"
 
 #include "harness.h"
@@ -23,18 +25,27 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-/* A tls_front.py: its process, its stdin (closing it ends it) and address. */
-struct front {
+/* A TLS server: a tls_front.py (its process and its stdin: closing it ends
+ * it) or an rcstored with a tls:// listener. */
+struct tls_server {
+    int real;
     pid_t pid;
     int in;
+    struct server_proc sp;
     char addr[64];      /* tls://127.0.0.1:PORT */
     char hostport[64];  /* 127.0.0.1:PORT */
     char localhost[64]; /* tls://localhost:PORT */
 };
 
-static struct server_proc srv;
+/* One kind of server, three of it. */
+struct side {
+    int real;
+    struct tls_server tls_srv, mutual, expired;
+};
+
+static struct server_proc srv; /* plaintext: the fronts' backend */
 static char dir[64], plain_hostport[128];
-static struct front tls_srv, mutual, expired;
+static struct side fronts = {.real = 0}, reals = {.real = 1};
 
 static char *path(const char *name)
 {
@@ -45,11 +56,10 @@ static char *path(const char *name)
     return buf[i];
 }
 
-static int front_start(struct front *f, const char *cert, const char *key, const char *ca)
+static int front_start(struct tls_server *f, const char *cert, const char *key, const char *ca)
 {
     int to[2], from[2];
     pid_t parent = getpid();
-    unsigned port;
     FILE *out;
     /* The parent's ends must not leak into later children: a front ends
      * when its stdin closes, which another child holding it would stop. */
@@ -71,22 +81,69 @@ static int front_start(struct front *f, const char *cert, const char *key, const
     close(to[0]);
     close(from[1]);
     f->in = to[1];
-    if (!(out = fdopen(from[0], "r")) || fscanf(out, "listening on tls://127.0.0.1:%u", &port) != 1)
+    if (!(out = fdopen(from[0], "r")) || !fgets(f->addr, sizeof(f->addr), out))
         return -1;
     fclose(out);
-    snprintf(f->addr, sizeof(f->addr), "tls://127.0.0.1:%u", port);
-    snprintf(f->hostport, sizeof(f->hostport), "127.0.0.1:%u", port);
-    snprintf(f->localhost, sizeof(f->localhost), "tls://localhost:%u", port);
+    f->addr[strcspn(f->addr, "\n")] = '\0';
+    memmove(f->addr, strstr(f->addr, "tls://"), strlen(strstr(f->addr, "tls://")) + 1);
     return 0;
 }
 
-static void front_stop(struct front *f)
+static int tls_start(struct tls_server *t, int real, const char *cert, const char *key,
+                     const char *ca)
 {
-    if (f->pid <= 0)
+    const char *flags[] = {"--listen",
+                           "tls://127.0.0.1:0",
+                           "--tls-cert-file",
+                           cert,
+                           "--tls-key-file",
+                           key,
+                           ca ? "--tls-ca-file" : NULL,
+                           ca,
+                           NULL};
+    t->real = real;
+    if (real) {
+        if (server_start(&t->sp, flags) < 0 || !t->sp.tls_address[0])
+            return -1;
+        snprintf(t->addr, sizeof(t->addr), "%.60s", t->sp.tls_address);
+    } else if (front_start(t, cert, key, ca) < 0) {
+        return -1;
+    }
+    snprintf(t->hostport, sizeof(t->hostport), "%.50s", t->addr + strlen("tls://"));
+    snprintf(t->localhost, sizeof(t->localhost), "tls://localhost%.40s", strrchr(t->addr, ':'));
+    return 0;
+}
+
+static void tls_stop(struct tls_server *t)
+{
+    if (t->real) {
+        if (t->sp.pid > 0)
+            server_stop(&t->sp);
+        t->sp.pid = 0;
         return;
-    close(f->in);
-    waitpid(f->pid, NULL, 0);
-    f->pid = 0;
+    }
+    if (t->pid <= 0)
+        return;
+    close(t->in);
+    waitpid(t->pid, NULL, 0);
+    t->pid = 0;
+}
+
+static int side_start(struct side *s)
+{
+    return tls_start(&s->tls_srv, s->real, path("srv.pem"), path("srv.key"), NULL) < 0 ||
+                   tls_start(&s->mutual, s->real, path("srv.pem"), path("srv.key"),
+                             path("ca.pem")) < 0 ||
+                   tls_start(&s->expired, s->real, path("expired.pem"), path("srv.key"), NULL) < 0
+               ? -1
+               : 0;
+}
+
+static void side_stop(struct side *s)
+{
+    tls_stop(&s->tls_srv);
+    tls_stop(&s->mutual);
+    tls_stop(&s->expired);
 }
 
 static int setup(void **state)
@@ -100,11 +157,7 @@ static int setup(void **state)
     if (system(cmd) != 0 || server_start(&srv, NULL) < 0)
         return -1;
     snprintf(plain_hostport, sizeof(plain_hostport), "%.100s", srv.address + strlen("tcp://"));
-    if (front_start(&tls_srv, path("srv.pem"), path("srv.key"), NULL) < 0 ||
-        front_start(&mutual, path("srv.pem"), path("srv.key"), path("ca.pem")) < 0 ||
-        front_start(&expired, path("expired.pem"), path("srv.key"), NULL) < 0)
-        return -1;
-    return 0;
+    return side_start(&fronts) < 0 || side_start(&reals) < 0 ? -1 : 0;
 }
 
 static int teardown(void **state)
@@ -112,9 +165,10 @@ static int teardown(void **state)
     char cmd[128];
     (void)state;
     alarm(0);
-    front_stop(&tls_srv);
-    front_stop(&mutual);
-    front_stop(&expired);
+    /* The reals first: their log drains (forked children) hold the fronts'
+     * stdin, which must close for the fronts to end. */
+    side_stop(&reals);
+    side_stop(&fronts);
     snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
     if (system(cmd) != 0)
         return -1;
@@ -179,72 +233,72 @@ static void refused(const char *addr, const rcs_tls_opts *o, int want, ...)
 
 static void by_ip_and_name(void **state)
 {
+    const struct side *S = *state;
     rcs_tls_opts o = opts_ca();
     rcs_client *c;
-    (void)state;
-    assert_int_equal(rcs_connect_tls(tls_srv.addr, &o, &c), 0);
-    assert_string_equal(rcs_address(c), tls_srv.addr);
+    assert_int_equal(rcs_connect_tls(S->tls_srv.addr, &o, &c), 0);
+    assert_string_equal(rcs_address(c), S->tls_srv.addr);
     round_trip(c);
     rcs_close(c);
-    assert_int_equal(rcs_connect_tls(tls_srv.localhost, &o, &c), 0);
+    assert_int_equal(rcs_connect_tls(S->tls_srv.localhost, &o, &c), 0);
     round_trip(c);
     rcs_close(c);
     /* HOST:PORT without a scheme is TLS for rcs_connect_tls. */
-    assert_int_equal(rcs_connect_tls(tls_srv.hostport, &o, &c), 0);
+    assert_int_equal(rcs_connect_tls(S->tls_srv.hostport, &o, &c), 0);
     round_trip(c);
     rcs_close(c);
 }
 
 static void client_certificate(void **state)
 {
+    const struct side *S = *state;
     rcs_tls_opts o = opts_ca();
     rcs_client *c;
-    (void)state;
     o.cert_file = path("cli.pem");
     o.key_file = path("cli.key");
-    assert_int_equal(rcs_connect_tls(mutual.addr, &o, &c), 0);
+    assert_int_equal(rcs_connect_tls(S->mutual.addr, &o, &c), 0);
     round_trip(c);
     rcs_close(c);
     /* A server that does not ask for one does not mind. */
-    assert_int_equal(rcs_connect_tls(tls_srv.addr, &o, &c), 0);
+    assert_int_equal(rcs_connect_tls(S->tls_srv.addr, &o, &c), 0);
     round_trip(c);
     rcs_close(c);
 }
 
 static void client_certificate_missing_or_foreign(void **state)
 {
+    const struct side *S = *state;
     rcs_tls_opts o = opts_ca();
-    (void)state;
-    refused(mutual.addr, &o, RCS_EIO, "TLS: ", "client certificate", NULL);
+    refused(S->mutual.addr, &o, RCS_EIO, "TLS: ", "client certificate", NULL);
     o.cert_file = path("other.pem");
     o.key_file = path("other.key");
-    refused(mutual.addr, &o, RCS_EIO, "TLS: ", "client certificate", NULL);
+    refused(S->mutual.addr, &o, RCS_EIO, "TLS: ", "client certificate", NULL);
 }
 
 static void wrong_ca(void **state)
 {
+    const struct side *S = *state;
     rcs_tls_opts o = {0};
-    (void)state;
     o.ca_file = path("other.pem");
-    refused(tls_srv.addr, &o, RCS_EIO, "TLS: certificate verify failed",
-            "unable to get local issuer certificate", tls_srv.addr, NULL);
+    refused(S->tls_srv.addr, &o, RCS_EIO, "TLS: certificate verify failed",
+            "unable to get local issuer certificate", S->tls_srv.addr, NULL);
     /* No CA file: the system's store, which does not know the test CA. */
-    refused(tls_srv.addr, NULL, RCS_EIO, "TLS: certificate verify failed", NULL);
+    refused(S->tls_srv.addr, NULL, RCS_EIO, "TLS: certificate verify failed", NULL);
 }
 
 static void name_mismatch(void **state)
 {
+    const struct side *S = *state;
     rcs_tls_opts o = opts_ca();
-    (void)state;
     o.server_name = "db.example.com";
-    refused(tls_srv.addr, &o, RCS_EIO, "hostname mismatch", "db.example.com", NULL);
+    refused(S->tls_srv.addr, &o, RCS_EIO, "hostname mismatch", "db.example.com", NULL);
     o.server_name = "127.0.0.2";
-    refused(tls_srv.addr, &o, RCS_EIO, "IP address mismatch", "127.0.0.2", NULL);
+    refused(S->tls_srv.addr, &o, RCS_EIO, "IP address mismatch", "127.0.0.2", NULL);
     /* The name the certificate carries works whatever the address says. */
     o.server_name = "localhost";
     {
         rcs_client *c;
-        assert_int_equal(rcs_connect_tls(tls_srv.addr, &o, &c), 0);
+        assert_int_equal(rcs_connect_tls(S->tls_srv.addr, &o, &c), 0);
         round_trip(c);
         rcs_close(c);
     }
@@ -252,50 +306,50 @@ static void name_mismatch(void **state)
 
 static void expired_certificate(void **state)
 {
+    const struct side *S = *state;
     rcs_tls_opts o = opts_ca();
-    (void)state;
-    refused(expired.addr, &o, RCS_EIO, "certificate has expired", NULL);
+    refused(S->expired.addr, &o, RCS_EIO, "certificate has expired", NULL);
 }
 
 static void insecure(void **state)
 {
+    const struct side *S = *state;
     rcs_tls_opts o = {0};
     rcs_client *c;
-    (void)state;
     o.ca_file = path("other.pem"); /* wrong, and ignored */
     o.server_name = "db.example.com";
     o.insecure = 1;
-    assert_int_equal(rcs_connect_tls(tls_srv.addr, &o, &c), 0);
+    assert_int_equal(rcs_connect_tls(S->tls_srv.addr, &o, &c), 0);
     round_trip(c);
     rcs_close(c);
-    assert_int_equal(rcs_connect_tls(expired.addr, &o, &c), 0);
+    assert_int_equal(rcs_connect_tls(S->expired.addr, &o, &c), 0);
     round_trip(c);
     rcs_close(c);
 }
 
 static void bad_files(void **state)
 {
+    const struct side *S = *state;
     rcs_tls_opts o = opts_ca();
-    (void)state;
     o.ca_file = path("missing.pem");
-    refused(tls_srv.addr, &o, RCS_EINVAL, "CA file", "missing.pem", "No such file", NULL);
+    refused(S->tls_srv.addr, &o, RCS_EINVAL, "CA file", "missing.pem", "No such file", NULL);
     o.ca_file = path("srv.key");
-    refused(tls_srv.addr, &o, RCS_EINVAL, "CA file", "srv.key", NULL);
+    refused(S->tls_srv.addr, &o, RCS_EINVAL, "CA file", "srv.key", NULL);
     o = opts_ca();
     o.cert_file = path("cli.pem");
-    refused(tls_srv.addr, &o, RCS_EINVAL, "needs its key", NULL);
+    refused(S->tls_srv.addr, &o, RCS_EINVAL, "needs its key", NULL);
     o.key_file = path("srv.key");
-    refused(tls_srv.addr, &o, RCS_EINVAL, "does not match", "srv.key", "cli.pem", NULL);
+    refused(S->tls_srv.addr, &o, RCS_EINVAL, "does not match", "srv.key", "cli.pem", NULL);
 }
 
 /* TLS to a port that speaks plaintext: the handshake fails at once with a
  * hint, rather than waiting on a server that waits for msgpack. */
 static void tls_to_plaintext_port(void **state)
 {
+    (void)state;
     char addr[80];
     rcs_tls_opts o = opts_ca();
     rcs_client *c;
-    (void)state;
     snprintf(addr, sizeof(addr), "tls://%.64s", plain_hostport);
     refused(addr, &o, RCS_EIO, "TLS: ", "plaintext", NULL);
     /* rcs_connect with a tls:// address: the same failure, no client. */
@@ -310,10 +364,10 @@ static void tls_to_plaintext_port(void **state)
 /* Plaintext to a TLS port: the server's own words come back. */
 static void plaintext_to_tls_port(void **state)
 {
+    const struct side *S = *state;
     char addr[80];
     rcs_client *c;
-    (void)state;
-    snprintf(addr, sizeof(addr), "tcp://%s", tls_srv.hostport);
+    snprintf(addr, sizeof(addr), "tcp://%s", S->tls_srv.hostport);
     assert_int_equal(rcs_connect(addr, &c), 0);
     rcs_set_timeout(c, 10000);
     assert_int_equal(rcs_ping(c), RCS_EIO);
@@ -335,42 +389,49 @@ static void plaintext_to_tls_port(void **state)
  * with the session's hello replayed. */
 static void list_and_reconnect(void **state)
 {
-    struct front second;
+    const struct side *S = *state;
+    struct tls_server second;
     char list[256];
     rcs_tls_opts o = opts_ca();
     rcs_client *c;
     uint64_t id;
-    (void)state;
-    assert_int_equal(front_start(&second, path("srv.pem"), path("srv.key"), NULL), 0);
-    snprintf(list, sizeof(list), "tls://127.0.0.1:1,%s,%s", second.addr, tls_srv.localhost);
+    assert_int_equal(tls_start(&second, S->real, path("srv.pem"), path("srv.key"), NULL), 0);
+    snprintf(list, sizeof(list), "tls://127.0.0.1:1,%s,%s", second.addr, S->tls_srv.localhost);
     assert_int_equal(rcs_connect_tls(list, &o, &c), 0);
     assert_string_equal(rcs_address(c), second.addr);
     assert_int_equal(rcs_hello(c, "tls-test", NULL), 0);
     round_trip(c);
-    front_stop(&second); /* its connections close with it */
+    tls_stop(&second); /* its connections close with it */
     /* The call in flight, if any, fails; a later one goes to the next node. */
     for (int i = 0; i < 3 && rcs_create(c, "x", 1, NULL, 0, &id) != 0; i++)
         assert_int_equal(rcs_last_error(c)[0] != '\0', 1);
-    assert_string_equal(rcs_address(c), tls_srv.localhost);
+    assert_string_equal(rcs_address(c), S->tls_srv.localhost);
     assert_true(rcs_reconnects(c) >= 1);
     round_trip(c);
     rcs_close(c);
 }
 
+/* Each test on both kinds of server, named after the kind. */
+#define BOTH(f)                                                                                    \
+    {"rcstored/" #f, f, guard, NULL, &reals},                                                      \
+    {                                                                                              \
+        "tls_front/" #f, f, guard, NULL, &fronts                                                   \
+    }
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup(by_ip_and_name, guard),
-        cmocka_unit_test_setup(client_certificate, guard),
-        cmocka_unit_test_setup(client_certificate_missing_or_foreign, guard),
-        cmocka_unit_test_setup(wrong_ca, guard),
-        cmocka_unit_test_setup(name_mismatch, guard),
-        cmocka_unit_test_setup(expired_certificate, guard),
-        cmocka_unit_test_setup(insecure, guard),
-        cmocka_unit_test_setup(bad_files, guard),
+        BOTH(by_ip_and_name),
+        BOTH(client_certificate),
+        BOTH(client_certificate_missing_or_foreign),
+        BOTH(wrong_ca),
+        BOTH(name_mismatch),
+        BOTH(expired_certificate),
+        BOTH(insecure),
+        BOTH(bad_files),
+        BOTH(plaintext_to_tls_port),
+        BOTH(list_and_reconnect),
         cmocka_unit_test_setup(tls_to_plaintext_port, guard),
-        cmocka_unit_test_setup(plaintext_to_tls_port, guard),
-        cmocka_unit_test_setup(list_and_reconnect, guard),
     };
     rcs_test_select(argc, argv);
     return cmocka_run_group_tests(tests, setup, teardown);
