@@ -56,7 +56,10 @@ static char *path(const char *name)
     return buf[i];
 }
 
-static int front_start(struct tls_server *f, const char *cert, const char *key, const char *ca)
+/* A tls_front.py before the plaintext server, or (leader not NULL) playing
+ * a follower whose leader is there. */
+static int front_start(struct tls_server *f, const char *leader, const char *cert, const char *key,
+                       const char *ca)
 {
     int to[2], from[2];
     pid_t parent = getpid();
@@ -75,7 +78,10 @@ static int front_start(struct tls_server *f, const char *cert, const char *key, 
         dup2(from[1], 1);
         close(to[1]);
         close(from[0]);
-        execl(PYTHON, PYTHON, TLS_FRONT_PY, plain_hostport, cert, key, ca, (char *)NULL);
+        if (leader)
+            execl(PYTHON, PYTHON, TLS_FRONT_PY, "--follower", leader, cert, key, (char *)NULL);
+        else
+            execl(PYTHON, PYTHON, TLS_FRONT_PY, plain_hostport, cert, key, ca, (char *)NULL);
         _exit(127);
     }
     close(to[0]);
@@ -106,7 +112,7 @@ static int tls_start(struct tls_server *t, int real, const char *cert, const cha
         if (server_start(&t->sp, flags) < 0 || !t->sp.tls_address[0])
             return -1;
         snprintf(t->addr, sizeof(t->addr), "%.60s", t->sp.tls_address);
-    } else if (front_start(t, cert, key, ca) < 0) {
+    } else if (front_start(t, NULL, cert, key, ca) < 0) {
         return -1;
     }
     snprintf(t->hostport, sizeof(t->hostport), "%.50s", t->addr + strlen("tls://"));
@@ -411,6 +417,58 @@ static void list_and_reconnect(void **state)
     rcs_close(c);
 }
 
+/* A TLS client follows a cluster's leader hint over TLS even when the hint
+ * says tcp:// (the node's --advertise): it never falls back to plaintext,
+ * which a TLS port would refuse and which would send its token in clear. */
+static void leader_hint_stays_tls(void **state)
+{
+    const struct side *S = *state;
+    struct tls_server fol = {0};
+    char hint[96];
+    rcs_tls_opts o = opts_ca();
+    rcs_client *c;
+    uint64_t id;
+    snprintf(hint, sizeof(hint), "tcp://%.64s", S->tls_srv.hostport);
+    assert_int_equal(front_start(&fol, hint, path("srv.pem"), path("srv.key"), NULL), 0);
+    snprintf(fol.hostport, sizeof(fol.hostport), "%.50s", fol.addr + strlen("tls://"));
+    assert_int_equal(rcs_connect_tls(fol.addr, &o, &c), 0);
+    rcs_set_timeout(c, 10000);
+    assert_int_equal(rcs_create(c, "led", 3, NULL, 0, &id), 0);
+    assert_string_equal(rcs_address(c), S->tls_srv.addr);
+    round_trip(c);
+    rcs_close(c);
+    tls_stop(&fol);
+}
+
+/* A server that goes away while the client keeps writing a pipeline:
+ * RCS_EIO, and the program lives on with SIGPIPE at its default action
+ * (the library's BIO sends with MSG_NOSIGNAL; this run does not show that
+ * OpenSSL's own socket BIO would raise it: the end of stream is read
+ * before the next write). */
+static void server_gone_mid_pipeline(void **state)
+{
+    const struct side *S = *state;
+    static char data[60000];
+    struct tls_server gone = {0};
+    rcs_tls_opts o = opts_ca();
+    rcs_client *c;
+    int rc = 0;
+    signal(SIGPIPE, SIG_DFL);
+    assert_int_equal(tls_start(&gone, S->real, path("srv.pem"), path("srv.key"), NULL), 0);
+    assert_int_equal(rcs_connect_tls(gone.addr, &o, &c), 0);
+    rcs_set_timeout(c, 10000);
+    assert_int_equal(rcs_send(c, "ping", ""), 0);
+    assert_int_equal(rcs_flush(c), 0);
+    tls_stop(&gone);
+    for (int i = 0; i < 200 && rc == 0; i++) { /* writes into a closed connection */
+        rc = rcs_send(c, "create", "y", data, sizeof(data));
+        if (rc == 0)
+            rc = rcs_flush(c);
+    }
+    assert_int_equal(rc, RCS_EIO);
+    rcs_close(c); /* its close_notify goes nowhere, quietly */
+}
+
 /* Each test on both kinds of server, named after the kind. */
 #define BOTH(f)                                                                                    \
     {"rcstored/" #f, f, guard, NULL, &reals},                                                      \
@@ -431,6 +489,8 @@ int main(int argc, char **argv)
         BOTH(bad_files),
         BOTH(plaintext_to_tls_port),
         BOTH(list_and_reconnect),
+        BOTH(server_gone_mid_pipeline),
+        {"rcstored/leader_hint_stays_tls", leader_hint_stays_tls, guard, NULL, &reals},
         cmocka_unit_test_setup(tls_to_plaintext_port, guard),
     };
     rcs_test_select(argc, argv);
