@@ -6,6 +6,7 @@
 
 PACKAGES := cmake make gcc libc6-dev pkg-config libuv1-dev libmsgpack-dev \
             libcmocka-dev libedit-dev libinih-dev libmicrohttpd-dev libsystemd-dev libraft-dev \
+            libssl-dev openssl \
             python3 python3-msgpack python3-yaml
 JOBS     ?= $(shell nproc 2>/dev/null || echo 2)
 
