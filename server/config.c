@@ -92,7 +92,12 @@ void config_usage(FILE *out)
                  "                           HOST: IPv4, [IPv6] or a name (its first address)\n"
                  "  --auth-token-file PATH   require hello {auth: <the file's content>} before\n"
                  "                           anything but ping; the file must not be readable\n"
-                 "                           by group or others\n"
+                 "                           by group or others; its token is the admin\n"
+                 "                           user \"default\"\n"
+                 "  --users-file PATH        users with roles (read, write, admin), names\n"
+                 "                           prefixes and certificate CNs: an INI file of\n"
+                 "                           [user NAME] sections, not readable by group or\n"
+                 "                           others; read again on SIGHUP\n"
                  "  --max-connections N      open connections at most (default 10000)\n"
                  "  --max-data-bytes SIZE    data of one object at most (default 1MiB)\n"
                  "  --max-refs N             refs of one object at most (default 65536)\n"
@@ -154,8 +159,8 @@ void config_usage(FILE *out)
                  "SIZE takes a suffix k, m, g (powers of 1024). Every option can also be set\n"
                  "as RCSTORED_<NAME> in the environment (RCSTORED_MAX_REFS=100) or as\n"
                  "name = value in the config file; options beat the environment, which\n"
-                 "beats the file. SIGINT or SIGTERM stop the server cleanly; SIGHUP is\n"
-                 "ignored (nothing to reload).\n");
+                 "beats the file. SIGINT or SIGTERM stop the server cleanly; SIGHUP reads\n"
+                 "the users file again (a bad one is logged and the old users stay).\n");
 }
 
 /* ---- the settings ---- */
@@ -173,6 +178,7 @@ struct setting {
 static const struct setting settings[] = {
     {"listen", K_LISTEN, 0, 0, 0},
     {"auth-token-file", K_STR, F(auth_token_file), 0, 0},
+    {"users-file", K_STR, F(users_file), 0, 0},
     {"max-connections", K_UINT, F(max_connections), 1, 1000000},
     {"max-data-bytes", K_SIZE, F(max_data_bytes), 0, UINT32_MAX},
     {"max-refs", K_UINT, F(max_refs), 0, 1u << 24},

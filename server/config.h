@@ -53,6 +53,7 @@ struct config {
     int debug_commands;      /* serve debug_check */
     const char *log_level;
     const char *auth_token_file;    /* NULL: no authentication */
+    const char *users_file;         /* --users-file (SPEC section 10), or NULL */
     const char *metrics_listen;     /* tcp://HOST:PORT for GET /metrics, or NULL */
     const char *data_dir;           /* durable in this directory, or NULL: in memory */
     int fsync;                      /* enum journal_fsync: 0 no, 1 everysec, 2 always */

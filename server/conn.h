@@ -46,6 +46,16 @@ void conn_durable(struct server *srv, uint64_t index);
 /* A save's snapshot is done (rc 0) or failed: waiter's reply is sent and
  * it is served again. */
 void conn_saved(struct server *srv, void *waiter, int rc, uint64_t bytes, uint64_t ms);
+/* The TLS layer (server/tls) calls this once c's handshake is done and the
+ * client presented a certificate with common name cn: if a user of the
+ * users file has that cert-cn, c is logged in as that user (no token; a
+ * later hello without auth keeps it), else nothing changes. */
+void conn_tls_identified(struct conn *c, const char *cn);
+/* The users table (env.users) was replaced: every connection's user is
+ * looked up again by name in the new one (a changed role or prefix applies
+ * from the next call), and a connection whose user is gone is closed. The
+ * old table may be freed once this returns. */
+void conn_users_reloaded(struct server *srv);
 /* A cluster membership request's end (cluster.h's done callback): rc 0
  * (the reply is true, or {"leader": leader} for a transfer) or an error
  * with msg. */

@@ -255,6 +255,8 @@ static void on_cron(uv_timer_t *t)
         trim_pools(srv);
         trim_system_heap(srv);
     }
+    log_rate_flush(&srv->env.login_log, uv_now(srv->loop));
+    log_rate_flush(&srv->env.denied_log, uv_now(srv->loop));
     if (srv->metrics)
         publish_metrics(srv);
     if (srv->cfg->idle_timeout_s)
@@ -319,12 +321,67 @@ static void on_signal(uv_signal_t *h, int signum)
     server_stop(srv);
 }
 
-/* Nothing is reloaded (yet: TLS certificates will be): SIGHUP, which would
- * otherwise end the process, is logged and ignored, as Redis does. */
+/* SIGHUP reloads what can be: the users file. */
 static void on_sighup(uv_signal_t *h, int signum)
 {
-    (void)h, (void)signum;
-    log_warn("SIGHUP ignored: rcstored has nothing to reload");
+    struct server *srv = h->data;
+    (void)signum;
+    if (srv->cfg->users_file)
+        server_reload_users(srv);
+    else
+        log_info("SIGHUP: no --users-file to read again");
+}
+
+/* Load the users file into *out: the file's own checks (users_load), and
+ * no user "default" beside --auth-token-file (which is that user). */
+static int read_users(struct server *srv, struct users **out, char *err, size_t errlen)
+{
+    int rc = users_load(srv->cfg->users_file, out, err, errlen);
+    if (rc == 0 && srv->env.auth && users_find(*out, "default", 7)) {
+        users_free(*out);
+        *out = NULL;
+        return failf(err, errlen, -EINVAL,
+                     "%s defines user \"default\", which --auth-token-file's token already is: "
+                     "give one or the other",
+                     srv->cfg->users_file);
+    }
+    return rc;
+}
+
+int server_reload_users(struct server *srv)
+{
+    struct users *u, *old = srv->users;
+    char err[512];
+    int rc = read_users(srv, &u, err, sizeof(err));
+    if (rc < 0) {
+        log_warn("SIGHUP: %s; the users loaded before stay", err);
+        return rc;
+    }
+    srv->users = u;
+    srv->env.users = u;
+    conn_users_reloaded(srv);
+    users_free(old);
+    log_info("SIGHUP: read %zu user(s) from %s", u->n, srv->cfg->users_file);
+    return 0;
+}
+
+/* --users-file at start-up: any failure is the configuration's (-EINVAL,
+ * exit 2) but memory. */
+static int load_users(struct server *srv, char *err, size_t errlen)
+{
+    char why[512];
+    int rc = read_users(srv, &srv->users, why, sizeof(why));
+    if (rc < 0)
+        return failf(err, errlen, rc == -ENOMEM ? rc : -EINVAL, "--users-file: %s", why);
+    srv->env.users = srv->users;
+    return 0;
+}
+
+static void free_users(struct server *srv)
+{
+    users_free(srv->users);
+    srv->users = NULL;
+    srv->env.users = NULL;
 }
 
 /* Read the auth token (common/secret: a regular file private to its
@@ -346,6 +403,9 @@ static int load_auth(struct server *srv, char *err, size_t errlen)
         memcpy(srv->auth, buf, n);
         srv->env.auth = srv->auth;
         srv->env.auth_len = n;
+        snprintf(srv->default_user.name, sizeof(srv->default_user.name), "default");
+        srv->default_user.role = ROLE_ADMIN;
+        srv->env.default_user = &srv->default_user;
     }
     explicit_bzero(buf, sizeof(buf));
     if (!srv->auth)
@@ -353,6 +413,7 @@ static int load_auth(struct server *srv, char *err, size_t errlen)
     return 0;
 }
 
+/* The auth token and the users table. */
 static void free_auth(struct server *srv)
 {
     if (srv->auth) {
@@ -361,7 +422,9 @@ static void free_auth(struct server *srv)
         srv->auth = NULL;
         srv->env.auth = NULL;
         srv->env.auth_len = 0;
+        srv->env.default_user = NULL;
     }
+    free_users(srv);
 }
 
 /* Bind one listener (the caller logs it once all are up). On failure the
@@ -532,8 +595,14 @@ int server_init(struct server *srv, uv_loop_t *loop, const struct config *cfg, c
         return failf(err, errlen, rc, "cannot set up the store: %s", strerror(-rc));
     srv->env.st = &srv->st;
     srv->env.persist = &srv->persist;
+    srv->env.login_log.what = "failed-login lines";
+    srv->env.denied_log.what = "refused-call lines";
     if (cfg->auth_token_file && (rc = load_auth(srv, err, errlen)) < 0)
         goto fail_store;
+    if (cfg->users_file && (rc = load_users(srv, err, errlen)) < 0) {
+        free_auth(srv);
+        goto fail_store;
+    }
     if (!cfg->data_dir) {
         char where[320];
         /* A durability setting without a data directory would let a user

@@ -95,6 +95,7 @@ struct target {
 
 struct opts {
     const char *host, *sock, *tests, *mix, *auth_file, *hosts;
+    const char *user;       /* --user: logs in as this user, with auth_file's token */
     struct target *targets; /* -H's list, or -h and -p */
     unsigned ntargets;
     int port, quiet, csv, json;
@@ -239,22 +240,32 @@ static uint8_t *reserve(struct bconn *c, size_t n)
 }
 
 #define METHOD(s) (s), (unsigned)(sizeof(s) - 1)
+/* The longest --user: the server's user names are at most 64 bytes. */
+#define BENCH_USER_MAX 64
 
 static void emit(struct bconn *c, enum kind k, uint64_t a, uint64_t b, int counted)
 {
     const struct bench *bn = c->w->b;
     uint32_t d = bn->o.datasize;
-    uint8_t *p = reserve(c, WIRE_MAX_HEAD + d + sizeof(bn->o.auth) + 32), *start = p;
+    uint8_t *p = reserve(c, WIRE_MAX_HEAD + d + sizeof(bn->o.auth) + BENCH_USER_MAX + 48),
+            *start = p;
     uint32_t id = ++c->msgid;
     struct req *r;
 
     switch (k) {
     case K_HELLO: {
-        size_t alen = strlen(bn->o.auth);
+        size_t alen = strlen(bn->o.auth), ulen = bn->o.user ? strlen(bn->o.user) : 0;
         p = wire_request(p, id, METHOD("hello"), 1);
-        *p++ = (uint8_t)(0x80 | (alen ? 2 : 1));
+        *p++ = (uint8_t)(0x80 | (1 + (alen ? 1 : 0) + (ulen ? 1 : 0)));
         p = wire_fixstr(p, METHOD("client"));
         p = wire_fixstr(p, METHOD("rcstore-bench"));
+        if (ulen) { /* at most BENCH_USER_MAX bytes (main checks) */
+            p = wire_fixstr(p, METHOD("user"));
+            *p++ = 0xd9; /* str 8 */
+            *p++ = (uint8_t)ulen;
+            memcpy(p, bn->o.user, ulen);
+            p += ulen;
+        }
         if (alen) {
             p = wire_fixstr(p, METHOD("auth"));
             *p++ = 0xda; /* str 16 */
@@ -1197,6 +1208,8 @@ static void usage(FILE *f)
             "  --threads N       threads, one event loop each (default 1)\n"
             "  --auth-file PATH  authenticate with the token in PATH (or set\n"
             "                    RCSTORE_AUTH_FILE); the file must be mode 0600 or 0400\n"
+            "  --user NAME       log in as this user of the server's --users-file, with\n"
+            "                    --auth-file's token (or set RCSTORE_USER)\n"
             "  -q                quiet: one line per test\n"
             "  --csv             CSV with redis-benchmark's columns\n"
             "  --json            a JSON array, one object per test\n"
@@ -1304,7 +1317,7 @@ static void parse_targets(struct opts *o)
     }
 }
 
-enum { OPT_DURATION = 256, OPT_CSV, OPT_JSON, OPT_THREADS, OPT_MIX, OPT_AUTH, OPT_HELP };
+enum { OPT_DURATION = 256, OPT_CSV, OPT_JSON, OPT_THREADS, OPT_MIX, OPT_AUTH, OPT_USER, OPT_HELP };
 
 int main(int argc, char **argv)
 {
@@ -1315,6 +1328,7 @@ int main(int argc, char **argv)
         {"threads", required_argument, NULL, OPT_THREADS},
         {"mix", required_argument, NULL, OPT_MIX},
         {"auth-file", required_argument, NULL, OPT_AUTH},
+        {"user", required_argument, NULL, OPT_USER},
         {"help", no_argument, NULL, OPT_HELP},
         {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
@@ -1336,6 +1350,7 @@ int main(int argc, char **argv)
     o->mix = "get:80,incref:10,create:5,churn:5";
     o->tests = "ping,create,get,incref,decref,link,churn,cycle";
     o->auth_file = getenv("RCSTORE_AUTH_FILE"); /* as the CLI: --auth-file beats it */
+    o->user = getenv("RCSTORE_USER");
     while ((ch = getopt_long(argc, argv, "h:H:p:s:c:n:P:d:r:t:qV", longs, NULL)) != -1) {
         switch (ch) {
         case 'h':
@@ -1395,6 +1410,9 @@ int main(int argc, char **argv)
         case OPT_AUTH:
             o->auth_file = optarg;
             break;
+        case OPT_USER:
+            o->user = optarg;
+            break;
         case OPT_HELP:
             usage(stdout);
             return 0;
@@ -1410,6 +1428,10 @@ int main(int argc, char **argv)
     if (o->duration > 0 && !have_n)
         o->requests = UINT64_MAX;
     parse_mix(o);
+    if (o->user && !*o->user)
+        o->user = NULL; /* RCSTORE_USER= set empty: none */
+    if (o->user && (strlen(o->user) > BENCH_USER_MAX || !o->auth_file))
+        die("--user wants a name of at most %d bytes and --auth-file", BENCH_USER_MAX);
     load_auth(o);
     parse_targets(o);
     for (const char *p = o->tests; *p;) {

@@ -5,7 +5,7 @@
 # print exactly one line on stderr, "rcstored: " and the problem (one
 # format for option, listen, token and metrics errors, printed whatever
 # --log-level says). Then the unix socket of a live server (not taken over),
-# SIGHUP (ignored), and host names and IPv6 in listen addresses.
+# SIGHUP (logged; reloads only what is configured), and host names and IPv6 in listen addresses.
 set -u
 RCSTORED=$1
 tmp=$(mktemp -d)
@@ -182,7 +182,7 @@ expect "the live server's socket is still there" $?
 ping_unix "$sock"
 expect "the live server still answers on it" $?
 
-# SIGHUP: logged and ignored; the server answers, then SIGTERM stops it
+# SIGHUP: logged (no users file to read again); the server answers, then SIGTERM stops it
 # cleanly (status 0) and it removes its socket.
 kill -HUP "$live_pid"
 ping_unix "$sock"
@@ -190,7 +190,7 @@ expect "SIGHUP: the server still answers" $?
 kill -TERM "$live_pid"
 wait "$live_pid"
 expect "SIGTERM after SIGHUP: status 0" $?
-grep -qF "SIGHUP ignored: rcstored has nothing to reload" "$tmp/live.log"
+grep -qF "SIGHUP: no --users-file to read again" "$tmp/live.log"
 expect "SIGHUP: logged" $?
 [ ! -e "$sock" ]
 expect "a clean stop removes its socket" $?
