@@ -51,6 +51,11 @@ struct cli {
     const char *user;                /* --user: logs in as this user (with auth_file) */
     char auth[SECRET_MAX_BYTES + 1]; /* the token from auth_file, if any */
     const char *session_file;
+    /* TLS: --cacert, --cert, --key (or RCSTORE_CACERT, _CERT, _KEY), --sni,
+     * --insecure, --tls. Any of them, or a tls:// address, makes HOST:PORT
+     * mean tls://HOST:PORT (rcs_connect_tls). */
+    rcs_tls_opts tls;
+    int use_tls;
     char session_path[1024];
     int in_session; /* resumed the session of session_file */
     int shell;
@@ -966,13 +971,23 @@ static void usage(FILE *f)
                "  --user NAME           log in as this user of the server's --users-file,\n"
                "                        with --auth-file's token (or set RCSTORE_USER);\n"
                "                        without it the token is the user \"default\"\n"
+               "  --tls                 TLS: HOST:PORT means tls://HOST:PORT (so does any\n"
+               "                        option below, or a tls:// address; write tcp://\n"
+               "                        for plaintext)\n"
+               "  --cacert PATH         CA certificates (PEM) that may sign the server's\n"
+               "                        (or RCSTORE_CACERT; default: the system's store)\n"
+               "  --cert PATH --key PATH  a client certificate and its key, for servers\n"
+               "                        that want one (or RCSTORE_CERT, RCSTORE_KEY)\n"
+               "  --sni NAME            the name the server's certificate must carry\n"
+               "                        (default: the address's host)\n"
+               "  --insecure            do not verify the server's certificate (testing)\n"
                "  --json                print results as JSON\n"
                "  -h, --help            this help;  -V, --version  the version\n\n"
                "  --session-file PATH   where session start keeps its token (or set\n"
                "                        RCSTORE_SESSION_FILE; default $XDG_RUNTIME_DIR or\n"
                "                        $HOME/.rcstore_session)\n\n"
-               "RCSTORE_ADDRESS sets the default address (tcp://HOST:PORT or unix:///PATH,\n"
-               "or a comma-separated list of them).\n"
+               "RCSTORE_ADDRESS sets the default address (tcp://HOST:PORT, tls://HOST:PORT\n"
+               "or unix:///PATH, or a comma-separated list of them).\n"
                "Each command runs in its own session, whose holds end when it exits, unless\n"
                "'rcstore session start' began one that later commands resume.\n"
                "Exit status: 0 success, 1 server error, 2 usage or connection error.\n");
@@ -1051,6 +1066,22 @@ static int parse_opts(struct cli *cli, struct opts *o, int argc, char **argv, in
         } else if (strcmp(a, "--role") == 0) {
             NEED_VAL;
             o->role = val;
+        } else if (global && strcmp(a, "--cacert") == 0) {
+            NEED_VAL;
+            cli->tls.ca_file = val;
+        } else if (global && strcmp(a, "--cert") == 0) {
+            NEED_VAL;
+            cli->tls.cert_file = val;
+        } else if (global && strcmp(a, "--key") == 0) {
+            NEED_VAL;
+            cli->tls.key_file = val;
+        } else if (global && strcmp(a, "--sni") == 0) {
+            NEED_VAL;
+            cli->tls.server_name = val;
+        } else if (global && strcmp(a, "--insecure") == 0) {
+            cli->tls.insecure = 1;
+        } else if (global && strcmp(a, "--tls") == 0) {
+            cli->use_tls = 1;
         } else if (global && (strcmp(a, "-s") == 0 || strcmp(a, "--socket") == 0)) {
             static char addr[300];
             NEED_VAL;
@@ -1245,6 +1276,9 @@ int main(int argc, char **argv)
     cli.auth_file = getenv("RCSTORE_AUTH_FILE");
     cli.user = getenv("RCSTORE_USER");
     cli.session_file = getenv("RCSTORE_SESSION_FILE");
+    cli.tls.ca_file = getenv("RCSTORE_CACERT");
+    cli.tls.cert_file = getenv("RCSTORE_CERT");
+    cli.tls.key_file = getenv("RCSTORE_KEY");
     if (parse_opts(&cli, &cli.defaults, argc - 1, argv + 1, &npos, pos, 1) != 0)
         return EXIT_USAGE;
     if (npos > 0 && strcmp(pos[0], "help") == 0) {
@@ -1259,7 +1293,20 @@ int main(int argc, char **argv)
         cli.user = NULL; /* RCSTORE_USER= set empty: none */
     if (cli.user && !cli.auth_file)
         return usage_error("--user %s needs --auth-file (the user's token)", cli.user);
-    if ((rc = rcs_connect(cli.address, &cli.c)) < 0) {
+    if (cli.use_tls || cli.tls.ca_file || cli.tls.cert_file || cli.tls.key_file ||
+        cli.tls.server_name || cli.tls.insecure || (cli.address && strstr(cli.address, "tls://"))) {
+        if (!cli.address) /* the default address, over TLS */
+            cli.address = "127.0.0.1:7373";
+        if ((rc = rcs_connect_tls(cli.address, &cli.tls, &cli.c)) < 0) {
+            if (cli.c)
+                fprintf(stderr, "rcstore: %s\n", rcs_last_error(cli.c));
+            else
+                fprintf(stderr, "rcstore: cannot connect to %s: %s\n", cli.address,
+                        rcs_strerror(rc));
+            rcs_close(cli.c);
+            return EXIT_USAGE;
+        }
+    } else if ((rc = rcs_connect(cli.address, &cli.c)) < 0) {
         fprintf(stderr, "rcstore: cannot connect to %s: %s\n",
                 cli.address ? cli.address : RCS_DEFAULT_ADDRESS, strerror(errno));
         return EXIT_USAGE;

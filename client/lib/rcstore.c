@@ -5,7 +5,9 @@
  * are found with the protocol library's scanner, decoded with msgpack-c and
  * copied into caller-owned rcs_value trees. A client knows a list of
  * addresses: it follows a cluster's NOT_LEADER and reconnects after a lost
- * connection, replaying its session's hello (see "failover" below). */
+ * connection, replaying its session's hello (see "failover" below). A tls://
+ * address runs the same bytes through OpenSSL on the socket ("TLS" below):
+ * the socket is non-blocking then, and every wait is the same poll. */
 #include "rcstore.h"
 
 #include "buf.h"
@@ -13,9 +15,12 @@
 #include "rpc_msg.h"
 #include "rpc_pack.h"
 #include "rpc_scan.h"
+#include "tlsctx.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -29,6 +34,10 @@
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <openssl/bio.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 
 _Static_assert(RCS_EBAD_REQUEST == RPC_EBAD_REQUEST, "client and protocol codes differ");
 _Static_assert(RCS_EINTERNAL == RPC_EINTERNAL, "client and protocol codes differ");
@@ -45,7 +54,8 @@ struct note {
 };
 
 struct rcs_client {
-    int fd; /* -1 while disconnected */
+    int fd;   /* -1 while disconnected */
+    SSL *ssl; /* the connection's TLS, or NULL for plaintext */
     int timeout_ms;
     int failover_ms;
     uint32_t next_msgid; /* msgid of the next request queued */
@@ -89,6 +99,19 @@ struct rcs_client {
     struct rpc_decoder dec;
     struct note *notes, *notes_tail;
     char errmsg[512];
+
+    /* TLS: the context (made at rcs_connect_tls from its options, or with
+     * the system's CA store at the first tls:// address), the socket BIO
+     * method the connections use, and the options kept for the context. */
+    SSL_CTX *tls_ctx;
+    BIO_METHOD *tls_bio;
+    char *tls_ca, *tls_cert, *tls_key, *tls_name;
+    int tls_insecure;
+    int tls_default;     /* rcs_connect_tls: HOST:PORT without a scheme is TLS */
+    int tls_hints;       /* a leader hint is dialled over TLS, never in plaintext */
+    int tls_read_writes; /* the last SSL_read waits for the socket to be writable */
+    int tls_write_reads; /* the last SSL_write waits for it to be readable */
+    char tls_err[400];   /* a failure seen after bytes that came before it */
 };
 
 /* ---- errors ---- */
@@ -347,32 +370,45 @@ static int connect_within(int fd, const struct sockaddr *sa, socklen_t len, int 
     return fcntl(fd, F_SETFL, flags);
 }
 
-static int connect_tcp(const char *hostport, int timeout_ms)
+/* "HOST:PORT" or "[V6]:PORT": host (brackets dropped) into host[256], and
+ * where the port starts. 0 or -1 (errno EINVAL). */
+static int split_hostport(const char *hostport, char *host, const char **port)
 {
-    char host[256];
-    const char *colon, *port, *h = hostport;
-    struct addrinfo hints, *res, *ai;
+    const char *colon, *h = hostport;
     size_t n;
-    int fd = -1, one = 1;
-
     if (hostport[0] == '[') {
         const char *close = strchr(hostport, ']');
         if (!close || close[1] != ':')
-            return -1;
+            goto bad;
         h = hostport + 1;
         n = (size_t)(close - h);
-        port = close + 2;
+        *port = close + 2;
     } else {
         colon = strrchr(hostport, ':');
         if (!colon)
-            return -1;
+            goto bad;
         n = (size_t)(colon - hostport);
-        port = colon + 1;
+        *port = colon + 1;
     }
-    if (n == 0 || n >= sizeof(host) || !*port)
-        return -1;
+    if (n == 0 || n >= 256 || !**port)
+        goto bad;
     memcpy(host, h, n);
     host[n] = '\0';
+    return 0;
+bad:
+    errno = EINVAL;
+    return -1;
+}
+
+static int connect_tcp(const char *hostport, int timeout_ms)
+{
+    char host[256];
+    const char *port;
+    struct addrinfo hints, *res, *ai;
+    int fd = -1, one = 1;
+
+    if (split_hostport(hostport, host, &port) < 0)
+        return -1;
     memset(&hints, 0, sizeof(hints));
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
@@ -393,22 +429,210 @@ static int connect_tcp(const char *hostport, int timeout_ms)
     return fd;
 }
 
-/* Open one address of the forms rcs_connect takes, a TCP connect waiting
- * at most timeout_ms (-1: no limit): a socket or -1. */
-static int open_address(const char *a, int timeout_ms)
-{
-    if (strncmp(a, "unix://", 7) == 0)
-        return connect_unix(a + 7);
-    if (a[0] == '/')
-        return connect_unix(a);
-    if (strncmp(a, "tcp://", 6) == 0)
-        return connect_tcp(a + 6, timeout_ms);
-    return connect_tcp(a, timeout_ms);
-}
-
 /* With somewhere else to go, a node that does not answer a connect within
  * this long is passed over. */
 #define CONNECT_TIMEOUT_MS 2000
+/* A TLS handshake not finished within this long fails (when neither the
+ * connect nor rcs_set_timeout gave a limit). */
+#define HANDSHAKE_TIMEOUT_MS 10000
+
+/* ---- TLS ----
+ * OpenSSL reads and writes the socket through a BIO of our own rather than
+ * its socket BIO, which writes with write(2): a server gone away would
+ * raise SIGPIPE in the caller's process. Ours sends with MSG_NOSIGNAL, as
+ * the plaintext path does. The socket is non-blocking; a call that would
+ * block says which way it waits and the caller polls (with its timeout). */
+
+static int bio_sock_write(BIO *b, const char *data, int len)
+{
+    ssize_t n;
+    BIO_clear_retry_flags(b);
+    n = send((int)(intptr_t)BIO_get_data(b), data, (size_t)len, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+        BIO_set_retry_write(b);
+    return (int)n;
+}
+
+static int bio_sock_read(BIO *b, char *data, int len)
+{
+    ssize_t n;
+    BIO_clear_retry_flags(b);
+    n = read((int)(intptr_t)BIO_get_data(b), data, (size_t)len);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+        BIO_set_retry_read(b);
+    return (int)n;
+}
+
+static long bio_sock_ctrl(BIO *b, int cmd, long num, void *ptr)
+{
+    (void)b, (void)num, (void)ptr;
+    return cmd == BIO_CTRL_FLUSH ? 1 : 0;
+}
+
+static int bio_sock_create(BIO *b)
+{
+    BIO_set_init(b, 1);
+    return 1;
+}
+
+/* Make the context from the options kept (or the system's store) and the
+ * BIO method. 0, or RCS_EINVAL (a file: the message says which and why)
+ * or RCS_ENOMEM. */
+static int tls_setup(rcs_client *c)
+{
+    char why[400];
+    int rc;
+    if (!c->tls_bio) {
+        c->tls_bio = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "rcstore socket");
+        if (!c->tls_bio || !BIO_meth_set_write(c->tls_bio, bio_sock_write) ||
+            !BIO_meth_set_read(c->tls_bio, bio_sock_read) ||
+            !BIO_meth_set_ctrl(c->tls_bio, bio_sock_ctrl) ||
+            !BIO_meth_set_create(c->tls_bio, bio_sock_create))
+            return set_error(c, RCS_ENOMEM, NULL);
+    }
+    if (c->tls_ctx)
+        return 0;
+    rc = tlsctx_client(c->tls_ca, c->tls_cert, c->tls_key, c->tls_insecure, &c->tls_ctx, why,
+                       sizeof(why));
+    if (rc < 0)
+        return set_error(c, rc == -ENOMEM ? RCS_ENOMEM : RCS_EINVAL, "TLS: %s", why);
+    return 0;
+}
+
+/* Wait until fd can go the way the last TLS call (its SSL_get_error e)
+ * wants, until deadline_ns. 1 ready, 0 timed out, -1 poll failed. */
+static int tls_wait(int fd, int e, uint64_t deadline_ns);
+
+static uint64_t now_ns(void);
+
+/* Run the client side of a TLS handshake on fd (connected to addr, whose
+ * host is host) within timeout_ms. 0 with *out, or RCS_EIO / RCS_ENOMEM /
+ * RCS_EINVAL with the message set ("TLS: <reason> (addr)"). */
+static int tls_open(rcs_client *c, int fd, const char *addr, const char *host, int timeout_ms,
+                    SSL **out)
+{
+    uint64_t deadline = now_ns() + (uint64_t)timeout_ms * 1000000u;
+    char why[400];
+    BIO *bio;
+    SSL *ssl;
+    int rc, flags;
+
+    if ((rc = tls_setup(c)) < 0)
+        return rc;
+    if ((flags = fcntl(fd, F_GETFL)) < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0)
+        return set_error(c, RCS_ECONNECT, "cannot connect to %s: %s", addr, strerror(errno));
+    if (!(ssl = SSL_new(c->tls_ctx)) || !(bio = BIO_new(c->tls_bio))) {
+        SSL_free(ssl);
+        return set_error(c, RCS_ENOMEM, NULL);
+    }
+    BIO_set_data(bio, (void *)(intptr_t)fd);
+    SSL_set_bio(ssl, bio, bio);
+    SSL_set_mode(ssl, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    if (tlsctx_set_peer(ssl, c->tls_name ? c->tls_name : host) < 0) {
+        SSL_free(ssl);
+        return set_error(c, RCS_ENOMEM, NULL);
+    }
+    for (;;) {
+        int r, e;
+        ERR_clear_error();
+        errno = 0;
+        if ((r = SSL_connect(ssl)) == 1)
+            break;
+        e = SSL_get_error(ssl, r);
+        if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+            int w = tls_wait(fd, e, deadline);
+            if (w > 0)
+                continue;
+            if (w == 0)
+                snprintf(why, sizeof(why), "the handshake did not finish within %d ms", timeout_ms);
+            else
+                snprintf(why, sizeof(why), "poll: %s", strerror(errno));
+        } else {
+            tlsctx_error(ssl, e, 1, why, sizeof(why));
+        }
+        SSL_free(ssl);
+        ERR_clear_error();
+        errno = EPROTO; /* for rcs_connect's callers that read errno */
+        return set_error(c, RCS_EIO, "TLS: %s (%s)", why, addr);
+    }
+    *out = ssl;
+    return 0;
+}
+
+static int tls_wait(int fd, int e, uint64_t deadline_ns)
+{
+    struct pollfd p = {.fd = fd, .events = e == SSL_ERROR_WANT_WRITE ? POLLOUT : POLLIN};
+    for (;;) {
+        uint64_t now = now_ns();
+        int pr;
+        if (now >= deadline_ns)
+            return 0;
+        pr = poll(&p, 1, (int)((deadline_ns - now) / 1000000u) + 1);
+        if (pr < 0 && errno == EINTR)
+            continue;
+        return pr < 0 ? -1 : pr > 0 ? 1 : 0;
+    }
+}
+
+/* Open one address of the forms rcs_connect takes, a TCP connect (and a
+ * TLS handshake) waiting at most timeout_ms (-1: no limit for the connect;
+ * the handshake then takes rcs_set_timeout's, else HANDSHAKE_TIMEOUT_MS).
+ * Returns a socket, with *ssl its TLS or NULL, or a negative code with the
+ * message set: RCS_ECONNECT (errno says why), RCS_EIO (the handshake),
+ * RCS_EINVAL (the TLS options), RCS_ENOMEM. */
+static int open_address(rcs_client *c, const char *a, int timeout_ms, SSL **ssl)
+{
+    const char *hp = a, *port;
+    char host[256];
+    int fd, tls = c->tls_default, rc;
+
+    *ssl = NULL;
+    if (strncmp(a, "unix://", 7) == 0 || a[0] == '/') {
+        fd = connect_unix(a[0] == '/' ? a : a + 7);
+        if (fd < 0)
+            return set_error(c, RCS_ECONNECT, "cannot connect to %s: %s", a, strerror(errno));
+        return fd;
+    }
+    if (strncmp(a, "tcp://", 6) == 0) {
+        hp = a + 6;
+        tls = 0;
+    } else if (strncmp(a, "tls://", 6) == 0) {
+        hp = a + 6;
+        tls = 1;
+    }
+    if ((fd = connect_tcp(hp, timeout_ms)) < 0)
+        return set_error(c, RCS_ECONNECT, "cannot connect to %s: %s", a, strerror(errno));
+    if (!tls)
+        return fd;
+    split_hostport(hp, host, &port); /* connect_tcp parsed it already */
+    if (timeout_ms < 0)
+        timeout_ms = c->timeout_ms >= 0 ? c->timeout_ms : HANDSHAKE_TIMEOUT_MS;
+    if ((rc = tls_open(c, fd, a, host, timeout_ms, ssl)) < 0) {
+        int saved = errno;
+        close(fd);
+        errno = saved;
+        return rc;
+    }
+    return fd;
+}
+
+/* Close the connection's TLS (clean: say goodbye with a close_notify, if
+ * the socket takes it at once) and its socket. */
+static void close_conn(rcs_client *c, int clean)
+{
+    if (c->ssl) {
+        if (clean)
+            SSL_shutdown(c->ssl);
+        SSL_free(c->ssl);
+        c->ssl = NULL;
+        ERR_clear_error();
+    }
+    if (c->fd >= 0)
+        close(c->fd);
+    c->fd = -1;
+    c->tls_read_writes = c->tls_write_reads = 0;
+    c->tls_err[0] = '\0';
+}
 
 /* Split a comma-separated list (blanks around items allowed) into c->addrs.
  * 0, RCS_EINVAL (an empty item) or RCS_ENOMEM. */
@@ -439,10 +663,12 @@ static int parse_list(rcs_client *c, const char *list)
     }
 }
 
-/* Use fd, just connected to addr (takes ownership of both), for what follows. */
-static void attach(rcs_client *c, int fd, char *addr)
+/* Use fd and its ssl (NULL for plaintext), just connected to addr (takes
+ * ownership of all three), for what follows. */
+static void attach(rcs_client *c, int fd, SSL *ssl, char *addr)
 {
     c->fd = fd;
+    c->ssl = ssl;
     free(c->addr);
     c->addr = addr;
     c->expect = c->next_msgid;
@@ -451,21 +677,16 @@ static void attach(rcs_client *c, int fd, char *addr)
     rpc_scan_reset(&c->scan);
 }
 
-int rcs_connect(const char *address, rcs_client **out)
+static rcs_client *client_new(void)
 {
     struct rpc_scan_limits lim = {
         .max_message_bytes = (size_t)1 << 32, .max_elements = 1u << 28, .max_depth = 16};
-    rcs_client *c;
-    int rc, saved;
-
-    *out = NULL;
-    if (!address)
-        address = RCS_DEFAULT_ADDRESS;
-    if (!(c = calloc(1, sizeof(*c))))
-        return RCS_ENOMEM;
+    rcs_client *c = calloc(1, sizeof(*c));
+    if (!c)
+        return NULL;
     if (rpc_decoder_init(&c->dec) < 0) {
         free(c);
-        return RCS_ENOMEM;
+        return NULL;
     }
     c->fd = -1;
     c->timeout_ms = -1;
@@ -475,24 +696,52 @@ int rcs_connect(const char *address, rcs_client **out)
     buf_init(&c->in);
     buf_init(&c->call);
     rpc_scan_init(&c->scan, &lim);
-    if ((rc = parse_list(c, address)) < 0)
-        goto fail;
-    rc = RCS_ECONNECT;
+    return c;
+}
+
+/* Connect to the first address of the list that takes a connection (and
+ * a TLS handshake). 0, or the last address's error with its message. */
+static int connect_first(rcs_client *c)
+{
+    int rc = set_error(c, RCS_ECONNECT, "no address to connect to");
     for (size_t i = 0; i < c->naddrs && rc < 0; i++) {
-        int fd = open_address(c->addrs[i], c->naddrs > 1 ? CONNECT_TIMEOUT_MS : -1);
+        SSL *ssl;
+        int fd = open_address(c, c->addrs[i], c->naddrs > 1 ? CONNECT_TIMEOUT_MS : -1, &ssl);
         char *a;
-        if (fd < 0)
+        if (fd < 0) {
+            rc = fd;
+            if (rc == RCS_ENOMEM || rc == RCS_EINVAL) /* no other address fares better */
+                break;
             continue;
+        }
         if (!(a = strdup(c->addrs[i]))) {
+            SSL_free(ssl);
             close(fd);
-            rc = RCS_ENOMEM;
+            rc = set_error(c, RCS_ENOMEM, NULL);
             break;
         }
         c->next_addr = (i + 1) % c->naddrs;
-        attach(c, fd, a);
+        attach(c, fd, ssl, a);
         rc = 0;
     }
-    if (rc < 0)
+    return rc;
+}
+
+int rcs_connect(const char *address, rcs_client **out)
+{
+    rcs_client *c;
+    int rc, saved;
+
+    *out = NULL;
+    if (!address)
+        address = RCS_DEFAULT_ADDRESS;
+    if (!(c = client_new()))
+        return RCS_ENOMEM;
+    if ((rc = parse_list(c, address)) < 0)
+        goto fail;
+    for (size_t i = 0; i < c->naddrs; i++)
+        c->tls_hints |= strncmp(c->addrs[i], "tls://", 6) == 0;
+    if ((rc = connect_first(c)) < 0)
         goto fail;
     *out = c;
     return 0;
@@ -503,13 +752,58 @@ fail:
     return rc;
 }
 
+/* A copy of an optional string: 0, or -1 out of memory. */
+static int dup_opt(char **dst, const char *src)
+{
+    return (*dst = src ? strdup(src) : NULL) || !src ? 0 : -1;
+}
+
+int rcs_connect_tls(const char *address, const rcs_tls_opts *tls, rcs_client **out)
+{
+    static const rcs_tls_opts none = {0};
+    rcs_client *c;
+    int rc;
+
+    *out = NULL;
+    if (!address)
+        address = RCS_DEFAULT_ADDRESS;
+    if (!tls)
+        tls = &none;
+    if (!(c = client_new()))
+        return RCS_ENOMEM;
+    c->tls_default = c->tls_hints = 1;
+    c->tls_insecure = tls->insecure != 0;
+    if (dup_opt(&c->tls_ca, tls->ca_file) < 0 || dup_opt(&c->tls_cert, tls->cert_file) < 0 ||
+        dup_opt(&c->tls_key, tls->key_file) < 0 || dup_opt(&c->tls_name, tls->server_name) < 0)
+        rc = RCS_ENOMEM;
+    else
+        rc = parse_list(c, address);
+    if (rc < 0) { /* no client to speak of */
+        rcs_close(c);
+        return rc;
+    }
+    if ((rc = tls_setup(c)) == 0)
+        rc = connect_first(c);
+    if (rc == RCS_ENOMEM) {
+        rcs_close(c);
+        return rc;
+    }
+    *out = c; /* on failure too: its rcs_last_error says why */
+    return rc;
+}
+
 void rcs_close(rcs_client *c)
 {
     struct note *n, *next;
     if (!c)
         return;
-    if (c->fd >= 0)
-        close(c->fd);
+    close_conn(c, 1);
+    SSL_CTX_free(c->tls_ctx);
+    BIO_meth_free(c->tls_bio);
+    free(c->tls_ca);
+    free(c->tls_cert);
+    free(c->tls_key);
+    free(c->tls_name);
     buf_close(&c->out);
     buf_close(&c->in);
     buf_close(&c->call);
@@ -560,9 +854,7 @@ uint64_t rcs_reconnects(const rcs_client *c)
  * any). The next request reconnects. Returns err, with the message set. */
 static int fail_conn(rcs_client *c, int err)
 {
-    if (c->fd >= 0)
-        close(c->fd);
-    c->fd = -1;
+    close_conn(c, 0);
     c->lost += (uint32_t)(c->next_msgid - c->expect);
     c->lost_err = err;
     snprintf(c->lost_msg, sizeof(c->lost_msg), "%.200s (%.200s); the next request reconnects",
@@ -588,12 +880,79 @@ static int garbled(rcs_client *c, const char *what)
     return fail_conn(c, RCS_EPROTO);
 }
 
+/* The connection's TLS failed (SSL_get_error said e): give it up. */
+static int tls_broken(rcs_client *c, int e)
+{
+    char why[400];
+    tlsctx_error(c->ssl, e, 0, why, sizeof(why));
+    set_error(c, RCS_EIO, "TLS: %s", why);
+    return fail_conn(c, RCS_EIO);
+}
+
+/* Decrypt what the TLS connection has, as far as the buffer's room goes:
+ * 0 (maybe nothing yet: a record comes in parts), or RCS_EIO. An end or an
+ * error after some bytes waits for the next call, so replies that came
+ * before a close are read first. */
+static int tls_read_some(rcs_client *c)
+{
+    int got = 0;
+    if (c->tls_err[0]) { /* the bytes before it were read: now the failure */
+        set_error(c, RCS_EIO, "TLS: %s", c->tls_err);
+        return fail_conn(c, RCS_EIO);
+    }
+    for (;;) {
+        size_t room = c->in.cap - c->in.len;
+        int n, e;
+        if (room == 0)
+            return 0;
+        ERR_clear_error();
+        errno = 0;
+        n = SSL_read(c->ssl, c->in.data + c->in.len, room > INT_MAX ? INT_MAX : (int)room);
+        if (n > 0) {
+            c->in.len += (size_t)n;
+            got = 1;
+            continue;
+        }
+        e = SSL_get_error(c->ssl, n);
+        c->tls_read_writes = e == SSL_ERROR_WANT_WRITE;
+        if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
+            return 0;
+        if (got) {
+            tlsctx_error(c->ssl, e, 0, c->tls_err, sizeof(c->tls_err));
+            return 0;
+        }
+        return tls_broken(c, e);
+    }
+}
+
+/* Write what the TLS connection will take now: 0 or RCS_EIO. */
+static int tls_write_some(rcs_client *c)
+{
+    size_t len = buf_pending(&c->out);
+    int n, e;
+    ERR_clear_error();
+    errno = 0;
+    n = SSL_write(c->ssl, c->out.data + c->out.off, len > INT_MAX ? INT_MAX : (int)len);
+    if (n > 0) {
+        buf_consume(&c->out, (size_t)n);
+        c->tls_write_reads = 0;
+        return 0;
+    }
+    e = SSL_get_error(c->ssl, n);
+    c->tls_write_reads = e == SSL_ERROR_WANT_READ;
+    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
+        return 0;
+    return tls_broken(c, e);
+}
+
 /* Read what the socket has (at most one read). 0, or RCS_EIO. */
 static int read_some(rcs_client *c)
 {
     ssize_t n;
     if (buf_reserve(&c->in, 64 * 1024) < 0)
         return set_error(c, RCS_ENOMEM, NULL);
+    if (c->ssl)
+        return tls_read_some(c);
     do {
         n = read(c->fd, c->in.data + c->in.len, c->in.cap - c->in.len);
     } while (n < 0 && errno == EINTR);
@@ -612,6 +971,14 @@ int rcs_flush(rcs_client *c)
         return buf_pending(&c->out) ? set_error(c, RCS_EIO, "not connected") : 0;
     while (buf_pending(&c->out) > 0) {
         struct pollfd p = {.fd = c->fd, .events = POLLIN | POLLOUT};
+        if (c->ssl && SSL_pending(c->ssl) > 0) { /* decrypted already: no poll would say so */
+            int rc = read_some(c);
+            if (rc < 0)
+                return rc;
+            continue;
+        }
+        if (c->tls_write_reads) /* the TLS write waits for the peer first */
+            p.events = POLLIN;
         if (poll(&p, 1, -1) < 0) {
             if (errno == EINTR)
                 continue;
@@ -623,7 +990,11 @@ int rcs_flush(rcs_client *c)
             if (rc < 0)
                 return rc;
         }
-        if (p.revents & (POLLOUT | POLLERR | POLLHUP)) {
+        if (c->ssl && (p.revents & (POLLOUT | POLLERR | POLLHUP | POLLIN))) {
+            int rc = tls_write_some(c);
+            if (rc < 0)
+                return rc;
+        } else if (p.revents & (POLLOUT | POLLERR | POLLHUP)) {
             ssize_t n = send(c->fd, c->out.data + c->out.off, buf_pending(&c->out),
                              MSG_NOSIGNAL | MSG_DONTWAIT);
             if (n < 0 && (errno == EAGAIN || errno == EINTR))
@@ -651,8 +1022,9 @@ static int read_frame(rcs_client *c, int timeout_ms, msgpack_object *obj, size_t
         }
         if (rc < 0)
             return garbled(c, "malformed or oversized message from the server");
-        {
-            struct pollfd p = {.fd = c->fd, .events = POLLIN};
+        if (!c->ssl || SSL_pending(c->ssl) == 0) {
+            struct pollfd p = {.fd = c->fd,
+                               .events = (short)(POLLIN | (c->tls_read_writes ? POLLOUT : 0))};
             int pr = poll(&p, 1, timeout_ms);
             if (pr < 0 && errno == EINTR)
                 continue;
@@ -724,11 +1096,38 @@ static void note_leader(rcs_client *c, const msgpack_object *leader)
     c->leader = NULL;
     c->follow = 1;
     if (leader && leader->type == MSGPACK_OBJECT_STR && rpc_obj_bytes(leader, &p, &len) == 0 &&
-        len > 0 && len < 1024)
-        c->leader = strndup(p, len);
+        len > 0 && len < 1024) {
+        /* A client that speaks TLS never follows a hint into plaintext:
+         * tcp://HOST:PORT and HOST:PORT are dialled as tls://HOST:PORT. */
+        if (c->tls_hints && len > 6 && memcmp(p, "tcp://", 6) == 0)
+            p += 6, len -= 6;
+        if (c->tls_hints && !(len > 6 && memcmp(p, "tls://", 6) == 0) &&
+            !(len > 7 && memcmp(p, "unix://", 7) == 0) && p[0] != '/') {
+            if ((c->leader = malloc(len + 7)) != NULL)
+                snprintf(c->leader, len + 7, "tls://%.*s", (int)len, p);
+        } else {
+            c->leader = strndup(p, len);
+        }
+    }
     c->no_leader = !c->leader;
     snprintf(c->errmsg + n, sizeof(c->errmsg) - n, " (%s: %s%s)", c->addr ? c->addr : "?",
              c->leader ? "the leader is " : "no leader known", c->leader ? c->leader : "");
+}
+
+/* The code of an error map from the server, with its message (after
+ * prefix) as the last error. */
+static int server_error(rcs_client *c, const msgpack_object *error, const char *prefix)
+{
+    const msgpack_object *code = rpc_map_get(error, "code");
+    const msgpack_object *msg = rpc_map_get(error, "message");
+    const char *p = "";
+    uint32_t len = 0;
+    int rc = RCS_EPROTO;
+    if (code && rpc_obj_bytes(code, &p, &len) == 0)
+        rc = err_from_name(p, len);
+    if (!msg || rpc_obj_bytes(msg, &p, &len) < 0)
+        p = err_message(rc), len = (uint32_t)strlen(p);
+    return set_error(c, rc, "%s%.*s", prefix, (int)len, p);
 }
 
 /* rcs_recv on the connection: the oldest reply it owes. */
@@ -759,6 +1158,15 @@ static int recv_live(rcs_client *c, rcs_value **result)
                 return set_error(c, rc, NULL);
             continue;
         }
+        if (m.type == RPC_RESPONSE && m.msgid == 0 && m.msgid != c->expect &&
+            m.error->type != MSGPACK_OBJECT_NIL) {
+            /* The server refuses the connection itself (a TLS port sent
+             * plaintext answers "this port speaks TLS: use tls://...") and
+             * closes it: its words are the clearest error there is. */
+            rc = server_error(c, m.error, "the server refused the connection: ");
+            fail_conn(c, rc);
+            return pop_lost(c);
+        }
         if (m.type != RPC_RESPONSE || m.msgid != c->expect) {
             char what[96];
             snprintf(what, sizeof(what), "reply %u arrived while %u was expected", m.msgid,
@@ -770,16 +1178,7 @@ static int recv_live(rcs_client *c, rcs_value **result)
         if (!is_not_leader(m.error))
             c->backoff = 0; /* a node serves: the next wait for a leader starts short */
         if (m.error->type != MSGPACK_OBJECT_NIL) {
-            const msgpack_object *code = rpc_map_get(m.error, "code");
-            const msgpack_object *msg = rpc_map_get(m.error, "message");
-            const char *p = "";
-            uint32_t len = 0;
-            rc = RCS_EPROTO;
-            if (code && rpc_obj_bytes(code, &p, &len) == 0)
-                rc = err_from_name(p, len);
-            if (!msg || rpc_obj_bytes(msg, &p, &len) < 0)
-                p = err_message(rc), len = (uint32_t)strlen(p);
-            set_error(c, rc, "%.*s", (int)len, p);
+            rc = server_error(c, m.error, "");
             if (rc == RCS_ENOT_LEADER)
                 note_leader(c, rpc_map_get(m.error, "leader"));
             consume_frame(c, flen);
@@ -1667,9 +2066,7 @@ static int replay_hello(rcs_client *c)
 /* Close the connection (no reply is owed on it) without losing anything. */
 static void detach(rcs_client *c)
 {
-    if (c->fd >= 0)
-        close(c->fd);
-    c->fd = -1;
+    close_conn(c, 1);
     c->expect = c->next_msgid;
 }
 
@@ -1691,6 +2088,7 @@ static int reconnect(rcs_client *c, uint64_t deadline_ns)
     detach(c);
     for (;;) {
         char *target;
+        SSL *ssl;
         int fd, hinted = c->leader != NULL;
         if (wait) {
             uint64_t now = now_ns(), left;
@@ -1718,17 +2116,22 @@ static int reconnect(rcs_client *c, uint64_t deadline_ns)
             uint64_t now = now_ns();
             int left = now < deadline_ns ? (int)((deadline_ns - now) / 1000000u) + 1 : 1;
             fd = open_address(
-                target, c->naddrs > 1 && left > CONNECT_TIMEOUT_MS ? CONNECT_TIMEOUT_MS : left);
+                c, target, c->naddrs > 1 && left > CONNECT_TIMEOUT_MS ? CONNECT_TIMEOUT_MS : left,
+                &ssl);
         }
         if (fd < 0) {
-            snprintf(why, sizeof(why), "cannot connect to %s: %s", target, strerror(errno));
+            snprintf(why, sizeof(why), "%s", c->errmsg);
             free(target);
-            rc = RCS_ECONNECT;
+            rc = fd;
+            if (rc == RCS_ENOMEM || rc == RCS_EINVAL) { /* the TLS options: no node fares better */
+                c->follow = 1;
+                return set_error(c, rc, "%s", why);
+            }
             wait = ++failed % c->naddrs == 0;
             if (c->naddrs == 1 && !hinted) /* nothing to fail over to */
                 break;
         } else {
-            attach(c, fd, target);
+            attach(c, fd, ssl, target);
             rc = replay_hello(c);
             if (rc == 0) {
                 c->follow = 0;

@@ -45,7 +45,7 @@ int main(void)
     return strcmp(s, "the program's own") == 0 ? 1 : 0;
 }
 PROG
-if ! "$CC" -I"$(dirname "$HEADER")" "$tmp/clash.c" "$ARCHIVE" $(pkg-config --libs msgpack) \
+if ! "$CC" -I"$(dirname "$HEADER")" "$tmp/clash.c" "$ARCHIVE" $(pkg-config --libs msgpack libssl libcrypto) \
      -o "$tmp/clash" 2>"$tmp/link.log"; then
   echo "FAIL: a program defining buf_init, mem_alloc, err_message does not link with the archive:"
   cat "$tmp/link.log"

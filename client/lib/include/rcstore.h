@@ -31,7 +31,26 @@
  * requests are never sent again: rcs_recv returns each reply as the server
  * gave it (RCS_ENOT_LEADER from a follower), and RCS_EIO for each request
  * that was outstanding when the connection was lost; the next rcs_send
- * reconnects, once every reply owed by the old connection has been read. */
+ * reconnects, once every reply owed by the old connection has been read.
+ *
+ * TLS: an address "tls://HOST:PORT" (or any HOST:PORT given to
+ * rcs_connect_tls) is reached over TLS 1.2 or later, verifying the server's
+ * certificate against the CA file of rcs_tls_opts (or the system's store)
+ * and the name HOST (or rcs_tls_opts.server_name): a host name must be in
+ * the certificate's names, an IP literal in its IP addresses. The library
+ * links OpenSSL 3 and uses it on the caller's thread, with no global state
+ * of its own; it never raises SIGPIPE. A handshake that fails is RCS_EIO
+ * with rcs_last_error "TLS: <why> (<address>)", e.g. "TLS: certificate
+ * verify failed (unable to get local issuer certificate) (tls://...)" or
+ * "TLS: wrong version number (is the port plaintext?) (tls://...)". A
+ * server that wants a client certificate and got none refuses after the
+ * TLS 1.3 handshake, so the first call says so: "TLS: the server requires a
+ * client certificate ...". A plaintext address at a TLS port gets the
+ * server's answer: "the server refused the connection: this port speaks
+ * TLS: use tls://HOST:PORT". A client that connected with TLS never follows
+ * a cluster's leader hint into plaintext: a hint tcp://HOST:PORT is dialled
+ * as tls://HOST:PORT (so a cluster serving TLS clients should --advertise
+ * its tls:// addresses). */
 #ifndef RCSTORE_H
 #define RCSTORE_H
 
@@ -134,13 +153,50 @@ RCS_EXPORT uint64_t rcs_value_uint(const rcs_value *v, uint64_t dflt);
 
 typedef struct rcs_client rcs_client;
 
-/* Connect to "tcp://HOST:PORT", "HOST:PORT", "unix:///PATH" or "/PATH" (NULL
- * means RCS_DEFAULT_ADDRESS), or to the first that answers of a
- * comma-separated list of them (a cluster's nodes: "a:7373,b:7373,c:7373"),
- * trying each once (with a list, a TCP connect unanswered for 2 s moves on
- * to the next). 0, RCS_ECONNECT, RCS_EINVAL (an empty list or address) or
- * RCS_ENOMEM. */
+/* Connect to "tcp://HOST:PORT", "HOST:PORT", "tls://HOST:PORT",
+ * "unix:///PATH" or "/PATH" (NULL means RCS_DEFAULT_ADDRESS), or to the
+ * first that answers of a comma-separated list of them (a cluster's nodes:
+ * "a:7373,b:7373,c:7373"), trying each once (with a list, a TCP connect
+ * unanswered for 2 s, or a TLS handshake unfinished for 2 s, moves on to the
+ * next; alone, a handshake may take 10 s). tls:// addresses verify the
+ * server with the system's CA store; use rcs_connect_tls for other
+ * options and to read why a connection failed. 0, RCS_ECONNECT, RCS_EIO
+ * (a TLS handshake failed), RCS_EINVAL (an empty list or address) or
+ * RCS_ENOMEM; on failure *out is NULL and errno says why the last connect
+ * failed. */
 RCS_EXPORT int rcs_connect(const char *address, rcs_client **out);
+
+/* TLS options of rcs_connect_tls. Zero it (rcs_tls_opts o = {0};) and set
+ * what is needed. ABI: this struct is fixed for librcstore.so.0: no field
+ * will be added to it (a later TLS option comes with a function of its
+ * own), so a program built against any 0.x header passes the size this
+ * library reads. */
+typedef struct rcs_tls_opts {
+    /* ca_file: PEM certificates that may sign the server's (NULL: the
+     * system's default store). cert_file and key_file: a PEM client
+     * certificate (chain) and its key, both or neither (mutual TLS).
+     * server_name: the name (or IP address) the server's certificate must
+     * carry and, for a name, the SNI sent (NULL: the HOST of each address). */
+    const char *ca_file, *cert_file, *key_file, *server_name;
+    /* Not 0: do not verify the server at all (testing only, as
+     * redis-cli --insecure: anyone in the path can read and change the
+     * traffic). */
+    int insecure;
+} rcs_tls_opts;
+
+/* rcs_connect over TLS: every address of the list without a scheme
+ * ("HOST:PORT") is TLS as if written tls://HOST:PORT (tcp:// and unix://
+ * stay plaintext), with the options of tls (NULL: all zero), which every
+ * reconnect uses too. The files are read once, here. Returns 0, or
+ * RCS_ECONNECT, RCS_EIO (a handshake failed), RCS_EINVAL (a file of tls
+ * cannot be used, a key does not match its certificate, or an empty list
+ * or address) or RCS_ENOMEM. Unlike rcs_connect, *out is set on failure
+ * too, to a client that is not connected and whose rcs_last_error says
+ * why (e.g. "TLS: CA file ca.pem: No such file or directory"), except for
+ * RCS_ENOMEM and an empty address (*out NULL): call rcs_close(*out) in
+ * every case (it ignores NULL). A call on such a client tries to connect
+ * again. */
+RCS_EXPORT int rcs_connect_tls(const char *address, const rcs_tls_opts *tls, rcs_client **out);
 /* Close the connection (the session's holds are released unless it has a
  * lease) and free the client. NULL is ignored. */
 RCS_EXPORT void rcs_close(rcs_client *c);
