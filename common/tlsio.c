@@ -428,6 +428,11 @@ void tlsio_consume(struct tlsio *t, size_t n)
         queue_take(&t->out, n);
 }
 
+int tlsio_partial(const struct tlsio *t)
+{
+    return t->in.len > 0 || SSL_has_pending(t->ssl);
+}
+
 int tlsio_handshake_done(const struct tlsio *t)
 {
     return t->done;

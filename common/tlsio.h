@@ -63,6 +63,10 @@ size_t tlsio_pending(struct tlsio *t, const char **data);
  * they were handed to the kernel or copied. */
 void tlsio_consume(struct tlsio *t, size_t n);
 
+/* 1 while part of a TLS record from the peer waits for the rest (queued
+ * here or buffered by OpenSSL), else 0: an owner with an idle timeout treats
+ * it as a message under way. */
+int tlsio_partial(const struct tlsio *t);
 /* 1 once the handshake completed, else 0. */
 int tlsio_handshake_done(const struct tlsio *t);
 /* Why the endpoint failed, in one line without a newline (e.g.

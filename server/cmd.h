@@ -33,6 +33,9 @@ struct cmd_env {
     uint64_t connections_refused;
     uint64_t connections_timed_out; /* stalled mid-message past idle_timeout */
     uint64_t clients_evicted;       /* closed at max_client_buffers */
+    uint64_t tls_connections;       /* currently open on tls:// listeners */
+    uint64_t tls_handshakes;        /* completed */
+    uint64_t tls_handshakes_failed; /* failed, plaintext on a TLS port included */
     uint64_t calls[CMD_MAX];        /* per method, in table order */
     uint64_t errors[CMD_MAX];       /* per method */
     uint64_t bad_requests;          /* messages that never reached a method */

@@ -87,8 +87,9 @@ void config_usage(FILE *out)
 {
     fprintf(out, "Usage: rcstored [OPTIONS]\n"
                  "A networked object store with reference-count semantics.\n\n"
-                 "  --listen URI             where to listen; repeatable. tcp://HOST:PORT or\n"
-                 "                           unix:///PATH (default tcp://127.0.0.1:7373);\n"
+                 "  --listen URI             where to listen; repeatable. tcp://HOST:PORT,\n"
+                 "                           tls://HOST:PORT (TLS 1.2+) or unix:///PATH\n"
+                 "                           (default tcp://127.0.0.1:7373);\n"
                  "                           HOST: IPv4, [IPv6] or a name (its first address)\n"
                  "  --auth-token-file PATH   require hello {auth: <the file's content>} before\n"
                  "                           anything but ping; the file must not be readable\n"
@@ -98,6 +99,11 @@ void config_usage(FILE *out)
                  "                           prefixes and certificate CNs: an INI file of\n"
                  "                           [user NAME] sections, not readable by group or\n"
                  "                           others; read again on SIGHUP\n"
+                 "  --tls-cert-file PATH     the certificate (PEM, chain after it) that tls://\n"
+                 "                           listeners present; reloaded on SIGHUP\n"
+                 "  --tls-key-file PATH      its private key (PEM, not encrypted)\n"
+                 "  --tls-ca-file PATH       mutual TLS: a client must present a certificate\n"
+                 "                           these CAs signed (PEM)\n"
                  "  --max-connections N      open connections at most (default 10000)\n"
                  "  --max-data-bytes SIZE    data of one object at most (default 1MiB)\n"
                  "  --max-refs N             refs of one object at most (default 65536)\n"
@@ -160,7 +166,8 @@ void config_usage(FILE *out)
                  "as RCSTORED_<NAME> in the environment (RCSTORED_MAX_REFS=100) or as\n"
                  "name = value in the config file; options beat the environment, which\n"
                  "beats the file. SIGINT or SIGTERM stop the server cleanly; SIGHUP reads\n"
-                 "the users file again (a bad one is logged and the old users stay).\n");
+                 "the TLS certificate, key and CA files and the users file again (a bad\n"
+                 "one is logged with a warning and the one loaded before stays).\n");
 }
 
 /* ---- the settings ---- */
@@ -179,6 +186,9 @@ static const struct setting settings[] = {
     {"listen", K_LISTEN, 0, 0, 0},
     {"auth-token-file", K_STR, F(auth_token_file), 0, 0},
     {"users-file", K_STR, F(users_file), 0, 0},
+    {"tls-cert-file", K_STR, F(tls_cert_file), 0, 0},
+    {"tls-key-file", K_STR, F(tls_key_file), 0, 0},
+    {"tls-ca-file", K_STR, F(tls_ca_file), 0, 0},
     {"max-connections", K_UINT, F(max_connections), 1, 1000000},
     {"max-data-bytes", K_SIZE, F(max_data_bytes), 0, UINT32_MAX},
     {"max-refs", K_UINT, F(max_refs), 0, 1u << 24},

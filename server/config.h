@@ -54,6 +54,9 @@ struct config {
     const char *log_level;
     const char *auth_token_file;    /* NULL: no authentication */
     const char *users_file;         /* --users-file (SPEC section 10), or NULL */
+    const char *tls_cert_file;      /* PEM certificate chain for tls:// listeners */
+    const char *tls_key_file;       /* its PEM private key */
+    const char *tls_ca_file;        /* mutual TLS: clients need a certificate it signed */
     const char *metrics_listen;     /* tcp://HOST:PORT for GET /metrics, or NULL */
     const char *data_dir;           /* durable in this directory, or NULL: in memory */
     int fsync;                      /* enum journal_fsync: 0 no, 1 everysec, 2 always */

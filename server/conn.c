@@ -10,7 +10,16 @@
  * new output waits in `out`, and a client whose unsent output passes
  * max_output_bytes is cut off. A connection is freed only in its close
  * callback, which is also where its session's holds are released (never in
- * the middle of a request). */
+ * the middle of a request).
+ *
+ * A connection accepted on a tls:// listener carries a tlsio between the
+ * socket and the rest: it reads ciphertext into the server's TLS read
+ * buffer, feeds it to the tlsio and decrypts the plaintext into its input
+ * (the shared buffer again when it holds no partial message), which
+ * serve_input serves as ever; start_write encrypts `out` and writes the
+ * ciphertext. Handshake steps are rationed per loop iteration
+ * (CONN_TLS_HANDSHAKES_PER_ITERATION). Nothing the protocol or the commands
+ * see differs. */
 #include "conn.h"
 #include "log.h"
 #include "mem.h"
@@ -20,7 +29,10 @@
 #include "cluster.h"
 #include "persist.h"
 #include "server.h"
+#include "tlsio.h"
 
+#include <stdarg.h>
+#include <stdio.h>
 #include <string.h>
 
 #define READ_CHUNK     (64 * 1024)
@@ -31,6 +43,13 @@
 /* Frames that declare more elements than this give their decode memory
  * back when served (rpc_decoder_shrink): 256 elements is 6-12 KiB. */
 #define CONN_ZONE_KEEP_ELEMENTS 256
+/* Plaintext encrypted per step of a TLS write: what is left waits until the
+ * kernel took the ciphertext before it, so that a big reply is not
+ * encrypted in one go (a slice of the loop is 1-2 MB of AES-GCM). */
+#define TLS_WRITE_CHUNK (64 * 1024)
+/* Log lines a second about TLS trouble (failed handshakes, plaintext on a
+ * TLS port, TLS on a plaintext port); the rest are counted. */
+#define TLS_LOG_PER_SECOND 5
 
 struct conn {
     union stream_handle h;
@@ -42,28 +61,35 @@ struct conn {
     uv_write_t wreq;
     struct rpc_scan scan;
     struct rpc_decoder dec;
-    struct conn *prev, *next;   /* srv->conns */
-    struct conn *flush_next;    /* srv->flush_head */
-    struct conn *bprev, *bnext; /* srv->backlog */
-    unsigned writing : 1;       /* wreq in flight */
-    unsigned closing : 1;       /* uv_close called */
-    unsigned close_after : 1;   /* close once output is written */
-    unsigned flush_queued : 1;  /* on srv->flush_head */
-    unsigned in_dispatch : 1;   /* a response is being written into out */
-    unsigned dec_ready : 1;     /* dec was initialised */
-    unsigned in_shared : 1;     /* in is srv->shared_in, lent for this read */
-    unsigned backlogged : 1;    /* on srv->backlog, reading stopped */
-    unsigned held : 1;          /* on srv->held: output waits for the journal */
-    unsigned paused : 1;        /* a save's reply is awaited: nothing more is served */
-    uint64_t wait_index;        /* the journal record its output waits for */
-    struct conn *held_next;     /* srv->held */
-    uint32_t save_msgid;        /* of the save awaited */
-    int authed;                 /* passed hello {auth}, or none is required */
-    const struct user *user;    /* logged in as (NULL: not, or nobody logs in);
-                                 * re-resolved by name when the users file is
-                                 * reloaded (conn_users_reloaded) */
-    uint64_t last_read_ms;      /* when bytes last arrived */
-    struct buf deferred;        /* notifications raised during a dispatch */
+    struct conn *prev, *next;       /* srv->conns */
+    struct conn *flush_next;        /* srv->flush_head */
+    struct conn *bprev, *bnext;     /* srv->backlog */
+    unsigned writing : 1;           /* wreq in flight */
+    unsigned closing : 1;           /* uv_close called */
+    unsigned close_after : 1;       /* close once output is written */
+    unsigned flush_queued : 1;      /* on srv->flush_head */
+    unsigned in_dispatch : 1;       /* a response is being written into out */
+    unsigned dec_ready : 1;         /* dec was initialised */
+    unsigned in_shared : 1;         /* in is srv->shared_in, lent for this read */
+    unsigned backlogged : 1;        /* on srv->backlog, reading stopped */
+    unsigned held : 1;              /* on srv->held: output waits for the journal */
+    unsigned paused : 1;            /* a save's reply is awaited: nothing more is served */
+    unsigned first_seen : 1;        /* its first bytes were looked at (TLS or not) */
+    unsigned is_tls : 1;            /* accepted on a tls:// listener */
+    unsigned hs_queued : 1;         /* on srv->hs_head: waits for its turn at a handshake step */
+    unsigned in_ended : 1;          /* the client's input ended (close_notify, a TLS failure):
+                                       what it sent before is served, then the connection closes */
+    uint64_t wait_index;            /* the journal record its output waits for */
+    struct conn *held_next;         /* srv->held */
+    uint32_t save_msgid;            /* of the save awaited */
+    int authed;                     /* passed hello {auth}, or none is required */
+    const struct user *user;        /* logged in as (NULL: not, or nobody logs in);
+                                     * re-resolved by name when the users file is
+                                     * reloaded (conn_users_reloaded) */
+    uint64_t last_read_ms;          /* when bytes last arrived */
+    struct buf deferred;            /* notifications raised during a dispatch */
+    struct tlsio *tls;              /* is_tls: the TLS endpoint; NULL once plaintext was refused */
+    struct conn *hs_prev, *hs_next; /* srv->hs_head */
     char peer[64];
 };
 
@@ -109,6 +135,8 @@ static void backlog_remove(struct conn *c)
         uv_idle_stop(&srv->backlog_idle);
 }
 
+static void hs_remove(struct conn *c);
+
 static void on_close(uv_handle_t *h)
 {
     struct conn *c = h->data;
@@ -134,6 +162,10 @@ static void on_close(uv_handle_t *h)
     if (c->next)
         c->next->prev = c->prev;
     srv->env.connections--;
+    if (c->is_tls)
+        srv->env.tls_connections--;
+    hs_remove(c);
+    tlsio_free(c->tls);
     buf_close(&c->in);
     buf_close(&c->out);
     buf_close(&c->wbuf);
@@ -164,7 +196,8 @@ void conn_close_all(struct server *srv)
 /* The bytes of buffer storage c holds. */
 static size_t buffer_bytes(const struct conn *c)
 {
-    return c->in.cap + c->out.cap + c->wbuf.cap + c->deferred.cap;
+    return c->in.cap + c->out.cap + c->wbuf.cap + c->deferred.cap +
+           (c->tls ? tlsio_buffered(c->tls) : 0);
 }
 
 /* Release the storage of c's empty buffers. Only where c is in no read,
@@ -224,10 +257,13 @@ void conn_expire_stalled(struct server *srv, uint64_t now_ms, uint64_t timeout_m
 {
     uint64_t n = 0;
     for (struct conn *c = srv->conns; c; c = c->next) {
-        if (c->closing || c->backlogged || buf_pending(&c->in) == 0 ||
+        int midway = buf_pending(&c->in) > 0 ||
+                     (c->tls && (!tlsio_handshake_done(c->tls) || tlsio_partial(c->tls)));
+        if (c->closing || c->backlogged || c->hs_queued || !midway ||
             now_ms - c->last_read_ms < timeout_ms)
             continue;
-        log_debug("closing %s: part of a message, then nothing for %llu ms", c->peer,
+        log_debug("closing %s: part of a %s, then nothing for %llu ms", c->peer,
+                  c->tls && !tlsio_handshake_done(c->tls) ? "TLS handshake" : "message",
                   (unsigned long long)(now_ms - c->last_read_ms));
         conn_close(c);
         n++;
@@ -240,7 +276,9 @@ void conn_expire_stalled(struct server *srv, uint64_t now_ms, uint64_t timeout_m
 
 static size_t unsent(const struct conn *c)
 {
-    return buf_pending(&c->out) + buf_pending(&c->wbuf) + buf_pending(&c->deferred);
+    const char *d;
+    return buf_pending(&c->out) + buf_pending(&c->wbuf) + buf_pending(&c->deferred) +
+           (c->tls ? tlsio_pending(c->tls, &d) : 0);
 }
 
 static void queue_flush(struct conn *c)
@@ -269,6 +307,77 @@ static void on_write(uv_write_t *req, int status)
     start_write(c);
 }
 
+/* The end of a write with nothing left to send. */
+static void write_done(struct conn *c)
+{
+    if (c->close_after)
+        conn_close(c);
+    buf_shrink(&c->out, KEEP_OUT_BYTES); /* a burst's storage is not kept idle */
+}
+
+/* start_write for a TLS connection: encrypt out a chunk at a time, each once
+ * the kernel took the ciphertext before it; what it does not take is copied
+ * to wbuf for one uv_write (the tlsio's queue may move under a write in
+ * flight). Before closing, a close_notify follows the last reply. */
+static void start_write_tls(struct conn *c)
+{
+    const char *d;
+    size_t n;
+    uv_buf_t b;
+    int w;
+
+    for (;;) {
+        if (tlsio_pending(c->tls, &d) < TLS_WRITE_CHUNK && buf_pending(&c->out) > 0) {
+            size_t m =
+                buf_pending(&c->out) < TLS_WRITE_CHUNK ? buf_pending(&c->out) : TLS_WRITE_CHUNK;
+            if (c->close_after && (w = tlsio_write(c->tls, "", 0)) == TLSIO_EFAIL) {
+                buf_reset(&c->out); /* after the close_notify: nobody reads it */
+                continue;
+            }
+            if ((w = tlsio_write(c->tls, c->out.data + c->out.off, m)) < 0) {
+                log_warn("closing %s: %s", c->peer,
+                         w == -ENOMEM ? "out of memory for its TLS output" : tlsio_error(c->tls));
+                conn_close(c);
+                return;
+            }
+            buf_consume(&c->out, m);
+            continue; /* maybe more while little ciphertext waits */
+        }
+        if (buf_pending(&c->out) == 0 && c->close_after)
+            tlsio_shutdown(c->tls); /* once; then nothing more is encrypted */
+        if ((n = tlsio_pending(c->tls, &d)) == 0)
+            break;
+        b = uv_buf_init((char *)d, (unsigned)n);
+        w = uv_try_write(&c->h.stream, &b, 1);
+        if (w < 0 && w != UV_EAGAIN) {
+            log_debug("write to %s failed: %s", c->peer, uv_strerror(w));
+            conn_close(c);
+            return;
+        }
+        if (w > 0)
+            tlsio_consume(c->tls, (size_t)w);
+        if (w < 0 || (size_t)w < n) {
+            n = tlsio_pending(c->tls, &d);
+            if (buf_append(&c->wbuf, d, n) < 0) {
+                log_warn("closing %s: out of memory for its TLS output", c->peer);
+                conn_close(c);
+                return;
+            }
+            tlsio_consume(c->tls, n);
+            b = uv_buf_init(c->wbuf.data + c->wbuf.off, (unsigned)buf_pending(&c->wbuf));
+            c->wreq.data = c;
+            if ((w = uv_write(&c->wreq, &c->h.stream, &b, 1, on_write)) < 0) {
+                log_debug("write to %s failed: %s", c->peer, uv_strerror(w));
+                conn_close(c);
+                return;
+            }
+            c->writing = 1;
+            return;
+        }
+    }
+    write_done(c);
+}
+
 /* Hand out's bytes to the kernel: directly if it takes them all, else with
  * one uv_write of the rest. */
 static void start_write(struct conn *c)
@@ -288,10 +397,12 @@ static void start_write(struct conn *c)
         }
         return;
     }
+    if (c->tls) {
+        start_write_tls(c);
+        return;
+    }
     if (buf_pending(&c->out) == 0) {
-        if (c->close_after)
-            conn_close(c);
-        buf_shrink(&c->out, KEEP_OUT_BYTES);
+        write_done(c);
         return;
     }
     b = uv_buf_init(c->out.data + c->out.off, (unsigned)buf_pending(&c->out));
@@ -304,9 +415,7 @@ static void start_write(struct conn *c)
     if (n > 0)
         buf_consume(&c->out, (size_t)n);
     if (buf_pending(&c->out) == 0) {
-        if (c->close_after)
-            conn_close(c);
-        buf_shrink(&c->out, KEEP_OUT_BYTES); /* a burst's storage is not kept idle */
+        write_done(c);
         return;
     }
     /* Swap: the rest goes out from wbuf while out collects new replies. */
@@ -502,18 +611,30 @@ out:
 
 /* A connection that holds no partial message reads into the server's shared
  * buffer (Redis 7 does the same), so that idle connections hold no input
- * storage. libuv calls on_read after every on_alloc: on_read gives it back. */
-static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *b)
+ * storage: its input is that buffer for the length of one read callback
+ * (return_shared_in gives it back). */
+static void borrow_shared_in(struct conn *c)
 {
-    struct conn *c = h->data;
     struct server *srv = c->srv;
-    (void)hint;
     if (c->in.cap == 0 && !srv->shared_in_lent) {
         c->in = srv->shared_in;
         buf_init_in(&srv->shared_in, MEM_CLIENT);
         srv->shared_in_lent = 1;
         c->in_shared = 1;
     }
+}
+
+/* libuv calls on_read after every on_alloc: on_read gives it back. */
+static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *b)
+{
+    struct conn *c = h->data;
+    struct server *srv = c->srv;
+    (void)hint;
+    if (c->tls) { /* ciphertext: fed to the tlsio before the next read */
+        *b = uv_buf_init(srv->tls_rbuf, CONN_TLS_READ_CHUNK);
+        return;
+    }
+    borrow_shared_in(c);
     if (buf_reserve(&c->in, READ_CHUNK) < 0) {
         *b = uv_buf_init(NULL, 0);
         return;
@@ -609,9 +730,11 @@ static void serve_input(struct conn *c, uint64_t deadline_ns)
         backlog_remove(c);
         if (buf_pending(&c->in) == 0)
             buf_close(&c->in); /* its next read uses the shared buffer again */
-        if (!c->closing && !c->close_after && !c->paused)
+        if (!c->closing && !c->close_after && !c->paused && !c->in_ended)
             uv_read_start(&c->h.stream, on_alloc, on_read);
     }
+    if (c->in_ended && !c->paused)
+        c->close_after = 1; /* all it sent was served: reply, then close */
     if (!c->closing && check_output(c) == 0)
         queue_flush(c);
 out:
@@ -643,11 +766,222 @@ static void on_backlog(uv_idle_t *h)
     conn_flush_all(srv);
 }
 
+/* One line at info about TLS trouble, at most TLS_LOG_PER_SECOND a second:
+ * a client that fails handshakes in a loop must not flood the log. The
+ * lines name the peer and OpenSSL's reason, never a byte the client sent. */
+static void tls_log(struct server *srv, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void tls_log(struct server *srv, const char *fmt, ...)
+{
+    static uint64_t window_ms, suppressed;
+    static unsigned lines;
+    static int started;
+    uint64_t now = uv_now(srv->loop);
+    char line[512];
+    va_list ap;
+
+    if (!started || now - window_ms >= 1000) {
+        if (suppressed)
+            log_info("%llu more line(s) about TLS connections suppressed",
+                     (unsigned long long)suppressed);
+        started = 1;
+        window_ms = now;
+        lines = 0;
+        suppressed = 0;
+    }
+    if (lines >= TLS_LOG_PER_SECOND) {
+        suppressed++;
+        return;
+    }
+    lines++;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof(line), fmt, ap);
+    va_end(ap);
+    log_info("%s", line);
+}
+
+/* The first bytes of a connection, n > 0 of them at p: a TLS ClientHello
+ * (a handshake record, 0x16 0x03) on a plaintext port is closed; anything
+ * else on a TLS port is answered with one plaintext error and closed
+ * (plaintext msgpack-RPC starts with an array, never 0x16). Returns 1 if c
+ * was refused so, else 0. */
+static int first_bytes(struct conn *c, const char *p, size_t n)
+{
+    msgpack_packer pk;
+    c->first_seen = 1;
+    if (c->is_tls) {
+        if ((unsigned char)p[0] == 0x16)
+            return 0;
+        tls_log(c->srv, "%s sent plaintext to a TLS port: answered BAD_REQUEST and closed",
+                c->peer);
+        c->srv->env.tls_handshakes_failed++;
+        tlsio_free(c->tls); /* the answer goes out as it is */
+        c->tls = NULL;
+        rpc_packer_init(&pk, &c->out);
+        rpc_pack_response_error(&pk, 1, 0, RPC_EBAD_REQUEST,
+                                "this port speaks TLS: use tls://HOST:PORT");
+        c->in_ended = 1;
+        c->close_after = 1;
+        uv_read_stop(&c->h.stream);
+        queue_flush(c);
+        return 1;
+    }
+    if ((unsigned char)p[0] == 0x16 && (n < 2 || (unsigned char)p[1] == 0x03)) {
+        tls_log(c->srv, "%s: TLS handshake on a plaintext port; closed", c->peer);
+        conn_close(c);
+        return 1;
+    }
+    return 0;
+}
+
+/* Decrypt what c's tlsio holds into c's input (the shared buffer when c
+ * holds no partial message). Records the handshake's end, and a close or
+ * failure (c's input then ends: what came before is served, then c closes
+ * once the alert or close_notify is out). -1 if c was closed, else 0. */
+static int tls_decrypt(struct conn *c)
+{
+    struct server *srv = c->srv;
+    int was_done = tlsio_handshake_done(c->tls);
+    const char *d;
+    ssize_t n;
+
+    borrow_shared_in(c);
+    for (;;) {
+        /* A record holds at most 16 KiB of plaintext. */
+        if (buf_reserve(&c->in, 16 * 1024) < 0) {
+            log_warn("closing %s: out of memory for its input", c->peer);
+            conn_close(c);
+            return -1;
+        }
+        n = tlsio_read(c->tls, c->in.data + c->in.len, c->in.cap - c->in.len);
+        if (n <= 0)
+            break;
+        c->in.len += (size_t)n;
+    }
+    if (!was_done && tlsio_handshake_done(c->tls)) {
+        const char *cn = tlsio_peer_cn(c->tls);
+        srv->env.tls_handshakes++;
+        log_debug("%s: TLS handshake done%s%s", c->peer, cn ? ", client certificate CN=" : "",
+                  cn ? cn : "");
+        if (cn)
+            conn_tls_identified(c, cn);
+    }
+    if (n == TLSIO_EFAIL) {
+        if (!tlsio_handshake_done(c->tls)) {
+            srv->env.tls_handshakes_failed++;
+            tls_log(srv, "%s: TLS handshake failed: %s", c->peer, tlsio_error(c->tls));
+        } else {
+            tls_log(srv, "%s: TLS failed: %s; closing", c->peer, tlsio_error(c->tls));
+        }
+    } else if (n == TLSIO_EOF) {
+        log_debug("%s: TLS close_notify", c->peer);
+    }
+    if (n < 0) {
+        c->in_ended = 1;
+        uv_read_stop(&c->h.stream);
+    }
+    if (tlsio_pending(c->tls, &d) > 0)
+        queue_flush(c); /* handshake messages, an alert */
+    return 0;
+}
+
+/* Handshake steps: a ration per loop iteration, renewed by the check handle
+ * (which libuv runs after polling for I/O, each iteration). */
+static void on_hs_check(uv_check_t *h)
+{
+    struct server *srv = h->data;
+    srv->hs_used = 0;
+    uv_check_stop(h);
+}
+
+/* May one more connection take a handshake step in this loop iteration? */
+static int hs_ration(struct server *srv)
+{
+    if (srv->hs_used == 0) {
+        srv->hs_start_ns = uv_hrtime();
+        uv_check_start(&srv->hs_check, on_hs_check);
+    } else if (srv->hs_used >= CONN_TLS_HANDSHAKES_PER_ITERATION ||
+               uv_hrtime() - srv->hs_start_ns >= slice_ns(srv)) {
+        return 0;
+    }
+    srv->hs_used++;
+    return 1;
+}
+
+static void on_hs_idle(uv_idle_t *h);
+
+/* c waits for a handshake step, its reading stopped (what it sent is fed
+ * already), at the tail of the queue. */
+static void hs_enqueue(struct conn *c)
+{
+    struct server *srv = c->srv;
+    uv_read_stop(&c->h.stream);
+    c->hs_queued = 1;
+    c->hs_next = NULL;
+    c->hs_prev = srv->hs_tail;
+    if (srv->hs_tail)
+        srv->hs_tail->hs_next = c;
+    else
+        srv->hs_head = c;
+    srv->hs_tail = c;
+    uv_idle_start(&srv->hs_idle, on_hs_idle);
+}
+
+static void hs_remove(struct conn *c)
+{
+    struct server *srv = c->srv;
+    if (!c->hs_queued)
+        return;
+    c->hs_queued = 0;
+    if (c->hs_prev)
+        c->hs_prev->hs_next = c->hs_next;
+    else
+        srv->hs_head = c->hs_next;
+    if (c->hs_next)
+        c->hs_next->hs_prev = c->hs_prev;
+    else
+        srv->hs_tail = c->hs_prev;
+    c->hs_prev = c->hs_next = NULL;
+    if (!srv->hs_head)
+        uv_idle_stop(&srv->hs_idle);
+}
+
+/* The queue's turn, first thing in a loop iteration: its head first, as
+ * far as the ration goes. */
+static void on_hs_idle(uv_idle_t *h)
+{
+    struct server *srv = h->data;
+    while (srv->hs_head && hs_ration(srv)) {
+        struct conn *c = srv->hs_head;
+        hs_remove(c);
+        if (tls_decrypt(c) == 0) {
+            serve_input(c, uv_hrtime() + slice_ns(srv));
+            if (!c->closing && !c->close_after && !c->in_ended && !c->backlogged && !c->paused)
+                uv_read_start(&c->h.stream, on_alloc, on_read);
+        }
+        return_shared_in(c);
+    }
+    conn_flush_all(srv);
+}
+
+/* Ciphertext arrived (fed): decrypt and serve it, unless it is a handshake
+ * step beyond this iteration's ration, or others wait for one already. */
+static void tls_advance(struct conn *c)
+{
+    struct server *srv = c->srv;
+    if (!tlsio_handshake_done(c->tls) && (srv->hs_head || srv->stopping || !hs_ration(srv))) {
+        if (!srv->stopping)
+            hs_enqueue(c);
+        return;
+    }
+    if (tls_decrypt(c) == 0)
+        serve_input(c, uv_hrtime() + slice_ns(srv));
+}
+
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
 {
     struct conn *c = s->data;
     struct server *srv = c->srv;
-    (void)b;
 
     if (nread < 0) {
         if (nread == UV_ENOBUFS)
@@ -655,6 +989,16 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
         else if (nread != UV_EOF)
             log_debug("read from %s failed: %s", c->peer, uv_strerror((int)nread));
         conn_close(c);
+    } else if (nread > 0 && !c->first_seen && first_bytes(c, b->base, (size_t)nread)) {
+        /* refused */
+    } else if (c->tls) {
+        c->last_read_ms = uv_now(srv->loop);
+        if (nread > 0 && tlsio_feed(c->tls, b->base, (size_t)nread) < 0) {
+            log_warn("closing %s: out of memory for its TLS input", c->peer);
+            conn_close(c);
+        } else if (nread > 0) {
+            tls_advance(c);
+        }
     } else {
         c->in.len += (size_t)nread;
         c->last_read_ms = uv_now(srv->loop);
@@ -695,6 +1039,8 @@ static void resume_after_deferred(struct conn *c)
     /* What the client sent after the save is served now, in turn. */
     if (buf_pending(&c->in) > 0)
         backlog_add(c);
+    else if (c->in_ended)
+        c->close_after = 1;
     else if (!c->close_after)
         uv_read_start(&c->h.stream, on_alloc, on_read);
     conn_flush_all(srv);
@@ -721,7 +1067,7 @@ void conn_cluster_done(struct server *srv, void *waiter, int rc, const char *msg
     resume_after_deferred(c);
 }
 
-void conn_accept(struct server *srv, uv_stream_t *listener, int is_unix)
+void conn_accept(struct server *srv, uv_stream_t *listener, int is_unix, int is_tls)
 {
     struct conn *c = mem_calloc_in(MEM_CLIENT, sizeof(*c));
     int rc;
@@ -789,6 +1135,15 @@ void conn_accept(struct server *srv, uv_stream_t *listener, int is_unix)
             }
         }
         snprintf(c->peer, sizeof(c->peer), "%s:%d", host, port);
+    }
+    if (is_tls) {
+        c->is_tls = 1;
+        srv->env.tls_connections++;
+        if (tlsio_new(srv->tls_ctx, 1, NULL, &c->tls) < 0) {
+            log_error("out of memory for a new TLS connection");
+            conn_close(c);
+            return;
+        }
     }
     c->authed = !cmd_login_required(&srv->env);
     set_scan_limits(c);

@@ -24,14 +24,24 @@
 struct conn;
 struct server;
 
-/* Accept a client on listener (a TCP or Unix one) and start reading. */
-void conn_accept(struct server *srv, uv_stream_t *listener, int is_unix);
+/* What a TLS connection reads its ciphertext in (server.c allocates the
+ * buffer they share, srv->tls_rbuf). */
+#define CONN_TLS_READ_CHUNK (64 * 1024)
+/* Connections that may take a step of their TLS handshake per loop
+ * iteration (fewer if the steps take a --gc-slice-us slice); the others wait
+ * for the next iteration, in order, their reading stopped. A step is one
+ * flight of the client's processed: a full handshake takes two. */
+#define CONN_TLS_HANDSHAKES_PER_ITERATION 16
+
+/* Accept a client on listener (a TCP, TLS or Unix one) and start reading. */
+void conn_accept(struct server *srv, uv_stream_t *listener, int is_unix, int is_tls);
 /* Stop reading and close c; it is freed in libuv's close callback, never
  * during the request under way. Idempotent. */
 void conn_close(struct conn *c);
 void conn_close_all(struct server *srv);
-/* Close every connection that holds part of a message and has sent nothing
- * for timeout_ms (a slow-loris client). */
+/* Close every connection that holds part of a message, part of a TLS record
+ * or an unfinished TLS handshake and has sent nothing for timeout_ms (a
+ * slow-loris client). */
 void conn_expire_stalled(struct server *srv, uint64_t now_ms, uint64_t timeout_ms);
 /* The store's notify hook: queue a "freed" notification to s's connection. */
 void conn_notify(void *ud, struct sess *s, uint64_t id, enum free_reason why);
@@ -46,10 +56,12 @@ void conn_durable(struct server *srv, uint64_t index);
 /* A save's snapshot is done (rc 0) or failed: waiter's reply is sent and
  * it is served again. */
 void conn_saved(struct server *srv, void *waiter, int rc, uint64_t bytes, uint64_t ms);
-/* The TLS layer (server/tls) calls this once c's handshake is done and the
- * client presented a certificate with common name cn: if a user of the
- * users file has that cert-cn, c is logged in as that user (no token; a
- * later hello without auth keeps it), else nothing changes. */
+/* The TLS layer calls this once c's handshake is done and the client
+ * presented a certificate that --tls-ca-file verified, with subject common
+ * name cn (borrowed for the call), before any of its requests is served:
+ * if a user of the users file has that cert-cn, c is logged in as that
+ * user (no token; a later hello without auth keeps it), else nothing
+ * changes. */
 void conn_tls_identified(struct conn *c, const char *cn);
 /* The users table (env.users) was replaced: every connection's user is
  * looked up again by name in the new one (a changed role or prefix applies

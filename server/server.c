@@ -7,6 +7,9 @@
 #include "pool.h"
 #include "rpc_msg.h"
 #include "secret.h"
+#include "tls.h"
+
+#include <openssl/ssl.h>
 
 #include <errno.h>
 #ifdef __GLIBC__
@@ -30,7 +33,7 @@ static void on_connection(uv_stream_t *l, int status)
         log_warn("accept on %s failed: %s", lis->uri, uv_strerror(status));
         return;
     }
-    conn_accept(lis->srv, l, lis->is_unix);
+    conn_accept(lis->srv, l, lis->is_unix, lis->is_tls);
 }
 
 /* A failed start's message, into the caller's err (server_init). */
@@ -46,10 +49,10 @@ static int failf(char *err, size_t errlen, int rc, const char *fmt, ...)
     return rc;
 }
 
-/* Bind and listen on tcp://HOST:PORT (rest: after the scheme). 0, or a
- * negative code with the reason in why: -EINVAL when the address is the
- * configuration's fault (malformed, or a name that does not resolve), else
- * a libuv code. */
+/* Bind and listen on tcp://HOST:PORT or tls://HOST:PORT (rest: after the
+ * scheme). 0, or a negative code with the reason in why: -EINVAL when the
+ * address is the configuration's fault (malformed, or a name that does not
+ * resolve), else a libuv code. */
 static int bind_tcp(struct server *srv, struct listener *lis, const char *rest, char *why,
                     size_t whylen)
 {
@@ -69,7 +72,7 @@ static int bind_tcp(struct server *srv, struct listener *lis, const char *rest, 
         return rc;
     }
     addr_format(&sa, name, sizeof(name));
-    snprintf(lis->uri, sizeof(lis->uri), "tcp://%s", name);
+    snprintf(lis->uri, sizeof(lis->uri), "%s://%s", lis->is_tls ? "tls" : "tcp", name);
     return 0;
 }
 
@@ -109,7 +112,7 @@ static int bind_unix(struct server *srv, struct listener *lis, const char *path,
     int rc;
 
     if (strlen(path) == 0 || strlen(path) >= sizeof(lis->path)) {
-        snprintf(why, whylen, "not tcp://HOST:PORT or unix:///PATH");
+        snprintf(why, whylen, "not tcp://HOST:PORT, tls://HOST:PORT or unix:///PATH");
         return -EINVAL;
     }
     lis->is_unix = 1;
@@ -321,15 +324,23 @@ static void on_signal(uv_signal_t *h, int signum)
     server_stop(srv);
 }
 
-/* SIGHUP reloads what can be: the users file. */
-static void on_sighup(uv_signal_t *h, int signum)
+/* Read the TLS files again. New handshakes take the new context; each
+ * live connection keeps the one it began with (OpenSSL counts the
+ * references). A set that does not load leaves the old context in place. */
+static void reload_tls(struct server *srv)
 {
-    struct server *srv = h->data;
-    (void)signum;
-    if (srv->cfg->users_file)
-        server_reload_users(srv);
-    else
-        log_info("SIGHUP: no --users-file to read again");
+    SSL_CTX *ctx;
+    char err[800];
+    if (tls_server_ctx(srv->cfg, &ctx, err, sizeof(err)) < 0) {
+        log_warn("SIGHUP: %s; the TLS certificate loaded before stays in use", err);
+        return;
+    }
+    SSL_CTX_free(srv->tls_ctx);
+    srv->tls_ctx = ctx;
+    log_info("SIGHUP: reloaded the TLS certificate %s and key %s%s%s: new handshakes use them",
+             srv->cfg->tls_cert_file, srv->cfg->tls_key_file,
+             srv->cfg->tls_ca_file ? " and the CA file " : "",
+             srv->cfg->tls_ca_file ? srv->cfg->tls_ca_file : "");
 }
 
 /* Load the users file into *out: the file's own checks (users_load), and
@@ -382,6 +393,56 @@ static void free_users(struct server *srv)
     users_free(srv->users);
     srv->users = NULL;
     srv->env.users = NULL;
+}
+
+/* The TLS context and read buffer, when a listener is tls://. -EINVAL (the
+ * files: exit 2) or -ENOMEM, with the message in err. */
+static int open_tls(struct server *srv, char *err, size_t errlen)
+{
+    const struct config *cfg = srv->cfg;
+    int any = 0, rc;
+    for (int i = 0; i < cfg->nlisten; i++)
+        any |= strncmp(cfg->listen[i], "tls://", 6) == 0;
+    if (!any) {
+        if (cfg->tls_cert_file || cfg->tls_key_file || cfg->tls_ca_file)
+            log_warn("--tls-cert-file, --tls-key-file and --tls-ca-file have no effect without a "
+                     "tls:// listener");
+        return 0;
+    }
+    if ((rc = tls_server_ctx(cfg, &srv->tls_ctx, err, errlen)) < 0)
+        return rc;
+    if (!(srv->tls_rbuf = mem_alloc_in(MEM_CLIENT, CONN_TLS_READ_CHUNK))) {
+        SSL_CTX_free(srv->tls_ctx);
+        srv->tls_ctx = NULL;
+        return failf(err, errlen, -ENOMEM, "out of memory for TLS");
+    }
+    return 0;
+}
+
+static void close_tls(struct server *srv)
+{
+    SSL_CTX_free(srv->tls_ctx);
+    srv->tls_ctx = NULL;
+    mem_free_in(MEM_CLIENT, srv->tls_rbuf, CONN_TLS_READ_CHUNK);
+    srv->tls_rbuf = NULL;
+}
+
+/* SIGHUP reloads what can be: the TLS files and the users file, each on
+ * its own (a bad one keeps what was loaded before). With neither there is
+ * nothing to reload: the signal, which would otherwise end the process, is
+ * logged and ignored, as Redis does. */
+static void on_sighup(uv_signal_t *h, int signum)
+{
+    struct server *srv = h->data;
+    (void)signum;
+    if (!srv->tls_ctx && !srv->cfg->users_file) {
+        log_warn("SIGHUP ignored: rcstored has nothing to reload");
+        return;
+    }
+    if (srv->tls_ctx)
+        reload_tls(srv);
+    if (srv->cfg->users_file)
+        server_reload_users(srv);
 }
 
 /* Read the auth token (common/secret: a regular file private to its
@@ -438,12 +499,14 @@ static int bind_listener(struct server *srv, struct listener *lis, const char *u
     char why[400];
     int rc;
     lis->srv = srv;
+    lis->is_tls = strncmp(uri, "tls://", 6) == 0;
     if (strncmp(uri, "unix://", 7) == 0)
         rc = bind_unix(srv, lis, uri + 7, why, sizeof(why));
-    else if (strncmp(uri, "tcp://", 6) == 0)
+    else if (strncmp(uri, "tcp://", 6) == 0 || lis->is_tls)
         rc = bind_tcp(srv, lis, uri + 6, why, sizeof(why));
     else if (strstr(uri, "://"))
-        rc = failf(why, sizeof(why), -EINVAL, "not tcp://HOST:PORT or unix:///PATH");
+        rc = failf(why, sizeof(why), -EINVAL,
+                   "not tcp://HOST:PORT, tls://HOST:PORT or unix:///PATH");
     else
         rc = bind_tcp(srv, lis, uri, why, sizeof(why));
     if (rc == 0)
@@ -603,6 +666,11 @@ int server_init(struct server *srv, uv_loop_t *loop, const struct config *cfg, c
         free_auth(srv);
         goto fail_store;
     }
+    /* Before recovery: a certificate that does not load fails fast. */
+    if ((rc = open_tls(srv, err, errlen)) < 0) {
+        free_auth(srv);
+        goto fail_store;
+    }
     if (!cfg->data_dir) {
         char where[320];
         /* A durability setting without a data directory would let a user
@@ -681,13 +749,16 @@ int server_init(struct server *srv, uv_loop_t *loop, const struct config *cfg, c
         (rc = uv_timer_init(loop, &srv->expire)) < 0 ||
         (rc = uv_timer_init(loop, &srv->gc_timer)) < 0 ||
         (rc = uv_idle_init(loop, &srv->gc_idle)) < 0 ||
-        (rc = uv_idle_init(loop, &srv->backlog_idle)) < 0) {
+        (rc = uv_idle_init(loop, &srv->backlog_idle)) < 0 ||
+        (rc = uv_idle_init(loop, &srv->hs_idle)) < 0 ||
+        (rc = uv_check_init(loop, &srv->hs_check)) < 0) {
         failf(err, errlen, rc, "cannot set up the event loop: %s", uv_strerror(rc));
         goto fail_handles;
     }
     srv->sigint.data = srv->sigterm.data = srv->sighup.data = srv;
     srv->cron.data = srv->trim_timer.data = srv->expire.data = srv;
     srv->gc_timer.data = srv->gc_idle.data = srv->backlog_idle.data = srv;
+    srv->hs_idle.data = srv->hs_check.data = srv;
     if ((rc = uv_signal_start(&srv->sigint, on_signal, SIGINT)) < 0 ||
         (rc = uv_signal_start(&srv->sigterm, on_signal, SIGTERM)) < 0 ||
         (rc = uv_signal_start(&srv->sighup, on_sighup, SIGHUP)) < 0) {
@@ -729,6 +800,8 @@ fail_handles:
     unwind_close(srv, (uv_handle_t *)&srv->gc_timer);
     unwind_close(srv, (uv_handle_t *)&srv->gc_idle);
     unwind_close(srv, (uv_handle_t *)&srv->backlog_idle);
+    unwind_close(srv, (uv_handle_t *)&srv->hs_idle);
+    unwind_close(srv, (uv_handle_t *)&srv->hs_check);
     for (int i = 0; i < srv->nlisteners; i++) {
         struct listener *lis = &srv->listeners[i];
         unwind_close(srv, &lis->h.handle);
@@ -745,6 +818,7 @@ fail_handles:
     buf_close(&srv->metrics_buf);
     free_auth(srv);
 fail_store:
+    close_tls(srv);
     store_close(&srv->st);
     return rc;
 }
@@ -763,6 +837,8 @@ void server_stop(struct server *srv)
     uv_close((uv_handle_t *)&srv->gc_timer, NULL);
     uv_close((uv_handle_t *)&srv->gc_idle, NULL);
     uv_close((uv_handle_t *)&srv->backlog_idle, NULL);
+    uv_close((uv_handle_t *)&srv->hs_idle, NULL);
+    uv_close((uv_handle_t *)&srv->hs_check, NULL);
     for (int i = 0; i < srv->nlisteners; i++) {
         struct listener *lis = &srv->listeners[i];
         if (lis->h.handle.type != UV_UNKNOWN_HANDLE && !uv_is_closing(&lis->h.handle))
@@ -787,5 +863,6 @@ void server_close(struct server *srv)
     srv->metrics = NULL;
     buf_close(&srv->metrics_buf);
     buf_close(&srv->shared_in);
+    close_tls(srv);
     store_close(&srv->st);
 }

@@ -14,6 +14,7 @@
 #include "rpc_scan.h"
 #include "store.h"
 
+#include <openssl/types.h>
 #include <uv.h>
 
 struct conn;
@@ -30,6 +31,7 @@ struct listener {
     union stream_handle h;
     struct server *srv;
     int is_unix;
+    int is_tls;     /* tls://: its connections speak TLS (srv->tls_ctx) */
     char uri[300];  /* as bound, with the real port */
     char path[256]; /* unix socket path, unlinked at stop */
 };
@@ -70,6 +72,19 @@ struct server {
     struct cluster *cluster; /* --node-id: this node's Raft, else NULL */
     char advertise[320];     /* the default --advertise, made from --listen */
     struct conn *held;       /* conn.c: connections whose replies wait for the journal */
+    /* TLS (tls.h), when a tls:// listener exists: the context new handshakes
+     * take (replaced on SIGHUP; live connections hold their own reference),
+     * the buffer every TLS connection reads its ciphertext into for the
+     * length of one read callback, and conn.c's ration of handshake steps
+     * per loop iteration: the connections waiting for one, an idle handle
+     * that serves them, and a check handle that renews the ration. */
+    SSL_CTX *tls_ctx;
+    char *tls_rbuf;
+    struct conn *hs_head, *hs_tail;
+    uv_idle_t hs_idle;
+    uv_check_t hs_check;
+    unsigned hs_used;     /* handshake steps taken in this iteration */
+    uint64_t hs_start_ns; /* when the first of them began */
     int stopping;
     int unwinding; /* handles a failed server_init is waiting to see closed */
 };

@@ -22,6 +22,13 @@
     X(SERVER, clients_evicted, "rcstore_clients_evicted_total", counter,                           \
       "Connections closed because all clients' buffers passed max-client-buffers.",                \
       s->env->clients_evicted)                                                                     \
+    X(SERVER, tls_connections, "rcstore_tls_connections", gauge,                                   \
+      "Open client connections on tls:// listeners.", s->env->tls_connections)                     \
+    X(SERVER, tls_handshakes, "rcstore_tls_handshakes_total", counter,                             \
+      "TLS handshakes completed.", s->env->tls_handshakes)                                         \
+    X(SERVER, tls_handshakes_failed, "rcstore_tls_handshake_failures_total", counter,              \
+      "TLS handshakes failed (plaintext sent to a TLS port included).",                            \
+      s->env->tls_handshakes_failed)                                                               \
     X(SERVER, bad_requests, "rcstore_bad_requests_total", counter,                                 \
       "Messages refused before reaching a method.", s->env->bad_requests)                          \
     X(SERVER, errors, "rcstore_errors_total", counter,                                             \

@@ -182,15 +182,15 @@ expect "the live server's socket is still there" $?
 ping_unix "$sock"
 expect "the live server still answers on it" $?
 
-# SIGHUP: logged (no users file to read again); the server answers, then SIGTERM stops it
-# cleanly (status 0) and it removes its socket.
+# SIGHUP: logged (no TLS listener and no users file: nothing to read again); the server
+# answers, then SIGTERM stops it cleanly (status 0) and it removes its socket.
 kill -HUP "$live_pid"
 ping_unix "$sock"
 expect "SIGHUP: the server still answers" $?
 kill -TERM "$live_pid"
 wait "$live_pid"
 expect "SIGTERM after SIGHUP: status 0" $?
-grep -qF "SIGHUP: no --users-file to read again" "$tmp/live.log"
+grep -qF "SIGHUP ignored: rcstored has nothing to reload" "$tmp/live.log"
 expect "SIGHUP: logged" $?
 [ ! -e "$sock" ]
 expect "a clean stop removes its socket" $?
