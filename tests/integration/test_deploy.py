@@ -298,6 +298,61 @@ try:
             check("rcstored.conf: clean exit", p.wait(timeout=20) == 0)
             sock.close()
 
+    # The three node files as written, but for their addresses (loopback,
+    # free ports) and paths: a cluster that elects a leader, where a TLS
+    # client given any one node gets its write done (a follower's
+    # NOT_LEADER names the leader's tcp:// advertise address, which a TLS
+    # client dials with TLS).
+    if tls_server and tls_client and cluster_server:
+        subst, ports = [], {}
+        for n in (1, 2, 3):
+            ports[n] = (free_port(), free_port(), free_port())  # client, Raft, metrics
+            subst += [(f"192.0.2.1{n}:7373", f"127.0.0.1:{ports[n][0]}"),
+                      (f"192.0.2.1{n}:7374", f"127.0.0.1:{ports[n][1]}")]
+        procs, socks = [], []
+        try:
+            for n in (1, 2, 3):
+                d = os.path.join(tmp, f"node{n}")
+                os.makedirs(d)
+                conf = localize(nodes[n - 1], os.path.join(d, "node.conf"), subst + [
+                    ("tls://0.0.0.0:7373", f"tls://127.0.0.1:{ports[n][0]}"),
+                    (f"unix:///run/rcstore/node{n}/", f"unix://{d}/"),
+                    (f"/var/lib/rcstore/node{n}", os.path.join(d, "data")),
+                    ("tcp://0.0.0.0:9373", f"tcp://127.0.0.1:{ports[n][2]}")])
+                sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+                sock.bind(os.path.join(d, "notify"))
+                sock.settimeout(20)
+                socks.append(sock)
+                procs.append(subprocess.Popen(
+                    [rcstored, "--config", conf, "--log-level", "warn"],
+                    env=dict(os.environ, NOTIFY_SOCKET=os.path.join(d, "notify"))))
+            for n, sock in enumerate(socks, 1):
+                try:
+                    ready = "READY=1" in sock.recv(4096).decode().split("\n")
+                except socket.timeout:
+                    ready = False
+                check(f"deploy/cluster/node{n}.conf (addresses and paths localized) starts", ready)
+            for n in (1, 2, 3):
+                r = subprocess.run([rcstore, "-H", f"tls://127.0.0.1:{ports[n][0]}", "--cacert",
+                                    f"{etc}/tls/ca.pem", "--user", "ops", "--auth-file",
+                                    f"{etc}/tls/ops.token", "create", "x", "--name", f"n/{n}"],
+                                   capture_output=True, text=True, timeout=60)
+                check(f"cluster: a TLS client given node {n} alone gets its write done",
+                      r.returncode == 0 and r.stdout.strip().isdigit(), r.stdout + r.stderr)
+        finally:
+            for p in procs:
+                p.send_signal(signal.SIGTERM)
+            for p in procs:
+                try:
+                    p.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait()
+            for sock in socks:
+                sock.close()
+    else:
+        print("skip starting deploy/cluster/*.conf: no TLS, users or cluster in these programs")
+
     # The three node files describe one cluster: the same peer lines, each
     # node's id, Raft address and client address its own peer line's, data
     # in the template unit's StateDirectory, the same election timeout.
@@ -335,8 +390,8 @@ try:
         except ValueError:
             ok = False
         check(f"peer {pid}: Raft address {raft} is IPv4:PORT", ok)
-        check(f"peer {pid}: client address {client} is tls://HOST:PORT",
-              re.fullmatch(r"tls://[^:/]+:\d+", client) is not None)
+        check(f"peer {pid}: client address {client} is tcp://HOST:PORT",
+              re.fullmatch(r"tcp://[^:/]+:\d+", client) is not None)
 
     # Type=notify readiness, without systemd: a datagram socket of our own.
     ns = os.path.join(tmp, "notify")
@@ -616,7 +671,7 @@ try:
                                        POD_NAMESPACE=ns, POD_IP=ip))
 
     expect_peers = [f"{i + 1}=10.96.0.1{i}:{cports['raft']}="
-                    f"tls://rcstore-{i}.{dom}:{cports['rcstore']}" for i in range(3)]
+                    f"tcp://rcstore-{i}.{dom}:{cports['rcstore']}" for i in range(3)]
     runs = {}
     for ordinal in range(4):
         r = start(f"rcstore-{ordinal}")
@@ -627,7 +682,7 @@ try:
         check(f"k8s cluster: rcstore-{ordinal} starts as node {ordinal + 1}",
               r.returncode == 0 and opts.get("--node-id") == str(ordinal + 1), (r.returncode, r.stderr, args))
         check(f"k8s cluster: rcstore-{ordinal} advertises its stable name",
-              opts.get("--advertise") == f"tls://rcstore-{ordinal}.{dom}:{cports['rcstore']}",
+              opts.get("--advertise") == f"tcp://rcstore-{ordinal}.{dom}:{cports['rcstore']}",
               opts.get("--advertise"))
         check(f"k8s cluster: rcstore-{ordinal} keeps its data on the volume",
               opts.get("--data-dir") == mounts.get("data"))
