@@ -268,17 +268,29 @@ enum role cmd_role(const struct cmd_ctx *c)
     return c->user ? c->user->role : ROLE_ADMIN;
 }
 
+char *cmd_printable(char *out, size_t cap, const char *p, size_t len)
+{
+    size_t n = len < cap - 1 ? len : cap - 1;
+    for (size_t k = 0; k < n; k++)
+        out[k] = (unsigned char)p[k] < 0x20 || p[k] == 0x7f ? '?' : p[k];
+    out[n] = '\0';
+    return out;
+}
+
 int cmd_denied(struct cmd_ctx *c, const char *fmt, ...)
 {
+    char shown[sizeof(c->errbuf)];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(c->errbuf, sizeof(c->errbuf), fmt, ap);
     va_end(ap);
     c->errmsg = c->errbuf;
-    /* The message names the method or the name, never a token. */
+    /* The message names the method or a name (never a token): a name is the
+     * client's, so what would not print is masked in the log. */
     if (log_rate_take(&c->env->denied_log, c->env->now_ms))
         log_warn("refused a call from %s (user %s): %s", c->peer ? c->peer : "?",
-                 c->user ? c->user->name : "-", c->errbuf);
+                 c->user ? c->user->name : "-",
+                 cmd_printable(shown, sizeof(shown), c->errbuf, strlen(c->errbuf)));
     return RPC_EPERMISSION_DENIED;
 }
 

@@ -77,6 +77,10 @@ int cmd_require(struct cmd_ctx *c, enum role r, const char *what);
 int cmd_may_name(struct cmd_ctx *c, const char *name, uint32_t len);
 /* 1 if a name the user may not see must be hidden from its answers. */
 int cmd_name_hidden(const struct cmd_ctx *c, const char *name, uint32_t len);
+/* Copy at most cap - 1 bytes of p (len bytes) into out, NUL-terminated, a
+ * byte that would not print (a control character, a NUL) as '?': for what a
+ * client sent that goes into a log line. Returns out. */
+char *cmd_printable(char *out, size_t cap, const char *p, size_t len);
 /* PERMISSION_DENIED with its message, and the warn line (peer, user,
  * method's message; rate limited by env->denied_log). */
 int cmd_denied(struct cmd_ctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -19,9 +19,10 @@ static void pack_hello(msgpack_packer *pk, const struct store *st, const struct 
  * token. */
 static int login_failed(struct cmd_ctx *c, const char *user, uint32_t ulen, const char *why)
 {
+    char shown[USER_NAME_MAX + 1];
     if (log_rate_take(&c->env->login_log, c->env->now_ms))
-        log_warn("failed login from %s as user \"%.*s\": %s; closing", c->peer ? c->peer : "?",
-                 (int)(ulen > USER_NAME_MAX ? USER_NAME_MAX : ulen), user, why);
+        log_warn("failed login from %s as user \"%s\": %s; closing", c->peer ? c->peer : "?",
+                 cmd_printable(shown, sizeof(shown), user, ulen), why);
     c->close_after = 1;
     return cmd_fail(c, RPC_EAUTH_FAILED, "unknown user or wrong token; closing");
 }

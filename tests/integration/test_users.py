@@ -244,9 +244,15 @@ try:
     err, _ = c.call("hello", {"auth": "wrong-v1-token-ZZ7"})
     check("wrong v1 token: AUTH_FAILED, closed", err and err["code"] == "AUTH_FAILED" and
           c.closed(), err)
+    c = Conn(addr)
+    err, _ = c.call("hello", {"user": "evil\nFORGED line", "auth": "x"})
+    check("a user name with a newline: AUTH_FAILED", err and err["code"] == "AUTH_FAILED", err)
     check("failed logins logged with peer and user",
           wait_for(lambda: log_has('failed login from 127.0.0.1:') and
                    log_has('as user "nobody"') and log_has('as user "writer"')))
+    check("a client's user name cannot forge a log line",
+          log_has('as user "evil?FORGED line"') and
+          not any(l.startswith("FORGED") for l in log))
     joined = "".join(log)
     check("no token in the log", all(t not in joined for t in
                                       ["not-the-token-ZZ9", "unknown-user-token-ZZ8",
