@@ -14,12 +14,19 @@
  * while none is known); one whose connection is lost counts what it had in
  * flight as lost and reconnects through the list. Either way it starts a
  * new session and makes its objects again: a run goes on across a failover
- * (docs/client-failover.md). */
+ * (docs/client-failover.md). With TLS (--tls, --cacert, ... or tls://
+ * addresses) every TCP connection runs through a common/tlsio endpoint:
+ * ciphertext read by libuv is fed to it and decrypted into the same input
+ * buffer; requests are encrypted in one batch per flush and the ciphertext
+ * goes out from tlsio's own queue, copied only when the kernel does not
+ * take it at once. */
 #include "bench_wire.h"
 #include "hist.h"
 #include "rpc_msg.h"
 #include "rpc_scan.h"
 #include "secret.h"
+#include "tlsctx.h"
+#include "tlsio.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -96,6 +103,12 @@ struct target {
 struct opts {
     const char *host, *sock, *tests, *mix, *auth_file, *hosts;
     const char *user;       /* --user: logs in as this user, with auth_file's token */
+    /* TLS: on with --tls, any option below or a tls:// address; then every
+     * TCP connection (and every leader hint) is TLS, verified against ca
+     * (NULL: the system's store) and sni (NULL: the target's address). */
+    int tls, insecure;
+    const char *ca, *cert, *key, *sni;
+    SSL_CTX *tls_ctx;
     struct target *targets; /* -H's list, or -h and -p */
     unsigned ntargets;
     int port, quiet, csv, json;
@@ -132,6 +145,8 @@ struct bconn {
     uv_connect_t creq;
     uv_write_t wreq;
     struct worker *w;
+    struct tlsio *tls;   /* this connection's TLS, or NULL */
+    int tls_ok;          /* the server ever answered this connection over TLS */
     uint8_t *out, *wout; /* queued requests; the write in flight */
     size_t olen, ocap, wcap;
     int writing, closing, done;
@@ -179,6 +194,7 @@ struct worker {
     uint64_t reconnects, lost; /* failover: new connections, requests lost with a connection */
     uv_timer_t progress;
     int has_progress;
+    char *rbuf; /* TLS: ciphertext as read, fed to the endpoint at once */
 };
 
 struct bench {
@@ -532,7 +548,11 @@ static void handle_reply(struct bconn *c, const uint8_t *frame, size_t len, uint
     int is_error, rc = wire_read_response(frame, frame + len, &msgid, &is_error, &res);
 
     if (rc == 1)
-        return; /* a notification: none are asked for */
+        return;                              /* a notification: none are asked for */
+    if (rc == 0 && msgid == 0 && is_error) { /* the server refuses the connection */
+        report_error(c, frame, len);
+        die("the server refused the connection (a TLS port needs --tls or tls://)");
+    }
     if (rc < 0 || c->rcount == 0 || c->ring[c->rhead].msgid != msgid)
         die("unexpected reply from the server (msgid %u)", (unsigned)msgid);
     r = c->ring[c->rhead];
@@ -626,12 +646,75 @@ static void on_write(uv_write_t *req, int status)
     conn_flush(c);
 }
 
+static const struct target *next_target(struct bconn *c);
+
+/* A TLS failure: before this connection was first served it is
+ * a setting (a CA, a name, a plaintext port) that no retry mends: exit with
+ * what OpenSSL said; after, the connection is lost like any other. */
+static void tls_failed(struct bconn *c, const char *why)
+{
+    const struct target *t = next_target(c);
+    if (!c->tls_ok)
+        die("TLS: %s (%s:%d)", why, t->host, t->port);
+    conn_lost(c, "TLS", UV_EPROTO);
+}
+
+/* conn_flush with TLS: encrypt what is queued in one go, then send the
+ * ciphertext from tlsio's queue (the handshake's too); what the kernel
+ * does not take at once is copied to wout for a uv_write. */
+static void tls_flush(struct bconn *c)
+{
+    const char *p;
+    size_t n;
+    uv_buf_t buf;
+    int w;
+    if (c->olen) {
+        if (tlsio_write(c->tls, c->out, c->olen) < 0) {
+            tls_failed(c, tlsio_error(c->tls));
+            return;
+        }
+        c->olen = 0;
+    }
+    if ((n = tlsio_pending(c->tls, &p)) == 0)
+        return;
+    buf = uv_buf_init((char *)p, (unsigned)n);
+    w = uv_try_write(&c->u.s, &buf, 1);
+    if (w < 0 && w != UV_EAGAIN) {
+        conn_lost(c, "write", w);
+        return;
+    }
+    if (w > 0)
+        tlsio_consume(c->tls, (size_t)w);
+    if ((n = tlsio_pending(c->tls, &p)) == 0)
+        return;
+    if (n > c->wcap) {
+        uint8_t *q = realloc(c->wout, n);
+        if (!q)
+            die("out of memory");
+        c->wout = q;
+        c->wcap = n;
+    }
+    memcpy(c->wout, p, n);
+    tlsio_consume(c->tls, n);
+    buf = uv_buf_init((char *)c->wout, (unsigned)n);
+    c->wreq.data = c;
+    if ((w = uv_write(&c->wreq, &c->u.s, &buf, 1, on_write)) < 0) {
+        conn_lost(c, "write", w);
+        return;
+    }
+    c->writing = 1;
+}
+
 static void conn_flush(struct bconn *c)
 {
     uv_buf_t buf;
     uint8_t *tp;
     size_t tc;
     int n;
+    if (c->tls && !c->writing && !c->closing && !c->reconnecting && !c->connecting) {
+        tls_flush(c);
+        return;
+    }
     if (c->writing || c->olen == 0 || c->closing || c->reconnecting || c->connecting)
         return;
     buf = uv_buf_init((char *)c->out, (unsigned)c->olen);
@@ -662,10 +745,9 @@ static void conn_flush(struct bconn *c)
     c->writing = 1;
 }
 
-static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
+/* Room for at least 16 KiB more input at c->in + c->ilen. */
+static void in_room(struct bconn *c)
 {
-    struct bconn *c = h->data;
-    (void)hint;
     if (c->ioff > 0 && c->ioff == c->ilen) {
         c->ioff = c->ilen = 0;
     } else if (c->icap - c->ilen < 16384) {
@@ -680,22 +762,23 @@ static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
             c->icap *= 2;
         }
     }
+}
+
+static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
+{
+    struct bconn *c = h->data;
+    (void)hint;
+    if (c->tls) { /* ciphertext: fed to the endpoint at once, so one buffer a worker */
+        *buf = uv_buf_init(c->w->rbuf, 65536);
+        return;
+    }
+    in_room(c);
     *buf = uv_buf_init((char *)c->in + c->ilen, (unsigned)(c->icap - c->ilen));
 }
 
-static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+/* Handle every whole reply in the input buffer. */
+static void take_replies(struct bconn *c, uint64_t now)
 {
-    struct bconn *c = s->data;
-    uint64_t now, before = c->w->completed;
-    (void)buf;
-    if (nread == 0 || c->closing || c->reconnecting)
-        return;
-    if (nread < 0) {
-        conn_lost(c, "read", (int)nread);
-        return;
-    }
-    c->ilen += (size_t)nread;
-    now = uv_hrtime();
     while (c->ioff < c->ilen) {
         size_t flen;
         int rc = rpc_scan_feed(&c->scan, c->in + c->ioff, c->ilen - c->ioff, &flen);
@@ -706,6 +789,56 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         handle_reply(c, c->in + c->ioff, flen, now);
         c->ioff += flen;
         rpc_scan_reset(&c->scan);
+    }
+}
+
+/* Decrypt what the endpoint has into the input buffer, handling replies as
+ * they come. 0, or -1 when the connection failed (dealt with). */
+static int tls_take(struct bconn *c, uint64_t now)
+{
+    for (;;) {
+        ssize_t r;
+        in_room(c);
+        r = tlsio_read(c->tls, c->in + c->ilen, c->icap - c->ilen);
+        if (r > 0) {
+            c->tls_ok = 1; /* the server took us (TLS 1.3 may refuse after the handshake) */
+            c->ilen += (size_t)r;
+            take_replies(c, now);
+            continue;
+        }
+        if (r == 0)
+            return 0;
+        if (r == TLSIO_EOF)
+            conn_lost(c, "read", UV_EOF);
+        else
+            tls_failed(c, tlsio_error(c->tls));
+        return -1;
+    }
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    struct bconn *c = s->data;
+    uint64_t now, before = c->w->completed;
+    if (nread == 0 || c->closing || c->reconnecting)
+        return;
+    if (nread < 0) {
+        if (c->tls && !tlsio_handshake_done(c->tls) && !c->tls_ok)
+            tls_failed(c, "the server closed the connection during the handshake (is the port "
+                          "plaintext, or does it want a client certificate?)");
+        else
+            conn_lost(c, "read", (int)nread);
+        return;
+    }
+    now = uv_hrtime();
+    if (c->tls) {
+        if (tlsio_feed(c->tls, buf->base, (size_t)nread) < 0)
+            die("out of memory");
+        if (tls_take(c, now) < 0)
+            return;
+    } else {
+        c->ilen += (size_t)nread;
+        take_replies(c, now);
     }
     atomic_fetch_add_explicit(&c->w->b->completed, c->w->completed - before, memory_order_relaxed);
     if (c->moving && c->rcount == 0) {
@@ -750,6 +883,8 @@ static void on_close(uv_handle_t *h)
 
 static void close_stream(struct bconn *c)
 {
+    tlsio_free(c->tls); /* nothing more is read or written on this stream */
+    c->tls = NULL;
     c->stream_open = 0;
     uv_close(&c->u.h, on_close);
 }
@@ -830,6 +965,7 @@ static void on_connect(uv_connect_t *req, int status)
 {
     struct bconn *c = req->data;
     const struct opts *o = &c->w->b->o;
+    const char *name = o->sni ? o->sni : next_target(c)->host;
     c->connecting = 0;
     if (c->closing)
         return;
@@ -858,6 +994,8 @@ static void on_connect(uv_connect_t *req, int status)
     }
     if (!o->sock)
         uv_tcp_nodelay(&c->u.tcp, 1);
+    if (o->tls && !o->sock && (status = tlsio_new(o->tls_ctx, 0, name, &c->tls)) < 0)
+        die("TLS: cannot start a connection to %s: %s", name, strerror(-status));
     if ((status = uv_read_start(&c->u.s, on_alloc, on_read)) < 0) {
         conn_lost(c, "read", status);
         return;
@@ -906,13 +1044,14 @@ static void conn_connect(struct bconn *c)
         die("cannot connect to %s:%d: %s", t->host, t->port, uv_strerror(rc));
 }
 
-/* "HOST:PORT", "tcp://HOST:PORT", "[V6]:PORT" or "HOST" (port dflt; 0: one
- * is needed) into t. 0 or -1. */
+/* "HOST:PORT", "tcp://HOST:PORT", "tls://HOST:PORT", "[V6]:PORT" or "HOST"
+ * (port dflt; 0: one is needed) into t. 0 or -1. Whether a connection is
+ * TLS is the run's setting (opts.tls), not the address's. */
 static int parse_target(const char *s, int dflt, struct target *t)
 {
     const char *colon, *h = s, *port = NULL;
     size_t n;
-    if (strncmp(s, "tcp://", 6) == 0)
+    if (strncmp(s, "tcp://", 6) == 0 || strncmp(s, "tls://", 6) == 0)
         h = s += 6;
     if (*s == '[') {
         const char *close = strchr(s, ']');
@@ -1074,6 +1213,7 @@ static void run_test(struct bench *b, enum test_id t, struct result *res)
         if ((rc = uv_loop_init(&w->loop)) < 0)
             die("%s", uv_strerror(rc));
         w->nconns = o->clients / nthreads + (i < o->clients % nthreads);
+        w->rbuf = o->tls ? xmalloc(65536) : NULL;
         w->conns = xmalloc(w->nconns * sizeof(*w->conns));
         w->has_progress = i == 0 && !o->csv && !o->json && isatty(STDOUT_FILENO);
         if (w->has_progress) {
@@ -1107,6 +1247,7 @@ static void run_test(struct bench *b, enum test_id t, struct result *res)
         for (unsigned j = 0; j < w->nconns; j++)
             conn_free(&w->conns[j]);
         free(w->conns);
+        free(w->rbuf);
         uv_loop_close(&w->loop);
     }
     res->seconds = last > first ? (double)(last - first) / 1e9 : 0;
@@ -1210,6 +1351,15 @@ static void usage(FILE *f)
             "                    RCSTORE_AUTH_FILE); the file must be mode 0600 or 0400\n"
             "  --user NAME       log in as this user of the server's --users-file, with\n"
             "                    --auth-file's token (or set RCSTORE_USER)\n"
+            "  --tls             every TCP connection over TLS (so does any option below,\n"
+            "                    or a tls:// item in -H)\n"
+            "  --cacert PATH     CA certificates (PEM) that may sign the server's (or\n"
+            "                    RCSTORE_CACERT; default: the system's store)\n"
+            "  --cert PATH --key PATH  a client certificate and its key (or RCSTORE_CERT,\n"
+            "                    RCSTORE_KEY)\n"
+            "  --sni NAME        the name the server's certificate must carry (default:\n"
+            "                    the numeric address, checked against its IP addresses)\n"
+            "  --insecure        do not verify the server's certificate (testing)\n"
             "  -q                quiet: one line per test\n"
             "  --csv             CSV with redis-benchmark's columns\n"
             "  --json            a JSON array, one object per test\n"
@@ -1317,7 +1467,43 @@ static void parse_targets(struct opts *o)
     }
 }
 
-enum { OPT_DURATION = 256, OPT_CSV, OPT_JSON, OPT_THREADS, OPT_MIX, OPT_AUTH, OPT_USER, OPT_HELP };
+enum {
+    OPT_DURATION = 256,
+    OPT_CSV,
+    OPT_JSON,
+    OPT_THREADS,
+    OPT_MIX,
+    OPT_AUTH,
+    OPT_USER,
+    OPT_HELP,
+    OPT_TLS,
+    OPT_CACERT,
+    OPT_CERT,
+    OPT_KEY,
+    OPT_SNI,
+    OPT_INSECURE
+};
+
+/* The run's TLS context, if TLS is asked for: by an option or a tls:// item
+ * of -H (then no item may say tcp://: a run is all TLS or all plaintext). */
+static void setup_tls(struct opts *o)
+{
+    char err[512];
+    int rc;
+    if (o->hosts && strstr(o->hosts, "tls://")) {
+        if (strstr(o->hosts, "tcp://"))
+            die("-H mixes tls:// and tcp:// items: a run is all TLS or all plaintext");
+        o->tls = 1;
+    }
+    o->tls |= o->ca || o->cert || o->key || o->sni || o->insecure;
+    if (!o->tls)
+        return;
+    if (o->sock)
+        die("-s: TLS runs over TCP only (a unix socket is plaintext)");
+    if ((rc = tlsctx_client(o->ca, o->cert, o->key, o->insecure, &o->tls_ctx, err, sizeof(err))) <
+        0)
+        die("TLS: %s", err);
+}
 
 int main(int argc, char **argv)
 {
@@ -1329,6 +1515,12 @@ int main(int argc, char **argv)
         {"mix", required_argument, NULL, OPT_MIX},
         {"auth-file", required_argument, NULL, OPT_AUTH},
         {"user", required_argument, NULL, OPT_USER},
+        {"tls", no_argument, NULL, OPT_TLS},
+        {"cacert", required_argument, NULL, OPT_CACERT},
+        {"cert", required_argument, NULL, OPT_CERT},
+        {"key", required_argument, NULL, OPT_KEY},
+        {"sni", required_argument, NULL, OPT_SNI},
+        {"insecure", no_argument, NULL, OPT_INSECURE},
         {"help", no_argument, NULL, OPT_HELP},
         {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
@@ -1351,6 +1543,9 @@ int main(int argc, char **argv)
     o->tests = "ping,create,get,incref,decref,link,churn,cycle";
     o->auth_file = getenv("RCSTORE_AUTH_FILE"); /* as the CLI: --auth-file beats it */
     o->user = getenv("RCSTORE_USER");
+    o->ca = getenv("RCSTORE_CACERT");
+    o->cert = getenv("RCSTORE_CERT");
+    o->key = getenv("RCSTORE_KEY");
     while ((ch = getopt_long(argc, argv, "h:H:p:s:c:n:P:d:r:t:qV", longs, NULL)) != -1) {
         switch (ch) {
         case 'h':
@@ -1413,6 +1608,24 @@ int main(int argc, char **argv)
         case OPT_USER:
             o->user = optarg;
             break;
+        case OPT_TLS:
+            o->tls = 1;
+            break;
+        case OPT_CACERT:
+            o->ca = optarg;
+            break;
+        case OPT_CERT:
+            o->cert = optarg;
+            break;
+        case OPT_KEY:
+            o->key = optarg;
+            break;
+        case OPT_SNI:
+            o->sni = optarg;
+            break;
+        case OPT_INSECURE:
+            o->insecure = 1;
+            break;
         case OPT_HELP:
             usage(stdout);
             return 0;
@@ -1434,6 +1647,7 @@ int main(int argc, char **argv)
         die("--user wants a name of at most %d bytes and --auth-file", BENCH_USER_MAX);
     load_auth(o);
     parse_targets(o);
+    setup_tls(o);
     for (const char *p = o->tests; *p;) {
         const char *comma = strchr(p, ',');
         size_t n = comma ? (size_t)(comma - p) : strlen(p);
@@ -1458,5 +1672,6 @@ int main(int argc, char **argv)
         printf("\n]\n");
     free(b.payload);
     free(o->targets);
+    SSL_CTX_free(o->tls_ctx);
     return 0;
 }

@@ -143,4 +143,47 @@ write("files", "journal-segment",
 write("files", "journal-torn", b"\x02" + b"".join(JOURNAL) + JOURNAL[0][:7] + bytes(40))
 write("files", "snapshot",
       b"\x01" + file_header(b"RCSSNAP\0", 1, 42, 1700000000) + b"".join(SNAP_FILE))
+
+
+# Seeds for fuzz_tls: a first byte (bit 0: 0 server side, 1 client side;
+# the rest: the size of each feed), then what the peer sends. The server
+# side gets ClientHellos (TLS 1.3 and 1.2); the client side gets a server's
+# first flight, made by Python's ssl for a ClientHello of its own (with a
+# throwaway certificate, of which only the public part is written).
+def tls_seeds():
+    import ssl
+    import subprocess
+    import tempfile
+    with tempfile.TemporaryDirectory() as d:
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                        "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", d + "/k.pem",
+                        "-out", d + "/c.pem", "-days", "1", "-subj", "/CN=localhost"],
+                       check=True, capture_output=True)
+        sctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        sctx.load_cert_chain(d + "/c.pem", d + "/k.pem")
+        for version in ("13", "12"):
+            cctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            cctx.check_hostname = False
+            cctx.verify_mode = ssl.CERT_NONE
+            if version == "12":
+                cctx.maximum_version = ssl.TLSVersion.TLSv1_2
+            cin, cout, sin, sout = (ssl.MemoryBIO() for _ in range(4))
+            c = cctx.wrap_bio(cin, cout, server_hostname="localhost")
+            srv = sctx.wrap_bio(sin, sout, server_side=True)
+            try:
+                c.do_handshake()
+            except ssl.SSLWantReadError:
+                pass
+            hello = cout.read()
+            sin.write(hello)
+            try:
+                srv.do_handshake()
+            except ssl.SSLWantReadError:
+                pass
+            write("tls", "clienthello-" + version, b"\xfe" + hello)
+            write("tls", "clienthello-" + version + "-bytewise", b"\x00" + hello)
+            write("tls", "serverflight-" + version, b"\xff" + sout.read())
+
+
+tls_seeds()
 print("corpus written to", os.path.join(HERE, "corpus"), file=sys.stderr)

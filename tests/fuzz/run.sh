@@ -9,7 +9,7 @@ BUILD=$1
 SECONDS_EACH=$2
 SRC=$(cd "$(dirname "$0")" && pwd)
 status=0
-for pair in fuzz_decode:decode fuzz_request:request fuzz_record:record fuzz_files:files; do
+for pair in fuzz_decode:decode fuzz_request:request fuzz_record:record fuzz_files:files fuzz_tls:tls; do
     t=${pair%%:*}
     kind=${pair##*:}
     mkdir -p "$BUILD/corpus/$t"
