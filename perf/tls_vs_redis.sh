@@ -45,11 +45,13 @@ PY=/usr/bin/python3
 for f in "$RCSTORED" "$RCSTORE" "$BENCH"; do
     [ -x "$f" ] || { echo "tls_vs_redis: $f not found: build first (make build)" >&2; exit 2; }
 done
-if ! "$RCSTORED" --help | grep -q -- --tls-cert-file; then
+# (The help texts are read whole: grep -q would leave early and, under
+# pipefail, the writer's SIGPIPE would fail the check.)
+if [[ $("$RCSTORED" --help 2>&1) != *--tls-cert-file* ]]; then
     echo "tls_vs_redis: $RCSTORED has no --tls-cert-file" >&2
     exit 2
 fi
-if ! "$BENCH" --help 2>&1 | grep -q -- --cacert; then
+if [[ $("$BENCH" --help 2>&1) != *--cacert* ]]; then
     echo "tls_vs_redis: $BENCH has no --cacert" >&2
     exit 2
 fi
