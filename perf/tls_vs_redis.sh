@@ -70,7 +70,8 @@ free_port() {
     $PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
 mkdir -p "$BUILD"
-TMP=$(mktemp -d "$BUILD/tls-vs-redis.XXXXXX")
+# Absolute: redis-server changes to --dir before it reads its certificate.
+TMP=$(realpath "$(mktemp -d "$BUILD/tls-vs-redis.XXXXXX")")
 PID=
 cleanup() {
     [ -n "$PID" ] && kill -9 "$PID" 2>/dev/null && wait "$PID" 2>/dev/null
