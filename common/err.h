@@ -28,7 +28,8 @@
     X(TOKEN_INVALID, "token invalid, used or expired")                                             \
     X(INTERNAL, "internal error")                                                                  \
     X(PERSISTENCE_FAILED, "the journal cannot be written: nothing was changed")                    \
-    X(NOT_LEADER, "this node is not the cluster's leader")
+    X(NOT_LEADER, "this node is not the cluster's leader")                                         \
+    X(PERMISSION_DENIED, "this user's role or names prefix does not allow that")
 
 #define RPC_ERR_BASE 1000
 
@@ -60,6 +61,7 @@ enum rpc_err_index {
 #define RPC_EINTERNAL           RPC_ERR_VALUE(INTERNAL)
 #define RPC_EPERSISTENCE_FAILED RPC_ERR_VALUE(PERSISTENCE_FAILED)
 #define RPC_ENOT_LEADER         RPC_ERR_VALUE(NOT_LEADER)
+#define RPC_EPERMISSION_DENIED  RPC_ERR_VALUE(PERMISSION_DENIED)
 
 /* True if err is one of the protocol codes above. */
 int err_is_protocol(int err);

@@ -44,3 +44,25 @@ void log_msg(enum log_level lvl, const char *fmt, ...)
     va_end(ap);
     fputc('\n', stderr);
 }
+
+void log_rate_flush(struct log_rate *r, uint64_t now_ms)
+{
+    if (now_ms - r->start_ms < 1000)
+        return;
+    if (r->suppressed)
+        log_warn("%llu more %s suppressed", (unsigned long long)r->suppressed, r->what);
+    r->start_ms = now_ms;
+    r->lines = 0;
+    r->suppressed = 0;
+}
+
+int log_rate_take(struct log_rate *r, uint64_t now_ms)
+{
+    log_rate_flush(r, now_ms);
+    if (r->lines < LOG_RATE_LINES) {
+        r->lines++;
+        return 1;
+    }
+    r->suppressed++;
+    return 0;
+}

@@ -310,10 +310,17 @@ static void take_peer_cn(struct tlsio *t)
         return; /* none, or ambiguous */
     s = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(name, i));
     n = ASN1_STRING_to_UTF8(&u, s);
-    if (n > 0 && (size_t)n < sizeof(t->cn) && !memchr(u, '\0', (size_t)n)) {
-        memcpy(t->cn, u, (size_t)n);
-        t->cn[n] = '\0';
-        t->has_cn = 1;
+    if (n > 0 && (size_t)n < sizeof(t->cn)) {
+        /* A control character (a NUL cutting the name short, a newline
+         * forging a log line) makes no name. */
+        for (i = 0; i < n; i++)
+            if (u[i] < 0x20 || u[i] == 0x7f)
+                break;
+        if (i == n) {
+            memcpy(t->cn, u, (size_t)n);
+            t->cn[n] = '\0';
+            t->has_cn = 1;
+        }
     }
     OPENSSL_free(u);
 }

@@ -83,8 +83,8 @@ int tlsio_handshake_done(const struct tlsio *t);
 const char *tlsio_error(const struct tlsio *t);
 /* After the handshake: the common name in the subject of the peer's
  * certificate, if the peer presented one, it verified, and its subject holds
- * exactly one CN that is valid UTF-8 without a NUL; else NULL. Valid as long
- * as t. */
+ * exactly one CN, of at most 256 bytes of UTF-8 without a control character
+ * (no NUL, no newline); else NULL. Valid as long as t. */
 const char *tlsio_peer_cn(const struct tlsio *t);
 /* Bytes this endpoint holds in its queues (input not yet decrypted, output
  * not yet sent, plaintext held for the handshake): for MEM_CLIENT accounting

@@ -183,44 +183,56 @@ enum cmd_flag {
 #define CMD(name)                                                                                  \
     name, (uint8_t)(sizeof(name) - 1 + 0 * sizeof(char[sizeof(name) <= CMD_NAME_MAX + 1 ? 1 : -1]))
 
+/* Roles, shorter for the table: the least role that may call the method
+ * (SPEC section 10). A method's parameters may ask for more (lookup with
+ * acquire: write), which its handler checks with cmd_require. */
+#define R ROLE_READ
+#define W ROLE_WRITE
+#define A ROLE_ADMIN
+
 static const struct cmd_def {
     const char *name;
     uint8_t name_len;
     cmd_fn fn;
     uint8_t min_args, max_args;
     uint8_t flags;
+    uint8_t min_role; /* enum role */
 } cmds[] = {
-    {CMD("hello"), cmd_do_hello, 0, 1, CMD_NOAUTH | CMD_FOLLOWER},
-    {CMD("ping"), cmd_do_ping, 0, 0, CMD_NOAUTH | CMD_FOLLOWER},
-    {CMD("create"), cmd_do_create, 1, 2, CMD_GROWS},
-    {CMD("get"), cmd_do_get, 1, 1, 0},
-    {CMD("set_data"), cmd_do_set_data, 2, 2, CMD_GROWS},
-    {CMD("set_refs"), cmd_do_set_refs, 2, 2, CMD_GROWS | CMD_HEAVY},
-    {CMD("link"), cmd_do_link, 2, 2, CMD_GROWS},
-    {CMD("unlink"), cmd_do_unlink, 2, 2, CMD_HEAVY},
-    {CMD("incref"), cmd_do_incref, 1, 2, CMD_GROWS},
-    {CMD("decref"), cmd_do_decref, 1, 2, CMD_HEAVY},
-    {CMD("stat"), cmd_do_stat, 1, 1, 0},
-    {CMD("bind"), cmd_do_bind, 2, 2, CMD_GROWS},
-    {CMD("unbind"), cmd_do_unbind, 1, 1, 0},
-    {CMD("lookup"), cmd_do_lookup, 1, 2, 0},
-    {CMD("names"), cmd_do_names, 0, 3, CMD_HEAVY},
-    {CMD("referrers"), cmd_do_referrers, 1, 3, CMD_HEAVY},
-    {CMD("watch"), cmd_do_watch, 1, 1, CMD_GROWS},
-    {CMD("release_all"), cmd_do_release_all, 0, 0, CMD_HEAVY},
-    {CMD("share"), cmd_do_share, 1, 2, CMD_GROWS},
-    {CMD("claim"), cmd_do_claim, 1, 1, CMD_GROWS},
-    {CMD("why"), cmd_do_why, 1, 1, CMD_HEAVY},
-    {CMD("gc"), cmd_do_gc, 0, 0, CMD_HEAVY},
-    {CMD("stats"), cmd_do_stats, 0, 0, CMD_HEAVY | CMD_FOLLOWER},
-    {CMD("debug_check"), cmd_do_debug_check, 0, 0, CMD_DEBUG | CMD_HEAVY | CMD_FOLLOWER},
-    {CMD("save"), cmd_do_save, 0, 0, 0},
-    {CMD("cluster"), cmd_do_cluster, 0, 0, CMD_FOLLOWER},
-    {CMD("cluster_add"), cmd_do_cluster_add, 3, 3, 0},
-    {CMD("cluster_remove"), cmd_do_cluster_remove, 1, 1, 0},
-    {CMD("cluster_transfer"), cmd_do_cluster_transfer, 0, 1, 0},
-    {CMD("debug_digest"), cmd_do_debug_digest, 0, 0, CMD_DEBUG | CMD_HEAVY | CMD_FOLLOWER},
+    {CMD("hello"), cmd_do_hello, 0, 1, CMD_NOAUTH | CMD_FOLLOWER, R},
+    {CMD("ping"), cmd_do_ping, 0, 0, CMD_NOAUTH | CMD_FOLLOWER, R},
+    {CMD("create"), cmd_do_create, 1, 2, CMD_GROWS, W},
+    {CMD("get"), cmd_do_get, 1, 1, 0, R},
+    {CMD("set_data"), cmd_do_set_data, 2, 2, CMD_GROWS, W},
+    {CMD("set_refs"), cmd_do_set_refs, 2, 2, CMD_GROWS | CMD_HEAVY, W},
+    {CMD("link"), cmd_do_link, 2, 2, CMD_GROWS, W},
+    {CMD("unlink"), cmd_do_unlink, 2, 2, CMD_HEAVY, W},
+    {CMD("incref"), cmd_do_incref, 1, 2, CMD_GROWS, W},
+    {CMD("decref"), cmd_do_decref, 1, 2, CMD_HEAVY, W},
+    {CMD("stat"), cmd_do_stat, 1, 1, 0, R},
+    {CMD("bind"), cmd_do_bind, 2, 2, CMD_GROWS, W},
+    {CMD("unbind"), cmd_do_unbind, 1, 1, 0, W},
+    {CMD("lookup"), cmd_do_lookup, 1, 2, 0, R},
+    {CMD("names"), cmd_do_names, 0, 3, CMD_HEAVY, R},
+    {CMD("referrers"), cmd_do_referrers, 1, 3, CMD_HEAVY, R},
+    {CMD("watch"), cmd_do_watch, 1, 1, CMD_GROWS, R},
+    {CMD("release_all"), cmd_do_release_all, 0, 0, CMD_HEAVY, W},
+    {CMD("share"), cmd_do_share, 1, 2, CMD_GROWS, W},
+    {CMD("claim"), cmd_do_claim, 1, 1, CMD_GROWS, W},
+    {CMD("why"), cmd_do_why, 1, 1, CMD_HEAVY, R},
+    {CMD("gc"), cmd_do_gc, 0, 0, CMD_HEAVY, A},
+    {CMD("stats"), cmd_do_stats, 0, 0, CMD_HEAVY | CMD_FOLLOWER, R},
+    {CMD("debug_check"), cmd_do_debug_check, 0, 0, CMD_DEBUG | CMD_HEAVY | CMD_FOLLOWER, A},
+    {CMD("save"), cmd_do_save, 0, 0, 0, A},
+    {CMD("cluster"), cmd_do_cluster, 0, 0, CMD_FOLLOWER, R},
+    {CMD("cluster_add"), cmd_do_cluster_add, 3, 3, 0, A},
+    {CMD("cluster_remove"), cmd_do_cluster_remove, 1, 1, 0, A},
+    {CMD("cluster_transfer"), cmd_do_cluster_transfer, 0, 1, 0, A},
+    {CMD("debug_digest"), cmd_do_debug_digest, 0, 0, CMD_DEBUG | CMD_HEAVY | CMD_FOLLOWER, A},
 };
+
+#undef R
+#undef W
+#undef A
 
 _Static_assert(sizeof(cmds) / sizeof(cmds[0]) <= CMD_MAX, "raise CMD_MAX");
 
@@ -237,6 +249,70 @@ const char *cmd_name(int i)
 int cmd_served(const struct cmd_env *env, int i)
 {
     return !(cmds[i].flags & CMD_DEBUG) || env->debug_commands;
+}
+
+enum role cmd_min_role(int i)
+{
+    return (enum role)cmds[i].min_role;
+}
+
+int cmd_login_required(const struct cmd_env *env)
+{
+    return env->auth != NULL || env->users != NULL;
+}
+
+/* ---- users' permissions (cmd_int.h) ---- */
+
+enum role cmd_role(const struct cmd_ctx *c)
+{
+    return c->user ? c->user->role : ROLE_ADMIN;
+}
+
+char *cmd_printable(char *out, size_t cap, const char *p, size_t len)
+{
+    size_t n = len < cap - 1 ? len : cap - 1;
+    for (size_t k = 0; k < n; k++)
+        out[k] = (unsigned char)p[k] < 0x20 || p[k] == 0x7f ? '?' : p[k];
+    out[n] = '\0';
+    return out;
+}
+
+int cmd_denied(struct cmd_ctx *c, const char *fmt, ...)
+{
+    char shown[sizeof(c->errbuf)];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(c->errbuf, sizeof(c->errbuf), fmt, ap);
+    va_end(ap);
+    c->errmsg = c->errbuf;
+    /* The message names the method or a name (never a token): a name is the
+     * client's, so what would not print is masked in the log. */
+    if (log_rate_take(&c->env->denied_log, c->env->now_ms))
+        log_warn("refused a call from %s (user %s): %s", c->peer ? c->peer : "?",
+                 c->user ? c->user->name : "-",
+                 cmd_printable(shown, sizeof(shown), c->errbuf, strlen(c->errbuf)));
+    return RPC_EPERMISSION_DENIED;
+}
+
+int cmd_require(struct cmd_ctx *c, enum role r, const char *what)
+{
+    if (cmd_role(c) >= r)
+        return 0;
+    return cmd_denied(c, "%s needs the %s role; user %s has %s", what, role_name(r), c->user->name,
+                      role_name(c->user->role));
+}
+
+int cmd_may_name(struct cmd_ctx *c, const char *name, uint32_t len)
+{
+    if (user_may_name(c->user, name, len))
+        return 0;
+    return cmd_denied(c, "name \"%.*s\" is outside user %s's names prefix \"%s\"",
+                      (int)(len > 64 ? 64 : len), name, c->user->name, c->user->names);
+}
+
+int cmd_name_hidden(const struct cmd_ctx *c, const char *name, uint32_t len)
+{
+    return !user_may_name(c->user, name, len);
 }
 
 /* The table is short and the hot methods come first: a linear scan that
@@ -268,6 +344,8 @@ void cmd_ctx_init(struct cmd_ctx *c, struct cmd_env *env, struct sess *s, int *a
     c->conn = NULL;
     c->out = out;
     c->errmsg = NULL;
+    c->user = NULL;
+    c->peer = NULL;
     rpc_packer_init(&c->pk, out);
 }
 
@@ -295,7 +373,16 @@ int cmd_dispatch(struct cmd_ctx *c, const struct rpc_message *m)
     c->env->calls[i]++;
     c->heavy = (cmds[i].flags & CMD_HEAVY) != 0;
     if (!*c->authed && !(cmds[i].flags & CMD_NOAUTH)) {
-        rc = cmd_fail(c, RPC_EAUTH_REQUIRED, "authenticate first: hello {\"auth\": token}");
+        rc = cmd_fail(c, RPC_EAUTH_REQUIRED,
+                      "authenticate first: hello {\"user\": name, \"auth\": token}");
+        goto counted_error;
+    }
+    /* Before anything else: a call the user may not make learns nothing
+     * (not even whether its parameters were right) and changes nothing. */
+    if (cmd_role(c) < cmds[i].min_role) {
+        rc = cmd_denied(c, "%s needs the %s role; user %s has %s", cmds[i].name,
+                        role_name((enum role)cmds[i].min_role), c->user->name,
+                        role_name(c->user->role));
         goto counted_error;
     }
     if (m->nparams < cmds[i].min_args || m->nparams > cmds[i].max_args) {

@@ -9,8 +9,10 @@
 #define RCS_SERVER_CMD_H
 
 #include "buf.h"
+#include "log.h"
 #include "rpc_msg.h"
 #include "store.h"
+#include "users.h"
 
 #include <msgpack.h>
 #include <stdint.h>
@@ -43,6 +45,14 @@ struct cmd_env {
     int debug_commands;             /* serve debug_check */
     const char *auth;               /* the token clients must give, or NULL */
     size_t auth_len;
+    /* Users (SPEC section 10): the --users-file table (NULL: none; the
+     * server replaces it on SIGHUP), and the user that --auth-token-file's
+     * token logs in (named "default", admin; NULL without the file). With
+     * neither auth nor users, nobody logs in and every connection is admin. */
+    const struct users *users;
+    const struct user *default_user;
+    struct log_rate login_log;  /* failed logins */
+    struct log_rate denied_log; /* calls refused with PERMISSION_DENIED */
 };
 
 /* One request being served. */
@@ -51,13 +61,19 @@ struct cmd_ctx {
     struct sess *sess; /* NULL until a connection that must authenticate has */
     void *conn;        /* the connection, for a session made by hello (opaque; may be NULL) */
     int *authed;       /* this connection passed hello {auth} (or none is needed) */
-    int close_after;   /* set by a handler: close the connection after the reply */
-    int heavy;         /* set by the dispatcher: the method may work up to a budget
-                        * (a query, a free of many objects), so the caller looks at
-                        * the clock before serving another request */
-    uint64_t index;    /* the journal record the reply waits for (0: none) */
-    int deferred;      /* set by the dispatcher: the reply comes later (save) */
-    uint32_t msgid;    /* of the request (for a deferred reply) */
+    /* The connection's user: NULL where nobody logs in (then admin), or once
+     * logged in the user (hello {user, auth} or a client certificate). The
+     * caller sets it before cmd_dispatch and reads it back after (hello may
+     * change it); it must stay valid for the call. */
+    const struct user *user;
+    const char *peer; /* the client's address, for log lines ("?" if NULL) */
+    int close_after;  /* set by a handler: close the connection after the reply */
+    int heavy;        /* set by the dispatcher: the method may work up to a budget
+                       * (a query, a free of many objects), so the caller looks at
+                       * the clock before serving another request */
+    uint64_t index;   /* the journal record the reply waits for (0: none) */
+    int deferred;     /* set by the dispatcher: the reply comes later (save) */
+    uint32_t msgid;   /* of the request (for a deferred reply) */
     struct buf *out;
     msgpack_packer pk;
     const char *errmsg; /* private: message for the failing code */
@@ -65,7 +81,8 @@ struct cmd_ctx {
 };
 
 /* Prepare ctx to write into out for session s; *authed says whether the
- * connection may use more than hello and ping (always, without auth). */
+ * connection may use more than hello and ping (always, without auth).
+ * ctx.user and ctx.peer start NULL. */
 void cmd_ctx_init(struct cmd_ctx *c, struct cmd_env *env, struct sess *s, int *authed,
                   struct buf *out);
 /* Serve one request (m->type == RPC_REQUEST): the full response is appended
@@ -77,5 +94,10 @@ const char *cmd_name(int i);
 /* Whether method i is served here (a debug method only with
  * --debug-commands): stats and /metrics list only those. */
 int cmd_served(const struct cmd_env *env, int i);
+/* The least role that may call method i (the table's min_role). */
+enum role cmd_min_role(int i);
+/* Whether a connection must log in (hello with auth, or a client
+ * certificate) before it may call more than hello and ping. */
+int cmd_login_required(const struct cmd_env *env);
 
 #endif

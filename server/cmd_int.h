@@ -58,6 +58,33 @@ int cmd_arg_refs(struct cmd_ctx *c, arg_t *a, uint64_t **ids, uint32_t *n);
 void cmd_free_ids(uint64_t *ids, uint32_t n);
 /* RPC_EOUT_OF_MEMORY if adding `more` bytes would pass maxmemory. */
 int cmd_check_maxmemory(struct cmd_ctx *c, uint64_t more);
+/* ---- users' permissions (SPEC section 10) ----
+ * The role a method needs is data in the table (cmd.c's min_role), checked
+ * by the dispatcher before the handler runs. What depends on a parameter
+ * is checked in the handler, before it changes anything, with these:
+ * lookup with acquire needs write (cmd_require); bind, unbind and lookup
+ * refuse a name outside the user's names prefix (cmd_may_name); names lists
+ * only names under it and why hides a root name outside it (cmd_name_hidden).
+ * referrers and everything addressed by id are not confined: a prefix
+ * confines names, not ids (docs/security.md). */
+
+/* The role of the connection's user (admin where nobody logs in). */
+enum role cmd_role(const struct cmd_ctx *c);
+/* 0 if the user has at least role r, else PERMISSION_DENIED (logged, rate
+ * limited) with a message naming what is needed. */
+int cmd_require(struct cmd_ctx *c, enum role r, const char *what);
+/* 0 if the user may name name (len bytes), else PERMISSION_DENIED (logged). */
+int cmd_may_name(struct cmd_ctx *c, const char *name, uint32_t len);
+/* 1 if a name the user may not see must be hidden from its answers. */
+int cmd_name_hidden(const struct cmd_ctx *c, const char *name, uint32_t len);
+/* Copy at most cap - 1 bytes of p (len bytes) into out, NUL-terminated, a
+ * byte that would not print (a control character, a NUL) as '?': for what a
+ * client sent that goes into a log line. Returns out. */
+char *cmd_printable(char *out, size_t cap, const char *p, size_t len);
+/* PERMISSION_DENIED with its message, and the warn line (peer, user,
+ * method's message; rate limited by env->denied_log). */
+int cmd_denied(struct cmd_ctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
 /* Packs n bytes at p as a msgpack str. */
 void cmd_pack_str(msgpack_packer *pk, const char *p, size_t n);
 

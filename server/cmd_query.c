@@ -1,8 +1,15 @@
 /* cmd_query: the diagnostic queries (why, referrers), which read the
  * graph and change nothing. The searches are in query.c; here the
- * parameters are read and the results packed. */
+ * parameters are read and the results packed. A user with a names prefix
+ * sees "(hidden)" for why's root name when that name is outside its prefix
+ * (the path of ids is shown: ids are not confined); referrers answers ids
+ * only and is the same for every user. */
 #include "cmd_int.h"
 #include "query.h"
+
+/* What why says for a root name outside the user's names prefix (the
+ * parentheses tell it from the usual names; docs/protocol.md). */
+#define WHY_HIDDEN_NAME "(hidden)"
 
 int cmd_do_referrers(struct cmd_ctx *c, arg_t *a, uint32_t n)
 {
@@ -70,7 +77,10 @@ int cmd_do_why(struct cmd_ctx *c, arg_t *a, uint32_t n)
         rpc_pack_kv_uint(pk, "session", r.session);
     if (r.root == WHY_NAME) {
         rpc_pack_cstr(pk, "name");
-        cmd_pack_str(pk, r.name ? r.name->name : "", r.name ? r.name->len : 0);
+        if (r.name && cmd_name_hidden(c, r.name->name, r.name->len))
+            rpc_pack_cstr(pk, WHY_HIDDEN_NAME);
+        else
+            cmd_pack_str(pk, r.name ? r.name->name : "", r.name ? r.name->len : 0);
     }
     if (r.root == WHY_UNKNOWN) {
         /* The budget ran out: say so, and how far it got. */

@@ -7,11 +7,76 @@
 #include "persist.h"
 #include "secret.h"
 #include "store.h"
+#include "users.h"
 
 #include <string.h>
 
 static void pack_hello(msgpack_packer *pk, const struct store *st, const struct sess *s,
-                       int resumed, const char *role, const char *leader);
+                       int resumed, const char *role, const char *leader, const struct user *user);
+
+/* A failed login: AUTH_FAILED, the connection closed after the reply, and a
+ * warn line (rate limited) naming the peer and the user asked for: never the
+ * token. */
+static int login_failed(struct cmd_ctx *c, const char *user, uint32_t ulen, const char *why)
+{
+    char shown[USER_NAME_MAX + 1];
+    if (log_rate_take(&c->env->login_log, c->env->now_ms))
+        log_warn("failed login from %s as user \"%s\": %s; closing", c->peer ? c->peer : "?",
+                 cmd_printable(shown, sizeof(shown), user, ulen), why);
+    c->close_after = 1;
+    return cmd_fail(c, RPC_EAUTH_FAILED, "unknown user or wrong token; closing");
+}
+
+/* hello's login, where one is required: {"user": NAME, "auth": TOKEN}, or
+ * {"auth": TOKEN} alone for the user "default" (the --auth-token-file token,
+ * or a users file's "default"). A connection already logged in (by an
+ * earlier hello or its client certificate) keeps its user through a hello
+ * without auth; one with auth logs in again, as that user. opts: hello's
+ * parameter, or NULL. Sets c->user, or fails. */
+static int login(struct cmd_ctx *c, arg_t *opts)
+{
+    const struct cmd_env *env = c->env;
+    arg_t *auth = NULL, *user = NULL;
+    const struct user *u;
+    const char *name = "default", *tok;
+    uint32_t nlen = 7, tlen;
+    int ok;
+
+    if (opts && opts->type == MSGPACK_OBJECT_MAP) {
+        auth = rpc_map_get(opts, "auth");
+        user = rpc_map_get(opts, "user");
+    }
+    if (auth && rpc_obj_bytes(auth, &tok, &tlen) < 0)
+        return cmd_fail(c, RPC_EBAD_PARAMS, "auth must be the token, a str or bin");
+    if (user && (user->type != MSGPACK_OBJECT_STR || user->via.str.size == 0))
+        return cmd_fail(c, RPC_EBAD_PARAMS, "user must be a non-empty str");
+    if (user && !auth)
+        return cmd_fail(c, RPC_EBAD_PARAMS, "user needs auth (the user's token)");
+    if (!auth) {
+        if (*c->authed)
+            return 0;
+        return cmd_fail(c, RPC_EAUTH_REQUIRED,
+                        "this server requires hello {\"user\": name, \"auth\": token}");
+    }
+    if (user) {
+        name = user->via.str.ptr;
+        nlen = user->via.str.size;
+    }
+    if (env->auth && nlen == 7 && memcmp(name, "default", 7) == 0) {
+        /* --auth-token-file: compared as it is (v1), no hash. */
+        ok = secret_equal(env->auth, env->auth_len, tok, tlen);
+        u = env->default_user;
+    } else {
+        u = users_find(env->users, name, nlen);
+        ok = users_check_token(u, tok, tlen); /* hashes even for no user */
+        if (!u)
+            return login_failed(c, name, nlen, "no such user");
+    }
+    if (!ok)
+        return login_failed(c, name, nlen, "wrong token");
+    c->user = u; /* authenticated once it has its session (below) */
+    return 0;
+}
 
 int cmd_do_hello(struct cmd_ctx *c, arg_t *a, uint32_t n)
 {
@@ -34,19 +99,8 @@ int cmd_do_hello(struct cmd_ctx *c, arg_t *a, uint32_t n)
         if (resume && resume->type != MSGPACK_OBJECT_BIN && resume->type != MSGPACK_OBJECT_STR)
             return cmd_fail(c, RPC_EBAD_PARAMS, "resume must be the token (bin) from hello");
     }
-    if (c->env->auth) {
-        arg_t *auth = n == 1 && a[0].type == MSGPACK_OBJECT_MAP ? rpc_map_get(&a[0], "auth") : NULL;
-        const char *p;
-        uint32_t len;
-        if (auth && rpc_obj_bytes(auth, &p, &len) < 0)
-            return cmd_fail(c, RPC_EBAD_PARAMS, "auth must be the token, a str or bin");
-        if (!auth && !*c->authed)
-            return cmd_fail(c, RPC_EAUTH_REQUIRED, "this server requires hello {\"auth\": token}");
-        if (auth && !secret_equal(c->env->auth, c->env->auth_len, p, len)) {
-            c->close_after = 1;
-            return cmd_fail(c, RPC_EAUTH_FAILED, "wrong auth token; closing");
-        }
-    }
+    if (cmd_login_required(c->env) && (rc = login(c, n == 1 ? &a[0] : NULL)) < 0)
+        return rc;
     /* A cluster node that does not serve answers a plain hello (a client
      * finds the leader with it) and nothing that needs the leader's log. */
     if (c->env->cluster && !cluster_serving(c->env->cluster)) {
@@ -57,7 +111,7 @@ int cmd_do_hello(struct cmd_ctx *c, arg_t *a, uint32_t n)
                             "ask %s",
                             leader ? leader : "again once one is elected");
         *c->authed = 1;
-        pack_hello(pk, st, NULL, 0, "follower", leader);
+        pack_hello(pk, st, NULL, 0, "follower", leader, c->user);
         return 0;
     }
     /* A connection that had to authenticate gets its session only now: an
@@ -107,20 +161,35 @@ int cmd_do_hello(struct cmd_ctx *c, arg_t *a, uint32_t n)
     }
     if (c->env->cluster) {
         const char *self = cluster_leader_client(c->env->cluster);
-        pack_hello(pk, st, s, resumed, "leader", self ? self : "");
+        pack_hello(pk, st, s, resumed, "leader", self ? self : "", c->user);
     } else {
-        pack_hello(pk, st, s, resumed, NULL, NULL);
+        pack_hello(pk, st, s, resumed, NULL, NULL, c->user);
     }
     return 0;
 }
 
 /* hello's result: the session s (NULL: none, as a follower answers), and
  * on a cluster node (role not NULL) its role and the leader's address (nil
- * if leader is NULL). */
+ * if leader is NULL); the user logged in (NULL: nobody logs in here, and
+ * the user is nil with the admin role). The user's role is "user_role"
+ * everywhere, and "role" too on a standalone server: a cluster node's
+ * "role" was its Raft role (leader, follower) before users existed. */
 static void pack_hello(msgpack_packer *pk, const struct store *st, const struct sess *s,
-                       int resumed, const char *role, const char *leader)
+                       int resumed, const char *role, const char *leader, const struct user *user)
 {
-    msgpack_pack_map(pk, role ? 9 : 7);
+    const char *user_role = role_name(user ? user->role : ROLE_ADMIN);
+    msgpack_pack_map(pk, role ? 11 : 10);
+    rpc_pack_cstr(pk, "user");
+    if (user)
+        rpc_pack_cstr(pk, user->name);
+    else
+        msgpack_pack_nil(pk);
+    rpc_pack_cstr(pk, "user_role");
+    rpc_pack_cstr(pk, user_role);
+    if (!role) {
+        rpc_pack_cstr(pk, "role");
+        rpc_pack_cstr(pk, user_role);
+    }
     if (role) {
         rpc_pack_cstr(pk, "role");
         rpc_pack_cstr(pk, role);

@@ -93,7 +93,12 @@ void config_usage(FILE *out)
                  "                           HOST: IPv4, [IPv6] or a name (its first address)\n"
                  "  --auth-token-file PATH   require hello {auth: <the file's content>} before\n"
                  "                           anything but ping; the file must not be readable\n"
-                 "                           by group or others\n"
+                 "                           by group or others; its token is the admin\n"
+                 "                           user \"default\"\n"
+                 "  --users-file PATH        users with roles (read, write, admin), names\n"
+                 "                           prefixes and certificate CNs: an INI file of\n"
+                 "                           [user NAME] sections, not readable by group or\n"
+                 "                           others; read again on SIGHUP\n"
                  "  --tls-cert-file PATH     the certificate (PEM, chain after it) that tls://\n"
                  "                           listeners present; reloaded on SIGHUP\n"
                  "  --tls-key-file PATH      its private key (PEM, not encrypted)\n"
@@ -161,8 +166,8 @@ void config_usage(FILE *out)
                  "as RCSTORED_<NAME> in the environment (RCSTORED_MAX_REFS=100) or as\n"
                  "name = value in the config file; options beat the environment, which\n"
                  "beats the file. SIGINT or SIGTERM stop the server cleanly; SIGHUP\n"
-                 "reloads the TLS certificate, key and CA files (a bad set is refused\n"
-                 "with a warning, the loaded one stays).\n");
+                 "reloads the TLS certificate, key and CA files and the users file (a bad\n"
+                 "one is refused with a warning, the one loaded before stays).\n");
 }
 
 /* ---- the settings ---- */
@@ -180,6 +185,7 @@ struct setting {
 static const struct setting settings[] = {
     {"listen", K_LISTEN, 0, 0, 0},
     {"auth-token-file", K_STR, F(auth_token_file), 0, 0},
+    {"users-file", K_STR, F(users_file), 0, 0},
     {"tls-cert-file", K_STR, F(tls_cert_file), 0, 0},
     {"tls-key-file", K_STR, F(tls_key_file), 0, 0},
     {"tls-ca-file", K_STR, F(tls_ca_file), 0, 0},

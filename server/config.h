@@ -53,6 +53,7 @@ struct config {
     int debug_commands;      /* serve debug_check */
     const char *log_level;
     const char *auth_token_file;    /* NULL: no authentication */
+    const char *users_file;         /* --users-file (SPEC section 10), or NULL */
     const char *tls_cert_file;      /* PEM certificate chain for tls:// listeners */
     const char *tls_key_file;       /* its PEM private key */
     const char *tls_ca_file;        /* mutual TLS: clients need a certificate it signed */

@@ -83,6 +83,9 @@ struct conn {
     struct conn *held_next;         /* srv->held */
     uint32_t save_msgid;            /* of the save awaited */
     int authed;                     /* passed hello {auth}, or none is required */
+    const struct user *user;        /* logged in as (NULL: not, or nobody logs in);
+                                     * re-resolved by name when the users file is
+                                     * reloaded (conn_users_reloaded) */
     uint64_t last_read_ms;          /* when bytes last arrived */
     struct buf deferred;            /* notifications raised during a dispatch */
     struct tlsio *tls;              /* is_tls: the TLS endpoint; NULL once plaintext was refused */
@@ -540,6 +543,8 @@ static int serve_request(struct conn *c, const struct rpc_message *m)
     }
     cmd_ctx_init(&ctx, &c->srv->env, c->sess, &c->authed, &c->out);
     ctx.conn = c;
+    ctx.user = c->user;
+    ctx.peer = c->peer;
     c->in_dispatch = 1;
     cmd_dispatch(&ctx, m);
     c->in_dispatch = 0;
@@ -556,6 +561,7 @@ static int serve_request(struct conn *c, const struct rpc_message *m)
         uv_read_stop(&c->h.stream);
     }
     c->sess = ctx.sess; /* hello {resume} may have swapped it */
+    c->user = ctx.user; /* hello {user, auth} may have logged in */
     if (c->authed && !was_authed)
         set_scan_limits(c); /* the message that authenticated is complete */
     if (ctx.close_after) {  /* a wrong auth token: reply, then close */
@@ -833,11 +839,6 @@ static int first_bytes(struct conn *c, const char *p, size_t n)
         return 1;
     }
     return 0;
-}
-
-void conn_tls_identified(struct conn *c, const char *cn)
-{
-    (void)c, (void)cn; /* the users module fills this in */
 }
 
 /* Decrypt what c's tlsio holds into c's input (the shared buffer when c
@@ -1151,7 +1152,7 @@ void conn_accept(struct server *srv, uv_stream_t *listener, int is_unix, int is_
             return;
         }
     }
-    c->authed = srv->env.auth == NULL;
+    c->authed = !cmd_login_required(&srv->env);
     set_scan_limits(c);
     c->dec_ready = rpc_decoder_init(&c->dec) == 0;
     /* Where a token is required, the session comes with the hello that
@@ -1170,4 +1171,55 @@ void conn_accept(struct server *srv, uv_stream_t *listener, int is_unix, int is_
     }
     log_debug("connection %s opened (session %llu)", c->peer,
               (unsigned long long)(c->sess ? c->sess->id : 0));
+}
+
+/* Log c in as u (it has its session from here on, as after a hello). */
+static void log_in(struct conn *c, const struct user *u)
+{
+    struct server *srv = c->srv;
+    int was_authed = c->authed;
+    c->user = u;
+    if (!c->sess && (!srv->cluster || cluster_serving(srv->cluster)) &&
+        sess_attach(&srv->st, c, &c->sess) < 0) {
+        log_error("out of memory for a connection's session; closing %s", c->peer);
+        conn_close(c);
+        return;
+    }
+    c->authed = 1;
+    /* The scanner has seen nothing yet (the handshake ends before any
+     * plaintext is scanned; what came with it waits in c->in): the
+     * authenticated limits apply from the first message on. */
+    if (!was_authed)
+        set_scan_limits(c);
+}
+
+void conn_tls_identified(struct conn *c, const char *cn)
+{
+    const struct user *u = users_by_cn(c->srv->env.users, cn);
+    if (!u) {
+        /* A certificate the CA signed but no user claims: the connection
+         * logs in with hello as usual. */
+        log_debug("%s: certificate CN \"%s\" is no user's cert-cn", c->peer, cn ? cn : "");
+        return;
+    }
+    log_debug("%s: logged in as %s by its certificate", c->peer, u->name);
+    log_in(c, u);
+}
+
+void conn_users_reloaded(struct server *srv)
+{
+    for (struct conn *c = srv->conns; c; c = c->next) {
+        const struct user *u;
+        if (!c->user || c->user == srv->env.default_user)
+            continue;
+        u = users_find(srv->env.users, c->user->name, strlen(c->user->name));
+        if (!u) {
+            if (!c->closing)
+                log_info("closing %s: its user %s is no longer in the users file", c->peer,
+                         c->user->name);
+            conn_close(c);
+            c->authed = 0; /* nothing is served to it before the close */
+        }
+        c->user = u;
+    }
 }

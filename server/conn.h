@@ -46,7 +46,9 @@ void conn_expire_stalled(struct server *srv, uint64_t now_ms, uint64_t timeout_m
 /* A TLS connection's handshake completed and the client presented a
  * certificate that --tls-ca-file verified, with subject common name cn
  * (borrowed for the call). Called once per connection, before any of its
- * requests is served. The users module's hook (server/users). */
+ * requests is served. If a user of --users-file has that cert-cn, c is
+ * logged in as that user (no token; a later hello without auth keeps it),
+ * else nothing changes (the client logs in with hello as usual). */
 void conn_tls_identified(struct conn *c, const char *cn);
 /* Give back the TLS record buffers and queues of every TLS connection that
  * has sent nothing for idle_ms (tlsio_trim). Once a second, from the cron. */
@@ -64,6 +66,11 @@ void conn_durable(struct server *srv, uint64_t index);
 /* A save's snapshot is done (rc 0) or failed: waiter's reply is sent and
  * it is served again. */
 void conn_saved(struct server *srv, void *waiter, int rc, uint64_t bytes, uint64_t ms);
+/* The users table (env.users) was replaced: every connection's user is
+ * looked up again by name in the new one (a changed role or prefix applies
+ * from the next call), and a connection whose user is gone is closed. The
+ * old table may be freed once this returns. */
+void conn_users_reloaded(struct server *srv);
 /* A cluster membership request's end (cluster.h's done callback): rc 0
  * (the reply is true, or {"leader": leader} for a transfer) or an error
  * with msg. */

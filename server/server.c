@@ -258,6 +258,8 @@ static void on_cron(uv_timer_t *t)
         trim_pools(srv);
         trim_system_heap(srv);
     }
+    log_rate_flush(&srv->env.login_log, uv_now(srv->loop));
+    log_rate_flush(&srv->env.denied_log, uv_now(srv->loop));
     if (srv->metrics)
         publish_metrics(srv);
     if (srv->cfg->idle_timeout_s)
@@ -324,21 +326,65 @@ static void on_signal(uv_signal_t *h, int signum)
     server_stop(srv);
 }
 
+/* Load the users file into *out: the file's own checks (users_load), and
+ * no user "default" beside --auth-token-file (which is that user). */
+static int read_users(struct server *srv, struct users **out, char *err, size_t errlen)
+{
+    int rc = users_load(srv->cfg->users_file, out, err, errlen);
+    if (rc == 0 && srv->env.auth && users_find(*out, "default", 7)) {
+        users_free(*out);
+        *out = NULL;
+        return failf(err, errlen, -EINVAL,
+                     "%s defines user \"default\", which --auth-token-file's token already is: "
+                     "give one or the other",
+                     srv->cfg->users_file);
+    }
+    return rc;
+}
+
+int server_reload_users(struct server *srv)
+{
+    struct users *u, *old = srv->users;
+    char err[512];
+    int rc = read_users(srv, &u, err, sizeof(err));
+    if (rc < 0) {
+        log_warn("SIGHUP: %s; the users loaded before stay", err);
+        return rc;
+    }
+    srv->users = u;
+    srv->env.users = u;
+    conn_users_reloaded(srv);
+    users_free(old);
+    log_info("SIGHUP: read %zu user(s) from %s", u->n, srv->cfg->users_file);
+    return 0;
+}
+
+/* --users-file at start-up: any failure is the configuration's (-EINVAL,
+ * exit 2) but memory. */
+static int load_users(struct server *srv, char *err, size_t errlen)
+{
+    char why[512];
+    int rc = read_users(srv, &srv->users, why, sizeof(why));
+    if (rc < 0)
+        return failf(err, errlen, rc == -ENOMEM ? rc : -EINVAL, "--users-file: %s", why);
+    srv->env.users = srv->users;
+    return 0;
+}
+
+static void free_users(struct server *srv)
+{
+    users_free(srv->users);
+    srv->users = NULL;
+    srv->env.users = NULL;
+}
+
 /* SIGHUP: read the TLS files again. New handshakes take the new context;
  * each live connection keeps the one it began with (OpenSSL counts the
- * references). A set that does not load leaves the old context in place.
- * Without TLS there is nothing to reload: the signal, which would otherwise
- * end the process, is logged and ignored, as Redis does. */
-static void on_sighup(uv_signal_t *h, int signum)
+ * references). A set that does not load leaves the old context in place. */
+static void reload_tls(struct server *srv)
 {
-    struct server *srv = h->data;
     SSL_CTX *ctx;
     char err[800];
-    (void)signum;
-    if (!srv->tls_ctx) {
-        log_warn("SIGHUP ignored: rcstored has nothing to reload");
-        return;
-    }
     if (tls_server_ctx(srv->cfg, &ctx, err, sizeof(err)) < 0) {
         log_warn("SIGHUP: %s; the TLS certificate loaded before stays in use", err);
         return;
@@ -349,6 +395,23 @@ static void on_sighup(uv_signal_t *h, int signum)
              srv->cfg->tls_cert_file, srv->cfg->tls_key_file,
              srv->cfg->tls_ca_file ? " and the CA file " : "",
              srv->cfg->tls_ca_file ? srv->cfg->tls_ca_file : "");
+}
+
+/* SIGHUP reloads what can be, each on its own: the TLS files and the users
+ * file. With neither there is nothing to reload: the signal, which would
+ * otherwise end the process, is logged and ignored, as Redis does. */
+static void on_sighup(uv_signal_t *h, int signum)
+{
+    struct server *srv = h->data;
+    (void)signum;
+    if (!srv->tls_ctx && !srv->cfg->users_file) {
+        log_warn("SIGHUP ignored: rcstored has nothing to reload");
+        return;
+    }
+    if (srv->tls_ctx)
+        reload_tls(srv);
+    if (srv->cfg->users_file)
+        server_reload_users(srv);
 }
 
 /* The TLS context and read buffer, when a listener is tls://. -EINVAL (the
@@ -402,6 +465,9 @@ static int load_auth(struct server *srv, char *err, size_t errlen)
         memcpy(srv->auth, buf, n);
         srv->env.auth = srv->auth;
         srv->env.auth_len = n;
+        snprintf(srv->default_user.name, sizeof(srv->default_user.name), "default");
+        srv->default_user.role = ROLE_ADMIN;
+        srv->env.default_user = &srv->default_user;
     }
     explicit_bzero(buf, sizeof(buf));
     if (!srv->auth)
@@ -409,6 +475,7 @@ static int load_auth(struct server *srv, char *err, size_t errlen)
     return 0;
 }
 
+/* The auth token and the users table. */
 static void free_auth(struct server *srv)
 {
     if (srv->auth) {
@@ -417,7 +484,9 @@ static void free_auth(struct server *srv)
         srv->auth = NULL;
         srv->env.auth = NULL;
         srv->env.auth_len = 0;
+        srv->env.default_user = NULL;
     }
+    free_users(srv);
 }
 
 /* Bind one listener (the caller logs it once all are up). On failure the
@@ -590,8 +659,14 @@ int server_init(struct server *srv, uv_loop_t *loop, const struct config *cfg, c
         return failf(err, errlen, rc, "cannot set up the store: %s", strerror(-rc));
     srv->env.st = &srv->st;
     srv->env.persist = &srv->persist;
+    srv->env.login_log.what = "failed-login lines";
+    srv->env.denied_log.what = "refused-call lines";
     if (cfg->auth_token_file && (rc = load_auth(srv, err, errlen)) < 0)
         goto fail_store;
+    if (cfg->users_file && (rc = load_users(srv, err, errlen)) < 0) {
+        free_auth(srv);
+        goto fail_store;
+    }
     /* Before recovery: a certificate that does not load fails fast. */
     if ((rc = open_tls(srv, err, errlen)) < 0) {
         free_auth(srv);

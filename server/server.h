@@ -55,12 +55,14 @@ struct server {
     uv_timer_t gc_timer;   /* every gc_interval_ms: start a sweep */
     uv_idle_t gc_idle;     /* the next slice of the sweep under way */
     int sweeping;
-    uint64_t leases_logged;  /* st.sessions_expired when the last expiry was logged */
-    char *auth;              /* the auth token, or NULL */
-    struct conn *conns;      /* all open connections */
-    struct conn *flush_head; /* connections with output queued this iteration */
-    struct buf shared_in;    /* conn.c: read buffer lent to a connection holding no partial
-                                message, for the length of one read callback */
+    uint64_t leases_logged;   /* st.sessions_expired when the last expiry was logged */
+    char *auth;               /* the auth token, or NULL */
+    struct users *users;      /* --users-file's table (env.users), or NULL */
+    struct user default_user; /* the --auth-token-file token's user (env.default_user) */
+    struct conn *conns;       /* all open connections */
+    struct conn *flush_head;  /* connections with output queued this iteration */
+    struct buf shared_in;     /* conn.c: read buffer lent to a connection holding no partial
+                                 message, for the length of one read callback */
     int shared_in_lent;
     struct conn *backlog;      /* conn.c: connections with input left after their slice, */
     struct conn *backlog_tail; /* served in turn from the head, requeued at the tail */
@@ -106,6 +108,12 @@ int server_init(struct server *srv, uv_loop_t *loop, const struct config *cfg, c
 void server_stop(struct server *srv);
 /* Release the store once the loop has ended. */
 void server_close(struct server *srv);
+
+/* SIGHUP: read --users-file again. A good file replaces the table (each
+ * connection's user is looked up again by name; one whose user is gone is
+ * closed); a bad one is logged at warn and the old table stays. 0 or the
+ * load's error. */
+int server_reload_users(struct server *srv);
 
 /* Start a periodic sweep, in slices of --gc-slice-us, unless one is under
  * way or nothing waits. */

@@ -102,6 +102,7 @@ struct target {
 
 struct opts {
     const char *host, *sock, *tests, *mix, *auth_file, *hosts;
+    const char *user; /* --user: logs in as this user, with auth_file's token */
     /* TLS: on with --tls, any option below or a tls:// address; then every
      * TCP connection (and every leader hint) is TLS, verified against ca
      * (NULL: the system's store) and sni (NULL: the target's address). */
@@ -255,22 +256,32 @@ static uint8_t *reserve(struct bconn *c, size_t n)
 }
 
 #define METHOD(s) (s), (unsigned)(sizeof(s) - 1)
+/* The longest --user: the server's user names are at most 64 bytes. */
+#define BENCH_USER_MAX 64
 
 static void emit(struct bconn *c, enum kind k, uint64_t a, uint64_t b, int counted)
 {
     const struct bench *bn = c->w->b;
     uint32_t d = bn->o.datasize;
-    uint8_t *p = reserve(c, WIRE_MAX_HEAD + d + sizeof(bn->o.auth) + 32), *start = p;
+    uint8_t *p = reserve(c, WIRE_MAX_HEAD + d + sizeof(bn->o.auth) + BENCH_USER_MAX + 48),
+            *start = p;
     uint32_t id = ++c->msgid;
     struct req *r;
 
     switch (k) {
     case K_HELLO: {
-        size_t alen = strlen(bn->o.auth);
+        size_t alen = strlen(bn->o.auth), ulen = bn->o.user ? strlen(bn->o.user) : 0;
         p = wire_request(p, id, METHOD("hello"), 1);
-        *p++ = (uint8_t)(0x80 | (alen ? 2 : 1));
+        *p++ = (uint8_t)(0x80 | (1 + (alen ? 1 : 0) + (ulen ? 1 : 0)));
         p = wire_fixstr(p, METHOD("client"));
         p = wire_fixstr(p, METHOD("rcstore-bench"));
+        if (ulen) { /* at most BENCH_USER_MAX bytes (main checks) */
+            p = wire_fixstr(p, METHOD("user"));
+            *p++ = 0xd9; /* str 8 */
+            *p++ = (uint8_t)ulen;
+            memcpy(p, bn->o.user, ulen);
+            p += ulen;
+        }
         if (alen) {
             p = wire_fixstr(p, METHOD("auth"));
             *p++ = 0xda; /* str 16 */
@@ -1338,6 +1349,8 @@ static void usage(FILE *f)
             "  --threads N       threads, one event loop each (default 1)\n"
             "  --auth-file PATH  authenticate with the token in PATH (or set\n"
             "                    RCSTORE_AUTH_FILE); the file must be mode 0600 or 0400\n"
+            "  --user NAME       log in as this user of the server's --users-file, with\n"
+            "                    --auth-file's token (or set RCSTORE_USER)\n"
             "  --tls             every TCP connection over TLS (so does any option below,\n"
             "                    or a tls:// item in -H)\n"
             "  --cacert PATH     CA certificates (PEM) that may sign the server's (or\n"
@@ -1461,6 +1474,7 @@ enum {
     OPT_THREADS,
     OPT_MIX,
     OPT_AUTH,
+    OPT_USER,
     OPT_HELP,
     OPT_TLS,
     OPT_CACERT,
@@ -1500,6 +1514,7 @@ int main(int argc, char **argv)
         {"threads", required_argument, NULL, OPT_THREADS},
         {"mix", required_argument, NULL, OPT_MIX},
         {"auth-file", required_argument, NULL, OPT_AUTH},
+        {"user", required_argument, NULL, OPT_USER},
         {"tls", no_argument, NULL, OPT_TLS},
         {"cacert", required_argument, NULL, OPT_CACERT},
         {"cert", required_argument, NULL, OPT_CERT},
@@ -1527,6 +1542,7 @@ int main(int argc, char **argv)
     o->mix = "get:80,incref:10,create:5,churn:5";
     o->tests = "ping,create,get,incref,decref,link,churn,cycle";
     o->auth_file = getenv("RCSTORE_AUTH_FILE"); /* as the CLI: --auth-file beats it */
+    o->user = getenv("RCSTORE_USER");
     o->ca = getenv("RCSTORE_CACERT");
     o->cert = getenv("RCSTORE_CERT");
     o->key = getenv("RCSTORE_KEY");
@@ -1589,6 +1605,9 @@ int main(int argc, char **argv)
         case OPT_AUTH:
             o->auth_file = optarg;
             break;
+        case OPT_USER:
+            o->user = optarg;
+            break;
         case OPT_TLS:
             o->tls = 1;
             break;
@@ -1622,6 +1641,10 @@ int main(int argc, char **argv)
     if (o->duration > 0 && !have_n)
         o->requests = UINT64_MAX;
     parse_mix(o);
+    if (o->user && !*o->user)
+        o->user = NULL; /* RCSTORE_USER= set empty: none */
+    if (o->user && (strlen(o->user) > BENCH_USER_MAX || !o->auth_file))
+        die("--user wants a name of at most %d bytes and --auth-file", BENCH_USER_MAX);
     load_auth(o);
     parse_targets(o);
     setup_tls(o);

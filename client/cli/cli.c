@@ -9,6 +9,8 @@
 #include "rcstore.h"
 #include "secret.h"
 
+#include <openssl/evp.h>
+
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -37,14 +39,16 @@ struct opts {
     const char *file;
     const char *name;
     const char *client;
-    const char *ttl; /* session start: "1h", "30m", "90s" or seconds */
-    int timeout_s;   /* watch: seconds to wait, -1 forever */
+    const char *ttl;  /* session start: "1h", "30m", "90s" or seconds */
+    const char *role; /* user-hash: read, write or admin */
+    int timeout_s;    /* watch: seconds to wait, -1 forever */
 };
 
 struct cli {
     rcs_client *c;
     const char *address;
     const char *auth_file;
+    const char *user;                /* --user: logs in as this user (with auth_file) */
     char auth[SECRET_MAX_BYTES + 1]; /* the token from auth_file, if any */
     const char *session_file;
     /* TLS: --cacert, --cert, --key (or RCSTORE_CACERT, _CERT, _KEY), --sni,
@@ -269,6 +273,10 @@ static int simple(struct cli *cli, const struct opts *o, int rc_send)
 static int cmd_hello(struct cli *cli, const struct opts *o, int argc, char **argv)
 {
     const char *name = o->client ? o->client : "rcstore-cli";
+    if (cli->auth[0] && cli->user)
+        return simple(cli, o,
+                      rcs_send(cli->c, "hello", "{ssssss}", "client", name, "user", cli->user,
+                               "auth", cli->auth));
     if (cli->auth[0])
         return simple(cli, o,
                       rcs_send(cli->c, "hello", "{ssss}", "client", name, "auth", cli->auth));
@@ -276,7 +284,8 @@ static int cmd_hello(struct cli *cli, const struct opts *o, int argc, char **arg
 }
 
 /* Load the token of --auth-file (common/secret: private to its owner,
- * trailing newlines dropped) and authenticate this connection. */
+ * trailing newlines dropped), hand it and --user to the library (which
+ * sends them with every hello, a reconnect's too) and log in. */
 static int authenticate(struct cli *cli)
 {
     char err[512];
@@ -284,15 +293,54 @@ static int authenticate(struct cli *cli)
     int rc;
     if (!cli->auth_file)
         return 0;
-    rcs_hello_opts ho = {0};
     if (secret_read_file(cli->auth_file, cli->auth, sizeof(cli->auth), &n, err, sizeof(err)) < 0) {
         fprintf(stderr, "rcstore: --auth-file %s\n", err);
         return EXIT_USAGE;
     }
-    ho.auth = cli->auth; /* rcs_hello_with: the library sends it again after a reconnect */
-    if ((rc = rcs_hello_with(cli->c, &ho, NULL)) < 0)
+    if ((rc = rcs_set_auth(cli->c, cli->user, cli->auth, n)) < 0 ||
+        (rc = rcs_hello_with(cli->c, NULL, NULL)) < 0)
         return call_failed(cli, rc);
     return 0;
+}
+
+/* user-hash: the users file's line for a token read on stdin (trailing
+ * newlines dropped, as from a token file), or with --name and --role a
+ * whole [user NAME] section. The token is never printed. */
+static int cmd_user_hash(struct cli *cli, const struct opts *o, int argc, char **argv)
+{
+    static char tok[SECRET_MAX_BYTES + 2];
+    unsigned char h[EVP_MAX_MD_SIZE];
+    unsigned int hn = 0;
+    size_t n = fread(tok, 1, sizeof(tok), stdin);
+    if (isatty(STDIN_FILENO) && n == 0)
+        return usage_error("user-hash reads the token on stdin");
+    if ((o->name != NULL) != (o->role != NULL))
+        return usage_error("user-hash: --name and --role go together");
+    if (o->role && strcmp(o->role, "read") && strcmp(o->role, "write") && strcmp(o->role, "admin"))
+        return usage_error("user-hash: --role is read, write or admin, not %s", o->role);
+    if (o->name && (!*o->name || strpbrk(o->name, " \t[]") || strlen(o->name) > 64))
+        return usage_error("user-hash: --name must be 1 to 64 bytes without blanks or brackets");
+    if (n > SECRET_MAX_BYTES)
+        return usage_error("user-hash: the token is longer than %d bytes", SECRET_MAX_BYTES);
+    while (n > 0 && (tok[n - 1] == '\n' || tok[n - 1] == '\r'))
+        n--;
+    if (n == 0)
+        return usage_error("user-hash: no token on stdin");
+    if (EVP_Digest(tok, n, h, &hn, EVP_sha256(), NULL) != 1) {
+        explicit_bzero(tok, sizeof(tok));
+        fprintf(stderr, "rcstore: user-hash: SHA-256 failed\n");
+        return EXIT_SERVER;
+    }
+    explicit_bzero(tok, sizeof(tok));
+    if (o->name)
+        printf("[user %s]\n", o->name);
+    printf("token-sha256 = ");
+    for (unsigned int i = 0; i < hn; i++)
+        printf("%02x", h[i]);
+    printf("\n");
+    if (o->role)
+        printf("role = %s\n", o->role);
+    return EXIT_OK;
 }
 
 static int cmd_ping(struct cli *cli, const struct opts *o, int argc, char **argv)
@@ -887,6 +935,10 @@ static const struct command commands[] = {
     {"cluster-add", "ID RAFTADDR CLIENTADDR", "= cluster add", 3, 3, cluster_add},
     {"cluster-remove", "ID", "= cluster remove", 1, 1, cluster_remove},
     {"cluster-transfer", "[ID]", "= cluster transfer", 0, 1, cluster_transfer},
+    {"user-hash", "[--name NAME --role ROLE]",
+     "token-sha256 = HEX of a token on stdin, for --users-file (with --name and --role: the whole "
+     "[user] section); needs no server",
+     0, 0, cmd_user_hash},
     {"help", "", "this help", 0, 0, cmd_help},
     {NULL, NULL, NULL, 0, 0, NULL},
 };
@@ -916,6 +968,9 @@ static void usage(FILE *f)
                "  -s, --socket PATH     connect to a unix socket instead\n"
                "  --auth-file PATH      authenticate with the token in PATH (or set\n"
                "                        RCSTORE_AUTH_FILE); mode 0600 or 0400\n"
+               "  --user NAME           log in as this user of the server's --users-file,\n"
+               "                        with --auth-file's token (or set RCSTORE_USER);\n"
+               "                        without it the token is the user \"default\"\n"
                "  --tls                 TLS: HOST:PORT means tls://HOST:PORT (so does any\n"
                "                        option below, or a tls:// address; write tcp://\n"
                "                        for plaintext)\n"
@@ -1005,6 +1060,12 @@ static int parse_opts(struct cli *cli, struct opts *o, int argc, char **argv, in
         } else if (global && strcmp(a, "--auth-file") == 0) {
             NEED_VAL;
             cli->auth_file = val;
+        } else if (global && strcmp(a, "--user") == 0) {
+            NEED_VAL;
+            cli->user = val;
+        } else if (strcmp(a, "--role") == 0) {
+            NEED_VAL;
+            o->role = val;
         } else if (global && strcmp(a, "--cacert") == 0) {
             NEED_VAL;
             cli->tls.ca_file = val;
@@ -1213,6 +1274,7 @@ int main(int argc, char **argv)
     cli.failover_s = 10;
     cli.address = getenv("RCSTORE_ADDRESS");
     cli.auth_file = getenv("RCSTORE_AUTH_FILE");
+    cli.user = getenv("RCSTORE_USER");
     cli.session_file = getenv("RCSTORE_SESSION_FILE");
     cli.tls.ca_file = getenv("RCSTORE_CACERT");
     cli.tls.cert_file = getenv("RCSTORE_CERT");
@@ -1225,6 +1287,12 @@ int main(int argc, char **argv)
     }
     if (npos > 0 && !find(pos[0]))
         return usage_error("unknown command '%s' (try --help)", pos[0]);
+    if (npos > 0 && find(pos[0])->run == cmd_user_hash) /* needs no server */
+        return run(&cli, &cli.defaults, npos, pos);
+    if (cli.user && !*cli.user)
+        cli.user = NULL; /* RCSTORE_USER= set empty: none */
+    if (cli.user && !cli.auth_file)
+        return usage_error("--user %s needs --auth-file (the user's token)", cli.user);
     if (cli.use_tls || cli.tls.ca_file || cli.tls.cert_file || cli.tls.key_file ||
         cli.tls.server_name || cli.tls.insecure || (cli.address && strstr(cli.address, "tls://"))) {
         if (!cli.address) /* the default address, over TLS */

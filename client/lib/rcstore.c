@@ -45,6 +45,8 @@ _Static_assert(RCS_ENOT_HELD == RPC_ENOT_HELD, "client and protocol codes differ
 _Static_assert(RCS_EPERSISTENCE_FAILED == RPC_EPERSISTENCE_FAILED,
                "client and protocol codes differ");
 _Static_assert(RCS_ENOT_LEADER == RPC_ENOT_LEADER, "client and protocol codes differ");
+_Static_assert(RCS_EPERMISSION_DENIED == RPC_EPERMISSION_DENIED,
+               "client and protocol codes differ");
 
 struct note {
     struct note *next;
@@ -79,6 +81,7 @@ struct rcs_client {
      * client name, and the lease's token (lease_ttl 0: no lease). */
     char *auth;
     size_t auth_len;
+    char *user; /* rcs_set_auth's user, sent with every hello's auth; or NULL */
     char *client_name;
     uint8_t lease_token[64];
     size_t lease_token_len;
@@ -819,6 +822,7 @@ void rcs_close(rcs_client *c)
     if (c->auth) /* a secret: not left in freed memory */
         explicit_bzero(c->auth, c->auth_len);
     free(c->auth);
+    free(c->user);
     free(c->client_name);
     free(c);
 }
@@ -1477,22 +1481,31 @@ static int send_hello(rcs_client *c, const rcs_hello_opts *o, int ttl_always)
 {
     static const rcs_hello_opts none;
     size_t mark = c->out.len, auth_len;
+    const void *auth;
+    const char *user;
     int send_ttl;
     msgpack_packer pk;
 
     if (!o)
         o = &none;
     send_ttl = o->ttl || ttl_always;
-    auth_len = o->auth && !o->auth_len ? strlen(o->auth) : o->auth_len;
+    /* The options' auth, else rcs_set_auth's; the user goes with either. */
+    auth = o->auth ? o->auth : c->auth;
+    auth_len = o->auth ? (o->auth_len ? o->auth_len : strlen(o->auth)) : c->auth_len;
+    user = auth ? c->user : NULL;
     if (auth_len > UINT32_MAX || o->resume_len > UINT32_MAX || (o->resume && !o->resume_len))
         return set_error(c, RCS_EINVAL, "bad hello options");
     rpc_packer_init(&pk, &c->out);
     c->out.oom = 0;
     rpc_pack_request(&pk, c->next_msgid, "hello");
     msgpack_pack_array(&pk, 1);
-    msgpack_pack_map(&pk, (size_t)(!!o->auth + !!o->client + send_ttl + !!o->resume));
-    if (o->auth)
-        pack_kv_bin(&pk, "auth", o->auth, auth_len);
+    msgpack_pack_map(&pk, (size_t)(!!user + !!auth + !!o->client + send_ttl + !!o->resume));
+    if (user) {
+        rpc_pack_cstr(&pk, "user");
+        rpc_pack_cstr(&pk, user);
+    }
+    if (auth)
+        pack_kv_bin(&pk, "auth", auth, auth_len);
     if (o->client) {
         rpc_pack_cstr(&pk, "client");
         rpc_pack_cstr(&pk, o->client);
@@ -1588,6 +1601,31 @@ static int hello_call(rcs_client *c, const rcs_hello_opts *o, int ttl_always, rc
         return rc;
     if (info)
         memcpy(info, &r, info_size);
+    return 0;
+}
+
+int rcs_set_auth(rcs_client *c, const char *user, const void *token, size_t len)
+{
+    char *u = NULL, *t = NULL;
+    if (!c || (user && !*user) || (user && strlen(user) > 255) || (user && !token))
+        return RCS_EINVAL;
+    if (token && !len)
+        len = strlen(token);
+    if (token && len > UINT32_MAX)
+        return RCS_EINVAL;
+    if ((user && keep_copy(&u, user, strlen(user)) < 0) ||
+        (token && keep_copy(&t, token, len) < 0)) {
+        free(u);
+        free(t);
+        return set_error(c, RCS_ENOMEM, NULL);
+    }
+    if (c->auth) /* a secret: not left in freed memory */
+        explicit_bzero(c->auth, c->auth_len);
+    free(c->auth);
+    free(c->user);
+    c->auth = t;
+    c->auth_len = token ? len : 0;
+    c->user = u;
     return 0;
 }
 

@@ -4,7 +4,8 @@ without the Raft core: one node at a time is the leader and serves a tiny
 heap shared by all (as if replicated); the others answer ping, stats,
 cluster and a plain hello themselves and everything else NOT_LEADER with
 the leader's address (or nil). Test-only methods, answered by every node,
-steer it: fake_leader [i, after_ms] (i = -1: none; with after_ms the change
+steer it (a hello's entry in the log also has "USER:AUTH", what it logged
+in with, "None" for one not given): fake_leader [i, after_ms] (i = -1: none; with after_ms the change
 waits), fake_drop [method] (the leader does the next such request, then
 closes its connection without answering; cluster_transfer closes the old
 leader's connections after its reply, as rcstored's re-exec does), fake_stop [i] (close node i's
@@ -121,6 +122,11 @@ class Cluster:
             is_leader = leader == i
             self.log.append([i, method, True])
             entry = self.log[-1]
+            if method == "hello":
+                o = params[0] if params and isinstance(params[0], dict) else {}
+                auth = o.get("auth")
+                entry.append("%s:%s" % (o.get("user"), auth.decode() if isinstance(auth, bytes)
+                                        else auth))
             if method.startswith("fake_"):
                 return self.control(method, params)
             if method == "cluster":

@@ -70,4 +70,33 @@ chmod 600 "$tmp/open-token"
 RCSTORE_AUTH_FILE="$tmp/open-token" "$BENCH" -s "$tmp/s.sock" -n 10 -t ping -q >/dev/null
 check "a private token file is accepted" 0 $?
 check "the server still answers" pong "$("$RCSTORE" -H "$addr" ping)"
+
+# --user logs every connection in as a user of the server's --users-file.
+printf 'bench-rw\n' >"$tmp/rw.tok"
+printf 'bench-ro\n' >"$tmp/ro.tok"
+chmod 600 "$tmp/rw.tok" "$tmp/ro.tok"
+{
+  "$RCSTORE" user-hash --name rw --role write <"$tmp/rw.tok"
+  "$RCSTORE" user-hash --name ro --role read <"$tmp/ro.tok"
+} >"$tmp/users.ini"
+chmod 600 "$tmp/users.ini"
+mkfifo "$tmp/ulog"
+"$RCSTORED" --listen "unix://$tmp/u.sock" --users-file "$tmp/users.ini" 2>"$tmp/ulog" &
+users_pid=$!
+while read -r line; do
+  case "$line" in *"listening on unix://"*) break ;; esac
+done <"$tmp/ulog"
+cat "$tmp/ulog" >"$tmp/ulog.txt" &
+"$BENCH" -s "$tmp/u.sock" -c 2 -n 200 -t ping,create --user rw --auth-file "$tmp/rw.tok" -q \
+  >/dev/null 2>"$tmp/err"
+check "--user: a write user's create load runs" 0 $?
+RCSTORE_USER=rw "$BENCH" -s "$tmp/u.sock" -c 2 -n 200 -t ping --auth-file "$tmp/rw.tok" -q \
+  >/dev/null 2>"$tmp/err"
+check "RCSTORE_USER is read" 0 $?
+"$BENCH" -s "$tmp/u.sock" -c 2 -n 200 -t ping --user ro --auth-file "$tmp/rw.tok" -q \
+  >/dev/null 2>"$tmp/err"
+check "--user with another user's token fails" 1 "$([ $? -ne 0 ] && echo 1)"
+"$BENCH" -s "$tmp/u.sock" -n 10 -t ping --user rw >/dev/null 2>&1
+check "--user without --auth-file exits 2" 2 $?
+kill $users_pid; wait $users_pid 2>/dev/null
 exit $fail

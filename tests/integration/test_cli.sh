@@ -149,6 +149,52 @@ chmod 600 "$tmp/empty"
 check "auth: an empty --auth-file exits 2" 2 $?
 kill $auth_pid; wait $auth_pid 2>/dev/null
 
+# Users (--users-file): user-hash writes the file's sections, --user with
+# --auth-file (or RCSTORE_USER / RCSTORE_AUTH_FILE) logs in.
+printf 'ro-token\n' >"$tmp/ro.tok"
+printf 'rw-token\n' >"$tmp/rw.tok"
+chmod 600 "$tmp/ro.tok" "$tmp/rw.tok"
+check "user-hash is the token's SHA-256, newline dropped" \
+  "token-sha256 = $(printf 'ro-token' | sha256sum | cut -d' ' -f1)" \
+  "$("$RCSTORE" user-hash <"$tmp/ro.tok")"
+check "user-hash --name --role prints a section" \
+  "[user ro]|token-sha256 = $(printf 'ro-token' | sha256sum | cut -d' ' -f1)|role = read" \
+  "$("$RCSTORE" user-hash --name ro --role read <"$tmp/ro.tok" | paste -sd'|')"
+"$RCSTORE" user-hash --name ro </dev/null 2>/dev/null
+check "user-hash: --name without --role exits 2" 2 $?
+"$RCSTORE" user-hash --name x --role root <"$tmp/ro.tok" 2>/dev/null
+check "user-hash: a bad role exits 2" 2 $?
+{
+  "$RCSTORE" user-hash --name ro --role read <"$tmp/ro.tok"
+  echo "names = jobs/"
+  "$RCSTORE" user-hash --name rw --role write <"$tmp/rw.tok"
+} >"$tmp/users.ini"
+chmod 600 "$tmp/users.ini"
+mkfifo "$tmp/ulog"
+"$RCSTORED" --listen tcp://127.0.0.1:0 --users-file "$tmp/users.ini" 2>"$tmp/ulog" &
+users_pid=$!
+while read -r line; do
+  case "$line" in *"listening on tcp://"*) uaddr=${line##*tcp://}; break ;; esac
+done <"$tmp/ulog"
+cat "$tmp/ulog" >/dev/null &
+U() { "$RCSTORE" -H "$uaddr" "$@"; }
+jid=$(U --user rw --auth-file "$tmp/rw.tok" create job --name jobs/a)
+check "users: a write user creates and binds" 1 "$([[ $jid =~ ^[0-9]+$ ]] && echo 1)"
+U --user ro --auth-file "$tmp/ro.tok" create x 2>"$tmp/err"
+check "users: a read user's create exits 1" 1 $?
+check "users: ... with PERMISSION_DENIED" 1 "$(grep -c '^rcstore: PERMISSION_DENIED: ' "$tmp/err")"
+check "users: a read user looks up inside its prefix" "$jid" \
+  "$(U --user ro --auth-file "$tmp/ro.tok" lookup jobs/a)"
+check "users: RCSTORE_USER and RCSTORE_AUTH_FILE" "ro read" \
+  "$(RCSTORE_USER=ro RCSTORE_AUTH_FILE="$tmp/ro.tok" U --json hello |
+    /usr/bin/python3 -c 'import json, sys; h = json.load(sys.stdin); print(h["user"], h["role"])')"
+U --user rw --auth-file "$tmp/ro.tok" ping 2>"$tmp/err"
+check "users: another user's token exits 1" 1 $?
+check "users: ... with AUTH_FAILED" 1 "$(grep -c '^rcstore: AUTH_FAILED' "$tmp/err")"
+U --user rw ping 2>/dev/null
+check "users: --user without --auth-file exits 2" 2 $?
+kill $users_pid; wait $users_pid 2>/dev/null
+
 # Sessions shared by consecutive commands through a session file.
 export RCSTORE_SESSION_FILE="$tmp/session"
 R session start --ttl 1h >/dev/null

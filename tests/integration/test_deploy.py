@@ -5,14 +5,24 @@ the cluster template rcstored@.service, with the same hardening) pass
 `systemd-analyze verify` when that tool is present; rcstored tells a notify
 socket READY=1 once it listens and STOPPING=1 when it stops (Type=notify);
 rcstored's own parser accepts every key of the example configurations
-(deploy/rcstored.conf, deploy/cluster/node*.conf) and the three node files
-agree with each other; the Kubernetes manifests parse and carry probes,
-limits and a non-root user; the StatefulSet's start script, run with a stub
-rcstored, gives each pod its node id, its names and the peer lines, which
-rcstored accepts; the Dockerfile is multi-stage, Debian 12 based, non-root,
-with a healthcheck.
+(deploy/rcstored.conf, deploy/cluster/node*.conf, their /etc/rcstore files
+made here: certificates from openssl, a users file) and the three node
+files agree with each other; the units run as the system user that the
+installed sysusers.d file creates, and reload with SIGHUP; rcstored.conf,
+started as written but for its paths and ports, serves TLS (a client with
+the CA pings and logs in), its unix socket, and SIGHUP; the Kubernetes
+manifests parse and carry probes, limits and a non-root user, mount the TLS
+and users Secrets without giving others any access, and the single pod,
+played here (the init container's copy, rcstored with the pod's
+environment, the readiness probe's command), answers its probe and TLS;
+the StatefulSet's start script, run with a stub rcstored, gives each pod
+its node id, its names and the peer lines, which rcstored accepts; the Raft
+port is open to the cluster's own pods only (NetworkPolicy); the Dockerfile
+is multi-stage, Debian 12 based, non-root, listens with TLS, with a
+healthcheck on its unix socket.
 
 usage: test_deploy.py BUILD_DIR SOURCE_DIR"""
+import hashlib
 import ipaddress
 import os
 import re
@@ -90,6 +100,51 @@ def accepts(rcstored, args, env=None, what=""):
           r.returncode == 2 and err.startswith("rcstored: --max-connections 0:"), err)
 
 
+def help_of(prog):
+    r = subprocess.run([prog, "--help"], capture_output=True, text=True)
+    return r.stdout + r.stderr
+
+
+def openssl(*args):
+    subprocess.run(["openssl", *args], check=True, capture_output=True)
+
+
+def make_pki(d):
+    """What docs/security.md makes, in d: a CA (ca.pem), a server
+    certificate for localhost and 127.0.0.1 (server.pem, server.key), a
+    users file (users.ini, mode 0600) with the admin ops, whose token is in
+    ops.token. Returns the token."""
+    os.makedirs(d, exist_ok=True)
+    old = os.umask(0o077)
+    try:
+        openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
+                "/CN=test CA", "-keyout", f"{d}/ca.key", "-out", f"{d}/ca.pem")
+        with open(f"{d}/server.ext", "w") as f:
+            f.write("subjectAltName = DNS:localhost, IP:127.0.0.1\n")
+        openssl("req", "-new", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost",
+                "-keyout", f"{d}/server.key", "-out", f"{d}/server.csr")
+        openssl("x509", "-req", "-in", f"{d}/server.csr", "-CA", f"{d}/ca.pem", "-CAkey",
+                f"{d}/ca.key", "-CAcreateserial", "-days", "2", "-extfile", f"{d}/server.ext",
+                "-out", f"{d}/server.pem")
+        token = os.urandom(16).hex()
+        with open(f"{d}/ops.token", "w") as f:
+            f.write(token + "\n")
+        with open(f"{d}/users.ini", "w") as f:
+            f.write(f"[user ops]\ntoken-sha256 = {hashlib.sha256(token.encode()).hexdigest()}\n"
+                    "role = admin\n")
+    finally:
+        os.umask(old)
+    return token
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
 tmp = tempfile.mkdtemp()
 try:
     prefix = os.path.join(tmp, "prefix")
@@ -98,9 +153,17 @@ try:
     unit = os.path.join(prefix, "lib/systemd/system/rcstored.service")
     check("unit installed", os.path.exists(unit))
     text = open(unit).read()
-    for key in ("Type=notify", "DynamicUser=yes", "ProtectSystem=strict", "NoNewPrivileges=yes",
-                "RuntimeDirectory=rcstore"):
-        check("unit has " + key, key in text)
+    for key in ("Type=notify", "User=rcstore", "ProtectSystem=strict", "NoNewPrivileges=yes",
+                "RuntimeDirectory=rcstore", "ExecReload=/bin/kill -HUP $MAINPID"):
+        check("unit has " + key, key in unit_lines(text))
+    # Not a DynamicUser: the TLS key and the users file, read again on
+    # SIGHUP, belong to a user that exists before the service starts.
+    check("unit has no DynamicUser", not any(l.startswith("DynamicUser=") for l in
+                                               unit_lines(text)))
+    sysusers = os.path.join(prefix, "lib/sysusers.d/rcstore.conf")
+    check("sysusers.d/rcstore.conf installed, creating the units' user rcstore",
+          os.path.exists(sysusers) and
+          any(l.split()[:2] == ["u", "rcstore"] for l in unit_lines(open(sysusers).read())))
     check("unit starts rcstored by absolute path with the config file",
           any(l.startswith("ExecStart=/") and l.split()[0].endswith("/bin/rcstored") and
               "--config /etc/rcstore/rcstored.conf" in l for l in text.splitlines()))
@@ -130,20 +193,165 @@ try:
     # The example configurations: installed, and every key and value is
     # one rcstored takes.
     rcstored = os.path.join(prefix, "bin/rcstored")
+    rcstore = os.path.join(prefix, "bin/rcstore")
     docdir = os.path.join(prefix, "share/doc/rcstore")
     check("rcstored.conf installed", os.path.exists(os.path.join(docdir, "rcstored.conf")))
-    accepts(rcstored, ["--config", os.path.join(SRC, "deploy/rcstored.conf")],
-            what="deploy/rcstored.conf")
+    help_text = help_of(rcstored)
+    tls_server = "--tls-cert-file" in help_text and "--users-file" in help_text
+    tls_client = "--cacert" in help_of(rcstore) and "--user " in help_of(rcstore)
+    cluster_server = "--node-id" in help_text
+
+    # The files the examples name under /etc/rcstore, made here (the
+    # certificates, the users file) in a directory that stands for it.
+    etc = os.path.join(tmp, "etc-rcstore")
+    token = make_pki(os.path.join(etc, "tls"))
+    shutil.move(os.path.join(etc, "tls", "users.ini"), os.path.join(etc, "users.ini"))
+    for n in (1, 2, 3):
+        for ext in ("pem", "key"):
+            shutil.copy(os.path.join(etc, "tls", f"server.{ext}"),
+                        os.path.join(etc, "tls", f"node{n}.{ext}"))
+
+    def localize(path, out, subst=()):
+        """A copy of config file path with /etc/rcstore/ replaced by etc
+        and the pairs of subst replaced."""
+        text = open(path).read().replace("/etc/rcstore/", etc + "/")
+        for a, b in subst:
+            text = text.replace(a, b)
+        with open(out, "w") as f:
+            f.write(text)
+        return out
+
+    conf = read_conf(os.path.join(SRC, "deploy/rcstored.conf"))
+    keys = dict(conf)
+    check("rcstored.conf: the network listener is TLS, beside a unix socket",
+          [v.split(":")[0] for k, v in conf if k == "listen"] == ["tls", "unix"], conf)
+    check("rcstored.conf: certificate, key and users file under /etc/rcstore",
+          keys.get("tls-cert-file", "").startswith("/etc/rcstore/tls/") and
+          keys.get("tls-key-file", "").startswith("/etc/rcstore/tls/") and
+          keys.get("users-file") == "/etc/rcstore/users.ini", keys)
     nodes = [os.path.join(SRC, f"deploy/cluster/node{n}.conf") for n in (1, 2, 3)]
     check("cluster configs installed",
           all(os.path.exists(os.path.join(docdir, "cluster", os.path.basename(p))) for p in nodes))
-    help_text = subprocess.run([rcstored, "--help"], capture_output=True, text=True).stdout
-    cluster_server = "--node-id" in help_text
-    if cluster_server:
-        for p in nodes:
-            accepts(rcstored, ["--config", p], what="deploy/cluster/" + os.path.basename(p))
+    if tls_server:
+        accepts(rcstored, ["--config", localize(os.path.join(SRC, "deploy/rcstored.conf"),
+                                                os.path.join(tmp, "rcstored.conf"))],
+                what="deploy/rcstored.conf")
+        if cluster_server:
+            for p in nodes:
+                accepts(rcstored, ["--config", localize(p, os.path.join(tmp, os.path.basename(p)))],
+                        what="deploy/cluster/" + os.path.basename(p))
+        else:
+            print("skip rcstored accepts deploy/cluster/*.conf: this rcstored has no --node-id")
     else:
-        print("skip rcstored accepts deploy/cluster/*.conf: this rcstored has no --node-id")
+        print("skip rcstored accepts the example configurations: this rcstored has no TLS "
+              "or users options")
+
+    # rcstored.conf as written, but for its paths and ports: it starts (a
+    # notify socket hears READY=1), its unix socket answers ping without a
+    # login, its TLS port answers a client that knows the CA and logs in
+    # ops, and SIGHUP (the units' ExecReload) keeps it serving.
+    if tls_server:
+        port, mport = free_port(), free_port()
+        live = localize(os.path.join(SRC, "deploy/rcstored.conf"), os.path.join(tmp, "live.conf"),
+                        [("tls://0.0.0.0:7373", f"tls://127.0.0.1:{port}"),
+                         ("unix:///run/rcstore/", f"unix://{tmp}/"),
+                         ("tcp://127.0.0.1:9373", f"tcp://127.0.0.1:{mport}"),
+                         ("/var/lib/rcstore", os.path.join(tmp, "state"))])
+        ns = os.path.join(tmp, "notify-live")
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        sock.bind(ns)
+        sock.settimeout(20)
+        p = subprocess.Popen([rcstored, "--config", live, "--log-level", "warn"],
+                             env=dict(os.environ, NOTIFY_SOCKET=ns))
+        try:
+            try:
+                ready = "READY=1" in sock.recv(4096).decode().split("\n")
+            except socket.timeout:
+                ready = False
+            check("rcstored.conf (paths and ports localized) starts", ready)
+            r = subprocess.run([rcstore, "-s", f"{tmp}/rcstored.sock", "ping"],
+                               capture_output=True, text=True, timeout=20)
+            check("rcstored.conf: the unix socket answers ping without a login",
+                  r.stdout.strip() == "pong", r.stdout + r.stderr)
+            if tls_client:
+                tlsargs = ["-H", f"tls://localhost:{port}", "--cacert", f"{etc}/tls/ca.pem"]
+                login = ["--user", "ops", "--auth-file", f"{etc}/tls/ops.token"]
+                r = subprocess.run([rcstore, *tlsargs, *login, "create", "x", "--name", "d/x"],
+                                   capture_output=True, text=True, timeout=20)
+                check("rcstored.conf: ops logs in over TLS and creates",
+                      r.returncode == 0 and r.stdout.strip().isdigit(), r.stdout + r.stderr)
+                p.send_signal(signal.SIGHUP)
+                r = subprocess.run([rcstore, *tlsargs, *login, "lookup", "d/x"],
+                                   capture_output=True, text=True, timeout=20)
+                check("rcstored.conf: after SIGHUP, TLS and the login still work",
+                      r.returncode == 0 and r.stdout.strip().isdigit() and p.poll() is None,
+                      r.stdout + r.stderr)
+                r = subprocess.run([rcstore, "-H", f"127.0.0.1:{port}", "ping"],
+                                   capture_output=True, text=True, timeout=20)
+                check("rcstored.conf: its network port speaks TLS only",
+                      r.returncode != 0 and "pong" not in r.stdout, r.stdout + r.stderr)
+            else:
+                print("skip the TLS client checks: this rcstore has no --cacert or --user")
+            check("the token is not in what rcstore printed", token not in r.stdout + r.stderr)
+        finally:
+            p.send_signal(signal.SIGTERM)
+            check("rcstored.conf: clean exit", p.wait(timeout=20) == 0)
+            sock.close()
+
+    # The three node files as written, but for their addresses (loopback,
+    # free ports) and paths: a cluster that elects a leader, where a TLS
+    # client given any one node gets its write done (a follower's
+    # NOT_LEADER names the leader's tcp:// advertise address, which a TLS
+    # client dials with TLS).
+    if tls_server and tls_client and cluster_server:
+        subst, ports = [], {}
+        for n in (1, 2, 3):
+            ports[n] = (free_port(), free_port(), free_port())  # client, Raft, metrics
+            subst += [(f"192.0.2.1{n}:7373", f"127.0.0.1:{ports[n][0]}"),
+                      (f"192.0.2.1{n}:7374", f"127.0.0.1:{ports[n][1]}")]
+        procs, socks = [], []
+        try:
+            for n in (1, 2, 3):
+                d = os.path.join(tmp, f"node{n}")
+                os.makedirs(d)
+                conf = localize(nodes[n - 1], os.path.join(d, "node.conf"), subst + [
+                    ("tls://0.0.0.0:7373", f"tls://127.0.0.1:{ports[n][0]}"),
+                    (f"unix:///run/rcstore/node{n}/", f"unix://{d}/"),
+                    (f"/var/lib/rcstore/node{n}", os.path.join(d, "data")),
+                    ("tcp://0.0.0.0:9373", f"tcp://127.0.0.1:{ports[n][2]}")])
+                sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+                sock.bind(os.path.join(d, "notify"))
+                sock.settimeout(20)
+                socks.append(sock)
+                procs.append(subprocess.Popen(
+                    [rcstored, "--config", conf, "--log-level", "warn"],
+                    env=dict(os.environ, NOTIFY_SOCKET=os.path.join(d, "notify"))))
+            for n, sock in enumerate(socks, 1):
+                try:
+                    ready = "READY=1" in sock.recv(4096).decode().split("\n")
+                except socket.timeout:
+                    ready = False
+                check(f"deploy/cluster/node{n}.conf (addresses and paths localized) starts", ready)
+            for n in (1, 2, 3):
+                r = subprocess.run([rcstore, "-H", f"tls://127.0.0.1:{ports[n][0]}", "--cacert",
+                                    f"{etc}/tls/ca.pem", "--user", "ops", "--auth-file",
+                                    f"{etc}/tls/ops.token", "create", "x", "--name", f"n/{n}"],
+                                   capture_output=True, text=True, timeout=60)
+                check(f"cluster: a TLS client given node {n} alone gets its write done",
+                      r.returncode == 0 and r.stdout.strip().isdigit(), r.stdout + r.stderr)
+        finally:
+            for p in procs:
+                p.send_signal(signal.SIGTERM)
+            for p in procs:
+                try:
+                    p.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait()
+            for sock in socks:
+                sock.close()
+    else:
+        print("skip starting deploy/cluster/*.conf: no TLS, users or cluster in these programs")
 
     # The three node files describe one cluster: the same peer lines, each
     # node's id, Raft address and client address its own peer line's, data
@@ -216,6 +424,142 @@ check("k8s: non-root", dep["template"]["spec"]["securityContext"]["runAsNonRoot"
 ports = {p["name"] for p in kinds["Service"]["spec"]["ports"]}
 check("k8s: service ports match", ports == {p["name"] for p in c["ports"]})
 
+
+def pod_tls(pod, c, what):
+    """TLS and users in a pod spec: the listeners, the Secrets mounted
+    read-only with no access for others, the users file copied (mode 0600)
+    by an init container into a volume of the pod, the readiness probe on
+    the unix socket. Returns the mounts: volume name -> (path, volume)."""
+    vols = {v["name"]: v for v in pod.get("volumes", [])}
+    env = {d["name"]: d.get("value", "") for d in c.get("env", [])}
+    mounts = {m["name"]: m for m in c.get("volumeMounts", [])}
+    inits = pod.get("initContainers", [])
+    unknown = [m["name"] for x in [c, *inits] for m in x.get("volumeMounts", [])
+               if m["name"] not in vols and m["name"] not in ("data",)]
+    check(f"{what}: every mount names a volume", not unknown, unknown)
+    listen = env.get("RCSTORED_LISTEN", "").split()
+    check(f"{what}: listens with TLS and on a unix socket",
+          any(a.startswith("tls://") for a in listen) and
+          any(a.startswith("unix://") for a in listen) and
+          not any(a.startswith("tcp://") for a in listen), listen)
+
+    def under(path, kind):
+        return any(path.startswith(m["mountPath"] + "/") and kind in vols.get(n, {})
+                   for n, m in mounts.items())
+
+    for key in ("RCSTORED_TLS_CERT_FILE", "RCSTORED_TLS_KEY_FILE"):
+        check(f"{what}: {key} is in a mounted Secret", under(env.get(key, ""), "secret"),
+              env.get(key))
+    secrets = [v for v in vols.values() if "secret" in v]
+    check(f"{what}: Secrets give others no access",
+          secrets and all(v["secret"].get("defaultMode", 0o644) & 0o007 == 0 for v in secrets),
+          secrets)
+    check(f"{what}: Secrets mounted read-only",
+          all(m.get("readOnly") for n, m in mounts.items() if "secret" in vols.get(n, {})))
+    users = env.get("RCSTORED_USERS_FILE", "")
+    check(f"{what}: the users file is in a volume of the pod (not a Secret's mount)",
+          under(users, "emptyDir"), users)
+    cmds = [x.get("command", []) for x in inits]
+    check(f"{what}: an init container copies the users file there, mode 0600",
+          any(cm[:3] == ["install", "-m", "0600"] and cm[-1] == users for cm in cmds), cmds)
+    probe = c["readinessProbe"].get("exec", {}).get("command", [])
+    sockets = [a[len("unix://"):] for a in listen if a.startswith("unix://")]
+    check(f"{what}: the readiness probe pings the unix socket, in a volume",
+          probe[:2] == ["rcstore", "-s"] and probe[2:3] == sockets[:1] and probe[3:] == ["ping"]
+          and under(probe[2] if len(probe) > 2 else "", "emptyDir"), probe)
+    return {n: (m["mountPath"], vols.get(n, {})) for n, m in mounts.items()}
+
+
+dpod = dep["template"]["spec"]
+dmounts = pod_tls(dpod, c, "k8s")
+check("k8s: fsGroup is the pod's group (the Secrets' files are readable by it)",
+      dpod["securityContext"].get("fsGroup") == dpod["securityContext"]["runAsGroup"])
+
+# The pod, played here: each volume a directory (the Secrets' files made
+# with openssl, with the Secret's mode), the init container's command, then
+# rcstored with the container's arguments and environment (its ports free
+# ones on loopback); the readiness probe's command must answer pong, a TLS
+# client with the CA too, and after the documented rotation (the copy
+# again, SIGHUP to rcstored) it still serves.
+RCSTORED_BIN = os.path.join(BUILD, "server/rcstored")
+RCSTORE_BIN = os.path.join(BUILD, "client/rcstore")
+pod_tls_server = "--tls-cert-file" in help_of(RCSTORED_BIN)
+if not pod_tls_server:
+    print("skip playing the pod: this rcstored has no TLS options")
+else:
+    tmp = tempfile.mkdtemp()
+    proc = None
+    try:
+        pki = os.path.join(tmp, "pki")
+        token = make_pki(pki)
+        local = {}
+        for name, (path, vol) in dmounts.items():
+            d = os.path.join(tmp, "vol", name)
+            os.makedirs(d)
+            local[path] = d
+            sec = vol.get("secret", {})
+            files = {"rcstore-tls": {"tls.crt": "server.pem", "tls.key": "server.key",
+                                     "ca.crt": "ca.pem"},
+                     "rcstore-users": {"users.ini": "users.ini"}}.get(sec.get("secretName"), {})
+            for dst, src in files.items():
+                shutil.copy(os.path.join(pki, src), os.path.join(d, dst))
+                os.chmod(os.path.join(d, dst), sec.get("defaultMode", 0o644))
+
+        def here(v):
+            for path in sorted(local, key=len, reverse=True):
+                v = v.replace(path + "/", local[path] + "/")
+            return v
+
+        port, mport = free_port(), free_port()
+        for init in dpod.get("initContainers", []):
+            r = subprocess.run([here(a) for a in init["command"]], capture_output=True, text=True)
+            check(f"k8s: init container {init['name']} runs", r.returncode == 0, r.stderr)
+        env = {d["name"]: here(d["value"]) for d in c["env"] if "value" in d}
+        env["RCSTORED_LISTEN"] = env["RCSTORED_LISTEN"].replace("tls://0.0.0.0:7373",
+                                                                f"tls://127.0.0.1:{port}")
+        env["RCSTORED_METRICS_LISTEN"] = f"tcp://127.0.0.1:{mport}"
+        users = env.get("RCSTORED_USERS_FILE", "")
+        check("k8s: the users file's copy is mode 0600",
+              os.path.exists(users) and os.stat(users).st_mode & 0o777 == 0o600)
+        ns = os.path.join(tmp, "notify")
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        sock.bind(ns)
+        sock.settimeout(20)
+        proc = subprocess.Popen([RCSTORED_BIN, *c.get("args", []), "--log-level", "warn"],
+                                env=dict(os.environ, NOTIFY_SOCKET=ns, **env))
+        try:
+            ready = "READY=1" in sock.recv(4096).decode().split("\n")
+        except socket.timeout:
+            ready = False
+        check("k8s: rcstored starts with the pod's arguments and environment", ready)
+        probe = [here(a) for a in c["readinessProbe"]["exec"]["command"]]
+        probe[0] = RCSTORE_BIN
+
+        def ping_checks(when):
+            r = subprocess.run(probe, capture_output=True, text=True, timeout=20)
+            check(f"k8s: the readiness probe's command answers pong{when}",
+                  r.stdout.strip() == "pong", r.stdout + r.stderr)
+            if "--cacert" in help_of(RCSTORE_BIN):
+                r = subprocess.run([RCSTORE_BIN, "-H", f"tls://localhost:{port}", "--cacert",
+                                    os.path.join(pki, "ca.pem"), "--user", "ops", "--auth-file",
+                                    os.path.join(pki, "ops.token"), "names"],
+                                   capture_output=True, text=True, timeout=20)
+                check(f"k8s: a TLS client with the CA logs in as ops{when}",
+                      r.returncode == 0, r.stdout + r.stderr)
+
+        ping_checks("")
+        # The rotation of deployment.yaml's header: the copy again, SIGHUP.
+        for init in dpod.get("initContainers", []):
+            subprocess.run([here(a) for a in init["command"]], check=True)
+        proc.send_signal(signal.SIGHUP)
+        ping_checks(" after the rotation (copy, SIGHUP)")
+        check("k8s: rcstored still runs after SIGHUP", proc.poll() is None)
+    finally:
+        if proc:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=20)
+        shutil.rmtree(tmp)
+
 # The cluster: a StatefulSet of three behind a headless Service.
 docs = []
 for name in ("statefulset.yaml", "service.yaml", "pdb.yaml"):
@@ -272,6 +616,24 @@ probe_ports = [p["tcpSocket"]["port"] for p in (c["readinessProbe"], c["liveness
                if "tcpSocket" in p]
 check("k8s cluster: tcp probes name a container port", all(p in cports for p in probe_ports))
 check("k8s cluster: resource limits", "limits" in c["resources"] and "requests" in c["resources"])
+pod_tls(pod, c, "k8s cluster")
+with open(os.path.join(SRC, "deploy/kubernetes/cluster/networkpolicy.yaml")) as f:
+    pols = [d for d in yaml.safe_load_all(f) if d]
+check("k8s cluster: a NetworkPolicy", [d["kind"] for d in pols] == ["NetworkPolicy"], pols)
+if pols:
+    pol = pols[0]["spec"]
+    check("k8s cluster: the NetworkPolicy selects the pods",
+          pol["podSelector"]["matchLabels"].items() <= labels.items())
+    raft_rules = [r for r in pol.get("ingress", [])
+                  if any(p.get("port") in ("raft", cports.get("raft")) for p in r.get("ports", []))]
+    # The Raft port has no TLS and no authentication: the pods themselves
+    # only (the pods' label); every other rule leaves it out.
+    check("k8s cluster: the Raft port admits the cluster's own pods only",
+          len(raft_rules) == 1 and raft_rules[0].get("from") and
+          all(list(f) == ["podSelector"] and
+              f["podSelector"]["matchLabels"].items() <= labels.items()
+              for f in raft_rules[0]["from"]) and
+          all(r.get("ports") for r in pol.get("ingress", [])), raft_rules)
 check("k8s cluster: non-root, volume writable by its group",
       pod["securityContext"]["runAsNonRoot"] is True and
       pod["securityContext"].get("fsGroup") == pod["securityContext"]["runAsGroup"])
@@ -339,12 +701,24 @@ finally:
     shutil.rmtree(tmp)
 # What the script starts, and the environment it sets, is what rcstored
 # takes (once this rcstored is a cluster server).
-if cluster_server:
-    for ordinal in (0, 3):
-        accepts(os.path.join(BUILD, "server/rcstored"), runs[ordinal], env=env,
-                what=f"rcstore-{ordinal}'s arguments and environment")
+# The environment's files (the Secrets' certificate and key, the users
+# file's copy) are made here and named by their local paths.
+if cluster_server and pod_tls_server:
+    tmp = tempfile.mkdtemp()
+    try:
+        make_pki(tmp)
+        files = {"/etc/rcstore/tls/tls.crt": "server.pem", "/etc/rcstore/tls/tls.key": "server.key",
+                 "/etc/rcstore/tls/ca.crt": "ca.pem", "/run/rcstore/users.ini": "users.ini"}
+        lenv = {k: os.path.join(tmp, files[v]) if v in files else v for k, v in env.items()}
+        lenv["RCSTORED_LISTEN"] = lenv["RCSTORED_LISTEN"].replace("/run/rcstore/", tmp + "/")
+        for ordinal in (0, 3):
+            accepts(os.path.join(BUILD, "server/rcstored"), runs[ordinal], env=lenv,
+                    what=f"rcstore-{ordinal}'s arguments and environment")
+    finally:
+        shutil.rmtree(tmp)
 else:
-    print("skip rcstored accepts the StatefulSet's arguments: this rcstored has no --node-id")
+    print("skip rcstored accepts the StatefulSet's arguments: this rcstored has no --node-id "
+          "or no TLS options")
 
 df = open(os.path.join(SRC, "deploy/Dockerfile")).read().splitlines()
 froms = [l for l in df if l.startswith("FROM ")]
@@ -352,7 +726,31 @@ check("Dockerfile: multi-stage on Debian 12",
       len(froms) == 2 and all(" debian:12" in l for l in froms), froms)
 user = [l for l in df if l.startswith("USER ")]
 check("Dockerfile: runs as non-root", user and not user[-1].split()[1].startswith(("0", "root")))
-check("Dockerfile: healthcheck pings", any(l.startswith("HEALTHCHECK") and "ping" in l for l in df))
+# Instructions whole (continued lines joined), comments left out.
+instrs, cur = [], ""
+for l in df:
+    if l.startswith("#") and not cur:
+        continue
+    cur += l.rstrip("\\").strip() + " "
+    if not l.rstrip().endswith("\\"):
+        instrs.append(cur.strip())
+        cur = ""
+health = [i for i in instrs if i.startswith("HEALTHCHECK")]
+check("Dockerfile: healthcheck pings", len(health) == 1 and "ping" in health[0], health)
+denv = dict(re.findall(r'(RCSTORED_\w+)=("[^"]*"|\S+)', " ".join(i for i in instrs
+                                                                if i.startswith("ENV "))))
+dlisten = denv.get("RCSTORED_LISTEN", "").strip('"').split()
+check("Dockerfile: listens with TLS, and on a unix socket, not in plaintext on the network",
+      any(a.startswith("tls://") for a in dlisten) and
+      any(a.startswith("unix://") for a in dlisten) and
+      not any(a.startswith("tcp://") for a in dlisten), dlisten)
+check("Dockerfile: names the certificate and key",
+      "RCSTORED_TLS_CERT_FILE" in denv and "RCSTORED_TLS_KEY_FILE" in denv, denv)
+sockpaths = [a[len("unix://"):] for a in dlisten if a.startswith("unix://")]
+check("Dockerfile: the healthcheck pings the unix socket, whose directory uid 10001 owns",
+      health and sockpaths and f'"-s", "{sockpaths[0]}"' in health[0] and
+      any(f"-o 10001" in i and os.path.dirname(sockpaths[0]) in i for i in instrs),
+      (health, sockpaths))
 
 
 def stage_packages(lines):

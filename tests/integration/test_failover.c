@@ -223,6 +223,48 @@ static void lease_resumes_on_the_new_leader(void **state)
     fake_end(&f);
 }
 
+/* rcs_set_auth's user and token go with every hello: the program's, and
+ * the one the library sends itself on the new leader after a failover. */
+static void auth_replayed_on_the_new_leader(void **state)
+{
+    struct fake f;
+    rcs_client *c;
+    rcs_value *log;
+    uint64_t id, holds;
+    size_t hellos = 0, on_new = 0;
+    (void)state;
+    fake_start(&f);
+    c = connect_list(&f, 0, 1, 2);
+    assert_int_equal(rcs_set_auth(c, "", "t", 1), RCS_EINVAL);
+    assert_int_equal(rcs_set_auth(c, "alice", NULL, 0), RCS_EINVAL);
+    assert_int_equal(rcs_set_auth(c, "alice", "alice-token", 0), 0);
+    assert_int_equal(rcs_hello(c, "auth-test", NULL), 0);
+    assert_int_equal(rcs_create(c, "x", 1, NULL, 0, &id), 0);
+    assert_int_equal(rcs_call(f.ctl, NULL, "fake_stop", "u", (uint64_t)0), 0);
+    fake_leader(&f, 1, 0);
+    {
+        int rc = rcs_incref(c, id, 1, &holds);
+        if (rc == RCS_EIO) /* the stop is asynchronous (see above) */
+            rc = rcs_incref(c, id, 1, &holds);
+        assert_int_equal(rc, 0);
+    }
+    assert_string_equal(rcs_address(c), f.addr[1]);
+    assert_int_equal(rcs_call(f.ctl, &log, "fake_log", ""), 0);
+    for (size_t i = 0; i < log->via.array.len; i++) {
+        const rcs_value *e = &log->via.array.items[i];
+        if (strcmp(e->via.array.items[1].via.bytes.ptr, "hello") != 0)
+            continue;
+        hellos++;
+        on_new += e->via.array.items[0].via.u == 1;
+        assert_string_equal(e->via.array.items[3].via.bytes.ptr, "alice:alice-token");
+    }
+    rcs_value_free(log);
+    assert_true(hellos >= 2);
+    assert_true(on_new >= 1);
+    rcs_close(c);
+    fake_end(&f);
+}
+
 /* Pipelined: each reply is the server's; the next send moves to the leader. */
 static void pipeline_returns_not_leader_then_moves(void **state)
 {
@@ -319,6 +361,7 @@ int main(void)
         cmocka_unit_test(gives_up_at_the_failover_timeout),
         cmocka_unit_test(lost_call_is_not_resent),
         cmocka_unit_test(lease_resumes_on_the_new_leader),
+        cmocka_unit_test(auth_replayed_on_the_new_leader),
         cmocka_unit_test(pipeline_returns_not_leader_then_moves),
         cmocka_unit_test(passes_over_a_silent_node),
     };

@@ -47,10 +47,9 @@
  * TLS 1.3 handshake, so the first call says so: "TLS: the server requires a
  * client certificate ...". A plaintext address at a TLS port fails the
  * first call with RCS_EIO and the server's answer: "the server refused the
- * connection: this port speaks TLS: use tls://HOST:PORT". A client that connected with TLS never follows
- * a cluster's leader hint into plaintext: a hint tcp://HOST:PORT is dialled
- * as tls://HOST:PORT (so a cluster serving TLS clients should --advertise
- * its tls:// addresses). */
+ * connection: this port speaks TLS: use tls://HOST:PORT". A client that connected with TLS never
+ * follows a cluster's leader hint into plaintext: a hint tcp://HOST:PORT is dialled as
+ * tls://HOST:PORT (so a cluster serving TLS clients should --advertise its tls:// addresses). */
 #ifndef RCSTORE_H
 #define RCSTORE_H
 
@@ -89,6 +88,7 @@ enum rcs_error {
     RCS_EINTERNAL = -1014,
     RCS_EPERSISTENCE_FAILED = -1015, /* the server's journal cannot be written */
     RCS_ENOT_LEADER = -1016,         /* a cluster follower (see the top of this file) */
+    RCS_EPERMISSION_DENIED = -1017,  /* the user's role or names prefix forbids the call */
     /* Raised by the library itself. */
     RCS_EIO = -1100,       /* the connection failed or was closed */
     RCS_ECONNECT = -1101,  /* could not connect */
@@ -296,6 +296,20 @@ typedef struct rcs_hello_opts {
  * RCS_EAUTH_FAILED, RCS_ESESSION_BUSY, RCS_ESESSION_EXPIRED, RCS_EINVAL
  * (replies pending) or a connection error. */
 RCS_EXPORT int rcs_hello_with(rcs_client *c, const rcs_hello_opts *opts, rcs_hello_info *info);
+/* Log in as user with token (len bytes; 0 means strlen(token)) on every
+ * hello this client sends from now on: rcs_hello, rcs_hello_lease,
+ * rcs_hello_with (whose opts->auth, if set, replaces the token, the user
+ * staying), and the hellos the library sends itself after a reconnect or a
+ * failover. user NULL is the server's user "default" (the token of its
+ * --auth-token-file); token NULL (and user NULL) forgets both. The library
+ * keeps copies (the token's wiped when replaced or at rcs_close); nothing
+ * is sent until the next hello. A server with --users-file answers hello
+ * with RCS_EAUTH_FAILED (and closes) for an unknown user or a wrong token;
+ * its result's "user" and "role" say who is logged in. This is a call of
+ * its own, not a field of rcs_hello_opts, so that the struct keeps the
+ * layout programs built against 0.1.0 pass in. 0, or RCS_EINVAL (user empty
+ * or longer than 255 bytes, or a user without a token), RCS_ENOMEM. */
+RCS_EXPORT int rcs_set_auth(rcs_client *c, const char *user, const void *token, size_t len);
 /* hello with an optional client name (NULL for none). info may be NULL. */
 RCS_EXPORT int rcs_hello(rcs_client *c, const char *client_name, rcs_hello_info *info);
 /* hello with a lease: ttl seconds (0: none) and, if token is not NULL, the
