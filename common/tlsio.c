@@ -41,7 +41,7 @@ struct tlsio {
     struct queue in;   /* ciphertext from the network, not yet read by OpenSSL */
     struct queue out;  /* ciphertext for the network */
     struct queue hold; /* plaintext written before the handshake completed */
-    unsigned is_server : 1, done : 1, failed : 1, shut : 1, has_cn : 1;
+    unsigned is_server : 1, done : 1, failed : 1, shut : 1, has_cn : 1, eof : 1;
     char err[192];
     /* A CN is at most 64 characters (X.520): 4 UTF-8 bytes each at most. */
     char cn[257];
@@ -255,6 +255,16 @@ int tlsio_feed(struct tlsio *t, const void *data, size_t len)
     return queue_append(&t->in, data, len);
 }
 
+/* Empty OpenSSL's error queue (of this thread) before an I/O call, whose
+ * SSL_get_error would otherwise read whatever another caller left there.
+ * ERR_clear_error itself walks all 16 slots and frees each one's strings:
+ * a look first is an order of magnitude cheaper on the hot path. */
+static void clear_errors(void)
+{
+    if (ERR_peek_error() != 0)
+        ERR_clear_error();
+}
+
 /* Record why the endpoint failed (ssl_err: SSL_get_error's answer, read
  * before this clears OpenSSL's error queue) and fail it for good. */
 static int fail(struct tlsio *t, int ssl_err)
@@ -300,10 +310,17 @@ static void take_peer_cn(struct tlsio *t)
         return; /* none, or ambiguous */
     s = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(name, i));
     n = ASN1_STRING_to_UTF8(&u, s);
-    if (n > 0 && (size_t)n < sizeof(t->cn) && !memchr(u, '\0', (size_t)n)) {
-        memcpy(t->cn, u, (size_t)n);
-        t->cn[n] = '\0';
-        t->has_cn = 1;
+    if (n > 0 && (size_t)n < sizeof(t->cn)) {
+        /* A control character (a NUL cutting the name short, a newline
+         * forging a log line) makes no name. */
+        for (i = 0; i < n; i++)
+            if (u[i] < 0x20 || u[i] == 0x7f)
+                break;
+        if (i == n) {
+            memcpy(t->cn, u, (size_t)n);
+            t->cn[n] = '\0';
+            t->has_cn = 1;
+        }
     }
     OPENSSL_free(u);
 }
@@ -320,7 +337,7 @@ static int encrypt(struct tlsio *t, const char *data, size_t len)
     while (len > 0) {
         size_t w = 0;
         int e;
-        ERR_clear_error();
+        clear_errors();
         if (SSL_write_ex(t->ssl, data, len, &w)) {
             data += w;
             len -= w;
@@ -349,7 +366,7 @@ static int handshake(struct tlsio *t)
     int r, e;
     if (t->done)
         return 1;
-    ERR_clear_error();
+    clear_errors();
     r = SSL_do_handshake(t->ssl);
     if (r != 1) {
         e = SSL_get_error(t->ssl, r);
@@ -393,19 +410,22 @@ ssize_t tlsio_read(struct tlsio *t, void *buf, size_t cap)
         }
         return TLSIO_EFAIL;
     }
-    if (cap == 0)
+    if (t->eof)
+        return TLSIO_EOF;
+    /* Nothing fed and nothing buffered: no record to read (the common end
+     * of a drain), without a trip through OpenSSL to learn it. */
+    if (cap == 0 || (t->in.len == 0 && !SSL_has_pending(t->ssl)))
         return 0;
-    ERR_clear_error();
+    clear_errors();
     if (SSL_read_ex(t->ssl, buf, cap, &n))
         return (ssize_t)n;
     e = SSL_get_error(t->ssl, 0);
     switch (e) {
     case SSL_ERROR_WANT_READ:
     case SSL_ERROR_WANT_WRITE:
-        ERR_clear_error();
-        return 0;
+        return 0; /* (no error was queued) */
     case SSL_ERROR_ZERO_RETURN:
-        ERR_clear_error();
+        t->eof = 1;
         return TLSIO_EOF;
     default:
         return fail(t, e);
@@ -449,6 +469,18 @@ void tlsio_consume(struct tlsio *t, size_t n)
     assert(n <= t->out.len);
     if (n > 0)
         queue_take(&t->out, n);
+}
+
+void tlsio_trim(struct tlsio *t)
+{
+    if (!t->failed)
+        (void)SSL_free_buffers(t->ssl); /* 0: in use, kept */
+    if (t->in.len == 0)
+        queue_free(&t->in);
+    if (t->out.len == 0)
+        queue_free(&t->out);
+    if (t->hold.len == 0)
+        queue_free(&t->hold);
 }
 
 int tlsio_partial(const struct tlsio *t)

@@ -55,7 +55,7 @@ int addr_resolve_tcp(const char *hostport, struct sockaddr_storage *sa, char *er
     int port, rc;
 
     if (split(hostport, host, sizeof(host), &port) < 0) {
-        snprintf(err, errlen, "not tcp://HOST:PORT or unix:///PATH");
+        snprintf(err, errlen, "not tcp://HOST:PORT, tls://HOST:PORT or unix:///PATH");
         return -EINVAL;
     }
     memset(sa, 0, sizeof(*sa));

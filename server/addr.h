@@ -1,13 +1,14 @@
-/* addr: the TCP addresses of --listen and --metrics-listen, tcp://HOST:PORT,
- * turned into a socket address. One parser for both, so that they accept
- * the same forms. Not a listener: binding is the caller's. */
+/* addr: the TCP addresses of --listen and --metrics-listen, tcp://HOST:PORT
+ * (and --listen's tls://HOST:PORT), turned into a socket address. One parser
+ * for all, so that they accept the same forms. Not a listener: binding is
+ * the caller's. */
 #ifndef RCS_SERVER_ADDR_H
 #define RCS_SERVER_ADDR_H
 
 #include <stddef.h>
 #include <sys/socket.h>
 
-/* Resolve hostport ("HOST:PORT", the part after "tcp://") into *sa. HOST is
+/* Resolve hostport ("HOST:PORT", the part after "tcp://" or "tls://") into *sa. HOST is
  * a numeric IPv4 address, an IPv6 address in brackets ("[::1]:7373"), or a
  * host name, resolved with getaddrinfo now (it blocks: call it at start-up
  * only); a name binds its first IPv4 address, or its first IPv6 address

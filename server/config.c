@@ -165,9 +165,9 @@ void config_usage(FILE *out)
                  "SIZE takes a suffix k, m, g (powers of 1024). Every option can also be set\n"
                  "as RCSTORED_<NAME> in the environment (RCSTORED_MAX_REFS=100) or as\n"
                  "name = value in the config file; options beat the environment, which\n"
-                 "beats the file. SIGINT or SIGTERM stop the server cleanly; SIGHUP reads\n"
-                 "the TLS certificate, key and CA files and the users file again (a bad\n"
-                 "one is logged with a warning and the one loaded before stays).\n");
+                 "beats the file. SIGINT or SIGTERM stop the server cleanly; SIGHUP\n"
+                 "reloads the TLS certificate, key and CA files and the users file (a bad\n"
+                 "one is refused with a warning, the one loaded before stays).\n");
 }
 
 /* ---- the settings ---- */

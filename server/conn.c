@@ -76,6 +76,7 @@ struct conn {
     unsigned paused : 1;            /* a save's reply is awaited: nothing more is served */
     unsigned first_seen : 1;        /* its first bytes were looked at (TLS or not) */
     unsigned is_tls : 1;            /* accepted on a tls:// listener */
+    unsigned by_cert : 1;           /* logged in by its certificate's CN (cert-cn) */
     unsigned hs_queued : 1;         /* on srv->hs_head: waits for its turn at a handshake step */
     unsigned in_ended : 1;          /* the client's input ended (close_notify, a TLS failure):
                                        what it sent before is served, then the connection closes */
@@ -272,6 +273,13 @@ void conn_expire_stalled(struct server *srv, uint64_t now_ms, uint64_t timeout_m
     if (n)
         log_info("closed %llu connection(s) stalled in the middle of a message",
                  (unsigned long long)n);
+}
+
+void conn_trim_idle(struct server *srv, uint64_t now_ms, uint64_t idle_ms)
+{
+    for (struct conn *c = srv->conns; c; c = c->next)
+        if (c->tls && !c->closing && now_ms - c->last_read_ms >= idle_ms)
+            tlsio_trim(c->tls);
 }
 
 static size_t unsent(const struct conn *c)
@@ -554,7 +562,9 @@ static int serve_request(struct conn *c, const struct rpc_message *m)
         uv_read_stop(&c->h.stream);
     }
     c->sess = ctx.sess; /* hello {resume} may have swapped it */
-    c->user = ctx.user; /* hello {user, auth} may have logged in */
+    if (ctx.user != c->user)
+        c->by_cert = 0; /* a hello {user, auth} logged in (by token) */
+    c->user = ctx.user;
     if (c->authed && !was_authed)
         set_scan_limits(c); /* the message that authenticated is complete */
     if (ctx.close_after) {  /* a wrong auth token: reply, then close */
@@ -1179,8 +1189,10 @@ static void log_in(struct conn *c, const struct user *u)
         return;
     }
     c->authed = 1;
-    /* Between messages: the handshake comes before any request. */
-    if (!was_authed && buf_pending(&c->in) == 0)
+    /* The scanner has seen nothing yet (the handshake ends before any
+     * plaintext is scanned; what came with it waits in c->in): the
+     * authenticated limits apply from the first message on. */
+    if (!was_authed)
         set_scan_limits(c);
 }
 
@@ -1194,6 +1206,7 @@ void conn_tls_identified(struct conn *c, const char *cn)
         return;
     }
     log_debug("%s: logged in as %s by its certificate", c->peer, u->name);
+    c->by_cert = 1;
     log_in(c, u);
 }
 
@@ -1204,10 +1217,19 @@ void conn_users_reloaded(struct server *srv)
         if (!c->user || c->user == srv->env.default_user)
             continue;
         u = users_find(srv->env.users, c->user->name, strlen(c->user->name));
-        if (!u) {
+        /* A connection its certificate logged in stays only while the user
+         * still claims that certificate's CN (the old table is still
+         * alive here): removing a cert-cn revokes the certificate. */
+        if (u && c->by_cert && (!u->cert_cn || strcmp(u->cert_cn, c->user->cert_cn) != 0)) {
             if (!c->closing)
-                log_info("closing %s: its user %s is no longer in the users file", c->peer,
+                log_info("closing %s: user %s no longer has the cert-cn it logged in with", c->peer,
                          c->user->name);
+            u = NULL;
+        } else if (!u && !c->closing) {
+            log_info("closing %s: its user %s is no longer in the users file", c->peer,
+                     c->user->name);
+        }
+        if (!u) {
             conn_close(c);
             c->authed = 0; /* nothing is served to it before the close */
         }

@@ -43,6 +43,16 @@ void conn_close_all(struct server *srv);
  * or an unfinished TLS handshake and has sent nothing for timeout_ms (a
  * slow-loris client). */
 void conn_expire_stalled(struct server *srv, uint64_t now_ms, uint64_t timeout_ms);
+/* A TLS connection's handshake completed and the client presented a
+ * certificate that --tls-ca-file verified, with subject common name cn
+ * (borrowed for the call). Called once per connection, before any of its
+ * requests is served. If a user of --users-file has that cert-cn, c is
+ * logged in as that user (no token; a later hello without auth keeps it),
+ * else nothing changes (the client logs in with hello as usual). */
+void conn_tls_identified(struct conn *c, const char *cn);
+/* Give back the TLS record buffers and queues of every TLS connection that
+ * has sent nothing for idle_ms (tlsio_trim). Once a second, from the cron. */
+void conn_trim_idle(struct server *srv, uint64_t now_ms, uint64_t idle_ms);
 /* The store's notify hook: queue a "freed" notification to s's connection. */
 void conn_notify(void *ud, struct sess *s, uint64_t id, enum free_reason why);
 /* Write out every connection's queued output; first, if all connections'
@@ -56,13 +66,6 @@ void conn_durable(struct server *srv, uint64_t index);
 /* A save's snapshot is done (rc 0) or failed: waiter's reply is sent and
  * it is served again. */
 void conn_saved(struct server *srv, void *waiter, int rc, uint64_t bytes, uint64_t ms);
-/* The TLS layer calls this once c's handshake is done and the client
- * presented a certificate that --tls-ca-file verified, with subject common
- * name cn (borrowed for the call), before any of its requests is served:
- * if a user of the users file has that cert-cn, c is logged in as that
- * user (no token; a later hello without auth keeps it), else nothing
- * changes. */
-void conn_tls_identified(struct conn *c, const char *cn);
 /* The users table (env.users) was replaced: every connection's user is
  * looked up again by name in the new one (a changed role or prefix applies
  * from the next call), and a connection whose user is gone is closed. The

@@ -264,6 +264,8 @@ static void on_cron(uv_timer_t *t)
         publish_metrics(srv);
     if (srv->cfg->idle_timeout_s)
         conn_expire_stalled(srv, uv_now(srv->loop), srv->cfg->idle_timeout_s * 1000);
+    if (srv->tls_ctx)
+        conn_trim_idle(srv, uv_now(srv->loop), 1000);
 }
 
 /* One slice of the sweep under way. The next one runs from an idle handle:
@@ -324,25 +326,6 @@ static void on_signal(uv_signal_t *h, int signum)
     server_stop(srv);
 }
 
-/* Read the TLS files again. New handshakes take the new context; each
- * live connection keeps the one it began with (OpenSSL counts the
- * references). A set that does not load leaves the old context in place. */
-static void reload_tls(struct server *srv)
-{
-    SSL_CTX *ctx;
-    char err[800];
-    if (tls_server_ctx(srv->cfg, &ctx, err, sizeof(err)) < 0) {
-        log_warn("SIGHUP: %s; the TLS certificate loaded before stays in use", err);
-        return;
-    }
-    SSL_CTX_free(srv->tls_ctx);
-    srv->tls_ctx = ctx;
-    log_info("SIGHUP: reloaded the TLS certificate %s and key %s%s%s: new handshakes use them",
-             srv->cfg->tls_cert_file, srv->cfg->tls_key_file,
-             srv->cfg->tls_ca_file ? " and the CA file " : "",
-             srv->cfg->tls_ca_file ? srv->cfg->tls_ca_file : "");
-}
-
 /* Load the users file into *out: the file's own checks (users_load), and
  * no user "default" beside --auth-token-file (which is that user). */
 static int read_users(struct server *srv, struct users **out, char *err, size_t errlen)
@@ -395,6 +378,42 @@ static void free_users(struct server *srv)
     srv->env.users = NULL;
 }
 
+/* SIGHUP: read the TLS files again. New handshakes take the new context;
+ * each live connection keeps the one it began with (OpenSSL counts the
+ * references). A set that does not load leaves the old context in place. */
+static void reload_tls(struct server *srv)
+{
+    SSL_CTX *ctx;
+    char err[800];
+    if (tls_server_ctx(srv->cfg, &ctx, err, sizeof(err)) < 0) {
+        log_warn("SIGHUP: %s; the TLS certificate loaded before stays in use", err);
+        return;
+    }
+    SSL_CTX_free(srv->tls_ctx);
+    srv->tls_ctx = ctx;
+    log_info("SIGHUP: reloaded the TLS certificate %s and key %s%s%s: new handshakes use them",
+             srv->cfg->tls_cert_file, srv->cfg->tls_key_file,
+             srv->cfg->tls_ca_file ? " and the CA file " : "",
+             srv->cfg->tls_ca_file ? srv->cfg->tls_ca_file : "");
+}
+
+/* SIGHUP reloads what can be, each on its own: the TLS files and the users
+ * file. With neither there is nothing to reload: the signal, which would
+ * otherwise end the process, is logged and ignored, as Redis does. */
+static void on_sighup(uv_signal_t *h, int signum)
+{
+    struct server *srv = h->data;
+    (void)signum;
+    if (!srv->tls_ctx && !srv->cfg->users_file) {
+        log_warn("SIGHUP ignored: rcstored has nothing to reload");
+        return;
+    }
+    if (srv->tls_ctx)
+        reload_tls(srv);
+    if (srv->cfg->users_file)
+        server_reload_users(srv);
+}
+
 /* The TLS context and read buffer, when a listener is tls://. -EINVAL (the
  * files: exit 2) or -ENOMEM, with the message in err. */
 static int open_tls(struct server *srv, char *err, size_t errlen)
@@ -425,24 +444,6 @@ static void close_tls(struct server *srv)
     srv->tls_ctx = NULL;
     mem_free_in(MEM_CLIENT, srv->tls_rbuf, CONN_TLS_READ_CHUNK);
     srv->tls_rbuf = NULL;
-}
-
-/* SIGHUP reloads what can be: the TLS files and the users file, each on
- * its own (a bad one keeps what was loaded before). With neither there is
- * nothing to reload: the signal, which would otherwise end the process, is
- * logged and ignored, as Redis does. */
-static void on_sighup(uv_signal_t *h, int signum)
-{
-    struct server *srv = h->data;
-    (void)signum;
-    if (!srv->tls_ctx && !srv->cfg->users_file) {
-        log_warn("SIGHUP ignored: rcstored has nothing to reload");
-        return;
-    }
-    if (srv->tls_ctx)
-        reload_tls(srv);
-    if (srv->cfg->users_file)
-        server_reload_users(srv);
 }
 
 /* Read the auth token (common/secret: a regular file private to its

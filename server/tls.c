@@ -75,9 +75,10 @@ int tls_server_ctx(const struct config *cfg, SSL_CTX **out, char *err, size_t er
         goto fail;
     }
     SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
-    /* Idle connections give OpenSSL's record buffers back (about 34 KiB
-     * each); a busy one allocates them again per read batch, not per record. */
-    SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
+    /* No SSL_MODE_RELEASE_BUFFERS: it frees and allocates OpenSSL's two
+     * record buffers around every read batch (about 8% of a batch's TLS cost
+     * in perf/tls_bench); conn_trim_idle gives them back once a connection
+     * has been idle for a second instead. */
     /* One TLS 1.3 ticket per handshake is enough to resume (the default
      * makes two, each an encryption). Tickets are keyed per context: a
      * reload makes earlier ones full handshakes again. */

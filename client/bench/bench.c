@@ -102,7 +102,7 @@ struct target {
 
 struct opts {
     const char *host, *sock, *tests, *mix, *auth_file, *hosts;
-    const char *user;       /* --user: logs in as this user, with auth_file's token */
+    const char *user; /* --user: logs in as this user, with auth_file's token */
     /* TLS: on with --tls, any option below or a tls:// address; then every
      * TCP connection (and every leader hint) is TLS, verified against ca
      * (NULL: the system's store) and sni (NULL: the target's address). */

@@ -1162,9 +1162,9 @@ static int recv_live(rcs_client *c, rcs_value **result)
             m.error->type != MSGPACK_OBJECT_NIL) {
             /* The server refuses the connection itself (a TLS port sent
              * plaintext answers "this port speaks TLS: use tls://...") and
-             * closes it: its words are the clearest error there is. */
-            rc = server_error(c, m.error, "the server refused the connection: ");
-            fail_conn(c, rc);
+             * closes it: a failed connection (RCS_EIO), in its words. */
+            server_error(c, m.error, "the server refused the connection: ");
+            fail_conn(c, RCS_EIO);
             return pop_lost(c);
         }
         if (m.type != RPC_RESPONSE || m.msgid != c->expect) {

@@ -36,12 +36,21 @@ int server_start(struct server_proc *sp, const char *const *extra)
     }
     close(fds[1]);
     sp->log = fdopen(fds[0], "r");
+    sp->address[0] = sp->tls_address[0] = '\0';
     while (fgets(line, sizeof(line), sp->log)) {
         char *p = strstr(line, "listening on tcp://");
+        char *t = strstr(line, "listening on tls://");
+        if (t) {
+            t += strlen("listening on ");
+            t[strcspn(t, "\r\n")] = '\0';
+            snprintf(sp->tls_address, sizeof(sp->tls_address), "%s", t);
+        }
         if (p) {
             p += strlen("listening on ");
             p[strcspn(p, "\r\n")] = '\0';
             snprintf(sp->address, sizeof(sp->address), "%s", p);
+        }
+        if (strstr(line, " ready (pid ") && sp->address[0]) {
             /* Keep draining its log (to our stderr) so it never blocks on a
              * full pipe; the drain ends when the server closes stderr. */
             if (fork() == 0) {

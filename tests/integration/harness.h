@@ -9,11 +9,13 @@
 
 struct server_proc {
     pid_t pid;
-    char address[128]; /* tcp://127.0.0.1:PORT */
-    FILE *log;         /* the rest of its stderr */
+    char address[128];     /* tcp://127.0.0.1:PORT */
+    char tls_address[128]; /* tls://127.0.0.1:PORT of a tls:// listener in the flags, or "" */
+    FILE *log;             /* the rest of its stderr */
 };
 
-/* Start rcstored with extra flags (NULL-terminated). 0 or -1. */
+/* Start rcstored with extra flags (NULL-terminated) and wait for its
+ * "ready" line. 0 or -1. */
 int server_start(struct server_proc *sp, const char *const *extra);
 /* SIGTERM it and wait; returns its exit status (0 when it stopped cleanly). */
 int server_stop(struct server_proc *sp);

@@ -5,7 +5,7 @@
 # print exactly one line on stderr, "rcstored: " and the problem (one
 # format for option, listen, token and metrics errors, printed whatever
 # --log-level says). Then the unix socket of a live server (not taken over),
-# SIGHUP (logged; reloads only what is configured), and host names and IPv6 in listen addresses.
+# SIGHUP (ignored), and host names and IPv6 in listen addresses.
 set -u
 RCSTORED=$1
 tmp=$(mktemp -d)
@@ -182,8 +182,8 @@ expect "the live server's socket is still there" $?
 ping_unix "$sock"
 expect "the live server still answers on it" $?
 
-# SIGHUP: logged (no TLS listener and no users file: nothing to read again); the server
-# answers, then SIGTERM stops it cleanly (status 0) and it removes its socket.
+# SIGHUP: logged and ignored; the server answers, then SIGTERM stops it
+# cleanly (status 0) and it removes its socket.
 kill -HUP "$live_pid"
 ping_unix "$sock"
 expect "SIGHUP: the server still answers" $?

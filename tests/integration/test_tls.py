@@ -9,8 +9,9 @@ plaintext sent to a TLS port gets one BAD_REQUEST; a ClientHello on a
 plaintext port is closed; a stalled handshake is cut by --idle-timeout;
 SIGHUP with a live connection (it keeps working, new handshakes see the new
 certificate) and with a bad pair (logged, the old one stays); many
-handshakes at once do not stop a plaintext client from being answered; the
-start-up errors; the stats counters."""
+handshakes at once do not stop a plaintext client from being answered; a
+TLS client that never reads is cut off at --max-output-bytes; the start-up
+errors; the stats counters."""
 import datetime
 import os
 import shutil
@@ -401,6 +402,23 @@ check("a finished handshake is idle, not stalled: still open after the cut",
       c.call("ping") == (None, "pong"))
 c.close()
 stop(proc, "idle timeout")
+
+# ---- a TLS client that never reads is cut off at --max-output-bytes ----
+proc, plain, tls, lines = start("--max-output-bytes", "256k")
+c = TLSConn(tls, client_ctx())
+big = c.ok("create", b"z" * 60000)
+c.s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+req = msgpack.packb([0, 1, "get", [big]])
+try:
+    for _ in range(2000):
+        c.send_raw(req)
+except (OSError, ssl.SSLError):
+    pass
+check("a TLS client that never reads: cut off past max_output_bytes",
+      log_has(lines, "passed max_output_bytes"))
+check("... and others are unaffected", tls_error(tls, client_ctx()) is None)
+c.close()
+stop(proc, "non-reader")
 
 # ---- start-up errors ----
 def start_fails(*flags):

@@ -5,10 +5,13 @@ tls://127.0.0.1:PORT", and relays each TLS connection's plaintext to the
 backend. Like rcstored's tls:// listeners (SPEC section 10) it answers a
 connection whose first byte is not a TLS handshake record (0x16) with one
 plaintext msgpack-RPC error (msgid 0, BAD_REQUEST, "this port speaks TLS:
-use tls://HOST:PORT") and closes it; with --ca it requires a client
-certificate signed by it (mutual TLS). It serves until stdin closes.
+use tls://HOST:PORT") and closes it; with CA it requires a client
+certificate signed by it (mutual TLS). With --follower LEADER instead of a
+backend it plays a cluster follower over TLS: hello and ping answered,
+every other request NOT_LEADER naming LEADER. It serves until stdin closes.
 
-usage: tls_front.py BACKEND_HOST:PORT CERT KEY [CA]"""
+usage: tls_front.py BACKEND_HOST:PORT CERT KEY [CA]
+       tls_front.py --follower LEADER CERT KEY"""
 import os
 import socket
 import ssl
@@ -34,6 +37,32 @@ def pipe(src, dst):
             pass
 
 
+def follower(tls, leader):
+    """Answer as a follower whose leader is at leader."""
+    unpacker = msgpack.Unpacker(raw=False)
+    try:
+        while True:
+            data = tls.recv(65536)
+            if not data:
+                return
+            unpacker.feed(data)
+            for msg in unpacker:
+                _, msgid, method, _ = msg
+                if method == "hello":
+                    reply = [1, msgid, None, {"protocol": 1, "session": 1, "token": b"t" * 16,
+                                              "resumed": False, "limits": {}}]
+                elif method == "ping":
+                    reply = [1, msgid, None, "pong"]
+                else:
+                    reply = [1, msgid, {"code": "NOT_LEADER", "message": "not the leader",
+                                        "leader": leader}, None]
+                tls.sendall(msgpack.packb(reply))
+    except (OSError, ValueError):
+        pass
+    finally:
+        tls.close()
+
+
 def serve(conn, ctx, backend, port):
     try:
         first = conn.recv(1, socket.MSG_PEEK)
@@ -50,14 +79,21 @@ def serve(conn, ctx, backend, port):
     except (OSError, ssl.SSLError):
         conn.close()
         return
+    if isinstance(backend, str):
+        follower(tls, backend)
+        return
     back = socket.create_connection(backend)
     threading.Thread(target=pipe, args=(back, tls), daemon=True).start()
     pipe(tls, back)
 
 
 def main():
-    host, port = sys.argv[1].rsplit(":", 1)
-    backend = (host, int(port))
+    if sys.argv[1] == "--follower":
+        del sys.argv[1]
+        backend = sys.argv[1]
+    else:
+        host, port = sys.argv[1].rsplit(":", 1)
+        backend = (host, int(port))
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.load_cert_chain(sys.argv[2], sys.argv[3])

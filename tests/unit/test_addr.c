@@ -47,7 +47,7 @@ static void refused(void **state)
     (void)state;
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         assert_int_equal(addr_resolve_tcp(bad[i], &sa, err, sizeof(err)), -EINVAL);
-        assert_string_equal(err, "not tcp://HOST:PORT or unix:///PATH");
+        assert_string_equal(err, "not tcp://HOST:PORT, tls://HOST:PORT or unix:///PATH");
     }
     /* -ENOENT; -EAGAIN on a host whose resolver cannot be reached */
     rc = addr_resolve_tcp("no-such-host.invalid:1", &sa, err, sizeof(err));

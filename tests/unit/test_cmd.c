@@ -75,6 +75,9 @@ static msgpack_packer *begin(struct fx *f, const char *method, size_t nparams)
     return &f->pk;
 }
 
+/* The user the requests below are made as (NULL: nobody logs in, admin). */
+static const struct user *as_user;
+
 /* Dispatch the request as session s; returns the error sent (0 if none) and
  * checks the reply is exactly one well-formed response. */
 static int end_as(struct fx *f, struct sess *s)
@@ -87,6 +90,7 @@ static int end_as(struct fx *f, struct sess *s)
     assert_int_equal(rpc_parse_request(&req, &m, &have), 0);
     int authed = 1;
     cmd_ctx_init(&ctx, &f->env, s, &authed, &f->out);
+    ctx.user = as_user;
     rc = cmd_dispatch(&ctx, &m);
     assert_int_equal(rpc_decode(&f->dres, f->out.data, f->out.len, &res), 0);
     assert_int_equal(rpc_parse_message(&res, &f->res), 0);
@@ -734,6 +738,79 @@ static void names_past_the_page_bound(void **state)
     }
 }
 
+/* The role each method needs is the table's (SPEC section 10), and a call
+ * below it is PERMISSION_DENIED before anything else is looked at (here
+ * with no parameters at all, which would be BAD_PARAMS) and changes
+ * nothing. */
+static void roles_refuse_first(void **state)
+{
+    static const char *const read_ok[] = {"hello",     "ping", "get",   "stat",  "lookup", "names",
+                                          "referrers", "why",  "watch", "stats", "cluster"};
+    static const char *const admin_only[] = {
+        "gc",          "save",        "cluster_add", "cluster_remove", "cluster_transfer",
+        "debug_check", "debug_digest"};
+    struct fx *f = *state;
+    struct user u = {.name = "u"};
+    uint64_t objects = f->st.heap.objects, id;
+    int refused = 0;
+
+    for (int i = 0; i < cmd_count(); i++) {
+        enum role want = ROLE_WRITE;
+        for (size_t k = 0; k < sizeof(read_ok) / sizeof(read_ok[0]); k++)
+            want = strcmp(cmd_name(i), read_ok[k]) == 0 ? ROLE_READ : want;
+        for (size_t k = 0; k < sizeof(admin_only) / sizeof(admin_only[0]); k++)
+            want = strcmp(cmd_name(i), admin_only[k]) == 0 ? ROLE_ADMIN : want;
+        if (cmd_min_role(i) != want)
+            fail_msg("%s needs %s, not %s", cmd_name(i), role_name(want),
+                     role_name(cmd_min_role(i)));
+    }
+    f->env.debug_commands = 1;
+    for (enum role r = ROLE_READ; r <= ROLE_ADMIN; r++) {
+        u.role = r;
+        as_user = &u;
+        for (int i = 0; i < cmd_count(); i++) {
+            if (cmd_min_role(i) <= r)
+                continue;
+            begin(f, cmd_name(i), 0);
+            assert_int_equal(end(f), RPC_EPERMISSION_DENIED);
+            refused++;
+        }
+    }
+    as_user = NULL;
+    f->env.debug_commands = 0;
+    assert_int_equal(refused, 2 * 7 + 12); /* read: write's 12 and admin's 7; write: admin's */
+    assert_int_equal(f->st.heap.objects, objects);
+    /* lookup with acquire needs write; a prefix confines the name. */
+    begin(f, "create", 1);
+    msgpack_pack_bin_with_body(&f->pk, "x", 1);
+    assert_int_equal(end(f), 0);
+    id = f->res.result->via.u64;
+    begin(f, "bind", 2);
+    rpc_pack_cstr(&f->pk, "jobs/x");
+    msgpack_pack_uint64(&f->pk, id);
+    assert_int_equal(end(f), 0);
+    u.role = ROLE_READ;
+    as_user = &u;
+    begin(f, "lookup", 2);
+    rpc_pack_cstr(&f->pk, "jobs/x");
+    msgpack_pack_true(&f->pk);
+    assert_int_equal(end(f), RPC_EPERMISSION_DENIED);
+    u.names = "other/";
+    u.names_len = 6;
+    begin(f, "lookup", 1);
+    rpc_pack_cstr(&f->pk, "jobs/x");
+    assert_int_equal(end(f), RPC_EPERMISSION_DENIED);
+    u.names = "jobs/";
+    u.names_len = 5;
+    begin(f, "lookup", 1);
+    rpc_pack_cstr(&f->pk, "jobs/x");
+    assert_int_equal(end(f), 0);
+    as_user = NULL;
+    begin(f, "unbind", 1);
+    rpc_pack_cstr(&f->pk, "jobs/x");
+    assert_int_equal(end(f), 0);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int main(void)
@@ -752,6 +829,7 @@ int main(void)
         T(queries_past_their_budget),
         T(names_past_the_page_bound),
         T(stats_shows_gc_scratch),
+        T(roles_refuse_first),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

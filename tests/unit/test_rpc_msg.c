@@ -161,8 +161,10 @@ static void error_table(void **state)
         assert_true(err_is_protocol(code));
         assert_int_equal(err_from_name(name, strlen(name)), code);
     }
-    assert_int_equal(RPC_ERR_COUNT,
-                     18); /* SPEC section 4 lists fifteen, sections 8, 9 and 10 one each */
+    /* SPEC section 4 lists fifteen, sections 8, 9 and 10 one each. */
+    assert_int_equal(RPC_ERR_COUNT, 18);
+    assert_string_equal(err_name(RPC_EPERMISSION_DENIED), "PERMISSION_DENIED");
+    assert_int_equal(RPC_EPERMISSION_DENIED, -1017);
 }
 
 /* A random request, sometimes of the simple shape, sometimes not: params of

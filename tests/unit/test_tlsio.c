@@ -4,7 +4,8 @@
  * a server certificate for 127.0.0.1 and localhost, a client certificate
  * with CN=alice, and a second CA that signed nothing). Checked: the
  * handshake, a large round trip both ways, plaintext written before the
- * handshake, mutual TLS and the peer's CN, the wrong CA, the wrong host
+ * handshake, mutual TLS and the peer's CN (none when it holds a control
+ * character or there are two), the wrong CA, the wrong host
  * name, a missing client certificate, garbage and a corrupted record,
  * close_notify, and what an idle endpoint keeps. */
 #include "cmocka_pre.h"
@@ -14,7 +15,9 @@
 #include "tmpdir.h"
 
 #include <errno.h>
+#include <openssl/pem.h>
 #include <openssl/ssl.h>
+#include <openssl/x509.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -208,6 +211,17 @@ static void handshake_and_round_trip(void **state)
     assert_memory_equal(sk.p, up, big);
     assert_memory_equal(ck.p, down, big);
 
+    /* Trimmed, both hold nothing of their queues, and still work. */
+    tlsio_trim(p.c);
+    tlsio_trim(p.s);
+    assert_int_equal(tlsio_buffered(p.c), 0);
+    assert_int_equal(tlsio_buffered(p.s), 0);
+    sk.len = 0;
+    assert_int_equal(tlsio_write(p.c, "after trim", 10), 0);
+    run(&p, &ck, &sk, rc);
+    assert_int_equal(sk.len, 10);
+    assert_memory_equal(sk.p, "after trim", 10);
+
     /* close_notify reaches the other side as TLSIO_EOF. */
     tlsio_shutdown(p.c);
     assert_int_equal(tlsio_write(p.c, "x", 1), TLSIO_EFAIL);
@@ -257,6 +271,70 @@ static void mutual_tls_gives_the_cn(void **state)
     assert_non_null(tlsio_peer_cn(p.s));
     assert_string_equal(tlsio_peer_cn(p.s), "alice");
     pair_free(&p);
+}
+
+/* A client context whose certificate the test CA signed, with the subject
+ * CN entries given (made with OpenSSL's API: the openssl command cannot
+ * write a control character into a name). */
+static SSL_CTX *client_ctx_cns(const char *const *cns, int ncns)
+{
+    SSL_CTX *ctx = client_ctx("ca.pem", NULL, 0);
+    FILE *f = fopen(file("ca.pem"), "r");
+    X509 *ca = f ? PEM_read_X509(f, NULL, NULL, NULL) : NULL;
+    EVP_PKEY *ca_key, *key = EVP_EC_gen("P-256");
+    X509 *x = X509_new();
+    X509_NAME *name = X509_get_subject_name(x);
+    assert_non_null(ca);
+    fclose(f);
+    f = fopen(file("ca.key"), "r");
+    assert_non_null(f);
+    ca_key = PEM_read_PrivateKey(f, NULL, NULL, NULL);
+    fclose(f);
+    assert_non_null(ca_key);
+    assert_non_null(key);
+    ASN1_INTEGER_set(X509_get_serialNumber(x), 77);
+    X509_gmtime_adj(X509_getm_notBefore(x), -3600);
+    X509_gmtime_adj(X509_getm_notAfter(x), 86400);
+    X509_set_pubkey(x, key);
+    for (int i = 0; i < ncns; i++)
+        assert_int_equal(X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8,
+                                                    (const unsigned char *)cns[i], -1, -1, 0),
+                         1);
+    X509_set_issuer_name(x, X509_get_subject_name(ca));
+    assert_true(X509_sign(x, ca_key, EVP_sha256()) > 0);
+    assert_int_equal(SSL_CTX_use_certificate(ctx, x), 1);
+    assert_int_equal(SSL_CTX_use_PrivateKey(ctx, key), 1);
+    X509_free(x);
+    X509_free(ca);
+    EVP_PKEY_free(key);
+    EVP_PKEY_free(ca_key);
+    return ctx;
+}
+
+/* A CN is given only when it is one, without control characters. */
+static void peer_cn_only_when_clean(void **state)
+{
+    static const char *const bob[] = {"bob"}, *const forged[] = {"al\nice"},
+                             *const two[] = {"alice", "admin"}, *const utf8[] = {"J\xc3\xb6rg"};
+    static const struct {
+        const char *const *cns;
+        int n;
+        const char *expect;
+    } cases[] = {{bob, 1, "bob"}, {forged, 1, NULL}, {two, 2, NULL}, {utf8, 1, "J\xc3\xb6rg"}};
+    (void)state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct pair p;
+        ssize_t rc[2];
+        pair_new(&p, client_ctx_cns(cases[i].cns, cases[i].n), server_ctx("ca.pem"), "localhost");
+        run(&p, NULL, NULL, rc);
+        assert_true(tlsio_handshake_done(p.s)); /* the certificate is fine: only no name */
+        assert_int_equal(rc[1], 0);
+        if (cases[i].expect)
+            assert_string_equal(tlsio_peer_cn(p.s), cases[i].expect);
+        else
+            assert_null(tlsio_peer_cn(p.s));
+        pair_free(&p);
+    }
 }
 
 static void assert_contains(const char *s, const char *part)
@@ -440,15 +518,11 @@ static void out_of_memory(void **state)
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(handshake_and_round_trip),
-        cmocka_unit_test(write_before_handshake),
-        cmocka_unit_test(mutual_tls_gives_the_cn),
-        cmocka_unit_test(wrong_ca_fails_readably),
-        cmocka_unit_test(wrong_host_fails),
-        cmocka_unit_test(client_certificate_required),
-        cmocka_unit_test(garbage_fails_cleanly),
-        cmocka_unit_test(corrupted_record_fails),
-        cmocka_unit_test(out_of_memory),
+        cmocka_unit_test(handshake_and_round_trip),    cmocka_unit_test(write_before_handshake),
+        cmocka_unit_test(mutual_tls_gives_the_cn),     cmocka_unit_test(peer_cn_only_when_clean),
+        cmocka_unit_test(wrong_ca_fails_readably),     cmocka_unit_test(wrong_host_fails),
+        cmocka_unit_test(client_certificate_required), cmocka_unit_test(garbage_fails_cleanly),
+        cmocka_unit_test(corrupted_record_fails),      cmocka_unit_test(out_of_memory),
     };
     rcs_test_select(argc, argv);
     return cmocka_run_group_tests(tests, make_certs, remove_certs);

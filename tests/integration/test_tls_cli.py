@@ -1,0 +1,166 @@
+"""The rcstore CLI and rcstore-bench over TLS (SPEC section 10), with
+certificates made at test time (make_certs.sh), against two kinds of TLS
+server: rcstored's own tls:// listeners (mutual TLS with --tls-ca-file),
+and tls_front.py (Python's ssl module before a real plaintext rcstored).
+Checked for each: ping by IP
+and by name, the CA from --cacert or RCSTORE_CACERT, --tls for a bare
+HOST:PORT, mutual TLS with --cert/--key, and each refusal as one clear line
+and exit status 2, never a hang (every run has a timeout): a wrong CA, a
+name the certificate does not carry, a missing client certificate, TLS to a
+plaintext port, plaintext to a TLS port. The bench runs its tests over TLS
+(with and without a client certificate) and reports 0 errors.
+Usage: test_tls_cli.py RCSTORED RCSTORE RCSTORE_BENCH"""
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from rcswire import Checks, start_server  # noqa: E402
+
+RCSTORED, RCSTORE, BENCH = sys.argv[1:4]
+checked = Checks()
+tmp = tempfile.mkdtemp(prefix="rcs-tls-cli-")
+subprocess.run(["bash", os.path.join(HERE, "make_certs.sh"), tmp], check=True)
+
+
+def f(name):
+    return os.path.join(tmp, name)
+
+
+def front(*files):
+    p = subprocess.Popen([sys.executable, os.path.join(HERE, "tls_front.py"),
+                          "%s:%d" % srv_addr, *files], stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, text=True)
+    line = p.stdout.readline()
+    return p, line.strip().rsplit(":", 1)[1]
+
+
+def run(prog, *args, env=None):
+    e = dict(os.environ)
+    for k in ("RCSTORE_CACERT", "RCSTORE_CERT", "RCSTORE_KEY", "RCSTORE_ADDRESS"):
+        e.pop(k, None)
+    e.update(env or {})
+    try:
+        p = subprocess.run([prog, *args], capture_output=True, text=True, timeout=30, env=e)
+    except subprocess.TimeoutExpired:
+        return "timeout", "", "timed out after 30 s"
+    return p.returncode, p.stdout, p.stderr
+
+
+def real(*flags):
+    """An rcstored with a tls:// listener: (process, its TLS port)."""
+    p, _, lines = start_server(RCSTORED, "--listen", "tls://127.0.0.1:0", "--tls-cert-file",
+                               f("srv.pem"), "--tls-key-file", f("srv.key"), *flags, echo=False)
+    port = [l.rsplit(":", 1)[1].strip() for l in lines if "listening on tls://" in l][0]
+    return p, port
+
+
+srv, srv_addr, _ = start_server(RCSTORED, echo=False)
+plain = "127.0.0.1:%d" % srv_addr[1]
+fronts, reals = [], []
+
+
+def side(kind):
+    if kind == "tls_front":
+        p, port = front(f("srv.pem"), f("srv.key"))
+        mp, mport = front(f("srv.pem"), f("srv.key"), f("ca.pem"))
+        fronts.extend([p, mp])
+    else:
+        p, port = real()
+        mp, mport = real("--tls-ca-file", f("ca.pem"))
+        reals.extend([p, mp])
+    return port, mport
+
+
+def checks(kind):
+    port, mport = side(kind)
+    T, TN, M = "tls://127.0.0.1:" + port, "tls://localhost:" + port, "tls://127.0.0.1:" + mport
+
+    def check(name, cond, detail=""):
+        return checked(kind + ": " + name, cond, detail)
+
+    def cli_ok(name, *args, env=None):
+        rc, out, err = run(RCSTORE, *args, "ping", env=env)
+        check(name, rc == 0 and out.strip() == "pong", (rc, out, err))
+
+    def cli_refused(name, words, *args, env=None):
+        rc, out, err = run(RCSTORE, *args, "ping", env=env)
+        check(name, rc == 2 and all(w in err for w in words) and err.count("\n") == 1,
+              (rc, out, err))
+
+    cli_ok("CLI ping over TLS by IP", "-H", T, "--cacert", f("ca.pem"))
+    cli_ok("CLI ping over TLS by name", "-H", TN, "--cacert", f("ca.pem"))
+    cli_ok("RCSTORE_CACERT", "-H", T, env={"RCSTORE_CACERT": f("ca.pem")})
+    cli_ok("--tls makes HOST:PORT TLS", "--tls", "-H", "127.0.0.1:" + port,
+           env={"RCSTORE_CACERT": f("ca.pem")})
+    cli_ok("RCSTORE_ADDRESS tls://", "--cacert", f("ca.pem"), env={"RCSTORE_ADDRESS": T})
+    cli_ok("mutual TLS with --cert/--key", "-H", M, "--cacert", f("ca.pem"),
+           "--cert", f("cli.pem"), "--key", f("cli.key"))
+    cli_ok("mutual TLS with RCSTORE_CERT/KEY", "-H", M, "--cacert", f("ca.pem"),
+           env={"RCSTORE_CERT": f("cli.pem"), "RCSTORE_KEY": f("cli.key")})
+    cli_ok("--insecure: a wrong CA and name ignored", "-H", T, "--cacert", f("other.pem"),
+           "--sni", "db.example.com", "--insecure")
+    cli_refused("wrong CA", ["TLS: certificate verify failed", "unable to get local issuer"],
+                "-H", T, "--cacert", f("other.pem"))
+    cli_refused("the system's store does not know the test CA",
+                ["TLS: certificate verify failed"], "-H", T)
+    cli_refused("name mismatch", ["hostname mismatch", "db.example.com"], "-H", T,
+                "--cacert", f("ca.pem"), "--sni", "db.example.com")
+    cli_refused("client certificate missing", ["TLS:", "client certificate"], "-H", M,
+                "--cacert", f("ca.pem"))
+    cli_refused("CA file missing", ["CA file", "nope.pem"], "-H", T, "--cacert", f("nope.pem"))
+    cli_refused("key without certificate", ["needs its key"], "-H", T, "--key", f("cli.key"))
+    cli_refused("TLS to a plaintext port", ["TLS:", "plaintext"], "-H", "tls://" + plain,
+                "--cacert", f("ca.pem"))
+    cli_refused("plaintext to a TLS port", ["this port speaks TLS"], "-H", "127.0.0.1:" + port)
+    rc, out, err = run(RCSTORE, "-H", plain, "ping")
+    check("the plaintext port still serves", rc == 0 and out.strip() == "pong", (rc, out, err))
+
+    def bench(*args):
+        rc, out, err = run(BENCH, "-c", "4", "-P", "8", "-n", "2000", "-r", "64", "--json",
+                           *args)
+        try:
+            return rc, json.loads(out), err
+        except ValueError:
+            return rc, None, err
+
+    rc, doc, err = bench("-H", T, "--cacert", f("ca.pem"), "-t", "ping,create,incref,cycle")
+    check("bench over TLS: 0 errors", rc == 0 and doc and len(doc) == 4 and
+          all(t["errors"] == 0 and t["lost"] == 0 and t["requests"] >= 2000 for t in doc),
+          (rc, doc, err))
+    rc, doc, err = bench("-h", "127.0.0.1", "-p", mport, "--cacert", f("ca.pem"), "--cert",
+                         f("cli.pem"), "--key", f("cli.key"), "--threads", "2", "-t", "get")
+    check("bench with a client certificate, 2 threads: 0 errors", rc == 0 and doc and
+          doc[0]["errors"] == 0 and doc[0]["requests"] >= 2000, (rc, doc, err))
+
+    def bench_refused(name, words, *args):
+        rc, out, err = run(BENCH, "-c", "4", "-n", "100", "-t", "ping", *args)
+        check(name, rc == 2 and all(w in err for w in words), (rc, out, err))
+
+    bench_refused("bench: wrong CA", ["TLS: certificate verify failed"], "-H", T,
+                  "--cacert", f("other.pem"))
+    bench_refused("bench: client certificate missing", ["TLS:", "certificate required"],
+                  "-H", M, "--cacert", f("ca.pem"))
+    bench_refused("bench: TLS to a plaintext port", ["TLS:", "plaintext"], "-H", "tls://" + plain,
+                  "--cacert", f("ca.pem"))
+    bench_refused("bench: plaintext to a TLS port", ["this port speaks TLS"],
+                  "-H", "127.0.0.1:" + port)
+    bench_refused("bench: tls:// and tcp:// mixed", ["mixes"], "-H", T + ",tcp://" + plain)
+
+
+try:
+    checks("rcstored")
+    checks("tls_front")
+finally:
+    for p in fronts:
+        p.stdin.close()
+        p.wait()
+    for p in reals + [srv]:
+        p.terminate()
+        p.wait()
+    shutil.rmtree(tmp)
+sys.exit(1 if checked.failures else 0)
