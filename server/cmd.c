@@ -277,7 +277,7 @@ char *cmd_printable(char *out, size_t cap, const char *p, size_t len)
     return out;
 }
 
-int cmd_denied(struct cmd_ctx *c, const char *fmt, ...)
+int cmd_denied(struct cmd_ctx *c, const char *logged, const char *fmt, ...)
 {
     char shown[sizeof(c->errbuf)];
     va_list ap;
@@ -285,12 +285,14 @@ int cmd_denied(struct cmd_ctx *c, const char *fmt, ...)
     vsnprintf(c->errbuf, sizeof(c->errbuf), fmt, ap);
     va_end(ap);
     c->errmsg = c->errbuf;
-    /* The message names the method or a name (never a token): a name is the
-     * client's, so what would not print is masked in the log. */
+    /* The log gets logged, or the message when that is NULL (it then holds
+     * only the server's own words: a method, a role, a user of the file):
+     * never a byte the client sent, as a name is. */
+    if (!logged)
+        logged = cmd_printable(shown, sizeof(shown), c->errbuf, strlen(c->errbuf));
     if (log_rate_take(&c->env->denied_log, c->env->now_ms))
         log_warn("refused a call from %s (user %s): %s", c->peer ? c->peer : "?",
-                 c->user ? c->user->name : "-",
-                 cmd_printable(shown, sizeof(shown), c->errbuf, strlen(c->errbuf)));
+                 c->user ? c->user->name : "-", logged);
     return RPC_EPERMISSION_DENIED;
 }
 
@@ -298,15 +300,16 @@ int cmd_require(struct cmd_ctx *c, enum role r, const char *what)
 {
     if (cmd_role(c) >= r)
         return 0;
-    return cmd_denied(c, "%s needs the %s role; user %s has %s", what, role_name(r), c->user->name,
-                      role_name(c->user->role));
+    return cmd_denied(c, NULL, "%s needs the %s role; user %s has %s", what, role_name(r),
+                      c->user->name, role_name(c->user->role));
 }
 
 int cmd_may_name(struct cmd_ctx *c, const char *name, uint32_t len)
 {
     if (user_may_name(c->user, name, len))
         return 0;
-    return cmd_denied(c, "name \"%.*s\" is outside user %s's names prefix \"%s\"",
+    return cmd_denied(c, "a name outside the user's names prefix",
+                      "name \"%.*s\" is outside user %s's names prefix \"%s\"",
                       (int)(len > 64 ? 64 : len), name, c->user->name, c->user->names);
 }
 
@@ -380,7 +383,7 @@ int cmd_dispatch(struct cmd_ctx *c, const struct rpc_message *m)
     /* Before anything else: a call the user may not make learns nothing
      * (not even whether its parameters were right) and changes nothing. */
     if (cmd_role(c) < cmds[i].min_role) {
-        rc = cmd_denied(c, "%s needs the %s role; user %s has %s", cmds[i].name,
+        rc = cmd_denied(c, NULL, "%s needs the %s role; user %s has %s", cmds[i].name,
                         role_name((enum role)cmds[i].min_role), c->user->name,
                         role_name(c->user->role));
         goto counted_error;

@@ -81,9 +81,13 @@ int cmd_name_hidden(const struct cmd_ctx *c, const char *name, uint32_t len);
  * byte that would not print (a control character, a NUL) as '?': for what a
  * client sent that goes into a log line. Returns out. */
 char *cmd_printable(char *out, size_t cap, const char *p, size_t len);
-/* PERMISSION_DENIED with its message, and the warn line (peer, user,
- * method's message; rate limited by env->denied_log). */
-int cmd_denied(struct cmd_ctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* PERMISSION_DENIED with its message, and the warn line (peer, user, and
+ * logged, or the message if logged is NULL: a message that holds a byte
+ * of the client's, such as a name, passes a summary of its own as logged,
+ * since no byte of a TLS connection's plaintext may reach a log; rate
+ * limited by env->denied_log). */
+int cmd_denied(struct cmd_ctx *c, const char *logged, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 /* Packs n bytes at p as a msgpack str. */
 void cmd_pack_str(msgpack_packer *pk, const char *p, size_t n);

@@ -17,14 +17,19 @@ static void pack_hello(msgpack_packer *pk, const struct store *st, const struct 
                        int resumed, const char *role, const char *leader, const struct user *user);
 
 /* A failed login: AUTH_FAILED, the connection closed after the reply, and a
- * warn line (rate limited) naming the peer and the user asked for: never the
- * token. */
-static int login_failed(struct cmd_ctx *c, const char *user, uint32_t ulen, const char *why)
+ * warn line (rate limited) naming the peer and the user asked for, u (NULL:
+ * no such user, whose name, the client's bytes, is not logged: it may be a
+ * token pasted in the wrong field). Never the token. */
+static int login_failed(struct cmd_ctx *c, const struct user *u, uint32_t ulen, const char *why)
 {
-    char shown[USER_NAME_MAX + 1];
-    if (log_rate_take(&c->env->login_log, c->env->now_ms))
-        log_warn("failed login from %s as user \"%s\": %s; closing", c->peer ? c->peer : "?",
-                 cmd_printable(shown, sizeof(shown), user, ulen), why);
+    if (log_rate_take(&c->env->login_log, c->env->now_ms)) {
+        if (u)
+            log_warn("failed login from %s as user \"%s\": %s; closing", c->peer ? c->peer : "?",
+                     u->name, why);
+        else
+            log_warn("failed login from %s as an unknown user (a name of %u bytes); closing",
+                     c->peer ? c->peer : "?", (unsigned)ulen);
+    }
     c->close_after = 1;
     return cmd_fail(c, RPC_EAUTH_FAILED, "unknown user or wrong token; closing");
 }
@@ -72,17 +77,15 @@ static int login(struct cmd_ctx *c, arg_t *opts)
         u = users_find(env->users, name, nlen);
         ok = users_check_token(u, tok, tlen); /* hashes even for no user */
         if (!u)
-            return login_failed(c, name, nlen, "no such user");
+            return login_failed(c, NULL, nlen, "no such user");
     }
     if (!ok)
-        return login_failed(c, name, nlen, "wrong token");
-    /* The audit trail of logins (--log-level debug): never the token. */
-    log_debug("%s: logged in as %s by hello", c->peer ? c->peer : "?", u->name);
+        return login_failed(c, u, nlen, "wrong token");
     c->user = u; /* authenticated once it has its session (below) */
     return 0;
 }
 
-int cmd_do_hello(struct cmd_ctx *c, arg_t *a, uint32_t n)
+static int hello(struct cmd_ctx *c, arg_t *a, uint32_t n)
 {
     struct store *st = c->env->st;
     msgpack_packer *pk = &c->pk;
@@ -104,6 +107,10 @@ int cmd_do_hello(struct cmd_ctx *c, arg_t *a, uint32_t n)
             return cmd_fail(c, RPC_EBAD_PARAMS, "resume must be the token (bin) from hello");
     }
     if (cmd_login_required(c->env) && (rc = login(c, n == 1 ? &a[0] : NULL)) < 0)
+        return rc;
+    /* A lease keeps holds, and a read user may hold nothing: it changes
+     * nothing, not even the journal a leased session is written to. */
+    if (ttl && ttl->via.u64 > 0 && (rc = cmd_require(c, ROLE_WRITE, "a lease (hello's ttl)")) < 0)
         return rc;
     /* A cluster node that does not serve answers a plain hello (a client
      * finds the leader with it) and nothing that needs the leader's log. */
@@ -130,7 +137,7 @@ int cmd_do_hello(struct cmd_ctx *c, arg_t *a, uint32_t n)
         rpc_obj_bytes(resume, &tok, &len);
         o = sess_by_token(st, tok, len);
         if (o && o->user[0] && strcmp(o->user, c->user->name) != 0)
-            return cmd_denied(c, "session %llu belongs to user %s", (unsigned long long)o->id,
+            return cmd_denied(c, NULL, "session %llu belongs to user %s", (unsigned long long)o->id,
                               o->user);
     }
     /* A connection that had to authenticate gets its session only now: an
@@ -190,6 +197,23 @@ int cmd_do_hello(struct cmd_ctx *c, arg_t *a, uint32_t n)
         pack_hello(pk, st, s, resumed, NULL, NULL, c->user);
     }
     return 0;
+}
+
+/* hello: a request that fails changes nothing, not even who the
+ * connection is logged in as (a good login followed by a bad resume leaves
+ * the user before it). */
+int cmd_do_hello(struct cmd_ctx *c, arg_t *a, uint32_t n)
+{
+    const struct user *before = c->user;
+    int rc = hello(c, a, n);
+    if (rc < 0 && !c->close_after)
+        c->user = before;
+    /* The audit trail of logins (--log-level debug), once the hello that
+     * logged in has succeeded: the peer and the user, never the token. */
+    if (rc >= 0 && c->user && n == 1 && a[0].type == MSGPACK_OBJECT_MAP &&
+        cmd_login_required(c->env) && rpc_map_get(&a[0], "auth"))
+        log_debug("%s: logged in as %s by hello", c->peer ? c->peer : "?", c->user->name);
+    return rc;
 }
 
 /* hello's result: the session s (NULL: none, as a follower answers), and

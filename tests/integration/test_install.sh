@@ -17,6 +17,11 @@ for f in bin/rcstored bin/rcstore bin/rcstore-bench include/rcstore.h \
   test -e "$tmp/prefix/$f" || { echo "FAIL: $f not installed"; exit 1; }
 done
 ls "$tmp"/prefix/lib*/librcstore.a "$tmp"/prefix/lib*/librcstore.so.0 >/dev/null
+# The units start the installed binary, wherever --prefix put it.
+for u in rcstored.service rcstored@.service; do
+  grep -q "^ExecStart=$tmp/prefix/bin/rcstored " "$tmp/prefix/lib/systemd/system/$u" ||
+    { echo "FAIL: $u does not start $tmp/prefix/bin/rcstored"; grep ExecStart "$tmp/prefix/lib/systemd/system/$u"; exit 1; }
+done
 # find_package(rcstore): the shared and the static library.
 mkdir "$tmp/cm"
 cat >"$tmp/cm/CMakeLists.txt" <<EOF
