@@ -76,6 +76,7 @@ struct conn {
     unsigned paused : 1;            /* a save's reply is awaited: nothing more is served */
     unsigned first_seen : 1;        /* its first bytes were looked at (TLS or not) */
     unsigned is_tls : 1;            /* accepted on a tls:// listener */
+    unsigned by_cert : 1;           /* logged in by its certificate's CN (cert-cn) */
     unsigned hs_queued : 1;         /* on srv->hs_head: waits for its turn at a handshake step */
     unsigned in_ended : 1;          /* the client's input ended (close_notify, a TLS failure):
                                        what it sent before is served, then the connection closes */
@@ -561,7 +562,9 @@ static int serve_request(struct conn *c, const struct rpc_message *m)
         uv_read_stop(&c->h.stream);
     }
     c->sess = ctx.sess; /* hello {resume} may have swapped it */
-    c->user = ctx.user; /* hello {user, auth} may have logged in */
+    if (ctx.user != c->user)
+        c->by_cert = 0; /* a hello {user, auth} logged in (by token) */
+    c->user = ctx.user;
     if (c->authed && !was_authed)
         set_scan_limits(c); /* the message that authenticated is complete */
     if (ctx.close_after) {  /* a wrong auth token: reply, then close */
@@ -1203,6 +1206,7 @@ void conn_tls_identified(struct conn *c, const char *cn)
         return;
     }
     log_debug("%s: logged in as %s by its certificate", c->peer, u->name);
+    c->by_cert = 1;
     log_in(c, u);
 }
 
@@ -1213,10 +1217,19 @@ void conn_users_reloaded(struct server *srv)
         if (!c->user || c->user == srv->env.default_user)
             continue;
         u = users_find(srv->env.users, c->user->name, strlen(c->user->name));
-        if (!u) {
+        /* A connection its certificate logged in stays only while the user
+         * still claims that certificate's CN (the old table is still
+         * alive here): removing a cert-cn revokes the certificate. */
+        if (u && c->by_cert && (!u->cert_cn || strcmp(u->cert_cn, c->user->cert_cn) != 0)) {
             if (!c->closing)
-                log_info("closing %s: its user %s is no longer in the users file", c->peer,
+                log_info("closing %s: user %s no longer has the cert-cn it logged in with", c->peer,
                          c->user->name);
+            u = NULL;
+        } else if (!u && !c->closing) {
+            log_info("closing %s: its user %s is no longer in the users file", c->peer,
+                     c->user->name);
+        }
+        if (!u) {
             conn_close(c);
             c->authed = 0; /* nothing is served to it before the close */
         }

@@ -7,8 +7,9 @@ and by name, the CA from --cacert or RCSTORE_CACERT, --tls for a bare
 HOST:PORT, mutual TLS with --cert/--key, and each refusal as one clear line
 and exit status 2, never a hang (every run has a timeout): a wrong CA, a
 name the certificate does not carry, a missing client certificate, TLS to a
-plaintext port, plaintext to a TLS port. The bench runs its tests over TLS
-(with and without a client certificate) and reports 0 errors.
+plaintext port, plaintext to a TLS port; a server that offers only TLS 1.1
+(openssl s_server) is refused. The bench runs its tests over TLS (with and
+without a client certificate) and reports 0 errors.
 Usage: test_tls_cli.py RCSTORED RCSTORE RCSTORE_BENCH"""
 import json
 import os
@@ -152,9 +153,35 @@ def checks(kind):
     bench_refused("bench: tls:// and tcp:// mixed", ["mixes"], "-H", T + ",tcp://" + plain)
 
 
+def tls11_refused():
+    """A server that speaks at most TLS 1.1 (openssl s_server): the client
+    offers 1.2 and later only, so the handshake fails, saying so."""
+    s = subprocess.Popen(["openssl", "s_server", "-accept", "127.0.0.1:0", "-cert", f("srv.pem"),
+                          "-key", f("srv.key"), "-tls1_1", "-cipher", "DEFAULT:@SECLEVEL=0"],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         stderr=subprocess.DEVNULL, text=True)
+    try:
+        port = None
+        for line in s.stdout:  # "ACCEPT 127.0.0.1:PORT" (OpenSSL 3)
+            if line.startswith("ACCEPT"):
+                port = line.strip().rsplit(":", 1)[1]
+                break
+        if port is None:
+            print("skip TLS 1.1 server: openssl s_server did not start")
+            return
+        rc, out, err = run(RCSTORE, "-H", "tls://127.0.0.1:" + port, "--cacert", f("ca.pem"),
+                           "ping")
+        checked("TLS 1.1 only server refused (TLS 1.2 minimum)",
+                rc == 2 and "TLS:" in err and "protocol version" in err, (rc, out, err))
+    finally:
+        s.kill()
+        s.wait()
+
+
 try:
     checks("rcstored")
     checks("tls_front")
+    tls11_refused()
 finally:
     for p in fronts:
         p.stdin.close()

@@ -527,11 +527,26 @@ try:
     check("debug: a hello login is logged with peer and user", wait_for(lambda: any(
         peer in l and "logged in as writer by hello" in l for l in log)), log)
     check("debug: no token in any line", not any(t in l for t in TOKENS.values() for l in log))
-    write(users_path, users_text(*BASE))
-    mark = len(log)
-    proc.send_signal(signal.SIGHUP)
-    check("cert-cn: reload logged", wait_for(lambda: any("SIGHUP: read 4 user(s)" in l
-                                                         for l in log[mark:])))
+
+    def reload(text, nusers):
+        write(users_path, text)
+        mark = len(log)
+        proc.send_signal(signal.SIGHUP)
+        return wait_for(lambda: any("SIGHUP: read %d user(s)" % nusers in l
+                                    for l in log[mark:]))
+
+    # The user stays but no longer claims the certificate's CN: the
+    # certificate is revoked, its connection closed; a token login stays.
+    check("cert-cn removed: reload logged", reload(
+        users_text(*BASE) + "[user dash]\nrole = read\ntoken-sha256 = %s\n" % sha("dash-tok"),
+        5))
+    check("cert-cn removed on reload: the certificate's connection closed", d.closed())
+    check("... a token login over TLS stays", a.ok("ping") == "pong")
+    check("cert-cn back: reload logged", reload(users_text(*BASE) +
+          "[user dash]\nrole = read\ncert-cn = dash.example\n", 5))
+    d = TLSConn("cli")
+    check("cert-cn back: the certificate logs in again", d.ok("lookup", "dash/o") == obj)
+    check("cert-cn: reload logged", reload(users_text(*BASE), 4))
     check("cert-cn: its user removed on reload: connection closed", d.closed())
 finally:
     proc.terminate()

@@ -47,9 +47,12 @@
  * TLS 1.3 handshake, so the first call says so: "TLS: the server requires a
  * client certificate ...". A plaintext address at a TLS port fails the
  * first call with RCS_EIO and the server's answer: "the server refused the
- * connection: this port speaks TLS: use tls://HOST:PORT". A client that connected with TLS never
- * follows a cluster's leader hint into plaintext: a hint tcp://HOST:PORT is dialled as
- * tls://HOST:PORT (so a cluster serving TLS clients should --advertise its tls:// addresses). */
+ * connection: this port speaks TLS: use tls://HOST:PORT". A client that
+ * speaks TLS (rcs_connect_tls, or a tls:// address in its list) never
+ * follows a cluster's leader hint into plaintext: a hint tcp://HOST:PORT
+ * (the form rcstored's --advertise takes) is dialled as tls://HOST:PORT,
+ * so a TLS cluster advertises its TLS ports, and their certificates name
+ * the advertised hosts. */
 #ifndef RCSTORE_H
 #define RCSTORE_H
 
