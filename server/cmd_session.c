@@ -11,6 +11,8 @@
 
 #include <string.h>
 
+_Static_assert(SESS_USER_MAX == USER_NAME_MAX, "a session must hold any user's name");
+
 static void pack_hello(msgpack_packer *pk, const struct store *st, const struct sess *s,
                        int resumed, const char *role, const char *leader, const struct user *user);
 
@@ -123,6 +125,21 @@ static int hello(struct cmd_ctx *c, arg_t *a, uint32_t n)
         pack_hello(pk, st, NULL, 0, "follower", leader, c->user);
         return 0;
     }
+    /* A session's resume token is its user's: another user (but an admin)
+     * learns that it exists and nothing changes, not even this connection's
+     * session. A session with no user (made where nobody logs in, or restored
+     * from the data directory or the Raft log, which do not record users)
+     * resumes by its token alone. */
+    if (resume && c->user && c->user->role != ROLE_ADMIN) {
+        const char *tok;
+        uint32_t len;
+        const struct sess *o;
+        rpc_obj_bytes(resume, &tok, &len);
+        o = sess_by_token(st, tok, len);
+        if (o && o->user[0] && strcmp(o->user, c->user->name) != 0)
+            return cmd_denied(c, NULL, "session %llu belongs to user %s", (unsigned long long)o->id,
+                              o->user);
+    }
     /* A connection that had to authenticate gets its session only now: an
      * unauthenticated one spends nothing of the heap. It counts as
      * authenticated only once it has one: every other handler needs it. */
@@ -152,6 +169,11 @@ static int hello(struct cmd_ctx *c, arg_t *a, uint32_t n)
         c->sess = s;
         resumed = 1;
     }
+    /* Whose session it is: the user of the hello that made or leased it last
+     * (an admin's resume leaves it its user's; one with none takes the
+     * resumer's). */
+    if (c->user && (!resumed || !s->user[0]))
+        snprintf(s->user, sizeof(s->user), "%s", c->user->name);
     if (client) {
         uint32_t len = client->via.str.size;
         if (len >= sizeof(s->client))
@@ -186,6 +208,11 @@ int cmd_do_hello(struct cmd_ctx *c, arg_t *a, uint32_t n)
     int rc = hello(c, a, n);
     if (rc < 0 && !c->close_after)
         c->user = before;
+    /* The audit trail of logins (--log-level debug), once the hello that
+     * logged in has succeeded: the peer and the user, never the token. */
+    if (rc >= 0 && c->user && n == 1 && a[0].type == MSGPACK_OBJECT_MAP &&
+        cmd_login_required(c->env) && rpc_map_get(&a[0], "auth"))
+        log_debug("%s: logged in as %s by hello", c->peer ? c->peer : "?", c->user->name);
     return rc;
 }
 

@@ -342,6 +342,41 @@ static int read_users(struct server *srv, struct users **out, char *err, size_t 
     return rc;
 }
 
+/* cert-cn users who cannot use it: without a tls:// listener or without
+ * --tls-ca-file (no client certificate is asked for) they log in only with
+ * a token. One warn line naming them (at start-up and on each reload). */
+static void warn_cert_cn(const struct server *srv)
+{
+    const struct config *cfg = srv->cfg;
+    char names[400];
+    size_t len = 0, n = 0;
+    int tls = 0;
+
+    for (int i = 0; i < cfg->nlisten; i++)
+        tls |= strncmp(cfg->listen[i], "tls://", 6) == 0;
+    if (!srv->users || (tls && cfg->tls_ca_file))
+        return;
+    names[0] = '\0';
+    for (size_t i = 0; i < srv->users->n; i++) {
+        const struct user *u = &srv->users->v[i];
+        if (!u->cert_cn)
+            continue;
+        if (len < sizeof(names)) {
+            int w = snprintf(names + len, sizeof(names) - len, "%s%s", n ? ", " : "", u->name);
+            len += w > 0 ? (size_t)w : 0;
+        }
+        n++;
+    }
+    if (n == 0)
+        return;
+    if (len >= sizeof(names)) /* cut short: say so, before the NUL */
+        memcpy(names + sizeof(names) - 6, ", ...", 5);
+    log_warn("user%s %s ha%s cert-cn but there is no %s: %s can log in only with a token",
+             n > 1 ? "s" : "", names, n > 1 ? "ve" : "s",
+             tls ? "--tls-ca-file (no client certificate is asked for)" : "tls:// listener",
+             n > 1 ? "they" : "it");
+}
+
 int server_reload_users(struct server *srv)
 {
     struct users *u, *old = srv->users;
@@ -356,6 +391,7 @@ int server_reload_users(struct server *srv)
     conn_users_reloaded(srv);
     users_free(old);
     log_info("SIGHUP: read %zu user(s) from %s", u->n, srv->cfg->users_file);
+    warn_cert_cn(srv);
     return 0;
 }
 
@@ -395,6 +431,7 @@ static void reload_tls(struct server *srv)
              srv->cfg->tls_cert_file, srv->cfg->tls_key_file,
              srv->cfg->tls_ca_file ? " and the CA file " : "",
              srv->cfg->tls_ca_file ? srv->cfg->tls_ca_file : "");
+    tls_warn_files(srv->cfg, ctx);
 }
 
 /* SIGHUP reloads what can be, each on its own: the TLS files and the users
@@ -430,6 +467,7 @@ static int open_tls(struct server *srv, char *err, size_t errlen)
     }
     if ((rc = tls_server_ctx(cfg, &srv->tls_ctx, err, errlen)) < 0)
         return rc;
+    tls_warn_files(cfg, srv->tls_ctx);
     if (!(srv->tls_rbuf = mem_alloc_in(MEM_CLIENT, CONN_TLS_READ_CHUNK))) {
         SSL_CTX_free(srv->tls_ctx);
         srv->tls_ctx = NULL;
@@ -672,6 +710,7 @@ int server_init(struct server *srv, uv_loop_t *loop, const struct config *cfg, c
         free_auth(srv);
         goto fail_store;
     }
+    warn_cert_cn(srv);
     if (!cfg->data_dir) {
         char where[320];
         /* A durability setting without a data directory would let a user

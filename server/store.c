@@ -525,6 +525,19 @@ int sess_resume_into(struct store *st, struct sess *cur, const void *token, uint
     return 0;
 }
 
+const struct sess *sess_by_token(const struct store *st, const void *token, uint32_t len)
+{
+    const uint64_t *v;
+    const struct sess *s;
+    if (len != SESS_TOKEN_BYTES)
+        return NULL;
+    v = u64map_get(&st->by_token, token_key(token));
+    s = v ? sess_find(st, *v) : NULL;
+    if (!s || !secret_equal(s->token, SESS_TOKEN_BYTES, token, SESS_TOKEN_BYTES))
+        return NULL;
+    return s;
+}
+
 /* A token is spent (claimed or expired): it leaves the table and the queue
  * and stops counting against the session that made it. Its reference is
  * the caller's to drop. */

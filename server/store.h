@@ -23,6 +23,8 @@
 #include <stdint.h>
 
 #define SESS_TOKEN_BYTES 16
+/* The longest user name a session remembers (users.h's USER_NAME_MAX). */
+#define SESS_USER_MAX 64
 
 struct sess {
     uint64_t id;           /* read-only */
@@ -44,6 +46,7 @@ struct sess {
     struct sess *next_ending;        /* private: st->ending */
     uint8_t token[SESS_TOKEN_BYTES]; /* the resume token */
     char client[64];                 /* what the client called itself */
+    char user[SESS_USER_MAX + 1];    /* the user whose session it is ("": none; in memory only) */
 };
 
 struct store_limits {
@@ -187,6 +190,10 @@ void sess_detach(struct store *st, struct sess *s, uint64_t now_ms);
  * attached to a connection. */
 int sess_resume_into(struct store *st, struct sess *cur, const void *token, uint32_t len,
                      struct sess **out);
+/* The session whose resume token is token (len bytes, compared in constant
+ * time), attached or not, or NULL: a look that changes nothing (hello checks
+ * whose session it is before it resumes it). */
+const struct sess *sess_by_token(const struct store *st, const void *token, uint32_t len);
 
 /* What one store_expire call ended. */
 struct store_expired {

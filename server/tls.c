@@ -1,6 +1,7 @@
 /* tls: the server's SSL_CTX (see tls.h). */
 #include "tls.h"
 #include "config.h"
+#include "log.h"
 
 #include <errno.h>
 #include <openssl/err.h>
@@ -8,6 +9,8 @@
 #include <openssl/x509.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <time.h>
 
 /* TLS 1.2's suites: ECDHE for forward secrecy, AEAD only (Mozilla's
  * "intermediate" list without the DHE ones). TLS 1.3's are OpenSSL's
@@ -123,4 +126,38 @@ int tls_server_ctx(const struct config *cfg, SSL_CTX **out, char *err, size_t er
 fail:
     SSL_CTX_free(ctx);
     return rc;
+}
+
+/* t as "YYYY-MM-DD HH:MM:SS UTC" into buf (n bytes). */
+static void asn1_time_str(const ASN1_TIME *t, char *buf, size_t n)
+{
+    struct tm tm;
+    if (!t || ASN1_TIME_to_tm(t, &tm) != 1 || strftime(buf, n, "%Y-%m-%d %H:%M:%S UTC", &tm) == 0)
+        snprintf(buf, n, "(unreadable)");
+}
+
+void tls_warn_files(const struct config *cfg, SSL_CTX *ctx)
+{
+    struct stat sb;
+    X509 *cert = SSL_CTX_get0_certificate(ctx);
+
+    if (cfg->tls_key_file && stat(cfg->tls_key_file, &sb) == 0 && (sb.st_mode & 077))
+        log_warn("--tls-key-file %s is %s by group or others (mode %03o): chmod 600 it",
+                 cfg->tls_key_file, (sb.st_mode & 044) ? "readable" : "writable",
+                 (unsigned)(sb.st_mode & 0777));
+    if (cert) {
+        const ASN1_TIME *nb = X509_get0_notBefore(cert), *na = X509_get0_notAfter(cert);
+        char before[40], after[40];
+        asn1_time_str(nb, before, sizeof(before));
+        asn1_time_str(na, after, sizeof(after));
+        /* X509_cmp_current_time: -1 earlier than now, 1 later, 0 an error. */
+        if (na && X509_cmp_current_time(na) < 0)
+            log_warn("--tls-cert-file %s expired on %s (notAfter): clients that check it "
+                     "refuse the handshake; renew it and send SIGHUP",
+                     cfg->tls_cert_file, after);
+        else if (nb && X509_cmp_current_time(nb) > 0)
+            log_warn("--tls-cert-file %s is not valid before %s (notBefore; notAfter %s): "
+                     "clients that check it refuse the handshake until then",
+                     cfg->tls_cert_file, before, after);
+    }
 }

@@ -21,4 +21,10 @@ struct config;
  * names the setting, the file and OpenSSL's reason. */
 int tls_server_ctx(const struct config *cfg, SSL_CTX **out, char *err, size_t errlen);
 
+/* Warnings about a context that loaded (at start-up and on each reload),
+ * none of them a refusal: a --tls-key-file that group or others may read or
+ * write, a certificate that has expired or is not valid yet (with its
+ * dates). Logged at warn, one line each. */
+void tls_warn_files(const struct config *cfg, SSL_CTX *ctx);
+
 #endif

@@ -42,6 +42,11 @@ try:
     h = c.ok("hello", {"client": "python"})
     check("hello keys", set(h) >= {"protocol", "server", "session", "token", "resumed", "limits"}, h)
     check("hello protocol 1", h["protocol"] == 1)
+    # Nobody logs in here: user and auth are accepted, unchecked, and the
+    # result says what applies (no user, the admin role).
+    h2 = Conn(addr).ok("hello", {"user": "bob", "auth": "anything"})
+    check("hello user/auth where nobody logs in: user nil, admin",
+          h2["user"] is None and h2["user_role"] == "admin" and h2["session"] > 0, h2)
     check("hello token is bin of >= 16 bytes", isinstance(h["token"], bytes) and len(h["token"]) >= 16)
     check("hello limits", set(h["limits"]) >= {"max_data_bytes", "max_refs", "max_message_bytes",
                                                 "max_session_ttl"} and h["limits"]["max_refs"] == 100)

@@ -73,6 +73,15 @@ r = subprocess.run([RCSTORED, "--listen", "tcp://127.0.0.1:0", "--users-file", u
 check("user default beside --auth-token-file: status 2", r.returncode == 2 and
       "default" in r.stderr, (r.returncode, r.stderr))
 
+# cert-cn users on a server without a tls:// listener: a warning naming them.
+write(users_path, users_text(*BASE) + "[user dash]\nrole = read\ncert-cn = dash.example\n")
+proc, addr, log = rcswire.start_server(RCSTORED, "--users-file", users_path)
+proc.terminate()
+proc.wait(timeout=30)
+check("cert-cn without a tls:// listener: one warning naming the user", len(
+    [l for l in log if "user dash has cert-cn but there is no tls:// listener" in l and
+     "only with a token" in l]) == 1, log)
+
 write(users_path, users_text(*BASE))
 proc, addr, log = rcswire.start_server(RCSTORED, "--users-file", users_path, "--auth-token-file",
                                        token_path, "--debug-commands", keep=True)
@@ -115,6 +124,43 @@ try:
     v1b = Conn(addr)
     h = v1b.ok("hello", {"user": "default", "auth": V1_TOKEN})
     check("v1 token with user default", h["user"] == "default", h)
+
+    # ---- a leased session is its user's: its token alone does not resume it ----
+    def detached():
+        return admin.ok("stats")["sessions"]["detached"]
+
+    lw = Conn(addr)
+    h = lw.ok("hello", {"user": "writer", "auth": TOKENS["writer"], "ttl": 600})
+    lease_tok, lease_sid = h["token"], h["session"]
+    lease_obj = lw.ok("create", b"leased")  # its hold is the session's
+    before = detached()
+    lw.s.close()
+    check("lease: the writer's session detaches", wait_for(lambda: detached() == before + 1))
+    mark = len(log)
+    for name in ("reader", "jobber"):
+        other, _ = login(name)
+        err, _ = other.call("hello", {"resume": lease_tok})
+        check("lease: %s resuming the writer's session is PERMISSION_DENIED" % name,
+              err and err["code"] == "PERMISSION_DENIED" and
+              ("session %d belongs to user writer" % lease_sid) in err["message"], err)
+        check("lease: ... and %s keeps its own session" % name,
+              other.ok("hello")["session"] != lease_sid)
+    check("lease: the refusal is logged with the user",
+          wait_for(lambda: any("belongs to user writer" in l and "user jobber" in l
+                               for l in log[mark:])))
+    check("lease: nothing changed: still detached, its object held",
+          detached() == before + 1 and admin.ok("stat", lease_obj)["refcount"] == 1)
+    adm2, _ = login("boss")
+    h = adm2.ok("hello", {"resume": lease_tok})
+    check("lease: an admin resumes any user's session", h["resumed"] and
+          h["session"] == lease_sid and h["user"] == "boss", h)
+    adm2.s.close()
+    check("lease: ... and leaves it detached again", wait_for(lambda: detached() == before + 1))
+    lw2, _ = login("writer")
+    h = lw2.ok("hello", {"resume": lease_tok})
+    check("lease: its own user still resumes it after the admin did",
+          h["resumed"] and h["session"] == lease_sid, h)
+    check("lease: ... with its holds", lw2.ok("decref", lease_obj) == 0)
 
     # ---- every method under every role ----
     ops = admin.ok("stats")["ops"]
@@ -377,11 +423,67 @@ for serial, (name, cn, ext) in enumerate((("srv", "localhost", ["-extfile", "san
     openssl("x509", "-req", "-in", name + ".csr", "-CA", "ca.pem", "-CAkey", "ca.key",
             "-set_serial", str(serial), "-days", "2", *ext,
             "-out", name + ".pem")
+
+# ---- warnings, not refusals: cert-cn users without --tls-ca-file, a key
+# file group or others may read, an expired certificate (made here with
+# python3-cryptography: openssl x509 cannot backdate) ----
+def expired_pair(cert, key):
+    import datetime
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+    k = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    c = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+         .public_key(k.public_key()).serial_number(7)
+         .not_valid_before(datetime.datetime(2020, 1, 1))
+         .not_valid_after(datetime.datetime(2020, 1, 2, 3, 4, 5))
+         .sign(k, hashes.SHA256()))
+    write(cert, c.public_bytes(serialization.Encoding.PEM).decode())
+    write(key, k.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                               serialization.NoEncryption()).decode())
+
+
+wcert, wkey = os.path.join(tmp, "w.pem"), os.path.join(tmp, "w.key")
+with open(os.path.join(tmp, "srv.pem")) as f:
+    write(wcert, f.read())
+with open(os.path.join(tmp, "srv.key")) as f:
+    write(wkey, f.read(), 0o644)
+write(users_path, users_text(*BASE) + "[user dash]\nrole = read\ncert-cn = dash.example\n"
+      "[user bot]\nrole = write\ncert-cn = bot.example\n")
+proc, addr, log = rcswire.start_server(
+    RCSTORED, "--users-file", users_path, "--listen", "tls://127.0.0.1:0",
+    "--tls-cert-file", wcert, "--tls-key-file", wkey, keep=True)
+try:
+    NO_CA = "users dash, bot have cert-cn but there is no --tls-ca-file"
+    check("start-up: cert-cn users without --tls-ca-file: one warning naming them",
+          len([l for l in log if NO_CA in l and "only with a token" in l]) == 1, log)
+    check("start-up: a key file others may read: a warning, and the server runs",
+          log_has("--tls-key-file %s is readable by group or others (mode 644): chmod 600 it"
+                  % wkey) and Conn(addr).ok("ping") == "pong", log)
+    check("start-up: a valid certificate: no expiry warning", not log_has("expired"))
+    expired_pair(wcert, wkey)
+    mark = len(log)
+    proc.send_signal(signal.SIGHUP)
+    check("reload: an expired certificate: a warning with its notAfter", wait_for(lambda: any(
+        ("--tls-cert-file %s expired on 2020-01-02 03:04:05 UTC" % wcert) in l
+        for l in log[mark:])), log[mark:])
+    check("reload: the cert-cn warning again", wait_for(lambda: any(
+        NO_CA in l for l in log[mark:])), log[mark:])
+    check("reload: a key file now 600: no key warning",
+          not any("chmod 600" in l for l in log[mark:]), log[mark:])
+    check("reload: the server still serves", Conn(addr).ok("ping") == "pong")
+finally:
+    proc.terminate()
+    proc.wait(timeout=30)
+
 write(users_path, users_text(*BASE) + "[user dash]\nrole = read\ncert-cn = dash.example\n")
 proc, addr, log = rcswire.start_server(
     RCSTORED, "--users-file", users_path, "--listen", "tls://127.0.0.1:0",
     "--tls-cert-file", os.path.join(tmp, "srv.pem"), "--tls-key-file",
-    os.path.join(tmp, "srv.key"), "--tls-ca-file", os.path.join(tmp, "ca.pem"), keep=True)
+    os.path.join(tmp, "srv.key"), "--tls-ca-file", os.path.join(tmp, "ca.pem"),
+    "--log-level", "debug", keep=True)
 tls_addr = [l.rsplit("tls://", 1)[1].strip().rsplit(":", 1) for l in log
             if "listening on tls://" in l][0]
 tls_addr = (tls_addr[0], int(tls_addr[1]))
@@ -407,6 +509,7 @@ try:
     obj = adm.ok("create", b"o")
     adm.ok("bind", "dash/o", obj)
     d = TLSConn("cli")
+    check("mutual TLS: no cert-cn warning", not any("cert-cn but" in l for l in log), log)
     check("cert-cn: logged in by the certificate, no hello needed",
           d.ok("lookup", "dash/o") == obj)
     check("cert-cn: the user's role applies", d.code("create", b"x") == "PERMISSION_DENIED")
@@ -418,6 +521,12 @@ try:
           a.code("lookup", "dash/o") == "AUTH_REQUIRED")
     h = a.ok("hello", {"user": "writer", "auth": TOKENS["writer"]})
     check("... then hello with a token works over TLS", h["user"] == "writer", h)
+    peer = "%s:%d" % a.s.getsockname()[:2]
+    check("debug: a certificate login is logged with peer and user",
+          wait_for(lambda: log_has("logged in as dash by its certificate")), log)
+    check("debug: a hello login is logged with peer and user", wait_for(lambda: any(
+        peer in l and "logged in as writer by hello" in l for l in log)), log)
+    check("debug: no token in any line", not any(t in l for t in TOKENS.values() for l in log))
 
     def reload(text, nusers):
         write(users_path, text)
