@@ -16,7 +16,9 @@
 # median is kept. The table gives each TLS figure with its ratio to the same
 # server's plaintext figure (ratio of the medians); below it, the ratio of
 # each round (plaintext and TLS back to back) and their median, which the
-# target line uses: on a loaded machine it moves less.
+# target line uses: on a loaded machine it moves less; and the server's CPU
+# time per request (from /proc/PID/stat), plaintext against TLS, which
+# other load on the machine hardly changes.
 #
 # With two or more cores the servers run on core 0 and the load testers on
 # core 1 (taskset), as compare-redis.sh does; PIN=0 turns that off. Both
@@ -130,11 +132,22 @@ redis_server() {
 csv_rps() { awk -F'"' 'NR == 2 { print $4 }'; }
 median() { sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 
+# The server's CPU time so far (user + system), in clock ticks.
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$PID/stat"; }
+
 # bench KIND TRANSPORT DEPTH: one load against the running server, its rps
-# appended to $TMP/KIND-TRANSPORT-DEPTH.
+# appended to $TMP/KIND-TRANSPORT-DEPTH and the server's CPU time per
+# request (microseconds) to $TMP/KIND-TRANSPORT-DEPTH.cpu.
 bench() {
-    local kind=$1 transport=$2 depth=$3 n=$N
+    local kind=$1 transport=$2 depth=$3 n=$N t0
     [ "$depth" = 1 ] && n=$N1
+    t0=$(cpu_ticks)
+    bench_run "$kind" "$transport" "$depth" "$n"
+    awk -v a="$t0" -v b="$(cpu_ticks)" -v hz="$(getconf CLK_TCK)" -v n="$n" \
+        'BEGIN { printf "%.3f\n", (b - a) / hz * 1e6 / n }' >>"$TMP/$kind-$transport-$depth.cpu"
+}
+bench_run() {
+    local kind=$1 transport=$2 depth=$3 n=$4
     if [ "$kind" = rcs ]; then
         local addr=(-p "$PORT")
         [ "$transport" = tls ] && addr=(-H "tls://127.0.0.1:$TPORT" --cacert "$TMP/ca.pem")
@@ -154,7 +167,7 @@ echo "# incref / INCR, $CLIENTS connections, keyspace $KEYSPACE; pipeline $PIPEL
     "pipeline 1: $N1 requests; median of $ROUNDS rounds; $(openssl version | cut -d' ' -f1-2)"
 for kind in rcs redis; do
     for t in plain tls; do
-        for d in "$PIPELINE" 1; do : >"$TMP/$kind-$t-$d"; done
+        for d in "$PIPELINE" 1; do : >"$TMP/$kind-$t-$d" && : >"$TMP/$kind-$t-$d.cpu"; done
     done
 done
 for round in $(seq "$ROUNDS"); do
@@ -198,6 +211,17 @@ for kind in rcs redis; do
         printf '# %s -P %s: TLS / plaintext each round [%s], median %s\n' \
             "$([ $kind = rcs ] && echo rcstored || echo redis)" "$d" \
             "$(round_ratios $kind "$d" | tr '\n' ' ' | sed 's/ $//')" "${FIG[$kind-rr-$d]}"
+    done
+done
+# The server's CPU time per request does not depend on what else the
+# machine runs (much): plaintext's over TLS's is the ratio the throughput
+# would have where the server's core is the bottleneck.
+for kind in rcs redis; do
+    for d in "$PIPELINE" 1; do
+        p=$(median <"$TMP/$kind-plain-$d.cpu")
+        t=$(median <"$TMP/$kind-tls-$d.cpu")
+        printf '# %s -P %s: server CPU per request %s us plaintext, %s us TLS: ratio %s\n' \
+            "$([ $kind = rcs ] && echo rcstored || echo redis)" "$d" "$p" "$t" "$(ratio "$p" "$t")"
     done
 done
 r=${FIG[rcs-rr-$PIPELINE]}
