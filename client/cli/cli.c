@@ -96,6 +96,20 @@ static double now_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+/* The library's message for the last call. A one-shot command never makes
+ * a next request, so the library's "; the next request reconnects" (said
+ * of a lost connection) is dropped there; the shell keeps it. */
+static const char *last_error(struct cli *cli)
+{
+    static const char tail[] = "; the next request reconnects";
+    static char buf[1024];
+    const char *m = rcs_last_error(cli->c), *at;
+    if (cli->shell || !(at = strstr(m, tail)))
+        return m;
+    snprintf(buf, sizeof(buf), "%.*s%s", (int)(at - m), m, at + sizeof(tail) - 1);
+    return buf;
+}
+
 /* Report a failed call: server errors exit 1, connection trouble 2. A
  * NOT_LEADER (nothing was done) within the failover timeout is not
  * reported: run() runs the command again, and the library moves to the
@@ -106,7 +120,7 @@ static int call_failed(struct cli *cli, int rc)
         cli->retry = 1;
         return EXIT_SERVER;
     }
-    fprintf(stderr, "rcstore: %s: %s\n", rcs_error_name(rc), rcs_last_error(cli->c));
+    fprintf(stderr, "rcstore: %s: %s\n", rcs_error_name(rc), last_error(cli));
     return rc <= RCS_EIO ? EXIT_USAGE : EXIT_SERVER;
 }
 
@@ -1299,7 +1313,7 @@ int main(int argc, char **argv)
             cli.address = "127.0.0.1:7373";
         if ((rc = rcs_connect_tls(cli.address, &cli.tls, &cli.c)) < 0) {
             if (cli.c)
-                fprintf(stderr, "rcstore: %s\n", rcs_last_error(cli.c));
+                fprintf(stderr, "rcstore: %s\n", last_error(&cli));
             else
                 fprintf(stderr, "rcstore: cannot connect to %s: %s\n", cli.address,
                         rcs_strerror(rc));

@@ -174,6 +174,9 @@ try:
     o = one(runs(rf"^rcstore -H 127\.0\.0\.1:{port} ping$"))
     check("plaintext at the TLS port: the server says it speaks TLS",
           "speaks TLS" in o and "pong" not in o, o)
+    shown = re.search(r"^rcstore: .*this port speaks TLS.*$", text, re.M)
+    shown = shown.group(0).replace("7373", str(port)) if shown else "(not in the page)"
+    check("plaintext at the TLS port: the line the page shows", o == shown, (shown, o))
     o = one(runs(tls + r" --user jobs --auth-file ops\.token ping$"))
     check("a wrong token: AUTH_FAILED", "AUTH_FAILED" in o, o)
     greps = [s[1] for s in steps if s[0].startswith("grep -c ")]

@@ -8,7 +8,9 @@ HOST:PORT, mutual TLS with --cert/--key, and each refusal as one clear line
 and exit status 2, never a hang (every run has a timeout): a wrong CA, a
 name the certificate does not carry, a missing client certificate, TLS to a
 plaintext port, plaintext to a TLS port; a server that offers only TLS 1.1
-(openssl s_server) is refused. The bench runs its tests over TLS (with and
+(openssl s_server) is refused. The one-shot CLI's lines are the ones
+rcstore(1) shows (no "; the next request reconnects": there is no next
+request), the shell's keep it. The bench runs its tests over TLS (with and
 without a client certificate) and reports 0 errors.
 Usage: test_tls_cli.py RCSTORED RCSTORE RCSTORE_BENCH"""
 import json
@@ -111,13 +113,30 @@ def checks(kind):
                 ["TLS: certificate verify failed"], "-H", T)
     cli_refused("name mismatch", ["hostname mismatch", "db.example.com"], "-H", T,
                 "--cacert", f("ca.pem"), "--sni", "db.example.com")
-    cli_refused("client certificate missing", ["TLS:", "client certificate"], "-H", M,
-                "--cacert", f("ca.pem"))
+    cli_refused("client certificate missing",
+                ["rcstore: EIO: TLS: the server requires a client certificate (tlsv13 alert "
+                 "certificate required) (%s)\n" % M], "-H", M, "--cacert", f("ca.pem"))
     cli_refused("CA file missing", ["CA file", "nope.pem"], "-H", T, "--cacert", f("nope.pem"))
     cli_refused("key without certificate", ["needs its key"], "-H", T, "--key", f("cli.key"))
-    cli_refused("TLS to a plaintext port", ["TLS:", "plaintext"], "-H", "tls://" + plain,
-                "--cacert", f("ca.pem"))
-    cli_refused("plaintext to a TLS port", ["this port speaks TLS"], "-H", "127.0.0.1:" + port)
+    cli_refused("TLS to a plaintext port", ["rcstore: TLS: the server closed the connection "
+                "during the handshake (is the port plaintext?) (tls://%s)\n" % plain],
+                "-H", "tls://" + plain, "--cacert", f("ca.pem"))
+    cli_refused("plaintext to a TLS port", ["rcstore: EIO: the server refused the connection: "
+                "this port speaks TLS: use tls://", " (127.0.0.1:%s)\n" % port],
+                "-H", "127.0.0.1:" + port)
+    for name, args in (("plaintext to a TLS port", ["-H", "127.0.0.1:" + port]),
+                       ("client certificate missing", ["-H", M, "--cacert", f("ca.pem")])):
+        rc, out, err = run(RCSTORE, *args, "ping")
+        check(name + ": one-shot, no 'next request'", rc == 2 and "next request" not in err,
+              (rc, out, err))
+        try:
+            p = subprocess.run([RCSTORE, *args], input="ping\n", capture_output=True, text=True,
+                               timeout=30)
+            rc, out, err = p.returncode, p.stdout, p.stderr
+        except subprocess.TimeoutExpired:
+            rc, out, err = "timeout", "", ""
+        check(name + ": the shell says the next request reconnects",
+              "; the next request reconnects" in err, (rc, out, err))
     rc, out, err = run(RCSTORE, "-H", plain, "ping")
     check("the plaintext port still serves", rc == 0 and out.strip() == "pong", (rc, out, err))
 
