@@ -56,6 +56,7 @@ struct cli {
      * mean tls://HOST:PORT (rcs_connect_tls). */
     rcs_tls_opts tls;
     int use_tls;
+    unsigned tls_flags; /* the TLS options given on the command line (TLS_OPT_ bits) */
     char session_path[1024];
     int in_session; /* resumed the session of session_file */
     int shell;
@@ -64,6 +65,12 @@ struct cli {
     double retry_until;   /* while it may (monotonic seconds) */
     struct opts defaults; /* from the command line, for every shell command */
 };
+
+/* The command line's TLS options, for the warning that a plaintext address
+ * ignores them (bit i: tls_opt_names[i]). */
+static const char *const tls_opt_names[] = {"--cacert", "--cert",     "--key",
+                                            "--sni",    "--insecure", "--tls"};
+enum { TLS_OPT_CACERT, TLS_OPT_CERT, TLS_OPT_KEY, TLS_OPT_SNI, TLS_OPT_INSECURE, TLS_OPT_TLS };
 
 struct command {
     const char *name;
@@ -1083,19 +1090,25 @@ static int parse_opts(struct cli *cli, struct opts *o, int argc, char **argv, in
         } else if (global && strcmp(a, "--cacert") == 0) {
             NEED_VAL;
             cli->tls.ca_file = val;
+            cli->tls_flags |= 1u << TLS_OPT_CACERT;
         } else if (global && strcmp(a, "--cert") == 0) {
             NEED_VAL;
             cli->tls.cert_file = val;
+            cli->tls_flags |= 1u << TLS_OPT_CERT;
         } else if (global && strcmp(a, "--key") == 0) {
             NEED_VAL;
             cli->tls.key_file = val;
+            cli->tls_flags |= 1u << TLS_OPT_KEY;
         } else if (global && strcmp(a, "--sni") == 0) {
             NEED_VAL;
             cli->tls.server_name = val;
+            cli->tls_flags |= 1u << TLS_OPT_SNI;
         } else if (global && strcmp(a, "--insecure") == 0) {
             cli->tls.insecure = 1;
+            cli->tls_flags |= 1u << TLS_OPT_INSECURE;
         } else if (global && strcmp(a, "--tls") == 0) {
             cli->use_tls = 1;
+            cli->tls_flags |= 1u << TLS_OPT_TLS;
         } else if (global && (strcmp(a, "-s") == 0 || strcmp(a, "--socket") == 0)) {
             static char addr[300];
             NEED_VAL;
@@ -1114,6 +1127,42 @@ static int parse_opts(struct cli *cli, struct opts *o, int argc, char **argv, in
 #undef NEED_VAL
     }
     return 0;
+}
+
+/* Whether every item of an address list is an explicit tcp:// or a unix
+ * socket: plaintext whatever the TLS options say. */
+static int plaintext_only(const char *list)
+{
+    for (const char *p = list; *p;) {
+        size_t n = strcspn(p, ",");
+        if (!(n > 6 && strncmp(p, "tcp://", 6) == 0) && !(n > 7 && strncmp(p, "unix://", 7) == 0) &&
+            p[0] != '/')
+            return 0;
+        p += n + (p[n] == ',');
+    }
+    return 1;
+}
+
+/* One line on stderr when TLS options given on the command line (not
+ * from the environment, which may serve other addresses) meet an address
+ * that is plaintext: they would be ignored, a token sent in clear. The
+ * command still runs. */
+static void warn_tls_ignored(const struct cli *cli)
+{
+    char opts[128] = "";
+    size_t len = 0;
+    int n = 0;
+    if (!cli->tls_flags || !cli->address || !plaintext_only(cli->address))
+        return;
+    for (unsigned i = 0; i < sizeof(tls_opt_names) / sizeof(tls_opt_names[0]); i++) {
+        if (cli->tls_flags & (1u << i)) {
+            len += (size_t)snprintf(opts + len, sizeof(opts) - len, "%s%s", n ? "/" : "",
+                                    tls_opt_names[i]);
+            n++;
+        }
+    }
+    fprintf(stderr, "rcstore: warning: %s appl%s only to TLS; %s is plaintext\n", opts,
+            n > 1 ? "y" : "ies", cli->address);
 }
 
 static const struct command *find(const char *name)
@@ -1307,6 +1356,7 @@ int main(int argc, char **argv)
         cli.user = NULL; /* RCSTORE_USER= set empty: none */
     if (cli.user && !cli.auth_file)
         return usage_error("--user %s needs --auth-file (the user's token)", cli.user);
+    warn_tls_ignored(&cli);
     if (cli.use_tls || cli.tls.ca_file || cli.tls.cert_file || cli.tls.key_file ||
         cli.tls.server_name || cli.tls.insecure || (cli.address && strstr(cli.address, "tls://"))) {
         if (!cli.address) /* the default address, over TLS */

@@ -11,7 +11,10 @@ plaintext port, plaintext to a TLS port; a server that offers only TLS 1.1
 (openssl s_server) is refused. The one-shot CLI's lines are the ones
 rcstore(1) shows (no "; the next request reconnects": there is no next
 request), the shell's keep it. The bench runs its tests over TLS (with and
-without a client certificate) and reports 0 errors.
+without a client certificate) and reports 0 errors. TLS options on the
+command line with a plaintext address (tcp://, a unix socket) print one
+warning and the command runs in plaintext (CLI and bench); the same from
+the environment, nothing.
 Usage: test_tls_cli.py RCSTORED RCSTORE RCSTORE_BENCH"""
 import json
 import os
@@ -62,7 +65,8 @@ def real(*flags):
     return p, port
 
 
-srv, srv_addr, _ = start_server(RCSTORED, echo=False)
+SOCK = f("plain.sock")
+srv, srv_addr, _ = start_server(RCSTORED, "--listen", "unix://" + SOCK, echo=False)
 plain = "127.0.0.1:%d" % srv_addr[1]
 fronts, reals = [], []
 
@@ -172,6 +176,39 @@ def checks(kind):
     bench_refused("bench: tls:// and tcp:// mixed", ["mixes"], "-H", T + ",tcp://" + plain)
 
 
+def plaintext_warnings():
+    """TLS options with an address that is plaintext whatever they say."""
+    tcp = "tcp://" + plain
+
+    def cli(name, want_err, *args, env=None):
+        rc, out, err = run(RCSTORE, *args, "ping", env=env)
+        checked(name, rc == 0 and out.strip() == "pong" and err == want_err, (rc, out, err))
+
+    cli("--cacert with tcp://: one warning, runs in plaintext",
+        "rcstore: warning: --cacert applies only to TLS; %s is plaintext\n" % tcp,
+        "-H", tcp, "--cacert", f("ca.pem"))
+    cli("--cert/--key with -s: one warning, runs in plaintext",
+        "rcstore: warning: --cert/--key apply only to TLS; unix://%s is plaintext\n" % SOCK,
+        "-s", SOCK, "--cert", f("cli.pem"), "--key", f("cli.key"))
+    cli("RCSTORE_CACERT with tcp://: no warning", "", "-H", tcp,
+        env={"RCSTORE_CACERT": f("ca.pem")})
+    cli("--cacert with tls:// and tcp:// listed: no warning", "", "-H", tcp + ",tls://" + plain,
+        "--cacert", f("ca.pem"))
+
+    def bench(name, want_err, *args, env=None):
+        rc, out, err = run(BENCH, "-c", "2", "-n", "200", "-t", "ping", "-q", *args, env=env)
+        checked(name, rc == 0 and "PING" in out and err == want_err, (rc, out, err))
+
+    bench("bench: --cacert with -s: one warning, runs in plaintext",
+          "rcstore-bench: warning: --cacert applies only to TLS; unix://%s is plaintext\n" % SOCK,
+          "-s", SOCK, "--cacert", f("ca.pem"))
+    bench("bench: --tls/--insecure with tcp://: one warning, runs in plaintext",
+          "rcstore-bench: warning: --tls/--insecure apply only to TLS; %s is plaintext\n" % tcp,
+          "-H", tcp, "--tls", "--insecure")
+    bench("bench: RCSTORE_CACERT with -s: no warning", "", "-s", SOCK,
+          env={"RCSTORE_CACERT": f("ca.pem")})
+
+
 def tls11_refused():
     """A server that speaks at most TLS 1.1 (openssl s_server): the client
     offers 1.2 and later only, so the handshake fails, saying so."""
@@ -200,6 +237,7 @@ def tls11_refused():
 try:
     checks("rcstored")
     checks("tls_front")
+    plaintext_warnings()
     tls11_refused()
 finally:
     for p in fronts:
