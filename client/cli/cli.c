@@ -326,7 +326,8 @@ static int authenticate(struct cli *cli)
 
 /* user-hash: the users file's line for a token read on stdin (trailing
  * newlines dropped, as from a token file), or with --name and --role a
- * whole [user NAME] section. The token is never printed. */
+ * whole [user NAME] section ending with a blank line (so that sections
+ * appended with >> stay apart). The token is never printed. */
 static int cmd_user_hash(struct cli *cli, const struct opts *o, int argc, char **argv)
 {
     static char tok[SECRET_MAX_BYTES + 2];
@@ -359,8 +360,8 @@ static int cmd_user_hash(struct cli *cli, const struct opts *o, int argc, char *
     for (unsigned int i = 0; i < hn; i++)
         printf("%02x", h[i]);
     printf("\n");
-    if (o->role)
-        printf("role = %s\n", o->role);
+    if (o->role) /* a section ends with a blank line: appended ones stay apart */
+        printf("role = %s\n\n", o->role);
     return EXIT_OK;
 }
 

@@ -132,7 +132,7 @@ try:
         users, tokens, log = "", {}, ""
         check("the example left its users file, tokens and log", False, e)
     sections = {}
-    for m in re.finditer(r"^\[user (\S+)\]\n((?:[^\[].*\n?)*)", users, re.M):
+    for m in re.finditer(r"^\[user (\S+)\]\n((?:[^\[\n].*\n?|\n)*)", users, re.M):
         sections[m.group(1)] = dict(
             (k.strip(), v.split(";")[0].strip())
             for k, _, v in (l.partition("=") for l in m.group(2).splitlines() if "=" in l))
