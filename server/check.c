@@ -281,6 +281,9 @@ int store_check(const struct store *st, char *err, size_t errlen)
         const struct sess *maker = sess_find(st, sh->sess_id);
         if (!heap_get(h, sh->id))
             FAIL("a share token holds %llu, which is not alive", (unsigned long long)sh->id);
+        if (sh->sess_id >= st->next_sess_id)
+            FAIL("a share token on %llu was made by session %llu, past the sequence",
+                 (unsigned long long)sh->id, (unsigned long long)sh->sess_id);
         ex[heap_slot_of(sh->id)].tokens++;
         if (maker)
             tokens[maker->idx]++;

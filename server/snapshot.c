@@ -544,6 +544,11 @@ static int load_record(void *ud, const struct rec *r)
          * restarts at full), but the two must agree. */
         if (r->b == 0 || r->b > UINT32_MAX || r->a == 0 || r->a > r->b * 1000)
             return refuse(ld, RPC_EBAD_PARAMS, "a share token with a bad ttl or time left");
+        /* Its maker may have ended (its id is kept, as every other node
+         * keeps it), but it was handed out: a later session with that id
+         * would count a token it never made. */
+        if (r->c >= ld->next_sess_id)
+            return refuse(ld, RPC_EBAD_PARAMS, "a share token made by a session past the sequence");
         rc = store_load_share(st, r->token, r->id, (uint32_t)r->b, r->c, ld->now_ms);
         return rc < 0 ? refuse(ld, rc, "a share token that repeats or names no live object") : 0;
     case REC_SNAP_END:

@@ -907,7 +907,11 @@ int share_new_at(struct store *st, uint64_t maker, const uint8_t *token, uint64_
         return RPC_EOUT_OF_MEMORY;
     memcpy(sh->token, token, sizeof(sh->token));
     sh->id = id;
-    sh->sess_id = s ? s->id : 0;
+    /* The maker's id is kept even when that session is gone (a snapshot's
+     * token whose maker ended): every node of a cluster keeps what the
+     * leader keeps. Ids are never handed out twice, so a gone maker's
+     * counts nothing. */
+    sh->sess_id = maker;
     sh->ttl_s = ttl_s;
     sh->ttl.pos = 0;
     sh->ttl.tag = TIMER_TOKEN;

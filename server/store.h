@@ -219,8 +219,10 @@ int share_new(struct store *st, struct sess *s, uint64_t id, uint32_t ttl_s, uin
  * decision a SHARE record carries. 0 or RPC_EINTERNAL. */
 int share_token(const struct store *st, uint8_t *token);
 /* share_new with the token's bytes given, made by session maker (0 or a
- * session gone: counted against no session). RPC_EBAD_PARAMS if the token
- * is taken. */
+ * session gone: counted against no session, but its id is kept, as the
+ * store that made the token keeps it). maker must be an id the session
+ * sequence has handed out (below next_sess_id) or 0. RPC_EBAD_PARAMS if
+ * the token is taken. */
 int share_new_at(struct store *st, uint64_t maker, const uint8_t *token, uint64_t id,
                  uint32_t ttl_s, uint64_t now_ms);
 /* Which limit stops s from making a token: "max_tokens_per_session",
@@ -322,9 +324,10 @@ int store_load_obj(struct store *st, uint64_t id, struct sess *owner, const void
 int store_load_holds(struct store *st, struct sess *s, uint64_t id, uint64_t n);
 /* A valid name, not loaded yet, bound to live object id. */
 int store_load_name(struct store *st, const char *name, uint32_t len, uint64_t id);
-/* A share token on live object id made by session maker (0 or a session
- * not loaded: none), whose ttl_s (not 0) restarts at full from now_ms
- * (SPEC section 8). */
+/* A share token on live object id made by session maker (0, or a session
+ * not loaded, which has ended: its id is kept and counts nothing), whose
+ * ttl_s (not 0) restarts at full from now_ms (SPEC section 8). The caller
+ * checks that maker is below the snapshot's session sequence. */
 int store_load_share(struct store *st, const uint8_t *token, uint64_t id, uint32_t ttl_s,
                      uint64_t maker, uint64_t now_ms);
 /* The end: the session id sequence goes on at next_sess_id (above every

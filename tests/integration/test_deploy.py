@@ -746,6 +746,12 @@ check("Dockerfile: listens with TLS, and on a unix socket, not in plaintext on t
       not any(a.startswith("tcp://") for a in dlisten), dlisten)
 check("Dockerfile: names the certificate and key",
       "RCSTORED_TLS_CERT_FILE" in denv and "RCSTORED_TLS_KEY_FILE" in denv, denv)
+# Closed by default: a users file is named, so an image run without one
+# stops at start-up rather than serving every client as admin.
+check("Dockerfile: requires a users file", "RCSTORED_USERS_FILE" in denv, denv)
+check("Dockerfile: the user's group is gid 10001 too (USER 10001:10001 names it)",
+      any("groupadd" in i and "--gid 10001" in i and "useradd" in i and "--gid 10001" in i
+          for i in instrs), [i for i in instrs if "useradd" in i])
 sockpaths = [a[len("unix://"):] for a in dlisten if a.startswith("unix://")]
 check("Dockerfile: the healthcheck pings the unix socket, whose directory uid 10001 owns",
       health and sockpaths and f'"-s", "{sockpaths[0]}"' in health[0] and

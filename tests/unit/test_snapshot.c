@@ -807,6 +807,48 @@ static void load_finds_the_garbage_cycles(void **state)
     store_close(&ld);
 }
 
+/* A share token outlives the session that made it, and the store keeps the
+ * maker's id. The loaded store keeps it too: a cluster node restored from a
+ * snapshot kept 0 instead, and its debug_digest's tokens part differed from
+ * the leader's at the same applied index (issue 16's nemesis). The token
+ * still counts against no session there, and is claimed as in the live one. */
+static void load_keeps_an_ended_makers_id(void **state)
+{
+    (void)state;
+    uint8_t token[SESS_TOKEN_BYTES];
+    uint64_t id = 0, maker, maker_ld, got, deadline, ma = 0;
+    const uint8_t *tok;
+    uint32_t pos = 0, ttl;
+    struct sess *s, *claimer;
+
+    build(300, 0);
+    for (uint32_t k = 0; k < st.heap.nslots && !heap_slot(&st.heap, k, &id); k++)
+        ;
+    assert_true(heap_get(&st.heap, id) != NULL);
+    assert_int_equal(sess_new(&st, &s), 0);
+    assert_int_equal(share_new(&st, s, id, 60, now_ms, token), 0);
+    maker = s->id;
+    sess_detach(&st, s, now_ms); /* no lease: it ends at once */
+    assert_null(sess_find(&st, maker));
+
+    load_and_compare(now_ms + 5); /* the makers too, this one's included */
+    while (store_next_share(&ld, &pos, &tok, &got, &deadline, &ttl, &maker_ld))
+        if (!memcmp(tok, token, SESS_TOKEN_BYTES))
+            ma = maker_ld;
+    assert_int_equal(ma, maker);
+
+    /* Claimed in both by the same new session: the same hold, and the
+     * token ends counted against no session. */
+    assert_int_equal(sess_new(&st, &s), 0);
+    assert_int_equal(sess_new_at(&ld, s->id, s->token, &claimer), 0);
+    assert_int_equal(share_claim(&st, s, token, SESS_TOKEN_BYTES, now_ms, &got), 0);
+    assert_int_equal(share_claim(&ld, claimer, token, SESS_TOKEN_BYTES, now_ms, &got), 0);
+    assert_int_equal(got, id);
+    expect_valid(&ld);
+    expect_equal_stores(&st, &ld, now_ms + 5, 0);
+    store_close(&ld);
+}
+
 /* An old heap: generations near the end, so some slots are retired for
  * good, and the free list's last slot waits to give the last generation
  * (which a retired slot's marker resembles). */
@@ -1154,6 +1196,12 @@ static void load_refuses_what_does_not_make_a_store(void **state)
     craft_insert(&c, i, c.r[i]);
     craft_expect(&c, "a share token that repeats");
 
+    /* A maker that ended is kept, but one the sequence has not reached
+     * yet would be counted against a later session that never made it. */
+    craft_valid(&c);
+    c.r[craft_find(&c, REC_SNAP_SHARE, 0)].c = 3;
+    craft_expect(&c, "a share token made by a session past the sequence");
+
     craft_valid(&c);
     c.r[craft_find(&c, REC_SNAP_SESS, 1)].sess = 1;
     craft_expect(&c, "a session whose id or resume token repeats");
@@ -1190,6 +1238,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(load_rebuilds_the_store, setup, teardown),
         cmocka_unit_test_setup_teardown(load_finds_the_garbage_cycles, setup, teardown),
         cmocka_unit_test_setup_teardown(load_keeps_retired_slots, setup, teardown),
+        cmocka_unit_test_setup_teardown(load_keeps_an_ended_makers_id, setup, teardown),
         cmocka_unit_test_setup_teardown(load_refuses_every_flip_and_cut, setup, teardown),
         cmocka_unit_test_setup_teardown(load_out_of_memory_frees_all, setup, teardown),
         cmocka_unit_test_setup_teardown(load_refuses_what_does_not_make_a_store, setup, teardown),
