@@ -130,8 +130,6 @@ static const char *hint(int r, int handshaking)
     case SSL_R_PACKET_LENGTH_TOO_LONG:
     case SSL_R_UNEXPECTED_EOF_WHILE_READING:
         return handshaking ? " (is the port plaintext?)" : "";
-    case SSL_R_TLSV13_ALERT_CERTIFICATE_REQUIRED:
-        return ": the server requires a client certificate";
     case SSL_R_SSLV3_ALERT_HANDSHAKE_FAILURE:
         return " (does the server require a client certificate?)";
     case SSL_R_TLSV1_ALERT_UNKNOWN_CA:
@@ -189,6 +187,11 @@ void tlsctx_error(const SSL *ssl, int ssl_error, int handshaking, char *buf, siz
         else
             snprintf(buf, len, "certificate verify failed (%s)", X509_verify_cert_error_string(vr));
         OPENSSL_free(ip);
+        return;
+    }
+    if (ERR_GET_LIB(e) == ERR_LIB_SSL &&
+        ERR_GET_REASON(e) == SSL_R_TLSV13_ALERT_CERTIFICATE_REQUIRED) {
+        snprintf(buf, len, "the server requires a client certificate (%s)", reason(e));
         return;
     }
     snprintf(buf, len, "%s%s", reason(e),

@@ -31,9 +31,10 @@ int tlsctx_set_peer(SSL *ssl, const char *host);
  * what SSL_get_error said of it (ssl_error), the thread's OpenSSL error
  * queue (which it empties) and errno: e.g. "certificate verify failed
  * (unable to get local issuer certificate)", "certificate verify failed
- * (hostname mismatch: the certificate is not for localhost)", "wrong
- * version number (is the port plaintext?)", "the server requires a client
- * certificate (tlsv13 alert certificate required)". handshaking: the call
+ * (hostname mismatch: the certificate is not for localhost)", "the server
+ * closed the connection during the handshake (is the port plaintext?)",
+ * "the server requires a client certificate (tlsv13 alert certificate
+ * required)". handshaking: the call
  * was part of the handshake (an end of stream then hints at a plaintext
  * port). */
 void tlsctx_error(const SSL *ssl, int ssl_error, int handshaking, char *buf, size_t len);

@@ -108,6 +108,7 @@ struct opts {
      * (NULL: the system's store) and sni (NULL: the target's address). */
     int tls, insecure;
     const char *ca, *cert, *key, *sni;
+    unsigned tls_flags; /* the command line's TLS options: bit ch - OPT_TLS */
     SSL_CTX *tls_ctx;
     struct target *targets; /* -H's list, or -h and -p */
     unsigned ntargets;
@@ -1481,15 +1482,49 @@ enum {
     OPT_CERT,
     OPT_KEY,
     OPT_SNI,
-    OPT_INSECURE
+    OPT_INSECURE /* the TLS options from OPT_TLS to here, in tls_opt_names's order */
 };
 
+static const char *const tls_opt_names[] = {"--tls", "--cacert", "--cert",
+                                            "--key", "--sni",    "--insecure"};
+
+/* Whether every item of -H is an explicit tcp:// (a plaintext run). */
+static int hosts_plaintext(const char *hosts)
+{
+    for (const char *p = hosts; *p;) {
+        size_t n = strcspn(p, ",");
+        if (!(n > 6 && strncmp(p, "tcp://", 6) == 0))
+            return 0;
+        p += n + (p[n] == ',');
+    }
+    return 1;
+}
+
 /* The run's TLS context, if TLS is asked for: by an option or a tls:// item
- * of -H (then no item may say tcp://: a run is all TLS or all plaintext). */
+ * of -H (then no item may say tcp://: a run is all TLS or all plaintext).
+ * A unix socket (-s) or a -H of only tcp:// items is plaintext whatever the
+ * options say: one warning line if the command line gave TLS options (the
+ * environment's RCSTORE_CACERT, ... are ignored quietly). */
 static void setup_tls(struct opts *o)
 {
     char err[512];
     int rc;
+    if (o->sock || (o->hosts && hosts_plaintext(o->hosts))) {
+        char names[128] = "";
+        size_t len = 0;
+        int n = 0;
+        for (unsigned i = 0; i < sizeof(tls_opt_names) / sizeof(tls_opt_names[0]); i++) {
+            if (o->tls_flags & (1u << i))
+                len += (size_t)snprintf(names + len, sizeof(names) - len, "%s%s", n++ ? "/" : "",
+                                        tls_opt_names[i]);
+        }
+        if (n > 0)
+            fprintf(stderr, "rcstore-bench: warning: %s appl%s only to TLS; %s%s is plaintext\n",
+                    names, n > 1 ? "y" : "ies", o->sock ? "unix://" : "",
+                    o->sock ? o->sock : o->hosts);
+        o->tls = 0;
+        return;
+    }
     if (o->hosts && strstr(o->hosts, "tls://")) {
         if (strstr(o->hosts, "tcp://"))
             die("-H mixes tls:// and tcp:// items: a run is all TLS or all plaintext");
@@ -1498,8 +1533,6 @@ static void setup_tls(struct opts *o)
     o->tls |= o->ca || o->cert || o->key || o->sni || o->insecure;
     if (!o->tls)
         return;
-    if (o->sock)
-        die("-s: TLS runs over TCP only (a unix socket is plaintext)");
     if ((rc = tlsctx_client(o->ca, o->cert, o->key, o->insecure, &o->tls_ctx, err, sizeof(err))) <
         0)
         die("TLS: %s", err);
@@ -1547,6 +1580,8 @@ int main(int argc, char **argv)
     o->cert = getenv("RCSTORE_CERT");
     o->key = getenv("RCSTORE_KEY");
     while ((ch = getopt_long(argc, argv, "h:H:p:s:c:n:P:d:r:t:qV", longs, NULL)) != -1) {
+        if (ch >= OPT_TLS && ch <= OPT_INSECURE)
+            o->tls_flags |= 1u << (ch - OPT_TLS);
         switch (ch) {
         case 'h':
             o->host = optarg;

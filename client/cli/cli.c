@@ -56,6 +56,7 @@ struct cli {
      * mean tls://HOST:PORT (rcs_connect_tls). */
     rcs_tls_opts tls;
     int use_tls;
+    unsigned tls_flags; /* the TLS options given on the command line (TLS_OPT_ bits) */
     char session_path[1024];
     int in_session; /* resumed the session of session_file */
     int shell;
@@ -64,6 +65,12 @@ struct cli {
     double retry_until;   /* while it may (monotonic seconds) */
     struct opts defaults; /* from the command line, for every shell command */
 };
+
+/* The command line's TLS options, for the warning that a plaintext address
+ * ignores them (bit i: tls_opt_names[i]). */
+static const char *const tls_opt_names[] = {"--cacert", "--cert",     "--key",
+                                            "--sni",    "--insecure", "--tls"};
+enum { TLS_OPT_CACERT, TLS_OPT_CERT, TLS_OPT_KEY, TLS_OPT_SNI, TLS_OPT_INSECURE, TLS_OPT_TLS };
 
 struct command {
     const char *name;
@@ -96,6 +103,20 @@ static double now_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+/* The library's message for the last call. A one-shot command never makes
+ * a next request, so the library's "; the next request reconnects" (said
+ * of a lost connection) is dropped there; the shell keeps it. */
+static const char *last_error(struct cli *cli)
+{
+    static const char tail[] = "; the next request reconnects";
+    static char buf[1024];
+    const char *m = rcs_last_error(cli->c), *at;
+    if (cli->shell || !(at = strstr(m, tail)))
+        return m;
+    snprintf(buf, sizeof(buf), "%.*s%s", (int)(at - m), m, at + sizeof(tail) - 1);
+    return buf;
+}
+
 /* Report a failed call: server errors exit 1, connection trouble 2. A
  * NOT_LEADER (nothing was done) within the failover timeout is not
  * reported: run() runs the command again, and the library moves to the
@@ -106,7 +127,7 @@ static int call_failed(struct cli *cli, int rc)
         cli->retry = 1;
         return EXIT_SERVER;
     }
-    fprintf(stderr, "rcstore: %s: %s\n", rcs_error_name(rc), rcs_last_error(cli->c));
+    fprintf(stderr, "rcstore: %s: %s\n", rcs_error_name(rc), last_error(cli));
     return rc <= RCS_EIO ? EXIT_USAGE : EXIT_SERVER;
 }
 
@@ -305,7 +326,8 @@ static int authenticate(struct cli *cli)
 
 /* user-hash: the users file's line for a token read on stdin (trailing
  * newlines dropped, as from a token file), or with --name and --role a
- * whole [user NAME] section. The token is never printed. */
+ * whole [user NAME] section ending with a blank line (so that sections
+ * appended with >> stay apart). The token is never printed. */
 static int cmd_user_hash(struct cli *cli, const struct opts *o, int argc, char **argv)
 {
     static char tok[SECRET_MAX_BYTES + 2];
@@ -338,8 +360,8 @@ static int cmd_user_hash(struct cli *cli, const struct opts *o, int argc, char *
     for (unsigned int i = 0; i < hn; i++)
         printf("%02x", h[i]);
     printf("\n");
-    if (o->role)
-        printf("role = %s\n", o->role);
+    if (o->role) /* a section ends with a blank line: appended ones stay apart */
+        printf("role = %s\n\n", o->role);
     return EXIT_OK;
 }
 
@@ -1069,19 +1091,25 @@ static int parse_opts(struct cli *cli, struct opts *o, int argc, char **argv, in
         } else if (global && strcmp(a, "--cacert") == 0) {
             NEED_VAL;
             cli->tls.ca_file = val;
+            cli->tls_flags |= 1u << TLS_OPT_CACERT;
         } else if (global && strcmp(a, "--cert") == 0) {
             NEED_VAL;
             cli->tls.cert_file = val;
+            cli->tls_flags |= 1u << TLS_OPT_CERT;
         } else if (global && strcmp(a, "--key") == 0) {
             NEED_VAL;
             cli->tls.key_file = val;
+            cli->tls_flags |= 1u << TLS_OPT_KEY;
         } else if (global && strcmp(a, "--sni") == 0) {
             NEED_VAL;
             cli->tls.server_name = val;
+            cli->tls_flags |= 1u << TLS_OPT_SNI;
         } else if (global && strcmp(a, "--insecure") == 0) {
             cli->tls.insecure = 1;
+            cli->tls_flags |= 1u << TLS_OPT_INSECURE;
         } else if (global && strcmp(a, "--tls") == 0) {
             cli->use_tls = 1;
+            cli->tls_flags |= 1u << TLS_OPT_TLS;
         } else if (global && (strcmp(a, "-s") == 0 || strcmp(a, "--socket") == 0)) {
             static char addr[300];
             NEED_VAL;
@@ -1100,6 +1128,42 @@ static int parse_opts(struct cli *cli, struct opts *o, int argc, char **argv, in
 #undef NEED_VAL
     }
     return 0;
+}
+
+/* Whether every item of an address list is an explicit tcp:// or a unix
+ * socket: plaintext whatever the TLS options say. */
+static int plaintext_only(const char *list)
+{
+    for (const char *p = list; *p;) {
+        size_t n = strcspn(p, ",");
+        if (!(n > 6 && strncmp(p, "tcp://", 6) == 0) && !(n > 7 && strncmp(p, "unix://", 7) == 0) &&
+            p[0] != '/')
+            return 0;
+        p += n + (p[n] == ',');
+    }
+    return 1;
+}
+
+/* One line on stderr when TLS options given on the command line (not
+ * from the environment, which may serve other addresses) meet an address
+ * that is plaintext: they would be ignored, a token sent in clear. The
+ * command still runs. */
+static void warn_tls_ignored(const struct cli *cli)
+{
+    char opts[128] = "";
+    size_t len = 0;
+    int n = 0;
+    if (!cli->tls_flags || !cli->address || !plaintext_only(cli->address))
+        return;
+    for (unsigned i = 0; i < sizeof(tls_opt_names) / sizeof(tls_opt_names[0]); i++) {
+        if (cli->tls_flags & (1u << i)) {
+            len += (size_t)snprintf(opts + len, sizeof(opts) - len, "%s%s", n ? "/" : "",
+                                    tls_opt_names[i]);
+            n++;
+        }
+    }
+    fprintf(stderr, "rcstore: warning: %s appl%s only to TLS; %s is plaintext\n", opts,
+            n > 1 ? "y" : "ies", cli->address);
 }
 
 static const struct command *find(const char *name)
@@ -1293,13 +1357,14 @@ int main(int argc, char **argv)
         cli.user = NULL; /* RCSTORE_USER= set empty: none */
     if (cli.user && !cli.auth_file)
         return usage_error("--user %s needs --auth-file (the user's token)", cli.user);
+    warn_tls_ignored(&cli);
     if (cli.use_tls || cli.tls.ca_file || cli.tls.cert_file || cli.tls.key_file ||
         cli.tls.server_name || cli.tls.insecure || (cli.address && strstr(cli.address, "tls://"))) {
         if (!cli.address) /* the default address, over TLS */
             cli.address = "127.0.0.1:7373";
         if ((rc = rcs_connect_tls(cli.address, &cli.tls, &cli.c)) < 0) {
             if (cli.c)
-                fprintf(stderr, "rcstore: %s\n", rcs_last_error(cli.c));
+                fprintf(stderr, "rcstore: %s\n", last_error(&cli));
             else
                 fprintf(stderr, "rcstore: cannot connect to %s: %s\n", cli.address,
                         rcs_strerror(rc));

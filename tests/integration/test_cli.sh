@@ -157,8 +157,8 @@ chmod 600 "$tmp/ro.tok" "$tmp/rw.tok"
 check "user-hash is the token's SHA-256, newline dropped" \
   "token-sha256 = $(printf 'ro-token' | sha256sum | cut -d' ' -f1)" \
   "$("$RCSTORE" user-hash <"$tmp/ro.tok")"
-check "user-hash --name --role prints a section" \
-  "[user ro]|token-sha256 = $(printf 'ro-token' | sha256sum | cut -d' ' -f1)|role = read" \
+check "user-hash --name --role prints a section and a blank line" \
+  "[user ro]|token-sha256 = $(printf 'ro-token' | sha256sum | cut -d' ' -f1)|role = read|" \
   "$("$RCSTORE" user-hash --name ro --role read <"$tmp/ro.tok" | paste -sd'|')"
 "$RCSTORE" user-hash --name ro </dev/null 2>/dev/null
 check "user-hash: --name without --role exits 2" 2 $?

@@ -134,7 +134,7 @@ try:
         users, tokens, log = "", {}, ""
         check("the example left its users file, tokens and log", False, e)
     sections = {}
-    for m in re.finditer(r"^\[user (\S+)\]\n((?:[^\[].*\n?)*)", users, re.M):
+    for m in re.finditer(r"^\[user (\S+)\]\n((?:[^\[\n].*\n?|\n)*)", users, re.M):
         sections[m.group(1)] = dict(
             (k.strip(), v.split(";")[0].strip())
             for k, _, v in (l.partition("=") for l in m.group(2).splitlines() if "=" in l))
@@ -176,6 +176,9 @@ try:
     o = one(runs(rf"^rcstore -H 127\.0\.0\.1:{port} ping$"))
     check("plaintext at the TLS port: the server says it speaks TLS",
           "speaks TLS" in o and "pong" not in o, o)
+    shown = re.search(r"^rcstore: .*this port speaks TLS.*$", text, re.M)
+    shown = shown.group(0).replace("7373", str(port)) if shown else "(not in the page)"
+    check("plaintext at the TLS port: the line the page shows", o == shown, (shown, o))
     o = one(runs(tls + r" --user jobs --auth-file ops\.token ping$"))
     check("a wrong token: AUTH_FAILED", "AUTH_FAILED" in o, o)
     greps = [s[1] for s in steps if s[0].startswith("grep -c ")]

@@ -8,8 +8,13 @@ HOST:PORT, mutual TLS with --cert/--key, and each refusal as one clear line
 and exit status 2, never a hang (every run has a timeout): a wrong CA, a
 name the certificate does not carry, a missing client certificate, TLS to a
 plaintext port, plaintext to a TLS port; a server that offers only TLS 1.1
-(openssl s_server) is refused. The bench runs its tests over TLS (with and
-without a client certificate) and reports 0 errors.
+(openssl s_server) is refused. The one-shot CLI's lines are the ones
+rcstore(1) shows (no "; the next request reconnects": there is no next
+request), the shell's keep it. The bench runs its tests over TLS (with and
+without a client certificate) and reports 0 errors. TLS options on the
+command line with a plaintext address (tcp://, a unix socket) print one
+warning and the command runs in plaintext (CLI and bench); the same from
+the environment, nothing.
 Usage: test_tls_cli.py RCSTORED RCSTORE RCSTORE_BENCH"""
 import json
 import os
@@ -60,7 +65,8 @@ def real(*flags):
     return p, port
 
 
-srv, srv_addr, _ = start_server(RCSTORED, echo=False)
+SOCK = f("plain.sock")
+srv, srv_addr, _ = start_server(RCSTORED, "--listen", "unix://" + SOCK, echo=False)
 plain = "127.0.0.1:%d" % srv_addr[1]
 fronts, reals = [], []
 
@@ -111,13 +117,30 @@ def checks(kind):
                 ["TLS: certificate verify failed"], "-H", T)
     cli_refused("name mismatch", ["hostname mismatch", "db.example.com"], "-H", T,
                 "--cacert", f("ca.pem"), "--sni", "db.example.com")
-    cli_refused("client certificate missing", ["TLS:", "client certificate"], "-H", M,
-                "--cacert", f("ca.pem"))
+    cli_refused("client certificate missing",
+                ["rcstore: EIO: TLS: the server requires a client certificate (tlsv13 alert "
+                 "certificate required) (%s)\n" % M], "-H", M, "--cacert", f("ca.pem"))
     cli_refused("CA file missing", ["CA file", "nope.pem"], "-H", T, "--cacert", f("nope.pem"))
     cli_refused("key without certificate", ["needs its key"], "-H", T, "--key", f("cli.key"))
-    cli_refused("TLS to a plaintext port", ["TLS:", "plaintext"], "-H", "tls://" + plain,
-                "--cacert", f("ca.pem"))
-    cli_refused("plaintext to a TLS port", ["this port speaks TLS"], "-H", "127.0.0.1:" + port)
+    cli_refused("TLS to a plaintext port", ["rcstore: TLS: the server closed the connection "
+                "during the handshake (is the port plaintext?) (tls://%s)\n" % plain],
+                "-H", "tls://" + plain, "--cacert", f("ca.pem"))
+    cli_refused("plaintext to a TLS port", ["rcstore: EIO: the server refused the connection: "
+                "this port speaks TLS: use tls://", " (127.0.0.1:%s)\n" % port],
+                "-H", "127.0.0.1:" + port)
+    for name, args in (("plaintext to a TLS port", ["-H", "127.0.0.1:" + port]),
+                       ("client certificate missing", ["-H", M, "--cacert", f("ca.pem")])):
+        rc, out, err = run(RCSTORE, *args, "ping")
+        check(name + ": one-shot, no 'next request'", rc == 2 and "next request" not in err,
+              (rc, out, err))
+        try:
+            p = subprocess.run([RCSTORE, *args], input="ping\n", capture_output=True, text=True,
+                               timeout=30)
+            rc, out, err = p.returncode, p.stdout, p.stderr
+        except subprocess.TimeoutExpired:
+            rc, out, err = "timeout", "", ""
+        check(name + ": the shell says the next request reconnects",
+              "; the next request reconnects" in err, (rc, out, err))
     rc, out, err = run(RCSTORE, "-H", plain, "ping")
     check("the plaintext port still serves", rc == 0 and out.strip() == "pong", (rc, out, err))
 
@@ -153,6 +176,39 @@ def checks(kind):
     bench_refused("bench: tls:// and tcp:// mixed", ["mixes"], "-H", T + ",tcp://" + plain)
 
 
+def plaintext_warnings():
+    """TLS options with an address that is plaintext whatever they say."""
+    tcp = "tcp://" + plain
+
+    def cli(name, want_err, *args, env=None):
+        rc, out, err = run(RCSTORE, *args, "ping", env=env)
+        checked(name, rc == 0 and out.strip() == "pong" and err == want_err, (rc, out, err))
+
+    cli("--cacert with tcp://: one warning, runs in plaintext",
+        "rcstore: warning: --cacert applies only to TLS; %s is plaintext\n" % tcp,
+        "-H", tcp, "--cacert", f("ca.pem"))
+    cli("--cert/--key with -s: one warning, runs in plaintext",
+        "rcstore: warning: --cert/--key apply only to TLS; unix://%s is plaintext\n" % SOCK,
+        "-s", SOCK, "--cert", f("cli.pem"), "--key", f("cli.key"))
+    cli("RCSTORE_CACERT with tcp://: no warning", "", "-H", tcp,
+        env={"RCSTORE_CACERT": f("ca.pem")})
+    cli("--cacert with tls:// and tcp:// listed: no warning", "", "-H", tcp + ",tls://" + plain,
+        "--cacert", f("ca.pem"))
+
+    def bench(name, want_err, *args, env=None):
+        rc, out, err = run(BENCH, "-c", "2", "-n", "200", "-t", "ping", "-q", *args, env=env)
+        checked(name, rc == 0 and "PING" in out and err == want_err, (rc, out, err))
+
+    bench("bench: --cacert with -s: one warning, runs in plaintext",
+          "rcstore-bench: warning: --cacert applies only to TLS; unix://%s is plaintext\n" % SOCK,
+          "-s", SOCK, "--cacert", f("ca.pem"))
+    bench("bench: --tls/--insecure with tcp://: one warning, runs in plaintext",
+          "rcstore-bench: warning: --tls/--insecure apply only to TLS; %s is plaintext\n" % tcp,
+          "-H", tcp, "--tls", "--insecure")
+    bench("bench: RCSTORE_CACERT with -s: no warning", "", "-s", SOCK,
+          env={"RCSTORE_CACERT": f("ca.pem")})
+
+
 def tls11_refused():
     """A server that speaks at most TLS 1.1 (openssl s_server): the client
     offers 1.2 and later only, so the handshake fails, saying so."""
@@ -181,6 +237,7 @@ def tls11_refused():
 try:
     checks("rcstored")
     checks("tls_front")
+    plaintext_warnings()
     tls11_refused()
 finally:
     for p in fronts:

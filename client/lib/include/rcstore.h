@@ -42,12 +42,14 @@
  * of its own; it never raises SIGPIPE. A handshake that fails is RCS_EIO
  * with rcs_last_error "TLS: <why> (<address>)", e.g. "TLS: certificate
  * verify failed (unable to get local issuer certificate) (tls://...)" or
- * "TLS: wrong version number (is the port plaintext?) (tls://...)". A
- * server that wants a client certificate and got none refuses after the
- * TLS 1.3 handshake, so the first call says so: "TLS: the server requires a
- * client certificate ...". A plaintext address at a TLS port fails the
- * first call with RCS_EIO and the server's answer: "the server refused the
- * connection: this port speaks TLS: use tls://HOST:PORT". A client that
+ * "TLS: the server closed the connection during the handshake (is the port
+ * plaintext?) (tls://...)". A server that wants a client certificate and
+ * got none refuses after the TLS 1.3 handshake, so the first call says so:
+ * "TLS: the server requires a client certificate (tlsv13 alert certificate
+ * required) (tls://...); the next request reconnects". A plaintext address
+ * at a TLS port fails the first call with RCS_EIO and the server's answer:
+ * "the server refused the connection: this port speaks TLS: use
+ * tls://HOST:PORT (HOST:PORT); the next request reconnects". A client that
  * speaks TLS (rcs_connect_tls, or a tls:// address in its list) never
  * follows a cluster's leader hint into plaintext: a hint tcp://HOST:PORT
  * (the form rcstored's --advertise takes) is dialled as tls://HOST:PORT,
