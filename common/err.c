@@ -1,6 +1,8 @@
 /* err: the error table (see err.h). */
 #include "err.h"
 
+#include <stdarg.h>
+#include <stdio.h>
 #include <string.h>
 
 static const struct {
@@ -44,4 +46,13 @@ int err_from_name(const char *name, size_t len)
             return -(RPC_ERR_BASE + i);
     }
     return RPC_EINTERNAL;
+}
+
+int err_fail(char *err, size_t errlen, int rc, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+    return rc;
 }

@@ -71,5 +71,10 @@ const char *err_name(int err);
 const char *err_message(int err);
 /* The protocol code for a wire name of len bytes, or RPC_EINTERNAL if unknown. */
 int err_from_name(const char *name, size_t len);
+/* Format a failure's message into err (errlen bytes, always terminated)
+ * and return rc: `return err_fail(err, errlen, -EINVAL, "...", ...);` for
+ * the functions that report why they failed in a caller's buffer. */
+int err_fail(char *err, size_t errlen, int rc, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 
 #endif

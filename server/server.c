@@ -1,4 +1,5 @@
 /* server: listeners, signals and the store's lifetime (see server.h). */
+#include "err.h"
 #include "server.h"
 #include "addr.h"
 #include "log.h"
@@ -34,19 +35,6 @@ static void on_connection(uv_stream_t *l, int status)
         return;
     }
     conn_accept(lis->srv, l, lis->is_unix, lis->is_tls);
-}
-
-/* A failed start's message, into the caller's err (server_init). */
-static int failf(char *err, size_t errlen, int rc, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-static int failf(char *err, size_t errlen, int rc, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-    return rc;
 }
 
 /* Bind and listen on tcp://HOST:PORT or tls://HOST:PORT (rest: after the
@@ -334,10 +322,10 @@ static int read_users(struct server *srv, struct users **out, char *err, size_t 
     if (rc == 0 && srv->env.auth && users_find(*out, "default", 7)) {
         users_free(*out);
         *out = NULL;
-        return failf(err, errlen, -EINVAL,
-                     "%s defines user \"default\", which --auth-token-file's token already is: "
-                     "give one or the other",
-                     srv->cfg->users_file);
+        return err_fail(err, errlen, -EINVAL,
+                        "%s defines user \"default\", which --auth-token-file's token already is: "
+                        "give one or the other",
+                        srv->cfg->users_file);
     }
     return rc;
 }
@@ -402,7 +390,7 @@ static int load_users(struct server *srv, char *err, size_t errlen)
     char why[512];
     int rc = read_users(srv, &srv->users, why, sizeof(why));
     if (rc < 0)
-        return failf(err, errlen, rc == -ENOMEM ? rc : -EINVAL, "--users-file: %s", why);
+        return err_fail(err, errlen, rc == -ENOMEM ? rc : -EINVAL, "--users-file: %s", why);
     srv->env.users = srv->users;
     return 0;
 }
@@ -471,7 +459,7 @@ static int open_tls(struct server *srv, char *err, size_t errlen)
     if (!(srv->tls_rbuf = mem_alloc_in(MEM_CLIENT, CONN_TLS_READ_CHUNK))) {
         SSL_CTX_free(srv->tls_ctx);
         srv->tls_ctx = NULL;
-        return failf(err, errlen, -ENOMEM, "out of memory for TLS");
+        return err_fail(err, errlen, -ENOMEM, "out of memory for TLS");
     }
     return 0;
 }
@@ -497,7 +485,7 @@ static int load_auth(struct server *srv, char *err, size_t errlen)
     if (config_source(srv->cfg, "auth-token-file", where, sizeof(where)) < 0)
         snprintf(where, sizeof(where), "--auth-token-file ");
     if (rc < 0)
-        return failf(err, errlen, -EINVAL, "%s%s", where, why);
+        return err_fail(err, errlen, -EINVAL, "%s%s", where, why);
     srv->auth = malloc(n);
     if (srv->auth) {
         memcpy(srv->auth, buf, n);
@@ -509,7 +497,7 @@ static int load_auth(struct server *srv, char *err, size_t errlen)
     }
     explicit_bzero(buf, sizeof(buf));
     if (!srv->auth)
-        return failf(err, errlen, -ENOMEM, "%s%s: out of memory", where, path);
+        return err_fail(err, errlen, -ENOMEM, "%s%s: out of memory", where, path);
     return 0;
 }
 
@@ -544,13 +532,13 @@ static int bind_listener(struct server *srv, struct listener *lis, const char *u
     else if (strncmp(uri, "tcp://", 6) == 0 || lis->is_tls)
         rc = bind_tcp(srv, lis, uri + 6, why, sizeof(why));
     else if (strstr(uri, "://"))
-        rc = failf(why, sizeof(why), -EINVAL,
-                   "not tcp://HOST:PORT, tls://HOST:PORT or unix:///PATH");
+        rc = err_fail(why, sizeof(why), -EINVAL,
+                      "not tcp://HOST:PORT, tls://HOST:PORT or unix:///PATH");
     else
         rc = bind_tcp(srv, lis, uri, why, sizeof(why));
     if (rc == 0)
         return 0;
-    return failf(err, errlen, rc, "cannot listen on %s: %s", uri, why);
+    return err_fail(err, errlen, rc, "cannot listen on %s: %s", uri, why);
 }
 
 static void on_unwind_closed(uv_handle_t *h)
@@ -605,10 +593,10 @@ static int not_a_cluster_dir(const struct config *cfg, char *err, size_t errlen)
     char path[4200];
     snprintf(path, sizeof(path), "%s/raft", cfg->data_dir);
     if (access(path, F_OK) == 0)
-        return failf(err, errlen, -EINVAL,
-                     "%s is a cluster node's data directory: start it with its --node-id "
-                     "(%s/node-id says which) and --raft-listen",
-                     cfg->data_dir, cfg->data_dir);
+        return err_fail(err, errlen, -EINVAL,
+                        "%s is a cluster node's data directory: start it with its --node-id "
+                        "(%s/node-id says which) and --raft-listen",
+                        cfg->data_dir, cfg->data_dir);
     return 0;
 }
 
@@ -621,11 +609,12 @@ static int open_cluster(struct server *srv, char *err, size_t errlen)
     int rc;
 
     if (!cfg->data_dir)
-        return failf(err, errlen, -EINVAL, "--node-id needs --data-dir (Raft's log lives there)");
+        return err_fail(err, errlen, -EINVAL,
+                        "--node-id needs --data-dir (Raft's log lives there)");
     if (!cfg->raft_listen)
-        return failf(err, errlen, -EINVAL, "--node-id needs --raft-listen HOST:PORT");
+        return err_fail(err, errlen, -EINVAL, "--node-id needs --raft-listen HOST:PORT");
     if (!(o = calloc(1, sizeof(*o))))
-        return failf(err, errlen, -ENOMEM, "out of memory");
+        return err_fail(err, errlen, -ENOMEM, "out of memory");
     o->node_id = cfg->node_id;
     o->dir = cfg->data_dir;
     o->raft_listen = cfg->raft_listen;
@@ -641,18 +630,19 @@ static int open_cluster(struct server *srv, char *err, size_t errlen)
         o->advertise = srv->advertise;
     } else {
         free(o);
-        return failf(err, errlen, -EINVAL,
-                     "--node-id needs --advertise tcp://HOST:PORT when the first --listen is not "
-                     "a TCP address");
+        return err_fail(
+            err, errlen, -EINVAL,
+            "--node-id needs --advertise tcp://HOST:PORT when the first --listen is not "
+            "a TCP address");
     }
     if (strncmp(o->advertise, "tcp://", 6) != 0 || strchr(o->advertise, '|')) {
-        rc = failf(err, errlen, -EINVAL, "--advertise %s: not tcp://HOST:PORT", o->advertise);
+        rc = err_fail(err, errlen, -EINVAL, "--advertise %s: not tcp://HOST:PORT", o->advertise);
         free(o);
         return rc;
     }
     for (int i = 0; i < cfg->npeer; i++) {
         if (cluster_parse_peer(cfg->peer[i], &o->peers[i], why, sizeof(why)) < 0) {
-            rc = failf(err, errlen, -EINVAL, "--peer %s: %s", cfg->peer[i], why);
+            rc = err_fail(err, errlen, -EINVAL, "--peer %s: %s", cfg->peer[i], why);
             free(o);
             return rc;
         }
@@ -694,7 +684,7 @@ int server_init(struct server *srv, uv_loop_t *loop, const struct config *cfg, c
     lim.max_session_tokens = cfg->max_session_tokens;
     lim.max_tokens = cfg->max_tokens;
     if ((rc = store_init(&srv->st, &lim, conn_notify, srv)) < 0)
-        return failf(err, errlen, rc, "cannot set up the store: %s", strerror(-rc));
+        return err_fail(err, errlen, rc, "cannot set up the store: %s", strerror(-rc));
     srv->env.st = &srv->st;
     srv->env.persist = &srv->persist;
     srv->env.login_log.what = "failed-login lines";
@@ -724,8 +714,8 @@ int server_init(struct server *srv, uv_loop_t *loop, const struct config *cfg, c
         }
     }
     if (!cfg->node_id && (cfg->raft_listen || cfg->advertise || cfg->npeer)) {
-        rc = failf(err, errlen, -EINVAL,
-                   "--raft-listen, --advertise and --peer need --node-id (a cluster node)");
+        rc = err_fail(err, errlen, -EINVAL,
+                      "--raft-listen, --advertise and --peer need --node-id (a cluster node)");
         free_auth(srv);
         goto fail_store;
     }
@@ -792,7 +782,7 @@ int server_init(struct server *srv, uv_loop_t *loop, const struct config *cfg, c
         (rc = uv_idle_init(loop, &srv->backlog_idle)) < 0 ||
         (rc = uv_idle_init(loop, &srv->hs_idle)) < 0 ||
         (rc = uv_check_init(loop, &srv->hs_check)) < 0) {
-        failf(err, errlen, rc, "cannot set up the event loop: %s", uv_strerror(rc));
+        err_fail(err, errlen, rc, "cannot set up the event loop: %s", uv_strerror(rc));
         goto fail_handles;
     }
     srv->sigint.data = srv->sigterm.data = srv->sighup.data = srv;
@@ -802,7 +792,7 @@ int server_init(struct server *srv, uv_loop_t *loop, const struct config *cfg, c
     if ((rc = uv_signal_start(&srv->sigint, on_signal, SIGINT)) < 0 ||
         (rc = uv_signal_start(&srv->sigterm, on_signal, SIGTERM)) < 0 ||
         (rc = uv_signal_start(&srv->sighup, on_sighup, SIGHUP)) < 0) {
-        failf(err, errlen, rc, "cannot catch SIGINT, SIGTERM and SIGHUP: %s", uv_strerror(rc));
+        err_fail(err, errlen, rc, "cannot catch SIGINT, SIGTERM and SIGHUP: %s", uv_strerror(rc));
         goto fail_handles;
     }
     uv_timer_start(&srv->cron, on_cron, 1000, 1000);

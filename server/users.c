@@ -3,6 +3,7 @@
  * header (inih tells its handler only of keys, so an empty or misnamed
  * section would otherwise pass unseen). */
 #include "users.h"
+#include "err.h"
 #include "secret.h"
 
 #include <errno.h>
@@ -30,17 +31,6 @@ struct parse {
 };
 
 enum { SEEN_TOKEN = 1, SEEN_ROLE = 2, SEEN_NAMES = 4, SEEN_CN = 8 };
-
-static int failf(char *err, size_t errlen, int rc, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static int failf(char *err, size_t errlen, int rc, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-    return rc;
-}
 
 /* Remember the first error, at the line being parsed. */
 static void bad(struct parse *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -257,26 +247,26 @@ int users_load(const char *path, struct users **out, char *err, size_t errlen)
     *out = NULL;
     /* O_NONBLOCK: a FIFO opens at once (and is refused below). */
     if ((fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)) < 0)
-        return failf(err, errlen, -errno, "users file %s: %s", path, strerror(errno));
+        return err_fail(err, errlen, -errno, "users file %s: %s", path, strerror(errno));
     if (fstat(fd, &sb) < 0) {
         rc = -errno;
         close(fd);
-        return failf(err, errlen, rc, "users file %s: %s", path, strerror(-rc));
+        return err_fail(err, errlen, rc, "users file %s: %s", path, strerror(-rc));
     }
     if (!S_ISREG(sb.st_mode)) {
         close(fd);
-        return failf(err, errlen, -EINVAL, "users file %s: not a regular file", path);
+        return err_fail(err, errlen, -EINVAL, "users file %s: not a regular file", path);
     }
     if (sb.st_mode & 077) {
         close(fd);
-        return failf(err, errlen, -EPERM,
-                     "users file %s: group or others may read it (mode %03o): chmod 600 it", path,
-                     (unsigned)(sb.st_mode & 0777));
+        return err_fail(err, errlen, -EPERM,
+                        "users file %s: group or others may read it (mode %03o): chmod 600 it",
+                        path, (unsigned)(sb.st_mode & 0777));
     }
     if (!(p.f = fdopen(fd, "r"))) {
         rc = -errno;
         close(fd);
-        return failf(err, errlen, rc, "users file %s: %s", path, strerror(-rc));
+        return err_fail(err, errlen, rc, "users file %s: %s", path, strerror(-rc));
     }
     rc = ini_parse_stream(reader, &p, handler, &p);
     if (rc != 0 && (!p.bad_line || (rc > 0 && rc < p.bad_line))) {
@@ -288,11 +278,11 @@ int users_load(const char *path, struct users **out, char *err, size_t errlen)
     end_section(&p);
     fclose(p.f);
     if (p.bad_line) {
-        rc = failf(err, errlen, -EINVAL, "%s:%d: %s", path, p.bad_line, p.msg);
+        rc = err_fail(err, errlen, -EINVAL, "%s:%d: %s", path, p.bad_line, p.msg);
         goto fail;
     }
     if (!(t = calloc(1, sizeof(*t)))) {
-        rc = failf(err, errlen, -ENOMEM, "users file %s: out of memory", path);
+        rc = err_fail(err, errlen, -ENOMEM, "users file %s: out of memory", path);
         goto fail;
     }
     t->v = p.v;
