@@ -1,6 +1,6 @@
 /* server: listeners, signals and the store's lifetime (see server.h). */
-#include "err.h"
 #include "server.h"
+#include "err.h"
 #include "addr.h"
 #include "log.h"
 #include "metrics.h"
