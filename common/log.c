@@ -49,8 +49,8 @@ void log_rate_flush(struct log_rate *r, uint64_t now_ms)
 {
     if (now_ms - r->start_ms < 1000)
         return;
-    if (r->suppressed)
-        log_warn("%llu more %s suppressed", (unsigned long long)r->suppressed, r->what);
+    if (r->suppressed && log_threshold <= r->level)
+        log_msg(r->level, "%llu more %s suppressed", (unsigned long long)r->suppressed, r->what);
     r->start_ms = now_ms;
     r->lines = 0;
     r->suppressed = 0;

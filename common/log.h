@@ -19,12 +19,14 @@ void log_msg(enum log_level lvl, const char *fmt, ...) __attribute__((format(pri
             log_msg(LOG_DEBUG, __VA_ARGS__);                                                       \
     } while (0)
 /* A rate limit for one kind of log line that a client can provoke at will
- * (a failed login, a refused call): at most LOG_RATE_LINES a second, the
- * rest counted and reported in one line ("N more <what> suppressed") once
- * the second is over. Zero it (with what set) before use. */
+ * (a failed login, a refused call, a failed TLS handshake): at most
+ * LOG_RATE_LINES a second, the rest counted and reported in one line ("N
+ * more <what> suppressed", at level) once the second is over. Zero it (with
+ * what and level set) before use. */
 #define LOG_RATE_LINES 5
 struct log_rate {
-    const char *what; /* "failed logins": names the suppressed lines */
+    const char *what;     /* "failed logins": names the suppressed lines */
+    enum log_level level; /* of the lines, and of the suppressed count's */
     uint64_t start_ms;
     unsigned lines;
     uint64_t suppressed;

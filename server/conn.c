@@ -47,9 +47,6 @@
  * kernel took the ciphertext before it, so that a big reply is not
  * encrypted in one go (a slice of the loop is 1-2 MB of AES-GCM). */
 #define TLS_WRITE_CHUNK (64 * 1024)
-/* Log lines a second about TLS trouble (failed handshakes, plaintext on a
- * TLS port, TLS on a plaintext port); the rest are counted. */
-#define TLS_LOG_PER_SECOND 5
 
 struct conn {
     union stream_handle h;
@@ -776,34 +773,18 @@ static void on_backlog(uv_idle_t *h)
     conn_flush_all(srv);
 }
 
-/* One line at info about TLS trouble, at most TLS_LOG_PER_SECOND a second:
- * a client that fails handshakes in a loop must not flood the log. The
- * lines name the peer and OpenSSL's reason, never a byte the client sent. */
+/* One line at info about TLS trouble, rate limited (srv->tls_log): a client
+ * that fails handshakes in a loop must not flood the log. The lines name
+ * the peer and OpenSSL's reason, never a byte the client sent. */
 static void tls_log(struct server *srv, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 static void tls_log(struct server *srv, const char *fmt, ...)
 {
-    static uint64_t window_ms, suppressed;
-    static unsigned lines;
-    static int started;
-    uint64_t now = uv_now(srv->loop);
     char line[512];
     va_list ap;
 
-    if (!started || now - window_ms >= 1000) {
-        if (suppressed)
-            log_info("%llu more line(s) about TLS connections suppressed",
-                     (unsigned long long)suppressed);
-        started = 1;
-        window_ms = now;
-        lines = 0;
-        suppressed = 0;
-    }
-    if (lines >= TLS_LOG_PER_SECOND) {
-        suppressed++;
+    if (log_threshold > LOG_INFO || !log_rate_take(&srv->tls_log, uv_now(srv->loop)))
         return;
-    }
-    lines++;
     va_start(ap, fmt);
     vsnprintf(line, sizeof(line), fmt, ap);
     va_end(ap);

@@ -248,6 +248,7 @@ static void on_cron(uv_timer_t *t)
     }
     log_rate_flush(&srv->env.login_log, uv_now(srv->loop));
     log_rate_flush(&srv->env.denied_log, uv_now(srv->loop));
+    log_rate_flush(&srv->tls_log, uv_now(srv->loop));
     if (srv->metrics)
         publish_metrics(srv);
     if (srv->cfg->idle_timeout_s)
@@ -688,7 +689,11 @@ int server_init(struct server *srv, uv_loop_t *loop, const struct config *cfg, c
     srv->env.st = &srv->st;
     srv->env.persist = &srv->persist;
     srv->env.login_log.what = "failed-login lines";
+    srv->env.login_log.level = LOG_WARN;
     srv->env.denied_log.what = "refused-call lines";
+    srv->env.denied_log.level = LOG_WARN;
+    srv->tls_log.what = "line(s) about TLS connections";
+    srv->tls_log.level = LOG_INFO;
     if (cfg->auth_token_file && (rc = load_auth(srv, err, errlen)) < 0)
         goto fail_store;
     if (cfg->users_file && (rc = load_users(srv, err, errlen)) < 0) {
