@@ -382,12 +382,8 @@ int cmd_dispatch(struct cmd_ctx *c, const struct rpc_message *m)
     }
     /* Before anything else: a call the user may not make learns nothing
      * (not even whether its parameters were right) and changes nothing. */
-    if (cmd_role(c) < cmds[i].min_role) {
-        rc = cmd_denied(c, NULL, "%s needs the %s role; user %s has %s", cmds[i].name,
-                        role_name((enum role)cmds[i].min_role), c->user->name,
-                        role_name(c->user->role));
+    if ((rc = cmd_require(c, (enum role)cmds[i].min_role, cmds[i].name)) < 0)
         goto counted_error;
-    }
     if (m->nparams < cmds[i].min_args || m->nparams > cmds[i].max_args) {
         if (cmds[i].min_args == cmds[i].max_args)
             rc = cmd_fail(c, RPC_EBAD_PARAMS, "%s takes %u parameter(s), got %u", cmds[i].name,
