@@ -339,10 +339,8 @@ static void warn_cert_cn(const struct server *srv)
     const struct config *cfg = srv->cfg;
     char names[400];
     size_t len = 0, n = 0;
-    int tls = 0;
+    int tls = srv->tls_ctx != NULL; /* open_tls made it: a tls:// listener */
 
-    for (int i = 0; i < cfg->nlisten; i++)
-        tls |= strncmp(cfg->listen[i], "tls://", 6) == 0;
     if (!srv->users || (tls && cfg->tls_ca_file))
         return;
     names[0] = '\0';
