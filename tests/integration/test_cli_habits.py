@@ -213,10 +213,14 @@ fid = out.strip()
 rc, out, err = cli("-H", A, "set-data", fid, "--file", path("big"))
 check("set-data over max_data_bytes: TOO_LARGE", rc == 1 and
       "TOO_LARGE: set_data: data of 100000" in err, (rc, out, err))
-# In the shell the connection stays up after the refusal: nothing was sent.
-rc, out, err = cli("-H", A, stdin="create --file %s\nping\n" % path("big"))
-check("shell: TOO_LARGE, then the same connection pings", out == "pong\n" and
-      "TOO_LARGE" in err and "reconnect" not in err, (rc, out, err))
+# In the shell the connection stays up after the refusal, nothing was sent:
+# the session is the same one before and after.
+rc, out, err = cli("-H", A, stdin="hello\ncreate --file %s\nhello\n" %
+                   path("big"))
+sessions = re.findall(r"^session: +(\d+)$", out, re.M)
+check("shell: TOO_LARGE, and the same connection (session) goes on",
+      len(sessions) == 2 and sessions[0] == sessions[1] and "TOO_LARGE" in err and
+      "reconnect" not in err, (rc, out, err))
 
 # ---- exit statuses, --json ----
 rc, out, err = cli("-H", A, "watch", fid, "--timeout", "1")
