@@ -803,19 +803,44 @@ static int cmd_share(struct cli *cli, const struct opts *o, int argc, char **arg
     return EXIT_OK;
 }
 
+/* A token as share prints it: hex, or base64 (share --json). The bytes'
+ * count, or -1. */
+static int parse_token(const char *s, unsigned char *tok, size_t cap)
+{
+    size_t len = strlen(s), n = 0;
+    unsigned char tmp[96];
+    int got;
+    if (len > 0 && len % 2 == 0 && len / 2 <= cap) {
+        for (; n < len / 2 && isxdigit((unsigned char)s[2 * n]) &&
+               isxdigit((unsigned char)s[2 * n + 1]);
+             n++) {
+            unsigned int b;
+            sscanf(s + 2 * n, "%2x", &b);
+            tok[n] = (unsigned char)b;
+        }
+        if (n == len / 2)
+            return (int)n;
+    }
+    /* base64 (RFC 4648, padded), as --json prints every bin */
+    if (len == 0 || len % 4 || len / 4 * 3 > sizeof(tmp) ||
+        strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=") != len ||
+        (got = EVP_DecodeBlock(tmp, (const unsigned char *)s, (int)len)) < 0)
+        return -1;
+    got -= (s[len - 1] == '=') + (s[len - 2] == '=');
+    if (got <= 0 || (size_t)got > cap)
+        return -1;
+    memcpy(tok, tmp, (size_t)got);
+    return got;
+}
+
 static int cmd_claim(struct cli *cli, const struct opts *o, int argc, char **argv)
 {
     unsigned char tok[64];
-    size_t n = strlen(argv[0]) / 2;
-    if (strlen(argv[0]) % 2 || n == 0 || n > sizeof(tok))
-        return usage_error("claim wants the hex token that share printed");
-    for (size_t i = 0; i < n; i++) {
-        unsigned int byte;
-        if (sscanf(argv[0] + 2 * i, "%2x", &byte) != 1)
-            return usage_error("claim wants the hex token that share printed");
-        tok[i] = (unsigned char)byte;
-    }
-    return simple(cli, o, rcs_send(cli->c, "claim", "y", tok, n));
+    int n = parse_token(argv[0], tok, sizeof(tok));
+    if (n < 0)
+        return usage_error("claim wants the token that share printed (hex, or base64 from "
+                           "share --json)");
+    return simple(cli, o, rcs_send(cli->c, "claim", "y", tok, (size_t)n));
 }
 
 /* why, as a chain people read: name "jobs" -> 7 -> 12 -> 19 */
@@ -1127,7 +1152,8 @@ static const struct command commands[] = {
     {"release-all", "", "drop every hold of this session", 0, 0, cmd_release_all},
     {"share", "ID [TTL]", "a one-use token holding ID for TTL seconds (default 60)", 1, 2,
      cmd_share},
-    {"claim", "TOKEN", "take the object of a share token (one hold)", 1, 1, cmd_claim},
+    {"claim", "TOKEN", "take the object of a share token (hex, or share --json's base64)", 1, 1,
+     cmd_claim},
     {"why", "ID", "why ID is alive: a shortest path from a root", 1, 1, cmd_why},
     {"session", "start [--ttl 1h] | end | status [--show-token]",
      "a lease that consecutive commands share (token in the session file, shown by status "

@@ -248,6 +248,16 @@ for name, data in (("text", b"hello"), ("binary", b"\x00\xff\xfe bytes"), ("empt
     doc = (js(out) or {}) if rc == 0 else {}
     check("--json get: %s data is base64" % name, b64(doc.get("data")) == data, (rc, out, err))
 
+# share --json prints its token as every bin, base64; claim takes that too.
+rc, out, err = cli("-H", A, "--json", "share", fid)
+tok = js(out)
+check("share --json: the token in base64", rc == 0 and b64(tok) is not None and
+      len(b64(tok)) >= 16, (rc, out, err))
+rc, out, err = cli("-H", A, "claim", tok if isinstance(tok, str) else "x")
+check("claim takes share --json's base64 token", (rc, out.strip()) == (0, fid), (rc, out, err))
+rc, out, err = cli("-H", A, "claim", "not/a/token")
+check("claim of neither hex nor base64: exit 2", rc == 2 and "share" in err, (rc, out, err))
+
 # ---- the resume token is shown only when asked ----
 sf = path("session")
 rc, out, err = cli("-H", A, "session", "start", "--ttl", "60", RCSTORE_SESSION_FILE=sf)
