@@ -59,7 +59,7 @@ struct cli {
      * host_port; -H and -s are the other ways to name the server. */
     const char *host, *port;
     char host_port[300];
-    int address_flags;   /* how many of -H, -s, -h/-p were given */
+    int address_flags;   /* which were given: 1 -H, 2 -h or -p, 4 -s */
     const char *token;   /* -a TOKEN */
     int no_auth_warning; /* --no-auth-warning */
     const char *auth_file;
