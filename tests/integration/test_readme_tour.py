@@ -5,7 +5,7 @@ line with what the page shows. So that no page can drift from the programs
 again.
 
 Which examples: the ```sh blocks with a `$ ` line, in README.md and
-docs/*.md (pages without one are left to their own tests: security.md and
+docs/*.md, and the ```python blocks marked to run (below) (pages without one are left to their own tests: security.md and
 cluster.md run as scripts in test_security_tour.py and
 test_cluster_tour.py). Each page gets a fresh server, started as `make run`
 starts it (the Makefile's `run:` command line, read from the Makefile), in
@@ -38,6 +38,9 @@ Directives, an HTML comment on the line(s) above a block (docs/testing.md,
                              one more `watch` request (its metrics say),
                              and compare its output after the next block
   <!-- tour: skip -->        not run (say why beside it)
+  <!-- tour: python -->      (on a ```python block) run by /usr/bin/python3
+                             against the page's server; each `print(...)  # X`
+                             line's X is what it prints
 
 usage: test_readme_tour.py RCSTORED RCSTORE SOURCE_DIR"""
 import glob
@@ -160,8 +163,24 @@ def compare(page, step, out, partial, port):
                  "\n  it printed:\n    " + "\n    ".join(actual))
 
 
+def run_python(page, b, cwd, port):
+    """A ```python block marked `<!-- tour: python -->`: run by
+    /usr/bin/python3 against the page's server; each `print(...)  # X`
+    line's X is what it prints, in order."""
+    expected = [m.group(1) for m in re.finditer(r"^.*print\(.*\)\s+# (.*)$", b.text, re.M)]
+    code = b.text if port == 7373 else b.text.replace("7373", str(port))
+    r = subprocess.run(["/usr/bin/python3", "-c", code], cwd=cwd, capture_output=True,
+                       text=True, timeout=STEP_TIMEOUT)
+    actual = rewrite(r.stdout + r.stderr, port)
+    return check(f"{os.path.relpath(page, SRC)}:{b.line}: the Python example",
+                 r.returncode == 0 and expected and tour.lines_match(expected, actual),
+                 "\n  the page shows:\n    " + "\n    ".join(expected) +
+                 "\n  it printed:\n    " + "\n    ".join(actual))
+
+
 def run_page(page, make_run):
-    blocks = [b for b in tour.blocks(page, "sh") if tour.is_transcript(b)]
+    blocks = [b for b in tour.blocks(page) if b.lang == "sh" and tour.is_transcript(b) or
+              b.lang == "python" and "python" in b.directives]
     if not blocks:
         return 0
     tmp = tempfile.mkdtemp(prefix="rcs-tour-")
@@ -198,6 +217,10 @@ def run_page(page, make_run):
                 if not check(f"{os.path.relpath(page, SRC)}:{b.line}: the server restarts",
                              server.start()):
                     return nsteps
+            if b.lang == "python":
+                run_python(page, b, tmp, port)
+                nsteps += 1
+                continue
             steps = tour.transcript(b)
             if "background" in d:
                 # All but the last command run to the end; the last is left
