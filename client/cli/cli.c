@@ -1,10 +1,12 @@
 /* rcstore: the command-line client. One subcommand per protocol method, run
  * once per invocation; with no subcommand, an interactive shell that keeps
- * one connection (so one session and its holds) across commands. Given a
- * cluster's addresses, a command answered NOT_LEADER runs again on the
- * leader (docs/client-failover.md). Exit status: 0 success, 1 the server
- * answered with an error (its message goes to stderr), 2 usage or
- * connection problems. */
+ * one connection (so one session and its holds) across commands, and
+ * connects again (resuming its lease, if it has one) when the connection
+ * breaks. Given a cluster's addresses, a command answered NOT_LEADER runs
+ * again on the leader (docs/client-failover.md). Exit status: 0 success, 1
+ * the server answered with an error, 2 usage or connection problems, 3 a
+ * timeout elapsed. Errors go to stderr as one line, or with --json to
+ * stdout as {"error": {"code": ..., "message": ...}}. */
 #include "cli_print.h"
 #include "rcstore.h"
 #include "secret.h"
@@ -27,7 +29,10 @@
 #include <editline/readline.h>
 #endif
 
-enum { EXIT_OK = 0, EXIT_SERVER = 1, EXIT_USAGE = 2 };
+enum { EXIT_OK = 0, EXIT_SERVER = 1, EXIT_USAGE = 2, EXIT_TIMEOUT = 3 };
+
+/* The name the CLI gives itself in hello. */
+#define CLIENT_NAME "rcstore-cli"
 
 #define MAX_ARGS        256
 #define MAX_INPUT_BYTES ((size_t)1 << 32)
@@ -35,18 +40,28 @@ enum { EXIT_OK = 0, EXIT_SERVER = 1, EXIT_USAGE = 2 };
 /* Options of one command line. */
 struct opts {
     int json, raw, acquire, have_limit;
+    int help;       /* --help: the command's help, not the command */
+    int show_token; /* session status, hello: print the resume token */
     uint64_t limit;
     const char *file;
     const char *name;
     const char *client;
     const char *ttl;  /* session start: "1h", "30m", "90s" or seconds */
     const char *role; /* user-hash: read, write or admin */
-    int timeout_s;    /* watch: seconds to wait, -1 forever */
+    int timeout_s;    /* --timeout: seconds to wait for a reply (watch: for
+                       * the notification), -1 forever */
 };
 
 struct cli {
     rcs_client *c;
     const char *address;
+    /* redis-cli's -h HOST and -p PORT (NULL: not given), made into
+     * host_port; -H and -s are the other ways to name the server. */
+    const char *host, *port;
+    char host_port[300];
+    int address_flags;   /* how many of -H, -s, -h/-p were given */
+    const char *token;   /* -a TOKEN */
+    int no_auth_warning; /* --no-auth-warning */
     const char *auth_file;
     const char *user;                /* --user: logs in as this user (with auth_file) */
     char auth[SECRET_MAX_BYTES + 1]; /* the token from auth_file, if any */
@@ -64,6 +79,9 @@ struct cli {
     int retry;            /* the command got NOT_LEADER: run it again */
     double retry_until;   /* while it may (monotonic seconds) */
     struct opts defaults; /* from the command line, for every shell command */
+    uint64_t session;     /* the session the shell last saw (0: none yet) */
+    uint64_t reconnects;  /* rcs_reconnects when it did */
+    const char *histfile; /* the shell's history file, or NULL for none */
 };
 
 /* The command line's TLS options, for the warning that a plaintext address
@@ -82,19 +100,103 @@ struct command {
 
 static const struct command commands[];
 
-/* ---- helpers ---- */
+/* ---- reporting errors ---- */
+
+/* --json was given: errors go to stdout as JSON (set once the command line
+ * is parsed; a program-wide setting, as stdout is). */
+static int json_errors;
+
+/* Report one failure: "rcstore: [NAME: ]MESSAGE" on stderr, or with --json
+ * {"error": {"code": CODE, "message": MESSAGE}} on stdout and nothing on
+ * stderr. name (may be NULL) is the human line's prefix; code the JSON's. */
+static void vreport(const char *code, const char *name, const char *fmt, va_list ap)
+{
+    char msg[1200];
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    if (json_errors) {
+        print_json_error(stdout, code, msg);
+        fflush(stdout);
+    } else if (name) {
+        fprintf(stderr, "rcstore: %s: %s\n", name, msg);
+    } else {
+        fprintf(stderr, "rcstore: %s\n", msg);
+    }
+}
+
+/* A failure of code without the code's name on the human line. */
+static void report(const char *code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void report(const char *code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vreport(code, NULL, fmt, ap);
+    va_end(ap);
+}
 
 static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static int usage_error(const char *fmt, ...)
 {
     va_list ap;
-    fputs("rcstore: ", stderr);
     va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
+    vreport("USAGE", NULL, fmt, ap);
     va_end(ap);
-    fputc('\n', stderr);
     return EXIT_USAGE;
 }
+
+/* The JSON code of a library error: the server's own code, or one of the
+ * client side's (docs/man/rcstore.1 lists them). */
+static const char *json_code(int rc)
+{
+    switch (rc) {
+    case RCS_EIO:
+    case RCS_ECONNECT:
+        return "CONNECTION_FAILED";
+    case RCS_ETIMEDOUT:
+        return "TIMEOUT";
+    case RCS_EPROTO:
+        return "PROTOCOL_ERROR";
+    case RCS_ENOMEM:
+        return "CLIENT_OUT_OF_MEMORY";
+    case RCS_EINVAL:
+        return "INVALID_ARGUMENT";
+    default:
+        return rcs_error_name(rc);
+    }
+}
+
+/* The exit status of a library error: 3 a timeout, 2 connection trouble
+ * (and the library's own failures), 1 an error the server answered (or,
+ * for TOO_LARGE, that the library answered for it, nothing sent). */
+static int exit_status(int rc)
+{
+    return rc == RCS_ETIMEDOUT ? EXIT_TIMEOUT : rc <= RCS_EIO ? EXIT_USAGE : EXIT_SERVER;
+}
+
+/* Report a library error rc with a message; returns its exit status. */
+static int fail(int rc, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int fail(int rc, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vreport(json_code(rc), rcs_error_name(rc), fmt, ap);
+    va_end(ap);
+    return exit_status(rc);
+}
+
+/* A connection that could not be made: the library's one line, no code
+ * name (as "rcstore: cannot resolve nohost: Name or service not known").
+ * Returns the exit status. */
+static int connect_failed(int rc, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int connect_failed(int rc, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vreport(json_code(rc), NULL, fmt, ap);
+    va_end(ap);
+    return exit_status(rc);
+}
+
+/* ---- helpers ---- */
 
 static double now_s(void)
 {
@@ -117,18 +219,17 @@ static const char *last_error(struct cli *cli)
     return buf;
 }
 
-/* Report a failed call: server errors exit 1, connection trouble 2. A
- * NOT_LEADER (nothing was done) within the failover timeout is not
- * reported: run() runs the command again, and the library moves to the
- * leader at its next request. */
+/* Report a failed call (exit_status says how it exits). A NOT_LEADER
+ * (nothing was done) within the failover timeout is not reported: run()
+ * runs the command again, and the library moves to the leader at its next
+ * request. */
 static int call_failed(struct cli *cli, int rc)
 {
     if (rc == RCS_ENOT_LEADER && now_s() < cli->retry_until) {
         cli->retry = 1;
         return EXIT_SERVER;
     }
-    fprintf(stderr, "rcstore: %s: %s\n", rcs_error_name(rc), last_error(cli));
-    return rc <= RCS_EIO ? EXIT_USAGE : EXIT_SERVER;
+    return fail(rc, "%s", last_error(cli));
 }
 
 static int parse_u64(const char *s, uint64_t *out)
@@ -291,36 +392,105 @@ static int simple(struct cli *cli, const struct opts *o, int rc_send)
 
 /* ---- commands ---- */
 
-static int cmd_hello(struct cli *cli, const struct opts *o, int argc, char **argv)
+/* Print hello's result (owned by the caller) without its resume token,
+ * which resumes the session and all its holds for whoever has it, unless
+ * --show-token asked for it (hex for people, base64 in JSON as every bin). */
+static void show_hello(const struct opts *o, rcs_value *v)
 {
-    const char *name = o->client ? o->client : "rcstore-cli";
-    if (cli->auth[0] && cli->user)
-        return simple(cli, o,
-                      rcs_send(cli->c, "hello", "{ssssss}", "client", name, "user", cli->user,
-                               "auth", cli->auth));
-    if (cli->auth[0])
-        return simple(cli, o,
-                      rcs_send(cli->c, "hello", "{ssss}", "client", name, "auth", cli->auth));
-    return simple(cli, o, rcs_send(cli->c, "hello", "{ss}", "client", name));
+    size_t i, n;
+    if (v->type != RCS_MAP) {
+        show(o, v);
+        return;
+    }
+    n = v->via.map.len;
+    for (i = 0; i < n; i++) {
+        const rcs_value *k = &v->via.map.keys[i];
+        if (k->type == RCS_STR && strcmp(k->via.bytes.ptr, "token") == 0)
+            break;
+    }
+    if (o->show_token || i == n) {
+        if (o->json)
+            print_json(stdout, v);
+        else
+            print_map_hex(stdout, v, "token");
+        return;
+    }
+    {
+        /* Move the token to the end and print one entry fewer; the value
+         * keeps all its entries for rcs_value_free. */
+        rcs_value k = v->via.map.keys[i], val = v->via.map.vals[i];
+        memmove(&v->via.map.keys[i], &v->via.map.keys[i + 1], (n - i - 1) * sizeof(k));
+        memmove(&v->via.map.vals[i], &v->via.map.vals[i + 1], (n - i - 1) * sizeof(val));
+        v->via.map.keys[n - 1] = k;
+        v->via.map.vals[n - 1] = val;
+        v->via.map.len = n - 1;
+        show(o, v);
+        v->via.map.len = n;
+    }
 }
 
-/* Load the token of --auth-file (common/secret: private to its owner,
- * trailing newlines dropped), hand it and --user to the library (which
- * sends them with every hello, a reconnect's too) and log in. */
+/* hello, or session status: the session's details. */
+static int hello_cmd(struct cli *cli, const struct opts *o, const char *client)
+{
+    rcs_value *v;
+    int rc = client ? rcs_call(cli->c, &v, "hello", "{ss}", "client", client)
+                    : rcs_call(cli->c, &v, "hello", "");
+    if (rc < 0)
+        return call_failed(cli, rc);
+    show_hello(o, v);
+    rcs_value_free(v);
+    return EXIT_OK;
+}
+
+/* The library sends the login (rcs_set_auth) with every hello. */
+static int cmd_hello(struct cli *cli, const struct opts *o, int argc, char **argv)
+{
+    return hello_cmd(cli, o, o->client ? o->client : CLIENT_NAME);
+}
+
+/* Load the token of -a or --auth-file (common/secret: private to its
+ * owner, trailing newlines dropped) and hand it and --user to the library,
+ * which sends them with every hello (greet's first, a reconnect's too). */
 static int authenticate(struct cli *cli)
 {
     char err[512];
     size_t n;
     int rc;
-    if (!cli->auth_file)
+    if (cli->token) {
+        n = strlen(cli->token);
+        if (n == 0 || n > SECRET_MAX_BYTES)
+            return usage_error("-a wants a token of 1 to %d bytes", SECRET_MAX_BYTES);
+        memcpy(cli->auth, cli->token, n + 1);
+    } else if (!cli->auth_file) {
         return 0;
-    if (secret_read_file(cli->auth_file, cli->auth, sizeof(cli->auth), &n, err, sizeof(err)) < 0) {
-        fprintf(stderr, "rcstore: --auth-file %s\n", err);
-        return EXIT_USAGE;
+    } else if (secret_read_file(cli->auth_file, cli->auth, sizeof(cli->auth), &n, err,
+                                sizeof(err)) < 0) {
+        return usage_error("--auth-file %s", err);
     }
-    if ((rc = rcs_set_auth(cli->c, cli->user, cli->auth, n)) < 0 ||
-        (rc = rcs_hello_with(cli->c, NULL, NULL)) < 0)
+    if ((rc = rcs_set_auth(cli->c, cli->user, cli->auth, n)) < 0)
         return call_failed(cli, rc);
+    return 0;
+}
+
+/* The first hello, unless resume_session's was: the login, the CLI's name
+ * and, for a shell with --ttl, a lease (which the library resumes after a
+ * reconnect). It tells the library the server's limits, so that data over
+ * max_data_bytes is refused before it is sent (TOO_LARGE). Without a token
+ * a server that wants one answers AUTH_REQUIRED: that is left for the
+ * command to meet (ping needs no login). 0 or the exit status (reported). */
+static int greet(struct cli *cli, uint32_t ttl)
+{
+    rcs_hello_opts ho = {.client = CLIENT_NAME, .ttl = ttl};
+    rcs_hello_info info;
+    int rc;
+    if (cli->in_session)
+        return 0;
+    rc = rcs_hello_with(cli->c, &ho, &info);
+    if (rc == RCS_EAUTH_REQUIRED && !cli->auth[0])
+        return 0;
+    if (rc < 0)
+        return call_failed(cli, rc);
+    cli->session = info.session;
     return 0;
 }
 
@@ -350,7 +520,7 @@ static int cmd_user_hash(struct cli *cli, const struct opts *o, int argc, char *
         return usage_error("user-hash: no token on stdin");
     if (EVP_Digest(tok, n, h, &hn, EVP_sha256(), NULL) != 1) {
         explicit_bzero(tok, sizeof(tok));
-        fprintf(stderr, "rcstore: user-hash: SHA-256 failed\n");
+        report("INTERNAL", "user-hash: SHA-256 failed");
         return EXIT_SERVER;
     }
     explicit_bzero(tok, sizeof(tok));
@@ -592,6 +762,8 @@ static int cmd_watch(struct cli *cli, const struct opts *o, int argc, char **arg
         return EXIT_OK;
     }
     rc = rcs_next_notification(cli->c, o->timeout_s < 0 ? -1 : o->timeout_s * 1000, &n);
+    if (rc == RCS_ETIMEDOUT)
+        return fail(rc, "object %" PRIu64 " was not freed within --timeout %d s", id, o->timeout_s);
     if (rc < 0)
         return call_failed(cli, rc);
     if (o->json) {
@@ -713,7 +885,7 @@ static int write_session_file(const char *path, const uint8_t *token, size_t len
     int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     FILE *f;
     if (fd < 0 || fchmod(fd, 0600) < 0 || !(f = fdopen(fd, "w"))) {
-        fprintf(stderr, "rcstore: cannot write %s: %s\n", path, strerror(errno));
+        usage_error("cannot write %s: %s", path, strerror(errno));
         if (fd >= 0)
             close(fd);
         return -1;
@@ -744,6 +916,8 @@ static int cmd_session(struct cli *cli, const struct opts *o, int argc, char **a
                info.session, info.ttl, cli->session_path);
         return EXIT_OK;
     }
+    if (strcmp(argv[0], "status") == 0 && cli->shell) /* the shell's own session */
+        return hello_cmd(cli, o, NULL);
     if (!cli->in_session)
         return usage_error("no session (%s does not exist): rcstore session start",
                            cli->session_path);
@@ -756,8 +930,8 @@ static int cmd_session(struct cli *cli, const struct opts *o, int argc, char **a
         return EXIT_OK;
     }
     if (strcmp(argv[0], "status") == 0)
-        return simple(cli, o, rcs_send(cli->c, "hello", ""));
-    return usage_error("session start [--ttl DURATION] | end | status");
+        return hello_cmd(cli, o, NULL);
+    return usage_error("session start [--ttl DURATION] | end | status [--show-token]");
 }
 
 /* Resume the session of the session file, if there is one. */
@@ -783,18 +957,19 @@ static int resume_session(struct cli *cli, const char *command)
         tok[n] = (unsigned char)b;
     }
     {
-        /* rcs_hello_with: a reconnect (a new leader) resumes it again. */
-        rcs_hello_opts ho = {.resume = tok, .resume_len = n};
-        if (cli->auth[0])
-            ho.auth = cli->auth;
-        rc = n ? rcs_hello_with(cli->c, &ho, NULL) : RCS_ESESSION_EXPIRED;
+        /* rcs_hello_with: a reconnect (a new leader) resumes it again. It
+         * sends the login of rcs_set_auth, if any. */
+        rcs_hello_opts ho = {.resume = tok, .resume_len = n, .client = CLIENT_NAME};
+        rcs_hello_info info;
+        rc = n ? rcs_hello_with(cli->c, &ho, &info) : RCS_ESESSION_EXPIRED;
+        if (rc == 0)
+            cli->session = info.session;
     }
     if (rc == RCS_ESESSION_EXPIRED) {
-        fprintf(
-            stderr,
-            "rcstore: the session in %s has expired (or a server without --data-dir restarted); "
-            "its holds are gone. Start another: rcstore session start\n",
-            cli->session_path);
+        report("SESSION_EXPIRED",
+               "the session in %s has expired (or a server without --data-dir restarted); "
+               "its holds are gone. Start another: rcstore session start",
+               cli->session_path);
         if (command && strcmp(command, "session") == 0)
             unlink(cli->session_path);
         return EXIT_SERVER;
@@ -915,15 +1090,22 @@ static int cmd_cluster(struct cli *cli, const struct opts *o, int argc, char **a
 }
 
 static void usage(FILE *f);
+static int command_help(const char *name, const char *sub);
+static const struct command *find(const char *name);
 
+/* help: all of it; help CMD: that command's only. */
 static int cmd_help(struct cli *cli, const struct opts *o, int argc, char **argv)
 {
+    if (argc > 0)
+        return command_help(argv[0], argc > 1 ? argv[1] : NULL);
     usage(stdout);
     return EXIT_OK;
 }
 
 static const struct command commands[] = {
-    {"hello", "[--client NAME]", "greet the server; shows session and limits", 0, 0, cmd_hello},
+    {"hello", "[--client NAME] [--show-token]",
+     "greet the server; shows session and limits (the resume token only with --show-token)", 0, 0,
+     cmd_hello},
     {"ping", "", "check the server answers", 0, 0, cmd_ping},
     {"create", "[DATA|-] [REF...] [--file F] [--name NAME]",
      "create an object; --name binds it so it outlives this command", 0, MAX_ARGS, cmd_create},
@@ -940,14 +1122,17 @@ static const struct command commands[] = {
     {"lookup", "NAME [--acquire]", "the object bound to NAME", 1, 1, cmd_lookup},
     {"names", "[PREFIX] [--limit N]", "list names, sorted", 0, 1, cmd_names},
     {"referrers", "ID [--limit N]", "objects whose refs contain ID", 1, 1, cmd_referrers},
-    {"watch", "ID [--timeout SECS]", "wait until ID is freed", 1, 1, cmd_watch},
+    {"watch", "ID [--timeout SECS]", "wait until ID is freed (exit 3 after --timeout)", 1, 1,
+     cmd_watch},
     {"release-all", "", "drop every hold of this session", 0, 0, cmd_release_all},
     {"share", "ID [TTL]", "a one-use token holding ID for TTL seconds (default 60)", 1, 2,
      cmd_share},
     {"claim", "TOKEN", "take the object of a share token (one hold)", 1, 1, cmd_claim},
     {"why", "ID", "why ID is alive: a shortest path from a root", 1, 1, cmd_why},
-    {"session", "start [--ttl 1h] | end | status",
-     "a lease that consecutive commands share (token in the session file)", 1, 1, cmd_session},
+    {"session", "start [--ttl 1h] | end | status [--show-token]",
+     "a lease that consecutive commands share (token in the session file, shown by status "
+     "only with --show-token)",
+     1, 1, cmd_session},
     {"gc", "", "run a full cycle collection", 0, 0, cmd_gc},
     {"stats", "", "server statistics", 0, 0, cmd_stats},
     {"save", "", "write a snapshot of a --data-dir server now (waits for it)", 0, 0, cmd_save},
@@ -961,14 +1146,17 @@ static const struct command commands[] = {
      "token-sha256 = HEX of a token on stdin, for --users-file (with --name and --role: the whole "
      "[user] section); needs no server",
      0, 0, cmd_user_hash},
-    {"help", "", "this help", 0, 0, cmd_help},
+    {"help", "[COMMAND]", "this help, or one command's", 0, 2, cmd_help},
     {NULL, NULL, NULL, 0, 0, NULL},
 };
 
 static void usage(FILE *f)
 {
-    fprintf(f, "Usage: rcstore [-H HOST:PORT[,...] | -s SOCKET] [--json] COMMAND [ARGS...]\n"
-               "       rcstore [-H HOST:PORT[,...] | -s SOCKET]      (interactive shell)\n\n"
+    fprintf(f, "Usage: rcstore [-h HOST] [-p PORT] [-s SOCKET] [-H HOST:PORT[,...]] [OPTIONS]\n"
+               "               [--json] COMMAND [ARGS...]\n"
+               "       rcstore [-h HOST] [-p PORT] [-s SOCKET] [-H ...] [--ttl DURATION]\n"
+               "               (interactive shell)\n"
+               "       rcstore help COMMAND, rcstore COMMAND --help: one command's help\n\n"
                "Commands (method names with '_' work too):\n");
     for (const struct command *c = commands; c->name; c++) {
         char left[80];
@@ -982,6 +1170,8 @@ static void usage(FILE *f)
         fprintf(f, "  %-46s %s\n", left, c->help);
     }
     fprintf(f, "\nOptions:\n"
+               "  -h HOST, -p PORT      the server's host (default 127.0.0.1; a name is\n"
+               "                        resolved) and port (default 7373), as redis-cli\n"
                "  -H, --host HOST:PORT[,HOST:PORT...]\n"
                "                        server address, or a cluster's nodes (default\n"
                "                        127.0.0.1:7373); a command answered NOT_LEADER runs\n"
@@ -990,6 +1180,9 @@ static void usage(FILE *f)
                "  -s, --socket PATH     connect to a unix socket instead\n"
                "  --auth-file PATH      authenticate with the token in PATH (or set\n"
                "                        RCSTORE_AUTH_FILE); mode 0600 or 0400\n"
+               "  -a TOKEN              authenticate with TOKEN (others may see it in ps\n"
+               "                        and in your history: prefer --auth-file; warns\n"
+               "                        unless --no-auth-warning)\n"
                "  --user NAME           log in as this user of the server's --users-file,\n"
                "                        with --auth-file's token (or set RCSTORE_USER);\n"
                "                        without it the token is the user \"default\"\n"
@@ -1003,8 +1196,14 @@ static void usage(FILE *f)
                "  --sni NAME            the name the server's certificate must carry\n"
                "                        (default: the address's host)\n"
                "  --insecure            do not verify the server's certificate (testing)\n"
-               "  --json                print results as JSON\n"
-               "  -h, --help            this help;  -V, --version  the version\n\n"
+               "  --json                print results as JSON: an object's data (every bin)\n"
+               "                        as a base64 string; errors as {\"error\": {\"code\":\n"
+               "                        ..., \"message\": ...}} on stdout\n"
+               "  --timeout SECS        wait at most SECS for each reply (watch: for the\n"
+               "                        notification); then exit 3\n"
+               "  --ttl DURATION        the shell's session keeps a lease (90s, 30m, 1h):\n"
+               "                        a reconnect resumes it, holds intact\n"
+               "  --help                this help;  -V, --version  the version\n\n"
                "  --session-file PATH   where session start keeps its token (or set\n"
                "                        RCSTORE_SESSION_FILE; default $XDG_RUNTIME_DIR or\n"
                "                        $HOME/.rcstore_session)\n\n"
@@ -1012,7 +1211,38 @@ static void usage(FILE *f)
                "or unix:///PATH, or a comma-separated list of them).\n"
                "Each command runs in its own session, whose holds end when it exits, unless\n"
                "'rcstore session start' began one that later commands resume.\n"
-               "Exit status: 0 success, 1 server error, 2 usage or connection error.\n");
+               "In the shell, Tab completes command names; history is kept in\n"
+               "$RCSTORE_HISTFILE (default ~/.rcstore_history), saved after each command.\n"
+               "Exit status: 0 success, 1 the server answered with an error, 2 usage or\n"
+               "connection error, 3 a timeout elapsed.\n");
+}
+
+/* One command's help (cluster's with its subcommands); sub, a cluster
+ * subcommand, narrows it to that one. 0, or 2 for an unknown name. */
+static int command_help(const char *name, const char *sub)
+{
+    const struct command *c = find(name);
+    if (!c)
+        return usage_error("unknown command '%s' (try help)", name);
+    if (c->run == cmd_cluster) {
+        int shown = 0;
+        for (const struct command *k = cluster_commands; k->name; k++)
+            shown += !sub || strcmp(sub, k->name) == 0;
+        if (!shown)
+            return usage_error("unknown cluster command '%s' (try help cluster)", sub);
+        printf("Usage: cluster %s\n", c->usage);
+        for (const struct command *k = cluster_commands; k->name; k++) {
+            if (!sub || strcmp(sub, k->name) == 0)
+                printf("  cluster %s%s%s\n      %s\n", k->name, k->usage[0] ? " " : "", k->usage,
+                       k->help);
+        }
+        return EXIT_OK;
+    }
+    printf("Usage: %s%s%s\n    %s\n", c->name, c->usage[0] ? " " : "", c->usage, c->help);
+    if (c->run != cmd_help && c->run != cmd_user_hash)
+        printf("    Options of every command: --json, --timeout SECS (rcstore --help lists "
+               "all)\n");
+    return EXIT_OK;
 }
 
 /* Split options from positionals. Returns 0, or EXIT_USAGE (reported). */
@@ -1067,12 +1297,38 @@ static int parse_opts(struct cli *cli, struct opts *o, int argc, char **argv, in
         } else if (strcmp(a, "--timeout") == 0) {
             uint64_t t;
             NEED_VAL;
-            if (parse_u64(val, &t) < 0 || t > 86400 * 365)
-                return usage_error("--timeout wants seconds, not %s", val);
+            if (parse_u64(val, &t) < 0 || t > 86400 * 24)
+                return usage_error("--timeout wants seconds (up to 24 days), not %s", val);
             o->timeout_s = (int)t;
         } else if (global && (strcmp(a, "-H") == 0 || strcmp(a, "--host") == 0)) {
             NEED_VAL; /* HOST:PORT, tcp://HOST:PORT, or a list of them: librcstore's forms */
             cli->address = val;
+            cli->address_flags |= 1;
+        } else if (strcmp(a, "-h") == 0) {
+            /* redis-cli's -h HOST. Alone (or before another option) it is
+             * more likely a request for help than a host named "-x". */
+            if (!global)
+                return usage_error("-h HOST goes on rcstore's command line; for help: "
+                                   "help COMMAND or COMMAND --help");
+            if (!val || val[0] == '-')
+                return usage_error("-h needs a host name (-h HOST); for help: rcstore --help");
+            i++;
+            cli->host = val;
+            cli->address_flags |= 2;
+        } else if (global && strcmp(a, "-p") == 0) {
+            uint64_t port;
+            NEED_VAL;
+            if (parse_u64(val, &port) < 0 || port == 0 || port > 65535)
+                return usage_error("-p wants a port number (1 to 65535), not %s", val);
+            cli->port = val;
+            cli->address_flags |= 2;
+        } else if (global && strcmp(a, "-a") == 0) {
+            NEED_VAL;
+            cli->token = val;
+        } else if (global && strcmp(a, "--no-auth-warning") == 0) {
+            cli->no_auth_warning = 1;
+        } else if (strcmp(a, "--show-token") == 0) {
+            o->show_token = 1;
         } else if (global && strcmp(a, "--failover-timeout") == 0) {
             uint64_t t;
             NEED_VAL;
@@ -1115,10 +1371,9 @@ static int parse_opts(struct cli *cli, struct opts *o, int argc, char **argv, in
             NEED_VAL;
             snprintf(addr, sizeof(addr), "unix://%s", val);
             cli->address = addr;
-        } else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
-            pos[0] = "help";
-            *npos = 1;
-            return 0;
+            cli->address_flags |= 4;
+        } else if (strcmp(a, "--help") == 0) {
+            o->help = 1;
         } else if (global && (strcmp(a, "-V") == 0 || strcmp(a, "--version") == 0)) {
             printf("rcstore %s\n", RCS_VERSION);
             exit(EXIT_OK);
@@ -1189,8 +1444,12 @@ static int run(struct cli *cli, const struct opts *o, int argc, char **argv)
     int status;
     if (!c)
         return usage_error("unknown command '%s' (try help)", argv[0]);
+    if (o->help)
+        return command_help(argv[0], argc > 1 ? argv[1] : NULL);
     if (argc - 1 < c->min || argc - 1 > c->max)
         return usage_error("usage: %s %s", c->name, c->usage);
+    if (cli->c) /* each command its own --timeout (the shell's lines too) */
+        rcs_set_timeout(cli->c, o->timeout_s < 0 ? -1 : o->timeout_s * 1000);
     cli->retry_until = now_s() + cli->failover_s;
     do {
         cli->retry = 0;
@@ -1241,16 +1500,81 @@ static int split(char *line, char **words, int max)
     return n;
 }
 
-static char *read_line(const char *prompt)
+#ifdef RCS_HAVE_LIBEDIT
+/* Tab completion: the first word is a command name (the table's, and
+ * quit/exit); later words complete as file names (libedit's default). */
+static char *complete_command(const char *text, int state)
+{
+    static const char *const extra[] = {"quit", "exit", NULL};
+    static size_t i, len;
+    if (state == 0) {
+        i = 0;
+        len = strlen(text);
+    }
+    for (;;) {
+        size_t k = i++;
+        size_t ncmd = sizeof(commands) / sizeof(commands[0]) - 1;
+        const char *name = k < ncmd ? commands[k].name : extra[k - ncmd];
+        if (!name)
+            return NULL;
+        if (strncmp(name, text, len) == 0)
+            return strdup(name);
+    }
+}
+
+static char **complete(const char *text, int start, int end)
+{
+    (void)end;
+    if (start > 0)
+        return NULL;
+    rl_attempted_completion_over = 1; /* no file names for a command */
+    return rl_completion_matches(text, complete_command);
+}
+#endif
+
+/* The shell's history file: $RCSTORE_HISTFILE ("" or /dev/null: none), else
+ * ~/.rcstore_history; made private (0600: lines may hold tokens). */
+static void history_open(struct cli *cli)
+{
+#ifdef RCS_HAVE_LIBEDIT
+    static char path[1024];
+    const char *env = getenv("RCSTORE_HISTFILE");
+    int fd;
+    if (env)
+        snprintf(path, sizeof(path), "%s", env);
+    else if (getenv("HOME"))
+        snprintf(path, sizeof(path), "%s/.rcstore_history", getenv("HOME"));
+    if (!path[0] || strcmp(path, "/dev/null") == 0)
+        return;
+    cli->histfile = path;
+    stifle_history(1000);
+    if ((fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600)) >= 0)
+        close(fd);
+    read_history(path);
+    rl_readline_name = "rcstore";
+    rl_attempted_completion_function = complete;
+#else
+    (void)cli;
+#endif
+}
+
+/* A line from the terminal (libedit: editing, history, completion; each
+ * line is added to the history file at once, so a shell that is killed
+ * keeps it), or from a pipe. NULL at the end. */
+static char *read_line(struct cli *cli, const char *prompt)
 {
 #ifdef RCS_HAVE_LIBEDIT
     if (isatty(STDIN_FILENO)) {
         char *l = readline(prompt);
-        if (l && *l)
+        if (l && *l) {
             add_history(l);
+            if (cli->histfile)
+                write_history(cli->histfile);
+        }
         return l;
     }
 #endif
+    (void)cli;
     {
         size_t cap = 0;
         char *l = NULL;
@@ -1266,65 +1590,115 @@ static char *read_line(const char *prompt)
     }
 }
 
-/* Whether the server (or, given a list, some node of the cluster) still
- * answers a ping. With a list a lost connection may be a leader stepping
- * down: the nodes are tried again until the failover timeout. */
-static int reachable(struct cli *cli)
+/* The session this connection is attached to (hello without options
+ * changes nothing), or 0. */
+static uint64_t current_session(struct cli *cli)
 {
-    double until = now_s() + cli->failover_s;
-    int multi = cli->address && strchr(cli->address, ',');
-    int rc;
-    while ((rc = rcs_ping(cli->c)) == RCS_EIO && multi && now_s() < until)
-        usleep(100 * 1000); /* back off between rounds of the list */
-    return rc != RCS_EIO;
+    rcs_value *v;
+    uint64_t id;
+    if (rcs_call(cli->c, &v, "hello", "") < 0)
+        return 0;
+    id = rcs_value_uint(rcs_map_get(v, "session"), 0);
+    rcs_value_free(v);
+    return id;
+}
+
+/* Before a shell command that needs the server: a ping, through which the
+ * library connects again if the connection broke (a server restart, a
+ * new leader), replaying the login and resuming the session's lease if it
+ * has one. Says on stderr what became of the session; a lease that could
+ * not be resumed (the server lost it) gives way to a new session, with a
+ * lease again for a shell started with --ttl. If the server cannot be
+ * reached the command is not run: the next one tries again. Late replies
+ * to a command that timed out are read (and dropped) first. 0 or the exit
+ * status (reported). */
+static int shell_ready(struct cli *cli)
+{
+    int rc, lost = 0;
+    uint64_t id;
+    while (rcs_pending(cli->c) > 0) {
+        if ((rc = rcs_recv(cli->c, NULL)) == RCS_ETIMEDOUT)
+            return fail(rc, "the server has not answered an earlier command yet");
+    }
+    rc = rcs_ping(cli->c);
+    if (rc == RCS_ESESSION_EXPIRED) { /* the lease is gone: the next call starts anew */
+        lost = 1;
+        rc = rcs_ping(cli->c);
+    }
+    if (rc < 0)
+        return call_failed(cli, rc);
+    if (rcs_reconnects(cli->c) == cli->reconnects && !lost)
+        return 0;
+    cli->reconnects = rcs_reconnects(cli->c);
+    id = current_session(cli);
+    if (id && id == cli->session && !lost) {
+        fprintf(stderr, "reconnected; session %" PRIu64 " resumed\n", id);
+        return 0;
+    }
+    if (cli->defaults.ttl && !cli->in_session) { /* a lease again, for the new session */
+        uint64_t ttl = 0;
+        rcs_hello_opts ho = {.client = CLIENT_NAME};
+        rcs_hello_info info;
+        parse_duration(cli->defaults.ttl, &ttl); /* checked at start */
+        ho.ttl = (uint32_t)ttl;
+        if ((rc = rcs_hello_with(cli->c, &ho, &info)) < 0)
+            return call_failed(cli, rc);
+        id = info.session;
+    }
+    fprintf(stderr, "reconnected; new session %" PRIu64 " (the old one's holds are gone)\n", id);
+    cli->session = id;
+    return 0;
 }
 
 static int shell(struct cli *cli)
 {
     char prompt[320], *line, *words[MAX_ARGS + 8], *pos[MAX_ARGS + 8];
-    char hist[1024] = "";
     int status = EXIT_OK;
 
     cli->shell = 1;
+    cli->reconnects = rcs_reconnects(cli->c);
     snprintf(prompt, sizeof(prompt), "%s> ", rcs_address(cli->c));
-#ifdef RCS_HAVE_LIBEDIT
-    if (getenv("HOME")) {
-        snprintf(hist, sizeof(hist), "%s/.rcstore_history", getenv("HOME"));
-        read_history(hist);
-    }
-#endif
-    if (isatty(STDIN_FILENO))
+    if (isatty(STDIN_FILENO)) {
+        history_open(cli);
         printf("rcstore %s: one session for this whole shell. 'help' lists commands, "
                "'quit' leaves.\n",
                RCS_VERSION);
-    while ((line = read_line(prompt)) != NULL) {
+    }
+    while ((line = read_line(cli, prompt)) != NULL) {
         struct opts o = cli->defaults;
-        /* The prompt names the node in use: it changes when a leader does. */
         int n = split(line, words, MAX_ARGS), npos;
         if (n < 0) {
-            usage_error("unbalanced quotes or too many words");
-            status = EXIT_USAGE;
+            status = usage_error("unbalanced quotes or too many words");
         } else if (n > 0 && (strcmp(words[0], "quit") == 0 || strcmp(words[0], "exit") == 0)) {
             free(line);
             break;
         } else if (n > 0 && parse_opts(cli, &o, n, words, &npos, pos, 0) == 0 && npos > 0) {
-            status = run(cli, &o, npos, pos);
-            if (status == EXIT_USAGE && rcs_pending(cli->c) == 0 && !reachable(cli)) {
-                fprintf(stderr, "rcstore: connection lost\n");
-                free(line);
-                break;
-            }
+            const struct command *c = find(pos[0]);
+            int offline = !c || o.help || c->run == cmd_help || c->run == cmd_user_hash;
+            if (!offline)
+                rcs_set_timeout(cli->c, o.timeout_s < 0 ? -1 : o.timeout_s * 1000);
+            if (offline || (status = shell_ready(cli)) == 0)
+                status = run(cli, &o, npos, pos);
         }
         free(line);
         show_notifications(cli);
         fflush(stdout);
+        /* The prompt names the node in use: it changes when a leader does. */
         snprintf(prompt, sizeof(prompt), "%s> ", rcs_address(cli->c));
     }
-#ifdef RCS_HAVE_LIBEDIT
-    if (hist[0])
-        write_history(hist);
-#endif
     return status;
+}
+
+/* -h HOST and -p PORT as an address for the library ([HOST] for IPv6). */
+static void host_port(struct cli *cli)
+{
+    const char *h = cli->host ? cli->host : "127.0.0.1";
+    const char *p = cli->port ? cli->port : "7373";
+    if (strchr(h, ':') && h[0] != '[')
+        snprintf(cli->host_port, sizeof(cli->host_port), "[%s]:%s", h, p);
+    else
+        snprintf(cli->host_port, sizeof(cli->host_port), "%s:%s", h, p);
+    cli->address = cli->host_port;
 }
 
 int main(int argc, char **argv)
@@ -1332,6 +1706,7 @@ int main(int argc, char **argv)
     struct cli cli;
     char *pos[MAX_ARGS + 8];
     int npos, rc, status;
+    uint64_t ttl = 0;
 
     memset(&cli, 0, sizeof(cli));
     cli.defaults.timeout_s = -1;
@@ -1343,38 +1718,50 @@ int main(int argc, char **argv)
     cli.tls.ca_file = getenv("RCSTORE_CACERT");
     cli.tls.cert_file = getenv("RCSTORE_CERT");
     cli.tls.key_file = getenv("RCSTORE_KEY");
+    for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++)
+        json_errors |= strcmp(argv[i], "--json") == 0; /* for errors in the options too */
     if (parse_opts(&cli, &cli.defaults, argc - 1, argv + 1, &npos, pos, 1) != 0)
         return EXIT_USAGE;
-    if (npos > 0 && strcmp(pos[0], "help") == 0) {
-        usage(stdout);
-        return EXIT_OK;
-    }
+    if (npos > 0 && strcmp(pos[0], "help") == 0)
+        return npos > 1 ? command_help(pos[1], npos > 2 ? pos[2] : NULL) : (usage(stdout), EXIT_OK);
+    if (cli.defaults.help)
+        return npos > 0 ? command_help(pos[0], npos > 1 ? pos[1] : NULL) : (usage(stdout), EXIT_OK);
     if (npos > 0 && !find(pos[0]))
         return usage_error("unknown command '%s' (try --help)", pos[0]);
     if (npos > 0 && find(pos[0])->run == cmd_user_hash) /* needs no server */
         return run(&cli, &cli.defaults, npos, pos);
+    if (cli.address_flags & (cli.address_flags - 1))
+        return usage_error("the server is named twice: give -h/-p, -H or -s, one of them");
+    if (cli.address_flags & 2)
+        host_port(&cli);
     if (cli.user && !*cli.user)
         cli.user = NULL; /* RCSTORE_USER= set empty: none */
-    if (cli.user && !cli.auth_file)
+    if (cli.token && !cli.no_auth_warning)
+        fprintf(stderr, "rcstore: warning: a token given with -a may be seen by others (ps, "
+                        "shell history); --auth-file PATH is safer\n");
+    if (cli.user && !cli.auth_file && !cli.token)
         return usage_error("--user %s needs --auth-file (the user's token)", cli.user);
+    if (npos == 0 && cli.defaults.ttl &&
+        (parse_duration(cli.defaults.ttl, &ttl) < 0 || ttl == 0 || ttl > UINT32_MAX))
+        return usage_error("--ttl wants a duration such as 90s, 30m, 1h or 3600");
     warn_tls_ignored(&cli);
     if (cli.use_tls || cli.tls.ca_file || cli.tls.cert_file || cli.tls.key_file ||
         cli.tls.server_name || cli.tls.insecure || (cli.address && strstr(cli.address, "tls://"))) {
         if (!cli.address) /* the default address, over TLS */
             cli.address = "127.0.0.1:7373";
-        if ((rc = rcs_connect_tls(cli.address, &cli.tls, &cli.c)) < 0) {
-            if (cli.c)
-                fprintf(stderr, "rcstore: %s\n", last_error(&cli));
-            else
-                fprintf(stderr, "rcstore: cannot connect to %s: %s\n", cli.address,
-                        rcs_strerror(rc));
-            rcs_close(cli.c);
-            return EXIT_USAGE;
-        }
-    } else if ((rc = rcs_connect(cli.address, &cli.c)) < 0) {
-        fprintf(stderr, "rcstore: cannot connect to %s: %s\n",
-                cli.address ? cli.address : RCS_DEFAULT_ADDRESS, strerror(errno));
-        return EXIT_USAGE;
+        rc = rcs_connect_tls(cli.address, &cli.tls, &cli.c);
+    } else {
+        rc = rcs_open(cli.address, &cli.c);
+    }
+    if (rc < 0) {
+        if (cli.c)
+            status = connect_failed(rc, "%s", last_error(&cli));
+        else
+            status =
+                connect_failed(rc, "cannot connect to %s: %s",
+                               cli.address ? cli.address : RCS_DEFAULT_ADDRESS, rcs_strerror(rc));
+        rcs_close(cli.c);
+        return status;
     }
     rcs_set_failover_timeout(cli.c, cli.failover_s * 1000);
     if (cli.session_file)
@@ -1385,8 +1772,10 @@ int main(int argc, char **argv)
     else
         snprintf(cli.session_path, sizeof(cli.session_path), "%s/.rcstore_session",
                  getenv("HOME") ? getenv("HOME") : ".");
+    cli.shell = npos == 0; /* a shell's messages keep "the next request reconnects" */
     if ((status = authenticate(&cli)) != 0 ||
-        (status = resume_session(&cli, npos > 0 ? pos[0] : NULL)) != 0) {
+        (status = resume_session(&cli, npos > 0 ? pos[0] : NULL)) != 0 ||
+        (status = greet(&cli, (uint32_t)ttl)) != 0) {
         rcs_close(cli.c);
         return status;
     }

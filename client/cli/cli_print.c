@@ -1,7 +1,6 @@
 /* cli_print: result printers for the CLI (see cli_print.h). Values nest at
  * most as deep as the protocol scanner allows (16), so recursion is bounded. */
 #include "cli_print.h"
-#include "utf8.h"
 
 #include <inttypes.h>
 #include <string.h>
@@ -86,14 +85,10 @@ static void json_value(FILE *f, const rcs_value *v)
     case RCS_STR:
         json_string(f, v->via.bytes.ptr, v->via.bytes.len);
         break;
-    case RCS_BIN:
-        if (utf8_valid(v->via.bytes.ptr, v->via.bytes.len)) {
-            json_string(f, v->via.bytes.ptr, v->via.bytes.len);
-        } else {
-            fputs("{\"base64\": \"", f);
-            base64(f, (const unsigned char *)v->via.bytes.ptr, v->via.bytes.len);
-            fputs("\"}", f);
-        }
+    case RCS_BIN: /* one shape whatever the bytes: base64, whatever they are */
+        fputc('"', f);
+        base64(f, (const unsigned char *)v->via.bytes.ptr, v->via.bytes.len);
+        fputc('"', f);
         break;
     case RCS_ARRAY:
         print_array(f, v, json_value);
@@ -124,6 +119,21 @@ void print_json(FILE *f, const rcs_value *v)
 {
     json_value(f, v);
     fputc('\n', f);
+}
+
+void print_json_error(FILE *f, const char *code, const char *message)
+{
+    fputs("{\"error\": {\"code\": ", f);
+    json_string(f, code, strlen(code));
+    fputs(", \"message\": ", f);
+    json_string(f, message, strlen(message));
+    fputs("}}\n", f);
+}
+
+void print_hex(FILE *f, const rcs_value *v)
+{
+    for (size_t i = 0; i < v->via.bytes.len; i++)
+        fprintf(f, "%02x", (unsigned char)v->via.bytes.ptr[i]);
 }
 
 static void c_string(FILE *f, const char *p, size_t n)
@@ -203,7 +213,8 @@ static void print_table(FILE *f, const rcs_value *v, int indent)
     }
 }
 
-void print_map(FILE *f, const rcs_value *v, int indent)
+/* print_map, the value under hex_key (NULL: none) of the top map as hex. */
+static void print_map_k(FILE *f, const rcs_value *v, int indent, const char *hex_key)
 {
     size_t width = 0;
     if (v->type != RCS_MAP) {
@@ -222,16 +233,30 @@ void print_map(FILE *f, const rcs_value *v, int indent)
         const char *name = k->type == RCS_STR ? k->via.bytes.ptr : "?";
         if (val->type == RCS_MAP) {
             fprintf(f, "%*s%s:\n", indent, "", name);
-            print_map(f, val, indent + 2);
+            print_map_k(f, val, indent + 2, NULL);
         } else if (is_table(val)) {
             fprintf(f, "%*s%s:\n", indent, "", name);
             print_table(f, val, indent + 2);
         } else {
             fprintf(f, "%*s%s:%*s ", indent, "", name, (int)(width - strlen(name)), "");
-            print_inline(f, val);
+            if (hex_key && strcmp(name, hex_key) == 0 &&
+                (val->type == RCS_BIN || val->type == RCS_STR))
+                print_hex(f, val);
+            else
+                print_inline(f, val);
             fputc('\n', f);
         }
     }
+}
+
+void print_map(FILE *f, const rcs_value *v, int indent)
+{
+    print_map_k(f, v, indent, NULL);
+}
+
+void print_map_hex(FILE *f, const rcs_value *v, const char *key)
+{
+    print_map_k(f, v, 0, key);
 }
 
 /* A str value as text, or dflt when absent, nil or not a str. */

@@ -20,6 +20,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -86,6 +87,9 @@ struct rcs_client {
     uint8_t lease_token[64];
     size_t lease_token_len;
     uint64_t lease_ttl;
+    /* The server's max_data_bytes, from a hello on this connection (0: no
+     * hello told it yet): larger data is refused before it is sent. */
+    uint64_t max_data_bytes;
 
     /* The blocking call in progress: its request after the msgid, to send
      * again on the leader after NOT_LEADER, and when it gives up. */
@@ -400,20 +404,29 @@ bad:
     return -1;
 }
 
-static int connect_tcp(const char *hostport, int timeout_ms)
+/* Connect to HOSTPORT (the address a, for messages), resolving a host name
+ * with getaddrinfo and trying each address it gives. A socket, or
+ * RCS_ECONNECT with the message set: a resolver failure in the resolver's
+ * words ("cannot resolve nohost: Name or service not known"; errno is then
+ * EHOSTUNREACH, for callers that read it), else the last connect's errno. */
+static int connect_tcp(rcs_client *c, const char *a, const char *hostport, int timeout_ms)
 {
     char host[256];
     const char *port;
     struct addrinfo hints, *res, *ai;
-    int fd = -1, one = 1;
+    int fd = -1, one = 1, gai;
 
     if (split_hostport(hostport, host, &port) < 0)
-        return -1;
+        return set_error(c, RCS_ECONNECT, "cannot connect to %s: not HOST:PORT", a);
     memset(&hints, 0, sizeof(hints));
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
-    if (getaddrinfo(host, port, &hints, &res) != 0)
-        return -1;
+    if ((gai = getaddrinfo(host, port, &hints, &res)) != 0) {
+        const char *why = gai == EAI_SYSTEM ? strerror(errno) : gai_strerror(gai);
+        set_error(c, RCS_ECONNECT, "cannot resolve %s: %s", host, why);
+        errno = EHOSTUNREACH;
+        return RCS_ECONNECT;
+    }
     for (ai = res; ai; ai = ai->ai_next) {
         fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
         if (fd < 0)
@@ -424,8 +437,13 @@ static int connect_tcp(const char *hostport, int timeout_ms)
         fd = -1;
     }
     freeaddrinfo(res);
-    if (fd >= 0)
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    if (fd < 0) {
+        int saved = errno;
+        set_error(c, RCS_ECONNECT, "cannot connect to %s: %s", a, strerror(errno));
+        errno = saved;
+        return RCS_ECONNECT;
+    }
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     return fd;
 }
 
@@ -600,8 +618,8 @@ static int open_address(rcs_client *c, const char *a, int timeout_ms, SSL **ssl)
         hp = a + 6;
         tls = 1;
     }
-    if ((fd = connect_tcp(hp, timeout_ms)) < 0)
-        return set_error(c, RCS_ECONNECT, "cannot connect to %s: %s", a, strerror(errno));
+    if ((fd = connect_tcp(c, a, hp, timeout_ms)) < 0)
+        return fd;
     if (!tls)
         return fd;
     split_hostport(hp, host, &port); /* connect_tcp parsed it already */
@@ -672,6 +690,7 @@ static void attach(rcs_client *c, int fd, SSL *ssl, char *addr)
     free(c->addr);
     c->addr = addr;
     c->expect = c->next_msgid;
+    c->max_data_bytes = 0; /* another server: unknown until its hello */
     buf_reset(&c->out);
     buf_reset(&c->in);
     rpc_scan_reset(&c->scan);
@@ -727,7 +746,9 @@ static int connect_first(rcs_client *c)
     return rc;
 }
 
-int rcs_connect(const char *address, rcs_client **out)
+/* rcs_connect, and with keep rcs_open: on a failed connect *out is then
+ * the client, not connected, its message saying why. */
+static int connect_plain(const char *address, rcs_client **out, int keep)
 {
     rcs_client *c;
     int rc, saved;
@@ -741,15 +762,26 @@ int rcs_connect(const char *address, rcs_client **out)
         goto fail;
     for (size_t i = 0; i < c->naddrs; i++)
         c->tls_hints |= strncmp(c->addrs[i], "tls://", 6) == 0;
-    if ((rc = connect_first(c)) < 0)
-        goto fail;
-    *out = c;
-    return 0;
+    rc = connect_first(c);
+    if (rc == 0 || (keep && rc != RCS_ENOMEM)) {
+        *out = c;
+        return rc;
+    }
 fail:
     saved = errno; /* the last connect's, for the caller's message */
     rcs_close(c);
     errno = saved;
     return rc;
+}
+
+int rcs_connect(const char *address, rcs_client **out)
+{
+    return connect_plain(address, out, 0);
+}
+
+int rcs_open(const char *address, rcs_client **out)
+{
+    return connect_plain(address, out, 1);
 }
 
 /* A copy of an optional string: 0, or -1 out of memory. */
@@ -1348,6 +1380,93 @@ static int pack_fmt(msgpack_packer *pk, const char **fmtp, va_list *ap, char clo
     return close ? RCS_EINVAL : 0;
 }
 
+/* The methods whose params carry an object's data, and where: what the
+ * server's max_data_bytes bounds. */
+static const struct {
+    const char *method;
+    long param;
+} data_params[] = {{"create", 0}, {"set_data", 1}};
+
+/* The length of top-level param idx of fmt's params (ap), if it is bytes
+ * (s or y); 0 for any other. Reads ap only (the caller's copy). */
+static size_t param_bytes(const char *fmt, va_list ap, long idx)
+{
+    long item = -1;
+    int depth = 0;
+    for (; *fmt; fmt++) {
+        int top = depth == 0;
+        item += top && *fmt != ']' && *fmt != '}';
+        switch (*fmt) {
+        case 'u':
+            (void)va_arg(ap, uint64_t);
+            break;
+        case 'i':
+            (void)va_arg(ap, int64_t);
+            break;
+        case 'b':
+            (void)va_arg(ap, int);
+            break;
+        case 's': {
+            const char *p = va_arg(ap, const char *);
+            if (top && item == idx)
+                return p ? strlen(p) : 0;
+            break;
+        }
+        case 'y': {
+            size_t len;
+            (void)va_arg(ap, const void *);
+            len = va_arg(ap, size_t);
+            if (top && item == idx)
+                return len;
+            break;
+        }
+        case 'U':
+            (void)va_arg(ap, const uint64_t *);
+            (void)va_arg(ap, size_t);
+            break;
+        case '[':
+        case '{':
+            depth++;
+            break;
+        case ']':
+        case '}':
+            depth--;
+            break;
+        default: /* 'n'; count_items vetted the rest */
+            break;
+        }
+        if (item > idx && depth == 0)
+            return 0;
+    }
+    return 0;
+}
+
+/* RCS_ETOO_LARGE (the message names both sizes) when a request would carry
+ * data over the max_data_bytes the server's hello gave on this connection:
+ * the server would cut the connection off mid-request. 0 otherwise, or
+ * while no hello has told the limit. */
+static int check_data_size(rcs_client *c, const char *method, const char *fmt, va_list ap)
+{
+    if (!c->max_data_bytes)
+        return 0;
+    for (size_t i = 0; i < sizeof(data_params) / sizeof(data_params[0]); i++) {
+        size_t len;
+        va_list cp;
+        if (strcmp(method, data_params[i].method) != 0)
+            continue;
+        va_copy(cp, ap);
+        len = param_bytes(fmt, cp, data_params[i].param);
+        va_end(cp);
+        if (len > c->max_data_bytes)
+            return set_error(c, RCS_ETOO_LARGE,
+                             "%s: data of %zu bytes is over the server's max_data_bytes (%" PRIu64
+                             "); nothing was sent",
+                             method, len, c->max_data_bytes);
+        return 0;
+    }
+    return 0;
+}
+
 static int vsend(rcs_client *c, const char *method, const char *fmt, va_list ap)
 {
     size_t mark = c->out.len;
@@ -1358,6 +1477,8 @@ static int vsend(rcs_client *c, const char *method, const char *fmt, va_list ap)
 
     if (n < 0 || !method)
         return set_error(c, RCS_EINVAL, "bad params format \"%s\"", fmt ? fmt : "(null)");
+    if ((rc = check_data_size(c, method, fmt, ap)) < 0)
+        return rc;
     rpc_packer_init(&pk, &c->out);
     c->out.oom = 0;
     rpc_pack_request(&pk, c->next_msgid, method);
@@ -1597,6 +1718,7 @@ static int hello_call(rcs_client *c, const rcs_hello_opts *o, int ttl_always, rc
         return rc;
     parse_hello(v, &r);
     rcs_value_free(v);
+    c->max_data_bytes = r.max_data_bytes;
     if ((rc = remember_hello(c, o, &r)) < 0)
         return rc;
     if (info)
@@ -2056,6 +2178,7 @@ static int replay_hello(rcs_client *c)
         return rc;
     parse_hello(v, &r);
     rcs_value_free(v);
+    c->max_data_bytes = r.max_data_bytes;
     if (c->lease_ttl && r.token_len) { /* the token may have been renewed */
         memcpy(c->lease_token, r.token, r.token_len);
         c->lease_token_len = r.token_len;
@@ -2128,8 +2251,10 @@ static int reconnect(rcs_client *c, uint64_t deadline_ns)
                 return set_error(c, rc, "%s", why);
             }
             wait = ++failed % c->naddrs == 0;
-            if (c->naddrs == 1 && !hinted) /* nothing to fail over to */
-                break;
+            if (c->naddrs == 1 && !hinted) { /* nothing to fail over to: say why, plainly */
+                c->follow = 1;
+                return set_error(c, rc, "%s; the next request reconnects", why);
+            }
         } else {
             attach(c, fd, ssl, target);
             rc = replay_hello(c);

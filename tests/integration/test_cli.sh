@@ -17,7 +17,7 @@ check "object of an ended session is gone" 1 $?
 id=$(R create world --name greeting)
 check "lookup finds the bound name" "$id" "$(R lookup greeting)"
 check "get --raw prints data" "world" "$(R get "$id" --raw)"
-check "get --json" "{\"id\": $id, \"data\": \"world\", \"refs\": [], \"refcount\": 1}" \
+check "get --json (data in base64)" "{\"id\": $id, \"data\": \"d29ybGQ=\", \"refs\": [], \"refcount\": 1}" \
   "$(R --json get "$id")"
 check "names lists it" "$(printf 'greeting\t%s' "$id")" "$(R names gree)"
 

@@ -6,6 +6,7 @@ a leader change; a session's lease is resumed on a new leader.
 Usage: test_cli_cluster.py RCSTORE"""
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -85,12 +86,14 @@ check("no leader: NOT_LEADER after --failover-timeout", rc == 1 and "NOT_LEADER"
       "no leader known" in err, (rc, out, err))
 cl.set_leader(0)
 
-# The shell follows a leader change between two commands.
+# The shell follows a leader change between two commands, and says that
+# its session (with no lease) is a new one there.
 rc, out, err = rcstore("-H", ",".join(A), stdin="create a\ncluster transfer 2\ncreate b\n")
 lines = out.splitlines()
 check("shell: create, transfer, create", rc == 0 and len(lines) == 3 and
       lines[1] == "leader is now node 2" and lines[2].isdigit() and cl.leader == 1 and
-      err == "", (rc, out, err))
+      re.fullmatch(r"reconnected; new session \d+ \(the old one's holds are gone\)\n", err),
+      (rc, out, err))
 
 # A session with a lease survives the death of its leader.
 with tempfile.TemporaryDirectory() as d:

@@ -8,6 +8,7 @@
 #include "harness.h"
 #include "rcstore.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -480,6 +481,60 @@ static void hello_keeps_the_old_info_layout(void **state)
     rcs_close(c);
 }
 
+/* Data over the max_data_bytes that hello gave is refused by the library
+ * before it is sent (the server would cut the connection off mid-request):
+ * TOO_LARGE naming both sizes, nothing queued, the connection untouched;
+ * the typed calls and rcs_send alike. */
+static void too_large_before_sending(void **state)
+{
+    enum { BIG = 1 << 20 };
+    rcs_client *c = client();
+    char *big = calloc(1, BIG);
+    uint64_t id, creates;
+    (void)state;
+    assert_non_null(big);
+    assert_int_equal(rcs_hello(c, NULL, NULL), 0);
+    creates = stat_u(c, "ops", "create");
+    assert_int_equal(rcs_create(c, big, BIG, NULL, 0, &id), RCS_ETOO_LARGE);
+    assert_non_null(strstr(rcs_last_error(c), "create: data of 1048576 bytes is over the "
+                                              "server's max_data_bytes (1024)"));
+    assert_int_equal(rcs_create(c, "ok", 2, NULL, 0, &id), 0);
+    assert_int_equal(rcs_set_data(c, id, big, BIG), RCS_ETOO_LARGE);
+    assert_non_null(strstr(rcs_last_error(c), "set_data: data of 1048576 bytes"));
+    assert_int_equal(rcs_set_data(c, id, big, 1024), 0); /* exactly the limit */
+    assert_int_equal(rcs_send(c, "create", "yU", big, (size_t)1025, &id, (size_t)1),
+                     RCS_ETOO_LARGE);
+    assert_int_equal(rcs_send(c, "set_data", "uy", id, big, (size_t)BIG), RCS_ETOO_LARGE);
+    assert_int_equal(rcs_pending(c), 0);
+    big[BIG - 1] = '\0';
+    memset(big, 's', BIG - 1); /* a str counts as well */
+    assert_int_equal(rcs_send(c, "create", "s", big), RCS_ETOO_LARGE);
+    assert_int_equal(rcs_ping(c), 0);
+    assert_int_equal(rcs_reconnects(c), 0);
+    assert_int_equal(stat_u(c, "ops", "create"), creates + 1);
+    free(big);
+    rcs_close(c);
+}
+
+/* A host that does not resolve: rcs_open says so in the resolver's words
+ * (rcs_connect, which returns no client, leaves errno EHOSTUNREACH). */
+static void resolver_errors(void **state)
+{
+    rcs_client *c;
+    (void)state;
+    assert_int_equal(rcs_open("nohost.invalid:7373", &c), RCS_ECONNECT);
+    assert_non_null(c);
+    assert_non_null(strstr(rcs_last_error(c), "cannot resolve nohost.invalid: "));
+    assert_null(strstr(rcs_last_error(c), "Success"));
+    rcs_close(c);
+    assert_int_equal(rcs_connect("nohost.invalid:7373", &c), RCS_ECONNECT);
+    assert_null(c);
+    assert_int_equal(errno, EHOSTUNREACH);
+    assert_int_equal(rcs_open(srv.address, &c), 0); /* and connects like rcs_connect */
+    assert_int_equal(rcs_ping(c), 0);
+    rcs_close(c);
+}
+
 static void connections_past_the_limit(void **state)
 {
     enum { N = 950 };
@@ -554,6 +609,8 @@ int main(int argc, char **argv)
         cmocka_unit_test(referrers_past_the_budget),
         cmocka_unit_test(hello_with_auth),
         cmocka_unit_test(hello_keeps_the_old_info_layout),
+        cmocka_unit_test(too_large_before_sending),
+        cmocka_unit_test(resolver_errors),
         cmocka_unit_test(million_chain),
     };
     rcs_test_select(argc, argv);

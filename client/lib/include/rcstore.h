@@ -167,8 +167,17 @@ typedef struct rcs_client rcs_client;
  * options and to read why a connection failed. 0, RCS_ECONNECT, RCS_EIO
  * (a TLS handshake failed), RCS_EINVAL (an empty list or address) or
  * RCS_ENOMEM; on failure *out is NULL and errno says why the last connect
- * failed. */
+ * failed (EHOSTUNREACH when a host name did not resolve: rcs_open reports
+ * the resolver's own words). Host names are resolved with getaddrinfo. */
 RCS_EXPORT int rcs_connect(const char *address, rcs_client **out);
+/* rcs_connect, except that a failed connect leaves *out set to a client
+ * that is not connected, whose rcs_last_error says why in one line: "cannot
+ * resolve nohost: Name or service not known" (the resolver's text, from
+ * gai_strerror), "cannot connect to tcp://127.0.0.1:1: Connection refused",
+ * a TLS failure as rcs_connect_tls says it. A call on such a client tries
+ * to connect again. *out is NULL only for RCS_ENOMEM and an empty list or
+ * address (RCS_EINVAL); call rcs_close(*out) in every case. */
+RCS_EXPORT int rcs_open(const char *address, rcs_client **out);
 
 /* TLS options of rcs_connect_tls. Zero it (rcs_tls_opts o = {0};) and set
  * what is needed. ABI: this struct is fixed for librcstore.so.0: no field
@@ -230,7 +239,14 @@ RCS_EXPORT const char *rcs_last_error(const rcs_client *c);
  * For example: rcs_send(c, "create", "yU", data, len, refs, nrefs). */
 
 /* Queue one request; nothing is written until rcs_flush (or a blocking call).
- * 0, RCS_EINVAL (bad format) or RCS_ENOMEM. */
+ * 0, RCS_EINVAL (bad format), RCS_ENOMEM, or RCS_ETOO_LARGE: a create or
+ * set_data whose data is longer than the max_data_bytes that a hello on
+ * this connection reported (any hello: rcs_hello, rcs_hello_with, ... and
+ * the one the library replays after a reconnect) is refused here, with
+ * nothing queued, and rcs_last_error names both sizes, rather than sent to
+ * a server that would cut the connection off. Without a hello on the
+ * connection the limit is unknown and the request goes as it is. The
+ * typed calls (rcs_create, rcs_set_data) do the same. */
 RCS_EXPORT int rcs_send(rcs_client *c, const char *method, const char *fmt, ...);
 /* Write every queued request. 0 or RCS_EIO. */
 RCS_EXPORT int rcs_flush(rcs_client *c);
