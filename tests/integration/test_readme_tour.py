@@ -24,8 +24,9 @@ after that prompt has appeared.
 The address: where a network namespace can be made (unshare -n, root), the
 test runs in one of its own and the server listens on 127.0.0.1:7373 as
 written, the CLI finding it by its default. Elsewhere the server takes a
-free port, the terminal gets RCSTORE_ADDRESS=tcp://127.0.0.1:PORT, and
-`127.0.0.1:PORT` is read as `127.0.0.1:7373` in the output (force this
+free port, the terminal gets RCSTORE_ADDRESS=tcp://127.0.0.1:PORT,
+7373 in a command is typed as PORT, and `127.0.0.1:PORT` is read as
+`127.0.0.1:7373` in the output (force this
 with RCS_TOUR_NETNS=0 in the environment).
 
 Directives, an HTML comment on the line(s) above a block (docs/testing.md,
@@ -134,12 +135,12 @@ def rewrite(out, port):
     return lines
 
 
-def run_step(term, step):
+def run_step(term, step, port):
     """Types step's command (and, into an interactive shell, the lines its
     transcript shows typed at a prompt). Returns what it printed, or None
     with what came so far at a timeout."""
     inputs = [m.group(2) for m in map(tour.SHELL_PROMPT.match, step.expected) if m]
-    term.command(step.command)
+    term.command(step.command if port == 7373 else step.command.replace("7373", str(port)))
     pos = 0
     for line in inputs:
         # The shell's next prompt, after what came before (its last line).
@@ -228,7 +229,7 @@ def run_page(page, make_run):
                 method = d[d.index("background") + 1]
                 term2 = term2 or tour.Terminal(tmp, env)
                 for s in steps[:-1]:
-                    out, partial = run_step(term2, s)
+                    out, partial = run_step(term2, s, port)
                     compare(page, s, out, partial, port)
                     nsteps += 1
                 before = server.requests(method)
@@ -241,7 +242,7 @@ def run_page(page, make_run):
                 background = steps[-1]
                 continue
             for s in steps:
-                out, partial = run_step(term, s)
+                out, partial = run_step(term, s, port)
                 compare(page, s, out, partial, port)
                 nsteps += 1
             if background:
