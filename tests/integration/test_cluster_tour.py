@@ -20,6 +20,9 @@ import subprocess
 import sys
 import tempfile
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import tour  # noqa: E402
+
 RCSTORED, RCSTORE, SRC = sys.argv[1:4]
 failures = 0
 
@@ -40,19 +43,15 @@ if "cluster status" not in h.stdout + h.stderr:
     skip("this rcstore has no cluster commands")
 if "--node-id" not in subprocess.run([RCSTORED, "--help"], capture_output=True, text=True).stdout:
     skip("this rcstored has no --node-id")
-if subprocess.run(["unshare", "-n", "true"], capture_output=True).returncode != 0:
+if not tour.can_unshare_net():
     skip("cannot make a network namespace (unshare -n needs root)")
 
-blocks = re.findall(r"^```sh\n(.*?)^```", open(os.path.join(SRC, "docs/cluster.md")).read(),
-                    re.M | re.S)
+blocks = [b.text for b in tour.blocks(os.path.join(SRC, "docs/cluster.md"), "sh")]
 check("the page has the tour", len(blocks) >= 5, len(blocks))
 tmp = tempfile.mkdtemp()
 state = os.path.join(tmp, "rcs")
 try:
-    bindir = os.path.join(tmp, "bin")
-    os.mkdir(bindir)
-    os.symlink(os.path.abspath(RCSTORED), os.path.join(bindir, "rcstored"))
-    os.symlink(os.path.abspath(RCSTORE), os.path.join(bindir, "rcstore"))
+    bindir = tour.bindir(tmp, rcstored=RCSTORED, rcstore=RCSTORE)
     with open(os.path.join(tmp, "tour.sh"), "w") as f:
         f.write("".join(blocks).replace("/tmp/rcs", state))
     env = dict(os.environ, PATH=bindir + ":" + os.environ["PATH"])
@@ -67,18 +66,9 @@ try:
         check("the tour ends within 150 s", False)
     print(out)
 
-    # Pair each traced command with what it printed. The trace of a node
-    # started in the background comes whenever its subshell runs: it is
-    # nobody's output and starts no step.
-    steps, cur = [], None
-    for line in out.splitlines():
-        if line.startswith("+ rcstored "):
-            continue
-        if line.startswith("+ ") and not line.startswith("++ "):
-            cur = [line[2:], []]
-            steps.append(cur)
-        elif not line.startswith("++ ") and cur:
-            cur[1].append(line)
+    # The trace of a node started in the background comes whenever its
+    # subshell runs: it is nobody's output and starts no step.
+    steps = tour.trace_steps(out, ignore=("rcstored ",))
     lookups = [s for s in steps if s[0].startswith("rcstore ") and "lookup tour/hello" in s[0]]
     create = [s for s in steps if "create 'hello, cluster' --name tour/hello" in s[0]]
     ident = create[0][1][0].strip() if create and create[0][1] else None

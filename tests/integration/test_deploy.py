@@ -19,7 +19,9 @@ the StatefulSet's start script, run with a stub rcstored, gives each pod
 its node id, its names and the peer lines, which rcstored accepts; the Raft
 port is open to the cluster's own pods only (NetworkPolicy); the Dockerfile
 is multi-stage, Debian 12 based, non-root, listens with TLS, with a
-healthcheck on its unix socket.
+healthcheck on its unix socket; .dockerignore keeps .git, the build
+directories, data/ and tests/ out of its context, and what it leaves
+configures as the Dockerfile's build does.
 
 usage: test_deploy.py BUILD_DIR SOURCE_DIR"""
 import hashlib
@@ -810,5 +812,77 @@ if shutil.which("readelf") and shutil.which("dpkg"):
           not missing, sorted(missing))
 else:
     print("skip Dockerfile's runtime libraries: no readelf or dpkg")
+
+
+# .dockerignore: what `COPY . .` sends of the repository (the context of
+# `docker build -f deploy/Dockerfile .`). Docker's rules: patterns relative
+# to the context, * and ? within a path element, ** across them, a pattern
+# that matches a directory leaves out all under it, the last matching
+# pattern wins and ! brings a path back.
+def glob_re(pat):
+    out, i = "", 0
+    while i < len(pat):
+        if pat.startswith("**/", i):
+            out, i = out + "(?:.*/)?", i + 3
+        elif pat.startswith("**", i):
+            out, i = out + ".*", i + 2
+        elif pat[i] == "*":
+            out, i = out + "[^/]*", i + 1
+        elif pat[i] == "?":
+            out, i = out + "[^/]", i + 1
+        else:
+            out, i = out + re.escape(pat[i]), i + 1
+    return re.compile(out + r"\Z")
+
+
+def docker_ignored(path, patterns):
+    parts = path.split("/")
+    prefixes = ["/".join(parts[:n]) for n in range(1, len(parts) + 1)]
+    ignored = False
+    for neg, rx in patterns:
+        if any(rx.match(p) for p in prefixes):
+            ignored = not neg
+    return ignored
+
+
+di_path = os.path.join(SRC, ".dockerignore")
+check(".dockerignore: present beside the context's top", os.path.exists(di_path))
+if os.path.exists(di_path):
+    patterns = []
+    for l in open(di_path).read().splitlines():
+        l = l.strip()
+        if l and not l.startswith("#"):
+            neg = l.startswith("!")
+            patterns.append((neg, glob_re(os.path.normpath(l.lstrip("!").strip()).lstrip("/"))))
+    for path in (".git/HEAD", ".git", "build/CMakeCache.txt", "build-asan/server/rcstored",
+                 "build-tsan/x", "data/journal.000001", "data", "tests/CMakeLists.txt"):
+        check(f".dockerignore: {path} stays out of the image's context",
+              docker_ignored(path, patterns))
+    r = subprocess.run(["git", "-C", SRC, "ls-files"], capture_output=True, text=True)
+    if r.returncode == 0:
+        files = r.stdout.splitlines()
+    else:  # not a git checkout: what is there
+        files = [os.path.relpath(os.path.join(d, f), SRC) for d, _, fs in os.walk(SRC) for f in fs]
+    kept = [f for f in files if not docker_ignored(f, patterns)]
+    need = [f for f in files if f == "CMakeLists.txt" or
+            f.startswith(("common/", "protocol/", "server/", "client/", "perf/", "docs/man/",
+                          "deploy/"))]
+    check(".dockerignore: keeps every source, man page and deploy file the build installs",
+          set(need) <= set(kept), sorted(set(need) - set(kept)))
+    # The context as Docker would send it configures as the Dockerfile does.
+    tmp = tempfile.mkdtemp()
+    try:
+        for f in kept:
+            if os.path.isfile(os.path.join(SRC, f)):
+                os.makedirs(os.path.dirname(os.path.join(tmp, "ctx", f)), exist_ok=True)
+                shutil.copy2(os.path.join(SRC, f), os.path.join(tmp, "ctx", f))
+        r = subprocess.run(["cmake", "-S", os.path.join(tmp, "ctx"), "-B", os.path.join(tmp, "b"),
+                            "-DCMAKE_BUILD_TYPE=RelWithDebInfo", "-DRCS_BUILD_TESTS=OFF",
+                            "-DCMAKE_INSTALL_PREFIX=/usr"], capture_output=True, text=True)
+        check(".dockerignore: what is left configures as the Dockerfile's build stage does",
+              r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:])
+    finally:
+        shutil.rmtree(tmp)
+
 print("failures:", failures)
 sys.exit(1 if failures else 0)

@@ -22,10 +22,12 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import tour  # noqa: E402
 
 RCSTORED, RCSTORE, SRC = sys.argv[1:4]
 failures = 0
@@ -61,7 +63,7 @@ if not shutil.which("openssl"):
     skip("no openssl command")
 
 text = open(os.path.join(SRC, "docs/security.md")).read()
-blocks = re.findall(r"^```sh\n(.*?)^```", text, re.M | re.S)
+blocks = [b.text for b in tour.blocks(os.path.join(SRC, "docs/security.md"), "sh")]
 check("the page has the worked example", len(blocks) >= 7, len(blocks))
 tmp = tempfile.mkdtemp()
 state = os.path.join(tmp, "rcs-tls")
@@ -69,16 +71,10 @@ keep = os.path.join(tmp, "keep")
 os.mkdir(keep)
 port = 7373
 try:
-    bindir = os.path.join(tmp, "bin")
-    os.mkdir(bindir)
-    os.symlink(os.path.abspath(RCSTORED), os.path.join(bindir, "rcstored"))
-    os.symlink(os.path.abspath(RCSTORE), os.path.join(bindir, "rcstore"))
-    netns = subprocess.run(["unshare", "-n", "true"], capture_output=True).returncode == 0
+    bindir = tour.bindir(tmp, rcstored=RCSTORED, rcstore=RCSTORE)
+    netns = tour.can_unshare_net()
     if not netns:
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-        s.close()
+        port = tour.free_port()
         print(f"no network namespace (unshare -n needs root): port {port} instead of 7373")
     # Before the last block (which removes the directory), keep what the
     # checks below read: the tokens, the users file, the server's log.
@@ -100,15 +96,7 @@ try:
         check("the example ends within 120 s", False)
     print(out)
 
-    # Pair each traced command with what it printed ("++" lines are command
-    # substitutions: nobody's output, and no step).
-    steps, cur = [], None
-    for line in out.splitlines():
-        if line.startswith("+ ") and not line.startswith("++ "):
-            cur = [line[2:], []]
-            steps.append(cur)
-        elif not line.startswith("++") and cur:
-            cur[1].append(line)
+    steps = tour.trace_steps(out)
 
     def runs(pattern):
         """The outputs (a list of lines each) of the rcstore commands whose
