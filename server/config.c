@@ -40,6 +40,7 @@ void config_defaults(struct config *cfg)
     cfg->idle_timeout_s = 60;
     cfg->log_level = "info";
     cfg->listen_source = -1;
+    cfg->unix_socket_mode = -1;
     for (int i = 0; i < CONFIG_MAX_SETTINGS; i++)
         cfg->origins[i].src = CONFIG_SRC_DEFAULT;
 }
@@ -91,6 +92,10 @@ void config_usage(FILE *out)
                  "                           tls://HOST:PORT (TLS 1.2+) or unix:///PATH\n"
                  "                           (default tcp://127.0.0.1:7373);\n"
                  "                           HOST: IPv4, [IPv6] or a name (its first address)\n"
+                 "  --unix-socket-mode OCTAL  permissions of every unix:// listener's socket,\n"
+                 "                           set after binding (e.g. 0660: its owner and\n"
+                 "                           group may connect); default: what the umask\n"
+                 "                           leaves\n"
                  "  --auth-token-file PATH   require hello {auth: <the file's content>} before\n"
                  "                           anything but ping; the file must not be readable\n"
                  "                           by group or others; its token is the admin\n"
@@ -172,7 +177,7 @@ void config_usage(FILE *out)
 
 /* ---- the settings ---- */
 
-enum kind { K_UINT, K_SIZE, K_STR, K_FLAG, K_LISTEN, K_LEVEL, K_FSYNC, K_PEER };
+enum kind { K_UINT, K_SIZE, K_STR, K_FLAG, K_LISTEN, K_LEVEL, K_FSYNC, K_PEER, K_MODE };
 
 struct setting {
     const char *name; /* the option without "--", the file key, the env suffix */
@@ -184,6 +189,7 @@ struct setting {
 #define F(field) offsetof(struct config, field)
 static const struct setting settings[] = {
     {"listen", K_LISTEN, 0, 0, 0},
+    {"unix-socket-mode", K_MODE, F(unix_socket_mode), 0, 0777},
     {"auth-token-file", K_STR, F(auth_token_file), 0, 0},
     {"users-file", K_STR, F(users_file), 0, 0},
     {"tls-cert-file", K_STR, F(tls_cert_file), 0, 0},
@@ -385,6 +391,17 @@ static int set_value(struct config *cfg, const struct setting *st, const struct 
         else
             return bad(err, errlen, st, o, val, "not yes or no");
         memcpy(field, &on, sizeof(on));
+        return 0;
+    }
+    case K_MODE: {
+        /* Octal, as chmod(1) and Redis's unixsocketperm take it: 0660 or 660. */
+        int mode;
+        errno = 0;
+        v = strtoull(val, &end, 8);
+        if (errno || *end || !isdigit((unsigned char)*val) || v > st->hi)
+            return bad(err, errlen, st, o, val, "not an octal mode from 0 to 0777 (e.g. 0660)");
+        mode = (int)v;
+        memcpy(field, &mode, sizeof(mode));
         return 0;
     }
     case K_SIZE:

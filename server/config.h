@@ -33,7 +33,8 @@ struct config_str {
 struct config {
     const char *listen[CONFIG_MAX_LISTEN]; /* URIs, from argv or owned strings */
     int nlisten;
-    int listen_source; /* private: the source the listen list came from */
+    int listen_source;    /* private: the source the listen list came from */
+    int unix_socket_mode; /* chmod of every unix:// listener once bound; -1: the umask's */
     uint64_t max_connections;
     uint64_t max_data_bytes;
     uint64_t max_refs;

@@ -87,17 +87,47 @@ static int unix_in_use(const char *path)
     return rc;
 }
 
-/* Bind and listen on the unix socket at path. 0, or a negative code with
- * the reason in why: -EINVAL when the configuration is at fault (its
- * directory does not exist, something that is not a socket is at the
- * path), -EADDRINUSE when a live server listens there, else a libuv code. */
+/* Does the directory that will hold path exist? 0 if it does (or path has
+ * no directory part), else -EINVAL with why naming it: "/run/rcstore does
+ * not exist (create it, or systemd's RuntimeDirectory= does)", where unit_key
+ * is the unit setting that makes it. Trailing slashes of path are ignored. */
+static int parent_dir_exists(const char *path, const char *unit_key, char *why, size_t whylen)
+{
+    char dir[4096];
+    struct stat st;
+    size_t n = strlen(path);
+    char *slash;
+
+    while (n > 1 && path[n - 1] == '/')
+        n--;
+    if (n >= sizeof(dir))
+        return 0; /* the system's own error will say */
+    memcpy(dir, path, n);
+    dir[n] = '\0';
+    if (!(slash = strrchr(dir, '/')))
+        return 0;
+    slash[slash == dir] = '\0'; /* "/x": the root */
+    if (stat(dir, &st) == 0 && S_ISDIR(st.st_mode))
+        return 0;
+    if (stat(dir, &st) == 0 || errno == ENOTDIR)
+        return err_fail(why, whylen, -EINVAL, "%s is not a directory", dir);
+    if (errno != ENOENT)
+        return 0; /* EACCES and the like: the system's error will say */
+    return err_fail(why, whylen, -EINVAL, "%s does not exist (create it, or systemd's %s does)",
+                    dir, unit_key);
+}
+
+/* Bind and listen on the unix socket at path, then give it --unix-socket-mode
+ * if set (between bind and listen: no client connects before it has its
+ * mode). 0, or a negative code with the reason in why: -EINVAL when the
+ * configuration is at fault (its directory does not exist, something that
+ * is not a socket is at the path), -EADDRINUSE when a live server listens
+ * there, else a libuv code. */
 static int bind_unix(struct server *srv, struct listener *lis, const char *path, char *why,
                      size_t whylen)
 {
     struct stat st;
-    const char *slash = strrchr(path, '/');
-    char dir[256];
-    int rc;
+    int rc, mode = srv->cfg->unix_socket_mode;
 
     if (strlen(path) == 0 || strlen(path) >= sizeof(lis->path)) {
         snprintf(why, whylen, "not tcp://HOST:PORT, tls://HOST:PORT or unix:///PATH");
@@ -106,13 +136,8 @@ static int bind_unix(struct server *srv, struct listener *lis, const char *path,
     lis->is_unix = 1;
     /* uv_pipe_bind reports a missing directory as EACCES (as Windows
      * would): look first, so that it is told apart from a permission. */
-    if (slash) {
-        snprintf(dir, sizeof(dir), "%.*s", slash == path ? 1 : (int)(slash - path), path);
-        if (stat(dir, &st) < 0 ? errno == ENOENT || errno == ENOTDIR : !S_ISDIR(st.st_mode)) {
-            snprintf(why, whylen, "its directory does not exist");
-            return -EINVAL;
-        }
-    }
+    if ((rc = parent_dir_exists(path, "RuntimeDirectory=", why, whylen)) < 0)
+        return rc;
     /* Only a socket left by a server that died is replaced, as Redis does:
      * a live server's socket stays its own (taking it over would send its
      * clients to this heap, and this server's exit would remove it), and a
@@ -138,6 +163,13 @@ static int bind_unix(struct server *srv, struct listener *lis, const char *path,
     if ((rc = uv_pipe_bind(&lis->h.pipe, path)) < 0)
         goto fail;
     snprintf(lis->path, sizeof(lis->path), "%s", path);
+    /* chmod, not uv_pipe_chmod: that one only adds bits to what the umask
+     * left, and a mode may also take some away. */
+    if (mode >= 0 && chmod(path, (mode_t)mode) < 0) {
+        rc = -errno;
+        snprintf(why, whylen, "chmod %04o %s: %s", (unsigned)mode, path, strerror(errno));
+        return rc;
+    }
     if ((rc = uv_listen(&lis->h.stream, 511, on_connection)) < 0)
         goto fail;
     snprintf(lis->uri, sizeof(lis->uri), "unix://%s", path);
@@ -722,6 +754,16 @@ int server_init(struct server *srv, uv_loop_t *loop, const struct config *cfg, c
         free_auth(srv);
         goto fail_store;
     }
+    if (cfg->data_dir) {
+        /* mkdir of the data directory would say only ENOENT: name the
+         * directory that is missing, as for a unix socket's. */
+        char why[4400];
+        if ((rc = parent_dir_exists(cfg->data_dir, "StateDirectory=", why, sizeof(why))) < 0) {
+            err_fail(err, errlen, rc, "cannot create data directory %s: %s", cfg->data_dir, why);
+            free_auth(srv);
+            goto fail_store;
+        }
+    }
     if (cfg->node_id) {
         char where[320];
         /* Raft syncs its log before an entry counts, and snapshots every
@@ -816,8 +858,13 @@ int server_init(struct server *srv, uv_loop_t *loop, const struct config *cfg, c
         publish_metrics(srv);
     }
     /* Only now: a start that fails says one thing, what went wrong. */
-    for (int i = 0; i < srv->nlisteners; i++)
-        log_info("listening on %s", srv->listeners[i].uri);
+    for (int i = 0; i < srv->nlisteners; i++) {
+        const struct listener *lis = &srv->listeners[i];
+        if (lis->is_unix && cfg->unix_socket_mode >= 0)
+            log_info("listening on %s (mode %04o)", lis->uri, (unsigned)cfg->unix_socket_mode);
+        else
+            log_info("listening on %s", lis->uri);
+    }
     return 0;
 
 fail_handles:

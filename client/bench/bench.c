@@ -19,7 +19,11 @@
  * ciphertext read by libuv is fed to it and decrypted into the same input
  * buffer; requests are encrypted in one batch per flush and the ciphertext
  * goes out from tlsio's own queue, copied only when the kernel does not
- * take it at once. */
+ * take it at once. With -k 0 a connection is closed and opened again after
+ * each round of -P units of work, as redis-benchmark's -k 0 does; a test
+ * whose objects or holds must outlast a connection keeps its session by a
+ * short lease, resumed on each new connection. Host names are resolved with
+ * getaddrinfo before the run (a leader hint's, on the loop's thread pool). */
 #include "bench_wire.h"
 #include "hist.h"
 #include "rpc_msg.h"
@@ -33,6 +37,8 @@
 #include <strings.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <limits.h>
+#include <netdb.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -83,6 +89,7 @@ enum kind {
     K_DECREF_N,   /* decref [id, n] */
     K_LINK,       /* link [a, b] */
     K_CLEAR_REFS, /* set_refs [a, []] */
+    K_RELEASE,    /* release_all [] (-k 0 with a lease: the end of a test) */
 };
 
 #define HOLD_BATCH   32 /* incref/decref tests: holds taken or given back at once */
@@ -91,13 +98,18 @@ enum kind {
 #define BACKOFF_MAX  500
 #define LINK_BATCH   32 /* link test: refs added before they are cleared */
 #define SETUP_WINDOW 256
+#define LEASE_TTL    10   /* s: -k 0's sessions outlive a killed run this long */
+#define BUSY_TRIES   1000 /* -k 0: SESSION_BUSY answers before giving up */
 
 /* ---- options ---- */
 
-/* A node to connect to: a numeric address and a port. */
+/* A node to connect to: a host (numeric or a name) and a port, and the
+ * address it resolves to once resolved. */
 struct target {
-    char host[64];
+    char host[256];
     int port;
+    int resolved; /* sa holds the address, with the port */
+    struct sockaddr_storage sa;
 };
 
 struct opts {
@@ -113,6 +125,8 @@ struct opts {
     struct target *targets; /* -H's list, or -h and -p */
     unsigned ntargets;
     int port, quiet, csv, json;
+    int keepalive; /* -k: 1 keeps connections open; 0 opens one per round of -P requests */
+    int precision; /* --precision: decimal places of latency figures */
     unsigned clients, pipeline, threads, datasize;
     uint64_t requests, keyspace;
     double duration;
@@ -166,6 +180,19 @@ struct bconn {
     uint32_t msgid, rr;
     uint64_t rng;
     int ready;
+
+    /* -k 0: a new connection for each round of -P units of work. Tests
+     * whose session must last (objects, holds, kept creates) take a lease
+     * and resume it on each new connection (lease), and give every hold
+     * back with release_all before the last close (released). */
+    unsigned units;      /* units of work started on this connection */
+    int recycling;       /* closing to connect again, the session kept */
+    int hello_pending;   /* a resuming hello is unanswered: no work yet */
+    unsigned busy_tries; /* resumes answered SESSION_BUSY in a row */
+    int lease, released;
+    uint8_t token[64]; /* the session's resume token; toklen 0: none yet */
+    size_t toklen;
+    uv_getaddrinfo_t gai; /* resolving a leader named by its host name */
 
     /* Failover: where it is connected, where it goes next, and why. */
     uv_timer_t backoff;   /* waits before a connect while no leader is known */
@@ -223,6 +250,21 @@ static void die(const char *fmt, ...)
     exit(2);
 }
 
+/* A usage error: one line saying what is wrong, one pointing at --help (as
+ * GNU tools and redis-benchmark do: not the whole help). Exit 2. */
+static void usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+
+static void usage_error(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("rcstore-bench: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputs("\nTry 'rcstore-bench --help' for more information.\n", stderr);
+    exit(2);
+}
+
 static void *xmalloc(size_t n)
 {
     void *p = calloc(1, n ? n : 1);
@@ -264,7 +306,8 @@ static void emit(struct bconn *c, enum kind k, uint64_t a, uint64_t b, int count
 {
     const struct bench *bn = c->w->b;
     uint32_t d = bn->o.datasize;
-    uint8_t *p = reserve(c, WIRE_MAX_HEAD + d + sizeof(bn->o.auth) + BENCH_USER_MAX + 48),
+    uint8_t *p = reserve(c, WIRE_MAX_HEAD + d + sizeof(bn->o.auth) + BENCH_USER_MAX +
+                                sizeof(c->token) + 64),
             *start = p;
     uint32_t id = ++c->msgid;
     struct req *r;
@@ -273,7 +316,8 @@ static void emit(struct bconn *c, enum kind k, uint64_t a, uint64_t b, int count
     case K_HELLO: {
         size_t alen = strlen(bn->o.auth), ulen = bn->o.user ? strlen(bn->o.user) : 0;
         p = wire_request(p, id, METHOD("hello"), 1);
-        *p++ = (uint8_t)(0x80 | (1 + (alen ? 1 : 0) + (ulen ? 1 : 0)));
+        *p++ = (uint8_t)(0x80 | (1 + (alen ? 1 : 0) + (ulen ? 1 : 0) + (c->lease ? 1 : 0) +
+                                 (c->toklen ? 1 : 0)));
         p = wire_fixstr(p, METHOD("client"));
         p = wire_fixstr(p, METHOD("rcstore-bench"));
         if (ulen) { /* at most BENCH_USER_MAX bytes (main checks) */
@@ -290,8 +334,19 @@ static void emit(struct bconn *c, enum kind k, uint64_t a, uint64_t b, int count
             memcpy(p, bn->o.auth, alen);
             p += alen;
         }
+        if (c->lease) {
+            p = wire_fixstr(p, METHOD("ttl"));
+            p = wire_uint(p, LEASE_TTL);
+        }
+        if (c->toklen) {
+            p = wire_fixstr(p, METHOD("resume"));
+            p = wire_bin(p, c->token, (uint32_t)c->toklen);
+        }
         break;
     }
+    case K_RELEASE:
+        p = wire_request(p, id, METHOD("release_all"), 0);
+        break;
     case K_PING:
         p = wire_request(p, id, METHOD("ping"), 0);
         break;
@@ -441,12 +496,16 @@ static int take_ticket(struct bconn *c, unsigned cost)
 static void conn_close(struct bconn *c);
 static void conn_flush(struct bconn *c);
 
-/* Keep the window full; close the connection when its work is over. */
+static void conn_recycle(struct bconn *c);
+
+/* Keep the window full; close the connection when its work is over. With
+ * -k 0, a connection starts -P units of work, and once their replies and
+ * follow-ups are in it is closed and another one opened (conn_recycle). */
 static void conn_fill(struct bconn *c)
 {
     struct bench *b = c->w->b;
-    unsigned window = b->o.pipeline;
-    if (c->moving || c->reconnecting || c->connecting || c->closing)
+    unsigned window = b->o.pipeline, cap = b->o.keepalive ? UINT_MAX : window;
+    if (c->moving || c->reconnecting || c->connecting || c->closing || c->hello_pending)
         return;
     while (c->rcount < window) {
         if (c->pcount) {
@@ -454,8 +513,11 @@ static void conn_fill(struct bconn *c)
             c->phead = (c->phead + 1) % c->pcap;
             c->pcount--;
             emit(c, (enum kind)s->kind, s->a, s->b, s->counted);
+        } else if (!c->done && c->units >= cap) {
+            break; /* -k 0: this connection's round is out */
         } else if (!c->done && take_ticket(c, test_defs[b->test].cost)) {
             generate(c, b->test);
+            c->units++;
         } else if (c->kcount) { /* create test: give back what is still kept */
             c->done = 1;
             emit(c, K_DECREF, c->keep[c->khead], 0, 0);
@@ -466,16 +528,27 @@ static void conn_fill(struct bconn *c)
             break;
         }
     }
-    if (c->done && c->rcount == 0 && c->pcount == 0 && c->kcount == 0)
+    if (c->rcount || c->pcount)
+        return;
+    if (c->done && c->kcount == 0) {
+        if (c->lease && c->toklen && !c->released) { /* the lease would keep the holds */
+            c->released = 1;
+            emit(c, K_RELEASE, 0, 0, 0);
+            return;
+        }
         conn_close(c);
+    } else if (!c->done && c->units >= cap) {
+        conn_recycle(c);
+    }
 }
 
 /* ---- replies ---- */
 
 static int parse_target(const char *s, int dflt, struct target *t);
+static void resolve_numeric(struct target *t);
 
 /* Is this error reply NOT_LEADER? Then *leader gets the node it names
- * (port 0 when none, or not a numeric tcp:// address). */
+ * (port 0 when none, or not a tcp://HOST:PORT address). */
 static int not_leader(const uint8_t *frame, size_t len, struct target *leader)
 {
     struct rpc_decoder dec;
@@ -501,6 +574,46 @@ static int not_leader(const uint8_t *frame, size_t len, struct target *leader)
     }
     rpc_decoder_close(&dec);
     return yes;
+}
+
+/* Is this error reply's code the given one? */
+static int error_is(const uint8_t *frame, size_t len, const char *want)
+{
+    struct rpc_decoder dec;
+    msgpack_object o;
+    struct rpc_message m;
+    const msgpack_object *code;
+    size_t n = strlen(want);
+    int yes = 0;
+    if (rpc_decoder_init(&dec) < 0)
+        return 0;
+    if (rpc_decode(&dec, (const char *)frame, len, &o) == 0 && rpc_parse_message(&o, &m) == 0 &&
+        m.error && (code = rpc_map_get(m.error, "code")) && code->type == MSGPACK_OBJECT_STR &&
+        code->via.str.size == n && memcmp(code->via.str.ptr, want, n) == 0)
+        yes = 1;
+    rpc_decoder_close(&dec);
+    return yes;
+}
+
+/* Keep the resume token of hello's reply (-k 0 with a lease). */
+static void keep_token(struct bconn *c, const uint8_t *frame, size_t len)
+{
+    struct rpc_decoder dec;
+    msgpack_object o;
+    struct rpc_message m;
+    const msgpack_object *tok;
+    if (rpc_decoder_init(&dec) < 0)
+        die("out of memory");
+    if (rpc_decode(&dec, (const char *)frame, len, &o) == 0 && rpc_parse_message(&o, &m) == 0 &&
+        m.result && m.result->type == MSGPACK_OBJECT_MAP &&
+        (tok = rpc_map_get(m.result, "token")) && tok->type == MSGPACK_OBJECT_BIN &&
+        tok->via.bin.size > 0 && tok->via.bin.size <= sizeof(c->token)) {
+        memcpy(c->token, tok->via.bin.ptr, tok->via.bin.size);
+        c->toklen = tok->via.bin.size;
+    }
+    rpc_decoder_close(&dec);
+    if (!c->toklen)
+        die("hello gave no resume token for -k 0's lease");
 }
 
 static void report_error(struct bconn *c, const uint8_t *frame, size_t len)
@@ -570,6 +683,14 @@ static void handle_reply(struct bconn *c, const uint8_t *frame, size_t len, uint
         c->moving = 1;
         return;
     }
+    if (is_error && r.kind == K_HELLO && c->toklen && error_is(frame, len, "SESSION_BUSY")) {
+        /* -k 0: the server has not yet seen the last connection close (a
+         * race between two sockets): ask again, a round trip later. */
+        if (++c->busy_tries > BUSY_TRIES)
+            die("the server kept answering SESSION_BUSY to -k 0's resume");
+        emit(c, K_HELLO, 0, 0, 0);
+        return;
+    }
     if (is_error) {
         if (r.kind == K_HELLO || r.kind == K_SETUP) {
             report_error(c, frame, len);
@@ -585,6 +706,13 @@ static void handle_reply(struct bconn *c, const uint8_t *frame, size_t len, uint
     }
     switch ((enum kind)r.kind) {
     case K_HELLO:
+        c->busy_tries = 0;
+        if (c->lease && !c->toklen)
+            keep_token(c, frame, len);
+        if (c->hello_pending) { /* -k 0: the session is back; on_read fills */
+            c->hello_pending = 0;
+            break;
+        }
         if (c->nids == 0)
             on_setup_done(c);
         break;
@@ -869,7 +997,8 @@ static void on_close(uv_handle_t *h)
 {
     struct bconn *c = h->data;
     struct worker *w = c->w;
-    if (c->reconnecting && !c->closing) { /* connect again, at once or after the backoff */
+    if (c->reconnecting && !c->closing) { /* connect again, at once or after the backoff
+                                             (or -k 0's next connection) */
         c->reconnecting = 0;
         c->connecting = 1;
         if (c->backoff_ms)
@@ -921,6 +1050,8 @@ static void conn_reconnect(struct bconn *c, int wait)
         die("no node served a connection within %llu s (last tried %s:%d)",
             FAILOVER_NS / 1000000000ull, next_target(c)->host, next_target(c)->port);
     c->moving = 0;
+    c->recycling = c->hello_pending = 0;
+    c->toklen = 0; /* a new session: not the lease of the old one */
     c->rcount = c->pcount = 0;
     c->kcount = 0;
     c->olen = 0;
@@ -944,6 +1075,19 @@ static void conn_reconnect(struct bconn *c, int wait)
         return;
     }
     c->reconnecting = 1;
+    close_stream(c);
+}
+
+/* -k 0: this connection's round is done (nothing in flight or queued):
+ * close it and connect again at once, keeping everything else (the
+ * session comes back by its lease's token, when it has one). */
+static void conn_recycle(struct bconn *c)
+{
+    c->recycling = 1;
+    c->reconnecting = 1;
+    c->backoff_ms = 0;
+    rpc_scan_reset(&c->scan);
+    c->ioff = c->ilen = 0;
     close_stream(c);
 }
 
@@ -983,9 +1127,10 @@ static void on_connect(uv_connect_t *req, int status)
         conn_reconnect(c, ++c->refused % o->ntargets == 0);
         return;
     }
-    if (c->ever_connected)
+    if (c->ever_connected && !c->recycling)
         c->w->reconnects++;
     c->ever_connected = 1;
+    c->units = 0;
     if (c->leader.port) { /* now at the leader: later moves start from here in the list */
         for (unsigned i = 0; i < o->ntargets; i++)
             if (o->targets[i].port == c->leader.port &&
@@ -1002,6 +1147,14 @@ static void on_connect(uv_connect_t *req, int status)
         return;
     }
     emit(c, K_HELLO, 0, 0, 0);
+    if (c->recycling) { /* the work waits for hello: a resume may be refused */
+        c->recycling = 0;
+        c->hello_pending = c->toklen > 0;
+        if (!c->hello_pending)
+            conn_fill(c);
+        conn_flush(c);
+        return;
+    }
     while (c->asked < c->nids && c->asked < SETUP_WINDOW) {
         c->asked++;
         emit(c, K_SETUP, 0, 0, 0);
@@ -1009,16 +1162,40 @@ static void on_connect(uv_connect_t *req, int status)
     conn_flush(c);
 }
 
-/* Start connecting to next_target() (a fresh handle). A node whose address
- * cannot be used counts as refused. */
+static int pick_addr(const struct addrinfo *res, int port, struct sockaddr_storage *sa);
+
+/* A leader named by its host name is resolved: connect to it; when it does
+ * not resolve, try the next node of the list after the backoff, as when a
+ * node refuses (a NOT_LEADER there leads here again: the run ends once no
+ * node served the connection for FAILOVER_NS). */
+static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
+{
+    struct bconn *c = req->data;
+    const struct opts *o = &c->w->b->o;
+    int ok = status == 0 && pick_addr(res, c->leader.port, &c->leader.sa) == 0;
+    uv_freeaddrinfo(res);
+    if (c->closing)
+        return;
+    if (ok) {
+        c->leader.resolved = 1;
+        conn_connect(c);
+        return;
+    }
+    c->leader.port = 0;
+    c->target = (c->target + 1) % o->ntargets;
+    c->level_ms = c->level_ms ? c->level_ms * 2 : BACKOFF_MIN;
+    if (c->level_ms > BACKOFF_MAX)
+        c->level_ms = BACKOFF_MAX;
+    uv_timer_start(&c->backoff, on_backoff, c->level_ms, 0);
+}
+
+/* Start connecting to next_target() (a fresh handle). A leader named by
+ * a host name is resolved first, off the loop (uv_getaddrinfo). */
 static void conn_connect(struct bconn *c)
 {
     struct worker *w = c->w;
     const struct opts *o = &w->b->o;
     const struct target *t = next_target(c);
-    struct sockaddr_in6 a6;
-    struct sockaddr_in a4;
-    const struct sockaddr *sa;
     int rc;
 
     c->connecting = 1;
@@ -1031,17 +1208,21 @@ static void conn_connect(struct bconn *c)
         uv_pipe_connect(&c->creq, &c->u.pipe, o->sock, on_connect);
         return;
     }
-    if (uv_ip4_addr(t->host, t->port, &a4) == 0)
-        sa = (const struct sockaddr *)&a4;
-    else if (uv_ip6_addr(t->host, t->port, &a6) == 0)
-        sa = (const struct sockaddr *)&a6;
-    else
-        die("%s is not a numeric IPv4 or IPv6 address", t->host);
+    if (!t->resolved) { /* only a leader hint can be: the command line's are */
+        struct addrinfo hints;
+        memset(&hints, 0, sizeof(hints));
+        hints.ai_family = AF_UNSPEC;
+        hints.ai_socktype = SOCK_STREAM;
+        c->gai.data = c;
+        if ((rc = uv_getaddrinfo(&w->loop, &c->gai, on_resolved, t->host, NULL, &hints)) < 0)
+            die("cannot resolve %s: %s", t->host, uv_strerror(rc));
+        return;
+    }
     if ((rc = uv_tcp_init(&w->loop, &c->u.tcp)) < 0)
         die("%s", uv_strerror(rc));
     c->u.h.data = c;
     c->stream_open = 1;
-    if ((rc = uv_tcp_connect(&c->creq, &c->u.tcp, sa, on_connect)) < 0)
+    if ((rc = uv_tcp_connect(&c->creq, &c->u.tcp, (const struct sockaddr *)&t->sa, on_connect)) < 0)
         die("cannot connect to %s:%d: %s", t->host, t->port, uv_strerror(rc));
 }
 
@@ -1082,7 +1263,64 @@ static int parse_target(const char *s, int dflt, struct target *t)
             return -1;
         t->port = dflt;
     }
+    resolve_numeric(t);
     return 0;
+}
+
+/* The address of t if its host is numeric (no resolver involved). */
+static void resolve_numeric(struct target *t)
+{
+    memset(&t->sa, 0, sizeof(t->sa));
+    t->resolved = uv_ip4_addr(t->host, t->port, (struct sockaddr_in *)&t->sa) == 0 ||
+                  uv_ip6_addr(t->host, t->port, (struct sockaddr_in6 *)&t->sa) == 0;
+}
+
+/* As rcstored picks a listen address: the first IPv4 address of res, else
+ * its first IPv6 one; port set. 0, or -1 when res has neither. */
+static int pick_addr(const struct addrinfo *res, int port, struct sockaddr_storage *sa)
+{
+    const struct addrinfo *ai, *pick = NULL;
+    for (ai = res; ai && !pick; ai = ai->ai_next)
+        if (ai->ai_family == AF_INET)
+            pick = ai;
+    for (ai = res; ai && !pick; ai = ai->ai_next)
+        if (ai->ai_family == AF_INET6)
+            pick = ai;
+    if (!pick || pick->ai_addrlen > sizeof(*sa))
+        return -1;
+    memset(sa, 0, sizeof(*sa));
+    memcpy(sa, pick->ai_addr, pick->ai_addrlen);
+    if (sa->ss_family == AF_INET)
+        ((struct sockaddr_in *)sa)->sin_port = htons((uint16_t)port);
+    else
+        ((struct sockaddr_in6 *)sa)->sin6_port = htons((uint16_t)port);
+    return 0;
+}
+
+/* Resolve the command line's host names now, with getaddrinfo, before any
+ * loop runs (it blocks); a failure ends the run with the resolver's own
+ * words. */
+static void resolve_targets(struct opts *o)
+{
+    for (unsigned i = 0; i < o->ntargets; i++) {
+        struct target *t = &o->targets[i];
+        struct addrinfo hints, *res;
+        int rc;
+        if (t->resolved)
+            continue;
+        memset(&hints, 0, sizeof(hints));
+        hints.ai_family = AF_UNSPEC;
+        hints.ai_socktype = SOCK_STREAM;
+        if ((rc = getaddrinfo(t->host, NULL, &hints, &res)) != 0)
+            die("cannot resolve %s: %s", t->host,
+                rc == EAI_SYSTEM ? strerror(errno) : gai_strerror(rc));
+        if (pick_addr(res, t->port, &t->sa) < 0) {
+            freeaddrinfo(res);
+            die("cannot resolve %s: no IPv4 or IPv6 address", t->host);
+        }
+        freeaddrinfo(res);
+        t->resolved = 1;
+    }
 }
 
 /* ---- workers ---- */
@@ -1130,6 +1368,9 @@ static void conn_init(struct worker *w, struct bconn *c, unsigned nids, unsigned
     const struct opts *o = &w->b->o;
 
     c->w = w;
+    /* -k 0: the tests whose work spans connections keep one session */
+    c->lease =
+        !o->keepalive && w->b->test != T_PING && w->b->test != T_CHURN && w->b->test != T_CYCLE;
     c->rcap = 2 * o->pipeline + 8 + (nids < SETUP_WINDOW ? nids : SETUP_WINDOW);
     c->ring = xmalloc(c->rcap * sizeof(*c->ring));
     c->pcap = 4 * o->pipeline + 8;
@@ -1273,35 +1514,40 @@ static void report(const struct bench *b, enum test_id t, const struct result *r
     const struct opts *o = &b->o;
     const struct hist *h = &r->hist;
     const char *lbl = test_defs[t].label;
+    int pr = o->precision; /* --precision: every latency figure, in every format */
+    double avg = hist_mean(h) / 1e6, min = ms(hist_percentile(h, 0)),
+           p50 = ms(hist_percentile(h, 50)), p90 = ms(hist_percentile(h, 90)),
+           p95 = ms(hist_percentile(h, 95)), p99 = ms(hist_percentile(h, 99)),
+           p999 = ms(hist_percentile(h, 99.9)), max = ms(h->max);
 
     if (o->csv) {
         if (*first)
             printf("\"test\",\"rps\",\"avg_latency_ms\",\"min_latency_ms\",\"p50_latency_ms\","
                    "\"p95_latency_ms\",\"p99_latency_ms\",\"max_latency_ms\"\n");
-        printf("\"%s\",\"%.2f\",\"%.3f\",\"%.3f\",\"%.3f\",\"%.3f\",\"%.3f\",\"%.3f\"\n", lbl,
-               rps(r), hist_mean(h) / 1e6, ms(hist_percentile(h, 0)), ms(hist_percentile(h, 50)),
-               ms(hist_percentile(h, 95)), ms(hist_percentile(h, 99)), ms(h->max));
+        printf("\"%s\",\"%.2f\",\"%.*f\",\"%.*f\",\"%.*f\",\"%.*f\",\"%.*f\",\"%.*f\"\n", lbl,
+               rps(r), pr, avg, pr, min, pr, p50, pr, p95, pr, p99, pr, max);
     } else if (o->json) {
         printf("%s\n  {\"test\": \"%s\", \"requests\": %" PRIu64 ", \"errors\": %" PRIu64
                ", \"reconnects\": %" PRIu64 ", \"lost\": %" PRIu64
                ", \"seconds\": %.3f, \"rps\": %.2f, \"clients\": %u, \"pipeline\": %u, "
-               "\"threads\": %u, \"data_bytes\": %u,\n   \"latency_ms\": {\"avg\": %.3f, "
-               "\"min\": %.3f, \"p50\": %.3f, \"p90\": %.3f, \"p95\": %.3f, \"p99\": %.3f, "
-               "\"p99.9\": %.3f, \"max\": %.3f}}",
+               "\"threads\": %u, \"data_bytes\": %u, \"keepalive\": %d,\n   \"latency_ms\": "
+               "{\"avg\": %.*f, \"min\": %.*f, \"p50\": %.*f, \"p90\": %.*f, \"p95\": %.*f, "
+               "\"p99\": %.*f, \"p99.9\": %.*f, \"max\": %.*f}}",
                *first ? "[" : ",", test_defs[t].name, r->requests, r->errors, r->reconnects,
                r->lost, r->seconds, rps(r), o->clients, o->pipeline, o->threads, o->datasize,
-               hist_mean(h) / 1e6, ms(hist_percentile(h, 0)), ms(hist_percentile(h, 50)),
-               ms(hist_percentile(h, 90)), ms(hist_percentile(h, 95)), ms(hist_percentile(h, 99)),
-               ms(hist_percentile(h, 99.9)), ms(h->max));
+               o->keepalive, pr, avg, pr, min, pr, p50, pr, p90, pr, p95, pr, p99, pr, p999, pr,
+               max);
     } else if (o->quiet) {
-        printf("%s: %.2f requests per second, p50=%.3f msec%s\n", lbl, rps(r),
-               ms(hist_percentile(h, 50)), r->errors || r->lost ? " (with errors)" : "");
+        printf("%s: %.2f requests per second, p50=%.*f msec%s\n", lbl, rps(r), pr, p50,
+               r->errors || r->lost ? " (with errors)" : "");
     } else {
+        int wd = pr + 6 > 9 ? pr + 6 : 9;
         printf("====== %s ======\n", lbl);
         printf("  %" PRIu64 " requests completed in %.2f seconds\n", r->requests, r->seconds);
         printf("  %u parallel clients, pipeline %u, %u thread(s)\n", o->clients, o->pipeline,
                o->threads);
         printf("  %u bytes payload\n", o->datasize);
+        printf("  keep alive: %d\n", o->keepalive);
         if (r->errors)
             printf("  %" PRIu64 " requests answered with an error\n", r->errors);
         if (r->reconnects || r->lost)
@@ -1310,11 +1556,10 @@ static void report(const struct bench *b, enum test_id t, const struct result *r
                    r->reconnects, r->errors + r->lost, r->errors, r->lost);
         printf("\n  throughput summary: %.2f requests per second\n", rps(r));
         printf("  latency summary (msec):\n");
-        printf("  %9s %9s %9s %9s %9s %9s %9s\n", "avg", "min", "p50", "p90", "p99", "p99.9",
-               "max");
-        printf("  %9.3f %9.3f %9.3f %9.3f %9.3f %9.3f %9.3f\n\n", hist_mean(h) / 1e6,
-               ms(hist_percentile(h, 0)), ms(hist_percentile(h, 50)), ms(hist_percentile(h, 90)),
-               ms(hist_percentile(h, 99)), ms(hist_percentile(h, 99.9)), ms(h->max));
+        printf("  %*s %*s %*s %*s %*s %*s %*s\n", wd, "avg", wd, "min", wd, "p50", wd, "p90", wd,
+               "p99", wd, "p99.9", wd, "max");
+        printf("  %*.*f %*.*f %*.*f %*.*f %*.*f %*.*f %*.*f\n\n", wd, pr, avg, wd, pr, min, wd, pr,
+               p50, wd, pr, p90, wd, pr, p99, wd, pr, p999, wd, pr, max);
     }
     *first = 0;
     fflush(stdout);
@@ -1327,9 +1572,10 @@ static void usage(FILE *f)
     fprintf(f,
             "Usage: rcstore-bench [OPTIONS]\n"
             "Load generator for rcstored.\n\n"
-            "  -h HOST           server address, numeric (default 127.0.0.1)\n"
+            "  -h HOST           server host name or address (default 127.0.0.1); a name\n"
+            "                    is resolved once, its first IPv4 address (else IPv6)\n"
             "  -p PORT           server port (default 7373)\n"
-            "  -H HOST:PORT,...  a cluster's nodes (numeric; PORT defaults to -p): each\n"
+            "  -H HOST:PORT,...  a cluster's nodes (PORT defaults to -p): each\n"
             "                    connection follows NOT_LEADER and reconnects after a\n"
             "                    lost connection; reconnects and lost requests are\n"
             "                    reported\n"
@@ -1339,6 +1585,8 @@ static void usage(FILE *f)
             "  --duration SECS   run each test this long instead (with -n: whichever ends "
             "first)\n"
             "  -P DEPTH          requests in flight per connection (default 1)\n"
+            "  -k 1|0            1: keep connections open (default); 0: a new connection\n"
+            "                    (and hello) for every -P requests, as redis-benchmark's -k 0\n"
             "  -d BYTES          data size of created objects (default 16)\n"
             "  -r KEYSPACE       distinct objects a test works on, split between "
             "connections\n"
@@ -1350,8 +1598,10 @@ static void usage(FILE *f)
             "  --threads N       threads, one event loop each (default 1)\n"
             "  --auth-file PATH  authenticate with the token in PATH (or set\n"
             "                    RCSTORE_AUTH_FILE); the file must be mode 0600 or 0400\n"
+            "  -a TOKEN          authenticate with TOKEN (beats RCSTORE_AUTH_FILE; others\n"
+            "                    on this host may see it: --auth-file is the safe way)\n"
             "  --user NAME       log in as this user of the server's --users-file, with\n"
-            "                    --auth-file's token (or set RCSTORE_USER)\n"
+            "                    the token of --auth-file or -a (or set RCSTORE_USER)\n"
             "  --tls             every TCP connection over TLS (so does any option below,\n"
             "                    or a tls:// item in -H)\n"
             "  --cacert PATH     CA certificates (PEM) that may sign the server's (or\n"
@@ -1359,9 +1609,11 @@ static void usage(FILE *f)
             "  --cert PATH --key PATH  a client certificate and its key (or RCSTORE_CERT,\n"
             "                    RCSTORE_KEY)\n"
             "  --sni NAME        the name the server's certificate must carry (default:\n"
-            "                    the numeric address, checked against its IP addresses)\n"
+            "                    the host: a name among its DNS names, an address among\n"
+            "                    its IP addresses)\n"
             "  --insecure        do not verify the server's certificate (testing)\n"
             "  -q                quiet: one line per test\n"
+            "  --precision N     decimal places of latency figures, 0 to 9 (default 3)\n"
             "  --csv             CSV with redis-benchmark's columns\n"
             "  --json            a JSON array, one object per test\n"
             "  --help            this text\n"
@@ -1382,7 +1634,7 @@ static unsigned long long number(const char *flag, const char *s, unsigned long 
     errno = 0;
     v = strtoull(s, &end, 10);
     if (errno || end == s || *end || s[0] == '-' || v < lo || v > hi)
-        die("%s takes a number from %llu to %llu, not \"%s\"", flag, lo, hi, s);
+        usage_error("%s takes a number from %llu to %llu, not \"%s\"", flag, lo, hi, s);
     return v;
 }
 
@@ -1405,14 +1657,14 @@ static void parse_mix(struct opts *o)
         int t;
         size_t n;
         if (!colon)
-            die("--mix takes name:weight pairs, e.g. get:8,incref:1");
+            usage_error("--mix takes name:weight pairs, e.g. get:8,incref:1");
         t = test_by_name(p, (size_t)(colon - p));
         if (t < 0 || t == T_MIXED)
-            die("--mix: unknown test \"%.*s\"", (int)(colon - p), p);
+            usage_error("--mix: unknown test \"%.*s\"", (int)(colon - p), p);
         comma = strchr(colon, ',');
         n = comma ? (size_t)(comma - colon - 1) : strlen(colon + 1);
         if (n == 0 || n >= sizeof(num))
-            die("--mix: a weight is missing after \"%.*s\"", (int)(colon - p), p);
+            usage_error("--mix: a weight is missing after \"%.*s\"", (int)(colon - p), p);
         memcpy(num, colon + 1, n);
         num[n] = '\0';
         o->weights[t] = (unsigned)number("--mix", num, 0, 1000000);
@@ -1420,7 +1672,7 @@ static void parse_mix(struct opts *o)
         p = comma ? comma + 1 : colon + 1 + n;
     }
     if (o->weight_sum == 0)
-        die("--mix: the weights add up to 0");
+        usage_error("--mix: the weights add up to 0");
 }
 
 /* The token of --auth-file or RCSTORE_AUTH_FILE (common/secret: private to
@@ -1441,12 +1693,19 @@ static void parse_targets(struct opts *o)
 {
     const char *p = o->hosts;
     unsigned n = 1;
-    if (!p) {
-        o->targets = xmalloc(sizeof(*o->targets));
+    if (!p) { /* -h: a host alone (an IPv6 address with or without brackets) */
+        const char *h = o->host;
+        size_t len = strlen(h);
+        struct target *t = o->targets = xmalloc(sizeof(*o->targets));
         o->ntargets = 1;
-        if (parse_target(o->host, o->port, &o->targets[0]) < 0 || strchr(o->host, ':'))
-            snprintf(o->targets[0].host, sizeof(o->targets[0].host), "%s", o->host);
-        o->targets[0].port = o->port;
+        if (len > 2 && h[0] == '[' && h[len - 1] == ']')
+            h++, len -= 2;
+        if (len == 0 || len >= sizeof(t->host))
+            usage_error("-h takes a host name or address, not \"%s\"", o->host);
+        memcpy(t->host, h, len);
+        t->host[len] = '\0';
+        t->port = o->port;
+        resolve_numeric(t);
         return;
     }
     for (const char *q = p; *q; q++)
@@ -1455,13 +1714,13 @@ static void parse_targets(struct opts *o)
     for (;;) {
         const char *comma = strchr(p, ',');
         size_t len = comma ? (size_t)(comma - p) : strlen(p);
-        char item[128];
+        char item[sizeof(o->targets[0].host) + 16];
         if (len == 0 || len >= sizeof(item))
-            die("-H takes HOST:PORT items separated by commas, not \"%s\"", o->hosts);
+            usage_error("-H takes HOST:PORT items separated by commas, not \"%s\"", o->hosts);
         memcpy(item, p, len);
         item[len] = '\0';
         if (parse_target(item, o->port, &o->targets[o->ntargets++]) < 0)
-            die("-H: \"%s\" is not HOST:PORT", item);
+            usage_error("-H: \"%s\" is not HOST:PORT", item);
         if (!comma)
             break;
         p = comma + 1;
@@ -1476,6 +1735,7 @@ enum {
     OPT_MIX,
     OPT_AUTH,
     OPT_USER,
+    OPT_PRECISION,
     OPT_HELP,
     OPT_TLS,
     OPT_CACERT,
@@ -1527,7 +1787,7 @@ static void setup_tls(struct opts *o)
     }
     if (o->hosts && strstr(o->hosts, "tls://")) {
         if (strstr(o->hosts, "tcp://"))
-            die("-H mixes tls:// and tcp:// items: a run is all TLS or all plaintext");
+            usage_error("-H mixes tls:// and tcp:// items: a run is all TLS or all plaintext");
         o->tls = 1;
     }
     o->tls |= o->ca || o->cert || o->key || o->sni || o->insecure;
@@ -1548,6 +1808,7 @@ int main(int argc, char **argv)
         {"mix", required_argument, NULL, OPT_MIX},
         {"auth-file", required_argument, NULL, OPT_AUTH},
         {"user", required_argument, NULL, OPT_USER},
+        {"precision", required_argument, NULL, OPT_PRECISION},
         {"tls", no_argument, NULL, OPT_TLS},
         {"cacert", required_argument, NULL, OPT_CACERT},
         {"cert", required_argument, NULL, OPT_CERT},
@@ -1560,7 +1821,8 @@ int main(int argc, char **argv)
     };
     struct bench b;
     struct opts *o = &b.o;
-    int ch, have_n = 0, first = 1, selected[T_N] = {0};
+    int ch, have_n = 0, first = 1, selected[T_N] = {0}, auth_flag = 0;
+    const char *token_arg = NULL;
     char *end;
 
     memset(&b, 0, sizeof(b));
@@ -1579,12 +1841,27 @@ int main(int argc, char **argv)
     o->ca = getenv("RCSTORE_CACERT");
     o->cert = getenv("RCSTORE_CERT");
     o->key = getenv("RCSTORE_KEY");
-    while ((ch = getopt_long(argc, argv, "h:H:p:s:c:n:P:d:r:t:qV", longs, NULL)) != -1) {
+    o->keepalive = 1;
+    o->precision = 3;
+    opterr = 0; /* usage_error says it, in one line and a hint */
+    while ((ch = getopt_long(argc, argv, ":h:H:p:s:a:c:n:P:d:r:t:k:qV", longs, NULL)) != -1) {
         if (ch >= OPT_TLS && ch <= OPT_INSECURE)
             o->tls_flags |= 1u << (ch - OPT_TLS);
         switch (ch) {
         case 'h':
+            /* "-h -p 7373": a host never starts with '-'; -h is not --help */
+            if (optarg[0] == '-')
+                usage_error("option -h needs a host (the help is --help)");
             o->host = optarg;
+            break;
+        case 'a':
+            token_arg = optarg;
+            break;
+        case 'k':
+            o->keepalive = (int)number("-k", optarg, 0, 1);
+            break;
+        case OPT_PRECISION:
+            o->precision = (int)number("--precision", optarg, 0, 9);
             break;
         case 'H':
             o->hosts = optarg;
@@ -1623,7 +1900,7 @@ int main(int argc, char **argv)
         case OPT_DURATION:
             o->duration = strtod(optarg, &end);
             if (*end || !(o->duration > 0 && o->duration < 1e7))
-                die("--duration takes a positive number of seconds, not \"%s\"", optarg);
+                usage_error("--duration takes a positive number of seconds, not \"%s\"", optarg);
             break;
         case OPT_CSV:
             o->csv = 1;
@@ -1639,6 +1916,7 @@ int main(int argc, char **argv)
             break;
         case OPT_AUTH:
             o->auth_file = optarg;
+            auth_flag = 1;
             break;
         case OPT_USER:
             o->user = optarg;
@@ -1664,31 +1942,53 @@ int main(int argc, char **argv)
         case OPT_HELP:
             usage(stdout);
             return 0;
+        case ':':
+            if (optopt == 'h')
+                usage_error("option -h needs a host (the help is --help)");
+            usage_error("option %s needs a value", argv[optind - 1]);
         default:
-            usage(stderr);
-            return 2;
+            if (optopt && optopt < 256)
+                usage_error("unknown option -%c", optopt);
+            usage_error("unknown option %s", argv[optind - 1]);
         }
     }
     if (optind < argc)
-        die("unexpected argument \"%s\" (see --help)", argv[optind]);
+        usage_error("unexpected argument \"%s\"", argv[optind]);
     if (o->csv && o->json)
-        die("--csv and --json exclude each other");
+        usage_error("--csv and --json exclude each other");
     if (o->duration > 0 && !have_n)
         o->requests = UINT64_MAX;
     parse_mix(o);
     if (o->user && !*o->user)
         o->user = NULL; /* RCSTORE_USER= set empty: none */
-    if (o->user && (strlen(o->user) > BENCH_USER_MAX || !o->auth_file))
-        die("--user wants a name of at most %d bytes and --auth-file", BENCH_USER_MAX);
+    if (token_arg) {    /* -a beats RCSTORE_AUTH_FILE, as redis-cli's beats REDISCLI_AUTH */
+        size_t n = strlen(token_arg);
+        if (auth_flag)
+            usage_error("-a and --auth-file exclude each other");
+        if (n == 0 || n > SECRET_MAX_BYTES)
+            usage_error("-a takes a token of 1 to %d bytes", SECRET_MAX_BYTES);
+        fprintf(stderr, "rcstore-bench: warning: a token on the command line (-a) may be seen by "
+                        "other users of this host; --auth-file is the safe way\n");
+        memcpy(o->auth, token_arg, n + 1);
+        o->auth_file = NULL;
+    }
+    if (o->user && (strlen(o->user) > BENCH_USER_MAX || !(o->auth_file || token_arg)))
+        usage_error("--user wants a name of at most %d bytes and a token (--auth-file, "
+                    "RCSTORE_AUTH_FILE or -a)",
+                    BENCH_USER_MAX);
     load_auth(o);
     parse_targets(o);
+    if (!o->sock)
+        resolve_targets(o);
     setup_tls(o);
     for (const char *p = o->tests; *p;) {
         const char *comma = strchr(p, ',');
         size_t n = comma ? (size_t)(comma - p) : strlen(p);
         int t = test_by_name(p, n);
         if (t < 0)
-            die("unknown test \"%.*s\" (see --help)", (int)n, p);
+            usage_error("unknown test \"%.*s\" (the tests: ping, create, get, incref, decref, "
+                        "link, churn, cycle, mixed)",
+                        (int)n, p);
         selected[t] = 1;
         p += n + (comma != NULL);
     }

@@ -44,8 +44,12 @@ class Cluster:
             self.ports.append(s.getsockname()[1])
             threading.Thread(target=self.accept, args=(i,), daemon=True).start()
 
+    # The host of the addresses the nodes hand out (NOT_LEADER, cluster):
+    # a test may make it a name, as a cluster advertising DNS names does.
+    advertise_host = "127.0.0.1"
+
     def addr(self, i):
-        return "tcp://127.0.0.1:%d" % self.ports[i]
+        return "tcp://%s:%d" % (self.advertise_host, self.ports[i])
 
     def accept(self, i):
         s = self.listeners[i]

@@ -28,9 +28,11 @@ import hashlib
 import ipaddress
 import os
 import re
+import shlex
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import tempfile
@@ -52,25 +54,40 @@ def unit_lines(text):
     return [l for l in text.splitlines() if l.strip() and not l.startswith(("#", ";"))]
 
 
-def verify_unit(text, name, prefix, tmp):
-    """systemd-analyze verify the unit text as NAME (an instance name loads
-    the template beside it), pointed at this install's rcstored: the
-    configured path may not exist."""
-    unitdir = os.path.join(tmp, "units")
-    os.makedirs(unitdir, exist_ok=True)
-    base = re.sub(r"@[^.]+\.", "@.", name)
-    with open(os.path.join(unitdir, base), "w") as f:
-        f.write("\n".join(
-            re.sub(r"^ExecStart=\S+/bin/rcstored", f"ExecStart={prefix}/bin/rcstored", l)
-            for l in text.splitlines()) + "\n")
-    env = dict(os.environ, MANPATH=os.path.join(prefix, "share/man"))
-    # Documentation=man:rcstored(8) is checked against the installed page
-    # when man is there to look; without it, only the rest is verified.
+def unit_root(root):
+    """Make the DESTDIR tree root a system systemd-analyze --root can
+    verify units in, as a Debian 12 host would: merged /usr (/bin, /lib,
+    /sbin links), the host's own units (targets, sockets: what a unit's
+    dependencies name) beside the installed ones, and /bin/kill for
+    ExecReload. What was installed is left as it is."""
+    for d in ("bin", "lib", "sbin"):
+        if not os.path.lexists(os.path.join(root, d)):
+            os.makedirs(os.path.join(root, "usr", d), exist_ok=True)
+            os.symlink("usr/" + d, os.path.join(root, d))
+    host = next((d for d in ("/usr/lib/systemd/system", "/lib/systemd/system")
+                 if os.path.isdir(d)), None)
+    if host:
+        # cp -n: the installed units stay the installed ones.
+        subprocess.run(["cp", "-rn", host + "/.", os.path.join(root, "usr/lib/systemd/system")],
+                       check=True)
+    kill = os.path.realpath("/bin/kill")
+    if os.path.exists(kill) and not os.path.exists(os.path.join(root, "usr/bin/kill")):
+        shutil.copy2(kill, os.path.join(root, "usr/bin/kill"))
+
+
+def verify_unit(root, name):
+    """systemd-analyze verify the installed unit NAME (an instance name
+    loads the template) inside root, the DESTDIR tree, with the real prefix:
+    systemd reads the installed file, and its ExecStart binary must be
+    there. Documentation=man:rcstored(8) is looked up in the installed man
+    pages when man is there to look."""
+    env = dict(os.environ, MANPATH=os.path.join(root, "usr/share/man"))
     man = [] if shutil.which("man") else ["--man=no"]
-    r = subprocess.run(["systemd-analyze", "verify", *man, os.path.join(unitdir, name)], env=env,
+    r = subprocess.run(["systemd-analyze", "verify", "--root=" + root, *man, name], env=env,
                        capture_output=True, text=True)
-    check("systemd-analyze verify " + name, r.returncode == 0 and not r.stderr.strip(),
-          r.stderr.strip())
+    check("systemd-analyze verify --root=DESTDIR " + name + " (installed, prefix /usr)",
+          r.returncode == 0 and not r.stderr.strip(), r.stderr.strip())
+    return r
 
 
 def read_conf(path):
@@ -149,9 +166,13 @@ def free_port():
 
 tmp = tempfile.mkdtemp()
 try:
-    prefix = os.path.join(tmp, "prefix")
-    subprocess.run(["cmake", "--install", BUILD, "--prefix", prefix], check=True,
-                   stdout=subprocess.DEVNULL)
+    # Installed as a package build would: the real prefix /usr, into a
+    # DESTDIR. Everything below runs what landed there.
+    REAL_PREFIX = "/usr"
+    root = os.path.join(tmp, "root")
+    prefix = root + REAL_PREFIX
+    subprocess.run(["cmake", "--install", BUILD, "--prefix", REAL_PREFIX], check=True,
+                   stdout=subprocess.DEVNULL, env=dict(os.environ, DESTDIR=root))
     unit = os.path.join(prefix, "lib/systemd/system/rcstored.service")
     check("unit installed", os.path.exists(unit))
     text = open(unit).read()
@@ -166,18 +187,19 @@ try:
     check("sysusers.d/rcstore.conf installed, creating the units' user rcstore",
           os.path.exists(sysusers) and
           any(l.split()[:2] == ["u", "rcstore"] for l in unit_lines(open(sysusers).read())))
-    check("unit starts rcstored by absolute path with the config file",
-          any(l.startswith("ExecStart=/") and l.split()[0].endswith("/bin/rcstored") and
-              "--config /etc/rcstore/rcstored.conf" in l for l in text.splitlines()))
+    check("unit starts the installed rcstored, under the real prefix, with the config file",
+          f"ExecStart={REAL_PREFIX}/bin/rcstored --config /etc/rcstore/rcstored.conf"
+          in unit_lines(text) and os.access(os.path.join(prefix, "bin/rcstored"), os.X_OK),
+          [l for l in unit_lines(text) if l.startswith("ExecStart=")])
 
     # The cluster's template unit: one node per instance, %i its name.
     tunit = os.path.join(prefix, "lib/systemd/system/rcstored@.service")
     check("template unit installed", os.path.exists(tunit))
     ttext = open(tunit).read()
     tlines = unit_lines(ttext)
-    check("template unit starts rcstored by absolute path with /etc/rcstore/%i.conf",
-          any(l.startswith("ExecStart=/") and l.split()[0].endswith("/bin/rcstored") and
-              l.split()[1:] == ["--config", "/etc/rcstore/%i.conf"] for l in tlines), tlines)
+    check("template unit starts the installed rcstored with /etc/rcstore/%i.conf",
+          f"ExecStart={REAL_PREFIX}/bin/rcstored --config /etc/rcstore/%i.conf" in tlines,
+          [l for l in tlines if l.startswith("ExecStart=")])
     for key in ("StateDirectory=rcstore/%i", "RuntimeDirectory=rcstore/%i"):
         check("template unit has " + key, key in tlines)
     # Same hardening as the single unit: every setting of rcstored.service
@@ -187,8 +209,17 @@ try:
     check("template unit has every setting of rcstored.service", not missing, missing)
 
     if shutil.which("systemd-analyze"):
-        verify_unit(text, "rcstored.service", prefix, tmp)
-        verify_unit(ttext, "rcstored@node1.service", prefix, tmp)
+        unit_root(root)
+        verify_unit(root, "rcstored.service")
+        verify_unit(root, "rcstored@node1.service")
+        # The verify looks at the binary: without it, it fails (the check
+        # above is not vacuous).
+        os.rename(os.path.join(prefix, "bin/rcstored"), os.path.join(tmp, "rcstored.away"))
+        r = subprocess.run(["systemd-analyze", "verify", "--root=" + root, "--man=no",
+                            "rcstored.service"], capture_output=True, text=True)
+        os.rename(os.path.join(tmp, "rcstored.away"), os.path.join(prefix, "bin/rcstored"))
+        check("systemd-analyze verify fails when ExecStart's binary is missing",
+              r.returncode != 0 and f"{REAL_PREFIX}/bin/rcstored" in r.stderr, r.stderr.strip())
     else:
         print("skip systemd-analyze verify: not installed")
 
@@ -248,30 +279,62 @@ try:
         print("skip rcstored accepts the example configurations: this rcstored has no TLS "
               "or users options")
 
-    # rcstored.conf as written, but for its paths and ports: it starts (a
-    # notify socket hears READY=1), its unix socket answers ping without a
-    # login, its TLS port answers a client that knows the CA and logs in
+    # The installed unit's own command line, run for real without systemd:
+    # ExecStart as installed (the real prefix mapped into the DESTDIR), its
+    # --config the installed rcstored.conf as written but for its paths
+    # and ports, under the unit's UMask, in directories made as the unit's
+    # RuntimeDirectory= and StateDirectory= would make them. It starts (a
+    # notify socket hears READY=1); its unix socket has the configuration's
+    # mode (not the srwx------ UMask=0077 leaves) and answers ping without a
+    # login; its TLS port answers a client that knows the CA and logs in
     # ops, and SIGHUP (the units' ExecReload) keeps it serving.
-    if tls_server:
+    settings = {}
+    for l in unit_lines(text):
+        k, _, v = l.partition("=")
+        settings.setdefault(k, v)
+    argv = shlex.split(settings.get("ExecStart", ""))
+    check("unit's ExecStart runs the installed binary with --config FILE",
+          argv[:1] == [REAL_PREFIX + "/bin/rcstored"] and argv[1:2] == ["--config"] and
+          len(argv) == 3, argv)
+    umask = int(settings.get("UMask", "0022"), 8)
+    conf_mode = dict(read_conf(os.path.join(docdir, "rcstored.conf"))).get("unix-socket-mode")
+    check("the installed rcstored.conf sets unix-socket-mode 0660 (the group rcstore may "
+          "connect)", conf_mode == "0660", conf_mode)
+    if tls_server and len(argv) == 3:
         port, mport = free_port(), free_port()
-        live = localize(os.path.join(SRC, "deploy/rcstored.conf"), os.path.join(tmp, "live.conf"),
+        run = os.path.join(tmp, "run")
+        os.makedirs(run)
+        rundir = os.path.join(run, settings.get("RuntimeDirectory", "rcstore"))
+        os.mkdir(rundir, int(settings.get("RuntimeDirectoryMode", "0755"), 8))
+        state = os.path.join(tmp, "state")
+        os.mkdir(state, int(settings.get("StateDirectoryMode", "0755"), 8))
+        live = localize(os.path.join(docdir, "rcstored.conf"), os.path.join(etc, "rcstored.conf"),
                         [("tls://0.0.0.0:7373", f"tls://127.0.0.1:{port}"),
-                         ("unix:///run/rcstore/", f"unix://{tmp}/"),
+                         ("unix:///run/", f"unix://{run}/"),
                          ("tcp://127.0.0.1:9373", f"tcp://127.0.0.1:{mport}"),
-                         ("/var/lib/rcstore", os.path.join(tmp, "state"))])
+                         ("/var/lib/rcstore", state)])
+        # /usr/bin/rcstored in the DESTDIR; /etc/rcstore/... in etc.
+        cmd = [root + argv[0]] + [a.replace("/etc/rcstore/", etc + "/") for a in argv[1:]]
+        check("the unit's --config is the localized copy of the installed rcstored.conf",
+              cmd[2] == live, cmd)
         ns = os.path.join(tmp, "notify-live")
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         sock.bind(ns)
         sock.settimeout(20)
-        p = subprocess.Popen([rcstored, "--config", live, "--log-level", "warn"],
-                             env=dict(os.environ, NOTIFY_SOCKET=ns))
+        p = subprocess.Popen(cmd, env=dict(os.environ, NOTIFY_SOCKET=ns),
+                             preexec_fn=lambda: os.umask(umask))
         try:
             try:
                 ready = "READY=1" in sock.recv(4096).decode().split("\n")
             except socket.timeout:
                 ready = False
-            check("rcstored.conf (paths and ports localized) starts", ready)
-            r = subprocess.run([rcstore, "-s", f"{tmp}/rcstored.sock", "ping"],
+            check("the unit's ExecStart with rcstored.conf (paths and ports localized) starts",
+                  ready)
+            usock = os.path.join(rundir, "rcstored.sock")
+            mode = os.stat(usock).st_mode if os.path.exists(usock) else 0
+            check(f"the unix socket is a socket of mode 0660 under the unit's UMask {umask:04o}",
+                  stat.S_ISSOCK(mode) and stat.S_IMODE(mode) == 0o660, oct(mode))
+            r = subprocess.run([rcstore, "-s", usock, "ping"],
                                capture_output=True, text=True, timeout=20)
             check("rcstored.conf: the unix socket answers ping without a login",
                   r.stdout.strip() == "pong", r.stdout + r.stderr)

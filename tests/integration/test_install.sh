@@ -22,6 +22,15 @@ for u in rcstored.service rcstored@.service; do
   grep -q "^ExecStart=$tmp/prefix/bin/rcstored " "$tmp/prefix/lib/systemd/system/$u" ||
     { echo "FAIL: $u does not start $tmp/prefix/bin/rcstored"; grep ExecStart "$tmp/prefix/lib/systemd/system/$u"; exit 1; }
 done
+# As a package build installs: the real prefix /usr, into a DESTDIR. The
+# units name /usr/bin/rcstored, which is there (test_deploy.py verifies
+# these files with systemd-analyze --root and runs the ExecStart).
+DESTDIR="$tmp/root" cmake --install "$BUILD" --prefix /usr >/dev/null
+for u in rcstored.service rcstored@.service; do
+  grep -q "^ExecStart=/usr/bin/rcstored " "$tmp/root/usr/lib/systemd/system/$u" ||
+    { echo "FAIL: $u (DESTDIR, --prefix /usr) does not start /usr/bin/rcstored"; grep ExecStart "$tmp/root/usr/lib/systemd/system/$u"; exit 1; }
+done
+test -x "$tmp/root/usr/bin/rcstored" || { echo "FAIL: no /usr/bin/rcstored in the DESTDIR"; exit 1; }
 # find_package(rcstore): the shared and the static library.
 mkdir "$tmp/cm"
 cat >"$tmp/cm/CMakeLists.txt" <<EOF

@@ -32,6 +32,7 @@ chmod 600 "$tmp/token-ok"
 mkfifo -m 600 "$tmp/token-fifo"
 : >"$tmp/not-a-socket"
 printf 'auth-token-file = %s/nope\n' "$tmp" >"$tmp/token.conf"
+printf 'unix-socket-mode = rw\n' >"$tmp/mode.conf"
 
 # A port that something else listens on: a socket held by a child whose
 # stdin we keep open; it prints the port once listening (an event, not a
@@ -60,7 +61,13 @@ cases=(
   "listen malformed|2|cannot listen on tcp://nonsense: not tcp://HOST:PORT|--listen tcp://nonsense"
   "listen bad port|2|cannot listen on tcp://127.0.0.1:99999: not tcp://|--listen tcp://127.0.0.1:99999"
   "listen unknown scheme|2|cannot listen on udp://127.0.0.1:1: not tcp://|--listen udp://127.0.0.1:1"
-  "unix socket directory missing|2|unix://$tmp/no/such/dir/s.sock: its directory does not exist|--listen unix://$tmp/no/such/dir/s.sock"
+  "unix socket directory missing|2|unix://$tmp/no/such/dir/s.sock: $tmp/no/such/dir does not exist (create it, or systemd's RuntimeDirectory= does)|--listen unix://$tmp/no/such/dir/s.sock"
+  "unix socket directory a file|2|unix://$tmp/not-a-socket/s.sock: $tmp/not-a-socket is not a directory|--listen unix://$tmp/not-a-socket/s.sock"
+  "unix socket mode not octal|2|rcstored: --unix-socket-mode 0689: not an octal mode from 0 to 0777|$L --unix-socket-mode 0689"
+  "unix socket mode too wide|2|rcstored: --unix-socket-mode 1777: not an octal mode|$L --unix-socket-mode 1777"
+  "unix socket mode in the config file|2|$tmp/mode.conf:1: unix-socket-mode = rw: not an octal mode|$L --config $tmp/mode.conf"
+  "data directory's parent missing|2|rcstored: cannot create data directory $tmp/no/such/data: $tmp/no/such does not exist (create it, or systemd's StateDirectory= does)|$L --data-dir $tmp/no/such/data"
+  "cluster data directory's parent missing|2|rcstored: cannot create data directory $tmp/no/node1: $tmp/no does not exist|$L --data-dir $tmp/no/node1 --node-id 1 --raft-listen 127.0.0.1:1"
   "unix socket path too long|2|unix socket path of 405 bytes; the limit is 107|--listen unix:///tmp/$(head -c 400 /dev/zero | tr '\0' x)"
   "unix socket path one past sun_path|2|unix socket path of 108 bytes; the limit is 107|--listen unix:///tmp/$(head -c 103 /dev/zero | tr '\0' x)"
   "unix socket path holds a file|2|$tmp/not-a-socket exists and is not a socket|--listen unix://$tmp/not-a-socket"
@@ -202,6 +209,33 @@ ping_unix "$sock"
 expect "a stale socket is replaced" $?
 kill -TERM "$pid"
 wait "$pid"
+
+# --unix-socket-mode: the socket gets the mode whatever the umask (the unit's
+# UMask=0077 would leave srwx------, which only its owner can use); without
+# it, the umask decides. Also from the config file, and in the ready log.
+umask_was=$(umask)
+umask 077
+start mode --listen "unix://$tmp/mode.sock" --unix-socket-mode 0660
+check_mode() { # check_mode NAME EXPECTED PATH
+  local got
+  got=$(stat -c %a "$3")
+  if [ "$got" = "$2" ]; then echo "ok   $1: $got"; else echo "FAIL $1: mode $got, expected $2"; fail=1; fi
+}
+check_mode "--unix-socket-mode 0660 under umask 077" 660 "$tmp/mode.sock"
+grep -qF "listening on unix://$tmp/mode.sock (mode 0660)" "$tmp/mode.log"
+expect "the listening line says the mode" $?
+kill -TERM "$pid"
+wait "$pid"
+printf 'unix-socket-mode = 0666\n' >"$tmp/mode666.conf"
+start mode666 --listen "unix://$tmp/mode.sock" --config "$tmp/mode666.conf"
+check_mode "unix-socket-mode = 0666 in the config file" 666 "$tmp/mode.sock"
+kill -TERM "$pid"
+wait "$pid"
+start umask --listen "unix://$tmp/mode.sock"
+check_mode "no --unix-socket-mode: the umask's" 700 "$tmp/mode.sock"
+kill -TERM "$pid"
+wait "$pid"
+umask "$umask_was"
 
 # Host names resolve (the first IPv4 address), and the metrics endpoint
 # takes IPv6 like --listen does (where this host has ::1).

@@ -74,6 +74,32 @@ static void errors_name_the_flag(void **state)
     assert_int_equal(parse(&cfg, err, 2, a5), CONFIG_HELP);
 }
 
+/* --unix-socket-mode: octal, with or without its leading 0, at most 0777;
+ * unset it is -1 (the umask decides). */
+static void unix_socket_mode(void **state)
+{
+    struct config cfg;
+    char err[256], *a0[] = {"rcstored"};
+    char *a1[] = {"rcstored", "--unix-socket-mode", "0660"};
+    char *a2[] = {"rcstored", "--unix-socket-mode", "777"};
+    char *a3[] = {"rcstored", "--unix-socket-mode", "0"};
+    const char *bad[] = {"0800", "1777", "-1", "", "rw-rw----", "0x1ff", "660 "};
+    (void)state;
+    assert_int_equal(parse(&cfg, err, 1, a0), CONFIG_RUN);
+    assert_int_equal(cfg.unix_socket_mode, -1);
+    assert_int_equal(parse(&cfg, err, 3, a1), CONFIG_RUN);
+    assert_int_equal(cfg.unix_socket_mode, 0660);
+    assert_int_equal(parse(&cfg, err, 3, a2), CONFIG_RUN);
+    assert_int_equal(cfg.unix_socket_mode, 0777);
+    assert_int_equal(parse(&cfg, err, 3, a3), CONFIG_RUN);
+    assert_int_equal(cfg.unix_socket_mode, 0);
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char *a[] = {"rcstored", "--unix-socket-mode", (char *)bad[i]};
+        assert_int_equal(parse(&cfg, err, 3, a), -EINVAL);
+        assert_non_null(strstr(err, "not an octal mode"));
+    }
+}
+
 /* --max-client-buffers: by default the largest of 64 MiB, maxmemory / 4 and
  * twice max-message-bytes; set, it must hold two of the largest message. */
 static void client_buffers_bound(void **state)
@@ -395,6 +421,7 @@ int main(void)
         cmocka_unit_test(config_directory),
         cmocka_unit_test(sources_named),
         cmocka_unit_test(cluster_settings),
+        cmocka_unit_test(unix_socket_mode),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
