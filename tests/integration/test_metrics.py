@@ -5,11 +5,14 @@ and after it has a leader; a stalled event loop), the slow log (the slowlog
 and slowlog_reset methods), and the warn lines about clients that break the
 protocol, with the peer address and a rate limit.
 
-Usage: test_metrics.py RCSTORED. Every wait polls a condition against a
+Usage: test_metrics.py RCSTORED [RCSTORE] (with the CLI, its slowlog
+commands are tried too). Every wait polls a condition against a
 deadline; nothing sleeps in place of an event it could wait for."""
 import ctypes
 import os
+import re
 import socket
+import subprocess
 import sys
 import tempfile
 import time
@@ -28,6 +31,7 @@ except ImportError:
     sys.exit(77)
 
 RCSTORED = sys.argv[1]
+RCSTORE = sys.argv[2] if len(sys.argv) > 2 else None
 check = rcswire.Checks()
 
 
@@ -213,6 +217,24 @@ try:
     got = s.ok("slowlog")
     check("slowlog after a reset: only what came since, ids going on",
           [e["method"] for e in got] == ["slowlog_reset"] and got[0]["id"] > last, got)
+
+    # ---- rcstore slowlog [N] | reset ----
+    if RCSTORE:
+        def cli(*args):
+            r = subprocess.run([RCSTORE, "-H", "%s:%d" % addr, *args], capture_output=True,
+                               text=True, timeout=30)
+            return r.returncode, r.stdout
+        rc, out = cli("slowlog", "2")
+        line = re.compile(r"^\d+ \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ \d+ us [a-z_]+ client "
+                          r"127\.0\.0\.1:\d+ session \d+$")
+        check("rcstore slowlog 2: two lines, id, time, duration, method, client, session",
+              rc == 0 and len(out.splitlines()) == 2 and
+              all(line.match(l) for l in out.splitlines()), out)
+        check("rcstore slowlog reset: OK", cli("slowlog", "reset") == (0, "OK\n"))
+        rc, out = cli("slowlog")
+        check("rcstore slowlog after the reset: only the reset itself",
+              rc == 0 and len(out.splitlines()) == 1 and " slowlog_reset " in out, out)
+        check("rcstore slowlog x: a usage error (2)", cli("slowlog", "x")[0] == 2)
 
     # ---- protocol violations: logged with the peer, rate limited ----
     mark = len(log)
