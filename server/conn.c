@@ -1147,25 +1147,9 @@ void conn_accept(struct server *srv, uv_stream_t *listener, int is_unix, int is_
         conn_close(c);
         return;
     }
-    if (srv->env.connections > srv->cfg->max_connections) {
-        /* One warning a second at most: a flood must not flood the log too. */
-        static uint64_t last_warn_ms, unreported;
-        uint64_t now = uv_now(srv->loop);
-        srv->env.connections_refused++;
-        unreported++;
-        if (last_warn_ms == 0 || now - last_warn_ms >= 1000) {
-            log_warn("refused %llu connection(s): max_connections (%llu) reached",
-                     (unsigned long long)unreported, (unsigned long long)srv->cfg->max_connections);
-            last_warn_ms = now;
-            unreported = 0;
-        }
-        conn_close(c);
-        return;
-    }
-    srv->env.connections_total++;
     if (is_unix) {
         snprintf(c->peer, sizeof(c->peer), "unix#%llu",
-                 (unsigned long long)srv->env.connections_total);
+                 (unsigned long long)srv->env.connections_total + 1);
     } else {
         struct sockaddr_storage sa;
         int len = sizeof(sa);
@@ -1183,6 +1167,16 @@ void conn_accept(struct server *srv, uv_stream_t *listener, int is_unix, int is_
         }
         snprintf(c->peer, sizeof(c->peer), "%s:%d", host, port);
     }
+    if (srv->env.connections > srv->cfg->max_connections) {
+        /* A flood must not flood the log too: violation_log's rate. */
+        srv->env.connections_refused++;
+        violation(srv, "refused %s: max_connections (%llu) reached",
+                  is_unix ? "a unix socket client" : c->peer,
+                  (unsigned long long)srv->cfg->max_connections);
+        conn_close(c);
+        return;
+    }
+    srv->env.connections_total++;
     if (is_tls) {
         c->is_tls = 1;
         srv->env.tls_connections++;

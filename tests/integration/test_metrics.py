@@ -334,6 +334,27 @@ finally:
     os.rmdir(tmp)
 
 
+# ---- max-connections: refused, counted by cause, logged with the peer ----
+proc, addr, log = rcswire.start_server(RCSTORED, "--metrics-listen", "tcp://127.0.0.1:0",
+                                       "--max-connections", "2", keep=True, echo=False)
+mport = metrics_port(log)
+try:
+    held = [Conn(addr), Conn(addr)]
+    for h in held:
+        h.ok("ping")
+    extra = Conn(addr)
+    me = "%s:%d" % extra.s.getsockname()
+    check("max-connections: a third connection is closed", extra.closed())
+    check("max-connections: logged with the peer address",
+          wait_for(lambda: any("refused " + me + ": max_connections (2)" in l for l in log)))
+    check("max-connections: counted as cause max_connections", wait_for(lambda: sample(
+        families(mport), "rcstore_connections_refused", "rcstore_connections_refused_total",
+        cause="max_connections") == 1))
+finally:
+    proc.terminate()
+    check("max-connections server exits 0", proc.wait(timeout=30) == 0)
+
+
 # ---- a cluster node: /readyz 503 until it knows a serving leader ----
 import cluster  # noqa: E402
 
