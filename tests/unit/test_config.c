@@ -74,6 +74,36 @@ static void errors_name_the_flag(void **state)
     assert_int_equal(parse(&cfg, err, 2, a5), CONFIG_HELP);
 }
 
+/* The slow log's settings: defaults as Redis's, -1 (off) for the threshold
+ * only, from the environment too. */
+static void slowlog_settings(void **state)
+{
+    struct config cfg;
+    char err[256];
+    char *a0[] = {"rcstored"};
+    char *a1[] = {"rcstored", "--slowlog-log-slower-than-us", "-1", "--slowlog-max-len", "0"};
+    char *a2[] = {"rcstored", "--slowlog-log-slower-than-us", "-2"};
+    char *a3[] = {"rcstored", "--slowlog-max-len", "-1"};
+    char *a4[] = {"rcstored", "--slowlog-log-slower-than-us", "10ms"};
+    (void)state;
+    assert_int_equal(parse(&cfg, err, 1, a0), CONFIG_RUN);
+    assert_int_equal(cfg.slowlog_slower_than_us, 10000);
+    assert_int_equal(cfg.slowlog_max_len, 128);
+    assert_int_equal(parse(&cfg, err, 5, a1), CONFIG_RUN);
+    assert_int_equal(cfg.slowlog_slower_than_us, -1);
+    assert_int_equal(cfg.slowlog_max_len, 0);
+    assert_int_equal(parse(&cfg, err, 3, a2), -EINVAL);
+    assert_non_null(
+        strstr(err, "--slowlog-log-slower-than-us -2: not a non-negative integer or -1"));
+    assert_int_equal(parse(&cfg, err, 3, a3), -EINVAL);
+    assert_non_null(strstr(err, "--slowlog-max-len"));
+    assert_int_equal(parse(&cfg, err, 3, a4), -EINVAL);
+    setenv("RCSTORED_SLOWLOG_LOG_SLOWER_THAN_US", "0", 1);
+    assert_int_equal(parse(&cfg, err, 1, a0), CONFIG_RUN);
+    unsetenv("RCSTORED_SLOWLOG_LOG_SLOWER_THAN_US");
+    assert_int_equal(cfg.slowlog_slower_than_us, 0);
+}
+
 /* --max-client-buffers: by default the largest of 64 MiB, maxmemory / 4 and
  * twice max-message-bytes; set, it must hold two of the largest message. */
 static void client_buffers_bound(void **state)
@@ -395,6 +425,7 @@ int main(void)
         cmocka_unit_test(config_directory),
         cmocka_unit_test(sources_named),
         cmocka_unit_test(cluster_settings),
+        cmocka_unit_test(slowlog_settings),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
