@@ -169,12 +169,9 @@ enum cmd_flag {
     CMD_DEBUG = 2,
     /* Served before the connection has authenticated. */
     CMD_NOAUTH = 4,
-    /* May do up to a budget of work (or free many objects): the connection
-     * looks at the clock after it (cmd_ctx.heavy). */
-    CMD_HEAVY = 8,
     /* Served by a cluster node that is not the serving leader (the others
      * answer NOT_LEADER there). */
-    CMD_FOLLOWER = 16,
+    CMD_FOLLOWER = 8,
 };
 
 /* The longest method name; a longer name is unknown without a scan. */
@@ -203,31 +200,34 @@ static const struct cmd_def {
     {CMD("create"), cmd_do_create, 1, 2, CMD_GROWS, W},
     {CMD("get"), cmd_do_get, 1, 1, 0, R},
     {CMD("set_data"), cmd_do_set_data, 2, 2, CMD_GROWS, W},
-    {CMD("set_refs"), cmd_do_set_refs, 2, 2, CMD_GROWS | CMD_HEAVY, W},
+    {CMD("set_refs"), cmd_do_set_refs, 2, 2, CMD_GROWS, W},
     {CMD("link"), cmd_do_link, 2, 2, CMD_GROWS, W},
-    {CMD("unlink"), cmd_do_unlink, 2, 2, CMD_HEAVY, W},
+    {CMD("unlink"), cmd_do_unlink, 2, 2, 0, W},
     {CMD("incref"), cmd_do_incref, 1, 2, CMD_GROWS, W},
-    {CMD("decref"), cmd_do_decref, 1, 2, CMD_HEAVY, W},
+    {CMD("decref"), cmd_do_decref, 1, 2, 0, W},
     {CMD("stat"), cmd_do_stat, 1, 1, 0, R},
     {CMD("bind"), cmd_do_bind, 2, 2, CMD_GROWS, W},
     {CMD("unbind"), cmd_do_unbind, 1, 1, 0, W},
     {CMD("lookup"), cmd_do_lookup, 1, 2, 0, R},
-    {CMD("names"), cmd_do_names, 0, 3, CMD_HEAVY, R},
-    {CMD("referrers"), cmd_do_referrers, 1, 3, CMD_HEAVY, R},
+    {CMD("names"), cmd_do_names, 0, 3, 0, R},
+    {CMD("referrers"), cmd_do_referrers, 1, 3, 0, R},
     {CMD("watch"), cmd_do_watch, 1, 1, CMD_GROWS, R},
-    {CMD("release_all"), cmd_do_release_all, 0, 0, CMD_HEAVY, W},
+    {CMD("release_all"), cmd_do_release_all, 0, 0, 0, W},
     {CMD("share"), cmd_do_share, 1, 2, CMD_GROWS, W},
     {CMD("claim"), cmd_do_claim, 1, 1, CMD_GROWS, W},
-    {CMD("why"), cmd_do_why, 1, 1, CMD_HEAVY, R},
-    {CMD("gc"), cmd_do_gc, 0, 0, CMD_HEAVY, A},
-    {CMD("stats"), cmd_do_stats, 0, 0, CMD_HEAVY | CMD_FOLLOWER, R},
-    {CMD("debug_check"), cmd_do_debug_check, 0, 0, CMD_DEBUG | CMD_HEAVY | CMD_FOLLOWER, A},
+    {CMD("why"), cmd_do_why, 1, 1, 0, R},
+    {CMD("gc"), cmd_do_gc, 0, 0, 0, A},
+    {CMD("stats"), cmd_do_stats, 0, 0, CMD_FOLLOWER, R},
+    {CMD("debug_check"), cmd_do_debug_check, 0, 0, CMD_DEBUG | CMD_FOLLOWER, A},
     {CMD("save"), cmd_do_save, 0, 0, 0, A},
     {CMD("cluster"), cmd_do_cluster, 0, 0, CMD_FOLLOWER, R},
     {CMD("cluster_add"), cmd_do_cluster_add, 3, 3, 0, A},
     {CMD("cluster_remove"), cmd_do_cluster_remove, 1, 1, 0, A},
     {CMD("cluster_transfer"), cmd_do_cluster_transfer, 0, 1, 0, A},
-    {CMD("debug_digest"), cmd_do_debug_digest, 0, 0, CMD_DEBUG | CMD_HEAVY | CMD_FOLLOWER, A},
+    {CMD("debug_digest"), cmd_do_debug_digest, 0, 0, CMD_DEBUG | CMD_FOLLOWER, A},
+    /* This node's own record: every node answers, nothing is replicated. */
+    {CMD("slowlog"), cmd_do_slowlog, 0, 1, CMD_FOLLOWER, A},
+    {CMD("slowlog_reset"), cmd_do_slowlog_reset, 0, 0, CMD_FOLLOWER, A},
 };
 
 #undef R
@@ -235,6 +235,12 @@ static const struct cmd_def {
 #undef A
 
 _Static_assert(sizeof(cmds) / sizeof(cmds[0]) <= CMD_MAX, "raise CMD_MAX");
+
+void cmd_count_error(struct cmd_env *env, int rc)
+{
+    int k = err_is_protocol(rc) ? -rc - RPC_ERR_BASE : RPC_E_INTERNAL_INDEX;
+    env->errors_by_code[k]++;
+}
 
 int cmd_count(void)
 {
@@ -340,7 +346,6 @@ void cmd_ctx_init(struct cmd_ctx *c, struct cmd_env *env, struct sess *s, int *a
     c->sess = s;
     c->authed = authed;
     c->close_after = 0;
-    c->heavy = 0;
     c->index = 0;
     c->deferred = 0;
     c->msgid = 0;
@@ -349,6 +354,7 @@ void cmd_ctx_init(struct cmd_ctx *c, struct cmd_env *env, struct sess *s, int *a
     c->errmsg = NULL;
     c->user = NULL;
     c->peer = NULL;
+    c->method = -1;
     rpc_packer_init(&c->pk, out);
 }
 
@@ -361,6 +367,7 @@ int cmd_dispatch(struct cmd_ctx *c, const struct rpc_message *m)
     c->errmsg = NULL;
     if (i >= 0 && (cmds[i].flags & CMD_DEBUG) && !c->env->debug_commands)
         i = -1;
+    c->method = i;
     if (i < 0) {
         /* The name as the client sent it, at most 64 bytes, a byte that
          * would not print (a NUL included) shown as '?'. */
@@ -374,7 +381,6 @@ int cmd_dispatch(struct cmd_ctx *c, const struct rpc_message *m)
         goto error;
     }
     c->env->calls[i]++;
-    c->heavy = (cmds[i].flags & CMD_HEAVY) != 0;
     if (!*c->authed && !(cmds[i].flags & CMD_NOAUTH)) {
         rc = cmd_fail(c, RPC_EAUTH_REQUIRED,
                       "authenticate first: hello {\"user\": name, \"auth\": token}");
@@ -418,6 +424,7 @@ int cmd_dispatch(struct cmd_ctx *c, const struct rpc_message *m)
 counted_error:
     c->env->errors[i]++;
 error:
+    cmd_count_error(c->env, rc);
     if (rc == RPC_ENOT_LEADER && c->env->cluster)
         rpc_pack_response_error_kv(&c->pk, 1, m->msgid, rc, c->errmsg, "leader",
                                    cluster_leader_client(c->env->cluster));

@@ -9,6 +9,7 @@
 #define RCS_SERVER_CMD_H
 
 #include "buf.h"
+#include "err.h"
 #include "log.h"
 #include "rpc_msg.h"
 #include "store.h"
@@ -18,10 +19,13 @@
 #include <stdint.h>
 
 #define CMD_MAX 32
+/* Buckets of the request-duration histograms (stats.h's bounds, +Inf last). */
+#define CMD_LAT_BUCKETS 16
 
 /* What handlers may know of the server around them; owned by the server. */
 struct persist;
 struct cluster;
+struct slowlog;
 
 struct cmd_env {
     struct store *st;
@@ -30,7 +34,10 @@ struct cmd_env {
     uint64_t start_time;     /* seconds since the epoch at start-up */
     uint64_t connections;    /* currently open */
     uint64_t connections_total;
-    uint64_t connections_refused;
+    uint64_t connections_refused;   /* at max_connections */
+    uint64_t refused_tls_handshake; /* TLS handshakes that failed (not plaintext on a TLS port) */
+    uint64_t refused_protocol;      /* TLS on a plaintext port, plaintext on a TLS port */
+    uint64_t refused_login;         /* closed after a failed login (AUTH_FAILED) */
     uint64_t connections_timed_out; /* stalled mid-message past idle_timeout */
     uint64_t clients_evicted;       /* closed at max_client_buffers */
     uint64_t tls_connections;       /* currently open on tls:// listeners */
@@ -39,11 +46,20 @@ struct cmd_env {
     uint64_t calls[CMD_MAX];        /* per method, in table order */
     uint64_t errors[CMD_MAX];       /* per method */
     uint64_t bad_requests;          /* messages that never reached a method */
-    uint64_t gc_interval_ms;        /* for stats */
-    uint64_t max_client_buffers;    /* for stats */
-    uint64_t now_ms;                /* the loop's clock, set before each batch of requests */
-    int debug_commands;             /* serve debug_check */
-    const char *auth;               /* the token clients must give, or NULL */
+    /* Answers by error code (err.h's table order), whether a method, the
+     * framing or a deferred reply gave them (cmd_count_error). */
+    uint64_t errors_by_code[RPC_ERR_COUNT];
+    /* How long requests took, by method in table order: counts per bucket
+     * of stats.h's bounds (not cumulative) and the sum, in nanoseconds
+     * (stats_time_request). A flat array: nothing is allocated per request. */
+    uint64_t lat_count[CMD_MAX][CMD_LAT_BUCKETS];
+    uint64_t lat_sum_ns[CMD_MAX];
+    struct slowlog *slowlog;     /* the slow log (slowlog.h), owned by the server */
+    uint64_t gc_interval_ms;     /* for stats */
+    uint64_t max_client_buffers; /* for stats */
+    uint64_t now_ms;             /* the loop's clock, set before each batch of requests */
+    int debug_commands;          /* serve debug_check */
+    const char *auth;            /* the token clients must give, or NULL */
     size_t auth_len;
     /* Users (SPEC section 10): the --users-file table (NULL: none; the
      * server replaces it on SIGHUP), and the user that --auth-token-file's
@@ -68,9 +84,7 @@ struct cmd_ctx {
     const struct user *user;
     const char *peer; /* the client's address, for log lines ("?" if NULL) */
     int close_after;  /* set by a handler: close the connection after the reply */
-    int heavy;        /* set by the dispatcher: the method may work up to a budget
-                       * (a query, a free of many objects), so the caller looks at
-                       * the clock before serving another request */
+    int method;       /* set by the dispatcher: the method's table index, -1 if unknown */
     uint64_t index;   /* the journal record the reply waits for (0: none) */
     int deferred;     /* set by the dispatcher: the reply comes later (save) */
     uint32_t msgid;   /* of the request (for a deferred reply) */
@@ -88,6 +102,9 @@ void cmd_ctx_init(struct cmd_ctx *c, struct cmd_env *env, struct sess *s, int *a
 /* Serve one request (m->type == RPC_REQUEST): the full response is appended
  * to c->out. Returns 0 or the protocol error that was sent. */
 int cmd_dispatch(struct cmd_ctx *c, const struct rpc_message *m);
+/* Count one answer with error rc (a protocol code; anything else counts as
+ * INTERNAL) in env->errors_by_code. */
+void cmd_count_error(struct cmd_env *env, int rc);
 /* Number of methods and their names, for stats and tests. */
 int cmd_count(void);
 const char *cmd_name(int i);

@@ -1,11 +1,12 @@
 /* cmd_admin: the methods about the server rather than the heap (ping, gc,
- * stats, debug_check). */
+ * stats, save, slowlog, debug_check). */
 #include "cmd_int.h"
 #include "check.h"
 #include "gc.h"
 #include "mem.h"
 #include "persist.h"
 #include "pool.h"
+#include "slowlog.h"
 #include "stats.h"
 #include "store.h"
 
@@ -166,6 +167,50 @@ int cmd_do_stats(struct cmd_ctx *c, arg_t *a, uint32_t n)
     for (int i = 0; i < ncmd; i++)
         if (cmd_served(env, i))
             rpc_pack_kv_uint(pk, cmd_name(i), env->calls[i]);
+    return 0;
+}
+
+/* The entries slowlog [] returns, as Redis's SLOWLOG GET without a count. */
+#define SLOWLOG_DEFAULT_COUNT 10
+
+/* slowlog [] or [count]: this node's slowest requests, newest first. */
+int cmd_do_slowlog(struct cmd_ctx *c, arg_t *a, uint32_t n)
+{
+    const struct slowlog *sl = c->env->slowlog;
+    uint64_t count = SLOWLOG_DEFAULT_COUNT, len = sl ? slowlog_len(sl) : 0;
+    if (n > 0) {
+        if (a[0].type != MSGPACK_OBJECT_POSITIVE_INTEGER)
+            return cmd_fail(c, RPC_EBAD_PARAMS, "count must be a non-negative integer");
+        count = a[0].via.u64;
+    }
+    if (count > len)
+        count = len;
+    msgpack_pack_array(&c->pk, (size_t)count);
+    for (uint64_t i = 0; i < count; i++) {
+        const struct slowlog_entry *e = slowlog_get(sl, i);
+        msgpack_pack_map(&c->pk, 7);
+        rpc_pack_kv_uint(&c->pk, "id", e->id);
+        rpc_pack_kv_uint(&c->pk, "time", e->time);
+        rpc_pack_kv_uint(&c->pk, "duration_us", e->duration_us);
+        rpc_pack_cstr(&c->pk, "method");
+        rpc_pack_cstr(&c->pk, e->method);
+        rpc_pack_cstr(&c->pk, "client");
+        rpc_pack_cstr(&c->pk, e->client);
+        rpc_pack_kv_uint(&c->pk, "session", e->session);
+        rpc_pack_cstr(&c->pk, "user");
+        rpc_pack_cstr(&c->pk, e->user);
+    }
+    return 0;
+}
+
+/* slowlog_reset []: forget every entry. */
+int cmd_do_slowlog_reset(struct cmd_ctx *c, arg_t *a, uint32_t n)
+{
+    (void)a;
+    (void)n;
+    if (c->env->slowlog)
+        slowlog_reset(c->env->slowlog);
+    msgpack_pack_nil(&c->pk);
     return 0;
 }
 

@@ -130,5 +130,7 @@ int cmd_do_gc(struct cmd_ctx *c, arg_t *a, uint32_t n);
 int cmd_do_stats(struct cmd_ctx *c, arg_t *a, uint32_t n);
 int cmd_do_debug_check(struct cmd_ctx *c, arg_t *a, uint32_t n);
 int cmd_do_save(struct cmd_ctx *c, arg_t *a, uint32_t n);
+int cmd_do_slowlog(struct cmd_ctx *c, arg_t *a, uint32_t n);
+int cmd_do_slowlog_reset(struct cmd_ctx *c, arg_t *a, uint32_t n);
 
 #endif

@@ -31,6 +31,7 @@ static int login_failed(struct cmd_ctx *c, const struct user *u, uint32_t ulen, 
                      c->peer ? c->peer : "?", (unsigned)ulen);
     }
     c->close_after = 1;
+    c->env->refused_login++;
     return cmd_fail(c, RPC_EAUTH_FAILED, "unknown user or wrong token; closing");
 }
 

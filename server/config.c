@@ -38,6 +38,8 @@ void config_defaults(struct config *cfg)
     cfg->election_timeout_ms = 1000;
     cfg->raft_snapshot_entries = 4096;
     cfg->idle_timeout_s = 60;
+    cfg->slowlog_slower_than_us = 10000;
+    cfg->slowlog_max_len = 128;
     cfg->log_level = "info";
     cfg->listen_source = -1;
     cfg->unix_socket_mode = -1;
@@ -140,7 +142,14 @@ void config_usage(FILE *out)
                  "  --debug-commands         serve debug_check (the invariant check: slow on\n"
                  "                           big heaps; for tests and soak runs)\n"
                  "  --metrics-listen URI     serve Prometheus metrics at http://HOST:PORT/metrics\n"
-                 "                           (tcp://HOST:PORT; default: off)\n"
+                 "                           (tcp://HOST:PORT; default: off), and /healthz,\n"
+                 "                           /readyz for probes\n"
+                 "  --slowlog-log-slower-than-us US  keep requests that took at least US\n"
+                 "                           microseconds in the slow log (the slowlog\n"
+                 "                           method); 0 = every request, -1 = none\n"
+                 "                           (default 10000)\n"
+                 "  --slowlog-max-len N      slow-log entries kept, the oldest dropped first\n"
+                 "                           (default 128)\n"
                  "  --log-level LEVEL        debug, info, warn, error or off (default info)\n"
                  "  --data-dir DIR           durable: journal every change and recover it at\n"
                  "                           start (default: none, everything in memory)\n"
@@ -177,7 +186,8 @@ void config_usage(FILE *out)
 
 /* ---- the settings ---- */
 
-enum kind { K_UINT, K_SIZE, K_STR, K_FLAG, K_LISTEN, K_LEVEL, K_FSYNC, K_PEER, K_MODE };
+/* K_UINT_OFF: K_UINT in [lo, hi], or -1 for "off" (an int64_t field). */
+enum kind { K_UINT, K_UINT_OFF, K_SIZE, K_STR, K_FLAG, K_LISTEN, K_LEVEL, K_FSYNC, K_PEER, K_MODE };
 
 struct setting {
     const char *name; /* the option without "--", the file key, the env suffix */
@@ -213,6 +223,8 @@ static const struct setting settings[] = {
     {"idle-timeout", K_UINT, F(idle_timeout_s), 0, 86400},
     {"debug-commands", K_FLAG, F(debug_commands), 0, 0},
     {"metrics-listen", K_STR, F(metrics_listen), 0, 0},
+    {"slowlog-log-slower-than-us", K_UINT_OFF, F(slowlog_slower_than_us), 0, 86400000000ull},
+    {"slowlog-max-len", K_UINT, F(slowlog_max_len), 0, 10000},
     {"log-level", K_LEVEL, F(log_level), 0, 0},
     {"data-dir", K_STR, F(data_dir), 0, 0},
     {"fsync", K_FSYNC, F(fsync), 0, 0},
@@ -408,11 +420,20 @@ static int set_value(struct config *cfg, const struct setting *st, const struct 
         if (config_parse_size(val, &v) < 0)
             return bad(err, errlen, st, o, val, "not a size (try 65536, 64k or 4MiB)");
         break;
+    case K_UINT_OFF:
+        if (strcmp(val, "-1") == 0) {
+            int64_t off = -1;
+            memcpy(field, &off, sizeof(off));
+            return 0;
+        }
+        /* fall through */
     case K_UINT:
         errno = 0;
         v = strtoull(val, &end, 10);
         if (errno || *end || !isdigit((unsigned char)*val))
-            return bad(err, errlen, st, o, val, "not a non-negative integer");
+            return bad(err, errlen, st, o, val,
+                       st->kind == K_UINT ? "not a non-negative integer"
+                                          : "not a non-negative integer or -1 (off)");
         break;
     }
     if (v < st->lo || v > st->hi) {

@@ -59,6 +59,8 @@ struct config {
     const char *tls_key_file;       /* its PEM private key */
     const char *tls_ca_file;        /* mutual TLS: clients need a certificate it signed */
     const char *metrics_listen;     /* tcp://HOST:PORT for GET /metrics, or NULL */
+    int64_t slowlog_slower_than_us; /* log requests at least this long; -1: none, 0: all */
+    uint64_t slowlog_max_len;       /* slow-log entries kept */
     const char *data_dir;           /* durable in this directory, or NULL: in memory */
     int fsync;                      /* enum journal_fsync: 0 no, 1 everysec, 2 always */
     uint64_t compact_journal_bytes; /* start a snapshot past this much journal; 0: never */

@@ -29,6 +29,8 @@
 #include "cluster.h"
 #include "persist.h"
 #include "server.h"
+#include "slowlog.h"
+#include "stats.h"
 #include "tlsio.h"
 
 #include <stdarg.h>
@@ -37,9 +39,6 @@
 
 #define READ_CHUNK     (64 * 1024)
 #define KEEP_OUT_BYTES (16 * 1024) /* output storage an idle connection keeps */
-/* Light requests served between two looks at the clock; a heavy one
- * (cmd_ctx.heavy) is always followed by a look. */
-#define CLOCK_EVERY 32
 /* Frames that declare more elements than this give their decode memory
  * back when served (rpc_decoder_shrink): 256 elements is 6-12 KiB. */
 #define CONN_ZONE_KEEP_ELEMENTS 256
@@ -464,6 +463,26 @@ void conn_flush_all(struct server *srv)
     }
 }
 
+/* One warn line about a client that broke the protocol or a limit (a
+ * malformed or oversized message, replies it will not read), naming the
+ * peer and never a byte it sent; rate limited by srv->violation_log, so a
+ * client that does it in a loop cannot flood the log. */
+static void violation(struct server *srv, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void violation(struct server *srv, const char *fmt, ...)
+{
+    char line[512];
+    va_list ap;
+
+    if (log_threshold > LOG_WARN || !log_rate_take(&srv->violation_log, uv_now(srv->loop)))
+        return;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof(line), fmt, ap);
+    va_end(ap);
+    log_warn("%s", line);
+}
+
 /* Cut off a client whose output we could not buffer or it will not read:
  * RPC_EOUT_OF_MEMORY or RPC_ETOO_LARGE when it was closed, else 0. */
 static int check_output(struct conn *c)
@@ -474,8 +493,8 @@ static int check_output(struct conn *c)
         return RPC_EOUT_OF_MEMORY;
     }
     if (unsent(c) > c->srv->cfg->max_output_bytes) {
-        log_warn("closing %s: %zu bytes of unsent replies passed max_output_bytes (%llu)", c->peer,
-                 unsent(c), (unsigned long long)c->srv->cfg->max_output_bytes);
+        violation(c->srv, "closing %s: %zu bytes of unsent replies passed max_output_bytes (%llu)",
+                  c->peer, unsent(c), (unsigned long long)c->srv->cfg->max_output_bytes);
         conn_close(c);
         return RPC_ETOO_LARGE;
     }
@@ -506,7 +525,8 @@ static void refuse(struct conn *c, int err, const char *why)
     msgpack_packer pk;
     struct server *srv = c->srv;
     srv->env.bad_requests++;
-    log_debug("closing %s: %s", c->peer, why);
+    cmd_count_error(&srv->env, err);
+    violation(srv, "closing %s (user %s): %s", c->peer, c->user ? c->user->name : "-", why);
     rpc_packer_init(&pk, &c->out);
     rpc_pack_response_error(&pk, c->scan.have_msgid, c->scan.msgid, err, why);
     c->close_after = 1;
@@ -526,8 +546,27 @@ static void set_scan_limits(struct conn *c)
     rpc_scan_init(&c->scan, &lim);
 }
 
-/* Returns whether the request was a heavy one (cmd_ctx.heavy). */
-static int serve_request(struct conn *c, const struct rpc_message *m)
+/* Timing: the clock is read once per request, when its reply is queued;
+ * *clock holds the last reading (the end of the request before, or when
+ * the batch began), so a request's time is that of its decoding and its
+ * handler, and costs one uv_hrtime (a vDSO clock_gettime). The histogram
+ * of its method and, past --slowlog-log-slower-than-us, the slow log get
+ * it. */
+static void time_request(struct conn *c, const struct cmd_ctx *ctx, uint64_t *clock)
+{
+    struct cmd_env *env = &c->srv->env;
+    uint64_t now = uv_hrtime(), ns = now - *clock;
+    *clock = now;
+    if (ctx->method < 0)
+        return;
+    stats_time_request(env, ctx->method, ns);
+    if (slowlog_wants(env->slowlog, ns / 1000))
+        slowlog_add(env->slowlog, (uint64_t)time(NULL), ns / 1000, cmd_name(ctx->method), c->peer,
+                    c->sess ? c->sess->id : 0, c->user ? c->user->name : "");
+}
+
+/* Serve one request; *clock as time_request's. */
+static void serve_request(struct conn *c, const struct rpc_message *m, uint64_t *clock)
 {
     struct cmd_ctx ctx;
     int was_authed = c->authed;
@@ -537,7 +576,8 @@ static int serve_request(struct conn *c, const struct rpc_message *m)
         sess_attach(&c->srv->st, c, &c->sess) < 0) {
         log_error("out of memory for a connection's session; closing %s", c->peer);
         conn_close(c);
-        return 0;
+        *clock = uv_hrtime();
+        return;
     }
     cmd_ctx_init(&ctx, &c->srv->env, c->sess, &c->authed, &c->out);
     ctx.conn = c;
@@ -572,18 +612,18 @@ static int serve_request(struct conn *c, const struct rpc_message *m)
         buf_append(&c->out, c->deferred.data + c->deferred.off, buf_pending(&c->deferred));
         buf_reset(&c->deferred);
     }
-    return ctx.heavy;
+    time_request(c, &ctx, clock);
 }
 
-/* The general path: a frame found by rpc_scan, decoded by msgpack-c.
- * Returns whether it was a heavy request. */
-static int serve_frame(struct conn *c, const char *frame, size_t len)
+/* The general path: a frame found by rpc_scan, decoded by msgpack-c;
+ * *clock as time_request's (a frame that is no request reads it too). */
+static void serve_frame(struct conn *c, const char *frame, size_t len, uint64_t *clock)
 {
     struct server *srv = c->srv;
     struct rpc_message m;
     msgpack_object obj;
     msgpack_packer pk;
-    int have_msgid, rc, heavy = 0;
+    int have_msgid, rc;
     /* Its decode takes about 24 bytes of msgpack-c's zone per element, which
      * no budget counts: past a few KiB it goes back once the frame is done. */
     int big = c->scan.elements > CONN_ZONE_KEEP_ELEMENTS;
@@ -595,25 +635,29 @@ static int serve_frame(struct conn *c, const char *frame, size_t len)
         have_msgid = c->scan.have_msgid, m.msgid = c->scan.msgid;
     if (rc < 0) {
         srv->env.bad_requests++;
+        cmd_count_error(&srv->env, rc);
+        violation(srv, "%s sent a message that is not a request (%s): answered BAD_REQUEST",
+                  c->peer, rc == RPC_EOUT_OF_MEMORY ? "out of memory to decode it" : err_name(rc));
         rpc_packer_init(&pk, &c->out);
         rpc_pack_response_error(&pk, have_msgid, m.msgid, rc,
                                 "expected [0, msgid, method, params] with a uint32 msgid, a str "
                                 "method and an array of params");
+        *clock = uv_hrtime();
         goto out;
     }
     if (m.type == RPC_NOTIFY) {
         /* msgpack-RPC notifications get no reply; none are defined for clients. */
         log_debug("%s sent notification \"%.*s\": ignored", c->peer, (int)m.method_len, m.method);
+        *clock = uv_hrtime();
         goto out;
     }
-    heavy = serve_request(c, &m);
+    serve_request(c, &m, clock);
 out:
     if (big && rpc_decoder_shrink(&c->dec) < 0) {
         c->dec_ready = 0;
         log_warn("closing %s: out of memory for its decoder", c->peer);
         conn_close(c);
     }
-    return heavy;
 }
 
 /* A connection that holds no partial message reads into the server's shared
@@ -684,24 +728,26 @@ static uint64_t slice_ns(const struct server *srv)
  * (uv_hrtime) passes, or all clients' buffers pass --max-client-buffers (the
  * flush that follows then evicts the largest). Stopped early, c waits on the
  * backlog with what is left; done, it reads again. Where c is in no request;
- * c's input may be the shared buffer (the caller gives it back). */
-static void serve_input(struct conn *c, uint64_t deadline_ns)
+ * c's input may be the shared buffer (the caller gives it back). start_ns:
+ * a uv_hrtime reading taken just before (the first request's time begins
+ * there). Returns the last reading of the clock, for the caller's next use. */
+static uint64_t serve_input(struct conn *c, uint64_t start_ns, uint64_t deadline_ns)
 {
     struct server *srv = c->srv;
-    unsigned light = 0;
+    uint64_t clock = start_ns;
 
     srv->env.now_ms = uv_now(srv->loop);
     while (!c->closing && !c->close_after && !c->paused && buf_pending(&c->in) > 0) {
         const char *frame = c->in.data + c->in.off;
         size_t flen = 0;
-        int rc, heavy = 0;
+        int rc;
         if (srv->simple_ok) { /* most requests: no scan, no msgpack-c, no zone */
             struct rpc_message m;
             msgpack_object params[RPC_SIMPLE_MAX_PARAMS];
             flen = rpc_decode_simple((const uint8_t *)frame, buf_pending(&c->in),
                                      c->scan.lim.max_message_bytes, &m, params);
             if (flen) {
-                heavy = serve_request(c, &m);
+                serve_request(c, &m, &clock);
                 buf_consume(&c->in, flen);
                 rpc_scan_reset(&c->scan); /* it may have seen part of this frame */
                 goto served;
@@ -718,16 +764,16 @@ static void serve_input(struct conn *c, uint64_t deadline_ns)
                                         : "message too large before authentication; closing");
             break;
         }
-        heavy = serve_frame(c, frame, flen);
+        serve_frame(c, frame, flen, &clock);
         buf_consume(&c->in, flen);
         rpc_scan_reset(&c->scan);
     served:
         if (check_output(c) < 0)
-            return;
+            return clock;
         if (buf_pending(&c->in) == 0)
             break;
-        if (mem_budget_bytes(MEM_CLIENT) > srv->cfg->max_client_buffers ||
-            ((heavy || ++light % CLOCK_EVERY == 0) && uv_hrtime() >= deadline_ns)) {
+        /* Every request read the clock: the deadline costs a compare. */
+        if (mem_budget_bytes(MEM_CLIENT) > srv->cfg->max_client_buffers || clock >= deadline_ns) {
             queue_flush(c);
             backlog_add(c);
             goto out;
@@ -748,6 +794,7 @@ out:
     /* Enough candidates piled up: start sweeping them, a slice at a time. */
     if (store_gc_due(&srv->st))
         server_sweep(srv);
+    return clock;
 }
 
 /* One slice of the backlog: the waiting connections in turn from the head,
@@ -757,17 +804,17 @@ out:
 static void on_backlog(uv_idle_t *h)
 {
     struct server *srv = h->data;
-    uint64_t deadline = uv_hrtime() + slice_ns(srv), turns = srv->backlog_len;
+    uint64_t now = uv_hrtime(), deadline = now + slice_ns(srv), turns = srv->backlog_len;
 
     while (srv->backlog && turns-- > 0) {
         struct conn *c = srv->backlog;
-        serve_input(c, deadline);
+        now = serve_input(c, now, deadline);
         if (c->backlogged) { /* closing, or stopped early: not at the head again */
             backlog_remove(c);
             if (!c->closing)
                 backlog_add(c);
         }
-        if (uv_hrtime() >= deadline)
+        if (now >= deadline)
             break;
     }
     conn_flush_all(srv);
@@ -806,6 +853,8 @@ static int first_bytes(struct conn *c, const char *p, size_t n)
         tls_log(c->srv, "%s sent plaintext to a TLS port: answered BAD_REQUEST and closed",
                 c->peer);
         c->srv->env.tls_handshakes_failed++;
+        c->srv->env.refused_protocol++;
+        cmd_count_error(&c->srv->env, RPC_EBAD_REQUEST);
         tlsio_free(c->tls); /* the answer goes out as it is */
         c->tls = NULL;
         rpc_packer_init(&pk, &c->out);
@@ -819,6 +868,7 @@ static int first_bytes(struct conn *c, const char *p, size_t n)
     }
     if ((unsigned char)p[0] == 0x16 && (n < 2 || (unsigned char)p[1] == 0x03)) {
         tls_log(c->srv, "%s: TLS handshake on a plaintext port; closed", c->peer);
+        c->srv->env.refused_protocol++;
         conn_close(c);
         return 1;
     }
@@ -860,6 +910,7 @@ static int tls_decrypt(struct conn *c)
     if (n == TLSIO_EFAIL) {
         if (!tlsio_handshake_done(c->tls)) {
             srv->env.tls_handshakes_failed++;
+            srv->env.refused_tls_handshake++;
             tls_log(srv, "%s: TLS handshake failed: %s", c->peer, tlsio_error(c->tls));
         } else {
             tls_log(srv, "%s: TLS failed: %s; closing", c->peer, tlsio_error(c->tls));
@@ -946,7 +997,8 @@ static void on_hs_idle(uv_idle_t *h)
         struct conn *c = srv->hs_head;
         hs_remove(c);
         if (tls_decrypt(c) == 0) {
-            serve_input(c, uv_hrtime() + slice_ns(srv));
+            uint64_t now = uv_hrtime();
+            serve_input(c, now, now + slice_ns(srv));
             if (!c->closing && !c->close_after && !c->in_ended && !c->backlogged && !c->paused)
                 uv_read_start(&c->h.stream, on_alloc, on_read);
         }
@@ -965,8 +1017,10 @@ static void tls_advance(struct conn *c)
             hs_enqueue(c);
         return;
     }
-    if (tls_decrypt(c) == 0)
-        serve_input(c, uv_hrtime() + slice_ns(srv));
+    if (tls_decrypt(c) == 0) {
+        uint64_t now = uv_hrtime();
+        serve_input(c, now, now + slice_ns(srv));
+    }
 }
 
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
@@ -992,8 +1046,9 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
         }
     } else {
         c->in.len += (size_t)nread;
+        uint64_t now = uv_hrtime();
         c->last_read_ms = uv_now(srv->loop);
-        serve_input(c, uv_hrtime() + slice_ns(srv));
+        serve_input(c, now, now + slice_ns(srv));
     }
     return_shared_in(c);
     conn_flush_all(srv);
@@ -1009,6 +1064,7 @@ void conn_saved(struct server *srv, void *waiter, int rc, uint64_t bytes, uint64
         return;
     rpc_packer_init(&pk, &c->out);
     if (rc < 0) {
+        cmd_count_error(&srv->env, rc);
         rpc_pack_response_error(&pk, 1, c->save_msgid, rc,
                                 srv->persist.last_error[0] ? srv->persist.last_error
                                                            : "the snapshot could not be written");
@@ -1041,11 +1097,11 @@ void conn_cluster_done(struct server *srv, void *waiter, int rc, const char *msg
 {
     struct conn *c = waiter;
     msgpack_packer pk;
-    (void)srv;
     if (c->closing)
         return;
     rpc_packer_init(&pk, &c->out);
     if (rc < 0) {
+        cmd_count_error(&srv->env, rc);
         rpc_pack_response_error(&pk, 1, c->save_msgid, rc, msg);
     } else if (leader) {
         rpc_pack_response_ok(&pk, c->save_msgid);
@@ -1091,25 +1147,9 @@ void conn_accept(struct server *srv, uv_stream_t *listener, int is_unix, int is_
         conn_close(c);
         return;
     }
-    if (srv->env.connections > srv->cfg->max_connections) {
-        /* One warning a second at most: a flood must not flood the log too. */
-        static uint64_t last_warn_ms, unreported;
-        uint64_t now = uv_now(srv->loop);
-        srv->env.connections_refused++;
-        unreported++;
-        if (last_warn_ms == 0 || now - last_warn_ms >= 1000) {
-            log_warn("refused %llu connection(s): max_connections (%llu) reached",
-                     (unsigned long long)unreported, (unsigned long long)srv->cfg->max_connections);
-            last_warn_ms = now;
-            unreported = 0;
-        }
-        conn_close(c);
-        return;
-    }
-    srv->env.connections_total++;
     if (is_unix) {
         snprintf(c->peer, sizeof(c->peer), "unix#%llu",
-                 (unsigned long long)srv->env.connections_total);
+                 (unsigned long long)srv->env.connections_total + 1);
     } else {
         struct sockaddr_storage sa;
         int len = sizeof(sa);
@@ -1127,6 +1167,16 @@ void conn_accept(struct server *srv, uv_stream_t *listener, int is_unix, int is_
         }
         snprintf(c->peer, sizeof(c->peer), "%s:%d", host, port);
     }
+    if (srv->env.connections > srv->cfg->max_connections) {
+        /* A flood must not flood the log too: violation_log's rate. */
+        srv->env.connections_refused++;
+        violation(srv, "refused %s: max_connections (%llu) reached",
+                  is_unix ? "a unix socket client" : c->peer,
+                  (unsigned long long)srv->cfg->max_connections);
+        conn_close(c);
+        return;
+    }
+    srv->env.connections_total++;
     if (is_tls) {
         c->is_tls = 1;
         srv->env.tls_connections++;

@@ -1,6 +1,7 @@
-/* metrics: Prometheus text over libmicrohttpd (see metrics.h). The HTTP
- * thread touches only the snapshot and the system allocator: never mem.h,
- * the pools or the store, which belong to the loop's thread. */
+/* metrics: Prometheus text, /healthz and /readyz over libmicrohttpd (see
+ * metrics.h). The HTTP thread touches only the snapshot, the heartbeat, the
+ * system allocator and /proc (the process_* families, read when scraped):
+ * never mem.h, the pools or the store, which belong to the loop's thread. */
 #include "metrics.h"
 #include "addr.h"
 #include "log.h"
@@ -10,25 +11,139 @@
 #include "stats.h"
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <microhttpd.h>
+#include <openssl/crypto.h>
+#include <msgpack.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
+#include <uv.h>
 
 struct metrics {
     struct MHD_Daemon *d;
     pthread_mutex_t lock;
-    char *text; /* the snapshot, malloc'd; guarded by lock */
+    /* guarded by lock: */
+    char *text; /* the snapshot, malloc'd */
     size_t len;
+    uint64_t beat_ms;  /* metrics_clock_ms() at the loop's last heartbeat */
+    int ready;         /* the server serves requests */
+    char why_not[160]; /* else why not, one line */
+    /* set before the HTTP thread starts: */
     int port;
+    double start_time; /* process_start_time_seconds */
 };
+
+uint64_t metrics_clock_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* ---- the process_* families, on the HTTP thread when scraped ---- */
+
+/* When the process started, in unix seconds: its start in clock ticks
+ * after boot (/proc/self/stat) plus the boot time (/proc/stat), as
+ * Prometheus's own clients compute it; 0 if /proc does not say. */
+static double process_start_time(void)
+{
+    char buf[1024], *p;
+    unsigned long long ticks = 0, btime = 0;
+    long hz = sysconf(_SC_CLK_TCK);
+    FILE *f;
+    size_t n;
+
+    if (!(f = fopen("/proc/self/stat", "r")))
+        return 0;
+    n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    /* After the command name's closing parenthesis: state is field 3,
+     * starttime field 22. */
+    if (!(p = strrchr(buf, ')')) ||
+        sscanf(p + 2,
+               "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d %*d %*d "
+               "%*d %llu",
+               &ticks) != 1)
+        return 0;
+    if (!(f = fopen("/proc/stat", "r")))
+        return 0;
+    while (fgets(buf, sizeof(buf), f))
+        if (sscanf(buf, "btime %llu", &btime) == 1)
+            break;
+    fclose(f);
+    return btime && hz > 0 ? (double)btime + (double)ticks / (double)hz : 0;
+}
+
+/* Entries of /proc/self/fd, less the one opendir holds. */
+static long open_fds(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    struct dirent *e;
+    long n = 0;
+    if (!d)
+        return 0;
+    while ((e = readdir(d)))
+        n += e->d_name[0] != '.';
+    closedir(d);
+    return n > 0 ? n - 1 : 0;
+}
+
+/* The standard process_* families (as Prometheus's clients export them)
+ * into out (cap bytes): the length written. */
+static size_t render_process(const struct metrics *m, char *out, size_t cap)
+{
+    struct rusage ru;
+    struct rlimit rl;
+    unsigned long long vsize = 0, rss = 0;
+    long page = sysconf(_SC_PAGESIZE);
+    double cpu = 0;
+    FILE *f;
+    int n;
+
+    if (getrusage(RUSAGE_SELF, &ru) == 0)
+        cpu = (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
+              (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
+    if ((f = fopen("/proc/self/statm", "r"))) {
+        if (fscanf(f, "%llu %llu", &vsize, &rss) != 2)
+            vsize = rss = 0;
+        fclose(f);
+    }
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+        rl.rlim_cur = 0;
+    n = snprintf(out, cap,
+                 "# HELP process_cpu_seconds_total Total user and system CPU time spent in "
+                 "seconds.\n# TYPE process_cpu_seconds_total counter\n"
+                 "process_cpu_seconds_total %.6f\n"
+                 "# HELP process_resident_memory_bytes Resident memory size in bytes.\n"
+                 "# TYPE process_resident_memory_bytes gauge\n"
+                 "process_resident_memory_bytes %llu\n"
+                 "# HELP process_virtual_memory_bytes Virtual memory size in bytes.\n"
+                 "# TYPE process_virtual_memory_bytes gauge\n"
+                 "process_virtual_memory_bytes %llu\n"
+                 "# HELP process_open_fds Number of open file descriptors.\n"
+                 "# TYPE process_open_fds gauge\nprocess_open_fds %ld\n"
+                 "# HELP process_max_fds Maximum number of open file descriptors.\n"
+                 "# TYPE process_max_fds gauge\nprocess_max_fds %llu\n"
+                 "# HELP process_start_time_seconds Start time of the process since unix epoch "
+                 "in seconds.\n# TYPE process_start_time_seconds gauge\n"
+                 "process_start_time_seconds %.2f\n",
+                 cpu, rss * (unsigned long long)page, vsize * (unsigned long long)page, open_fds(),
+                 (unsigned long long)rl.rlim_cur, m->start_time);
+    return n < 0 ? 0 : (size_t)n < cap ? (size_t)n : cap - 1;
+}
+
+/* ---- HTTP, on its own thread ---- */
 
 static enum MHD_Result reply(struct MHD_Connection *conn, unsigned status, const char *type,
                              char *body, size_t len)
@@ -46,33 +161,74 @@ static enum MHD_Result reply(struct MHD_Connection *conn, unsigned status, const
     return rc;
 }
 
+/* A short text/plain answer. */
+static enum MHD_Result reply_text(struct MHD_Connection *conn, unsigned status, const char *text)
+{
+    size_t n = strlen(text);
+    char *copy = malloc(n ? n : 1);
+    if (!copy)
+        return MHD_NO;
+    memcpy(copy, text, n);
+    return reply(conn, status, "text/plain; charset=utf-8", copy, n);
+}
+
+/* /healthz: alive while the loop's heartbeat is recent; /readyz: and the
+ * server serves requests. */
+static enum MHD_Result probe(struct metrics *m, struct MHD_Connection *conn, int readiness)
+{
+    char text[256];
+    uint64_t now = metrics_clock_ms(), beat;
+    int ready;
+
+    pthread_mutex_lock(&m->lock);
+    beat = m->beat_ms;
+    ready = m->ready;
+    snprintf(text, sizeof(text), "not ready: %s\n", m->why_not);
+    pthread_mutex_unlock(&m->lock);
+    if (now > beat && now - beat > METRICS_STALL_MS) {
+        snprintf(text, sizeof(text), "event loop stalled: no heartbeat for %llu ms\n",
+                 (unsigned long long)(now - beat));
+        return reply_text(conn, MHD_HTTP_SERVICE_UNAVAILABLE, text);
+    }
+    if (!readiness)
+        return reply_text(conn, MHD_HTTP_OK, "ok\n");
+    if (!ready)
+        return reply_text(conn, MHD_HTTP_SERVICE_UNAVAILABLE, text);
+    return reply_text(conn, MHD_HTTP_OK, "ready\n");
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
                                   const char *method, const char *version, const char *upload,
                                   size_t *upload_len, void **con_cls)
 {
     struct metrics *m = cls;
-    char *copy;
-    size_t len;
+    char *copy, proc[2048];
+    size_t len, plen;
+    int which = !strcmp(url, "/metrics")   ? 0
+                : !strcmp(url, "/healthz") ? 1
+                : !strcmp(url, "/readyz")  ? 2
+                                           : -1;
     (void)version, (void)upload, (void)con_cls;
     if (*upload_len)
         return MHD_NO; /* no request bodies here */
-    if (strcmp(url, "/metrics") != 0) {
-        static char nf[] = "not found: try /metrics\n";
-        return reply(conn, MHD_HTTP_NOT_FOUND, "text/plain", strdup(nf), sizeof(nf) - 1);
-    }
-    if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0) {
-        static char na[] = "only GET\n";
-        return reply(conn, MHD_HTTP_METHOD_NOT_ALLOWED, "text/plain", strdup(na), sizeof(na) - 1);
-    }
+    if (which < 0)
+        return reply_text(conn, MHD_HTTP_NOT_FOUND,
+                          "not found: try /metrics, /healthz or /readyz\n");
+    if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)
+        return reply_text(conn, MHD_HTTP_METHOD_NOT_ALLOWED, "only GET\n");
+    if (which > 0)
+        return probe(m, conn, which == 2);
+    plen = render_process(m, proc, sizeof(proc));
     pthread_mutex_lock(&m->lock);
     len = m->len;
-    copy = malloc(len ? len : 1);
-    if (copy && len)
-        memcpy(copy, m->text, len);
+    copy = malloc(len + plen + 1);
+    if (copy)
+        memcpy(copy, m->text ? m->text : "", len);
     pthread_mutex_unlock(&m->lock);
     if (!copy)
         return MHD_NO;
-    return reply(conn, MHD_HTTP_OK, "text/plain; version=0.0.4; charset=utf-8", copy, len);
+    memcpy(copy + len, proc, plen);
+    return reply(conn, MHD_HTTP_OK, "text/plain; version=0.0.4; charset=utf-8", copy, len + plen);
 }
 
 /* A listening socket on uri (tcp://HOST:PORT), made here rather than by
@@ -130,6 +286,9 @@ int metrics_start(struct metrics **out, const char *uri, char *err, size_t errle
         return -ENOMEM;
     }
     pthread_mutex_init(&m->lock, NULL);
+    m->start_time = process_start_time();
+    m->beat_ms = metrics_clock_ms();
+    snprintf(m->why_not, sizeof(m->why_not), "starting");
     /* Few, short-lived connections: a scraper, maybe two. The daemon owns
      * the socket from here and closes it when stopped. */
     errno = 0;
@@ -185,6 +344,16 @@ void metrics_publish(struct metrics *m, const char *text, size_t len)
     m->len = len;
     pthread_mutex_unlock(&m->lock);
     free(old);
+}
+
+void metrics_heartbeat(struct metrics *m, int ready, const char *why_not)
+{
+    uint64_t now = metrics_clock_ms();
+    pthread_mutex_lock(&m->lock);
+    m->beat_ms = now;
+    m->ready = ready;
+    snprintf(m->why_not, sizeof(m->why_not), "%s", ready || !why_not ? "" : why_not);
+    pthread_mutex_unlock(&m->lock);
 }
 
 /* ---- rendering, on the loop's thread ---- */
@@ -277,9 +446,18 @@ void metrics_render(const struct cmd_env *env, struct buf *b)
 
     buf_reset(b);
     stats_src_init(&src, env);
+    out(b,
+        "# HELP rcstore_build_info The version of rcstored and of the libraries it runs on.\n"
+        "# TYPE rcstore_build_info gauge\n"
+        "rcstore_build_info{version=\"%s\",libuv=\"%s\",msgpack=\"%s\",openssl=\"%s\"} 1\n",
+        RCS_VERSION, uv_version_string(), msgpack_version(),
+        OpenSSL_version(OPENSSL_VERSION_STRING));
     for (int i = 0; i < stats_ncounters; i++) {
         const struct stats_counter *k = &stats_counters[i];
-        size_t len = strcspn(k->metric, "{");
+        size_t len;
+        if (!k->metric)
+            continue; /* stats only */
+        len = strcspn(k->metric, "{");
         if (len != family_len || memcmp(k->metric, family, len) != 0) {
             out(b, "# HELP %.*s %s\n# TYPE %.*s %s\n", (int)len, k->metric, k->help, (int)len,
                 k->metric, k->type);
@@ -343,4 +521,25 @@ void metrics_render(const struct cmd_env *env, struct buf *b)
         if (cmd_served(env, i))
             out(b, "rcstore_request_errors_total{method=\"%s\"} %llu\n", cmd_name(i),
                 (unsigned long long)env->errors[i]);
+    out(b, "# HELP rcstore_errors_total Answers with an error, by code (bad requests "
+           "included).\n# TYPE rcstore_errors_total counter\n");
+    for (int k = 0; k < RPC_ERR_COUNT; k++)
+        out(b, "rcstore_errors_total{code=\"%s\"} %llu\n", err_name(-(RPC_ERR_BASE + k)),
+            (unsigned long long)env->errors_by_code[k]);
+    out(b, "# HELP rcstore_request_duration_seconds Time from a request's decoding to its reply "
+           "queued, by method.\n# TYPE rcstore_request_duration_seconds histogram\n");
+    for (int i = 0; i < n; i++) {
+        if (!cmd_served(env, i))
+            continue;
+        cum = 0;
+        for (int k = 0; k < CMD_LAT_BUCKETS; k++) {
+            cum += env->lat_count[i][k];
+            out(b, "rcstore_request_duration_seconds_bucket{method=\"%s\",le=\"%s\"} %llu\n",
+                cmd_name(i), stats_latency_le[k], (unsigned long long)cum);
+        }
+        out(b, "rcstore_request_duration_seconds_sum{method=\"%s\"} %.9f\n", cmd_name(i),
+            (double)env->lat_sum_ns[i] / 1e9);
+        out(b, "rcstore_request_duration_seconds_count{method=\"%s\"} %llu\n", cmd_name(i),
+            (unsigned long long)cum);
+    }
 }

@@ -198,13 +198,31 @@ static void trim_system_heap(struct server *srv)
     srv->large_high = large;
 }
 
-/* A fresh snapshot for the metrics thread to serve. */
+/* A fresh snapshot for the metrics thread to serve, and the heartbeat
+ * with readiness for /healthz and /readyz: a standalone server serves from
+ * the moment its listeners are up (after recovery); a cluster node once it
+ * knows a serving leader (itself, or one it can name to its clients). */
 static void publish_metrics(struct server *srv)
 {
+    char why[160] = "";
+    int ready = 1;
     metrics_render(&srv->env, &srv->metrics_buf);
     if (!srv->metrics_buf.oom)
         metrics_publish(srv->metrics, srv->metrics_buf.data, srv->metrics_buf.len);
     buf_reset(&srv->metrics_buf);
+    if (srv->stopping) {
+        ready = 0;
+        snprintf(why, sizeof(why), "shutting down");
+    } else if (srv->cluster) {
+        struct cluster_info in;
+        cluster_get_info(srv->cluster, &in);
+        if (!in.leader) {
+            ready = 0;
+            snprintf(why, sizeof(why), "no serving leader known (this node is %s, term %llu)",
+                     in.role, (unsigned long long)in.term);
+        }
+    }
+    metrics_heartbeat(srv->metrics, ready, why);
 }
 
 /* Free pools' pages go back 2 MiB at a time (well under a millisecond of
@@ -281,6 +299,7 @@ static void on_cron(uv_timer_t *t)
     log_rate_flush(&srv->env.login_log, uv_now(srv->loop));
     log_rate_flush(&srv->env.denied_log, uv_now(srv->loop));
     log_rate_flush(&srv->tls_log, uv_now(srv->loop));
+    log_rate_flush(&srv->violation_log, uv_now(srv->loop));
     if (srv->metrics)
         publish_metrics(srv);
     if (srv->cfg->idle_timeout_s)
@@ -724,6 +743,10 @@ int server_init(struct server *srv, uv_loop_t *loop, const struct config *cfg, c
     srv->env.denied_log.level = LOG_WARN;
     srv->tls_log.what = "line(s) about TLS connections";
     srv->tls_log.level = LOG_INFO;
+    srv->violation_log.what = "line(s) about clients that broke the protocol or a limit";
+    srv->violation_log.level = LOG_WARN;
+    slowlog_init(&srv->slowlog, cfg->slowlog_slower_than_us, cfg->slowlog_max_len);
+    srv->env.slowlog = &srv->slowlog;
     if (cfg->auth_token_file && (rc = load_auth(srv, err, errlen)) < 0)
         goto fail_store;
     if (cfg->users_file && (rc = load_users(srv, err, errlen)) < 0) {
@@ -899,6 +922,7 @@ fail_handles:
     free_auth(srv);
 fail_store:
     close_tls(srv);
+    slowlog_close(&srv->slowlog);
     store_close(&srv->st);
     return rc;
 }
@@ -944,5 +968,6 @@ void server_close(struct server *srv)
     buf_close(&srv->metrics_buf);
     buf_close(&srv->shared_in);
     close_tls(srv);
+    slowlog_close(&srv->slowlog);
     store_close(&srv->st);
 }

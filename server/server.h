@@ -12,6 +12,7 @@
 #include "conn.h"
 #include "persist.h"
 #include "rpc_scan.h"
+#include "slowlog.h"
 #include "store.h"
 
 #include <openssl/types.h>
@@ -83,10 +84,13 @@ struct server {
     struct conn *hs_head, *hs_tail;
     uv_idle_t hs_idle;
     uv_check_t hs_check;
-    unsigned hs_used;        /* handshake steps taken in this iteration */
-    struct log_rate tls_log; /* conn.c's lines about TLS trouble (failed handshakes,
-                              * the wrong protocol on a port) */
-    uint64_t hs_start_ns;    /* when the first of them began */
+    unsigned hs_used;              /* handshake steps taken in this iteration */
+    struct log_rate tls_log;       /* conn.c's lines about TLS trouble (failed handshakes,
+                                    * the wrong protocol on a port) */
+    uint64_t hs_start_ns;          /* when the first of them began */
+    struct log_rate violation_log; /* conn.c's lines about clients that broke the protocol or
+                                    * a limit (refused messages, max_output_bytes cuts) */
+    struct slowlog slowlog;        /* env.slowlog */
     int stopping;
     int unwinding; /* handles a failed server_init is waiting to see closed */
 };

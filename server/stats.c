@@ -14,8 +14,17 @@
       s->env->connections)                                                                         \
     X(SERVER, connections_total, "rcstore_connections_total", counter,                             \
       "Client connections accepted.", s->env->connections_total)                                   \
-    X(SERVER, connections_refused, "rcstore_connections_refused_total", counter,                   \
-      "Connections refused at max-connections.", s->env->connections_refused)                      \
+    X(SERVER, connections_refused, "rcstore_connections_refused_total{cause=\"max_connections\"}", \
+      counter, "Connections refused or closed before being served, by cause.",                     \
+      s->env->connections_refused)                                                                 \
+    X(SERVER, refused_tls_handshake, "rcstore_connections_refused_total{cause=\"tls_handshake\"}", \
+      counter, "Connections refused or closed before being served, by cause.",                     \
+      s->env->refused_tls_handshake)                                                               \
+    X(SERVER, refused_protocol, "rcstore_connections_refused_total{cause=\"wrong_protocol\"}",     \
+      counter, "Connections refused or closed before being served, by cause.",                     \
+      s->env->refused_protocol)                                                                    \
+    X(SERVER, refused_login, "rcstore_connections_refused_total{cause=\"login_failed\"}", counter, \
+      "Connections refused or closed before being served, by cause.", s->env->refused_login)       \
     X(SERVER, connections_timed_out, "rcstore_connections_timed_out_total", counter,               \
       "Connections closed by idle-timeout in the middle of a message.",                            \
       s->env->connections_timed_out)                                                               \
@@ -31,8 +40,8 @@
       s->env->tls_handshakes_failed)                                                               \
     X(SERVER, bad_requests, "rcstore_bad_requests_total", counter,                                 \
       "Messages refused before reaching a method.", s->env->bad_requests)                          \
-    X(SERVER, errors, "rcstore_errors_total", counter,                                             \
-      "Requests answered with an error, bad requests included.", stats_errors(s->env))             \
+    X(SERVER, errors, NULL, counter, "Requests answered with an error, bad requests included.",    \
+      stats_errors(s->env))                                                                        \
     X(SERVER, pid, "rcstore_pid", gauge, "Process id of the server.", (uint64_t)getpid())          \
     X(SERVER, start_time, "rcstore_start_time_seconds", gauge,                                     \
       "Start time, seconds since the epoch.", s->env->start_time)                                  \
@@ -128,6 +137,15 @@ STATS_LIST(GETTER)
     {STATS_##sec, #key, metric, #type, help, get_##sec##_##key},
 const struct stats_counter stats_counters[] = {STATS_LIST(ENTRY)};
 #undef ENTRY
+
+/* Prometheus's own default buckets start at 5 ms: a request here takes a
+ * few microseconds, so these start at 10 us and end at a second. */
+const uint64_t stats_latency_le_ns[CMD_LAT_BUCKETS - 1] = {
+    10000,   25000,    50000,    100000,   250000,    500000,    1000000,   2500000,
+    5000000, 10000000, 25000000, 50000000, 100000000, 250000000, 1000000000};
+const char *const stats_latency_le[CMD_LAT_BUCKETS] = {
+    "1e-05", "2.5e-05", "5e-05", "0.0001", "0.00025", "0.0005", "0.001", "0.0025",
+    "0.005", "0.01",    "0.025", "0.05",   "0.1",     "0.25",   "1",     "+Inf"};
 
 const int stats_ncounters = (int)(sizeof(stats_counters) / sizeof(stats_counters[0]));
 

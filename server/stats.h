@@ -33,7 +33,7 @@ struct stats_src {
 struct stats_counter {
     enum stats_section section;
     const char *key;    /* in the `stats` map of its section */
-    const char *metric; /* the Prometheus sample name, with labels if any */
+    const char *metric; /* the Prometheus sample name, with labels if any; NULL: stats only */
     const char *type;   /* "counter" or "gauge" */
     const char *help;
     uint64_t (*get)(const struct stats_src *s);
@@ -42,6 +42,22 @@ struct stats_counter {
 extern const struct stats_counter stats_counters[];
 extern const int stats_ncounters;
 extern const char *const stats_section_names[STATS_NSECTIONS];
+
+/* The upper bounds of the request-duration buckets, in nanoseconds, and as
+ * Prometheus writes them (seconds); the last bucket is +Inf. */
+extern const uint64_t stats_latency_le_ns[CMD_LAT_BUCKETS - 1];
+extern const char *const stats_latency_le[CMD_LAT_BUCKETS];
+
+/* Count one request of method i (the table's index) that took ns
+ * nanoseconds: a few compares and two adds, on the loop's thread. */
+static inline void stats_time_request(struct cmd_env *env, int i, uint64_t ns)
+{
+    int b = 0;
+    while (b < CMD_LAT_BUCKETS - 1 && ns > stats_latency_le_ns[b])
+        b++;
+    env->lat_count[i][b]++;
+    env->lat_sum_ns[i] += ns;
+}
 
 /* Fill s for one rendering. */
 void stats_src_init(struct stats_src *s, const struct cmd_env *env);

@@ -1025,6 +1025,55 @@ static int cmd_stats(struct cli *cli, const struct opts *o, int argc, char **arg
     return simple(cli, o, rcs_send(cli->c, "stats", ""));
 }
 
+static int cmd_slowlog_reset(struct cli *cli, const struct opts *o, int argc, char **argv)
+{
+    return simple(cli, o, rcs_send(cli->c, "slowlog_reset", ""));
+}
+
+/* The string under key of map m, or "". */
+static const char *map_str(const rcs_value *m, const char *key)
+{
+    const rcs_value *v = rcs_map_get(m, key);
+    return v && v->type == RCS_STR ? v->via.bytes.ptr : "";
+}
+
+/* slowlog [N] | reset: the server's slowest requests, newest first, one a
+ * line (as redis-cli's SLOWLOG GET, flattened): id, when (UTC), duration,
+ * method, client, session, user. */
+static int cmd_slowlog(struct cli *cli, const struct opts *o, int argc, char **argv)
+{
+    uint64_t n = 10;
+    rcs_value *v;
+    int rc;
+    if (argc > 0 && strcmp(argv[0], "reset") == 0)
+        return cmd_slowlog_reset(cli, o, 0, NULL);
+    if (argc > 0 && parse_u64(argv[0], &n) < 0)
+        return usage_error("usage: slowlog [N] | slowlog reset (N: how many, default 10)");
+    if ((rc = rcs_call(cli->c, &v, "slowlog", "u", n)) < 0)
+        return call_failed(cli, rc);
+    if (o->json || v->type != RCS_ARRAY) {
+        show(o, v);
+    } else if (v->via.array.len == 0) {
+        puts("(empty)");
+    } else {
+        for (size_t i = 0; i < v->via.array.len; i++) {
+            const rcs_value *e = &v->via.array.items[i];
+            time_t t = (time_t)rcs_value_uint(rcs_map_get(e, "time"), 0);
+            struct tm tm;
+            char when[32] = "?";
+            if (gmtime_r(&t, &tm))
+                strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+            printf("%" PRIu64 " %s %" PRIu64 " us %s client %s session %" PRIu64 "%s%s\n",
+                   rcs_value_uint(rcs_map_get(e, "id"), 0), when,
+                   rcs_value_uint(rcs_map_get(e, "duration_us"), 0), map_str(e, "method"),
+                   map_str(e, "client"), rcs_value_uint(rcs_map_get(e, "session"), 0),
+                   map_str(e, "user")[0] ? " user " : "", map_str(e, "user"));
+        }
+    }
+    rcs_value_free(v);
+    return EXIT_OK;
+}
+
 /* ---- cluster: one subcommand per cluster* method ---- */
 
 static int cluster_status(struct cli *cli, const struct opts *o, int argc, char **argv)
@@ -1162,6 +1211,9 @@ static const struct command commands[] = {
     {"gc", "", "run a full cycle collection", 0, 0, cmd_gc},
     {"stats", "", "server statistics", 0, 0, cmd_stats},
     {"save", "", "write a snapshot of a --data-dir server now (waits for it)", 0, 0, cmd_save},
+    {"slowlog", "[N] | reset", "the N slowest recent requests, newest first (default 10); reset", 0,
+     1, cmd_slowlog},
+    {"slowlog-reset", "", "= slowlog reset", 0, 0, cmd_slowlog_reset},
     {"cluster", "status|add|remove|transfer ...", "a cluster's members and leader (see below)", 1,
      4, cmd_cluster},
     /* The methods' own names, as for every other method. */

@@ -161,7 +161,11 @@ try:
     big = a.ok("create", b"g" * 1000000)
     deaf = Conn(addr)
     deaf.send_raw(b"".join(msgpack.packb([0, i, "get", [big]]) for i in range(20)))
-    check("deaf reader: closed at max_output_bytes", deaf.closed())
+    # It must not read before the server cuts it off: the server serves the
+    # 20 gets a slice of the loop at a time, and a reader draining its
+    # socket meanwhile would keep it under the bound.
+    check("deaf reader: closed at max_output_bytes (without reading a byte)",
+          wait_for(lambda: a.ok("stats")["server"]["connections"] == 1) and deaf.closed())
     check("deaf reader: then creates succeed", created(a, b"c" * 1000000))
 finally:
     stop(proc, "deaf-output")

@@ -14,7 +14,8 @@ the CA pings and logs in), its unix socket, and SIGHUP; the Kubernetes
 manifests parse and carry probes, limits and a non-root user, mount the TLS
 and users Secrets without giving others any access, and the single pod,
 played here (the init container's copy, rcstored with the pod's
-environment, the readiness probe's command), answers its probe and TLS;
+environment), answers its probes (GET /readyz and /healthz on the metrics
+listener), its unix socket and TLS;
 the StatefulSet's start script, run with a stub rcstored, gives each pod
 its node id, its names and the peer lines, which rcstored accepts; the Raft
 port is open to the cluster's own pods only (NetworkPolicy); the Dockerfile
@@ -36,6 +37,8 @@ import stat
 import subprocess
 import sys
 import tempfile
+import urllib.error
+import urllib.request
 
 import yaml
 
@@ -527,11 +530,19 @@ def pod_tls(pod, c, what):
     cmds = [x.get("command", []) for x in inits]
     check(f"{what}: an init container copies the users file there, mode 0600",
           any(cm[:3] == ["install", "-m", "0600"] and cm[-1] == users for cm in cmds), cmds)
-    probe = c["readinessProbe"].get("exec", {}).get("command", [])
     sockets = [a[len("unix://"):] for a in listen if a.startswith("unix://")]
-    check(f"{what}: the readiness probe pings the unix socket, in a volume",
-          probe[:2] == ["rcstore", "-s"] and probe[2:3] == sockets[:1] and probe[3:] == ["ping"]
-          and under(probe[2] if len(probe) > 2 else "", "emptyDir"), probe)
+    check(f"{what}: the unix socket is in a volume of the pod",
+          sockets and under(sockets[0], "emptyDir"), sockets)
+    # The metrics listener's probes (issue 18): readiness /readyz, liveness
+    # and start-up /healthz, on the container's metrics port, which
+    # RCSTORED_METRICS_LISTEN opens.
+    http = {k: c.get(k, {}).get("httpGet", {}) for k in
+            ("readinessProbe", "livenessProbe", "startupProbe")}
+    mport = [p["containerPort"] for p in c["ports"] if p["name"] == "metrics"]
+    check(f"{what}: probes GET /readyz, /healthz and /healthz (start-up) on the metrics port",
+          [h.get("path") for h in http.values()] == ["/readyz", "/healthz", "/healthz"] and
+          all(h.get("port") == "metrics" for h in http.values()) and mport and
+          env.get("RCSTORED_METRICS_LISTEN", "").endswith(":%d" % mport[0]), http)
     return {n: (m["mountPath"], vols.get(n, {})) for n, m in mounts.items()}
 
 
@@ -597,12 +608,26 @@ else:
         except socket.timeout:
             ready = False
         check("k8s: rcstored starts with the pod's arguments and environment", ready)
-        probe = [here(a) for a in c["readinessProbe"]["exec"]["command"]]
-        probe[0] = RCSTORE_BIN
+        sockets = [here(a[len("unix://"):]) for a in env["RCSTORED_LISTEN"].split()
+                   if a.startswith("unix://")]
+
+        def probe(kind):
+            """(status, body) of the pod's probe of that kind."""
+            path = c[kind]["httpGet"]["path"]
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{mport}{path}", timeout=20) as r:
+                    return r.status, r.read().decode()
+            except urllib.error.HTTPError as e:
+                return e.code, e.read().decode()
 
         def ping_checks(when):
-            r = subprocess.run(probe, capture_output=True, text=True, timeout=20)
-            check(f"k8s: the readiness probe's command answers pong{when}",
+            check(f"k8s: the readiness probe answers 200 ready{when}",
+                  probe("readinessProbe") == (200, "ready\n"), probe("readinessProbe"))
+            check(f"k8s: the liveness probe answers 200 ok{when}",
+                  probe("livenessProbe") == (200, "ok\n"), probe("livenessProbe"))
+            r = subprocess.run([RCSTORE_BIN, "-s", sockets[0], "ping"], capture_output=True,
+                               text=True, timeout=20)
+            check(f"k8s: the unix socket answers pong{when}",
                   r.stdout.strip() == "pong", r.stdout + r.stderr)
             if "--cacert" in help_of(RCSTORE_BIN):
                 r = subprocess.run([RCSTORE_BIN, "-H", f"tls://localhost:{port}", "--cacert",
@@ -677,9 +702,9 @@ mounts = {m["name"]: m["mountPath"] for m in c.get("volumeMounts", [])}
 check("k8s cluster: one PersistentVolumeClaim per pod, mounted",
       len(claims) == 1 and claims[0] in mounts, (claims, mounts))
 check("k8s cluster: probes", "readinessProbe" in c and "livenessProbe" in c)
-probe_ports = [p["tcpSocket"]["port"] for p in (c["readinessProbe"], c["livenessProbe"])
-               if "tcpSocket" in p]
-check("k8s cluster: tcp probes name a container port", all(p in cports for p in probe_ports))
+probe_ports = [p[k]["port"] for p in (c["readinessProbe"], c["livenessProbe"])
+               for k in ("tcpSocket", "httpGet") if k in p]
+check("k8s cluster: probes name a container port", all(p in cports for p in probe_ports))
 check("k8s cluster: resource limits", "limits" in c["resources"] and "requests" in c["resources"])
 pod_tls(pod, c, "k8s cluster")
 with open(os.path.join(SRC, "deploy/kubernetes/cluster/networkpolicy.yaml")) as f:

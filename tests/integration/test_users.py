@@ -168,7 +168,7 @@ try:
     READ = {"hello", "ping", "get", "stat", "lookup", "names", "referrers", "why", "watch",
             "stats", "cluster"}
     ADMIN = {"gc", "save", "cluster_add", "cluster_remove", "cluster_transfer", "debug_check",
-             "debug_digest"}
+             "debug_digest", "slowlog", "slowlog_reset"}
     WRITE = methods - READ - ADMIN
     check("the role table knows every method", READ | ADMIN <= methods and
           WRITE == {"create", "set_data", "set_refs", "link", "unlink", "incref", "decref",
@@ -194,7 +194,7 @@ try:
             "release_all": [], "share": [f["a"]], "claim": [f["tok"]], "why": [f["b"]], "gc": [],
             "stats": [], "debug_check": [], "save": [], "cluster": [],
             "cluster_add": [9, "127.0.0.1:1", "tcp://127.0.0.1:2"], "cluster_remove": [9],
-            "cluster_transfer": [], "debug_digest": [],
+            "cluster_transfer": [], "debug_digest": [], "slowlog": [], "slowlog_reset": [],
         }[m]
 
     def digest():

@@ -98,6 +98,34 @@ static void unix_socket_mode(void **state)
         assert_int_equal(parse(&cfg, err, 3, a), -EINVAL);
         assert_non_null(strstr(err, "not an octal mode"));
     }
+/* The slow log's settings: defaults as Redis's, -1 (off) for the threshold
+ * only, from the environment too. */
+static void slowlog_settings(void **state)
+{
+    struct config cfg;
+    char err[256];
+    char *a0[] = {"rcstored"};
+    char *a1[] = {"rcstored", "--slowlog-log-slower-than-us", "-1", "--slowlog-max-len", "0"};
+    char *a2[] = {"rcstored", "--slowlog-log-slower-than-us", "-2"};
+    char *a3[] = {"rcstored", "--slowlog-max-len", "-1"};
+    char *a4[] = {"rcstored", "--slowlog-log-slower-than-us", "10ms"};
+    (void)state;
+    assert_int_equal(parse(&cfg, err, 1, a0), CONFIG_RUN);
+    assert_int_equal(cfg.slowlog_slower_than_us, 10000);
+    assert_int_equal(cfg.slowlog_max_len, 128);
+    assert_int_equal(parse(&cfg, err, 5, a1), CONFIG_RUN);
+    assert_int_equal(cfg.slowlog_slower_than_us, -1);
+    assert_int_equal(cfg.slowlog_max_len, 0);
+    assert_int_equal(parse(&cfg, err, 3, a2), -EINVAL);
+    assert_non_null(
+        strstr(err, "--slowlog-log-slower-than-us -2: not a non-negative integer or -1"));
+    assert_int_equal(parse(&cfg, err, 3, a3), -EINVAL);
+    assert_non_null(strstr(err, "--slowlog-max-len"));
+    assert_int_equal(parse(&cfg, err, 3, a4), -EINVAL);
+    setenv("RCSTORED_SLOWLOG_LOG_SLOWER_THAN_US", "0", 1);
+    assert_int_equal(parse(&cfg, err, 1, a0), CONFIG_RUN);
+    unsetenv("RCSTORED_SLOWLOG_LOG_SLOWER_THAN_US");
+    assert_int_equal(cfg.slowlog_slower_than_us, 0);
 }
 
 /* --max-client-buffers: by default the largest of 64 MiB, maxmemory / 4 and
@@ -422,6 +450,7 @@ int main(void)
         cmocka_unit_test(sources_named),
         cmocka_unit_test(cluster_settings),
         cmocka_unit_test(unix_socket_mode),
+        cmocka_unit_test(slowlog_settings),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
