@@ -1,0 +1,205 @@
+"""rcstore._wire: the protocol without I/O, shared by the sync client and
+rcstore.aio.
+
+It turns requests into bytes (``encode_request``), bytes from the server into
+messages (``Decoder``), addresses into ``Address`` values
+(``parse_addresses``) and hello's options into its parameters
+(``hello_params``). It never touches a socket, a clock or a lock: the callers
+own those.
+"""
+
+import dataclasses
+import ipaddress
+
+import msgpack
+
+from .errors import ConnectionFailed, error_from_wire
+
+__all__ = [
+    "DEFAULT_PORT",
+    "REQUEST",
+    "RESPONSE",
+    "NOTIFICATION",
+    "MAX_MSGID",
+    "Address",
+    "Decoder",
+    "encode_request",
+    "parse_addresses",
+    "hello_params",
+]
+
+DEFAULT_PORT = 7373
+REQUEST, RESPONSE, NOTIFICATION = 0, 1, 2
+# msgids are uint32 on the wire; callers wrap to 1 after this.
+MAX_MSGID = 2**32 - 1
+# What the decoder buffers for one message before it gives up on the stream:
+# far above any server's max_message_bytes for replies (names, stats), far
+# below what a broken or hostile peer could make us hold.
+MAX_BUFFER_BYTES = 256 * 1024 * 1024
+
+_SCHEMES = ("tcp", "tls", "unix")
+
+
+@dataclasses.dataclass(frozen=True)
+class Address:
+    """One server address. ``scheme`` is ``"tcp"``, ``"tls"`` or ``"unix"``;
+    ``host`` and ``port`` are set for tcp and tls (``host`` without IPv6
+    brackets), ``path`` for unix. ``str()`` gives its URL."""
+
+    scheme: str
+    host: str = ""
+    port: int = 0
+    path: str = ""
+
+    def __str__(self):
+        if self.scheme == "unix":
+            return "unix://" + self.path
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.scheme}://{host}:{self.port}"
+
+
+def _parse_one(text):
+    s = text.strip()
+    if not s:
+        raise ValueError("an empty address")
+    scheme = "tcp"
+    if "://" in s:
+        scheme, s = s.split("://", 1)
+        scheme = scheme.lower()
+        if scheme not in _SCHEMES:
+            raise ValueError(f"{text!r}: unknown scheme {scheme!r} (tcp://, tls:// or unix://)")
+    if scheme == "unix":
+        if not s:
+            raise ValueError(f"{text!r}: a unix address needs a path (unix:///run/rcstore.sock)")
+        return Address("unix", path=s)
+    if s.startswith("["):
+        end = s.find("]")
+        if end < 0:
+            raise ValueError(f"{text!r}: unclosed [ in an IPv6 address")
+        host, rest = s[1:end], s[end + 1 :]
+        if rest and not rest.startswith(":"):
+            raise ValueError(f"{text!r}: expected :PORT after ]")
+        port_text = rest[1:] if rest else ""
+    elif s.count(":") > 1:
+        # A bare IPv6 address (no port): "::1".
+        try:
+            ipaddress.IPv6Address(s)
+        except ValueError:
+            raise ValueError(f"{text!r}: write an IPv6 address with a port as [addr]:port") from None
+        host, port_text = s, ""
+    elif ":" in s:
+        host, port_text = s.rsplit(":", 1)
+    else:
+        host, port_text = s, ""
+    if not host:
+        raise ValueError(f"{text!r}: no host")
+    if port_text == "":
+        port = DEFAULT_PORT
+    else:
+        if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+            raise ValueError(f"{text!r}: the port must be 1 to 65535")
+        port = int(port_text)
+    return Address(scheme, host=host, port=port)
+
+
+def parse_addresses(address):
+    """The ``Address`` list of address: an ``Address``; a str (one address,
+    or several separated by commas); a ``(host, port)`` tuple; or a list of
+    any of these. ``unix:///path``, ``tcp://host:port``, ``tls://host:port``;
+    a bare ``host:port`` or ``host`` is tcp, the port defaulting to 7373;
+    IPv6 hosts go in brackets (``[::1]:7373``). Raises ValueError for an
+    address that cannot be parsed, or for none at all."""
+    out = []
+
+    def add(a):
+        if isinstance(a, Address):
+            out.append(a)
+        elif isinstance(a, str):
+            for part in a.split(","):
+                out.append(_parse_one(part))
+        elif isinstance(a, tuple) and len(a) == 2 and isinstance(a[0], str):
+            out.append(_parse_one(f"[{a[0]}]:{a[1]}" if ":" in a[0] else f"{a[0]}:{a[1]}"))
+        else:
+            raise ValueError(f"not an address: {a!r}")
+
+    if isinstance(address, (list,)) or (isinstance(address, tuple) and address and not isinstance(address[0], str)):
+        for a in address:
+            add(a)
+    else:
+        add(address)
+    if not out:
+        raise ValueError("no address given")
+    return out
+
+
+def encode_request(msgid, method, params):
+    """The bytes of the request ``[0, msgid, method, params]``. bytes go as
+    msgpack bin, str as str. msgid must fit in a uint32."""
+    return msgpack.packb([REQUEST, msgid, method, list(params)], use_bin_type=True)
+
+
+class Decoder:
+    """A streaming decoder of what the server sends. ``feed(data)`` returns
+    the complete messages in data (and what was buffered before), in order,
+    as tuples: ``("response", msgid, error, result)`` where error is None or
+    the ``rcstore.Error`` (subclass) the response carries, made by
+    ``error_from_wire``; or ``("notification", method, params)``. msgpack
+    bin comes back as bytes, str as str. A stream that is not msgpack-RPC
+    raises ``ConnectionFailed``: the connection cannot be trusted past it."""
+
+    def __init__(self, max_buffer_size=MAX_BUFFER_BYTES):
+        self._u = msgpack.Unpacker(
+            raw=False,
+            strict_map_key=False,
+            unicode_errors="surrogateescape",
+            max_buffer_size=max_buffer_size,
+        )
+
+    def feed(self, data):
+        try:
+            self._u.feed(data)
+        except msgpack.BufferFull:
+            raise ConnectionFailed("the server sent a message larger than the client takes") from None
+        out = []
+        try:
+            for m in self._u:
+                out.append(_message(m))
+        except (msgpack.ExtraData, msgpack.FormatError, msgpack.StackError, ValueError) as e:
+            raise ConnectionFailed(f"the server sent bytes that are not msgpack: {e}") from None
+        return out
+
+
+def _message(m):
+    if isinstance(m, (list, tuple)):
+        if len(m) == 4 and m[0] == RESPONSE and isinstance(m[1], int):
+            err = None if m[2] is None else error_from_wire(m[2])
+            return ("response", m[1], err, m[3])
+        if len(m) == 3 and m[0] == NOTIFICATION and isinstance(m[1], str):
+            params = m[2] if isinstance(m[2], list) else [m[2]]
+            return ("notification", m[1], params)
+    raise ConnectionFailed(f"the server sent a message that is not msgpack-RPC: {m!r:.200}")
+
+
+def hello_params(ttl=None, auth=None, user=None, resume=None, client_name=None):
+    """hello's parameters: ``[]`` when no option is given, else ``[opts]``
+    with the options given: ``ttl`` (seconds, an int >= 0), ``auth`` (the
+    token, str or bytes), ``user`` (str), ``resume`` (the resume token,
+    bytes), ``client`` (client_name, str, shown in the server's sessions)."""
+    opts = {}
+    if ttl is not None:
+        if isinstance(ttl, bool) or not isinstance(ttl, int) or ttl < 0:
+            raise ValueError(f"ttl must be a whole number of seconds >= 0, not {ttl!r}")
+        opts["ttl"] = ttl
+    if auth is not None:
+        if not isinstance(auth, (str, bytes)):
+            raise TypeError("auth must be str or bytes")
+        opts["auth"] = auth
+    if user is not None:
+        if not isinstance(user, str):
+            raise TypeError("user must be str")
+        opts["user"] = user
+    if resume is not None:
+        opts["resume"] = bytes(resume)
+    if client_name is not None:
+        opts["client"] = str(client_name)
+    return [opts] if opts else []
