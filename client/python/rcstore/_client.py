@@ -877,11 +877,11 @@ class Client(_Api):
                 pass
             with self._lock:
                 self._check_open()
-                if self._notes:
-                    continue
-                if self._conn is None or not self._alive():
+                if self._conn is None or not self._alive():  # reads what waits
                     self._drop_conn()
                     self._run([], follow=True)  # reconnect (and watch again)
+                    continue
+                if self._notes:
                     continue
                 c = self._conn
                 self._waiters += 1
