@@ -268,7 +268,7 @@ class _Api:
 class _Conn:
     """One open socket with its decoder and msgid counter."""
 
-    __slots__ = ("sock", "address", "decoder", "msgid", "tls")
+    __slots__ = ("sock", "address", "decoder", "msgid", "tls", "poller")
 
     def __init__(self, sock, address, tls):
         self.sock = sock
@@ -276,6 +276,9 @@ class _Conn:
         self.decoder = _wire.Decoder()
         self.msgid = 0
         self.tls = tls
+        # Registered once: the check before each call is one poll(0).
+        self.poller = select.poll()
+        self.poller.register(sock.fileno(), select.POLLIN)
 
     def next_msgid(self):
         self.msgid = self.msgid + 1 if self.msgid < _wire.MAX_MSGID else 1
@@ -639,7 +642,7 @@ class Client(_Api):
         blocking; notifications go to the queue."""
         c = self._conn
         try:
-            r, _ = _poll([c.sock.fileno()], None, 0)
+            r = c.poller.poll(0)
         except (OSError, ValueError):
             return False
         if not r and not (c.tls and c.sock.pending()):
@@ -676,7 +679,10 @@ class Client(_Api):
         if not batch:
             return []
         first = c.msgid + 1 if c.msgid < _wire.MAX_MSGID else 1
-        payload = b"".join(_wire.encode_request(c.next_msgid(), m, p) for m, p in batch)
+        if len(batch) == 1:
+            payload = _wire.encode_request(c.next_msgid(), batch[0][0], batch[0][1])
+        else:
+            payload = b"".join([_wire.encode_request(c.next_msgid(), m, p) for m, p in batch])
         out = []
         want = first
         deadline = None if self.timeout is None else time.monotonic() + self.timeout
