@@ -83,7 +83,7 @@ def _tuples(pairs):
 
 
 def _as_ref(client, result, epoch):
-    return Ref(client, result, epoch)
+    return client._make_ref(result, epoch)
 
 
 def _as_pairs(client, result, epoch):
@@ -97,6 +97,9 @@ class _Api:
     result, epoch)`` turns the wire's result into the Python value."""
 
     def _do(self, method, params, convert=None):  # pragma: no cover
+        """Run (or queue) the request; every method returns what this
+        returns, so that rcstore.aio's _do, a coroutine, makes each of them
+        awaitable."""
         raise NotImplementedError
 
     def _check_data(self, data):  # pragma: no cover
@@ -126,10 +129,10 @@ class _Api:
         return self._do("get", [_id(id)])
 
     def set_data(self, id, data):
-        self._do("set_data", [_id(id), self._check_data(_data(data))])
+        return self._do("set_data", [_id(id), self._check_data(_data(data))])
 
     def set_refs(self, id, refs):
-        self._do("set_refs", [_id(id), _ids(refs)])
+        return self._do("set_refs", [_id(id), _ids(refs)])
 
     def link(self, id, target):
         """Append target to id's refs; returns the new number of refs."""
@@ -156,10 +159,10 @@ class _Api:
 
     # -- names --
     def bind(self, name, id):
-        self._do("bind", [name, _id(id)])
+        return self._do("bind", [name, _id(id)])
 
     def unbind(self, name):
-        self._do("unbind", [name])
+        return self._do("unbind", [name])
 
     def lookup(self, name, acquire=False):
         """The id bound to name; with acquire, this session also gains one
@@ -184,7 +187,7 @@ class _Api:
     def watch(self, id):
         """Ask for the notification ``("freed", [id, reason])`` when the
         object is freed (read it with ``notifications()``)."""
-        self._do("watch", [_id(id)])
+        return self._do("watch", [_id(id)])
 
     def release_all(self):
         """Release every hold of this session; returns how many. The Refs
@@ -208,7 +211,7 @@ class _Api:
         i = _id(target)
 
         def conv(client, r, epoch):
-            return Ref(client, i, epoch)
+            return client._make_ref(i, epoch)
 
         return self._do("incref", [i], conv)
 
@@ -249,7 +252,7 @@ class _Api:
         return self._do("slowlog", [] if count is None else [count])
 
     def slowlog_reset(self):
-        self._do("slowlog_reset", [])
+        return self._do("slowlog_reset", [])
 
     def debug_check(self):
         """The server's consistency check (``--debug-commands``): ``"ok"``."""
@@ -439,6 +442,9 @@ class Client(_Api):
                 # Every hold is gone: the session's Refs own nothing now.
                 self._epoch += 1
             return convert(self, result, epoch) if convert else result
+
+    def _make_ref(self, id, epoch):
+        return Ref(self, id, epoch)
 
     def _check_data(self, data):
         lim = (self._hello.get("limits") or {}).get("max_data_bytes")
