@@ -1,43 +1,43 @@
 """rcstore.aio: the rcstore client for asyncio (SPEC section 11).
 
 The same Client, Ref and Pipeline as the blocking client (rcstore._client),
-with every call a coroutine: ``c = await rcstore.aio.connect(...)``. One
-client is one connection, shared by every task of its event loop: each call
-is written at once and waits for its own reply, so many tasks pipeline on
-one socket by themselves. It speaks the wire through rcstore._wire (no I/O
-there) and raises rcstore.errors; it is not the blocking client run in a
-thread, and it is not thread-safe: use a client from its loop's thread only
-(a Ref dropped by another thread's collector is fine: that only queues an id).
+with every call a coroutine: ``c = await rcstore.aio.connect(...)``. The
+methods are the blocking client's own table (``_client._Api``): here its
+``_do`` is a coroutine, so each method returns an awaitable. One client is
+one connection, shared by every task of its event loop: each call is written
+at once and waits for its own reply, so many tasks pipeline on one socket by
+themselves. It speaks the wire through rcstore._wire (no I/O there) and
+raises rcstore.errors; it is not the blocking client run in a thread, and it
+is not thread-safe: use a client from its loop's thread only (a Ref dropped
+by another thread's collector is fine: that only queues an id).
 """
 
 import asyncio
 import collections
-import ssl as _ssl
+import ssl
 import time
 
-from . import _wire
-from .errors import ConnectionFailed, NotLeader, SessionBusy, SessionExpired, Timeout
+from . import _client, _wire
+from ._client import PAGE, _as_pairs, _id, _tls_context
+from .errors import ConnectionFailed, Error, NotFound, NotHeld, NotLeader, QuotaExceeded, SessionBusy
+from .errors import SessionExpired, Timeout
 
-__all__ = ["connect", "Client", "Ref", "Pipeline", "DEFAULT_FAILOVER_TIMEOUT"]
+__all__ = ["connect", "Client", "Ref", "Pipeline"]
 
-# How long a call follows NOT_LEADER and retries a reconnect before it gives
-# up (librcstore's default too: docs/client-failover.md).
-DEFAULT_FAILOVER_TIMEOUT = 10.0
-# A TCP connect (and TLS handshake) that gets no answer is given up after this
-# with several addresses (the next may serve), after the longer one with one.
-_CONNECT_TIMEOUT_MANY = 2.0
-_CONNECT_TIMEOUT_ONE = 10.0
-_BACKOFF_FIRST = 0.05
-_BACKOFF_MAX = 0.5
-# A pipeline writes its requests this many at a time and waits for the
-# transport to drain between writes: memory stays bounded by the kernel's
-# buffers plus one chunk, whatever the pipeline's length.
-_CHUNK = 1024
+# The blocking client's: a connect that gets no answer in this long is given
+# up for the next address when there are several; NOT_LEADER without a
+# leader named backs off, doubling.
+_CONNECT_TIMEOUT_MANY = _client.CONNECT_TIMEOUT_MANY
+_CONNECT_TIMEOUT_ONE = _client.CONNECT_TIMEOUT_ONE
+_BACKOFF_FIRST = _client.BACKOFF_FIRST
+_BACKOFF_MAX = _client.BACKOFF_MAX
 _MAX_MSGID = _wire.MAX_MSGID
+# How long close() waits for the replies to the releases it sends.
+_CLOSE_WAIT = 5.0
 
 
 async def connect(
-    address="127.0.0.1:7373",
+    address=_client.DEFAULT_ADDRESS,
     *,
     ttl=None,
     auth=None,
@@ -45,19 +45,18 @@ async def connect(
     tls=None,
     client_name=None,
     timeout=None,
-    failover_timeout=DEFAULT_FAILOVER_TIMEOUT,
+    failover_timeout=10.0,
+    resume=None,
 ):
-    """Connect to the first address of ``address`` that serves (a str, a
-    comma-separated list, or a list; ``unix:///path``, ``tcp://host:port``,
-    ``tls://host:port``, bare ``host:port``), send hello, and return the
-    Client. ``ttl`` gives the session a lease of that many seconds: a lost
-    connection is made again and the session resumed, holds intact.
-    ``auth``/``user`` log in; ``tls`` is an ``ssl.SSLContext`` for tls://
-    addresses (default: ``ssl.create_default_context()``, the system's CAs);
-    ``client_name`` is shown in the server's sessions; ``timeout`` (seconds)
-    bounds each call's wait for its reply (None: no bound);
-    ``failover_timeout`` how long a call follows NOT_LEADER and retries a lost
-    connection's reconnect. Raises ConnectionFailed when no address serves."""
+    """Connect and say hello: an asyncio ``Client``. The parameters are
+    ``rcstore.connect``'s (docs/python.md): address a ``host:port``,
+    ``tcp://``, ``tls://`` or ``unix:///path`` URL or a list of them; ttl a
+    lease, so that a lost connection is made again and the session resumed;
+    auth, user the login; tls an ``ssl.SSLContext`` or a dict (``cafile``,
+    ``certfile``, ``keyfile``, ``server_hostname``, ``insecure``);
+    client_name; timeout (seconds a call waits for its reply);
+    failover_timeout (seconds a call follows NOT_LEADER); resume (a resume
+    token: take that session over)."""
     c = Client(
         address,
         ttl=ttl,
@@ -67,54 +66,50 @@ async def connect(
         client_name=client_name,
         timeout=timeout,
         failover_timeout=failover_timeout,
+        resume=resume,
     )
     try:
-        await c._ensure(time.monotonic() + failover_timeout)
+        await c._ensure(time.monotonic() + (failover_timeout or 0))
     except BaseException:
         await c.close()
         raise
     return c
 
 
-def _ids(refs):
-    return [r.id if isinstance(r, Ref) else r for r in refs]
-
-
-def _id(x):
-    return x.id if isinstance(x, Ref) else x
-
-
 class _Batch:
     """Requests written together whose replies are owed in order: ``next``
     the msgid the next reply must carry, ``left`` how many are owed, ``out``
-    the (error, result) pairs so far, ``fut`` resolved with ``out`` when
-    none is left (None: nobody waits, the replies are dropped)."""
+    the results so far (an Error in a failed request's place), ``failed``
+    how many failed, ``fut`` resolved with ``(out, failed)`` when none is
+    left."""
 
-    __slots__ = ("next", "left", "out", "fut")
+    __slots__ = ("next", "left", "out", "failed", "fut")
 
     def __init__(self, first, n, fut):
         self.next = first
         self.left = n
         self.out = []
+        self.failed = 0
         self.fut = fut
 
 
 class _Conn(asyncio.Protocol):
     """One connection: writes requests, matches replies to batches by order
-    (the server answers a connection's requests in the order received, and
-    each reply's msgid is checked), hands notifications to the client. A
-    reply that breaks the order, or bytes that are not msgpack-RPC, end the
-    connection: past them nothing it says can be trusted."""
+    (the server answers a connection's requests in the order received; each
+    reply's msgid is checked), hands notifications to the client. A reply
+    out of order, or bytes that are not msgpack-RPC, end the connection:
+    past them nothing it says can be trusted."""
 
-    def __init__(self, client, address):
+    def __init__(self, client, address, tls):
         self.client = client
         self.address = address
+        self.tls = tls
         self.transport = None
         self.decoder = _wire.Decoder()
         self.waiting = collections.deque()
         self.msgid = 0
         self.lost = None  # the ConnectionFailed once it is gone
-        self.retired = False  # no new requests: closes once nothing is owed
+        self.retired = False  # takes no new requests; closes once nothing is owed
         self._paused = False
         self._drain = None
 
@@ -129,21 +124,24 @@ class _Conn(asyncio.Protocol):
             self._abort(e)
             return
         for m in msgs:
-            if m[0] != "response":
-                self.client._notified(m[1], m[2])
+            if m[0] == "notification":
+                self.client._on_note(m[1], m[2])
                 continue
             if not self.waiting or m[1] != self.waiting[0].next:
-                self._abort(ConnectionFailed(f"{self.address}: a reply (msgid {m[1]}) out of order"))
+                self._abort(ConnectionFailed(f"{self.address} answered msgid {m[1]} out of order"))
                 return
             b = self.waiting[0]
-            if b.fut is not None:
-                b.out.append((m[2], m[3]))
+            if m[2] is None:
+                b.out.append(m[3])
+            else:
+                b.out.append(m[2])
+                b.failed += 1
             b.left -= 1
             b.next = b.next + 1 if b.next < _MAX_MSGID else 1
             if b.left == 0:
                 self.waiting.popleft()
-                if b.fut is not None and not b.fut.done():
-                    b.fut.set_result(b.out)
+                if not b.fut.done():
+                    b.fut.set_result((b.out, b.failed))
         if self.retired and not self.waiting:
             self.transport.close()
 
@@ -153,8 +151,9 @@ class _Conn(asyncio.Protocol):
             self.lost = ConnectionFailed(f"the connection to {self.address} was lost{why}")
         while self.waiting:
             b = self.waiting.popleft()
-            if b.fut is not None and not b.fut.done():
+            if not b.fut.done():
                 b.fut.set_exception(self.lost)
+                b.fut.exception()  # retrieved: nobody may be waiting (releases)
         if self._drain is not None and not self._drain.done():
             self._drain.set_result(None)
         self.client._conn_lost(self)
@@ -172,10 +171,9 @@ class _Conn(asyncio.Protocol):
     def usable(self):
         return self.lost is None and not self.retired
 
-    def send(self, calls, want=True):
-        """Write the requests ``calls`` ((method, params) pairs) at once and
-        return the future of their (error, result) pairs, in order (None if
-        ``want`` is false: the replies are read and dropped)."""
+    def send(self, calls):
+        """Write the requests calls ((method, params) pairs) at once, msgids
+        from this connection's counter; the future of (results, failed)."""
         first = self.msgid % _MAX_MSGID + 1
         parts = []
         msgid = self.msgid
@@ -183,9 +181,15 @@ class _Conn(asyncio.Protocol):
             msgid = msgid % _MAX_MSGID + 1
             parts.append(_wire.encode_request(msgid, method, params))
         self.msgid = msgid
-        fut = self.client._loop.create_future() if want else None
-        self.waiting.append(_Batch(first, len(parts), fut))
-        self.transport.write(b"".join(parts))
+        return self.send_encoded(b"".join(parts), len(parts), first)
+
+    def send_encoded(self, data, n, first):
+        """Write n encoded requests whose msgids go on from first."""
+        if self.lost is not None:
+            raise self.lost
+        fut = self.client._loop.create_future()
+        self.waiting.append(_Batch(first, n, fut))
+        self.transport.write(data)
         return fut
 
     async def drain(self):
@@ -195,8 +199,8 @@ class _Conn(asyncio.Protocol):
             await self._drain
 
     def retire(self):
-        """Take no new requests; close once every reply owed has come (they
-        are this node's answers, e.g. NOT_LEADER, and their callers wait)."""
+        """Take no new requests; close once every reply owed has come (the
+        node's own answers, e.g. NOT_LEADER: their callers wait for them)."""
         self.retired = True
         if not self.waiting and self.transport is not None:
             self.transport.close()
@@ -209,8 +213,9 @@ class _Conn(asyncio.Protocol):
 
 class _Notifications:
     """``async for method, params in client.notifications(timeout)``: the
-    notifications of the client's connection in arrival order, ending when
-    the client is closed; a wait longer than ``timeout`` raises Timeout."""
+    notifications of the client's connection in arrival order, until the
+    client is closed; a wait longer than timeout raises Timeout (the
+    iterator stays usable)."""
 
     def __init__(self, client, timeout):
         self._client = client
@@ -236,18 +241,17 @@ class _Notifications:
         return item
 
 
-class Client:
+class Client(_client._Api):
     """An rcstore client for asyncio; made by ``await rcstore.aio.connect()``.
-    Every protocol method is a coroutine method of the same name and
-    parameters as the blocking Client's. ``async with`` closes it.
-
-    Read-only attributes: ``addresses`` (the parsed list), ``address`` (the
-    one in use), ``session`` (the session's id), ``hello_result`` (the last
-    hello's map), ``reconnects`` (connections made again since connect)."""
+    Every method of the blocking Client is here, as a coroutine with the
+    same parameters and results; ``async with`` closes it. The attributes
+    are the blocking Client's: ``address``, ``session``, ``resume_token``,
+    ``server_info``, ``limits``, ``closed``, ``reconnects``, ``timeout``,
+    ``failover_timeout``."""
 
     def __init__(
         self,
-        address="127.0.0.1:7373",
+        address=_client.DEFAULT_ADDRESS,
         *,
         ttl=None,
         auth=None,
@@ -255,38 +259,65 @@ class Client:
         tls=None,
         client_name=None,
         timeout=None,
-        failover_timeout=DEFAULT_FAILOVER_TIMEOUT,
+        failover_timeout=10.0,
+        resume=None,
     ):
-        self.addresses = _wire.parse_addresses(address)
-        _wire.hello_params(ttl, auth, user, None, client_name)  # checks the types now
-        if tls is not None and not isinstance(tls, _ssl.SSLContext):
-            raise TypeError("tls must be an ssl.SSLContext (or None)")
-        self._ttl = ttl
+        self._addresses = _wire.parse_addresses(address)
+        _wire.hello_params(ttl=ttl, auth=auth, user=user, client_name=client_name)  # checks types
+        self._uses_tls = tls is not None or any(a.scheme == "tls" for a in self._addresses)
+        self._tls_ctx, self._tls_hostname = _tls_context(tls) if self._uses_tls else (None, None)
+        self._force_tls = tls is not None
+        self._ttl = ttl if ttl else None
         self._auth = auth
         self._user = user
-        self._tls = tls
         self._client_name = client_name
-        self._timeout = timeout
-        self._failover_timeout = failover_timeout
+        self.timeout = timeout
+        self.failover_timeout = failover_timeout
+        self._token = bytes(resume) if resume is not None else None
         self._loop = asyncio.get_running_loop()
         self._conn = None
-        self._next = 0  # the address to try after a refusal
-        self._token = None  # the resume token while the session has a lease
-        self._epoch = 0  # +1 whenever the session changes: older holds are gone
-        self._lock = asyncio.Lock()
-        self._notes = asyncio.Queue()
-        # (epoch, id) of Refs that Python's collector freed: appended by
-        # Ref.__del__ (a list append, safe from any thread and any finaliser),
-        # drained by the next call on this client's own task.
-        self._releases = []
+        self._next = 0  # index in _addresses of the next address to try
         self._closed = False
-        self.session = None
-        self.hello_result = None
+        self._epoch = 0  # which session Refs belong to; +1 per new session
+        self._hello = {}
         self.reconnects = 0
-        self.address = None
+        self._lock = asyncio.Lock()  # one (re)connect at a time
+        self._notes = asyncio.Queue()  # (method, params); None once closed
+        # (id, epoch) of Refs Python's collector freed: appended by
+        # Ref.__del__ (a deque append, safe from any thread or finaliser),
+        # sent as decrefs before the next request, on this loop.
+        self._pending = collections.deque()
+        self._watched = set()
+
+    # ---- what the user may read ----
+    @property
+    def address(self):
+        """The URL of the server in use (None while disconnected)."""
+        c = self._conn
+        return str(c.address) if c else None
+
+    @property
+    def session(self):
+        return self._hello.get("session")
+
+    @property
+    def resume_token(self):
+        return self._token
+
+    @property
+    def server_info(self):
+        return dict(self._hello)
+
+    @property
+    def limits(self):
+        return dict(self._hello.get("limits") or {})
+
+    @property
+    def closed(self):
+        return self._closed
 
     def __repr__(self):
-        state = "closed" if self._closed else str(self.address)
+        state = "closed" if self._closed else (self.address or "disconnected")
         return f"<rcstore.aio.Client {state} session={self.session}>"
 
     async def __aenter__(self):
@@ -295,153 +326,122 @@ class Client:
     async def __aexit__(self, *exc):
         await self.close()
 
-    # -- connections --
-    def _ssl_for(self, addr):
-        if addr.scheme != "tls":
-            return None
-        if self._tls is None:
-            self._tls = _ssl.create_default_context()
-        return self._tls
+    def __enter__(self):
+        raise TypeError("rcstore.aio.Client is closed by 'async with', not 'with'")
 
-    async def _open(self, addr, deadline):
-        many = len(self.addresses) > 1
-        limit = _CONNECT_TIMEOUT_MANY if many else _CONNECT_TIMEOUT_ONE
-        limit = max(0.05, min(limit, deadline - time.monotonic()))
-        make = lambda: _Conn(self, addr)  # noqa: E731
-        try:
-            if addr.scheme == "unix":
-                coro = self._loop.create_unix_connection(make, addr.path)
-            else:
-                ctx = self._ssl_for(addr)
-                coro = self._loop.create_connection(
-                    make, addr.host, addr.port, ssl=ctx, server_hostname=addr.host if ctx else None
-                )
-            _, conn = await asyncio.wait_for(coro, limit)
-        except asyncio.TimeoutError:
-            raise ConnectionFailed(f"cannot connect to {addr}: no answer within {limit:g} s") from None
-        except (OSError, _ssl.SSLError) as e:
-            raise ConnectionFailed(f"cannot connect to {addr}: {e}") from None
-        return conn
+    def __exit__(self, *exc):  # pragma: no cover (never entered)
+        pass
 
-    async def _hello(self, conn):
-        resume = self._token
-        params = _wire.hello_params(self._ttl, self._auth, self._user, resume, self._client_name)
-        # hello is part of connecting: a node that takes the connection but
-        # never answers is given up like one that refuses it.
-        limit = self._timeout if self._timeout is not None else _CONNECT_TIMEOUT_ONE
-        ((err, result),) = await self._wait(conn.send((("hello", params),)), limit)
-        if err is not None:
-            if isinstance(err, SessionExpired):
-                # Its holds are gone: say so once, then start afresh.
-                self._token = None
-                self._epoch += 1
-            raise err
-        if not isinstance(result, dict):
-            raise ConnectionFailed(f"{conn.address}: hello answered {result!r}")
-        if self.session is not None and not result.get("resumed"):
-            self._epoch += 1
-        self.session = result.get("session")
-        self.hello_result = result
-        token = result.get("token")
-        self._token = token if self._ttl and token else None
+    # ---- the protocol ----
+    async def _do(self, method, params, convert=None):
+        epoch_before = self._epoch
+        result, epoch = await self._call(method, params)
+        if method == "watch":
+            self._watched.add(params[0])
+        elif method == "release_all" and epoch == epoch_before:
+            self._epoch += 1  # every hold is gone: the session's Refs own nothing
+        return convert(self, result, epoch) if convert else result
+
+    def _make_ref(self, id, epoch):
+        return Ref(self, id, epoch)
+
+    _check_data = _client.Client._check_data
+
+    async def hello(self, ttl=None, auth=None, user=None, resume=None, client_name=None):
+        """The blocking Client's hello: sent again with these options, which
+        are kept and replayed after a reconnect. Returns hello's result."""
+        params = _wire.hello_params(ttl=ttl, auth=auth, user=user, resume=resume, client_name=client_name)
+        result, _ = await self._call("hello", params)
+        if auth is not None:
+            self._auth, self._user = auth, user
+        if client_name is not None:
+            self._client_name = client_name
+        if ttl is not None:
+            self._ttl = ttl or None
+        if resume is not None and result.get("resumed"):
+            self._epoch += 1  # another session: the Refs made so far are not its
+        self._took_hello(result)
         return result
 
-    def _hint(self, leader):
-        """The Address of a NOT_LEADER hint, or None. A TLS client never
-        follows a hint into plaintext: tcp://H:P is dialled as tls://H:P."""
-        if not leader:
-            return None
-        try:
-            a = _wire.parse_addresses(leader)[0]
-        except ValueError:
-            return None
-        if a.scheme == "tcp" and self.addresses[0].scheme == "tls":
-            a = _wire.Address("tls", host=a.host, port=a.port)
-        return a
-
-    async def _ensure(self, deadline, hint=None, stale=None):
-        """A usable connection: the current one, or a new one (to ``hint``
-        first, then round the list) with the session's hello replayed."""
-        conn = self._conn
-        if conn is not None and conn.usable and conn is not stale:
-            return conn
-        async with self._lock:
-            conn = self._conn
-            if conn is not None and conn.usable and conn is not stale:
-                return conn
-            if self._closed:
-                raise ConnectionFailed("the client is closed")
-            return await self._dial(deadline, hint)
-
-    async def _dial(self, deadline, hint):
-        backoff = _BACKOFF_FIRST
-        first = self._conn is None and self.session is None
-        refused = 0
+    async def names(self, prefix="", limit=None):
+        """``[(name, id), ...]``, sorted; without limit every one, paged."""
+        if limit is not None:
+            return await self._do("names", [prefix, limit], _as_pairs)
+        out, after = [], ""
         while True:
-            addr = hint if hint is not None else self.addresses[self._next % len(self.addresses)]
-            hint = None
-            conn = None
-            try:
-                conn = await self._open(addr, deadline)
-                await self._hello(conn)
-            except NotLeader as e:
-                # A follower takes no lease: go where it points.
-                last = e
-                hint = self._hint(e.leader)
-                if hint is None:
-                    self._next += 1
-            except SessionBusy as e:
-                last = e  # the server has not seen the old connection close yet
-            except (ConnectionFailed, Timeout) as e:
-                last = e
-                self._next += 1
-                refused += 1
-                if len(self.addresses) == 1:
-                    raise
-            except BaseException:
-                if conn is not None:
-                    conn.transport.abort()
-                raise
-            else:
-                self._conn = conn
-                self.address = conn.address
-                if not first:
-                    self.reconnects += 1
-                return conn
-            if conn is not None:
-                conn.transport.abort()
-            if hint is None and time.monotonic() + backoff > deadline:
-                raise last
-            if hint is None and (refused == 0 or refused % len(self.addresses) == 0):
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, _BACKOFF_MAX)
+            page = await self.names_page(prefix, PAGE, after)
+            out += page["names"]
+            if page["next"] is None:
+                return out
+            after = page["next"]
 
-    def _conn_lost(self, conn):
-        if conn is self._conn:
-            self._conn = None
+    async def referrers(self, id, limit=None):
+        """Ids of the objects whose refs contain id; without limit every
+        one, paged by the server's cursor when one request cannot say."""
+        if limit is not None:
+            return await self._do("referrers", [_id(id), limit])
+        try:
+            return await self._do("referrers", [_id(id)])
+        except QuotaExceeded:
+            pass
+        out, cursor = [], 0
+        while True:
+            page = await self.referrers_page(id, PAGE, cursor)
+            out += page["ids"]
+            cursor = page["cursor"]
+            if not cursor:
+                return out
 
-    def _notified(self, method, params):
-        self._notes.put_nowait((method, params))
+    def pipeline(self, raise_on_error=True):
+        """``async with c.pipeline() as p: p.incref(x); ...``: the blocking
+        Pipeline's queueing, sent when the block ends (or ``await
+        p.execute()``); ``p.results`` holds the results in order."""
+        return Pipeline(self, raise_on_error)
 
-    def _take_releases(self):
-        """The ids whose Ref Python freed, of this session; the others were
-        held by a session that is gone (their holds went with it)."""
-        out = []
-        rel = self._releases
-        while rel:
-            epoch, id = rel.pop()
-            if epoch == self._epoch:
-                out.append(("decref", [id]))
-        return out
+    def notifications(self, timeout=None):
+        """An async iterator of the server's notifications, ``(method,
+        params)`` such as ``("freed", [id, "refcount"])``, in arrival order,
+        until the client is closed. A wait longer than timeout seconds
+        (None: no limit) raises ``rcstore.Timeout``."""
+        return _Notifications(self, timeout)
 
-    def _send(self, conn, calls, want=True):
-        if self._releases:
-            rel = self._take_releases()
-            if rel:
-                conn.send(rel, want=False)
-        return conn.send(calls, want)
+    async def flush(self):
+        """Give back now the holds of the Refs Python's collector freed
+        (every call does this first; so does close())."""
+        self._check_open()
+        if self._pending:
+            conn = await self._ensure(time.monotonic() + (self.failover_timeout or 0))
+            fut = self._send_releases(conn)
+            if fut is not None:
+                await self._wait(fut)
 
-    async def _wait(self, fut, timeout):
+    async def close(self):
+        """Send the pending releases (if the connection works; their replies
+        are awaited, at most a few seconds) and close. Without a lease the
+        server then releases every hold of the session; with one, the
+        session stays, detached, until its lease ends. Calls after close
+        raise ``ConnectionFailed``; close twice is harmless."""
+        if self._closed:
+            return
+        self._closed = True
+        conn, self._conn = self._conn, None
+        if conn is not None and conn.usable:
+            fut = self._send_releases(conn)
+            if fut is not None:
+                try:
+                    await asyncio.wait_for(fut, _CLOSE_WAIT)
+                except (Error, asyncio.TimeoutError):
+                    pass
+            conn.transport.close()
+        self._notes.put_nowait(None)
+
+    # ---- the machinery ----
+    def _check_open(self):
+        if self._closed:
+            raise ConnectionFailed("the client is closed")
+
+    async def _wait(self, fut, timeout=None):
+        timeout = self.timeout if timeout is None else timeout
         if timeout is None:
             return await fut
         try:
@@ -449,197 +449,263 @@ class Client:
         except asyncio.TimeoutError:
             raise Timeout(f"no reply within {timeout} s") from None
 
-    async def call(self, method, *params, timeout=None):
-        """Send one request and return its result; raise its error. A
-        NOT_LEADER is followed (the request is sent again on the leader)
-        until ``failover_timeout``; a request whose connection is lost
-        before its reply raises ConnectionFailed and is never sent again
-        (it may have been done); the next call connects again."""
-        return await self._call(method, list(params), timeout)
+    def _send_releases(self, conn):
+        """Send decref for each freed Ref of the current session (a Ref of a
+        session that is gone owns nothing); the future of their replies, or
+        None. A release refused with NOT_LEADER waits for the next call."""
+        ids = []
+        while self._pending:
+            try:
+                i, epoch = self._pending.popleft()
+            except IndexError:
+                break
+            if epoch == self._epoch:
+                ids.append(i)
+        if not ids:
+            return None
+        fut = conn.send([("decref", [i]) for i in ids])
+        epoch = self._epoch
 
-    async def _call(self, method, params, timeout=None):
-        if timeout is None:
-            timeout = self._timeout
-        deadline = time.monotonic() + self._failover_timeout
-        hint = None
+        def done(f):
+            if f.cancelled() or f.exception() is not None:
+                return  # lost: the session's end (or its lease) releases them
+            results, failed = f.result()
+            if failed:
+                for i, r in zip(ids, results):
+                    if isinstance(r, NotLeader):
+                        self._pending.append((i, epoch))
+
+        fut.add_done_callback(done)
+        return fut
+
+    async def _call(self, method, params):
+        """Send one request after the pending releases and return (result,
+        epoch); raise its error. NOT_LEADER is followed (the request sent
+        again on the leader) until failover_timeout; a request whose
+        connection is lost before its reply raises ConnectionFailed and is
+        never sent again (it may have been done): the next call connects
+        again."""
+        self._check_open()
+        deadline = time.monotonic() + (self.failover_timeout or 0)
         stale = None
         backoff = _BACKOFF_FIRST
         while True:
-            conn = await self._ensure(deadline, hint, stale)
-            ((err, result),) = await self._wait(self._send(conn, ((method, params),)), timeout)
-            if err is None:
-                return result
-            if not isinstance(err, NotLeader) or time.monotonic() >= deadline:
-                raise err
-            conn.retire()
-            stale = conn
-            hint = self._hint(err.leader)
-            if hint is None:
-                self._next += 1
-                await asyncio.sleep(backoff)
+            conn = await self._ensure(deadline, stale)
+            self._send_releases(conn)
+            epoch = self._epoch
+            (r,), failed = await self._wait(conn.send(((method, params),)))
+            if not failed:
+                return r, epoch
+            if not isinstance(r, NotLeader) or time.monotonic() >= deadline:
+                raise r
+            stale = self._move(conn, r.leader)
+            if not r.leader:
+                await asyncio.sleep(min(backoff, max(0.0, deadline - time.monotonic())))
                 backoff = min(backoff * 2, _BACKOFF_MAX)
 
-    async def close(self):
-        """Give back the holds of Refs Python freed (their decrefs are sent
-        and answered), then close the connection. A session with a lease
-        stays on the server, detached, until the lease ends (SPEC section
-        3); without one the server releases its holds now. Idempotent."""
-        if self._closed:
-            return
-        self._closed = True
-        conn = self._conn
-        if conn is not None and conn.usable:
-            rel = self._take_releases()
-            if rel:
+    async def _run_pipeline(self, reqs):
+        """A Pipeline's requests (a _wire.Requests): the chunks written one
+        after another, each once the transport has room. Returns what the
+        blocking client's _run_pipeline does: (results, failed, epoch,
+        retried)."""
+        self._check_open()
+        conn = await self._ensure(time.monotonic() + (self.failover_timeout or 0))
+        self._send_releases(conn)
+        epoch = self._epoch
+        futs = []
+        first = 1
+        for data, n in reqs.chunks():
+            futs.append(conn.send_encoded(data, n, first))
+            first += n
+            await conn.drain()
+        results, failed = [], 0
+        for f in futs:
+            out, bad = await self._wait(f)
+            results += out
+            failed += bad
+        retried = {}
+        if failed:
+            todo = [k for k, r in enumerate(results) if isinstance(r, NotLeader)]
+            for k, (method, params) in zip(todo, reqs.calls(todo)):
                 try:
-                    await self._wait(conn.send(rel), 5.0)
-                except (ConnectionFailed, Timeout):
-                    pass
-            conn.transport.close()
-        self._conn = None
-        self._notes.put_nowait(None)
+                    results[k], retried[k] = await self._call(method, params)
+                except Error as e:
+                    results[k], retried[k] = e, self._epoch
+            failed = sum(isinstance(r, Error) for r in results)
+        return results, failed, epoch, retried
 
-    @property
-    def closed(self):
-        return self._closed
+    def _move(self, conn, leader):
+        """Leave conn (NOT_LEADER) for the leader it named, or the next
+        address; returns conn, which _ensure must not hand out again."""
+        conn.retire()
+        if self._conn is conn:
+            self._conn = None
+        if leader:
+            try:
+                [a] = _wire.parse_addresses(leader)
+            except ValueError:
+                return conn
+            if self._uses_tls and a.scheme == "tcp":
+                a = _wire.Address("tls", a.host, a.port)  # never from TLS into plaintext
+            if a not in self._addresses:
+                self._addresses.append(a)
+            self._next = self._addresses.index(a)
+        else:
+            self._next = (self._next + 1) % len(self._addresses)
+        return conn
 
-    def notifications(self, timeout=None):
-        """An async iterator of ``(method, params)``: the server's
-        notifications (``("freed", [id, reason])`` after ``watch``), in
-        arrival order, until the client is closed. ``timeout``: seconds one
-        wait may take before it raises Timeout (None: no bound)."""
-        return _Notifications(self, timeout)
+    def _conn_lost(self, conn):
+        if conn is self._conn:
+            self._conn = None
 
-    def pipeline(self):
-        """``async with c.pipeline() as p: p.incref(x); ...``: calls are
-        queued (each returns its index in ``p.results``), sent at once when
-        the block ends, and ``p.results`` holds the results in order."""
-        return Pipeline(self)
+    def _on_note(self, method, params):
+        if method == "freed" and params:
+            self._watched.discard(params[0])
+        self._notes.put_nowait((method, params))
 
-    # -- Refs --
-    async def new(self, data, refs=()):
-        """Create an object and return a Ref owning its one hold."""
-        return Ref(self, await self._call("create", [data, _ids(refs)] if refs else [data]))
+    async def _ensure(self, deadline, stale=None):
+        """A usable connection: the current one, or a new one with the
+        session's hello replayed."""
+        conn = self._conn
+        if conn is not None and conn.usable and conn is not stale:
+            return conn
+        async with self._lock:
+            self._check_open()
+            conn = self._conn
+            if conn is not None and conn.usable and conn is not stale:
+                return conn
+            return await self._connect(deadline)
 
-    async def ref(self, id):
-        """Take one more hold on an existing object: a Ref owning it."""
-        id = _id(id)
-        await self._call("incref", [id])
-        return Ref(self, id)
+    async def _open(self, a, limit):
+        make = lambda: _Conn(self, a, tls)  # noqa: E731
+        tls = a.scheme == "tls" or (self._force_tls and a.scheme == "tcp")
+        try:
+            if a.scheme == "unix":
+                coro = self._loop.create_unix_connection(make, a.path)
+            else:
+                ctx = self._tls_ctx if tls else None
+                host = (self._tls_hostname or a.host) if tls else None
+                coro = self._loop.create_connection(make, a.host, a.port, ssl=ctx, server_hostname=host)
+            _, conn = await asyncio.wait_for(coro, limit)
+        except asyncio.TimeoutError:
+            raise ConnectionFailed(f"{a}: no answer within {limit:g} s") from None
+        except (OSError, ssl.SSLError) as e:
+            raise ConnectionFailed(f"{a}: {getattr(e, 'strerror', None) or e}") from None
+        return conn
 
-    async def claim(self, token):
-        """Claim a share token: a Ref owning the hold it carried."""
-        return Ref(self, await self._call("claim", [bytes(token)]))
+    async def _connect(self, deadline):
+        """Connect to the first address that serves (from _next on) and
+        replay hello: the blocking client's _connect, on the loop."""
+        n = len(self._addresses)
+        limit = _CONNECT_TIMEOUT_ONE if n == 1 else _CONNECT_TIMEOUT_MANY
+        backoff = _BACKOFF_FIRST
+        errors = []
+        tried = 0
+        while True:
+            a = self._addresses[self._next % n]
+            try:
+                conn = await self._open(a, limit)
+            except ConnectionFailed as e:
+                errors.append(e.message)
+                self._next = (self._next + 1) % n
+                tried += 1
+                if tried % n == 0:
+                    if n == 1 or time.monotonic() >= deadline:
+                        raise ConnectionFailed("cannot connect: " + "; ".join(errors[-n:])) from None
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, _BACKOFF_MAX)
+                continue
+            try:
+                await self._replay_hello(conn, limit)
+                self._conn = conn
+                await self._rewatch(conn)
+                return conn
+            except (NotLeader, SessionBusy) as e:
+                conn.transport.abort()
+                if time.monotonic() >= deadline:
+                    raise
+                leader = getattr(e, "leader", None)
+                self._move(conn, leader)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, _BACKOFF_MAX)
+            except (ConnectionFailed, Timeout) as e:
+                conn.transport.abort()
+                errors.append(str(e))
+                self._next = (self._next + 1) % n
+                tried += 1
+                if tried % n == 0 and (n == 1 or time.monotonic() >= deadline):
+                    raise
+            except BaseException:
+                conn.transport.abort()
+                raise
 
-    # -- one method per protocol method --
-    async def hello(self):
-        """hello without options: the session's map (``hello_result``)."""
-        return await self._call("hello", [])
+    async def _replay_hello(self, conn, limit):
+        resume = self._token if self._ttl or self._token else None
+        params = _wire.hello_params(
+            ttl=self._ttl, auth=self._auth, user=self._user, resume=resume, client_name=self._client_name
+        )
+        # hello is part of connecting: a node that takes the connection but
+        # never answers is given up like one that refuses it.
+        wait = self.timeout if self.timeout is not None else limit
+        (r,), failed = await self._wait(conn.send((("hello", params),)), wait)
+        if failed and isinstance(r, SessionExpired) and resume is not None:
+            # The holds are gone: say so to the call that needed them, and
+            # start a new session at the next one (never silently now).
+            self._token = None
+            self._epoch += 1
+            raise SessionExpired(r.message + " (the session's holds are gone; the next call starts a new session)")
+        if failed:
+            raise r
+        first = not self._hello
+        if not r.get("resumed") and not first:
+            self._epoch += 1  # a new session: the old one's Refs own nothing
+        self._took_hello(r)
+        if not first:
+            self.reconnects += 1
 
-    async def ping(self):
-        return await self._call("ping", [])
+    _took_hello = _client.Client._took_hello
 
-    async def create(self, data, refs=()):
-        """Create an object; return its id (the session gains one hold)."""
-        return await self._call("create", [data, _ids(refs)] if refs else [data])
+    async def _rewatch(self, conn):
+        """Watches belong to a connection: ask again for each after a
+        reconnect; an object freed meanwhile gets its notification now, with
+        the reason "unknown"."""
+        if not self._watched:
+            return
+        ids = sorted(self._watched)
+        results, failed = await self._wait(conn.send([("watch", [i]) for i in ids]))
+        for i, r in zip(ids, results):
+            if isinstance(r, NotFound):
+                self._on_note("freed", [i, "unknown"])
 
-    async def get(self, id):
-        return await self._call("get", [_id(id)])
-
-    async def set_data(self, id, data):
-        return await self._call("set_data", [_id(id), data])
-
-    async def set_refs(self, id, refs):
-        return await self._call("set_refs", [_id(id), _ids(refs)])
-
-    async def link(self, id, target):
-        return await self._call("link", [_id(id), _id(target)])
-
-    async def unlink(self, id, target):
-        return await self._call("unlink", [_id(id), _id(target)])
-
-    async def incref(self, id, n=None):
-        return await self._call("incref", [_id(id)] if n is None else [_id(id), n])
-
-    async def decref(self, id, n=None):
-        return await self._call("decref", [_id(id)] if n is None else [_id(id), n])
-
-    async def stat(self, id):
-        return await self._call("stat", [_id(id)])
-
-    async def bind(self, name, id):
-        return await self._call("bind", [name, _id(id)])
-
-    async def unbind(self, name):
-        return await self._call("unbind", [name])
-
-    async def lookup(self, name, acquire=False):
-        return await self._call("lookup", [name, True] if acquire else [name])
-
-    async def names(self, prefix="", limit=None):
-        return await self._call("names", [prefix] if limit is None else [prefix, limit])
-
-    async def referrers(self, id, limit=None):
-        return await self._call("referrers", [_id(id)] if limit is None else [_id(id), limit])
-
-    async def watch(self, id):
-        return await self._call("watch", [_id(id)])
-
-    async def release_all(self):
-        return await self._call("release_all", [])
-
-    async def share(self, id, ttl=None):
-        return await self._call("share", [_id(id)] if ttl is None else [_id(id), ttl])
-
-    async def why(self, id):
-        return await self._call("why", [_id(id)])
-
-    async def gc(self):
-        return await self._call("gc", [])
-
-    async def stats(self):
-        return await self._call("stats", [])
-
-    async def save(self):
-        return await self._call("save", [])
-
-    async def cluster(self):
-        return await self._call("cluster", [])
-
-    async def cluster_add(self, id, raft_address, client_address):
-        return await self._call("cluster_add", [id, raft_address, client_address])
-
-    async def cluster_remove(self, id):
-        return await self._call("cluster_remove", [id])
-
-    async def cluster_transfer(self, id=None):
-        return await self._call("cluster_transfer", [] if id is None else [id])
+    async def _release(self, ref):
+        """Ref.release(): decref now (NOT_HELD/NOT_FOUND: gone either way;
+        a lost connection: queued for the next call)."""
+        if ref._released:
+            return
+        ref._released = True
+        if ref._epoch != self._epoch or self._closed:
+            return
+        try:
+            await self._do("decref", [ref._id])
+        except (NotHeld, NotFound):
+            pass
+        except (ConnectionFailed, Timeout):
+            self._pending.append((ref._id, ref._epoch))
 
 
-class Ref:
-    """One hold on an object, owned by this Python object (SPEC section 11).
-    ``id`` is the object's id; ``await ref.release()`` (or leaving
-    ``async with ref``) gives the hold back. A Ref that Python's collector
-    frees first only queues its id: the client's next call (or close)
-    sends the decref, on its own task; never from inside the finaliser. A
-    Ref whose session ended (a connection lost without a lease) owns
-    nothing any more: releasing it does nothing."""
+class Ref(_client.Ref):
+    """The blocking Ref for an asyncio Client: ``await ref.get()``, ``await
+    ref.release()``, ``async with ref``; the rest as ``rcstore.Ref``. A
+    Ref that Python's collector frees only queues its id; the client's next
+    call (or close) sends the decref, on its loop, never from the
+    finaliser."""
 
-    __slots__ = ("client", "id", "_epoch", "_live", "__weakref__")
+    __slots__ = ()
 
-    def __init__(self, client, id):
-        self.client = client
-        self.id = id
-        self._epoch = client._epoch
-        self._live = True
-
-    def __repr__(self):
-        state = "" if self._live else " released"
-        return f"<rcstore.aio.Ref {self.id}{state}>"
-
-    @property
-    def released(self):
-        return not self._live
+    async def release(self):
+        """Give the hold back now. Twice is harmless. If the connection is
+        down the release waits for the next call that has one."""
+        await self._client._release(self)
 
     async def __aenter__(self):
         return self
@@ -647,129 +713,38 @@ class Ref:
     async def __aexit__(self, *exc):
         await self.release()
 
-    def __del__(self):
-        if self._live:
-            self._live = False
-            self.client._releases.append((self._epoch, self.id))
+    def __enter__(self):
+        raise TypeError("an rcstore.aio.Ref is released by 'async with', not 'with'")
 
-    async def release(self):
-        """Give the hold back (decref). Idempotent."""
-        if not self._live:
-            return
-        self._live = False
-        if self._epoch == self.client._epoch:
-            await self.client._call("decref", [self.id])
-
-    async def get(self):
-        return await self.client.get(self.id)
-
-    async def link(self, other):
-        return await self.client.link(self.id, other)
-
-    async def unlink(self, other):
-        return await self.client.unlink(self.id, other)
-
-    async def share(self, ttl=None):
-        return await self.client.share(self.id, ttl)
+    def __repr__(self):
+        return f"<rcstore.aio.Ref {self._id}{'' if self.held else ' (released)'}>"
 
 
-class Pipeline:
-    """Calls queued and sent at once (``Client.pipeline()``). Each queueing
-    method returns the call's index; ``await p.execute()`` sends what is
-    queued and returns the results in order (the block's end does it and
-    keeps them in ``p.results``). The first error is raised once every reply
-    has been read, with ``index`` set to its call's place; ``p.results`` then
-    holds the results and, in the failed places, the errors."""
+class Pipeline(_client.Pipeline):
+    """The blocking Pipeline for an asyncio Client: the same queueing
+    methods (each returns None), ``async with`` or ``await execute()`` to
+    send; the results in order in ``results``, a failed call's Error in its
+    place; with raise_on_error the first is raised once every reply is in."""
 
-    def __init__(self, client):
-        self._client = client
-        self._calls = []
-        self.results = None
+    async def execute(self):
+        reqs, special = self._take()
+        c = self._client
+        epoch_before = c._epoch
+        if not len(reqs):
+            await c.flush()
+            results, failed, epoch, retried = [], 0, c._epoch, {}
+        else:
+            results, failed, epoch, retried = await c._run_pipeline(reqs)
+        return self._finish(special, results, failed, epoch, retried, epoch_before)
 
     async def __aenter__(self):
         return self
 
-    async def __aexit__(self, et, e, tb):
-        if et is None:
+    async def __aexit__(self, exc_type, exc, tb):
+        if exc_type is None:
             await self.execute()
+        else:
+            self._take()  # the block failed: send nothing
 
-    def __len__(self):
-        return len(self._calls)
-
-    def _q(self, method, params):
-        self._calls.append((method, params))
-        return len(self._calls) - 1
-
-    async def execute(self):
-        calls, self._calls = self._calls, []
-        c = self._client
-        if not calls:
-            self.results = []
-            return self.results
-        conn = await c._ensure(time.monotonic() + c._failover_timeout)
-        futs = []
-        for i in range(0, len(calls), _CHUNK):
-            futs.append(c._send(conn, calls[i : i + _CHUNK]))
-            await conn.drain()
-        results = []
-        first = None
-        for f in futs:
-            for err, result in await c._wait(f, c._timeout):
-                if err is not None:
-                    if first is None:
-                        err.index = len(results)
-                        first = err
-                    result = err
-                results.append(result)
-        self.results = results
-        if first is not None:
-            raise first
-        return results
-
-    def call(self, method, *params):
-        return self._q(method, list(params))
-
-    def ping(self):
-        return self._q("ping", [])
-
-    def create(self, data, refs=()):
-        return self._q("create", [data, _ids(refs)] if refs else [data])
-
-    def get(self, id):
-        return self._q("get", [_id(id)])
-
-    def set_data(self, id, data):
-        return self._q("set_data", [_id(id), data])
-
-    def set_refs(self, id, refs):
-        return self._q("set_refs", [_id(id), _ids(refs)])
-
-    def link(self, id, target):
-        return self._q("link", [_id(id), _id(target)])
-
-    def unlink(self, id, target):
-        return self._q("unlink", [_id(id), _id(target)])
-
-    def incref(self, id, n=None):
-        return self._q("incref", [_id(id)] if n is None else [_id(id), n])
-
-    def decref(self, id, n=None):
-        return self._q("decref", [_id(id)] if n is None else [_id(id), n])
-
-    def stat(self, id):
-        return self._q("stat", [_id(id)])
-
-    def bind(self, name, id):
-        return self._q("bind", [name, _id(id)])
-
-    def unbind(self, name):
-        return self._q("unbind", [name])
-
-    def lookup(self, name, acquire=False):
-        return self._q("lookup", [name, True] if acquire else [name])
-
-    def watch(self, id):
-        return self._q("watch", [_id(id)])
-
-    def share(self, id, ttl=None):
-        return self._q("share", [_id(id)] if ttl is None else [_id(id), ttl])
+    def __enter__(self):
+        raise TypeError("an rcstore.aio pipeline is sent by 'async with', not 'with'")

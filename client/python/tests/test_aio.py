@@ -38,8 +38,8 @@ async def test_connect_unix_and_tcp(server):
     for address in (server.address, server.unix_address, server.address.replace("tcp://", "")):
         async with await aio.connect(address, client_name="test_aio") as c:
             assert await c.ping() == "pong"
-            assert c.session > 0 and c.hello_result["protocol"] == 1
-            assert str(c.address) == (address if "://" in address else "tcp://" + address)
+            assert c.session > 0 and c.server_info["protocol"] == 1
+            assert c.address == (address if "://" in address else "tcp://" + address)
         assert c.closed
         with pytest.raises(rcstore.ConnectionFailed):
             await c.ping()
@@ -74,7 +74,7 @@ async def test_every_method(server):
         assert await c.bind("aio/b", b) is None
         assert await c.lookup("aio/b") == b
         assert await c.lookup("aio/b", acquire=True) == b and (await c.stat(b))["holds"] == 2
-        assert await c.names("aio/") == [["aio/b", b]]
+        assert await c.names("aio/") == [("aio/b", b)]
         assert await c.names("", 0) == []
         assert await c.referrers(a) == [b] and await c.referrers(a, 1) == [b]
         why = await c.why(a)
@@ -104,19 +104,22 @@ async def test_errors(server_factory):
     s = server_factory("--max-data-bytes", "64", data_dir=False)
     async with await aio.connect(s.address) as c:
         x = await c.create(b"x")
+        # Lambdas: a check the client makes itself (TOO_LARGE against the
+        # limits hello gave) raises when the call is made, before any await.
         cases = [
-            (rcstore.NotFound, "NOT_FOUND", c.get(999999)),
-            (rcstore.NotHeld, "NOT_HELD", c.decref(x, 5)),
-            (rcstore.NameNotFound, "NAME_NOT_FOUND", c.lookup("aio/none")),
-            (rcstore.BadParams, "BAD_PARAMS", c.call("get", "not an id")),
-            (rcstore.UnknownMethod, "UNKNOWN_METHOD", c.call("no_such_method")),
-            (rcstore.TooLarge, "TOO_LARGE", c.create(b"y" * 65)),
-            (rcstore.TokenInvalid, "TOKEN_INVALID", c.claim(b"0" * 16)),
-            (rcstore.BadRequest, "BAD_REQUEST", c.save()),  # no --data-dir
+            (rcstore.NotFound, "NOT_FOUND", lambda: c.get(999999)),
+            (rcstore.NotHeld, "NOT_HELD", lambda: c.decref(x, 5)),
+            (rcstore.NameNotFound, "NAME_NOT_FOUND", lambda: c.lookup("aio/none")),
+            (rcstore.BadParams, "BAD_PARAMS", lambda: c.call("get", "not an id")),
+            (rcstore.UnknownMethod, "UNKNOWN_METHOD", lambda: c.call("no_such_method")),
+            (rcstore.TooLarge, "TOO_LARGE", lambda: c.create(b"y" * 65)),
+            (rcstore.TooLarge, "TOO_LARGE", lambda: c.call("create", b"y" * 65)),  # the server's
+            (rcstore.TokenInvalid, "TOKEN_INVALID", lambda: c.claim(b"0" * 16)),
+            (rcstore.BadRequest, "BAD_REQUEST", lambda: c.save()),  # no --data-dir
         ]
-        for cls, code, coro in cases:
+        for cls, code, call in cases:
             with pytest.raises(cls) as e:
-                await coro
+                await call()
             assert e.value.code == code and e.value.message and isinstance(e.value, rcstore.Error)
         assert await c.ping() == "pong"  # errors cost the connection nothing
 
@@ -149,7 +152,7 @@ async def test_ref_lifetime(server):
         async with await c.new(b"s", refs=[]) as s:
             sid = s.id
             assert (await s.get())["data"] == b"s"
-        assert s.released
+        assert not s.held
         await s.release()
         with pytest.raises(rcstore.NotFound):
             await c.stat(sid)
@@ -220,13 +223,24 @@ async def test_pipeline(server):
         assert p.results[-1]["holds"] == 100_001
         # An error: every reply is read, the first error raised with its index.
         p = c.pipeline()
-        assert p.create(b"one") == 0
+        p.create(b"one")
         p.get(999999)
         p.ping()
-        with pytest.raises(rcstore.NotFound) as e:
+        with pytest.raises(rcstore.NotFound):
             await p.execute()
-        assert e.value.index == 1 and isinstance(p.results[0], int) and p.results[2] == "pong"
+        assert isinstance(p.results[0], int) and isinstance(p.results[1], rcstore.NotFound)
+        assert p.results[2] == "pong"
         assert await p.execute() == []  # emptied
+        # Without raise_on_error the errors are only in their places; new
+        # and claim give Refs, as the blocking Pipeline's do.
+        async with c.pipeline(raise_on_error=False) as p:
+            p.new(b"two")
+            p.decref(root, 10**9)
+        assert isinstance(p.results[0], aio.Ref) and isinstance(p.results[1], rcstore.NotHeld)
+        # The blocking forms are refused rather than left unawaited.
+        with pytest.raises(TypeError):
+            with c.pipeline():
+                pass
         assert await c.ping() == "pong"
 
 
@@ -286,7 +300,7 @@ async def test_resume_across_restart(server):
         await asyncio.to_thread(server.restart)
         assert (await c.stat(r))["holds"] == 1
         assert c.session == session and c.reconnects == 1
-        assert c.hello_result["resumed"] is True
+        assert c.server_info["resumed"] is True
         # The Ref still owns its hold in the resumed session.
         rid = r.id
         del r
@@ -301,7 +315,7 @@ async def test_no_lease_means_a_new_session(server):
         r = await c.new(b"lost")
         await asyncio.to_thread(server.restart)
         assert await c.ping() == "pong" and c.reconnects == 1
-        assert c.hello_result["resumed"] is False
+        assert c.server_info["resumed"] is False
         with pytest.raises(rcstore.NotFound):
             await c.stat(r)  # its only hold went with the old session
         await r.release()  # owns nothing now: sends nothing, raises nothing
@@ -317,7 +331,7 @@ async def test_session_expired_is_loud(server_factory):
         with pytest.raises(rcstore.SessionExpired):
             await c.ping()
         # Said once; then a new session (with the same lease) goes on.
-        assert await c.ping() == "pong" and c.hello_result["resumed"] is False
+        assert await c.ping() == "pong" and c.server_info["resumed"] is False
         del r  # of the expired session: nothing is sent for it
         assert await c.ping() == "pong"
 
@@ -339,18 +353,18 @@ async def test_not_leader_is_followed(fake_cluster):
     cl.set_leader(2)
     addrs = [cl.addr(0), cl.addr(1), cl.addr(2)]
     async with await aio.connect(addrs, ttl=30) as c:
-        assert str(c.address) == cl.addr(2)  # hello with a lease: followers point on
+        assert c.address == cl.addr(2)  # hello with a lease: followers point on
         x = await c.create(b"x")
         cl.set_leader(1)
         assert await c.incref(x) == 2  # NOT_LEADER from node 2, done on node 1
-        assert str(c.address) == cl.addr(1) and c.reconnects == 1
+        assert c.address == cl.addr(1) and c.reconnects == 1
         log = [e[:3] for e in cl.log if e[1] == "incref"]
         assert log == [[2, "incref", False], [1, "incref", True]]
     # No leader for a while: the client backs off and retries.
     async with await aio.connect(addrs) as c:
         cl.set_leader(-1)
         await c.call("fake_leader", 0, 300)
-        assert await c.create(b"y") > 0 and str(c.address) == cl.addr(0)
+        assert await c.create(b"y") > 0 and c.address == cl.addr(0)
     # No leader at all: NotLeader once the failover timeout has passed.
     async with await aio.connect(addrs, failover_timeout=0.3) as c:
         cl.set_leader(-1)
