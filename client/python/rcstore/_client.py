@@ -83,7 +83,7 @@ def _tuples(pairs):
 
 
 def _as_ref(client, result, epoch):
-    return Ref(client, result, epoch)
+    return client._make_ref(result, epoch)
 
 
 def _as_pairs(client, result, epoch):
@@ -97,6 +97,9 @@ class _Api:
     result, epoch)`` turns the wire's result into the Python value."""
 
     def _do(self, method, params, convert=None):  # pragma: no cover
+        """Run (or queue) the request; every method returns what this
+        returns, so that rcstore.aio's _do, a coroutine, makes each of them
+        awaitable."""
         raise NotImplementedError
 
     def _check_data(self, data):  # pragma: no cover
@@ -126,10 +129,10 @@ class _Api:
         return self._do("get", [_id(id)])
 
     def set_data(self, id, data):
-        self._do("set_data", [_id(id), self._check_data(_data(data))])
+        return self._do("set_data", [_id(id), self._check_data(_data(data))])
 
     def set_refs(self, id, refs):
-        self._do("set_refs", [_id(id), _ids(refs)])
+        return self._do("set_refs", [_id(id), _ids(refs)])
 
     def link(self, id, target):
         """Append target to id's refs; returns the new number of refs."""
@@ -156,10 +159,10 @@ class _Api:
 
     # -- names --
     def bind(self, name, id):
-        self._do("bind", [name, _id(id)])
+        return self._do("bind", [name, _id(id)])
 
     def unbind(self, name):
-        self._do("unbind", [name])
+        return self._do("unbind", [name])
 
     def lookup(self, name, acquire=False):
         """The id bound to name; with acquire, this session also gains one
@@ -184,7 +187,7 @@ class _Api:
     def watch(self, id):
         """Ask for the notification ``("freed", [id, reason])`` when the
         object is freed (read it with ``notifications()``)."""
-        self._do("watch", [_id(id)])
+        return self._do("watch", [_id(id)])
 
     def release_all(self):
         """Release every hold of this session; returns how many. The Refs
@@ -208,7 +211,7 @@ class _Api:
         i = _id(target)
 
         def conv(client, r, epoch):
-            return Ref(client, i, epoch)
+            return client._make_ref(i, epoch)
 
         return self._do("incref", [i], conv)
 
@@ -249,7 +252,7 @@ class _Api:
         return self._do("slowlog", [] if count is None else [count])
 
     def slowlog_reset(self):
-        self._do("slowlog_reset", [])
+        return self._do("slowlog_reset", [])
 
     def debug_check(self):
         """The server's consistency check (``--debug-commands``): ``"ok"``."""
@@ -442,6 +445,9 @@ class Client(_Api):
                 # Every hold is gone: the session's Refs own nothing now.
                 self._epoch += 1
             return convert(self, result, epoch) if convert else result
+
+    def _make_ref(self, id, epoch):
+        return Ref(self, id, epoch)
 
     def _check_data(self, data):
         lim = (self._hello.get("limits") or {}).get("max_data_bytes")
@@ -672,9 +678,7 @@ class Client(_Api):
         return True
 
     def _exchange(self, batch):
-        """Send batch on the connection and return its [(error, result)].
-        Up to SMALL_BATCH requests go in one write before reading; more are
-        written while the replies are read, so neither side's buffers fill."""
+        """Send batch on the connection and return its [(error, result)]."""
         c = self._conn
         if not batch:
             return []
@@ -683,31 +687,48 @@ class Client(_Api):
             payload = _wire.encode_request(c.next_msgid(), batch[0][0], batch[0][1])
         else:
             payload = b"".join([_wire.encode_request(c.next_msgid(), m, p) for m, p in batch])
+        results, failed = self._exchange_chunks([(payload, len(batch))], first)
+        if not failed:
+            return [(None, r) for r in results]
+        return [(r, None) if isinstance(r, Error) else (None, r) for r in results]
+
+    def _exchange_chunks(self, chunks, want):
+        """Send chunks ([(bytes, count)]: requests whose msgids go on from
+        want) and return (results, failed): the results in order, an Error
+        in a failed request's place, and how many failed. Up to
+        SMALL_BATCH requests go in one write before reading; more are
+        written while the replies are read, so neither side's buffers fill."""
+        c = self._conn
+        n = sum(k for _, k in chunks)
         out = []
-        want = first
+        failed = 0
         deadline = None if self.timeout is None else time.monotonic() + self.timeout
         sock = c.sock
+        fd = sock.fileno()
+        small = n <= SMALL_BATCH
         try:
-            if len(batch) <= SMALL_BATCH:
-                sock.sendall(payload)
-                sent = len(payload)
+            if small:
+                sock.sendall(b"".join(b for b, _ in chunks))
+                view = None
             else:
                 sock.settimeout(0)
-                sent = 0
-                view = memoryview(payload)
-            while len(out) < len(batch):
-                if sent < len(payload):
+                todo = collections.deque(b for b, _ in chunks)
+                view = memoryview(todo.popleft())
+            while len(out) < n:
+                if view is not None:
                     left = None if deadline is None else deadline - time.monotonic()
                     if left is not None and left <= 0:
                         raise Timeout(f"no reply from {c.address} within {self.timeout} s")
-                    r, w = _poll([sock.fileno()], sock.fileno(), left)
+                    r, w = _poll([fd], fd, left)
                     if w:
                         try:
-                            sent += sock.send(view[sent : sent + CHUNK])
+                            view = view[sock.send(view[:CHUNK]) :]
                         except (BlockingIOError, ssl.SSLWantWriteError, ssl.SSLWantReadError):
                             pass
-                        if sent == len(payload):
-                            sock.settimeout(self.timeout)  # only reading from here
+                        if not view:
+                            view = memoryview(todo.popleft()) if todo else None
+                            if view is None:
+                                sock.settimeout(self.timeout)  # only reading from here
                     if not r and not (c.tls and sock.pending()):
                         continue
                     try:
@@ -719,18 +740,12 @@ class Client(_Api):
                         sock.settimeout(max(0.001, deadline - time.monotonic()))
                     data = sock.recv(CHUNK)
                 if not data:
-                    raise ConnectionFailed(
-                        f"{c.address} closed the connection with {len(batch) - len(out)} replies owed"
-                    )
-                for m in c.decoder.feed(data):
-                    if m[0] == "notification":
-                        self._on_note(m[1], m[2])
-                        continue
-                    _, msgid, err, res = m
-                    if msgid != want:
-                        raise ConnectionFailed(f"{c.address} answered msgid {msgid}, expected {want}")
-                    want = want + 1 if want < _wire.MAX_MSGID else 1
-                    out.append((err, res))
+                    raise ConnectionFailed(f"{c.address} closed the connection with {n - len(out)} replies owed")
+                results, bad, notes, want = c.decoder.feed_results(data, want)
+                out += results
+                failed += bad
+                for method, params in notes:
+                    self._on_note(method, params)
         except Error:
             raise
         except socket.timeout:
@@ -740,12 +755,43 @@ class Client(_Api):
         except OSError as e:
             raise ConnectionFailed(f"{c.address}: {e.strerror or e}") from None
         finally:
-            if deadline is not None or len(batch) > SMALL_BATCH:
+            if deadline is not None or not small:
                 try:
                     sock.settimeout(self.timeout)
                 except OSError:
                     pass
-        return out
+        return out, failed
+
+    def _run_pipeline(self, reqs):
+        """A Pipeline's requests (a _wire.Requests, encoded as queued): the
+        pending releases go first, in their own exchange, then the chunks.
+        Returns (results, failed, epoch, retried): results in order with an
+        Error in a failed call's place, how many failed, the session epoch
+        they were done in, and for the calls sent again after NOT_LEADER
+        (through _run, which moves to the leader) {index: epoch}. The lock
+        is held."""
+        self._check_open()
+        if self._conn is not None and not self._alive():
+            self._drop_conn()
+        if self._conn is None:
+            self._connect(time.monotonic() + (self.failover_timeout or 0))
+        if self._pending:
+            self._run([], follow=True)
+        epoch = self._epoch
+        try:
+            results, failed = self._exchange_chunks(reqs.chunks(), 1)
+        except (ConnectionFailed, Timeout):
+            self._drop_conn()
+            raise
+        retried = {}
+        if failed:
+            todo = [k for k, r in enumerate(results) if isinstance(r, NotLeader)]
+            if todo:
+                for k, (err, res, e) in zip(todo, self._run(reqs.calls(todo), follow=True)):
+                    results[k] = err if err is not None else res
+                    retried[k] = e
+                failed = sum(isinstance(r, Error) for r in results)
+        return results, failed, epoch, retried
 
     def _on_note(self, method, params):
         if method == "freed" and params:
@@ -1046,45 +1092,72 @@ class Pipeline(_Api):
     block) sends them, reads every reply, and returns the results in order.
     A call that failed has its ``rcstore.Error`` in its place; with
     ``raise_on_error`` (the default) execute raises the first of them once
-    every reply is in. ``results`` keeps the last list."""
+    every reply is in. ``results`` keeps the last list. Calls are encoded
+    as they are queued (``_wire.Requests``): a call whose parameters cannot
+    be encoded raises TypeError there, and is not queued."""
+
+    # Calls whose result needs more than the wire's value, besides those
+    # with a convert.
+    _SPECIAL = frozenset(("watch", "release_all"))
 
     def __init__(self, client, raise_on_error=True):
         self._client = client
-        self._calls = []
+        self._reqs = _wire.Requests()
+        self._special = []  # (index, method, params, convert)
         self.raise_on_error = raise_on_error
         self.results = None
 
     def _do(self, method, params, convert=None):
-        self._calls.append((method, params, convert))
+        i = self._reqs.add(method, params)
+        if convert is not None or method in self._SPECIAL:
+            self._special.append((i, method, params, convert))
 
     def _check_data(self, data):
         return self._client._check_data(data)
 
     def __len__(self):
-        return len(self._calls)
+        return len(self._reqs)
 
-    def execute(self):
-        calls, self._calls = self._calls, []
+    def _take(self):
+        reqs, self._reqs = self._reqs, _wire.Requests()
+        special, self._special = self._special, []
+        return reqs, special
+
+    def _finish(self, special, results, failed, epoch, retried, epoch_before):
+        """Turn the wire's results into the calls' values (Refs, ...) and
+        note watches and release_all on the client; raise as asked."""
         c = self._client
-        with c._lock:
-            epoch_before = c._epoch
-            replies = c._run([(m, p) for m, p, _ in calls], follow=True)
-            results = []
-            for (method, params, convert), (err, res, epoch) in zip(calls, replies):
-                if err is not None:
-                    results.append(err)
-                    continue
-                if method == "watch":
-                    c._watched.add(params[0])
-                results.append(convert(c, res, epoch) if convert else res)
-            if any(m == "release_all" for m, _, _ in calls) and c._epoch == epoch_before:
-                c._epoch += 1
+        cleared = False
+        for i, method, params, convert in special:
+            r = results[i]
+            if isinstance(r, Error):
+                continue
+            if method == "watch":
+                c._watched.add(params[0])
+            elif method == "release_all":
+                cleared = True
+            if convert is not None:
+                results[i] = convert(c, r, retried.get(i, epoch))
+        if cleared and c._epoch == epoch_before:
+            c._epoch += 1  # every hold is gone: the session's Refs own nothing
         self.results = results
-        if self.raise_on_error:
+        if failed and self.raise_on_error:
             for r in results:
                 if isinstance(r, Error):
                     raise r
         return results
+
+    def execute(self):
+        reqs, special = self._take()
+        c = self._client
+        with c._lock:
+            epoch_before = c._epoch
+            if not len(reqs):
+                c._run([], follow=True)  # what a call does first: give back freed Refs' holds
+                results, failed, epoch, retried = [], 0, c._epoch, {}
+            else:
+                results, failed, epoch, retried = c._run_pipeline(reqs)
+            return self._finish(special, results, failed, epoch, retried, epoch_before)
 
     def __enter__(self):
         return self
@@ -1093,7 +1166,7 @@ class Pipeline(_Api):
         if exc_type is None:
             self.execute()
         else:
-            self._calls = []  # the block failed: send nothing
+            self._take()  # the block failed: send nothing
 
 
 def connect(
