@@ -240,3 +240,40 @@ def test_threads_share_one_client(c):
     assert not errors, errors[:3]
     c.flush()
     assert c.stat(root)["internal"] == 0 and c.stats()["heap"]["objects"] == 1
+
+
+def test_hello_by_hand_takes_a_lease(server):
+    c = rcstore.connect(server.address, client_name="by-hand")
+    assert c.resume_token is None
+    info = c.hello(ttl=30)
+    assert info["ttl"] == 30 and c.resume_token == info["token"]
+    r = c.new(b"leased later")
+    server.restart()
+    assert r.get()["data"] == b"leased later" and c.server_info["resumed"]
+    c.close()
+
+
+def test_freed_while_disconnected_is_told(server):
+    """A watched object freed while the client was away (its holder had no
+    lease, so recovery released it): after the reconnect, the watch is
+    made again, finds nothing, and the notification says "unknown"."""
+    c = rcstore.connect(server.address, ttl=60)
+    o = rcstore.connect(server.address)
+    x = o.create(b"held by a session without a lease")
+    c.watch(x)
+    server.restart()
+    c.ping()
+    assert next(c.notifications(timeout=0)) == ("freed", [x, "unknown"])
+    c.close()
+    o.close()
+
+
+def test_slowlog(server):
+    with rcstore.connect(server.address) as c:
+        try:
+            entries = c.slowlog()
+        except rcstore.UnknownMethod:
+            pytest.skip("this rcstored has no slowlog yet")
+        assert isinstance(entries, list)
+        assert c.slowlog_reset() is None
+        assert c.slowlog(5) == [] or isinstance(c.slowlog(5), list)
