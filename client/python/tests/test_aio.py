@@ -432,3 +432,23 @@ async def test_tls(server_factory):
             await aio.connect(s.tls_address)
     finally:
         shutil.rmtree(d, ignore_errors=True)
+
+
+def test_docs_asyncio_section_runs(server):
+    """docs/python.md's asyncio example, as written, against a fresh server."""
+    import re
+
+    text = (REPO / "docs" / "python.md").read_text(encoding="utf-8")
+    code = re.search(r"```python\n(.*?)```", text.split("## asyncio", 1)[1], re.S).group(1)
+    assert "127.0.0.1:7373" in code
+    code = code.replace("127.0.0.1:7373", server.address.removeprefix("tcp://"))
+    env = dict(os.environ, PYTHONPATH=str(REPO / "client" / "python"))
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == [
+        "3",
+        "10001",
+        "[b'job 17', b'job 17', b'job 17']",
+        "freed [2, 'refcount']",
+        "NAME_NOT_FOUND",
+    ]
