@@ -56,6 +56,8 @@ CHUNK = 256 * 1024
 
 def _id(x):
     """An object id from an int or a Ref."""
+    if type(x) is int:
+        return x
     if isinstance(x, Ref):
         return x._id
     if isinstance(x, bool) or not isinstance(x, int):
@@ -1147,15 +1149,14 @@ class Pipeline(_Api):
 
     def __init__(self, client, raise_on_error=True):
         self._client = client
-        self._reqs = _wire.Requests()
-        self._special = []  # (index, method, params, convert)
+        self._take()
         self.raise_on_error = raise_on_error
         self.results = None
 
-    def _do(self, method, params, convert=None):
-        i = self._reqs.add(method, params)
-        if convert is not None or method in self._SPECIAL:
-            self._special.append((i, method, params, convert))
+    # _do(method, params, convert=None), the queueing, is the bound add of
+    # the Requests being filled, set by _take: one Python call less per
+    # queued call than a method calling it. Calls with a convert, and watch
+    # and release_all, are kept in its ``kept`` for _finish.
 
     def _check_data(self, data):
         return self._client._check_data(data)
@@ -1164,9 +1165,12 @@ class Pipeline(_Api):
         return len(self._reqs)
 
     def _take(self):
-        reqs, self._reqs = self._reqs, _wire.Requests()
-        special, self._special = self._special, []
-        return reqs, special
+        """The calls queued so far (a Requests and its kept calls); the
+        pipeline starts an empty one."""
+        reqs = getattr(self, "_reqs", None)
+        self._reqs = _wire.Requests(self._SPECIAL)
+        self._do = self._reqs.add
+        return reqs, reqs.kept if reqs is not None else []
 
     def _finish(self, special, results, failed, epoch, retried, epoch_before):
         """Turn the wire's results into the calls' values (Refs, ...) and
