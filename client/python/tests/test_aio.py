@@ -97,6 +97,17 @@ async def test_every_method(server):
         with pytest.raises(rcstore.BadRequest):
             await c.cluster()  # standalone: not a cluster node
         assert await c.call("ping") == "pong"
+        # The paged forms, a Ref by name, and the debug methods of the fixture.
+        await c.bind("aio/p1", b)
+        await c.bind("aio/p2", b)
+        page = await c.names_page("aio/p", 1)
+        assert page == {"names": [("aio/p1", b)], "next": "aio/p1"}
+        assert (await c.names_page("aio/p", 1, page["next"]))["names"] == [("aio/p2", b)]
+        assert await c.referrers_page(a, 10, 0) == {"ids": [b], "cursor": 0}
+        named = await c.ref("aio/p1")
+        assert named.id == b and (await named.stat())["names"] == 2
+        assert (await named.why())["path"][-1] == b
+        assert await c.debug_check() == "ok"
 
 
 @run
@@ -452,3 +463,39 @@ def test_docs_asyncio_section_runs(server):
         "freed [2, 'refcount']",
         "NAME_NOT_FOUND",
     ]
+
+
+@run
+async def test_a_timed_out_call_leaves_the_connection_in_step():
+    """A call given up (timeout, cancel) stops waiting; its reply, when it
+    comes, is read and dropped, and the next call gets its own reply."""
+    import msgpack
+
+    release = asyncio.Event()
+
+    async def serve(reader, writer):
+        u = msgpack.Unpacker(raw=False)
+        while data := await reader.read(65536):
+            u.feed(data)
+            for _, msgid, method, params in u:
+                if method == "hello":
+                    result = {"protocol": 1, "session": 1, "token": b"", "resumed": False}
+                elif method == "slow":
+                    await release.wait()
+                    result = "slow done"
+                else:
+                    result = [method, params]
+                writer.write(msgpack.packb([1, msgid, None, result], use_bin_type=True))
+
+    srv = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = srv.sockets[0].getsockname()[1]
+    async with await aio.connect(f"127.0.0.1:{port}", timeout=0.1) as c:
+        with pytest.raises(rcstore.Timeout):
+            await c.call("slow")
+        task = asyncio.ensure_future(c.call("slow"))
+        await asyncio.sleep(0)
+        task.cancel()
+        release.set()
+        assert await c.call("echo", 1) == ["echo", [1]]
+        assert await c.call("echo", 2) == ["echo", [2]]
+    srv.close()
