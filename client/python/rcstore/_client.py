@@ -369,6 +369,7 @@ class Client(_Api):
         self.failover_timeout = failover_timeout
         self._token = bytes(resume) if resume is not None else None
         self._lock = threading.RLock()
+        self._packer = _wire.request_packer()  # used under the lock only
         self._conn = None
         self._next = 0  # index in _addresses of the next address to try
         self._closed = False
@@ -698,11 +699,11 @@ class Client(_Api):
             return []
         first = c.msgid + 1 if c.msgid < _wire.MAX_MSGID else 1
         if len(batch) == 1:
-            payload = _wire.encode_request(c.next_msgid(), batch[0][0], batch[0][1])
+            payload = _wire.encode_request(c.next_msgid(), batch[0][0], batch[0][1], self._packer)
             if self.timeout is None:
                 return [self._exchange_one(payload, first)]
         else:
-            payload = b"".join([_wire.encode_request(c.next_msgid(), m, p) for m, p in batch])
+            payload = b"".join([_wire.encode_request(c.next_msgid(), m, p, self._packer) for m, p in batch])
         results, failed = self._exchange_chunks([(payload, len(batch))], first)
         if not failed:
             return [(None, r) for r in results]

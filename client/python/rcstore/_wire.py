@@ -26,6 +26,7 @@ __all__ = [
     "Decoder",
     "Requests",
     "encode_request",
+    "request_packer",
     "parse_addresses",
     "hello_params",
 ]
@@ -134,10 +135,20 @@ def parse_addresses(address):
     return out
 
 
-def encode_request(msgid, method, params):
+def encode_request(msgid, method, params, packer=None):
     """The bytes of the request ``[0, msgid, method, params]``. bytes go as
-    msgpack bin, str as str. msgid must fit in a uint32."""
-    return msgpack.packb([REQUEST, msgid, method, list(params)], use_bin_type=True)
+    msgpack bin, str as str. msgid must fit in a uint32. packer: one from
+    ``request_packer()`` to reuse (it is not thread-safe: one user at a
+    time); without it each request makes its own (about half a
+    microsecond here, a tenth of an unpipelined call's own CPU)."""
+    if packer is None:
+        return msgpack.packb([REQUEST, msgid, method, list(params)], use_bin_type=True)
+    return packer.pack([REQUEST, msgid, method, list(params)])
+
+
+def request_packer():
+    """A msgpack Packer as encode_request packs, to pass it again and again."""
+    return msgpack.Packer(use_bin_type=True)
 
 
 class Requests:

@@ -177,9 +177,10 @@ class _Conn(asyncio.Protocol):
         first = self.msgid % _MAX_MSGID + 1
         parts = []
         msgid = self.msgid
+        packer = self.client._packer
         for method, params in calls:
             msgid = msgid % _MAX_MSGID + 1
-            parts.append(_wire.encode_request(msgid, method, params))
+            parts.append(_wire.encode_request(msgid, method, params, packer))
         self.msgid = msgid
         return self.send_encoded(b"".join(parts), len(parts), first)
 
@@ -282,6 +283,7 @@ class Client(_client._Api):
         self._hello = {}
         self.reconnects = 0
         self._lock = asyncio.Lock()  # one (re)connect at a time
+        self._packer = _wire.request_packer()  # this loop's only
         self._notes = asyncio.Queue()  # (method, params); None once closed
         # (id, epoch) of Refs Python's collector freed: appended by
         # Ref.__del__ (a deque append, safe from any thread or finaliser),

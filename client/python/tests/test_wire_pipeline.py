@@ -127,3 +127,12 @@ def test_requests_keeps_calls_with_an_extra_or_a_kept_method():
     with pytest.raises(TypeError):
         r.add("watch", [object()])  # not queued, so not kept either
     assert len(r.kept) == 2 and len(r) == 4
+
+
+def test_encode_request_with_a_packer_reused():
+    pk = _wire.request_packer()
+    for msgid, method, params in ((1, "create", (b"d", [1])), (2, "bind", ["n", 1]), (3, "ping", [])):
+        assert _wire.encode_request(msgid, method, params, pk) == _wire.encode_request(msgid, method, params)
+    with pytest.raises(TypeError):
+        _wire.encode_request(4, "bind", [object()], pk)
+    assert _wire.encode_request(5, "ping", [], pk) == _wire.encode_request(5, "ping", [])  # not left dirty
