@@ -10,6 +10,7 @@ rcstored on loopback, and in alternating order each round
   bare       a bare-socket loop: msgpack.Packer + sendall + Unpacker, one
              incref round trip at a time
   client     the sync Client's c.incref(id), one round trip at a time
+             (bare and client alternate in 10 blocks within the round)
 
 and prints the medians and the two ratios the issue sets targets for:
 pipeline / bench >= 0.5 (requests per second) and client / bare <= 1.3
@@ -108,44 +109,57 @@ def aio_pipeline(address, n):
     return asyncio.run(main())
 
 
-def bare_rtt(address, m):
-    """Seconds per unpipelined incref over a bare socket: the floor."""
-    if address.startswith("unix://"):
-        s = socket.socket(socket.AF_UNIX)
-        s.connect(address[len("unix://"):])
-    else:
-        host, port = address[len("tcp://"):].rsplit(":", 1)
-        s = socket.create_connection((host, int(port)))
-        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    pk = msgpack.Packer()
-    u = msgpack.Unpacker()
-    s.sendall(pk.pack([0, 1, "create", [b"root"]]))
-    u.feed(s.recv(65536))
-    oid = next(u)[3]
-    t0 = time.perf_counter()
-    for i in range(m):
-        s.sendall(pk.pack([0, i, "incref", [oid]]))
+class BareConn:
+    """A bare-socket msgpack-RPC connection: the floor a client's round
+    trip is measured against (Packer, sendall, Unpacker, nothing else)."""
+
+    def __init__(self, address):
+        if address.startswith("unix://"):
+            self.s = socket.socket(socket.AF_UNIX)
+            self.s.connect(address[len("unix://"):])
+        else:
+            host, port = address[len("tcp://"):].rsplit(":", 1)
+            self.s = socket.create_connection((host, int(port)))
+            self.s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.pk = msgpack.Packer()
+        self.u = msgpack.Unpacker()
+        self.msgid = 0
+        self.oid = self.call("create", b"root")
+
+    def call(self, method, *params):
+        self.msgid += 1
+        self.s.sendall(self.pk.pack([0, self.msgid, method, list(params)]))
         while True:
-            r = next(u, None)
+            r = next(self.u, None)
             if r is not None:
                 break
-            u.feed(s.recv(65536))
+            self.u.feed(self.s.recv(65536))
         if r[2] is not None:
             raise RuntimeError(r[2])
-    dt = time.perf_counter() - t0
-    s.close()
-    return dt / m
+        return r[3]
 
 
-def client_rtt(address, m):
+def round_trips(address, m, blocks=10):
+    """Seconds per unpipelined incref, bare socket and Client.incref, in
+    alternating blocks of m/blocks calls (the machine's drift hits both)."""
+    bare = BareConn(address)
+    t_bare = t_client = 0.0
+    k = max(1, m // blocks)
     with rcstore.connect(address) as c:
-        root = c.new(b"root")
-        oid = root.id
-        t0 = time.perf_counter()
-        for _ in range(m):
-            c.incref(oid)
-        dt = time.perf_counter() - t0
-    return dt / m
+        oid = c.create(b"root")
+        for b in range(blocks):
+            for side in ((0, 1) if b % 2 == 0 else (1, 0)):
+                t0 = time.perf_counter()
+                if side == 0:
+                    for _ in range(k):
+                        bare.call("incref", bare.oid)
+                    t_bare += time.perf_counter() - t0
+                else:
+                    for _ in range(k):
+                        c.incref(oid)
+                    t_client += time.perf_counter() - t0
+    bare.s.close()
+    return t_bare / (k * blocks), t_client / (k * blocks)
 
 
 def main():
@@ -177,14 +191,18 @@ def main():
             ("bench", lambda: run_bench(bench, address, a.n, a.pin)),
             ("pipeline", lambda: py_pipeline(address, a.n)),
             ("aio", lambda: aio_pipeline(address, a.n)),
-            ("bare", lambda: bare_rtt(address, a.rtt_n)),
-            ("client", lambda: client_rtt(address, a.rtt_n)),
+            ("rtt", lambda: round_trips(address, a.rtt_n)),
         ]
         for r in range(a.rounds):
             # Alternate the order so that neither side always runs first.
             steps = order if r % 2 == 0 else order[::-1]
             for name, fn in steps:
-                res[name].append(fn())
+                v = fn()
+                if name == "rtt":
+                    res["bare"].append(v[0])
+                    res["client"].append(v[1])
+                else:
+                    res[name].append(v)
             print(f"round {r + 1}: bench {res['bench'][-1]:,.0f} rps, pipeline "
                   f"{res['pipeline'][-1]:,.0f} rps ({res['pipeline'][-1] / res['bench'][-1]:.2f}x), "
                   f"aio {res['aio'][-1]:,.0f} rps; round trip bare {res['bare'][-1] * 1e6:.1f} us, "

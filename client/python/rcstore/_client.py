@@ -58,6 +58,8 @@ CHUNK = 256 * 1024
 
 def _id(x):
     """An object id from an int or a Ref."""
+    if type(x) is int:
+        return x
     if isinstance(x, Ref):
         return x._id
     if isinstance(x, bool) or not isinstance(x, int):
@@ -590,6 +592,18 @@ class Client(_Api):
         in flight included: a release done twice could take another Ref's
         hold; one lost is given back by the session's end)."""
         self._check_open()
+        if len(requests) == 1 and not self._pending and self._conn is not None and self._alive():
+            # The unpipelined call's path: nothing to give back first, the
+            # connection up. A NOT_LEADER goes on below (asked once more
+            # there, then it moves to the leader).
+            epoch = self._epoch
+            try:
+                [(err, res)] = self._exchange(requests)
+            except (ConnectionFailed, Timeout):
+                self._drop_conn()
+                raise
+            if not (follow and isinstance(err, NotLeader)):
+                return [(err, res, epoch)]
         deadline = time.monotonic() + (self.failover_timeout or 0)
         results = [None] * len(requests)
         todo = list(range(len(requests)))
@@ -688,12 +702,45 @@ class Client(_Api):
         first = c.msgid + 1 if c.msgid < _wire.MAX_MSGID else 1
         if len(batch) == 1:
             payload = _wire.encode_request(c.next_msgid(), batch[0][0], batch[0][1])
+            if self.timeout is None:
+                return [self._exchange_one(payload, first)]
         else:
             payload = b"".join([_wire.encode_request(c.next_msgid(), m, p) for m, p in batch])
         results, failed = self._exchange_chunks([(payload, len(batch))], first)
         if not failed:
             return [(None, r) for r in results]
         return [(r, None) if isinstance(r, Error) else (None, r) for r in results]
+
+    def _exchange_one(self, payload, msgid):
+        """One request without a timeout, the unpipelined call's path:
+        sendall, then recv until its reply (notifications on the way go to
+        the queue). Returns (error, result). _exchange_chunks does the same
+        with more bookkeeping; this keeps a round trip within a few
+        microseconds of a bare socket's (docs/performance.md)."""
+        c = self._conn
+        sock = c.sock
+        try:
+            sock.sendall(payload)
+            while True:
+                data = sock.recv(65536)
+                if not data:
+                    raise ConnectionFailed(f"{c.address} closed the connection with a reply owed")
+                reply = None
+                for m in c.decoder.feed(data):
+                    if m[0] == "notification":
+                        self._on_note(m[1], m[2])
+                    elif reply is None and m[1] == msgid:
+                        reply = (m[2], m[3])
+                    else:
+                        raise ConnectionFailed(f"{c.address} answered msgid {m[1]}, expected {msgid}")
+                if reply is not None:
+                    return reply
+        except Error:
+            raise
+        except ssl.SSLError as e:
+            raise ConnectionFailed(f"{c.address}: TLS: {e}") from None
+        except OSError as e:
+            raise ConnectionFailed(f"{c.address}: {e.strerror or e}") from None
 
     def _exchange_chunks(self, chunks, want):
         """Send chunks ([(bytes, count)]: requests whose msgids go on from
@@ -1120,15 +1167,14 @@ class Pipeline(_Api):
 
     def __init__(self, client, raise_on_error=True):
         self._client = client
-        self._reqs = _wire.Requests()
-        self._special = []  # (index, method, params, convert)
+        self._take()
         self.raise_on_error = raise_on_error
         self.results = None
 
-    def _do(self, method, params, convert=None):
-        i = self._reqs.add(method, params)
-        if convert is not None or method in self._SPECIAL:
-            self._special.append((i, method, params, convert))
+    # _do(method, params, convert=None), the queueing, is the bound add of
+    # the Requests being filled, set by _take: one Python call less per
+    # queued call than a method calling it. Calls with a convert, and watch
+    # and release_all, are kept in its ``kept`` for _finish.
 
     def _check_data(self, data):
         return self._client._check_data(data)
@@ -1137,9 +1183,12 @@ class Pipeline(_Api):
         return len(self._reqs)
 
     def _take(self):
-        reqs, self._reqs = self._reqs, _wire.Requests()
-        special, self._special = self._special, []
-        return reqs, special
+        """The calls queued so far (a Requests and its kept calls); the
+        pipeline starts an empty one."""
+        reqs = getattr(self, "_reqs", None)
+        self._reqs = _wire.Requests(self._SPECIAL)
+        self._do = self._reqs.add
+        return reqs, reqs.kept if reqs is not None else []
 
     def _finish(self, special, results, failed, epoch, retried, epoch_before):
         """Turn the wire's results into the calls' values (Refs, ...) and

@@ -155,19 +155,27 @@ class Requests:
 
     CHUNK_REQUESTS = 1024
 
-    __slots__ = ("_packer", "_pack", "_done", "_cur", "n")
+    __slots__ = ("_packer", "_pack", "_done", "_cur", "n", "_keep", "kept")
 
-    def __init__(self):
+    def __init__(self, keep=()):
         self._packer = msgpack.Packer(autoreset=False, use_bin_type=True)
         self._pack = self._packer.pack
         self._done = []  # bytes of full chunks
         self._cur = []  # (method, params) of the calls in the packer now
         self.n = 0
+        self._keep = frozenset(keep)
+        # (index, method, params, extra) of the calls given an extra or of
+        # a method in keep: what a pipeline does more with than return the
+        # wire's result (make a Ref, note a watch).
+        self.kept = []
 
     def __len__(self):
         return self.n
 
-    def add(self, method, params):
+    def add(self, method, params, extra=None):
+        """Encode the call now; returns its index. A call with an extra, or
+        of a method in keep, is also kept in ``kept``. A call msgpack
+        cannot encode raises (TypeError, ...) and is not queued."""
         cur = self._cur
         if len(cur) == self.CHUNK_REQUESTS:
             self._done.append(self._packer.bytes())
@@ -188,6 +196,8 @@ class Requests:
             raise
         cur.append((method, params))
         self.n = msgid
+        if extra is not None or method in self._keep:
+            self.kept.append((msgid - 1, method, params, extra))
         return msgid - 1
 
     def chunks(self):

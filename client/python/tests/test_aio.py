@@ -97,6 +97,17 @@ async def test_every_method(server):
         with pytest.raises(rcstore.BadRequest):
             await c.cluster()  # standalone: not a cluster node
         assert await c.call("ping") == "pong"
+        # The paged forms, a Ref by name, and the debug methods of the fixture.
+        await c.bind("aio/p1", b)
+        await c.bind("aio/p2", b)
+        page = await c.names_page("aio/p", 1)
+        assert page == {"names": [("aio/p1", b)], "next": "aio/p1"}
+        assert (await c.names_page("aio/p", 1, page["next"]))["names"] == [("aio/p2", b)]
+        assert await c.referrers_page(a, 10, 0) == {"ids": [b], "cursor": 0}
+        named = await c.ref("aio/p1")
+        assert named.id == b and (await named.stat())["names"] == 2
+        assert (await named.why())["path"][-1] == b
+        assert await c.debug_check() == "ok"
 
 
 @run
@@ -432,3 +443,59 @@ async def test_tls(server_factory):
             await aio.connect(s.tls_address)
     finally:
         shutil.rmtree(d, ignore_errors=True)
+
+
+def test_docs_asyncio_section_runs(server):
+    """docs/python.md's asyncio example, as written, against a fresh server."""
+    import re
+
+    text = (REPO / "docs" / "python.md").read_text(encoding="utf-8")
+    code = re.search(r"```python\n(.*?)```", text.split("## asyncio", 1)[1], re.S).group(1)
+    assert "127.0.0.1:7373" in code
+    code = code.replace("127.0.0.1:7373", server.address.removeprefix("tcp://"))
+    env = dict(os.environ, PYTHONPATH=str(REPO / "client" / "python"))
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == [
+        "3",
+        "10001",
+        "[b'job 17', b'job 17', b'job 17']",
+        "freed [2, 'refcount']",
+        "NAME_NOT_FOUND",
+    ]
+
+
+@run
+async def test_a_timed_out_call_leaves_the_connection_in_step():
+    """A call given up (timeout, cancel) stops waiting; its reply, when it
+    comes, is read and dropped, and the next call gets its own reply."""
+    import msgpack
+
+    release = asyncio.Event()
+
+    async def serve(reader, writer):
+        u = msgpack.Unpacker(raw=False)
+        while data := await reader.read(65536):
+            u.feed(data)
+            for _, msgid, method, params in u:
+                if method == "hello":
+                    result = {"protocol": 1, "session": 1, "token": b"", "resumed": False}
+                elif method == "slow":
+                    await release.wait()
+                    result = "slow done"
+                else:
+                    result = [method, params]
+                writer.write(msgpack.packb([1, msgid, None, result], use_bin_type=True))
+
+    srv = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = srv.sockets[0].getsockname()[1]
+    async with await aio.connect(f"127.0.0.1:{port}", timeout=0.1) as c:
+        with pytest.raises(rcstore.Timeout):
+            await c.call("slow")
+        task = asyncio.ensure_future(c.call("slow"))
+        await asyncio.sleep(0)
+        task.cancel()
+        release.set()
+        assert await c.call("echo", 1) == ["echo", [1]]
+        assert await c.call("echo", 2) == ["echo", [2]]
+    srv.close()

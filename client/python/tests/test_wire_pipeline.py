@@ -115,3 +115,15 @@ def test_feed_results_msgids_wrap():
     top = _wire.MAX_MSGID
     data = b"".join(reply(i, i) for i in (top - 2, top - 1, top, 1, 2))
     assert Decoder().feed_results(data, top - 2) == ([top - 2, top - 1, top, 1, 2], 0, [], 3)
+
+
+def test_requests_keeps_calls_with_an_extra_or_a_kept_method():
+    r = Requests(keep=("watch",))
+    r.add("incref", [1])
+    r.add("watch", [1])
+    r.add("create", [b"x"], "make a Ref")
+    r.add("ping", [])
+    assert r.kept == [(1, "watch", [1], None), (2, "create", [b"x"], "make a Ref")]
+    with pytest.raises(TypeError):
+        r.add("watch", [object()])  # not queued, so not kept either
+    assert len(r.kept) == 2 and len(r) == 4
