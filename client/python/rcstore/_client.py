@@ -50,6 +50,8 @@ BACKOFF_MAX = 0.5
 SMALL_BATCH = 64
 # What one names/referrers page asks for (the server's most per request).
 PAGE = 10000
+# How often the background flusher looks for Refs Python has freed.
+FLUSH_INTERVAL = 0.1
 # What one data write is cut into on the interleaved path.
 CHUNK = 256 * 1024
 
@@ -394,6 +396,7 @@ class Client(_Api):
             self._wake_w.close()
             raise
         _open_clients.add(self)
+        _start_flusher()
 
     # ---- what the user may read ----
     @property
@@ -1006,6 +1009,21 @@ class Client(_Api):
                     self._waiters -= 1
             # Readable: _alive() reads it under the lock at the next turn.
 
+    def _background_flush(self):
+        """The flusher thread's turn: send the pending releases if no call is
+        running (a running call sends them itself) and the connection is up.
+        Never reconnects and never follows a leader: that is for calls."""
+        if not self._lock.acquire(blocking=False):
+            return
+        try:
+            if self._pending and not self._closed and self._conn is not None:
+                try:
+                    self._run([], follow=False, reconnect=False)
+                except Exception:
+                    pass  # the next call reconnects and sends what is left
+        finally:
+            self._lock.release()
+
     def _at_exit(self):
         """Interpreter exit: send the pending releases if the connection is
         usable and no other thread is in a call, then close. Never waits for
@@ -1253,6 +1271,37 @@ def connect(
 
 # Open clients, for the exit flush; weak, so that this keeps none alive.
 _open_clients = weakref.WeakSet()
+_flusher = None
+_flusher_lock = threading.Lock()
+
+
+def _flush_loop():
+    """The background flusher: one daemon thread for every Client of the
+    process, sending the releases of freed Refs of idle clients within
+    about FLUSH_INTERVAL. It ends when no client is open (the next connect
+    starts it again)."""
+    global _flusher
+    while True:
+        time.sleep(FLUSH_INTERVAL)
+        clients = list(_open_clients)
+        if not clients:
+            with _flusher_lock:
+                if not _open_clients:
+                    _flusher = None
+                    return
+            continue
+        for c in clients:
+            if c._pending:
+                c._background_flush()
+        clients = c = None  # keep none alive while sleeping
+
+
+def _start_flusher():
+    global _flusher
+    with _flusher_lock:
+        if _flusher is None or not _flusher.is_alive():
+            _flusher = threading.Thread(target=_flush_loop, name="rcstore-flush", daemon=True)
+            _flusher.start()
 
 
 def _flush_at_exit():

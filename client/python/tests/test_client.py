@@ -166,12 +166,15 @@ def test_auth(server_factory, tmp_path):
     tok = tmp_path / "token"
     tok.write_text("s3cret")
     os.chmod(tok, 0o600)
-    s = server_factory("--auth-token-file", str(tok), data_dir=False)
+    s = server_factory("--auth-token-file", str(tok))
     raises(rcstore.AuthRequired, rcstore.connect, s.address)
     raises(rcstore.AuthFailed, rcstore.connect, s.address, auth="wrong")
-    with rcstore.connect(s.address, auth="s3cret") as c:
+    with rcstore.connect(s.address, auth="s3cret", ttl=60) as c:
         assert c.server_info["user"] == "default"
-        assert c.new(b"x").get()["data"] == b"x"
+        r = c.new(b"x")
+        s.restart()
+        assert r.get()["data"] == b"x"  # logged in again, then resumed
+        assert c.reconnects == 1 and c.server_info["resumed"]
 
 
 def test_users_and_permission_denied(server_factory, tmp_path):

@@ -8,6 +8,7 @@ import pickle
 import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
 
@@ -70,16 +71,29 @@ def test_methods(c):
 def test_del_releases_at_the_next_call(c, observer):
     r = c.new(b"x")
     i = r.id
-    del r  # the finaliser queues; nothing is sent from it
-    assert len(c._pending) == 1
-    assert alive(observer, i)
-    c.ping()  # the next call sends the release first
-    assert not alive(observer, i)
-    r = c.new(b"y")
+    with c._lock:  # the background flusher waits while a call could run
+        del r  # the finaliser queues; nothing is sent from it
+        assert len(c._pending) == 1
+        assert alive(observer, i)
+        c.ping()  # the next call sends the release first
+        assert not alive(observer, i)
+        r = c.new(b"y")
+        i = r.id
+        del r
+        c.flush()
+        assert not alive(observer, i)
+
+
+def test_del_released_in_the_background(c, observer):
+    """An idle client: the flusher thread sends the release on its own."""
+    r = c.new(b"x")
     i = r.id
     del r
-    c.flush()
-    assert not alive(observer, i)
+    deadline = time.monotonic() + 30
+    while alive(observer, i):  # the flusher runs every 0.1 s: no event to wait for here
+        assert time.monotonic() < deadline, "not released within 30 s"
+        time.sleep(0.02)
+    assert not c._pending
 
 
 def test_garbage_cycles_of_python_objects_holding_refs(c, observer):
@@ -174,6 +188,7 @@ def test_interpreter_exit(server, observer, ttl):
         freed = c.new(b"freed before exit")
         live = c.new(b"alive at exit")
         print(freed.id, live.id, flush=True)
+        c._lock.acquire()   # keeps the background flusher out: the exit hook (this thread) must send it
         del freed           # pending when the interpreter exits
         keep_a_cycle = [live]
         keep_a_cycle.append(keep_a_cycle)
