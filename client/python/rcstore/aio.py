@@ -9,7 +9,8 @@ at once and waits for its own reply, so many tasks pipeline on one socket by
 themselves. It speaks the wire through rcstore._wire (no I/O there) and
 raises rcstore.errors; it is not the blocking client run in a thread, and it
 is not thread-safe: use a client from its loop's thread only (a Ref dropped
-by another thread's collector is fine: that only queues an id).
+by another thread's collector is fine: that only queues an id, which the
+next call, or the client's timer on its loop, sends).
 """
 
 import asyncio
@@ -34,6 +35,9 @@ _BACKOFF_MAX = _client.BACKOFF_MAX
 _MAX_MSGID = _wire.MAX_MSGID
 # How long close() waits for the replies to the releases it sends.
 _CLOSE_WAIT = 5.0
+# How often an idle client looks for Refs Python has freed (the blocking
+# client's flusher thread's period; here a timer on the client's loop).
+_FLUSH_INTERVAL = _client.FLUSH_INTERVAL
 
 
 async def connect(
@@ -290,6 +294,7 @@ class Client(_client._Api):
         # sent as decrefs before the next request, on this loop.
         self._pending = collections.deque()
         self._watched = set()
+        self._flusher = self._loop.call_later(_FLUSH_INTERVAL, self._flush_tick)
 
     # ---- what the user may read ----
     @property
@@ -426,6 +431,7 @@ class Client(_client._Api):
         if self._closed:
             return
         self._closed = True
+        self._flusher.cancel()
         conn, self._conn = self._conn, None
         if conn is not None and conn.usable:
             fut = self._send_releases(conn)
@@ -438,6 +444,17 @@ class Client(_client._Api):
         self._notes.put_nowait(None)
 
     # ---- the machinery ----
+    def _flush_tick(self):
+        """The loop's timer: send the releases of Refs freed in an idle
+        client (never from a finaliser, never reconnecting: a client with
+        no connection sends them at its next call)."""
+        if self._closed:
+            return
+        conn = self._conn
+        if self._pending and conn is not None and conn.usable:
+            self._send_releases(conn)
+        self._flusher = self._loop.call_later(_FLUSH_INTERVAL, self._flush_tick)
+
     def _check_open(self):
         if self._closed:
             raise ConnectionFailed("the client is closed")

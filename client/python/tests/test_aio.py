@@ -209,6 +209,24 @@ async def test_ref_lifetime(server):
 
 
 @run
+async def test_ref_freed_in_an_idle_client(server):
+    """No call follows: the client's timer on its loop sends the release."""
+    async with await aio.connect(server.address) as c, await aio.connect(server.address) as observer:
+        r = await c.new(b"idle")
+        rid = r.id
+        del r
+        deadline = asyncio.get_running_loop().time() + 30
+        while True:  # the timer runs every 0.1 s: no event to wait for from here
+            try:
+                await observer.stat(rid)
+            except rcstore.NotFound:
+                break
+            assert asyncio.get_running_loop().time() < deadline, "not released within 30 s"
+            await asyncio.sleep(0.02)
+        assert not c._pending
+
+
+@run
 async def test_ref_freed_from_another_thread(server):
     """A Ref dropped on another thread (its collector) only queues the id."""
     async with await aio.connect(server.address) as c:
