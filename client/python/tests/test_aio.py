@@ -517,3 +517,45 @@ async def test_a_timed_out_call_leaves_the_connection_in_step():
         assert await c.call("echo", 1) == ["echo", [1]]
         assert await c.call("echo", 2) == ["echo", [2]]
     srv.close()
+
+
+@pytest.fixture
+def three(rcstored):
+    """A real three-node cluster (tests/integration/cluster.py), as
+    test_cluster.py's, with 500 ms elections."""
+    sys.path.insert(0, str(REPO / "tests" / "integration"))
+    import cluster as harness
+
+    if not harness.wants_cluster(rcstored):
+        pytest.skip("this rcstored has no cluster mode (--node-id)")
+    with harness.Cluster(rcstored, n=3, election_ms=500) as cl:
+        leader = cl.start()
+        yield cl, leader
+
+
+@run
+async def test_cluster_follows_the_leader_and_resumes_after_a_failover(three):
+    cl, leader = three
+    followers = [n for n in cl.nodes.values() if n is not leader]
+    addresses = [n.url for n in followers] + [leader.url]  # a follower first
+    async with await aio.connect(addresses, ttl=60, failover_timeout=60) as c:
+        assert c.address == leader.url  # a leased hello: the followers point on
+        r = await c.new(b"replicated")
+        async with c.pipeline() as p:
+            for _ in range(100):
+                p.incref(r.id)
+        assert p.results[-1] == 101 and await c.decref(r, 100) == 1
+        session = c.session
+
+        await asyncio.to_thread(leader.kill)
+        try:
+            got = await r.get()
+        except rcstore.ConnectionFailed:  # the loss was seen with the request in flight
+            got = await r.get()
+        assert got["data"] == b"replicated"  # reconnected, resumed on the new leader
+        new = await asyncio.to_thread(cl.wait_leader, 60)
+        assert c.address == new.url and c.session == session and c.reconnects >= 1
+        assert (await c.stat(r))["holds"] == 1 and r.held
+        await r.release()  # its only hold: freed, on the new leader
+        with pytest.raises(rcstore.NotFound):
+            await c.stat(r.id)
