@@ -8,7 +8,7 @@ PACKAGES := cmake make gcc libc6-dev pkg-config libuv1-dev libmsgpack-dev \
             libcmocka-dev libedit-dev libinih-dev libmicrohttpd-dev libsystemd-dev libraft-dev \
             libssl-dev openssl \
             python3 python3-msgpack python3-yaml python3-cryptography \
-            python3-prometheus-client
+            python3-prometheus-client python3-pytest python3-setuptools python3-pip python3-venv
 JOBS     ?= $(shell nproc 2>/dev/null || echo 2)
 
 FUZZ_SECONDS ?= 30
