@@ -98,6 +98,8 @@ static void unix_socket_mode(void **state)
         assert_int_equal(parse(&cfg, err, 3, a), -EINVAL);
         assert_non_null(strstr(err, "not an octal mode"));
     }
+}
+
 /* The slow log's settings: defaults as Redis's, -1 (off) for the threshold
  * only, from the environment too. */
 static void slowlog_settings(void **state)
