@@ -232,8 +232,11 @@ try:
               all(line.match(l) for l in out.splitlines()), out)
         check("rcstore slowlog reset: OK", cli("slowlog", "reset") == (0, "OK\n"))
         rc, out = cli("slowlog")
-        check("rcstore slowlog after the reset: only the reset itself",
-              rc == 0 and len(out.splitlines()) == 1 and " slowlog_reset " in out, out)
+        # Newest first: this command's own hello (the CLI says hello before
+        # each command), then the reset; nothing from before the reset.
+        got = [l.split()[4] for l in out.splitlines()]
+        check("rcstore slowlog after the reset: only this CLI's hello and the reset",
+              rc == 0 and got == ["hello", "slowlog_reset"], out)
         check("rcstore slowlog x: a usage error (2)", cli("slowlog", "x")[0] == 2)
 
     # ---- protocol violations: logged with the peer, rate limited ----
