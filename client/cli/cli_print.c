@@ -278,12 +278,31 @@ static const rcs_value *follower_of(const rcs_value *followers, uint64_t id)
     return NULL;
 }
 
+/* The ROLE column: the answering node knows its own role and which node
+ * leads; another member is a "follower" only in a leader's answer (it is
+ * the leader's follower by definition, and its LAG says whether it keeps
+ * up). Elsewhere all that is known is that it votes: a member that is down
+ * must not look like a healthy follower. */
+static const char *member_role(uint64_t id, uint64_t self_id, const char *self_role,
+                               uint64_t leader_id, int is_voter)
+{
+    if (id == self_id)
+        return self_role;
+    if (id == leader_id)
+        return "leader";
+    if (!is_voter)
+        return "spare";
+    return self_id == leader_id && strcmp(self_role, "leader") == 0 ? "follower" : "voter";
+}
+
 void print_cluster(FILE *f, const rcs_value *v)
 {
     const rcs_value *members = rcs_map_get(v, "members");
     const rcs_value *followers = rcs_map_get(v, "followers");
     uint64_t leader_id = rcs_value_uint(rcs_map_get(v, "leader_id"), 0);
     const rcs_value *ready = rcs_map_get(v, "ready");
+    uint64_t self_id = rcs_value_uint(rcs_map_get(v, "node_id"), 0);
+    const char *self_role = str_or(rcs_map_get(v, "role"), "?");
 
     fprintf(f, "node %" PRIu64 " (%s), term %" PRIu64 ", commit %" PRIu64 ", applied %" PRIu64 "\n",
             rcs_value_uint(rcs_map_get(v, "node_id"), 0), str_or(rcs_map_get(v, "role"), "?"),
@@ -314,9 +333,7 @@ void print_cluster(FILE *f, const rcs_value *v)
             snprintf(lag, sizeof(lag), "%" PRIu64, rcs_value_uint(rcs_map_get(fw, "lag"), 0));
         }
         fprintf(f, "%-6" PRIu64 " %-9s %-22s %-30s %-5s %8s %6s\n", id,
-                id == leader_id ? "leader"
-                : is_voter      ? "follower"
-                                : "spare",
+                member_role(id, self_id, self_role, leader_id, is_voter),
                 str_or(rcs_map_get(m, "raft_address"), "?"),
                 str_or(rcs_map_get(m, "client_address"), "?"), is_voter ? "yes" : "no", match, lag);
     }

@@ -50,9 +50,14 @@ check("cluster status at a follower", rc == 0 and "node 2 (follower)" in out and
       "leader: node 1 at tcp://" + A[0] in out and
       all("tcp://" + a in out for a in A), (rc, out, err))
 rows = [l.split() for l in out.splitlines() if l[:1].isdigit()]
+# A follower knows its own role and the leader; node 3 it knows only as a
+# voter (it may be down: it must not look like a healthy follower).
 check("one row per member, roles", [r[:2] for r in rows] ==
-      [["1", "leader"], ["2", "follower"], ["3", "follower"]], rows)
+      [["1", "leader"], ["2", "follower"], ["3", "voter"]], rows)
 rc, out, err = rcstore("-H", A[0], "cluster", "status")
+rows = [l.split() for l in out.splitlines() if l[:1].isdigit()]
+check("the leader's rows: its followers", [r[:2] for r in rows] ==
+      [["1", "leader"], ["2", "follower"], ["3", "follower"]], rows)
 check("lags on the leader", rc == 0 and any(r[-2:] == ["41", "1"] for r in
                                             (l.split() for l in out.splitlines())), out)
 rc, out, err = rcstore("-H", A[2], "--json", "cluster", "status")
