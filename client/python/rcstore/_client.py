@@ -342,7 +342,21 @@ class _ClientBase(_Api):
 
     _NAME = "rcstore.Client"  # for repr
 
-    def _configure(self, address, ttl, auth, user, tls, client_name, timeout, failover_timeout, resume):
+    def _configure(
+        self,
+        address,
+        *,
+        ttl=None,
+        auth=None,
+        user=None,
+        tls=None,
+        client_name=None,
+        timeout=None,
+        failover_timeout=10.0,
+        resume=None,
+    ):
+        """The options of connect() (docs/python.md), here once for both
+        Clients and both connect()s, which pass them on as given."""
         self._addresses = _wire.parse_addresses(address)
         _wire.hello_params(ttl=ttl, auth=auth, user=user, client_name=client_name)  # checks types
         self._uses_tls = tls is not None or any(a.scheme == "tls" for a in self._addresses)
@@ -477,20 +491,8 @@ class Client(_ClientBase):
     token from another Client's ``resume_token``: take that session over).
     """
 
-    def __init__(
-        self,
-        address=DEFAULT_ADDRESS,
-        *,
-        ttl=None,
-        auth=None,
-        user=None,
-        tls=None,
-        client_name=None,
-        timeout=None,
-        failover_timeout=10.0,
-        resume=None,
-    ):
-        self._configure(address, ttl, auth, user, tls, client_name, timeout, failover_timeout, resume)
+    def __init__(self, address=DEFAULT_ADDRESS, **options):
+        self._configure(address, **options)
         self._lock = threading.RLock()
         self._packer = _wire.request_packer()  # used under the lock only
         # Filled from finalisers and other threads without a lock:
@@ -1271,36 +1273,17 @@ class Pipeline(_Api):
             self._take()  # the block failed: send nothing
 
 
-def connect(
-    address=DEFAULT_ADDRESS,
-    *,
-    ttl=None,
-    auth=None,
-    user=None,
-    tls=None,
-    client_name=None,
-    timeout=None,
-    failover_timeout=10.0,
-    resume=None,
-):
+def connect(address=DEFAULT_ADDRESS, **options):
     """Connect to rcstored and say hello: a ``Client``. address: a
     ``"host:port"``, ``tcp://``, ``tls://`` or ``unix:///path`` URL, or a
     list (or comma-separated str) of them for a cluster. ttl: a lease of
     that many seconds, so a lost connection is re-made and the session
     resumed. auth, user: the login. tls: an ``ssl.SSLContext``, or a dict
     with ``cafile``, ``certfile``, ``keyfile``, ``server_hostname``,
-    ``insecure``; given, every tcp address is dialled with TLS."""
-    return Client(
-        address,
-        ttl=ttl,
-        auth=auth,
-        user=user,
-        tls=tls,
-        client_name=client_name,
-        timeout=timeout,
-        failover_timeout=failover_timeout,
-        resume=resume,
-    )
+    ``insecure``; given, every tcp address is dialled with TLS. The other
+    options are the Client's (client_name, timeout, failover_timeout,
+    resume)."""
+    return Client(address, **options)
 
 
 # Open clients, for the exit flush; weak, so that this keeps none alive.

@@ -40,18 +40,7 @@ _CLOSE_WAIT = 5.0
 _FLUSH_INTERVAL = _client.FLUSH_INTERVAL
 
 
-async def connect(
-    address=_client.DEFAULT_ADDRESS,
-    *,
-    ttl=None,
-    auth=None,
-    user=None,
-    tls=None,
-    client_name=None,
-    timeout=None,
-    failover_timeout=10.0,
-    resume=None,
-):
+async def connect(address=_client.DEFAULT_ADDRESS, **options):
     """Connect and say hello: an asyncio ``Client``. The parameters are
     ``rcstore.connect``'s (docs/python.md): address a ``host:port``,
     ``tcp://``, ``tls://`` or ``unix:///path`` URL or a list of them; ttl a
@@ -61,19 +50,9 @@ async def connect(
     client_name; timeout (seconds a call waits for its reply);
     failover_timeout (seconds a call follows NOT_LEADER); resume (a resume
     token: take that session over)."""
-    c = Client(
-        address,
-        ttl=ttl,
-        auth=auth,
-        user=user,
-        tls=tls,
-        client_name=client_name,
-        timeout=timeout,
-        failover_timeout=failover_timeout,
-        resume=resume,
-    )
+    c = Client(address, **options)
     try:
-        await c._ensure(time.monotonic() + (failover_timeout or 0))
+        await c._ensure(time.monotonic() + (c.failover_timeout or 0))
     except BaseException:
         await c.close()
         raise
@@ -256,20 +235,8 @@ class Client(_client._ClientBase):
 
     _NAME = "rcstore.aio.Client"  # for repr
 
-    def __init__(
-        self,
-        address=_client.DEFAULT_ADDRESS,
-        *,
-        ttl=None,
-        auth=None,
-        user=None,
-        tls=None,
-        client_name=None,
-        timeout=None,
-        failover_timeout=10.0,
-        resume=None,
-    ):
-        self._configure(address, ttl, auth, user, tls, client_name, timeout, failover_timeout, resume)
+    def __init__(self, address=_client.DEFAULT_ADDRESS, **options):
+        self._configure(address, **options)
         self._loop = asyncio.get_running_loop()
         self._lock = asyncio.Lock()  # one (re)connect at a time
         self._packer = _wire.request_packer()  # this loop's only
