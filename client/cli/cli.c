@@ -172,13 +172,15 @@ static int exit_status(int rc)
     return rc == RCS_ETIMEDOUT ? EXIT_TIMEOUT : rc <= RCS_EIO ? EXIT_USAGE : EXIT_SERVER;
 }
 
-/* Report a library error rc with a message; returns its exit status. */
+/* Report a library error rc with a message; returns its exit status. The
+ * human line names the condition by its JSON code, so that one condition
+ * has one name ("rcstore: TIMEOUT: ..." as {"code": "TIMEOUT"}). */
 static int fail(int rc, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static int fail(int rc, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    vreport(json_code(rc), rcs_error_name(rc), fmt, ap);
+    vreport(json_code(rc), json_code(rc), fmt, ap);
     va_end(ap);
     return exit_status(rc);
 }

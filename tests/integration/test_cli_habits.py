@@ -225,6 +225,8 @@ check("shell: TOO_LARGE, and the same connection (session) goes on",
 # ---- exit statuses, --json ----
 rc, out, err = cli("-H", A, "watch", fid, "--timeout", "1")
 check("watch --timeout with no free: exit 3", rc == 3 and "not freed within" in err, (rc, err))
+check("... named TIMEOUT as in JSON (one name per condition)",
+      err.startswith("rcstore: TIMEOUT: object "), err)
 rc, out, err = cli("-H", A, "--json", "watch", fid, "--timeout", "1")
 check("watch --timeout --json: TIMEOUT on stdout, exit 3", rc == 3 and err == "" and
       (js(out) or {}).get("error", {}).get("code") == "TIMEOUT", (rc, out, err))
@@ -363,7 +365,7 @@ if "Connection refused" not in down:  # the ping met the closing connection: onc
     sh.send("ping")
     down = sh.line(sh.err)
 check("... saying it cannot connect, and that the next one tries again",
-      "cannot connect to %s: Connection refused; the next request reconnects" % D in down, down)
+      down.startswith("rcstore: CONNECTION_FAILED: ") and "cannot connect to %s: Connection refused; the next request reconnects" % D in down, down)
 dsrv = serve_at(dport, "--data-dir", path("data"))
 sh.send("stat " + oid)
 note = sh.line(sh.err)
