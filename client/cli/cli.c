@@ -102,6 +102,10 @@ static const struct command commands[];
 
 /* ---- reporting errors ---- */
 
+/* What to give the CLI when a server answers AUTH_REQUIRED (whose own
+ * message is the protocol's: hello {"user": ..., "auth": ...}). */
+#define AUTH_HINT "give --user NAME --auth-file FILE (or RCSTORE_USER and RCSTORE_AUTH_FILE)"
+
 /* --json was given: errors go to stdout as JSON (set once the command line
  * is parsed; a program-wide setting, as stdout is). */
 static int json_errors;
@@ -182,6 +186,8 @@ static int fail(int rc, const char *fmt, ...)
     va_start(ap, fmt);
     vreport(json_code(rc), json_code(rc), fmt, ap);
     va_end(ap);
+    if (rc == RCS_EAUTH_REQUIRED && !json_errors) /* the server's advice is the protocol's */
+        fputs(AUTH_HINT "\n", stderr);
     return exit_status(rc);
 }
 

@@ -154,6 +154,11 @@ asrv, (ahost, aport) = server("--auth-token-file", path("tok"))
 AA = "%s:%d" % (ahost, aport)
 rc, out, err = cli("-H", AA, "create", "x")
 check("auth server: refused without a token", rc == 1 and "AUTH_REQUIRED" in err, (rc, out, err))
+check("... and a line of its own saying what to give", err.endswith(
+    "\ngive --user NAME --auth-file FILE (or RCSTORE_USER and RCSTORE_AUTH_FILE)\n"), err)
+rc, out, err = cli("-H", AA, "--json", "create", "x")
+check("... not with --json (the error on stdout, stderr empty)", rc == 1 and err == "" and
+      (js(out) or {}).get("error", {}).get("code") == "AUTH_REQUIRED", (rc, out, err))
 rc, out, err = cli("-H", AA, "ping")
 check("auth server: ping without a token still answers", (rc, out) == (0, "pong\n"), (rc, err))
 rc, out, err = cli("-H", AA, "-a", "s3cret", "create", "x")
