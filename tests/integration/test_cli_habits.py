@@ -121,7 +121,8 @@ def cli(*args, stdin=None, **extra):
     return p.returncode, p.stdout, p.stderr
 
 
-srv, (host, port) = server("--listen", "unix://" + path("s.sock"), "--max-data-bytes", "1000")
+srv, (host, port) = server("--listen", "unix://" + path("s.sock"), "--max-data-bytes", "1000",
+                           "--slowlog-log-slower-than-us", "0")  # every request in slowlog
 A = "%s:%d" % (host, port)
 
 # ---- redis-cli's flags ----
@@ -264,6 +265,14 @@ rc, out, err = cli("-H", A, "claim", tok if isinstance(tok, str) else "x")
 check("claim takes share --json's base64 token", (rc, out.strip()) == (0, fid), (rc, out, err))
 rc, out, err = cli("-H", A, "claim", "not/a/token")
 check("claim of neither hex nor base64: exit 2", rc == 2 and "share" in err, (rc, out, err))
+
+# ---- slowlog --json: no user is null, as in hello ----
+rc, out, err = cli("-H", A, "--json", "hello")
+check("hello --json: user null where nobody logs in", rc == 0 and
+      "user" in (js(out) or {}) and js(out)["user"] is None, out)
+rc, out, err = cli("-H", A, "--json", "slowlog", "100")
+check("slowlog --json: user null too", rc == 0 and isinstance(js(out), list) and
+      len(js(out)) > 0 and all("user" in e and e["user"] is None for e in js(out)), (rc, out, err))
 
 # ---- the resume token is shown only when asked ----
 sf = path("session")
