@@ -73,7 +73,8 @@ struct cli {
     int use_tls;
     unsigned tls_flags; /* the TLS options given on the command line (TLS_OPT_ bits) */
     char session_path[1024];
-    int in_session; /* resumed the session of session_file */
+    int in_session;         /* resumed the session of session_file */
+    rcs_hello_info resumed; /* what the hello that resumed it said */
     int shell;
     int failover_s;       /* --failover-timeout */
     int retry;            /* the command got NOT_LEADER: run it again */
@@ -929,6 +930,40 @@ static int write_session_file(const char *path, const uint8_t *token, size_t len
     return fclose(f) == 0 ? 0 : -1;
 }
 
+/* session status, one-shot: the session file's session as the hello that
+ * resumed it said (session, resumed, ttl: the lease, which runs again from
+ * this command's exit) and the file's path; the token only with
+ * --show-token (hex for people, base64 in JSON). */
+static int session_status(struct cli *cli, const struct opts *o)
+{
+    const rcs_hello_info *in = &cli->resumed;
+    rcs_value k[5], v[5], m = {.type = RCS_MAP, .via.map = {k, v, 0}};
+    static const char *const names[] = {"session", "resumed", "ttl", "session_file", "token"};
+    for (size_t i = 0; i < 5; i++) {
+        k[i].type = RCS_STR;
+        k[i].via.bytes.ptr = names[i];
+        k[i].via.bytes.len = strlen(names[i]);
+    }
+    v[0].type = RCS_UINT;
+    v[0].via.u = in->session;
+    v[1].type = RCS_BOOL;
+    v[1].via.boolean = in->resumed != 0;
+    v[2].type = RCS_UINT;
+    v[2].via.u = in->ttl;
+    v[3].type = RCS_STR;
+    v[3].via.bytes.ptr = cli->session_path;
+    v[3].via.bytes.len = strlen(cli->session_path);
+    v[4].type = RCS_BIN;
+    v[4].via.bytes.ptr = (const char *)in->token;
+    v[4].via.bytes.len = in->token_len;
+    m.via.map.len = o->show_token ? 5 : 4;
+    if (o->json)
+        print_json(stdout, &m);
+    else
+        print_map_hex(stdout, &m, "token");
+    return EXIT_OK;
+}
+
 /* session start|end|status: a lease shared by consecutive invocations. */
 static int cmd_session(struct cli *cli, const struct opts *o, int argc, char **argv)
 {
@@ -963,7 +998,7 @@ static int cmd_session(struct cli *cli, const struct opts *o, int argc, char **a
         return EXIT_OK;
     }
     if (strcmp(argv[0], "status") == 0)
-        return hello_cmd(cli, o, NULL);
+        return session_status(cli, o);
     return usage_error("session start [--ttl DURATION] | end | status [--show-token]");
 }
 
@@ -995,8 +1030,10 @@ static int resume_session(struct cli *cli, const char *command)
         rcs_hello_opts ho = {.resume = tok, .resume_len = n, .client = CLIENT_NAME};
         rcs_hello_info info;
         rc = n ? rcs_hello_with(cli->c, &ho, &info) : RCS_ESESSION_EXPIRED;
-        if (rc == 0)
+        if (rc == 0) {
             cli->session = info.session;
+            cli->resumed = info;
+        }
     }
     if (rc == RCS_ESESSION_EXPIRED) {
         report("SESSION_EXPIRED",

@@ -276,9 +276,20 @@ check("slowlog --json: user null too", rc == 0 and isinstance(js(out), list) and
 
 # ---- the resume token is shown only when asked ----
 sf = path("session")
-rc, out, err = cli("-H", A, "session", "start", "--ttl", "60", RCSTORE_SESSION_FILE=sf)
+rc, out, err = cli("-H", A, "session", "start", "--ttl", "5m", RCSTORE_SESSION_FILE=sf)
+started = re.match(r"session (\d+) started", out)
 with open(sf) as f:
     token = f.read().strip()
+# session status: the session just resumed, as a user wants to see it.
+rc, out, err = cli("-H", A, "session", "status", RCSTORE_SESSION_FILE=sf)
+check("session status: the session started, resumed, its lease, the file",
+      rc == 0 and started and re.search(r"^session: +%s$" % started.group(1), out, re.M) and
+      re.search(r"^resumed: +true$", out, re.M) and re.search(r"^ttl: +300$", out, re.M) and
+      re.search(r'^session_file: +"%s"$' % re.escape(sf), out, re.M), (rc, out, err))
+rc, out, err = cli("-H", A, "--json", "session", "status", RCSTORE_SESSION_FILE=sf)
+check("session status --json: the same",
+      rc == 0 and started and js(out) == {"session": int(started.group(1)), "resumed": True,
+                                          "ttl": 300, "session_file": sf}, (rc, out, err))
 rc, out, err = cli("-H", A, "session", "status", RCSTORE_SESSION_FILE=sf)
 check("session status: no token", rc == 0 and "session:" in out and token not in out and
       not re.search(r"^token:", out, re.M), (rc, out))
