@@ -83,6 +83,13 @@ struct cli {
     uint64_t session;     /* the session the shell last saw (0: none yet) */
     uint64_t reconnects;  /* rcs_reconnects when it did */
     const char *histfile; /* the shell's history file, or NULL for none */
+    /* The shell: connected says the last try reached the server (the prompt
+     * is "not connected> " otherwise, as redis-cli's); greeted that the
+     * start-up hello (resume_session, greet) was sent, which a shell
+     * started while the server was down sends at its first connection,
+     * with start_ttl (--ttl). */
+    int connected, greeted;
+    uint32_t start_ttl;
 };
 
 /* The command line's TLS options, for the warning that a plaintext address
@@ -1748,8 +1755,17 @@ static int shell_ready(struct cli *cli)
         lost = 1;
         rc = rcs_ping(cli->c);
     }
+    cli->connected = rc >= 0 || (rc != RCS_ECONNECT && rc != RCS_EIO);
     if (rc < 0)
         return call_failed(cli, rc);
+    if (!cli->greeted) { /* the server was down when the shell started */
+        cli->greeted = 1;
+        cli->reconnects = rcs_reconnects(cli->c);
+        if ((rc = resume_session(cli, NULL)) != 0 || (rc = greet(cli, cli->start_ttl)) != 0)
+            return rc;
+        fprintf(stderr, "connected to %s\n", rcs_address(cli->c));
+        return 0;
+    }
     if (rcs_reconnects(cli->c) == cli->reconnects && !lost)
         return 0;
     cli->reconnects = rcs_reconnects(cli->c);
@@ -1780,7 +1796,8 @@ static int shell(struct cli *cli)
 
     cli->shell = 1;
     cli->reconnects = rcs_reconnects(cli->c);
-    snprintf(prompt, sizeof(prompt), "%s> ", rcs_address(cli->c));
+    snprintf(prompt, sizeof(prompt), "%s> ",
+             cli->connected ? rcs_address(cli->c) : "not connected");
     if (isatty(STDIN_FILENO)) {
         history_open(cli);
         printf("rcstore %s: one session for this whole shell. 'help' lists commands, "
@@ -1807,7 +1824,8 @@ static int shell(struct cli *cli)
         show_notifications(cli);
         fflush(stdout);
         /* The prompt names the node in use: it changes when a leader does. */
-        snprintf(prompt, sizeof(prompt), "%s> ", rcs_address(cli->c));
+        snprintf(prompt, sizeof(prompt), "%s> ",
+                 cli->connected ? rcs_address(cli->c) : "not connected");
     }
     return status;
 }
@@ -1876,7 +1894,14 @@ int main(int argc, char **argv)
     } else {
         rc = rcs_open(cli.address, &cli.c);
     }
-    if (rc < 0) {
+    cli.shell = npos == 0; /* a shell's messages keep "the next request reconnects" */
+    cli.connected = rc == 0;
+    cli.start_ttl = (uint32_t)ttl;
+    if (rc < 0 && cli.shell && cli.c && (rc == RCS_ECONNECT || rc == RCS_EIO)) {
+        /* The shell opens anyway, as redis-cli's "not connected>": each
+         * command tries to connect first (shell_ready). */
+        connect_failed(rc, "%s", last_error(&cli));
+    } else if (rc < 0) {
         if (cli.c)
             status = connect_failed(rc, "%s", last_error(&cli));
         else
@@ -1895,10 +1920,10 @@ int main(int argc, char **argv)
     else
         snprintf(cli.session_path, sizeof(cli.session_path), "%s/.rcstore_session",
                  getenv("HOME") ? getenv("HOME") : ".");
-    cli.shell = npos == 0; /* a shell's messages keep "the next request reconnects" */
+    cli.greeted = cli.connected;
     if ((status = authenticate(&cli)) != 0 ||
-        (status = resume_session(&cli, npos > 0 ? pos[0] : NULL)) != 0 ||
-        (status = greet(&cli, (uint32_t)ttl)) != 0) {
+        (cli.greeted && ((status = resume_session(&cli, npos > 0 ? pos[0] : NULL)) != 0 ||
+                         (status = greet(&cli, (uint32_t)ttl)) != 0))) {
         rcs_close(cli.c);
         return status;
     }

@@ -500,4 +500,31 @@ os.write(t.m, b"\x1b[A")  # up arrow: the last command of the killed shell
 check("a new shell reads that history", t.wait_for(b"hist-probe"), t.buf)
 t.kill()
 
+# ---- a shell started while the server is down: "not connected>" ----
+# A free port (the kernel's), nobody listening on it yet.
+ps = socket.socket()
+ps.bind(("127.0.0.1", 0))
+nport = ps.getsockname()[1]
+ps.close()
+rc, out, err = cli("-p", str(nport), "ping")
+check("one-shot with the server down: still exit 2", rc == 2, (rc, out, err))
+t = Pty("-p", str(nport), "--ttl", "60")
+check("the shell opens with the server down, prompt 'not connected>'",
+      t.wait_for(b"not connected> "), t.buf)
+t.buf = b""
+os.write(t.m, b"ping\r")
+check("... a command then fails saying it cannot connect, the prompt unchanged",
+      t.wait_for(rb"cannot connect to .*Connection refused.*\r\nnot connected> "), t.buf)
+nsrv = serve_at(nport)
+t.buf = b""
+os.write(t.m, b"create up\r")
+check("server up: the next command connects and runs, the prompt names the server",
+      t.wait_for(rb"\r\n\d+\r\n127\.0\.0\.1:%d> " % nport), t.buf)
+t.buf = b""
+os.write(t.m, b"session status\r")
+check("... with the start-up hello sent then (--ttl's lease)",
+      t.wait_for(rb"ttl: +60\r\n"), t.buf)
+t.kill()
+stop(nsrv)
+
 sys.exit(1 if check.failures else 0)
