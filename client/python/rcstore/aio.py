@@ -19,7 +19,7 @@ import ssl
 import time
 
 from . import _client, _wire
-from ._client import PAGE, _as_pairs, _id, _tls_context
+from ._client import PAGE, _as_pairs, _id
 from .errors import ConnectionFailed, Error, NotFound, NotHeld, NotLeader, QuotaExceeded, SessionBusy
 from .errors import SessionExpired, Timeout
 
@@ -40,18 +40,7 @@ _CLOSE_WAIT = 5.0
 _FLUSH_INTERVAL = _client.FLUSH_INTERVAL
 
 
-async def connect(
-    address=_client.DEFAULT_ADDRESS,
-    *,
-    ttl=None,
-    auth=None,
-    user=None,
-    tls=None,
-    client_name=None,
-    timeout=None,
-    failover_timeout=10.0,
-    resume=None,
-):
+async def connect(address=_client.DEFAULT_ADDRESS, **options):
     """Connect and say hello: an asyncio ``Client``. The parameters are
     ``rcstore.connect``'s (docs/python.md): address a ``host:port``,
     ``tcp://``, ``tls://`` or ``unix:///path`` URL or a list of them; ttl a
@@ -61,19 +50,9 @@ async def connect(
     client_name; timeout (seconds a call waits for its reply);
     failover_timeout (seconds a call follows NOT_LEADER); resume (a resume
     token: take that session over)."""
-    c = Client(
-        address,
-        ttl=ttl,
-        auth=auth,
-        user=user,
-        tls=tls,
-        client_name=client_name,
-        timeout=timeout,
-        failover_timeout=failover_timeout,
-        resume=resume,
-    )
+    c = Client(address, **options)
     try:
-        await c._ensure(time.monotonic() + (failover_timeout or 0))
+        await c._ensure(time.monotonic() + (c.failover_timeout or 0))
     except BaseException:
         await c.close()
         raise
@@ -246,7 +225,7 @@ class _Notifications:
         return item
 
 
-class Client(_client._Api):
+class Client(_client._ClientBase):
     """An rcstore client for asyncio; made by ``await rcstore.aio.connect()``.
     Every method of the blocking Client is here, as a coroutine with the
     same parameters and results; ``async with`` closes it. The attributes
@@ -254,38 +233,11 @@ class Client(_client._Api):
     ``server_info``, ``limits``, ``closed``, ``reconnects``, ``timeout``,
     ``failover_timeout``."""
 
-    def __init__(
-        self,
-        address=_client.DEFAULT_ADDRESS,
-        *,
-        ttl=None,
-        auth=None,
-        user=None,
-        tls=None,
-        client_name=None,
-        timeout=None,
-        failover_timeout=10.0,
-        resume=None,
-    ):
-        self._addresses = _wire.parse_addresses(address)
-        _wire.hello_params(ttl=ttl, auth=auth, user=user, client_name=client_name)  # checks types
-        self._uses_tls = tls is not None or any(a.scheme == "tls" for a in self._addresses)
-        self._tls_ctx, self._tls_hostname = _tls_context(tls) if self._uses_tls else (None, None)
-        self._force_tls = tls is not None
-        self._ttl = ttl if ttl else None
-        self._auth = auth
-        self._user = user
-        self._client_name = client_name
-        self.timeout = timeout
-        self.failover_timeout = failover_timeout
-        self._token = bytes(resume) if resume is not None else None
+    _NAME = "rcstore.aio.Client"  # for repr
+
+    def __init__(self, address=_client.DEFAULT_ADDRESS, **options):
+        self._configure(address, **options)
         self._loop = asyncio.get_running_loop()
-        self._conn = None
-        self._next = 0  # index in _addresses of the next address to try
-        self._closed = False
-        self._epoch = 0  # which session Refs belong to; +1 per new session
-        self._hello = {}
-        self.reconnects = 0
         self._lock = asyncio.Lock()  # one (re)connect at a time
         self._packer = _wire.request_packer()  # this loop's only
         self._notes = asyncio.Queue()  # (method, params); None once closed
@@ -293,39 +245,7 @@ class Client(_client._Api):
         # Ref.__del__ (a deque append, safe from any thread or finaliser),
         # sent as decrefs before the next request, on this loop.
         self._pending = collections.deque()
-        self._watched = set()
         self._flusher = self._loop.call_later(_FLUSH_INTERVAL, self._flush_tick)
-
-    # ---- what the user may read ----
-    @property
-    def address(self):
-        """The URL of the server in use (None while disconnected)."""
-        c = self._conn
-        return str(c.address) if c else None
-
-    @property
-    def session(self):
-        return self._hello.get("session")
-
-    @property
-    def resume_token(self):
-        return self._token
-
-    @property
-    def server_info(self):
-        return dict(self._hello)
-
-    @property
-    def limits(self):
-        return dict(self._hello.get("limits") or {})
-
-    @property
-    def closed(self):
-        return self._closed
-
-    def __repr__(self):
-        state = "closed" if self._closed else (self.address or "disconnected")
-        return f"<rcstore.aio.Client {state} session={self.session}>"
 
     async def __aenter__(self):
         return self
@@ -352,22 +272,12 @@ class Client(_client._Api):
     def _make_ref(self, id, epoch):
         return Ref(self, id, epoch)
 
-    _check_data = _client.Client._check_data
-
     async def hello(self, ttl=None, auth=None, user=None, resume=None, client_name=None):
         """The blocking Client's hello: sent again with these options, which
         are kept and replayed after a reconnect. Returns hello's result."""
         params = _wire.hello_params(ttl=ttl, auth=auth, user=user, resume=resume, client_name=client_name)
         result, _ = await self._call("hello", params)
-        if auth is not None:
-            self._auth, self._user = auth, user
-        if client_name is not None:
-            self._client_name = client_name
-        if ttl is not None:
-            self._ttl = ttl or None
-        if resume is not None and result.get("resumed"):
-            self._epoch += 1  # another session: the Refs made so far are not its
-        self._took_hello(result)
+        self._keep_hello(result, ttl, auth, user, resume, client_name)
         return result
 
     async def names(self, prefix="", limit=None):
@@ -454,10 +364,6 @@ class Client(_client._Api):
         if self._pending and conn is not None and conn.usable:
             self._send_releases(conn)
         self._flusher = self._loop.call_later(_FLUSH_INTERVAL, self._flush_tick)
-
-    def _check_open(self):
-        if self._closed:
-            raise ConnectionFailed("the client is closed")
 
     async def _wait(self, fut, timeout=None):
         timeout = self.timeout if timeout is None else timeout
@@ -560,15 +466,7 @@ class Client(_client._Api):
         if self._conn is conn:
             self._conn = None
         if leader:
-            try:
-                [a] = _wire.parse_addresses(leader)
-            except ValueError:
-                return conn
-            if self._uses_tls and a.scheme == "tcp":
-                a = _wire.Address("tls", a.host, a.port)  # never from TLS into plaintext
-            if a not in self._addresses:
-                self._addresses.append(a)
-            self._next = self._addresses.index(a)
+            self._aim_at(leader)
         else:
             self._next = (self._next + 1) % len(self._addresses)
         return conn
@@ -659,30 +557,16 @@ class Client(_client._Api):
                 raise
 
     async def _replay_hello(self, conn, limit):
-        resume = self._token if self._ttl or self._token else None
-        params = _wire.hello_params(
-            ttl=self._ttl, auth=self._auth, user=self._user, resume=resume, client_name=self._client_name
-        )
+        resume, params = self._replay_params()
         # hello is part of connecting: a node that takes the connection but
         # never answers is given up like one that refuses it.
         wait = self.timeout if self.timeout is not None else limit
         (r,), failed = await self._wait(conn.send((("hello", params),)), wait)
         if failed and isinstance(r, SessionExpired) and resume is not None:
-            # The holds are gone: say so to the call that needed them, and
-            # start a new session at the next one (never silently now).
-            self._token = None
-            self._epoch += 1
-            raise SessionExpired(r.message + " (the session's holds are gone; the next call starts a new session)")
+            raise self._replay_expired(r)
         if failed:
             raise r
-        first = not self._hello
-        if not r.get("resumed") and not first:
-            self._epoch += 1  # a new session: the old one's Refs own nothing
-        self._took_hello(r)
-        if not first:
-            self.reconnects += 1
-
-    _took_hello = _client.Client._took_hello
+        self._replayed(r)
 
     async def _rewatch(self, conn):
         """Watches belong to a connection: ask again for each after a

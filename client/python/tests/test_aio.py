@@ -33,6 +33,12 @@ def run(fn):
     return wrapper
 
 
+async def assert_gone(c, id):
+    """The object is freed: its last hold was given back."""
+    with pytest.raises(rcstore.NotFound):
+        await c.stat(id)
+
+
 @run
 async def test_connect_unix_and_tcp(server):
     for address in (server.address, server.unix_address, server.address.replace("tcp://", "")):
@@ -157,16 +163,14 @@ async def test_ref_lifetime(server):
         rid = r.id
         assert (await c.stat(rid))["holds"] == 1
         del r
-        with pytest.raises(rcstore.NotFound):
-            await c.stat(rid)
+        await assert_gone(c, rid)
         # async with releases at the block's end; release is idempotent.
         async with await c.new(b"s", refs=[]) as s:
             sid = s.id
             assert (await s.get())["data"] == b"s"
         assert not s.held
         await s.release()
-        with pytest.raises(rcstore.NotFound):
-            await c.stat(sid)
+        await assert_gone(c, sid)
         # Ref methods; refs may name Refs; ref() takes one more hold.
         a = await c.new(b"a")
         b = await c.new(b"b", refs=[a])
@@ -198,8 +202,7 @@ async def test_ref_lifetime(server):
             gc.enable()
         await c.ping()
         for i in ids:
-            with pytest.raises(rcstore.NotFound):
-                await c.stat(i)
+            await assert_gone(c, i)
         # close() sends what is queued before it closes.
         async with await aio.connect(server.address, ttl=60) as c2:
             x = await c2.claim(token)
@@ -235,8 +238,7 @@ async def test_ref_freed_from_another_thread(server):
         box = [r]
         del r
         await asyncio.to_thread(box.clear)
-        with pytest.raises(rcstore.NotFound):
-            await c.stat(rid)
+        await assert_gone(c, rid)
 
 
 @run
@@ -334,8 +336,7 @@ async def test_resume_across_restart(server):
         rid = r.id
         del r
         await c.ping()
-        with pytest.raises(rcstore.NotFound):
-            await c.stat(rid)
+        await assert_gone(c, rid)
 
 
 @run
@@ -345,8 +346,7 @@ async def test_no_lease_means_a_new_session(server):
         await asyncio.to_thread(server.restart)
         assert await c.ping() == "pong" and c.reconnects == 1
         assert c.server_info["resumed"] is False
-        with pytest.raises(rcstore.NotFound):
-            await c.stat(r)  # its only hold went with the old session
+        await assert_gone(c, r)  # its only hold went with the old session
         await r.release()  # owns nothing now: sends nothing, raises nothing
         assert await c.ping() == "pong"
 
@@ -557,5 +557,4 @@ async def test_cluster_follows_the_leader_and_resumes_after_a_failover(three):
         assert c.address == new.url and c.session == session and c.reconnects >= 1
         assert (await c.stat(r))["holds"] == 1 and r.held
         await r.release()  # its only hold: freed, on the new leader
-        with pytest.raises(rcstore.NotFound):
-            await c.stat(r.id)
+        await assert_gone(c, r.id)
