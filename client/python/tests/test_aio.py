@@ -558,3 +558,14 @@ async def test_cluster_follows_the_leader_and_resumes_after_a_failover(three):
         assert (await c.stat(r))["holds"] == 1 and r.held
         await r.release()  # its only hold: freed, on the new leader
         await assert_gone(c, r.id)
+
+
+@run
+async def test_pipeline_queueing_returns_none(server):
+    # As the blocking Pipeline's: every queueing method returns None.
+    async with await aio.connect(server.address) as c:
+        root = await c.new(b"root")
+        async with c.pipeline() as p:
+            queued = [p.new(b"x"), p.create(b"y"), p.incref(root), p.ref(root.id), p.ping()]
+        assert queued == [None] * 5
+        assert isinstance(p.results[0], aio.Ref)

@@ -218,3 +218,14 @@ def test_connection_failed_and_timeout(server):
         assert isinstance(e, TimeoutError)
     finally:
         ls.close()
+
+
+def test_pipeline_queueing_returns_none(server):
+    # docs/python.md: a Pipeline's queueing methods return None (p.new used
+    # to return the call's index); the Ref is in p.results.
+    with rcstore.connect(server.address) as c:
+        root = c.new(b"root")
+        with c.pipeline() as p:
+            queued = [p.new(b"x"), p.create(b"y"), p.incref(root), p.ref(root.id), p.ping(), p.watch(root)]
+        assert queued == [None] * 6
+        assert isinstance(p.results[0], rcstore.Ref) and isinstance(p.results[3], rcstore.Ref)
