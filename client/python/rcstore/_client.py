@@ -376,6 +376,12 @@ class _ClientBase(_Api):
         self._hello = {}
         self.reconnects = 0
         self._watched = set()
+        # A client belongs to the process that made it: in a child of
+        # os.fork() it never touches the socket it shares with the parent
+        # (_after_fork_in_child sets _forked).
+        self._pid = os.getpid()
+        self._forked = False
+        _all_clients.add(self)
 
     # ---- what the user may read ----
     @property
@@ -419,8 +425,22 @@ class _ClientBase(_Api):
         return data
 
     def _check_open(self):
+        if self._forked:
+            raise ConnectionFailed(
+                f"this client was made in process {self._pid}; a child process "
+                f"(this is {os.getpid()}) must connect its own client"
+            )
         if self._closed:
             raise ConnectionFailed("the client is closed")
+
+    def _inherit(self):
+        """In a child of os.fork(), right after it: this client is the
+        parent's. The releases queued so far are dropped (the holds are the
+        parent's), and from now on nothing is queued or sent: every call
+        raises ConnectionFailed, close() only closes this process's copy
+        of the file descriptors."""
+        self._forked = True
+        self._pending.clear()
 
     # ---- hello's and NOT_LEADER's state, without I/O ----
     def _keep_hello(self, result, ttl, auth, user, resume, client_name):
@@ -611,6 +631,12 @@ class Client(_ClientBase):
         with self._lock:
             if self._closed:
                 return
+            if self._forked:
+                # The parent's connection: close this process's copy of the
+                # fd (never shutdown(), never a byte sent, no wake-up).
+                self._closed = True
+                self._drop_conn()
+                return
             try:
                 if self._pending and self._conn is not None:
                     self._run([], follow=False, reconnect=False)
@@ -627,6 +653,12 @@ class Client(_ClientBase):
         for s in (getattr(self, "_wake_r", None), getattr(self, "_wake_w", None)):
             if s is not None:
                 s.close()
+
+    def _inherit(self):
+        super()._inherit()
+        # The lock may have been held by another thread of the parent at
+        # the fork: the child's copy would never be released.
+        self._lock = threading.RLock()
 
     # ---- the machinery ----
     def _drop_conn(self):
@@ -1052,7 +1084,7 @@ class Client(_ClientBase):
         if not self._lock.acquire(blocking=False):
             return
         try:
-            if self._pending and not self._closed and self._conn is not None:
+            if self._pending and not self._closed and not self._forked and self._conn is not None:
                 try:
                     self._run([], follow=False, reconnect=False)
                 except Exception:
@@ -1067,7 +1099,7 @@ class Client(_ClientBase):
         if not self._lock.acquire(blocking=False):
             return
         try:
-            if self._closed:
+            if self._closed or self._forked:
                 return
             if self._conn is not None and self._pending:
                 self.timeout = 2.0 if self.timeout is None else min(self.timeout, 2.0)
@@ -1174,7 +1206,9 @@ class Ref:
         try:
             if not self._released:
                 self._released = True
-                self._client._pending.append((self._id, self._epoch))
+                c = self._client
+                if not c._forked:  # a child of fork: the parent's hold
+                    c._pending.append((self._id, self._epoch))
         except AttributeError:
             pass  # __init__ did not finish
 
@@ -1290,6 +1324,25 @@ def connect(address=DEFAULT_ADDRESS, **options):
 _open_clients = weakref.WeakSet()
 _flusher = None
 _flusher_lock = threading.Lock()
+# Every client made in this process, blocking or asyncio (weak), for
+# _after_fork_in_child.
+_all_clients = weakref.WeakSet()
+
+
+def _after_fork_in_child():
+    """os.fork()'s child: every client is its parent's. None is flushed at
+    exit or by a flusher, none sends again (Client._inherit); the
+    flusher's state starts afresh (its thread is not in the child, and its
+    lock may have been held at the fork)."""
+    global _flusher, _flusher_lock
+    _flusher = None
+    _flusher_lock = threading.Lock()
+    _open_clients.clear()
+    for c in list(_all_clients):
+        c._inherit()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _flush_loop():

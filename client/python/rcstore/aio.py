@@ -341,6 +341,12 @@ class Client(_client._ClientBase):
         if self._closed:
             return
         self._closed = True
+        if self._forked:
+            # The parent's connection and event loop (the epoll set is
+            # shared): touch neither; the fd copy goes with the transport.
+            self._conn = None
+            self._notes.put_nowait(None)
+            return
         self._flusher.cancel()
         conn, self._conn = self._conn, None
         if conn is not None and conn.usable:
@@ -358,7 +364,7 @@ class Client(_client._ClientBase):
         """The loop's timer: send the releases of Refs freed in an idle
         client (never from a finaliser, never reconnecting: a client with
         no connection sends them at its next call)."""
-        if self._closed:
+        if self._closed or self._forked:
             return
         conn = self._conn
         if self._pending and conn is not None and conn.usable:
@@ -583,6 +589,8 @@ class Client(_client._ClientBase):
     async def _release(self, ref):
         """Ref.release(): decref now (NOT_HELD/NOT_FOUND: gone either way;
         a lost connection: queued for the next call)."""
+        if self._forked:
+            self._check_open()  # raises: the parent's hold
         if ref._released:
             return
         ref._released = True
