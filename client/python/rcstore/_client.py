@@ -992,7 +992,7 @@ class Client(_ClientBase):
             sock.settimeout(self.timeout)
             self._conn = _Conn(sock, a, tls)
             try:
-                self._replay_hello()
+                self._replay_hello(timeout)
                 return
             except (NotLeader, SessionBusy) as e:
                 self._drop_conn()
@@ -1016,9 +1016,23 @@ class Client(_ClientBase):
                 self._drop_conn()
                 raise
 
-    def _replay_hello(self):
+    def _replay_hello(self, limit):
         resume, params = self._replay_params()
-        [(err, result)] = self._exchange([("hello", params)])
+        # hello is part of connecting: a node that takes the connection but
+        # never answers is given up after the connect limit (for the next
+        # address), like one that refuses it, whatever self.timeout is.
+        timeout = self.timeout
+        self.timeout = limit if timeout is None else min(timeout, limit)
+        try:
+            self._conn.sock.settimeout(self.timeout)
+            [(err, result)] = self._exchange([("hello", params)])
+        finally:
+            self.timeout = timeout
+            if self._conn is not None:
+                try:
+                    self._conn.sock.settimeout(timeout)
+                except OSError:
+                    pass
         if isinstance(err, SessionExpired) and resume is not None:
             self._drop_conn()
             raise self._replay_expired(err)

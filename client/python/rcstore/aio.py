@@ -566,7 +566,7 @@ class Client(_client._ClientBase):
         resume, params = self._replay_params()
         # hello is part of connecting: a node that takes the connection but
         # never answers is given up like one that refuses it.
-        wait = self.timeout if self.timeout is not None else limit
+        wait = limit if self.timeout is None else min(self.timeout, limit)
         (r,), failed = await self._wait(conn.send((("hello", params),)), wait)
         if failed and isinstance(r, SessionExpired) and resume is not None:
             raise self._replay_expired(r)

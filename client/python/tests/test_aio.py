@@ -569,3 +569,24 @@ async def test_pipeline_queueing_returns_none(server):
             queued = [p.new(b"x"), p.create(b"y"), p.incref(root), p.ref(root.id), p.ping()]
         assert queued == [None] * 5
         assert isinstance(p.results[0], aio.Ref)
+
+
+@run
+async def test_connect_to_a_silent_node_gives_up_after_the_connect_limit(server):
+    # A node that takes the connection and never answers (a SIGSTOPped
+    # rcstored): hello is under the connect limit, with timeout=None too.
+    # wait_for is a hang guard, not a measurement.
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(16)
+    address = "tcp://127.0.0.1:%d" % silent.getsockname()[1]
+    try:
+        with pytest.raises((rcstore.Timeout, rcstore.ConnectionFailed)):
+            await asyncio.wait_for(aio.connect(address), 60)
+        # A list, and a call timeout far longer than the connect limit:
+        # the silent node is skipped for the next address all the same.
+        c = await asyncio.wait_for(aio.connect([address, server.address], timeout=3600), 60)
+        assert c.address == server.address and await c.ping() == "pong"
+        await c.close()
+    finally:
+        silent.close()
