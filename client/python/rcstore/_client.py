@@ -1055,6 +1055,8 @@ class Client(_ClientBase):
 
     def _next_note(self, timeout):
         deadline = None if timeout is None else time.monotonic() + timeout
+        lost = None  # with a lease: how long reconnecting may go on
+        backoff = BACKOFF_FIRST
         while True:
             try:
                 return self._notes.popleft()
@@ -1064,12 +1066,30 @@ class Client(_ClientBase):
                 self._check_open()
                 if self._conn is None or not self._alive():  # reads what waits
                     self._drop_conn()
-                    self._run([], follow=True)  # reconnect (and watch again)
-                    continue
-                if self._notes:
-                    continue
-                c = self._conn
-                self._waiters += 1
+                    try:
+                        self._run([], follow=True)  # reconnect (and watch again)
+                        lost, backoff = None, BACKOFF_FIRST
+                        continue
+                    except ConnectionFailed:
+                        # A lease: the server may be restarting; go on
+                        # trying for failover_timeout, as aio does.
+                        if not self._ttl:
+                            raise
+                        lost = lost or time.monotonic() + (self.failover_timeout or 0)
+                        if time.monotonic() >= lost:
+                            raise
+                        c = None
+                else:
+                    if self._notes:
+                        continue
+                    lost, c = None, self._conn
+                    self._waiters += 1
+            if c is None:  # reconnecting with a lease: wait a little, outside the lock
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise Timeout(f"no notification within {timeout} s")
+                time.sleep(backoff if deadline is None else min(backoff, max(0.0, deadline - time.monotonic())))
+                backoff = min(backoff * 2, BACKOFF_MAX)
+                continue
             try:
                 left = None if deadline is None else deadline - time.monotonic()
                 if left is not None and left <= 0:

@@ -212,6 +212,10 @@ class _Notifications:
         c = self._client
         if c._closed and c._notes.empty():
             raise StopAsyncIteration
+        c._check_open()
+        if c._notes.empty() and (c._conn is None or not c._conn.usable):
+            c._recover_for_notes()  # nothing would ever come on a lost connection
+        c._note_waiters += 1
         try:
             if self._timeout is None:
                 item = await c._notes.get()
@@ -219,9 +223,13 @@ class _Notifications:
                 item = await asyncio.wait_for(c._notes.get(), self._timeout)
         except asyncio.TimeoutError:
             raise Timeout(f"no notification within {self._timeout} s") from None
+        finally:
+            c._note_waiters -= 1
         if item is None:  # close()'s mark: leave it for the other iterators
             c._notes.put_nowait(None)
             raise StopAsyncIteration
+        if isinstance(item, Error):  # the connection was lost for good
+            raise item
         return item
 
 
@@ -246,6 +254,8 @@ class Client(_client._ClientBase):
         # sent as decrefs before the next request, on this loop.
         self._pending = collections.deque()
         self._flusher = self._loop.call_later(_FLUSH_INTERVAL, self._flush_tick)
+        self._note_waiters = 0  # notifications() consumers waiting now
+        self._recovering = None  # the task of _recover_for_notes
 
     async def __aenter__(self):
         return self
@@ -341,6 +351,8 @@ class Client(_client._ClientBase):
         if self._closed:
             return
         self._closed = True
+        if self._recovering is not None:
+            self._recovering.cancel()
         if self._forked:
             # The parent's connection and event loop (the epoll set is
             # shared): touch neither; the fd copy goes with the transport.
@@ -480,6 +492,34 @@ class Client(_client._ClientBase):
     def _conn_lost(self, conn):
         if conn is self._conn:
             self._conn = None
+            if self._note_waiters and not self._closed and not self._forked:
+                self._recover_for_notes()
+
+    def _recover_for_notes(self):
+        """The connection is lost while notifications() waits: with a lease,
+        connect again by itself (the session resumed, the watches remade)
+        so that the wait goes on; without one, or when no address answers
+        within failover_timeout, end the wait with ConnectionFailed, as the
+        blocking client's next() does."""
+        if self._recovering is None or self._recovering.done():
+            self._recovering = self._loop.create_task(self._recover())
+
+    async def _recover(self):
+        if not self._ttl:
+            self._notes.put_nowait(ConnectionFailed("the connection was lost (no lease: nothing to resume)"))
+            return
+        deadline = time.monotonic() + (self.failover_timeout or 0)
+        backoff = _BACKOFF_FIRST
+        while not self._closed:
+            try:
+                await self._ensure(deadline)
+                return
+            except Error as e:
+                if isinstance(e, SessionExpired) or time.monotonic() >= deadline:
+                    self._notes.put_nowait(e if isinstance(e, ConnectionFailed) else ConnectionFailed(str(e)))
+                    return
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, _BACKOFF_MAX)
 
     def _on_note(self, method, params):
         if method == "freed" and params:

@@ -590,3 +590,39 @@ async def test_connect_to_a_silent_node_gives_up_after_the_connect_limit(server)
         await c.close()
     finally:
         silent.close()
+
+
+@run
+async def test_notifications_after_a_kill(server):
+    # A notifications() consumer waiting when the server is killed: without
+    # a lease the wait ends with ConnectionFailed (as the blocking
+    # client's next()); with one the client reconnects by itself (the
+    # session resumed, the watch remade) and the wait goes on. The
+    # wait_fors are hang guards.
+    async with await aio.connect(server.address) as d:
+        x = await d.create(b"watched")
+        await d.bind("aio/watched", x)
+        await d.decref(x)  # kept by its name only
+    plain = await aio.connect(server.address)
+    leased = await aio.connect(server.address, ttl=60, failover_timeout=60)
+    await plain.watch(x)
+    await leased.watch(x)
+
+    async def first(c):
+        async for note in c.notifications():
+            return note
+
+    lost = asyncio.ensure_future(first(plain))
+    resumed = asyncio.ensure_future(first(leased))
+    await asyncio.sleep(0)  # both consumers waiting
+    await asyncio.to_thread(server.kill)
+    with pytest.raises(rcstore.ConnectionFailed):
+        await asyncio.wait_for(lost, 60)
+    await asyncio.to_thread(server.start)
+    async with await aio.connect(server.address) as e:
+        await e.unbind("aio/watched")
+    method, params = await asyncio.wait_for(resumed, 60)
+    assert method == "freed" and params[0] == x
+    assert await leased.ping() == "pong"
+    await leased.close()
+    await plain.close()
