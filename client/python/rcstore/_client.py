@@ -552,6 +552,12 @@ class Client(_ClientBase):
             elif method == "release_all" and epoch == epoch_before:
                 # Every hold is gone: the session's Refs own nothing now.
                 self._epoch += 1
+            elif method == "cluster_transfer":
+                # This node is no longer the leader and restarts itself,
+                # closing its connections: leave it now, so that the next
+                # call connects (and follows NOT_LEADER) rather than dying
+                # with the old connection.
+                self._move(None)
             return convert(self, result, epoch) if convert else result
 
     def _make_ref(self, id, epoch):

@@ -277,6 +277,10 @@ class Client(_client._ClientBase):
             self._watched.add(params[0])
         elif method == "release_all" and epoch == epoch_before:
             self._epoch += 1  # every hold is gone: the session's Refs own nothing
+        elif method == "cluster_transfer" and self._conn is not None:
+            # The old leader restarts itself (its connections close): leave
+            # it now; the next call connects and follows NOT_LEADER.
+            self._move(self._conn, None)
         return convert(self, result, epoch) if convert else result
 
     def _make_ref(self, id, epoch):

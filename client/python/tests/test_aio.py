@@ -626,3 +626,19 @@ async def test_notifications_after_a_kill(server):
     assert await leased.ping() == "pong"
     await leased.close()
     await plain.close()
+
+
+@run
+async def test_cluster_own_transfer_then_calls_go_on(three):
+    # After its own cluster_transfer the client leaves the old leader
+    # (which restarts itself, closing its connections) before the next call.
+    cl, leader = three
+    c = await aio.connect([n.url for n in cl.nodes.values()], ttl=60, failover_timeout=60)
+    r = await c.new(b"before")
+    assert c.address == leader.url
+    await c.cluster_transfer()
+    assert c.address is None  # the next call connects
+    r2 = await c.new(b"after")
+    assert c.address != leader.url
+    assert (await c.get(r2))["data"] == b"after" and (await r.get())["data"] == b"before"
+    await c.close()
