@@ -296,6 +296,7 @@ class Client(_client._ClientBase):
 
     async def names(self, prefix="", limit=None):
         """``[(name, id), ...]``, sorted; without limit every one, paged."""
+        # The blocking Client's names() but for await: kept apart (shared, it would be a generator both drive).
         if limit is not None:
             return await self._do("names", [prefix, limit], _as_pairs)
         out, after = [], ""
@@ -309,6 +310,7 @@ class Client(_client._ClientBase):
     async def referrers(self, id, limit=None):
         """Ids of the objects whose refs contain id; without limit every
         one, paged by the server's cursor when one request cannot say."""
+        # The blocking Client's referrers() but for await: kept apart (shared, it would be a generator both drive).
         if limit is not None:
             return await self._do("referrers", [_id(id), limit])
         try:
@@ -563,6 +565,7 @@ class Client(_client._ClientBase):
     async def _connect(self, deadline):
         """Connect to the first address that serves (from _next on) and
         replay hello: the blocking client's _connect, on the loop."""
+        # The blocking Client's _connect but for await: kept apart (shared, it would be a generator both drive).
         n = len(self._addresses)
         limit = _CONNECT_TIMEOUT_ONE if n == 1 else _CONNECT_TIMEOUT_MANY
         backoff = _BACKOFF_FIRST
@@ -622,6 +625,7 @@ class Client(_client._ClientBase):
         """Watches belong to a connection: ask again for each after a
         reconnect; an object freed meanwhile gets its notification now, with
         the reason "unknown"."""
+        # The blocking Client's _rewatch but for await: kept apart (shared, it would be a generator both drive).
         if not self._watched:
             return
         ids = sorted(self._watched)
