@@ -440,7 +440,9 @@ class _ClientBase(_Api):
         raises ConnectionFailed, close() only closes this process's copy
         of the file descriptors."""
         self._forked = True
-        self._pending.clear()
+        pending = getattr(self, "_pending", None)  # None: forked inside __init__
+        if pending is not None:
+            pending.clear()
 
     # ---- hello's and NOT_LEADER's state, without I/O ----
     def _keep_hello(self, result, ttl, auth, user, resume, client_name):

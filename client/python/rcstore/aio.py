@@ -212,8 +212,9 @@ class _Notifications:
         c = self._client
         if c._closed and c._notes.empty():
             raise StopAsyncIteration
-        c._check_open()
-        if c._notes.empty() and (c._conn is None or not c._conn.usable):
+        if c._forked:
+            c._check_open()  # raises: the parent's connection
+        if not c._closed and c._notes.empty() and (c._conn is None or not c._conn.usable):
             c._recover_for_notes()  # nothing would ever come on a lost connection
         c._note_waiters += 1
         try:

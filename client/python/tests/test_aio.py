@@ -319,6 +319,8 @@ async def test_notifications(server):
         await c.close()
         with pytest.raises(StopAsyncIteration):
             await waiting
+        with pytest.raises(StopAsyncIteration):  # and one started after it
+            await c.notifications().__anext__()
 
 
 @run
