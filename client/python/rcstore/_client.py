@@ -377,6 +377,12 @@ class _ClientBase(_Api):
         self._hello = {}
         self.reconnects = 0
         self._watched = set()
+        # A client belongs to the process that made it: in a child of
+        # os.fork() it never touches the socket it shares with the parent
+        # (_after_fork_in_child sets _forked).
+        self._pid = os.getpid()
+        self._forked = False
+        _all_clients.add(self)
 
     # ---- what the user may read ----
     @property
@@ -420,8 +426,24 @@ class _ClientBase(_Api):
         return data
 
     def _check_open(self):
+        if self._forked:
+            raise ConnectionFailed(
+                f"this client was made in process {self._pid}; a child process "
+                f"(this is {os.getpid()}) must connect its own client"
+            )
         if self._closed:
             raise ConnectionFailed("the client is closed")
+
+    def _inherit(self):
+        """In a child of os.fork(), right after it: this client is the
+        parent's. The releases queued so far are dropped (the holds are the
+        parent's), and from now on nothing is queued or sent: every call
+        raises ConnectionFailed, close() only closes this process's copy
+        of the file descriptors."""
+        self._forked = True
+        pending = getattr(self, "_pending", None)  # None: forked inside __init__
+        if pending is not None:
+            pending.clear()
 
     # ---- hello's and NOT_LEADER's state, without I/O ----
     def _keep_hello(self, result, ttl, auth, user, resume, client_name):
@@ -533,6 +555,12 @@ class Client(_ClientBase):
             elif method == "release_all" and epoch == epoch_before:
                 # Every hold is gone: the session's Refs own nothing now.
                 self._epoch += 1
+            elif method == "cluster_transfer":
+                # This node is no longer the leader and restarts itself,
+                # closing its connections: leave it now, so that the next
+                # call connects (and follows NOT_LEADER) rather than dying
+                # with the old connection.
+                self._move(None)
             return convert(self, result, epoch) if convert else result
 
     def _make_ref(self, id, epoch):
@@ -612,6 +640,12 @@ class Client(_ClientBase):
         with self._lock:
             if self._closed:
                 return
+            if self._forked:
+                # The parent's connection: close this process's copy of the
+                # fd (never shutdown(), never a byte sent, no wake-up).
+                self._closed = True
+                self._drop_conn()
+                return
             try:
                 if self._pending and self._conn is not None:
                     self._run([], follow=False, reconnect=False)
@@ -628,6 +662,12 @@ class Client(_ClientBase):
         for s in (getattr(self, "_wake_r", None), getattr(self, "_wake_w", None)):
             if s is not None:
                 s.close()
+
+    def _inherit(self):
+        super()._inherit()
+        # The lock may have been held by another thread of the parent at
+        # the fork: the child's copy would never be released.
+        self._lock = threading.RLock()
 
     # ---- the machinery ----
     def _drop_conn(self):
@@ -961,7 +1001,7 @@ class Client(_ClientBase):
             sock.settimeout(self.timeout)
             self._conn = _Conn(sock, a, tls)
             try:
-                self._replay_hello()
+                self._replay_hello(timeout)
                 return
             except (NotLeader, SessionBusy) as e:
                 self._drop_conn()
@@ -985,9 +1025,23 @@ class Client(_ClientBase):
                 self._drop_conn()
                 raise
 
-    def _replay_hello(self):
+    def _replay_hello(self, limit):
         resume, params = self._replay_params()
-        [(err, result)] = self._exchange([("hello", params)])
+        # hello is part of connecting: a node that takes the connection but
+        # never answers is given up after the connect limit (for the next
+        # address), like one that refuses it, whatever self.timeout is.
+        timeout = self.timeout
+        self.timeout = limit if timeout is None else min(timeout, limit)
+        try:
+            self._conn.sock.settimeout(self.timeout)
+            [(err, result)] = self._exchange([("hello", params)])
+        finally:
+            self.timeout = timeout
+            if self._conn is not None:
+                try:
+                    self._conn.sock.settimeout(timeout)
+                except OSError:
+                    pass
         if isinstance(err, SessionExpired) and resume is not None:
             self._drop_conn()
             raise self._replay_expired(err)
@@ -1010,6 +1064,8 @@ class Client(_ClientBase):
 
     def _next_note(self, timeout):
         deadline = None if timeout is None else time.monotonic() + timeout
+        lost = None  # with a lease: how long reconnecting may go on
+        backoff = BACKOFF_FIRST
         while True:
             try:
                 return self._notes.popleft()
@@ -1019,12 +1075,30 @@ class Client(_ClientBase):
                 self._check_open()
                 if self._conn is None or not self._alive():  # reads what waits
                     self._drop_conn()
-                    self._run([], follow=True)  # reconnect (and watch again)
-                    continue
-                if self._notes:
-                    continue
-                c = self._conn
-                self._waiters += 1
+                    try:
+                        self._run([], follow=True)  # reconnect (and watch again)
+                        lost, backoff = None, BACKOFF_FIRST
+                        continue
+                    except ConnectionFailed:
+                        # A lease: the server may be restarting; go on
+                        # trying for failover_timeout, as aio does.
+                        if not self._ttl:
+                            raise
+                        lost = lost or time.monotonic() + (self.failover_timeout or 0)
+                        if time.monotonic() >= lost:
+                            raise
+                        c = None
+                else:
+                    if self._notes:
+                        continue
+                    lost, c = None, self._conn
+                    self._waiters += 1
+            if c is None:  # reconnecting with a lease: wait a little, outside the lock
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise Timeout(f"no notification within {timeout} s")
+                time.sleep(backoff if deadline is None else min(backoff, max(0.0, deadline - time.monotonic())))
+                backoff = min(backoff * 2, BACKOFF_MAX)
+                continue
             try:
                 left = None if deadline is None else deadline - time.monotonic()
                 if left is not None and left <= 0:
@@ -1053,7 +1127,7 @@ class Client(_ClientBase):
         if not self._lock.acquire(blocking=False):
             return
         try:
-            if self._pending and not self._closed and self._conn is not None:
+            if self._pending and not self._closed and not self._forked and self._conn is not None:
                 try:
                     self._run([], follow=False, reconnect=False)
                 except Exception:
@@ -1068,7 +1142,7 @@ class Client(_ClientBase):
         if not self._lock.acquire(blocking=False):
             return
         try:
-            if self._closed:
+            if self._closed or self._forked:
                 return
             if self._conn is not None and self._pending:
                 self.timeout = 2.0 if self.timeout is None else min(self.timeout, 2.0)
@@ -1175,7 +1249,9 @@ class Ref:
         try:
             if not self._released:
                 self._released = True
-                self._client._pending.append((self._id, self._epoch))
+                c = self._client
+                if not c._forked:  # a child of fork: the parent's hold
+                    c._pending.append((self._id, self._epoch))
         except AttributeError:
             pass  # __init__ did not finish
 
@@ -1306,6 +1382,25 @@ _signed(Client.__init__, method=True)
 _open_clients = weakref.WeakSet()
 _flusher = None
 _flusher_lock = threading.Lock()
+# Every client made in this process, blocking or asyncio (weak), for
+# _after_fork_in_child.
+_all_clients = weakref.WeakSet()
+
+
+def _after_fork_in_child():
+    """os.fork()'s child: every client is its parent's. None is flushed at
+    exit or by a flusher, none sends again (Client._inherit); the
+    flusher's state starts afresh (its thread is not in the child, and its
+    lock may have been held at the fork)."""
+    global _flusher, _flusher_lock
+    _flusher = None
+    _flusher_lock = threading.Lock()
+    _open_clients.clear()
+    for c in list(_all_clients):
+        c._inherit()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _flush_loop():

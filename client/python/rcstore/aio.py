@@ -212,6 +212,11 @@ class _Notifications:
         c = self._client
         if c._closed and c._notes.empty():
             raise StopAsyncIteration
+        if c._forked:
+            c._check_open()  # raises: the parent's connection
+        if not c._closed and c._notes.empty() and (c._conn is None or not c._conn.usable):
+            c._recover_for_notes()  # nothing would ever come on a lost connection
+        c._note_waiters += 1
         try:
             if self._timeout is None:
                 item = await c._notes.get()
@@ -219,9 +224,13 @@ class _Notifications:
                 item = await asyncio.wait_for(c._notes.get(), self._timeout)
         except asyncio.TimeoutError:
             raise Timeout(f"no notification within {self._timeout} s") from None
+        finally:
+            c._note_waiters -= 1
         if item is None:  # close()'s mark: leave it for the other iterators
             c._notes.put_nowait(None)
             raise StopAsyncIteration
+        if isinstance(item, Error):  # the connection was lost for good
+            raise item
         return item
 
 
@@ -246,6 +255,8 @@ class Client(_client._ClientBase):
         # sent as decrefs before the next request, on this loop.
         self._pending = collections.deque()
         self._flusher = self._loop.call_later(_FLUSH_INTERVAL, self._flush_tick)
+        self._note_waiters = 0  # notifications() consumers waiting now
+        self._recovering = None  # the task of _recover_for_notes
 
     async def __aenter__(self):
         return self
@@ -267,6 +278,10 @@ class Client(_client._ClientBase):
             self._watched.add(params[0])
         elif method == "release_all" and epoch == epoch_before:
             self._epoch += 1  # every hold is gone: the session's Refs own nothing
+        elif method == "cluster_transfer" and self._conn is not None:
+            # The old leader restarts itself (its connections close): leave
+            # it now; the next call connects and follows NOT_LEADER.
+            self._move(self._conn, None)
         return convert(self, result, epoch) if convert else result
 
     def _make_ref(self, id, epoch):
@@ -343,6 +358,14 @@ class Client(_client._ClientBase):
         if self._closed:
             return
         self._closed = True
+        if self._recovering is not None:
+            self._recovering.cancel()
+        if self._forked:
+            # The parent's connection and event loop (the epoll set is
+            # shared): touch neither; the fd copy goes with the transport.
+            self._conn = None
+            self._notes.put_nowait(None)
+            return
         self._flusher.cancel()
         conn, self._conn = self._conn, None
         if conn is not None and conn.usable:
@@ -360,7 +383,7 @@ class Client(_client._ClientBase):
         """The loop's timer: send the releases of Refs freed in an idle
         client (never from a finaliser, never reconnecting: a client with
         no connection sends them at its next call)."""
-        if self._closed:
+        if self._closed or self._forked:
             return
         conn = self._conn
         if self._pending and conn is not None and conn.usable:
@@ -476,6 +499,34 @@ class Client(_client._ClientBase):
     def _conn_lost(self, conn):
         if conn is self._conn:
             self._conn = None
+            if self._note_waiters and not self._closed and not self._forked:
+                self._recover_for_notes()
+
+    def _recover_for_notes(self):
+        """The connection is lost while notifications() waits: with a lease,
+        connect again by itself (the session resumed, the watches remade)
+        so that the wait goes on; without one, or when no address answers
+        within failover_timeout, end the wait with ConnectionFailed, as the
+        blocking client's next() does."""
+        if self._recovering is None or self._recovering.done():
+            self._recovering = self._loop.create_task(self._recover())
+
+    async def _recover(self):
+        if not self._ttl:
+            self._notes.put_nowait(ConnectionFailed("the connection was lost (no lease: nothing to resume)"))
+            return
+        deadline = time.monotonic() + (self.failover_timeout or 0)
+        backoff = _BACKOFF_FIRST
+        while not self._closed:
+            try:
+                await self._ensure(deadline)
+                return
+            except Error as e:
+                if isinstance(e, SessionExpired) or time.monotonic() >= deadline:
+                    self._notes.put_nowait(e if isinstance(e, ConnectionFailed) else ConnectionFailed(str(e)))
+                    return
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, _BACKOFF_MAX)
 
     def _on_note(self, method, params):
         if method == "freed" and params:
@@ -563,7 +614,7 @@ class Client(_client._ClientBase):
         resume, params = self._replay_params()
         # hello is part of connecting: a node that takes the connection but
         # never answers is given up like one that refuses it.
-        wait = self.timeout if self.timeout is not None else limit
+        wait = limit if self.timeout is None else min(self.timeout, limit)
         (r,), failed = await self._wait(conn.send((("hello", params),)), wait)
         if failed and isinstance(r, SessionExpired) and resume is not None:
             raise self._replay_expired(r)
@@ -587,6 +638,8 @@ class Client(_client._ClientBase):
     async def _release(self, ref):
         """Ref.release(): decref now (NOT_HELD/NOT_FOUND: gone either way;
         a lost connection: queued for the next call)."""
+        if self._forked:
+            self._check_open()  # raises: the parent's hold
         if ref._released:
             return
         ref._released = True
