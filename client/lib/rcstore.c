@@ -1039,10 +1039,20 @@ int rcs_flush(rcs_client *c)
     return 0;
 }
 
-/* Wait for and decode the next whole message. On success *flen is the frame's
- * length, to be consumed by the caller once done with *obj. */
-static int read_frame(rcs_client *c, int timeout_ms, msgpack_object *obj, size_t *flen)
+/* The absolute time timeout_ms (-1: no limit) from now, for read_frame. */
+static uint64_t wait_deadline(int timeout_ms)
 {
+    return timeout_ms < 0 ? UINT64_MAX : now_ns() + (uint64_t)timeout_ms * 1000000u;
+}
+
+/* Wait until deadline_ns (UINT64_MAX: no limit) for and decode the next
+ * whole message. On success *flen is the frame's length, to be consumed by
+ * the caller once done with *obj. The deadline is absolute: a caller that
+ * loops over unrelated messages (notifications) passes the same one, so
+ * they cannot keep its wait going. */
+static int read_frame(rcs_client *c, uint64_t deadline_ns, msgpack_object *obj, size_t *flen)
+{
+    int looked = 0;
     for (;;) {
         int rc = rpc_scan_feed(&c->scan, (const uint8_t *)c->in.data + c->in.off,
                                buf_pending(&c->in), flen);
@@ -1057,6 +1067,16 @@ static int read_frame(rcs_client *c, int timeout_ms, msgpack_object *obj, size_t
         if (!c->ssl || SSL_pending(c->ssl) == 0) {
             struct pollfd p = {.fd = c->fd,
                                .events = (short)(POLLIN | (c->tls_read_writes ? POLLOUT : 0))};
+            int timeout_ms = -1;
+            if (deadline_ns != UINT64_MAX) {
+                uint64_t now = now_ns();
+                if (now < deadline_ns)
+                    timeout_ms = (int)((deadline_ns - now + 999999u) / 1000000u);
+                else if (looked++) /* past the deadline: one look at what arrived */
+                    return set_error(c, RCS_ETIMEDOUT, NULL);
+                else
+                    timeout_ms = 0;
+            }
             int pr = poll(&p, 1, timeout_ms);
             if (pr < 0 && errno == EINTR)
                 continue;
@@ -1162,12 +1182,14 @@ static int server_error(rcs_client *c, const msgpack_object *error, const char *
     return set_error(c, rc, "%s%.*s", prefix, (int)len, p);
 }
 
-/* rcs_recv on the connection: the oldest reply it owes. */
+/* rcs_recv on the connection: the oldest reply it owes, within the client's
+ * timeout from now. */
 static int recv_live(rcs_client *c, rcs_value **result)
 {
     msgpack_object obj;
     struct rpc_message m;
     size_t flen;
+    uint64_t deadline;
     int rc;
 
     if (result)
@@ -1176,8 +1198,9 @@ static int recv_live(rcs_client *c, rcs_value **result)
         return set_error(c, RCS_EINVAL, "no request is waiting for a reply");
     if (buf_pending(&c->out) > 0 && (rc = rcs_flush(c)) < 0)
         return c->lost > 0 ? pop_lost(c) : rc;
+    deadline = wait_deadline(c->timeout_ms);
     for (;;) {
-        if ((rc = read_frame(c, c->timeout_ms, &obj, &flen)) < 0)
+        if ((rc = read_frame(c, deadline, &obj, &flen)) < 0)
             return c->lost > 0 ? pop_lost(c) : rc;
         if (rpc_parse_message(&obj, &m) < 0) {
             garbled(c, "the server sent a message that is not msgpack-RPC");
@@ -1188,6 +1211,9 @@ static int recv_live(rcs_client *c, rcs_value **result)
             consume_frame(c, flen);
             if (rc < 0)
                 return set_error(c, rc, NULL);
+            /* Buffered notifications need no poll: look at the clock. */
+            if (deadline != UINT64_MAX && now_ns() >= deadline)
+                return set_error(c, RCS_ETIMEDOUT, NULL);
             continue;
         }
         if (m.type == RPC_RESPONSE && m.msgid == 0 && m.msgid != c->expect &&
@@ -1241,13 +1267,14 @@ int rcs_next_notification(rcs_client *c, int timeout_ms, rcs_notification **out)
     size_t flen;
     int rc;
 
+    uint64_t deadline = wait_deadline(timeout_ms);
     *out = NULL;
     while (!c->notes) {
         if (c->fd < 0)
             return set_error(c, RCS_EIO, "not connected: the next request reconnects");
         if (rcs_pending(c) > 0)
             return set_error(c, RCS_EINVAL, "replies are pending: rcs_recv them first");
-        if ((rc = read_frame(c, timeout_ms, &obj, &flen)) < 0)
+        if ((rc = read_frame(c, deadline, &obj, &flen)) < 0)
             return rc;
         if (rpc_parse_message(&obj, &m) < 0 || m.type != RPC_NOTIFY)
             return garbled(c, "unexpected message while waiting for notifications");

@@ -213,7 +213,11 @@ RCS_EXPORT int rcs_connect_tls(const char *address, const rcs_tls_opts *tls, rcs
 /* Close the connection (the session's holds are released unless it has a
  * lease) and free the client. NULL is ignored. */
 RCS_EXPORT void rcs_close(rcs_client *c);
-/* How long a read may wait, in milliseconds; -1 (the default) waits forever. */
+/* How long a read may wait, in milliseconds; -1 (the default) waits forever.
+ * The limit is a deadline from the start of the wait (rcs_recv, or the
+ * read of a blocking call): notifications that arrive meanwhile are kept
+ * but do not push it back, so a server that streams them and never
+ * answers still times out (RCS_ETIMEDOUT). */
 RCS_EXPORT void rcs_set_timeout(rcs_client *c, int timeout_ms);
 /* How long a call may go on following NOT_LEADER and reconnecting, in
  * milliseconds from its start (default 10000; 0: a call is tried once and
