@@ -51,6 +51,7 @@ _Static_assert(RCS_EPERMISSION_DENIED == RPC_EPERMISSION_DENIED,
 
 struct note {
     struct note *next;
+    size_t bytes; /* its frame's length, counted against the queue's cap */
     rcs_notification n;
 };
 
@@ -102,6 +103,7 @@ struct rcs_client {
     struct rpc_scan scan;
     struct rpc_decoder dec;
     struct note *notes, *notes_tail;
+    size_t nnotes, notes_bytes; /* queued, capped by RCS_MAX_QUEUED_NOTIFICATIONS/_BYTES */
     char errmsg[512];
 
     /* TLS: the context (made at rcs_connect_tls from its options, or with
@@ -1096,10 +1098,24 @@ static void consume_frame(rcs_client *c, size_t flen)
     rpc_scan_reset(&c->scan);
 }
 
-/* Keep a notification for rcs_next_notification. */
-static int keep_note(rcs_client *c, const struct rpc_message *m, const msgpack_object *params_arr)
+/* Keep a notification (its frame flen bytes long) for
+ * rcs_next_notification. Past the queue's caps the connection is failed:
+ * RCS_EPROTO, set as the last error and the connection given up. */
+static int keep_note(rcs_client *c, const struct rpc_message *m, const msgpack_object *params_arr,
+                     size_t flen)
 {
-    struct note *n = calloc(1, sizeof(*n));
+    struct note *n;
+    if (c->nnotes >= RCS_MAX_QUEUED_NOTIFICATIONS ||
+        c->notes_bytes + flen > RCS_MAX_QUEUED_NOTIFICATION_BYTES) {
+        char what[160];
+        snprintf(what, sizeof(what),
+                 "the server sent more than %u notifications (or %u bytes of them) without "
+                 "the client reading them",
+                 (unsigned)RCS_MAX_QUEUED_NOTIFICATIONS,
+                 (unsigned)RCS_MAX_QUEUED_NOTIFICATION_BYTES);
+        return garbled(c, what);
+    }
+    n = calloc(1, sizeof(*n));
     if (!n || !(n->n.method = strndup(m->method, m->method_len)) ||
         value_new(params_arr, &n->n.params) < 0) {
         if (n)
@@ -1107,6 +1123,9 @@ static int keep_note(rcs_client *c, const struct rpc_message *m, const msgpack_o
         free(n);
         return RCS_ENOMEM;
     }
+    n->bytes = flen;
+    c->nnotes++;
+    c->notes_bytes += flen;
     if (c->notes_tail)
         c->notes_tail->next = n;
     else
@@ -1207,7 +1226,9 @@ static int recv_live(rcs_client *c, rcs_value **result)
             return pop_lost(c);
         }
         if (m.type == RPC_NOTIFY) {
-            rc = keep_note(c, &m, params_of(&obj));
+            rc = keep_note(c, &m, params_of(&obj), flen);
+            if (rc == RCS_EPROTO) /* the cap: the connection is gone */
+                return pop_lost(c);
             consume_frame(c, flen);
             if (rc < 0)
                 return set_error(c, rc, NULL);
@@ -1278,7 +1299,9 @@ int rcs_next_notification(rcs_client *c, int timeout_ms, rcs_notification **out)
             return rc;
         if (rpc_parse_message(&obj, &m) < 0 || m.type != RPC_NOTIFY)
             return garbled(c, "unexpected message while waiting for notifications");
-        rc = keep_note(c, &m, params_of(&obj));
+        rc = keep_note(c, &m, params_of(&obj), flen);
+        if (rc == RCS_EPROTO)
+            return rc;
         consume_frame(c, flen);
         if (rc < 0)
             return set_error(c, rc, NULL);
@@ -1291,6 +1314,8 @@ int rcs_next_notification(rcs_client *c, int timeout_ms, rcs_notification **out)
         c->notes = n->next;
         if (!c->notes)
             c->notes_tail = NULL;
+        c->nnotes--;
+        c->notes_bytes -= n->bytes;
         *r = n->n;
         free(n);
         *out = r;

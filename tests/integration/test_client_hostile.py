@@ -6,6 +6,7 @@ connection fails with a clear error); a reply larger than the library needs
 is refused from its header. Each case ran without end (or grew the client
 to gigabytes) before its fix. Usage: test_client_hostile.py RCSTORE_CLI."""
 import os
+import resource
 import subprocess
 import sys
 
@@ -22,24 +23,37 @@ def hostile(mode):
     return p, int(p.stdout.readline())
 
 
+def cap_memory():
+    """1 GiB of address space for the CLI, so a client that grows without
+    bound fails here rather than taking the machine's memory (not under
+    ASan, which reserves terabytes of address space)."""
+    if not os.environ.get("RCS_SANITIZED"):
+        resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
+
+
 def cli(port, *args, limit=60):
     """Run the CLI at the fake server; a hang past limit is a failure (the
     limit is a safety net, not the assertion). Returns (status, stderr)."""
     try:
         r = subprocess.run([CLI, "-h", "127.0.0.1", "-p", str(port), *args],
-                           capture_output=True, text=True, timeout=limit)
+                           capture_output=True, text=True, timeout=limit,
+                           preexec_fn=cap_memory)
         return r.returncode, r.stderr.strip()
     except subprocess.TimeoutExpired:
         return None, "still running after %d s" % limit
 
 
-for mode, want_status, want_text in (
+for mode, timeout, want_status, want_text in (
         # A notification every 50 ms, never the reply: before the fix each
         # one restarted the 1 s wait, so ping never timed out.
-        ("trickle", 3, "timed out"),):
+        ("trickle", "1", 3, "timed out"),
+        # Notifications as fast as the socket goes: before the fix they were
+        # queued without bound (gigabytes in seconds). A long timeout: the
+        # cap, not the clock, must end this one.
+        ("flood", "30", 2, "without the client reading them"),):
     proc, port = hostile(mode)
     try:
-        status, err = cli(port, "--timeout", "1", "ping")
+        status, err = cli(port, "--timeout", timeout, "ping")
         check("%s: ping exits %d" % (mode, want_status), status == want_status,
               "status %r: %s" % (status, err))
         check("%s: the error says %r" % (mode, want_text), want_text in err, err)

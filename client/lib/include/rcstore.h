@@ -272,6 +272,19 @@ typedef struct rcs_notification {
     rcs_value *params; /* for "freed": [id, reason] */
 } rcs_notification;
 
+/* Notifications that arrive while a reply is awaited are queued for
+ * rcs_next_notification, at most RCS_MAX_QUEUED_NOTIFICATIONS of them and
+ * RCS_MAX_QUEUED_NOTIFICATION_BYTES of their encoded size. One more fails
+ * the connection, as Redis closes a pub/sub client whose output buffer
+ * overflows, rather than silently losing one (a dropped "freed" would leave
+ * the client's view of its objects wrong): the call returns RCS_EPROTO and
+ * rcs_last_error says "the server sent more than N notifications (or B
+ * bytes of them) without the client reading them"; the queued ones can
+ * still be read, and the next request reconnects. Read them (or stop
+ * watching) in time to stay below the caps. */
+#define RCS_MAX_QUEUED_NOTIFICATIONS      65536u
+#define RCS_MAX_QUEUED_NOTIFICATION_BYTES (64u << 20)
+
 /* Wait up to timeout_ms (-1: forever, 0: only what already arrived) for the
  * next notification. Only call it with no replies pending. 0, RCS_ETIMEDOUT
  * or RCS_EIO. Free *out with rcs_notification_free. */
