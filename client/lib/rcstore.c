@@ -683,6 +683,17 @@ static int parse_list(rcs_client *c, const char *list)
     }
 }
 
+/* The largest message accepted from the server: RCS_MAX_REPLY_OVERHEAD_BYTES
+ * plus the max_data_bytes a hello on this connection reported (0 while
+ * unknown), so a hostile server cannot make the client buffer more than a
+ * reply could need. Only between frames: it starts the scan afresh. */
+static void set_reply_cap(rcs_client *c)
+{
+    struct rpc_scan_limits lim = c->scan.lim;
+    lim.max_message_bytes = (size_t)RCS_MAX_REPLY_OVERHEAD_BYTES + (size_t)c->max_data_bytes;
+    rpc_scan_init(&c->scan, &lim);
+}
+
 /* Use fd and its ssl (NULL for plaintext), just connected to addr (takes
  * ownership of all three), for what follows. */
 static void attach(rcs_client *c, int fd, SSL *ssl, char *addr)
@@ -695,13 +706,14 @@ static void attach(rcs_client *c, int fd, SSL *ssl, char *addr)
     c->max_data_bytes = 0; /* another server: unknown until its hello */
     buf_reset(&c->out);
     buf_reset(&c->in);
-    rpc_scan_reset(&c->scan);
+    set_reply_cap(c);
 }
 
 static rcs_client *client_new(void)
 {
-    struct rpc_scan_limits lim = {
-        .max_message_bytes = (size_t)1 << 32, .max_elements = 1u << 28, .max_depth = 16};
+    struct rpc_scan_limits lim = {.max_message_bytes = RCS_MAX_REPLY_OVERHEAD_BYTES,
+                                  .max_elements = 1u << 28,
+                                  .max_depth = 16};
     rcs_client *c = calloc(1, sizeof(*c));
     if (!c)
         return NULL;
@@ -1064,8 +1076,16 @@ static int read_frame(rcs_client *c, uint64_t deadline_ns, msgpack_object *obj, 
                 return garbled(c, "undecodable message from the server");
             return 0;
         }
+        if (rc == RPC_ETOO_LARGE) {
+            char what[160];
+            snprintf(what, sizeof(what),
+                     "the server sent a message larger than the client accepts (%zu bytes: "
+                     "64 MiB plus the server's max_data_bytes) or with too many elements",
+                     c->scan.lim.max_message_bytes);
+            return garbled(c, what);
+        }
         if (rc < 0)
-            return garbled(c, "malformed or oversized message from the server");
+            return garbled(c, "malformed message from the server");
         if (!c->ssl || SSL_pending(c->ssl) == 0) {
             struct pollfd p = {.fd = c->fd,
                                .events = (short)(POLLIN | (c->tls_read_writes ? POLLOUT : 0))};
@@ -1771,6 +1791,7 @@ static int hello_call(rcs_client *c, const rcs_hello_opts *o, int ttl_always, rc
     parse_hello(v, &r);
     rcs_value_free(v);
     c->max_data_bytes = r.max_data_bytes;
+    set_reply_cap(c);
     if ((rc = remember_hello(c, o, &r)) < 0)
         return rc;
     if (info)
@@ -2231,6 +2252,7 @@ static int replay_hello(rcs_client *c)
     parse_hello(v, &r);
     rcs_value_free(v);
     c->max_data_bytes = r.max_data_bytes;
+    set_reply_cap(c);
     if (c->lease_ttl && r.token_len) { /* the token may have been renewed */
         memcpy(c->lease_token, r.token, r.token_len);
         c->lease_token_len = r.token_len;

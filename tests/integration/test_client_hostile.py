@@ -50,7 +50,10 @@ for mode, timeout, want_status, want_text in (
         # Notifications as fast as the socket goes: before the fix they were
         # queued without bound (gigabytes in seconds). A long timeout: the
         # cap, not the clock, must end this one.
-        ("flood", "30", 2, "without the client reading them"),):
+        ("flood", "30", 2, "without the client reading them"),
+        # A 300 MiB bin in the reply to ping (the hello said max_data_bytes
+        # 0): the client read it all and answered before the fix.
+        ("bigbin", "30", 2, "larger than the client accepts"),):
     proc, port = hostile(mode)
     try:
         status, err = cli(port, "--timeout", timeout, "ping")

@@ -213,6 +213,15 @@ RCS_EXPORT int rcs_connect_tls(const char *address, const rcs_tls_opts *tls, rcs
 /* Close the connection (the session's holds are released unless it has a
  * lease) and free the client. NULL is ignored. */
 RCS_EXPORT void rcs_close(rcs_client *c);
+/* A message from the server longer than RCS_MAX_REPLY_OVERHEAD_BYTES plus
+ * the max_data_bytes that a hello on the connection reported (without a
+ * hello: than RCS_MAX_REPLY_OVERHEAD_BYTES alone) is refused from its
+ * header, before its body is read: the call fails with RCS_EPROTO ("the
+ * server sent a message larger than the client accepts (N bytes: ...)")
+ * and the connection is given up. No reply of a conforming server comes
+ * near it; it keeps a hostile one from making the client hold gigabytes. */
+#define RCS_MAX_REPLY_OVERHEAD_BYTES (64u << 20)
+
 /* How long a read may wait, in milliseconds; -1 (the default) waits forever.
  * The limit is a deadline from the start of the wait (rcs_recv, or the
  * read of a blocking call): notifications that arrive meanwhile are kept
