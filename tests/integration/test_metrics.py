@@ -195,7 +195,7 @@ try:
     me = "%s:%d" % s.s.getsockname()
     check("slowlog: newest first, with method, client, session and user",
           [e["method"] for e in got] == ["ping", "stats", "ping", "slowlog_reset"] and
-          all(e["client"] == me and e["session"] == sess and e["user"] == "" for e in got),
+          all(e["client"] == me and e["session"] == sess and e["user"] is None for e in got),
           got)
     ids = [e["id"] for e in got]
     check("slowlog: ids fall by one from the newest", ids == list(range(ids[0], ids[0] - 4, -1)),
