@@ -1306,9 +1306,9 @@ int rcs_next_notification(rcs_client *c, int timeout_ms, rcs_notification **out)
     msgpack_object obj;
     struct rpc_message m;
     size_t flen;
+    uint64_t deadline = wait_deadline(timeout_ms); /* for all of this wait */
     int rc;
 
-    uint64_t deadline = wait_deadline(timeout_ms);
     *out = NULL;
     while (!c->notes) {
         if (c->fd < 0)
