@@ -51,6 +51,7 @@ _Static_assert(RCS_EPERMISSION_DENIED == RPC_EPERMISSION_DENIED,
 
 struct note {
     struct note *next;
+    size_t bytes; /* its frame's length, counted against the queue's cap */
     rcs_notification n;
 };
 
@@ -102,6 +103,7 @@ struct rcs_client {
     struct rpc_scan scan;
     struct rpc_decoder dec;
     struct note *notes, *notes_tail;
+    size_t nnotes, notes_bytes; /* queued, capped by RCS_MAX_QUEUED_NOTIFICATIONS/_BYTES */
     char errmsg[512];
 
     /* TLS: the context (made at rcs_connect_tls from its options, or with
@@ -681,6 +683,17 @@ static int parse_list(rcs_client *c, const char *list)
     }
 }
 
+/* The largest message accepted from the server: RCS_MAX_REPLY_OVERHEAD_BYTES
+ * plus the max_data_bytes a hello on this connection reported (0 while
+ * unknown), so a hostile server cannot make the client buffer more than a
+ * reply could need. Only between frames: it starts the scan afresh. */
+static void set_reply_cap(rcs_client *c)
+{
+    struct rpc_scan_limits lim = c->scan.lim;
+    lim.max_message_bytes = (size_t)RCS_MAX_REPLY_OVERHEAD_BYTES + (size_t)c->max_data_bytes;
+    rpc_scan_init(&c->scan, &lim);
+}
+
 /* Use fd and its ssl (NULL for plaintext), just connected to addr (takes
  * ownership of all three), for what follows. */
 static void attach(rcs_client *c, int fd, SSL *ssl, char *addr)
@@ -693,13 +706,14 @@ static void attach(rcs_client *c, int fd, SSL *ssl, char *addr)
     c->max_data_bytes = 0; /* another server: unknown until its hello */
     buf_reset(&c->out);
     buf_reset(&c->in);
-    rpc_scan_reset(&c->scan);
+    set_reply_cap(c);
 }
 
 static rcs_client *client_new(void)
 {
-    struct rpc_scan_limits lim = {
-        .max_message_bytes = (size_t)1 << 32, .max_elements = 1u << 28, .max_depth = 16};
+    struct rpc_scan_limits lim = {.max_message_bytes = RCS_MAX_REPLY_OVERHEAD_BYTES,
+                                  .max_elements = 1u << 28,
+                                  .max_depth = 16};
     rcs_client *c = calloc(1, sizeof(*c));
     if (!c)
         return NULL;
@@ -1039,10 +1053,20 @@ int rcs_flush(rcs_client *c)
     return 0;
 }
 
-/* Wait for and decode the next whole message. On success *flen is the frame's
- * length, to be consumed by the caller once done with *obj. */
-static int read_frame(rcs_client *c, int timeout_ms, msgpack_object *obj, size_t *flen)
+/* The absolute time timeout_ms (-1: no limit) from now, for read_frame. */
+static uint64_t wait_deadline(int timeout_ms)
 {
+    return timeout_ms < 0 ? UINT64_MAX : now_ns() + (uint64_t)timeout_ms * 1000000u;
+}
+
+/* Wait until deadline_ns (UINT64_MAX: no limit) for and decode the next
+ * whole message. On success *flen is the frame's length, to be consumed by
+ * the caller once done with *obj. The deadline is absolute: a caller that
+ * loops over unrelated messages (notifications) passes the same one, so
+ * they cannot keep its wait going. */
+static int read_frame(rcs_client *c, uint64_t deadline_ns, msgpack_object *obj, size_t *flen)
+{
+    int looked = 0;
     for (;;) {
         int rc = rpc_scan_feed(&c->scan, (const uint8_t *)c->in.data + c->in.off,
                                buf_pending(&c->in), flen);
@@ -1052,11 +1076,29 @@ static int read_frame(rcs_client *c, int timeout_ms, msgpack_object *obj, size_t
                 return garbled(c, "undecodable message from the server");
             return 0;
         }
+        if (rc == RPC_ETOO_LARGE) {
+            char what[160];
+            snprintf(what, sizeof(what),
+                     "the server sent a message larger than the client accepts (%zu bytes: "
+                     "64 MiB plus the server's max_data_bytes) or with too many elements",
+                     c->scan.lim.max_message_bytes);
+            return garbled(c, what);
+        }
         if (rc < 0)
-            return garbled(c, "malformed or oversized message from the server");
+            return garbled(c, "malformed message from the server");
         if (!c->ssl || SSL_pending(c->ssl) == 0) {
             struct pollfd p = {.fd = c->fd,
                                .events = (short)(POLLIN | (c->tls_read_writes ? POLLOUT : 0))};
+            int timeout_ms = -1;
+            if (deadline_ns != UINT64_MAX) {
+                uint64_t now = now_ns();
+                if (now < deadline_ns)
+                    timeout_ms = (int)((deadline_ns - now + 999999u) / 1000000u);
+                else if (looked++) /* past the deadline: one look at what arrived */
+                    return set_error(c, RCS_ETIMEDOUT, NULL);
+                else
+                    timeout_ms = 0;
+            }
             int pr = poll(&p, 1, timeout_ms);
             if (pr < 0 && errno == EINTR)
                 continue;
@@ -1076,10 +1118,24 @@ static void consume_frame(rcs_client *c, size_t flen)
     rpc_scan_reset(&c->scan);
 }
 
-/* Keep a notification for rcs_next_notification. */
-static int keep_note(rcs_client *c, const struct rpc_message *m, const msgpack_object *params_arr)
+/* Keep a notification (its frame flen bytes long) for
+ * rcs_next_notification. Past the queue's caps the connection is failed:
+ * RCS_EPROTO, set as the last error and the connection given up. */
+static int keep_note(rcs_client *c, const struct rpc_message *m, const msgpack_object *params_arr,
+                     size_t flen)
 {
-    struct note *n = calloc(1, sizeof(*n));
+    struct note *n;
+    if (c->nnotes >= RCS_MAX_QUEUED_NOTIFICATIONS ||
+        c->notes_bytes + flen > RCS_MAX_QUEUED_NOTIFICATION_BYTES) {
+        char what[160];
+        snprintf(what, sizeof(what),
+                 "the server sent more than %u notifications (or %u bytes of them) without "
+                 "the client reading them",
+                 (unsigned)RCS_MAX_QUEUED_NOTIFICATIONS,
+                 (unsigned)RCS_MAX_QUEUED_NOTIFICATION_BYTES);
+        return garbled(c, what);
+    }
+    n = calloc(1, sizeof(*n));
     if (!n || !(n->n.method = strndup(m->method, m->method_len)) ||
         value_new(params_arr, &n->n.params) < 0) {
         if (n)
@@ -1087,6 +1143,9 @@ static int keep_note(rcs_client *c, const struct rpc_message *m, const msgpack_o
         free(n);
         return RCS_ENOMEM;
     }
+    n->bytes = flen;
+    c->nnotes++;
+    c->notes_bytes += flen;
     if (c->notes_tail)
         c->notes_tail->next = n;
     else
@@ -1162,12 +1221,14 @@ static int server_error(rcs_client *c, const msgpack_object *error, const char *
     return set_error(c, rc, "%s%.*s", prefix, (int)len, p);
 }
 
-/* rcs_recv on the connection: the oldest reply it owes. */
+/* rcs_recv on the connection: the oldest reply it owes, within the client's
+ * timeout from now. */
 static int recv_live(rcs_client *c, rcs_value **result)
 {
     msgpack_object obj;
     struct rpc_message m;
     size_t flen;
+    uint64_t deadline;
     int rc;
 
     if (result)
@@ -1176,18 +1237,24 @@ static int recv_live(rcs_client *c, rcs_value **result)
         return set_error(c, RCS_EINVAL, "no request is waiting for a reply");
     if (buf_pending(&c->out) > 0 && (rc = rcs_flush(c)) < 0)
         return c->lost > 0 ? pop_lost(c) : rc;
+    deadline = wait_deadline(c->timeout_ms);
     for (;;) {
-        if ((rc = read_frame(c, c->timeout_ms, &obj, &flen)) < 0)
+        if ((rc = read_frame(c, deadline, &obj, &flen)) < 0)
             return c->lost > 0 ? pop_lost(c) : rc;
         if (rpc_parse_message(&obj, &m) < 0) {
             garbled(c, "the server sent a message that is not msgpack-RPC");
             return pop_lost(c);
         }
         if (m.type == RPC_NOTIFY) {
-            rc = keep_note(c, &m, params_of(&obj));
+            rc = keep_note(c, &m, params_of(&obj), flen);
+            if (rc == RCS_EPROTO) /* the cap: the connection is gone */
+                return pop_lost(c);
             consume_frame(c, flen);
             if (rc < 0)
                 return set_error(c, rc, NULL);
+            /* Buffered notifications need no poll: look at the clock. */
+            if (deadline != UINT64_MAX && now_ns() >= deadline)
+                return set_error(c, RCS_ETIMEDOUT, NULL);
             continue;
         }
         if (m.type == RPC_RESPONSE && m.msgid == 0 && m.msgid != c->expect &&
@@ -1239,6 +1306,7 @@ int rcs_next_notification(rcs_client *c, int timeout_ms, rcs_notification **out)
     msgpack_object obj;
     struct rpc_message m;
     size_t flen;
+    uint64_t deadline = wait_deadline(timeout_ms); /* for all of this wait */
     int rc;
 
     *out = NULL;
@@ -1247,11 +1315,13 @@ int rcs_next_notification(rcs_client *c, int timeout_ms, rcs_notification **out)
             return set_error(c, RCS_EIO, "not connected: the next request reconnects");
         if (rcs_pending(c) > 0)
             return set_error(c, RCS_EINVAL, "replies are pending: rcs_recv them first");
-        if ((rc = read_frame(c, timeout_ms, &obj, &flen)) < 0)
+        if ((rc = read_frame(c, deadline, &obj, &flen)) < 0)
             return rc;
         if (rpc_parse_message(&obj, &m) < 0 || m.type != RPC_NOTIFY)
             return garbled(c, "unexpected message while waiting for notifications");
-        rc = keep_note(c, &m, params_of(&obj));
+        rc = keep_note(c, &m, params_of(&obj), flen);
+        if (rc == RCS_EPROTO)
+            return rc;
         consume_frame(c, flen);
         if (rc < 0)
             return set_error(c, rc, NULL);
@@ -1264,6 +1334,8 @@ int rcs_next_notification(rcs_client *c, int timeout_ms, rcs_notification **out)
         c->notes = n->next;
         if (!c->notes)
             c->notes_tail = NULL;
+        c->nnotes--;
+        c->notes_bytes -= n->bytes;
         *r = n->n;
         free(n);
         *out = r;
@@ -1719,6 +1791,7 @@ static int hello_call(rcs_client *c, const rcs_hello_opts *o, int ttl_always, rc
     parse_hello(v, &r);
     rcs_value_free(v);
     c->max_data_bytes = r.max_data_bytes;
+    set_reply_cap(c);
     if ((rc = remember_hello(c, o, &r)) < 0)
         return rc;
     if (info)
@@ -2179,6 +2252,7 @@ static int replay_hello(rcs_client *c)
     parse_hello(v, &r);
     rcs_value_free(v);
     c->max_data_bytes = r.max_data_bytes;
+    set_reply_cap(c);
     if (c->lease_ttl && r.token_len) { /* the token may have been renewed */
         memcpy(c->lease_token, r.token, r.token_len);
         c->lease_token_len = r.token_len;

@@ -213,7 +213,20 @@ RCS_EXPORT int rcs_connect_tls(const char *address, const rcs_tls_opts *tls, rcs
 /* Close the connection (the session's holds are released unless it has a
  * lease) and free the client. NULL is ignored. */
 RCS_EXPORT void rcs_close(rcs_client *c);
-/* How long a read may wait, in milliseconds; -1 (the default) waits forever. */
+/* A message from the server longer than RCS_MAX_REPLY_OVERHEAD_BYTES plus
+ * the max_data_bytes that a hello on the connection reported (without a
+ * hello: than RCS_MAX_REPLY_OVERHEAD_BYTES alone) is refused from its
+ * header, before its body is read: the call fails with RCS_EPROTO ("the
+ * server sent a message larger than the client accepts (N bytes: ...)")
+ * and the connection is given up. No reply of a conforming server comes
+ * near it; it keeps a hostile one from making the client hold gigabytes. */
+#define RCS_MAX_REPLY_OVERHEAD_BYTES (64u << 20)
+
+/* How long a read may wait, in milliseconds; -1 (the default) waits forever.
+ * The limit is a deadline from the start of the wait (rcs_recv, or the
+ * read of a blocking call): notifications that arrive meanwhile are kept
+ * but do not push it back, so a server that streams them and never
+ * answers still times out (RCS_ETIMEDOUT). */
 RCS_EXPORT void rcs_set_timeout(rcs_client *c, int timeout_ms);
 /* How long a call may go on following NOT_LEADER and reconnecting, in
  * milliseconds from its start (default 10000; 0: a call is tried once and
@@ -267,6 +280,19 @@ typedef struct rcs_notification {
     char *method;      /* "freed" */
     rcs_value *params; /* for "freed": [id, reason] */
 } rcs_notification;
+
+/* Notifications that arrive while a reply is awaited are queued for
+ * rcs_next_notification, at most RCS_MAX_QUEUED_NOTIFICATIONS of them and
+ * RCS_MAX_QUEUED_NOTIFICATION_BYTES of their encoded size. One more fails
+ * the connection, as Redis closes a pub/sub client whose output buffer
+ * overflows, rather than silently losing one (a dropped "freed" would leave
+ * the client's view of its objects wrong): the call returns RCS_EPROTO and
+ * rcs_last_error says "the server sent more than N notifications (or B
+ * bytes of them) without the client reading them"; the queued ones can
+ * still be read, and the next request reconnects. Read them (or stop
+ * watching) in time to stay below the caps. */
+#define RCS_MAX_QUEUED_NOTIFICATIONS      65536u
+#define RCS_MAX_QUEUED_NOTIFICATION_BYTES (64u << 20)
 
 /* Wait up to timeout_ms (-1: forever, 0: only what already arrived) for the
  * next notification. Only call it with no replies pending. 0, RCS_ETIMEDOUT
