@@ -788,7 +788,13 @@ class Client(_Api):
                         continue
                 else:
                     if deadline is not None:
-                        sock.settimeout(max(0.001, deadline - time.monotonic()))
+                        # Checked at every turn: a server that streams
+                        # notifications (and never the reply) keeps each
+                        # recv short of its own timeout.
+                        left = deadline - time.monotonic()
+                        if left <= 0:
+                            raise Timeout(f"no reply from {c.address} within {self.timeout} s")
+                        sock.settimeout(left)
                     data = sock.recv(CHUNK)
                 if not data:
                     raise ConnectionFailed(f"{c.address} closed the connection with {n - len(out)} replies owed")
