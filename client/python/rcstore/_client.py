@@ -54,6 +54,18 @@ PAGE = 10000
 FLUSH_INTERVAL = 0.1
 # What one data write is cut into on the interleaved path.
 CHUNK = 256 * 1024
+# Notifications kept for notifications() at most (rcstore.aio's too): one
+# more fails the connection with ConnectionFailed. rcstored sends one per
+# watch, so only a program with more watched objects freed and unread than
+# this, or a hostile server, meets it (docs/python.md).
+MAX_NOTIFICATIONS = 100_000
+
+
+def _too_many_notes():
+    return ConnectionFailed(
+        f"the server sent more than {MAX_NOTIFICATIONS} notifications the program did not read "
+        "(read them with notifications())"
+    )
 
 
 def _id(x):
@@ -692,7 +704,11 @@ class Client(_Api):
         for m in msgs:
             if m[0] != "notification":
                 return False  # a reply nobody asked for: not a stream to trust
-            self._on_note(m[1], m[2])
+            try:
+                self._on_note(m[1], m[2])
+            except ConnectionFailed:
+                self._drop_conn()
+                raise
         return True
 
     def _exchange(self, batch):
@@ -851,6 +867,8 @@ class Client(_Api):
         return results, failed, epoch, retried
 
     def _on_note(self, method, params):
+        if len(self._notes) >= MAX_NOTIFICATIONS:
+            raise _too_many_notes()
         if method == "freed" and params:
             self._watched.discard(params[0])
         self._notes.append((method, params))

@@ -129,7 +129,11 @@ class _Conn(asyncio.Protocol):
             return
         for m in msgs:
             if m[0] == "notification":
-                self.client._on_note(m[1], m[2])
+                try:
+                    self.client._on_note(m[1], m[2])
+                except ConnectionFailed as e:  # too many unread
+                    self._abort(e)
+                    return
                 continue
             if not self.waiting or m[1] != self.waiting[0].next:
                 self._abort(ConnectionFailed(f"{self.address} answered msgid {m[1]} out of order"))
@@ -578,6 +582,8 @@ class Client(_client._Api):
             self._conn = None
 
     def _on_note(self, method, params):
+        if self._notes.qsize() >= _client.MAX_NOTIFICATIONS:
+            raise _client._too_many_notes()
         if method == "freed" and params:
             self._watched.discard(params[0])
         self._notes.put_nowait((method, params))

@@ -151,3 +151,36 @@ def test_exit_flush_cannot_hang(fake, monkeypatch):
     s.close()
     assert done, "the exit flush hung on a server that never answers"
     assert err is None and c.closed
+
+
+def test_unread_notifications_are_bounded(fake, monkeypatch):
+    monkeypatch.setattr(_client, "MAX_NOTIFICATIONS", 1000, raising=False)
+    s = fake("notes")
+    c = rcstore.connect(s.address)
+    done, err = _in_thread(c.ping)
+    assert done, "the client kept taking notifications nobody read"
+    assert isinstance(err, rcstore.ConnectionFailed), err
+    assert "more than 1000 notifications the program did not read" in str(err)
+    assert c.address is None  # the connection was failed
+    # What was kept is still there to read.
+    assert next(c.notifications(timeout=0)) == ("freed", [1, "refcount"])
+    s.close()
+    c.close()
+
+
+def test_aio_unread_notifications_are_bounded(fake, monkeypatch):
+    monkeypatch.setattr(_client, "MAX_NOTIFICATIONS", 1000, raising=False)
+    s = fake("notes")
+
+    async def main():
+        c = await aio.connect(s.address)
+        try:
+            with pytest.raises(rcstore.ConnectionFailed, match="more than 1000 notifications the program did not"):
+                await asyncio.wait_for(c.ping(), BOUND)
+            assert c._notes.qsize() <= 1000
+            assert await c.notifications(timeout=5).__anext__() == ("freed", [1, "refcount"])
+        finally:
+            await c.close()
+
+    asyncio.run(main())
+    s.close()
