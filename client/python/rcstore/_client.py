@@ -974,6 +974,7 @@ class Client(_Api):
         if not result.get("resumed") and not first:
             self._epoch += 1  # a new session: the old one's Refs own nothing
         self._took_hello(result)
+        self._conn.decoder.set_limit(result.get("limits"))
         if not first:
             self.reconnects += 1
         self._rewatch()

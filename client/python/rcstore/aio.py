@@ -685,6 +685,7 @@ class Client(_client._Api):
         if not r.get("resumed") and not first:
             self._epoch += 1  # a new session: the old one's Refs own nothing
         self._took_hello(r)
+        conn.decoder.set_limit(r.get("limits"))
         if not first:
             self.reconnects += 1
 

@@ -9,6 +9,7 @@ failure they catch, not slowness).
 
 import asyncio
 import socket
+import struct
 import threading
 
 import msgpack
@@ -43,8 +44,8 @@ def _hello_reply(msgid, limits=None):
 class FakeServer:
     """A listener on 127.0.0.1 (a port the kernel picks) whose connections
     answer hello and then, for any other request, do ``mode``: "notes"
-    (notifications without end, never the reply) or "garbage" (bytes that
-    are not msgpack)."""
+    (notifications without end, never the reply), "garbage" (bytes that
+    are not msgpack) or "bigbin" (a reply of 200 MiB)."""
 
     NOTE = msgpack.packb([2, "freed", [1, "refcount"]])
 
@@ -85,6 +86,14 @@ class FakeServer:
                             conn.sendall(burst)
                     elif self.mode == "garbage":
                         conn.sendall(b"\xc1" * 10)
+                    elif self.mode == "bigbin":
+                        # A reply whose data claims 200 MiB, then sent.
+                        conn.sendall(b"\x94\x01" + bytes([m[1]]) + b"\xc0\xc6" + struct.pack(">I", 200 << 20))
+                        chunk = b"x" * (1 << 20)
+                        for _ in range(200):
+                            if self.stop.is_set():
+                                return
+                            conn.sendall(chunk)
         except OSError:
             return
 
@@ -184,3 +193,54 @@ def test_aio_unread_notifications_are_bounded(fake, monkeypatch):
 
     asyncio.run(main())
     s.close()
+
+
+def test_a_reply_larger_than_hello_allows_is_refused(fake):
+    # hello says max_message_bytes 1 MiB: the client takes no reply near
+    # 200 MiB (it used to take up to 256 MiB from anyone).
+    s = fake("bigbin", {"max_message_bytes": 1 << 20})
+    c = rcstore.connect(s.address, timeout=BOUND)
+    done, err = _in_thread(c.ping)
+    s.close()
+    assert done
+    assert isinstance(err, rcstore.ConnectionFailed), type(err)
+    assert "larger than the client takes" in str(err) or "exceeds max_bin_len" in str(err), err
+    c.close()
+
+
+def test_aio_a_reply_larger_than_hello_allows_is_refused(fake):
+    s = fake("bigbin", {"max_message_bytes": 1 << 20})
+
+    async def main():
+        c = await aio.connect(s.address)
+        try:
+            with pytest.raises(rcstore.ConnectionFailed):
+                await asyncio.wait_for(c.ping(), BOUND)
+        finally:
+            await c.close()
+
+    asyncio.run(main())
+    s.close()
+
+
+def test_bytes_that_are_not_msgpack_are_named(fake):
+    s = fake("garbage")
+    c = rcstore.connect(s.address, timeout=BOUND)
+    with pytest.raises(rcstore.ConnectionFailed) as e:
+        c.ping()
+    s.close()
+    msg = str(e.value)
+    assert "not msgpack" in msg and not msg.rstrip().endswith(":"), msg
+    c.close()
+
+
+def test_buffer_limit_follows_hello():
+    from rcstore import _wire
+
+    assert _wire.buffer_limit({"max_message_bytes": 1 << 20}) == _wire.MIN_BUFFER_BYTES
+    assert _wire.buffer_limit({"max_message_bytes": 100 << 20}) == (200 << 20) + (1 << 20)
+    assert _wire.buffer_limit({"max_message_bytes": 1 << 32}) == _wire.MAX_BUFFER_BYTES
+    assert _wire.buffer_limit({}) == _wire.MIN_BUFFER_BYTES
+    d = _wire.Decoder()
+    d.set_limit({"max_message_bytes": 100 << 20})
+    assert d.max_buffer_size == (200 << 20) + (1 << 20)
