@@ -346,20 +346,17 @@ def _tls_context(tls):
     return ctx, opts.get("server_hostname")
 
 
-class Client(_Api):
-    """A connection to rcstored (or a cluster) and its session. Use
-    ``rcstore.connect(...)``; see docs/python.md.
+class _ClientBase(_Api):
+    """What the blocking Client and rcstore.aio's Client share, free of I/O:
+    the options as given, the attributes the user reads, and the steps of
+    hello and NOT_LEADER that only change the client's state. Each subclass
+    does its own I/O around them (threads and sockets, or asyncio)."""
 
-    Keyword options beyond SPEC section 11's: ``client_name`` (shown in the
-    server's session list), ``timeout`` (seconds one call may wait for its
-    reply; None: no limit), ``failover_timeout`` (seconds a call keeps
-    following NOT_LEADER; default 10, as librcstore), ``resume`` (a resume
-    token from another Client's ``resume_token``: take that session over).
-    """
+    _NAME = "rcstore.Client"  # for repr
 
-    def __init__(
+    def _configure(
         self,
-        address=DEFAULT_ADDRESS,
+        address,
         *,
         ttl=None,
         auth=None,
@@ -370,6 +367,8 @@ class Client(_Api):
         failover_timeout=10.0,
         resume=None,
     ):
+        """The options of connect() (docs/python.md), here once for both
+        Clients and both connect()s, which pass them on as given."""
         self._addresses = _wire.parse_addresses(address)
         _wire.hello_params(ttl=ttl, auth=auth, user=user, client_name=client_name)  # checks types
         self._uses_tls = tls is not None or any(a.scheme == "tls" for a in self._addresses)
@@ -382,33 +381,19 @@ class Client(_Api):
         self.timeout = timeout
         self.failover_timeout = failover_timeout
         self._token = bytes(resume) if resume is not None else None
-        self._lock = threading.RLock()
-        self._packer = _wire.request_packer()  # used under the lock only
         self._conn = None
         self._next = 0  # index in _addresses of the next address to try
         self._closed = False
         self._epoch = 0  # which session Refs belong to; +1 per new session
         self._hello = {}
         self.reconnects = 0
-        # Filled from finalisers and other threads without a lock:
-        # deque.append and popleft are atomic in CPython.
-        self._pending = collections.deque()  # (id, epoch) of freed Refs
-        self._notes = collections.deque()  # (method, params)
         self._watched = set()
-        self._wake_r, self._wake_w = socket.socketpair()
-        self._wake_r.setblocking(False)
-        self._wake_w.setblocking(False)
-        self._waiters = 0
-        try:
-            with self._lock:
-                self._connect(time.monotonic() + self.failover_timeout)
-        except BaseException:
-            self._closed = True
-            self._wake_r.close()
-            self._wake_w.close()
-            raise
-        _open_clients.add(self)
-        _start_flusher()
+        # A client belongs to the process that made it: in a child of
+        # os.fork() it never touches the socket it shares with the parent
+        # (_after_fork_in_child sets _forked).
+        self._pid = os.getpid()
+        self._forked = False
+        _all_clients.add(self)
 
     # ---- what the user may read ----
     @property
@@ -442,7 +427,126 @@ class Client(_Api):
 
     def __repr__(self):
         state = "closed" if self._closed else (self.address or "disconnected")
-        return f"<rcstore.Client {state} session={self.session}>"
+        return f"<{self._NAME} {state} session={self.session}>"
+
+    def _check_data(self, data):
+        lim = (self._hello.get("limits") or {}).get("max_data_bytes")
+        n = len(data.encode() if isinstance(data, str) else data)
+        if lim and n > lim:
+            raise TooLarge(f"data of {n} bytes is over the server's max_data_bytes ({lim}); nothing was sent")
+        return data
+
+    def _check_open(self):
+        if self._forked:
+            raise ConnectionFailed(
+                f"this client was made in process {self._pid}; a child process "
+                f"(this is {os.getpid()}) must connect its own client"
+            )
+        if self._closed:
+            raise ConnectionFailed("the client is closed")
+
+    def _inherit(self):
+        """In a child of os.fork(), right after it: this client is the
+        parent's. The releases queued so far are dropped (the holds are the
+        parent's), and from now on nothing is queued or sent: every call
+        raises ConnectionFailed, close() only closes this process's copy
+        of the file descriptors."""
+        self._forked = True
+        pending = getattr(self, "_pending", None)  # None: forked inside __init__
+        if pending is not None:
+            pending.clear()
+
+    # ---- hello's and NOT_LEADER's state, without I/O ----
+    def _keep_hello(self, result, ttl, auth, user, resume, client_name):
+        """hello() answered: keep what was given, to replay after a reconnect."""
+        if auth is not None:
+            self._auth, self._user = auth, user
+        if client_name is not None:
+            self._client_name = client_name
+        if ttl is not None:
+            self._ttl = ttl or None
+        if resume is not None and result.get("resumed"):
+            self._epoch += 1  # another session: the Refs made so far are not its
+        self._took_hello(result)
+
+    def _replay_params(self):
+        """(resume, params) of the hello a new connection sends: the kept
+        options, resuming the session when it has a lease."""
+        resume = self._token if self._ttl or self._token else None
+        params = _wire.hello_params(
+            ttl=self._ttl, auth=self._auth, user=self._user, resume=resume, client_name=self._client_name
+        )
+        return resume, params
+
+    def _replay_expired(self, err):
+        """The replayed hello's SessionExpired: the holds are gone. Say so
+        to the call that needed them, and start a new session at the next
+        one (never silently now). Returns the error to raise."""
+        self._token = None
+        self._epoch += 1
+        return SessionExpired(err.message + " (the session's holds are gone; the next call starts a new session)")
+
+    def _replayed(self, result):
+        """The replayed hello's result: a session not resumed is a new one."""
+        first = not self._hello
+        if not result.get("resumed") and not first:
+            self._epoch += 1  # a new session: the old one's Refs own nothing
+        self._took_hello(result)
+        if not first:
+            self.reconnects += 1
+
+    def _took_hello(self, result):
+        self._hello = result
+        # A lease (hello's ttl, as granted) makes the token worth keeping.
+        self._token = bytes(result.get("token") or b"") or None if result.get("ttl") else None
+
+    def _aim_at(self, leader):
+        """Make the leader a NOT_LEADER named (an address) the next to try;
+        an address that does not parse changes nothing."""
+        try:
+            [a] = _wire.parse_addresses(leader)
+        except ValueError:
+            return
+        if self._uses_tls and a.scheme == "tcp":
+            a = _wire.Address("tls", a.host, a.port)  # never from TLS into plaintext
+        if a not in self._addresses:
+            self._addresses.append(a)
+        self._next = self._addresses.index(a)
+
+
+class Client(_ClientBase):
+    """A connection to rcstored (or a cluster) and its session. Use
+    ``rcstore.connect(...)``; see docs/python.md.
+
+    Keyword options beyond SPEC section 11's: ``client_name`` (shown in the
+    server's session list), ``timeout`` (seconds one call may wait for its
+    reply; None: no limit), ``failover_timeout`` (seconds a call keeps
+    following NOT_LEADER; default 10, as librcstore), ``resume`` (a resume
+    token from another Client's ``resume_token``: take that session over).
+    """
+
+    def __init__(self, address=DEFAULT_ADDRESS, **options):
+        self._configure(address, **options)
+        self._lock = threading.RLock()
+        self._packer = _wire.request_packer()  # used under the lock only
+        # Filled from finalisers and other threads without a lock:
+        # deque.append and popleft are atomic in CPython.
+        self._pending = collections.deque()  # (id, epoch) of freed Refs
+        self._notes = collections.deque()  # (method, params)
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        self._waiters = 0
+        try:
+            with self._lock:
+                self._connect(time.monotonic() + self.failover_timeout)
+        except BaseException:
+            self._closed = True
+            self._wake_r.close()
+            self._wake_w.close()
+            raise
+        _open_clients.add(self)
+        _start_flusher()
 
     def __enter__(self):
         return self
@@ -462,17 +566,16 @@ class Client(_Api):
             elif method == "release_all" and epoch == epoch_before:
                 # Every hold is gone: the session's Refs own nothing now.
                 self._epoch += 1
+            elif method == "cluster_transfer":
+                # This node is no longer the leader and restarts itself,
+                # closing its connections: leave it now, so that the next
+                # call connects (and follows NOT_LEADER) rather than dying
+                # with the old connection.
+                self._move(None)
             return convert(self, result, epoch) if convert else result
 
     def _make_ref(self, id, epoch):
         return Ref(self, id, epoch)
-
-    def _check_data(self, data):
-        lim = (self._hello.get("limits") or {}).get("max_data_bytes")
-        n = len(data.encode() if isinstance(data, str) else data)
-        if lim and n > lim:
-            raise TooLarge(f"data of {n} bytes is over the server's max_data_bytes ({lim}); nothing was sent")
-        return data
 
     def hello(self, ttl=None, auth=None, user=None, resume=None, client_name=None):
         """Send hello again with these options (see SPEC section 3): a ttl
@@ -484,15 +587,7 @@ class Client(_Api):
             [(err, result, _)] = self._run([("hello", params)], follow=True)
             if err is not None:
                 raise err
-            if auth is not None:
-                self._auth, self._user = auth, user
-            if client_name is not None:
-                self._client_name = client_name
-            if ttl is not None:
-                self._ttl = ttl or None
-            if resume is not None and result.get("resumed"):
-                self._epoch += 1  # another session: the Refs made so far are not its
-            self._took_hello(result)
+            self._keep_hello(result, ttl, auth, user, resume, client_name)
             return result
 
     def names(self, prefix="", limit=None):
@@ -556,6 +651,12 @@ class Client(_Api):
         with self._lock:
             if self._closed:
                 return
+            if self._forked:
+                # The parent's connection: close this process's copy of the
+                # fd (never shutdown(), never a byte sent, no wake-up).
+                self._closed = True
+                self._drop_conn()
+                return
             try:
                 if self._pending and self._conn is not None:
                     self._run([], follow=False, reconnect=False)
@@ -573,11 +674,13 @@ class Client(_Api):
             if s is not None:
                 s.close()
 
-    # ---- the machinery ----
-    def _check_open(self):
-        if self._closed:
-            raise ConnectionFailed("the client is closed")
+    def _inherit(self):
+        super()._inherit()
+        # The lock may have been held by another thread of the parent at
+        # the fork: the child's copy would never be released.
+        self._lock = threading.RLock()
 
+    # ---- the machinery ----
     def _drop_conn(self):
         c, self._conn = self._conn, None
         if c is not None:
@@ -662,15 +765,7 @@ class Client(_Api):
         """Leave this node for the leader it named (or the next address)."""
         self._drop_conn()
         if leader:
-            try:
-                [a] = _wire.parse_addresses(leader)
-            except ValueError:
-                return
-            if self._uses_tls and a.scheme == "tcp":
-                a = _wire.Address("tls", a.host, a.port)  # never from TLS into plaintext
-            if a not in self._addresses:
-                self._addresses.append(a)
-            self._next = self._addresses.index(a)
+            self._aim_at(leader)
 
     def _alive(self):
         """False if the server closed the idle connection (a restart, a
@@ -929,7 +1024,7 @@ class Client(_Api):
             sock.settimeout(self.timeout)
             self._conn = _Conn(sock, a, tls)
             try:
-                self._replay_hello()
+                self._replay_hello(timeout)
                 return
             except (NotLeader, SessionBusy) as e:
                 self._drop_conn()
@@ -953,36 +1048,31 @@ class Client(_Api):
                 self._drop_conn()
                 raise
 
-    def _replay_hello(self):
-        resume = self._token if self._ttl or self._token else None
-        params = _wire.hello_params(
-            ttl=self._ttl, auth=self._auth, user=self._user, resume=resume, client_name=self._client_name
-        )
-        [(err, result)] = self._exchange([("hello", params)])
+    def _replay_hello(self, limit):
+        resume, params = self._replay_params()
+        # hello is part of connecting: a node that takes the connection but
+        # never answers is given up after the connect limit (for the next
+        # address), like one that refuses it, whatever self.timeout is.
+        timeout = self.timeout
+        self.timeout = limit if timeout is None else min(timeout, limit)
+        try:
+            self._conn.sock.settimeout(self.timeout)
+            [(err, result)] = self._exchange([("hello", params)])
+        finally:
+            self.timeout = timeout
+            if self._conn is not None:
+                try:
+                    self._conn.sock.settimeout(timeout)
+                except OSError:
+                    pass
         if isinstance(err, SessionExpired) and resume is not None:
-            # The holds are gone: say so to the call that needed them, and
-            # start a new session at the next one (never silently now).
-            self._token = None
-            self._epoch += 1
             self._drop_conn()
-            raise SessionExpired(
-                err.message + " (the session's holds are gone; the next call starts a new session)"
-            )
+            raise self._replay_expired(err)
         if err is not None:
             raise err
-        first = not self._hello
-        if not result.get("resumed") and not first:
-            self._epoch += 1  # a new session: the old one's Refs own nothing
-        self._took_hello(result)
+        self._replayed(result)
         self._conn.decoder.set_limit(result.get("limits"))
-        if not first:
-            self.reconnects += 1
         self._rewatch()
-
-    def _took_hello(self, result):
-        self._hello = result
-        # A lease (hello's ttl, as granted) makes the token worth keeping.
-        self._token = bytes(result.get("token") or b"") or None if result.get("ttl") else None
 
     def _rewatch(self):
         """Watches belong to a connection: ask again for each after a
@@ -998,6 +1088,8 @@ class Client(_Api):
 
     def _next_note(self, timeout):
         deadline = None if timeout is None else time.monotonic() + timeout
+        lost = None  # with a lease: how long reconnecting may go on
+        backoff = BACKOFF_FIRST
         while True:
             try:
                 return self._notes.popleft()
@@ -1007,12 +1099,30 @@ class Client(_Api):
                 self._check_open()
                 if self._conn is None or not self._alive():  # reads what waits
                     self._drop_conn()
-                    self._run([], follow=True)  # reconnect (and watch again)
-                    continue
-                if self._notes:
-                    continue
-                c = self._conn
-                self._waiters += 1
+                    try:
+                        self._run([], follow=True)  # reconnect (and watch again)
+                        lost, backoff = None, BACKOFF_FIRST
+                        continue
+                    except ConnectionFailed:
+                        # A lease: the server may be restarting; go on
+                        # trying for failover_timeout, as aio does.
+                        if not self._ttl:
+                            raise
+                        lost = lost or time.monotonic() + (self.failover_timeout or 0)
+                        if time.monotonic() >= lost:
+                            raise
+                        c = None
+                else:
+                    if self._notes:
+                        continue
+                    lost, c = None, self._conn
+                    self._waiters += 1
+            if c is None:  # reconnecting with a lease: wait a little, outside the lock
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise Timeout(f"no notification within {timeout} s")
+                time.sleep(backoff if deadline is None else min(backoff, max(0.0, deadline - time.monotonic())))
+                backoff = min(backoff * 2, BACKOFF_MAX)
+                continue
             try:
                 left = None if deadline is None else deadline - time.monotonic()
                 if left is not None and left <= 0:
@@ -1041,7 +1151,7 @@ class Client(_Api):
         if not self._lock.acquire(blocking=False):
             return
         try:
-            if self._pending and not self._closed and self._conn is not None:
+            if self._pending and not self._closed and not self._forked and self._conn is not None:
                 try:
                     self._run([], follow=False, reconnect=False)
                 except Exception:
@@ -1056,7 +1166,7 @@ class Client(_Api):
         if not self._lock.acquire(blocking=False):
             return
         try:
-            if self._closed:
+            if self._closed or self._forked:
                 return
             if self._conn is not None and self._pending:
                 self.timeout = 2.0 if self.timeout is None else min(self.timeout, 2.0)
@@ -1163,7 +1273,9 @@ class Ref:
         try:
             if not self._released:
                 self._released = True
-                self._client._pending.append((self._id, self._epoch))
+                c = self._client
+                if not c._forked:  # a child of fork: the parent's hold
+                    c._pending.append((self._id, self._epoch))
         except AttributeError:
             pass  # __init__ did not finish
 
@@ -1262,42 +1374,42 @@ class Pipeline(_Api):
             self._take()  # the block failed: send nothing
 
 
-def connect(
-    address=DEFAULT_ADDRESS,
-    *,
-    ttl=None,
-    auth=None,
-    user=None,
-    tls=None,
-    client_name=None,
-    timeout=None,
-    failover_timeout=10.0,
-    resume=None,
-):
+def connect(address=DEFAULT_ADDRESS, **options):
     """Connect to rcstored and say hello: a ``Client``. address: a
     ``"host:port"``, ``tcp://``, ``tls://`` or ``unix:///path`` URL, or a
     list (or comma-separated str) of them for a cluster. ttl: a lease of
     that many seconds, so a lost connection is re-made and the session
     resumed. auth, user: the login. tls: an ``ssl.SSLContext``, or a dict
     with ``cafile``, ``certfile``, ``keyfile``, ``server_hostname``,
-    ``insecure``; given, every tcp address is dialled with TLS."""
-    return Client(
-        address,
-        ttl=ttl,
-        auth=auth,
-        user=user,
-        tls=tls,
-        client_name=client_name,
-        timeout=timeout,
-        failover_timeout=failover_timeout,
-        resume=resume,
-    )
+    ``insecure``; given, every tcp address is dialled with TLS. The other
+    options are the Client's (client_name, timeout, failover_timeout,
+    resume)."""
+    return Client(address, **options)
 
 
 # Open clients, for the exit flush; weak, so that this keeps none alive.
 _open_clients = weakref.WeakSet()
 _flusher = None
 _flusher_lock = threading.Lock()
+# Every client made in this process, blocking or asyncio (weak), for
+# _after_fork_in_child.
+_all_clients = weakref.WeakSet()
+
+
+def _after_fork_in_child():
+    """os.fork()'s child: every client is its parent's. None is flushed at
+    exit or by a flusher, none sends again (Client._inherit); the
+    flusher's state starts afresh (its thread is not in the child, and its
+    lock may have been held at the fork)."""
+    global _flusher, _flusher_lock
+    _flusher = None
+    _flusher_lock = threading.Lock()
+    _open_clients.clear()
+    for c in list(_all_clients):
+        c._inherit()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _flush_loop():

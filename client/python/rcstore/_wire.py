@@ -206,7 +206,8 @@ class Requests:
         return self.n
 
     def add(self, method, params, extra=None):
-        """Encode the call now; returns its index. A call with an extra, or
+        """Encode the call now; returns None (what a Pipeline's queueing
+        methods return, this being their ``_do``). A call with an extra, or
         of a method in keep, is also kept in ``kept``. A call msgpack
         cannot encode raises (TypeError, ...) and is not queued."""
         cur = self._cur
@@ -231,7 +232,7 @@ class Requests:
         self.n = msgid
         if extra is not None or method in self._keep:
             self.kept.append((msgid - 1, method, params, extra))
-        return msgid - 1
+        return None
 
     def chunks(self):
         """[(bytes, count)]: the requests in order, count in each piece."""

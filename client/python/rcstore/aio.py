@@ -19,7 +19,7 @@ import ssl
 import time
 
 from . import _client, _wire
-from ._client import PAGE, _as_pairs, _id, _tls_context
+from ._client import PAGE, _as_pairs, _id
 from .errors import ConnectionFailed, Error, NotFound, NotHeld, NotLeader, QuotaExceeded, SessionBusy
 from .errors import SessionExpired, Timeout
 
@@ -40,18 +40,7 @@ _CLOSE_WAIT = 5.0
 _FLUSH_INTERVAL = _client.FLUSH_INTERVAL
 
 
-async def connect(
-    address=_client.DEFAULT_ADDRESS,
-    *,
-    ttl=None,
-    auth=None,
-    user=None,
-    tls=None,
-    client_name=None,
-    timeout=None,
-    failover_timeout=10.0,
-    resume=None,
-):
+async def connect(address=_client.DEFAULT_ADDRESS, **options):
     """Connect and say hello: an asyncio ``Client``. The parameters are
     ``rcstore.connect``'s (docs/python.md): address a ``host:port``,
     ``tcp://``, ``tls://`` or ``unix:///path`` URL or a list of them; ttl a
@@ -61,19 +50,9 @@ async def connect(
     client_name; timeout (seconds a call waits for its reply);
     failover_timeout (seconds a call follows NOT_LEADER); resume (a resume
     token: take that session over)."""
-    c = Client(
-        address,
-        ttl=ttl,
-        auth=auth,
-        user=user,
-        tls=tls,
-        client_name=client_name,
-        timeout=timeout,
-        failover_timeout=failover_timeout,
-        resume=resume,
-    )
+    c = Client(address, **options)
     try:
-        await c._ensure(time.monotonic() + (failover_timeout or 0))
+        await c._ensure(time.monotonic() + (c.failover_timeout or 0))
     except BaseException:
         await c.close()
         raise
@@ -237,6 +216,11 @@ class _Notifications:
         c = self._client
         if c._closed and c._notes.empty():
             raise StopAsyncIteration
+        if c._forked:
+            c._check_open()  # raises: the parent's connection
+        if not c._closed and c._notes.empty() and (c._conn is None or not c._conn.usable):
+            c._recover_for_notes()  # nothing would ever come on a lost connection
+        c._note_waiters += 1
         try:
             if self._timeout is None:
                 item = await c._notes.get()
@@ -244,13 +228,17 @@ class _Notifications:
                 item = await asyncio.wait_for(c._notes.get(), self._timeout)
         except asyncio.TimeoutError:
             raise Timeout(f"no notification within {self._timeout} s") from None
+        finally:
+            c._note_waiters -= 1
         if item is None:  # close()'s mark: leave it for the other iterators
             c._notes.put_nowait(None)
             raise StopAsyncIteration
+        if isinstance(item, Error):  # the connection was lost for good
+            raise item
         return item
 
 
-class Client(_client._Api):
+class Client(_client._ClientBase):
     """An rcstore client for asyncio; made by ``await rcstore.aio.connect()``.
     Every method of the blocking Client is here, as a coroutine with the
     same parameters and results; ``async with`` closes it. The attributes
@@ -258,38 +246,11 @@ class Client(_client._Api):
     ``server_info``, ``limits``, ``closed``, ``reconnects``, ``timeout``,
     ``failover_timeout``."""
 
-    def __init__(
-        self,
-        address=_client.DEFAULT_ADDRESS,
-        *,
-        ttl=None,
-        auth=None,
-        user=None,
-        tls=None,
-        client_name=None,
-        timeout=None,
-        failover_timeout=10.0,
-        resume=None,
-    ):
-        self._addresses = _wire.parse_addresses(address)
-        _wire.hello_params(ttl=ttl, auth=auth, user=user, client_name=client_name)  # checks types
-        self._uses_tls = tls is not None or any(a.scheme == "tls" for a in self._addresses)
-        self._tls_ctx, self._tls_hostname = _tls_context(tls) if self._uses_tls else (None, None)
-        self._force_tls = tls is not None
-        self._ttl = ttl if ttl else None
-        self._auth = auth
-        self._user = user
-        self._client_name = client_name
-        self.timeout = timeout
-        self.failover_timeout = failover_timeout
-        self._token = bytes(resume) if resume is not None else None
+    _NAME = "rcstore.aio.Client"  # for repr
+
+    def __init__(self, address=_client.DEFAULT_ADDRESS, **options):
+        self._configure(address, **options)
         self._loop = asyncio.get_running_loop()
-        self._conn = None
-        self._next = 0  # index in _addresses of the next address to try
-        self._closed = False
-        self._epoch = 0  # which session Refs belong to; +1 per new session
-        self._hello = {}
-        self.reconnects = 0
         self._lock = asyncio.Lock()  # one (re)connect at a time
         self._packer = _wire.request_packer()  # this loop's only
         self._notes = asyncio.Queue()  # (method, params); None once closed
@@ -297,39 +258,9 @@ class Client(_client._Api):
         # Ref.__del__ (a deque append, safe from any thread or finaliser),
         # sent as decrefs before the next request, on this loop.
         self._pending = collections.deque()
-        self._watched = set()
         self._flusher = self._loop.call_later(_FLUSH_INTERVAL, self._flush_tick)
-
-    # ---- what the user may read ----
-    @property
-    def address(self):
-        """The URL of the server in use (None while disconnected)."""
-        c = self._conn
-        return str(c.address) if c else None
-
-    @property
-    def session(self):
-        return self._hello.get("session")
-
-    @property
-    def resume_token(self):
-        return self._token
-
-    @property
-    def server_info(self):
-        return dict(self._hello)
-
-    @property
-    def limits(self):
-        return dict(self._hello.get("limits") or {})
-
-    @property
-    def closed(self):
-        return self._closed
-
-    def __repr__(self):
-        state = "closed" if self._closed else (self.address or "disconnected")
-        return f"<rcstore.aio.Client {state} session={self.session}>"
+        self._note_waiters = 0  # notifications() consumers waiting now
+        self._recovering = None  # the task of _recover_for_notes
 
     async def __aenter__(self):
         return self
@@ -351,31 +282,26 @@ class Client(_client._Api):
             self._watched.add(params[0])
         elif method == "release_all" and epoch == epoch_before:
             self._epoch += 1  # every hold is gone: the session's Refs own nothing
+        elif method == "cluster_transfer" and self._conn is not None:
+            # The old leader restarts itself (its connections close): leave
+            # it now; the next call connects and follows NOT_LEADER.
+            self._move(self._conn, None)
         return convert(self, result, epoch) if convert else result
 
     def _make_ref(self, id, epoch):
         return Ref(self, id, epoch)
-
-    _check_data = _client.Client._check_data
 
     async def hello(self, ttl=None, auth=None, user=None, resume=None, client_name=None):
         """The blocking Client's hello: sent again with these options, which
         are kept and replayed after a reconnect. Returns hello's result."""
         params = _wire.hello_params(ttl=ttl, auth=auth, user=user, resume=resume, client_name=client_name)
         result, _ = await self._call("hello", params)
-        if auth is not None:
-            self._auth, self._user = auth, user
-        if client_name is not None:
-            self._client_name = client_name
-        if ttl is not None:
-            self._ttl = ttl or None
-        if resume is not None and result.get("resumed"):
-            self._epoch += 1  # another session: the Refs made so far are not its
-        self._took_hello(result)
+        self._keep_hello(result, ttl, auth, user, resume, client_name)
         return result
 
     async def names(self, prefix="", limit=None):
         """``[(name, id), ...]``, sorted; without limit every one, paged."""
+        # The blocking Client's names() but for await: kept apart (shared, it would be a generator both drive).
         if limit is not None:
             return await self._do("names", [prefix, limit], _as_pairs)
         out, after = [], ""
@@ -389,6 +315,7 @@ class Client(_client._Api):
     async def referrers(self, id, limit=None):
         """Ids of the objects whose refs contain id; without limit every
         one, paged by the server's cursor when one request cannot say."""
+        # The blocking Client's referrers() but for await: kept apart (shared, it would be a generator both drive).
         if limit is not None:
             return await self._do("referrers", [_id(id), limit])
         try:
@@ -435,6 +362,14 @@ class Client(_client._Api):
         if self._closed:
             return
         self._closed = True
+        if self._recovering is not None:
+            self._recovering.cancel()
+        if self._forked:
+            # The parent's connection and event loop (the epoll set is
+            # shared): touch neither; the fd copy goes with the transport.
+            self._conn = None
+            self._notes.put_nowait(None)
+            return
         self._flusher.cancel()
         conn, self._conn = self._conn, None
         if conn is not None and conn.usable:
@@ -452,16 +387,12 @@ class Client(_client._Api):
         """The loop's timer: send the releases of Refs freed in an idle
         client (never from a finaliser, never reconnecting: a client with
         no connection sends them at its next call)."""
-        if self._closed:
+        if self._closed or self._forked:
             return
         conn = self._conn
         if self._pending and conn is not None and conn.usable:
             self._send_releases(conn)
         self._flusher = self._loop.call_later(_FLUSH_INTERVAL, self._flush_tick)
-
-    def _check_open(self):
-        if self._closed:
-            raise ConnectionFailed("the client is closed")
 
     async def _wait(self, fut, timeout=None):
         timeout = self.timeout if timeout is None else timeout
@@ -564,15 +495,7 @@ class Client(_client._Api):
         if self._conn is conn:
             self._conn = None
         if leader:
-            try:
-                [a] = _wire.parse_addresses(leader)
-            except ValueError:
-                return conn
-            if self._uses_tls and a.scheme == "tcp":
-                a = _wire.Address("tls", a.host, a.port)  # never from TLS into plaintext
-            if a not in self._addresses:
-                self._addresses.append(a)
-            self._next = self._addresses.index(a)
+            self._aim_at(leader)
         else:
             self._next = (self._next + 1) % len(self._addresses)
         return conn
@@ -580,6 +503,34 @@ class Client(_client._Api):
     def _conn_lost(self, conn):
         if conn is self._conn:
             self._conn = None
+            if self._note_waiters and not self._closed and not self._forked:
+                self._recover_for_notes()
+
+    def _recover_for_notes(self):
+        """The connection is lost while notifications() waits: with a lease,
+        connect again by itself (the session resumed, the watches remade)
+        so that the wait goes on; without one, or when no address answers
+        within failover_timeout, end the wait with ConnectionFailed, as the
+        blocking client's next() does."""
+        if self._recovering is None or self._recovering.done():
+            self._recovering = self._loop.create_task(self._recover())
+
+    async def _recover(self):
+        if not self._ttl:
+            self._notes.put_nowait(ConnectionFailed("the connection was lost (no lease: nothing to resume)"))
+            return
+        deadline = time.monotonic() + (self.failover_timeout or 0)
+        backoff = _BACKOFF_FIRST
+        while not self._closed:
+            try:
+                await self._ensure(deadline)
+                return
+            except Error as e:
+                if isinstance(e, SessionExpired) or time.monotonic() >= deadline:
+                    self._notes.put_nowait(e if isinstance(e, ConnectionFailed) else ConnectionFailed(str(e)))
+                    return
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, _BACKOFF_MAX)
 
     def _on_note(self, method, params):
         if self._notes.qsize() >= _client.MAX_NOTIFICATIONS:
@@ -621,6 +572,7 @@ class Client(_client._Api):
     async def _connect(self, deadline):
         """Connect to the first address that serves (from _next on) and
         replay hello: the blocking client's _connect, on the loop."""
+        # The blocking Client's _connect but for await: kept apart (shared, it would be a generator both drive).
         n = len(self._addresses)
         limit = _CONNECT_TIMEOUT_ONE if n == 1 else _CONNECT_TIMEOUT_MANY
         backoff = _BACKOFF_FIRST
@@ -665,36 +617,23 @@ class Client(_client._Api):
                 raise
 
     async def _replay_hello(self, conn, limit):
-        resume = self._token if self._ttl or self._token else None
-        params = _wire.hello_params(
-            ttl=self._ttl, auth=self._auth, user=self._user, resume=resume, client_name=self._client_name
-        )
+        resume, params = self._replay_params()
         # hello is part of connecting: a node that takes the connection but
         # never answers is given up like one that refuses it.
-        wait = self.timeout if self.timeout is not None else limit
+        wait = limit if self.timeout is None else min(self.timeout, limit)
         (r,), failed = await self._wait(conn.send((("hello", params),)), wait)
         if failed and isinstance(r, SessionExpired) and resume is not None:
-            # The holds are gone: say so to the call that needed them, and
-            # start a new session at the next one (never silently now).
-            self._token = None
-            self._epoch += 1
-            raise SessionExpired(r.message + " (the session's holds are gone; the next call starts a new session)")
+            raise self._replay_expired(r)
         if failed:
             raise r
-        first = not self._hello
-        if not r.get("resumed") and not first:
-            self._epoch += 1  # a new session: the old one's Refs own nothing
-        self._took_hello(r)
+        self._replayed(r)
         conn.decoder.set_limit(r.get("limits"))
-        if not first:
-            self.reconnects += 1
-
-    _took_hello = _client.Client._took_hello
 
     async def _rewatch(self, conn):
         """Watches belong to a connection: ask again for each after a
         reconnect; an object freed meanwhile gets its notification now, with
         the reason "unknown"."""
+        # The blocking Client's _rewatch but for await: kept apart (shared, it would be a generator both drive).
         if not self._watched:
             return
         ids = sorted(self._watched)
@@ -706,6 +645,8 @@ class Client(_client._Api):
     async def _release(self, ref):
         """Ref.release(): decref now (NOT_HELD/NOT_FOUND: gone either way;
         a lost connection: queued for the next call)."""
+        if self._forked:
+            self._check_open()  # raises: the parent's hold
         if ref._released:
             return
         ref._released = True

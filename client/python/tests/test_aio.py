@@ -33,6 +33,12 @@ def run(fn):
     return wrapper
 
 
+async def assert_gone(c, id):
+    """The object is freed: its last hold was given back."""
+    with pytest.raises(rcstore.NotFound):
+        await c.stat(id)
+
+
 @run
 async def test_connect_unix_and_tcp(server):
     for address in (server.address, server.unix_address, server.address.replace("tcp://", "")):
@@ -157,16 +163,14 @@ async def test_ref_lifetime(server):
         rid = r.id
         assert (await c.stat(rid))["holds"] == 1
         del r
-        with pytest.raises(rcstore.NotFound):
-            await c.stat(rid)
+        await assert_gone(c, rid)
         # async with releases at the block's end; release is idempotent.
         async with await c.new(b"s", refs=[]) as s:
             sid = s.id
             assert (await s.get())["data"] == b"s"
         assert not s.held
         await s.release()
-        with pytest.raises(rcstore.NotFound):
-            await c.stat(sid)
+        await assert_gone(c, sid)
         # Ref methods; refs may name Refs; ref() takes one more hold.
         a = await c.new(b"a")
         b = await c.new(b"b", refs=[a])
@@ -198,8 +202,7 @@ async def test_ref_lifetime(server):
             gc.enable()
         await c.ping()
         for i in ids:
-            with pytest.raises(rcstore.NotFound):
-                await c.stat(i)
+            await assert_gone(c, i)
         # close() sends what is queued before it closes.
         async with await aio.connect(server.address, ttl=60) as c2:
             x = await c2.claim(token)
@@ -235,8 +238,7 @@ async def test_ref_freed_from_another_thread(server):
         box = [r]
         del r
         await asyncio.to_thread(box.clear)
-        with pytest.raises(rcstore.NotFound):
-            await c.stat(rid)
+        await assert_gone(c, rid)
 
 
 @run
@@ -317,6 +319,8 @@ async def test_notifications(server):
         await c.close()
         with pytest.raises(StopAsyncIteration):
             await waiting
+        with pytest.raises(StopAsyncIteration):  # and one started after it
+            await c.notifications().__anext__()
 
 
 @run
@@ -334,8 +338,7 @@ async def test_resume_across_restart(server):
         rid = r.id
         del r
         await c.ping()
-        with pytest.raises(rcstore.NotFound):
-            await c.stat(rid)
+        await assert_gone(c, rid)
 
 
 @run
@@ -345,8 +348,7 @@ async def test_no_lease_means_a_new_session(server):
         await asyncio.to_thread(server.restart)
         assert await c.ping() == "pong" and c.reconnects == 1
         assert c.server_info["resumed"] is False
-        with pytest.raises(rcstore.NotFound):
-            await c.stat(r)  # its only hold went with the old session
+        await assert_gone(c, r)  # its only hold went with the old session
         await r.release()  # owns nothing now: sends nothing, raises nothing
         assert await c.ping() == "pong"
 
@@ -557,5 +559,88 @@ async def test_cluster_follows_the_leader_and_resumes_after_a_failover(three):
         assert c.address == new.url and c.session == session and c.reconnects >= 1
         assert (await c.stat(r))["holds"] == 1 and r.held
         await r.release()  # its only hold: freed, on the new leader
-        with pytest.raises(rcstore.NotFound):
-            await c.stat(r.id)
+        await assert_gone(c, r.id)
+
+
+@run
+async def test_pipeline_queueing_returns_none(server):
+    # As the blocking Pipeline's: every queueing method returns None.
+    async with await aio.connect(server.address) as c:
+        root = await c.new(b"root")
+        async with c.pipeline() as p:
+            queued = [p.new(b"x"), p.create(b"y"), p.incref(root), p.ref(root.id), p.ping()]
+        assert queued == [None] * 5
+        assert isinstance(p.results[0], aio.Ref)
+
+
+@run
+async def test_connect_to_a_silent_node_gives_up_after_the_connect_limit(server):
+    # A node that takes the connection and never answers (a SIGSTOPped
+    # rcstored): hello is under the connect limit, with timeout=None too.
+    # wait_for is a hang guard, not a measurement.
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(16)
+    address = "tcp://127.0.0.1:%d" % silent.getsockname()[1]
+    try:
+        with pytest.raises((rcstore.Timeout, rcstore.ConnectionFailed)):
+            await asyncio.wait_for(aio.connect(address), 60)
+        # A list, and a call timeout far longer than the connect limit:
+        # the silent node is skipped for the next address all the same.
+        c = await asyncio.wait_for(aio.connect([address, server.address], timeout=3600), 60)
+        assert c.address == server.address and await c.ping() == "pong"
+        await c.close()
+    finally:
+        silent.close()
+
+
+@run
+async def test_notifications_after_a_kill(server):
+    # A notifications() consumer waiting when the server is killed: without
+    # a lease the wait ends with ConnectionFailed (as the blocking
+    # client's next()); with one the client reconnects by itself (the
+    # session resumed, the watch remade) and the wait goes on. The
+    # wait_fors are hang guards.
+    async with await aio.connect(server.address) as d:
+        x = await d.create(b"watched")
+        await d.bind("aio/watched", x)
+        await d.decref(x)  # kept by its name only
+    plain = await aio.connect(server.address)
+    leased = await aio.connect(server.address, ttl=60, failover_timeout=60)
+    await plain.watch(x)
+    await leased.watch(x)
+
+    async def first(c):
+        async for note in c.notifications():
+            return note
+
+    lost = asyncio.ensure_future(first(plain))
+    resumed = asyncio.ensure_future(first(leased))
+    await asyncio.sleep(0)  # both consumers waiting
+    await asyncio.to_thread(server.kill)
+    with pytest.raises(rcstore.ConnectionFailed):
+        await asyncio.wait_for(lost, 60)
+    await asyncio.to_thread(server.start)
+    async with await aio.connect(server.address) as e:
+        await e.unbind("aio/watched")
+    method, params = await asyncio.wait_for(resumed, 60)
+    assert method == "freed" and params[0] == x
+    assert await leased.ping() == "pong"
+    await leased.close()
+    await plain.close()
+
+
+@run
+async def test_cluster_own_transfer_then_calls_go_on(three):
+    # After its own cluster_transfer the client leaves the old leader
+    # (which restarts itself, closing its connections) before the next call.
+    cl, leader = three
+    c = await aio.connect([n.url for n in cl.nodes.values()], ttl=60, failover_timeout=60)
+    r = await c.new(b"before")
+    assert c.address == leader.url
+    await c.cluster_transfer()
+    assert c.address is None  # the next call connects
+    r2 = await c.new(b"after")
+    assert c.address != leader.url
+    assert (await c.get(r2))["data"] == b"after" and (await r.get())["data"] == b"before"
+    await c.close()

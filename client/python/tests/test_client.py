@@ -218,3 +218,67 @@ def test_connection_failed_and_timeout(server):
         assert isinstance(e, TimeoutError)
     finally:
         ls.close()
+
+
+def test_pipeline_queueing_returns_none(server):
+    # docs/python.md: a Pipeline's queueing methods return None (p.new used
+    # to return the call's index); the Ref is in p.results.
+    with rcstore.connect(server.address) as c:
+        root = c.new(b"root")
+        with c.pipeline() as p:
+            queued = [p.new(b"x"), p.create(b"y"), p.incref(root), p.ref(root.id), p.ping(), p.watch(root)]
+        assert queued == [None] * 6
+        assert isinstance(p.results[0], rcstore.Ref) and isinstance(p.results[3], rcstore.Ref)
+
+
+class SilentServer:
+    """A node that takes connections (the kernel completes them: it
+    listens) and never says a byte: a hung or SIGSTOPped rcstored."""
+
+    def __init__(self):
+        import socket
+
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.address = "tcp://127.0.0.1:%d" % self.sock.getsockname()[1]
+
+    def close(self):
+        self.sock.close()  # unblocks a client stuck on it (a reset)
+
+
+def in_thread(fn, hang_guard=60):
+    """fn() in a thread: its result or its exception; None if it was still
+    running after hang_guard seconds (a hang, not a measurement)."""
+    import threading
+
+    out = {}
+
+    def run():
+        try:
+            out["result"] = fn()
+        except BaseException as e:
+            out["error"] = e
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    t.join(hang_guard)
+    return None if t.is_alive() else out
+
+
+def test_connect_to_a_silent_node_gives_up_after_the_connect_limit(server):
+    silent = SilentServer()
+    try:
+        # One address, timeout=None: hello is under the connect limit too.
+        out = in_thread(lambda: rcstore.connect(silent.address))
+        assert out is not None, "connect to a silent node hung"
+        assert isinstance(out.get("error"), (rcstore.Timeout, rcstore.ConnectionFailed)), out
+        # A list, and a call timeout far longer than the connect limit: the
+        # silent node is skipped for the next address all the same.
+        out = in_thread(lambda: rcstore.connect([silent.address, server.address], timeout=3600))
+        assert out is not None, "connect with a silent node first hung"
+        c = out["result"]
+        assert c.address == server.address and c.ping() == "pong"
+        c.close()
+    finally:
+        silent.close()

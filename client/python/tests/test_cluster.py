@@ -66,3 +66,19 @@ def test_not_leader_when_not_following(three):
         p.create(b"b")
         assert all(isinstance(i, int) for i in p.execute())
         assert c.address == leader.url
+
+
+def test_the_clients_own_cluster_transfer_then_calls_go_on(three):
+    """After its own cluster_transfer the client leaves the old leader
+    (which restarts itself as a follower, closing its connections) before
+    the next call, so that call never dies with the old connection."""
+    cl, leader = three
+    c = rcstore.connect([n.url for n in cl.nodes.values()], ttl=60, failover_timeout=60)
+    r = c.new(b"before")
+    assert c.address == leader.url
+    c.cluster_transfer()
+    assert c.address is None  # left the old leader: the next call connects
+    r2 = c.new(b"after")  # on the new leader: no ConnectionFailed
+    assert c.address != leader.url
+    assert c.get(r2)["data"] == b"after" and r.get()["data"] == b"before"
+    c.close()

@@ -277,3 +277,35 @@ def test_slowlog(server):
         assert isinstance(entries, list)
         assert c.slowlog_reset() is None
         assert c.slowlog(5) == [] or isinstance(c.slowlog(5), list)
+
+
+def test_notifications_with_a_lease_go_on_across_a_kill(server):
+    """next() on notifications() while the server is killed and restarted
+    on its --data-dir: with a lease the client reconnects by itself (the
+    session resumed, the watch remade) and the wait goes on."""
+    with rcstore.connect(server.address) as d:
+        x = d.create(b"watched")
+        d.bind("py/watched", x)
+        d.decref(x)  # kept by its name only
+    c = rcstore.connect(server.address, ttl=60, failover_timeout=60)
+    c.watch(x)
+    got = {}
+
+    def consume():
+        try:
+            got["note"] = next(c.notifications())
+        except BaseException as e:
+            got["error"] = e
+
+    t = threading.Thread(target=consume, daemon=True)
+    t.start()
+    server.kill()
+    server.start()
+    with rcstore.connect(server.address) as e:
+        e.unbind("py/watched")  # freed: before the rewatch ("unknown") or after it ("refcount")
+    t.join(60)  # a hang guard
+    assert not t.is_alive() and "error" not in got, got
+    method, params = got["note"]
+    assert method == "freed" and params[0] == x
+    assert c.ping() == "pong"
+    c.close()
