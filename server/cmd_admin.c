@@ -197,8 +197,11 @@ int cmd_do_slowlog(struct cmd_ctx *c, arg_t *a, uint32_t n)
         rpc_pack_cstr(&c->pk, "client");
         rpc_pack_cstr(&c->pk, e->client);
         rpc_pack_kv_uint(&c->pk, "session", e->session);
-        rpc_pack_cstr(&c->pk, "user");
-        rpc_pack_cstr(&c->pk, e->user);
+        rpc_pack_cstr(&c->pk, "user"); /* nil where nobody logs in, as hello's */
+        if (e->user[0])
+            rpc_pack_cstr(&c->pk, e->user);
+        else
+            msgpack_pack_nil(&c->pk);
     }
     return 0;
 }

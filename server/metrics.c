@@ -29,6 +29,13 @@
 #include <unistd.h>
 #include <uv.h>
 
+/* The HTTP side's bounds: connections in all (32 KiB of memory each at
+ * most), connections from one source address, idle seconds before a
+ * connection is closed. */
+#define METRICS_CONNECTIONS 256
+#define METRICS_PER_IP      4
+#define METRICS_IDLE_S      5
+
 struct metrics {
     struct MHD_Daemon *d;
     pthread_mutex_t lock;
@@ -289,14 +296,20 @@ int metrics_start(struct metrics **out, const char *uri, char *err, size_t errle
     m->start_time = process_start_time();
     m->beat_ms = metrics_clock_ms();
     snprintf(m->why_not, sizeof(m->why_not), "starting");
-    /* Few, short-lived connections: a scraper, maybe two. The daemon owns
-     * the socket from here and closes it when stopped. */
+    /* Few, short-lived connections: a scraper, maybe two, and the probes.
+     * libmicrohttpd's timeout counts idle time only, so a client sending a
+     * byte every few seconds keeps its slot: each source address gets at
+     * most METRICS_PER_IP slots, so such clients from one address cannot
+     * starve a prober at another (the kubelet probes from the node's
+     * address). The daemon owns the socket from here and closes it when
+     * stopped. */
     errno = 0;
     m->d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL |
                                 (sa.ss_family == AF_INET6 ? MHD_USE_IPv6 : 0),
                             0, NULL, NULL, on_request, m, MHD_OPTION_LISTEN_SOCKET, fd,
-                            MHD_OPTION_CONNECTION_LIMIT, (unsigned)16,
-                            MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)10,
+                            MHD_OPTION_CONNECTION_LIMIT, (unsigned)METRICS_CONNECTIONS,
+                            MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)METRICS_PER_IP,
+                            MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)METRICS_IDLE_S,
                             MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)32768, MHD_OPTION_END);
     if (!m->d) {
         /* Not bind or listen (done above): threads or memory. */

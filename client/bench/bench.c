@@ -636,6 +636,12 @@ static void report_error(struct bconn *c, const uint8_t *frame, size_t len)
                 (int)code->via.str.size, code->via.str.ptr, msg ? ": " : "",
                 msg && msg->type == MSGPACK_OBJECT_STR ? (int)msg->via.str.size : 0,
                 msg && msg->type == MSGPACK_OBJECT_STR ? msg->via.str.ptr : "");
+        /* The server's advice is the protocol's (hello {"auth": ...}): say
+         * what to give the bench, as rcstore does. */
+        if (code->via.str.size == 13 && memcmp(code->via.str.ptr, "AUTH_REQUIRED", 13) == 0)
+            fputs("rcstore-bench: give --user NAME --auth-file FILE (or RCSTORE_USER and "
+                  "RCSTORE_AUTH_FILE)\n",
+                  stderr);
     }
     rpc_decoder_close(&dec);
 }

@@ -73,7 +73,8 @@ struct cli {
     int use_tls;
     unsigned tls_flags; /* the TLS options given on the command line (TLS_OPT_ bits) */
     char session_path[1024];
-    int in_session; /* resumed the session of session_file */
+    int in_session;         /* resumed the session of session_file */
+    rcs_hello_info resumed; /* what the hello that resumed it said */
     int shell;
     int failover_s;       /* --failover-timeout */
     int retry;            /* the command got NOT_LEADER: run it again */
@@ -82,6 +83,13 @@ struct cli {
     uint64_t session;     /* the session the shell last saw (0: none yet) */
     uint64_t reconnects;  /* rcs_reconnects when it did */
     const char *histfile; /* the shell's history file, or NULL for none */
+    /* The shell: connected says the last try reached the server (the prompt
+     * is "not connected> " otherwise, as redis-cli's); greeted that the
+     * start-up hello (resume_session, greet) was sent, which a shell
+     * started while the server was down sends at its first connection,
+     * with start_ttl (--ttl). */
+    int connected, greeted;
+    uint32_t start_ttl;
 };
 
 /* The command line's TLS options, for the warning that a plaintext address
@@ -101,6 +109,10 @@ struct command {
 static const struct command commands[];
 
 /* ---- reporting errors ---- */
+
+/* What to give the CLI when a server answers AUTH_REQUIRED (whose own
+ * message is the protocol's: hello {"user": ..., "auth": ...}). */
+#define AUTH_HINT "give --user NAME --auth-file FILE (or RCSTORE_USER and RCSTORE_AUTH_FILE)"
 
 /* --json was given: errors go to stdout as JSON (set once the command line
  * is parsed; a program-wide setting, as stdout is). */
@@ -172,14 +184,18 @@ static int exit_status(int rc)
     return rc == RCS_ETIMEDOUT ? EXIT_TIMEOUT : rc <= RCS_EIO ? EXIT_USAGE : EXIT_SERVER;
 }
 
-/* Report a library error rc with a message; returns its exit status. */
+/* Report a library error rc with a message; returns its exit status. The
+ * human line names the condition by its JSON code, so that one condition
+ * has one name ("rcstore: TIMEOUT: ..." as {"code": "TIMEOUT"}). */
 static int fail(int rc, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static int fail(int rc, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    vreport(json_code(rc), rcs_error_name(rc), fmt, ap);
+    vreport(json_code(rc), json_code(rc), fmt, ap);
     va_end(ap);
+    if (rc == RCS_EAUTH_REQUIRED && !json_errors) /* the server's advice is the protocol's */
+        fputs(AUTH_HINT "\n", stderr);
     return exit_status(rc);
 }
 
@@ -921,6 +937,40 @@ static int write_session_file(const char *path, const uint8_t *token, size_t len
     return fclose(f) == 0 ? 0 : -1;
 }
 
+/* session status, one-shot: the session file's session as the hello that
+ * resumed it said (session, resumed, ttl: the lease, which runs again from
+ * this command's exit) and the file's path; the token only with
+ * --show-token (hex for people, base64 in JSON). */
+static int session_status(struct cli *cli, const struct opts *o)
+{
+    const rcs_hello_info *in = &cli->resumed;
+    rcs_value k[5], v[5], m = {.type = RCS_MAP, .via.map = {k, v, 0}};
+    static const char *const names[] = {"session", "resumed", "ttl", "session_file", "token"};
+    for (size_t i = 0; i < 5; i++) {
+        k[i].type = RCS_STR;
+        k[i].via.bytes.ptr = names[i];
+        k[i].via.bytes.len = strlen(names[i]);
+    }
+    v[0].type = RCS_UINT;
+    v[0].via.u = in->session;
+    v[1].type = RCS_BOOL;
+    v[1].via.boolean = in->resumed != 0;
+    v[2].type = RCS_UINT;
+    v[2].via.u = in->ttl;
+    v[3].type = RCS_STR;
+    v[3].via.bytes.ptr = cli->session_path;
+    v[3].via.bytes.len = strlen(cli->session_path);
+    v[4].type = RCS_BIN;
+    v[4].via.bytes.ptr = (const char *)in->token;
+    v[4].via.bytes.len = in->token_len;
+    m.via.map.len = o->show_token ? 5 : 4;
+    if (o->json)
+        print_json(stdout, &m);
+    else
+        print_map_hex(stdout, &m, "token");
+    return EXIT_OK;
+}
+
 /* session start|end|status: a lease shared by consecutive invocations. */
 static int cmd_session(struct cli *cli, const struct opts *o, int argc, char **argv)
 {
@@ -955,7 +1005,7 @@ static int cmd_session(struct cli *cli, const struct opts *o, int argc, char **a
         return EXIT_OK;
     }
     if (strcmp(argv[0], "status") == 0)
-        return hello_cmd(cli, o, NULL);
+        return session_status(cli, o);
     return usage_error("session start [--ttl DURATION] | end | status [--show-token]");
 }
 
@@ -987,8 +1037,10 @@ static int resume_session(struct cli *cli, const char *command)
         rcs_hello_opts ho = {.resume = tok, .resume_len = n, .client = CLIENT_NAME};
         rcs_hello_info info;
         rc = n ? rcs_hello_with(cli->c, &ho, &info) : RCS_ESESSION_EXPIRED;
-        if (rc == 0)
+        if (rc == 0) {
             cli->session = info.session;
+            cli->resumed = info;
+        }
     }
     if (rc == RCS_ESESSION_EXPIRED) {
         report("SESSION_EXPIRED",
@@ -1703,8 +1755,17 @@ static int shell_ready(struct cli *cli)
         lost = 1;
         rc = rcs_ping(cli->c);
     }
+    cli->connected = rc >= 0 || (rc != RCS_ECONNECT && rc != RCS_EIO);
     if (rc < 0)
         return call_failed(cli, rc);
+    if (!cli->greeted) { /* the server was down when the shell started */
+        cli->greeted = 1;
+        cli->reconnects = rcs_reconnects(cli->c);
+        if ((rc = resume_session(cli, NULL)) != 0 || (rc = greet(cli, cli->start_ttl)) != 0)
+            return rc;
+        fprintf(stderr, "connected to %s\n", rcs_address(cli->c));
+        return 0;
+    }
     if (rcs_reconnects(cli->c) == cli->reconnects && !lost)
         return 0;
     cli->reconnects = rcs_reconnects(cli->c);
@@ -1735,7 +1796,8 @@ static int shell(struct cli *cli)
 
     cli->shell = 1;
     cli->reconnects = rcs_reconnects(cli->c);
-    snprintf(prompt, sizeof(prompt), "%s> ", rcs_address(cli->c));
+    snprintf(prompt, sizeof(prompt), "%s> ",
+             cli->connected ? rcs_address(cli->c) : "not connected");
     if (isatty(STDIN_FILENO)) {
         history_open(cli);
         printf("rcstore %s: one session for this whole shell. 'help' lists commands, "
@@ -1762,7 +1824,8 @@ static int shell(struct cli *cli)
         show_notifications(cli);
         fflush(stdout);
         /* The prompt names the node in use: it changes when a leader does. */
-        snprintf(prompt, sizeof(prompt), "%s> ", rcs_address(cli->c));
+        snprintf(prompt, sizeof(prompt), "%s> ",
+                 cli->connected ? rcs_address(cli->c) : "not connected");
     }
     return status;
 }
@@ -1831,7 +1894,14 @@ int main(int argc, char **argv)
     } else {
         rc = rcs_open(cli.address, &cli.c);
     }
-    if (rc < 0) {
+    cli.shell = npos == 0; /* a shell's messages keep "the next request reconnects" */
+    cli.connected = rc == 0;
+    cli.start_ttl = (uint32_t)ttl;
+    if (rc < 0 && cli.shell && cli.c && (rc == RCS_ECONNECT || rc == RCS_EIO)) {
+        /* The shell opens anyway, as redis-cli's "not connected>": each
+         * command tries to connect first (shell_ready). */
+        connect_failed(rc, "%s", last_error(&cli));
+    } else if (rc < 0) {
         if (cli.c)
             status = connect_failed(rc, "%s", last_error(&cli));
         else
@@ -1850,10 +1920,10 @@ int main(int argc, char **argv)
     else
         snprintf(cli.session_path, sizeof(cli.session_path), "%s/.rcstore_session",
                  getenv("HOME") ? getenv("HOME") : ".");
-    cli.shell = npos == 0; /* a shell's messages keep "the next request reconnects" */
+    cli.greeted = cli.connected;
     if ((status = authenticate(&cli)) != 0 ||
-        (status = resume_session(&cli, npos > 0 ? pos[0] : NULL)) != 0 ||
-        (status = greet(&cli, (uint32_t)ttl)) != 0) {
+        (cli.greeted && ((status = resume_session(&cli, npos > 0 ? pos[0] : NULL)) != 0 ||
+                         (status = greet(&cli, (uint32_t)ttl)) != 0))) {
         rcs_close(cli.c);
         return status;
     }

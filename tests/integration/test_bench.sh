@@ -202,6 +202,8 @@ check "-a warns that the command line is visible" 1 \
 "$BENCH" -h "${aaddr%:*}" -p "${aaddr##*:}" -n 10 -t ping -q >/dev/null 2>"$tmp/err"
 check "auth server without a token: status 2" 2 $?
 check "and the server's AUTH_REQUIRED is shown" 1 "$(grep -c 'AUTH_REQUIRED' "$tmp/err")"
+check "... with a line saying what to give" 1 \
+  "$(grep -cx 'rcstore-bench: give --user NAME --auth-file FILE (or RCSTORE_USER and RCSTORE_AUTH_FILE)' "$tmp/err")"
 "$BENCH" -h "${aaddr%:*}" -p "${aaddr##*:}" -n 10 -t ping -a wrong-token -q >/dev/null 2>&1
 check "auth server, a wrong -a: status 2" 2 $?
 "$BENCH" -a x --auth-file "$tmp/auth.tok" -n 10 -t ping >/dev/null 2>&1

@@ -121,7 +121,8 @@ def cli(*args, stdin=None, **extra):
     return p.returncode, p.stdout, p.stderr
 
 
-srv, (host, port) = server("--listen", "unix://" + path("s.sock"), "--max-data-bytes", "1000")
+srv, (host, port) = server("--listen", "unix://" + path("s.sock"), "--max-data-bytes", "1000",
+                           "--slowlog-log-slower-than-us", "0")  # every request in slowlog
 A = "%s:%d" % (host, port)
 
 # ---- redis-cli's flags ----
@@ -154,6 +155,11 @@ asrv, (ahost, aport) = server("--auth-token-file", path("tok"))
 AA = "%s:%d" % (ahost, aport)
 rc, out, err = cli("-H", AA, "create", "x")
 check("auth server: refused without a token", rc == 1 and "AUTH_REQUIRED" in err, (rc, out, err))
+check("... and a line of its own saying what to give", err.endswith(
+    "\ngive --user NAME --auth-file FILE (or RCSTORE_USER and RCSTORE_AUTH_FILE)\n"), err)
+rc, out, err = cli("-H", AA, "--json", "create", "x")
+check("... not with --json (the error on stdout, stderr empty)", rc == 1 and err == "" and
+      (js(out) or {}).get("error", {}).get("code") == "AUTH_REQUIRED", (rc, out, err))
 rc, out, err = cli("-H", AA, "ping")
 check("auth server: ping without a token still answers", (rc, out) == (0, "pong\n"), (rc, err))
 rc, out, err = cli("-H", AA, "-a", "s3cret", "create", "x")
@@ -225,6 +231,8 @@ check("shell: TOO_LARGE, and the same connection (session) goes on",
 # ---- exit statuses, --json ----
 rc, out, err = cli("-H", A, "watch", fid, "--timeout", "1")
 check("watch --timeout with no free: exit 3", rc == 3 and "not freed within" in err, (rc, err))
+check("... named TIMEOUT as in JSON (one name per condition)",
+      err.startswith("rcstore: TIMEOUT: object "), err)
 rc, out, err = cli("-H", A, "--json", "watch", fid, "--timeout", "1")
 check("watch --timeout --json: TIMEOUT on stdout, exit 3", rc == 3 and err == "" and
       (js(out) or {}).get("error", {}).get("code") == "TIMEOUT", (rc, out, err))
@@ -258,11 +266,30 @@ check("claim takes share --json's base64 token", (rc, out.strip()) == (0, fid), 
 rc, out, err = cli("-H", A, "claim", "not/a/token")
 check("claim of neither hex nor base64: exit 2", rc == 2 and "share" in err, (rc, out, err))
 
+# ---- slowlog --json: no user is null, as in hello ----
+rc, out, err = cli("-H", A, "--json", "hello")
+check("hello --json: user null where nobody logs in", rc == 0 and
+      "user" in (js(out) or {}) and js(out)["user"] is None, out)
+rc, out, err = cli("-H", A, "--json", "slowlog", "100")
+check("slowlog --json: user null too", rc == 0 and isinstance(js(out), list) and
+      len(js(out)) > 0 and all("user" in e and e["user"] is None for e in js(out)), (rc, out, err))
+
 # ---- the resume token is shown only when asked ----
 sf = path("session")
-rc, out, err = cli("-H", A, "session", "start", "--ttl", "60", RCSTORE_SESSION_FILE=sf)
+rc, out, err = cli("-H", A, "session", "start", "--ttl", "5m", RCSTORE_SESSION_FILE=sf)
+started = re.match(r"session (\d+) started", out)
 with open(sf) as f:
     token = f.read().strip()
+# session status: the session just resumed, as a user wants to see it.
+rc, out, err = cli("-H", A, "session", "status", RCSTORE_SESSION_FILE=sf)
+check("session status: the session started, resumed, its lease, the file",
+      rc == 0 and started and re.search(r"^session: +%s$" % started.group(1), out, re.M) and
+      re.search(r"^resumed: +true$", out, re.M) and re.search(r"^ttl: +300$", out, re.M) and
+      re.search(r'^session_file: +"%s"$' % re.escape(sf), out, re.M), (rc, out, err))
+rc, out, err = cli("-H", A, "--json", "session", "status", RCSTORE_SESSION_FILE=sf)
+check("session status --json: the same",
+      rc == 0 and started and js(out) == {"session": int(started.group(1)), "resumed": True,
+                                          "ttl": 300, "session_file": sf}, (rc, out, err))
 rc, out, err = cli("-H", A, "session", "status", RCSTORE_SESSION_FILE=sf)
 check("session status: no token", rc == 0 and "session:" in out and token not in out and
       not re.search(r"^token:", out, re.M), (rc, out))
@@ -363,7 +390,7 @@ if "Connection refused" not in down:  # the ping met the closing connection: onc
     sh.send("ping")
     down = sh.line(sh.err)
 check("... saying it cannot connect, and that the next one tries again",
-      "cannot connect to %s: Connection refused; the next request reconnects" % D in down, down)
+      down.startswith("rcstore: CONNECTION_FAILED: ") and "cannot connect to %s: Connection refused; the next request reconnects" % D in down, down)
 dsrv = serve_at(dport, "--data-dir", path("data"))
 sh.send("stat " + oid)
 note = sh.line(sh.err)
@@ -472,5 +499,32 @@ t.buf = b""
 os.write(t.m, b"\x1b[A")  # up arrow: the last command of the killed shell
 check("a new shell reads that history", t.wait_for(b"hist-probe"), t.buf)
 t.kill()
+
+# ---- a shell started while the server is down: "not connected>" ----
+# A free port (the kernel's), nobody listening on it yet.
+ps = socket.socket()
+ps.bind(("127.0.0.1", 0))
+nport = ps.getsockname()[1]
+ps.close()
+rc, out, err = cli("-p", str(nport), "ping")
+check("one-shot with the server down: still exit 2", rc == 2, (rc, out, err))
+t = Pty("-p", str(nport), "--ttl", "60")
+check("the shell opens with the server down, prompt 'not connected>'",
+      t.wait_for(b"not connected> "), t.buf)
+t.buf = b""
+os.write(t.m, b"ping\r")
+check("... a command then fails saying it cannot connect, the prompt unchanged",
+      t.wait_for(rb"cannot connect to .*Connection refused.*\r\nnot connected> "), t.buf)
+nsrv = serve_at(nport)
+t.buf = b""
+os.write(t.m, b"create up\r")
+check("server up: the next command connects and runs, the prompt names the server",
+      t.wait_for(rb"\r\n\d+\r\n127\.0\.0\.1:%d> " % nport), t.buf)
+t.buf = b""
+os.write(t.m, b"session status\r")
+check("... with the start-up hello sent then (--ttl's lease)",
+      t.wait_for(rb"ttl: +60\r\n"), t.buf)
+t.kill()
+stop(nsrv)
 
 sys.exit(1 if check.failures else 0)

@@ -159,13 +159,18 @@ proc, addr = start_server("--maxmemory", "8m", "--max-output-bytes", "4m")
 try:
     a = Conn(addr)
     big = a.ok("create", b"g" * 1000000)
+    accepted = a.ok("stats")["server"]["connections_total"]
     deaf = Conn(addr)
     deaf.send_raw(b"".join(msgpack.packb([0, i, "get", [big]]) for i in range(20)))
     # It must not read before the server cuts it off: the server serves the
     # 20 gets a slice of the loop at a time, and a reader draining its
-    # socket meanwhile would keep it under the bound.
+    # socket meanwhile would keep it under the bound. Its connection must
+    # have been accepted (a slow server may not have yet) and closed.
+    def cut():
+        srv = a.ok("stats")["server"]
+        return srv["connections_total"] > accepted and srv["connections"] == 1
     check("deaf reader: closed at max_output_bytes (without reading a byte)",
-          wait_for(lambda: a.ok("stats")["server"]["connections"] == 1) and deaf.closed())
+          wait_for(cut) and deaf.closed())
     check("deaf reader: then creates succeed", created(a, b"c" * 1000000))
 finally:
     stop(proc, "deaf-output")

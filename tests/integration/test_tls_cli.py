@@ -118,14 +118,14 @@ def checks(kind):
     cli_refused("name mismatch", ["hostname mismatch", "db.example.com"], "-H", T,
                 "--cacert", f("ca.pem"), "--sni", "db.example.com")
     cli_refused("client certificate missing",
-                ["rcstore: EIO: TLS: the server requires a client certificate (tlsv13 alert "
+                ["rcstore: CONNECTION_FAILED: TLS: the server requires a client certificate (tlsv13 alert "
                  "certificate required) (%s)\n" % M], "-H", M, "--cacert", f("ca.pem"))
     cli_refused("CA file missing", ["CA file", "nope.pem"], "-H", T, "--cacert", f("nope.pem"))
     cli_refused("key without certificate", ["needs its key"], "-H", T, "--key", f("cli.key"))
     cli_refused("TLS to a plaintext port", ["rcstore: TLS: the server closed the connection "
                 "during the handshake (is the port plaintext?) (tls://%s)\n" % plain],
                 "-H", "tls://" + plain, "--cacert", f("ca.pem"))
-    cli_refused("plaintext to a TLS port", ["rcstore: EIO: the server refused the connection: "
+    cli_refused("plaintext to a TLS port", ["rcstore: CONNECTION_FAILED: the server refused the connection: "
                 "this port speaks TLS: use tls://", " (127.0.0.1:%s)\n" % port],
                 "-H", "127.0.0.1:" + port)
     for name, args in (("plaintext to a TLS port", ["-H", "127.0.0.1:" + port]),

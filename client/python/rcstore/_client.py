@@ -12,6 +12,7 @@ or ``close()``. This module does the I/O; ``_wire`` does the bytes.
 
 import atexit
 import collections
+import inspect
 import os
 import select
 import socket
@@ -1374,6 +1375,18 @@ class Pipeline(_Api):
             self._take()  # the block failed: send nothing
 
 
+def _signed(f, method=False):
+    """Give f, which takes (address, **options), the option names of
+    _ClientBase._configure as its signature, so that help() and
+    inspect.signature show them; method: f takes self first."""
+    sig = inspect.signature(_ClientBase._configure)
+    params = list(sig.parameters.values())
+    params[1] = params[1].replace(default=DEFAULT_ADDRESS)
+    f.__signature__ = sig.replace(parameters=params if method else params[1:])
+    return f
+
+
+@_signed
 def connect(address=DEFAULT_ADDRESS, **options):
     """Connect to rcstored and say hello: a ``Client``. address: a
     ``"host:port"``, ``tcp://``, ``tls://`` or ``unix:///path`` URL, or a
@@ -1385,6 +1398,9 @@ def connect(address=DEFAULT_ADDRESS, **options):
     options are the Client's (client_name, timeout, failover_timeout,
     resume)."""
     return Client(address, **options)
+
+
+_signed(Client.__init__, method=True)
 
 
 # Open clients, for the exit flush; weak, so that this keeps none alive.

@@ -715,3 +715,7 @@ class Pipeline(_client.Pipeline):
 
     def __enter__(self):
         raise TypeError("an rcstore.aio pipeline is sent by 'async with', not 'with'")
+
+
+_client._signed(connect)
+_client._signed(Client.__init__, method=True)

@@ -109,3 +109,18 @@ def test_errors():
     import pickle
     e = pickle.loads(pickle.dumps(rcstore.error_from_wire({"code": "NOT_LEADER", "message": "m", "leader": "tcp://a:1"})))
     assert type(e) is rcstore.NotLeader and e.leader == "tcp://a:1" and e.message == "m"
+
+
+def test_connect_signatures_name_the_options():
+    """help(rcstore.connect) shows SPEC section 11's parameters, for both
+    clients, although they take (address, **options) and pass them on."""
+    import inspect
+
+    import rcstore
+    import rcstore.aio
+
+    for f in (rcstore.connect, rcstore.Client, rcstore.aio.connect, rcstore.aio.Client):
+        params = inspect.signature(f).parameters
+        assert list(params)[:5] == ["address", "ttl", "auth", "user", "tls"], f
+        assert params["address"].default == "127.0.0.1:7373"
+        assert params["ttl"].kind is inspect.Parameter.KEYWORD_ONLY
