@@ -55,6 +55,18 @@ PAGE = 10000
 FLUSH_INTERVAL = 0.1
 # What one data write is cut into on the interleaved path.
 CHUNK = 256 * 1024
+# Notifications kept for notifications() at most (rcstore.aio's too): one
+# more fails the connection with ConnectionFailed. rcstored sends one per
+# watch, so only a program with more watched objects freed and unread than
+# this, or a hostile server, meets it (docs/python.md).
+MAX_NOTIFICATIONS = 100_000
+
+
+def _too_many_notes():
+    return ConnectionFailed(
+        f"the server sent more than {MAX_NOTIFICATIONS} notifications the program did not read "
+        "(read them with notifications())"
+    )
 
 
 def _id(x):
@@ -788,7 +800,11 @@ class Client(_ClientBase):
         for m in msgs:
             if m[0] != "notification":
                 return False  # a reply nobody asked for: not a stream to trust
-            self._on_note(m[1], m[2])
+            try:
+                self._on_note(m[1], m[2])
+            except ConnectionFailed:
+                self._drop_conn()
+                raise
         return True
 
     def _exchange(self, batch):
@@ -884,7 +900,13 @@ class Client(_ClientBase):
                         continue
                 else:
                     if deadline is not None:
-                        sock.settimeout(max(0.001, deadline - time.monotonic()))
+                        # Checked at every turn: a server that streams
+                        # notifications (and never the reply) keeps each
+                        # recv short of its own timeout.
+                        left = deadline - time.monotonic()
+                        if left <= 0:
+                            raise Timeout(f"no reply from {c.address} within {self.timeout} s")
+                        sock.settimeout(left)
                     data = sock.recv(CHUNK)
                 if not data:
                     raise ConnectionFailed(f"{c.address} closed the connection with {n - len(out)} replies owed")
@@ -941,6 +963,8 @@ class Client(_ClientBase):
         return results, failed, epoch, retried
 
     def _on_note(self, method, params):
+        if len(self._notes) >= MAX_NOTIFICATIONS:
+            raise _too_many_notes()
         if method == "freed" and params:
             self._watched.discard(params[0])
         self._notes.append((method, params))
@@ -1048,6 +1072,7 @@ class Client(_ClientBase):
         if err is not None:
             raise err
         self._replayed(result)
+        self._conn.decoder.set_limit(result.get("limits"))
         self._rewatch()
 
     def _rewatch(self):

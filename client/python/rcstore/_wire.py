@@ -35,10 +35,32 @@ DEFAULT_PORT = 7373
 REQUEST, RESPONSE, NOTIFICATION = 0, 1, 2
 # msgids are uint32 on the wire; callers wrap to 1 after this.
 MAX_MSGID = 2**32 - 1
-# What the decoder buffers for one message before it gives up on the stream:
-# far above any server's max_message_bytes for replies (names, stats), far
-# below what a broken or hostile peer could make us hold.
+# What the decoder buffers for one message before it gives up on the stream.
+# Before hello, and for a server whose max_message_bytes is small, it is
+# MIN_BUFFER_BYTES (room for the largest replies, names or why pages, far
+# above a default server's 4 MiB requests); after hello it is twice the
+# server's max_message_bytes plus 1 MiB when that is more (a get's reply is
+# at most a request's size: data, refs and a few keys), never more than
+# MAX_BUFFER_BYTES. A hostile server cannot make the client hold more.
+MIN_BUFFER_BYTES = 64 * 1024 * 1024
 MAX_BUFFER_BYTES = 256 * 1024 * 1024
+
+
+def buffer_limit(limits):
+    """What a Decoder may buffer for a server whose hello gave limits."""
+    mmb = limits.get("max_message_bytes") if isinstance(limits, dict) else None
+    if isinstance(mmb, bool) or not isinstance(mmb, int) or mmb <= 0:
+        return MIN_BUFFER_BYTES
+    return min(MAX_BUFFER_BYTES, max(MIN_BUFFER_BYTES, 2 * mmb + (1 << 20)))
+
+
+def _not_msgpack(e):
+    what = str(e) or {
+        msgpack.ExtraData: "extra bytes after a message",
+        msgpack.FormatError: "a byte that starts no msgpack value (such as 0xc1)",
+        msgpack.StackError: "values nested too deep",
+    }.get(type(e), type(e).__name__)
+    return ConnectionFailed(f"the server sent bytes that are not msgpack: {what}")
 
 _SCHEMES = ("tcp", "tls", "unix")
 
@@ -248,25 +270,43 @@ class Decoder:
     bin comes back as bytes, str as str. A stream that is not msgpack-RPC
     raises ``ConnectionFailed``: the connection cannot be trusted past it."""
 
-    def __init__(self, max_buffer_size=MAX_BUFFER_BYTES):
-        self._u = msgpack.Unpacker(
+    def __init__(self, max_buffer_size=MIN_BUFFER_BYTES):
+        self.max_buffer_size = max_buffer_size
+        self._fed = 0  # bytes fed, to know when nothing is buffered
+        self._u = self._unpacker()
+
+    def _unpacker(self):
+        return msgpack.Unpacker(
             raw=False,
             strict_map_key=False,
             unicode_errors="surrogateescape",
-            max_buffer_size=max_buffer_size,
+            max_buffer_size=self.max_buffer_size,
         )
+
+    def set_limit(self, limits):
+        """Bound messages by the limits of the server's hello
+        (``buffer_limit``). Done when nothing is buffered (just after
+        hello's reply); else the bound stays as it was."""
+        n = buffer_limit(limits)
+        if n != self.max_buffer_size and self._u.tell() == self._fed:
+            self.max_buffer_size = n
+            self._fed = 0
+            self._u = self._unpacker()
 
     def feed(self, data):
         try:
             self._u.feed(data)
         except msgpack.BufferFull:
-            raise ConnectionFailed("the server sent a message larger than the client takes") from None
+            raise ConnectionFailed(
+                f"the server sent a message larger than the client takes ({self.max_buffer_size} bytes)"
+            ) from None
+        self._fed += len(data)
         out = []
         try:
             for m in self._u:
                 out.append(_message(m))
         except (msgpack.ExtraData, msgpack.FormatError, msgpack.StackError, ValueError) as e:
-            raise ConnectionFailed(f"the server sent bytes that are not msgpack: {e}") from None
+            raise _not_msgpack(e) from None
         return out
 
     def feed_results(self, data, want):
@@ -315,11 +355,14 @@ class Decoder:
         try:
             self._u.feed(data)
         except msgpack.BufferFull:
-            raise ConnectionFailed("the server sent a message larger than the client takes") from None
+            raise ConnectionFailed(
+                f"the server sent a message larger than the client takes ({self.max_buffer_size} bytes)"
+            ) from None
+        self._fed += len(data)
         try:
             return list(self._u)
         except (msgpack.ExtraData, msgpack.FormatError, msgpack.StackError, ValueError) as e:
-            raise ConnectionFailed(f"the server sent bytes that are not msgpack: {e}") from None
+            raise _not_msgpack(e) from None
 
 
 def _message(m):

@@ -108,7 +108,11 @@ class _Conn(asyncio.Protocol):
             return
         for m in msgs:
             if m[0] == "notification":
-                self.client._on_note(m[1], m[2])
+                try:
+                    self.client._on_note(m[1], m[2])
+                except ConnectionFailed as e:  # too many unread
+                    self._abort(e)
+                    return
                 continue
             if not self.waiting or m[1] != self.waiting[0].next:
                 self._abort(ConnectionFailed(f"{self.address} answered msgid {m[1]} out of order"))
@@ -529,6 +533,8 @@ class Client(_client._ClientBase):
             backoff = min(backoff * 2, _BACKOFF_MAX)
 
     def _on_note(self, method, params):
+        if self._notes.qsize() >= _client.MAX_NOTIFICATIONS:
+            raise _client._too_many_notes()
         if method == "freed" and params:
             self._watched.discard(params[0])
         self._notes.put_nowait((method, params))
@@ -621,6 +627,7 @@ class Client(_client._ClientBase):
         if failed:
             raise r
         self._replayed(r)
+        conn.decoder.set_limit(r.get("limits"))
 
     async def _rewatch(self, conn):
         """Watches belong to a connection: ask again for each after a
