@@ -224,6 +224,10 @@ class _Notifications:
         try:
             if self._timeout is None:
                 item = await c._notes.get()
+            elif not c._notes.empty():
+                # What already arrived, whatever the timeout: wait_for(.., 0)
+                # would give up before the get ran.
+                item = c._notes.get_nowait()
             else:
                 item = await asyncio.wait_for(c._notes.get(), self._timeout)
         except asyncio.TimeoutError:

@@ -310,6 +310,12 @@ async def test_notifications(server):
             if len(got) == 2:
                 break
         assert got == [("freed", [a, "refcount"]), ("freed", [b, "cycle"])]
+        # timeout=0 yields what already arrived (then Timeout).
+        d = await c.create(b"d")
+        await c.watch(d)
+        await c.decref(d)
+        await c.ping()  # the notification came before this reply
+        assert await c.notifications(timeout=0).__anext__() == ("freed", [d, "refcount"])
         with pytest.raises(rcstore.Timeout):
             async for _ in c.notifications(timeout=0.05):
                 pass
