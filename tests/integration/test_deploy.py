@@ -42,6 +42,8 @@ import urllib.request
 
 import yaml
 
+from tour import free_port  # the tours' free port, in this directory
+
 BUILD, SRC = sys.argv[1], sys.argv[2]
 failures = 0
 
@@ -159,12 +161,6 @@ def make_pki(d):
     return token
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 tmp = tempfile.mkdtemp()

@@ -294,20 +294,7 @@ class Decoder:
             self._u = self._unpacker()
 
     def feed(self, data):
-        try:
-            self._u.feed(data)
-        except msgpack.BufferFull:
-            raise ConnectionFailed(
-                f"the server sent a message larger than the client takes ({self.max_buffer_size} bytes)"
-            ) from None
-        self._fed += len(data)
-        out = []
-        try:
-            for m in self._u:
-                out.append(_message(m))
-        except (msgpack.ExtraData, msgpack.FormatError, msgpack.StackError, ValueError) as e:
-            raise _not_msgpack(e) from None
-        return out
+        return [_message(m) for m in self._messages(data)]
 
     def feed_results(self, data, want):
         """``feed`` for the replies to a run of requests whose msgids go on
